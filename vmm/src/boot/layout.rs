@@ -1,0 +1,29 @@
+//! Guest-physical addresses of the structures the VMM writes before boot.
+//!
+//! Everything sits below 1 MiB, where kernels are not loaded, so a kernel
+//! linked at 1 MiB or higher never overlaps them.
+
+/// The boot GDT (null, 64-bit code, data, 32-bit code, TSS).
+pub const GDT: u64 = 0x500;
+/// A stack for kernels entered in 64-bit mode; grows down from here.
+pub const BOOT_STACK_TOP: u64 = 0x8000;
+/// Identity-mapping page tables for the 64-bit entry: PML4, PDPT, 4 PDs.
+pub const PML4: u64 = 0x9000;
+pub const PDPT: u64 = 0xa000;
+pub const PD0: u64 = 0xb000;
+/// Size of the identity map built for the 64-bit entry (2 MiB pages).
+pub const IDENTITY_MAP_BYTES: u64 = 4 << 30;
+/// PVH start_info, then its memory map.
+pub const PVH_START_INFO: u64 = 0x6000;
+pub const PVH_MEMMAP: u64 = 0x6040;
+/// Kernel command line (NUL-terminated).
+pub const CMDLINE: u64 = 0x20000;
+pub const CMDLINE_MAX: usize = 0x10000;
+/// Start of the legacy video/BIOS hole, reported as reserved.
+pub const EBDA_START: u64 = 0x9fc00;
+/// Kernels load at or above this address.
+pub const HIGH_MEMORY: u64 = 0x10_0000;
+/// Guest memory must end below the 32-bit MMIO hole.
+pub const MAX_MEM: u64 = 0xc000_0000;
+/// Addresses KVM needs for its own use on Intel hosts (TSS, identity map).
+pub const KVM_TSS: u64 = 0xfffb_d000;

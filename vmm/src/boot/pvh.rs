@@ -1,0 +1,62 @@
+//! The PVH boot ABI's start_info, memory map and command line.
+
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use super::layout::*;
+use crate::error::{Error, Result};
+
+const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
+const E820_RAM: u32 = 1;
+const E820_RESERVED: u32 = 2;
+
+/// The guest's memory map, as e820 (and PVH) report it.
+pub fn memory_map(mem: &GuestMemoryMmap) -> Vec<(u64, u64, u32)> {
+    let end = mem.last_addr().0 + 1;
+    vec![
+        (0, EBDA_START, E820_RAM),
+        (EBDA_START, HIGH_MEMORY - EBDA_START, E820_RESERVED),
+        (HIGH_MEMORY, end - HIGH_MEMORY, E820_RAM),
+    ]
+}
+
+pub fn write_start_info(mem: &GuestMemoryMmap, cmdline: &str) -> Result<GuestAddress> {
+    let err = |what: &str, e: vm_memory::GuestMemoryError| {
+        Error::GuestMemory(format!("writing the PVH {what}: {e}"))
+    };
+    if cmdline.len() >= CMDLINE_MAX {
+        return Err(Error::GuestMemory(format!(
+            "the command line is {} bytes; at most {} fit",
+            cmdline.len(),
+            CMDLINE_MAX - 1
+        )));
+    }
+    let mut bytes = cmdline.as_bytes().to_vec();
+    bytes.push(0);
+    mem.write_slice(&bytes, GuestAddress(CMDLINE))
+        .map_err(|e| err("command line", e))?;
+
+    let map = memory_map(mem);
+    for (i, (addr, size, type_)) in map.iter().enumerate() {
+        let entry = hvm_memmap_table_entry {
+            addr: *addr,
+            size: *size,
+            type_: *type_,
+            reserved: 0,
+        };
+        let at = PVH_MEMMAP + (i * std::mem::size_of::<hvm_memmap_table_entry>()) as u64;
+        mem.write_obj(entry, GuestAddress(at))
+            .map_err(|e| err("memory map", e))?;
+    }
+    let info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC,
+        version: 1,
+        cmdline_paddr: CMDLINE,
+        memmap_paddr: PVH_MEMMAP,
+        memmap_entries: map.len() as u32,
+        ..Default::default()
+    };
+    mem.write_obj(info, GuestAddress(PVH_START_INFO))
+        .map_err(|e| err("start_info", e))?;
+    Ok(GuestAddress(PVH_START_INFO))
+}

@@ -1,0 +1,95 @@
+//! Emulated devices and the port-I/O bus that dispatches guest accesses.
+//!
+//! Each device owns its state and answers reads and writes at offsets from
+//! its base port. A device never ends the VM itself: it returns an
+//! [`IoAction`] and the run loop decides.
+
+pub mod debug_exit;
+pub mod serial;
+
+use std::sync::{Arc, Mutex};
+
+/// What the run loop must do after a device access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoAction {
+    None,
+    /// The guest asked to end the VM with this process exit status.
+    Exit(i32),
+}
+
+pub trait PioDevice: Send {
+    fn read(&mut self, offset: u16, data: &mut [u8]);
+    fn write(&mut self, offset: u16, data: &[u8]) -> IoAction;
+}
+
+struct Mapping {
+    base: u16,
+    len: u16,
+    device: Arc<Mutex<dyn PioDevice>>,
+}
+
+/// Port-I/O address space shared by all vCPUs.
+#[derive(Clone, Default)]
+pub struct PioBus {
+    mappings: Arc<Vec<Mapping>>,
+}
+
+impl PioBus {
+    pub fn builder() -> PioBusBuilder {
+        PioBusBuilder::default()
+    }
+
+    fn find(&self, port: u16) -> Option<(&Mapping, u16)> {
+        self.mappings
+            .iter()
+            .find(|m| port >= m.base && port - m.base < m.len)
+            .map(|m| (m, port - m.base))
+    }
+
+    /// Reads from an unmapped port return all ones, as on a PC bus.
+    pub fn read(&self, port: u16, data: &mut [u8]) {
+        match self.find(port) {
+            Some((m, offset)) => lock(&m.device).read(offset, data),
+            None => {
+                tracing::trace!("read from unmapped port {port:#x}");
+                data.fill(0xff)
+            }
+        }
+    }
+
+    pub fn write(&self, port: u16, data: &[u8]) -> IoAction {
+        match self.find(port) {
+            Some((m, offset)) => lock(&m.device).write(offset, data),
+            None => {
+                tracing::trace!("write to unmapped port {port:#x}: {data:02x?}");
+                IoAction::None
+            }
+        }
+    }
+}
+
+/// A device that panicked while holding its lock has its state left as it
+/// was; carrying on keeps the rest of the VM alive.
+fn lock(device: &Mutex<dyn PioDevice>) -> std::sync::MutexGuard<'_, dyn PioDevice + 'static> {
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+pub struct PioBusBuilder {
+    mappings: Vec<Mapping>,
+}
+
+impl PioBusBuilder {
+    pub fn map(mut self, base: u16, len: u16, device: Arc<Mutex<dyn PioDevice>>) -> Self {
+        self.mappings.push(Mapping { base, len, device });
+        self
+    }
+
+    pub fn build(self) -> PioBus {
+        PioBus {
+            mappings: Arc::new(self.mappings),
+        }
+    }
+}

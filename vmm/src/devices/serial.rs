@@ -1,0 +1,149 @@
+//! The 16550 UART at COM1 (vm-superio), its interrupt line, and where its
+//! output goes.
+
+use std::io::Write;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{IoAction, PioDevice};
+use crate::error::{Error, Result};
+
+pub const COM1_PORT: u16 = 0x3f8;
+pub const COM1_LEN: u16 = 8;
+pub const COM1_IRQ: u32 = 4;
+
+/// Where the guest's serial output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SerialTarget {
+    Stdout,
+    File(PathBuf),
+    /// A unix socket the VMM listens on; it waits for one client to connect.
+    Unix(PathBuf),
+    None,
+}
+
+impl std::str::FromStr for SerialTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "stdout" | "stdio" => Ok(Self::Stdout),
+            "none" | "null" => Ok(Self::None),
+            _ => match s.split_once(':') {
+                Some(("file", p)) if !p.is_empty() => Ok(Self::File(p.into())),
+                Some(("unix", p)) if !p.is_empty() => Ok(Self::Unix(p.into())),
+                _ => Err(format!(
+                    "`{s}` is not a serial target: use stdout, none, file:PATH or unix:PATH"
+                )),
+            },
+        }
+    }
+}
+
+impl SerialTarget {
+    pub fn open(&self) -> Result<Box<dyn Write + Send>> {
+        let err = |source| Error::Serial {
+            target: format!("{self:?}"),
+            source,
+        };
+        Ok(match self {
+            Self::Stdout => Box::new(FlushingStdout),
+            Self::None => Box::new(std::io::sink()),
+            Self::File(p) => Box::new(std::fs::File::create(p).map_err(err)?),
+            Self::Unix(p) => {
+                let _ = std::fs::remove_file(p);
+                let listener = UnixListener::bind(p).map_err(err)?;
+                eprintln!(
+                    "vmdbg-vmm: waiting for a client on serial socket {}",
+                    p.display()
+                );
+                let (stream, _) = listener.accept().map_err(err)?;
+                Box::new(stream)
+            }
+        })
+    }
+}
+
+/// Guest output reaches the terminal as it is written, not when a line
+/// buffer fills, so it interleaves correctly with a debugger's output.
+struct FlushingStdout;
+
+impl Write for FlushingStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)?;
+        out.flush()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+/// Raises the UART's IRQ line through a KVM irqfd.
+pub struct IrqLine(pub EventFd);
+
+impl Trigger for IrqLine {
+    type E = std::io::Error;
+
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+pub struct SerialDevice {
+    uart: Serial<IrqLine, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
+}
+
+impl SerialDevice {
+    pub fn new(irq: EventFd, out: Box<dyn Write + Send>) -> Self {
+        Self {
+            uart: Serial::new(IrqLine(irq), out),
+        }
+    }
+}
+
+impl PioDevice for SerialDevice {
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
+        if let Some(first) = data.first_mut() {
+            *first = self.uart.read(offset as u8);
+        }
+    }
+
+    fn write(&mut self, offset: u16, data: &[u8]) -> IoAction {
+        if let Some(&value) = data.first() {
+            // A failed write to the output (a closed socket, a full disk)
+            // loses that output, not the VM.
+            if let Err(e) = self.uart.write(offset as u8, value) {
+                tracing::debug!("serial write: {e:?}");
+            }
+        }
+        IoAction::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!("stdout".parse(), Ok(SerialTarget::Stdout));
+        assert_eq!(
+            "file:/tmp/x".parse(),
+            Ok(SerialTarget::File("/tmp/x".into()))
+        );
+        assert_eq!(
+            "unix:/tmp/s".parse(),
+            Ok(SerialTarget::Unix("/tmp/s".into()))
+        );
+        assert!("tcp:1"
+            .parse::<SerialTarget>()
+            .unwrap_err()
+            .contains("unix:PATH"));
+    }
+}

@@ -1,0 +1,506 @@
+//! The gdbstub `Target` over the VM and the debug layer: vCPUs are threads,
+//! breakpoints and watchpoints live in the DR0–DR3 slots, memory is accessed
+//! at guest-virtual addresses through the guest's page tables.
+
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+
+use gdbstub::common::{Signal, Tid};
+use gdbstub::stub::MultiThreadStopReason;
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
+    MultiThreadSingleStepOps,
+};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
+    SwBreakpoint, SwBreakpointOps, WatchKind,
+};
+use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
+use gdbstub::target::{Target, TargetError, TargetResult};
+use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::arch::{SystemRegs, VcpuRegs, VmdbgX86_64};
+use crate::debug::paging::PagingMode;
+use crate::debug::probe::Int3Support;
+use crate::debug::{Access, DebugSlots, DebugStop, Origin};
+use crate::error::Error;
+use crate::vcpu::{VcpuEvent, VmEnd};
+use crate::vm::Vm;
+
+pub type StopReason = MultiThreadStopReason<u64>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Stay,
+    Continue,
+    Step,
+}
+
+pub struct VmTarget {
+    pub vm: Vm,
+    pub slots: DebugSlots,
+    pub int3: Int3Support,
+    actions: Vec<Action>,
+    /// Stops that happened while another was being reported (all-stop mode
+    /// reports one at a time); the next resume reports them without running.
+    pending: VecDeque<VcpuEvent>,
+    /// Set once the VM has ended, so the process exits with its status.
+    pub ended: Option<VmEnd>,
+}
+
+pub fn tid(vcpu: usize) -> Tid {
+    NonZeroUsize::new(vcpu + 1).expect("vcpu + 1 is never zero")
+}
+
+fn vcpu_of(tid: Tid) -> usize {
+    tid.get() - 1
+}
+
+type Snapshot = (kvm_regs, kvm_sregs, kvm_fpu);
+
+impl VmTarget {
+    pub fn new(vm: Vm, int3: Int3Support) -> Self {
+        let n = vm.vcpu_count();
+        Self {
+            vm,
+            slots: DebugSlots::default(),
+            int3,
+            actions: vec![Action::Stay; n],
+            pending: VecDeque::new(),
+            ended: None,
+        }
+    }
+
+    fn state(&self, vcpu: usize) -> Result<Snapshot, TargetError<Error>> {
+        let handle = self.vm.vcpu(vcpu).ok_or(TargetError::NonFatal)?;
+        let result = handle
+            .exec(|fd| -> Result<Snapshot, kvm_ioctls::Error> {
+                Ok((fd.get_regs()?, fd.get_sregs()?, fd.get_fpu()?))
+            })
+            .map_err(TargetError::Fatal)?;
+        result.map_err(|e| TargetError::Fatal(Error::kvm("KVM_GET_REGS")(e)))
+    }
+
+    pub fn paging_mode(&self, vcpu: usize) -> Result<PagingMode, TargetError<Error>> {
+        let handle = self.vm.vcpu(vcpu).ok_or(TargetError::NonFatal)?;
+        let sregs = handle
+            .exec(|fd| fd.get_sregs())
+            .map_err(TargetError::Fatal)?
+            .map_err(|e| TargetError::Fatal(Error::kvm("KVM_GET_SREGS")(e)))?;
+        Ok(PagingMode {
+            cr0: sregs.cr0,
+            cr3: sregs.cr3,
+            cr4: sregs.cr4,
+            efer: sregs.efer,
+        })
+    }
+
+    /// Applies the current slots (and single-step where asked) to every
+    /// vCPU that is about to run.
+    fn apply_debug(&self, vcpu: usize, step: bool) -> Result<(), Error> {
+        let dbg = self.slots.guest_debug(step, self.vm.caps.block_irq_on_step);
+        let handle = self
+            .vm
+            .vcpu(vcpu)
+            .ok_or_else(|| Error::Vcpu(format!("no vCPU {vcpu}")))?;
+        handle
+            .exec(move |fd| fd.set_guest_debug(&dbg))?
+            .map_err(Error::kvm("KVM_SET_GUEST_DEBUG"))
+    }
+
+    /// Lets every vCPU run freely with no debug state, for detach.
+    pub fn release(&mut self) -> Result<(), Error> {
+        self.slots.clear();
+        self.pending.clear();
+        for vcpu in 0..self.vm.vcpu_count() {
+            self.apply_debug(vcpu, false)?;
+            self.vm.run_vcpu(vcpu)?;
+        }
+        Ok(())
+    }
+
+    /// Turns a vCPU event into what gdb is told; stops the other vCPUs first
+    /// (all-stop), keeping any stop they reach meanwhile for later.
+    pub fn report(&mut self, event: VcpuEvent) -> StopReason {
+        let others = self.vm.pause_all();
+        self.pending.extend(others);
+        let t = tid(event.vcpu());
+        match event {
+            VcpuEvent::Debug { exit, .. } => match self.slots.classify(&exit) {
+                DebugStop::SingleStep | DebugStop::Unknown { .. } => StopReason::SignalWithThread {
+                    tid: t,
+                    signal: Signal::SIGTRAP,
+                },
+                DebugStop::Int3 => StopReason::SwBreak(t),
+                DebugStop::Slot(slot) => match slot.origin {
+                    Origin::SoftwareBreakpoint => StopReason::SwBreak(t),
+                    Origin::HardwareBreakpoint => StopReason::HwBreak(t),
+                    Origin::Watchpoint { addr, .. } => StopReason::Watch {
+                        tid: t,
+                        kind: match slot.access {
+                            Access::Write => WatchKind::Write,
+                            _ => WatchKind::ReadWrite,
+                        },
+                        addr,
+                    },
+                },
+            },
+            VcpuEvent::Paused { .. } => StopReason::SignalWithThread {
+                tid: t,
+                signal: Signal::SIGINT,
+            },
+            VcpuEvent::VmEnded { end, .. } => {
+                let reason = match &end {
+                    VmEnd::Guest { status } => StopReason::Exited(*status as u8),
+                    VmEnd::Fatal { report, .. } => {
+                        eprint!("{report}");
+                        StopReason::Terminated(Signal::SIGSEGV)
+                    }
+                };
+                self.ended = Some(end);
+                reason
+            }
+        }
+    }
+
+    pub fn keep_pending(&mut self, event: VcpuEvent) {
+        self.pending.push_back(event);
+    }
+
+    /// A stop kept from an earlier all-stop, if any.
+    pub fn take_pending(&mut self) -> Option<VcpuEvent> {
+        self.pending.pop_front()
+    }
+
+    fn access_memory(
+        &mut self,
+        start: u64,
+        len: usize,
+        tid: Tid,
+        mut each: impl FnMut(GuestAddress, usize, usize) -> Result<(), ()>,
+    ) -> Result<usize, TargetError<Error>> {
+        let mode = self.paging_mode(vcpu_of(tid))?;
+        let mut done = 0usize;
+        while done < len {
+            let gva = start.wrapping_add(done as u64);
+            let Ok(t) = mode.translate(&self.vm.mem, gva) else {
+                break;
+            };
+            let chunk = (t.bytes_left_in_page() as usize).min(len - done);
+            if each(GuestAddress(t.gpa), done, chunk).is_err() {
+                break;
+            }
+            done += chunk;
+        }
+        Ok(done)
+    }
+}
+
+const EFAULT: u8 = 14;
+
+impl Target for VmTarget {
+    type Arch = VmdbgX86_64;
+    type Error = Error;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::MultiThread(self)
+    }
+
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadBase for VmTarget {
+    fn read_registers(&mut self, regs: &mut VcpuRegs, tid: Tid) -> TargetResult<(), Self> {
+        let (r, s, f) = self.state(vcpu_of(tid))?;
+        let core = &mut regs.core;
+        core.regs = [
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15,
+        ];
+        core.rip = r.rip;
+        core.eflags = r.rflags as u32;
+        core.segments.cs = s.cs.selector as u32;
+        core.segments.ss = s.ss.selector as u32;
+        core.segments.ds = s.ds.selector as u32;
+        core.segments.es = s.es.selector as u32;
+        core.segments.fs = s.fs.selector as u32;
+        core.segments.gs = s.gs.selector as u32;
+        for (st, fpr) in core.st.iter_mut().zip(f.fpr.iter()) {
+            st.copy_from_slice(&fpr[..10]);
+        }
+        core.fpu.fctrl = f.fcw as u32;
+        core.fpu.fstat = f.fsw as u32;
+        core.fpu.ftag = full_tag_word(f.ftwx);
+        core.fpu.fop = f.last_opcode as u32;
+        core.fpu.fioff = f.last_ip as u32;
+        core.fpu.fooff = f.last_dp as u32;
+        for (xmm, bytes) in core.xmm.iter_mut().zip(f.xmm.iter()) {
+            *xmm = u128::from_le_bytes(*bytes);
+        }
+        core.mxcsr = f.mxcsr;
+        regs.system = SystemRegs {
+            fs_base: s.fs.base,
+            gs_base: s.gs.base,
+            cr0: s.cr0,
+            cr2: s.cr2,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            cr8: s.cr8,
+            efer: s.efer,
+        };
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &VcpuRegs, tid: Tid) -> TargetResult<(), Self> {
+        let (mut r, mut s, mut f) = self.state(vcpu_of(tid))?;
+        let g = &regs.core.regs;
+        (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) =
+            (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
+        (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+            (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+        r.rip = regs.core.rip;
+        r.rflags = (r.rflags & !0xffff_ffff) | regs.core.eflags as u64;
+        // Selectors are shown, not loaded: changing one would need the
+        // descriptor reloaded from the GDT, which the guest itself does.
+        for (fpr, st) in f.fpr.iter_mut().zip(regs.core.st.iter()) {
+            fpr[..10].copy_from_slice(st);
+        }
+        f.fcw = regs.core.fpu.fctrl as u16;
+        f.fsw = regs.core.fpu.fstat as u16;
+        f.ftwx = abridged_tag_word(regs.core.fpu.ftag);
+        for (bytes, xmm) in f.xmm.iter_mut().zip(regs.core.xmm.iter()) {
+            *bytes = xmm.to_le_bytes();
+        }
+        f.mxcsr = regs.core.mxcsr;
+        let sys = &regs.system;
+        s.fs.base = sys.fs_base;
+        s.gs.base = sys.gs_base;
+        (s.cr0, s.cr2, s.cr3, s.cr4, s.cr8, s.efer) =
+            (sys.cr0, sys.cr2, sys.cr3, sys.cr4, sys.cr8, sys.efer);
+        let handle = self.vm.vcpu(vcpu_of(tid)).ok_or(TargetError::NonFatal)?;
+        let result = handle
+            .exec(move |fd| -> Result<(), kvm_ioctls::Error> {
+                fd.set_sregs(&s)?;
+                fd.set_regs(&r)?;
+                fd.set_fpu(&f)
+            })
+            .map_err(TargetError::Fatal)?;
+        // KVM refusing a value (say, a reserved CR4 bit) is the user's
+        // input being rejected, not the session failing.
+        result.map_err(|e| TargetError::Errno(e.errno() as u8))
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], tid: Tid) -> TargetResult<usize, Self> {
+        let mem = self.vm.mem.clone();
+        let len = data.len();
+        let n = self.access_memory(start, len, tid, |gpa, at, chunk| {
+            mem.read_slice(&mut data[at..at + chunk], gpa)
+                .map_err(|_| ())
+        })?;
+        if n == 0 && len > 0 {
+            return Err(TargetError::Errno(EFAULT));
+        }
+        Ok(n)
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
+        let mem = self.vm.mem.clone();
+        let n = self.access_memory(start, data.len(), tid, |gpa, at, chunk| {
+            mem.write_slice(&data[at..at + chunk], gpa).map_err(|_| ())
+        })?;
+        if n < data.len() {
+            return Err(TargetError::Errno(EFAULT));
+        }
+        Ok(())
+    }
+
+    fn list_active_threads(&mut self, thread_is_active: &mut dyn FnMut(Tid)) -> Result<(), Error> {
+        (0..self.vm.vcpu_count()).for_each(|i| thread_is_active(tid(i)));
+        Ok(())
+    }
+
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// KVM keeps the x87 tag word abridged (one "valid" bit per register); gdb
+/// shows the full one (two bits each, 0b11 = empty).
+fn full_tag_word(abridged: u8) -> u32 {
+    (0..8)
+        .map(|i| {
+            if abridged & (1 << i) != 0 {
+                0
+            } else {
+                0b11 << (2 * i)
+            }
+        })
+        .sum()
+}
+
+fn abridged_tag_word(full: u32) -> u8 {
+    (0..8)
+        .filter(|i| (full >> (2 * i)) & 0b11 != 0b11)
+        .map(|i| 1u8 << i)
+        .sum()
+}
+
+impl MultiThreadResume for VmTarget {
+    fn resume(&mut self) -> Result<(), Error> {
+        if !self.pending.is_empty() {
+            // A stop is already waiting to be reported: run nothing.
+            return Ok(());
+        }
+        let stepping = self.actions.contains(&Action::Step);
+        for vcpu in 0..self.vm.vcpu_count() {
+            let action = match self.actions[vcpu] {
+                // gdb's default action is continue; while one vCPU steps the
+                // others stay put, as they do under QEMU's gdbstub.
+                Action::Stay if !stepping => Action::Continue,
+                other => other,
+            };
+            if action == Action::Stay {
+                continue;
+            }
+            self.apply_debug(vcpu, action == Action::Step)?;
+            self.vm.run_vcpu(vcpu)?;
+        }
+        Ok(())
+    }
+
+    fn clear_resume_actions(&mut self) -> Result<(), Error> {
+        self.actions.fill(Action::Stay);
+        Ok(())
+    }
+
+    fn set_resume_action_continue(
+        &mut self,
+        tid: Tid,
+        _signal: Option<Signal>,
+    ) -> Result<(), Error> {
+        if let Some(a) = self.actions.get_mut(vcpu_of(tid)) {
+            *a = Action::Continue;
+        }
+        Ok(())
+    }
+
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSingleStep for VmTarget {
+    fn set_resume_action_step(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Error> {
+        if let Some(a) = self.actions.get_mut(vcpu_of(tid)) {
+            *a = Action::Step;
+        }
+        Ok(())
+    }
+}
+
+impl Breakpoints for VmTarget {
+    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl VmTarget {
+    fn add_breakpoint(&mut self, addr: u64, origin: Origin) -> TargetResult<bool, Self> {
+        match self.slots.insert_breakpoint(addr, origin) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                eprintln!("vmdbg-vmm: breakpoint at {addr:#x} refused: {e}");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// gdb's `break` arrives here. Breakpoints are served from the debug
+/// registers because int3 cannot be relied on (see `debug::probe`).
+impl SwBreakpoint for VmTarget {
+    fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        self.add_breakpoint(addr, Origin::SoftwareBreakpoint)
+    }
+
+    fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self
+            .slots
+            .remove_breakpoint(addr, Origin::SoftwareBreakpoint))
+    }
+}
+
+impl HwBreakpoint for VmTarget {
+    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        self.add_breakpoint(addr, Origin::HardwareBreakpoint)
+    }
+
+    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self
+            .slots
+            .remove_breakpoint(addr, Origin::HardwareBreakpoint))
+    }
+}
+
+fn watch_access(kind: WatchKind) -> Access {
+    match kind {
+        WatchKind::Write => Access::Write,
+        // x86 debug registers cannot trap reads alone; read/write is the
+        // closest, and gdb checks the value to tell reads from writes.
+        WatchKind::Read | WatchKind::ReadWrite => Access::ReadWrite,
+    }
+}
+
+impl HwWatchpoint for VmTarget {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        match self.slots.insert_watchpoint(addr, len, watch_access(kind)) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                eprintln!("vmdbg-vmm: watchpoint at {addr:#x} ({len} bytes) refused: {e}");
+                Ok(false)
+            }
+        }
+    }
+
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: WatchKind,
+    ) -> TargetResult<bool, Self> {
+        Ok(self.slots.remove_watchpoint(addr, len, watch_access(kind)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_words_round_trip() {
+        assert_eq!(full_tag_word(0), 0xffff);
+        assert_eq!(full_tag_word(0b1000_0001), 0x3ffc);
+        assert_eq!(abridged_tag_word(full_tag_word(0b1010_0101)), 0b1010_0101);
+    }
+}

@@ -1,0 +1,63 @@
+//! vmdbg-vmm: a small KVM virtual machine monitor built for debugging.
+//!
+//! It boots a 64-bit ELF kernel (directly in long mode, or through the PVH
+//! entry so the same ELF also runs under `qemu-system-x86_64 -kernel`),
+//! emulates a 16550 UART and QEMU's isa-debug-exit port, and serves the
+//! vCPUs to gdb or lldb over the gdb remote protocol.
+//!
+//! Layout, one concern per module:
+//! - [`vm`]: KVM handles, memory, interrupt controllers, all-stop control
+//! - [`vcpu`]: one thread per vCPU, exit dispatch, stop events
+//! - [`boot`]: ELF loading, entry ABIs, initial CPU state
+//! - [`devices`]: port-I/O bus and emulated devices
+//! - [`debug`]: debug registers, single-step, page-table walks, probes
+//! - [`gdb`]: the gdb remote-protocol server over `debug`
+//! - [`report`]: what is printed when a VM dies
+
+pub mod boot;
+pub mod debug;
+pub mod devices;
+pub mod error;
+pub mod gdb;
+pub mod report;
+pub mod vcpu;
+pub mod vm;
+
+use error::Result;
+use vcpu::{VcpuEvent, VmEnd};
+use vm::{Vm, VmConfig};
+
+/// How a debugger reaches the VM.
+#[derive(Clone, Debug)]
+pub struct GdbOptions {
+    pub listen: gdb::Listen,
+    /// Do not start the vCPUs until a debugger attaches.
+    pub wait: bool,
+}
+
+/// Boots the VM and runs it until the guest ends it or it fails.
+pub fn run(config: &VmConfig, gdb: Option<&GdbOptions>) -> Result<VmEnd> {
+    let int3 = match gdb {
+        Some(_) => debug::probe::probe_int3(&vm::open_kvm()?),
+        None => debug::probe::Int3Support::NotIntercepted("not probed".into()),
+    };
+    tracing::info!("int3 interception: {int3:?}");
+    let mut vm = Vm::create(config)?;
+    match gdb {
+        Some(opts) => gdb::serve(vm, int3, &opts.listen, opts.wait),
+        None => run_free(&mut vm),
+    }
+}
+
+fn run_free(vm: &mut Vm) -> Result<VmEnd> {
+    for vcpu in 0..vm.vcpu_count() {
+        vm.run_vcpu(vcpu)?;
+    }
+    loop {
+        match vm.wait_event() {
+            Some(VcpuEvent::VmEnded { end, .. }) => return Ok(end),
+            Some(other) => vm.run_vcpu(other.vcpu())?,
+            None => return Err(error::Error::Vcpu("every vCPU thread has exited".into())),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `vmdbg-vmm`: run a bare-metal kernel on KVM, optionally under gdb.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vmdbg_vmm::boot::EntryMode;
+use vmdbg_vmm::devices::serial::SerialTarget;
+use vmdbg_vmm::error::exit_status;
+use vmdbg_vmm::gdb::Listen;
+use vmdbg_vmm::vcpu::VmEnd;
+use vmdbg_vmm::vm::{parse_mem_size, VmConfig};
+use vmdbg_vmm::GdbOptions;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  (V << 1) | 1   the guest wrote V to I/O port 0xf4 (QEMU's isa-debug-exit)
+  0              the guest shut down, or a debugger killed it
+  2              bad command line or kernel file
+  4              the host cannot run the VM (no /dev/kvm, no permission, KVM error)
+  6              the guest triple-faulted
+  8              KVM internal error or failed VM entry
+  10             a VM exit vmdbg-vmm does not handle
+  12             the gdb server failed
+
+Examples:
+  vmdbg-vmm --kernel hello.elf
+  vmdbg-vmm --kernel kernel.elf --gdb 127.0.0.1:1234 --wait-gdb
+      then: gdb kernel.elf -ex 'target remote 127.0.0.1:1234'
+  vmdbg-vmm --kernel kernel.elf --gdb unix:/tmp/gdb.sock --serial file:console.log";
+
+/// Run a 64-bit bare-metal kernel on KVM, with its serial port on stdout and
+/// an optional gdb server.
+#[derive(Parser, Debug)]
+#[command(name = "vmdbg-vmm", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// The kernel: a 64-bit x86 ELF (PVH note or 64-bit entry point).
+    #[arg(long, value_name = "ELF")]
+    kernel: PathBuf,
+
+    /// Guest memory, e.g. 128M or 1G.
+    #[arg(long, default_value = "128M", value_name = "SIZE")]
+    mem: String,
+
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    cpus: usize,
+
+    /// Kernel command line (passed through PVH start_info).
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    cmdline: String,
+
+    /// How to enter the kernel.
+    #[arg(long, value_enum, default_value_t = EntryMode::Auto)]
+    entry: EntryMode,
+
+    /// Where the serial port (COM1) writes: stdout, none, file:PATH or
+    /// unix:PATH (vmdbg-vmm listens and waits for one client).
+    #[arg(long, default_value = "stdout", value_name = "TARGET")]
+    serial: SerialTarget,
+
+    /// Serve the gdb remote protocol on HOST:PORT, :PORT or unix:PATH.
+    #[arg(long, value_name = "ADDR")]
+    gdb: Option<Listen>,
+
+    /// With --gdb: start the vCPUs only once a debugger attaches (QEMU's -S).
+    #[arg(long, requires = "gdb")]
+    wait_gdb: bool,
+
+    /// Log more (repeat for more detail); or set RUST_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let mem_bytes = match parse_mem_size(&cli.mem) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let config = VmConfig {
+        kernel: cli.kernel,
+        cmdline: cli.cmdline,
+        mem_bytes,
+        cpus: cli.cpus,
+        entry: cli.entry,
+        serial: cli.serial,
+    };
+    let gdb = cli.gdb.map(|listen| GdbOptions {
+        listen,
+        wait: cli.wait_gdb,
+    });
+    match vmdbg_vmm::run(&config, gdb.as_ref()) {
+        Ok(VmEnd::Guest { status }) => ExitCode::from(status as u8),
+        Ok(VmEnd::Fatal { status, report }) => {
+            eprint!("{report}");
+            ExitCode::from(status as u8)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: vmdbg_vmm::error::Error) -> ExitCode {
+    eprintln!("vmdbg-vmm: {e}");
+    let status = e.exit_status();
+    debug_assert!(
+        status % 2 == 0 && status != 0,
+        "VMM statuses are even: {}",
+        exit_status::BAD_INPUT
+    );
+    ExitCode::from(status as u8)
+}

@@ -1,0 +1,367 @@
+//! vCPU threads. Each vCPU is owned by one thread that alone touches its
+//! `VcpuFd`; everyone else sends it work through [`VcpuHandle`] while it is
+//! parked, and it reports every stop as a [`VcpuEvent`].
+//!
+//! Interrupting a running vCPU is a flag plus a real-time signal that makes
+//! KVM_RUN return EINTR; the flag is re-sent until the vCPU acknowledges,
+//! which closes the race with a signal that lands just before KVM_RUN.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+
+use kvm_bindings::kvm_debug_exit_arch;
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::devices::{IoAction, PioBus};
+use crate::error::{exit_status, Error, Result};
+
+/// Why a vCPU stopped running.
+#[derive(Clone, Debug)]
+pub enum VcpuEvent {
+    /// A debug exit (breakpoint, watchpoint, single-step).
+    Debug {
+        vcpu: usize,
+        exit: kvm_debug_exit_arch,
+    },
+    /// It was asked to pause and did.
+    Paused { vcpu: usize },
+    /// The VM is over: the guest asked for it, or it failed.
+    VmEnded { vcpu: usize, end: VmEnd },
+}
+
+impl VcpuEvent {
+    pub fn vcpu(&self) -> usize {
+        match self {
+            Self::Debug { vcpu, .. } | Self::Paused { vcpu } | Self::VmEnded { vcpu, .. } => *vcpu,
+        }
+    }
+}
+
+/// How a VM ended, with the process exit status it maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest ended the VM (exit port, ACPI/PSCI shutdown): its status.
+    Guest { status: i32 },
+    /// The VM cannot go on; `report` says why, with the vCPU's registers.
+    Fatal { status: i32, report: String },
+}
+
+impl VmEnd {
+    pub fn status(&self) -> i32 {
+        match self {
+            Self::Guest { status } | Self::Fatal { status, .. } => *status,
+        }
+    }
+}
+
+/// The channel vCPU threads report on, plus an eventfd that becomes readable
+/// with every event so a poll() loop can wait on it beside a socket.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: Sender<VcpuEvent>,
+    wakeup: Arc<EventFd>,
+}
+
+pub struct EventSource {
+    rx: Receiver<VcpuEvent>,
+    wakeup: Arc<EventFd>,
+}
+
+pub fn event_channel() -> Result<(EventSink, EventSource)> {
+    let (tx, rx) = mpsc::channel();
+    let wakeup = Arc::new(
+        EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?,
+    );
+    Ok((
+        EventSink {
+            tx,
+            wakeup: wakeup.clone(),
+        },
+        EventSource { rx, wakeup },
+    ))
+}
+
+impl EventSink {
+    fn send(&self, event: VcpuEvent) {
+        // The receiver is gone only while the VMM is shutting down.
+        let _ = self.tx.send(event);
+        let _ = self.wakeup.write(1);
+    }
+}
+
+impl EventSource {
+    pub fn recv(&self) -> Option<VcpuEvent> {
+        self.rx.recv().ok()
+    }
+
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<VcpuEvent> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Returns a pending event without blocking, and resets the eventfd
+    /// once none is left.
+    pub fn try_recv(&self) -> Option<VcpuEvent> {
+        match self.rx.try_recv() {
+            Ok(e) => Some(e),
+            Err(_) => {
+                let _ = self.wakeup.read();
+                self.rx.try_recv().ok()
+            }
+        }
+    }
+
+    pub fn wakeup_fd(&self) -> i32 {
+        self.wakeup.as_raw_fd()
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut VcpuFd) + Send>;
+
+enum Command {
+    Exec(Job),
+    Run,
+    Quit,
+}
+
+/// The owner's side of a vCPU thread.
+pub struct VcpuHandle {
+    pub index: usize,
+    commands: Sender<Command>,
+    pause: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    running: bool,
+}
+
+fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+impl VcpuHandle {
+    pub fn spawn(index: usize, fd: VcpuFd, bus: PioBus, events: EventSink) -> Result<Self> {
+        static HANDLER: Once = Once::new();
+        let mut registered = Ok(());
+        HANDLER.call_once(|| registered = register_signal_handler(kick_signal(), on_kick));
+        registered.map_err(|e| Error::Vcpu(format!("registering the kick signal: {e}")))?;
+
+        let (tx, rx) = mpsc::channel();
+        let pause = Arc::new(AtomicBool::new(false));
+        let runner = VcpuRunner {
+            index,
+            fd,
+            bus,
+            events,
+            pause: pause.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("vcpu{index}"))
+            .spawn(move || runner.serve(rx))
+            .map_err(|e| Error::Vcpu(format!("spawning vCPU thread {index}: {e}")))?;
+        Ok(Self {
+            index,
+            commands: tx,
+            pause,
+            thread: Some(thread),
+            running: false,
+        })
+    }
+
+    /// Runs `f` on the vCPU's thread and returns its result. The vCPU must
+    /// not be running.
+    pub fn exec<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut VcpuFd) -> R + Send + 'static,
+    ) -> Result<R> {
+        debug_assert!(
+            !self.running,
+            "exec on a running vCPU would wait for its next stop"
+        );
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |fd| {
+            let _ = tx.send(f(fd));
+        });
+        self.commands
+            .send(Command::Exec(job))
+            .map_err(|_| self.gone())?;
+        rx.recv().map_err(|_| self.gone())
+    }
+
+    fn gone(&self) -> Error {
+        Error::Vcpu(format!("vCPU {} thread has exited", self.index))
+    }
+
+    pub fn run(&mut self) -> Result<()> {
+        self.commands.send(Command::Run).map_err(|_| self.gone())?;
+        self.running = true;
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Records that the vCPU reported a stop and is parked again.
+    pub fn mark_stopped(&mut self) {
+        self.running = false;
+    }
+
+    /// Asks a running vCPU to stop; it answers with [`VcpuEvent::Paused`]
+    /// (or whatever stop it reached first).
+    pub fn kick(&self) {
+        self.pause.store(true, Ordering::SeqCst);
+        if let Some(thread) = &self.thread {
+            let _ = thread.kill(kick_signal());
+        }
+    }
+
+    /// Clears a pause request that a stop for another reason overtook.
+    pub fn clear_pause(&self) {
+        self.pause.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for VcpuHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Quit);
+        if self.running {
+            self.kick();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct VcpuRunner {
+    index: usize,
+    fd: VcpuFd,
+    bus: PioBus,
+    events: EventSink,
+    pause: Arc<AtomicBool>,
+}
+
+/// A VM exit, copied out of the borrowed `VcpuExit` so the run loop can use
+/// the vCPU again (for a report) before acting on it.
+enum Exit {
+    Continue,
+    Debug(kvm_debug_exit_arch),
+    End(VmEnd),
+    Fatal { status: i32, headline: String },
+}
+
+impl VcpuRunner {
+    fn serve(mut self, commands: Receiver<Command>) {
+        while let Ok(command) = commands.recv() {
+            match command {
+                Command::Exec(job) => job(&mut self.fd),
+                Command::Run => {
+                    let event = self.run_until_stop();
+                    self.events.send(event);
+                }
+                Command::Quit => break,
+            }
+        }
+    }
+
+    fn run_until_stop(&mut self) -> VcpuEvent {
+        let vcpu = self.index;
+        loop {
+            if self.pause.swap(false, Ordering::SeqCst) {
+                return VcpuEvent::Paused { vcpu };
+            }
+            match self.step_once() {
+                Exit::Continue => {}
+                Exit::Debug(exit) => {
+                    self.pause.store(false, Ordering::SeqCst);
+                    return VcpuEvent::Debug { vcpu, exit };
+                }
+                Exit::End(end) => return VcpuEvent::VmEnded { vcpu, end },
+                Exit::Fatal { status, headline } => {
+                    let report = crate::report::vcpu_state(&headline, vcpu, &self.fd);
+                    return VcpuEvent::VmEnded {
+                        vcpu,
+                        end: VmEnd::Fatal { status, report },
+                    };
+                }
+            }
+        }
+    }
+
+    fn step_once(&mut self) -> Exit {
+        let exit = match self.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                return Exit::Continue
+            }
+            Err(e) => {
+                return Exit::Fatal {
+                    status: exit_status::KVM_INTERNAL,
+                    headline: format!("KVM_RUN failed: {e}"),
+                }
+            }
+        };
+        match exit {
+            VcpuExit::IoOut(port, data) => match self.bus.write(port, data) {
+                IoAction::Exit(status) => Exit::End(VmEnd::Guest { status }),
+                IoAction::None => Exit::Continue,
+            },
+            VcpuExit::IoIn(port, data) => {
+                self.bus.read(port, data);
+                Exit::Continue
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                tracing::trace!("MMIO read from unmapped {addr:#x}");
+                data.fill(0xff);
+                Exit::Continue
+            }
+            VcpuExit::MmioWrite(addr, _) => {
+                tracing::trace!("MMIO write to unmapped {addr:#x}");
+                Exit::Continue
+            }
+            VcpuExit::Debug(arch) => Exit::Debug(arch),
+            VcpuExit::Intr => Exit::Continue,
+            VcpuExit::Shutdown => Exit::Fatal {
+                status: exit_status::TRIPLE_FAULT,
+                headline: "guest triple fault (KVM_EXIT_SHUTDOWN): an exception occurred while the guest could not handle it (no or broken IDT, stack or GDT)".into(),
+            },
+            VcpuExit::InternalError => {
+                // SAFETY: KVM filled the `internal` member of the union for
+                // a KVM_EXIT_INTERNAL_ERROR exit.
+                let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                let what = match suberror {
+                    1 => "emulation failure: KVM could not emulate an instruction",
+                    2 => "simultaneous exceptions",
+                    3 => "delivery of an event failed",
+                    _ => "unknown suberror",
+                };
+                Exit::Fatal {
+                    status: exit_status::KVM_INTERNAL,
+                    headline: format!("KVM internal error (suberror {suberror}: {what})"),
+                }
+            }
+            VcpuExit::FailEntry(reason, cpu) => Exit::Fatal {
+                status: exit_status::KVM_INTERNAL,
+                headline: format!(
+                    "VM entry failed (hardware reason {reason:#x} on host CPU {cpu}): the vCPU state is invalid"
+                ),
+            },
+            VcpuExit::SystemEvent(kind, _) => match kind {
+                kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Exit::End(VmEnd::Guest { status: 0 }),
+                _ => Exit::Fatal {
+                    status: exit_status::UNHANDLED_EXIT,
+                    headline: format!("guest system event {kind} (reset or crash) is not supported"),
+                },
+            },
+            other => Exit::Fatal {
+                status: exit_status::UNHANDLED_EXIT,
+                headline: format!("unhandled VM exit {other:?}"),
+            },
+        }
+    }
+}
