@@ -37,14 +37,14 @@ pub struct GdbOptions {
 
 /// Boots the VM and runs it until the guest ends it or it fails.
 pub fn run(config: &VmConfig, gdb: Option<&GdbOptions>) -> Result<VmEnd> {
-    let int3 = match gdb {
-        Some(_) => debug::probe::probe_int3(&vm::open_kvm()?),
-        None => debug::probe::Int3Support::NotIntercepted("not probed".into()),
+    let host = match gdb {
+        Some(_) => debug::probe::probe(&vm::open_kvm()?),
+        None => debug::probe::HostDebugCaps::not_probed(),
     };
-    tracing::info!("int3 interception: {int3:?}");
+    tracing::info!("host debug capabilities: {host:?}");
     let mut vm = Vm::create(config)?;
     match gdb {
-        Some(opts) => gdb::serve(vm, int3, &opts.listen, opts.wait),
+        Some(opts) => gdb::serve(vm, host, &opts.listen, opts.wait),
         None => run_free(&mut vm),
     }
 }

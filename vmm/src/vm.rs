@@ -17,7 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::boot::{self, BootEntry, EntryMode};
 use crate::devices::{debug_exit, serial, PioBus};
 use crate::error::{Error, Result};
-use crate::vcpu::{event_channel, EventSource, VcpuEvent, VcpuHandle};
+use crate::vcpu::{event_channel, EventSource, RunOptions, VcpuEvent, VcpuHandle};
 
 pub const MAX_VCPUS: usize = 64;
 
@@ -222,8 +222,12 @@ impl Vm {
     }
 
     pub fn run_vcpu(&mut self, index: usize) -> Result<()> {
+        self.run_vcpu_with(index, RunOptions::default())
+    }
+
+    pub fn run_vcpu_with(&mut self, index: usize, options: RunOptions) -> Result<()> {
         match self.vcpus.get_mut(index) {
-            Some(v) => v.run(),
+            Some(v) => v.run(options),
             None => Err(Error::Vcpu(format!("no vCPU {index}"))),
         }
     }

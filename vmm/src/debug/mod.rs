@@ -157,6 +157,14 @@ impl DebugSlots {
         removed
     }
 
+    /// The slots that hold watchpoints, with their DR index.
+    pub fn watch_slots(&self) -> impl Iterator<Item = (usize, Slot)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|s| s.access != Access::Execute).map(|s| (i, s)))
+    }
+
     pub fn clear(&mut self) {
         self.slots = Default::default();
     }

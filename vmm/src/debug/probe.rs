@@ -1,13 +1,16 @@
-//! Start-up probe: does this host's KVM intercept a guest's int3 when asked
-//! (KVM_GUESTDBG_USE_SW_BP)? The machines this was written on do not, so
-//! software breakpoints must not be assumed.
+//! Start-up probes of what this host's KVM really does for a debugger,
+//! because nested and paravirtual KVMs differ from hardware:
+//! - does it intercept a guest's int3 when asked (KVM_GUESTDBG_USE_SW_BP)?
+//! - does a write to an address in DR0 stop the guest (data breakpoints)?
+//!   A KVM that emulates ring-0 code instruction by instruction may not
+//!   check data breakpoints at all.
 //!
-//! The probe is a throw-away 64 KiB real-mode VM with no interrupt
-//! controller: `int3; hlt` at 0x1000 and an IVT entry for vector 3 that
-//! points at another `hlt`, so every outcome ends in a few exits.
+//! Each probe is a throw-away 64 KiB real-mode VM with no interrupt
+//! controller whose code ends in `hlt`, so every outcome ends in a few exits.
 
 use kvm_bindings::{
-    kvm_guest_debug, kvm_userspace_memory_region, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_SW_BP,
+    kvm_guest_debug, kvm_userspace_memory_region, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP,
+    KVM_GUESTDBG_USE_SW_BP,
 };
 use kvm_ioctls::{Kvm, VcpuExit};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -19,22 +22,89 @@ pub enum Int3Support {
     NotIntercepted(String),
 }
 
-pub fn probe_int3(kvm: &Kvm) -> Int3Support {
-    match run_probe(kvm) {
-        Ok(support) => support,
-        Err(why) => Int3Support::NotIntercepted(why),
+/// What the probes found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostDebugCaps {
+    pub int3: Int3Support,
+    /// Hardware watchpoints stop the guest; otherwise the VMM single-steps
+    /// and compares the watched bytes.
+    pub data_breakpoints: bool,
+}
+
+impl HostDebugCaps {
+    pub fn not_probed() -> Self {
+        Self {
+            int3: Int3Support::NotIntercepted("not probed".into()),
+            data_breakpoints: false,
+        }
     }
 }
 
-fn run_probe(kvm: &Kvm) -> Result<Int3Support, String> {
-    const CODE: u64 = 0x1000;
+pub fn probe(kvm: &Kvm) -> HostDebugCaps {
+    let int3 = match probe_int3(kvm) {
+        Ok(ProbeExit::Debug { exception: 3, .. }) => Int3Support::Intercepted,
+        Ok(ProbeExit::Halted) => Int3Support::NotIntercepted(
+            "the guest's own #BP handler ran instead of a debug exit".into(),
+        ),
+        Ok(ProbeExit::InternalError) => {
+            Int3Support::NotIntercepted("KVM failed to emulate int3 (internal error)".into())
+        }
+        Ok(other) => Int3Support::NotIntercepted(format!("unexpected outcome {other:?}")),
+        Err(why) => Int3Support::NotIntercepted(why),
+    };
+    let data_breakpoints =
+        matches!(probe_data_breakpoint(kvm), Ok(ProbeExit::Debug { dr6, .. }) if dr6 & 1 != 0);
+    HostDebugCaps {
+        int3,
+        data_breakpoints,
+    }
+}
+
+const CODE: u64 = 0x1000;
+const DATA: u64 = 0x2000;
+
+/// `int3; hlt; hlt` with IVT[3] pointing at the second `hlt`.
+fn probe_int3(kvm: &Kvm) -> Result<ProbeExit, String> {
+    let debug = kvm_guest_debug {
+        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP,
+        ..Default::default()
+    };
+    run_probe(kvm, &[0xcc, 0xf4, 0xf4], Some((3 * 4, 0x0000_1002)), debug)
+}
+
+/// `mov byte [0x2000], 1; hlt` with a 1-byte write watch on 0x2000 in DR0.
+fn probe_data_breakpoint(kvm: &Kvm) -> Result<ProbeExit, String> {
+    let mut debug = kvm_guest_debug {
+        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+        ..Default::default()
+    };
+    debug.arch.debugreg[0] = DATA;
+    debug.arch.debugreg[7] = 0b10 | (0b01 << 16); // G0, RW0 = write, LEN0 = 1
+    run_probe(kvm, &[0xc6, 0x06, 0x00, 0x20, 0x01, 0xf4], None, debug)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ProbeExit {
+    Debug { exception: u32, dr6: u64 },
+    Halted,
+    InternalError,
+    Other(String),
+}
+
+fn run_probe(
+    kvm: &Kvm,
+    code: &[u8],
+    ivt_entry: Option<(u64, u32)>,
+    debug: kvm_guest_debug,
+) -> Result<ProbeExit, String> {
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1_0000)])
         .map_err(|e| e.to_string())?;
-    // IVT[3] = 0000:1002; code: int3; hlt; hlt.
-    mem.write_obj(0x0000_1002u32, GuestAddress(3 * 4))
-        .map_err(|e| e.to_string())?;
-    mem.write_slice(&[0xcc, 0xf4, 0xf4], GuestAddress(CODE))
+    if let Some((at, vector)) = ivt_entry {
+        mem.write_obj(vector, GuestAddress(at))
+            .map_err(|e| e.to_string())?;
+    }
+    mem.write_slice(code, GuestAddress(CODE))
         .map_err(|e| e.to_string())?;
     let host = mem
         .get_host_address(GuestAddress(0))
@@ -52,43 +122,32 @@ fn run_probe(kvm: &Kvm) -> Result<Int3Support, String> {
         .create_vcpu(0)
         .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     let mut sregs = vcpu.get_sregs().map_err(|e| e.to_string())?;
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
+    (
+        sregs.cs.base,
+        sregs.cs.selector,
+        sregs.ds.base,
+        sregs.ds.selector,
+    ) = (0, 0, 0, 0);
     vcpu.set_sregs(&sregs).map_err(|e| e.to_string())?;
     let mut regs = vcpu.get_regs().map_err(|e| e.to_string())?;
     regs.rip = CODE;
     regs.rflags = 2;
     vcpu.set_regs(&regs).map_err(|e| e.to_string())?;
-    let debug = kvm_guest_debug {
-        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP,
-        ..Default::default()
-    };
     vcpu.set_guest_debug(&debug)
         .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
     for _ in 0..8 {
-        match vcpu.run() {
-            Ok(VcpuExit::Debug(arch)) if arch.exception == 3 => {
-                return Ok(Int3Support::Intercepted)
-            }
-            Ok(VcpuExit::Hlt) => {
-                return Ok(Int3Support::NotIntercepted(
-                    "the guest's own #BP handler ran instead of a debug exit".into(),
-                ))
-            }
-            Ok(VcpuExit::InternalError) => {
-                return Ok(Int3Support::NotIntercepted(
-                    "KVM failed to emulate int3 (internal error)".into(),
-                ))
-            }
+        return Ok(match vcpu.run() {
+            Ok(VcpuExit::Debug(arch)) => ProbeExit::Debug {
+                exception: arch.exception,
+                dr6: arch.dr6,
+            },
+            Ok(VcpuExit::Hlt) => ProbeExit::Halted,
+            Ok(VcpuExit::InternalError) => ProbeExit::InternalError,
             Ok(VcpuExit::Intr) => continue,
-            Ok(other) => {
-                return Ok(Int3Support::NotIntercepted(format!(
-                    "unexpected exit {other:?}"
-                )))
-            }
+            Ok(other) => ProbeExit::Other(format!("{other:?}")),
             Err(e) if e.errno() == libc::EINTR => continue,
             Err(e) => return Err(format!("KVM_RUN: {e}")),
-        }
+        });
     }
     Err("the probe guest did not stop".into())
 }

@@ -20,7 +20,7 @@ use gdbstub::stub::{DisconnectReason, GdbStub};
 
 use self::conn::{GdbConnection, Stream};
 use self::target::{tid, StopReason, VmTarget};
-use crate::debug::probe::Int3Support;
+use crate::debug::probe::HostDebugCaps;
 use crate::error::{Error, Result};
 use crate::vcpu::{VcpuEvent, VmEnd};
 use crate::vm::Vm;
@@ -184,9 +184,9 @@ impl BlockingEventLoop for VmEventLoop {
 }
 
 /// Runs the VM under the gdb server until the VM ends or a debugger kills it.
-pub fn serve(vm: Vm, int3: Int3Support, listen: &Listen, wait_for_gdb: bool) -> Result<VmEnd> {
+pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -> Result<VmEnd> {
     let listener = Listener::bind(listen)?;
-    let mut target = VmTarget::new(vm, int3);
+    let mut target = VmTarget::new(vm, host);
     let shown = match listen {
         Listen::Tcp(a) => format!("target remote {a}"),
         Listen::Unix(p) => format!("target remote {}", p.display()),

@@ -96,7 +96,7 @@ impl VmTarget {
                     self.vm.boot.rip
                 );
                 outputln!(out, "debug registers: DR7={:#x}", self.slots.dr7());
-                match &self.int3 {
+                match &self.host.int3 {
                     Int3Support::Intercepted => {
                         outputln!(out, "int3: intercepted by this host's KVM")
                     }
@@ -105,6 +105,15 @@ impl VmTarget {
                         "int3: not usable on this host ({why}); `break` uses debug registers, 4 at most"
                     ),
                 }
+                outputln!(
+                    out,
+                    "data breakpoints: {}",
+                    if self.host.data_breakpoints {
+                        "in hardware"
+                    } else {
+                        "not delivered by this host's KVM; watchpoints single-step and compare (writes only)"
+                    }
+                );
                 outputln!(
                     out,
                     "single-step blocks interrupts: {}",

@@ -8,8 +8,8 @@ use std::num::NonZeroUsize;
 use gdbstub::common::{Signal, Tid};
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::base::multithread::{
-    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSingleStep,
-    MultiThreadSingleStepOps,
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -23,10 +23,10 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::arch::{SystemRegs, VcpuRegs, VmdbgX86_64};
 use crate::debug::paging::PagingMode;
-use crate::debug::probe::Int3Support;
+use crate::debug::probe::HostDebugCaps;
 use crate::debug::{Access, DebugSlots, DebugStop, Origin};
 use crate::error::Error;
-use crate::vcpu::{VcpuEvent, VmEnd};
+use crate::vcpu::{RunOptions, SoftWatch, VcpuEvent, VmEnd, WatchedRange};
 use crate::vm::Vm;
 
 pub type StopReason = MultiThreadStopReason<u64>;
@@ -41,8 +41,10 @@ enum Action {
 pub struct VmTarget {
     pub vm: Vm,
     pub slots: DebugSlots,
-    pub int3: Int3Support,
+    pub host: HostDebugCaps,
     actions: Vec<Action>,
+    /// gdb resumed only the threads it named (a vCont with no wildcard).
+    scheduler_locked: bool,
     /// Stops that happened while another was being reported (all-stop mode
     /// reports one at a time); the next resume reports them without running.
     pending: VecDeque<VcpuEvent>,
@@ -61,13 +63,14 @@ fn vcpu_of(tid: Tid) -> usize {
 type Snapshot = (kvm_regs, kvm_sregs, kvm_fpu);
 
 impl VmTarget {
-    pub fn new(vm: Vm, int3: Int3Support) -> Self {
+    pub fn new(vm: Vm, host: HostDebugCaps) -> Self {
         let n = vm.vcpu_count();
         Self {
             vm,
             slots: DebugSlots::default(),
-            int3,
+            host,
             actions: vec![Action::Stay; n],
+            scheduler_locked: false,
             pending: VecDeque::new(),
             ended: None,
         }
@@ -108,6 +111,47 @@ impl VmTarget {
         handle
             .exec(move |fd| fd.set_guest_debug(&dbg))?
             .map_err(Error::kvm("KVM_SET_GUEST_DEBUG"))
+    }
+
+    /// On a host whose KVM does not deliver data breakpoints, the watched
+    /// ranges (as guest-physical addresses) with their current bytes, for
+    /// the vCPU thread to compare after every single-step.
+    fn soft_watch(&self, vcpu: usize) -> Result<Option<SoftWatch>, Error> {
+        if self.host.data_breakpoints {
+            return Ok(None);
+        }
+        let watched: Vec<_> = self.slots.watch_slots().collect();
+        if watched.is_empty() {
+            return Ok(None);
+        }
+        let mode = self
+            .paging_mode(vcpu)
+            .map_err(|_| Error::Vcpu(format!("cannot read vCPU {vcpu}'s paging registers")))?;
+        let mut ranges = Vec::new();
+        for (slot, s) in watched {
+            // An unmapped watch address cannot change until it is mapped;
+            // it is skipped rather than failing the resume.
+            let Ok(t) = mode.translate(&self.vm.mem, s.addr) else {
+                continue;
+            };
+            let mut old = vec![0u8; s.len as usize];
+            if self
+                .vm
+                .mem
+                .read_slice(&mut old, GuestAddress(t.gpa))
+                .is_ok()
+            {
+                ranges.push(WatchedRange {
+                    slot,
+                    gpa: t.gpa,
+                    old,
+                });
+            }
+        }
+        Ok(Some(SoftWatch {
+            mem: self.vm.mem.clone(),
+            ranges,
+        }))
     }
 
     /// Lets every vCPU run freely with no debug state, for detach.
@@ -359,26 +403,38 @@ impl MultiThreadResume for VmTarget {
             // A stop is already waiting to be reported: run nothing.
             return Ok(());
         }
-        let stepping = self.actions.contains(&Action::Step);
+        let others_stay = self.scheduler_locked || self.actions.contains(&Action::Step);
         for vcpu in 0..self.vm.vcpu_count() {
             let action = match self.actions[vcpu] {
                 // gdb's default action is continue; while one vCPU steps the
                 // others stay put, as they do under QEMU's gdbstub.
-                Action::Stay if !stepping => Action::Continue,
+                Action::Stay if !others_stay => Action::Continue,
                 other => other,
             };
             if action == Action::Stay {
                 continue;
             }
-            self.apply_debug(vcpu, action == Action::Step)?;
-            self.vm.run_vcpu(vcpu)?;
+            let soft_watch = self.soft_watch(vcpu)?;
+            self.apply_debug(vcpu, action == Action::Step || soft_watch.is_some())?;
+            self.vm.run_vcpu_with(
+                vcpu,
+                RunOptions {
+                    soft_watch,
+                    stop_after_step: action == Action::Step,
+                },
+            )?;
         }
         Ok(())
     }
 
     fn clear_resume_actions(&mut self) -> Result<(), Error> {
         self.actions.fill(Action::Stay);
+        self.scheduler_locked = false;
         Ok(())
+    }
+
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
     }
 
     fn set_resume_action_continue(
@@ -394,6 +450,13 @@ impl MultiThreadResume for VmTarget {
 
     fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
         Some(self)
+    }
+}
+
+impl MultiThreadSchedulerLocking for VmTarget {
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Error> {
+        self.scheduler_locked = true;
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 
 use kvm_bindings::kvm_debug_exit_arch;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
@@ -124,8 +125,43 @@ type Job = Box<dyn FnOnce(&mut VcpuFd) + Send>;
 
 enum Command {
     Exec(Job),
-    Run,
+    Run(RunOptions),
     Quit,
+}
+
+/// How a vCPU runs until its next stop.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Watchpoints served by comparing memory after every single-step, on
+    /// hosts whose KVM does not deliver data breakpoints. The caller turns
+    /// single-stepping on in the guest debug state.
+    pub soft_watch: Option<SoftWatch>,
+    /// The debugger asked for one step: report the first single-step trap.
+    pub stop_after_step: bool,
+}
+
+pub struct SoftWatch {
+    pub mem: GuestMemoryMmap,
+    pub ranges: Vec<WatchedRange>,
+}
+
+pub struct WatchedRange {
+    /// The debug-register slot the watchpoint occupies; a change is reported
+    /// as if that slot's DR6 bit were set.
+    pub slot: usize,
+    pub gpa: u64,
+    pub old: Vec<u8>,
+}
+
+impl SoftWatch {
+    /// The slot of the first watched range whose bytes changed.
+    fn changed_slot(&self) -> Option<usize> {
+        self.ranges.iter().find_map(|r| {
+            let mut now = vec![0u8; r.old.len()];
+            let readable = self.mem.read_slice(&mut now, GuestAddress(r.gpa)).is_ok();
+            (readable && now != r.old).then_some(r.slot)
+        })
+    }
 }
 
 /// The owner's side of a vCPU thread.
@@ -196,8 +232,10 @@ impl VcpuHandle {
         Error::Vcpu(format!("vCPU {} thread has exited", self.index))
     }
 
-    pub fn run(&mut self) -> Result<()> {
-        self.commands.send(Command::Run).map_err(|_| self.gone())?;
+    pub fn run(&mut self, options: RunOptions) -> Result<()> {
+        self.commands
+            .send(Command::Run(options))
+            .map_err(|_| self.gone())?;
         self.running = true;
         Ok(())
     }
@@ -260,8 +298,8 @@ impl VcpuRunner {
         while let Ok(command) = commands.recv() {
             match command {
                 Command::Exec(job) => job(&mut self.fd),
-                Command::Run => {
-                    let event = self.run_until_stop();
+                Command::Run(options) => {
+                    let event = self.run_until_stop(&options);
                     self.events.send(event);
                 }
                 Command::Quit => break,
@@ -269,7 +307,7 @@ impl VcpuRunner {
         }
     }
 
-    fn run_until_stop(&mut self) -> VcpuEvent {
+    fn run_until_stop(&mut self, options: &RunOptions) -> VcpuEvent {
         let vcpu = self.index;
         loop {
             if self.pause.swap(false, Ordering::SeqCst) {
@@ -277,7 +315,17 @@ impl VcpuRunner {
             }
             match self.step_once() {
                 Exit::Continue => {}
-                Exit::Debug(exit) => {
+                Exit::Debug(mut exit) => {
+                    if let Some(watch) = &options.soft_watch {
+                        const DR6_SLOTS: u64 = 0xf;
+                        match watch.changed_slot() {
+                            Some(slot) => exit.dr6 = (exit.dr6 & !DR6_SLOTS) | (1 << slot),
+                            None if exit.dr6 & DR6_SLOTS == 0 && !options.stop_after_step => {
+                                continue
+                            }
+                            None => {}
+                        }
+                    }
                     self.pause.store(false, Ordering::SeqCst);
                     return VcpuEvent::Debug { vcpu, exit };
                 }
