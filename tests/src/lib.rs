@@ -1,1 +1,238 @@
-//! placeholder
+//! Harness for vmdbg's end-to-end tests: where the binaries and test
+//! kernels are, which tiers this machine has, and child processes that are
+//! always cleaned up.
+//!
+//! Skips are loud: a test that needs something this machine lacks panics
+//! under `CI=true` (or `VMDBG_REQUIRE_KVM=1`) and elsewhere prints
+//! `SKIPPED: <reason>` and returns.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory holding the kernels `build.rs` made.
+pub fn baremetal_dir() -> &'static Path {
+    Path::new(env!("VMDBG_BAREMETAL_DIR"))
+}
+
+pub fn kernel(name: &str) -> PathBuf {
+    let p = baremetal_dir().join(name);
+    assert!(p.exists(), "test kernel {} was not built", p.display());
+    p
+}
+
+/// Line number of the `/* MARK:name */` comment in a kernel source file.
+pub fn marker_line(source: &str, name: &str) -> u32 {
+    let path = Path::new(env!("VMDBG_BAREMETAL_SRC")).join(source);
+    let text = std::fs::read_to_string(&path).expect("read kernel source");
+    let needle = format!("MARK:{name} */");
+    let index = text
+        .lines()
+        .position(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no {needle} in {}", path.display()));
+    index as u32 + 1
+}
+
+fn strict() -> bool {
+    let on = |v: &str| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    on("CI") || on("VMDBG_REQUIRE_KVM")
+}
+
+/// Returns false (after printing why) when a test must be skipped; panics
+/// instead under CI, where skipping would hide a missing tier.
+pub fn require(available: Result<(), String>, test: &str) -> bool {
+    match available {
+        Ok(()) => true,
+        Err(why) if strict() => panic!("{test}: required but unavailable under CI: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: {test}: {why}");
+            false
+        }
+    }
+}
+
+/// The host tier: a /dev/kvm this process can open.
+pub fn kvm() -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(|_| ())
+        .map_err(|e| format!("/dev/kvm cannot be opened ({e})"))
+}
+
+/// A program on PATH (gdb, lldb, qemu-system-x86_64).
+pub fn tool(name: &str) -> Result<(), String> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .ok()
+        .filter(ExitStatus::success)
+        .map(|_| ())
+        .ok_or_else(|| format!("`{name}` is not installed (see .ci/run for the packages)"))
+}
+
+pub fn all(checks: impl IntoIterator<Item = Result<(), String>>) -> Result<(), String> {
+    checks
+        .into_iter()
+        .collect::<Result<Vec<()>, String>>()
+        .map(|_| ())
+}
+
+/// The `vmdbg-vmm` binary, built once per test process with the cargo that
+/// runs the tests, in the same target directory and profile.
+pub fn vmm_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<test binary>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-q", "-p", "vmdbg-vmm", "--bin", "vmdbg-vmm"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p vmdbg-vmm failed");
+        let bin = profile_dir.join("vmdbg-vmm");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+pub fn vmm() -> Command {
+    Command::new(vmm_binary())
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test
+/// never leaves a VM or QEMU behind.
+pub struct ChildGuard {
+    pub child: Child,
+    pub name: String,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut cmd: Command, name: &str) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self {
+            child,
+            name: name.into(),
+        }
+    }
+
+    /// Waits for the process to end, at most `limit`; kills it after that.
+    pub fn wait_output(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not end within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_end(&mut stdout);
+        }
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_end(&mut stderr);
+        }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a command to completion with a time limit.
+pub fn run(cmd: Command, name: &str, limit: Duration) -> Output {
+    ChildGuard::spawn(cmd, name).wait_output(limit)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits until something listens on a TCP port (the stub is up).
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs Debian's gdb in batch mode on `elf` with a script.
+pub fn gdb_batch(elf: &Path, script: &str, limit: Duration) -> Output {
+    let path = std::env::temp_dir().join(format!(
+        "vmdbg-gdb-{}-{}.gdb",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(&path, script).unwrap();
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-nx", "-batch", "-x"]).arg(&path).arg(elf);
+    let out = run(cmd, "gdb", limit);
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+/// QEMU booting the same ELF through PVH, with its gdbstub waiting (-s -S).
+pub fn qemu_with_gdbstub(elf: &Path, port: u16) -> ChildGuard {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-accel", "tcg", "-M", "pc", "-m", "128", "-display", "none", "-serial", "null",
+    ])
+    .args([
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-S",
+    ])
+    .arg("-gdb")
+    .arg(format!("tcp:127.0.0.1:{port}"))
+    .arg("-kernel")
+    .arg(elf);
+    ChildGuard::spawn(cmd, "qemu-system-x86_64")
+}

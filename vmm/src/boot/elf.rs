@@ -77,7 +77,14 @@ pub fn inspect(bytes: &[u8]) -> std::result::Result<Option<ElfSummary>, String> 
     Ok(load_end.map(|load_end| ElfSummary { entry, load_end }))
 }
 
-pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedElf> {
+/// Checks the kernel file before any VM exists, so a bad file is reported
+/// as such even on a host without KVM.
+pub fn validate(path: &Path, mem_bytes: u64) -> Result<ElfSummary> {
+    let (_, summary) = open_checked(path, mem_bytes)?;
+    Ok(summary)
+}
+
+fn open_checked(path: &Path, mem_bytes: u64) -> Result<(File, ElfSummary)> {
     let mut file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::KernelNotFound {
             path: path.to_path_buf(),
@@ -103,7 +110,7 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedElf> {
         .ok_or_else(|| Error::NoLoadableSegment {
             path: path.to_path_buf(),
         })?;
-    let mem_end = mem.last_addr().0 + 1;
+    let mem_end = mem_bytes;
     if summary.load_end > mem_end {
         let mib = |b: u64| b.div_ceil(1 << 20);
         return Err(Error::MemoryTooSmall {
@@ -113,6 +120,11 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedElf> {
             suggest: mib(summary.load_end).next_power_of_two().max(16),
         });
     }
+    Ok((file, summary))
+}
+
+pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedElf> {
+    let (mut file, summary) = open_checked(path, mem.last_addr().0 + 1)?;
     let loaded =
         Elf::load(mem, None, &mut file, Some(GuestAddress(HIGH_MEMORY))).map_err(|source| {
             Error::KernelLoad {
