@@ -10,7 +10,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Directory holding the kernels `build.rs` made.
@@ -123,23 +123,87 @@ pub fn free_port() -> u16 {
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test
-/// never leaves a VM or QEMU behind.
+/// never leaves a VM or QEMU behind. Its stdout and stderr are collected by
+/// threads, so a test can wait for a line on stderr while it runs.
 pub struct ChildGuard {
     pub child: Child,
     pub name: String,
+    stdout: Collector,
+    stderr: Collector,
+}
+
+/// Bytes read from a pipe by a background thread.
+struct Collector {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Self {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = bytes.clone();
+        let thread = pipe.map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            })
+        });
+        Self { bytes, thread }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.bytes.lock().unwrap())
+    }
 }
 
 impl ChildGuard {
     pub fn spawn(mut cmd: Command, name: &str) -> Self {
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = Collector::start(child.stdout.take());
+        let stderr = Collector::start(child.stderr.take());
         Self {
             child,
             name: name.into(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until the child has written `needle` on stderr. Connecting to
+    /// a port to see whether it is up would itself be taken as a debugger.
+    pub fn wait_for_stderr(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = text(&self.stderr.snapshot());
+            if seen.contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} ended ({status}) before printing `{needle}`:\n{seen}",
+                    self.name
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print `{needle}` within {limit:?}:\n{seen}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -157,18 +221,12 @@ impl ChildGuard {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            let _ = o.read_to_end(&mut stdout);
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_end(&mut stderr);
-        }
+        let stdout = std::mem::replace(&mut self.stdout, Collector::start(None::<std::fs::File>));
+        let stderr = std::mem::replace(&mut self.stderr, Collector::start(None::<std::fs::File>));
         Output {
             status,
-            stdout,
-            stderr,
+            stdout: stdout.finish(),
+            stderr: stderr.finish(),
         }
     }
 }
