@@ -1,0 +1,58 @@
+//! `vmdbg`: the command a user runs. Each subcommand lives in its own
+//! module; this file only parses the command line and dispatches.
+
+mod dap;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Debug code that runs inside a virtual machine.
+#[derive(Parser, Debug)]
+#[command(name = "vmdbg", version)]
+struct Cli {
+    /// Log more (repeat for more detail); or set RUST_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the Debug Adapter Protocol (for VS Code, Eclipse, any DAP client).
+    Dap(dap::DapArgs),
+    /// Boot a fresh VM, run a command inside it, stream its output and exit
+    /// with its status.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Dap(args) => dap::main(args),
+        Command::Run(args) => run::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vmdbg: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! A ptrace process debugger served through gdbstub.
