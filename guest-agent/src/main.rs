@@ -13,9 +13,47 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Serve the host over the agent protocol (what the image's init runs).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// A virtio-serial port by its name (QEMU `virtserialport,name=...`).
+    #[arg(long, default_value = "org.vmdbg.agent.0", conflicts_with_all = ["vsock", "stdio"])]
+    virtio_port: String,
+    /// Listen on this vsock port instead (the embedded VMM).
+    #[arg(long)]
+    vsock: Option<u32>,
+    /// Serve one connection on stdin/stdout instead (tests, by hand).
+    #[arg(long)]
+    stdio: bool,
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    use vmdbg_agent::agent::{self, transport};
+    if args.stdio {
+        return match agent::serve(std::io::stdin(), std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vmdbg-agent: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(port) = args.vsock {
+        if let Err(e) = transport::serve_vsock(port) {
+            eprintln!("vmdbg-agent: {e:#}");
+        }
+        return ExitCode::FAILURE;
+    }
+    transport::serve_virtio_port(&args.virtio_port)
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
 }
