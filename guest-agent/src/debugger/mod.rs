@@ -1,1 +1,140 @@
-//! A ptrace process debugger served through gdbstub.
+//! A ptrace process debugger served as the gdb remote protocol through
+//! gdbstub (x86-64 Linux): launched inside the guest by the agent, whose
+//! protocol tunnels the RSP stream to the host, or directly on a host like
+//! gdbserver (`vmdbg-agent gdbserver --listen HOST:PORT -- PROGRAM ARGS…`).
+//!
+//! - [`serve`]: launch a program and serve one debugger on a byte stream;
+//! - [`Session`]: the same in two steps, to report the process id (or a
+//!   launch failure) before waiting for a debugger;
+//! - [`gdbserver`]: the command-line server (TCP or unix socket).
+//!
+//! What this module must not do: reap children it did not launch (waits
+//! are per thread id, never `waitpid(-1)`), or touch the agent's protocol.
+//!
+//! Everything here runs on the thread that launched the process: the
+//! kernel binds a tracee to its tracer thread.
+
+mod arch;
+mod conn;
+pub mod gdbserver;
+mod inferior;
+mod signals;
+mod solib;
+mod target;
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
+
+pub use conn::RspStream;
+use conn::RspConnection;
+use inferior::{Event, Inferior};
+use target::{ProcessEventLoop, ProcessTarget};
+
+/// What to run under the debugger.
+#[derive(Debug, Default)]
+pub struct Launch {
+    /// argv[0] is the program: a path, or a name searched in PATH (the
+    /// launched environment's PATH when `env` sets one).
+    pub argv: Vec<OsString>,
+    /// The whole environment of the program; `None` inherits ours.
+    pub env: Option<Vec<(OsString, OsString)>>,
+    /// Working directory; `None` keeps ours.
+    pub cwd: Option<PathBuf>,
+    /// Descriptors the program gets as stdin, stdout and stderr (e.g. pipe
+    /// ends the agent streams separately from RSP); `None` inherits ours.
+    /// They are closed in this process once the program is started.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebugError {
+    #[error("launch: {0}")]
+    Launch(String),
+    #[error("ptrace: {0}")]
+    Ptrace(String),
+    #[error("memory: {0}")]
+    Memory(String),
+    #[error("no thread {0}")]
+    NoSuchThread(i32),
+    #[error("gdb signal {0} has no Linux equivalent")]
+    UnknownSignal(u8),
+    #[error("the debugger's connection failed: {0}")]
+    Connection(String),
+    #[error("gdb remote protocol: {0}")]
+    Protocol(String),
+}
+
+/// A launched program, stopped at its exec, waiting for a debugger.
+pub struct Session {
+    target: ProcessTarget,
+}
+
+impl Session {
+    /// Starts the program stopped at its first instruction (the dynamic
+    /// linker's, for a dynamic program).
+    pub fn launch(launch: Launch) -> Result<Self, DebugError> {
+        let inferior = Inferior::launch(&launch)?;
+        // Our copies of the program's stdio must close, or a reader of its
+        // output pipe would never see the end.
+        drop(launch);
+        Ok(Self { target: ProcessTarget::new(inferior) })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.target.inferior.pid.as_raw()
+    }
+
+    /// Serves one debugger until the program ends, the debugger kills it
+    /// (`kill`), or detaches (`detach`: the program runs on untraced and
+    /// this waits for its end). Returns how the program ended. If the
+    /// connection fails, the program is killed and the error returned.
+    pub fn serve<S: RspStream>(mut self, stream: S) -> Result<ExitStatus, DebugError> {
+        let conn = RspConnection::new(stream);
+        let result = GdbStub::new(conn).run_blocking::<ProcessEventLoop<S>>(&mut self.target);
+        let inferior = &mut self.target.inferior;
+        let end = match result {
+            Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
+                inferior.ended().unwrap_or_else(|| inferior.kill())
+            }
+            Ok(DisconnectReason::Kill) => inferior.kill(),
+            Ok(DisconnectReason::Disconnect) => inferior.detach_and_wait(),
+            Err(e) => {
+                inferior.kill();
+                return Err(stub_error(e));
+            }
+        };
+        Ok(exit_status(end))
+    }
+}
+
+fn stub_error(e: GdbStubError<DebugError, std::io::Error>) -> DebugError {
+    if e.is_target_error() {
+        return e.into_target_error().expect("checked to be a target error");
+    }
+    if e.is_connection_error() {
+        return DebugError::Connection(e.to_string());
+    }
+    DebugError::Protocol(e.to_string())
+}
+
+fn exit_status(end: Event) -> ExitStatus {
+    match end {
+        Event::Exited(code) => ExitStatus::from_raw((code & 0xff) << 8),
+        Event::Killed(signal) => ExitStatus::from_raw(signal & 0x7f),
+        Event::Stopped { .. } => ExitStatus::from_raw(libc::SIGKILL),
+    }
+}
+
+/// Launches `launch` and serves one debugger on `stream` (a TCP or unix
+/// socket, a socketpair end, …): see [`Session::serve`]. Call it on the
+/// thread that should own the process.
+pub fn serve<S: RspStream>(stream: S, launch: Launch) -> Result<ExitStatus, DebugError> {
+    Session::launch(launch)?.serve(stream)
+}

@@ -1,0 +1,201 @@
+//! The byte stream to the debugger (a gdbstub `Connection`): any
+//! `Read + Write` stream with a file descriptor to wait on — TCP, a unix
+//! socket, a socketpair end that the agent's multiplexer feeds, a pipe pair.
+//! Buffered both ways so a packet costs one system call, not one per byte.
+//!
+//! Packets are checked here before gdbstub sees them, because gdbstub ends
+//! the whole session on a bad checksum: a corrupt packet is answered with a
+//! NAK (`-`) so the client resends it, or — once acks are off — with an
+//! error reply.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+
+use gdbstub::conn::{Connection, ConnectionExt};
+
+/// A readable and writable byte stream with a descriptor to poll.
+pub trait RspStream: Read + Write + AsRawFd {}
+impl<T: Read + Write + AsRawFd> RspStream for T {}
+
+pub struct RspConnection<S: RspStream> {
+    stream: S,
+    /// Checked bytes gdbstub has not read yet.
+    inbox: Vec<u8>,
+    read_at: usize,
+    outbox: Vec<u8>,
+    /// The packet being received, from `$` up to its checksum.
+    partial: Vec<u8>,
+    /// Set once `QStartNoAckMode` was sent: a NAK would then be ignored.
+    no_ack: bool,
+}
+
+impl<S: RspStream> RspConnection<S> {
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            inbox: Vec::new(),
+            read_at: 0,
+            outbox: Vec::new(),
+            partial: Vec::new(),
+            no_ack: false,
+        }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    pub fn has_buffered_input(&self) -> bool {
+        self.read_at < self.inbox.len()
+    }
+
+    /// Reads what the stream has (blocking until at least one byte) and
+    /// keeps the acks, interrupts and well-formed packets among it.
+    fn fill(&mut self) -> io::Result<()> {
+        let mut buf = [0u8; 4096];
+        while !self.has_buffered_input() {
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.inbox.drain(..self.read_at);
+            self.read_at = 0;
+            for &byte in &buf[..n] {
+                self.accept_byte(byte)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_byte(&mut self, byte: u8) -> io::Result<()> {
+        if self.partial.is_empty() {
+            if byte == b'$' {
+                self.partial.push(byte);
+            } else {
+                self.inbox.push(byte);
+            }
+            return Ok(());
+        }
+        self.partial.push(byte);
+        let len = self.partial.len();
+        let complete = len >= 4 && self.partial[len - 3] == b'#';
+        if !complete {
+            // A runaway packet with no end: refuse it rather than grow forever.
+            if len > MAX_PACKET {
+                self.partial.clear();
+                return self.reject("packet too long");
+            }
+            return Ok(());
+        }
+        let packet = std::mem::take(&mut self.partial);
+        if !checksum_matches(&packet) {
+            return self.reject("bad checksum");
+        }
+        if packet.starts_with(b"$QStartNoAckMode#") {
+            self.no_ack = true;
+        }
+        self.inbox.extend_from_slice(&packet);
+        Ok(())
+    }
+
+    fn reject(&mut self, why: &str) -> io::Result<()> {
+        if self.no_ack {
+            self.outbox.extend_from_slice(&error_packet(why));
+        } else {
+            self.outbox.push(b'-');
+        }
+        Connection::flush(self)
+    }
+}
+
+/// Longer than any packet gdb sends for this target (it is told 4096).
+const MAX_PACKET: usize = 64 * 1024;
+
+fn checksum_matches(packet: &[u8]) -> bool {
+    let body = &packet[1..packet.len() - 3];
+    let sum = body.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    let digits = &packet[packet.len() - 2..];
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| u8::from_str_radix(d, 16).ok())
+        == Some(sum)
+}
+
+/// An `E.message` reply (gdb shows the text) with its checksum.
+fn error_packet(text: &str) -> Vec<u8> {
+    let body = format!("E.{text}");
+    let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+    format!("${body}#{sum:02x}").into_bytes()
+}
+
+impl<S: RspStream> Connection for RspConnection<S> {
+    type Error = io::Error;
+
+    fn write(&mut self, byte: u8) -> io::Result<()> {
+        self.outbox.push(byte);
+        Ok(())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.outbox.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.outbox.is_empty() {
+            self.stream.write_all(&self.outbox)?;
+            self.outbox.clear();
+        }
+        self.stream.flush()
+    }
+}
+
+impl<S: RspStream> ConnectionExt for RspConnection<S> {
+    fn read(&mut self) -> io::Result<u8> {
+        self.fill()?;
+        let byte = self.inbox[self.read_at];
+        self.read_at += 1;
+        Ok(byte)
+    }
+
+    fn peek(&mut self) -> io::Result<Option<u8>> {
+        self.fill()?;
+        Ok(self.inbox.get(self.read_at).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn framed(body: &str) -> Vec<u8> {
+        let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+        format!("${body}#{sum:02x}").into_bytes()
+    }
+
+    #[test]
+    fn good_packets_pass_and_bad_checksums_are_nacked() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut conn = RspConnection::new(server);
+        client.write_all(b"+$g#00").unwrap();
+        client.write_all(&framed("g")).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..1 + framed("g").len() {
+            seen.push(ConnectionExt::read(&mut conn).unwrap());
+        }
+        assert_eq!(seen[0], b'+');
+        assert_eq!(&seen[1..], framed("g").as_slice());
+        let mut nak = [0u8; 1];
+        client.read_exact(&mut nak).unwrap();
+        assert_eq!(&nak, b"-");
+    }
+
+    #[test]
+    fn non_hex_checksum_digits_are_a_mismatch_not_a_panic() {
+        assert!(!checksum_matches(b"$g#zz"));
+        assert!(!checksum_matches(b"$g#\xff\xfe"));
+    }
+}

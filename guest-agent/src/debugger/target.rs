@@ -1,0 +1,373 @@
+//! The gdbstub `Target` over an [`Inferior`]: threads, registers, memory,
+//! resume actions (continue, step, scheduler locking), int3 breakpoints,
+//! watchpoints, the executable's path, the auxiliary vector and the SVR4
+//! library list — and the blocking event loop that waits for either the
+//! process or the debugger.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use gdbstub::common::{Pid as GdbPid, Signal, Tid};
+use gdbstub::conn::{Connection, ConnectionExt};
+use gdbstub::stub::run_blocking::{BlockingEventLoop, Event as LoopEvent, WaitForStopReasonError};
+use gdbstub::stub::MultiThreadStopReason;
+use gdbstub::target::ext::auxv::{Auxv, AuxvOps};
+use gdbstub::target::ext::base::multithread::{
+    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
+    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
+};
+use gdbstub::target::ext::base::BaseOps;
+use gdbstub::target::ext::breakpoints::{
+    Breakpoints, BreakpointsOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps,
+    WatchKind as GdbWatchKind,
+};
+use gdbstub::target::ext::exec_file::{ExecFile, ExecFileOps};
+use gdbstub::target::ext::libraries::{LibrariesSvr4, LibrariesSvr4Ops};
+use gdbstub::target::{Target, TargetError, TargetResult};
+use nix::unistd::Pid;
+
+use super::arch::{LinuxX86_64, ProcessRegs};
+use super::conn::{RspConnection, RspStream};
+use super::inferior::{Event, Inferior, ResumeAction, ResumeMode, StopCause, WatchKind, Watchpoint};
+use super::signals::{gdb_to_linux, linux_to_gdb};
+use super::{solib, DebugError};
+
+/// errno values sent back in `E` replies.
+const EFAULT: u8 = 14;
+const ESRCH: u8 = 3;
+const EINVAL: u8 = 22;
+
+pub struct ProcessTarget {
+    pub inferior: Inferior,
+    actions: BTreeMap<Pid, ResumeAction>,
+    /// How threads without an action of their own run; `None` under
+    /// scheduler locking.
+    others: Option<ResumeAction>,
+    /// A stop known at resume time, reported by the next wait.
+    queued: Option<Event>,
+    /// qXfer documents are read in pieces: made anew at offset 0 and kept
+    /// for the following pieces so they stay consistent.
+    libraries_document: RefCell<Vec<u8>>,
+    auxv_document: RefCell<Vec<u8>>,
+}
+
+fn tid_of(pid: Pid) -> Tid {
+    NonZeroUsize::new(pid.as_raw() as usize).expect("Linux thread ids are positive")
+}
+
+fn pid_of(tid: Tid) -> Pid {
+    Pid::from_raw(i32::try_from(tid.get()).unwrap_or(i32::MAX))
+}
+
+impl ProcessTarget {
+    pub fn new(inferior: Inferior) -> Self {
+        Self {
+            inferior,
+            actions: BTreeMap::new(),
+            others: Some(ResumeAction { mode: ResumeMode::Continue, signal: None }),
+            queued: None,
+            libraries_document: RefCell::new(Vec::new()),
+            auxv_document: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn stop_reason(&self, event: Event) -> MultiThreadStopReason<u64> {
+        let signal = |s: i32| Signal(linux_to_gdb(s));
+        match event {
+            Event::Exited(code) => MultiThreadStopReason::Exited(code as u8),
+            Event::Killed(sig) => MultiThreadStopReason::Terminated(signal(sig)),
+            Event::Stopped { tid, cause } => {
+                let tid = tid_of(tid);
+                match cause {
+                    StopCause::Breakpoint => MultiThreadStopReason::SwBreak(tid),
+                    StopCause::Watchpoint { slot } => match self.inferior.watchpoint(slot) {
+                        Some(w) => MultiThreadStopReason::Watch {
+                            tid,
+                            kind: match w.kind {
+                                WatchKind::Write => GdbWatchKind::Write,
+                                WatchKind::ReadWrite => GdbWatchKind::ReadWrite,
+                            },
+                            addr: w.addr,
+                        },
+                        None => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
+                    },
+                    StopCause::Stepped | StopCause::Exec => {
+                        MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP }
+                    }
+                    StopCause::Interrupted => {
+                        MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT }
+                    }
+                    StopCause::Signal(sig) => {
+                        MultiThreadStopReason::SignalWithThread { tid, signal: signal(sig) }
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_action(&mut self, tid: Tid, mode: ResumeMode, signal: Option<Signal>) -> Result<(), DebugError> {
+        let signal = match signal {
+            None | Some(Signal(0)) => None,
+            Some(Signal(s)) => Some(gdb_to_linux(s).ok_or(DebugError::UnknownSignal(s))?),
+        };
+        self.actions.insert(pid_of(tid), ResumeAction { mode, signal });
+        Ok(())
+    }
+}
+
+/// Fatal errors end the session; the rest become `E` replies.
+fn nonfatal(e: DebugError) -> TargetError<DebugError> {
+    match e {
+        DebugError::Memory(_) => TargetError::Errno(EFAULT),
+        DebugError::NoSuchThread(_) => TargetError::Errno(ESRCH),
+        DebugError::UnknownSignal(_) => TargetError::Errno(EINVAL),
+        other => TargetError::Fatal(other),
+    }
+}
+
+impl Target for ProcessTarget {
+    type Arch = LinuxX86_64;
+    type Error = DebugError;
+
+    fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
+        BaseOps::MultiThread(self)
+    }
+
+    fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_exec_file(&mut self) -> Option<ExecFileOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_auxv(&mut self) -> Option<AuxvOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_libraries_svr4(&mut self) -> Option<LibrariesSvr4Ops<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadBase for ProcessTarget {
+    fn read_registers(&mut self, regs: &mut ProcessRegs, tid: Tid) -> TargetResult<(), Self> {
+        let (gp, fp) = self.inferior.read_registers(pid_of(tid)).map_err(nonfatal)?;
+        *regs = ProcessRegs::from_kernel(&gp, &fp);
+        Ok(())
+    }
+
+    fn write_registers(&mut self, regs: &ProcessRegs, tid: Tid) -> TargetResult<(), Self> {
+        let tid = pid_of(tid);
+        let (mut gp, mut fp) = self.inferior.read_registers(tid).map_err(nonfatal)?;
+        regs.to_kernel(&mut gp, &mut fp);
+        self.inferior.write_registers(tid, &gp, &fp).map_err(nonfatal)
+    }
+
+    fn read_addrs(&mut self, start: u64, data: &mut [u8], _tid: Tid) -> TargetResult<usize, Self> {
+        self.inferior.read_memory(start, data).map_err(nonfatal)
+    }
+
+    fn write_addrs(&mut self, start: u64, data: &[u8], _tid: Tid) -> TargetResult<(), Self> {
+        self.inferior.write_memory(start, data).map_err(nonfatal)
+    }
+
+    fn list_active_threads(&mut self, report: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
+        self.inferior.thread_ids().for_each(|t| report(tid_of(t)));
+        Ok(())
+    }
+
+    fn is_thread_alive(&mut self, tid: Tid) -> Result<bool, Self::Error> {
+        Ok(self.inferior.has_thread(pid_of(tid)))
+    }
+
+    fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadResume for ProcessTarget {
+    fn resume(&mut self) -> Result<(), Self::Error> {
+        let actions = std::mem::take(&mut self.actions);
+        self.queued = self.inferior.resume(&actions, self.others)?;
+        Ok(())
+    }
+
+    fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
+        self.actions.clear();
+        self.others = Some(ResumeAction { mode: ResumeMode::Continue, signal: None });
+        Ok(())
+    }
+
+    fn set_resume_action_continue(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
+        self.set_action(tid, ResumeMode::Continue, signal)
+    }
+
+    fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadSingleStep for ProcessTarget {
+    fn set_resume_action_step(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
+        self.set_action(tid, ResumeMode::Step, signal)
+    }
+}
+
+impl MultiThreadSchedulerLocking for ProcessTarget {
+    fn set_resume_action_scheduler_lock(&mut self) -> Result<(), Self::Error> {
+        self.others = None;
+        Ok(())
+    }
+}
+
+impl Breakpoints for ProcessTarget {
+    fn support_sw_breakpoint(&mut self) -> Option<SwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl SwBreakpoint for ProcessTarget {
+    fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        self.inferior.add_breakpoint(addr).map_err(nonfatal)?;
+        Ok(true)
+    }
+
+    fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        Ok(self.inferior.remove_breakpoint(addr))
+    }
+}
+
+fn watchpoint(addr: u64, len: u64, kind: GdbWatchKind) -> Option<Watchpoint> {
+    let kind = match kind {
+        GdbWatchKind::Write => WatchKind::Write,
+        GdbWatchKind::ReadWrite => WatchKind::ReadWrite,
+        // x86 debug registers cannot trap reads alone.
+        GdbWatchKind::Read => return None,
+    };
+    Some(Watchpoint { addr, len, kind })
+}
+
+impl HwWatchpoint for ProcessTarget {
+    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: GdbWatchKind) -> TargetResult<bool, Self> {
+        Ok(watchpoint(addr, len, kind).is_some_and(|w| self.inferior.add_watchpoint(w)))
+    }
+
+    fn remove_hw_watchpoint(&mut self, addr: u64, len: u64, kind: GdbWatchKind) -> TargetResult<bool, Self> {
+        Ok(watchpoint(addr, len, kind).is_some_and(|w| self.inferior.remove_watchpoint(w)))
+    }
+}
+
+impl ExecFile for ProcessTarget {
+    fn get_exec_file(
+        &self,
+        _pid: Option<GdbPid>,
+        offset: u64,
+        length: usize,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
+        let path = self.inferior.exe.as_os_str().as_encoded_bytes();
+        Ok(solib::xfer_slice(path, offset, length, buf))
+    }
+}
+
+impl Auxv for ProcessTarget {
+    fn get_auxv(&self, offset: u64, length: usize, buf: &mut [u8]) -> TargetResult<usize, Self> {
+        let mut document = self.auxv_document.borrow_mut();
+        if offset == 0 || document.is_empty() {
+            *document = solib::auxv(&self.inferior).map_err(|_| TargetError::Errno(EFAULT))?;
+        }
+        Ok(solib::xfer_slice(&document, offset, length, buf))
+    }
+}
+
+impl LibrariesSvr4 for ProcessTarget {
+    fn get_libraries_svr4(&self, offset: u64, length: usize, buf: &mut [u8]) -> TargetResult<usize, Self> {
+        let mut document = self.libraries_document.borrow_mut();
+        if offset == 0 || document.is_empty() {
+            *document = solib::libraries_svr4_xml(&self.inferior)
+                .map_err(|_| TargetError::Errno(EFAULT))?
+                .into_bytes();
+        }
+        Ok(solib::xfer_slice(&document, offset, length, buf))
+    }
+}
+
+/// Waits for the process while watching the connection for a Ctrl-C or a
+/// packet.
+pub struct ProcessEventLoop<S: RspStream>(std::marker::PhantomData<S>);
+
+/// How long to wait on the connection between looks at the process: short
+/// at first (a step ends in microseconds), longer the longer it runs.
+fn backoff(round: u32) -> Duration {
+    Duration::from_micros(10u64 << round.min(9))
+}
+
+/// Waits up to `limit` for `fd` to become readable.
+fn readable_within(fd: i32, limit: Duration) -> std::io::Result<bool> {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ts = libc::timespec {
+        tv_sec: limit.as_secs() as libc::time_t,
+        tv_nsec: limit.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask change.
+    let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    match n {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<S: RspStream> BlockingEventLoop for ProcessEventLoop<S> {
+    type Target = ProcessTarget;
+    type Connection = RspConnection<S>;
+    type StopReason = MultiThreadStopReason<u64>;
+
+    fn wait_for_stop_reason(
+        target: &mut ProcessTarget,
+        conn: &mut RspConnection<S>,
+    ) -> Result<
+        LoopEvent<Self::StopReason>,
+        WaitForStopReasonError<DebugError, <RspConnection<S> as Connection>::Error>,
+    > {
+        if let Some(event) = target.queued.take() {
+            return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
+        }
+        let mut round = 0;
+        loop {
+            if conn.has_buffered_input() {
+                return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
+            }
+            if let Some(event) = target.inferior.poll_event().map_err(WaitForStopReasonError::Target)? {
+                return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
+            }
+            if readable_within(conn.raw_fd(), backoff(round)).map_err(WaitForStopReasonError::Connection)? {
+                return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
+            }
+            round += 1;
+        }
+    }
+
+    fn on_interrupt(target: &mut ProcessTarget) -> Result<Option<Self::StopReason>, DebugError> {
+        let event = target.inferior.interrupt()?;
+        Ok(Some(target.stop_reason(event)))
+    }
+}
