@@ -16,6 +16,34 @@ struct Cli {
 enum Command {
     /// Serve the host over the agent protocol (what the image's init runs).
     Serve(ServeArgs),
+    /// Run PROGRAM under the process debugger and serve one gdb or lldb
+    /// (`target remote`), like gdbserver.
+    Gdbserver(GdbserverArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GdbserverArgs {
+    /// HOST:PORT (port 0 picks a free one, printed on stderr) or unix:PATH.
+    #[arg(long, default_value = "127.0.0.1:2345")]
+    listen: vmdbg_agent::debugger::gdbserver::Listen,
+    /// The program and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    program: Vec<std::ffi::OsString>,
+}
+
+/// Exits with the debugged program's status (128 + signal when killed).
+fn gdbserver(args: GdbserverArgs) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match vmdbg_agent::debugger::gdbserver::run(&args.listen, args.program) {
+        Ok(status) => {
+            let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
+            ExitCode::from(code as u8)
+        }
+        Err(e) => {
+            eprintln!("vmdbg-agent gdbserver: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,5 +83,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Gdbserver(args) => gdbserver(args),
     }
 }
