@@ -47,7 +47,8 @@ pub struct Launch {
     pub cwd: Option<PathBuf>,
     /// Descriptors the program gets as stdin, stdout and stderr (e.g. pipe
     /// ends the agent streams separately from RSP); `None` inherits ours.
-    /// They are closed in this process once the program is started.
+    /// This process keeps them open until the session ends (gdb's `run`
+    /// in extended-remote mode starts the program again with them).
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
@@ -81,10 +82,7 @@ impl Session {
     /// linker's, for a dynamic program).
     pub fn launch(launch: Launch) -> Result<Self, DebugError> {
         let inferior = Inferior::launch(&launch)?;
-        // Our copies of the program's stdio must close, or a reader of its
-        // output pipe would never see the end.
-        drop(launch);
-        Ok(Self { target: ProcessTarget::new(inferior) })
+        Ok(Self { target: ProcessTarget::new(inferior, launch) })
     }
 
     pub fn pid(&self) -> i32 {

@@ -24,6 +24,10 @@ use gdbstub::target::ext::breakpoints::{
     WatchKind as GdbWatchKind,
 };
 use gdbstub::target::ext::exec_file::{ExecFile, ExecFileOps};
+use gdbstub::target::ext::extended_mode::{
+    Args, AttachKind, CurrentActivePid, CurrentActivePidOps, ExtendedMode, ExtendedModeOps,
+    ShouldTerminate,
+};
 use gdbstub::target::ext::libraries::{LibrariesSvr4, LibrariesSvr4Ops};
 use gdbstub::target::{Target, TargetError, TargetResult};
 use nix::unistd::Pid;
@@ -32,12 +36,13 @@ use super::arch::{LinuxX86_64, ProcessRegs};
 use super::conn::{RspConnection, RspStream};
 use super::inferior::{Event, Inferior, ResumeAction, ResumeMode, StopCause, WatchKind, Watchpoint};
 use super::signals::{gdb_to_linux, linux_to_gdb};
-use super::{solib, DebugError};
+use super::{solib, DebugError, Launch};
 
 /// errno values sent back in `E` replies.
 const EFAULT: u8 = 14;
 const ESRCH: u8 = 3;
 const EINVAL: u8 = 22;
+const EPERM: u8 = 1;
 
 pub struct ProcessTarget {
     pub inferior: Inferior,
@@ -51,6 +56,11 @@ pub struct ProcessTarget {
     /// for the following pieces so they stay consistent.
     libraries_document: RefCell<Vec<u8>>,
     auxv_document: RefCell<Vec<u8>>,
+    /// What was launched, for gdb's `run` in extended-remote mode.
+    template: Launch,
+    /// The client sent `!` (extended-remote): a kill leaves the session
+    /// open for a `run`.
+    extended_client: bool,
 }
 
 fn tid_of(pid: Pid) -> Tid {
@@ -62,9 +72,11 @@ fn pid_of(tid: Tid) -> Pid {
 }
 
 impl ProcessTarget {
-    pub fn new(inferior: Inferior) -> Self {
+    pub fn new(inferior: Inferior, template: Launch) -> Self {
         Self {
             inferior,
+            template,
+            extended_client: false,
             actions: BTreeMap::new(),
             others: Some(ResumeAction { mode: ResumeMode::Continue, signal: None }),
             queued: None,
@@ -105,6 +117,25 @@ impl ProcessTarget {
                 }
             }
         }
+    }
+
+    /// Ends the current process and starts `argv` in its place with the
+    /// first launch's environment, directory and stdio.
+    fn relaunch(&mut self, argv: Vec<std::ffi::OsString>) -> Result<GdbPid, DebugError> {
+        let clone = |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(|f| f.try_clone().ok());
+        let launch = Launch {
+            argv,
+            env: self.template.env.clone(),
+            cwd: self.template.cwd.clone(),
+            stdin: clone(&self.template.stdin),
+            stdout: clone(&self.template.stdout),
+            stderr: clone(&self.template.stderr),
+        };
+        self.inferior.kill();
+        self.inferior = Inferior::launch(&launch)?;
+        self.queued = None;
+        self.actions.clear();
+        Ok(GdbPid::new(self.inferior.pid.as_raw() as usize).expect("pids are positive"))
     }
 
     fn set_action(&mut self, tid: Tid, mode: ResumeMode, signal: Option<Signal>) -> Result<(), DebugError> {
@@ -150,6 +181,68 @@ impl Target for ProcessTarget {
     fn support_libraries_svr4(&mut self) -> Option<LibrariesSvr4Ops<'_, Self>> {
         Some(self)
     }
+
+    fn support_extended_mode(&mut self) -> Option<ExtendedModeOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl ExtendedMode for ProcessTarget {
+    /// gdb's `run`: the program (or the one named) starts again, stopped
+    /// at its exec, with the same environment, directory and stdio.
+    fn run(&mut self, filename: Option<&[u8]>, args: Args<'_, '_>) -> TargetResult<GdbPid, Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let program = match filename {
+            Some(name) if !name.is_empty() => std::ffi::OsStr::from_bytes(name).to_os_string(),
+            _ => self.inferior.exe.clone().into_os_string(),
+        };
+        let mut argv = vec![program];
+        argv.extend(args.map(|a| std::ffi::OsStr::from_bytes(a).to_os_string()));
+        match self.relaunch(argv) {
+            Ok(pid) => Ok(pid),
+            Err(e) => {
+                eprintln!("vmdbg-agent: {e}");
+                Err(TargetError::Errno(EPERM))
+            }
+        }
+    }
+
+    fn attach(&mut self, _pid: GdbPid) -> TargetResult<(), Self> {
+        // This server debugs the program it launched, nothing else.
+        Err(TargetError::Errno(EPERM))
+    }
+
+    fn query_if_attached(&mut self, _pid: GdbPid) -> TargetResult<AttachKind, Self> {
+        Ok(AttachKind::Run)
+    }
+
+    fn kill(&mut self, _pid: Option<GdbPid>) -> TargetResult<ShouldTerminate, Self> {
+        self.inferior.kill();
+        Ok(if self.extended_client { ShouldTerminate::No } else { ShouldTerminate::Yes })
+    }
+
+    fn restart(&mut self) -> Result<(), Self::Error> {
+        let mut argv = self.template.argv.clone();
+        if let Some(first) = argv.first_mut() {
+            *first = self.inferior.exe.clone().into_os_string();
+        }
+        self.relaunch(argv).map(|_| ())
+    }
+
+    fn on_start(&mut self) -> Result<(), Self::Error> {
+        self.extended_client = true;
+        Ok(())
+    }
+
+    fn support_current_active_pid(&mut self) -> Option<CurrentActivePidOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl CurrentActivePid for ProcessTarget {
+    fn current_active_pid(&mut self) -> Result<GdbPid, Self::Error> {
+        Ok(GdbPid::new(self.inferior.pid.as_raw() as usize).expect("pids are positive"))
+    }
 }
 
 impl MultiThreadBase for ProcessTarget {
@@ -190,7 +283,22 @@ impl MultiThreadBase for ProcessTarget {
 
 impl MultiThreadResume for ProcessTarget {
     fn resume(&mut self) -> Result<(), Self::Error> {
-        let actions = std::mem::take(&mut self.actions);
+        let mut actions = std::mem::take(&mut self.actions);
+        // A bare `c`/`s` from a client that never chose a thread (lldb sends
+        // no `Hc`) reaches us for gdbstub's placeholder thread 1: it means
+        // the first thread, with every other thread continuing.
+        let unknown: Vec<Pid> = actions
+            .keys()
+            .filter(|t| !self.inferior.has_thread(**t))
+            .copied()
+            .collect();
+        for tid in unknown {
+            let action = actions.remove(&tid).expect("listed above");
+            if let Some(first) = self.inferior.thread_ids().next() {
+                actions.entry(first).or_insert(action);
+                self.others = Some(ResumeAction { mode: ResumeMode::Continue, signal: None });
+            }
+        }
         self.queued = self.inferior.resume(&actions, self.others)?;
         Ok(())
     }
