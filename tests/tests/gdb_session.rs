@@ -57,7 +57,7 @@ continue
     let vmm_out = vmm.wait_output(LIMIT);
 
     assert!(
-        gdb.contains(&format!("Breakpoint 1, leaf (")) && gdb.contains(&format!("calls.c:{leaf}")),
+        gdb.contains("Breakpoint 1, leaf (") && gdb.contains(&format!("calls.c:{leaf}")),
         "{gdb}"
     );
     for frame in [

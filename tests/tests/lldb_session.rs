@@ -44,7 +44,7 @@ fn lldb_reads_registers_and_hits_a_breakpoint() {
     assert!(lldb.contains("cr3 = 0x"), "{lldb}");
     assert!(lldb.contains("stop reason = breakpoint 1.1"), "{lldb}");
     assert!(
-        lldb.contains(&format!("leaf(level=3")) && lldb.contains(&format!("calls.c:{leaf}")),
+        lldb.contains("leaf(level=3") && lldb.contains(&format!("calls.c:{leaf}")),
         "{lldb}"
     );
     assert!(lldb.contains("accumulate(base=150"), "{lldb}");

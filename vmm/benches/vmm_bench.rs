@@ -57,6 +57,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Published Firecracker VMM memory overhead (SPECIFICATION.md).
 const FIRECRACKER_MIB: f64 = 5.0;
 
+/// Builds the command that starts one gdb server on a port.
+type CommandForPort<'a> = Box<dyn Fn(u16) -> Command + 'a>;
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -565,10 +568,9 @@ impl Rsp {
                 Some(b'T' | b'S') => return Ok(reply),
                 Some(b'O') if reply != "OK" => continue,
                 _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Other,
-                        format!("expected a stop reply, got {reply:?}"),
-                    ))
+                    return Err(io::Error::other(format!(
+                        "expected a stop reply, got {reply:?}"
+                    )))
                 }
             }
         }
@@ -586,7 +588,10 @@ fn decode(raw: &[u8]) -> String {
             }
             b'*' if i + 1 < raw.len() && !out.is_empty() => {
                 let last = *out.last().unwrap();
-                out.extend(std::iter::repeat(last).take(raw[i + 1].saturating_sub(29) as usize));
+                out.extend(std::iter::repeat_n(
+                    last,
+                    raw[i + 1].saturating_sub(29) as usize,
+                ));
                 i += 2;
             }
             b => {
@@ -709,9 +714,7 @@ impl Session {
     }
 
     fn attach(&mut self, kmain: u64) -> io::Result<()> {
-        let bad = |what: &str, reply: &str| {
-            io::Error::new(io::ErrorKind::Other, format!("{what}: {reply:?}"))
-        };
+        let bad = |what: &str, reply: &str| io::Error::other(format!("{what}: {reply:?}"));
         self.rsp.writer.write_all(b"+")?; // as gdb does on connect
         self.rsp
             .request("qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+")?;
@@ -760,12 +763,8 @@ impl Session {
         let bytes: Option<Vec<u8>> = (16 * 8..17 * 8)
             .map(|i| u8::from_str_radix(reply.get(2 * i..2 * i + 2)?, 16).ok())
             .collect();
-        let bytes = bytes.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Other,
-                format!("short `g` reply ({} chars)", reply.len()),
-            )
-        })?;
+        let bytes = bytes
+            .ok_or_else(|| io::Error::other(format!("short `g` reply ({} chars)", reply.len())))?;
         Ok(u64::from_le_bytes(bytes.try_into().unwrap()))
     }
 
@@ -864,7 +863,7 @@ fn bench_step(env: &Env, steps: usize) -> (String, Vec<Result<Session, String>>)
         }
     };
 
-    let mut targets: Vec<(String, Box<dyn Fn(u16) -> Command + '_>)> = vec![(
+    let mut targets: Vec<(String, CommandForPort<'_>)> = vec![(
         "vmdbg-vmm (KVM)".into(),
         Box::new(|port| {
             let mut c = Command::new(&env.vmm);
@@ -1021,8 +1020,8 @@ fn bench_memory(sessions: &[Result<Session, String>]) -> String {
     );
     let _ = writeln!(
         t,
-        "  {:<34} {:>11} {:>11} {:>11} {:>11}  {}",
-        "", "VmRSS MiB", "guest MiB", "other MiB", "private MiB", "other/Firecracker"
+        "  {:<34} {:>11} {:>11} {:>11} {:>11}  other/Firecracker",
+        "", "VmRSS MiB", "guest MiB", "other MiB", "private MiB"
     );
     for (i, s) in sessions.iter().enumerate() {
         let label = match (i, s) {
