@@ -2,6 +2,8 @@
 //! module; this file only parses the command line and dispatches.
 
 mod dap;
+mod rsp;
+mod symbols;
 mod run;
 
 use std::process::ExitCode;

@@ -1,6 +1,26 @@
-//! The Debug Adapter Protocol server (`vmdbg dap`).
+//! The Debug Adapter Protocol server (`vmdbg dap`): stdio, or one client at
+//! a time on 127.0.0.1:PORT.
+//!
+//! Owns: message types (`protocol`), Content-Length framing (`transport`),
+//! launch/attach configurations and starting the engine (`launch`), the
+//! debug session and its requests (`session`), breakpoints on hardware
+//! slots (`breakpoints`), source-line stepping (`stepping`) and the
+//! inspection requests — stack, scopes, variables, evaluate, memory,
+//! disassembly (`inspect`). DWARF lives in `crate::symbols`, the gdb remote
+//! protocol in `crate::rsp`; this module only ties them to DAP.
+
+mod breakpoints;
+mod inspect;
+mod launch;
+mod protocol;
+mod session;
+mod stepping;
+mod transport;
 
 use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
 #[derive(clap::Args, Debug)]
 pub struct DapArgs {
@@ -9,6 +29,69 @@ pub struct DapArgs {
     pub port: Option<u16>,
 }
 
-pub fn main(_args: DapArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the DAP server is being written (issue 4)")
+pub fn main(args: DapArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The session itself is not Send (the DWARF context caches lazily in
+    // cells), so it runs on this thread with block_on; I/O tasks are spawned.
+    runtime.block_on(async move {
+        match args.port {
+            None => {
+                serve(tokio::io::stdin(), tokio::io::stdout()).await;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(port) => {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+                eprintln!("vmdbg dap: listening on 127.0.0.1:{}", listener.local_addr()?.port());
+                loop {
+                    let (stream, peer) = listener.accept().await?;
+                    tracing::info!("DAP client connected from {peer}");
+                    stream.set_nodelay(true).ok();
+                    let (r, w) = stream.into_split();
+                    serve(r, w).await;
+                    tracing::info!("DAP client {peer} disconnected");
+                }
+            }
+        }
+    })
+}
+
+/// Runs one debug session over a byte stream until the client leaves.
+async fn serve<R, W>(reader: R, writer: W)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let writer_task = tokio::spawn(async move {
+        let mut writer = writer;
+        while let Some(message) = out_rx.recv().await {
+            if let Err(e) = transport::write_message(&mut writer, &message).await {
+                tracing::warn!("cannot write to the DAP client: {e}");
+                break;
+            }
+        }
+    });
+    let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader_task = tokio::spawn(async move {
+        let mut reader = BufReader::new(reader);
+        loop {
+            match transport::read_message(&mut reader).await {
+                Ok(transport::Incoming::Closed) | Err(_) => break,
+                Ok(incoming) => {
+                    if in_tx.send(incoming).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    session::Session::new(out_tx).run(in_rx).await;
+    reader_task.abort();
+    let _ = writer_task.await;
 }

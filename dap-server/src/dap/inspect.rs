@@ -1,0 +1,657 @@
+//! Inspection while stopped: stack trace (with inlined frames), scopes
+//! (Locals, Arguments, Registers, Globals), variables expanded lazily by
+//! variablesReference, evaluate, setVariable, memory and disassembly.
+
+use anyhow::{bail, Context, Result};
+use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
+use serde_json::{json, Value};
+
+use super::protocol;
+use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
+use crate::symbols::expr::{self, Expr};
+use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
+use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
+use crate::symbols::unwind::MAX_FRAMES;
+use crate::symbols::TargetMemory;
+
+/// One row of a variables listing, before it is shown.
+#[derive(Clone, Debug)]
+pub struct VarEntry {
+    pub name: String,
+    pub ty: Option<TypeId>,
+    pub place: Place,
+    pub size: u64,
+    pub frame: usize,
+    /// Set for rows that are not typed values (registers).
+    pub raw_text: Option<String>,
+}
+
+/// How many array elements one expansion shows without paging.
+const MAX_CHILDREN: usize = 1000;
+
+impl Session {
+    fn target_ref(&mut self) -> Result<&mut Target> {
+        self.target.as_mut().context("no target")
+    }
+
+    /// The stack of the current thread, computed once per stop.
+    pub async fn frames(&mut self) -> Result<Vec<FrameInfo>> {
+        let target = self.target_ref()?;
+        if let Some(f) = &target.stop.frames {
+            return Ok(f.clone());
+        }
+        let thread = target.thread.clone();
+        let mut regs = target.top_registers(&thread).await?;
+        let symbols = target.symbols.clone();
+        let mut frames = Vec::new();
+        for physical in 0..MAX_FRAMES {
+            let pc = regs.pc();
+            let probe = if physical == 0 { pc } else { pc.saturating_sub(1) };
+            let caller = symbols.unwinder.unwind(&mut regs, physical == 0, &mut target.memory()).await.ok().flatten();
+            for source in symbols.source_frames(probe) {
+                frames.push(FrameInfo { regs: regs.clone(), pc, probe, source, physical });
+            }
+            match caller {
+                Some(next) if symbols.in_text(next.pc()) => regs = next,
+                _ => break,
+            }
+        }
+        target.stop.frames = Some(frames.clone());
+        Ok(frames)
+    }
+
+    async fn frame(&mut self, index: usize) -> Result<FrameInfo> {
+        self.frames().await?.get(index).cloned().with_context(|| format!("no frame {}", index + 1))
+    }
+
+    pub async fn stack_trace(&mut self, args: protocol::StackTraceArguments) -> Result<Value> {
+        let target = self.target_ref()?;
+        target.thread = target.rsp_thread(args.thread_id);
+        target.stop.frames = None;
+        let frames = self.frames().await?;
+        let start = args.start_frame.unwrap_or(0);
+        let levels = args.levels.filter(|&l| l > 0).unwrap_or(frames.len());
+        let list: Vec<Value> = frames
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(levels)
+            .map(|(i, f)| {
+                let mut frame = json!({
+                    "id": i + 1,
+                    "name": if f.source.inlined { format!("{} [inlined]", f.source.function) } else { f.source.function.clone() },
+                    "line": f.source.line.unwrap_or(0),
+                    "column": f.source.column.unwrap_or(1).max(1),
+                    "instructionPointerReference": format!("{:#x}", f.pc),
+                });
+                if let Some(path) = &f.source.file {
+                    frame["source"] = json!({ "name": std::path::Path::new(path).file_name().map(|n| n.to_string_lossy()), "path": path });
+                } else {
+                    frame["presentationHint"] = json!("subtle");
+                }
+                frame
+            })
+            .collect();
+        Ok(json!({ "stackFrames": list, "totalFrames": frames.len() }))
+    }
+
+    fn new_reference(&mut self, node: VarNode) -> Result<i64> {
+        let refs = &mut self.target_ref()?.stop.refs;
+        refs.push(node);
+        Ok(refs.len() as i64)
+    }
+
+    pub async fn scopes(&mut self, args: protocol::ScopesArguments) -> Result<Value> {
+        let index = usize::try_from(args.frame_id - 1).context("bad frameId")?;
+        let frame = self.frame(index).await?;
+        let mut scopes = Vec::new();
+        for (kind, name, hint) in [
+            (ScopeKind::Locals, "Locals", "locals"),
+            (ScopeKind::Arguments, "Arguments", "arguments"),
+            (ScopeKind::Registers, "Registers", "registers"),
+            (ScopeKind::Globals, "Globals", "globals"),
+        ] {
+            let reference = self.new_reference(VarNode::Scope { frame: index, kind })?;
+            scopes.push(json!({ "name": name, "presentationHint": hint, "variablesReference": reference, "expensive": kind == ScopeKind::Globals }));
+        }
+        let _ = frame;
+        Ok(json!({ "scopes": scopes }))
+    }
+
+    async fn place_of(&mut self, frame: &FrameInfo, var: &Variable) -> Place {
+        match &var.location {
+            LocationSource::Constant(bytes) => Place::Bytes(bytes.clone()),
+            LocationSource::Unavailable(why) => Place::Unavailable(why.clone()),
+            LocationSource::Expression(e) => {
+                let Ok(target) = self.target_ref() else { return Place::Unavailable("no target".into()) };
+                let symbols = target.symbols.clone();
+                let mut mem = target.memory();
+                let frame_base = symbols.frame_base(frame.probe, &frame.regs, &mut mem).await;
+                symbols
+                    .evaluate_location(var.unit, e, &frame.regs, frame_base, &mut mem)
+                    .await
+                    .unwrap_or_else(|e| Place::Unavailable(format!("{e:#}")))
+            }
+        }
+    }
+
+    async fn entry_of(&mut self, frame_index: usize, frame: &FrameInfo, var: &Variable) -> VarEntry {
+        let place = self.place_of(frame, var).await;
+        let size = match (self.target.as_ref(), var.ty) {
+            (Some(t), Some(ty)) => t.symbols.resolve_type(ty).size.unwrap_or(0),
+            _ => 0,
+        };
+        VarEntry { name: var.name.clone(), ty: var.ty, place, size, frame: frame_index, raw_text: None }
+    }
+
+    /// The rows under a variablesReference.
+    pub async fn children_of(&mut self, reference: i64) -> Result<Vec<VarEntry>> {
+        let node = usize::try_from(reference - 1)
+            .ok()
+            .and_then(|i| self.target.as_ref()?.stop.refs.get(i).cloned())
+            .with_context(|| format!("variablesReference {reference} is not valid (any reference ends when the target resumes)"))?;
+        match node {
+            VarNode::Scope { frame: index, kind } => {
+                let frame = self.frame(index).await?;
+                let symbols = self.target_ref()?.symbols.clone();
+                let vars: Vec<Variable> = match kind {
+                    ScopeKind::Locals => symbols.frame_variables(frame.probe, frame.source.inline_depth).into_iter().filter(|v| v.kind == VariableKind::Local).collect(),
+                    ScopeKind::Arguments => symbols.frame_variables(frame.probe, frame.source.inline_depth).into_iter().filter(|v| v.kind == VariableKind::Argument).collect(),
+                    ScopeKind::Globals => symbols.globals(Some(frame.probe)),
+                    ScopeKind::Registers => return self.register_rows(index, &frame).await,
+                };
+                let mut out = Vec::new();
+                for v in &vars {
+                    out.push(self.entry_of(index, &frame, v).await);
+                }
+                Ok(out)
+            }
+            VarNode::Value { frame, name, ty, place } => self.value_children(frame, &name, ty, place).await,
+        }
+    }
+
+    async fn register_rows(&mut self, index: usize, frame: &FrameInfo) -> Result<Vec<VarEntry>> {
+        let target = self.target_ref()?;
+        let mut rows = Vec::new();
+        if index == 0 || frame.physical == 0 {
+            let thread = target.thread.clone();
+            let block = target.register_block(&thread).await?;
+            for info in target.rsp.registers.registers.clone() {
+                let size = (info.bits as usize).div_ceil(8);
+                let Some(bytes) = block.get(info.offset..info.offset + size) else { continue };
+                let text = if size <= 8 {
+                    format!("{:#x}", int_of(bytes, false) as u64)
+                } else {
+                    format!("0x{}", bytes.iter().rev().map(|b| format!("{b:02x}")).collect::<String>())
+                };
+                rows.push(VarEntry { name: info.name.clone(), ty: None, place: Place::Bytes(bytes.to_vec()), size: size as u64, frame: index, raw_text: Some(text) });
+            }
+        } else {
+            for (n, name) in crate::rsp::registers::DWARF_X86_64.iter().enumerate() {
+                let text = match frame.regs.regs[n] {
+                    Some(v) => format!("{v:#x}"),
+                    None => "<not saved>".to_string(),
+                };
+                rows.push(VarEntry { name: name.to_string(), ty: None, place: Place::Unavailable(String::new()), size: 8, frame: index, raw_text: Some(text) });
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn value_children(&mut self, frame: usize, name: &str, ty: Option<TypeId>, place: Place) -> Result<Vec<VarEntry>> {
+        let symbols = self.target_ref()?.symbols.clone();
+        let Some(ty) = ty else { return Ok(Vec::new()) };
+        let stripped = symbols.strip(ty);
+        let mut out = Vec::new();
+        match &stripped.kind {
+            TypeKind::Struct { members, .. } => {
+                let whole = match &place {
+                    Place::Memory(_) => None,
+                    _ => Some(self.bytes_of(&place, stripped.size.unwrap_or(0)).await?),
+                };
+                for m in members {
+                    let size = m.ty.map(|t| symbols.resolve_type(t).size.unwrap_or(0)).unwrap_or(0);
+                    let child_place = match (&place, m.bits, &whole) {
+                        (Place::Memory(a), None, _) => Place::Memory(a + m.offset),
+                        (Place::Memory(_), Some(_), _) => {
+                            let bytes = self.bytes_of(&place, stripped.size.unwrap_or(0)).await?;
+                            Place::Bytes(symbols.member_bytes(m, &bytes).map(|(_, b)| b).unwrap_or_default())
+                        }
+                        (_, _, Some(bytes)) => Place::Bytes(symbols.member_bytes(m, bytes).map(|(_, b)| b).unwrap_or_default()),
+                        _ => Place::Unavailable("not available".into()),
+                    };
+                    out.push(VarEntry { name: m.name.clone(), ty: m.ty, place: child_place, size, frame, raw_text: None });
+                }
+            }
+            TypeKind::Array { element, counts } => {
+                let inner = &counts[1..];
+                let elem_size = symbols.element_size(*element, &[]).unwrap_or(0);
+                let total: u64 = counts.iter().map(|c| c.unwrap_or(0)).product();
+                let whole = match &place {
+                    Place::Memory(_) => None,
+                    _ => Some(self.bytes_of(&place, stripped.size.unwrap_or(0)).await?),
+                };
+                for i in 0..(total as usize).min(MAX_CHILDREN) {
+                    // Multi-dimensional arrays are listed flat, row-major.
+                    let label = if inner.is_empty() {
+                        format!("[{i}]")
+                    } else {
+                        let mut rest = i as u64;
+                        let mut idx = Vec::new();
+                        for c in counts.iter().rev() {
+                            let c = c.unwrap_or(1).max(1);
+                            idx.push(rest % c);
+                            rest /= c;
+                        }
+                        idx.iter().rev().map(|x| format!("[{x}]")).collect()
+                    };
+                    let offset = i as u64 * elem_size;
+                    let child_place = match (&place, &whole) {
+                        (Place::Memory(a), _) => Place::Memory(a + offset),
+                        (_, Some(bytes)) => Place::Bytes(bytes.get(offset as usize..(offset + elem_size) as usize).map(<[u8]>::to_vec).unwrap_or_default()),
+                        _ => Place::Unavailable("not available".into()),
+                    };
+                    out.push(VarEntry { name: label, ty: *element, place: child_place, size: elem_size, frame, raw_text: None });
+                }
+            }
+            TypeKind::Pointer { target: Some(pointee) } => {
+                let bytes = self.bytes_of(&place, 8).await?;
+                let addr = int_of(&bytes, false) as u64;
+                let size = symbols.resolve_type(*pointee).size.unwrap_or(0);
+                out.push(VarEntry { name: format!("*{name}"), ty: Some(*pointee), place: Place::Memory(addr), size, frame, raw_text: None });
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// The bytes of a value.
+    async fn bytes_of(&mut self, place: &Place, size: u64) -> Result<Vec<u8>> {
+        match place {
+            Place::Memory(addr) => {
+                let size = size.min(1 << 20) as usize;
+                let bytes = self.target_ref()?.memory().read(*addr, size).await?;
+                if bytes.len() < size {
+                    bail!("cannot read memory at {addr:#x}");
+                }
+                Ok(bytes)
+            }
+            Place::Bytes(b) | Place::Register(_, b) => {
+                let mut b = b.clone();
+                if size > 0 {
+                    b.resize(size as usize, 0);
+                }
+                Ok(b)
+            }
+            Place::Unavailable(why) => bail!("<{why}>"),
+        }
+    }
+
+    /// Shows one row as a DAP Variable (allocating a reference when it has
+    /// children).
+    async fn render(&mut self, entry: VarEntry) -> Result<Value> {
+        let symbols = self.target_ref()?.symbols.clone();
+        if let Some(text) = entry.raw_text {
+            return Ok(json!({ "name": entry.name, "value": text, "variablesReference": 0 }));
+        }
+        let type_name = entry.ty.map(|t| symbols.resolve_type(t).name.clone()).unwrap_or_default();
+        let value = match self.bytes_of(&entry.place, entry.size).await {
+            Ok(bytes) => {
+                let mut text = symbols.format_value(entry.ty, &bytes, 0);
+                if let Some(TypeKind::Pointer { target }) = entry.ty.map(|t| symbols.strip(t).kind.clone()) {
+                    let addr = int_of(&bytes, false) as u64;
+                    if symbols.is_char(target) && addr != 0 {
+                        if let Ok(s) = self.target_ref()?.memory().read(addr, 64).await {
+                            let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+                            text = format!("{text} {:?}", String::from_utf8_lossy(&s[..end]));
+                        }
+                    }
+                }
+                text
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        let expandable = entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
+            TypeKind::Struct { members, .. } => !members.is_empty(),
+            TypeKind::Array { .. } => true,
+            TypeKind::Pointer { target: Some(p) } => !matches!(symbols.strip(*p).kind, TypeKind::Function) && symbols.resolve_type(*p).size.is_some(),
+            _ => false,
+        }) && !matches!(entry.place, Place::Unavailable(_));
+        let reference = if expandable {
+            self.new_reference(VarNode::Value { frame: entry.frame, name: entry.name.clone(), ty: entry.ty, place: entry.place.clone() })?
+        } else {
+            0
+        };
+        let mut var = json!({ "name": entry.name, "value": value, "type": type_name, "variablesReference": reference });
+        if let Place::Memory(addr) = entry.place {
+            var["memoryReference"] = json!(format!("{addr:#x}"));
+            var["evaluateName"] = json!(entry.name);
+        }
+        Ok(var)
+    }
+
+    pub async fn variables(&mut self, args: protocol::VariablesArguments) -> Result<Value> {
+        let entries = self.children_of(args.variables_reference).await?;
+        let start = args.start.unwrap_or(0);
+        let count = args.count.filter(|&c| c > 0).unwrap_or(usize::MAX);
+        let mut list = Vec::new();
+        for entry in entries.into_iter().skip(start).take(count) {
+            list.push(self.render(entry).await?);
+        }
+        Ok(json!({ "variables": list }))
+    }
+
+    pub async fn set_variable(&mut self, args: protocol::SetVariableArguments) -> Result<Value> {
+        let entries = self.children_of(args.variables_reference).await?;
+        let entry = entries.into_iter().find(|e| e.name == args.name).with_context(|| format!("no variable {:?} here", args.name))?;
+        let target = self.target_ref()?;
+        let symbols = target.symbols.clone();
+        if entry.raw_text.is_some() {
+            // A register of the innermost frame.
+            if entry.frame != 0 {
+                bail!("registers can be set in the innermost frame only");
+            }
+            let info = target.rsp.registers.by_name(&entry.name).cloned().with_context(|| format!("no register {}", entry.name))?;
+            let value = crate::symbols::types::parse_int(args.value.trim())?;
+            let size = (info.bits as usize).div_ceil(8);
+            let mut bytes = value.to_le_bytes().to_vec();
+            bytes.resize(size, 0);
+            let thread = target.thread.clone();
+            target.rsp.write_register(&thread, info.regnum, &bytes).await?;
+            target.stop.registers.clear();
+            target.stop.frames = None;
+            return Ok(json!({ "value": format!("{:#x}", value as u64) }));
+        }
+        let bytes = symbols.parse_value(entry.ty, &args.value)?;
+        match entry.place {
+            Place::Memory(addr) => {
+                target.rsp.write_memory(addr, &bytes).await?;
+                target.stop.memory.clear();
+            }
+            Place::Register(reg, _) if entry.frame == 0 => {
+                let name = crate::rsp::registers::DWARF_X86_64.get(reg as usize).context("unknown register")?;
+                let info = target.rsp.registers.by_name(name).cloned().context("the stub has no such register")?;
+                let thread = target.thread.clone();
+                let mut value = target.register_block(&thread).await?.get(info.offset..info.offset + 8).map(<[u8]>::to_vec).unwrap_or(vec![0; 8]);
+                value[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
+                target.rsp.write_register(&thread, info.regnum, &value).await?;
+                target.stop.registers.clear();
+                target.stop.frames = None;
+            }
+            _ => bail!("{} is not in memory or a register of the innermost frame; it cannot be set", args.name),
+        }
+        let shown = VarEntry { place: match entry.place { Place::Register(r, _) => Place::Register(r, bytes.clone()), p => p }, ..entry };
+        let rendered = self.render(shown).await?;
+        Ok(json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }))
+    }
+
+    /// Resolves a name in a frame: locals and arguments, then globals.
+    async fn lookup_name(&mut self, frame_index: usize, name: &str) -> Result<VarEntry> {
+        let symbols = self.target_ref()?.symbols.clone();
+        let frame = self.frame(frame_index).await.ok();
+        if let Some(frame) = &frame {
+            let vars = symbols.frame_variables(frame.probe, frame.source.inline_depth);
+            // The innermost declaration wins (last in DIE order).
+            if let Some(v) = vars.iter().rev().find(|v| v.name == name) {
+                return Ok(self.entry_of(frame_index, frame, v).await);
+            }
+        }
+        let globals = symbols.globals(None);
+        let v = globals.iter().find(|v| v.name == name).with_context(|| format!("no symbol {name:?} in the current context"))?;
+        let frame = match frame {
+            Some(f) => f,
+            None => bail!("no frame"),
+        };
+        Ok(self.entry_of(frame_index, &frame, v).await)
+    }
+
+    async fn eval(&mut self, frame_index: usize, e: &Expr) -> Result<Evaluated> {
+        let symbols = self.target_ref()?.symbols.clone();
+        Ok(match e {
+            Expr::Number(n) => Evaluated::Int(*n),
+            Expr::Name(name) => Evaluated::Entry(self.lookup_name(frame_index, name).await?),
+            Expr::Register(name) => {
+                let frame = self.frame(frame_index).await?;
+                let alias = match name.as_str() {
+                    "pc" => "rip",
+                    "sp" => "rsp",
+                    "fp" => "rbp",
+                    other => other,
+                };
+                if frame.physical == 0 {
+                    let target = self.target_ref()?;
+                    let thread = target.thread.clone();
+                    let block = target.register_block(&thread).await?;
+                    let value = target.register_value(&block, alias).with_context(|| format!("no register ${name}"))?;
+                    Evaluated::Int(value as i64)
+                } else {
+                    let n = crate::rsp::registers::DWARF_X86_64.iter().position(|r| *r == alias).with_context(|| format!("${name} is not known in caller frames"))?;
+                    Evaluated::Int(frame.regs.regs[n].with_context(|| format!("${name} was not saved by this frame"))? as i64)
+                }
+            }
+            Expr::AddressOf(inner) => match Box::pin(self.eval(frame_index, inner)).await? {
+                Evaluated::Entry(VarEntry { place: Place::Memory(a), .. }) => Evaluated::Int(a as i64),
+                _ => bail!("the value has no address"),
+            },
+            Expr::Deref(inner) => {
+                let value = Box::pin(self.eval(frame_index, inner)).await?;
+                self.deref(value, 0).await?
+            }
+            Expr::Index(base, index) => {
+                let base = Box::pin(self.eval(frame_index, base)).await?;
+                let index = match Box::pin(self.eval(frame_index, index)).await? {
+                    Evaluated::Int(n) => n,
+                    Evaluated::Entry(entry) => {
+                        let bytes = self.bytes_of(&entry.place, entry.size).await?;
+                        int_of(&bytes, true)
+                    }
+                };
+                self.deref(base, index).await?
+            }
+            Expr::Member(base, field) | Expr::Arrow(base, field) => {
+                let mut value = Box::pin(self.eval(frame_index, base)).await?;
+                if matches!(e, Expr::Arrow(..)) {
+                    value = self.deref(value, 0).await?;
+                }
+                let Evaluated::Entry(entry) = value else { bail!("a number has no member {field:?}") };
+                let ty = entry.ty.context("the value has no type")?;
+                if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. }) && matches!(e, Expr::Member(..)) {
+                    bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
+                }
+                let children = self.value_children(frame_index, &entry.name, entry.ty, entry.place.clone()).await?;
+                let child = children.into_iter().find(|c| c.name == *field).with_context(|| format!("{} has no member {field:?}", symbols.resolve_type(ty).name))?;
+                Evaluated::Entry(VarEntry { name: format!("{}.{}", entry.name, child.name), ..child })
+            }
+        })
+    }
+
+    /// `*value` (index 0) or `value[index]` for pointers and arrays.
+    async fn deref(&mut self, value: Evaluated, index: i64) -> Result<Evaluated> {
+        let symbols = self.target_ref()?.symbols.clone();
+        let Evaluated::Entry(entry) = value else { bail!("a number cannot be dereferenced (it has no type)") };
+        let ty = entry.ty.context("the value has no type")?;
+        let stripped = symbols.strip(ty);
+        let (element, base) = match &stripped.kind {
+            TypeKind::Pointer { target } => {
+                let bytes = self.bytes_of(&entry.place, 8).await?;
+                (*target, Place::Memory(int_of(&bytes, false) as u64))
+            }
+            TypeKind::Array { element, .. } => (*element, entry.place.clone()),
+            _ => bail!("{} is neither a pointer nor an array", entry.name),
+        };
+        let element = element.context("cannot dereference a void pointer")?;
+        let size = symbols.resolve_type(element).size.context("the element size is unknown")?;
+        let offset = (index as u64).wrapping_mul(size);
+        let place = match base {
+            Place::Memory(a) => Place::Memory(a.wrapping_add(offset)),
+            Place::Bytes(b) | Place::Register(_, b) => {
+                Place::Bytes(b.get(offset as usize..(offset + size) as usize).context("index out of range")?.to_vec())
+            }
+            Place::Unavailable(why) => bail!("<{why}>"),
+        };
+        Ok(Evaluated::Entry(VarEntry { name: format!("{}[{index}]", entry.name), ty: Some(element), place, size, frame: entry.frame, raw_text: None }))
+    }
+
+    pub async fn evaluate_to_value(&mut self, frame: usize, text: &str) -> Result<VarNode> {
+        let parsed = expr::parse(text)?;
+        match self.eval(frame, &parsed).await? {
+            Evaluated::Entry(e) => Ok(VarNode::Value { frame, name: e.name, ty: e.ty, place: e.place }),
+            Evaluated::Int(_) => bail!("{text} is not a variable"),
+        }
+    }
+
+    pub async fn evaluate(&mut self, args: protocol::EvaluateArguments) -> Result<Value> {
+        let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
+        let parsed = expr::parse(&args.expression)?;
+        match self.eval(frame, &parsed).await? {
+            Evaluated::Int(n) => Ok(json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) })),
+            Evaluated::Entry(entry) => {
+                let entry = VarEntry { name: args.expression.clone(), ..entry };
+                let v = self.render(entry).await?;
+                let mut body = json!({ "result": v["value"], "type": v["type"], "variablesReference": v["variablesReference"] });
+                if let Some(m) = v.get("memoryReference") {
+                    body["memoryReference"] = m.clone();
+                }
+                Ok(body)
+            }
+        }
+    }
+
+    pub async fn read_memory(&mut self, args: protocol::ReadMemoryArguments) -> Result<Value> {
+        let addr = parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
+        let count = args.count.min(1 << 20);
+        let target = self.target_ref()?;
+        let bytes = target.rsp.read_memory(addr, count).await?;
+        let mut body = json!({ "address": format!("{addr:#x}"), "data": base64_encode(&bytes) });
+        if bytes.len() < count {
+            body["unreadableBytes"] = json!(count - bytes.len());
+        }
+        Ok(body)
+    }
+
+    pub async fn write_memory(&mut self, args: protocol::WriteMemoryArguments) -> Result<Value> {
+        let addr = parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
+        let data = base64_decode(&args.data)?;
+        let target = self.target_ref()?;
+        target.rsp.write_memory(addr, &data).await?;
+        target.invalidate();
+        Ok(json!({ "bytesWritten": data.len() }))
+    }
+
+    pub async fn disassemble(&mut self, args: protocol::DisassembleArguments) -> Result<Value> {
+        let addr = parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
+        let count = args.instruction_count.min(4096);
+        let before = (-args.instruction_offset.unwrap_or(0)).max(0) as u64;
+        let after = args.instruction_offset.unwrap_or(0).max(0) as u64;
+        let target = self.target_ref()?;
+        let symbols = target.symbols.clone();
+        // Decoding backwards is ambiguous on x86: start at the function's
+        // entry when it is near, else far enough back to resynchronize.
+        let start = match symbols.function_at(addr) {
+            Some(f) if addr - f.low <= 16 * 1024 && before > 0 => f.low,
+            _ => addr.saturating_sub(before * 15),
+        };
+        let len = (addr - start) + (after + count as u64) * 15 + 16;
+        let bytes = target.rsp.read_memory(start, len.min(1 << 20) as usize).await?;
+        let mut decoder = Decoder::with_ip(64, &bytes, start, DecoderOptions::NONE);
+        let mut formatter = GasFormatter::new();
+        let mut decoded = Vec::new();
+        while decoder.can_decode() {
+            let insn = decoder.decode();
+            let mut text = String::new();
+            formatter.format(&insn, &mut text);
+            let offset = (insn.ip() - start) as usize;
+            decoded.push((insn.ip(), bytes[offset..offset + insn.len()].to_vec(), if insn.is_invalid() { "(bad)".to_string() } else { text }));
+        }
+        let anchor = decoded.iter().position(|(ip, _, _)| *ip >= addr).unwrap_or(decoded.len()) as i64;
+        let first = anchor + args.instruction_offset.unwrap_or(0);
+        let mut list = Vec::new();
+        for i in first..first + count as i64 {
+            let item = usize::try_from(i).ok().and_then(|i| decoded.get(i));
+            match item {
+                Some((ip, raw, text)) => {
+                    let mut insn = json!({
+                        "address": format!("{ip:#x}"),
+                        "instructionBytes": raw.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+                        "instruction": text,
+                    });
+                    if let Some(f) = symbols.function_at(*ip).filter(|f| f.low == *ip) {
+                        insn["symbol"] = json!(f.name);
+                    }
+                    if let Some(row) = symbols.lines.row_at(*ip) {
+                        let path = symbols.lines.file_name(row.file);
+                        insn["location"] = json!({ "path": path, "name": std::path::Path::new(path).file_name().map(|n| n.to_string_lossy()) });
+                        insn["line"] = json!(row.line);
+                    }
+                    list.push(insn);
+                }
+                None => list.push(json!({ "address": format!("{:#x}", addr.wrapping_add((i - anchor) as u64)), "instruction": "??", "presentationHint": "invalid" })),
+            }
+        }
+        Ok(json!({ "instructions": list }))
+    }
+}
+
+pub enum Evaluated {
+    Entry(VarEntry),
+    Int(i64),
+}
+
+fn parse_address(reference: &str) -> Result<u64> {
+    let r = reference.trim();
+    let value = if let Some(hex) = r.strip_prefix("0x").or_else(|| r.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16)
+    } else {
+        r.parse::<u64>()
+    };
+    value.with_context(|| format!("memoryReference {reference:?} is not an address"))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = B64.iter().position(|&x| x == c).with_context(|| format!("{:?} is not base64", c as char))? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for data in [&b""[..], b"a", b"ab", b"abc", b"hello world"] {
+            assert_eq!(base64_decode(&base64_encode(data)).unwrap(), data);
+        }
+        assert_eq!(base64_encode(b"hi"), "aGk=");
+        assert!(base64_decode("!!").is_err());
+    }
+}

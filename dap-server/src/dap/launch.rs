@@ -1,0 +1,186 @@
+//! Launch and attach configurations, and starting the engine for a launch:
+//! finding `vmdbg-vmm`, running it with a gdb socket in a private
+//! directory, waiting until it listens, and streaming its serial console.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::rsp::Endpoint;
+
+/// A kernel launch (see schema/launch.schema.json).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaunchConfig {
+    pub kernel: PathBuf,
+    #[serde(default)]
+    pub symbols: Option<PathBuf>,
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub mem: Option<String>,
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    #[serde(default)]
+    pub stop_on_entry: bool,
+    /// Path of vmdbg-vmm; else $VMDBG_VMM, next to `vmdbg`, then PATH.
+    #[serde(default)]
+    pub vmm: Option<PathBuf>,
+}
+
+/// An attach to any RSP endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachConfig {
+    pub gdb_server: String,
+    pub symbols: PathBuf,
+    #[serde(default)]
+    pub stop_on_entry: Option<bool>,
+}
+
+/// Finds the vmdbg-vmm binary: the launch argument, $VMDBG_VMM, the
+/// directory of this executable, then PATH.
+pub fn find_vmm(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        bail!("launch argument `vmm` names {}, which is not a file", p.display());
+    }
+    if let Some(p) = std::env::var_os("VMDBG_VMM").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("VMDBG_VMM names {}, which is not a file", p.display());
+    }
+    if let Ok(me) = std::env::current_exe() {
+        if let Some(dir) = me.parent() {
+            let beside = dir.join("vmdbg-vmm");
+            if beside.is_file() {
+                return Ok(beside);
+            }
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("vmdbg-vmm");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!("cannot find vmdbg-vmm: set the launch argument `vmm` or VMDBG_VMM, put it next to vmdbg, or on PATH")
+}
+
+/// A running vmdbg-vmm for one launch.
+pub struct Engine {
+    pub child: Child,
+    pub endpoint: Endpoint,
+    /// Holds the private directory of the gdb socket until the session ends.
+    _dir: tempfile::TempDir,
+}
+
+/// Where the engine's console lines go.
+pub type LineSink = tokio::sync::mpsc::UnboundedSender<(&'static str, String)>;
+
+pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<Engine> {
+    if !config.kernel.is_file() {
+        bail!("kernel {} does not exist", config.kernel.display());
+    }
+    let vmm = find_vmm(config.vmm.as_deref())?;
+    let dir = tempfile::Builder::new().prefix("vmdbg-dap-").tempdir().context("cannot create a private directory for the gdb socket")?;
+    let socket = dir.path().join("gdb.sock");
+    let mut cmd = Command::new(&vmm);
+    cmd.arg("--kernel")
+        .arg(&config.kernel)
+        .arg("--gdb")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--wait-gdb")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true);
+    if let Some(mem) = &config.mem {
+        cmd.arg("--mem").arg(mem);
+    }
+    if let Some(cpus) = config.cpus {
+        cmd.arg("--cpus").arg(cpus.to_string());
+    }
+    if let Some(cmdline) = &config.cmdline {
+        cmd.arg("--cmdline").arg(cmdline);
+    }
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", vmm.display()))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+
+    // Serial console: forwarded as it comes, in chunks (a guest may print a
+    // prompt without a newline).
+    let console_out = console.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut stdout = stdout;
+        let mut buf = vec![0u8; 4096];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            // The UART writes a byte at a time: gather bytes into lines, and
+            // flush a partial line (a prompt) after a short quiet time.
+            let read = if pending.is_empty() {
+                stdout.read(&mut buf).await.ok()
+            } else {
+                match tokio::time::timeout(std::time::Duration::from_millis(20), stdout.read(&mut buf)).await {
+                    Ok(r) => r.ok(),
+                    Err(_) => Some(usize::MAX),
+                }
+            };
+            match read {
+                Some(0) | None => break,
+                Some(usize::MAX) => {}
+                Some(n) => pending.extend_from_slice(&buf[..n]),
+            }
+            let cut = if read == Some(usize::MAX) { pending.len() } else { pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+            if cut > 0 {
+                let text = String::from_utf8_lossy(&pending[..cut]).into_owned();
+                pending.drain(..cut);
+                if console_out.send(("console", text)).is_err() {
+                    return;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let _ = console_out.send(("console", String::from_utf8_lossy(&pending).into_owned()));
+        }
+    });
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut ready = Some(ready_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("waiting for gdb") {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+                continue;
+            }
+            if console.send(("stderr", format!("{line}\n"))).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::select! {
+        _ = ready_rx => {}
+        status = child.wait() => {
+            let status = status?;
+            bail!("vmdbg-vmm ended before it listened for the debugger ({status}); its messages are in the debug console");
+        }
+        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+            bail!("vmdbg-vmm did not start listening within 30 s");
+        }
+    }
+    Ok(Engine { child, endpoint: Endpoint::Unix(socket), _dir: dir })
+}

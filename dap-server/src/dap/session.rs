@@ -1,0 +1,997 @@
+//! One debug session: the request loop, the target's run state, stop
+//! reports and events, launch/attach/restart/disconnect.
+//!
+//! The loop waits on three things at once: DAP requests, console output of
+//! the engine, and — while the target runs — the stub's stop reply. Every
+//! request is answered; a failing one gets `success: false` with the reason
+//! and the session goes on.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::launch::{start_engine, AttachConfig, Engine, LaunchConfig, LineSink};
+use super::protocol::{self, Request, Response, Source};
+use super::stepping::StepState;
+use super::transport::Incoming;
+use crate::rsp::{RspClient, StopReply, WatchKind};
+use crate::symbols::types::{Place, TypeId};
+use crate::symbols::unwind::FrameRegs;
+use crate::symbols::{SourceFrame, Symbols, TargetMemory};
+
+pub const SIGINT: u8 = 2;
+pub const SIGTRAP: u8 = 5;
+
+/// Sends responses and events to the client with increasing `seq`.
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Value>,
+    seq: i64,
+}
+
+impl Outbox {
+    fn next_seq(&mut self) -> i64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn respond(&mut self, request_seq: i64, command: &str, result: Result<Value>) {
+        let seq = self.next_seq();
+        let response = match result {
+            Ok(body) => Response {
+                seq,
+                kind: "response",
+                request_seq,
+                success: true,
+                command: command.to_string(),
+                message: None,
+                body: (!body.is_null()).then_some(body),
+            },
+            Err(e) => Response {
+                seq,
+                kind: "response",
+                request_seq,
+                success: false,
+                command: command.to_string(),
+                message: Some(format!("{e:#}")),
+                body: Some(json!({ "error": { "id": 1, "format": format!("{e:#}"), "showUser": false } })),
+            },
+        };
+        let _ = self.tx.send(serde_json::to_value(response).expect("a response serializes"));
+    }
+
+    pub fn event(&mut self, event: &str, body: Value) {
+        let seq = self.next_seq();
+        let event = protocol::Event {
+            seq,
+            kind: "event",
+            event: event.to_string(),
+            body: (!body.is_null()).then_some(body),
+        };
+        let _ = self.tx.send(serde_json::to_value(event).expect("an event serializes"));
+    }
+
+    pub fn output(&mut self, category: &str, text: impl Into<String>) {
+        self.event("output", json!({ "category": category, "output": text.into() }));
+    }
+}
+
+#[derive(Clone)]
+pub enum StartConfig {
+    Launch(LaunchConfig),
+    Attach(AttachConfig),
+}
+
+/// What the target is doing while it runs.
+pub enum RunMode {
+    Continue,
+    /// Running to a temporary breakpoint at a return address, as part of a
+    /// step: `cfa` tells the right activation (recursion) apart.
+    ToReturn { addr: u64, rsp: u64, then: Box<Then> },
+}
+
+/// What happens when a `ToReturn` run arrives.
+pub enum Then {
+    /// Go on stepping by line.
+    Step(StepState),
+    /// Report the stop (stepOut).
+    Report,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserBreakpoint {
+    pub id: i64,
+    pub addr: Option<u64>,
+    pub line: Option<u32>,
+    pub source: Option<Source>,
+    pub verified: bool,
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DataBreakpoint {
+    pub id: i64,
+    pub addr: u64,
+    pub len: usize,
+    pub kind: WatchKind,
+    pub verified: bool,
+    pub message: Option<String>,
+}
+
+/// One frame of the stack as shown to the client.
+#[derive(Clone, Debug)]
+pub struct FrameInfo {
+    /// Registers of the physical frame (with its CFA).
+    pub regs: FrameRegs,
+    pub pc: u64,
+    /// pc for lookups: pc - 1 in caller frames (inside the call).
+    pub probe: u64,
+    pub source: SourceFrame,
+    pub physical: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeKind {
+    Locals,
+    Arguments,
+    Registers,
+    Globals,
+}
+
+/// What a variablesReference stands for.
+#[derive(Clone, Debug)]
+pub enum VarNode {
+    Scope { frame: usize, kind: ScopeKind },
+    Value { frame: usize, name: String, ty: Option<TypeId>, place: Place },
+}
+
+/// Everything valid only until the target resumes.
+#[derive(Default)]
+pub struct StopState {
+    pub frames: Option<Vec<FrameInfo>>,
+    pub refs: Vec<VarNode>,
+    pub memory: HashMap<u64, Vec<u8>>,
+    pub registers: HashMap<String, Vec<u8>>,
+    pub exception: Option<(String, String)>,
+}
+
+pub struct Target {
+    pub rsp: RspClient,
+    pub symbols: Rc<Symbols>,
+    pub engine: Option<Engine>,
+    pub threads: Vec<String>,
+    pub thread: String,
+    pub running: Option<RunMode>,
+    /// User breakpoint addresses in the stub.
+    pub inserted: BTreeSet<u64>,
+    pub watches: Vec<(WatchKind, u64, usize)>,
+    pub stop: StopState,
+}
+
+/// Target memory through the stub, cached in 64-byte lines until resume.
+pub struct CachedMemory<'a> {
+    pub rsp: &'a mut RspClient,
+    pub cache: &'a mut HashMap<u64, Vec<u8>>,
+}
+
+const LINE: u64 = 64;
+
+impl TargetMemory for CachedMemory<'_> {
+    async fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        let end = addr.saturating_add(len as u64);
+        let mut line = addr & !(LINE - 1);
+        while line < end {
+            if !self.cache.contains_key(&line) {
+                let bytes = self.rsp.read_memory(line, LINE as usize).await?;
+                self.cache.insert(line, bytes);
+            }
+            let bytes = &self.cache[&line];
+            let from = addr.max(line) - line;
+            let to = (end.min(line + LINE) - line).min(bytes.len() as u64);
+            if from >= to {
+                break;
+            }
+            out.extend_from_slice(&bytes[from as usize..to as usize]);
+            if (bytes.len() as u64) < LINE && to < end.min(line + LINE) - line {
+                break;
+            }
+            line += LINE;
+        }
+        Ok(out)
+    }
+}
+
+impl Target {
+    pub fn memory(&mut self) -> CachedMemory<'_> {
+        CachedMemory { rsp: &mut self.rsp, cache: &mut self.stop.memory }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    pub fn thread_id(rsp_id: &str) -> i64 {
+        let tail = rsp_id.rsplit('.').next().unwrap_or(rsp_id);
+        i64::from_str_radix(tail, 16).unwrap_or(1)
+    }
+
+    pub fn rsp_thread(&self, dap_id: i64) -> String {
+        self.threads
+            .iter()
+            .find(|t| Self::thread_id(t) == dap_id)
+            .cloned()
+            .unwrap_or_else(|| self.thread.clone())
+    }
+
+    /// The `g` block of a thread, cached until resume.
+    pub async fn register_block(&mut self, thread: &str) -> Result<Vec<u8>> {
+        if let Some(b) = self.stop.registers.get(thread) {
+            return Ok(b.clone());
+        }
+        let block = self.rsp.read_registers(thread).await?;
+        self.stop.registers.insert(thread.to_string(), block.clone());
+        Ok(block)
+    }
+
+    pub fn register_value(&self, block: &[u8], name: &str) -> Option<u64> {
+        let info = self.rsp.registers.by_name(name)?;
+        let size = (info.bits as usize).div_ceil(8).min(8);
+        let bytes = block.get(info.offset..info.offset + size)?;
+        Some(crate::symbols::types::int_of(bytes, false) as u64)
+    }
+
+    /// The innermost frame's registers by DWARF number.
+    pub async fn top_registers(&mut self, thread: &str) -> Result<FrameRegs> {
+        let block = self.register_block(thread).await?;
+        let mut regs = FrameRegs::default();
+        for (n, name) in crate::rsp::registers::DWARF_X86_64.iter().enumerate() {
+            regs.regs[n] = self.register_value(&block, name);
+        }
+        if regs.regs[16].is_none() {
+            bail!("the stub's registers have no rip");
+        }
+        Ok(regs)
+    }
+
+    pub async fn pc(&mut self) -> Result<u64> {
+        let thread = self.thread.clone();
+        Ok(self.top_registers(&thread).await?.pc())
+    }
+
+    pub async fn rsp_value(&mut self) -> Result<u64> {
+        let thread = self.thread.clone();
+        self.top_registers(&thread).await?.get(7).context("no rsp")
+    }
+
+    /// Forgets everything read at the last stop.
+    pub fn invalidate(&mut self) {
+        self.stop = StopState::default();
+    }
+}
+
+pub struct Session {
+    pub out: Outbox,
+    console_tx: LineSink,
+    console_rx: mpsc::UnboundedReceiver<(&'static str, String)>,
+    pub target: Option<Target>,
+    start: Option<StartConfig>,
+    pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
+    pub function_breakpoints: Vec<UserBreakpoint>,
+    pub data_breakpoints: Vec<DataBreakpoint>,
+    pub next_id: i64,
+    configured: bool,
+    finished: bool,
+}
+
+impl Session {
+    pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
+        let (console_tx, console_rx) = mpsc::unbounded_channel();
+        Self {
+            out: Outbox { tx, seq: 0 },
+            console_tx,
+            console_rx,
+            target: None,
+            start: None,
+            line_breakpoints: BTreeMap::new(),
+            function_breakpoints: Vec::new(),
+            data_breakpoints: Vec::new(),
+            next_id: 1,
+            configured: false,
+            finished: false,
+        }
+    }
+
+    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Incoming>) {
+        while !self.finished {
+            let running = self.target.as_ref().is_some_and(Target::is_running);
+            tokio::select! {
+                incoming = requests.recv() => match incoming {
+                    Some(Incoming::Message(value)) => self.dispatch(value).await,
+                    Some(Incoming::Malformed(why)) => {
+                        tracing::warn!("dropped a malformed DAP message: {why}");
+                        self.out.output("stderr", format!("vmdbg: dropped a malformed DAP message: {why}\n"));
+                    }
+                    Some(Incoming::Closed) | None => break,
+                },
+                Some((category, text)) = self.console_rx.recv() => self.out.output(category, text),
+                packet = next_packet(&mut self.target), if running => self.on_packet(packet).await,
+            }
+        }
+        // The client left: launch ends the VM, attach leaves it running.
+        self.end_target(None).await;
+    }
+
+    async fn dispatch(&mut self, value: Value) {
+        let request: Request = match serde_json::from_value(value.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let seq = value.get("seq").and_then(Value::as_i64).unwrap_or(0);
+                let command = value.get("command").and_then(Value::as_str).unwrap_or("").to_string();
+                self.out.respond(seq, &command, Err(anyhow!("malformed request: {e}")));
+                return;
+            }
+        };
+        if request.kind != "request" {
+            self.out.respond(request.seq, &request.command, Err(anyhow!("expected a request, got a {:?}", request.kind)));
+            return;
+        }
+        let seq = request.seq;
+        let command = request.command.clone();
+        let result = self.handle(request).await;
+        match result {
+            Ok(Handled::Respond(body)) => self.out.respond(seq, &command, Ok(body)),
+            Ok(Handled::RespondThen(body, after)) => {
+                self.out.respond(seq, &command, Ok(body));
+                if let Err(e) = self.after(after).await {
+                    self.out.output("stderr", format!("vmdbg: {e:#}\n"));
+                }
+            }
+            Err(e) => self.out.respond(seq, &command, Err(e)),
+        }
+    }
+
+    async fn handle(&mut self, request: Request) -> Result<Handled> {
+        let args = request.arguments;
+        let parse = |v: Value| v;
+        match request.command.as_str() {
+            "initialize" => {
+                return Ok(Handled::Respond(protocol::capabilities()));
+            }
+            "launch" => {
+                let config: LaunchConfig = serde_json::from_value(parse(args)).context("invalid launch configuration")?;
+                self.start_target(StartConfig::Launch(config)).await?;
+                return Ok(Handled::RespondThen(Value::Null, After::Initialized));
+            }
+            "attach" => {
+                let config: AttachConfig = serde_json::from_value(parse(args)).context("invalid attach configuration")?;
+                self.start_target(StartConfig::Attach(config)).await?;
+                return Ok(Handled::RespondThen(Value::Null, After::Initialized));
+            }
+            "disconnect" => {
+                let args: protocol::DisconnectArguments = serde_json::from_value(args).unwrap_or_default();
+                self.end_target(args.terminate_debuggee).await;
+                self.finished = true;
+                return Ok(Handled::Respond(Value::Null));
+            }
+            "threads" => {
+                let threads: Vec<Value> = match &self.target {
+                    Some(t) => t
+                        .threads
+                        .iter()
+                        .map(|id| {
+                            let n = Target::thread_id(id);
+                            json!({ "id": n, "name": format!("vCPU {}", n - 1) })
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                return Ok(Handled::Respond(json!({ "threads": threads })));
+            }
+            _ => {}
+        }
+        // Everything below needs a target.
+        if self.target.is_none() {
+            bail!("`{}` needs a running session: launch or attach first", request.command);
+        }
+        match request.command.as_str() {
+            "configurationDone" => {
+                self.configured = true;
+                Ok(Handled::RespondThen(Value::Null, After::Start))
+            }
+            "setBreakpoints" => {
+                let args: protocol::SetBreakpointsArguments = serde_json::from_value(args).context("invalid setBreakpoints arguments")?;
+                let body = self.with_target_stopped(|s| Box::pin(s.set_line_breakpoints(args))).await?;
+                Ok(Handled::Respond(body))
+            }
+            "setFunctionBreakpoints" => {
+                let args: protocol::SetFunctionBreakpointsArguments = serde_json::from_value(args).context("invalid setFunctionBreakpoints arguments")?;
+                let body = self.with_target_stopped(|s| Box::pin(s.set_function_breakpoints(args))).await?;
+                Ok(Handled::Respond(body))
+            }
+            "setExceptionBreakpoints" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
+            "dataBreakpointInfo" => {
+                let args: protocol::DataBreakpointInfoArguments = serde_json::from_value(args).context("invalid dataBreakpointInfo arguments")?;
+                Ok(Handled::Respond(self.data_breakpoint_info(args).await?))
+            }
+            "setDataBreakpoints" => {
+                let args: protocol::SetDataBreakpointsArguments = serde_json::from_value(args).context("invalid setDataBreakpoints arguments")?;
+                let body = self.with_target_stopped(|s| Box::pin(s.set_data_breakpoints(args))).await?;
+                Ok(Handled::Respond(body))
+            }
+            "continue" => {
+                self.require_stopped()?;
+                Ok(Handled::RespondThen(json!({ "allThreadsContinued": true }), After::Continue))
+            }
+            "pause" => {
+                let target = self.target.as_mut().expect("checked");
+                if target.is_running() {
+                    target.rsp.interrupt()?;
+                } else {
+                    // Already stopped: say so again so the client shows it.
+                    let thread = Target::thread_id(&target.thread);
+                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }));
+                }
+                Ok(Handled::Respond(Value::Null))
+            }
+            "next" | "stepIn" | "stepOut" => {
+                self.require_stopped()?;
+                let args: protocol::ThreadArguments = serde_json::from_value(args).context("invalid step arguments")?;
+                if let Some(id) = args.thread_id {
+                    let target = self.target.as_mut().expect("checked");
+                    target.thread = target.rsp_thread(id);
+                }
+                let instruction = args.granularity.as_deref() == Some("instruction");
+                let after = match (request.command.as_str(), instruction) {
+                    (_, true) if request.command != "stepOut" => After::StepInstruction,
+                    ("next", _) => After::StepOver,
+                    ("stepIn", _) => After::StepIn,
+                    _ => After::StepOut,
+                };
+                Ok(Handled::RespondThen(Value::Null, after))
+            }
+            "stackTrace" => {
+                self.require_stopped()?;
+                let args: protocol::StackTraceArguments = serde_json::from_value(args).context("invalid stackTrace arguments")?;
+                Ok(Handled::Respond(self.stack_trace(args).await?))
+            }
+            "scopes" => {
+                self.require_stopped()?;
+                let args: protocol::ScopesArguments = serde_json::from_value(args).context("invalid scopes arguments")?;
+                Ok(Handled::Respond(self.scopes(args).await?))
+            }
+            "variables" => {
+                self.require_stopped()?;
+                let args: protocol::VariablesArguments = serde_json::from_value(args).context("invalid variables arguments")?;
+                Ok(Handled::Respond(self.variables(args).await?))
+            }
+            "setVariable" => {
+                self.require_stopped()?;
+                let args: protocol::SetVariableArguments = serde_json::from_value(args).context("invalid setVariable arguments")?;
+                Ok(Handled::Respond(self.set_variable(args).await?))
+            }
+            "evaluate" => {
+                self.require_stopped()?;
+                let args: protocol::EvaluateArguments = serde_json::from_value(args).context("invalid evaluate arguments")?;
+                Ok(Handled::Respond(self.evaluate(args).await?))
+            }
+            "readMemory" => {
+                self.require_stopped()?;
+                let args: protocol::ReadMemoryArguments = serde_json::from_value(args).context("invalid readMemory arguments")?;
+                Ok(Handled::Respond(self.read_memory(args).await?))
+            }
+            "writeMemory" => {
+                self.require_stopped()?;
+                let args: protocol::WriteMemoryArguments = serde_json::from_value(args).context("invalid writeMemory arguments")?;
+                Ok(Handled::Respond(self.write_memory(args).await?))
+            }
+            "disassemble" => {
+                self.require_stopped()?;
+                let args: protocol::DisassembleArguments = serde_json::from_value(args).context("invalid disassemble arguments")?;
+                Ok(Handled::Respond(self.disassemble(args).await?))
+            }
+            "exceptionInfo" => {
+                let target = self.target.as_ref().expect("checked");
+                let (id, description) = target
+                    .stop
+                    .exception
+                    .clone()
+                    .context("the target is not stopped at an exception")?;
+                Ok(Handled::Respond(json!({ "exceptionId": id, "description": description, "breakMode": "always" })))
+            }
+            "terminate" => {
+                self.end_target(Some(true)).await;
+                Ok(Handled::Respond(Value::Null))
+            }
+            "restart" => {
+                let config = self.start.clone().context("nothing to restart")?;
+                self.end_target(Some(true)).await;
+                // A restart keeps the breakpoints: they are inserted again.
+                self.start_target(config).await?;
+                self.reinsert_breakpoints().await;
+                Ok(Handled::RespondThen(Value::Null, After::Start))
+            }
+            other => bail!("unsupported request `{other}`"),
+        }
+    }
+
+    fn require_stopped(&self) -> Result<()> {
+        match &self.target {
+            Some(t) if t.is_running() => bail!("the target is running; pause it first"),
+            Some(_) => Ok(()),
+            None => bail!("no target"),
+        }
+    }
+
+    /// Runs `f` with the target stopped: a running target is interrupted
+    /// and continued afterwards (breakpoints can be set while it runs).
+    async fn with_target_stopped<F>(&mut self, f: F) -> Result<Value>
+    where
+        F: for<'a> FnOnce(&'a mut Session) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + 'a>>,
+    {
+        let was_running = self.target.as_ref().is_some_and(Target::is_running);
+        if was_running {
+            let target = self.target.as_mut().expect("running");
+            target.rsp.interrupt()?;
+            let console = self.console_tx.clone();
+            let stop = target
+                .rsp
+                .wait_stop(|bytes| {
+                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
+                })
+                .await?;
+            if !matches!(stop, StopReply::Signal { .. }) {
+                self.on_stop_reply(stop).await;
+                bail!("the target ended");
+            }
+            let target = self.target.as_mut().expect("running");
+            target.invalidate();
+            target.running = None;
+        }
+        let result = f(self).await;
+        if was_running {
+            if let Some(target) = self.target.as_mut() {
+                if !target.is_running() {
+                    self.resume_continue().await?;
+                }
+            }
+        }
+        result
+    }
+
+    async fn start_target(&mut self, config: StartConfig) -> Result<()> {
+        let (endpoint, engine, symbols_path) = match &config {
+            StartConfig::Launch(c) => {
+                let symbols = c.symbols.clone().unwrap_or_else(|| c.kernel.clone());
+                self.out.event("progress", Value::Null);
+                let engine = start_engine(c, self.console_tx.clone()).await?;
+                (engine.endpoint.clone(), Some(engine), symbols)
+            }
+            StartConfig::Attach(c) => (c.gdb_server.parse()?, None, c.symbols.clone()),
+        };
+        let symbols = Rc::new(Symbols::load(&symbols_path)?);
+        let mut rsp = RspClient::connect(&endpoint).await?;
+        let stop = rsp.query_stop().await?;
+        let threads = rsp.threads().await.unwrap_or_default();
+        let thread = match &stop {
+            StopReply::Signal { thread: Some(t), .. } => t.clone(),
+            _ => threads.first().cloned().unwrap_or_else(|| "1".to_string()),
+        };
+        let threads = if threads.is_empty() { vec![thread.clone()] } else { threads };
+        let pid = engine.as_ref().and_then(|e| e.child.id());
+        let name = match &config {
+            StartConfig::Launch(c) => c.kernel.display().to_string(),
+            StartConfig::Attach(c) => c.gdb_server.clone(),
+        };
+        self.out.event(
+            "process",
+            json!({
+                "name": name,
+                "systemProcessId": pid,
+                "isLocalProcess": engine.is_some(),
+                "startMethod": if engine.is_some() { "launch" } else { "attach" },
+            }),
+        );
+        for t in &threads {
+            self.out.event("thread", json!({ "reason": "started", "threadId": Target::thread_id(t) }));
+        }
+        self.target = Some(Target {
+            rsp,
+            symbols,
+            engine,
+            threads,
+            thread,
+            running: None,
+            inserted: BTreeSet::new(),
+            watches: Vec::new(),
+            stop: StopState::default(),
+        });
+        self.start = Some(config);
+        Ok(())
+    }
+
+    /// Ends the target. `terminate`: None = what the start mode implies
+    /// (launch: end the VM; attach: detach and leave it running).
+    async fn end_target(&mut self, terminate: Option<bool>) {
+        let Some(mut target) = self.target.take() else { return };
+        let launched = target.engine.is_some();
+        let kill = terminate.unwrap_or(launched);
+        if target.is_running() {
+            let _ = target.rsp.interrupt();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), target.rsp.wait_stop(|_| {})).await;
+        }
+        if kill {
+            let _ = target.rsp.kill();
+        } else {
+            for addr in std::mem::take(&mut target.inserted) {
+                let _ = target.rsp.remove_breakpoint(addr).await;
+            }
+            for (kind, addr, len) in std::mem::take(&mut target.watches) {
+                let _ = target.rsp.remove_watchpoint(kind, addr, len).await;
+            }
+            if let Err(e) = target.rsp.detach().await {
+                tracing::warn!("detach failed: {e:#}");
+            }
+        }
+        if let Some(mut engine) = target.engine.take() {
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
+            if waited.is_err() {
+                let _ = engine.child.kill().await;
+            }
+        }
+        self.out.event("terminated", Value::Null);
+    }
+
+    async fn after(&mut self, after: After) -> Result<()> {
+        match after {
+            After::Initialized => {
+                self.out.event("initialized", Value::Null);
+                Ok(())
+            }
+            After::Start => {
+                if !self.configured {
+                    return Ok(());
+                }
+                let stop_on_entry = match &self.start {
+                    Some(StartConfig::Launch(c)) => c.stop_on_entry,
+                    Some(StartConfig::Attach(c)) => c.stop_on_entry.unwrap_or(true),
+                    None => false,
+                };
+                let target = self.target.as_mut().context("no target")?;
+                if stop_on_entry {
+                    let thread = Target::thread_id(&target.thread);
+                    let reason = if matches!(self.start, Some(StartConfig::Attach(_))) { "pause" } else { "entry" };
+                    self.out.event("stopped", json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true }));
+                    Ok(())
+                } else {
+                    self.resume_continue().await
+                }
+            }
+            After::Continue => self.resume_continue().await,
+            After::StepOver => self.start_step(super::stepping::StepKind::Over).await,
+            After::StepIn => self.start_step(super::stepping::StepKind::In).await,
+            After::StepOut => self.step_out().await,
+            After::StepInstruction => self.step_instruction().await,
+        }
+    }
+
+    /// Resumes all vCPUs; a breakpoint at the pc is stepped over first.
+    pub async fn resume_continue(&mut self) -> Result<()> {
+        let Some(stop) = self.step_off_breakpoint().await? else { return Ok(()) };
+        if let Some(stop) = stop {
+            // The one instruction already stopped (a watchpoint, an exit).
+            return self.report_stop_reply(stop).await;
+        }
+        let target = self.target.as_mut().context("no target")?;
+        target.invalidate();
+        target.running = Some(RunMode::Continue);
+        target.rsp.resume_continue()?;
+        self.out.event("continued", json!({ "threadId": Target::thread_id(&target.thread), "allThreadsContinued": true }));
+        Ok(())
+    }
+
+    /// If a breakpoint sits at the pc, steps one instruction with it
+    /// removed (a hardware breakpoint would fire again at once). Returns
+    /// None when there is no target; Some(None) when the target may go on;
+    /// Some(Some(stop)) when that one step stopped for another reason.
+    async fn step_off_breakpoint(&mut self) -> Result<Option<Option<StopReply>>> {
+        let Some(target) = self.target.as_mut() else { return Ok(None) };
+        let pc = target.pc().await?;
+        if !target.inserted.contains(&pc) {
+            return Ok(Some(None));
+        }
+        let stop = self.single_step().await?;
+        match stop {
+            StopReply::Signal { signal: SIGTRAP, watch: None, .. } => Ok(Some(None)),
+            other => Ok(Some(Some(other))),
+        }
+    }
+
+    /// One instruction on the current thread, with any breakpoint at the
+    /// pc lifted for it; waits for the stop.
+    pub async fn single_step(&mut self) -> Result<StopReply> {
+        let console = self.console_tx.clone();
+        let target = self.target.as_mut().context("no target")?;
+        let pc = target.pc().await?;
+        let lifted = target.inserted.contains(&pc);
+        if lifted {
+            target.rsp.remove_breakpoint(pc).await?;
+        }
+        target.invalidate();
+        let thread = target.thread.clone();
+        target.rsp.resume_step(&thread)?;
+        let stop = target
+            .rsp
+            .wait_stop(|bytes| {
+                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
+            })
+            .await;
+        if lifted {
+            if let Err(e) = target.rsp.insert_breakpoint(pc).await {
+                self.out.output("stderr", format!("vmdbg: cannot put back the breakpoint at {pc:#x}: {e:#}\n"));
+            }
+        }
+        let stop = stop?;
+        if let StopReply::Signal { thread: Some(t), .. } = &stop {
+            if let Some(target) = self.target.as_mut() {
+                target.thread = t.clone();
+            }
+        }
+        Ok(stop)
+    }
+
+    async fn on_packet(&mut self, packet: Result<Vec<u8>>) {
+        let stop = match packet.and_then(|p| StopReply::parse(&p)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.out.output("stderr", format!("vmdbg: lost the target: {e:#}\n"));
+                self.target_gone(None).await;
+                return;
+            }
+        };
+        if let StopReply::Output(bytes) = stop {
+            self.out.output("console", String::from_utf8_lossy(&bytes).into_owned());
+            return;
+        }
+        self.on_stop_reply(stop).await;
+    }
+
+    /// A stop reply that ends a run.
+    async fn on_stop_reply(&mut self, stop: StopReply) {
+        let Some(target) = self.target.as_mut() else { return };
+        let mode = target.running.take();
+        target.invalidate();
+        if let StopReply::Signal { thread: Some(t), .. } = &stop {
+            target.thread = t.clone();
+        }
+        let result = match mode {
+            Some(RunMode::ToReturn { addr, rsp, then }) => self.arrived_to_return(stop, addr, rsp, *then).await,
+            _ => self.report_stop_reply(stop).await,
+        };
+        if let Err(e) = result {
+            self.out.output("stderr", format!("vmdbg: {e:#}\n"));
+            if let Some(target) = self.target.as_ref() {
+                if !target.is_running() {
+                    let thread = Target::thread_id(&target.thread);
+                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true, "description": format!("{e:#}") }));
+                }
+            }
+        }
+    }
+
+    /// Reports why the target stopped (or ended).
+    pub async fn report_stop_reply(&mut self, stop: StopReply) -> Result<()> {
+        match stop {
+            StopReply::Exited { status } => {
+                self.target_gone(Some(status)).await;
+                Ok(())
+            }
+            StopReply::Terminated { signal } => {
+                self.out.output("console", format!("vmdbg: the target was terminated (signal {signal})\n"));
+                self.target_gone(None).await;
+                Ok(())
+            }
+            StopReply::Output(_) => Ok(()),
+            StopReply::Signal { signal, watch, .. } => {
+                let target = self.target.as_mut().context("no target")?;
+                let thread = Target::thread_id(&target.thread);
+                let pc = target.pc().await.unwrap_or(0);
+                if let Some((_, addr)) = watch {
+                    let ids: Vec<i64> = self
+                        .data_breakpoints
+                        .iter()
+                        .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
+                        .map(|d| d.id)
+                        .collect();
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": "data breakpoint", "threadId": thread, "allThreadsStopped": true,
+                                "hitBreakpointIds": ids, "description": format!("data breakpoint at {addr:#x}") }),
+                    );
+                    return Ok(());
+                }
+                if signal == SIGINT {
+                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }));
+                    return Ok(());
+                }
+                if signal != SIGTRAP {
+                    let name = signal_name(signal);
+                    let description = format!("the target stopped with {name} at {pc:#x}");
+                    target.stop.exception = Some((name.to_string(), description.clone()));
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": name }),
+                    );
+                    return Ok(());
+                }
+                let ids = self.breakpoint_ids_at(pc);
+                if !ids.is_empty() {
+                    let reason = if self.function_breakpoints.iter().any(|b| ids.contains(&b.id)) { "function breakpoint" } else { "breakpoint" };
+                    self.out.event("stopped", json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true, "hitBreakpointIds": ids }));
+                } else {
+                    self.out.event("stopped", json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The target ended: `exited` with the guest's code, then `terminated`.
+    async fn target_gone(&mut self, status: Option<u8>) {
+        let Some(mut target) = self.target.take() else { return };
+        let mut code = status.map(i64::from);
+        if let Some(mut engine) = target.engine.take() {
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
+            if let Ok(Ok(exit)) = waited {
+                code = code.or(exit.code().map(i64::from));
+            } else {
+                let _ = engine.child.kill().await;
+            }
+        }
+        // Give the console reader a moment to pass on the last output.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        while let Ok((category, text)) = self.console_rx.try_recv() {
+            self.out.output(category, text);
+        }
+        if let Some(code) = code {
+            // isa-debug-exit convention: the guest wrote V, the VM exits (V << 1) | 1.
+            let guest = if code & 1 == 1 { code >> 1 } else { code };
+            self.out.output("console", format!("vmdbg: the guest exited with code {guest} (VM status {code})\n"));
+            self.out.event("exited", json!({ "exitCode": guest }));
+        }
+        self.out.event("terminated", Value::Null);
+    }
+
+    pub fn breakpoint_ids_at(&self, pc: u64) -> Vec<i64> {
+        self.line_breakpoints
+            .values()
+            .flatten()
+            .chain(self.function_breakpoints.iter())
+            .filter(|b| b.verified && b.addr == Some(pc))
+            .map(|b| b.id)
+            .collect()
+    }
+
+    /// Sets the target running towards a temporary breakpoint.
+    pub async fn run_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<bool> {
+        let target = self.target.as_mut().context("no target")?;
+        if !target.inserted.contains(&addr) && target.rsp.insert_breakpoint(addr).await.is_err() {
+            return Ok(false);
+        }
+        target.invalidate();
+        target.running = Some(RunMode::ToReturn { addr, rsp, then: Box::new(then) });
+        target.rsp.resume_continue()?;
+        Ok(true)
+    }
+
+    async fn arrived_to_return(&mut self, stop: StopReply, addr: u64, rsp_wanted: u64, then: Then) -> Result<()> {
+        let target = self.target.as_mut().context("no target")?;
+        let is_trap = matches!(stop, StopReply::Signal { signal: SIGTRAP, watch: None, .. });
+        let pc = if matches!(stop, StopReply::Signal { .. }) { target.pc().await? } else { 0 };
+        let here = is_trap && pc == addr;
+        let rsp_now = if here { target.rsp_value().await? } else { 0 };
+        if here && rsp_now < rsp_wanted {
+            // A deeper activation (recursion) reached the address: go on.
+            target.invalidate();
+            target.running = Some(RunMode::ToReturn { addr, rsp: rsp_wanted, then: Box::new(then) });
+            // The temporary breakpoint is at the pc: step off it first.
+            let temp_is_user = target.inserted.contains(&addr);
+            if !temp_is_user {
+                target.rsp.remove_breakpoint(addr).await?;
+            }
+            let stepped = self.single_step().await?;
+            let target = self.target.as_mut().context("no target")?;
+            if !temp_is_user {
+                target.rsp.insert_breakpoint(addr).await?;
+            }
+            if !matches!(stepped, StopReply::Signal { signal: SIGTRAP, watch: None, .. }) {
+                target.running = None;
+                if !temp_is_user {
+                    let _ = target.rsp.remove_breakpoint(addr).await;
+                }
+                return self.report_stop_reply(stepped).await;
+            }
+            target.invalidate();
+            target.rsp.resume_continue()?;
+            return Ok(());
+        }
+        if matches!(stop, StopReply::Signal { .. }) && !target.inserted.contains(&addr) {
+            target.rsp.remove_breakpoint(addr).await?;
+        }
+        if !here {
+            // Something else stopped it first (a breakpoint, a watchpoint,
+            // pause, an exit): report that.
+            return self.report_stop_reply(stop).await;
+        }
+        if !self.breakpoint_ids_at(pc).is_empty() && matches!(then, Then::Step(_)) {
+            // gdb stops at a user breakpoint on the return address too.
+            return self.report_stop_reply(stop).await;
+        }
+        match then {
+            Then::Report => {
+                let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+                self.out.event("stopped", json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }));
+                Ok(())
+            }
+            Then::Step(state) => self.continue_step(state).await,
+        }
+    }
+
+    async fn reinsert_breakpoints(&mut self) {
+        let Some(target) = self.target.as_mut() else { return };
+        let addrs: BTreeSet<u64> = self
+            .line_breakpoints
+            .values()
+            .flatten()
+            .chain(self.function_breakpoints.iter())
+            .filter(|b| b.verified)
+            .filter_map(|b| b.addr)
+            .collect();
+        for addr in addrs {
+            if target.rsp.insert_breakpoint(addr).await.is_ok() {
+                target.inserted.insert(addr);
+            }
+        }
+        for d in &self.data_breakpoints {
+            if d.verified && target.rsp.insert_watchpoint(d.kind, d.addr, d.len).await.is_ok() {
+                target.watches.push((d.kind, d.addr, d.len));
+            }
+        }
+    }
+}
+
+pub enum Handled {
+    Respond(Value),
+    /// Respond, then do something that sends events (the order DAP wants).
+    RespondThen(Value, After),
+}
+
+pub enum After {
+    Initialized,
+    Start,
+    Continue,
+    StepOver,
+    StepIn,
+    StepOut,
+    StepInstruction,
+}
+
+async fn next_packet(target: &mut Option<Target>) -> Result<Vec<u8>> {
+    match target {
+        Some(t) => t.rsp.next_packet().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub fn signal_name(signal: u8) -> &'static str {
+    match signal {
+        4 => "SIGILL (illegal instruction)",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE (arithmetic exception)",
+        11 => "SIGSEGV (page fault or protection fault)",
+        _ => "a signal",
+    }
+}

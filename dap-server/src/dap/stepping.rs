@@ -1,0 +1,211 @@
+//! Stepping by source line and by instruction, as gdb does it: single-step
+//! while the pc stays in the current line's range; a call is stepped over
+//! with a temporary breakpoint at its return address (one continue, not
+//! thousands of steps); stop at the first statement of a different line;
+//! after returning into the middle of a caller's line, go on to the start
+//! of its next line. stepIn stops after the callee's prologue when the
+//! callee has line information.
+
+use anyhow::{Context, Result};
+use iced_x86::{Decoder, DecoderOptions, FlowControl};
+use serde_json::json;
+
+use super::session::{Session, Target, Then, SIGTRAP};
+use crate::rsp::StopReply;
+
+/// Bounds a step so a line that loops forever ends with a report.
+const MAX_STEPS: usize = 20_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    Over,
+    In,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepState {
+    pub kind: StepKind,
+    pub line: u32,
+    pub file: usize,
+    pub range: (u64, u64),
+    /// CFA of the frame being stepped: rsp above it means it returned.
+    pub cfa: u64,
+}
+
+fn is_plain_step(stop: &StopReply) -> bool {
+    matches!(stop, StopReply::Signal { signal: SIGTRAP, watch: None, .. })
+}
+
+impl Session {
+    fn target_mut(&mut self) -> Result<&mut Target> {
+        self.target.as_mut().context("no target")
+    }
+
+    /// The CFA of the innermost frame (for telling frames apart).
+    async fn current_cfa(&mut self) -> Result<u64> {
+        let target = self.target_mut()?;
+        let thread = target.thread.clone();
+        let mut regs = target.top_registers(&thread).await?;
+        let symbols = target.symbols.clone();
+        let _ = symbols.unwinder.unwind(&mut regs, true, &mut target.memory()).await;
+        // Without CFI or a frame pointer, the stack pointer is the best guess.
+        Ok(regs.cfa.unwrap_or(regs.get(7).unwrap_or(0)))
+    }
+
+    /// The instruction at the pc: (length, is a call).
+    async fn instruction_at(&mut self, pc: u64) -> Result<(u64, bool)> {
+        let target = self.target_mut()?;
+        let bytes = target.rsp.read_memory(pc, 16).await?;
+        let mut decoder = Decoder::with_ip(64, &bytes, pc, DecoderOptions::NONE);
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return Ok((1, false));
+        }
+        let call = matches!(insn.flow_control(), FlowControl::Call | FlowControl::IndirectCall);
+        Ok((insn.len() as u64, call))
+    }
+
+    fn report_step(&mut self, description: Option<String>) -> Result<()> {
+        let thread = Target::thread_id(&self.target_mut()?.thread);
+        let mut body = json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true });
+        if let Some(d) = description {
+            body["description"] = json!(d);
+        }
+        self.out.event("stopped", body);
+        Ok(())
+    }
+
+    pub async fn start_step(&mut self, kind: StepKind) -> Result<()> {
+        let target = self.target_mut()?;
+        let pc = target.pc().await?;
+        let symbols = target.symbols.clone();
+        let Some((start, end, row)) = symbols.lines.line_range(pc).filter(|(_, _, r)| r.line != 0) else {
+            // No line information here: step out to code that has some.
+            return self.step_out().await;
+        };
+        let cfa = self.current_cfa().await?;
+        let state = StepState { kind, line: row.line, file: row.file, range: (start, end), cfa };
+        self.continue_step(state).await
+    }
+
+    pub async fn continue_step(&mut self, mut state: StepState) -> Result<()> {
+        for _ in 0..MAX_STEPS {
+            let target = self.target_mut()?;
+            let pc = target.pc().await?;
+            let rsp_before = target.rsp_value().await?;
+            let (len, is_call) = self.instruction_at(pc).await?;
+            let stop = self.single_step().await?;
+            if !is_plain_step(&stop) {
+                return self.report_stop_reply(stop).await;
+            }
+            let target = self.target_mut()?;
+            let new_pc = target.pc().await?;
+            let symbols = target.symbols.clone();
+            if !self.breakpoint_ids_at(new_pc).is_empty() {
+                return self.report_stop_reply(stop).await;
+            }
+            if is_call && new_pc != pc + len {
+                let return_addr = pc + len;
+                let has_lines = symbols.lines.row_at(new_pc).is_some_and(|r| r.line != 0);
+                if state.kind == StepKind::In && has_lines {
+                    let landing = symbols
+                        .function_at(new_pc)
+                        .map(|f| symbols.lines.after_prologue(f.low, f.high))
+                        .unwrap_or(new_pc);
+                    return self.step_until(landing).await;
+                }
+                if self.run_to_return(return_addr, rsp_before, Then::Step(state.clone())).await? {
+                    return Ok(());
+                }
+                // No free slot for the temporary breakpoint: step through.
+                loop {
+                    let stop = self.single_step().await?;
+                    if !is_plain_step(&stop) {
+                        return self.report_stop_reply(stop).await;
+                    }
+                    let target = self.target_mut()?;
+                    if target.pc().await? == return_addr && target.rsp_value().await? >= rsp_before {
+                        break;
+                    }
+                }
+                continue;
+            }
+            if (state.range.0..state.range.1).contains(&new_pc) {
+                continue;
+            }
+            let rsp_now = self.target_mut()?.rsp_value().await?;
+            let returned = rsp_now >= state.cfa;
+            match symbols.lines.row_at(new_pc).filter(|r| r.line != 0) {
+                None => {
+                    if returned {
+                        return self.report_step(None);
+                    }
+                }
+                Some(row) => {
+                    let new_line = row.line != state.line || row.file != state.file;
+                    if symbols.lines.is_statement_start(new_pc) && (new_line || returned) {
+                        return self.report_step(None);
+                    }
+                    if returned {
+                        state.cfa = self.current_cfa().await?;
+                    }
+                    state.line = row.line;
+                    state.file = row.file;
+                    state.range = symbols.lines.line_range(new_pc).map(|(s, e, _)| (s, e)).unwrap_or((new_pc, new_pc + 1));
+                }
+            }
+        }
+        self.report_step(Some(format!("stopped after {MAX_STEPS} instructions without reaching another line")))
+    }
+
+    /// Single-steps until the pc is `landing` (a callee's first line).
+    async fn step_until(&mut self, landing: u64) -> Result<()> {
+        for _ in 0..256 {
+            let target = self.target_mut()?;
+            if target.pc().await? == landing {
+                break;
+            }
+            let stop = self.single_step().await?;
+            if !is_plain_step(&stop) {
+                return self.report_stop_reply(stop).await;
+            }
+        }
+        self.report_step(None)
+    }
+
+    pub async fn step_out(&mut self) -> Result<()> {
+        let frames = self.frames().await?;
+        let top_physical = frames.first().map(|f| f.physical).unwrap_or(0);
+        let caller = frames.iter().find(|f| f.physical == top_physical + 1).cloned();
+        let cfa = frames.first().and_then(|f| f.regs.cfa);
+        let (Some(caller), Some(cfa)) = (caller, cfa) else {
+            // Outermost frame: nothing to return to; one instruction.
+            return self.step_instruction().await;
+        };
+        if self.run_to_return(caller.pc, cfa, Then::Report).await? {
+            return Ok(());
+        }
+        for _ in 0..MAX_STEPS {
+            let stop = self.single_step().await?;
+            if !is_plain_step(&stop) {
+                return self.report_stop_reply(stop).await;
+            }
+            let target = self.target_mut()?;
+            if target.pc().await? == caller.pc && target.rsp_value().await? >= cfa {
+                return self.report_step(None);
+            }
+        }
+        self.report_step(Some(format!("stopped after {MAX_STEPS} instructions without returning")))
+    }
+
+    pub async fn step_instruction(&mut self) -> Result<()> {
+        let stop = self.single_step().await?;
+        if is_plain_step(&stop) {
+            let pc = self.target_mut()?.pc().await?;
+            if self.breakpoint_ids_at(pc).is_empty() {
+                return self.report_step(None);
+            }
+        }
+        self.report_stop_reply(stop).await
+    }
+}

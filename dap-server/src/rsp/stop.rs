@@ -1,0 +1,95 @@
+//! Stop replies (`T`, `S`, `W`, `X`) and console output (`O`) as the stub
+//! sends them after a resume or `?`.
+
+use anyhow::{bail, Context, Result};
+
+use super::packet::{from_hex, parse_hex_u64};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchKind {
+    Write,
+    Read,
+    Access,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReply {
+    /// The target stopped with a signal; which thread, and why if the stub
+    /// said (`swbreak`, `hwbreak`, `watch`).
+    Signal {
+        signal: u8,
+        thread: Option<String>,
+        watch: Option<(WatchKind, u64)>,
+        breakpoint: bool,
+    },
+    /// The target exited with a status (`W`).
+    Exited { status: u8 },
+    /// The target was terminated by a signal (`X`).
+    Terminated { signal: u8 },
+    /// Console output from the target (`O`), not a stop.
+    Output(Vec<u8>),
+}
+
+impl StopReply {
+    pub fn parse(packet: &[u8]) -> Result<Self> {
+        let text = std::str::from_utf8(packet).context("stop reply is not ASCII")?;
+        let kind = text.chars().next().context("empty stop reply")?;
+        let body = &text[1..];
+        let hex_byte = |s: &str| -> Result<u8> {
+            u8::from_str_radix(s.get(..2).context("short stop reply")?, 16).context("bad signal number")
+        };
+        match kind {
+            'S' => Ok(Self::Signal {
+                signal: hex_byte(body)?,
+                thread: None,
+                watch: None,
+                breakpoint: false,
+            }),
+            'T' => {
+                let signal = hex_byte(body)?;
+                let mut thread = None;
+                let mut watch = None;
+                let mut breakpoint = false;
+                for pair in body[2..].split(';').filter(|p| !p.is_empty()) {
+                    let (key, value) = pair.split_once(':').unwrap_or((pair, ""));
+                    match key {
+                        "thread" => thread = Some(value.to_string()),
+                        "watch" => watch = Some((WatchKind::Write, parse_hex_u64(value)?)),
+                        "rwatch" => watch = Some((WatchKind::Read, parse_hex_u64(value)?)),
+                        "awatch" => watch = Some((WatchKind::Access, parse_hex_u64(value)?)),
+                        "swbreak" | "hwbreak" => breakpoint = true,
+                        _ => {}
+                    }
+                }
+                Ok(Self::Signal { signal, thread, watch, breakpoint })
+            }
+            'W' => Ok(Self::Exited { status: hex_byte(body)? }),
+            'X' => Ok(Self::Terminated { signal: hex_byte(body)? }),
+            'O' => Ok(Self::Output(from_hex(body.as_bytes())?)),
+            _ => bail!("unexpected stop reply {text:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_t_with_watch_and_thread() {
+        let r = StopReply::parse(b"T05watch:4010a0;thread:p1.2;06:0000000000000000;").unwrap();
+        assert_eq!(
+            r,
+            StopReply::Signal {
+                signal: 5,
+                thread: Some("p1.2".into()),
+                watch: Some((WatchKind::Write, 0x4010a0)),
+                breakpoint: false
+            }
+        );
+        assert_eq!(StopReply::parse(b"W3f").unwrap(), StopReply::Exited { status: 0x3f });
+        assert_eq!(StopReply::parse(b"X0b").unwrap(), StopReply::Terminated { signal: 11 });
+        assert!(StopReply::parse(b"Q").is_err());
+        assert!(StopReply::parse(b"T").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! The DWARF engine: everything the debugger knows from an ELF file, in
+//! process, with gimli, addr2line and object.
+//!
+//! Owns: loading an ELF and its debug sections (this file), line tables and
+//! breakpoint placement (`lines`), stack unwinding by CFI with a frame
+//! pointer fallback (`unwind`), types and value formatting (`types`),
+//! variables of a frame and their DWARF location expressions (`scopes`),
+//! and the small expression language of `evaluate` (`expr`).
+//! It reads target memory only through [`TargetMemory`]; it knows nothing
+//! about RSP or DAP.
+
+pub mod expr;
+pub mod lines;
+pub mod scopes;
+pub mod types;
+pub mod unwind;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use gimli::{Reader as _, Section as _};
+use object::{Object, ObjectSection, ObjectSymbol};
+
+pub type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+
+/// How the engine reads the stopped target's memory.
+#[allow(async_fn_in_trait)]
+pub trait TargetMemory {
+    async fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>>;
+}
+
+/// A function by name and address range, from DWARF or the symbol table.
+#[derive(Clone, Debug)]
+pub struct Function {
+    pub name: String,
+    pub low: u64,
+    pub high: u64,
+}
+
+/// A frame of the source-level call stack: one physical frame may hold
+/// several, one for each inlined call.
+#[derive(Clone, Debug)]
+pub struct SourceFrame {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    /// 0 for the function the pc is in, 1 for the function it was inlined
+    /// into, and so on.
+    pub inline_depth: usize,
+    pub inlined: bool,
+}
+
+pub struct Symbols {
+    pub path: PathBuf,
+    pub dwarf: gimli::Dwarf<Reader>,
+    pub units: Vec<gimli::Unit<Reader>>,
+    context: addr2line::Context<Reader>,
+    pub lines: lines::LineIndex,
+    pub functions: Vec<Function>,
+    pub unwinder: unwind::Unwinder,
+    pub(crate) type_cache: Mutex<HashMap<(usize, gimli::UnitOffset), Arc<types::Type>>>,
+    text_range: (u64, u64),
+}
+
+impl Symbols {
+    pub fn load(path: &Path) -> Result<Self> {
+        let data = std::fs::read(path).with_context(|| format!("cannot read symbols file {}", path.display()))?;
+        let file = object::File::parse(&*data)
+            .with_context(|| format!("{} is not an ELF file this debugger can read", path.display()))?;
+        let endian = if file.is_little_endian() {
+            gimli::RunTimeEndian::Little
+        } else {
+            gimli::RunTimeEndian::Big
+        };
+        let section = |name: &str| -> Reader {
+            let bytes: Arc<[u8]> = file
+                .section_by_name(name)
+                .and_then(|s| s.uncompressed_data().ok())
+                .map(|d| Arc::from(&*d))
+                .unwrap_or_else(|| Arc::from(&[][..]));
+            gimli::EndianArcSlice::new(bytes, endian)
+        };
+        let load_dwarf = || -> Result<gimli::Dwarf<Reader>> {
+            Ok(gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> { Ok(section(id.name())) })?)
+        };
+        let dwarf = load_dwarf()?;
+        if dwarf.debug_info.reader().is_empty() {
+            anyhow::bail!(
+                "{} has no DWARF debug information (.debug_info); build it with -g or give `symbols`",
+                path.display()
+            );
+        }
+        let context = addr2line::Context::from_dwarf(load_dwarf()?)
+            .with_context(|| format!("cannot index the DWARF of {}", path.display()))?;
+        let mut units = Vec::new();
+        let mut headers = dwarf.units();
+        while let Some(header) = headers.next()? {
+            units.push(dwarf.unit(header)?);
+        }
+        let lines = lines::LineIndex::build(&dwarf, &units)?;
+        let mut functions = scopes::dwarf_functions(&dwarf, &units);
+        for sym in file.symbols() {
+            if sym.kind() == object::SymbolKind::Text && sym.address() != 0 {
+                if let Ok(name) = sym.name() {
+                    if !functions.iter().any(|f| f.name == name) {
+                        functions.push(Function {
+                            name: name.to_string(),
+                            low: sym.address(),
+                            high: sym.address() + sym.size().max(1),
+                        });
+                    }
+                }
+            }
+        }
+        functions.sort_by_key(|f| f.low);
+        let eh_frame = file.section_by_name(".eh_frame").map(|s| (section(".eh_frame"), s.address()));
+        let text_range = file
+            .section_by_name(".text")
+            .map(|s| (s.address(), s.address() + s.size()))
+            .unwrap_or((0, 0));
+        let unwinder = unwind::Unwinder::new(eh_frame, section(".debug_frame"), text_range.0);
+        Ok(Self {
+            path: path.to_path_buf(),
+            dwarf,
+            units,
+            context,
+            lines,
+            functions,
+            unwinder,
+            type_cache: Mutex::new(HashMap::new()),
+            text_range,
+        })
+    }
+
+    /// The innermost function whose range holds `pc`.
+    pub fn function_at(&self, pc: u64) -> Option<&Function> {
+        self.functions
+            .iter()
+            .filter(|f| f.low <= pc && pc < f.high)
+            .min_by_key(|f| f.high - f.low)
+    }
+
+    pub fn function_named(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// Source frames at a pc, innermost (deepest inlined) first. `probe` is
+    /// the pc, or pc - 1 for a return address so the call's line is found.
+    pub fn source_frames(&self, probe: u64) -> Vec<SourceFrame> {
+        let mut out = Vec::new();
+        if let Ok(mut frames) = self.context.find_frames(probe).skip_all_loads() {
+            while let Ok(Some(frame)) = frames.next() {
+                let function = frame
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.raw_name().ok().map(|n| n.to_string()))
+                    .unwrap_or_else(|| "??".to_string());
+                let (file, line, column) = frame
+                    .location
+                    .as_ref()
+                    .map(|l| (l.file.map(str::to_string), l.line, l.column))
+                    .unwrap_or((None, None, None));
+                let depth = out.len();
+                out.push(SourceFrame { function, file, line, column, inline_depth: depth, inlined: false });
+            }
+        }
+        let count = out.len();
+        for (i, frame) in out.iter_mut().enumerate() {
+            // Every frame but the outermost was inlined into the next one.
+            frame.inlined = i + 1 < count;
+        }
+        if out.is_empty() {
+            let function = self.function_at(probe).map(|f| f.name.clone()).unwrap_or_else(|| format!("{probe:#x}"));
+            let loc = self.lines.row_at(probe);
+            out.push(SourceFrame {
+                function,
+                file: loc.map(|r| self.lines.file_name(r.file).to_string()),
+                line: loc.map(|r| r.line),
+                column: None,
+                inline_depth: 0,
+                inlined: false,
+            });
+        }
+        out
+    }
+
+    pub fn in_text(&self, pc: u64) -> bool {
+        (self.text_range.0..self.text_range.1).contains(&pc) || self.function_at(pc).is_some()
+    }
+}
