@@ -294,3 +294,82 @@ pub fn qemu_with_gdbstub(elf: &Path, port: u16) -> ChildGuard {
     .arg(elf);
     ChildGuard::spawn(cmd, "qemu-system-x86_64")
 }
+
+// ----- the process debugger (`vmdbg-agent gdbserver`) on this host -----
+
+/// A binary of this workspace, built once per test process with the cargo
+/// that runs the tests, in the same target directory and profile.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(path) = built.get(bin) {
+        return path.clone();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-q", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+    let path = profile_dir.join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    built.insert(bin.to_string(), path.clone());
+    path
+}
+
+/// The `vmdbg-agent` binary (the process debugger's `gdbserver` command).
+pub fn agent_binary() -> PathBuf {
+    workspace_binary("vmdbg-agent", "vmdbg-agent")
+}
+
+/// Sources of the programs the process-debugger tests compile.
+pub fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/programs")
+}
+
+/// Line number of the `MARK:name` comment in a file of `programs_dir()`.
+pub fn program_marker_line(source: &str, name: &str) -> u32 {
+    let path = programs_dir().join(source);
+    let text = std::fs::read_to_string(&path).expect("read program source");
+    let index = text
+        .lines()
+        .position(|l| {
+            l.split("MARK:").nth(1).is_some_and(|rest| {
+                rest.strip_prefix(name)
+                    .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+            })
+        })
+        .unwrap_or_else(|| panic!("no MARK:{name} in {}", path.display()));
+    index as u32 + 1
+}
+
+impl ChildGuard {
+    /// What the child wrote on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        text(&self.stderr.snapshot())
+    }
+}
+
+/// `vmdbg-agent gdbserver` running `argv` on a free port; returns the
+/// guard and the port it printed.
+pub fn agent_gdbserver(argv: &[&Path]) -> (ChildGuard, u16) {
+    let mut cmd = Command::new(agent_binary());
+    cmd.args(["gdbserver", "--listen", "127.0.0.1:0", "--"]).args(argv);
+    let mut guard = ChildGuard::spawn(cmd, "vmdbg-agent gdbserver");
+    guard.wait_for_stderr("listening on 127.0.0.1:", Duration::from_secs(20));
+    let seen = guard.stderr_text();
+    let port = seen
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in: {seen}"));
+    (guard, port)
+}

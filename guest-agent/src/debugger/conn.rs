@@ -25,8 +25,18 @@ pub struct RspConnection<S: RspStream> {
     outbox: Vec<u8>,
     /// The packet being received, from `$` up to its checksum.
     partial: Vec<u8>,
-    /// Set once `QStartNoAckMode` was sent: a NAK would then be ignored.
+    /// Set once `QStartNoAckMode` was sent and answered: a NAK would then
+    /// be ignored.
     no_ack: bool,
+    /// `QStartNoAckMode` arrived; acks stop after its (acked) reply.
+    no_ack_requested: bool,
+    /// Where the reply being written started in `outbox` (between its `$`
+    /// and its checksum), so a reply cut short by an error can be dropped.
+    reply_start: Option<usize>,
+    /// Checksum digits still to come in the reply being written.
+    reply_checksum_left: u8,
+    /// A packet went to gdbstub and gdbstub has not acked it yet.
+    packet_unacked: bool,
 }
 
 impl<S: RspStream> RspConnection<S> {
@@ -38,7 +48,50 @@ impl<S: RspStream> RspConnection<S> {
             outbox: Vec::new(),
             partial: Vec::new(),
             no_ack: false,
+            no_ack_requested: false,
+            reply_start: None,
+            reply_checksum_left: 0,
+            packet_unacked: false,
         }
+    }
+
+    /// After gdbstub gave up on a packet: drops its unfinished reply and
+    /// answers with an error instead, so the client can go on.
+    pub fn reply_error(&mut self, why: &str) -> io::Result<()> {
+        if let Some(start) = self.reply_start.take() {
+            self.outbox.truncate(start);
+        }
+        self.reply_checksum_left = 0;
+        if self.packet_unacked && !self.no_ack {
+            self.outbox.push(b'+');
+        }
+        self.packet_unacked = false;
+        self.outbox.extend_from_slice(&error_packet(why));
+        Connection::flush(self)
+    }
+
+    /// Tracks where replies begin and end in what gdbstub writes, and drops
+    /// acks once acks are off: a gdbstub restarted after a malformed packet
+    /// no longer knows they are.
+    fn queue_output(&mut self, byte: u8) {
+        if self.reply_checksum_left > 0 {
+            self.reply_checksum_left -= 1;
+            if self.reply_checksum_left == 0 {
+                self.reply_start = None;
+            }
+        } else if self.reply_start.is_some() {
+            if byte == b'#' {
+                self.reply_checksum_left = 2;
+            }
+        } else if byte == b'$' {
+            self.reply_start = Some(self.outbox.len());
+        } else if byte == b'+' {
+            self.packet_unacked = false;
+            if self.no_ack {
+                return;
+            }
+        }
+        self.outbox.push(byte);
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -94,9 +147,10 @@ impl<S: RspStream> RspConnection<S> {
             return self.reject("bad checksum");
         }
         if packet.starts_with(b"$QStartNoAckMode#") {
-            self.no_ack = true;
+            self.no_ack_requested = true;
         }
         self.inbox.extend_from_slice(&packet);
+        self.packet_unacked = true;
         Ok(())
     }
 
@@ -134,16 +188,19 @@ impl<S: RspStream> Connection for RspConnection<S> {
     type Error = io::Error;
 
     fn write(&mut self, byte: u8) -> io::Result<()> {
-        self.outbox.push(byte);
+        self.queue_output(byte);
         Ok(())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.outbox.extend_from_slice(buf);
+        buf.iter().for_each(|b| self.queue_output(*b));
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.no_ack_requested && self.reply_start.is_none() {
+            self.no_ack = true;
+        }
         if !self.outbox.is_empty() {
             self.stream.write_all(&self.outbox)?;
             self.outbox.clear();
@@ -163,6 +220,36 @@ impl<S: RspStream> ConnectionExt for RspConnection<S> {
     fn peek(&mut self) -> io::Result<Option<u8>> {
         self.fill()?;
         Ok(self.inbox.get(self.read_at).copied())
+    }
+}
+
+/// A borrowed [`RspConnection`], so the connection outlives one gdbstub
+/// run and a new run can pick up after a malformed packet.
+pub struct Borrowed<'a, S: RspStream>(pub &'a mut RspConnection<S>);
+
+impl<S: RspStream> Connection for Borrowed<'_, S> {
+    type Error = io::Error;
+
+    fn write(&mut self, byte: u8) -> io::Result<()> {
+        Connection::write(self.0, byte)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Connection::write_all(self.0, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Connection::flush(self.0)
+    }
+}
+
+impl<S: RspStream> ConnectionExt for Borrowed<'_, S> {
+    fn read(&mut self) -> io::Result<u8> {
+        ConnectionExt::read(self.0)
+    }
+
+    fn peek(&mut self) -> io::Result<Option<u8>> {
+        ConnectionExt::peek(self.0)
     }
 }
 

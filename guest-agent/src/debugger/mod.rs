@@ -31,7 +31,7 @@ use std::process::ExitStatus;
 use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
 
 pub use conn::RspStream;
-use conn::RspConnection;
+use conn::{Borrowed, RspConnection};
 use inferior::{Event, Inferior};
 use target::{ProcessEventLoop, ProcessTarget};
 
@@ -94,8 +94,21 @@ impl Session {
     /// this waits for its end). Returns how the program ended. If the
     /// connection fails, the program is killed and the error returned.
     pub fn serve<S: RspStream>(mut self, stream: S) -> Result<ExitStatus, DebugError> {
-        let conn = RspConnection::new(stream);
-        let result = GdbStub::new(conn).run_blocking::<ProcessEventLoop<S>>(&mut self.target);
+        let mut conn = RspConnection::new(stream);
+        let result = loop {
+            let result =
+                GdbStub::new(Borrowed(&mut conn)).run_blocking::<ProcessEventLoop<'_, S>>(&mut self.target);
+            match result {
+                // gdbstub ends its run on a packet it cannot parse or did
+                // not expect; the session goes on with an error reply.
+                Err(e) if !e.is_target_error() && !e.is_connection_error() => {
+                    if conn.reply_error("malformed or unexpected packet").is_err() {
+                        break Err(e);
+                    }
+                }
+                other => break other,
+            }
+        };
         let inferior = &mut self.target.inferior;
         let end = match result {
             Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {

@@ -33,7 +33,7 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use nix::unistd::Pid;
 
 use super::arch::{LinuxX86_64, ProcessRegs};
-use super::conn::{RspConnection, RspStream};
+use super::conn::{Borrowed, RspStream};
 use super::inferior::{Event, Inferior, ResumeAction, ResumeMode, StopCause, WatchKind, Watchpoint};
 use super::signals::{gdb_to_linux, linux_to_gdb};
 use super::{solib, DebugError, Launch};
@@ -83,6 +83,17 @@ impl ProcessTarget {
             libraries_document: RefCell::new(Vec::new()),
             auxv_document: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The thread a register access means: gdbstub's placeholder thread 1
+    /// (before the client chose one, e.g. after a restart of gdbstub on a
+    /// malformed packet) is the first thread.
+    fn thread(&self, tid: Tid) -> Pid {
+        let pid = pid_of(tid);
+        if tid.get() == 1 && !self.inferior.has_thread(pid) {
+            return self.inferior.thread_ids().next().unwrap_or(pid);
+        }
+        pid
     }
 
     fn stop_reason(&self, event: Event) -> MultiThreadStopReason<u64> {
@@ -247,13 +258,13 @@ impl CurrentActivePid for ProcessTarget {
 
 impl MultiThreadBase for ProcessTarget {
     fn read_registers(&mut self, regs: &mut ProcessRegs, tid: Tid) -> TargetResult<(), Self> {
-        let (gp, fp) = self.inferior.read_registers(pid_of(tid)).map_err(nonfatal)?;
+        let (gp, fp) = self.inferior.read_registers(self.thread(tid)).map_err(nonfatal)?;
         *regs = ProcessRegs::from_kernel(&gp, &fp);
         Ok(())
     }
 
     fn write_registers(&mut self, regs: &ProcessRegs, tid: Tid) -> TargetResult<(), Self> {
-        let tid = pid_of(tid);
+        let tid = self.thread(tid);
         let (mut gp, mut fp) = self.inferior.read_registers(tid).map_err(nonfatal)?;
         regs.to_kernel(&mut gp, &mut fp);
         self.inferior.write_registers(tid, &gp, &fp).map_err(nonfatal)
@@ -413,7 +424,7 @@ impl LibrariesSvr4 for ProcessTarget {
 
 /// Waits for the process while watching the connection for a Ctrl-C or a
 /// packet.
-pub struct ProcessEventLoop<S: RspStream>(std::marker::PhantomData<S>);
+pub struct ProcessEventLoop<'a, S: RspStream>(std::marker::PhantomData<&'a mut S>);
 
 /// How long to wait on the connection between looks at the process: short
 /// at first (a step ends in microseconds), longer the longer it runs.
@@ -444,30 +455,30 @@ fn readable_within(fd: i32, limit: Duration) -> std::io::Result<bool> {
     }
 }
 
-impl<S: RspStream> BlockingEventLoop for ProcessEventLoop<S> {
+impl<'a, S: RspStream> BlockingEventLoop for ProcessEventLoop<'a, S> {
     type Target = ProcessTarget;
-    type Connection = RspConnection<S>;
+    type Connection = Borrowed<'a, S>;
     type StopReason = MultiThreadStopReason<u64>;
 
     fn wait_for_stop_reason(
         target: &mut ProcessTarget,
-        conn: &mut RspConnection<S>,
+        conn: &mut Borrowed<'a, S>,
     ) -> Result<
         LoopEvent<Self::StopReason>,
-        WaitForStopReasonError<DebugError, <RspConnection<S> as Connection>::Error>,
+        WaitForStopReasonError<DebugError, <Borrowed<'a, S> as Connection>::Error>,
     > {
         if let Some(event) = target.queued.take() {
             return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
         }
         let mut round = 0;
         loop {
-            if conn.has_buffered_input() {
+            if conn.0.has_buffered_input() {
                 return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
             }
             if let Some(event) = target.inferior.poll_event().map_err(WaitForStopReasonError::Target)? {
                 return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
             }
-            if readable_within(conn.raw_fd(), backoff(round)).map_err(WaitForStopReasonError::Connection)? {
+            if readable_within(conn.0.raw_fd(), backoff(round)).map_err(WaitForStopReasonError::Connection)? {
                 return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
             }
             round += 1;
