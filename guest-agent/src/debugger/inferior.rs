@@ -33,6 +33,19 @@ const PTRACE_SETFPREGS: libc::c_uint = 15;
 pub enum ResumeMode {
     Continue,
     Step,
+    /// Step while the PC stays in `start..end` (gdb's range stepping:
+    /// one round trip for a whole source line).
+    Range { start: u64, end: u64 },
+}
+
+impl ResumeMode {
+    fn steps(self) -> bool {
+        !matches!(self, ResumeMode::Continue)
+    }
+
+    fn keeps_stepping_at(self, pc: u64) -> bool {
+        matches!(self, ResumeMode::Range { start, end } if (start..end).contains(&pc))
+    }
 }
 
 /// Why a thread stopped.
@@ -115,6 +128,9 @@ pub struct Inferior {
     watchpoints: [Option<Watchpoint>; 4],
     watch_generation: u64,
     ended: Option<Event>,
+    /// Something happened inside (a range step went on, a thread was
+    /// born) without a stop to report: the waiter should look again soon.
+    progressed: bool,
 }
 
 fn sys(what: &str, e: Errno) -> DebugError {
@@ -304,7 +320,13 @@ impl Inferior {
             watchpoints: [None; 4],
             watch_generation: 0,
             ended: None,
+            progressed: false,
         })
+    }
+
+    /// Whether anything happened inside since the last call.
+    pub fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
     }
 
     pub fn ended(&self) -> Option<Event> {
@@ -540,7 +562,7 @@ impl Inferior {
                 return Ok(StopCause::Watchpoint { slot });
             }
         }
-        if mode == ResumeMode::Step {
+        if mode.steps() {
             return Ok(StopCause::Stepped);
         }
         Ok(StopCause::Signal(libc::SIGTRAP))
@@ -551,7 +573,7 @@ impl Inferior {
         let sig = signal.and_then(|s| Signal::try_from(s).ok());
         let result = match mode {
             ResumeMode::Continue => ptrace::cont(tid, sig),
-            ResumeMode::Step => ptrace::step(tid, sig),
+            ResumeMode::Step | ResumeMode::Range { .. } => ptrace::step(tid, sig),
         };
         match result {
             Ok(()) => {}
@@ -640,6 +662,11 @@ impl Inferior {
                 } else {
                     StopCause::Signal(signal as i32)
                 };
+                if cause == StopCause::Stepped && !stopping && mode.keeps_stepping_at(self.pc(tid)?) {
+                    self.progressed = true;
+                    self.resume_thread(tid, mode, None)?;
+                    return Ok(None);
+                }
                 self.stopped(tid, cause, stopping)
             }
             _ => Ok(None),
@@ -827,7 +854,10 @@ impl Inferior {
                 }
             };
             match outcome {
-                Some(Event::Stopped { cause: StopCause::Stepped, .. }) if action.mode == ResumeMode::Continue => {
+                Some(Event::Stopped { cause: StopCause::Stepped, .. })
+                    if action.mode == ResumeMode::Continue
+                        || action.mode.keeps_stepping_at(self.pc(*tid)?) =>
+                {
                     // Off the breakpoint: it continues with the others below,
                     // its signal already delivered.
                     action.signal = None;

@@ -16,7 +16,8 @@ use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::auxv::{Auxv, AuxvOps};
 use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
-    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
+    MultiThreadRangeStepping, MultiThreadRangeSteppingOps, MultiThreadSchedulerLockingOps,
+    MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -331,6 +332,16 @@ impl MultiThreadResume for ProcessTarget {
     fn support_scheduler_locking(&mut self) -> Option<MultiThreadSchedulerLockingOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_range_step(&mut self) -> Option<MultiThreadRangeSteppingOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl MultiThreadRangeStepping for ProcessTarget {
+    fn set_resume_action_range_step(&mut self, tid: Tid, start: u64, end: u64) -> Result<(), Self::Error> {
+        self.set_action(tid, ResumeMode::Range { start, end }, None)
+    }
 }
 
 impl MultiThreadSingleStep for ProcessTarget {
@@ -426,10 +437,17 @@ impl LibrariesSvr4 for ProcessTarget {
 /// packet.
 pub struct ProcessEventLoop<'a, S: RspStream>(std::marker::PhantomData<&'a mut S>);
 
-/// How long to wait on the connection between looks at the process: short
-/// at first (a step ends in microseconds), longer the longer it runs.
+/// Rounds that only yield the CPU before sleeping: a step ends in
+/// microseconds, sooner than the shortest sleep the kernel grants.
+const SPIN_ROUNDS: u32 = 50;
+
+/// How long to wait on the connection between looks at the process: not at
+/// all at first, longer the longer it runs (up to 5 ms).
 fn backoff(round: u32) -> Duration {
-    Duration::from_micros(10u64 << round.min(9))
+    match round.checked_sub(SPIN_ROUNDS) {
+        None => Duration::ZERO,
+        Some(r) => Duration::from_micros(10u64 << r.min(9)),
+    }
 }
 
 /// Waits up to `limit` for `fd` to become readable.
@@ -478,8 +496,14 @@ impl<'a, S: RspStream> BlockingEventLoop for ProcessEventLoop<'a, S> {
             if let Some(event) = target.inferior.poll_event().map_err(WaitForStopReasonError::Target)? {
                 return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
             }
+            if target.inferior.take_progress() {
+                round = 0;
+            }
             if readable_within(conn.0.raw_fd(), backoff(round)).map_err(WaitForStopReasonError::Connection)? {
                 return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
+            }
+            if round < SPIN_ROUNDS {
+                std::thread::yield_now();
             }
             round += 1;
         }
