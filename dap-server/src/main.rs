@@ -2,6 +2,8 @@
 //! module; this file only parses the command line and dispatches.
 
 mod dap;
+mod engine;
+mod image;
 mod rsp;
 mod symbols;
 mod run;
@@ -29,6 +31,8 @@ enum Command {
     /// Boot a fresh VM, run a command inside it, stream its output and exit
     /// with its status.
     Run(run::RunArgs),
+    /// Build or inspect the default guest image (kernel, initramfs, agent).
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dap(args) => dap::main(args),
         Command::Run(args) => run::main(args),
+        Command::Image(args) => image::main(args),
     };
     match result {
         Ok(code) => code,

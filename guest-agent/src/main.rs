@@ -48,7 +48,9 @@ fn gdbserver(args: GdbserverArgs) -> ExitCode {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// A virtio-serial port by its name (QEMU `virtserialport,name=...`).
+    /// A virtio-serial port by its name (QEMU `virtserialport,name=...`);
+    /// the default unless --vsock, --stdio or `vmdbg.agent=vsock:PORT` on
+    /// the kernel command line says otherwise.
     #[arg(long, default_value = "org.vmdbg.agent.0", conflicts_with_all = ["vsock", "stdio"])]
     virtio_port: String,
     /// Listen on this vsock port instead (the embedded VMM).
@@ -70,7 +72,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
     }
-    if let Some(port) = args.vsock {
+    // The engine may choose the transport on the kernel command line
+    // (`vmdbg.agent=vsock:1024`), so one image serves every engine.
+    let from_cmdline = std::fs::read_to_string("/proc/cmdline").ok().and_then(|cmdline| {
+        cmdline
+            .split_whitespace()
+            .find_map(|arg| arg.strip_prefix("vmdbg.agent=vsock:"))
+            .and_then(|port| port.parse::<u32>().ok())
+    });
+    if let Some(port) = args.vsock.or(from_cmdline) {
         if let Err(e) = transport::serve_vsock(port) {
             eprintln!("vmdbg-agent: {e:#}");
         }

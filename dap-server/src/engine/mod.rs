@@ -1,0 +1,151 @@
+//! Engines: what runs a guest VM for vmdbg. The rest of vmdbg (`vmdbg run`,
+//! the DAP server) sees a running VM only as a [`Vm`]: an RSP endpoint (a
+//! unix socket speaking the gdb remote protocol for the vCPUs), a control
+//! API (pause, resume, shutdown), a console stream (the serial console's
+//! log file) and an agent channel (an [`AgentClient`]). It never branches
+//! on which engine it got.
+//!
+//! - [`qemu`]: qemu-system-x86_64 (microvm; TCG, or KVM acceleration);
+//! - the embedded KVM engine (vmdbg-vmm) plugs in here once it boots Linux
+//!   (issue 3); [`select`] already says so when the host's KVM would do;
+//! - [`probe`]: the start-up capability probe of /dev/kvm that `auto` uses.
+//!
+//! This module owns engine choice and VM lifetimes; it does not know about
+//! images' contents or what runs in the guest.
+
+pub mod probe;
+pub mod qemu;
+pub mod select;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use vmdbg_agent::client::AgentClient;
+
+use crate::image::GuestImage;
+
+pub use select::{choose_engine, EngineChoice};
+
+/// What to boot, independent of the engine.
+#[derive(Clone, Debug)]
+pub struct VmSpec {
+    pub image: GuestImage,
+    pub mem_mib: u64,
+    pub cpus: u32,
+    /// Start with the vCPUs stopped until a debugger (or `resume`) starts them.
+    pub start_paused: bool,
+    /// More kernel command line, after the image's and the engine's.
+    pub extra_cmdline: String,
+}
+
+/// How a VM ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmExit {
+    /// The engine process exited with this status (0: guest powered off).
+    Code(i32),
+    /// The engine process was killed by this signal.
+    Signal(i32),
+}
+
+impl std::fmt::Display for VmExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmExit::Code(c) => write!(f, "exit status {c}"),
+            VmExit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Starts VMs.
+pub trait Engine {
+    /// For messages, e.g. "qemu (tcg)".
+    fn describe(&self) -> String;
+    /// Boots a VM. Returns once the engine is up (its sockets connected),
+    /// not when the guest has booted: see [`wait_for_agent`].
+    fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>>;
+}
+
+/// A running VM. Dropping it ends the VM and removes its sockets.
+pub trait Vm: Send {
+    fn describe(&self) -> String;
+    /// A unix socket serving the vCPUs over the gdb remote protocol.
+    fn rsp_endpoint(&self) -> &Path;
+    /// The serial console's output so far is in this file (it grows while
+    /// the VM runs).
+    fn console_log(&self) -> &Path;
+    /// The agent channel. Requests wait for the guest until its agent is up.
+    fn agent(&self) -> &Arc<AgentClient>;
+    fn pause(&mut self) -> Result<()>;
+    fn resume(&mut self) -> Result<()>;
+    /// Ends the VM: politely, then by force after `grace`.
+    fn shutdown(&mut self, grace: Duration) -> Result<VmExit>;
+    /// How the VM ended, if it has.
+    fn try_exit(&mut self) -> Option<VmExit>;
+}
+
+/// Waits for the agent's ready event, watching the VM: if it ends first,
+/// the error carries the tail of its console.
+pub fn wait_for_agent(vm: &mut dyn Vm, limit: Duration) -> Result<Duration> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match vm.agent().wait_ready(Duration::from_millis(100)) {
+            Ok(uptime) => return Ok(uptime),
+            Err(vmdbg_agent::client::ClientError::Timeout(_)) => {}
+            Err(e) => {
+                // The channel closed: most likely the VM ended.
+                std::thread::sleep(Duration::from_millis(100));
+                let ended = vm.try_exit().map(|x| format!(" (the VM ended: {x})")).unwrap_or_default();
+                bail!("the agent channel closed before the agent was ready: {e}{ended}{}", console_tail(vm.console_log()));
+            }
+        }
+        if let Some(exit) = vm.try_exit() {
+            bail!("the VM ended ({exit}) before its agent was ready{}", console_tail(vm.console_log()));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no agent answered within {limit:?}. A custom --initrd must start `vmdbg-agent serve`{}",
+                console_tail(vm.console_log())
+            );
+        }
+    }
+}
+
+/// The last lines of a console log, formatted for an error message.
+pub fn console_tail(path: &Path) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return String::from("\n(the guest console printed nothing)");
+    }
+    let tail = &lines[lines.len().saturating_sub(25)..];
+    format!("\nlast lines of the guest console ({}):\n{}", path.display(), tail.join("\n"))
+}
+
+/// A private directory for a VM's sockets and logs, removed on drop.
+pub struct RuntimeDir(PathBuf);
+
+impl RuntimeDir {
+    pub fn create() -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!("vmdbg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(RuntimeDir(dir))
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,297 @@
+//! The QEMU engine: the guest runs under `qemu-system-x86_64 -M microvm`
+//! (ACPI on, so Debian's kernel finds the virtio-mmio devices), with TCG
+//! or, where the probe passed, KVM acceleration.
+//!
+//! Sockets, all in the VM's private runtime directory:
+//! - `agent.sock`: the agent's virtio-serial port (`virtserialport`);
+//! - `qmp.sock`: QMP, for pause, resume and shutdown;
+//! - `gdb.sock`: QEMU's gdbstub, the RSP endpoint (QEMU listens).
+//!
+//! vmdbg listens on the agent and QMP sockets and QEMU connects to them at
+//! start-up, so there is no polling for sockets to appear. QEMU's stderr is
+//! relayed line by line (prefixed `qemu:`), never swallowed. QEMU gets
+//! PR_SET_PDEATHSIG(SIGKILL) so it cannot outlive vmdbg — note that the
+//! signal follows the *thread* that spawned it: boot from a thread that
+//! lives as long as the VM.
+
+mod qmp;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use vmdbg_agent::client::AgentClient;
+
+use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
+use crate::image::AGENT_PORT_NAME;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+pub struct QemuEngine {
+    pub binary: PathBuf,
+    pub accel: Accel,
+}
+
+/// Finds qemu-system-x86_64 (or $VMDBG_QEMU), with a clear error.
+pub fn find_qemu() -> Result<PathBuf> {
+    if let Some(explicit) = std::env::var_os("VMDBG_QEMU") {
+        let path = PathBuf::from(explicit);
+        if !path.is_file() {
+            bail!("VMDBG_QEMU={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("qemu-system-x86_64")).find(|p| p.is_file()))
+        .context(
+            "the QEMU engine needs qemu-system-x86_64, which is not on PATH: install the Debian/Ubuntu package \
+             `qemu-system-x86` (sudo apt-get install qemu-system-x86), or set VMDBG_QEMU to its path",
+        )
+}
+
+impl QemuEngine {
+    pub fn new(accel: Accel) -> Result<Self> {
+        Ok(QemuEngine { binary: find_qemu()?, accel })
+    }
+
+    fn command(&self, spec: &VmSpec, dir: &Path) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        let accel = match self.accel {
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+        };
+        let mut cmdline = format!("{} pci=off", spec.image.cmdline);
+        if self.accel == Accel::Tcg {
+            // TCG's TSC calibration against the PIT is flaky (it can hang
+            // the boot); give the kernel the host's frequency instead.
+            if let Some(khz) = host_tsc_khz() {
+                cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+            }
+        }
+        if !spec.extra_cmdline.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&spec.extra_cmdline);
+        }
+        let sock = |name: &str| dir.join(name).display().to_string();
+        cmd.args(["-M", "microvm,acpi=on"])
+            .args(accel)
+            .args(["-m", &format!("{}M", spec.mem_mib), "-smp", &spec.cpus.to_string()])
+            .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&spec.image.kernel)
+            .arg("-initrd")
+            .arg(&spec.image.initrd)
+            .args(["-append", &cmdline])
+            .args(["-chardev", &format!("file,id=console,path={}", sock("console.log")), "-serial", "chardev:console"])
+            .args(["-chardev", &format!("socket,id=qmp,path={}", sock("qmp.sock")), "-mon", "chardev=qmp,mode=control"])
+            .args(["-chardev", &format!("socket,id=gdb,path={},server=on,wait=off", sock("gdb.sock")), "-gdb", "chardev:gdb"])
+            .args(["-device", "virtio-serial-device,max_ports=2"])
+            .args(["-chardev", &format!("socket,id=agent,path={}", sock("agent.sock"))])
+            .args(["-device", &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}")]);
+        if spec.start_paused {
+            cmd.arg("-S");
+        }
+        cmd
+    }
+}
+
+/// The host's TSC frequency in kHz, from /proc/cpuinfo.
+fn host_tsc_khz() -> Option<u64> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+impl Engine for QemuEngine {
+    fn describe(&self) -> String {
+        format!("qemu ({})", if self.accel == Accel::Kvm { "kvm" } else { "tcg" })
+    }
+
+    fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
+        let dir = RuntimeDir::create().context("create the VM's runtime directory")?;
+        let agent_listener = UnixListener::bind(dir.path().join("agent.sock"))?;
+        let qmp_listener = UnixListener::bind(dir.path().join("qmp.sock"))?;
+        let mut cmd = self.command(spec, dir.path());
+        tracing::info!("starting {cmd:?}");
+        let parent = std::process::id() as i32;
+        // SAFETY: prctl, getppid, setpgid and _exit are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Killed with us, even if vmdbg is SIGKILLed…
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // …including when vmdbg died before the line above ran.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                // Its own process group: a terminal's ^C goes to vmdbg,
+                // which stops the guest command first, then QEMU.
+                libc::setpgid(0, 0);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", self.binary.display()))?;
+        let stderr_tail = relay_stderr(child.stderr.take().expect("piped stderr"));
+        let connect = |listener: &UnixListener, child: &mut Child, what: &str| -> Result<UnixStream> {
+            accept_while_alive(listener, child, Duration::from_secs(30)).map_err(|e| {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                std::thread::sleep(Duration::from_millis(50)); // let the relay print QEMU's last words
+                anyhow::anyhow!(
+                    "QEMU ({}) did not connect its {what} socket: {e} ({status}); its stderr:\n{}",
+                    self.binary.display(),
+                    stderr_tail.lock().unwrap().join("\n")
+                )
+            })
+        };
+        let qmp_stream = connect(&qmp_listener, &mut child, "QMP")?;
+        let agent_stream = connect(&agent_listener, &mut child, "agent")?;
+        let qmp = qmp::Qmp::handshake(qmp_stream).context("QMP handshake with QEMU")?;
+        let agent = Arc::new(AgentClient::new(agent_stream.try_clone()?, agent_stream));
+        Ok(Box::new(QemuVm {
+            describe: self.describe(),
+            rsp: dir.path().join("gdb.sock"),
+            console: dir.path().join("console.log"),
+            child,
+            qmp,
+            agent,
+            exit: None,
+            _dir: dir,
+        }))
+    }
+}
+
+/// Accepts one connection, giving up if the child exits or time runs out.
+fn accept_while_alive(listener: &UnixListener, child: &mut Child, limit: Duration) -> Result<UnixStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("QEMU exited ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Relays QEMU's stderr to ours, prefixed, keeping the last lines.
+fn relay_stderr(stderr: std::process::ChildStderr) -> Arc<Mutex<Vec<String>>> {
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let keep = tail.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Our own shutdown makes QEMU say this; it is not news.
+            if line.contains("terminating on signal") {
+                continue;
+            }
+            eprintln!("qemu: {line}");
+            let mut keep = keep.lock().unwrap();
+            keep.push(line);
+            let excess = keep.len().saturating_sub(40);
+            keep.drain(..excess);
+        }
+    });
+    tail
+}
+
+pub struct QemuVm {
+    describe: String,
+    rsp: PathBuf,
+    console: PathBuf,
+    child: Child,
+    qmp: qmp::Qmp,
+    agent: Arc<AgentClient>,
+    exit: Option<VmExit>,
+    // Last: removed after QEMU is gone.
+    _dir: RuntimeDir,
+}
+
+fn to_exit(status: std::process::ExitStatus) -> VmExit {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => VmExit::Code(c),
+        (None, Some(s)) => VmExit::Signal(s),
+        _ => VmExit::Code(-1),
+    }
+}
+
+impl Vm for QemuVm {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+    fn rsp_endpoint(&self) -> &Path {
+        &self.rsp
+    }
+    fn console_log(&self) -> &Path {
+        &self.console
+    }
+    fn agent(&self) -> &Arc<AgentClient> {
+        &self.agent
+    }
+    fn pause(&mut self) -> Result<()> {
+        self.qmp.execute("stop")
+    }
+    fn resume(&mut self) -> Result<()> {
+        self.qmp.execute("cont")
+    }
+
+    fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
+        if let Some(exit) = self.try_exit() {
+            return Ok(exit);
+        }
+        // `quit` ends QEMU at once; the guest is disposable. The reply may
+        // not come (QEMU closes the socket as it exits).
+        let _ = self.qmp.execute("quit");
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(exit) = self.try_exit() {
+                return Ok(exit);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let exit = to_exit(self.child.wait()?);
+        self.exit = Some(exit);
+        Ok(exit)
+    }
+
+    fn try_exit(&mut self) -> Option<VmExit> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(to_exit(status));
+            }
+        }
+        self.exit
+    }
+}
+
+impl Drop for QemuVm {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

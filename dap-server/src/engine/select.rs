@@ -1,0 +1,64 @@
+//! `engine: auto | kvm | qemu`: which engine runs the VM, and why.
+
+use anyhow::{bail, Result};
+
+use super::probe::{probe_kvm, ProbePass};
+use super::qemu::{Accel, QemuEngine};
+use super::Engine;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// vmdbg's own VMM where the host's KVM passes the start-up probe,
+    /// QEMU otherwise.
+    Auto,
+    /// vmdbg's own KVM VMM.
+    Kvm,
+    /// qemu-system-x86_64 (KVM acceleration where the probe passes, TCG
+    /// otherwise).
+    Qemu,
+}
+
+/// The engine and a one-line reason for the choice (for `auto`, printed
+/// to the user; for the others, logged).
+pub fn choose_engine(choice: EngineChoice) -> Result<(Box<dyn Engine>, String)> {
+    let probe = probe_kvm();
+    let probe_text = |pass: &ProbePass| {
+        format!("this host's KVM passed the start-up probe (ring-0 loop {:.0} µs)", pass.loop_time.as_secs_f64() * 1e6)
+    };
+    match choice {
+        EngineChoice::Qemu => {
+            let accel = if probe.is_ok() { Accel::Kvm } else { Accel::Tcg };
+            let engine = QemuEngine::new(accel)?;
+            let why = match &probe {
+                Ok(pass) => format!("engine {} (asked for): {}", engine.describe(), probe_text(pass)),
+                Err(why) => format!("engine {} (asked for): no KVM acceleration: {why}", engine.describe()),
+            };
+            Ok((Box::new(engine), why))
+        }
+        EngineChoice::Kvm => match probe {
+            Err(why) => bail!("--engine kvm: this host's KVM cannot run a Linux guest: {why}. Use --engine qemu (or auto)"),
+            Ok(pass) => bail!(
+                "--engine kvm: {}, but booting Linux guests on vmdbg's own VMM is not implemented yet (issue 3). \
+                 Use --engine qemu (or auto), which runs QEMU with KVM acceleration here",
+                probe_text(&pass)
+            ),
+        },
+        EngineChoice::Auto => match probe {
+            Err(why) => {
+                let engine = QemuEngine::new(Accel::Tcg)?;
+                Ok((Box::new(engine), format!("engine qemu (tcg): this host's KVM cannot run the Linux guest: {why}")))
+            }
+            Ok(pass) => {
+                let engine = QemuEngine::new(Accel::Kvm)?;
+                Ok((
+                    Box::new(engine),
+                    format!(
+                        "engine qemu (kvm): {}, but booting Linux on vmdbg's own VMM is not implemented yet (issue 3)",
+                        probe_text(&pass)
+                    ),
+                ))
+            }
+        },
+    }
+}

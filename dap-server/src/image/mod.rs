@@ -1,0 +1,371 @@
+//! The default guest image: Debian's kernel and busybox (pinned, verified
+//! by SHA-256), the kernel modules the guest needs, the static vmdbg agent
+//! (embedded in this binary at build time) and an init, packed as a newc
+//! initramfs. Built on first use (or by `vmdbg image build`) and cached
+//! under `$XDG_CACHE_HOME/vmdbg/` (default `~/.cache/vmdbg/`):
+//!
+//! ```text
+//! debs/<package>_<version>.deb           downloaded packages
+//! kernel-<version>-<sha12>/              per kernel package:
+//!     vmlinuz, vmlinux (if it has a PVH note), release, modules/*.ko, modules.order
+//! initramfs-<key>.cpio                   key: hash of every input
+//! ```
+//!
+//! Every entry is written under a temporary name and renamed into place,
+//! and builds hold a lock, so concurrent first uses never see a
+//! half-written image. This module does not boot anything: engines take a
+//! [`GuestImage`].
+
+mod cpio;
+mod debian;
+pub mod kernel;
+pub mod pins;
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// The static agent, built by build.rs.
+static AGENT: &[u8] = include_bytes!(env!("VMDBG_AGENT_STATIC"));
+
+/// Bump when the layout of what is built changes, so old caches are not
+/// mistaken for new ones.
+const FORMAT: &str = "vmdbg-image-1";
+
+/// The name of the agent's virtio-serial port; engines and the agent's
+/// default agree on it.
+pub const AGENT_PORT_NAME: &str = "org.vmdbg.agent.0";
+
+/// A kernel and initramfs to boot.
+#[derive(Clone, Debug)]
+pub struct GuestImage {
+    /// An uncompressed vmlinux with a PVH note, or a bzImage.
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Kernel command line the image needs (console, init behaviour);
+    /// engines append their own.
+    pub cmdline: String,
+    /// A description for messages.
+    pub describe: String,
+}
+
+impl GuestImage {
+    /// A user's own kernel and initramfs.
+    pub fn custom(kernel: &Path, initrd: &Path) -> Result<Self> {
+        for (what, path) in [("--kernel", kernel), ("--initrd", initrd)] {
+            if !path.is_file() {
+                bail!("{what} {}: no such file", path.display());
+            }
+        }
+        Ok(GuestImage {
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.to_path_buf(),
+            cmdline: "console=ttyS0 quiet panic=-1".into(),
+            describe: format!("{} + {}", kernel.display(), initrd.display()),
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ImageCommand {
+    /// Build the default guest image now (it is also built on first use).
+    Build {
+        /// Rebuild even when a cached image matches.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show what is cached and which image the current build uses.
+    Info,
+}
+
+pub fn main(args: ImageArgs) -> Result<ExitCode> {
+    match args.command {
+        ImageCommand::Build { force } => {
+            let image = ensure_default_image(force)?;
+            println!("kernel:    {}", image.kernel.display());
+            println!("initramfs: {}", image.initrd.display());
+        }
+        ImageCommand::Info => info()?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cache_dir() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache"),
+    };
+    Ok(base.join("vmdbg"))
+}
+
+fn kernel_dir_name() -> String {
+    format!("kernel-{}-{}", pins::KERNEL.version.replace(':', "_"), &pins::KERNEL.sha256[..12])
+}
+
+const INITTAB: &str = "\
+::sysinit:/etc/vmdbg/rc
+::respawn:/sbin/vmdbg-agent serve
+::shutdown:/bin/busybox sync
+";
+
+/// Runs once per boot before the agent starts (busybox init's sysinit).
+const RC: &str = r#"#!/bin/busybox sh
+# vmdbg guest init: filesystems, modules (in the order vmdbg computed from
+# their depends=), then busybox init starts the agent (see /etc/inittab).
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+hostname vmdbg
+for m in $(cat /lib/modules/vmdbg.order); do
+    insmod /lib/modules/$m.ko || echo "vmdbg init: insmod $m failed" >&2
+done
+"#;
+
+/// The key of the initramfs: every input that changes its bytes.
+fn initramfs_key(modules: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [FORMAT, &kernel_dir_name(), pins::BUSYBOX.sha256, INITTAB, RC, modules] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.update(Sha256::digest(AGENT));
+    debian::hex(&h.finalize()[..8])
+}
+
+/// An exclusive lock on the cache, released on drop.
+struct CacheLock(std::fs::File);
+
+impl CacheLock {
+    fn take(cache: &Path) -> Result<Self> {
+        std::fs::create_dir_all(cache).with_context(|| format!("create the cache directory {}", cache.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(cache.join("lock"))
+            .with_context(|| format!("open {}/lock", cache.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("lock {}/lock: {}", cache.display(), std::io::Error::last_os_error());
+        }
+        Ok(CacheLock(file))
+    }
+}
+
+/// Progress of a build: a bar on a terminal, one line elsewhere.
+struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    fn new(steps: u64, what: &str) -> Self {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(steps);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(what.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            Progress(bar)
+        } else {
+            eprintln!("vmdbg: {what} (once; cached afterwards)");
+            Progress(indicatif::ProgressBar::hidden())
+        }
+    }
+    fn step(&self, msg: &str) {
+        self.0.set_message(msg.to_string());
+        self.0.inc(1);
+    }
+    fn done(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// The default image, built if it is not cached yet.
+pub fn default_image() -> Result<GuestImage> {
+    ensure_default_image(false)
+}
+
+fn ensure_default_image(force: bool) -> Result<GuestImage> {
+    let cache = cache_dir()?;
+    let _lock = CacheLock::take(&cache)?;
+    let kernel_dir = cache.join(kernel_dir_name());
+    if force && kernel_dir.exists() {
+        std::fs::remove_dir_all(&kernel_dir)?;
+    }
+    if !kernel_dir.join("release").exists() {
+        build_kernel_dir(&cache, &kernel_dir)?;
+    }
+    let modules = std::fs::read_to_string(kernel_dir.join("modules.order"))?;
+    let initrd = cache.join(format!("initramfs-{}.cpio", initramfs_key(&modules)));
+    if force || !initrd.exists() {
+        build_initramfs(&cache, &kernel_dir, &modules, &initrd)?;
+    }
+    let vmlinux = kernel_dir.join("vmlinux");
+    let kernel = if vmlinux.exists() { vmlinux } else { kernel_dir.join("vmlinuz") };
+    let release = std::fs::read_to_string(kernel_dir.join("release"))?.trim().to_string();
+    Ok(GuestImage {
+        kernel,
+        initrd,
+        cmdline: "console=ttyS0 quiet panic=-1".into(),
+        describe: format!("default image (Debian kernel {release}, {})", pins::KERNEL.version),
+    })
+}
+
+fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
+    let progress = Progress::new(5, "building the default guest image: kernel");
+    progress.step(&format!("apt-get download {}={}", pins::KERNEL.package, pins::KERNEL.version));
+    let deb = debian::fetch(&pins::KERNEL, &cache.join("debs").tap_mkdir()?)?;
+    let work = debian::tempdir_in(cache, "kernel")?;
+    let result = (|| {
+        progress.step("dpkg-deb -x");
+        let pkg = work.join("pkg");
+        debian::extract(&deb, &pkg)?;
+        let vmlinuz = std::fs::read_dir(pkg.join("boot"))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+            .context("the kernel package has no boot/vmlinuz-*")?;
+        let release = vmlinuz.file_name().unwrap().to_str().unwrap().trim_start_matches("vmlinuz-").to_string();
+        let out = work.join("out");
+        std::fs::create_dir_all(out.join("modules"))?;
+        std::fs::copy(&vmlinuz, out.join("vmlinuz"))?;
+
+        progress.step("module dependencies");
+        let index = kernel::index_modules(&pkg.join("lib/modules").join(&release))?;
+        let order = kernel::load_order(&index, pins::GUEST_MODULES)?;
+        let mut names = String::new();
+        for module in &order {
+            std::fs::copy(&module.path, out.join("modules").join(format!("{}.ko", module.name)))?;
+            names.push_str(&module.name);
+            names.push('\n');
+        }
+        std::fs::write(out.join("modules.order"), &names)?;
+
+        progress.step("extracting vmlinux from the bzImage");
+        let bz = std::fs::read(&vmlinuz)?;
+        match kernel::extract_vmlinux(&bz) {
+            Ok(elf) if kernel::has_pvh_note(&elf) => std::fs::write(out.join("vmlinux"), elf)?,
+            Ok(_) => eprintln!("vmdbg: the kernel has no PVH note; booting the bzImage (slower)"),
+            Err(e) => eprintln!("vmdbg: cannot extract vmlinux ({e:#}); booting the bzImage (slower)"),
+        }
+        std::fs::write(out.join("release"), format!("{release}\n"))?;
+        progress.step("done");
+        std::fs::rename(&out, final_dir).with_context(|| format!("rename into {}", final_dir.display()))?;
+        Ok(())
+    })();
+    std::fs::remove_dir_all(&work).ok();
+    progress.done();
+    result
+}
+
+fn build_initramfs(cache: &Path, kernel_dir: &Path, modules: &str, final_path: &Path) -> Result<()> {
+    let progress = Progress::new(3, "building the default guest image: initramfs");
+    progress.step(&format!("apt-get download {}={}", pins::BUSYBOX.package, pins::BUSYBOX.version));
+    let deb = debian::fetch(&pins::BUSYBOX, &cache.join("debs").tap_mkdir()?)?;
+    let work = debian::tempdir_in(cache, "busybox")?;
+    let result = (|| {
+        debian::extract(&deb, &work)?;
+        let busybox = std::fs::read(work.join("bin/busybox")).context("busybox-static has no bin/busybox")?;
+        progress.step("writing the initramfs");
+        let temp = work.join("initramfs.cpio");
+        let file = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+        let mut cpio = cpio::CpioWriter::new(file);
+        for dir in [
+            "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc", "/etc/vmdbg", "/proc", "/sys", "/dev", "/tmp",
+            "/run", "/root", "/var", "/lib", "/lib/modules",
+        ] {
+            cpio.dir(dir)?;
+        }
+        cpio.char_device("/dev/console", 0o600, 5, 1)?;
+        cpio.char_device("/dev/null", 0o666, 1, 3)?;
+        cpio.file("/bin/busybox", 0o755, &busybox)?;
+        cpio.symlink("/bin/sh", "busybox")?;
+        cpio.symlink("/init", "bin/busybox")?;
+        cpio.file("/etc/inittab", 0o644, INITTAB.as_bytes())?;
+        cpio.file("/etc/vmdbg/rc", 0o755, RC.as_bytes())?;
+        cpio.file("/sbin/vmdbg-agent", 0o755, AGENT)?;
+        cpio.file("/lib/modules/vmdbg.order", 0o644, modules.as_bytes())?;
+        for name in modules.lines().filter(|l| !l.is_empty()) {
+            let ko = std::fs::read(kernel_dir.join("modules").join(format!("{name}.ko")))?;
+            cpio.file(&format!("/lib/modules/{name}.ko"), 0o644, &ko)?;
+        }
+        let mut file = cpio.finish()?;
+        file.flush()?;
+        file.get_ref().sync_all()?;
+        drop(file);
+        progress.step("done");
+        std::fs::rename(&temp, final_path).with_context(|| format!("rename into {}", final_path.display()))?;
+        Ok(())
+    })();
+    std::fs::remove_dir_all(&work).ok();
+    progress.done();
+    result
+}
+
+fn info() -> Result<()> {
+    let cache = cache_dir()?;
+    println!("cache:   {}", cache.display());
+    println!("pinned:  {} {} (sha256 {})", pins::KERNEL.package, pins::KERNEL.version, pins::KERNEL.sha256);
+    println!("         {} {} (sha256 {})", pins::BUSYBOX.package, pins::BUSYBOX.version, pins::BUSYBOX.sha256);
+    println!("agent:   embedded, {} bytes, sha256 {}", AGENT.len(), debian::hex(&Sha256::digest(AGENT)));
+    let kernel_dir = cache.join(kernel_dir_name());
+    let current = std::fs::read_to_string(kernel_dir.join("modules.order"))
+        .ok()
+        .map(|m| format!("initramfs-{}.cpio", initramfs_key(&m)));
+    let Ok(entries) = std::fs::read_dir(&cache) else {
+        println!("nothing cached yet (`vmdbg image build` builds it)");
+        return Ok(());
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names.iter().filter(|n| !n.starts_with('.') && *n != "lock") {
+        let path = cache.join(name);
+        if name.starts_with("kernel-") {
+            let release = std::fs::read_to_string(path.join("release")).unwrap_or_default();
+            let pvh = if path.join("vmlinux").exists() { "vmlinux (PVH)" } else { "bzImage only" };
+            let modules = std::fs::read_to_string(path.join("modules.order")).unwrap_or_default();
+            println!("{name}: release {}, {pvh}, modules: {}", release.trim(), modules.split_whitespace().collect::<Vec<_>>().join(" "));
+        } else if name.starts_with("initramfs-") {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let mark = if current.as_deref() == Some(name.as_str()) { " (current)" } else { "" };
+            println!("{name}: {:.1} MiB{mark}", size as f64 / (1 << 20) as f64);
+        } else if name == "debs" {
+            for deb in std::fs::read_dir(&path)?.flatten() {
+                println!("debs/{}", deb.file_name().to_string_lossy());
+            }
+        }
+    }
+    if current.as_ref().is_none_or(|c| !cache.join(c).exists()) {
+        println!("the current image is not built yet (`vmdbg image build`, or any `vmdbg run`)");
+    }
+    Ok(())
+}
+
+trait TapMkdir: Sized {
+    fn tap_mkdir(self) -> Result<Self>;
+}
+
+impl TapMkdir for PathBuf {
+    /// Creates the directory and passes the path on.
+    fn tap_mkdir(self) -> Result<Self> {
+        std::fs::create_dir_all(&self).with_context(|| format!("create {}", self.display()))?;
+        Ok(self)
+    }
+}
