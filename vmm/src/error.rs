@@ -22,6 +22,11 @@ pub mod exit_status {
     pub const UNHANDLED_EXIT: i32 = 10;
     /// The gdb connection failed (cannot listen, protocol error).
     pub const GDB: i32 = 12;
+    /// The guest powered off (ACPI S5, or KVM's shutdown system event).
+    pub const GUEST_POWEROFF: i32 = 0;
+    /// The guest rebooted (ACPI reset register, i8042 reset, KVM reset
+    /// event); the VMM does not restart it, the caller decides.
+    pub const GUEST_REBOOT: i32 = 14;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,12 @@ pub enum Error {
         path: PathBuf,
         source: linux_loader::loader::Error,
     },
+    #[error("initrd {path}: {why}")]
+    Initrd { path: PathBuf, why: String },
+    #[error("--disk {spec}: {why}")]
+    Disk { spec: String, why: String },
+    #[error("vsock {path}: {why}")]
+    Vsock { path: PathBuf, why: String },
     #[error("--mem {0}: {1}")]
     BadMemSize(String, &'static str),
     #[error("--cpus {0}: must be between 1 and {1}")]

@@ -37,7 +37,7 @@ pub struct GdbOptions {
 
 /// Boots the VM and runs it until the guest ends it or it fails.
 pub fn run(config: &VmConfig, gdb: Option<&GdbOptions>) -> Result<VmEnd> {
-    boot::elf::validate(&config.kernel, config.mem_bytes)?;
+    boot::validate(&config.kernel, config.initrd.as_deref(), config.mem_bytes)?;
     let host = match gdb {
         Some(_) => debug::probe::probe(&vm::open_kvm()?),
         None => debug::probe::HostDebugCaps::not_probed(),

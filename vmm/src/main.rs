@@ -9,34 +9,62 @@ use vmdbg_vmm::devices::serial::SerialTarget;
 use vmdbg_vmm::error::exit_status;
 use vmdbg_vmm::gdb::Listen;
 use vmdbg_vmm::vcpu::VmEnd;
-use vmdbg_vmm::vm::{parse_mem_size, VmConfig};
+use vmdbg_vmm::vm::{parse_mem_size, VmConfig, VsockConfig};
 use vmdbg_vmm::GdbOptions;
 
 const AFTER_HELP: &str = "\
 Exit status:
   (V << 1) | 1   the guest wrote V to I/O port 0xf4 (QEMU's isa-debug-exit)
-  0              the guest shut down, or a debugger killed it
+  0              the guest powered off (ACPI S5), or a debugger killed it
   2              bad command line or kernel file
   4              the host cannot run the VM (no /dev/kvm, no permission, KVM error)
   6              the guest triple-faulted
   8              KVM internal error or failed VM entry
   10             a VM exit vmdbg-vmm does not handle
   12             the gdb server failed
+  14             the guest rebooted (ACPI reset register, i8042 reset)
 
 Examples:
   vmdbg-vmm --kernel hello.elf
+  vmdbg-vmm --kernel vmlinuz --initrd initrd.img --mem 512M --cmdline 'console=ttyS0' \
+      --disk disk.img --vsock-uds /tmp/vm.vsock
   vmdbg-vmm --kernel kernel.elf --gdb 127.0.0.1:1234 --wait-gdb
       then: gdb kernel.elf -ex 'target remote 127.0.0.1:1234'
   vmdbg-vmm --kernel kernel.elf --gdb unix:/tmp/gdb.sock --serial file:console.log";
 
-/// Run a 64-bit bare-metal kernel on KVM, with its serial port on stdout and
-/// an optional gdb server.
+/// Run a 64-bit bare-metal kernel or a Linux kernel on KVM, with its serial
+/// port on stdout, virtio-mmio disks and vsock, and an optional gdb server.
 #[derive(Parser, Debug)]
 #[command(name = "vmdbg-vmm", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// The kernel: a 64-bit x86 ELF (PVH note or 64-bit entry point).
-    #[arg(long, value_name = "ELF")]
-    kernel: PathBuf,
+    /// The kernel: a 64-bit x86 ELF (PVH note or 64-bit entry point; Linux's
+    /// uncompressed vmlinux is one) or a Linux bzImage (vmlinuz).
+    #[arg(long, value_name = "FILE", required_unless_present = "dump_acpi")]
+    kernel: Option<PathBuf>,
+
+    /// Linux initramfs (a cpio archive, possibly compressed).
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+
+    /// A raw disk image as a virtio-blk device; `,ro` makes it read-only.
+    /// Repeat for more disks (the guest sees vda, vdb, ... in this order).
+    #[arg(long, value_name = "PATH[,ro]")]
+    disk: Vec<vmdbg_vmm::devices::virtio::block::DiskSpec>,
+
+    /// A virtio-vsock device bridged to host unix sockets: host clients
+    /// connect to PATH and send `CONNECT <port>\n`; guest connections to
+    /// the host (CID 2) port P go to PATH_P.
+    #[arg(long, value_name = "PATH")]
+    vsock_uds: Option<PathBuf>,
+
+    /// The guest's vsock CID.
+    #[arg(long, default_value_t = 3, value_name = "CID", requires = "vsock_uds")]
+    vsock_cid: u64,
+
+    /// Write the ACPI tables the VM would get to DIR (one .dat per table,
+    /// for `iasl -d`) and exit.
+    #[arg(long, value_name = "DIR", hide = true)]
+    dump_acpi: Option<PathBuf>,
 
     /// Guest memory, e.g. 128M or 1G.
     #[arg(long, default_value = "128M", value_name = "SIZE")]
@@ -46,7 +74,7 @@ struct Cli {
     #[arg(long, default_value_t = 1, value_name = "N")]
     cpus: usize,
 
-    /// Kernel command line (passed through PVH start_info).
+    /// Kernel command line (e.g. `console=ttyS0` for Linux).
     #[arg(long, default_value = "", value_name = "TEXT")]
     cmdline: String,
 
@@ -92,13 +120,37 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
+    let vsock = cli.vsock_uds.map(|uds_path| VsockConfig {
+        guest_cid: cli.vsock_cid,
+        uds_path,
+    });
+    if let Some(dir) = cli.dump_acpi {
+        let slots: Vec<_> = (0..cli.disk.len() + vsock.is_some() as usize)
+            .map(vmdbg_vmm::devices::virtio::slot)
+            .collect();
+        return match vmdbg_vmm::boot::acpi::dump(&dir, cli.cpus, &slots) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let Some(kernel) = cli.kernel else {
+        unreachable!("clap requires --kernel unless --dump-acpi is given")
+    };
     let config = VmConfig {
-        kernel: cli.kernel,
+        kernel,
+        initrd: cli.initrd,
         cmdline: cli.cmdline,
         mem_bytes,
         cpus: cli.cpus,
         entry: cli.entry,
         serial: cli.serial,
+        disks: cli.disk,
+        vsock,
     };
     let gdb = cli.gdb.map(|listen| GdbOptions {
         listen,

@@ -15,7 +15,8 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRe
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{self, BootEntry, EntryMode};
-use crate::devices::{debug_exit, serial, PioBus};
+use crate::devices::virtio::{self, block, vsock, MmioTransport, SharedTransport};
+use crate::devices::{debug_exit, power, serial, MmioBus, MmioDevice, PioBus};
 use crate::error::{Error, Result};
 use crate::vcpu::{event_channel, EventSource, RunOptions, VcpuEvent, VcpuHandle};
 
@@ -24,11 +25,54 @@ pub const MAX_VCPUS: usize = 64;
 #[derive(Clone, Debug)]
 pub struct VmConfig {
     pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
     pub cmdline: String,
     pub mem_bytes: u64,
     pub cpus: usize,
     pub entry: EntryMode,
     pub serial: serial::SerialTarget,
+    /// virtio-blk disks, in the order the guest sees them (vda, vdb, ...).
+    pub disks: Vec<block::DiskSpec>,
+    pub vsock: Option<VsockConfig>,
+}
+
+/// A virtio-vsock device bridged to host unix sockets at `uds_path`.
+#[derive(Clone, Debug)]
+pub struct VsockConfig {
+    pub guest_cid: u64,
+    pub uds_path: PathBuf,
+}
+
+impl VmConfig {
+    /// A VM for `kernel` with everything else at its default.
+    pub fn new(kernel: PathBuf) -> Self {
+        Self {
+            kernel,
+            initrd: None,
+            cmdline: String::new(),
+            mem_bytes: 128 << 20,
+            cpus: 1,
+            entry: EntryMode::Auto,
+            serial: serial::SerialTarget::Stdout,
+            disks: Vec::new(),
+            vsock: None,
+        }
+    }
+}
+
+/// Host-side device threads, stopped and joined when the VM goes away.
+struct DeviceThreads {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for DeviceThreads {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What this host's KVM can do, found by asking it rather than assuming.
@@ -107,6 +151,7 @@ pub fn parse_mem_size(s: &str) -> Result<u64> {
 pub struct Vm {
     // Field order is drop order: vCPU threads stop before the VM goes away.
     vcpus: Vec<VcpuHandle>,
+    _device_threads: DeviceThreads,
     events: EventSource,
     pub mem: GuestMemoryMmap,
     pub boot: BootEntry,
@@ -155,7 +200,40 @@ impl Vm {
                 .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         }
 
-        let boot = boot::load(&mem, &config.kernel, &config.cmdline, config.entry)?;
+        // virtio devices first: the ACPI tables describe them.
+        let mut transports: Vec<SharedTransport> = Vec::new();
+        let mut devices: Vec<Box<dyn virtio::VirtioDevice>> = Vec::new();
+        for disk in &config.disks {
+            devices.push(Box::new(block::Block::open(disk)?));
+        }
+        if let Some(v) = &config.vsock {
+            devices.push(Box::new(vsock::Vsock::new(v.guest_cid, &v.uds_path)?));
+        }
+        let mut mmio_devices: Vec<(u64, u64, Arc<Mutex<dyn MmioDevice>>)> = Vec::new();
+        let mut slots = Vec::new();
+        for (index, device) in devices.into_iter().enumerate() {
+            let slot = virtio::slot(index);
+            let irq = EventFd::new(libc::EFD_NONBLOCK)
+                .map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?;
+            vm.register_irqfd(&irq, slot.gsi)
+                .map_err(Error::kvm("KVM_IRQFD"))?;
+            let transport = Arc::new(Mutex::new(MmioTransport::new(device, mem.clone(), irq)));
+            mmio_devices.push((slot.base, slot.len, transport.clone()));
+            transports.push(transport);
+            slots.push(slot);
+        }
+        let rsdp = boot::acpi::write(&mem, config.cpus, &slots)?;
+
+        let boot = boot::load(
+            &mem,
+            &boot::BootSpec {
+                kernel: &config.kernel,
+                initrd: config.initrd.as_deref(),
+                cmdline: &config.cmdline,
+                mode: config.entry,
+                rsdp: Some(rsdp),
+            },
+        )?;
 
         let serial_irq =
             EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?;
@@ -173,7 +251,32 @@ impl Vm {
                 debug_exit::LEN,
                 Arc::new(Mutex::new(debug_exit::DebugExit)),
             )
+            .map(
+                power::BASE,
+                power::LEN,
+                Arc::new(Mutex::new(power::AcpiPower)),
+            )
+            .map(
+                power::I8042_COMMAND_PORT,
+                1,
+                Arc::new(Mutex::new(power::I8042Reset)),
+            )
             .build();
+        let mmio_bus = MmioBus::new(mmio_devices);
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for t in &transports {
+            if !virtio::lock(t).host_fds_possible() {
+                continue;
+            }
+            threads.push(
+                virtio::spawn_host_poller(t.clone(), stop.clone())
+                    .map_err(|e| Error::Vcpu(format!("spawning a device thread: {e}")))?,
+            );
+        }
+        let device_threads = DeviceThreads { stop, threads };
+        let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
 
         let caps = HostCaps {
             block_irq_on_step: vm.check_extension_raw(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2.into())
@@ -190,8 +293,12 @@ impl Vm {
             let fd = vm
                 .create_vcpu(index as u64)
                 .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
-            let cpuid =
-                boot::cpu::normalize_cpuid(&supported_cpuid, index as u8, config.cpus as u8);
+            let cpuid = boot::cpu::normalize_cpuid(
+                &supported_cpuid,
+                index as u8,
+                config.cpus as u8,
+                tsc_deadline,
+            );
             fd.set_cpuid2(&cpuid)
                 .map_err(Error::kvm("KVM_SET_CPUID2"))?;
             boot::cpu::setup_msrs(&fd)?;
@@ -200,10 +307,17 @@ impl Vm {
             if index == 0 {
                 boot::cpu::setup_boot_registers(&fd, &boot)?;
             }
-            vcpus.push(VcpuHandle::spawn(index, fd, bus.clone(), sink.clone())?);
+            vcpus.push(VcpuHandle::spawn(
+                index,
+                fd,
+                bus.clone(),
+                mmio_bus.clone(),
+                sink.clone(),
+            )?);
         }
         Ok(Vm {
             vcpus,
+            _device_threads: device_threads,
             events,
             mem,
             boot,

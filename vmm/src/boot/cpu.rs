@@ -9,9 +9,19 @@ use crate::error::{Error, Result};
 const CPUID_HYPERVISOR: u32 = 1 << 31;
 const CPUID_ARCH_PERFMON_LEAF: u32 = 0xa;
 
+const CPUID_TSC_DEADLINE: u32 = 1 << 24;
+
 /// Adapts the host-supported CPUID to one vCPU: its APIC ID, the hypervisor
-/// bit, and no architectural PMU (these hosts have none to virtualize).
-pub fn normalize_cpuid(supported: &CpuId, vcpu_id: u8, vcpu_count: u8) -> CpuId {
+/// bit, the TSC-deadline timer KVM emulates (KVM_GET_SUPPORTED_CPUID leaves
+/// it out; Linux needs it or a calibrated LAPIC timer, and a hardware-
+/// reduced ACPI machine has no PIT to calibrate against), and no
+/// architectural PMU (these hosts have none to virtualize).
+pub fn normalize_cpuid(
+    supported: &CpuId,
+    vcpu_id: u8,
+    vcpu_count: u8,
+    tsc_deadline: bool,
+) -> CpuId {
     let mut cpuid = supported.clone();
     for entry in cpuid.as_mut_slice() {
         match entry.function {
@@ -20,6 +30,9 @@ pub fn normalize_cpuid(supported: &CpuId, vcpu_id: u8, vcpu_count: u8) -> CpuId 
                     | ((vcpu_id as u32) << 24)
                     | ((vcpu_count as u32) << 16);
                 entry.ecx |= CPUID_HYPERVISOR;
+                if tsc_deadline {
+                    entry.ecx |= CPUID_TSC_DEADLINE;
+                }
             }
             0xb | 0x1f => entry.edx = vcpu_id as u32,
             CPUID_ARCH_PERFMON_LEAF => {
@@ -124,6 +137,7 @@ pub fn setup_boot_registers(vcpu: &VcpuFd, entry: &BootEntry) -> Result<()> {
         _ => {
             long_mode::setup_long_mode(&mut sregs);
             regs.rsp = super::layout::BOOT_STACK_TOP;
+            regs.rsi = entry.boot_params.unwrap_or(0);
         }
     }
     vcpu.set_sregs(&sregs)

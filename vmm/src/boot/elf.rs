@@ -19,6 +19,8 @@ const PT_LOAD: u32 = 1;
 
 pub struct LoadedElf {
     pub entry: u64,
+    /// One past the last byte the kernel occupies.
+    pub load_end: u64,
     pub pvh_entry: Option<u64>,
 }
 
@@ -138,6 +140,7 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedElf> {
     };
     Ok(LoadedElf {
         entry: summary.entry,
+        load_end: summary.load_end,
         pvh_entry,
     })
 }

@@ -13,9 +13,16 @@ pub const PDPT: u64 = 0xa000;
 pub const PD0: u64 = 0xb000;
 /// Size of the identity map built for the 64-bit entry (2 MiB pages).
 pub const IDENTITY_MAP_BYTES: u64 = 4 << 30;
-/// PVH start_info, then its memory map.
+/// Linux's boot_params ("zero page") for the 64-bit boot protocol.
+pub const ZERO_PAGE: u64 = 0x1000;
+/// PVH start_info, then its memory map and module list (the initrd).
 pub const PVH_START_INFO: u64 = 0x6000;
 pub const PVH_MEMMAP: u64 = 0x6040;
+pub const PVH_MODLIST: u64 = 0x6400;
+/// ACPI tables, RSDP first: inside the reserved BIOS area (0xE0000-0xFFFFF)
+/// where a kernel that is given no RSDP address scans for it.
+pub const ACPI_START: u64 = 0xe_0000;
+pub const ACPI_END: u64 = 0x10_0000;
 /// Kernel command line (NUL-terminated).
 pub const CMDLINE: u64 = 0x20000;
 pub const CMDLINE_MAX: usize = 0x10000;

@@ -2,12 +2,15 @@
 //! execute its first instruction".
 //!
 //! Owns the guest-physical memory layout of the boot structures, loading the
-//! ELF, and the initial CPU state for each entry ABI. It does not run the
+//! kernel (ELF, Linux vmlinux or bzImage) and initramfs, Linux's boot_params,
+//! the ACPI tables, and the initial CPU state for each entry ABI. It does not run the
 //! vCPU and knows nothing about devices or debugging.
 
+pub mod acpi;
 pub mod cpu;
 pub mod elf;
 pub mod layout;
+pub mod linux;
 pub mod long_mode;
 pub mod pvh;
 
@@ -35,18 +38,82 @@ pub struct BootEntry {
     pub rip: u64,
     /// For PVH: guest-physical address of the start_info struct.
     pub start_info: Option<GuestAddress>,
+    /// For the 64-bit entry: Linux's boot_params, passed in RSI (bare-metal
+    /// kernels ignore it).
+    pub boot_params: Option<u64>,
 }
 
-/// Loads `kernel` into `mem` and writes the boot structures the chosen entry
-/// ABI needs.
-pub fn load(
-    mem: &GuestMemoryMmap,
-    kernel: &Path,
-    cmdline: &str,
-    mode: EntryMode,
-) -> Result<BootEntry> {
-    let loaded = elf::load(mem, kernel)?;
-    let use_pvh = match mode {
+/// What to boot.
+#[derive(Clone, Copy, Debug)]
+pub struct BootSpec<'a> {
+    pub kernel: &'a Path,
+    pub initrd: Option<&'a Path>,
+    pub cmdline: &'a str,
+    pub mode: EntryMode,
+    /// Where the ACPI RSDP is, if the VM has ACPI tables.
+    pub rsdp: Option<u64>,
+}
+
+/// Checks the kernel (and initrd) files before any VM exists, so a bad
+/// file is reported as such even on a host without KVM.
+pub fn validate(kernel: &Path, initrd: Option<&Path>, mem_bytes: u64) -> Result<()> {
+    if linux::detect(kernel)? == linux::KernelFormat::Elf {
+        elf::validate(kernel, mem_bytes)?;
+    }
+    if let Some(initrd) = initrd {
+        let meta = std::fs::metadata(initrd).map_err(|e| crate::error::Error::Initrd {
+            path: initrd.to_path_buf(),
+            why: match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "not found. Pass an existing initramfs (cpio archive) with --initrd PATH".into()
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        if !meta.is_file() || meta.len() == 0 {
+            return Err(crate::error::Error::Initrd {
+                path: initrd.to_path_buf(),
+                why: "not a non-empty regular file; an initramfs is a (possibly compressed) cpio archive".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Loads the kernel and initrd into `mem` and writes the boot structures
+/// the chosen entry ABI needs.
+pub fn load(mem: &GuestMemoryMmap, spec: &BootSpec) -> Result<BootEntry> {
+    if linux::detect(spec.kernel)? == linux::KernelFormat::BzImage {
+        if spec.mode == EntryMode::Pvh {
+            return Err(crate::error::Error::NotX86_64Elf {
+                path: spec.kernel.to_path_buf(),
+                why: "--entry pvh needs an ELF (vmlinux); a bzImage is entered in 64-bit mode"
+                    .into(),
+            });
+        }
+        let bz = linux::load_bzimage(mem, spec.kernel)?;
+        let initrd = spec
+            .initrd
+            .map(|p| linux::load_initrd(mem, p, bz.kernel_end, linux::initrd_addr_max(&bz.header)))
+            .transpose()?;
+        let boot_params =
+            linux::write_zero_page(mem, Some(bz.header), spec.cmdline, initrd, spec.rsdp)?;
+        long_mode::write_gdt(mem)?;
+        long_mode::write_identity_page_tables(mem)?;
+        return Ok(BootEntry {
+            mode: EntryMode::Elf64,
+            rip: bz.entry_64,
+            start_info: None,
+            boot_params: Some(boot_params),
+        });
+    }
+
+    let loaded = elf::load(mem, spec.kernel)?;
+    let initrd = spec
+        .initrd
+        .map(|p| linux::load_initrd(mem, p, loaded.load_end, None))
+        .transpose()?;
+    let use_pvh = match spec.mode {
         EntryMode::Auto => loaded.pvh_entry.is_some(),
         EntryMode::Pvh => true,
         EntryMode::Elf64 => false,
@@ -55,24 +122,27 @@ pub fn load(
         let entry = loaded
             .pvh_entry
             .ok_or_else(|| crate::error::Error::NotX86_64Elf {
-                path: kernel.to_path_buf(),
+                path: spec.kernel.to_path_buf(),
                 why: "--entry pvh was asked for but the ELF has no XEN_ELFNOTE_PHYS32_ENTRY note"
                     .into(),
             })?;
-        let start_info = pvh::write_start_info(mem, cmdline)?;
+        let start_info = pvh::write_start_info(mem, spec.cmdline, initrd, spec.rsdp)?;
         long_mode::write_gdt(mem)?;
         Ok(BootEntry {
             mode: EntryMode::Pvh,
             rip: entry,
             start_info: Some(start_info),
+            boot_params: None,
         })
     } else {
+        let boot_params = linux::write_zero_page(mem, None, spec.cmdline, initrd, spec.rsdp)?;
         long_mode::write_gdt(mem)?;
         long_mode::write_identity_page_tables(mem)?;
         Ok(BootEntry {
             mode: EntryMode::Elf64,
             rip: loaded.entry,
             start_info: None,
+            boot_params: Some(boot_params),
         })
     }
 }

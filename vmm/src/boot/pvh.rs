@@ -1,6 +1,8 @@
 //! The PVH boot ABI's start_info, memory map and command line.
 
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::layout::*;
@@ -20,21 +22,27 @@ pub fn memory_map(mem: &GuestMemoryMmap) -> Vec<(u64, u64, u32)> {
     ]
 }
 
-pub fn write_start_info(mem: &GuestMemoryMmap, cmdline: &str) -> Result<GuestAddress> {
+/// Writes start_info with the command line, the memory map, the initrd as
+/// the one module, and the RSDP address.
+pub fn write_start_info(
+    mem: &GuestMemoryMmap,
+    cmdline: &str,
+    initrd: Option<super::linux::LoadedInitrd>,
+    rsdp: Option<u64>,
+) -> Result<GuestAddress> {
     let err = |what: &str, e: vm_memory::GuestMemoryError| {
         Error::GuestMemory(format!("writing the PVH {what}: {e}"))
     };
-    if cmdline.len() >= CMDLINE_MAX {
-        return Err(Error::GuestMemory(format!(
-            "the command line is {} bytes; at most {} fit",
-            cmdline.len(),
-            CMDLINE_MAX - 1
-        )));
+    super::linux::write_cmdline(mem, cmdline)?;
+    if let Some(initrd) = initrd {
+        let module = hvm_modlist_entry {
+            paddr: initrd.addr,
+            size: initrd.size,
+            ..Default::default()
+        };
+        mem.write_obj(module, GuestAddress(PVH_MODLIST))
+            .map_err(|e| err("module list", e))?;
     }
-    let mut bytes = cmdline.as_bytes().to_vec();
-    bytes.push(0);
-    mem.write_slice(&bytes, GuestAddress(CMDLINE))
-        .map_err(|e| err("command line", e))?;
 
     let map = memory_map(mem);
     for (i, (addr, size, type_)) in map.iter().enumerate() {
@@ -54,6 +62,9 @@ pub fn write_start_info(mem: &GuestMemoryMmap, cmdline: &str) -> Result<GuestAdd
         cmdline_paddr: CMDLINE,
         memmap_paddr: PVH_MEMMAP,
         memmap_entries: map.len() as u32,
+        nr_modules: initrd.is_some() as u32,
+        modlist_paddr: if initrd.is_some() { PVH_MODLIST } else { 0 },
+        rsdp_paddr: rsdp.unwrap_or(0),
         ..Default::default()
     };
     mem.write_obj(info, GuestAddress(PVH_START_INFO))

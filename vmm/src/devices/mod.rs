@@ -1,11 +1,16 @@
-//! Emulated devices and the port-I/O bus that dispatches guest accesses.
+//! Emulated devices and the port-I/O and MMIO buses that dispatch guest
+//! accesses.
 //!
 //! Each device owns its state and answers reads and writes at offsets from
-//! its base port. A device never ends the VM itself: it returns an
-//! [`IoAction`] and the run loop decides.
+//! its base address. A device never ends the VM itself: it returns an
+//! [`IoAction`] and the run loop decides. A device that a guest feeds
+//! garbage (a broken virtqueue) goes into its own error state; it must not
+//! panic, and the VM and the other devices keep running.
 
 pub mod debug_exit;
+pub mod power;
 pub mod serial;
+pub mod virtio;
 
 use std::sync::{Arc, Mutex};
 
@@ -92,4 +97,71 @@ impl PioBusBuilder {
             mappings: Arc::new(self.mappings),
         }
     }
+}
+
+/// A device in the guest-physical MMIO space.
+pub trait MmioDevice: Send {
+    fn read(&mut self, offset: u64, data: &mut [u8]);
+    fn write(&mut self, offset: u64, data: &[u8]) -> IoAction;
+}
+
+struct MmioMapping {
+    base: u64,
+    len: u64,
+    device: Arc<Mutex<dyn MmioDevice>>,
+}
+
+/// MMIO address space shared by all vCPUs: accesses that KVM does not back
+/// with memory arrive here as MMIO exits.
+#[derive(Clone, Default)]
+pub struct MmioBus {
+    mappings: Arc<Vec<MmioMapping>>,
+}
+
+impl MmioBus {
+    pub fn new(devices: Vec<(u64, u64, Arc<Mutex<dyn MmioDevice>>)>) -> Self {
+        let mappings = devices
+            .into_iter()
+            .map(|(base, len, device)| MmioMapping { base, len, device })
+            .collect();
+        Self {
+            mappings: Arc::new(mappings),
+        }
+    }
+
+    fn find(&self, addr: u64) -> Option<(&MmioMapping, u64)> {
+        self.mappings
+            .iter()
+            .find(|m| addr >= m.base && addr - m.base < m.len)
+            .map(|m| (m, addr - m.base))
+    }
+
+    /// Reads of unbacked addresses return all ones, as on real hardware.
+    pub fn read(&self, addr: u64, data: &mut [u8]) {
+        match self.find(addr) {
+            Some((m, offset)) => lock_mmio(&m.device).read(offset, data),
+            None => {
+                tracing::trace!("MMIO read from unmapped {addr:#x}");
+                data.fill(0xff)
+            }
+        }
+    }
+
+    pub fn write(&self, addr: u64, data: &[u8]) -> IoAction {
+        match self.find(addr) {
+            Some((m, offset)) => lock_mmio(&m.device).write(offset, data),
+            None => {
+                tracing::trace!("MMIO write to unmapped {addr:#x}: {data:02x?}");
+                IoAction::None
+            }
+        }
+    }
+}
+
+fn lock_mmio(
+    device: &Mutex<dyn MmioDevice>,
+) -> std::sync::MutexGuard<'_, dyn MmioDevice + 'static> {
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -18,7 +18,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-use crate::devices::{IoAction, PioBus};
+use crate::devices::{IoAction, MmioBus, PioBus};
 use crate::error::{exit_status, Error, Result};
 
 /// Why a vCPU stopped running.
@@ -180,7 +180,13 @@ fn kick_signal() -> i32 {
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 impl VcpuHandle {
-    pub fn spawn(index: usize, fd: VcpuFd, bus: PioBus, events: EventSink) -> Result<Self> {
+    pub fn spawn(
+        index: usize,
+        fd: VcpuFd,
+        bus: PioBus,
+        mmio: MmioBus,
+        events: EventSink,
+    ) -> Result<Self> {
         static HANDLER: Once = Once::new();
         let mut registered = Ok(());
         HANDLER.call_once(|| registered = register_signal_handler(kick_signal(), on_kick));
@@ -192,6 +198,7 @@ impl VcpuHandle {
             index,
             fd,
             bus,
+            mmio,
             events,
             pause: pause.clone(),
         };
@@ -280,6 +287,7 @@ struct VcpuRunner {
     index: usize,
     fd: VcpuFd,
     bus: PioBus,
+    mmio: MmioBus,
     events: EventSink,
     pause: Arc<AtomicBool>,
 }
@@ -364,14 +372,13 @@ impl VcpuRunner {
                 Exit::Continue
             }
             VcpuExit::MmioRead(addr, data) => {
-                tracing::trace!("MMIO read from unmapped {addr:#x}");
-                data.fill(0xff);
+                self.mmio.read(addr, data);
                 Exit::Continue
             }
-            VcpuExit::MmioWrite(addr, _) => {
-                tracing::trace!("MMIO write to unmapped {addr:#x}");
-                Exit::Continue
-            }
+            VcpuExit::MmioWrite(addr, data) => match self.mmio.write(addr, data) {
+                IoAction::Exit(status) => Exit::End(VmEnd::Guest { status }),
+                IoAction::None => Exit::Continue,
+            },
             VcpuExit::Debug(arch) => Exit::Debug(arch),
             VcpuExit::Intr => Exit::Continue,
             VcpuExit::Shutdown => Exit::Fatal {
@@ -400,7 +407,12 @@ impl VcpuRunner {
                 ),
             },
             VcpuExit::SystemEvent(kind, _) => match kind {
-                kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Exit::End(VmEnd::Guest { status: 0 }),
+                kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Exit::End(VmEnd::Guest {
+                    status: exit_status::GUEST_POWEROFF,
+                }),
+                kvm_bindings::KVM_SYSTEM_EVENT_RESET => Exit::End(VmEnd::Guest {
+                    status: exit_status::GUEST_REBOOT,
+                }),
                 _ => Exit::Fatal {
                     status: exit_status::UNHANDLED_EXIT,
                     headline: format!("guest system event {kind} (reset or crash) is not supported"),

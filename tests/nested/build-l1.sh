@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# build-l1.sh VMM KERNEL_DIR HELPER OUT_DIR: builds the nested tier's
+# initramfs images: OUT_DIR/l2-initrd.cpio (busybox, the vsock helper, the
+# virtio modules, l2/init) and OUT_DIR/l1-initrd.cpio (busybox, the static
+# vmdbg-vmm, the KVM modules, L2's kernel and initramfs, l1/*).
+# Uncompressed: L1 runs under TCG, where decompressing costs more than
+# reading the bigger file.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "build-l1: must run as root (mknod /dev/console in the images)" >&2; exit 1; }
+vmm=$1 kdir=$2 helper=$3 out=$4
+here="$(cd "$(dirname "$0")" && pwd)"
+busybox=$(command -v busybox)
+file -L "$busybox" 2>/dev/null | grep -q "statically linked" || ldd "$busybox" 2>&1 | grep -q "not a dynamic" || {
+    echo "build-l1: $busybox is not static; install busybox-static" >&2; exit 1; }
+mkdir -p "$out"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+l2="$stage/l2"
+mkdir -p "$l2"/{bin,dev,proc,sys,modules}
+# The kernel opens /dev/console for init before anything is mounted.
+mknod "$l2/dev/console" c 5 1
+cp "$busybox" "$l2/bin/busybox"
+cp "$helper" "$l2/bin/vsock-helper"
+cp "$here/l2/init" "$l2/init"
+cp "$kdir"/virtio-modules/* "$l2/modules/"
+(cd "$l2" && find . | cpio -o -H newc --quiet) > "$out/l2-initrd.cpio"
+
+l1="$stage/l1"
+mkdir -p "$l1"/{bin,dev,proc,sys,tmp,l2,kvm-modules}
+mknod "$l1/dev/console" c 5 1
+cp "$busybox" "$l1/bin/busybox"
+cp "$vmm" "$l1/bin/vmdbg-vmm"
+cp "$helper" "$l1/bin/vsock-helper"
+cp "$here/l1/init" "$l1/init"
+for s in "$here"/l1/*.sh; do cp "$s" "$l1/bin/$(basename "$s")"; done
+cp "$kdir"/kvm-modules/* "$l1/kvm-modules/"
+cp "$kdir/vmlinux" "$kdir/vmlinuz" "$l1/l2/"
+cp "$out/l2-initrd.cpio" "$l1/l2/initrd.cpio"
+khz=$(awk -F: '/^cpu MHz/ {printf "%d\n", $2 * 1000; exit}' /proc/cpuinfo)
+echo "${khz:-0}" > "$l1/tsc_khz"
+(cd "$l1" && find . | cpio -o -H newc --quiet) > "$out/l1-initrd.cpio.tmp"
+mv "$out/l1-initrd.cpio.tmp" "$out/l1-initrd.cpio"
+echo "$out/l1-initrd.cpio"
