@@ -32,7 +32,7 @@ fn programs() -> &'static Path {
             assert!(result.status.success(), "{what} failed:\n{}", text(&result.stderr));
         };
         let s = |name: &str| src.join(name).display().to_string();
-        for name in ["locals", "segv", "spin"] {
+        for name in ["locals", "segv", "spin", "forks"] {
             compile(&["gcc", "-g", "-O0", "-o", name, &s(&format!("{name}.c"))], name);
         }
         compile(&["gcc", "-g", "-O0", "-pthread", "-o", "threads", &s("threads.c")], "threads");
@@ -191,6 +191,20 @@ fn gdb_lists_the_threads_of_a_pthread_program() {
     assert!(gdb.contains(" in worker (arg=0x0) at "), "bt of the worker:\n{gdb}");
     assert!(gdb.contains("exited normally]"), "{gdb}");
     assert!(text(&server.stdout).contains("joined"), "{server:?}");
+}
+
+#[test]
+fn gdb_breakpoint_does_not_kill_a_forked_child() {
+    if !have("gdb_breakpoint_does_not_kill_a_forked_child", &["gdb", "gcc"]) {
+        return;
+    }
+    let (gdb, server) = gdb_session("forks", "remote", "break after_fork\ncontinue\ncontinue\n");
+    assert!(gdb.contains("Breakpoint 1, after_fork (is_child=0) at "), "{gdb}");
+    assert!(!gdb.contains("is_child=1"), "the untraced child was reported:\n{gdb}");
+    assert!(gdb.contains("exited normally]"), "{gdb}");
+    let output = text(&server.stdout);
+    assert!(output.contains("after_fork in the child"), "{output}");
+    assert!(output.contains("child exit 3"), "the child died on a breakpoint: {output}");
 }
 
 #[test]

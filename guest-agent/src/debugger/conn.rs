@@ -267,8 +267,8 @@ mod tests {
     fn good_packets_pass_and_bad_checksums_are_nacked() {
         let (mut client, server) = UnixStream::pair().unwrap();
         let mut conn = RspConnection::new(server);
-        client.write_all(b"+$g#00").unwrap();
-        client.write_all(&framed("g")).unwrap();
+        Write::write_all(&mut client, b"+$g#00").unwrap();
+        Write::write_all(&mut client, &framed("g")).unwrap();
         let mut seen = Vec::new();
         for _ in 0..1 + framed("g").len() {
             seen.push(ConnectionExt::read(&mut conn).unwrap());
@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(seen[0], b'+');
         assert_eq!(&seen[1..], framed("g").as_slice());
         let mut nak = [0u8; 1];
-        client.read_exact(&mut nak).unwrap();
+        Read::read_exact(&mut client, &mut nak).unwrap();
         assert_eq!(&nak, b"-");
     }
 

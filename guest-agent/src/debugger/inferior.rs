@@ -299,7 +299,12 @@ impl Inferior {
         }
         ptrace::setoptions(
             pid,
+            // Forks are traced only to hand the child back untraced and
+            // without our int3s (untraced, it would die on the first one);
+            // untraced, a vfork-like clone would be reported as a thread.
             ptrace::Options::PTRACE_O_TRACECLONE
+                | ptrace::Options::PTRACE_O_TRACEFORK
+                | ptrace::Options::PTRACE_O_TRACEVFORK
                 | ptrace::Options::PTRACE_O_TRACEEXEC
                 | ptrace::Options::PTRACE_O_EXITKILL,
         )
@@ -619,6 +624,15 @@ impl Inferior {
                 self.resume_thread(tid, mode, None)?;
                 Ok(None)
             }
+            WaitStatus::PtraceEvent(_, _, event)
+                if event == libc::PTRACE_EVENT_FORK || event == libc::PTRACE_EVENT_VFORK =>
+            {
+                let child = ptrace::getevent(tid).map_err(|e| sys("PTRACE_GETEVENTMSG", e))?;
+                self.release_child(Pid::from_raw(child as i32), event == libc::PTRACE_EVENT_FORK);
+                let mode = self.threads.get(&tid).map_or(ResumeMode::Continue, |t| t.mode);
+                self.resume_thread(tid, mode, None)?;
+                Ok(None)
+            }
             WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_EXEC => {
                 // Every other thread is gone and the exec'ing one now has the
                 // leader's id; the old image's breakpoints went with it.
@@ -671,6 +685,25 @@ impl Inferior {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Lets a forked child of the program run on untraced: waits for its
+    /// first stop, takes our int3s and watchpoints out of its copy of the
+    /// memory (a vfork child shares the parent's, which must keep them),
+    /// and detaches.
+    fn release_child(&self, child: Pid, own_memory: bool) {
+        let _ = waitpid(child, Some(WaitPidFlag::__WALL));
+        if own_memory && self.breakpoints_inserted {
+            if let Ok(mem) = open_mem(child) {
+                for (&addr, &original) in &self.breakpoints {
+                    let _ = mem.write_all_at(&[original], addr);
+                }
+            }
+        }
+        if self.watchpoints.iter().any(Option::is_some) {
+            let _ = poke_debugreg(child, 7, 0);
+        }
+        let _ = ptrace::detach(child, None);
     }
 
     fn stopped(&mut self, tid: Pid, cause: StopCause, stopping: bool) -> Result<Option<Event>, DebugError> {
