@@ -149,3 +149,85 @@ fn exit_status(end: Event) -> ExitStatus {
 pub fn serve<S: RspStream>(stream: S, launch: Launch) -> Result<ExitStatus, DebugError> {
     Session::launch(launch)?.serve(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn packet(body: &str) -> Vec<u8> {
+        let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
+        format!("${body}#{sum:02x}").into_bytes()
+    }
+
+    /// Reads one reply packet's body, skipping acks.
+    fn reply(stream: &mut UnixStream) -> String {
+        let mut body = Vec::new();
+        let mut byte = [0u8];
+        loop {
+            stream.read_exact(&mut byte).unwrap();
+            if byte[0] == b'$' {
+                break;
+            }
+        }
+        loop {
+            stream.read_exact(&mut byte).unwrap();
+            if byte[0] == b'#' {
+                break;
+            }
+            body.push(byte[0]);
+        }
+        let mut checksum = [0u8; 2];
+        stream.read_exact(&mut checksum).unwrap();
+        // After a final reply (W, X) the server has already hung up.
+        let _ = stream.write_all(b"+");
+        String::from_utf8(body).unwrap()
+    }
+
+    #[test]
+    fn serve_runs_a_program_with_its_output_on_separate_pipes() {
+        let (out_read, out_write) = nix::unistd::pipe().unwrap();
+        let (err_read, err_write) = nix::unistd::pipe().unwrap();
+        let (server_end, mut client) = UnixStream::pair().unwrap();
+        let launch = Launch {
+            argv: vec!["sh".into(), "-c".into(), "echo to-stdout; echo to-stderr >&2; exit 5".into()],
+            env: Some(vec![("PATH".into(), "/usr/bin:/bin".into())]),
+            cwd: Some("/".into()),
+            stdout: Some(out_write),
+            stderr: Some(err_write),
+            ..Launch::default()
+        };
+        let debugger = std::thread::spawn(move || {
+            client.write_all(&packet("?")).unwrap();
+            let stop = reply(&mut client);
+            client.write_all(&packet("vCont;c")).unwrap();
+            (stop, reply(&mut client))
+        });
+        let status = serve(server_end, launch).unwrap();
+        let (first_stop, end) = debugger.join().unwrap();
+        assert!(first_stop.starts_with("T05"), "{first_stop}");
+        assert_eq!(end, "W05");
+        assert_eq!(status.code(), Some(5));
+        let mut out = String::new();
+        std::fs::File::from(out_read).read_to_string(&mut out).unwrap();
+        let mut err = String::new();
+        std::fs::File::from(err_read).read_to_string(&mut err).unwrap();
+        assert_eq!((out.as_str(), err.as_str()), ("to-stdout\n", "to-stderr\n"));
+    }
+
+    #[test]
+    fn a_program_that_cannot_run_is_a_launch_error() {
+        let (server_end, _client) = UnixStream::pair().unwrap();
+        let launch = Launch { argv: vec!["/nonexistent/program".into()], ..Launch::default() };
+        match serve(server_end, launch) {
+            Err(DebugError::Launch(why)) => assert!(why.contains("/nonexistent/program"), "{why}"),
+            other => panic!("expected a launch error, got {other:?}"),
+        }
+        let (server_end, _client) = UnixStream::pair().unwrap();
+        match serve(server_end, Launch::default()) {
+            Err(DebugError::Launch(_)) => {}
+            other => panic!("expected a launch error for an empty argv, got {other:?}"),
+        }
+    }
+}
