@@ -232,6 +232,31 @@ fn gdb_kill_ends_the_process() {
 }
 
 #[test]
+fn gdb_kill_ends_a_multithreaded_process() {
+    if !have("gdb_kill_ends_a_multithreaded_process", &["gdb", "gcc"]) {
+        return;
+    }
+    let (gdb, server) = gdb_session("threads", "remote", "break worker_ready\ncontinue\nkill\n");
+    assert!(gdb.contains("hit Breakpoint 1, worker_ready (id=0)"), "{gdb}");
+    assert!(gdb.contains(") killed]"), "{gdb}");
+    assert_eq!(server.status.code(), Some(128 + 9));
+    assert!(!text(&server.stdout).contains("joined"), "the program ran on after kill");
+}
+
+#[test]
+fn gdb_detach_lets_the_program_run_to_its_end() {
+    if !have("gdb_detach_lets_the_program_run_to_its_end", &["gdb", "gcc"]) {
+        return;
+    }
+    let (gdb, server) = gdb_session("threads", "remote", "break worker_ready\ncontinue\ndetach\n");
+    assert!(gdb.contains("hit Breakpoint 1, worker_ready (id=0)"), "{gdb}");
+    assert!(gdb.contains(") detached]"), "{gdb}");
+    let output = text(&server.stdout);
+    assert!(output.contains("worker 0 ready") && output.contains("joined"), "{output}");
+    assert_eq!(server.status.code(), Some(0), "the server reports the program's own end");
+}
+
+#[test]
 fn gdb_extended_remote_run_starts_the_program_again() {
     if !have("gdb_extended_remote_run_starts_the_program_again", &["gdb", "gcc"]) {
         return;

@@ -13,6 +13,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::ptrace;
@@ -776,28 +777,67 @@ impl Inferior {
                 thread.sigstop_expected = true;
             }
         }
-        loop {
-            let Some(tid) = self
-                .threads
-                .iter()
-                .find(|(_, t)| t.running)
-                .map(|(tid, _)| *tid)
-            else {
-                return Ok(None);
-            };
-            let status = match waitpid(tid, Some(WaitPidFlag::__WALL)) {
-                Ok(s) => s,
-                Err(Errno::ECHILD) => {
-                    self.threads.remove(&tid);
-                    continue;
-                }
-                Err(e) => return Err(sys("waitpid", e)),
-            };
+        let started = std::time::Instant::now();
+        let mut zombie_checked = false;
+        while let Some((tid, status)) = self.wait_any(|_, t| t.running)? {
             if let Some(end @ (Event::Exited(_) | Event::Killed(_))) = self.absorb(tid, status, true)? {
                 return Ok(Some(end));
             }
             // A thread born meanwhile is running and owes us its first stop:
             // the loop waits for it like the others.
+            if !zombie_checked && started.elapsed() > Duration::from_millis(20) {
+                zombie_checked = true;
+                self.settle_zombie_leader();
+            }
+        }
+        Ok(None)
+    }
+
+    /// A leader that called pthread_exit stays a zombie (never stopping)
+    /// until the last thread ends: it counts as stopped.
+    fn settle_zombie_leader(&mut self) {
+        let stat = std::fs::read_to_string(format!("/proc/{0}/task/{0}/stat", self.pid)).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        if state == Some("Z") {
+            if let Some(leader) = self.threads.get_mut(&self.pid) {
+                leader.running = false;
+                leader.sigstop_expected = false;
+            }
+        }
+    }
+
+    /// Waits for a status from any thread `wanted` picks, looking without
+    /// blocking and the leader last: a blocking wait on the leader of an
+    /// exiting process would wait for the other threads, which wait for us.
+    /// `None` when no thread is wanted any more.
+    fn wait_any(
+        &mut self,
+        wanted: impl Fn(Pid, &Thread) -> bool,
+    ) -> Result<Option<(Pid, WaitStatus)>, DebugError> {
+        let mut pause = Duration::from_micros(5);
+        loop {
+            let mut candidates: Vec<Pid> = self
+                .threads
+                .iter()
+                .filter(|(tid, t)| wanted(**tid, t))
+                .map(|(tid, _)| *tid)
+                .collect();
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            candidates.sort_by_key(|tid| *tid == self.pid);
+            for tid in candidates {
+                match waitpid(tid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    Ok(status) => return Ok(Some((tid, status))),
+                    Err(Errno::ECHILD) => {
+                        self.threads.remove(&tid);
+                    }
+                    Err(e) => return Err(sys("waitpid", e)),
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
         }
     }
 
@@ -928,17 +968,9 @@ impl Inferior {
     /// Waits for every thread to end (after a SIGKILL); returns the
     /// process's end.
     fn reap_all(&mut self) -> Event {
-        loop {
-            let Some(tid) = self.threads.keys().next().copied() else { break };
-            match waitpid(tid, Some(WaitPidFlag::__WALL)) {
-                Ok(status) => {
-                    if let Ok(Some(end @ (Event::Exited(_) | Event::Killed(_)))) = self.absorb(tid, status, true) {
-                        return end;
-                    }
-                }
-                Err(_) => {
-                    self.threads.remove(&tid);
-                }
+        while let Ok(Some((tid, status))) = self.wait_any(|_, _| true) {
+            if let Ok(Some(end @ (Event::Exited(_) | Event::Killed(_)))) = self.absorb(tid, status, true) {
+                return end;
             }
         }
         let end = self.ended.unwrap_or(Event::Killed(libc::SIGKILL));
@@ -960,6 +992,11 @@ impl Inferior {
                 _ => None,
             };
             let _ = ptrace::detach(tid, signal);
+        }
+        // A SIGSTOP of ours still queued would stop the detached process:
+        // a SIGCONT undoes it.
+        if self.threads.values().any(|t| t.sigstop_expected) {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGCONT);
         }
         self.threads.retain(|tid, _| *tid == self.pid);
         let end = match waitpid(self.pid, None) {
