@@ -144,7 +144,7 @@ fn gdb_breakpoint_in_a_shared_library_resolves_and_hits() {
     assert!(gdb.contains("$1 = 42"), "{gdb}");
     let listed = gdb
         .lines()
-        .find(|l| l.contains("libshape.so"))
+        .find(|l| l.starts_with("0x") && l.contains("libshape.so"))
         .unwrap_or_else(|| panic!("libshape.so not in info sharedlibrary:\n{gdb}"));
     assert!(listed.contains("Yes"), "symbols of libshape.so not read: {listed}");
     assert!(gdb.contains("exited normally]"), "{gdb}");
@@ -404,6 +404,19 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
     assert!(stop.starts_with("T02") && stop.contains("thread:"), "Ctrl-C stop: {stop}");
     let libraries = rsp.ask("qXfer:libraries-svr4:read::0,1000");
     assert!(libraries.contains("libc.so.6"), "{libraries}");
+
+    // Host I/O reads the program's files and refuses to write any.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let exe = program("spin").display().to_string();
+    let opened = rsp.ask(&format!("vFile:open:{},0,0", hex(&exe)));
+    assert!(opened.starts_with('F') && !opened.starts_with("F-"), "{opened}");
+    let fd = &opened[1..];
+    let head = rsp.ask(&format!("vFile:pread:{fd},4,0"));
+    let count = head.strip_prefix('F').and_then(|r| r.split_once(';')).map(|(n, _)| n);
+    assert!(count.is_some_and(|n| u32::from_str_radix(n, 16) == Ok(4)) && head.ends_with("ELF"), "{head}");
+    assert_eq!(rsp.ask(&format!("vFile:close:{fd}")), "F0");
+    let refused = rsp.ask(&format!("vFile:open:{},201,1ff", hex(&exe)));
+    assert!(refused.starts_with("F-1,"), "opening for writing: {refused}");
 
     rsp.send("vKill;1");
     let _ = rsp.reply();

@@ -17,6 +17,7 @@
 mod arch;
 mod conn;
 pub mod gdbserver;
+mod hostio;
 mod inferior;
 mod signals;
 mod solib;

@@ -62,6 +62,8 @@ pub struct ProcessTarget {
     /// The client sent `!` (extended-remote): a kill leaves the session
     /// open for a `run`.
     extended_client: bool,
+    /// Files gdb opened through host I/O (`vFile:open`).
+    pub(super) open_files: super::hostio::OpenFiles,
 }
 
 fn tid_of(pid: Pid) -> Tid {
@@ -78,6 +80,7 @@ impl ProcessTarget {
             inferior,
             template,
             extended_client: false,
+            open_files: Default::default(),
             actions: BTreeMap::new(),
             others: Some(ResumeAction { mode: ResumeMode::Continue, signal: None }),
             queued: None,
@@ -195,6 +198,10 @@ impl Target for ProcessTarget {
     }
 
     fn support_extended_mode(&mut self) -> Option<ExtendedModeOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_host_io(&mut self) -> Option<gdbstub::target::ext::host_io::HostIoOps<'_, Self>> {
         Some(self)
     }
 }
