@@ -405,6 +405,13 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
     let libraries = rsp.ask("qXfer:libraries-svr4:read::0,1000");
     assert!(libraries.contains("libc.so.6"), "{libraries}");
 
+    let exec_file = rsp.ask("qXfer:exec-file:read::0,1000");
+    // `m`: data (and maybe more after it), `l`: the last of it.
+    assert_eq!(exec_file[1..], program("spin").display().to_string(), "qXfer:exec-file");
+    assert!(exec_file.starts_with(['m', 'l']), "{exec_file}");
+    let auxv = rsp.ask("qXfer:auxv:read::0,1000");
+    assert!(auxv.starts_with(['m', 'l']) && auxv.len() > 100, "qXfer:auxv: {auxv:?}");
+
     // Host I/O reads the program's files and refuses to write any.
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     let exe = program("spin").display().to_string();
