@@ -85,10 +85,22 @@ impl Session {
         };
         let cfa = self.current_cfa().await?;
         let state = StepState { kind, line: row.line, file: row.file, range: (start, end), cfa };
-        self.continue_step(state).await
+        self.step_lines(state, false).await
     }
 
-    pub async fn continue_step(&mut self, mut state: StepState) -> Result<()> {
+    /// Goes on with a line step after running to a return address: the
+    /// return address itself may already be where the step ends.
+    pub async fn continue_step(&mut self, state: StepState) -> Result<()> {
+        self.step_lines(state, true).await
+    }
+
+    async fn step_lines(&mut self, mut state: StepState, check_first: bool) -> Result<()> {
+        if check_first {
+            let pc = self.target_mut()?.pc().await?;
+            if self.step_arrived(&mut state, pc).await? {
+                return self.report_step(None);
+            }
+        }
         for _ in 0..MAX_STEPS {
             let target = self.target_mut()?;
             let pc = target.pc().await?;
@@ -130,32 +142,46 @@ impl Session {
                 }
                 continue;
             }
-            if (state.range.0..state.range.1).contains(&new_pc) {
-                continue;
-            }
-            let rsp_now = self.target_mut()?.rsp_value().await?;
-            let returned = rsp_now >= state.cfa;
-            match symbols.lines.row_at(new_pc).filter(|r| r.line != 0) {
-                None => {
-                    if returned {
-                        return self.report_step(None);
-                    }
-                }
-                Some(row) => {
-                    let new_line = row.line != state.line || row.file != state.file;
-                    if symbols.lines.is_statement_start(new_pc) && (new_line || returned) {
-                        return self.report_step(None);
-                    }
-                    if returned {
-                        state.cfa = self.current_cfa().await?;
-                    }
-                    state.line = row.line;
-                    state.file = row.file;
-                    state.range = symbols.lines.line_range(new_pc).map(|(s, e, _)| (s, e)).unwrap_or((new_pc, new_pc + 1));
-                }
+            if self.step_arrived(&mut state, new_pc).await? {
+                return self.report_step(None);
             }
         }
         self.report_step(Some(format!("stopped after {MAX_STEPS} instructions without reaching another line")))
+    }
+
+    /// Whether a line step ends at `pc`; if not, the step goes on from the
+    /// line `pc` is in (after a return into the middle of a caller's line,
+    /// that line is stepped to its end, as gdb does).
+    async fn step_arrived(&mut self, state: &mut StepState, pc: u64) -> Result<bool> {
+        if (state.range.0..state.range.1).contains(&pc) {
+            return Ok(false);
+        }
+        let symbols = self.target_mut()?.symbols.clone();
+        let rsp_now = self.target_mut()?.rsp_value().await?;
+        let returned = rsp_now >= state.cfa;
+        match symbols.lines.row_at(pc) {
+            // Code without line information: stop once out of the frame.
+            None => Ok(returned),
+            // An explicit "no line" entry ends the step (gdb does the same).
+            Some(row) if row.line == 0 => Ok(true),
+            Some(row) => {
+                let new_line = row.line != state.line || row.file != state.file;
+                if pc == row.addr && new_line {
+                    // The start of another line: a statement ends the step;
+                    // a non-statement entry is passed without taking its line.
+                    return Ok(row.is_stmt);
+                }
+                // The middle of a line (or the same line again): step on
+                // through this line.
+                if returned {
+                    state.cfa = self.current_cfa().await?;
+                }
+                state.line = row.line;
+                state.file = row.file;
+                state.range = symbols.lines.line_range(pc).map(|(s, e, _)| (s, e)).unwrap_or((pc, pc + 1));
+                Ok(false)
+            }
+        }
     }
 
     /// Single-steps until the pc is `landing` (a callee's first line).

@@ -133,18 +133,27 @@ impl LineIndex {
         Some(LinePlacement { addr, line: best_line })
     }
 
-    /// The address after a function's prologue: the first statement row
-    /// past its first line (gdb's choice for `break function`).
+    /// The address after a function's prologue, as gdb finds it: the end
+    /// of the function's first line entry, extended while the following
+    /// entries go back to earlier lines (still prologue).
     pub fn after_prologue(&self, low: u64, high: u64) -> u64 {
-        let mut in_function = self.rows.iter().filter(|r| r.addr >= low && r.addr < high && r.line != 0);
-        let Some(first) = in_function.next() else { return low };
-        in_function
-            .find(|r| r.is_stmt && r.line != first.line && r.addr > low)
-            .map(|r| r.addr)
-            .unwrap_or(low)
+        let Some(first) = self.row_at(low).filter(|r| r.line != 0) else { return low };
+        let mut addr = first.end;
+        for _ in 0..16 {
+            match self.row_at(addr) {
+                Some(r) if r.line != 0 && r.line < first.line && r.end < high => addr = r.end,
+                _ => break,
+            }
+        }
+        if addr < high && self.row_at(addr).is_some() {
+            addr
+        } else {
+            low
+        }
     }
 
     /// True when `pc` is the first address of a statement row.
+    #[cfg(test)]
     pub fn is_statement_start(&self, pc: u64) -> bool {
         self.row_at(pc).is_some_and(|r| r.addr == pc && r.is_stmt && r.line != 0)
     }
@@ -172,14 +181,32 @@ impl LineIndex {
     }
 }
 
-/// Closes a sequence: each row ends where the next one starts; empty rows
-/// (several rows at one address) keep only the last, as gdb does.
+/// Closes a sequence: each row ends where the next one starts. Of several
+/// rows at one address the last is kept, but with the line of the last
+/// statement row among them when it is not one itself (what gdb shows).
 fn finish_sequence(sequence: &mut Vec<LineRow>, end: u64, out: &mut Vec<LineRow>) {
     for i in 0..sequence.len() {
         let next = sequence.get(i + 1).map(|r| r.addr).unwrap_or(end);
         sequence[i].end = next;
     }
-    out.extend(sequence.drain(..).filter(|r| r.end > r.addr));
+    let mut last_stmt_here: Option<LineRow> = None;
+    for row in sequence.drain(..) {
+        if last_stmt_here.is_some_and(|r| r.addr != row.addr) {
+            last_stmt_here = None;
+        }
+        if row.is_stmt {
+            last_stmt_here = Some(row);
+        }
+        if row.end > row.addr {
+            let mut kept = row;
+            if let Some(stmt) = last_stmt_here.filter(|_| !row.is_stmt) {
+                kept.line = stmt.line;
+                kept.file = stmt.file;
+                kept.is_stmt = true;
+            }
+            out.push(kept);
+        }
+    }
 }
 
 fn normalize(path: &Path) -> String {
@@ -216,6 +243,7 @@ mod tests {
         ];
         finish_sequence(&mut seq, 0x30, &mut index.rows);
         assert_eq!(index.row_at(0x15).unwrap().line, 8);
+        assert_eq!(index.after_prologue(0x10, 0x30), 0x14);
         assert_eq!(index.place_breakpoint("/src/x.c", 6), Some(LinePlacement { addr: 0x14, line: 8 }));
         assert_eq!(index.place_breakpoint("x.c", 5).unwrap().addr, 0x10);
         assert_eq!(index.place_breakpoint("/src/x.c", 9), None);
