@@ -138,7 +138,14 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
 
     const currentLine = await page.locator('.margin-view-overlays .current-line ~ .line-numbers, .line-numbers.active-line-number').first().textContent().catch(() => null);
     const variables = page.locator('.debug-view-content .monaco-list-row, .debug-variables .monaco-list-row');
-    const wanted = variables.filter({ hasText: variable }).filter({ hasText: value });
+    const wanted = variables.filter({ hasText: new RegExp(`\\b${variable}\\s*[=:]\\s*${value}\\b`) });
+    // VS Code expands the first scope by itself only sometimes: open Locals.
+    const locals = variables.filter({ hasText: /^Locals$/ }).first();
+    await locals.waitFor({ timeout: 30_000 });
+    if (!(await wanted.first().isVisible())) {
+      const expanded = await locals.getAttribute('aria-expanded');
+      if (expanded !== 'true') await locals.click();
+    }
     await wanted.first().waitFor({ timeout: 30_000 });
     await page.waitForTimeout(500);
     mkdirSync(output, { recursive: true });
@@ -187,8 +194,8 @@ async function kernelScenario(browser) {
   const server = await startCodeServer(ws, editorSettings());
   try {
     const line = markerLine(join(ws, 'calls.c'), 'leaf');
-    const r = await debugToBreakpoint(browser, server, { name: 'calls.c', line, variable: 'level', value: '3', shot: 'kernel-stopped.png', waitMs: 60_000, configName: 'Debug guest kernel' });
-    console.log(`kernel: stopped on calls.c:${line} with level = 3 shown; F5 -> stopped editor ${r.stoppedMs} ms`);
+    const r = await debugToBreakpoint(browser, server, { name: 'calls.c', line, variable: 'depth', value: '3', shot: 'kernel-stopped.png', waitMs: 60_000, configName: 'Debug guest kernel' });
+    console.log(`kernel: stopped on calls.c:${line} with depth = 3 shown; F5 -> stopped editor ${r.stoppedMs} ms`);
   } finally {
     server.stop();
     rmSync(ws, { recursive: true, force: true });
@@ -235,6 +242,7 @@ async function programScenario(browser) {
 }
 
 async function main() {
+  rmSync(output, { recursive: true, force: true });
   const wanted = process.argv.slice(2);
   const want = (s) => wanted.length === 0 || wanted.includes(s);
   for (const [path, what] of [[node24, 'Node 24 (npm ci in vscode-extension/e2e)'], [codeServer, 'code-server (npm ci in vscode-extension/e2e)'],

@@ -134,7 +134,7 @@ describe('package.json contributions', () => {
     const schema = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', '..', 'dap-server', 'schema', 'launch.schema.json'), 'utf8'));
     const launch = schema.launch ?? schema.definitions?.launch ?? schema.$defs?.launch;
     assert.deepStrictEqual(dbg.configurationAttributes.launch, launch);
-    for (const key of ['program', 'kernel', 'args', 'stopOnEntry']) {
+    for (const key of ['kernel', 'stopOnEntry']) {
       assert.ok(key in dbg.configurationAttributes.launch.properties, key);
     }
     assert.ok('gdbServer' in dbg.configurationAttributes.attach.properties);
