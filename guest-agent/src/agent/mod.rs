@@ -7,6 +7,7 @@
 //! input stream and a waiter per program, so a program that stops reading
 //! its stdin never blocks the connection's reader.
 
+mod debug_service;
 mod exec;
 mod files;
 pub mod services;

@@ -16,7 +16,11 @@ use crate::protocol::*;
 /// arguments from `OpenChannel`; returning ends the channel.
 pub type Service = fn(UnixStream, Vec<String>) -> anyhow::Result<()>;
 
-pub const SERVICES: &[(&str, Service)] = &[("echo", echo)];
+pub const SERVICES: &[(&str, Service)] = &[
+    ("echo", echo),
+    ("gdbserver", super::debug_service::gdbserver),
+    ("program-output", super::debug_service::program_output),
+];
 
 pub fn names() -> Vec<&'static str> {
     SERVICES.iter().map(|(name, _)| *name).collect()
