@@ -373,3 +373,4 @@ pub fn agent_gdbserver(argv: &[&Path]) -> (ChildGuard, u16) {
         .unwrap_or_else(|| panic!("no port in: {seen}"));
     (guard, port)
 }
+pub mod nested;

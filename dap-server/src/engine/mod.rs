@@ -135,12 +135,36 @@ impl RuntimeDir {
             .map(PathBuf::from)
             .filter(|d| d.is_dir())
             .unwrap_or_else(std::env::temp_dir);
+        sweep_stale(&base);
         let dir = base.join(format!("vmdbg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(RuntimeDir(dir))
     }
     pub fn path(&self) -> &Path {
         &self.0
+    }
+}
+
+/// Removes the runtime directories of vmdbg processes that are gone (a
+/// SIGKILLed vmdbg cannot clean up after itself; its QEMU died with it).
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("vmdbg-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the pid exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let ours = entry.metadata().map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::getuid() }).unwrap_or(false);
+        if !alive && ours && entry.path().join("qmp.sock").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

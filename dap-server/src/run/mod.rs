@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// brings its shared libraries and loader. Repeatable.
     #[arg(long = "copy", value_name = "HOSTPATH[:GUESTPATH]")]
     pub copies: Vec<String>,
+    /// After the command ends, copy a guest file to the host (default:
+    /// ./<name>), verified by SHA-256. Repeatable.
+    #[arg(long = "copy-out", value_name = "GUESTPATH[:HOSTPATH]")]
+    pub copy_outs: Vec<String>,
     /// Run the command on a pseudo-terminal (stdout and stderr merged).
     #[arg(short = 't', long)]
     pub tty: bool,
@@ -214,7 +218,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     for relay in [out_thread, err_thread] {
         let _ = relay.recv_timeout(Duration::from_secs(5));
     }
+    let copied_out = if outcome.is_ok() { copy_out(&agent, &args.copy_outs) } else { Ok(()) };
     let vm_exit = vm.shutdown(Duration::from_secs(3))?;
+    copied_out?;
     if args.timings {
         eprintln!(
             "vmdbg: timings: engine+image {:.3}s, boot to agent ready {:.3}s, copy {:.3}s, command {:.3}s, shutdown {:.3}s, total {:.3}s",
@@ -245,6 +251,20 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         }
         Err(why) => bail!("lost the guest command: {why} (VM {vm_exit}){}", engine::console_tail(vm.console_log())),
     }
+}
+
+fn copy_out(agent: &vmdbg_agent::client::AgentClient, specs: &[String]) -> Result<()> {
+    for spec in specs {
+        let (guest, host) = match spec.split_once(':') {
+            Some((g, h)) => (g.to_string(), PathBuf::from(h)),
+            None => {
+                let name = std::path::Path::new(spec).file_name().with_context(|| format!("--copy-out {spec}: names no file"))?;
+                (spec.clone(), PathBuf::from(name))
+            }
+        };
+        agent.get_file(&guest, &host).with_context(|| format!("--copy-out {spec}: copy the guest's {guest} to {}", host.display()))?;
+    }
+    Ok(())
 }
 
 /// Writes a stream's chunks to `out`; the receiver fires when it is done.

@@ -1,0 +1,362 @@
+//! `vmdbg run` on the machines here: the real Debian kernel under QEMU
+//! (the host's paravirtual KVM fails the probe, so `auto` picks QEMU), the
+//! default image built from Debian's packages, the static agent over a
+//! virtio-serial port. Each test boots its own VM (seconds under TCG).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vmdbg_e2e::*;
+
+const BOOT_LIMIT: Duration = Duration::from_secs(240);
+
+fn ready(test: &str) -> bool {
+    if !require(linux_guest_tools(), test) {
+        return false;
+    }
+    default_image_ready();
+    true
+}
+
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmdbg-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn uname_on_auto_prints_the_debian_kernel_and_says_why_qemu() {
+    if !ready("uname_on_auto") {
+        return;
+    }
+    let mut cmd = vmdbg_run(&[]);
+    cmd.args(["--", "uname", "-a"]).env_remove("VMDBG_ENGINE");
+    let out = run(cmd, "vmdbg run -- uname -a", BOOT_LIMIT);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.starts_with("Linux vmdbg 6.1.0-50-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1")
+            && stdout.trim_end().ends_with("x86_64 GNU/Linux"),
+        "not the Debian kernel's uname line: {stdout}"
+    );
+    // One line says which engine and why.
+    let why: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("vmdbg: engine "))
+        .collect();
+    assert_eq!(why.len(), 1, "{stderr}");
+    assert!(why[0].starts_with("vmdbg: engine qemu"), "{stderr}");
+    let reason_given =
+        why[0].contains("cannot run the Linux guest:") || why[0].contains("not implemented yet");
+    assert!(reason_given, "no reason in: {}", why[0]);
+}
+
+#[test]
+fn exit_status_of_the_guest_command_is_vmdbgs() {
+    if !ready("exit_status") {
+        return;
+    }
+    let mut cmd = vmdbg_run(&["--engine", "qemu"]);
+    cmd.args([
+        "--",
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-stderr >&2; exit 7",
+    ]);
+    let out = run(cmd, "vmdbg run -- sh -c 'exit 7'", BOOT_LIMIT);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "to-stdout\n");
+    assert!(
+        text(&out.stderr).contains("to-stderr\n"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_host_built_program_with_its_own_shared_library_runs_via_copy() {
+    if !require(
+        all([linux_guest_tools(), tool("gcc")]),
+        "copy_shared_library",
+    ) || !ready("copy_shared_library")
+    {
+        return;
+    }
+    let dir = scratch_dir("copy");
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(
+        dir.join("greet.c"),
+        "const char *greeting(void) { return \"hello from libgreet\"; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("main.c"),
+        "#include <stdio.h>\nconst char *greeting(void);\nint main(int argc, char **argv) { printf(\"%s, %s\\n\", greeting(), argc > 1 ? argv[1] : \"nobody\"); return 3; }\n",
+    )
+    .unwrap();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gcc {args:?}: {}", text(&out.stderr));
+    };
+    gcc(&["-shared", "-fPIC", "-o", "lib/libgreet.so", "greet.c"]);
+    // $ORIGIN-relative RUNPATH: the guest copy lives elsewhere, so vmdbg
+    // must resolve the library like ld.so and make the guest find it.
+    gcc(&[
+        "-o",
+        "greeter",
+        "main.c",
+        "-Llib",
+        "-lgreet",
+        "-Wl,-rpath,$ORIGIN/lib",
+    ]);
+    let greeter = dir.join("greeter");
+    let mut cmd = vmdbg_run(&["--engine", "qemu", "--copy"]);
+    cmd.arg(format!("{}:/opt/app/greeter", greeter.display()));
+    cmd.args(["--", "/opt/app/greeter", "world"]);
+    let out = run(cmd, "vmdbg run --copy greeter", BOOT_LIMIT);
+    assert_eq!(
+        text(&out.stdout),
+        "hello from libgreet, world\n",
+        "stderr:\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_50_mib_file_round_trips_through_put_and_get() {
+    if !ready("file_round_trip") {
+        return;
+    }
+    let dir = scratch_dir("files");
+    let src = dir.join("big.bin");
+    // Not compressible, not repetitive at any chunk size.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..50 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&src, &bytes).unwrap();
+    let host_sum = sha256sum(&src);
+    let back = dir.join("back.bin");
+    let mut cmd = vmdbg_run(&["--engine", "qemu", "--mem", "768M", "--copy"]);
+    cmd.arg(format!("{}:/root/big.bin", src.display()))
+        .arg("--copy-out")
+        .arg(format!("/root/copy.bin:{}", back.display()))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "sha256sum /root/big.bin && cp /root/big.bin /root/copy.bin",
+        ]);
+    let started = Instant::now();
+    let out = run(cmd, "vmdbg run --copy 50MiB", BOOT_LIMIT);
+    eprintln!("50 MiB put + get with boot: {:?}", started.elapsed());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{host_sum}  /root/big.bin\n"),
+        "the guest saw other bytes"
+    );
+    assert_eq!(sha256sum(&back), host_sum, "the file came back different");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn guest_poweroff_ends_vmdbg_with_status_0() {
+    if !ready("guest_poweroff") {
+        return;
+    }
+    let mut cmd = vmdbg_run(&["--engine", "qemu"]);
+    // The sleep outlives the poweroff: only the VM's own end stops it.
+    cmd.args(["--", "sh", "-c", "poweroff; sleep 60"]);
+    let started = Instant::now();
+    let out = run(cmd, "vmdbg run -- poweroff", BOOT_LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the guest powered off"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "vmdbg waited for the sleep"
+    );
+}
+
+/// QEMU processes started by the vmdbg with this pid (their sockets are in
+/// a directory named after it).
+fn qemus_of(vmdbg_pid: u32) -> Vec<(u32, String)> {
+    processes_matching(&format!("/vmdbg-{vmdbg_pid}-"))
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.contains("qemu-system"))
+        .collect()
+}
+
+fn wait_gone(vmdbg_pid: u32) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = qemus_of(vmdbg_pid);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn running_guest_command(test: &str) -> ChildGuard {
+    let mut cmd = vmdbg_run(&["--engine", "qemu"]);
+    cmd.args(["--", "sh", "-c", "echo guest-command-started; sleep 120"])
+        .env_remove("XDG_RUNTIME_DIR");
+    let mut vmdbg = ChildGuard::spawn(cmd, test);
+    vmdbg.wait_for_stdout("guest-command-started", BOOT_LIMIT);
+    assert_eq!(
+        qemus_of(vmdbg.child.id()).len(),
+        1,
+        "exactly one QEMU runs for this vmdbg"
+    );
+    vmdbg
+}
+
+#[test]
+fn killing_vmdbg_leaves_no_qemu_behind() {
+    if !ready("kill_vmdbg") {
+        return;
+    }
+    let mut vmdbg = running_guest_command("vmdbg run (to be SIGKILLed)");
+    let pid = vmdbg.child.id();
+    vmdbg.child.kill().unwrap(); // SIGKILL: vmdbg gets no chance to clean up
+    vmdbg.child.wait().unwrap();
+    assert_eq!(wait_gone(pid), vec![], "QEMU outlived a SIGKILLed vmdbg");
+}
+
+#[test]
+fn ctrl_c_stops_the_command_then_the_vm_and_cleans_up() {
+    if !ready("ctrl_c") {
+        return;
+    }
+    let vmdbg = running_guest_command("vmdbg run (to be interrupted)");
+    let pid = vmdbg.child.id();
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = vmdbg.wait_output(Duration::from_secs(30));
+    // sh dies of the SIGINT: 128 + 2, as a shell would report it.
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert_eq!(wait_gone(pid), vec![], "QEMU outlived an interrupted vmdbg");
+    let tmp_left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("vmdbg-{pid}-"))
+        })
+        .collect();
+    assert!(tmp_left.is_empty(), "sockets left behind: {tmp_left:?}");
+}
+
+#[test]
+fn missing_qemu_is_a_clear_error_naming_the_package() {
+    let mut cmd = vmdbg_run(&["--engine", "qemu"]);
+    cmd.args(["--", "true"])
+        .env("PATH", "/nonexistent")
+        .env_remove("VMDBG_QEMU");
+    let out = run(cmd, "vmdbg run without qemu", Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("qemu-system-x86_64") && stderr.contains("`qemu-system-x86`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_kernel_file_is_a_clear_error() {
+    if !require(tool("qemu-system-x86_64"), "missing_kernel") {
+        return;
+    }
+    let mut cmd = vmdbg_run(&[
+        "--engine",
+        "qemu",
+        "--kernel",
+        "/no/such/vmlinux",
+        "--initrd",
+        "/no/such/initrd",
+    ]);
+    cmd.args(["--", "true"]);
+    let out = run(cmd, "vmdbg run --kernel missing", Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--kernel /no/such/vmlinux: no such file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_static_agent_binary_answers_malformed_frames_and_keeps_serving() {
+    use vmdbg_agent::client::{AgentClient, Chunk, ExecOptions};
+    use vmdbg_agent::protocol::{ExitStatus, Frame};
+    // The agent binary the image embeds is built by vmdbg's build.rs; the
+    // same sources built for this host serve on stdin/stdout here.
+    let mut child = Command::new(agent_binary())
+        .args(["serve", "--stdio"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = AgentClient::new(child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    client.wait_ready(Duration::from_secs(10)).unwrap();
+    client.send_raw(b"\x00garbage\xffVD\x01").unwrap();
+    let mut damaged = Frame::data(3, vec![1, 2, 3]).encode();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x55;
+    client.send_raw(&damaged).unwrap();
+    let p = client
+        .exec(&ExecOptions::new(["echo", "still serving"]))
+        .unwrap();
+    let mut out = Vec::new();
+    while let Ok(Chunk::Data(d)) = p.stdout.recv_timeout(Duration::from_secs(10)) {
+        out.extend(d);
+    }
+    assert_eq!(text(&out), "still serving\n");
+    assert_eq!(client.wait(p.pid).unwrap(), ExitStatus::Code(0));
+    let errors = client.protocol_errors();
+    assert!(
+        errors.len() >= 2,
+        "each malformed frame gets an error event: {errors:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
