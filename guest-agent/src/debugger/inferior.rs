@@ -918,10 +918,14 @@ impl Inferior {
             self.lift_breakpoints();
             self.resume_thread(*tid, ResumeMode::Step, action.signal)?;
             // A clone during the step is registered by `absorb`, which steps
-            // the thread on; wait until it really stopped or ended.
+            // the thread on; wait until it really stopped or ended. Every
+            // thread is watched: if the step ends the process, the others'
+            // exits must be collected before the leader's.
             let outcome = loop {
-                let status = waitpid(*tid, Some(WaitPidFlag::__WALL)).map_err(|e| sys("waitpid", e))?;
-                let outcome = self.absorb(*tid, status, false)?;
+                let Some((from, status)) = self.wait_any(|_, _| true)? else {
+                    break self.ended;
+                };
+                let outcome = self.absorb(from, status, false)?;
                 if outcome.is_some() || !self.threads.get(tid).is_some_and(|t| t.running) {
                     break outcome;
                 }
