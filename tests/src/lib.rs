@@ -373,4 +373,75 @@ pub fn agent_gdbserver(argv: &[&Path]) -> (ChildGuard, u16) {
         .unwrap_or_else(|| panic!("no port in: {seen}"));
     (guard, port)
 }
-pub mod nested;
+
+// ----- `vmdbg run` and Linux guests on the QEMU engine (issues 3 and 5) -----
+
+/// The `vmdbg` binary.
+pub fn vmdbg_binary() -> PathBuf {
+    workspace_binary("vmdbg", "vmdbg")
+}
+
+/// What Linux-guest tests need here: QEMU, and apt-get and dpkg-deb to
+/// build the default guest image from Debian's packages.
+pub fn linux_guest_tools() -> Result<(), String> {
+    all([tool("qemu-system-x86_64"), tool("apt-get"), tool("dpkg-deb")])
+}
+
+/// Builds the default guest image once per test process, so the first
+/// test's time limit does not have to cover it (vmdbg's cache lock
+/// serialises concurrent builds from several test processes).
+pub fn default_image_ready() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(vmdbg_binary());
+        cmd.args(["image", "build"]);
+        let out = run(cmd, "vmdbg image build", Duration::from_secs(900));
+        assert!(out.status.success(), "vmdbg image build failed:\n{}", text(&out.stderr));
+    });
+}
+
+/// `vmdbg run ARGS…` (the caller adds `-- CMD`).
+pub fn vmdbg_run(args: &[&str]) -> Command {
+    let mut cmd = Command::new(vmdbg_binary());
+    cmd.arg("run").args(args);
+    cmd
+}
+
+impl ChildGuard {
+    /// What the child wrote on stdout so far.
+    pub fn stdout_text(&self) -> String {
+        text(&self.stdout.snapshot())
+    }
+
+    /// Waits until the child has written `needle` on stdout.
+    pub fn wait_for_stdout(&mut self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stdout_text().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} ended ({status}) before printing `{needle}`:\n{}", self.name, self.stderr_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print `{needle}` within {limit:?}; stderr:\n{}",
+                self.name,
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Live processes whose command line contains `needle`: (pid, command line).
+pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        // A zombie has an empty command line and is already dead.
+        if cmdline.contains(needle) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
