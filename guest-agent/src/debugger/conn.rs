@@ -281,6 +281,27 @@ mod tests {
     }
 
     #[test]
+    fn acks_stop_after_the_no_ack_reply_and_a_cut_reply_becomes_an_error() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut conn = RspConnection::new(server);
+        Write::write_all(&mut client, &framed("QStartNoAckMode")).unwrap();
+        while ConnectionExt::read(&mut conn).unwrap() != b'#' {}
+        ConnectionExt::read(&mut conn).unwrap();
+        ConnectionExt::read(&mut conn).unwrap();
+        // gdbstub acks the request and answers OK: both still go out.
+        Connection::write_all(&mut conn, b"+$OK#9a").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        // Then an ack and the start of a reply that is abandoned.
+        Connection::write_all(&mut conn, b"+$T05thr").unwrap();
+        conn.reply_error("bad").unwrap();
+        drop(conn);
+        let mut seen = Vec::new();
+        Read::read_to_end(&mut client, &mut seen).unwrap();
+        let expected = [b"+$OK#9a".to_vec(), error_packet("bad")].concat();
+        assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected));
+    }
+
+    #[test]
     fn non_hex_checksum_digits_are_a_mismatch_not_a_panic() {
         assert!(!checksum_matches(b"$g#zz"));
         assert!(!checksum_matches(b"$g#\xff\xfe"));
