@@ -21,7 +21,9 @@ fn compile_program() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("stepping");
     let mut gcc = Command::new("gcc");
-    gcc.args(["-g", "-O0", "-o"]).arg(&exe).arg(programs_dir().join("stepping.c"));
+    gcc.args(["-g", "-O0", "-o"])
+        .arg(&exe)
+        .arg(programs_dir().join("stepping.c"));
     let out = run(gcc, "gcc", LIMIT);
     assert!(out.status.success(), "gcc: {}", text(&out.stderr));
     exe
@@ -110,13 +112,22 @@ fn main() {
     let line = program_marker_line("stepping.c", "loop_body");
     let (agent_stepi, agent_next) = measure("vmdbg-agent", &exe, line);
     let (gs_stepi, gs_next) = measure("gdbserver", &exe, line);
-    println!("gdb round trips on {} ({STEPIS} stepi, {NEXTS} next), microseconds:", exe.display());
-    println!("{:<22}{:>12}{:>12}{:>12}{:>12}", "", "stepi p50", "stepi p95", "next p50", "next p95");
+    println!(
+        "gdb round trips on {} ({STEPIS} stepi, {NEXTS} next), microseconds:",
+        exe.display()
+    );
+    println!(
+        "{:<22}{:>12}{:>12}{:>12}{:>12}",
+        "", "stepi p50", "stepi p95", "next p50", "next p95"
+    );
     for (name, s, n) in [
         ("vmdbg-agent gdbserver", &agent_stepi, &agent_next),
         ("Debian gdbserver", &gs_stepi, &gs_next),
     ] {
-        println!("{name:<22}{:>12.0}{:>12.0}{:>12.0}{:>12.0}", s.median, s.p95, n.median, n.p95);
+        println!(
+            "{name:<22}{:>12.0}{:>12.0}{:>12.0}{:>12.0}",
+            s.median, s.p95, n.median, n.p95
+        );
     }
     println!(
         "ratio (vmdbg-agent / gdbserver): stepi {:.2}x, next {:.2}x",

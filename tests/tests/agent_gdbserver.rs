@@ -15,7 +15,8 @@ use std::time::Duration;
 use vmdbg_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
-const PRELUDE: &str = "set pagination off\nset confirm off\nset width 0\nset breakpoint pending on\n";
+const PRELUDE: &str =
+    "set pagination off\nset confirm off\nset width 0\nset breakpoint pending on\n";
 
 /// Compiles every test program once per test process (gcc and rustc, -g
 /// -O0) into a fresh directory; returns that directory.
@@ -29,24 +30,69 @@ fn programs() -> &'static Path {
             let mut cmd = Command::new(args[0]);
             cmd.args(&args[1..]).current_dir(&out);
             let result = run(cmd, what, LIMIT);
-            assert!(result.status.success(), "{what} failed:\n{}", text(&result.stderr));
+            assert!(
+                result.status.success(),
+                "{what} failed:\n{}",
+                text(&result.stderr)
+            );
         };
         let s = |name: &str| src.join(name).display().to_string();
         for name in ["locals", "segv", "spin", "forks"] {
-            compile(&["gcc", "-g", "-O0", "-o", name, &s(&format!("{name}.c"))], name);
+            compile(
+                &["gcc", "-g", "-O0", "-o", name, &s(&format!("{name}.c"))],
+                name,
+            );
         }
-        compile(&["gcc", "-g", "-O0", "-pthread", "-o", "threads", &s("threads.c")], "threads");
         compile(
-            &["gcc", "-g", "-O0", "-shared", "-fPIC", "-o", "libshape.so", &s("libshape.c")],
+            &[
+                "gcc",
+                "-g",
+                "-O0",
+                "-pthread",
+                "-o",
+                "threads",
+                &s("threads.c"),
+            ],
+            "threads",
+        );
+        compile(
+            &[
+                "gcc",
+                "-g",
+                "-O0",
+                "-shared",
+                "-fPIC",
+                "-o",
+                "libshape.so",
+                &s("libshape.c"),
+            ],
             "libshape.so",
         );
         let rpath = format!("-Wl,-rpath,{}", out.display());
         compile(
-            &["gcc", "-g", "-O0", "-o", "uses_lib", &s("uses_lib.c"), "-L.", "-lshape", &rpath],
+            &[
+                "gcc",
+                "-g",
+                "-O0",
+                "-o",
+                "uses_lib",
+                &s("uses_lib.c"),
+                "-L.",
+                "-lshape",
+                &rpath,
+            ],
             "uses_lib",
         );
         compile(
-            &["rustc", "-g", "-C", "opt-level=0", "-o", "rust_main", &s("rust_main.rs")],
+            &[
+                "rustc",
+                "-g",
+                "-C",
+                "opt-level=0",
+                "-o",
+                "rust_main",
+                &s("rust_main.rs"),
+            ],
             "rust_main",
         );
         out
@@ -78,7 +124,10 @@ fn line(n: u32) -> String {
 
 #[test]
 fn gdb_stops_at_main_shows_locals_and_steps_by_line() {
-    if !have("gdb_stops_at_main_shows_locals_and_steps_by_line", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_stops_at_main_shows_locals_and_steps_by_line",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let first = program_marker_line("locals.c", "main_first");
@@ -92,24 +141,52 @@ fn gdb_stops_at_main_shows_locals_and_steps_by_line() {
     );
     assert!(gdb.contains("Breakpoint 1, main () at "), "{gdb}");
     assert!(gdb.contains("#0  main () at "), "bt at main:\n{gdb}");
-    assert!(gdb.contains(&line(first)) && gdb.contains(&line(call)), "next by line:\n{gdb}");
+    assert!(
+        gdb.contains(&line(first)) && gdb.contains(&line(call)),
+        "next by line:\n{gdb}"
+    );
     assert!(gdb.contains("$1 = {x = 3, y = 4}"), "struct local:\n{gdb}");
     assert!(gdb.contains("$2 = 4\n"), "struct member:\n{gdb}");
     assert!(gdb.contains("$3 = 0\n"), "int local:\n{gdb}");
-    assert!(gdb.contains("square (v=3) at ") && gdb.contains(&line(square)), "step into:\n{gdb}");
-    assert!(gdb.contains("#1  0x") && gdb.contains(" in main () at "), "bt in square:\n{gdb}");
-    assert!(gdb.contains("0x") && gdb.contains(" in main () at "), "finish returns to main:\n{gdb}");
-    assert!(gdb.contains("Value returned is $4 = 9"), "finish value:\n{gdb}");
-    assert!(gdb.contains(&line(after)), "next over the second call:\n{gdb}");
+    assert!(
+        gdb.contains("square (v=3) at ") && gdb.contains(&line(square)),
+        "step into:\n{gdb}"
+    );
+    assert!(
+        gdb.contains("#1  0x") && gdb.contains(" in main () at "),
+        "bt in square:\n{gdb}"
+    );
+    assert!(
+        gdb.contains("0x") && gdb.contains(" in main () at "),
+        "finish returns to main:\n{gdb}"
+    );
+    assert!(
+        gdb.contains("Value returned is $4 = 9"),
+        "finish value:\n{gdb}"
+    );
+    assert!(
+        gdb.contains(&line(after)),
+        "next over the second call:\n{gdb}"
+    );
     assert!(gdb.contains("$5 = 25\n"), "{gdb}");
     assert!(gdb.contains("exited with code 07]"), "exit code:\n{gdb}");
-    assert!(text(&server.stdout).contains("total=25"), "program output: {server:?}");
-    assert_eq!(server.status.code(), Some(7), "the server exits with the program's code");
+    assert!(
+        text(&server.stdout).contains("total=25"),
+        "program output: {server:?}"
+    );
+    assert_eq!(
+        server.status.code(),
+        Some(7),
+        "the server exits with the program's code"
+    );
 }
 
 #[test]
 fn gdb_hardware_watchpoint_reports_the_change() {
-    if !have("gdb_hardware_watchpoint_reports_the_change", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_hardware_watchpoint_reports_the_change",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let (gdb, _) = gdb_session(
@@ -122,14 +199,23 @@ fn gdb_hardware_watchpoint_reports_the_change() {
     assert!(gdb.contains("Hardware watchpoint 2: total"), "{gdb}");
     // The first write (total = 0) and the second (the sum); gdb shows the
     // line after the writing one.
-    assert!(gdb.contains("New value = 0\n") && gdb.contains(&line(first + 1)), "{gdb}");
-    assert!(gdb.contains("Old value = 0\nNew value = 25\n") && gdb.contains(&line(call + 1)), "{gdb}");
+    assert!(
+        gdb.contains("New value = 0\n") && gdb.contains(&line(first + 1)),
+        "{gdb}"
+    );
+    assert!(
+        gdb.contains("Old value = 0\nNew value = 25\n") && gdb.contains(&line(call + 1)),
+        "{gdb}"
+    );
     assert!(gdb.contains("exited with code 07]"), "{gdb}");
 }
 
 #[test]
 fn gdb_breakpoint_in_a_shared_library_resolves_and_hits() {
-    if !have("gdb_breakpoint_in_a_shared_library_resolves_and_hits", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_breakpoint_in_a_shared_library_resolves_and_hits",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let area = program_marker_line("libshape.c", "area");
@@ -138,38 +224,73 @@ fn gdb_breakpoint_in_a_shared_library_resolves_and_hits() {
         "remote",
         &format!("break libshape.c:{area}\ncontinue\nbt\nprint width * height\ninfo sharedlibrary\ncontinue\n"),
     );
-    assert!(gdb.contains("Breakpoint 1, shape_area (width=6, height=7) at "), "{gdb}");
+    assert!(
+        gdb.contains("Breakpoint 1, shape_area (width=6, height=7) at "),
+        "{gdb}"
+    );
     assert!(gdb.contains(&format!("libshape.c:{area}")), "{gdb}");
-    assert!(gdb.contains(" in main () at ") && gdb.contains("uses_lib.c:"), "bt into the program:\n{gdb}");
+    assert!(
+        gdb.contains(" in main () at ") && gdb.contains("uses_lib.c:"),
+        "bt into the program:\n{gdb}"
+    );
     assert!(gdb.contains("$1 = 42"), "{gdb}");
     let listed = gdb
         .lines()
         .find(|l| l.starts_with("0x") && l.contains("libshape.so"))
         .unwrap_or_else(|| panic!("libshape.so not in info sharedlibrary:\n{gdb}"));
-    assert!(listed.contains("Yes"), "symbols of libshape.so not read: {listed}");
+    assert!(
+        listed.contains("Yes"),
+        "symbols of libshape.so not read: {listed}"
+    );
     assert!(gdb.contains("exited normally]"), "{gdb}");
     assert!(text(&server.stdout).contains("area=42"));
 }
 
 #[test]
 fn gdb_null_dereference_stops_with_sigsegv_at_the_faulting_line() {
-    if !have("gdb_null_dereference_stops_with_sigsegv_at_the_faulting_line", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_null_dereference_stops_with_sigsegv_at_the_faulting_line",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let fault = program_marker_line("segv.c", "fault");
     let (gdb, server) = gdb_session("segv", "remote", "continue\nbt\ncontinue\n");
-    assert!(gdb.contains("Program received signal SIGSEGV, Segmentation fault."), "{gdb}");
-    assert!(gdb.contains(&format!("#0  0x")) && gdb.contains(&format!("read_through (p=0x0) at ")), "{gdb}");
-    assert!(gdb.contains(&format!("segv.c:{fault}")), "faulting line {fault}:\n{gdb}");
-    assert!(gdb.contains(" in outer (p=0x0) at ") && gdb.contains(" in main () at "), "{gdb}");
-    assert!(gdb.contains("Program terminated with signal SIGSEGV"), "{gdb}");
+    assert!(
+        gdb.contains("Program received signal SIGSEGV, Segmentation fault."),
+        "{gdb}"
+    );
+    assert!(
+        gdb.contains(&format!("#0  0x")) && gdb.contains(&format!("read_through (p=0x0) at ")),
+        "{gdb}"
+    );
+    assert!(
+        gdb.contains(&format!("segv.c:{fault}")),
+        "faulting line {fault}:\n{gdb}"
+    );
+    assert!(
+        gdb.contains(" in outer (p=0x0) at ") && gdb.contains(" in main () at "),
+        "{gdb}"
+    );
+    assert!(
+        gdb.contains("Program terminated with signal SIGSEGV"),
+        "{gdb}"
+    );
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(server.status.code(), Some(128 + 11), "{:?}", server.status.signal());
+    assert_eq!(
+        server.status.code(),
+        Some(128 + 11),
+        "{:?}",
+        server.status.signal()
+    );
 }
 
 #[test]
 fn gdb_lists_the_threads_of_a_pthread_program() {
-    if !have("gdb_lists_the_threads_of_a_pthread_program", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_lists_the_threads_of_a_pthread_program",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let ready = program_marker_line("threads.c", "ready");
@@ -178,33 +299,60 @@ fn gdb_lists_the_threads_of_a_pthread_program() {
         "remote",
         "break worker_ready\ncontinue\ninfo threads\nbt\ncontinue\n",
     );
-    assert!(gdb.contains("hit Breakpoint 1, worker_ready (id=0) at "), "{gdb}");
+    assert!(
+        gdb.contains("hit Breakpoint 1, worker_ready (id=0) at "),
+        "{gdb}"
+    );
     assert!(gdb.contains(&format!("threads.c:{ready}")), "{gdb}");
     let threads = gdb
         .lines()
         .filter(|l| {
             let l = l.trim_start_matches('*').trim_start();
-            l.split_whitespace().next().is_some_and(|n| n.parse::<u32>().is_ok()) && l.contains("Thread ")
+            l.split_whitespace()
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+                && l.contains("Thread ")
         })
         .count();
-    assert!(threads >= 4, "main and 3 workers expected in info threads ({threads}):\n{gdb}");
-    assert!(gdb.contains(" in worker (arg=0x0) at "), "bt of the worker:\n{gdb}");
+    assert!(
+        threads >= 4,
+        "main and 3 workers expected in info threads ({threads}):\n{gdb}"
+    );
+    for name in ["(threads)", "(worker-0)", "(worker-1)", "(worker-2)"] {
+        assert!(gdb.contains(name), "thread name {name} missing:\n{gdb}");
+    }
+    assert!(
+        gdb.contains(" in worker (arg=0x0) at "),
+        "bt of the worker:\n{gdb}"
+    );
     assert!(gdb.contains("exited normally]"), "{gdb}");
     assert!(text(&server.stdout).contains("joined"), "{server:?}");
 }
 
 #[test]
 fn gdb_breakpoint_does_not_kill_a_forked_child() {
-    if !have("gdb_breakpoint_does_not_kill_a_forked_child", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_breakpoint_does_not_kill_a_forked_child",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let (gdb, server) = gdb_session("forks", "remote", "break after_fork\ncontinue\ncontinue\n");
-    assert!(gdb.contains("Breakpoint 1, after_fork (is_child=0) at "), "{gdb}");
-    assert!(!gdb.contains("is_child=1"), "the untraced child was reported:\n{gdb}");
+    assert!(
+        gdb.contains("Breakpoint 1, after_fork (is_child=0) at "),
+        "{gdb}"
+    );
+    assert!(
+        !gdb.contains("is_child=1"),
+        "the untraced child was reported:\n{gdb}"
+    );
     assert!(gdb.contains("exited normally]"), "{gdb}");
     let output = text(&server.stdout);
     assert!(output.contains("after_fork in the child"), "{output}");
-    assert!(output.contains("child exit 3"), "the child died on a breakpoint: {output}");
+    assert!(
+        output.contains("child exit 3"),
+        "the child died on a breakpoint: {output}"
+    );
 }
 
 #[test]
@@ -220,15 +368,26 @@ fn gdb_kill_ends_the_process() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .expect("pid in the banner");
-    let script = format!("{PRELUDE}target remote 127.0.0.1:{port}\nbreak square\ncontinue\nkill\ninfo threads\n");
+    let script = format!(
+        "{PRELUDE}target remote 127.0.0.1:{port}\nbreak square\ncontinue\nkill\ninfo threads\n"
+    );
     let out = gdb_batch(&program("locals"), &script, LIMIT);
     let gdb = text(&out.stdout) + &text(&out.stderr);
     let server = server.wait_output(LIMIT);
     assert!(gdb.contains("Breakpoint 1, square (v=3)"), "{gdb}");
-    assert!(gdb.contains(&format!("[Inferior 1 (process {pid}) killed]")), "{gdb}");
+    assert!(
+        gdb.contains(&format!("[Inferior 1 (process {pid}) killed]")),
+        "{gdb}"
+    );
     assert_eq!(server.status.code(), Some(128 + 9), "killed by SIGKILL");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} still exists");
-    assert!(!text(&server.stdout).contains("total="), "the program ran on after kill");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} still exists"
+    );
+    assert!(
+        !text(&server.stdout).contains("total="),
+        "the program ran on after kill"
+    );
 }
 
 #[test]
@@ -237,28 +396,54 @@ fn gdb_kill_ends_a_multithreaded_process() {
         return;
     }
     let (gdb, server) = gdb_session("threads", "remote", "break worker_ready\ncontinue\nkill\n");
-    assert!(gdb.contains("hit Breakpoint 1, worker_ready (id=0)"), "{gdb}");
+    assert!(
+        gdb.contains("hit Breakpoint 1, worker_ready (id=0)"),
+        "{gdb}"
+    );
     assert!(gdb.contains(") killed]"), "{gdb}");
     assert_eq!(server.status.code(), Some(128 + 9));
-    assert!(!text(&server.stdout).contains("joined"), "the program ran on after kill");
+    assert!(
+        !text(&server.stdout).contains("joined"),
+        "the program ran on after kill"
+    );
 }
 
 #[test]
 fn gdb_detach_lets_the_program_run_to_its_end() {
-    if !have("gdb_detach_lets_the_program_run_to_its_end", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_detach_lets_the_program_run_to_its_end",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
-    let (gdb, server) = gdb_session("threads", "remote", "break worker_ready\ncontinue\ndetach\n");
-    assert!(gdb.contains("hit Breakpoint 1, worker_ready (id=0)"), "{gdb}");
+    let (gdb, server) = gdb_session(
+        "threads",
+        "remote",
+        "break worker_ready\ncontinue\ndetach\n",
+    );
+    assert!(
+        gdb.contains("hit Breakpoint 1, worker_ready (id=0)"),
+        "{gdb}"
+    );
     assert!(gdb.contains(") detached]"), "{gdb}");
     let output = text(&server.stdout);
-    assert!(output.contains("worker 0 ready") && output.contains("joined"), "{output}");
-    assert_eq!(server.status.code(), Some(0), "the server reports the program's own end");
+    assert!(
+        output.contains("worker 0 ready") && output.contains("joined"),
+        "{output}"
+    );
+    assert_eq!(
+        server.status.code(),
+        Some(0),
+        "the server reports the program's own end"
+    );
 }
 
 #[test]
 fn gdb_extended_remote_run_starts_the_program_again() {
-    if !have("gdb_extended_remote_run_starts_the_program_again", &["gdb", "gcc"]) {
+    if !have(
+        "gdb_extended_remote_run_starts_the_program_again",
+        &["gdb", "gcc"],
+    ) {
         return;
     }
     let (gdb, server) = gdb_session(
@@ -274,7 +459,10 @@ fn gdb_extended_remote_run_starts_the_program_again() {
 
 #[test]
 fn gdb_rust_program_hits_main_and_a_function_breakpoint() {
-    if !have("gdb_rust_program_hits_main_and_a_function_breakpoint", &["gdb", "rustc"]) {
+    if !have(
+        "gdb_rust_program_hits_main_and_a_function_breakpoint",
+        &["gdb", "rustc"],
+    ) {
         return;
     }
     let triple = program_marker_line("rust_main.rs", "triple");
@@ -283,8 +471,14 @@ fn gdb_rust_program_hits_main_and_a_function_breakpoint() {
         "remote",
         "break main\nbreak rust_main::triple\ncontinue\ncontinue\nbt\nprint v\nfinish\ncontinue\n",
     );
-    assert!(gdb.contains("Breakpoint 1, ") && gdb.contains(" main ("), "break main:\n{gdb}");
-    assert!(gdb.contains("Breakpoint 2, rust_main::triple (v=14) at "), "{gdb}");
+    assert!(
+        gdb.contains("Breakpoint 1, ") && gdb.contains(" main ("),
+        "break main:\n{gdb}"
+    );
+    assert!(
+        gdb.contains("Breakpoint 2, rust_main::triple (v=14) at "),
+        "{gdb}"
+    );
     assert!(gdb.contains(&format!("rust_main.rs:{triple}")), "{gdb}");
     assert!(gdb.contains("rust_main::main () at "), "bt:\n{gdb}");
     assert!(gdb.contains("$1 = 14"), "{gdb}");
@@ -295,7 +489,10 @@ fn gdb_rust_program_hits_main_and_a_function_breakpoint() {
 
 #[test]
 fn lldb_gdb_remote_breaks_shows_locals_and_kills() {
-    if !have("lldb_gdb_remote_breaks_shows_locals_and_kills", &["lldb", "gcc"]) {
+    if !have(
+        "lldb_gdb_remote_breaks_shows_locals_and_kills",
+        &["lldb", "gcc"],
+    ) {
         return;
     }
     let (server, port) = agent_gdbserver(&[&program("locals")]);
@@ -303,7 +500,16 @@ fn lldb_gdb_remote_breaks_shows_locals_and_kills() {
     cmd.arg("--batch")
         .args(["-o", &format!("gdb-remote 127.0.0.1:{port}")])
         .args(["-o", "breakpoint set -n square"])
-        .args(["-o", "continue", "-o", "bt", "-o", "frame variable v", "-o", "kill"])
+        .args([
+            "-o",
+            "continue",
+            "-o",
+            "bt",
+            "-o",
+            "frame variable v",
+            "-o",
+            "kill",
+        ])
         .arg(program("locals"));
     let out = run(cmd, "lldb", LIMIT);
     let lldb = text(&out.stdout) + &text(&out.stderr);
@@ -312,7 +518,11 @@ fn lldb_gdb_remote_breaks_shows_locals_and_kills() {
     assert!(lldb.contains("locals`square(v=3)"), "{lldb}");
     assert!(lldb.contains("locals`main at locals.c:"), "bt:\n{lldb}");
     assert!(lldb.contains("(int) v = 3"), "{lldb}");
-    assert_eq!(server.status.code(), Some(128 + 9), "lldb's kill ends the program:\n{lldb}");
+    assert_eq!(
+        server.status.code(),
+        Some(128 + 9),
+        "lldb's kill ends the program:\n{lldb}"
+    );
 }
 
 /// A minimal RSP client: packets out, replies in, acks skipped.
@@ -330,7 +540,9 @@ impl RawRsp {
 
     fn byte(&mut self) -> u8 {
         let mut b = [0u8];
-        self.0.read_exact(&mut b).expect("the server closed the connection");
+        self.0
+            .read_exact(&mut b)
+            .expect("the server closed the connection");
         b[0]
     }
 
@@ -381,53 +593,100 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
     }
     let (server, port) = agent_gdbserver(&[&program("spin")]);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut rsp = RawRsp(stream);
     assert!(rsp.ask("qSupported:swbreak+").contains("PacketSize="));
     assert!(rsp.ask("?").starts_with("T05"), "stopped at the exec");
 
     rsp.send_raw(b"$g#00");
     assert_eq!(rsp.reply(), "-", "a bad checksum is NAKed");
-    assert!(rsp.ask("m0,8").starts_with('E'), "unmapped memory is an error reply");
+    assert!(
+        rsp.ask("m0,8").starts_with('E'),
+        "unmapped memory is an error reply"
+    );
     assert!(rsp.ask("mffffffffffff0000,10").starts_with('E'));
-    for junk in ["mzz,8", "Z0,xyz,1", "vCont;q", "Hgnothex", "qXfer:libraries-svr4:read::zz,1", "X1,zz:ab", "vCont;s", "G00"] {
+    for junk in [
+        "mzz,8",
+        "Z0,xyz,1",
+        "vCont;q",
+        "Hgnothex",
+        "qXfer:libraries-svr4:read::zz,1",
+        "X1,zz:ab",
+        "vCont;s",
+        "G00",
+    ] {
         let reply = rsp.ask(junk);
-        assert!(reply.is_empty() || reply.starts_with('E'), "{junk} got {reply}");
+        assert!(
+            reply.is_empty() || reply.starts_with('E'),
+            "{junk} got {reply}"
+        );
     }
     let regs = rsp.ask("g");
-    assert!(regs.len() >= 0x218 * 2 && regs.bytes().all(|b| b.is_ascii_hexdigit()), "still serving: {regs}");
+    assert!(
+        regs.len() >= 0x218 * 2 && regs.bytes().all(|b| b.is_ascii_hexdigit()),
+        "still serving: {regs}"
+    );
 
     rsp.send("vCont;c");
     std::thread::sleep(Duration::from_millis(300));
     rsp.send_raw(&[0x03]);
     let stop = rsp.reply();
-    assert!(stop.starts_with("T02") && stop.contains("thread:"), "Ctrl-C stop: {stop}");
+    assert!(
+        stop.starts_with("T02") && stop.contains("thread:"),
+        "Ctrl-C stop: {stop}"
+    );
     let libraries = rsp.ask("qXfer:libraries-svr4:read::0,1000");
     assert!(libraries.contains("libc.so.6"), "{libraries}");
 
     let exec_file = rsp.ask("qXfer:exec-file:read::0,1000");
     // `m`: data (and maybe more after it), `l`: the last of it.
-    assert_eq!(exec_file[1..], program("spin").display().to_string(), "qXfer:exec-file");
+    assert_eq!(
+        exec_file[1..],
+        program("spin").display().to_string(),
+        "qXfer:exec-file"
+    );
     assert!(exec_file.starts_with(['m', 'l']), "{exec_file}");
     let auxv = rsp.ask("qXfer:auxv:read::0,1000");
-    assert!(auxv.starts_with(['m', 'l']) && auxv.len() > 100, "qXfer:auxv: {auxv:?}");
+    assert!(
+        auxv.starts_with(['m', 'l']) && auxv.len() > 100,
+        "qXfer:auxv: {auxv:?}"
+    );
 
     // Host I/O reads the program's files and refuses to write any.
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     let exe = program("spin").display().to_string();
     let opened = rsp.ask(&format!("vFile:open:{},0,0", hex(&exe)));
-    assert!(opened.starts_with('F') && !opened.starts_with("F-"), "{opened}");
+    assert!(
+        opened.starts_with('F') && !opened.starts_with("F-"),
+        "{opened}"
+    );
     let fd = &opened[1..];
     let head = rsp.ask(&format!("vFile:pread:{fd},4,0"));
-    let count = head.strip_prefix('F').and_then(|r| r.split_once(';')).map(|(n, _)| n);
-    assert!(count.is_some_and(|n| u32::from_str_radix(n, 16) == Ok(4)) && head.ends_with("ELF"), "{head}");
+    let count = head
+        .strip_prefix('F')
+        .and_then(|r| r.split_once(';'))
+        .map(|(n, _)| n);
+    assert!(
+        count.is_some_and(|n| u32::from_str_radix(n, 16) == Ok(4)) && head.ends_with("ELF"),
+        "{head}"
+    );
     assert_eq!(rsp.ask(&format!("vFile:close:{fd}")), "F0");
     let refused = rsp.ask(&format!("vFile:open:{},201,1ff", hex(&exe)));
-    assert!(refused.starts_with("F-1,"), "opening for writing: {refused}");
+    assert!(
+        refused.starts_with("F-1,"),
+        "opening for writing: {refused}"
+    );
 
     rsp.send("vKill;1");
     let _ = rsp.reply();
     drop(rsp);
     let server = server.wait_output(LIMIT);
-    assert_eq!(server.status.code(), Some(128 + 9), "{}", text(&server.stderr));
+    assert_eq!(
+        server.status.code(),
+        Some(128 + 9),
+        "{}",
+        text(&server.stderr)
+    );
 }

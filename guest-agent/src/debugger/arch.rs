@@ -32,7 +32,10 @@ impl Registers for ProcessRegs {
     fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
         self.core.gdb_serialize(&mut write_byte);
         for value in [self.orig_rax, self.fs_base, self.gs_base] {
-            value.to_le_bytes().into_iter().for_each(|b| write_byte(Some(b)));
+            value
+                .to_le_bytes()
+                .into_iter()
+                .for_each(|b| write_byte(Some(b)));
         }
     }
 
@@ -134,8 +137,9 @@ impl ProcessRegs {
     /// not describe are left as they were).
     pub fn to_kernel(&self, gp: &mut libc::user_regs_struct, fp: &mut libc::user_fpregs_struct) {
         let r = &self.core.regs;
-        (gp.rax, gp.rbx, gp.rcx, gp.rdx, gp.rsi, gp.rdi, gp.rbp, gp.rsp) =
-            (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+        (
+            gp.rax, gp.rbx, gp.rcx, gp.rdx, gp.rsi, gp.rdi, gp.rbp, gp.rsp,
+        ) = (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
         (gp.r8, gp.r9, gp.r10, gp.r11, gp.r12, gp.r13, gp.r14, gp.r15) =
             (r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
         gp.rip = self.core.rip;

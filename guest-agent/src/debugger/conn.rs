@@ -298,7 +298,10 @@ mod tests {
         let mut seen = Vec::new();
         Read::read_to_end(&mut client, &mut seen).unwrap();
         let expected = [b"+$OK#9a".to_vec(), error_packet("bad")].concat();
-        assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected));
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            String::from_utf8_lossy(&expected)
+        );
     }
 
     #[test]

@@ -27,10 +27,16 @@ impl std::str::FromStr for Listen {
                 p => Ok(Listen::Unix(p.into())),
             };
         }
-        let addr = if s.starts_with(':') { format!("127.0.0.1{s}") } else { s.to_string() };
+        let addr = if s.starts_with(':') {
+            format!("127.0.0.1{s}")
+        } else {
+            s.to_string()
+        };
         match addr.rsplit_once(':') {
             Some((_, port)) if port.parse::<u16>().is_ok() => Ok(Listen::Tcp(addr)),
-            _ => Err(format!("`{s}` is not an address: use HOST:PORT, :PORT or unix:PATH")),
+            _ => Err(format!(
+                "`{s}` is not an address: use HOST:PORT, :PORT or unix:PATH"
+            )),
         }
     }
 }
@@ -39,11 +45,15 @@ impl std::str::FromStr for Listen {
 /// port when 0 was asked for), serves the first debugger that connects.
 pub fn run(listen: &Listen, argv: Vec<OsString>) -> Result<ExitStatus, DebugError> {
     let io = |what: String| move |e: std::io::Error| DebugError::Connection(format!("{what}: {e}"));
-    let session = Session::launch(Launch { argv, ..Launch::default() })?;
+    let session = Session::launch(Launch {
+        argv,
+        ..Launch::default()
+    })?;
     let pid = session.pid();
     match listen {
         Listen::Tcp(addr) => {
-            let listener = TcpListener::bind(addr).map_err(io(format!("cannot listen on {addr}")))?;
+            let listener =
+                TcpListener::bind(addr).map_err(io(format!("cannot listen on {addr}")))?;
             let bound = listener.local_addr().map_err(io("local_addr".into()))?;
             eprintln!("vmdbg-agent gdbserver: process {pid} created; listening on {bound}");
             let (stream, _) = listener.accept().map_err(io("accept".into()))?;
@@ -52,8 +62,8 @@ pub fn run(listen: &Listen, argv: Vec<OsString>) -> Result<ExitStatus, DebugErro
         }
         Listen::Unix(path) => {
             let _ = std::fs::remove_file(path);
-            let listener =
-                UnixListener::bind(path).map_err(io(format!("cannot listen on {}", path.display())))?;
+            let listener = UnixListener::bind(path)
+                .map_err(io(format!("cannot listen on {}", path.display())))?;
             eprintln!(
                 "vmdbg-agent gdbserver: process {pid} created; listening on unix:{}",
                 path.display()

@@ -65,7 +65,12 @@ impl HostIo for ProcessTarget {
 }
 
 impl HostIoOpen for ProcessTarget {
-    fn open(&mut self, filename: &[u8], flags: HostIoOpenFlags, _mode: HostIoOpenMode) -> HostIoResult<u32, Self> {
+    fn open(
+        &mut self,
+        filename: &[u8],
+        flags: HostIoOpenFlags,
+        _mode: HostIoOpenMode,
+    ) -> HostIoResult<u32, Self> {
         let writes = HostIoOpenFlags::O_WRONLY
             | HostIoOpenFlags::O_RDWR
             | HostIoOpenFlags::O_APPEND
@@ -96,8 +101,18 @@ impl HostIoClose for ProcessTarget {
 }
 
 impl HostIoPread for ProcessTarget {
-    fn pread(&mut self, fd: u32, count: usize, offset: u64, buf: &mut [u8]) -> HostIoResult<usize, Self> {
-        let file = self.open_files.files.get(&fd).ok_or(errno(HostIoErrno::EBADF))?;
+    fn pread(
+        &mut self,
+        fd: u32,
+        count: usize,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> HostIoResult<usize, Self> {
+        let file = self
+            .open_files
+            .files
+            .get(&fd)
+            .ok_or(errno(HostIoErrno::EBADF))?;
         let n = count.min(buf.len());
         Ok(file.read_at(&mut buf[..n], offset)?)
     }
@@ -105,7 +120,11 @@ impl HostIoPread for ProcessTarget {
 
 impl HostIoFstat for ProcessTarget {
     fn fstat(&mut self, fd: u32) -> HostIoResult<HostIoStat, Self> {
-        let file = self.open_files.files.get(&fd).ok_or(errno(HostIoErrno::EBADF))?;
+        let file = self
+            .open_files
+            .files
+            .get(&fd)
+            .ok_or(errno(HostIoErrno::EBADF))?;
         let m = file.metadata()?;
         Ok(HostIoStat {
             st_dev: m.dev() as u32,

@@ -36,7 +36,10 @@ pub enum ResumeMode {
     Step,
     /// Step while the PC stays in `start..end` (gdb's range stepping:
     /// one round trip for a whole source line).
-    Range { start: u64, end: u64 },
+    Range {
+        start: u64,
+        end: u64,
+    },
 }
 
 impl ResumeMode {
@@ -55,7 +58,9 @@ pub enum StopCause {
     /// One of our int3s; the thread's PC is already back on its address.
     Breakpoint,
     Stepped,
-    Watchpoint { slot: usize },
+    Watchpoint {
+        slot: usize,
+    },
     /// A signal the program got (Linux numbering); it is delivered only if
     /// the debugger resumes the thread with it.
     Signal(i32),
@@ -181,11 +186,13 @@ impl Inferior {
             Some(env) => env.clone(),
             None => std::env::vars_os().collect(),
         };
-        let env_path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+        let env_path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str());
         let exe = resolve_program(program, env_path);
-        let exe = std::fs::canonicalize(&exe).map_err(|e| {
-            DebugError::Launch(format!("cannot run {}: {e}", exe.display()))
-        })?;
+        let exe = std::fs::canonicalize(&exe)
+            .map_err(|e| DebugError::Launch(format!("cannot run {}: {e}", exe.display())))?;
         let path_c = cstring(exe.as_os_str().as_encoded_bytes(), "the program path")?;
         let argv_c: Vec<CString> = launch
             .argv
@@ -271,7 +278,11 @@ impl Inferior {
         let mut failure = [0i32; 2];
         // SAFETY: reading at most size_of(failure) bytes into it.
         let got = unsafe {
-            libc::read(report[0], failure.as_mut_ptr().cast(), std::mem::size_of_val(&failure))
+            libc::read(
+                report[0],
+                failure.as_mut_ptr().cast(),
+                std::mem::size_of_val(&failure),
+            )
         };
         // SAFETY: closing the read end, which we own.
         unsafe { libc::close(report[0]) };
@@ -366,9 +377,7 @@ impl Inferior {
         // SAFETY: an all-zero user_fpregs_struct is valid (plain integers).
         let mut fp: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
         // SAFETY: PTRACE_GETFPREGS writes one user_fpregs_struct to `fp`.
-        let r = unsafe {
-            libc::ptrace(PTRACE_GETFPREGS, tid.as_raw(), 0, &mut fp as *mut _)
-        };
+        let r = unsafe { libc::ptrace(PTRACE_GETFPREGS, tid.as_raw(), 0, &mut fp as *mut _) };
         if r != 0 {
             return Err(os("PTRACE_GETFPREGS"));
         }
@@ -392,7 +401,9 @@ impl Inferior {
     }
 
     fn pc(&self, tid: Pid) -> Result<u64, DebugError> {
-        Ok(ptrace::getregs(tid).map_err(|e| sys("PTRACE_GETREGS", e))?.rip)
+        Ok(ptrace::getregs(tid)
+            .map_err(|e| sys("PTRACE_GETREGS", e))?
+            .rip)
     }
 
     fn set_pc(&self, tid: Pid, pc: u64) -> Result<(), DebugError> {
@@ -408,7 +419,10 @@ impl Inferior {
     pub fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<usize, DebugError> {
         let mut done = 0;
         while done < buf.len() {
-            match self.mem.read_at(&mut buf[done..], addr.wrapping_add(done as u64)) {
+            match self
+                .mem
+                .read_at(&mut buf[done..], addr.wrapping_add(done as u64))
+            {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -435,7 +449,9 @@ impl Inferior {
     pub fn read_u64(&self, addr: u64) -> Result<u64, DebugError> {
         let mut b = [0u8; 8];
         if self.read_memory(addr, &mut b)? != 8 {
-            return Err(DebugError::Memory(format!("cannot read 8 bytes at {addr:#x}")));
+            return Err(DebugError::Memory(format!(
+                "cannot read 8 bytes at {addr:#x}"
+            )));
         }
         Ok(u64::from_le_bytes(b))
     }
@@ -562,7 +578,8 @@ impl Inferior {
         }
         if self.watchpoints.iter().any(Option::is_some) {
             let dr6 = peek_debugreg(tid, 6)?;
-            if let Some(slot) = (0..4).find(|s| dr6 & (1 << s) != 0 && self.watchpoints[*s].is_some())
+            if let Some(slot) =
+                (0..4).find(|s| dr6 & (1 << s) != 0 && self.watchpoints[*s].is_some())
             {
                 poke_debugreg(tid, 6, 0)?;
                 return Ok(StopCause::Watchpoint { slot });
@@ -574,7 +591,12 @@ impl Inferior {
         Ok(StopCause::Signal(libc::SIGTRAP))
     }
 
-    fn resume_thread(&mut self, tid: Pid, mode: ResumeMode, signal: Option<i32>) -> Result<(), DebugError> {
+    fn resume_thread(
+        &mut self,
+        tid: Pid,
+        mode: ResumeMode,
+        signal: Option<i32>,
+    ) -> Result<(), DebugError> {
         self.apply_watchpoints(tid)?;
         let sig = signal.and_then(|s| Signal::try_from(s).ok());
         let result = match mode {
@@ -600,7 +622,12 @@ impl Inferior {
     /// SIGSTOPs) are handled here and give `None`. While `stopping`, a
     /// thread that stops stays stopped, and a reportable stop is kept as
     /// that thread's pending stop instead.
-    fn absorb(&mut self, tid: Pid, status: WaitStatus, stopping: bool) -> Result<Option<Event>, DebugError> {
+    fn absorb(
+        &mut self,
+        tid: Pid,
+        status: WaitStatus,
+        stopping: bool,
+    ) -> Result<Option<Event>, DebugError> {
         match status {
             WaitStatus::Exited(_, code) => {
                 self.threads.remove(&tid);
@@ -620,8 +647,12 @@ impl Inferior {
             }
             WaitStatus::PtraceEvent(_, _, event) if event == libc::PTRACE_EVENT_CLONE => {
                 let new = ptrace::getevent(tid).map_err(|e| sys("PTRACE_GETEVENTMSG", e))?;
-                self.threads.insert(Pid::from_raw(new as i32), Thread::new_running());
-                let mode = self.threads.get(&tid).map_or(ResumeMode::Continue, |t| t.mode);
+                self.threads
+                    .insert(Pid::from_raw(new as i32), Thread::new_running());
+                let mode = self
+                    .threads
+                    .get(&tid)
+                    .map_or(ResumeMode::Continue, |t| t.mode);
                 self.resume_thread(tid, mode, None)?;
                 Ok(None)
             }
@@ -629,8 +660,14 @@ impl Inferior {
                 if event == libc::PTRACE_EVENT_FORK || event == libc::PTRACE_EVENT_VFORK =>
             {
                 let child = ptrace::getevent(tid).map_err(|e| sys("PTRACE_GETEVENTMSG", e))?;
-                self.release_child(Pid::from_raw(child as i32), event == libc::PTRACE_EVENT_FORK);
-                let mode = self.threads.get(&tid).map_or(ResumeMode::Continue, |t| t.mode);
+                self.release_child(
+                    Pid::from_raw(child as i32),
+                    event == libc::PTRACE_EVENT_FORK,
+                );
+                let mode = self
+                    .threads
+                    .get(&tid)
+                    .map_or(ResumeMode::Continue, |t| t.mode);
                 self.resume_thread(tid, mode, None)?;
                 Ok(None)
             }
@@ -646,7 +683,10 @@ impl Inferior {
                 self.stopped(self.pid, StopCause::Exec, stopping)
             }
             WaitStatus::PtraceEvent(..) => {
-                let mode = self.threads.get(&tid).map_or(ResumeMode::Continue, |t| t.mode);
+                let mode = self
+                    .threads
+                    .get(&tid)
+                    .map_or(ResumeMode::Continue, |t| t.mode);
                 self.resume_thread(tid, mode, None)?;
                 Ok(None)
             }
@@ -677,7 +717,8 @@ impl Inferior {
                 } else {
                     StopCause::Signal(signal as i32)
                 };
-                if cause == StopCause::Stepped && !stopping && mode.keeps_stepping_at(self.pc(tid)?) {
+                if cause == StopCause::Stepped && !stopping && mode.keeps_stepping_at(self.pc(tid)?)
+                {
                     self.progressed = true;
                     self.resume_thread(tid, mode, None)?;
                     return Ok(None);
@@ -707,7 +748,12 @@ impl Inferior {
         let _ = ptrace::detach(child, None);
     }
 
-    fn stopped(&mut self, tid: Pid, cause: StopCause, stopping: bool) -> Result<Option<Event>, DebugError> {
+    fn stopped(
+        &mut self,
+        tid: Pid,
+        cause: StopCause,
+        stopping: bool,
+    ) -> Result<Option<Event>, DebugError> {
         if let Some(t) = self.threads.get_mut(&tid) {
             t.running = false;
             if stopping {
@@ -773,14 +819,23 @@ impl Inferior {
         for (&tid, thread) in self.threads.iter_mut() {
             if thread.running && !thread.sigstop_expected {
                 // SAFETY: tgkill with our own process's ids and a valid signal.
-                unsafe { libc::syscall(libc::SYS_tgkill, self.pid.as_raw(), tid.as_raw(), libc::SIGSTOP) };
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_tgkill,
+                        self.pid.as_raw(),
+                        tid.as_raw(),
+                        libc::SIGSTOP,
+                    )
+                };
                 thread.sigstop_expected = true;
             }
         }
         let started = std::time::Instant::now();
         let mut zombie_checked = false;
         while let Some((tid, status)) = self.wait_any(|_, t| t.running)? {
-            if let Some(end @ (Event::Exited(_) | Event::Killed(_))) = self.absorb(tid, status, true)? {
+            if let Some(end @ (Event::Exited(_) | Event::Killed(_))) =
+                self.absorb(tid, status, true)?
+            {
                 return Ok(Some(end));
             }
             // A thread born meanwhile is running and owes us its first stop:
@@ -796,8 +851,11 @@ impl Inferior {
     /// A leader that called pthread_exit stays a zombie (never stopping)
     /// until the last thread ends: it counts as stopped.
     fn settle_zombie_leader(&mut self) {
-        let stat = std::fs::read_to_string(format!("/proc/{0}/task/{0}/stat", self.pid)).unwrap_or_default();
-        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        let stat = std::fs::read_to_string(format!("/proc/{0}/task/{0}/stat", self.pid))
+            .unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
         if state == Some("Z") {
             if let Some(leader) = self.threads.get_mut(&self.pid) {
                 leader.running = false;
@@ -851,7 +909,10 @@ impl Inferior {
             return Ok(event);
         }
         let tid = self.threads.keys().next().copied().unwrap_or(self.pid);
-        Ok(Event::Stopped { tid, cause: StopCause::Interrupted })
+        Ok(Event::Stopped {
+            tid,
+            cause: StopCause::Interrupted,
+        })
     }
 
     fn take_pending(&mut self, wanted: impl Fn(Pid) -> bool) -> Option<Event> {
@@ -859,7 +920,9 @@ impl Inferior {
         let mut stale = Vec::new();
         let mut found = None;
         for (&tid, thread) in self.threads.iter_mut() {
-            let Some(cause) = thread.pending else { continue };
+            let Some(cause) = thread.pending else {
+                continue;
+            };
             if !wanted(tid) {
                 continue;
             }
@@ -882,7 +945,10 @@ impl Inferior {
             let thread = self.threads.get_mut(&tid).expect("listed above");
             thread.pending = None;
             if still_there {
-                return Some(Event::Stopped { tid, cause: StopCause::Breakpoint });
+                return Some(Event::Stopped {
+                    tid,
+                    cause: StopCause::Breakpoint,
+                });
             }
         }
         None
@@ -931,9 +997,11 @@ impl Inferior {
                 }
             };
             match outcome {
-                Some(Event::Stopped { cause: StopCause::Stepped, .. })
-                    if action.mode == ResumeMode::Continue
-                        || action.mode.keeps_stepping_at(self.pc(*tid)?) =>
+                Some(Event::Stopped {
+                    cause: StopCause::Stepped,
+                    ..
+                }) if action.mode == ResumeMode::Continue
+                    || action.mode.keeps_stepping_at(self.pc(*tid)?) =>
                 {
                     // Off the breakpoint: it continues with the others below,
                     // its signal already delivered.
@@ -973,7 +1041,9 @@ impl Inferior {
     /// process's end.
     fn reap_all(&mut self) -> Event {
         while let Ok(Some((tid, status))) = self.wait_any(|_, _| true) {
-            if let Ok(Some(end @ (Event::Exited(_) | Event::Killed(_)))) = self.absorb(tid, status, true) {
+            if let Ok(Some(end @ (Event::Exited(_) | Event::Killed(_)))) =
+                self.absorb(tid, status, true)
+            {
                 return end;
             }
         }
@@ -1038,7 +1108,14 @@ fn peek_debugreg(tid: Pid, index: usize) -> Result<u64, DebugError> {
     Errno::clear();
     // SAFETY: PTRACE_PEEKUSER reads one word of the user area at an offset
     // inside `struct user`.
-    let value = unsafe { libc::ptrace(libc::PTRACE_PEEKUSER, tid.as_raw(), debugreg_offset(index), 0) };
+    let value = unsafe {
+        libc::ptrace(
+            libc::PTRACE_PEEKUSER,
+            tid.as_raw(),
+            debugreg_offset(index),
+            0,
+        )
+    };
     if value == -1 && Errno::last_raw() != 0 {
         return Err(os("PTRACE_PEEKUSER"));
     }
@@ -1048,7 +1125,14 @@ fn peek_debugreg(tid: Pid, index: usize) -> Result<u64, DebugError> {
 fn poke_debugreg(tid: Pid, index: usize, value: u64) -> Result<(), DebugError> {
     // SAFETY: PTRACE_POKEUSER writes one word of the user area at an offset
     // inside `struct user`.
-    let r = unsafe { libc::ptrace(libc::PTRACE_POKEUSER, tid.as_raw(), debugreg_offset(index), value) };
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_POKEUSER,
+            tid.as_raw(),
+            debugreg_offset(index),
+            value,
+        )
+    };
     if r != 0 {
         return Err(os(&format!("writing debug register {index}")));
     }

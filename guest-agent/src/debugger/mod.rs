@@ -83,7 +83,9 @@ impl Session {
     /// linker's, for a dynamic program).
     pub fn launch(launch: Launch) -> Result<Self, DebugError> {
         let inferior = Inferior::launch(&launch)?;
-        Ok(Self { target: ProcessTarget::new(inferior, launch) })
+        Ok(Self {
+            target: ProcessTarget::new(inferior, launch),
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -97,8 +99,8 @@ impl Session {
     pub fn serve<S: RspStream>(mut self, stream: S) -> Result<ExitStatus, DebugError> {
         let mut conn = RspConnection::new(stream);
         let result = loop {
-            let result =
-                GdbStub::new(Borrowed(&mut conn)).run_blocking::<ProcessEventLoop<'_, S>>(&mut self.target);
+            let result = GdbStub::new(Borrowed(&mut conn))
+                .run_blocking::<ProcessEventLoop<'_, S>>(&mut self.target);
             match result {
                 // gdbstub ends its run on a packet it cannot parse or did
                 // not expect; the session goes on with an error reply.
@@ -192,7 +194,11 @@ mod tests {
         let (err_read, err_write) = nix::unistd::pipe().unwrap();
         let (server_end, mut client) = UnixStream::pair().unwrap();
         let launch = Launch {
-            argv: vec!["sh".into(), "-c".into(), "echo to-stdout; echo to-stderr >&2; exit 5".into()],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo to-stdout; echo to-stderr >&2; exit 5".into(),
+            ],
             env: Some(vec![("PATH".into(), "/usr/bin:/bin".into())]),
             cwd: Some("/".into()),
             stdout: Some(out_write),
@@ -211,16 +217,23 @@ mod tests {
         assert_eq!(end, "W05");
         assert_eq!(status.code(), Some(5));
         let mut out = String::new();
-        std::fs::File::from(out_read).read_to_string(&mut out).unwrap();
+        std::fs::File::from(out_read)
+            .read_to_string(&mut out)
+            .unwrap();
         let mut err = String::new();
-        std::fs::File::from(err_read).read_to_string(&mut err).unwrap();
+        std::fs::File::from(err_read)
+            .read_to_string(&mut err)
+            .unwrap();
         assert_eq!((out.as_str(), err.as_str()), ("to-stdout\n", "to-stderr\n"));
     }
 
     #[test]
     fn a_program_that_cannot_run_is_a_launch_error() {
         let (server_end, _client) = UnixStream::pair().unwrap();
-        let launch = Launch { argv: vec!["/nonexistent/program".into()], ..Launch::default() };
+        let launch = Launch {
+            argv: vec!["/nonexistent/program".into()],
+            ..Launch::default()
+        };
         match serve(server_end, launch) {
             Err(DebugError::Launch(why)) => assert!(why.contains("/nonexistent/program"), "{why}"),
             other => panic!("expected a launch error, got {other:?}"),

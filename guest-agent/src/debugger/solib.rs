@@ -42,7 +42,8 @@ fn auxv_entry(auxv: &[u8], wanted: u64) -> Option<u64> {
 /// linker has not filled DT_DEBUG in yet (or for a static program).
 fn r_debug_address(inferior: &Inferior) -> Result<Option<u64>, DebugError> {
     let auxv = auxv(inferior)?;
-    let (Some(phdr), Some(phnum)) = (auxv_entry(&auxv, AT_PHDR), auxv_entry(&auxv, AT_PHNUM)) else {
+    let (Some(phdr), Some(phnum)) = (auxv_entry(&auxv, AT_PHDR), auxv_entry(&auxv, AT_PHNUM))
+    else {
         return Ok(None);
     };
     let mut headers = Vec::new();
@@ -85,7 +86,9 @@ fn read_c_string(inferior: &Inferior, addr: u64) -> String {
     let mut out = Vec::new();
     let mut chunk = [0u8; 256];
     while out.len() < 4096 {
-        let Ok(n) = inferior.read_memory(addr + out.len() as u64, &mut chunk) else { break };
+        let Ok(n) = inferior.read_memory(addr + out.len() as u64, &mut chunk) else {
+            break;
+        };
         match chunk[..n].iter().position(|b| *b == 0) {
             Some(end) => {
                 out.extend_from_slice(&chunk[..end]);
@@ -116,13 +119,21 @@ pub fn libraries_svr4_xml(inferior: &Inferior) -> Result<String, DebugError> {
     let first = inferior.read_u64(r_debug + 8)?;
     let mut xml = format!("<library-list-svr4 version=\"1.0\" main-lm=\"{first:#x}\">");
     // struct link_map { l_addr; char *l_name; l_ld; l_next; l_prev }
-    let mut lm = if first == 0 { 0 } else { inferior.read_u64(first + 24)? };
+    let mut lm = if first == 0 {
+        0
+    } else {
+        inferior.read_u64(first + 24)?
+    };
     let mut count = 0;
     while lm != 0 && count < MAX_LIBRARIES {
         let l_addr = inferior.read_u64(lm)?;
         let l_name = inferior.read_u64(lm + 8)?;
         let l_ld = inferior.read_u64(lm + 16)?;
-        let name = if l_name == 0 { String::new() } else { read_c_string(inferior, l_name) };
+        let name = if l_name == 0 {
+            String::new()
+        } else {
+            read_c_string(inferior, l_name)
+        };
         xml.push_str(&format!(
             "<library name=\"{}\" lm=\"{lm:#x}\" l_addr=\"{l_addr:#x}\" l_ld=\"{l_ld:#x}\" lmid=\"0x0\"/>",
             xml_escape(&name)
@@ -136,7 +147,9 @@ pub fn libraries_svr4_xml(inferior: &Inferior) -> Result<String, DebugError> {
 
 /// Copies the part of `document` a qXfer read asks for into `buf`.
 pub fn xfer_slice(document: &[u8], offset: u64, length: usize, buf: &mut [u8]) -> usize {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(document.len());
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(document.len());
     let n = (document.len() - start).min(length).min(buf.len());
     buf[..n].copy_from_slice(&document[start..start + n]);
     n

@@ -15,8 +15,8 @@ use gdbstub::stub::run_blocking::{BlockingEventLoop, Event as LoopEvent, WaitFor
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::auxv::{Auxv, AuxvOps};
 use gdbstub::target::ext::base::multithread::{
-    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
-    MultiThreadRangeStepping, MultiThreadRangeSteppingOps, MultiThreadSchedulerLockingOps,
+    MultiThreadBase, MultiThreadRangeStepping, MultiThreadRangeSteppingOps, MultiThreadResume,
+    MultiThreadResumeOps, MultiThreadSchedulerLocking, MultiThreadSchedulerLockingOps,
     MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
@@ -35,7 +35,9 @@ use nix::unistd::Pid;
 
 use super::arch::{LinuxX86_64, ProcessRegs};
 use super::conn::{Borrowed, RspStream};
-use super::inferior::{Event, Inferior, ResumeAction, ResumeMode, StopCause, WatchKind, Watchpoint};
+use super::inferior::{
+    Event, Inferior, ResumeAction, ResumeMode, StopCause, WatchKind, Watchpoint,
+};
 use super::signals::{gdb_to_linux, linux_to_gdb};
 use super::{solib, DebugError, Launch};
 
@@ -82,7 +84,10 @@ impl ProcessTarget {
             extended_client: false,
             open_files: Default::default(),
             actions: BTreeMap::new(),
-            others: Some(ResumeAction { mode: ResumeMode::Continue, signal: None }),
+            others: Some(ResumeAction {
+                mode: ResumeMode::Continue,
+                signal: None,
+            }),
             queued: None,
             libraries_document: RefCell::new(Vec::new()),
             auxv_document: RefCell::new(Vec::new()),
@@ -118,17 +123,25 @@ impl ProcessTarget {
                             },
                             addr: w.addr,
                         },
-                        None => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
+                        None => MultiThreadStopReason::SignalWithThread {
+                            tid,
+                            signal: Signal::SIGTRAP,
+                        },
                     },
                     StopCause::Stepped | StopCause::Exec => {
-                        MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP }
+                        MultiThreadStopReason::SignalWithThread {
+                            tid,
+                            signal: Signal::SIGTRAP,
+                        }
                     }
-                    StopCause::Interrupted => {
-                        MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT }
-                    }
-                    StopCause::Signal(sig) => {
-                        MultiThreadStopReason::SignalWithThread { tid, signal: signal(sig) }
-                    }
+                    StopCause::Interrupted => MultiThreadStopReason::SignalWithThread {
+                        tid,
+                        signal: Signal::SIGINT,
+                    },
+                    StopCause::Signal(sig) => MultiThreadStopReason::SignalWithThread {
+                        tid,
+                        signal: signal(sig),
+                    },
                 }
             }
         }
@@ -137,7 +150,8 @@ impl ProcessTarget {
     /// Ends the current process and starts `argv` in its place with the
     /// first launch's environment, directory and stdio.
     fn relaunch(&mut self, argv: Vec<std::ffi::OsString>) -> Result<GdbPid, DebugError> {
-        let clone = |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(|f| f.try_clone().ok());
+        let clone =
+            |fd: &Option<std::os::fd::OwnedFd>| fd.as_ref().and_then(|f| f.try_clone().ok());
         let launch = Launch {
             argv,
             env: self.template.env.clone(),
@@ -153,12 +167,18 @@ impl ProcessTarget {
         Ok(GdbPid::new(self.inferior.pid.as_raw() as usize).expect("pids are positive"))
     }
 
-    fn set_action(&mut self, tid: Tid, mode: ResumeMode, signal: Option<Signal>) -> Result<(), DebugError> {
+    fn set_action(
+        &mut self,
+        tid: Tid,
+        mode: ResumeMode,
+        signal: Option<Signal>,
+    ) -> Result<(), DebugError> {
         let signal = match signal {
             None | Some(Signal(0)) => None,
             Some(Signal(s)) => Some(gdb_to_linux(s).ok_or(DebugError::UnknownSignal(s))?),
         };
-        self.actions.insert(pid_of(tid), ResumeAction { mode, signal });
+        self.actions
+            .insert(pid_of(tid), ResumeAction { mode, signal });
         Ok(())
     }
 }
@@ -237,7 +257,11 @@ impl ExtendedMode for ProcessTarget {
 
     fn kill(&mut self, _pid: Option<GdbPid>) -> TargetResult<ShouldTerminate, Self> {
         self.inferior.kill();
-        Ok(if self.extended_client { ShouldTerminate::No } else { ShouldTerminate::Yes })
+        Ok(if self.extended_client {
+            ShouldTerminate::No
+        } else {
+            ShouldTerminate::Yes
+        })
     }
 
     fn restart(&mut self) -> Result<(), Self::Error> {
@@ -266,7 +290,10 @@ impl CurrentActivePid for ProcessTarget {
 
 impl MultiThreadBase for ProcessTarget {
     fn read_registers(&mut self, regs: &mut ProcessRegs, tid: Tid) -> TargetResult<(), Self> {
-        let (gp, fp) = self.inferior.read_registers(self.thread(tid)).map_err(nonfatal)?;
+        let (gp, fp) = self
+            .inferior
+            .read_registers(self.thread(tid))
+            .map_err(nonfatal)?;
         *regs = ProcessRegs::from_kernel(&gp, &fp);
         Ok(())
     }
@@ -275,7 +302,9 @@ impl MultiThreadBase for ProcessTarget {
         let tid = self.thread(tid);
         let (mut gp, mut fp) = self.inferior.read_registers(tid).map_err(nonfatal)?;
         regs.to_kernel(&mut gp, &mut fp);
-        self.inferior.write_registers(tid, &gp, &fp).map_err(nonfatal)
+        self.inferior
+            .write_registers(tid, &gp, &fp)
+            .map_err(nonfatal)
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], _tid: Tid) -> TargetResult<usize, Self> {
@@ -298,6 +327,25 @@ impl MultiThreadBase for ProcessTarget {
     fn support_resume(&mut self) -> Option<MultiThreadResumeOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_thread_extra_info(
+        &mut self,
+    ) -> Option<gdbstub::target::ext::thread_extra_info::ThreadExtraInfoOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl gdbstub::target::ext::thread_extra_info::ThreadExtraInfo for ProcessTarget {
+    /// The thread's name (what `pthread_setname_np` set, else the
+    /// program's), shown by gdb's `info threads`.
+    fn thread_extra_info(&self, tid: Tid, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let path = format!("/proc/{}/task/{}/comm", self.inferior.pid, tid.get());
+        let name = std::fs::read_to_string(path).unwrap_or_default();
+        let name = name.trim_end().as_bytes();
+        let n = name.len().min(buf.len());
+        buf[..n].copy_from_slice(&name[..n]);
+        Ok(n)
+    }
 }
 
 impl MultiThreadResume for ProcessTarget {
@@ -315,7 +363,10 @@ impl MultiThreadResume for ProcessTarget {
             let action = actions.remove(&tid).expect("listed above");
             if let Some(first) = self.inferior.thread_ids().next() {
                 actions.entry(first).or_insert(action);
-                self.others = Some(ResumeAction { mode: ResumeMode::Continue, signal: None });
+                self.others = Some(ResumeAction {
+                    mode: ResumeMode::Continue,
+                    signal: None,
+                });
             }
         }
         self.queued = self.inferior.resume(&actions, self.others)?;
@@ -324,11 +375,18 @@ impl MultiThreadResume for ProcessTarget {
 
     fn clear_resume_actions(&mut self) -> Result<(), Self::Error> {
         self.actions.clear();
-        self.others = Some(ResumeAction { mode: ResumeMode::Continue, signal: None });
+        self.others = Some(ResumeAction {
+            mode: ResumeMode::Continue,
+            signal: None,
+        });
         Ok(())
     }
 
-    fn set_resume_action_continue(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
+    fn set_resume_action_continue(
+        &mut self,
+        tid: Tid,
+        signal: Option<Signal>,
+    ) -> Result<(), Self::Error> {
         self.set_action(tid, ResumeMode::Continue, signal)
     }
 
@@ -346,13 +404,22 @@ impl MultiThreadResume for ProcessTarget {
 }
 
 impl MultiThreadRangeStepping for ProcessTarget {
-    fn set_resume_action_range_step(&mut self, tid: Tid, start: u64, end: u64) -> Result<(), Self::Error> {
+    fn set_resume_action_range_step(
+        &mut self,
+        tid: Tid,
+        start: u64,
+        end: u64,
+    ) -> Result<(), Self::Error> {
         self.set_action(tid, ResumeMode::Range { start, end }, None)
     }
 }
 
 impl MultiThreadSingleStep for ProcessTarget {
-    fn set_resume_action_step(&mut self, tid: Tid, signal: Option<Signal>) -> Result<(), Self::Error> {
+    fn set_resume_action_step(
+        &mut self,
+        tid: Tid,
+        signal: Option<Signal>,
+    ) -> Result<(), Self::Error> {
         self.set_action(tid, ResumeMode::Step, signal)
     }
 }
@@ -396,11 +463,21 @@ fn watchpoint(addr: u64, len: u64, kind: GdbWatchKind) -> Option<Watchpoint> {
 }
 
 impl HwWatchpoint for ProcessTarget {
-    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: GdbWatchKind) -> TargetResult<bool, Self> {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: GdbWatchKind,
+    ) -> TargetResult<bool, Self> {
         Ok(watchpoint(addr, len, kind).is_some_and(|w| self.inferior.add_watchpoint(w)))
     }
 
-    fn remove_hw_watchpoint(&mut self, addr: u64, len: u64, kind: GdbWatchKind) -> TargetResult<bool, Self> {
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: GdbWatchKind,
+    ) -> TargetResult<bool, Self> {
         Ok(watchpoint(addr, len, kind).is_some_and(|w| self.inferior.remove_watchpoint(w)))
     }
 }
@@ -429,7 +506,12 @@ impl Auxv for ProcessTarget {
 }
 
 impl LibrariesSvr4 for ProcessTarget {
-    fn get_libraries_svr4(&self, offset: u64, length: usize, buf: &mut [u8]) -> TargetResult<usize, Self> {
+    fn get_libraries_svr4(
+        &self,
+        offset: u64,
+        length: usize,
+        buf: &mut [u8],
+    ) -> TargetResult<usize, Self> {
         let mut document = self.libraries_document.borrow_mut();
         if offset == 0 || document.is_empty() {
             *document = solib::libraries_svr4_xml(&self.inferior)
@@ -459,7 +541,11 @@ fn backoff(round: u32) -> Duration {
 
 /// Waits up to `limit` for `fd` to become readable.
 fn readable_within(fd: i32, limit: Duration) -> std::io::Result<bool> {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let ts = libc::timespec {
         tv_sec: limit.as_secs() as libc::time_t,
         tv_nsec: limit.subsec_nanos() as libc::c_long,
@@ -498,16 +584,28 @@ impl<'a, S: RspStream> BlockingEventLoop for ProcessEventLoop<'a, S> {
         let mut round = 0;
         loop {
             if conn.0.has_buffered_input() {
-                return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
+                return conn
+                    .read()
+                    .map(LoopEvent::IncomingData)
+                    .map_err(WaitForStopReasonError::Connection);
             }
-            if let Some(event) = target.inferior.poll_event().map_err(WaitForStopReasonError::Target)? {
+            if let Some(event) = target
+                .inferior
+                .poll_event()
+                .map_err(WaitForStopReasonError::Target)?
+            {
                 return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
             }
             if target.inferior.take_progress() {
                 round = 0;
             }
-            if readable_within(conn.0.raw_fd(), backoff(round)).map_err(WaitForStopReasonError::Connection)? {
-                return conn.read().map(LoopEvent::IncomingData).map_err(WaitForStopReasonError::Connection);
+            if readable_within(conn.0.raw_fd(), backoff(round))
+                .map_err(WaitForStopReasonError::Connection)?
+            {
+                return conn
+                    .read()
+                    .map(LoopEvent::IncomingData)
+                    .map_err(WaitForStopReasonError::Connection);
             }
             if round < SPIN_ROUNDS {
                 std::thread::yield_now();

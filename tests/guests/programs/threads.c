@@ -1,4 +1,6 @@
-/* Three worker threads that meet in worker_ready() while all are alive. */
+/* Three named worker threads that meet in worker_ready() while all are
+ * alive. */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 
@@ -15,6 +17,9 @@ void worker_ready(int id)
 static void *worker(void *arg)
 {
     int id = (int)(long)arg;
+    char name[16];
+    snprintf(name, sizeof name, "worker-%d", id);
+    pthread_setname_np(pthread_self(), name);
     pthread_barrier_wait(&all_started);
     if (id == 0)
         worker_ready(id);
