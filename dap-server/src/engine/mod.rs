@@ -68,6 +68,9 @@ pub trait Engine {
 }
 
 /// A running VM. Dropping it ends the VM and removes its sockets.
+// `vmdbg run` uses part of this; the DAP server (kernel and program
+// sessions) the rest: the RSP endpoint, pause and resume.
+#[allow(dead_code)]
 pub trait Vm: Send {
     fn describe(&self) -> String;
     /// A unix socket serving the vCPUs over the gdb remote protocol.

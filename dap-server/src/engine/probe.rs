@@ -69,6 +69,7 @@ const PROBE_LIMIT: Duration = Duration::from_millis(1500);
 #[derive(Debug, Clone)]
 pub struct ProbePass {
     pub loop_time: Duration,
+    /// The whole probe, VM creation included.
     pub total: Duration,
 }
 

@@ -69,6 +69,7 @@ pub fn has_pvh_note(elf: &[u8]) -> bool {
 pub struct Module {
     pub name: String,
     pub path: PathBuf,
+    #[allow(dead_code)] // kept for messages and `image info` detail
     pub depends: Vec<String>,
 }
 

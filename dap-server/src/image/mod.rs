@@ -147,8 +147,8 @@ fn initramfs_key(modules: &str) -> String {
     debian::hex(&h.finalize()[..8])
 }
 
-/// An exclusive lock on the cache, released on drop.
-struct CacheLock(std::fs::File);
+/// An exclusive lock on the cache, released when the file closes on drop.
+struct CacheLock(#[allow(dead_code)] std::fs::File);
 
 impl CacheLock {
     fn take(cache: &Path) -> Result<Self> {

@@ -9,7 +9,7 @@
 //! This module drives an [`engine::Vm`](crate::engine::Vm) and never
 //! branches on which engine it is.
 
-mod copy;
+pub mod copy;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -223,7 +223,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     copied_out?;
     if args.timings {
         eprintln!(
-            "vmdbg: timings: engine+image {:.3}s, boot to agent ready {:.3}s, copy {:.3}s, command {:.3}s, shutdown {:.3}s, total {:.3}s",
+            "vmdbg: timings ({}, {}): engine+image {:.3}s, boot to agent ready {:.3}s, copy {:.3}s, command {:.3}s, shutdown {:.3}s, total {:.3}s",
+            vm.describe(),
+            spec.image.describe,
             (t_boot - started).as_secs_f64(),
             (t_ready - t_boot).as_secs_f64(),
             (t_copied - t_ready).as_secs_f64(),
