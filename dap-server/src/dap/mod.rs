@@ -12,6 +12,7 @@
 mod breakpoints;
 mod inspect;
 mod launch;
+mod program;
 mod protocol;
 mod session;
 mod stepping;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::launch::{start_engine, AttachConfig, Engine, LaunchConfig, LineSink};
+use super::program::{GuestProgram, ProgramConfig};
 use super::protocol::{self, Request, Response, Source};
 use super::stepping::StepState;
 use super::transport::Incoming;
@@ -82,6 +83,8 @@ impl Outbox {
 pub enum StartConfig {
     Launch(LaunchConfig),
     Attach(AttachConfig),
+    /// A program in a fresh Linux VM (`program`).
+    Program(ProgramConfig),
 }
 
 /// What the target is doing while it runs.
@@ -161,6 +164,8 @@ pub struct Target {
     pub rsp: RspClient,
     pub symbols: Rc<Symbols>,
     pub engine: Option<Engine>,
+    /// Program mode: the VM the program runs in.
+    pub program: Option<GuestProgram>,
     pub threads: Vec<String>,
     pub thread: String,
     pub running: Option<RunMode>,
@@ -361,8 +366,14 @@ impl Session {
                 return Ok(Handled::Respond(protocol::capabilities()));
             }
             "launch" => {
-                let config: LaunchConfig = serde_json::from_value(parse(args)).context("invalid launch configuration")?;
-                self.start_target(StartConfig::Launch(config)).await?;
+                let config = if args.get("program").is_some() {
+                    StartConfig::Program(serde_json::from_value(parse(args)).context("invalid program launch configuration")?)
+                } else if args.get("kernel").is_some() {
+                    StartConfig::Launch(serde_json::from_value(parse(args)).context("invalid launch configuration")?)
+                } else {
+                    bail!("invalid launch configuration: give `kernel` (a guest kernel) or `program` (a program to run in a fresh Linux VM)");
+                };
+                self.start_target(config).await?;
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
             "attach" => {
@@ -383,7 +394,8 @@ impl Session {
                         .iter()
                         .map(|id| {
                             let n = Target::thread_id(id);
-                            json!({ "id": n, "name": format!("vCPU {}", n - 1) })
+                            let name = if t.program.is_some() { format!("thread {n}") } else { format!("vCPU {}", n - 1) };
+                            json!({ "id": n, "name": name })
                         })
                         .collect(),
                     None => Vec::new(),
@@ -562,17 +574,23 @@ impl Session {
     }
 
     async fn start_target(&mut self, config: StartConfig) -> Result<()> {
-        let (endpoint, engine, symbols_path) = match &config {
+        let (mut rsp, symbols, engine, program) = match &config {
+            StartConfig::Program(c) => {
+                let started = super::program::start(c, &mut self.out, self.console_tx.clone()).await?;
+                (started.rsp, started.symbols, None, Some(started.program))
+            }
             StartConfig::Launch(c) => {
                 let symbols = c.symbols.clone().unwrap_or_else(|| c.kernel.clone());
                 self.out.event("progress", Value::Null);
                 let engine = start_engine(c, self.console_tx.clone()).await?;
-                (engine.endpoint.clone(), Some(engine), symbols)
+                let symbols = Rc::new(Symbols::load(&symbols)?);
+                (RspClient::connect(&engine.endpoint).await?, symbols, Some(engine), None)
             }
-            StartConfig::Attach(c) => (c.gdb_server.parse()?, None, c.symbols.clone()),
+            StartConfig::Attach(c) => {
+                let symbols = Rc::new(Symbols::load(&c.symbols)?);
+                (RspClient::connect(&c.gdb_server.parse()?).await?, symbols, None, None)
+            }
         };
-        let symbols = Rc::new(Symbols::load(&symbols_path)?);
-        let mut rsp = RspClient::connect(&endpoint).await?;
         let stop = rsp.query_stop().await?;
         let threads = rsp.threads().await.unwrap_or_default();
         let thread = match &stop {
@@ -584,14 +602,16 @@ impl Session {
         let name = match &config {
             StartConfig::Launch(c) => c.kernel.display().to_string(),
             StartConfig::Attach(c) => c.gdb_server.clone(),
+            StartConfig::Program(c) => c.program.display().to_string(),
         };
+        let launched = engine.is_some() || program.is_some();
         self.out.event(
             "process",
             json!({
                 "name": name,
                 "systemProcessId": pid,
                 "isLocalProcess": engine.is_some(),
-                "startMethod": if engine.is_some() { "launch" } else { "attach" },
+                "startMethod": if launched { "launch" } else { "attach" },
             }),
         );
         for t in &threads {
@@ -601,6 +621,7 @@ impl Session {
             rsp,
             symbols,
             engine,
+            program,
             threads,
             thread,
             running: None,
@@ -616,7 +637,7 @@ impl Session {
     /// (launch: end the VM; attach: detach and leave it running).
     async fn end_target(&mut self, terminate: Option<bool>) {
         let Some(mut target) = self.target.take() else { return };
-        let launched = target.engine.is_some();
+        let launched = target.engine.is_some() || target.program.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
@@ -641,6 +662,9 @@ impl Session {
                 let _ = engine.child.kill().await;
             }
         }
+        if let Some(mut program) = target.program.take() {
+            program.shut_down().await;
+        }
         self.out.event("terminated", Value::Null);
     }
 
@@ -657,6 +681,7 @@ impl Session {
                 let stop_on_entry = match &self.start {
                     Some(StartConfig::Launch(c)) => c.stop_on_entry,
                     Some(StartConfig::Attach(c)) => c.stop_on_entry.unwrap_or(true),
+                    Some(StartConfig::Program(c)) => c.stop_on_entry,
                     None => false,
                 };
                 let target = self.target.as_mut().context("no target")?;
@@ -842,6 +867,20 @@ impl Session {
     async fn target_gone(&mut self, status: Option<u8>) {
         let Some(mut target) = self.target.take() else { return };
         let mut code = status.map(i64::from);
+        if let Some(mut program) = target.program.take() {
+            // Output first, then `exited`; then the VM goes.
+            program.drain_output(std::time::Duration::from_secs(3)).await;
+            while let Ok((category, text)) = self.console_rx.try_recv() {
+                self.out.output(category, text);
+            }
+            if let Some(code) = code {
+                self.out.output("console", format!("vmdbg: {} exited with code {code}\n", program.guest_path));
+                self.out.event("exited", json!({ "exitCode": code }));
+            }
+            program.shut_down().await;
+            self.out.event("terminated", Value::Null);
+            return;
+        }
         if let Some(mut engine) = target.engine.take() {
             let waited = tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
             if let Ok(Ok(exit)) = waited {

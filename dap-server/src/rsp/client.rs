@@ -95,6 +95,15 @@ impl RspClient {
                     (Box::new(r), Box::new(w))
                 }
             };
+        Self::over(reader, writer).await
+    }
+
+    /// A client over an already connected byte stream, e.g. the agent's
+    /// `gdbserver` channel to a process debugger inside the guest.
+    pub async fn over(
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+        writer: Box<dyn AsyncWrite + Send + Unpin>,
+    ) -> Result<Self> {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let no_ack = Arc::new(AtomicBool::new(false));

@@ -86,6 +86,14 @@ impl LineIndex {
         Ok(index)
     }
 
+    /// Moves every row by a load bias (a PIE or a shared library).
+    pub fn shift(&mut self, bias: u64) {
+        for row in &mut self.rows {
+            row.addr = row.addr.wrapping_add(bias);
+            row.end = row.end.wrapping_add(bias);
+        }
+    }
+
     pub fn file_name(&self, id: usize) -> &str {
         self.files.get(id).map(String::as_str).unwrap_or("??")
     }

@@ -63,10 +63,20 @@ pub struct Symbols {
     pub unwinder: unwind::Unwinder,
     pub(crate) type_cache: Mutex<HashMap<(usize, gimli::UnitOffset), Arc<types::Type>>>,
     text_range: (u64, u64),
+    /// Where the file was loaded: runtime address minus file address (0
+    /// for a kernel or a fixed-address program; a PIE's or a shared
+    /// library's load bias in a process). Every address this type takes or
+    /// gives is a runtime address; DWARF lookups subtract the bias.
+    pub bias: u64,
 }
 
 impl Symbols {
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_at(path, 0)
+    }
+
+    /// Loads an ELF mapped `bias` bytes above its file addresses.
+    pub fn load_at(path: &Path, bias: u64) -> Result<Self> {
         let data = std::fs::read(path).with_context(|| format!("cannot read symbols file {}", path.display()))?;
         let file = object::File::parse(&*data)
             .with_context(|| format!("{} is not an ELF file this debugger can read", path.display()))?;
@@ -100,7 +110,8 @@ impl Symbols {
         while let Some(header) = headers.next()? {
             units.push(dwarf.unit(header)?);
         }
-        let lines = lines::LineIndex::build(&dwarf, &units)?;
+        let mut lines = lines::LineIndex::build(&dwarf, &units)?;
+        lines.shift(bias);
         let mut functions = scopes::dwarf_functions(&dwarf, &units);
         for sym in file.symbols() {
             if sym.kind() == object::SymbolKind::Text && sym.address() != 0 {
@@ -115,11 +126,17 @@ impl Symbols {
                 }
             }
         }
+        for f in &mut functions {
+            f.low = f.low.wrapping_add(bias);
+            f.high = f.high.wrapping_add(bias);
+        }
         functions.sort_by_key(|f| f.low);
-        let eh_frame = file.section_by_name(".eh_frame").map(|s| (section(".eh_frame"), s.address()));
+        // .eh_frame encodes its pcs relative to its own address: based at
+        // its runtime address, its FDEs come out in runtime addresses.
+        let eh_frame = file.section_by_name(".eh_frame").map(|s| (section(".eh_frame"), s.address().wrapping_add(bias)));
         let text_range = file
             .section_by_name(".text")
-            .map(|s| (s.address(), s.address() + s.size()))
+            .map(|s| (s.address().wrapping_add(bias), s.address().wrapping_add(bias) + s.size()))
             .unwrap_or((0, 0));
         let unwinder = unwind::Unwinder::new(eh_frame, section(".debug_frame"), text_range.0);
         Ok(Self {
@@ -132,6 +149,7 @@ impl Symbols {
             unwinder,
             type_cache: Mutex::new(HashMap::new()),
             text_range,
+            bias,
         })
     }
 
@@ -151,7 +169,7 @@ impl Symbols {
     /// the pc, or pc - 1 for a return address so the call's line is found.
     pub fn source_frames(&self, probe: u64) -> Vec<SourceFrame> {
         let mut out = Vec::new();
-        if let Ok(mut frames) = self.context.find_frames(probe).skip_all_loads() {
+        if let Ok(mut frames) = self.context.find_frames(probe.wrapping_sub(self.bias)).skip_all_loads() {
             while let Ok(Some(frame)) = frames.next() {
                 let function = frame
                     .function

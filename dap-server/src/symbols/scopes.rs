@@ -98,6 +98,7 @@ fn die_contains(dwarf: &gimli::Dwarf<Reader>, unit: &gimli::Unit<Reader>, entry:
 impl Symbols {
     /// The function and inlined calls holding `probe`.
     pub fn scope_chain(&self, probe: u64) -> Option<ScopeChain> {
+        let probe = probe.wrapping_sub(self.bias);
         for (index, unit) in self.units.iter().enumerate() {
             let mut chain = Vec::new();
             let Ok(mut tree) = unit.entries_tree(None) else { continue };
@@ -149,7 +150,7 @@ impl Symbols {
         let mut out = Vec::new();
         if let Ok(mut tree) = unit.entries_tree(Some(die)) {
             if let Ok(root) = tree.root() {
-                let _ = self.collect_variables(scope.unit, root, probe, &mut out);
+                let _ = self.collect_variables(scope.unit, root, probe.wrapping_sub(self.bias), &mut out);
             }
         }
         out
@@ -255,7 +256,8 @@ impl Symbols {
                 let mut list = self.dwarf.attr_locations(unit, value).ok()??;
                 let mut found = None;
                 while let Ok(Some(loc)) = list.next() {
-                    if loc.range.begin <= probe && probe < loc.range.end {
+                    let file_probe = probe.wrapping_sub(self.bias);
+                    if loc.range.begin <= file_probe && file_probe < loc.range.end {
                         found = Some(loc.data);
                         break;
                     }
@@ -308,9 +310,9 @@ impl Symbols {
                     Some(cfa) => eval.resume_with_call_frame_cfa(cfa)?,
                     None => return Ok(Place::Unavailable("the frame's CFA is not known".into())),
                 },
-                E::RequiresRelocatedAddress(addr) => eval.resume_with_relocated_address(addr)?,
+                E::RequiresRelocatedAddress(addr) => eval.resume_with_relocated_address(addr.wrapping_add(self.bias))?,
                 E::RequiresIndexedAddress { index, .. } => {
-                    let addr = self.dwarf.address(unit, index)?;
+                    let addr = self.dwarf.address(unit, index)?.wrapping_add(self.bias);
                     eval.resume_with_indexed_address(addr)?
                 }
                 E::RequiresBaseType(_) => eval.resume_with_base_type(gimli::ValueType::Generic)?,

@@ -1,0 +1,402 @@
+//! Program mode: debug a C or Rust program inside a fresh Linux VM.
+//!
+//! A `launch` with `program` boots a VM through the engine interface (it
+//! never branches on which engine), copies the program and its
+//! shared-library closure in (the same plan as `vmdbg run --copy`), opens
+//! the agent's `gdbserver` channel with two `program-output` channels for
+//! the program's stdout and stderr (guest-agent/PROTOCOL.md), and connects
+//! the session's RSP client to it. The program's DWARF is loaded at its
+//! load bias (ASLR is off in the debugger, so a PIE has a fixed one, read
+//! from the auxiliary vector's AT_ENTRY against the ELF's e_entry).
+//!
+//! This module owns the VM of a program session and the relays of the
+//! program's output; the session owns everything else (stops, stepping,
+//! inspection work the same as for a kernel).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::launch::LineSink;
+use super::session::Outbox;
+use crate::engine::{self, EngineChoice, Vm, VmSpec};
+use crate::image::GuestImage;
+use crate::rsp::RspClient;
+use crate::symbols::Symbols;
+
+/// A program launch (see schema/launch.schema.json).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgramConfig {
+    /// The program on this host; it is copied into the guest.
+    pub program: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Added to (and overriding) the guest's default environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory in the guest (default /root).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub stop_on_entry: bool,
+    /// auto, kvm or qemu; default $VMDBG_ENGINE, else auto.
+    #[serde(default)]
+    pub engine: Option<EngineChoice>,
+    /// A custom guest image; default: vmdbg's default image.
+    #[serde(default)]
+    pub image: Option<ImageConfig>,
+}
+
+/// A kernel and an initramfs whose init starts `vmdbg-agent serve`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// Where the program goes in the guest.
+const GUEST_DIR: &str = "/root";
+/// A fresh guest boots in seconds under TCG; give a loaded host room.
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+/// The VM of a program session and the relays of the program's output.
+pub struct GuestProgram {
+    vm: Option<Box<dyn Vm>>,
+    /// Signalled when a relay has passed on all of its stream.
+    relays_done: Vec<std::sync::mpsc::Receiver<()>>,
+    pub guest_path: String,
+}
+
+impl GuestProgram {
+    /// Waits (bounded) until the program's output has all been passed on,
+    /// so `output` events come before `exited`.
+    pub async fn drain_output(&mut self, limit: Duration) {
+        let relays = std::mem::take(&mut self.relays_done);
+        let _ = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + limit;
+            for done in relays {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = done.recv_timeout(left);
+            }
+        })
+        .await;
+    }
+
+    /// Ends the VM (the guest is disposable: no polite poweroff needed).
+    pub async fn shut_down(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                vm.shutdown(Duration::from_secs(2))
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for GuestProgram {
+    fn drop(&mut self) {
+        // A session that ends without shut_down (an error mid-launch) still
+        // must not leave its VM behind; dropping the Vm ends it.
+        self.vm.take();
+    }
+}
+
+/// A started program session, ready for the session to adopt.
+pub struct StartedProgram {
+    pub rsp: RspClient,
+    pub symbols: Rc<Symbols>,
+    pub program: GuestProgram,
+}
+
+/// `progress*` events for one long operation.
+struct Progress<'a> {
+    out: &'a mut Outbox,
+    id: String,
+}
+
+impl<'a> Progress<'a> {
+    fn start(out: &'a mut Outbox, title: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let id = format!("vmdbg-program-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        out.event("progressStart", json!({ "progressId": id, "title": title, "cancellable": false }));
+        Progress { out, id }
+    }
+    fn update(&mut self, message: &str, percentage: u32) {
+        self.out.event("progressUpdate", json!({ "progressId": self.id, "message": message, "percentage": percentage }));
+    }
+    fn end(self, message: &str) {
+        self.out.event("progressEnd", json!({ "progressId": self.id, "message": message }));
+    }
+}
+
+/// Boots the VM, copies the program in, launches it under the agent's
+/// debugger and connects to it. The program is stopped at its first
+/// instruction (the dynamic loader's) when this returns.
+pub async fn start(config: &ProgramConfig, out: &mut Outbox, console: LineSink) -> Result<StartedProgram> {
+    let host_program = config.program.clone();
+    if !host_program.is_file() {
+        bail!("program {} is not a file on this host", host_program.display());
+    }
+    let elf = ElfFacts::read(&host_program)?;
+    let name = host_program.file_name().context("the program path names no file")?.to_string_lossy().into_owned();
+    let guest_path = format!("{GUEST_DIR}/{name}");
+    let choice = match config.engine {
+        Some(c) => c,
+        None => match std::env::var("VMDBG_ENGINE") {
+            Ok(v) if !v.is_empty() => <EngineChoice as clap::ValueEnum>::from_str(&v, true)
+                .map_err(|_| anyhow::anyhow!("VMDBG_ENGINE={v}: expected auto, kvm or qemu"))?,
+            _ => EngineChoice::Auto,
+        },
+    };
+    let mut progress = Progress::start(out, "Starting the program in a fresh VM");
+    let result = boot_and_launch(config, choice, &host_program, &guest_path, &elf, &mut progress, console).await;
+    match &result {
+        Ok(_) => progress.end("the program is loaded"),
+        Err(e) => progress.end(&format!("failed: {e:#}")),
+    }
+    result
+}
+
+async fn boot_and_launch(
+    config: &ProgramConfig,
+    choice: EngineChoice,
+    host_program: &Path,
+    guest_path: &str,
+    elf: &ElfFacts,
+    progress: &mut Progress<'_>,
+    console: LineSink,
+) -> Result<StartedProgram> {
+    progress.update("preparing the guest image", 5);
+    let image_config = config.image.clone();
+    let copy_spec = format!("{}:{guest_path}", host_program.display());
+    let (image, copies) = blocking(move || {
+        let image = match &image_config {
+            Some(i) => GuestImage::custom(&i.kernel, &i.initrd)?,
+            None => crate::image::default_image()?,
+        };
+        let copies = crate::run::copy::plan(&[copy_spec])?;
+        Ok((image, copies))
+    })
+    .await?;
+
+    progress.update("booting the VM", 20);
+    let spec = VmSpec {
+        image,
+        mem_mib: 512,
+        cpus: 1,
+        start_paused: false,
+        extra_cmdline: String::new(),
+    };
+    let (vm, why) = blocking(move || {
+        let (engine, why) = engine::choose_engine(choice)?;
+        let mut vm = engine.boot(&spec)?;
+        engine::wait_for_agent(vm.as_mut(), BOOT_LIMIT)?;
+        vm.agent().hello().context("agent hello")?;
+        Ok((vm, why))
+    })
+    .await?;
+    let _ = console.send(("console", format!("vmdbg: {why}\n")));
+    let mut program = GuestProgram { vm: Some(vm), relays_done: Vec::new(), guest_path: guest_path.to_string() };
+    let agent = program.vm.as_ref().expect("just booted").agent().clone();
+
+    progress.update(&format!("copying {} files into the guest", copies.files.len()), 70);
+    let files = copies.files.clone();
+    let copy_agent = agent.clone();
+    blocking(move || {
+        for (host, guest) in &files {
+            copy_agent.put_file(host, guest).with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
+        }
+        Ok(())
+    })
+    .await?;
+
+    progress.update("launching the program under the debugger", 90);
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.insert("HOME".into(), "/root".into());
+    if !copies.library_dirs.is_empty() {
+        env.insert("LD_LIBRARY_PATH".into(), copies.library_dirs.join(":"));
+    }
+    env.extend(config.env.clone());
+    let token = format!("{}-{}", std::process::id(), unique_number());
+    let (stdout_token, stderr_token) = (format!("{token}-stdout"), format!("{token}-stderr"));
+    let mut args = vec!["--stdout".to_string(), stdout_token.clone(), "--stderr".into(), stderr_token.clone()];
+    args.extend(["--cwd".to_string(), config.cwd.clone().unwrap_or_else(|| GUEST_DIR.into())]);
+    for (k, v) in &env {
+        args.extend(["--env".to_string(), format!("{k}={v}")]);
+    }
+    args.push("--".into());
+    args.push(guest_path.to_string());
+    args.extend(config.args.iter().cloned());
+    let channel_agent = agent.clone();
+    let (stdout, stderr, rsp_stream) = blocking(move || {
+        let stdout = channel_agent.open_channel("program-output", vec![stdout_token])?;
+        let stderr = channel_agent.open_channel("program-output", vec![stderr_token])?;
+        let rsp = channel_agent.open_channel("gdbserver", args)?;
+        Ok((stdout, stderr, rsp))
+    })
+    .await
+    .context("the guest's agent cannot debug programs (is the image's agent older than this vmdbg?)")?;
+    // The first lines of stderr explain a launch that failed.
+    let stderr_head = Arc::new(Mutex::new(String::new()));
+    program.relays_done.push(relay_output(stdout, "stdout", console.clone(), None));
+    program.relays_done.push(relay_output(stderr, "stderr", console, Some(stderr_head.clone())));
+
+    rsp_stream.set_nonblocking(true)?;
+    let rsp_stream = tokio::net::UnixStream::from_std(rsp_stream)?;
+    let (reader, writer) = rsp_stream.into_split();
+    let mut rsp = match RspClient::over(Box::new(reader), Box::new(writer)).await {
+        Ok(rsp) => rsp,
+        Err(e) => {
+            program.drain_output(Duration::from_secs(2)).await;
+            let said = stderr_head.lock().unwrap_or_else(|p| p.into_inner()).trim().to_string();
+            if said.is_empty() {
+                return Err(e.context(format!("the guest's debugger did not start {guest_path}")));
+            }
+            bail!("the guest could not start {guest_path}: {said}");
+        }
+    };
+    let bias = load_bias(&mut rsp, elf).await?;
+    tracing::info!("{} loaded at bias {bias:#x}", host_program.display());
+    let path = host_program.to_path_buf();
+    let symbols = Rc::new(Symbols::load_at(&path, bias)?);
+    Ok(StartedProgram { rsp, symbols, program })
+}
+
+/// Runs blocking engine or agent work off the session's thread.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.context("a vmdbg worker thread failed")?
+}
+
+/// Tokens of output channels must not collide between launches.
+fn unique_number() -> u128 {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    time + u128::from(COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Passes a program output stream on as `output` events of `category`;
+/// the receiver fires when the stream has ended.
+fn relay_output(
+    mut stream: UnixStream,
+    category: &'static str,
+    sink: LineSink,
+    head: Option<Arc<Mutex<String>>>,
+) -> std::sync::mpsc::Receiver<()> {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        // A UTF-8 character split between two reads is kept for the next.
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(_) => pending.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => pending.len(),
+            };
+            if valid == 0 {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&pending[..valid]).into_owned();
+            pending.drain(..valid);
+            if let Some(head) = &head {
+                let mut head = head.lock().unwrap_or_else(|p| p.into_inner());
+                if head.len() < 4096 {
+                    head.push_str(&text);
+                }
+            }
+            if sink.send((category, text)).is_err() {
+                break;
+            }
+        }
+        if !pending.is_empty() {
+            let _ = sink.send((category, String::from_utf8_lossy(&pending).into_owned()));
+        }
+        let _ = done_tx.send(());
+    });
+    done_rx
+}
+
+/// What the load bias computation needs from the program's ELF header.
+struct ElfFacts {
+    /// ET_DYN: a position-independent executable, loaded at a bias.
+    position_independent: bool,
+    entry: u64,
+}
+
+impl ElfFacts {
+    fn read(path: &Path) -> Result<Self> {
+        let mut header = [0u8; 64];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .with_context(|| format!("cannot read the ELF header of {}", path.display()))?;
+        if &header[..4] != b"\x7fELF" {
+            bail!("{} is not an ELF program", path.display());
+        }
+        if header[4] != 2 || header[5] != 1 {
+            bail!("{} is not a 64-bit little-endian ELF program (the guest is x86-64 Linux)", path.display());
+        }
+        let e_type = u16::from_le_bytes([header[16], header[17]]);
+        let e_machine = u16::from_le_bytes([header[18], header[19]]);
+        if e_machine != 62 {
+            bail!("{} is built for machine {e_machine}, not x86-64", path.display());
+        }
+        if e_type != 2 && e_type != 3 {
+            bail!("{} is not an executable (ELF type {e_type})", path.display());
+        }
+        let entry = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+        Ok(ElfFacts { position_independent: e_type == 3, entry })
+    }
+}
+
+const AT_ENTRY: u64 = 9;
+
+/// The program's load bias: 0 for a fixed-address executable; for a PIE,
+/// where the kernel put its entry point (auxv AT_ENTRY) minus e_entry.
+async fn load_bias(rsp: &mut RspClient, elf: &ElfFacts) -> Result<u64> {
+    if !elf.position_independent {
+        return Ok(0);
+    }
+    let auxv = read_xfer(rsp, "auxv", "").await.context("cannot read the program's auxiliary vector")?;
+    let at_entry = auxv
+        .chunks_exact(16)
+        .map(|pair| {
+            (u64::from_le_bytes(pair[..8].try_into().expect("8")), u64::from_le_bytes(pair[8..].try_into().expect("8")))
+        })
+        .find(|&(key, _)| key == AT_ENTRY)
+        .map(|(_, value)| value)
+        .context("the program's auxiliary vector has no AT_ENTRY")?;
+    Ok(at_entry.wrapping_sub(elf.entry))
+}
+
+/// Reads a whole `qXfer:OBJECT:read:ANNEX` object.
+async fn read_xfer(rsp: &mut RspClient, object: &str, annex: &str) -> Result<Vec<u8>> {
+    let mut data = Vec::new();
+    loop {
+        let chunk = rsp.packet_size.saturating_sub(16).max(128);
+        let reply = rsp.request(&format!("qXfer:{object}:read:{annex}:{:x},{chunk:x}", data.len())).await?;
+        match reply.first() {
+            Some(b'm') => data.extend_from_slice(&reply[1..]),
+            Some(b'l') => {
+                data.extend_from_slice(&reply[1..]);
+                return Ok(data);
+            }
+            _ => bail!("the debugger refused qXfer:{object}: {}", String::from_utf8_lossy(&reply)),
+        }
+    }
+}

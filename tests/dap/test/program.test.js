@@ -1,0 +1,179 @@
+// Program mode end to end: a real DAP client (DebugClient) drives the real
+// `vmdbg dap`, which boots a fresh Linux VM (the QEMU engine; TCG where this
+// host's KVM cannot run Linux), copies in a C or a Rust program built here
+// with -g, and debugs it through the guest agent's process debugger:
+// breakpoints, locals, step over, stdout/stderr as output events, the exit
+// code in `exited`, a NULL dereference as an exception at the faulting line,
+// and a breakpoint in a shared library. It also prints the time from
+// `launch` to the first `stopped` event.
+'use strict';
+const assert = require('assert');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const cp = require('child_process');
+const { vmdbg, repo, strict, haveCommand, startClient, lineOf, scopeVariables } = require('./helpers');
+
+const programsDir = path.join(__dirname, '..', 'programs');
+const guestPrograms = path.join(repo, 'tests', 'guests', 'programs');
+const tallyC = path.join(programsDir, 'tally.c');
+const segvC = path.join(guestPrograms, 'segv.c');
+const rustMain = path.join(guestPrograms, 'rust_main.rs');
+const usesLibC = path.join(guestPrograms, 'uses_lib.c');
+const libShapeC = path.join(guestPrograms, 'libshape.c');
+
+// A boot under TCG takes seconds; a loaded CI host may take a minute.
+const BOOT_MS = 240000;
+
+/** Why this machine cannot run program sessions, or null. */
+function programTierMissing() {
+  if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
+  for (const tool of ['gcc', 'rustc', 'qemu-system-x86_64']) {
+    if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup)`;
+  }
+  return null;
+}
+
+function build(cmd, args) {
+  const r = cp.spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
+}
+
+/** Launches `config`, sets breakpoints, and returns the first stop. */
+async function launchToStop(dc, config, breakpoints) {
+  const started = Date.now();
+  const stopped = dc.waitForEvent('stopped', BOOT_MS);
+  await dc.initializeRequest({ adapterID: 'vmdbg', supportsProgressReporting: true });
+  const initialized = dc.waitForEvent('initialized', BOOT_MS);
+  const launched = dc.launchRequest({ engine: 'qemu', ...config });
+  await initialized;
+  const bpResponses = [];
+  for (const [source, lines] of breakpoints) {
+    bpResponses.push(await dc.setBreakpointsRequest({ source: { path: source }, breakpoints: lines.map((line) => ({ line })) }));
+  }
+  await dc.configurationDoneRequest();
+  await launched;
+  const event = await stopped;
+  return { event, ms: Date.now() - started, bpResponses };
+}
+
+async function topFrames(dc, threadId) {
+  const trace = await dc.stackTraceRequest({ threadId });
+  return trace.body.stackFrames;
+}
+
+function output(dc, category) {
+  return dc.outputs.filter((o) => o.category === category).map((o) => o.output).join('');
+}
+
+describe('program session in a Linux VM (QEMU engine)', function () {
+  this.timeout(BOOT_MS + 60000);
+  let work;
+  let dc;
+
+  before(function () {
+    const missing = programTierMissing();
+    if (missing) {
+      if (strict()) throw new Error(`required but unavailable under CI: ${missing}`);
+      console.log(`SKIPPED: ${this.test.parent.title}: ${missing}`);
+      this.skip();
+    }
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-program-'));
+    build('gcc', ['-g', '-O0', '-o', path.join(work, 'tally'), tallyC]);
+    build('gcc', ['-g', '-O0', '-o', path.join(work, 'segv'), segvC]);
+    build('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'rust_main'), rustMain]);
+    build('gcc', ['-g', '-O0', '-shared', '-fPIC', '-o', path.join(work, 'libshape.so'), libShapeC]);
+    build('gcc', ['-g', '-O0', '-o', path.join(work, 'uses_lib'), usesLibC, `-L${work}`, '-lshape', `-Wl,-rpath,${work}`]);
+  });
+
+  beforeEach(async function () {
+    dc = await startClient();
+    dc.outputs = [];
+    dc.on('output', (e) => dc.outputs.push(e.body));
+  });
+
+  afterEach(async function () {
+    if (dc) {
+      await dc.stop().catch(() => {});
+      dc = null;
+    }
+  });
+
+  after(function () {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('C: breakpoint in main, locals, step over, stdout/stderr as output, exit code', async function () {
+    const first = lineOf(tallyC, /MARK:main-first/);
+    const loop = lineOf(tallyC, /MARK:loop/);
+    const progress = [];
+    dc.on('progressStart', (e) => progress.push(e.body.title));
+    const { event, ms, bpResponses } = await launchToStop(dc, { program: path.join(work, 'tally') }, [[tallyC, [first]]]);
+    console.log(`      launch -> first stopped (breakpoint in main, C program): ${ms} ms`);
+    assert.ok(progress.length > 0, 'progressStart was sent for the boot');
+    assert.strictEqual(bpResponses[0].body.breakpoints[0].verified, true);
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    let frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'main');
+    assert.strictEqual(frames[0].line, first);
+
+    // Step over twice: total = 0, count = 3, then the loop's line.
+    for (let i = 0; i < 2; i++) {
+      const stepped = dc.waitForEvent('stopped');
+      await dc.nextRequest({ threadId: event.body.threadId });
+      assert.strictEqual((await stepped).body.reason, 'step');
+    }
+    frames = await topFrames(dc, event.body.threadId);
+    assert.ok(frames[0].line > first && frames[0].line <= loop, `stepped to line ${frames[0].line}`);
+    const { variables } = await scopeVariables(dc, frames[0].id, 'Locals');
+    const byName = Object.fromEntries(variables.map((v) => [v.name, v]));
+    assert.strictEqual(byName.total.value, '0');
+    assert.strictEqual(byName.count.value, '3');
+    assert.strictEqual(byName.total.type, 'int');
+
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 3);
+    assert.strictEqual(output(dc, 'stdout'), 'total=14\n');
+    assert.strictEqual(output(dc, 'stderr'), 'tally: done\n');
+    await dc.waitForEvent('terminated', 10000);
+  });
+
+  it('C: a NULL dereference stops with an exception at the faulting line', async function () {
+    const fault = lineOf(segvC, /MARK:fault/);
+    const { event } = await launchToStop(dc, { program: path.join(work, 'segv') }, []);
+    assert.strictEqual(event.body.reason, 'exception');
+    const info = await dc.send('exceptionInfo', { threadId: event.body.threadId });
+    assert.match(info.body.exceptionId, /SIGSEGV/);
+    const frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'read_through');
+    assert.strictEqual(frames[0].line, fault);
+    assert.strictEqual(path.basename(frames[0].source.path), 'segv.c');
+    assert.deepStrictEqual(frames.slice(1, 3).map((f) => f.name), ['outer', 'main']);
+    const terminated = dc.waitForEvent('terminated', 20000);
+    await dc.send('terminate', {});
+    await terminated;
+  });
+
+  it('Rust: breakpoint in a function, its argument, stdout, exit code', async function () {
+    const line = lineOf(rustMain, /MARK:triple/);
+    const { event, ms } = await launchToStop(dc, { program: path.join(work, 'rust_main') }, [[rustMain, [line]]]);
+    console.log(`      launch -> first stopped (breakpoint, Rust program): ${ms} ms`);
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    const frames = await topFrames(dc, event.body.threadId);
+    assert.match(frames[0].name, /triple/);
+    assert.strictEqual(frames[0].line, line);
+    assert.ok(frames.some((f) => /main/.test(f.name)), frames.map((f) => f.name).join(' < '));
+    const { variables } = await scopeVariables(dc, frames[0].id, 'Arguments');
+    assert.strictEqual(variables.find((v) => v.name === 'v').value, '14');
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 0);
+    assert.strictEqual(output(dc, 'stdout'), 'total=42\n');
+  });
+
+  it('a program that does not exist is refused with a clear error', async function () {
+    await dc.initializeRequest({ adapterID: 'vmdbg' });
+    await assert.rejects(dc.launchRequest({ program: path.join(work, 'no-such-program') }), /is not a file/);
+  });
+});
