@@ -211,6 +211,28 @@ fn gdb_hardware_watchpoint_reports_the_change() {
 }
 
 #[test]
+fn gdb_hardware_breakpoint_hits_each_call() {
+    if !have("gdb_hardware_breakpoint_hits_each_call", &["gdb", "gcc"]) {
+        return;
+    }
+    let square = program_marker_line("locals.c", "square");
+    let (gdb, _) = gdb_session(
+        "locals",
+        "remote",
+        "hbreak square\ncontinue\ncontinue\ndelete\ncontinue\n",
+    );
+    assert!(gdb.contains("Hardware assisted breakpoint 1 at "), "{gdb}");
+    for v in [3, 4] {
+        assert!(
+            gdb.contains(&format!("Breakpoint 1, square (v={v}) at ")),
+            "{gdb}"
+        );
+    }
+    assert!(gdb.contains(&line(square)), "{gdb}");
+    assert!(gdb.contains("exited with code 07]"), "{gdb}");
+}
+
+#[test]
 fn gdb_breakpoint_in_a_shared_library_resolves_and_hits() {
     if !have(
         "gdb_breakpoint_in_a_shared_library_resolves_and_hits",

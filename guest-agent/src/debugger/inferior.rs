@@ -107,6 +107,8 @@ impl Thread {
 pub enum WatchKind {
     Write,
     ReadWrite,
+    /// A hardware breakpoint: the instruction at `addr` (length 1).
+    Execute,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -502,6 +504,10 @@ impl Inferior {
         if !matches!(watch.len, 1 | 2 | 4 | 8) || watch.addr % watch.len != 0 {
             return false;
         }
+        // The CPU requires length bits 00 (one byte) for instruction slots.
+        if watch.kind == WatchKind::Execute && watch.len != 1 {
+            return false;
+        }
         match self.watchpoints.iter_mut().find(|w| w.is_none()) {
             Some(slot) => {
                 *slot = Some(watch);
@@ -544,6 +550,7 @@ impl Inferior {
             let Some(w) = watch else { continue };
             poke_debugreg(tid, slot, w.addr)?;
             let rw = match w.kind {
+                WatchKind::Execute => 0b00,
                 WatchKind::Write => 0b01,
                 WatchKind::ReadWrite => 0b11,
             };

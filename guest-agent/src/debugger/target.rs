@@ -21,8 +21,8 @@ use gdbstub::target::ext::base::multithread::{
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
-    Breakpoints, BreakpointsOps, HwWatchpoint, HwWatchpointOps, SwBreakpoint, SwBreakpointOps,
-    WatchKind as GdbWatchKind,
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
+    SwBreakpoint, SwBreakpointOps, WatchKind as GdbWatchKind,
 };
 use gdbstub::target::ext::exec_file::{ExecFile, ExecFileOps};
 use gdbstub::target::ext::extended_mode::{
@@ -115,11 +115,14 @@ impl ProcessTarget {
                 match cause {
                     StopCause::Breakpoint => MultiThreadStopReason::SwBreak(tid),
                     StopCause::Watchpoint { slot } => match self.inferior.watchpoint(slot) {
+                        Some(w) if w.kind == WatchKind::Execute => {
+                            MultiThreadStopReason::HwBreak(tid)
+                        }
                         Some(w) => MultiThreadStopReason::Watch {
                             tid,
                             kind: match w.kind {
                                 WatchKind::Write => GdbWatchKind::Write,
-                                WatchKind::ReadWrite => GdbWatchKind::ReadWrite,
+                                _ => GdbWatchKind::ReadWrite,
                             },
                             addr: w.addr,
                         },
@@ -438,6 +441,32 @@ impl Breakpoints for ProcessTarget {
 
     fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// `hbreak`: an instruction breakpoint in a debug register (shared with
+/// watchpoints, four in all).
+impl HwBreakpoint for ProcessTarget {
+    fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let slot = Watchpoint {
+            addr,
+            len: 1,
+            kind: WatchKind::Execute,
+        };
+        Ok(self.inferior.add_watchpoint(slot))
+    }
+
+    fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
+        let slot = Watchpoint {
+            addr,
+            len: 1,
+            kind: WatchKind::Execute,
+        };
+        Ok(self.inferior.remove_watchpoint(slot))
     }
 }
 
