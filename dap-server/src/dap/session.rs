@@ -366,6 +366,9 @@ impl Session {
                 return Ok(Handled::Respond(protocol::capabilities()));
             }
             "launch" => {
+                if args.get("program").is_some() && args.get("kernel").is_some() {
+                    bail!("invalid launch configuration: give either `program` or `kernel`, not both");
+                }
                 let config = if args.get("program").is_some() {
                     StartConfig::Program(serde_json::from_value(parse(args)).context("invalid program launch configuration")?)
                 } else if args.get("kernel").is_some() {
