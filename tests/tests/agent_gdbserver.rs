@@ -37,7 +37,7 @@ fn programs() -> &'static Path {
             );
         };
         let s = |name: &str| src.join(name).display().to_string();
-        for name in ["locals", "segv", "spin", "forks"] {
+        for name in ["locals", "segv", "spin", "forks", "signals"] {
             compile(
                 &["gcc", "-g", "-O0", "-o", name, &s(&format!("{name}.c"))],
                 name,
@@ -305,6 +305,34 @@ fn gdb_null_dereference_stops_with_sigsegv_at_the_faulting_line() {
         "{:?}",
         server.status.signal()
     );
+}
+
+#[test]
+fn gdb_reports_signals_and_delivers_them_when_continued() {
+    if !have(
+        "gdb_reports_signals_and_delivers_them_when_continued",
+        &["gdb", "gcc"],
+    ) {
+        return;
+    }
+    let abort_line = program_marker_line("signals.c", "abort");
+    let (gdb, server) = gdb_session("signals", "remote", "continue\ncontinue\nbt\ncontinue\n");
+    assert!(gdb.contains("Program received signal SIGUSR1"), "{gdb}");
+    assert!(gdb.contains("Program received signal SIGABRT"), "{gdb}");
+    assert!(
+        gdb.contains(&format!(" in main () at "))
+            && gdb.contains(&format!("signals.c:{abort_line}")),
+        "{gdb}"
+    );
+    assert!(
+        gdb.contains("Program terminated with signal SIGABRT"),
+        "{gdb}"
+    );
+    assert!(
+        text(&server.stdout).contains("handler got 10"),
+        "SIGUSR1 reached the handler: {server:?}"
+    );
+    assert_eq!(server.status.code(), Some(128 + 6));
 }
 
 #[test]
