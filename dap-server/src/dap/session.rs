@@ -407,6 +407,15 @@ impl Session {
             }
             _ => {}
         }
+        const NEEDS_TARGET: &[&str] = &[
+            "configurationDone", "setBreakpoints", "setFunctionBreakpoints", "setExceptionBreakpoints",
+            "dataBreakpointInfo", "setDataBreakpoints", "continue", "pause", "next", "stepIn", "stepOut",
+            "stackTrace", "scopes", "variables", "setVariable", "evaluate", "readMemory", "writeMemory",
+            "disassemble", "exceptionInfo", "terminate", "restart",
+        ];
+        if !NEEDS_TARGET.contains(&request.command.as_str()) {
+            bail!("unsupported request `{}`", request.command);
+        }
         // Everything below needs a target.
         if self.target.is_none() {
             bail!("`{}` needs a running session: launch or attach first", request.command);

@@ -121,7 +121,8 @@ impl Parser {
                 Ok(Expr::Number(n))
             }
             Some(_) => Ok(Expr::Name(self.ident()?)),
-            None => bail!("empty expression"),
+            None if self.chars.iter().all(|c| c.is_whitespace()) => bail!("empty expression"),
+            None => bail!("unexpected end of expression"),
         }
     }
 }

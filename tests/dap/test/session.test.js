@@ -1,0 +1,125 @@
+// Session behaviour beyond one kernel run: a malformed DAP message does not
+// end the session; pause a running guest and release it by setting a
+// variable; attach to QEMU's gdbstub (a different engine, same ELF).
+'use strict';
+const assert = require('assert');
+const cp = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const h = require('./helpers');
+
+describe('DAP session robustness and control', function () {
+  this.timeout(60000);
+  let dc;
+
+  before(function () {
+    h.requireTier(this, h.hostTierMissing());
+  });
+
+  afterEach(async function () {
+    if (dc) await dc.stop();
+    dc = null;
+  });
+
+  it('a malformed message gets an error or is dropped, and the session goes on', async function () {
+    dc = await h.startClient();
+    const raw = dc.outputStream;
+    raw.write('Content-Length: 7\r\n\r\nnot{}!!');                  // not JSON
+    raw.write('garbage header line\r\n\r\n');                        // no Content-Length
+    const body = JSON.stringify({ seq: 7, type: 'request' });        // no command
+    raw.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    await assert.rejects(dc.send('noSuchRequest', {}), /unsupported request/);
+    await assert.rejects(dc.send('launch', { kernel: 42 }), /invalid launch configuration/);
+    await assert.rejects(dc.send('launch', { kernel: '/nonexistent.elf' }), /does not exist/);
+    await assert.rejects(dc.send('stackTrace', { threadId: 1 }), /launch or attach first/);
+    // Still alive: a full session works.
+    await dc.hitBreakpoint({ kernel: h.kernel('calls-O0.elf') }, { path: h.callsC, line: h.marker('leaf') });
+    await assert.rejects(dc.send('variables', { variablesReference: 9999 }), /not valid/);
+    await assert.rejects(dc.send('evaluate', { expression: 'arr[', frameId: 1 }), /end of expression/);
+  });
+
+  it('pause stops a running guest; setVariable releases it; exited has its code', async function () {
+    const spinC = path.join(h.sourceDir, 'spin.c');
+    if (!fs.existsSync(h.kernel('spin.elf'))) throw new Error('spin.elf was not built');
+    dc = await h.startClient();
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launch({ kernel: h.kernel('spin.elf') });
+    await initialized;
+    const continued = dc.waitForEvent('continued');
+    await dc.configurationDoneRequest();
+    await continued;
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = dc.waitForEvent('stopped');
+    await dc.pauseRequest({ threadId: 1 });
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'pause');
+    const frames = (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames;
+    assert.strictEqual(frames[0].name, 'kmain');
+    const loop = h.marker('spin-loop', spinC);
+    assert.ok([loop - 1, loop].includes(frames[0].line), `paused at line ${frames[0].line}`);
+    const spins = Number((await dc.evaluateRequest({ expression: 'spins', frameId: 1 })).body.result);
+    assert.ok(spins > 0, 'the guest ran before the pause');
+    const globals = await h.scopeVariables(dc, 1, 'Globals');
+    await dc.setVariableRequest({ variablesReference: globals.scope.variablesReference, name: 'released', value: '1' });
+    const exited = dc.waitForEvent('exited');
+    await dc.continueRequest({ threadId: 1 });
+    assert.strictEqual((await exited).body.exitCode, 0x15);
+  });
+
+  describe('attach to QEMU gdbstub', function () {
+    let qemu;
+    let dir;
+
+    before(function () {
+      h.requireTier(this, h.hostTierMissing(['qemu-system-x86_64']));
+    });
+
+    afterEach(function () {
+      if (qemu && qemu.exitCode === null) qemu.kill('SIGKILL');
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('hits a breakpoint with the same symbols, and detaching leaves QEMU running to its exit', async function () {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-qemu-'));
+      const sock = path.join(dir, 'gdb.sock');
+      const elf = h.kernel('calls-O0.elf');
+      qemu = cp.spawn('qemu-system-x86_64', [
+        '-accel', 'tcg', '-M', 'pc', '-m', '128', '-display', 'none', '-serial', 'null',
+        '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-S', '-gdb', `unix:${sock},server=on,wait=off`,
+        '-kernel', elf,
+      ], { stdio: 'ignore' });
+      const qemuExit = new Promise((resolve) => qemu.on('exit', (code) => resolve(code)));
+      const deadline = Date.now() + 10000;
+      while (!fs.existsSync(sock) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(fs.existsSync(sock), 'QEMU did not open its gdb socket');
+
+      dc = await h.startClient();
+      await dc.initializeRequest();
+      const initialized = dc.waitForEvent('initialized');
+      await dc.attachRequest({ gdbServer: `unix:${sock}`, symbols: elf, stopOnEntry: false });
+      await initialized;
+      const bp = await dc.setBreakpointsRequest({ source: { path: h.callsC }, breakpoints: [{ line: h.marker('leaf') }] });
+      assert.strictEqual(bp.body.breakpoints[0].verified, true);
+      const stopped = dc.waitForEvent('stopped');
+      await dc.configurationDoneRequest();
+      const event = await stopped;
+      assert.strictEqual(event.body.reason, 'breakpoint');
+      const frames = (await dc.stackTraceRequest({ threadId: event.body.threadId })).body.stackFrames;
+      assert.deepStrictEqual(frames.slice(0, 4).map((f) => [f.name, f.line]), [
+        ['leaf', h.marker('leaf')], ['accumulate', h.marker('call-leaf')],
+        ['compute', h.marker('call-accumulate')], ['kmain', h.marker('call-compute')],
+      ]);
+      assert.strictEqual((await dc.evaluateRequest({ expression: 'p.y', frameId: 1 })).body.result, '9');
+      // Line stepping works against QEMU's stub too.
+      const { frames: after } = await h.stepAndWait(dc, 'next', { threadId: event.body.threadId });
+      assert.strictEqual(after[0].line, h.marker('leaf') + 1);
+      await dc.disconnectRequest({});
+      dc.stopAdapter();
+      dc = null;
+      // Detached: the guest runs on to its own exit, (111 << 1) | 1.
+      const code = await Promise.race([qemuExit, new Promise((r) => setTimeout(() => r('timeout'), 30000))]);
+      assert.strictEqual(code, (111 << 1) | 1);
+    });
+  });
+});
