@@ -373,6 +373,7 @@ pub fn agent_gdbserver(argv: &[&Path]) -> (ChildGuard, u16) {
         .unwrap_or_else(|| panic!("no port in: {seen}"));
     (guard, port)
 }
+pub mod nested;
 
 // ----- `vmdbg run` and Linux guests on the QEMU engine (issues 3 and 5) -----
 

@@ -1,15 +1,18 @@
 //! vmdbg-vmm: a small KVM virtual machine monitor built for debugging.
 //!
 //! It boots a 64-bit ELF kernel (directly in long mode, or through the PVH
-//! entry so the same ELF also runs under `qemu-system-x86_64 -kernel`),
-//! emulates a 16550 UART and QEMU's isa-debug-exit port, and serves the
-//! vCPUs to gdb or lldb over the gdb remote protocol.
+//! entry so the same ELF also runs under `qemu-system-x86_64 -kernel`) or
+//! Linux (vmlinux or bzImage, with an initramfs and ACPI tables), emulates
+//! a 16550 UART, QEMU's isa-debug-exit port, ACPI power-off/reset and
+//! virtio-mmio block and vsock devices, and serves the vCPUs to gdb or
+//! lldb over the gdb remote protocol.
 //!
 //! Layout, one concern per module:
 //! - [`vm`]: KVM handles, memory, interrupt controllers, all-stop control
 //! - [`vcpu`]: one thread per vCPU, exit dispatch, stop events
-//! - [`boot`]: ELF loading, entry ABIs, initial CPU state
-//! - [`devices`]: port-I/O bus and emulated devices
+//! - [`boot`]: kernel and initrd loading, boot_params, ACPI tables, entry
+//!   ABIs, initial CPU state
+//! - [`devices`]: port-I/O and MMIO buses, emulated and virtio devices
 //! - [`debug`]: debug registers, single-step, page-table walks, probes
 //! - [`gdb`]: the gdb remote-protocol server over `debug`
 //! - [`report`]: what is printed when a VM dies

@@ -82,8 +82,9 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = EntryMode::Auto)]
     entry: EntryMode,
 
-    /// Where the serial port (COM1) writes: stdout, none, file:PATH or
-    /// unix:PATH (vmdbg-vmm listens and waits for one client).
+    /// Where the serial port (COM1) writes: stdout, stdio (stdin is the
+    /// guest's input), none, file:PATH or unix:PATH (vmdbg-vmm listens and
+    /// waits for one client, whose writes are the guest's input).
     #[arg(long, default_value = "stdout", value_name = "TARGET")]
     serial: SerialTarget,
 

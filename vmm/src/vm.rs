@@ -16,7 +16,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{self, BootEntry, EntryMode};
 use crate::devices::virtio::{self, block, vsock, MmioTransport, SharedTransport};
-use crate::devices::{debug_exit, power, serial, MmioBus, MmioDevice, PioBus};
+use crate::devices::{debug_exit, power, serial, MmioBus, MmioDeviceAt, PioBus};
 use crate::error::{Error, Result};
 use crate::vcpu::{event_channel, EventSource, RunOptions, VcpuEvent, VcpuHandle};
 
@@ -209,7 +209,7 @@ impl Vm {
         if let Some(v) = &config.vsock {
             devices.push(Box::new(vsock::Vsock::new(v.guest_cid, &v.uds_path)?));
         }
-        let mut mmio_devices: Vec<(u64, u64, Arc<Mutex<dyn MmioDevice>>)> = Vec::new();
+        let mut mmio_devices: Vec<MmioDeviceAt> = Vec::new();
         let mut slots = Vec::new();
         for (index, device) in devices.into_iter().enumerate() {
             let slot = virtio::slot(index);
@@ -239,13 +239,17 @@ impl Vm {
             EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?;
         vm.register_irqfd(&serial_irq, serial::COM1_IRQ)
             .map_err(Error::kvm("KVM_IRQFD"))?;
-        let uart = serial::SerialDevice::new(serial_irq, config.serial.open()?);
+        let (serial_out, serial_in) = config.serial.open()?;
+        let uart = Arc::new(Mutex::new(serial::SerialDevice::new(
+            serial_irq, serial_out,
+        )));
+        if let Some(input) = serial_in {
+            // Detached: it ends with its input, or with the process.
+            serial::spawn_input(uart.clone(), input)
+                .map_err(|e| Error::Vcpu(format!("spawning the serial input thread: {e}")))?;
+        }
         let bus = PioBus::builder()
-            .map(
-                serial::COM1_PORT,
-                serial::COM1_LEN,
-                Arc::new(Mutex::new(uart)),
-            )
+            .map(serial::COM1_PORT, serial::COM1_LEN, uart)
             .map(
                 debug_exit::PORT,
                 debug_exit::LEN,

@@ -22,7 +22,7 @@ pub const PVH_MODLIST: u64 = 0x6400;
 /// ACPI tables, RSDP first: inside the reserved BIOS area (0xE0000-0xFFFFF)
 /// where a kernel that is given no RSDP address scans for it.
 pub const ACPI_START: u64 = 0xe_0000;
-pub const ACPI_END: u64 = 0x10_0000;
+pub const ACPI_END: u64 = 0xf_0000;
 /// Kernel command line (NUL-terminated).
 pub const CMDLINE: u64 = 0x20000;
 pub const CMDLINE_MAX: usize = 0x10000;
@@ -34,3 +34,8 @@ pub const HIGH_MEMORY: u64 = 0x10_0000;
 pub const MAX_MEM: u64 = 0xc000_0000;
 /// Addresses KVM needs for its own use on Intel hosts (TSS, identity map).
 pub const KVM_TSS: u64 = 0xfffb_d000;
+/// Where an x86 CPU starts after reset (F000:FFF0). Linux jumps here as
+/// its last way to reboot ("BIOS" reboot, which it picks first on a
+/// hardware-reduced ACPI machine without EFI), so the VMM puts a stub here
+/// that writes the ACPI reset register.
+pub const RESET_VECTOR: u64 = 0xf_fff0;

@@ -192,13 +192,15 @@ pub fn write_zero_page(
     rsdp: Option<u64>,
 ) -> Result<u64> {
     write_cmdline(mem, cmdline)?;
-    let mut params = boot_params::default();
-    params.hdr = header.unwrap_or_else(|| setup_header {
-        boot_flag: BOOT_FLAG,
-        header: HDRS_MAGIC,
-        kernel_alignment: 0x100_0000,
+    let mut params = boot_params {
+        hdr: header.unwrap_or_else(|| setup_header {
+            boot_flag: BOOT_FLAG,
+            header: HDRS_MAGIC,
+            kernel_alignment: 0x100_0000,
+            ..Default::default()
+        }),
         ..Default::default()
-    });
+    };
     params.hdr.type_of_loader = LOADER_UNDEFINED;
     params.hdr.loadflags |= LOADFLAG_LOADED_HIGH | LOADFLAG_CAN_USE_HEAP;
     params.hdr.heap_end_ptr = 0xfe00;

@@ -80,9 +80,32 @@ pub fn validate(kernel: &Path, initrd: Option<&Path>, mem_bytes: u64) -> Result<
     Ok(())
 }
 
+/// Real-mode code at the reset vector: `mov al, RESET_VALUE; mov dx,
+/// RESET_PORT; out dx, al; hlt; jmp $-1`, so a guest that restarts through
+/// the BIOS entry gets the VMM's reboot instead of running zeroed memory.
+fn write_reset_stub(mem: &GuestMemoryMmap) -> Result<()> {
+    use crate::devices::power::{RESET_PORT, RESET_VALUE};
+    use vm_memory::Bytes;
+    let [port_lo, port_hi] = RESET_PORT.to_le_bytes();
+    let stub = [
+        0xb0,
+        RESET_VALUE,
+        0xba,
+        port_lo,
+        port_hi,
+        0xee,
+        0xf4,
+        0xeb,
+        0xfd,
+    ];
+    mem.write_slice(&stub, GuestAddress(layout::RESET_VECTOR))
+        .map_err(|e| crate::error::Error::GuestMemory(format!("writing the reset stub: {e}")))
+}
+
 /// Loads the kernel and initrd into `mem` and writes the boot structures
 /// the chosen entry ABI needs.
 pub fn load(mem: &GuestMemoryMmap, spec: &BootSpec) -> Result<BootEntry> {
+    write_reset_stub(mem)?;
     if linux::detect(spec.kernel)? == linux::KernelFormat::BzImage {
         if spec.mode == EntryMode::Pvh {
             return Err(crate::error::Error::NotX86_64Elf {

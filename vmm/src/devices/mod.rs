@@ -99,6 +99,9 @@ impl PioBusBuilder {
     }
 }
 
+/// A device with its guest-physical base and length, for [`MmioBus::new`].
+pub type MmioDeviceAt = (u64, u64, Arc<Mutex<dyn MmioDevice>>);
+
 /// A device in the guest-physical MMIO space.
 pub trait MmioDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
@@ -119,7 +122,7 @@ pub struct MmioBus {
 }
 
 impl MmioBus {
-    pub fn new(devices: Vec<(u64, u64, Arc<Mutex<dyn MmioDevice>>)>) -> Self {
+    pub fn new(devices: Vec<MmioDeviceAt>) -> Self {
         let mappings = devices
             .into_iter()
             .map(|(base, len, device)| MmioMapping { base, len, device })

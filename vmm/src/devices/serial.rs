@@ -1,9 +1,10 @@
-//! The 16550 UART at COM1 (vm-superio), its interrupt line, and where its
-//! output goes.
+//! The 16550 UART at COM1 (vm-superio), its interrupt line, where its
+//! output goes and where its input comes from.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
@@ -19,8 +20,12 @@ pub const COM1_IRQ: u32 = 4;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SerialTarget {
     Stdout,
+    /// Output to stdout, input from stdin (line by line, as the terminal
+    /// delivers it).
+    Stdio,
     File(PathBuf),
     /// A unix socket the VMM listens on; it waits for one client to connect.
+    /// What the client writes is the guest's input.
     Unix(PathBuf),
     None,
 }
@@ -30,13 +35,14 @@ impl std::str::FromStr for SerialTarget {
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
-            "stdout" | "stdio" => Ok(Self::Stdout),
+            "stdout" => Ok(Self::Stdout),
+            "stdio" => Ok(Self::Stdio),
             "none" | "null" => Ok(Self::None),
             _ => match s.split_once(':') {
                 Some(("file", p)) if !p.is_empty() => Ok(Self::File(p.into())),
                 Some(("unix", p)) if !p.is_empty() => Ok(Self::Unix(p.into())),
                 _ => Err(format!(
-                    "`{s}` is not a serial target: use stdout, none, file:PATH or unix:PATH"
+                    "`{s}` is not a serial target: use stdout, stdio, none, file:PATH or unix:PATH"
                 )),
             },
         }
@@ -44,28 +50,38 @@ impl std::str::FromStr for SerialTarget {
 }
 
 impl SerialTarget {
-    pub fn open(&self) -> Result<Box<dyn Write + Send>> {
+    /// Opens the output, and the input if the target has one.
+    pub fn open(&self) -> Result<SerialEnds> {
         let err = |source| Error::Serial {
             target: format!("{self:?}"),
             source,
         };
-        Ok(match self {
-            Self::Stdout => Box::new(FlushingStdout),
+        if let Self::Unix(p) = self {
+            let _ = std::fs::remove_file(p);
+            let listener = UnixListener::bind(p).map_err(err)?;
+            eprintln!(
+                "vmdbg-vmm: waiting for a client on serial socket {}",
+                p.display()
+            );
+            let (stream, _) = listener.accept().map_err(err)?;
+            let input = stream.try_clone().map_err(err)?;
+            return Ok((Box::new(stream), Some(Box::new(input))));
+        }
+        if let Self::Stdio = self {
+            return Ok((Box::new(FlushingStdout), Some(Box::new(std::io::stdin()))));
+        }
+        let output: Box<dyn Write + Send> = match self {
+            Self::Stdout | Self::Stdio => Box::new(FlushingStdout),
             Self::None => Box::new(std::io::sink()),
             Self::File(p) => Box::new(std::fs::File::create(p).map_err(err)?),
-            Self::Unix(p) => {
-                let _ = std::fs::remove_file(p);
-                let listener = UnixListener::bind(p).map_err(err)?;
-                eprintln!(
-                    "vmdbg-vmm: waiting for a client on serial socket {}",
-                    p.display()
-                );
-                let (stream, _) = listener.accept().map_err(err)?;
-                Box::new(stream)
-            }
-        })
+            Self::Unix(_) => unreachable!("handled above"),
+        };
+        Ok((output, None))
     }
 }
+
+/// The UART's output and, for targets that have one, its input.
+pub type SerialEnds = (Box<dyn Write + Send>, Option<Box<dyn Read + Send>>);
 
 /// Guest output reaches the terminal as it is written, not when a line
 /// buffer fills, so it interleaves correctly with a debugger's output.
@@ -126,6 +142,33 @@ impl PioDevice for SerialDevice {
     }
 }
 
+/// Feeds the guest's input from `input` into the UART as its receive FIFO
+/// has room, until the input ends.
+pub fn spawn_input(
+    uart: Arc<Mutex<SerialDevice>>,
+    mut input: Box<dyn Read + Send>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("serial-input".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = input.read(&mut buf) {
+                let mut pending = &buf[..n];
+                while !pending.is_empty() {
+                    let taken = {
+                        let mut dev = uart.lock().unwrap_or_else(|p| p.into_inner());
+                        dev.uart.enqueue_raw_bytes(pending).unwrap_or(0)
+                    };
+                    pending = &pending[taken..];
+                    if taken == 0 {
+                        // The guest has not drained its FIFO yet.
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +176,7 @@ mod tests {
     #[test]
     fn parses_targets() {
         assert_eq!("stdout".parse(), Ok(SerialTarget::Stdout));
+        assert_eq!("stdio".parse(), Ok(SerialTarget::Stdio));
         assert_eq!(
             "file:/tmp/x".parse(),
             Ok(SerialTarget::File("/tmp/x".into()))

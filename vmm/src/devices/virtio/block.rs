@@ -150,9 +150,8 @@ impl Block {
         let status = match request_type {
             T_IN | T_OUT => {
                 let want_writable = request_type == T_IN;
-                if data.iter().any(|d| d.is_write_only() != want_writable) {
-                    S_IOERR
-                } else if request_type == T_OUT && self.read_only {
+                let wrong_direction = data.iter().any(|d| d.is_write_only() != want_writable);
+                if wrong_direction || (request_type == T_OUT && self.read_only) {
                     S_IOERR
                 } else {
                     let total: u64 = data.iter().map(|d| d.len() as u64).sum();

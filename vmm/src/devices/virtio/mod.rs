@@ -15,6 +15,9 @@
 pub mod block;
 pub mod vsock;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, Mutex};
 
 use virtio_queue::desc::split::Descriptor;

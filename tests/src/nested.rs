@@ -1,0 +1,331 @@
+//! The nested test tier (TESTING.md): a static `vmdbg-vmm` runs inside an
+//! L1 Linux VM under QEMU TCG with emulated AMD SVM, where KVM is real
+//! hardware-virtualization KVM, and boots the real Debian kernel as L2.
+//!
+//! One L1 per test binary: [`session`] builds the images and boots L1 on
+//! first use; tests then take turns (a mutex) sending it commands over its
+//! serial console. L1's init (tests/nested/l1/init) answers a line
+//! `@@RUN <id> <command>` with `@@BEGIN <id>`, the output and
+//! `@@END <id> <status>`. Scenario scripts live in tests/nested/l1/.
+//!
+//! What it needs: qemu-system-x86_64, gcc (static glibc), busybox-static,
+//! cpio, root (for mknod in the images), and apt-get + dpkg-deb to fetch
+//! the pinned Debian kernel (tests/nested/fetch-kernel.sh, cached under
+//! `$XDG_CACHE_HOME/vmdbg/nested`).
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+const L1_BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn nested_dir() -> PathBuf {
+    workspace_root().join("tests/nested")
+}
+
+/// target/<profile>/.. : where this test binary's cargo puts things.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// Whether this machine can run the nested tier; the reason if not.
+pub fn available() -> Result<(), String> {
+    if std::env::var("VMDBG_SKIP_NESTED").is_ok_and(|v| !v.is_empty() && v != "0") {
+        return Err("VMDBG_SKIP_NESTED is set".into());
+    }
+    crate::all([
+        crate::tool("qemu-system-x86_64"),
+        crate::tool("gcc"),
+        crate::tool("busybox"),
+        crate::tool("cpio"),
+        crate::tool("xz"),
+    ])?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| crate::text(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if uid != "0" {
+        return Err("building the L1/L2 images needs root (mknod /dev/console)".into());
+    }
+    Ok(())
+}
+
+/// What a command run in L1 printed and its exit status.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: i32,
+    pub output: String,
+}
+
+impl Outcome {
+    /// The rest of the first line that starts with `marker`.
+    pub fn marker(&self, marker: &str) -> Option<&str> {
+        self.output.lines().find_map(|l| {
+            l.trim_start_matches("L2| ")
+                .strip_prefix(marker)
+                .map(str::trim)
+        })
+    }
+
+    /// L2's boot-to-init time as run-l2.sh measured it, in ms.
+    pub fn boot_to_init_ms(&self) -> Option<u64> {
+        self.marker("@@BOOT-TO-INIT-MS")?.parse().ok()
+    }
+}
+
+/// A running L1 VM.
+pub struct L1 {
+    qemu: Child,
+    stdin: ChildStdin,
+    output: Arc<Mutex<String>>,
+    next_id: u32,
+    /// Kills QEMU when this process ends, however it ends: its stdin is a
+    /// pipe only we hold.
+    _watchdog: Child,
+    pub boot_time: Duration,
+}
+
+impl L1 {
+    /// Runs `command` in L1's shell and waits for it, at most `limit`; L1
+    /// kills it a little before, so a hung scenario does not block the
+    /// next one.
+    pub fn run(&mut self, command: &str, limit: Duration) -> Outcome {
+        self.next_id += 1;
+        let id = self.next_id;
+        let start_len = self.output.lock().unwrap().len();
+        let l1_limit = limit
+            .saturating_sub(Duration::from_secs(15))
+            .as_secs()
+            .max(5);
+        writeln!(self.stdin, "@@RUN {id} {l1_limit} {command}").expect("write to L1's console");
+        self.stdin.flush().expect("flush L1's console");
+        let begin = format!("@@BEGIN {id}\n");
+        let end = format!("@@END {id} ");
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let all = self.output.lock().unwrap();
+                let seen = &all[start_len..];
+                if let (Some(b), Some(e)) = (seen.find(&begin), seen.find(&end)) {
+                    let after = &seen[e + end.len()..];
+                    if let Some(nl) = after.find('\n') {
+                        let status = after[..nl].trim().parse().unwrap_or(-1);
+                        return Outcome {
+                            status,
+                            output: seen[b + begin.len()..e].to_string(),
+                        };
+                    }
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "L1 did not finish `{command}` within {limit:?}; its console:\n{}",
+                        &all[start_len..]
+                    );
+                }
+            }
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                panic!(
+                    "L1's QEMU ended ({status}) while running `{command}`:\n{}",
+                    &self.output.lock().unwrap()[start_len..]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn run_step(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            crate::text(&out.stdout),
+            crate::text(&out.stderr)
+        ));
+    }
+    Ok(crate::text(&out.stdout).trim().to_string())
+}
+
+/// Builds everything L1 needs; returns (L1 kernel, L1 initramfs).
+fn build_images() -> Result<(PathBuf, PathBuf), String> {
+    let nested = nested_dir();
+    let work = target_dir().join("nested");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+
+    let kernel_dir = PathBuf::from(run_step(
+        Command::new("bash").arg(nested.join("fetch-kernel.sh")),
+        "fetching the Debian kernel (tests/nested/fetch-kernel.sh)",
+    )?);
+
+    // A static vmdbg-vmm, in a target dir of its own so the flags do not
+    // invalidate the workspace build.
+    let static_target = work.join("static-target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_step(
+        Command::new(cargo)
+            .current_dir(workspace_root())
+            .env("CARGO_TARGET_DIR", &static_target)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args([
+                "build",
+                "-q",
+                "--release",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "-p",
+                "vmdbg-vmm",
+                "--bin",
+                "vmdbg-vmm",
+            ]),
+        "building a static vmdbg-vmm",
+    )?;
+    let vmm = static_target.join("x86_64-unknown-linux-gnu/release/vmdbg-vmm");
+    let vmm_stripped = work.join("vmdbg-vmm");
+    run_step(
+        Command::new("strip").arg("-o").arg(&vmm_stripped).arg(&vmm),
+        "strip vmdbg-vmm",
+    )?;
+
+    let helper = work.join("vsock-helper");
+    run_step(
+        Command::new("gcc")
+            .args(["-static", "-O2", "-Wall", "-o"])
+            .arg(&helper)
+            .arg(nested.join("vsock-helper.c")),
+        "compiling tests/nested/vsock-helper.c (needs static glibc: libc6-dev)",
+    )?;
+
+    let out = work.join("images");
+    let l1_initrd = PathBuf::from(run_step(
+        Command::new("bash")
+            .arg(nested.join("build-l1.sh"))
+            .arg(&vmm_stripped)
+            .arg(&kernel_dir)
+            .arg(&helper)
+            .arg(&out),
+        "building the L1/L2 images (tests/nested/build-l1.sh)",
+    )?);
+    Ok((kernel_dir.join("vmlinuz"), l1_initrd))
+}
+
+fn host_tsc_khz() -> u64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(0, |mhz| (mhz * 1000.0) as u64)
+}
+
+fn boot_l1() -> Result<L1, String> {
+    let (kernel, initrd) = build_images()?;
+    let started = Instant::now();
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"])
+        .args(["-m", "2048", "-smp", "1", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 quiet panic=-1 tsc_early_khz={}",
+            host_tsc_khz()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting qemu-system-x86_64: {e}"))?;
+    let watchdog = Command::new("sh")
+        .arg("-c")
+        .arg("read _ignored; kill -9 \"$0\" 2>/dev/null")
+        .arg(qemu.id().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the QEMU watchdog: {e}"))?;
+    let stdin = qemu.stdin.take().expect("piped stdin");
+    let stdout = qemu.stdout.take().expect("piped stdout");
+    let output = Arc::new(Mutex::new(String::new()));
+    let sink = output.clone();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = Vec::new();
+        while let Ok(n @ 1..) = reader.read_until(b'\n', &mut line) {
+            let text = String::from_utf8_lossy(&line[..n]).replace('\r', "");
+            if std::env::var("VMDBG_NESTED_VERBOSE").is_ok() {
+                eprint!("L1> {text}");
+            }
+            sink.lock().unwrap().push_str(&text);
+            line.clear();
+        }
+    });
+    let mut l1 = L1 {
+        qemu,
+        stdin,
+        output,
+        next_id: 0,
+        _watchdog: watchdog,
+        boot_time: Duration::ZERO,
+    };
+    let deadline = Instant::now() + L1_BOOT_LIMIT;
+    loop {
+        let seen = l1.output.lock().unwrap().clone();
+        if seen.contains("@@L1-READY kvm") {
+            break;
+        }
+        if seen.contains("@@L1-READY no-kvm") {
+            return Err(format!(
+                "L1 booted but has no /dev/kvm (kvm-amd did not load on QEMU's emulated SVM):\n{seen}"
+            ));
+        }
+        if let Ok(Some(status)) = l1.qemu.try_wait() {
+            return Err(format!("L1's QEMU ended ({status}) during boot:\n{seen}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("L1 did not boot within {L1_BOOT_LIMIT:?}:\n{seen}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    l1.boot_time = started.elapsed();
+    eprintln!("nested: L1 ready in {:.1} s", l1.boot_time.as_secs_f64());
+    Ok(l1)
+}
+
+/// The L1 of this test binary, booted on first use. Returns None (after
+/// printing SKIPPED) when the tier is unavailable outside CI; panics under
+/// CI. A failed build or boot fails every test that asks, with the reason.
+pub fn session(test: &str) -> Option<MutexGuard<'static, L1>> {
+    if !crate::require(available(), test) {
+        return None;
+    }
+    static L1_VM: OnceLock<Result<Mutex<L1>, String>> = OnceLock::new();
+    match L1_VM.get_or_init(|| boot_l1().map(Mutex::new)) {
+        Ok(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
+        Err(why) => panic!("{test}: the nested tier could not start: {why}"),
+    }
+}
+
+/// Every L2 scenario gets this long (TCG is slow, and a loaded host more so).
+pub const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
