@@ -682,6 +682,12 @@ impl Inferior {
                 // Every other thread is gone and the exec'ing one now has the
                 // leader's id; the old image's breakpoints went with it.
                 self.threads.retain(|t, _| *t == self.pid);
+                // (After the leader's own pthread_exit it may be missing.)
+                self.threads.entry(self.pid).or_insert_with(|| {
+                    let mut leader = Thread::new_running();
+                    leader.sigstop_expected = false;
+                    leader
+                });
                 self.breakpoints.clear();
                 self.breakpoints_inserted = false;
                 self.mem = open_mem(self.pid)?;

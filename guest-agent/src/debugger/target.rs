@@ -476,6 +476,9 @@ impl SwBreakpoint for ProcessTarget {
         Ok(true)
     }
 
+    /// Removing a breakpoint we do not have is refused: after an exec the
+    /// refusal is what tells gdb that the old image's breakpoints are gone
+    /// (gdb 13 does not understand exec stops from a remote target).
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         Ok(self.inferior.remove_breakpoint(addr))
     }
