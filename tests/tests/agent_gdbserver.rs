@@ -37,7 +37,7 @@ fn programs() -> &'static Path {
             );
         };
         let s = |name: &str| src.join(name).display().to_string();
-        for name in ["locals", "segv", "spin", "forks", "signals"] {
+        for name in ["locals", "segv", "spin", "forks", "signals", "env_cwd"] {
             compile(
                 &["gcc", "-g", "-O0", "-o", name, &s(&format!("{name}.c"))],
                 name,
@@ -505,6 +505,31 @@ fn gdb_extended_remote_run_starts_the_program_again() {
     assert!(gdb.contains("Breakpoint 1, square (v=4)"), "{gdb}");
     assert!(gdb.contains("exited with code 07]"), "{gdb}");
     assert_eq!(server.status.code(), Some(7));
+}
+
+#[test]
+fn gdb_extended_remote_run_applies_environment_and_cwd() {
+    if !have(
+        "gdb_extended_remote_run_applies_environment_and_cwd",
+        &["gdb", "gcc"],
+    ) {
+        return;
+    }
+    let cwd = std::env::temp_dir().canonicalize().unwrap();
+    let (gdb, server) = gdb_session(
+        "env_cwd",
+        "extended-remote",
+        &format!(
+            "set environment VMDBG_TEST_VALUE=from-gdb\nset cwd {}\nrun\n",
+            cwd.display()
+        ),
+    );
+    assert!(gdb.contains("exited normally]"), "{gdb}");
+    let output = text(&server.stdout);
+    assert!(
+        output.contains(&format!("value=from-gdb cwd={}\n", cwd.display())),
+        "{output}"
+    );
 }
 
 #[test]

@@ -179,7 +179,9 @@ impl Inferior {
     /// directory, turns off address-space randomisation (as gdb does, so
     /// addresses repeat from run to run), asks to be traced and execs. The
     /// parent returns once the child is stopped at its exec.
-    pub fn launch(launch: &Launch) -> Result<Self, DebugError> {
+    /// `randomize` keeps address-space randomisation on (gdb's `set
+    /// disable-randomization off`).
+    pub fn launch(launch: &Launch, randomize: bool) -> Result<Self, DebugError> {
         let program = launch
             .argv
             .first()
@@ -261,7 +263,7 @@ impl Inferior {
                     }
                 }
                 let current = libc::personality(0xffff_ffff);
-                if current != -1 {
+                if current != -1 && !randomize {
                     libc::personality((current | libc::ADDR_NO_RANDOMIZE) as libc::c_ulong);
                 }
                 let mut none: libc::sigset_t = std::mem::zeroed();

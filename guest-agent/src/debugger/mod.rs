@@ -82,7 +82,7 @@ impl Session {
     /// Starts the program stopped at its first instruction (the dynamic
     /// linker's, for a dynamic program).
     pub fn launch(launch: Launch) -> Result<Self, DebugError> {
-        let inferior = Inferior::launch(&launch)?;
+        let inferior = Inferior::launch(&launch, false)?;
         Ok(Self {
             target: ProcessTarget::new(inferior, launch),
         })

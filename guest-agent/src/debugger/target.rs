@@ -26,8 +26,9 @@ use gdbstub::target::ext::breakpoints::{
 };
 use gdbstub::target::ext::exec_file::{ExecFile, ExecFileOps};
 use gdbstub::target::ext::extended_mode::{
-    Args, AttachKind, CurrentActivePid, CurrentActivePidOps, ExtendedMode, ExtendedModeOps,
-    ShouldTerminate,
+    Args, AttachKind, ConfigureAslr, ConfigureAslrOps, ConfigureEnv, ConfigureEnvOps,
+    ConfigureStartupShell, ConfigureStartupShellOps, ConfigureWorkingDir, ConfigureWorkingDirOps,
+    CurrentActivePid, CurrentActivePidOps, ExtendedMode, ExtendedModeOps, ShouldTerminate,
 };
 use gdbstub::target::ext::libraries::{LibrariesSvr4, LibrariesSvr4Ops};
 use gdbstub::target::{Target, TargetError, TargetResult};
@@ -64,6 +65,8 @@ pub struct ProcessTarget {
     /// The client sent `!` (extended-remote): a kill leaves the session
     /// open for a `run`.
     extended_client: bool,
+    /// gdb's `set disable-randomization off`, for the next `run`.
+    randomize_addresses: bool,
     /// Files gdb opened through host I/O (`vFile:open`).
     pub(super) open_files: super::hostio::OpenFiles,
 }
@@ -83,6 +86,7 @@ impl ProcessTarget {
             template,
             extended_client: false,
             open_files: Default::default(),
+            randomize_addresses: false,
             actions: BTreeMap::new(),
             others: Some(ResumeAction {
                 mode: ResumeMode::Continue,
@@ -164,7 +168,7 @@ impl ProcessTarget {
             stderr: clone(&self.template.stderr),
         };
         self.inferior.kill();
-        self.inferior = Inferior::launch(&launch)?;
+        self.inferior = Inferior::launch(&launch, self.randomize_addresses)?;
         self.queued = None;
         self.actions.clear();
         Ok(GdbPid::new(self.inferior.pid.as_raw() as usize).expect("pids are positive"))
@@ -282,6 +286,78 @@ impl ExtendedMode for ProcessTarget {
 
     fn support_current_active_pid(&mut self) -> Option<CurrentActivePidOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_configure_aslr(&mut self) -> Option<ConfigureAslrOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_configure_env(&mut self) -> Option<ConfigureEnvOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_configure_working_dir(&mut self) -> Option<ConfigureWorkingDirOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_configure_startup_shell(&mut self) -> Option<ConfigureStartupShellOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// gdb's `set disable-randomization`, `set environment`/`unset
+/// environment` and `set cwd`, applied at the next `run`.
+impl ConfigureAslr for ProcessTarget {
+    fn cfg_aslr(&mut self, enabled: bool) -> TargetResult<(), Self> {
+        self.randomize_addresses = enabled;
+        Ok(())
+    }
+}
+
+impl ConfigureEnv for ProcessTarget {
+    fn set_env(&mut self, key: &[u8], val: Option<&[u8]>) -> TargetResult<(), Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let key = std::ffi::OsStr::from_bytes(key).to_os_string();
+        let val = std::ffi::OsStr::from_bytes(val.unwrap_or_default()).to_os_string();
+        let env = self
+            .template
+            .env
+            .get_or_insert_with(|| std::env::vars_os().collect());
+        env.retain(|(k, _)| *k != key);
+        env.push((key, val));
+        Ok(())
+    }
+
+    fn remove_env(&mut self, key: &[u8]) -> TargetResult<(), Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let key = std::ffi::OsStr::from_bytes(key);
+        let env = self
+            .template
+            .env
+            .get_or_insert_with(|| std::env::vars_os().collect());
+        env.retain(|(k, _)| k != key);
+        Ok(())
+    }
+
+    fn reset_env(&mut self) -> TargetResult<(), Self> {
+        self.template.env = None;
+        Ok(())
+    }
+}
+
+impl ConfigureWorkingDir for ProcessTarget {
+    fn cfg_working_dir(&mut self, dir: Option<&[u8]>) -> TargetResult<(), Self> {
+        use std::os::unix::ffi::OsStrExt;
+        self.template.cwd = dir.map(|d| std::ffi::OsStr::from_bytes(d).into());
+        Ok(())
+    }
+}
+
+/// Programs always start without a shell (no argument globbing): gdb is
+/// told yes and the choice has no effect.
+impl ConfigureStartupShell for ProcessTarget {
+    fn cfg_startup_with_shell(&mut self, _enabled: bool) -> TargetResult<(), Self> {
+        Ok(())
     }
 }
 
