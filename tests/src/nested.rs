@@ -52,6 +52,7 @@ pub fn available() -> Result<(), String> {
         crate::tool("busybox"),
         crate::tool("cpio"),
         crate::tool("xz"),
+        crate::tool("strip"),
     ])?;
     let uid = Command::new("id")
         .arg("-u")

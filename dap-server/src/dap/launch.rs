@@ -81,6 +81,9 @@ pub fn find_vmm(explicit: Option<&Path>) -> Result<PathBuf> {
 pub struct Engine {
     pub child: Child,
     pub endpoint: Endpoint,
+    /// Everything vmdbg-vmm wrote to stderr (its fatal-exit report with the
+    /// vCPU registers included), and whether stderr has closed.
+    pub stderr_log: std::sync::Arc<std::sync::Mutex<(String, bool)>>,
     /// Holds the private directory of the gdb socket until the session ends.
     _dir: tempfile::TempDir,
 }
@@ -157,6 +160,8 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
         }
     });
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let stderr_log = std::sync::Arc::new(std::sync::Mutex::new((String::new(), false)));
+    let log = stderr_log.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
         let mut ready = Some(ready_tx);
@@ -167,9 +172,18 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
                 }
                 continue;
             }
-            if console.send(("stderr", format!("{line}\n"))).is_err() {
-                break;
+            if let Ok(mut log) = log.lock() {
+                // Bounded: only the end (the exit report) matters.
+                if log.0.len() > 64 * 1024 {
+                    log.0.drain(..32 * 1024);
+                }
+                log.0.push_str(&line);
+                log.0.push('\n');
             }
+            let _ = console.send(("stderr", format!("{line}\n")));
+        }
+        if let Ok(mut log) = log.lock() {
+            log.1 = true;
         }
     });
     tokio::select! {
@@ -182,5 +196,5 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
             bail!("vmdbg-vmm did not start listening within 30 s");
         }
     }
-    Ok(Engine { child, endpoint: Endpoint::Unix(socket), _dir: dir })
+    Ok(Engine { child, endpoint: Endpoint::Unix(socket), stderr_log, _dir: dir })
 }

@@ -4,14 +4,15 @@
 //! Owns: message types (`protocol`), Content-Length framing (`transport`),
 //! launch/attach configurations and starting the engine (`launch`), the
 //! debug session and its requests (`session`), breakpoints on hardware
-//! slots (`breakpoints`), source-line stepping (`stepping`) and the
-//! inspection requests — stack, scopes, variables, evaluate, memory,
+//! slots (`breakpoints`), source-line stepping (`stepping`), a kernel that
+//! died of an unhandled exception (`postmortem`) and the inspection requests — stack, scopes, variables, evaluate, memory,
 //! disassembly (`inspect`). DWARF lives in `crate::symbols`, the gdb remote
 //! protocol in `crate::rsp`; this module only ties them to DAP.
 
 mod breakpoints;
 mod inspect;
 mod launch;
+mod postmortem;
 mod program;
 mod protocol;
 mod session;

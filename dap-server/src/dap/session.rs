@@ -282,6 +282,9 @@ pub struct Session {
     console_tx: LineSink,
     console_rx: mpsc::UnboundedReceiver<(&'static str, String)>,
     pub target: Option<Target>,
+    /// A launched kernel that died of an unhandled exception, kept for
+    /// inspection until the client continues or disconnects.
+    pub post_mortem: Option<super::postmortem::PostMortem>,
     start: Option<StartConfig>,
     pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
     pub function_breakpoints: Vec<UserBreakpoint>,
@@ -299,6 +302,7 @@ impl Session {
             console_tx,
             console_rx,
             target: None,
+            post_mortem: None,
             start: None,
             line_breakpoints: BTreeMap::new(),
             function_breakpoints: Vec::new(),
@@ -360,7 +364,9 @@ impl Session {
 
     async fn handle(&mut self, request: Request) -> Result<Handled> {
         let args = request.arguments;
-        let parse = |v: Value| v;
+        if self.target.is_none() && self.post_mortem.is_some() && request.command != "initialize" {
+            return self.handle_post_mortem(&request.command, args).await;
+        }
         match request.command.as_str() {
             "initialize" => {
                 return Ok(Handled::Respond(protocol::capabilities()));
@@ -370,9 +376,9 @@ impl Session {
                     bail!("invalid launch configuration: give either `program` or `kernel`, not both");
                 }
                 let config = if args.get("program").is_some() {
-                    StartConfig::Program(serde_json::from_value(parse(args)).context("invalid program launch configuration")?)
+                    StartConfig::Program(serde_json::from_value(args).context("invalid program launch configuration")?)
                 } else if args.get("kernel").is_some() {
-                    StartConfig::Launch(serde_json::from_value(parse(args)).context("invalid launch configuration")?)
+                    StartConfig::Launch(serde_json::from_value(args).context("invalid launch configuration")?)
                 } else {
                     bail!("invalid launch configuration: give `kernel` (a guest kernel) or `program` (a program to run in a fresh Linux VM)");
                 };
@@ -380,7 +386,7 @@ impl Session {
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
             "attach" => {
-                let config: AttachConfig = serde_json::from_value(parse(args)).context("invalid attach configuration")?;
+                let config: AttachConfig = serde_json::from_value(args).context("invalid attach configuration")?;
                 self.start_target(StartConfig::Attach(config)).await?;
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
@@ -531,7 +537,7 @@ impl Session {
             }
             "restart" => {
                 let config = self.start.clone().context("nothing to restart")?;
-                self.end_target(Some(true)).await;
+                self.end_target_quietly(Some(true)).await;
                 // A restart keeps the breakpoints: they are inserted again.
                 self.start_target(config).await?;
                 self.reinsert_breakpoints().await;
@@ -539,6 +545,11 @@ impl Session {
             }
             other => bail!("unsupported request `{other}`"),
         }
+    }
+
+    /// Ends the request loop after this request.
+    pub fn finish(&mut self) {
+        self.finished = true;
     }
 
     fn require_stopped(&self) -> Result<()> {
@@ -648,7 +659,15 @@ impl Session {
     /// Ends the target. `terminate`: None = what the start mode implies
     /// (launch: end the VM; attach: detach and leave it running).
     async fn end_target(&mut self, terminate: Option<bool>) {
-        let Some(mut target) = self.target.take() else { return };
+        if self.end_target_quietly(terminate).await {
+            self.out.event("terminated", Value::Null);
+        }
+    }
+
+    /// Ends the target without telling the client (restart); true if there
+    /// was one.
+    async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
+        let Some(mut target) = self.target.take() else { return false };
         let launched = target.engine.is_some() || target.program.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
@@ -677,7 +696,7 @@ impl Session {
         if let Some(mut program) = target.program.take() {
             program.shut_down().await;
         }
-        self.out.event("terminated", Value::Null);
+        true
     }
 
     async fn after(&mut self, after: After) -> Result<()> {
@@ -826,6 +845,9 @@ impl Session {
                 Ok(())
             }
             StopReply::Terminated { signal } => {
+                if self.enter_post_mortem().await {
+                    return Ok(());
+                }
                 self.out.output("console", format!("vmdbg: the target was terminated (signal {signal})\n"));
                 self.target_gone(None).await;
                 Ok(())
@@ -876,7 +898,7 @@ impl Session {
     }
 
     /// The target ended: `exited` with the guest's code, then `terminated`.
-    async fn target_gone(&mut self, status: Option<u8>) {
+    pub async fn target_gone(&mut self, status: Option<u8>) {
         let Some(mut target) = self.target.take() else { return };
         let mut code = status.map(i64::from);
         if let Some(mut program) = target.program.take() {
@@ -906,11 +928,19 @@ impl Session {
         while let Ok((category, text)) = self.console_rx.try_recv() {
             self.out.output(category, text);
         }
-        if let Some(code) = code {
-            // isa-debug-exit convention: the guest wrote V, the VM exits (V << 1) | 1.
-            let guest = if code & 1 == 1 { code >> 1 } else { code };
-            self.out.output("console", format!("vmdbg: the guest exited with code {guest} (VM status {code})\n"));
-            self.out.event("exited", json!({ "exitCode": guest }));
+        match (status, code) {
+            (Some(_), Some(code)) => {
+                // isa-debug-exit convention: the guest wrote V, the VM exits (V << 1) | 1.
+                let guest = if code & 1 == 1 { code >> 1 } else { code };
+                self.out.output("console", format!("vmdbg: the guest exited with code {guest} (VM status {code})\n"));
+                self.out.event("exited", json!({ "exitCode": guest }));
+            }
+            (None, Some(code)) => {
+                // The VM ended without the guest choosing to: the VMM's own status.
+                self.out.output("console", format!("vmdbg: the VM ended with vmdbg-vmm status {code}\n"));
+                self.out.event("exited", json!({ "exitCode": code }));
+            }
+            _ => {}
         }
         self.out.event("terminated", Value::Null);
     }

@@ -199,6 +199,19 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
     assert.strictEqual(code, Number(printed[1]));
   });
 
+  it('restart boots a fresh VM and keeps the breakpoints', async function () {
+    await stopAt('calls-O0.elf', h.marker('leaf'));
+    let terminated = false;
+    dc.on('terminated', () => { terminated = true; });
+    const stopped = dc.waitForEvent('stopped');
+    await dc.send('restart', {});
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    const frames = (await dc.stackTraceRequest({ threadId: event.body.threadId })).body.stackFrames;
+    assert.strictEqual(frames[0].line, h.marker('leaf'));
+    assert.strictEqual(terminated, false, 'a restart does not end the session');
+  });
+
   it('a fifth breakpoint is refused with the reason (4 hardware slots)', async function () {
     await launchAndConfigure(dc, { kernel: h.kernel('calls-O0.elf') });
     const lines = ['leaf', 'call-leaf', 'after-leaf', 'compute-loop', 'after-accumulate'].map((m) => h.marker(m));

@@ -67,6 +67,32 @@ describe('DAP session robustness and control', function () {
     assert.strictEqual((await exited).body.exitCode, 0x15);
   });
 
+  it('a kernel that takes an unhandled exception stops with reason exception at the faulting line', async function () {
+    const faultC = path.join(h.sourceDir, 'fault.c');
+    dc = await h.startClient();
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launch({ kernel: h.kernel('fault.elf') });
+    await initialized;
+    const stopped = dc.waitForEvent('stopped');
+    await dc.configurationDoneRequest();
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'exception');
+    const info = await dc.send('exceptionInfo', { threadId: event.body.threadId });
+    assert.match(info.body.description, /triple fault/);
+    const frames = (await dc.stackTraceRequest({ threadId: event.body.threadId })).body.stackFrames;
+    assert.strictEqual(frames[0].name, 'kmain');
+    assert.strictEqual(frames[0].line, h.marker('ud2', faultC));
+    const scopes = (await dc.scopesRequest({ frameId: 1 })).body.scopes;
+    const regs = (await dc.variablesRequest({ variablesReference: scopes[0].variablesReference })).body.variables;
+    const rip = regs.find((r) => r.name === 'rip');
+    assert.strictEqual(BigInt(rip.value), BigInt(frames[0].instructionPointerReference));
+    const exited = dc.waitForEvent('exited');
+    const terminated = dc.waitForEvent('terminated');
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.ok((await exited).body.exitCode !== 0);
+    await terminated;
+  });
+
   describe('attach to QEMU gdbstub', function () {
     let qemu;
     let dir;
