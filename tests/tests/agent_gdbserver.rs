@@ -704,6 +704,22 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
         "still serving: {regs}"
     );
 
+    // A bad packet while the program runs: an error reply, and the program
+    // is stopped so the client gets the stop it waits for.
+    rsp.send("vCont;c");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(rsp.ask("mzz,8").starts_with('E'));
+    let stop = rsp.reply();
+    assert!(
+        stop.starts_with("T02") && stop.contains("thread:"),
+        "stop after the bad packet: {stop}"
+    );
+    let regs = rsp.ask("g");
+    assert!(
+        regs.len() >= 0x218 * 2,
+        "registers after the resync: {regs}"
+    );
+
     rsp.send("vCont;c");
     std::thread::sleep(Duration::from_millis(300));
     rsp.send_raw(&[0x03]);

@@ -70,6 +70,12 @@ impl<S: RspStream> RspConnection<S> {
         Connection::flush(self)
     }
 
+    /// Sends a packet of our own (outside gdbstub).
+    pub fn send_packet(&mut self, body: &str) -> io::Result<()> {
+        self.outbox.extend_from_slice(&framed(body));
+        Connection::flush(self)
+    }
+
     /// Tracks where replies begin and end in what gdbstub writes, and drops
     /// acks once acks are off: a gdbstub restarted after a malformed packet
     /// no longer knows they are.
@@ -179,7 +185,10 @@ fn checksum_matches(packet: &[u8]) -> bool {
 
 /// An `E.message` reply (gdb shows the text) with its checksum.
 fn error_packet(text: &str) -> Vec<u8> {
-    let body = format!("E.{text}");
+    framed(&format!("E.{text}"))
+}
+
+fn framed(body: &str) -> Vec<u8> {
     let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
     format!("${body}#{sum:02x}").into_bytes()
 }

@@ -350,6 +350,12 @@ impl Inferior {
         std::mem::take(&mut self.progressed)
     }
 
+    /// Whether any thread runs (the debugger resumed the program and no
+    /// stop was reported since).
+    pub fn any_running(&self) -> bool {
+        self.ended.is_none() && self.threads.values().any(|t| t.running)
+    }
+
     pub fn ended(&self) -> Option<Event> {
         self.ended
     }

@@ -98,22 +98,30 @@ impl Session {
     /// connection fails, the program is killed and the error returned.
     pub fn serve<S: RspStream>(mut self, stream: S) -> Result<ExitStatus, DebugError> {
         let mut conn = RspConnection::new(stream);
-        let result = loop {
+        let outcome: Result<DisconnectReason, DebugError> = loop {
             let result = GdbStub::new(Borrowed(&mut conn))
                 .run_blocking::<ProcessEventLoop<'_, S>>(&mut self.target);
             match result {
+                Ok(reason) => break Ok(reason),
+                Err(e) if e.is_target_error() || e.is_connection_error() => {
+                    break Err(stub_error(e))
+                }
                 // gdbstub ends its run on a packet it cannot parse or did
                 // not expect; the session goes on with an error reply.
-                Err(e) if !e.is_target_error() && !e.is_connection_error() => {
-                    if conn.reply_error("malformed or unexpected packet").is_err() {
-                        break Err(e);
+                Err(_) => {
+                    if let Err(e) = conn.reply_error("malformed or unexpected packet") {
+                        break Err(DebugError::Connection(e.to_string()));
+                    }
+                    match self.resync_after_restart(&mut conn) {
+                        Ok(None) => {}
+                        Ok(Some(end)) => break Ok(end),
+                        Err(e) => break Err(e),
                     }
                 }
-                other => break other,
             }
         };
         let inferior = &mut self.target.inferior;
-        let end = match result {
+        let end = match outcome {
             Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
                 inferior.ended().unwrap_or_else(|| inferior.kill())
             }
@@ -121,10 +129,44 @@ impl Session {
             Ok(DisconnectReason::Disconnect) => inferior.detach_and_wait(),
             Err(e) => {
                 inferior.kill();
-                return Err(stub_error(e));
+                return Err(e);
             }
         };
         Ok(exit_status(end))
+    }
+}
+
+impl Session {
+    /// A new gdbstub run starts believing the program is stopped. If the
+    /// bad packet came while it ran, it is stopped now and the stop the
+    /// client waits for is sent. Returns the program's end if it ended.
+    fn resync_after_restart<S: RspStream>(
+        &mut self,
+        conn: &mut RspConnection<S>,
+    ) -> Result<Option<DisconnectReason>, DebugError> {
+        let inferior = &mut self.target.inferior;
+        if !inferior.any_running() {
+            return Ok(None);
+        }
+        let (reply, end) = match inferior.interrupt()? {
+            Event::Exited(code) => (
+                format!("W{:02x}", code as u8),
+                Some(DisconnectReason::TargetExited(code as u8)),
+            ),
+            Event::Killed(sig) => {
+                let sig = signals::linux_to_gdb(sig);
+                (
+                    format!("X{sig:02x}"),
+                    Some(DisconnectReason::TargetTerminated(gdbstub::common::Signal(
+                        sig,
+                    ))),
+                )
+            }
+            Event::Stopped { tid, .. } => (format!("T02thread:{:x};", tid.as_raw()), None),
+        };
+        conn.send_packet(&reply)
+            .map_err(|e| DebugError::Connection(e.to_string()))?;
+        Ok(end)
     }
 }
 
