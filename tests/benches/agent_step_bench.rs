@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use vmdbg_e2e::*;
 
-const STEPIS: usize = 500;
-const NEXTS: usize = 200;
+/// Per round; the servers take turns for ROUNDS rounds so a change in the
+/// machine's load (it is shared) weighs on both alike.
+const STEPIS: usize = 200;
+const NEXTS: usize = 80;
+const ROUNDS: usize = 4;
 const LIMIT: Duration = Duration::from_secs(300);
 
 fn compile_program() -> PathBuf {
@@ -80,7 +83,7 @@ fn samples(output: &str, tag: &str) -> Vec<f64> {
         .collect()
 }
 
-fn measure(server: &str, exe: &Path, line: u32) -> (Stats, Stats) {
+fn measure(server: &str, exe: &Path, line: u32) -> (Vec<f64>, Vec<f64>) {
     let (guard, port) = match server {
         "vmdbg-agent" => agent_gdbserver(&[exe]),
         _ => {
@@ -95,7 +98,7 @@ fn measure(server: &str, exe: &Path, line: u32) -> (Stats, Stats) {
     let out = gdb_batch(exe, &gdb_script(port, line), LIMIT);
     let gdb = text(&out.stdout) + &text(&out.stderr);
     drop(guard);
-    (stats(samples(&gdb, "STEPI")), stats(samples(&gdb, "NEXT")))
+    (samples(&gdb, "STEPI"), samples(&gdb, "NEXT"))
 }
 
 fn main() {
@@ -110,11 +113,23 @@ fn main() {
     }
     let exe = compile_program();
     let line = program_marker_line("stepping.c", "loop_body");
-    let (agent_stepi, agent_next) = measure("vmdbg-agent", &exe, line);
-    let (gs_stepi, gs_next) = measure("gdbserver", &exe, line);
+    let (mut agent_stepi, mut agent_next, mut gs_stepi, mut gs_next) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (stepi, next) = measure("vmdbg-agent", &exe, line);
+        agent_stepi.extend(stepi);
+        agent_next.extend(next);
+        let (stepi, next) = measure("gdbserver", &exe, line);
+        gs_stepi.extend(stepi);
+        gs_next.extend(next);
+    }
+    let (agent_stepi, agent_next) = (stats(agent_stepi), stats(agent_next));
+    let (gs_stepi, gs_next) = (stats(gs_stepi), stats(gs_next));
     println!(
-        "gdb round trips on {} ({STEPIS} stepi, {NEXTS} next), microseconds:",
-        exe.display()
+        "gdb round trips on {} ({} stepi, {} next per server in {ROUNDS} alternating rounds), microseconds:",
+        exe.display(),
+        STEPIS * ROUNDS,
+        NEXTS * ROUNDS
     );
     println!(
         "{:<22}{:>12}{:>12}{:>12}{:>12}",
