@@ -143,3 +143,15 @@ fn channel_relays_a_raw_byte_stream() {
     assert_eq!(&buf, b"$qSupported#37");
     assert!(matches!(c.open_channel("nope", vec![]), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound));
 }
+
+#[test]
+fn hello_without_a_common_version_is_refused_and_unknown_ids_are_answered() {
+    let c = connected();
+    let refused = c.request(Request::Hello { versions: vec![99], capabilities: vec![] }).unwrap().wait();
+    match refused {
+        Err(ClientError::Agent(e)) => assert!(e.kind == ErrorKind::BadRequest && e.message.contains("99"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Waiting for a pid the agent never started.
+    assert!(matches!(c.wait(4_000_000), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound));
+}
