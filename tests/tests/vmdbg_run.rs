@@ -395,3 +395,20 @@ fn image_info_shows_the_cached_image_as_current() {
     assert!(stdout.contains("modules: virtio virtio_ring virtio_mmio"), "dependencies first: {stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("initramfs-") && l.ends_with("(current)")), "{stdout}");
 }
+
+#[test]
+fn engine_kvm_refuses_with_the_reason() {
+    let mut cmd = vmdbg_run(&["--engine", "kvm"]);
+    cmd.args(["--", "true"]);
+    let out = run(cmd, "vmdbg run --engine kvm", Duration::from_secs(30));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Either this KVM fails the probe (the machines here), or it passes and
+    // Linux on vmdbg's own VMM is not there yet: both say so and name the
+    // way out.
+    assert!(
+        stderr.contains("cannot run a Linux guest:") || stderr.contains("not implemented yet"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--engine qemu"), "{stderr}");
+}
