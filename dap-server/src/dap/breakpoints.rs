@@ -32,7 +32,7 @@ impl Session {
         let mut list = Vec::new();
         for line in lines {
             let id = self.new_id();
-            let bp = match symbols.lines.place_breakpoint(&path, line) {
+            let bp = match self.target.as_ref().context("no target")?.place_line_breakpoint(&path, line) {
                 Some(p) => UserBreakpoint {
                     id,
                     addr: Some(p.addr),

@@ -42,17 +42,18 @@ impl Session {
         }
         let thread = target.thread.clone();
         let mut regs = target.top_registers(&thread).await?;
-        let symbols = target.symbols.clone();
         let mut frames = Vec::new();
         for physical in 0..MAX_FRAMES {
             let pc = regs.pc();
+            // A program's stack crosses from its shared libraries into it.
+            let symbols = target.module_at(pc);
             let probe = if physical == 0 { pc } else { pc.saturating_sub(1) };
             let caller = symbols.unwinder.unwind(&mut regs, physical == 0, &mut target.memory()).await.ok().flatten();
             for source in symbols.source_frames(probe) {
                 frames.push(FrameInfo { regs: regs.clone(), pc, probe, source, physical });
             }
             match caller {
-                Some(next) if symbols.in_text(next.pc()) => regs = next,
+                Some(next) if target.module_at(next.pc()).in_text(next.pc()) => regs = next,
                 _ => break,
             }
         }
@@ -61,7 +62,10 @@ impl Session {
     }
 
     async fn frame(&mut self, index: usize) -> Result<FrameInfo> {
-        self.frames().await?.get(index).cloned().with_context(|| format!("no frame {}", index + 1))
+        let frame = self.frames().await?.get(index).cloned().with_context(|| format!("no frame {}", index + 1))?;
+        // Its variables and types are in its own module's DWARF.
+        self.target_ref()?.select_module(frame.pc);
+        Ok(frame)
     }
 
     pub async fn stack_trace(&mut self, args: protocol::StackTraceArguments) -> Result<Value> {

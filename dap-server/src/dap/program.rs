@@ -114,8 +114,33 @@ impl Drop for GuestProgram {
 /// A started program session, ready for the session to adopt.
 pub struct StartedProgram {
     pub rsp: RspClient,
+    /// The program's own DWARF.
     pub symbols: Rc<Symbols>,
+    /// The program's, then each shared library's that has DWARF, at their
+    /// load biases.
+    pub modules: Vec<Rc<Symbols>>,
     pub program: GuestProgram,
+}
+
+impl super::session::Target {
+    /// Program mode: makes the module holding `pc` (the program or a shared
+    /// library) the one variables and stepping read: the top frame's after
+    /// a stop, a frame's own when its scopes are asked for.
+    pub fn select_module(&mut self, pc: u64) {
+        self.symbols = self.module_at(pc);
+    }
+
+    /// The module whose code holds `pc`; the current one when none does
+    /// (and always for a kernel or an attach, which have one).
+    pub fn module_at(&self, pc: u64) -> Rc<Symbols> {
+        self.modules.iter().find(|m| m.in_text(pc)).unwrap_or(&self.symbols).clone()
+    }
+
+    /// Where a line breakpoint goes: in the current module, or in the first
+    /// module (the program, then its libraries) whose line tables have it.
+    pub fn place_line_breakpoint(&self, path: &str, line: u32) -> Option<crate::symbols::lines::LinePlacement> {
+        std::iter::once(&self.symbols).chain(self.modules.iter()).find_map(|m| m.lines.place_breakpoint(path, line))
+    }
 }
 
 /// `progress*` events for one long operation.
@@ -266,11 +291,73 @@ async fn boot_and_launch(
             bail!("the guest could not start {guest_path}: {said}");
         }
     };
-    let bias = load_bias(&mut rsp, elf).await?;
+    let at_entry = entry_point(&mut rsp).await?;
+    let bias = if elf.position_independent { at_entry.wrapping_sub(elf.entry) } else { 0 };
     tracing::info!("{} loaded at bias {bias:#x}", host_program.display());
-    let path = host_program.to_path_buf();
-    let symbols = Rc::new(Symbols::load_at(&path, bias)?);
-    Ok(StartedProgram { rsp, symbols, program })
+    let symbols = Rc::new(Symbols::load_at(host_program, bias)?);
+    run_to_entry(&mut rsp, at_entry, guest_path, &mut program).await?;
+    let mut modules = vec![symbols.clone()];
+    let guest_to_host: BTreeMap<&str, &Path> = copies.files.iter().map(|(h, g)| (g.as_str(), h.as_path())).collect();
+    for (guest_lib, lib_bias) in shared_libraries(&mut rsp).await? {
+        let Some(host_lib) = guest_to_host.get(guest_lib.as_str()) else { continue };
+        // Libraries without DWARF (a distribution's libc) get no source
+        // lines; their frames show as addresses.
+        match Symbols::load_at(host_lib, lib_bias) {
+            Ok(lib) => modules.push(Rc::new(lib)),
+            Err(e) => tracing::info!("no source-level debugging in {guest_lib}: {e:#}"),
+        }
+    }
+    Ok(StartedProgram { rsp, symbols, modules, program })
+}
+
+/// Runs the program from its dynamic loader's first instruction to its own
+/// entry point, where the loader has mapped every library it needs: their
+/// DWARF can be loaded and breakpoints set in them before `main`.
+async fn run_to_entry(rsp: &mut RspClient, at_entry: u64, guest_path: &str, program: &mut GuestProgram) -> Result<()> {
+    rsp.insert_breakpoint(at_entry).await.context("cannot set a breakpoint at the program's entry point")?;
+    rsp.resume_continue()?;
+    let stop = rsp.wait_stop(|_| {}).await?;
+    match stop {
+        crate::rsp::StopReply::Signal { signal: 5, .. } => {}
+        crate::rsp::StopReply::Exited { status } => {
+            program.drain_output(Duration::from_secs(2)).await;
+            bail!("{guest_path} exited with status {status} before reaching its entry point (a missing shared library? its stderr is in the debug console)");
+        }
+        other => bail!("{guest_path} stopped before reaching its entry point: {other:?}"),
+    }
+    rsp.remove_breakpoint(at_entry).await?;
+    Ok(())
+}
+
+/// The shared libraries of the stopped program (`qXfer:libraries-svr4`):
+/// each one's path in the guest and its load bias (`l_addr`).
+async fn shared_libraries(rsp: &mut RspClient) -> Result<Vec<(String, u64)>> {
+    let xml = read_xfer(rsp, "libraries-svr4", "").await.context("cannot read the program's shared-library list")?;
+    tracing::debug!("libraries-svr4: {}", String::from_utf8_lossy(&xml));
+    Ok(parse_svr4_libraries(&String::from_utf8_lossy(&xml)))
+}
+
+/// `<library name="…" lm="…" l_addr="0x…" …/>` entries, in order.
+fn parse_svr4_libraries(xml: &str) -> Vec<(String, u64)> {
+    let attribute = |element: &str, name: &str| -> Option<String> {
+        // The split ate the space before the first attribute.
+        let element = format!(" {element}");
+        let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = element[start..].find('"')? + start;
+        Some(element[start..end].to_string())
+    };
+    let unescape = |text: String| {
+        text.replace("&quot;", "\"").replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    };
+    xml.split("<library ")
+        .skip(1)
+        .filter_map(|element| {
+            let name = unescape(attribute(element, "name")?);
+            let l_addr = attribute(element, "l_addr")?;
+            let bias = u64::from_str_radix(l_addr.trim_start_matches("0x"), 16).ok()?;
+            (!name.is_empty()).then_some((name, bias))
+        })
+        .collect()
 }
 
 /// Runs blocking engine or agent work off the session's thread.
@@ -333,6 +420,7 @@ fn relay_output(
 }
 
 /// What the load bias computation needs from the program's ELF header.
+#[derive(Debug)]
 struct ElfFacts {
     /// ET_DYN: a position-independent executable, loaded at a bias.
     position_independent: bool,
@@ -366,12 +454,9 @@ impl ElfFacts {
 
 const AT_ENTRY: u64 = 9;
 
-/// The program's load bias: 0 for a fixed-address executable; for a PIE,
-/// where the kernel put its entry point (auxv AT_ENTRY) minus e_entry.
-async fn load_bias(rsp: &mut RspClient, elf: &ElfFacts) -> Result<u64> {
-    if !elf.position_independent {
-        return Ok(0);
-    }
+/// Where the kernel put the program's entry point (auxv AT_ENTRY): for a
+/// PIE, minus e_entry, its load bias.
+async fn entry_point(rsp: &mut RspClient) -> Result<u64> {
     let auxv = read_xfer(rsp, "auxv", "").await.context("cannot read the program's auxiliary vector")?;
     let at_entry = auxv
         .chunks_exact(16)
@@ -381,7 +466,7 @@ async fn load_bias(rsp: &mut RspClient, elf: &ElfFacts) -> Result<u64> {
         .find(|&(key, _)| key == AT_ENTRY)
         .map(|(_, value)| value)
         .context("the program's auxiliary vector has no AT_ENTRY")?;
-    Ok(at_entry.wrapping_sub(elf.entry))
+    Ok(at_entry)
 }
 
 /// Reads a whole `qXfer:OBJECT:read:ANNEX` object.
@@ -398,5 +483,33 @@ async fn read_xfer(rsp: &mut RspClient, object: &str, annex: &str) -> Result<Vec
             }
             _ => bail!("the debugger refused qXfer:{object}: {}", String::from_utf8_lossy(&reply)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svr4_library_lists_parse_into_paths_and_biases() {
+        let xml = r#"<library-list-svr4 version="1.0" main-lm="0x7ffff7ffe2e0"><library name="/tmp/a&amp;b/libshape.so" lm="0x7ffff7fc1000" l_addr="0x7ffff7fb9000" l_ld="0x7ffff7fbce00" lmid="0x0"/><library name="" lm="0x1" l_addr="0x0" l_ld="0x0" lmid="0x0"/><library name="/lib/x86_64-linux-gnu/libc.so.6" lm="0x7ffff7fb2000" l_addr="0x7ffff7dc5000" l_ld="0x7ffff7f9e8c0" lmid="0x0"/></library-list-svr4>"#;
+        assert_eq!(
+            parse_svr4_libraries(xml),
+            vec![("/tmp/a&b/libshape.so".to_string(), 0x7ffff7fb9000), ("/lib/x86_64-linux-gnu/libc.so.6".to_string(), 0x7ffff7dc5000)]
+        );
+        assert!(parse_svr4_libraries("<library-list-svr4 version=\"1.0\"/>").is_empty());
+    }
+
+    #[test]
+    fn elf_headers_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("script.sh");
+        std::fs::write(&text, "#!/bin/sh\necho not an ELF, long enough to fill a 64-byte header: ........................\n").unwrap();
+        assert!(ElfFacts::read(&text).unwrap_err().to_string().contains("not an ELF"));
+        let short = dir.path().join("short");
+        std::fs::write(&short, "\x7fELF").unwrap();
+        assert!(ElfFacts::read(&short).is_err());
+        let sh = ElfFacts::read(Path::new("/bin/sh")).unwrap();
+        assert!(sh.entry != 0);
     }
 }

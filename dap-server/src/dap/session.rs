@@ -162,7 +162,11 @@ pub struct StopState {
 
 pub struct Target {
     pub rsp: RspClient,
+    /// The DWARF of the code the current thread stopped in.
     pub symbols: Rc<Symbols>,
+    /// Program mode: the program's and its shared libraries' DWARF, one of
+    /// which `symbols` is (empty for a kernel or an attach).
+    pub modules: Vec<Rc<Symbols>>,
     pub engine: Option<Engine>,
     /// Program mode: the VM the program runs in.
     pub program: Option<GuestProgram>,
@@ -258,6 +262,7 @@ impl Target {
         if regs.regs[16].is_none() {
             bail!("the stub's registers have no rip");
         }
+        self.select_module(regs.pc());
         Ok(regs)
     }
 
@@ -597,9 +602,11 @@ impl Session {
     }
 
     async fn start_target(&mut self, config: StartConfig) -> Result<()> {
+        let mut modules = Vec::new();
         let (mut rsp, symbols, engine, program) = match &config {
             StartConfig::Program(c) => {
                 let started = super::program::start(c, &mut self.out, self.console_tx.clone()).await?;
+                modules = started.modules;
                 (started.rsp, started.symbols, None, Some(started.program))
             }
             StartConfig::Launch(c) => {
@@ -643,6 +650,7 @@ impl Session {
         self.target = Some(Target {
             rsp,
             symbols,
+            modules,
             engine,
             program,
             threads,

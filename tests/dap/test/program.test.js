@@ -172,6 +172,31 @@ describe('program session in a Linux VM (QEMU engine)', function () {
     assert.strictEqual(output(dc, 'stdout'), 'total=42\n');
   });
 
+  it('C: a breakpoint in a shared library (svr4 list -> the host copy\'s DWARF), its locals, step out to main', async function () {
+    const line = lineOf(libShapeC, /MARK:area/);
+    const { event, bpResponses } = await launchToStop(dc, { program: path.join(work, 'uses_lib') }, [[libShapeC, [line]]]);
+    assert.strictEqual(bpResponses[0].body.breakpoints[0].verified, true, JSON.stringify(bpResponses[0].body));
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    let frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'shape_area');
+    assert.strictEqual(frames[0].line, line);
+    assert.strictEqual(path.basename(frames[0].source.path), 'libshape.c');
+    assert.strictEqual(frames[1].name, 'main', 'the stack crosses from the library into the program');
+    assert.strictEqual(path.basename(frames[1].source.path), 'uses_lib.c');
+    const { variables } = await scopeVariables(dc, frames[0].id, 'Arguments');
+    assert.deepStrictEqual(variables.map((v) => `${v.name}=${v.value}`), ['width=6', 'height=7']);
+    const out = dc.waitForEvent('stopped');
+    await dc.stepOutRequest({ threadId: event.body.threadId });
+    await out;
+    frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'main');
+    assert.strictEqual(path.basename(frames[0].source.path), 'uses_lib.c');
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 0);
+    assert.strictEqual(output(dc, 'stdout'), 'area=42\n');
+  });
+
   it('a program that does not exist is refused with a clear error', async function () {
     await dc.initializeRequest({ adapterID: 'vmdbg' });
     await assert.rejects(dc.launchRequest({ program: path.join(work, 'no-such-program') }), /is not a file/);
