@@ -7,7 +7,11 @@
 //! the program's stdout and stderr (guest-agent/PROTOCOL.md), and connects
 //! the session's RSP client to it. The program's DWARF is loaded at its
 //! load bias (ASLR is off in the debugger, so a PIE has a fixed one, read
-//! from the auxiliary vector's AT_ENTRY against the ELF's e_entry).
+//! from the auxiliary vector's AT_ENTRY against the ELF's e_entry). It
+//! runs to its entry point, where the dynamic loader has mapped its
+//! libraries; each library with DWARF is loaded from its host copy at the
+//! `l_addr` of the svr4 library list (`--copy` puts libraries at the same
+//! path in the guest as on the host).
 //!
 //! This module owns the VM of a program session and the relays of the
 //! program's output; the session owns everything else (stops, stepping,
@@ -165,8 +169,8 @@ impl<'a> Progress<'a> {
 }
 
 /// Boots the VM, copies the program in, launches it under the agent's
-/// debugger and connects to it. The program is stopped at its first
-/// instruction (the dynamic loader's) when this returns.
+/// debugger and connects to it. The program is stopped at its entry point
+/// (its shared libraries mapped, their DWARF loaded) when this returns.
 pub async fn start(config: &ProgramConfig, out: &mut Outbox, console: LineSink) -> Result<StartedProgram> {
     let host_program = config.program.clone();
     if !host_program.is_file() {
