@@ -248,16 +248,9 @@ impl RspClient {
     pub async fn threads(&mut self) -> Result<Vec<String>> {
         let mut threads = Vec::new();
         let mut reply = self.request("qfThreadInfo").await?;
-        loop {
-            match reply.first() {
-                Some(b'm') => {
-                    threads.extend(
-                        String::from_utf8_lossy(&reply[1..]).split(',').filter(|s| !s.is_empty()).map(String::from),
-                    );
-                    reply = self.request("qsThreadInfo").await?;
-                }
-                _ => break,
-            }
+        while let Some(b'm') = reply.first() {
+            threads.extend(String::from_utf8_lossy(&reply[1..]).split(',').filter(|s| !s.is_empty()).map(String::from));
+            reply = self.request("qsThreadInfo").await?;
         }
         Ok(threads)
     }

@@ -168,10 +168,8 @@ impl Symbols {
                         out.push(v);
                     }
                 }
-                gimli::DW_TAG_lexical_block => {
-                    if die_contains(&self.dwarf, unit, entry, probe) {
-                        self.collect_variables(unit_index, child, probe, out)?;
-                    }
+                gimli::DW_TAG_lexical_block if die_contains(&self.dwarf, unit, entry, probe) => {
+                    self.collect_variables(unit_index, child, probe, out)?;
                 }
                 _ => {}
             }
@@ -193,7 +191,7 @@ impl Symbols {
         let location = match entry.attr_value(gimli::DW_AT_location).ok().flatten() {
             Some(AttributeValue::Exprloc(expr)) => LocationSource::Expression(expr),
             Some(value @ (AttributeValue::LocationListsRef(_) | AttributeValue::SecOffset(_) | AttributeValue::DebugLocListsIndex(_))) => {
-                let Some(pc) = probe else { return None };
+                let pc = probe?;
                 let mut found = LocationSource::Unavailable("optimized out".into());
                 if let Ok(Some(mut list)) = self.dwarf.attr_locations(unit, value) {
                     while let Ok(Some(loc)) = list.next() {
