@@ -219,18 +219,20 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         let _ = relay.recv_timeout(Duration::from_secs(5));
     }
     let copied_out = if outcome.is_ok() { copy_out(&agent, &args.copy_outs) } else { Ok(()) };
+    let t_copied_out = Instant::now();
     let vm_exit = vm.shutdown(Duration::from_secs(3))?;
     copied_out?;
     if args.timings {
         eprintln!(
-            "vmdbg: timings ({}, {}): engine+image {:.3}s, boot to agent ready {:.3}s, copy {:.3}s, command {:.3}s, shutdown {:.3}s, total {:.3}s",
+            "vmdbg: timings ({}, {}): engine+image {:.3}s, boot to agent ready {:.3}s, copy {:.3}s, command {:.3}s, copy-out {:.3}s, shutdown {:.3}s, total {:.3}s",
             vm.describe(),
             spec.image.describe,
             (t_boot - started).as_secs_f64(),
             (t_ready - t_boot).as_secs_f64(),
             (t_copied - t_ready).as_secs_f64(),
             (t_done - t_copied).as_secs_f64(),
-            t_done.elapsed().as_secs_f64(),
+            (t_copied_out - t_done).as_secs_f64(),
+            t_copied_out.elapsed().as_secs_f64(),
             started.elapsed().as_secs_f64()
         );
     }
