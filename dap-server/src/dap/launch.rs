@@ -84,6 +84,8 @@ pub struct Engine {
     /// Everything vmdbg-vmm wrote to stderr (its fatal-exit report with the
     /// vCPU registers included), and whether stderr has closed.
     pub stderr_log: std::sync::Arc<std::sync::Mutex<(String, bool)>>,
+    /// The guest serial port's input (vmdbg-vmm's stdin).
+    pub console_in: Option<tokio::process::ChildStdin>,
     /// Holds the private directory of the gdb socket until the session ends.
     _dir: tempfile::TempDir,
 }
@@ -104,7 +106,11 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
         .arg("--gdb")
         .arg(format!("unix:{}", socket.display()))
         .arg("--wait-gdb")
-        .stdin(Stdio::null())
+        // The serial port reads stdin too: the editor's console terminal
+        // types into the guest through `vmdbg/consoleInput`.
+        .arg("--serial")
+        .arg("stdio")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_remove("RUST_LOG")
@@ -119,6 +125,7 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
         cmd.arg("--cmdline").arg(cmdline);
     }
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", vmm.display()))?;
+    let console_in = child.stdin.take();
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let stderr = child.stderr.take().context("no stderr pipe")?;
 
@@ -196,5 +203,5 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
             bail!("vmdbg-vmm did not start listening within 30 s");
         }
     }
-    Ok(Engine { child, endpoint: Endpoint::Unix(socket), stderr_log, _dir: dir })
+    Ok(Engine { child, endpoint: Endpoint::Unix(socket), stderr_log, console_in, _dir: dir })
 }

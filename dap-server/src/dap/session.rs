@@ -416,6 +416,17 @@ impl Session {
                 };
                 return Ok(Handled::Respond(json!({ "threads": threads })));
             }
+            "vmdbg/consoleInput" => {
+                let text = args.get("text").and_then(Value::as_str).context("`vmdbg/consoleInput` needs a string `text`")?;
+                let input = self.target.as_mut().and_then(|t| t.engine.as_mut()).and_then(|e| e.console_in.as_mut());
+                let Some(input) = input else {
+                    bail!("this session has no guest console to type into (only kernel launches on vmdbg-vmm have one)");
+                };
+                use tokio::io::AsyncWriteExt;
+                input.write_all(text.as_bytes()).await.context("the guest console is closed")?;
+                input.flush().await.context("the guest console is closed")?;
+                return Ok(Handled::Respond(Value::Null));
+            }
             _ => {}
         }
         const NEEDS_TARGET: &[&str] = &[

@@ -67,6 +67,37 @@ describe('DAP session robustness and control', function () {
     assert.strictEqual((await exited).body.exitCode, 0x15);
   });
 
+  it('the console terminal types into the guest (vmdbg/consoleInput) and sees its answer', async function () {
+    dc = await h.startClient();
+    let console = '';
+    const waitForConsole = (text) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${text}" on the console; it shows: ${JSON.stringify(console)}`)), 20000);
+      const check = () => {
+        if (console.includes(text)) {
+          clearTimeout(timer);
+          dc.removeListener('output', onOutput);
+          resolve();
+        }
+      };
+      const onOutput = (e) => {
+        if (e.body.category === 'console') console += e.body.output;
+        check();
+      };
+      dc.on('output', onOutput);
+      check();
+    });
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launch({ kernel: h.kernel('echo.elf') });
+    await initialized;
+    await dc.configurationDoneRequest();
+    await waitForConsole('echo: type a line');
+    const exited = dc.waitForEvent('exited');
+    await dc.customRequest('vmdbg/consoleInput', { text: 'hello vmdbg\n' });
+    await waitForConsole('echo: got "hello vmdbg"');
+    assert.strictEqual((await exited).body.exitCode, 'hello vmdbg'.length);
+    await assert.rejects(dc.customRequest('vmdbg/consoleInput', {}), /needs a string `text`/);
+  });
+
   it('a kernel that takes an unhandled exception stops with reason exception at the faulting line', async function () {
     const faultC = path.join(h.sourceDir, 'fault.c');
     dc = await h.startClient();
