@@ -17,7 +17,10 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.parent().unwrap();
     for watched in ["guest-agent/src", "guest-agent/Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=VMDBG_AGENT_BINARY");
     // An agent built elsewhere (e.g. by a packager) can be supplied.
@@ -27,12 +30,24 @@ fn main() {
     }
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let target_root: &Path = out_dir.ancestors().nth(4).expect("OUT_DIR under a target dir");
+    let target_root: &Path = out_dir
+        .ancestors()
+        .nth(4)
+        .expect("OUT_DIR under a target dir");
     let agent_target = target_root.join("agent-static");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--release", "-p", "vmdbg-agent", "--bin", "vmdbg-agent", "--target", TARGET])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "vmdbg-agent",
+            "--bin",
+            "vmdbg-agent",
+            "--target",
+            TARGET,
+        ])
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &agent_target)
@@ -48,7 +63,14 @@ fn main() {
         status.success(),
         "building the static guest agent failed (see above); is the {TARGET} standard library installed (`rustup target add {TARGET}`)?"
     );
-    let binary = agent_target.join(TARGET).join("release").join("vmdbg-agent");
-    assert!(binary.exists(), "{} missing after the agent build", binary.display());
+    let binary = agent_target
+        .join(TARGET)
+        .join("release")
+        .join("vmdbg-agent");
+    assert!(
+        binary.exists(),
+        "{} missing after the agent build",
+        binary.display()
+    );
     println!("cargo:rustc-env=VMDBG_AGENT_STATIC={}", binary.display());
 }

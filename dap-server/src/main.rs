@@ -5,8 +5,8 @@ mod dap;
 mod engine;
 mod image;
 mod rsp;
-mod symbols;
 mod run;
+mod symbols;
 
 use std::process::ExitCode;
 

@@ -86,7 +86,14 @@ impl Pending {
 }
 
 fn disconnected(routes: &Mutex<Routes>) -> ClientError {
-    ClientError::Disconnected(routes.lock().unwrap().closed.clone().unwrap_or_else(|| "reader ended".into()))
+    ClientError::Disconnected(
+        routes
+            .lock()
+            .unwrap()
+            .closed
+            .clone()
+            .unwrap_or_else(|| "reader ended".into()),
+    )
 }
 
 /// What to run with [`AgentClient::exec`].
@@ -197,7 +204,10 @@ impl AgentClient {
             routes.replies.insert(id, tx);
         }
         self.writer.send_control(id, &Message::Request(request))?;
-        Ok(Pending { rx, routes: self.routes.clone() })
+        Ok(Pending {
+            rx,
+            routes: self.routes.clone(),
+        })
     }
 
     fn call(&self, request: Request) -> Result<Reply> {
@@ -219,11 +229,25 @@ impl AgentClient {
     }
 
     pub fn hello(&self) -> Result<AgentInfo> {
-        let caps = ["exec", "file", "channel"].iter().map(|s| s.to_string()).collect();
-        match self.call(Request::Hello { versions: PROTOCOL_VERSIONS.to_vec(), capabilities: caps })? {
-            Reply::Hello { version, capabilities, agent_version, kernel } => {
-                Ok(AgentInfo { version, capabilities, agent_version, kernel })
-            }
+        let caps = ["exec", "file", "channel"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match self.call(Request::Hello {
+            versions: PROTOCOL_VERSIONS.to_vec(),
+            capabilities: caps,
+        })? {
+            Reply::Hello {
+                version,
+                capabilities,
+                agent_version,
+                kernel,
+            } => Ok(AgentInfo {
+                version,
+                capabilities,
+                agent_version,
+                kernel,
+            }),
             other => Err(ClientError::Unexpected(other)),
         }
     }
@@ -231,7 +255,9 @@ impl AgentClient {
     pub fn exec(&self, options: &ExecOptions) -> Result<Program> {
         let (stdout_stream, stdout) = self.open_stream();
         let (stderr_stream, stderr) = self.open_stream();
-        let stdin_stream = options.stdin.then(|| self.next_stream.fetch_add(1, Ordering::Relaxed));
+        let stdin_stream = options
+            .stdin
+            .then(|| self.next_stream.fetch_add(1, Ordering::Relaxed));
         let reply = self.call(Request::Exec(ExecRequest {
             argv: options.argv.clone(),
             env: options.env.clone(),
@@ -256,8 +282,16 @@ impl AgentClient {
             // A pty has one output stream; stderr's receiver just ends.
             self.routes.lock().unwrap().streams.remove(&stderr_stream);
         }
-        let stdin = stdin_stream.map(|stream| StreamSender { writer: self.writer.clone(), stream });
-        Ok(Program { pid, stdout, stderr, stdin })
+        let stdin = stdin_stream.map(|stream| StreamSender {
+            writer: self.writer.clone(),
+            stream,
+        });
+        Ok(Program {
+            pid,
+            stdout,
+            stderr,
+            stdin,
+        })
     }
 
     /// The program's exit status, once it has ended and its output is in.
@@ -311,10 +345,16 @@ impl AgentClient {
     pub fn get_file(&self, guest_path: &str, local: &Path) -> Result<(u64, u32, [u8; 32])> {
         use std::os::unix::fs::PermissionsExt;
         let (stream, chunks) = self.open_stream();
-        let pending = self.request(Request::GetFile { path: guest_path.into(), stream })?;
+        let pending = self.request(Request::GetFile {
+            path: guest_path.into(),
+            stream,
+        })?;
         let temp = local.with_file_name(format!(
             ".{}.vmdbg-part",
-            local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            local
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ));
         let mut out = std::fs::File::create(&temp)?;
         let mut hasher = Sha256::new();
@@ -338,7 +378,11 @@ impl AgentClient {
                 }
             }
             match pending.wait()? {
-                Reply::File { size: their_size, mode, sha256 } => {
+                Reply::File {
+                    size: their_size,
+                    mode,
+                    sha256,
+                } => {
                     let ours: [u8; 32] = std::mem::take(&mut hasher).finalize().into();
                     if their_size != size || sha256 != ours {
                         return Err(ClientError::Corrupt(format!(
@@ -347,7 +391,10 @@ impl AgentClient {
                         )));
                     }
                     out.sync_all()?;
-                    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode & 0o7777))?;
+                    std::fs::set_permissions(
+                        &temp,
+                        std::fs::Permissions::from_mode(mode & 0o7777),
+                    )?;
                     std::fs::rename(&temp, local)?;
                     Ok((size, mode, sha256))
                 }
@@ -366,7 +413,11 @@ impl AgentClient {
     /// client code that talks to a socket works unchanged.
     pub fn open_channel(&self, service: &str, args: Vec<String>) -> Result<UnixStream> {
         let (stream, chunks) = self.open_stream();
-        match self.call(Request::OpenChannel { stream, service: service.into(), args }) {
+        match self.call(Request::OpenChannel {
+            stream,
+            service: service.into(),
+            args,
+        }) {
             Ok(Reply::Done) => {}
             Ok(other) => return Err(ClientError::Unexpected(other)),
             Err(e) => {
@@ -389,7 +440,10 @@ impl AgentClient {
         std::thread::spawn(move || {
             let mut buf = vec![0u8; DATA_CHUNK];
             while let Ok(n @ 1..) = from_user.read(&mut buf) {
-                if writer.send(&Frame::data(stream, buf[..n].to_vec())).is_err() {
+                if writer
+                    .send(&Frame::data(stream, buf[..n].to_vec()))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -415,10 +469,15 @@ fn read_loop(
         let frame = match frames.read_frame() {
             Ok(Ok(frame)) => frame,
             Ok(Err(bad)) => {
-                errors.lock().unwrap().push(format!("from the agent: {bad}"));
+                errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("from the agent: {bad}"));
                 continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break "the guest side closed".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break "the guest side closed".to_string()
+            }
             Err(e) => break e.to_string(),
         };
         match frame.kind {
@@ -434,7 +493,10 @@ fn read_loop(
                 Ok((_, Message::Event(event))) => {
                     let _ = ready.send(event);
                 }
-                Ok((_, Message::Request(r))) => errors.lock().unwrap().push(format!("agent sent a request: {r:?}")),
+                Ok((_, Message::Request(r))) => errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("agent sent a request: {r:?}")),
                 Err((_, why)) => errors.lock().unwrap().push(why),
             },
             FrameKind::Data => {

@@ -36,7 +36,10 @@ fn gdbserver(args: GdbserverArgs) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     match vmdbg_agent::debugger::gdbserver::run(&args.listen, args.program) {
         Ok(status) => {
-            let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1);
+            let code = status
+                .code()
+                .or(status.signal().map(|s| 128 + s))
+                .unwrap_or(1);
             ExitCode::from(code as u8)
         }
         Err(e) => {
@@ -74,12 +77,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     // The engine may choose the transport on the kernel command line
     // (`vmdbg.agent=vsock:1024`), so one image serves every engine.
-    let from_cmdline = std::fs::read_to_string("/proc/cmdline").ok().and_then(|cmdline| {
-        cmdline
-            .split_whitespace()
-            .find_map(|arg| arg.strip_prefix("vmdbg.agent=vsock:"))
-            .and_then(|port| port.parse::<u32>().ok())
-    });
+    let from_cmdline = std::fs::read_to_string("/proc/cmdline")
+        .ok()
+        .and_then(|cmdline| {
+            cmdline
+                .split_whitespace()
+                .find_map(|arg| arg.strip_prefix("vmdbg.agent=vsock:"))
+                .and_then(|port| port.parse::<u32>().ok())
+        });
     if let Some(port) = args.vsock.or(from_cmdline) {
         if let Err(e) = transport::serve_vsock(port) {
             eprintln!("vmdbg-agent: {e:#}");

@@ -13,7 +13,9 @@ fn connected() -> AgentClient {
     let guest_reader = guest.try_clone().unwrap();
     std::thread::spawn(move || vmdbg_agent::agent::serve(guest_reader, guest));
     let client = AgentClient::new(host.try_clone().unwrap(), host);
-    client.wait_ready(Duration::from_secs(5)).expect("ready event");
+    client
+        .wait_ready(Duration::from_secs(5))
+        .expect("ready event");
     client
 }
 
@@ -30,7 +32,11 @@ fn hello_negotiates_version_and_reports_capabilities() {
     let c = connected();
     let info = c.hello().unwrap();
     assert_eq!(info.version, 1);
-    assert!(info.capabilities.iter().any(|c| c == "exec"), "{:?}", info.capabilities);
+    assert!(
+        info.capabilities.iter().any(|c| c == "exec"),
+        "{:?}",
+        info.capabilities
+    );
 }
 
 #[test]
@@ -92,15 +98,25 @@ fn files_round_trip_with_mode_and_checksum() {
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o751)).unwrap();
     let guest = dir.join("sub/dir/put.bin");
     c.put_file(&src, guest.to_str().unwrap()).unwrap();
-    assert_eq!(std::fs::metadata(&guest).unwrap().permissions().mode() & 0o777, 0o751);
+    assert_eq!(
+        std::fs::metadata(&guest).unwrap().permissions().mode() & 0o777,
+        0o751
+    );
     let back = dir.join("back.bin");
     let (size, mode, _) = c.get_file(guest.to_str().unwrap(), &back).unwrap();
     assert_eq!((size, mode & 0o777), (content.len() as u64, 0o751));
     assert_eq!(std::fs::read(&back).unwrap(), content);
     // No temporary files are left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join("sub/dir")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("sub/dir"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
-    assert!(matches!(c.get_file("/no/such/file", &dir.join("x")), Err(ClientError::Agent(_))));
+    assert!(matches!(
+        c.get_file("/no/such/file", &dir.join("x")),
+        Err(ClientError::Agent(_))
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -120,17 +136,37 @@ fn malformed_frames_get_error_events_and_the_connection_keeps_working() {
     c.send_raw(&unknown).unwrap();
     let mut bad_control = postcard::to_stdvec(&99u32).unwrap();
     bad_control.extend([0xee; 4]);
-    c.send_raw(&Frame { kind: FrameKind::Control, stream: 0, payload: bad_control }.encode()).unwrap();
-    c.send_raw(&Frame::data(12345, b"stray".to_vec()).encode()).unwrap();
+    c.send_raw(
+        &Frame {
+            kind: FrameKind::Control,
+            stream: 0,
+            payload: bad_control,
+        }
+        .encode(),
+    )
+    .unwrap();
+    c.send_raw(&Frame::data(12345, b"stray".to_vec()).encode())
+        .unwrap();
     // Still works:
     let p = c.exec(&ExecOptions::new(["echo", "alive"])).unwrap();
     assert_eq!(collect(&p.stdout), b"alive\n");
     assert_eq!(c.wait(p.pid).unwrap(), ExitStatus::Code(0));
     let errors = c.protocol_errors();
-    assert!(errors.iter().any(|e| e.contains("did not start with the frame magic")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("did not start with the frame magic")),
+        "{errors:?}"
+    );
     assert!(errors.iter().any(|e| e.contains("checksum")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("unknown kind 42")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("stream 12345")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("unknown kind 42")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("stream 12345")),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -141,17 +177,30 @@ fn channel_relays_a_raw_byte_stream() {
     let mut buf = [0u8; 14];
     ch.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"$qSupported#37");
-    assert!(matches!(c.open_channel("nope", vec![]), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound));
+    assert!(
+        matches!(c.open_channel("nope", vec![]), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound)
+    );
 }
 
 #[test]
 fn hello_without_a_common_version_is_refused_and_unknown_ids_are_answered() {
     let c = connected();
-    let refused = c.request(Request::Hello { versions: vec![99], capabilities: vec![] }).unwrap().wait();
+    let refused = c
+        .request(Request::Hello {
+            versions: vec![99],
+            capabilities: vec![],
+        })
+        .unwrap()
+        .wait();
     match refused {
-        Err(ClientError::Agent(e)) => assert!(e.kind == ErrorKind::BadRequest && e.message.contains("99"), "{e}"),
+        Err(ClientError::Agent(e)) => assert!(
+            e.kind == ErrorKind::BadRequest && e.message.contains("99"),
+            "{e}"
+        ),
         other => panic!("{other:?}"),
     }
     // Waiting for a pid the agent never started.
-    assert!(matches!(c.wait(4_000_000), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound));
+    assert!(
+        matches!(c.wait(4_000_000), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound)
+    );
 }

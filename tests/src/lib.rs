@@ -317,7 +317,10 @@ pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
         build.arg("--release");
     }
     let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
     let path = profile_dir.join(bin);
     assert!(path.exists(), "{} missing after build", path.display());
     built.insert(bin.to_string(), path.clone());
@@ -342,8 +345,9 @@ pub fn program_marker_line(source: &str, name: &str) -> u32 {
         .lines()
         .position(|l| {
             l.split("MARK:").nth(1).is_some_and(|rest| {
-                rest.strip_prefix(name)
-                    .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+                rest.strip_prefix(name).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
             })
         })
         .unwrap_or_else(|| panic!("no MARK:{name} in {}", path.display()));
@@ -361,7 +365,8 @@ impl ChildGuard {
 /// guard and the port it printed.
 pub fn agent_gdbserver(argv: &[&Path]) -> (ChildGuard, u16) {
     let mut cmd = Command::new(agent_binary());
-    cmd.args(["gdbserver", "--listen", "127.0.0.1:0", "--"]).args(argv);
+    cmd.args(["gdbserver", "--listen", "127.0.0.1:0", "--"])
+        .args(argv);
     let mut guard = ChildGuard::spawn(cmd, "vmdbg-agent gdbserver");
     guard.wait_for_stderr("listening on 127.0.0.1:", Duration::from_secs(20));
     let seen = guard.stderr_text();
@@ -385,7 +390,11 @@ pub fn vmdbg_binary() -> PathBuf {
 /// What Linux-guest tests need here: QEMU, and apt-get and dpkg-deb to
 /// build the default guest image from Debian's packages.
 pub fn linux_guest_tools() -> Result<(), String> {
-    all([tool("qemu-system-x86_64"), tool("apt-get"), tool("dpkg-deb")])
+    all([
+        tool("qemu-system-x86_64"),
+        tool("apt-get"),
+        tool("dpkg-deb"),
+    ])
 }
 
 /// Builds the default guest image once per test process, so the first
@@ -397,7 +406,11 @@ pub fn default_image_ready() {
         let mut cmd = Command::new(vmdbg_binary());
         cmd.args(["image", "build"]);
         let out = run(cmd, "vmdbg image build", Duration::from_secs(900));
-        assert!(out.status.success(), "vmdbg image build failed:\n{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "vmdbg image build failed:\n{}",
+            text(&out.stderr)
+        );
     });
 }
 
@@ -419,7 +432,11 @@ impl ChildGuard {
         let deadline = Instant::now() + limit;
         while !self.stdout_text().contains(needle) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} ended ({status}) before printing `{needle}`:\n{}", self.name, self.stderr_text());
+                panic!(
+                    "{} ended ({status}) before printing `{needle}`:\n{}",
+                    self.name,
+                    self.stderr_text()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -436,8 +453,16 @@ impl ChildGuard {
 pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
         // A zombie has an empty command line and is already dead.
         if cmdline.contains(needle) {

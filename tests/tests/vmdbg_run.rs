@@ -365,11 +365,20 @@ fn the_static_agent_binary_answers_malformed_frames_and_keeps_serving() {
 fn image_build_without_apt_get_names_the_kernel_initrd_alternative() {
     let cache = scratch_dir("no-apt");
     let mut cmd = Command::new(vmdbg_binary());
-    cmd.args(["image", "build"]).env("XDG_CACHE_HOME", &cache).env("PATH", "/nonexistent");
-    let out = run(cmd, "vmdbg image build without apt-get", Duration::from_secs(30));
+    cmd.args(["image", "build"])
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", "/nonexistent");
+    let out = run(
+        cmd,
+        "vmdbg image build without apt-get",
+        Duration::from_secs(30),
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("`apt-get`") && stderr.contains("--kernel") && stderr.contains("--initrd"), "{stderr}");
+    assert!(
+        stderr.contains("`apt-get`") && stderr.contains("--kernel") && stderr.contains("--initrd"),
+        "{stderr}"
+    );
     // Nothing half-made is left under a final name.
     let left: Vec<String> = std::fs::read_dir(cache.join("vmdbg"))
         .unwrap()
@@ -392,8 +401,16 @@ fn image_info_shows_the_cached_image_as_current() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("vmlinux (PVH)"), "{stdout}");
-    assert!(stdout.contains("modules: virtio virtio_ring virtio_mmio"), "dependencies first: {stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("initramfs-") && l.ends_with("(current)")), "{stdout}");
+    assert!(
+        stdout.contains("modules: virtio virtio_ring virtio_mmio"),
+        "dependencies first: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("initramfs-") && l.ends_with("(current)")),
+        "{stdout}"
+    );
 }
 
 #[test]

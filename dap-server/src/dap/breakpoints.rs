@@ -21,8 +21,15 @@ impl Session {
         self.next_id - 1
     }
 
-    pub async fn set_line_breakpoints(&mut self, args: protocol::SetBreakpointsArguments) -> Result<Value> {
-        let path = args.source.path.clone().context("setBreakpoints needs source.path")?;
+    pub async fn set_line_breakpoints(
+        &mut self,
+        args: protocol::SetBreakpointsArguments,
+    ) -> Result<Value> {
+        let path = args
+            .source
+            .path
+            .clone()
+            .context("setBreakpoints needs source.path")?;
         let lines: Vec<u32> = match (&args.breakpoints, &args.lines) {
             (Some(bps), _) => bps.iter().map(|b| b.line).collect(),
             (None, Some(lines)) => lines.clone(),
@@ -32,14 +39,20 @@ impl Session {
         let mut list = Vec::new();
         for line in lines {
             let id = self.new_id();
-            let bp = match self.target.as_ref().context("no target")?.place_line_breakpoint(&path, line) {
+            let bp = match self
+                .target
+                .as_ref()
+                .context("no target")?
+                .place_line_breakpoint(&path, line)
+            {
                 Some(p) => UserBreakpoint {
                     id,
                     addr: Some(p.addr),
                     line: Some(p.line),
                     source: Some(args.source.clone()),
                     verified: true,
-                    message: (p.line != line).then(|| format!("line {line} has no code; moved to line {}", p.line)),
+                    message: (p.line != line)
+                        .then(|| format!("line {line} has no code; moved to line {}", p.line)),
                 },
                 None => UserBreakpoint {
                     id,
@@ -47,7 +60,10 @@ impl Session {
                     line: Some(line),
                     source: Some(args.source.clone()),
                     verified: false,
-                    message: Some(format!("no code at or after line {line} of {path} in {}", symbols.path.display())),
+                    message: Some(format!(
+                        "no code at or after line {line} of {path} in {}",
+                        symbols.path.display()
+                    )),
                 },
             };
             list.push(bp);
@@ -58,7 +74,10 @@ impl Session {
         Ok(json!({ "breakpoints": list.iter().map(to_dap).collect::<Vec<_>>() }))
     }
 
-    pub async fn set_function_breakpoints(&mut self, args: protocol::SetFunctionBreakpointsArguments) -> Result<Value> {
+    pub async fn set_function_breakpoints(
+        &mut self,
+        args: protocol::SetFunctionBreakpointsArguments,
+    ) -> Result<Value> {
         let symbols = self.target.as_ref().context("no target")?.symbols.clone();
         let mut list = Vec::new();
         for fb in args.breakpoints {
@@ -73,7 +92,10 @@ impl Session {
                         line: row.map(|r| r.line),
                         source: row.map(|r| {
                             let path = symbols.lines.file_name(r.file).to_string();
-                            Source { name: file_name(&path), path: Some(path) }
+                            Source {
+                                name: file_name(&path),
+                                path: Some(path),
+                            }
                         }),
                         verified: true,
                         message: None,
@@ -85,14 +107,20 @@ impl Session {
                     line: None,
                     source: None,
                     verified: false,
-                    message: Some(format!("no function named {:?} in {}", fb.name, symbols.path.display())),
+                    message: Some(format!(
+                        "no function named {:?} in {}",
+                        fb.name,
+                        symbols.path.display()
+                    )),
                 },
             };
             list.push(bp);
         }
         self.function_breakpoints = list;
         self.sync_breakpoints().await?;
-        Ok(json!({ "breakpoints": self.function_breakpoints.iter().map(to_dap).collect::<Vec<_>>() }))
+        Ok(
+            json!({ "breakpoints": self.function_breakpoints.iter().map(to_dap).collect::<Vec<_>>() }),
+        )
     }
 
     /// Makes the stub's breakpoints match the wanted set: removes first
@@ -129,7 +157,12 @@ impl Session {
             }
         }
         let inserted = target.inserted.clone();
-        for bp in self.line_breakpoints.values_mut().flatten().chain(self.function_breakpoints.iter_mut()) {
+        for bp in self
+            .line_breakpoints
+            .values_mut()
+            .flatten()
+            .chain(self.function_breakpoints.iter_mut())
+        {
             let Some(addr) = bp.addr else { continue };
             if refused.contains(&addr) {
                 bp.verified = false;
@@ -142,18 +175,27 @@ impl Session {
         Ok(())
     }
 
-    pub async fn data_breakpoint_info(&mut self, args: protocol::DataBreakpointInfoArguments) -> Result<Value> {
+    pub async fn data_breakpoint_info(
+        &mut self,
+        args: protocol::DataBreakpointInfoArguments,
+    ) -> Result<Value> {
         let found = match args.variables_reference.filter(|&r| r > 0) {
             Some(reference) => {
                 let children = self.children_of(reference).await?;
-                children.into_iter().find(|c| c.name == args.name).map(|c| (c.place, c.size))
+                children
+                    .into_iter()
+                    .find(|c| c.name == args.name)
+                    .map(|c| (c.place, c.size))
             }
             None => {
                 let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
                 match self.evaluate_to_value(frame, &args.name).await {
                     Ok(VarNode::Value { ty, place, .. }) => {
                         let symbols = self.target.as_ref().context("no target")?.symbols.clone();
-                        Some((place, ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0)))
+                        Some((
+                            place,
+                            ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
+                        ))
                     }
                     _ => None,
                 }
@@ -170,11 +212,16 @@ impl Session {
                 "dataId": null,
                 "description": format!("{} is {size} bytes; a hardware watchpoint covers 1, 2, 4 or 8", args.name),
             }),
-            _ => json!({ "dataId": null, "description": format!("{} is not in memory", args.name) }),
+            _ => {
+                json!({ "dataId": null, "description": format!("{} is not in memory", args.name) })
+            }
         })
     }
 
-    pub async fn set_data_breakpoints(&mut self, args: protocol::SetDataBreakpointsArguments) -> Result<Value> {
+    pub async fn set_data_breakpoints(
+        &mut self,
+        args: protocol::SetDataBreakpointsArguments,
+    ) -> Result<Value> {
         let target = self.target.as_mut().context("no target")?;
         for (kind, addr, len) in std::mem::take(&mut target.watches) {
             target.rsp.remove_watchpoint(kind, addr, len).await?;
@@ -189,7 +236,16 @@ impl Session {
                 None | Some("write") => WatchKind::Write,
                 Some("readWrite") => WatchKind::Access,
                 Some("read") => {
-                    list.push(DataBreakpoint { id, addr, len, kind: WatchKind::Read, verified: false, message: Some("x86 debug registers cannot watch reads alone; use readWrite".into()) });
+                    list.push(DataBreakpoint {
+                        id,
+                        addr,
+                        len,
+                        kind: WatchKind::Read,
+                        verified: false,
+                        message: Some(
+                            "x86 debug registers cannot watch reads alone; use readWrite".into(),
+                        ),
+                    });
                     continue;
                 }
                 Some(other) => bail!("unknown accessType {other:?}"),
@@ -201,7 +257,14 @@ impl Session {
                 }
                 Err(e) => (false, Some(format!("{NO_SLOT} ({e:#})"))),
             };
-            list.push(DataBreakpoint { id, addr, len, kind, verified, message });
+            list.push(DataBreakpoint {
+                id,
+                addr,
+                len,
+                kind,
+                verified,
+                message,
+            });
         }
         self.data_breakpoints = list;
         let body: Vec<Value> = self
@@ -214,14 +277,21 @@ impl Session {
 }
 
 fn parse_data_id(id: &str) -> Result<(u64, usize)> {
-    let (addr, len) = id.split_once('/').with_context(|| format!("bad dataId {id:?}"))?;
-    let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).with_context(|| format!("bad dataId {id:?}"))?;
-    let len = len.parse::<usize>().with_context(|| format!("bad dataId {id:?}"))?;
+    let (addr, len) = id
+        .split_once('/')
+        .with_context(|| format!("bad dataId {id:?}"))?;
+    let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16)
+        .with_context(|| format!("bad dataId {id:?}"))?;
+    let len = len
+        .parse::<usize>()
+        .with_context(|| format!("bad dataId {id:?}"))?;
     Ok((addr, len))
 }
 
 fn file_name(path: &str) -> Option<String> {
-    std::path::Path::new(path).file_name().map(|n| n.to_string_lossy().into_owned())
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 fn to_dap(bp: &UserBreakpoint) -> Breakpoint {

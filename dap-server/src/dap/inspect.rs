@@ -47,10 +47,25 @@ impl Session {
             let pc = regs.pc();
             // A program's stack crosses from its shared libraries into it.
             let symbols = target.module_at(pc);
-            let probe = if physical == 0 { pc } else { pc.saturating_sub(1) };
-            let caller = symbols.unwinder.unwind(&mut regs, physical == 0, &mut target.memory()).await.ok().flatten();
+            let probe = if physical == 0 {
+                pc
+            } else {
+                pc.saturating_sub(1)
+            };
+            let caller = symbols
+                .unwinder
+                .unwind(&mut regs, physical == 0, &mut target.memory())
+                .await
+                .ok()
+                .flatten();
             for source in symbols.source_frames(probe) {
-                frames.push(FrameInfo { regs: regs.clone(), pc, probe, source, physical });
+                frames.push(FrameInfo {
+                    regs: regs.clone(),
+                    pc,
+                    probe,
+                    source,
+                    physical,
+                });
             }
             match caller {
                 Some(next) if target.module_at(next.pc()).in_text(next.pc()) => regs = next,
@@ -62,7 +77,12 @@ impl Session {
     }
 
     async fn frame(&mut self, index: usize) -> Result<FrameInfo> {
-        let frame = self.frames().await?.get(index).cloned().with_context(|| format!("no frame {}", index + 1))?;
+        let frame = self
+            .frames()
+            .await?
+            .get(index)
+            .cloned()
+            .with_context(|| format!("no frame {}", index + 1))?;
         // Its variables and types are in its own module's DWARF.
         self.target_ref()?.select_module(frame.pc);
         Ok(frame)
@@ -127,7 +147,9 @@ impl Session {
             LocationSource::Constant(bytes) => Place::Bytes(bytes.clone()),
             LocationSource::Unavailable(why) => Place::Unavailable(why.clone()),
             LocationSource::Expression(e) => {
-                let Ok(target) = self.target_ref() else { return Place::Unavailable("no target".into()) };
+                let Ok(target) = self.target_ref() else {
+                    return Place::Unavailable("no target".into());
+                };
                 let symbols = target.symbols.clone();
                 let mut mem = target.memory();
                 let frame_base = symbols.frame_base(frame.probe, &frame.regs, &mut mem).await;
@@ -139,13 +161,25 @@ impl Session {
         }
     }
 
-    async fn entry_of(&mut self, frame_index: usize, frame: &FrameInfo, var: &Variable) -> VarEntry {
+    async fn entry_of(
+        &mut self,
+        frame_index: usize,
+        frame: &FrameInfo,
+        var: &Variable,
+    ) -> VarEntry {
         let place = self.place_of(frame, var).await;
         let size = match (self.target.as_ref(), var.ty) {
             (Some(t), Some(ty)) => t.symbols.resolve_type(ty).size.unwrap_or(0),
             _ => 0,
         };
-        VarEntry { name: var.name.clone(), ty: var.ty, place, size, frame: frame_index, raw_text: None }
+        VarEntry {
+            name: var.name.clone(),
+            ty: var.ty,
+            place,
+            size,
+            frame: frame_index,
+            raw_text: None,
+        }
     }
 
     /// The rows under a variablesReference.
@@ -159,8 +193,16 @@ impl Session {
                 let frame = self.frame(index).await?;
                 let symbols = self.target_ref()?.symbols.clone();
                 let vars: Vec<Variable> = match kind {
-                    ScopeKind::Locals => symbols.frame_variables(frame.probe, frame.source.inline_depth).into_iter().filter(|v| v.kind == VariableKind::Local).collect(),
-                    ScopeKind::Arguments => symbols.frame_variables(frame.probe, frame.source.inline_depth).into_iter().filter(|v| v.kind == VariableKind::Argument).collect(),
+                    ScopeKind::Locals => symbols
+                        .frame_variables(frame.probe, frame.source.inline_depth)
+                        .into_iter()
+                        .filter(|v| v.kind == VariableKind::Local)
+                        .collect(),
+                    ScopeKind::Arguments => symbols
+                        .frame_variables(frame.probe, frame.source.inline_depth)
+                        .into_iter()
+                        .filter(|v| v.kind == VariableKind::Argument)
+                        .collect(),
                     ScopeKind::Globals => symbols.globals(Some(frame.probe)),
                     ScopeKind::Registers => return self.register_rows(index, &frame).await,
                 };
@@ -170,7 +212,12 @@ impl Session {
                 }
                 Ok(out)
             }
-            VarNode::Value { frame, name, ty, place } => self.value_children(frame, &name, ty, place).await,
+            VarNode::Value {
+                frame,
+                name,
+                ty,
+                place,
+            } => self.value_children(frame, &name, ty, place).await,
         }
     }
 
@@ -182,13 +229,29 @@ impl Session {
             let block = target.register_block(&thread).await?;
             for info in target.rsp.registers.registers.clone() {
                 let size = (info.bits as usize).div_ceil(8);
-                let Some(bytes) = block.get(info.offset..info.offset + size) else { continue };
+                let Some(bytes) = block.get(info.offset..info.offset + size) else {
+                    continue;
+                };
                 let text = if size <= 8 {
                     format!("{:#x}", int_of(bytes, false) as u64)
                 } else {
-                    format!("0x{}", bytes.iter().rev().map(|b| format!("{b:02x}")).collect::<String>())
+                    format!(
+                        "0x{}",
+                        bytes
+                            .iter()
+                            .rev()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    )
                 };
-                rows.push(VarEntry { name: info.name.clone(), ty: None, place: Place::Bytes(bytes.to_vec()), size: size as u64, frame: index, raw_text: Some(text) });
+                rows.push(VarEntry {
+                    name: info.name.clone(),
+                    ty: None,
+                    place: Place::Bytes(bytes.to_vec()),
+                    size: size as u64,
+                    frame: index,
+                    raw_text: Some(text),
+                });
             }
         } else {
             for (n, name) in crate::rsp::registers::DWARF_X86_64.iter().enumerate() {
@@ -196,13 +259,26 @@ impl Session {
                     Some(v) => format!("{v:#x}"),
                     None => "<not saved>".to_string(),
                 };
-                rows.push(VarEntry { name: name.to_string(), ty: None, place: Place::Unavailable(String::new()), size: 8, frame: index, raw_text: Some(text) });
+                rows.push(VarEntry {
+                    name: name.to_string(),
+                    ty: None,
+                    place: Place::Unavailable(String::new()),
+                    size: 8,
+                    frame: index,
+                    raw_text: Some(text),
+                });
             }
         }
         Ok(rows)
     }
 
-    async fn value_children(&mut self, frame: usize, name: &str, ty: Option<TypeId>, place: Place) -> Result<Vec<VarEntry>> {
+    async fn value_children(
+        &mut self,
+        frame: usize,
+        name: &str,
+        ty: Option<TypeId>,
+        place: Place,
+    ) -> Result<Vec<VarEntry>> {
         let symbols = self.target_ref()?.symbols.clone();
         let Some(ty) = ty else { return Ok(Vec::new()) };
         let stripped = symbols.strip(ty);
@@ -214,17 +290,36 @@ impl Session {
                     _ => Some(self.bytes_of(&place, stripped.size.unwrap_or(0)).await?),
                 };
                 for m in members {
-                    let size = m.ty.map(|t| symbols.resolve_type(t).size.unwrap_or(0)).unwrap_or(0);
+                    let size =
+                        m.ty.map(|t| symbols.resolve_type(t).size.unwrap_or(0))
+                            .unwrap_or(0);
                     let child_place = match (&place, m.bits, &whole) {
                         (Place::Memory(a), None, _) => Place::Memory(a + m.offset),
                         (Place::Memory(_), Some(_), _) => {
                             let bytes = self.bytes_of(&place, stripped.size.unwrap_or(0)).await?;
-                            Place::Bytes(symbols.member_bytes(m, &bytes).map(|(_, b)| b).unwrap_or_default())
+                            Place::Bytes(
+                                symbols
+                                    .member_bytes(m, &bytes)
+                                    .map(|(_, b)| b)
+                                    .unwrap_or_default(),
+                            )
                         }
-                        (_, _, Some(bytes)) => Place::Bytes(symbols.member_bytes(m, bytes).map(|(_, b)| b).unwrap_or_default()),
+                        (_, _, Some(bytes)) => Place::Bytes(
+                            symbols
+                                .member_bytes(m, bytes)
+                                .map(|(_, b)| b)
+                                .unwrap_or_default(),
+                        ),
                         _ => Place::Unavailable("not available".into()),
                     };
-                    out.push(VarEntry { name: m.name.clone(), ty: m.ty, place: child_place, size, frame, raw_text: None });
+                    out.push(VarEntry {
+                        name: m.name.clone(),
+                        ty: m.ty,
+                        place: child_place,
+                        size,
+                        frame,
+                        raw_text: None,
+                    });
                 }
             }
             TypeKind::Array { element, counts } => {
@@ -252,17 +347,38 @@ impl Session {
                     let offset = i as u64 * elem_size;
                     let child_place = match (&place, &whole) {
                         (Place::Memory(a), _) => Place::Memory(a + offset),
-                        (_, Some(bytes)) => Place::Bytes(bytes.get(offset as usize..(offset + elem_size) as usize).map(<[u8]>::to_vec).unwrap_or_default()),
+                        (_, Some(bytes)) => Place::Bytes(
+                            bytes
+                                .get(offset as usize..(offset + elem_size) as usize)
+                                .map(<[u8]>::to_vec)
+                                .unwrap_or_default(),
+                        ),
                         _ => Place::Unavailable("not available".into()),
                     };
-                    out.push(VarEntry { name: label, ty: *element, place: child_place, size: elem_size, frame, raw_text: None });
+                    out.push(VarEntry {
+                        name: label,
+                        ty: *element,
+                        place: child_place,
+                        size: elem_size,
+                        frame,
+                        raw_text: None,
+                    });
                 }
             }
-            TypeKind::Pointer { target: Some(pointee) } => {
+            TypeKind::Pointer {
+                target: Some(pointee),
+            } => {
                 let bytes = self.bytes_of(&place, 8).await?;
                 let addr = int_of(&bytes, false) as u64;
                 let size = symbols.resolve_type(*pointee).size.unwrap_or(0);
-                out.push(VarEntry { name: format!("*{name}"), ty: Some(*pointee), place: Place::Memory(addr), size, frame, raw_text: None });
+                out.push(VarEntry {
+                    name: format!("*{name}"),
+                    ty: Some(*pointee),
+                    place: Place::Memory(addr),
+                    size,
+                    frame,
+                    raw_text: None,
+                });
             }
             _ => {}
         }
@@ -298,11 +414,16 @@ impl Session {
         if let Some(text) = entry.raw_text {
             return Ok(json!({ "name": entry.name, "value": text, "variablesReference": 0 }));
         }
-        let type_name = entry.ty.map(|t| symbols.resolve_type(t).name.clone()).unwrap_or_default();
+        let type_name = entry
+            .ty
+            .map(|t| symbols.resolve_type(t).name.clone())
+            .unwrap_or_default();
         let value = match self.bytes_of(&entry.place, entry.size).await {
             Ok(bytes) => {
                 let mut text = symbols.format_value(entry.ty, &bytes, 0);
-                if let Some(TypeKind::Pointer { target }) = entry.ty.map(|t| symbols.strip(t).kind.clone()) {
+                if let Some(TypeKind::Pointer { target }) =
+                    entry.ty.map(|t| symbols.strip(t).kind.clone())
+                {
                     let addr = int_of(&bytes, false) as u64;
                     if symbols.is_char(target) && addr != 0 {
                         if let Ok(s) = self.target_ref()?.memory().read(addr, 64).await {
@@ -318,11 +439,19 @@ impl Session {
         let expandable = entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
             TypeKind::Struct { members, .. } => !members.is_empty(),
             TypeKind::Array { .. } => true,
-            TypeKind::Pointer { target: Some(p) } => !matches!(symbols.strip(*p).kind, TypeKind::Function) && symbols.resolve_type(*p).size.is_some(),
+            TypeKind::Pointer { target: Some(p) } => {
+                !matches!(symbols.strip(*p).kind, TypeKind::Function)
+                    && symbols.resolve_type(*p).size.is_some()
+            }
             _ => false,
         }) && !matches!(entry.place, Place::Unavailable(_));
         let reference = if expandable {
-            self.new_reference(VarNode::Value { frame: entry.frame, name: entry.name.clone(), ty: entry.ty, place: entry.place.clone() })?
+            self.new_reference(VarNode::Value {
+                frame: entry.frame,
+                name: entry.name.clone(),
+                ty: entry.ty,
+                place: entry.place.clone(),
+            })?
         } else {
             0
         };
@@ -347,7 +476,10 @@ impl Session {
 
     pub async fn set_variable(&mut self, args: protocol::SetVariableArguments) -> Result<Value> {
         let entries = self.children_of(args.variables_reference).await?;
-        let entry = entries.into_iter().find(|e| e.name == args.name).with_context(|| format!("no variable {:?} here", args.name))?;
+        let entry = entries
+            .into_iter()
+            .find(|e| e.name == args.name)
+            .with_context(|| format!("no variable {:?} here", args.name))?;
         let target = self.target_ref()?;
         let symbols = target.symbols.clone();
         if entry.raw_text.is_some() {
@@ -355,13 +487,21 @@ impl Session {
             if entry.frame != 0 {
                 bail!("registers can be set in the innermost frame only");
             }
-            let info = target.rsp.registers.by_name(&entry.name).cloned().with_context(|| format!("no register {}", entry.name))?;
+            let info = target
+                .rsp
+                .registers
+                .by_name(&entry.name)
+                .cloned()
+                .with_context(|| format!("no register {}", entry.name))?;
             let value = crate::symbols::types::parse_int(args.value.trim())?;
             let size = (info.bits as usize).div_ceil(8);
             let mut bytes = value.to_le_bytes().to_vec();
             bytes.resize(size, 0);
             let thread = target.thread.clone();
-            target.rsp.write_register(&thread, info.regnum, &bytes).await?;
+            target
+                .rsp
+                .write_register(&thread, info.regnum, &bytes)
+                .await?;
             target.stop.registers.clear();
             target.stop.frames = None;
             return Ok(json!({ "value": format!("{:#x}", value as u64) }));
@@ -373,20 +513,46 @@ impl Session {
                 target.stop.memory.clear();
             }
             Place::Register(reg, _) if entry.frame == 0 => {
-                let name = crate::rsp::registers::DWARF_X86_64.get(reg as usize).context("unknown register")?;
-                let info = target.rsp.registers.by_name(name).cloned().context("the stub has no such register")?;
+                let name = crate::rsp::registers::DWARF_X86_64
+                    .get(reg as usize)
+                    .context("unknown register")?;
+                let info = target
+                    .rsp
+                    .registers
+                    .by_name(name)
+                    .cloned()
+                    .context("the stub has no such register")?;
                 let thread = target.thread.clone();
-                let mut value = target.register_block(&thread).await?.get(info.offset..info.offset + 8).map(<[u8]>::to_vec).unwrap_or(vec![0; 8]);
+                let mut value = target
+                    .register_block(&thread)
+                    .await?
+                    .get(info.offset..info.offset + 8)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or(vec![0; 8]);
                 value[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
-                target.rsp.write_register(&thread, info.regnum, &value).await?;
+                target
+                    .rsp
+                    .write_register(&thread, info.regnum, &value)
+                    .await?;
                 target.stop.registers.clear();
                 target.stop.frames = None;
             }
-            _ => bail!("{} is not in memory or a register of the innermost frame; it cannot be set", args.name),
+            _ => bail!(
+                "{} is not in memory or a register of the innermost frame; it cannot be set",
+                args.name
+            ),
         }
-        let shown = VarEntry { place: match entry.place { Place::Register(r, _) => Place::Register(r, bytes.clone()), p => p }, ..entry };
+        let shown = VarEntry {
+            place: match entry.place {
+                Place::Register(r, _) => Place::Register(r, bytes.clone()),
+                p => p,
+            },
+            ..entry
+        };
         let rendered = self.render(shown).await?;
-        Ok(json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }))
+        Ok(
+            json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }),
+        )
     }
 
     /// Resolves a name in a frame: locals and arguments, then globals.
@@ -401,7 +567,10 @@ impl Session {
             }
         }
         let globals = symbols.globals(None);
-        let v = globals.iter().find(|v| v.name == name).with_context(|| format!("no symbol {name:?} in the current context"))?;
+        let v = globals
+            .iter()
+            .find(|v| v.name == name)
+            .with_context(|| format!("no symbol {name:?} in the current context"))?;
         let frame = match frame {
             Some(f) => f,
             None => bail!("no frame"),
@@ -426,15 +595,27 @@ impl Session {
                     let target = self.target_ref()?;
                     let thread = target.thread.clone();
                     let block = target.register_block(&thread).await?;
-                    let value = target.register_value(&block, alias).with_context(|| format!("no register ${name}"))?;
+                    let value = target
+                        .register_value(&block, alias)
+                        .with_context(|| format!("no register ${name}"))?;
                     Evaluated::Int(value as i64)
                 } else {
-                    let n = crate::rsp::registers::DWARF_X86_64.iter().position(|r| *r == alias).with_context(|| format!("${name} is not known in caller frames"))?;
-                    Evaluated::Int(frame.regs.regs[n].with_context(|| format!("${name} was not saved by this frame"))? as i64)
+                    let n = crate::rsp::registers::DWARF_X86_64
+                        .iter()
+                        .position(|r| *r == alias)
+                        .with_context(|| format!("${name} is not known in caller frames"))?;
+                    Evaluated::Int(
+                        frame.regs.regs[n]
+                            .with_context(|| format!("${name} was not saved by this frame"))?
+                            as i64,
+                    )
                 }
             }
             Expr::AddressOf(inner) => match Box::pin(self.eval(frame_index, inner)).await? {
-                Evaluated::Entry(VarEntry { place: Place::Memory(a), .. }) => Evaluated::Int(a as i64),
+                Evaluated::Entry(VarEntry {
+                    place: Place::Memory(a),
+                    ..
+                }) => Evaluated::Int(a as i64),
                 _ => bail!("the value has no address"),
             },
             Expr::Deref(inner) => {
@@ -457,14 +638,28 @@ impl Session {
                 if matches!(e, Expr::Arrow(..)) {
                     value = self.deref(value, 0).await?;
                 }
-                let Evaluated::Entry(entry) = value else { bail!("a number has no member {field:?}") };
+                let Evaluated::Entry(entry) = value else {
+                    bail!("a number has no member {field:?}")
+                };
                 let ty = entry.ty.context("the value has no type")?;
-                if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. }) && matches!(e, Expr::Member(..)) {
+                if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. })
+                    && matches!(e, Expr::Member(..))
+                {
                     bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
                 }
-                let children = self.value_children(frame_index, &entry.name, entry.ty, entry.place.clone()).await?;
-                let child = children.into_iter().find(|c| c.name == *field).with_context(|| format!("{} has no member {field:?}", symbols.resolve_type(ty).name))?;
-                Evaluated::Entry(VarEntry { name: format!("{}.{}", entry.name, child.name), ..child })
+                let children = self
+                    .value_children(frame_index, &entry.name, entry.ty, entry.place.clone())
+                    .await?;
+                let child = children
+                    .into_iter()
+                    .find(|c| c.name == *field)
+                    .with_context(|| {
+                        format!("{} has no member {field:?}", symbols.resolve_type(ty).name)
+                    })?;
+                Evaluated::Entry(VarEntry {
+                    name: format!("{}.{}", entry.name, child.name),
+                    ..child
+                })
             }
         })
     }
@@ -472,7 +667,9 @@ impl Session {
     /// `*value` (index 0) or `value[index]` for pointers and arrays.
     async fn deref(&mut self, value: Evaluated, index: i64) -> Result<Evaluated> {
         let symbols = self.target_ref()?.symbols.clone();
-        let Evaluated::Entry(entry) = value else { bail!("a number cannot be dereferenced (it has no type)") };
+        let Evaluated::Entry(entry) = value else {
+            bail!("a number cannot be dereferenced (it has no type)")
+        };
         let ty = entry.ty.context("the value has no type")?;
         let stripped = symbols.strip(ty);
         let (element, base) = match &stripped.kind {
@@ -484,22 +681,39 @@ impl Session {
             _ => bail!("{} is neither a pointer nor an array", entry.name),
         };
         let element = element.context("cannot dereference a void pointer")?;
-        let size = symbols.resolve_type(element).size.context("the element size is unknown")?;
+        let size = symbols
+            .resolve_type(element)
+            .size
+            .context("the element size is unknown")?;
         let offset = (index as u64).wrapping_mul(size);
         let place = match base {
             Place::Memory(a) => Place::Memory(a.wrapping_add(offset)),
-            Place::Bytes(b) | Place::Register(_, b) => {
-                Place::Bytes(b.get(offset as usize..(offset + size) as usize).context("index out of range")?.to_vec())
-            }
+            Place::Bytes(b) | Place::Register(_, b) => Place::Bytes(
+                b.get(offset as usize..(offset + size) as usize)
+                    .context("index out of range")?
+                    .to_vec(),
+            ),
             Place::Unavailable(why) => bail!("<{why}>"),
         };
-        Ok(Evaluated::Entry(VarEntry { name: format!("{}[{index}]", entry.name), ty: Some(element), place, size, frame: entry.frame, raw_text: None }))
+        Ok(Evaluated::Entry(VarEntry {
+            name: format!("{}[{index}]", entry.name),
+            ty: Some(element),
+            place,
+            size,
+            frame: entry.frame,
+            raw_text: None,
+        }))
     }
 
     pub async fn evaluate_to_value(&mut self, frame: usize, text: &str) -> Result<VarNode> {
         let parsed = expr::parse(text)?;
         match self.eval(frame, &parsed).await? {
-            Evaluated::Entry(e) => Ok(VarNode::Value { frame, name: e.name, ty: e.ty, place: e.place }),
+            Evaluated::Entry(e) => Ok(VarNode::Value {
+                frame,
+                name: e.name,
+                ty: e.ty,
+                place: e.place,
+            }),
             Evaluated::Int(_) => bail!("{text} is not a variable"),
         }
     }
@@ -508,9 +722,14 @@ impl Session {
         let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
         let parsed = expr::parse(&args.expression)?;
         match self.eval(frame, &parsed).await? {
-            Evaluated::Int(n) => Ok(json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) })),
+            Evaluated::Int(n) => Ok(
+                json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) }),
+            ),
             Evaluated::Entry(entry) => {
-                let entry = VarEntry { name: args.expression.clone(), ..entry };
+                let entry = VarEntry {
+                    name: args.expression.clone(),
+                    ..entry
+                };
                 let v = self.render(entry).await?;
                 let mut body = json!({ "result": v["value"], "type": v["type"], "variablesReference": v["variablesReference"] });
                 if let Some(m) = v.get("memoryReference") {
@@ -522,7 +741,8 @@ impl Session {
     }
 
     pub async fn read_memory(&mut self, args: protocol::ReadMemoryArguments) -> Result<Value> {
-        let addr = parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
+        let addr =
+            parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
         let count = args.count.min(1 << 20);
         let target = self.target_ref()?;
         let bytes = target.rsp.read_memory(addr, count).await?;
@@ -534,7 +754,8 @@ impl Session {
     }
 
     pub async fn write_memory(&mut self, args: protocol::WriteMemoryArguments) -> Result<Value> {
-        let addr = parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
+        let addr =
+            parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
         let data = base64_decode(&args.data)?;
         let target = self.target_ref()?;
         target.rsp.write_memory(addr, &data).await?;
@@ -543,7 +764,8 @@ impl Session {
     }
 
     pub async fn disassemble(&mut self, args: protocol::DisassembleArguments) -> Result<Value> {
-        let addr = parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
+        let addr =
+            parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
         let count = args.instruction_count.min(4096);
         let before = (-args.instruction_offset.unwrap_or(0)).max(0) as u64;
         let after = args.instruction_offset.unwrap_or(0).max(0) as u64;
@@ -556,7 +778,10 @@ impl Session {
             _ => addr.saturating_sub(before * 15),
         };
         let len = (addr - start) + (after + count as u64) * 15 + 16;
-        let bytes = target.rsp.read_memory(start, len.min(1 << 20) as usize).await?;
+        let bytes = target
+            .rsp
+            .read_memory(start, len.min(1 << 20) as usize)
+            .await?;
         let mut decoder = Decoder::with_ip(64, &bytes, start, DecoderOptions::NONE);
         let mut formatter = GasFormatter::new();
         let mut decoded = Vec::new();
@@ -565,9 +790,20 @@ impl Session {
             let mut text = String::new();
             formatter.format(&insn, &mut text);
             let offset = (insn.ip() - start) as usize;
-            decoded.push((insn.ip(), bytes[offset..offset + insn.len()].to_vec(), if insn.is_invalid() { "(bad)".to_string() } else { text }));
+            decoded.push((
+                insn.ip(),
+                bytes[offset..offset + insn.len()].to_vec(),
+                if insn.is_invalid() {
+                    "(bad)".to_string()
+                } else {
+                    text
+                },
+            ));
         }
-        let anchor = decoded.iter().position(|(ip, _, _)| *ip >= addr).unwrap_or(decoded.len()) as i64;
+        let anchor = decoded
+            .iter()
+            .position(|(ip, _, _)| *ip >= addr)
+            .unwrap_or(decoded.len()) as i64;
         let first = anchor + args.instruction_offset.unwrap_or(0);
         let mut list = Vec::new();
         for i in first..first + count as i64 {
@@ -616,7 +852,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -633,8 +873,14 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut acc = 0u32;
     let mut bits = 0;
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
-        let v = B64.iter().position(|&x| x == c).with_context(|| format!("{:?} is not base64", c as char))? as u32;
+    for c in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+    {
+        let v = B64
+            .iter()
+            .position(|&x| x == c)
+            .with_context(|| format!("{:?} is not base64", c as char))? as u32;
         acc = acc << 6 | v;
         bits += 6;
         if bits >= 8 {

@@ -49,7 +49,10 @@ pub fn find_vmm(explicit: Option<&Path>) -> Result<PathBuf> {
         if p.is_file() {
             return Ok(p.to_path_buf());
         }
-        bail!("launch argument `vmm` names {}, which is not a file", p.display());
+        bail!(
+            "launch argument `vmm` names {}, which is not a file",
+            p.display()
+        );
     }
     if let Some(p) = std::env::var_os("VMDBG_VMM").filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
@@ -98,7 +101,10 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
         bail!("kernel {} does not exist", config.kernel.display());
     }
     let vmm = find_vmm(config.vmm.as_deref())?;
-    let dir = tempfile::Builder::new().prefix("vmdbg-dap-").tempdir().context("cannot create a private directory for the gdb socket")?;
+    let dir = tempfile::Builder::new()
+        .prefix("vmdbg-dap-")
+        .tempdir()
+        .context("cannot create a private directory for the gdb socket")?;
     let socket = dir.path().join("gdb.sock");
     let mut cmd = Command::new(&vmm);
     cmd.arg("--kernel")
@@ -124,7 +130,9 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
     if let Some(cmdline) = &config.cmdline {
         cmd.arg("--cmdline").arg(cmdline);
     }
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", vmm.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", vmm.display()))?;
     let console_in = child.stdin.take();
     let stdout = child.stdout.take().context("no stdout pipe")?;
     let stderr = child.stderr.take().context("no stderr pipe")?;
@@ -143,7 +151,12 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
             let read = if pending.is_empty() {
                 stdout.read(&mut buf).await.ok()
             } else {
-                match tokio::time::timeout(std::time::Duration::from_millis(20), stdout.read(&mut buf)).await {
+                match tokio::time::timeout(
+                    std::time::Duration::from_millis(20),
+                    stdout.read(&mut buf),
+                )
+                .await
+                {
                     Ok(r) => r.ok(),
                     Err(_) => Some(usize::MAX),
                 }
@@ -153,7 +166,14 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
                 Some(usize::MAX) => {}
                 Some(n) => pending.extend_from_slice(&buf[..n]),
             }
-            let cut = if read == Some(usize::MAX) { pending.len() } else { pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+            let cut = if read == Some(usize::MAX) {
+                pending.len()
+            } else {
+                pending
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+            };
             if cut > 0 {
                 let text = String::from_utf8_lossy(&pending[..cut]).into_owned();
                 pending.drain(..cut);
@@ -203,5 +223,11 @@ pub async fn start_engine(config: &LaunchConfig, console: LineSink) -> Result<En
             bail!("vmdbg-vmm did not start listening within 30 s");
         }
     }
-    Ok(Engine { child, endpoint: Endpoint::Unix(socket), stderr_log, console_in, _dir: dir })
+    Ok(Engine {
+        child,
+        endpoint: Endpoint::Unix(socket),
+        stderr_log,
+        console_in,
+        _dir: dir,
+    })
 }

@@ -49,7 +49,10 @@ pub fn main(args: DapArgs) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                     .await
                     .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
-                eprintln!("vmdbg dap: listening on 127.0.0.1:{}", listener.local_addr()?.port());
+                eprintln!(
+                    "vmdbg dap: listening on 127.0.0.1:{}",
+                    listener.local_addr()?.port()
+                );
                 loop {
                     let (stream, peer) = listener.accept().await?;
                     tracing::info!("DAP client connected from {peer}");

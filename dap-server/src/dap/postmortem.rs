@@ -27,7 +27,9 @@ fn parse_registers(report: &str) -> Vec<(String, u64)> {
         if let Some((name, value)) = word.split_once('=') {
             if let Some(hex) = value.strip_prefix("0x") {
                 if let Ok(v) = u64::from_str_radix(hex, 16) {
-                    if name.chars().all(|c| c.is_ascii_alphanumeric()) && !out.iter().any(|(n, _)| n == name) {
+                    if name.chars().all(|c| c.is_ascii_alphanumeric())
+                        && !out.iter().any(|(n, _)| n == name)
+                    {
                         out.push((name.to_ascii_lowercase(), v));
                     }
                 }
@@ -41,7 +43,12 @@ impl Session {
     /// On `X` from a launched kernel: if the VMM reported why, keep the
     /// target for inspection and report the exception. False otherwise.
     pub async fn enter_post_mortem(&mut self) -> bool {
-        let Some(log) = self.target.as_ref().and_then(|t| t.engine.as_ref()).map(|e| e.stderr_log.clone()) else {
+        let Some(log) = self
+            .target
+            .as_ref()
+            .and_then(|t| t.engine.as_ref())
+            .map(|e| e.stderr_log.clone())
+        else {
             return false;
         };
         // The report comes on stderr while the stop reply comes on the
@@ -53,26 +60,50 @@ impl Session {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let text = log.lock().map(|l| l.0.clone()).unwrap_or_default();
-        let Some(start) = text.rfind("vmdbg-vmm: ") else { return false };
+        let Some(start) = text.rfind("vmdbg-vmm: ") else {
+            return false;
+        };
         let report = text[start..].to_string();
         let registers = parse_registers(&report);
-        let Some(rip) = registers.iter().find(|(n, _)| n == "rip").map(|(_, v)| *v) else { return false };
-        let reason = report.lines().next().unwrap_or("").trim_start_matches("vmdbg-vmm: ").to_string();
-        let Some(mut target) = self.target.take() else { return false };
+        let Some(rip) = registers.iter().find(|(n, _)| n == "rip").map(|(_, v)| *v) else {
+            return false;
+        };
+        let reason = report
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("vmdbg-vmm: ")
+            .to_string();
+        let Some(mut target) = self.target.take() else {
+            return false;
+        };
         target.running = None;
         let thread = Target::thread_id(&target.thread);
         let location = target
             .symbols
             .source_frames(rip)
             .first()
-            .map(|f| format!(" in {} at {}:{}", f.function, f.file.as_deref().unwrap_or("??"), f.line.unwrap_or(0)))
+            .map(|f| {
+                format!(
+                    " in {} at {}:{}",
+                    f.function,
+                    f.file.as_deref().unwrap_or("??"),
+                    f.line.unwrap_or(0)
+                )
+            })
             .unwrap_or_default();
         let description = format!("{reason} — at {rip:#x}{location}");
         self.out.event(
             "stopped",
             json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": "unhandled exception" }),
         );
-        self.post_mortem = Some(PostMortem { target, reason, report, registers, rip });
+        self.post_mortem = Some(PostMortem {
+            target,
+            reason,
+            report,
+            registers,
+            rip,
+        });
         true
     }
 
@@ -81,7 +112,9 @@ impl Session {
         let pm = self.post_mortem.as_ref().expect("in post-mortem");
         let thread = Target::thread_id(&pm.target.thread);
         match command {
-            "threads" => Ok(Handled::Respond(json!({ "threads": [{ "id": thread, "name": format!("vCPU {}", thread - 1) }] }))),
+            "threads" => Ok(Handled::Respond(
+                json!({ "threads": [{ "id": thread, "name": format!("vCPU {}", thread - 1) }] }),
+            )),
             "stackTrace" => {
                 let frames: Vec<Value> = pm
                     .target
@@ -104,7 +137,9 @@ impl Session {
                     })
                     .collect();
                 let total = frames.len();
-                Ok(Handled::Respond(json!({ "stackFrames": frames, "totalFrames": total })))
+                Ok(Handled::Respond(
+                    json!({ "stackFrames": frames, "totalFrames": total }),
+                ))
             }
             "scopes" => Ok(Handled::Respond(
                 json!({ "scopes": [{ "name": "Registers", "presentationHint": "registers", "variablesReference": 1, "expensive": false }] }),
@@ -124,7 +159,8 @@ impl Session {
                 "details": { "message": pm.report, "stackTrace": format!("{:#x}", pm.rip) },
             }))),
             "evaluate" => bail!("the VM has ended: only the registers of its last state are known"),
-            "continue" | "next" | "stepIn" | "stepOut" | "pause" | "terminate" | "disconnect" | "restart" => {
+            "continue" | "next" | "stepIn" | "stepOut" | "pause" | "terminate" | "disconnect"
+            | "restart" => {
                 // Let the VM's end be reported as usual now.
                 let pm = self.post_mortem.take().expect("in post-mortem");
                 self.target = Some(pm.target);
@@ -132,11 +168,17 @@ impl Session {
                 if command == "disconnect" {
                     self.finish();
                 }
-                Ok(Handled::Respond(if command == "continue" { json!({ "allThreadsContinued": true }) } else { Value::Null }))
+                Ok(Handled::Respond(if command == "continue" {
+                    json!({ "allThreadsContinued": true })
+                } else {
+                    Value::Null
+                }))
             }
-            "setBreakpoints" | "setFunctionBreakpoints" | "setDataBreakpoints" | "setExceptionBreakpoints" | "configurationDone" => {
-                Ok(Handled::Respond(json!({ "breakpoints": [] })))
-            }
+            "setBreakpoints"
+            | "setFunctionBreakpoints"
+            | "setDataBreakpoints"
+            | "setExceptionBreakpoints"
+            | "configurationDone" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
             other => bail!("`{other}` is not available: the VM ended with an unhandled exception"),
         }
     }

@@ -99,10 +99,7 @@ impl GuestProgram {
     /// Ends the VM (the guest is disposable: no polite poweroff needed).
     pub async fn shut_down(&mut self) {
         if let Some(mut vm) = self.vm.take() {
-            let _ = tokio::task::spawn_blocking(move || {
-                vm.shutdown(Duration::from_secs(2))
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || vm.shutdown(Duration::from_secs(2))).await;
         }
     }
 }
@@ -137,13 +134,23 @@ impl super::session::Target {
     /// The module whose code holds `pc`; the current one when none does
     /// (and always for a kernel or an attach, which have one).
     pub fn module_at(&self, pc: u64) -> Rc<Symbols> {
-        self.modules.iter().find(|m| m.in_text(pc)).unwrap_or(&self.symbols).clone()
+        self.modules
+            .iter()
+            .find(|m| m.in_text(pc))
+            .unwrap_or(&self.symbols)
+            .clone()
     }
 
     /// Where a line breakpoint goes: in the current module, or in the first
     /// module (the program, then its libraries) whose line tables have it.
-    pub fn place_line_breakpoint(&self, path: &str, line: u32) -> Option<crate::symbols::lines::LinePlacement> {
-        std::iter::once(&self.symbols).chain(self.modules.iter()).find_map(|m| m.lines.place_breakpoint(path, line))
+    pub fn place_line_breakpoint(
+        &self,
+        path: &str,
+        line: u32,
+    ) -> Option<crate::symbols::lines::LinePlacement> {
+        std::iter::once(&self.symbols)
+            .chain(self.modules.iter())
+            .find_map(|m| m.lines.place_breakpoint(path, line))
     }
 }
 
@@ -156,28 +163,51 @@ struct Progress<'a> {
 impl<'a> Progress<'a> {
     fn start(out: &'a mut Outbox, title: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-        let id = format!("vmdbg-program-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        out.event("progressStart", json!({ "progressId": id, "title": title, "cancellable": false }));
+        let id = format!(
+            "vmdbg-program-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        out.event(
+            "progressStart",
+            json!({ "progressId": id, "title": title, "cancellable": false }),
+        );
         Progress { out, id }
     }
     fn update(&mut self, message: &str, percentage: u32) {
-        self.out.event("progressUpdate", json!({ "progressId": self.id, "message": message, "percentage": percentage }));
+        self.out.event(
+            "progressUpdate",
+            json!({ "progressId": self.id, "message": message, "percentage": percentage }),
+        );
     }
     fn end(self, message: &str) {
-        self.out.event("progressEnd", json!({ "progressId": self.id, "message": message }));
+        self.out.event(
+            "progressEnd",
+            json!({ "progressId": self.id, "message": message }),
+        );
     }
 }
 
 /// Boots the VM, copies the program in, launches it under the agent's
 /// debugger and connects to it. The program is stopped at its entry point
 /// (its shared libraries mapped, their DWARF loaded) when this returns.
-pub async fn start(config: &ProgramConfig, out: &mut Outbox, console: LineSink) -> Result<StartedProgram> {
+pub async fn start(
+    config: &ProgramConfig,
+    out: &mut Outbox,
+    console: LineSink,
+) -> Result<StartedProgram> {
     let host_program = config.program.clone();
     if !host_program.is_file() {
-        bail!("program {} is not a file on this host", host_program.display());
+        bail!(
+            "program {} is not a file on this host",
+            host_program.display()
+        );
     }
     let elf = ElfFacts::read(&host_program)?;
-    let name = host_program.file_name().context("the program path names no file")?.to_string_lossy().into_owned();
+    let name = host_program
+        .file_name()
+        .context("the program path names no file")?
+        .to_string_lossy()
+        .into_owned();
     let guest_path = format!("{GUEST_DIR}/{name}");
     let choice = match config.engine {
         Some(c) => c,
@@ -188,7 +218,16 @@ pub async fn start(config: &ProgramConfig, out: &mut Outbox, console: LineSink) 
         },
     };
     let mut progress = Progress::start(out, "Starting the program in a fresh VM");
-    let result = boot_and_launch(config, choice, &host_program, &guest_path, &elf, &mut progress, console).await;
+    let result = boot_and_launch(
+        config,
+        choice,
+        &host_program,
+        &guest_path,
+        &elf,
+        &mut progress,
+        console,
+    )
+    .await;
     match &result {
         Ok(_) => progress.end("the program is loaded"),
         Err(e) => progress.end(&format!("failed: {e:#}")),
@@ -235,15 +274,24 @@ async fn boot_and_launch(
     })
     .await?;
     let _ = console.send(("console", format!("vmdbg: {why}\n")));
-    let mut program = GuestProgram { vm: Some(vm), relays_done: Vec::new(), guest_path: guest_path.to_string() };
+    let mut program = GuestProgram {
+        vm: Some(vm),
+        relays_done: Vec::new(),
+        guest_path: guest_path.to_string(),
+    };
     let agent = program.vm.as_ref().expect("just booted").agent().clone();
 
-    progress.update(&format!("copying {} files into the guest", copies.files.len()), 70);
+    progress.update(
+        &format!("copying {} files into the guest", copies.files.len()),
+        70,
+    );
     let files = copies.files.clone();
     let copy_agent = agent.clone();
     blocking(move || {
         for (host, guest) in &files {
-            copy_agent.put_file(host, guest).with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
+            copy_agent
+                .put_file(host, guest)
+                .with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
         }
         Ok(())
     })
@@ -251,7 +299,10 @@ async fn boot_and_launch(
 
     progress.update("launching the program under the debugger", 90);
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env.insert(
+        "PATH".into(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    );
     env.insert("HOME".into(), "/root".into());
     if !copies.library_dirs.is_empty() {
         env.insert("LD_LIBRARY_PATH".into(), copies.library_dirs.join(":"));
@@ -259,8 +310,16 @@ async fn boot_and_launch(
     env.extend(config.env.clone());
     let token = format!("{}-{}", std::process::id(), unique_number());
     let (stdout_token, stderr_token) = (format!("{token}-stdout"), format!("{token}-stderr"));
-    let mut args = vec!["--stdout".to_string(), stdout_token.clone(), "--stderr".into(), stderr_token.clone()];
-    args.extend(["--cwd".to_string(), config.cwd.clone().unwrap_or_else(|| GUEST_DIR.into())]);
+    let mut args = vec![
+        "--stdout".to_string(),
+        stdout_token.clone(),
+        "--stderr".into(),
+        stderr_token.clone(),
+    ];
+    args.extend([
+        "--cwd".to_string(),
+        config.cwd.clone().unwrap_or_else(|| GUEST_DIR.into()),
+    ]);
     for (k, v) in &env {
         args.extend(["--env".to_string(), format!("{k}={v}")]);
     }
@@ -275,11 +334,20 @@ async fn boot_and_launch(
         Ok((stdout, stderr, rsp))
     })
     .await
-    .context("the guest's agent cannot debug programs (is the image's agent older than this vmdbg?)")?;
+    .context(
+        "the guest's agent cannot debug programs (is the image's agent older than this vmdbg?)",
+    )?;
     // The first lines of stderr explain a launch that failed.
     let stderr_head = Arc::new(Mutex::new(String::new()));
-    program.relays_done.push(relay_output(stdout, "stdout", console.clone(), None));
-    program.relays_done.push(relay_output(stderr, "stderr", console, Some(stderr_head.clone())));
+    program
+        .relays_done
+        .push(relay_output(stdout, "stdout", console.clone(), None));
+    program.relays_done.push(relay_output(
+        stderr,
+        "stderr",
+        console,
+        Some(stderr_head.clone()),
+    ));
 
     rsp_stream.set_nonblocking(true)?;
     let rsp_stream = tokio::net::UnixStream::from_std(rsp_stream)?;
@@ -288,7 +356,11 @@ async fn boot_and_launch(
         Ok(rsp) => rsp,
         Err(e) => {
             program.drain_output(Duration::from_secs(2)).await;
-            let said = stderr_head.lock().unwrap_or_else(|p| p.into_inner()).trim().to_string();
+            let said = stderr_head
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .trim()
+                .to_string();
             if said.is_empty() {
                 return Err(e.context(format!("the guest's debugger did not start {guest_path}")));
             }
@@ -296,14 +368,24 @@ async fn boot_and_launch(
         }
     };
     let at_entry = entry_point(&mut rsp).await?;
-    let bias = if elf.position_independent { at_entry.wrapping_sub(elf.entry) } else { 0 };
+    let bias = if elf.position_independent {
+        at_entry.wrapping_sub(elf.entry)
+    } else {
+        0
+    };
     tracing::info!("{} loaded at bias {bias:#x}", host_program.display());
     let symbols = Rc::new(Symbols::load_at(host_program, bias)?);
     run_to_entry(&mut rsp, at_entry, guest_path, &mut program).await?;
     let mut modules = vec![symbols.clone()];
-    let guest_to_host: BTreeMap<&str, &Path> = copies.files.iter().map(|(h, g)| (g.as_str(), h.as_path())).collect();
+    let guest_to_host: BTreeMap<&str, &Path> = copies
+        .files
+        .iter()
+        .map(|(h, g)| (g.as_str(), h.as_path()))
+        .collect();
     for (guest_lib, lib_bias) in shared_libraries(&mut rsp).await? {
-        let Some(host_lib) = guest_to_host.get(guest_lib.as_str()) else { continue };
+        let Some(host_lib) = guest_to_host.get(guest_lib.as_str()) else {
+            continue;
+        };
         // Libraries without DWARF (a distribution's libc) get no source
         // lines; their frames show as addresses.
         match Symbols::load_at(host_lib, lib_bias) {
@@ -311,14 +393,26 @@ async fn boot_and_launch(
             Err(e) => tracing::info!("no source-level debugging in {guest_lib}: {e:#}"),
         }
     }
-    Ok(StartedProgram { rsp, symbols, modules, program })
+    Ok(StartedProgram {
+        rsp,
+        symbols,
+        modules,
+        program,
+    })
 }
 
 /// Runs the program from its dynamic loader's first instruction to its own
 /// entry point, where the loader has mapped every library it needs: their
 /// DWARF can be loaded and breakpoints set in them before `main`.
-async fn run_to_entry(rsp: &mut RspClient, at_entry: u64, guest_path: &str, program: &mut GuestProgram) -> Result<()> {
-    rsp.insert_breakpoint(at_entry).await.context("cannot set a breakpoint at the program's entry point")?;
+async fn run_to_entry(
+    rsp: &mut RspClient,
+    at_entry: u64,
+    guest_path: &str,
+    program: &mut GuestProgram,
+) -> Result<()> {
+    rsp.insert_breakpoint(at_entry)
+        .await
+        .context("cannot set a breakpoint at the program's entry point")?;
     rsp.resume_continue()?;
     let stop = rsp.wait_stop(|_| {}).await?;
     match stop {
@@ -336,7 +430,9 @@ async fn run_to_entry(rsp: &mut RspClient, at_entry: u64, guest_path: &str, prog
 /// The shared libraries of the stopped program (`qXfer:libraries-svr4`):
 /// each one's path in the guest and its load bias (`l_addr`).
 async fn shared_libraries(rsp: &mut RspClient) -> Result<Vec<(String, u64)>> {
-    let xml = read_xfer(rsp, "libraries-svr4", "").await.context("cannot read the program's shared-library list")?;
+    let xml = read_xfer(rsp, "libraries-svr4", "")
+        .await
+        .context("cannot read the program's shared-library list")?;
     tracing::debug!("libraries-svr4: {}", String::from_utf8_lossy(&xml));
     Ok(parse_svr4_libraries(&String::from_utf8_lossy(&xml)))
 }
@@ -351,7 +447,11 @@ fn parse_svr4_libraries(xml: &str) -> Vec<(String, u64)> {
         Some(element[start..end].to_string())
     };
     let unescape = |text: String| {
-        text.replace("&quot;", "\"").replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        text.replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
     };
     xml.split("<library ")
         .skip(1)
@@ -365,14 +465,21 @@ fn parse_svr4_libraries(xml: &str) -> Vec<(String, u64)> {
 }
 
 /// Runs blocking engine or agent work off the session's thread.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.context("a vmdbg worker thread failed")?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("a vmdbg worker thread failed")?
 }
 
 /// Tokens of output channels must not collide between launches.
 fn unique_number() -> u128 {
     static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     time + u128::from(COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
@@ -441,18 +548,30 @@ impl ElfFacts {
             bail!("{} is not an ELF program", path.display());
         }
         if header[4] != 2 || header[5] != 1 {
-            bail!("{} is not a 64-bit little-endian ELF program (the guest is x86-64 Linux)", path.display());
+            bail!(
+                "{} is not a 64-bit little-endian ELF program (the guest is x86-64 Linux)",
+                path.display()
+            );
         }
         let e_type = u16::from_le_bytes([header[16], header[17]]);
         let e_machine = u16::from_le_bytes([header[18], header[19]]);
         if e_machine != 62 {
-            bail!("{} is built for machine {e_machine}, not x86-64", path.display());
+            bail!(
+                "{} is built for machine {e_machine}, not x86-64",
+                path.display()
+            );
         }
         if e_type != 2 && e_type != 3 {
-            bail!("{} is not an executable (ELF type {e_type})", path.display());
+            bail!(
+                "{} is not an executable (ELF type {e_type})",
+                path.display()
+            );
         }
         let entry = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
-        Ok(ElfFacts { position_independent: e_type == 3, entry })
+        Ok(ElfFacts {
+            position_independent: e_type == 3,
+            entry,
+        })
     }
 }
 
@@ -461,11 +580,16 @@ const AT_ENTRY: u64 = 9;
 /// Where the kernel put the program's entry point (auxv AT_ENTRY): for a
 /// PIE, minus e_entry, its load bias.
 async fn entry_point(rsp: &mut RspClient) -> Result<u64> {
-    let auxv = read_xfer(rsp, "auxv", "").await.context("cannot read the program's auxiliary vector")?;
+    let auxv = read_xfer(rsp, "auxv", "")
+        .await
+        .context("cannot read the program's auxiliary vector")?;
     let at_entry = auxv
         .chunks_exact(16)
         .map(|pair| {
-            (u64::from_le_bytes(pair[..8].try_into().expect("8")), u64::from_le_bytes(pair[8..].try_into().expect("8")))
+            (
+                u64::from_le_bytes(pair[..8].try_into().expect("8")),
+                u64::from_le_bytes(pair[8..].try_into().expect("8")),
+            )
         })
         .find(|&(key, _)| key == AT_ENTRY)
         .map(|(_, value)| value)
@@ -478,14 +602,22 @@ async fn read_xfer(rsp: &mut RspClient, object: &str, annex: &str) -> Result<Vec
     let mut data = Vec::new();
     loop {
         let chunk = rsp.packet_size.saturating_sub(16).max(128);
-        let reply = rsp.request(&format!("qXfer:{object}:read:{annex}:{:x},{chunk:x}", data.len())).await?;
+        let reply = rsp
+            .request(&format!(
+                "qXfer:{object}:read:{annex}:{:x},{chunk:x}",
+                data.len()
+            ))
+            .await?;
         match reply.first() {
             Some(b'm') => data.extend_from_slice(&reply[1..]),
             Some(b'l') => {
                 data.extend_from_slice(&reply[1..]);
                 return Ok(data);
             }
-            _ => bail!("the debugger refused qXfer:{object}: {}", String::from_utf8_lossy(&reply)),
+            _ => bail!(
+                "the debugger refused qXfer:{object}: {}",
+                String::from_utf8_lossy(&reply)
+            ),
         }
     }
 }
@@ -499,7 +631,13 @@ mod tests {
         let xml = r#"<library-list-svr4 version="1.0" main-lm="0x7ffff7ffe2e0"><library name="/tmp/a&amp;b/libshape.so" lm="0x7ffff7fc1000" l_addr="0x7ffff7fb9000" l_ld="0x7ffff7fbce00" lmid="0x0"/><library name="" lm="0x1" l_addr="0x0" l_ld="0x0" lmid="0x0"/><library name="/lib/x86_64-linux-gnu/libc.so.6" lm="0x7ffff7fb2000" l_addr="0x7ffff7dc5000" l_ld="0x7ffff7f9e8c0" lmid="0x0"/></library-list-svr4>"#;
         assert_eq!(
             parse_svr4_libraries(xml),
-            vec![("/tmp/a&b/libshape.so".to_string(), 0x7ffff7fb9000), ("/lib/x86_64-linux-gnu/libc.so.6".to_string(), 0x7ffff7dc5000)]
+            vec![
+                ("/tmp/a&b/libshape.so".to_string(), 0x7ffff7fb9000),
+                (
+                    "/lib/x86_64-linux-gnu/libc.so.6".to_string(),
+                    0x7ffff7dc5000
+                )
+            ]
         );
         assert!(parse_svr4_libraries("<library-list-svr4 version=\"1.0\"/>").is_empty());
     }
@@ -509,7 +647,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = dir.path().join("script.sh");
         std::fs::write(&text, "#!/bin/sh\necho not an ELF, long enough to fill a 64-byte header: ........................\n").unwrap();
-        assert!(ElfFacts::read(&text).unwrap_err().to_string().contains("not an ELF"));
+        assert!(ElfFacts::read(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("not an ELF"));
         let short = dir.path().join("short");
         std::fs::write(&short, "\x7fELF").unwrap();
         assert!(ElfFacts::read(&short).is_err());

@@ -57,10 +57,14 @@ impl Outbox {
                 success: false,
                 command: command.to_string(),
                 message: Some(format!("{e:#}")),
-                body: Some(json!({ "error": { "id": 1, "format": format!("{e:#}"), "showUser": false } })),
+                body: Some(
+                    json!({ "error": { "id": 1, "format": format!("{e:#}"), "showUser": false } }),
+                ),
             },
         };
-        let _ = self.tx.send(serde_json::to_value(response).expect("a response serializes"));
+        let _ = self
+            .tx
+            .send(serde_json::to_value(response).expect("a response serializes"));
     }
 
     pub fn event(&mut self, event: &str, body: Value) {
@@ -71,11 +75,16 @@ impl Outbox {
             event: event.to_string(),
             body: (!body.is_null()).then_some(body),
         };
-        let _ = self.tx.send(serde_json::to_value(event).expect("an event serializes"));
+        let _ = self
+            .tx
+            .send(serde_json::to_value(event).expect("an event serializes"));
     }
 
     pub fn output(&mut self, category: &str, text: impl Into<String>) {
-        self.event("output", json!({ "category": category, "output": text.into() }));
+        self.event(
+            "output",
+            json!({ "category": category, "output": text.into() }),
+        );
     }
 }
 
@@ -92,7 +101,11 @@ pub enum RunMode {
     Continue,
     /// Running to a temporary breakpoint at a return address, as part of a
     /// step: `cfa` tells the right activation (recursion) apart.
-    ToReturn { addr: u64, rsp: u64, then: Box<Then> },
+    ToReturn {
+        addr: u64,
+        rsp: u64,
+        then: Box<Then>,
+    },
 }
 
 /// What happens when a `ToReturn` run arrives.
@@ -146,8 +159,16 @@ pub enum ScopeKind {
 /// What a variablesReference stands for.
 #[derive(Clone, Debug)]
 pub enum VarNode {
-    Scope { frame: usize, kind: ScopeKind },
-    Value { frame: usize, name: String, ty: Option<TypeId>, place: Place },
+    Scope {
+        frame: usize,
+        kind: ScopeKind,
+    },
+    Value {
+        frame: usize,
+        name: String,
+        ty: Option<TypeId>,
+        place: Place,
+    },
 }
 
 /// Everything valid only until the target resumes.
@@ -215,7 +236,10 @@ impl TargetMemory for CachedMemory<'_> {
 
 impl Target {
     pub fn memory(&mut self) -> CachedMemory<'_> {
-        CachedMemory { rsp: &mut self.rsp, cache: &mut self.stop.memory }
+        CachedMemory {
+            rsp: &mut self.rsp,
+            cache: &mut self.stop.memory,
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -241,7 +265,9 @@ impl Target {
             return Ok(b.clone());
         }
         let block = self.rsp.read_registers(thread).await?;
-        self.stop.registers.insert(thread.to_string(), block.clone());
+        self.stop
+            .registers
+            .insert(thread.to_string(), block.clone());
         Ok(block)
     }
 
@@ -343,13 +369,22 @@ impl Session {
             Ok(r) => r,
             Err(e) => {
                 let seq = value.get("seq").and_then(Value::as_i64).unwrap_or(0);
-                let command = value.get("command").and_then(Value::as_str).unwrap_or("").to_string();
-                self.out.respond(seq, &command, Err(anyhow!("malformed request: {e}")));
+                let command = value
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                self.out
+                    .respond(seq, &command, Err(anyhow!("malformed request: {e}")));
                 return;
             }
         };
         if request.kind != "request" {
-            self.out.respond(request.seq, &request.command, Err(anyhow!("expected a request, got a {:?}", request.kind)));
+            self.out.respond(
+                request.seq,
+                &request.command,
+                Err(anyhow!("expected a request, got a {:?}", request.kind)),
+            );
             return;
         }
         let seq = request.seq;
@@ -378,12 +413,19 @@ impl Session {
             }
             "launch" => {
                 if args.get("program").is_some() && args.get("kernel").is_some() {
-                    bail!("invalid launch configuration: give either `program` or `kernel`, not both");
+                    bail!(
+                        "invalid launch configuration: give either `program` or `kernel`, not both"
+                    );
                 }
                 let config = if args.get("program").is_some() {
-                    StartConfig::Program(serde_json::from_value(args).context("invalid program launch configuration")?)
+                    StartConfig::Program(
+                        serde_json::from_value(args)
+                            .context("invalid program launch configuration")?,
+                    )
                 } else if args.get("kernel").is_some() {
-                    StartConfig::Launch(serde_json::from_value(args).context("invalid launch configuration")?)
+                    StartConfig::Launch(
+                        serde_json::from_value(args).context("invalid launch configuration")?,
+                    )
                 } else {
                     bail!("invalid launch configuration: give `kernel` (a guest kernel) or `program` (a program to run in a fresh Linux VM)");
                 };
@@ -391,12 +433,14 @@ impl Session {
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
             "attach" => {
-                let config: AttachConfig = serde_json::from_value(args).context("invalid attach configuration")?;
+                let config: AttachConfig =
+                    serde_json::from_value(args).context("invalid attach configuration")?;
                 self.start_target(StartConfig::Attach(config)).await?;
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
             "disconnect" => {
-                let args: protocol::DisconnectArguments = serde_json::from_value(args).unwrap_or_default();
+                let args: protocol::DisconnectArguments =
+                    serde_json::from_value(args).unwrap_or_default();
                 self.end_target(args.terminate_debuggee).await;
                 self.finished = true;
                 return Ok(Handled::Respond(Value::Null));
@@ -408,7 +452,11 @@ impl Session {
                         .iter()
                         .map(|id| {
                             let n = Target::thread_id(id);
-                            let name = if t.program.is_some() { format!("thread {n}") } else { format!("vCPU {}", n - 1) };
+                            let name = if t.program.is_some() {
+                                format!("thread {n}")
+                            } else {
+                                format!("vCPU {}", n - 1)
+                            };
                             json!({ "id": n, "name": name })
                         })
                         .collect(),
@@ -417,30 +465,61 @@ impl Session {
                 return Ok(Handled::Respond(json!({ "threads": threads })));
             }
             "vmdbg/consoleInput" => {
-                let text = args.get("text").and_then(Value::as_str).context("`vmdbg/consoleInput` needs a string `text`")?;
-                let input = self.target.as_mut().and_then(|t| t.engine.as_mut()).and_then(|e| e.console_in.as_mut());
+                let text = args
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .context("`vmdbg/consoleInput` needs a string `text`")?;
+                let input = self
+                    .target
+                    .as_mut()
+                    .and_then(|t| t.engine.as_mut())
+                    .and_then(|e| e.console_in.as_mut());
                 let Some(input) = input else {
                     bail!("this session has no guest console to type into (only kernel launches on vmdbg-vmm have one)");
                 };
                 use tokio::io::AsyncWriteExt;
-                input.write_all(text.as_bytes()).await.context("the guest console is closed")?;
+                input
+                    .write_all(text.as_bytes())
+                    .await
+                    .context("the guest console is closed")?;
                 input.flush().await.context("the guest console is closed")?;
                 return Ok(Handled::Respond(Value::Null));
             }
             _ => {}
         }
         const NEEDS_TARGET: &[&str] = &[
-            "configurationDone", "setBreakpoints", "setFunctionBreakpoints", "setExceptionBreakpoints",
-            "dataBreakpointInfo", "setDataBreakpoints", "continue", "pause", "next", "stepIn", "stepOut",
-            "stackTrace", "scopes", "variables", "setVariable", "evaluate", "readMemory", "writeMemory",
-            "disassemble", "exceptionInfo", "terminate", "restart",
+            "configurationDone",
+            "setBreakpoints",
+            "setFunctionBreakpoints",
+            "setExceptionBreakpoints",
+            "dataBreakpointInfo",
+            "setDataBreakpoints",
+            "continue",
+            "pause",
+            "next",
+            "stepIn",
+            "stepOut",
+            "stackTrace",
+            "scopes",
+            "variables",
+            "setVariable",
+            "evaluate",
+            "readMemory",
+            "writeMemory",
+            "disassemble",
+            "exceptionInfo",
+            "terminate",
+            "restart",
         ];
         if !NEEDS_TARGET.contains(&request.command.as_str()) {
             bail!("unsupported request `{}`", request.command);
         }
         // Everything below needs a target.
         if self.target.is_none() {
-            bail!("`{}` needs a running session: launch or attach first", request.command);
+            bail!(
+                "`{}` needs a running session: launch or attach first",
+                request.command
+            );
         }
         match request.command.as_str() {
             "configurationDone" => {
@@ -448,28 +527,41 @@ impl Session {
                 Ok(Handled::RespondThen(Value::Null, After::Start))
             }
             "setBreakpoints" => {
-                let args: protocol::SetBreakpointsArguments = serde_json::from_value(args).context("invalid setBreakpoints arguments")?;
-                let body = self.with_target_stopped(|s| Box::pin(s.set_line_breakpoints(args))).await?;
+                let args: protocol::SetBreakpointsArguments =
+                    serde_json::from_value(args).context("invalid setBreakpoints arguments")?;
+                let body = self
+                    .with_target_stopped(|s| Box::pin(s.set_line_breakpoints(args)))
+                    .await?;
                 Ok(Handled::Respond(body))
             }
             "setFunctionBreakpoints" => {
-                let args: protocol::SetFunctionBreakpointsArguments = serde_json::from_value(args).context("invalid setFunctionBreakpoints arguments")?;
-                let body = self.with_target_stopped(|s| Box::pin(s.set_function_breakpoints(args))).await?;
+                let args: protocol::SetFunctionBreakpointsArguments = serde_json::from_value(args)
+                    .context("invalid setFunctionBreakpoints arguments")?;
+                let body = self
+                    .with_target_stopped(|s| Box::pin(s.set_function_breakpoints(args)))
+                    .await?;
                 Ok(Handled::Respond(body))
             }
             "setExceptionBreakpoints" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
             "dataBreakpointInfo" => {
-                let args: protocol::DataBreakpointInfoArguments = serde_json::from_value(args).context("invalid dataBreakpointInfo arguments")?;
+                let args: protocol::DataBreakpointInfoArguments =
+                    serde_json::from_value(args).context("invalid dataBreakpointInfo arguments")?;
                 Ok(Handled::Respond(self.data_breakpoint_info(args).await?))
             }
             "setDataBreakpoints" => {
-                let args: protocol::SetDataBreakpointsArguments = serde_json::from_value(args).context("invalid setDataBreakpoints arguments")?;
-                let body = self.with_target_stopped(|s| Box::pin(s.set_data_breakpoints(args))).await?;
+                let args: protocol::SetDataBreakpointsArguments =
+                    serde_json::from_value(args).context("invalid setDataBreakpoints arguments")?;
+                let body = self
+                    .with_target_stopped(|s| Box::pin(s.set_data_breakpoints(args)))
+                    .await?;
                 Ok(Handled::Respond(body))
             }
             "continue" => {
                 self.require_stopped()?;
-                Ok(Handled::RespondThen(json!({ "allThreadsContinued": true }), After::Continue))
+                Ok(Handled::RespondThen(
+                    json!({ "allThreadsContinued": true }),
+                    After::Continue,
+                ))
             }
             "pause" => {
                 let target = self.target.as_mut().expect("checked");
@@ -478,13 +570,17 @@ impl Session {
                 } else {
                     // Already stopped: say so again so the client shows it.
                     let thread = Target::thread_id(&target.thread);
-                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }));
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }),
+                    );
                 }
                 Ok(Handled::Respond(Value::Null))
             }
             "next" | "stepIn" | "stepOut" => {
                 self.require_stopped()?;
-                let args: protocol::ThreadArguments = serde_json::from_value(args).context("invalid step arguments")?;
+                let args: protocol::ThreadArguments =
+                    serde_json::from_value(args).context("invalid step arguments")?;
                 if let Some(id) = args.thread_id {
                     let target = self.target.as_mut().expect("checked");
                     target.thread = target.rsp_thread(id);
@@ -500,42 +596,50 @@ impl Session {
             }
             "stackTrace" => {
                 self.require_stopped()?;
-                let args: protocol::StackTraceArguments = serde_json::from_value(args).context("invalid stackTrace arguments")?;
+                let args: protocol::StackTraceArguments =
+                    serde_json::from_value(args).context("invalid stackTrace arguments")?;
                 Ok(Handled::Respond(self.stack_trace(args).await?))
             }
             "scopes" => {
                 self.require_stopped()?;
-                let args: protocol::ScopesArguments = serde_json::from_value(args).context("invalid scopes arguments")?;
+                let args: protocol::ScopesArguments =
+                    serde_json::from_value(args).context("invalid scopes arguments")?;
                 Ok(Handled::Respond(self.scopes(args).await?))
             }
             "variables" => {
                 self.require_stopped()?;
-                let args: protocol::VariablesArguments = serde_json::from_value(args).context("invalid variables arguments")?;
+                let args: protocol::VariablesArguments =
+                    serde_json::from_value(args).context("invalid variables arguments")?;
                 Ok(Handled::Respond(self.variables(args).await?))
             }
             "setVariable" => {
                 self.require_stopped()?;
-                let args: protocol::SetVariableArguments = serde_json::from_value(args).context("invalid setVariable arguments")?;
+                let args: protocol::SetVariableArguments =
+                    serde_json::from_value(args).context("invalid setVariable arguments")?;
                 Ok(Handled::Respond(self.set_variable(args).await?))
             }
             "evaluate" => {
                 self.require_stopped()?;
-                let args: protocol::EvaluateArguments = serde_json::from_value(args).context("invalid evaluate arguments")?;
+                let args: protocol::EvaluateArguments =
+                    serde_json::from_value(args).context("invalid evaluate arguments")?;
                 Ok(Handled::Respond(self.evaluate(args).await?))
             }
             "readMemory" => {
                 self.require_stopped()?;
-                let args: protocol::ReadMemoryArguments = serde_json::from_value(args).context("invalid readMemory arguments")?;
+                let args: protocol::ReadMemoryArguments =
+                    serde_json::from_value(args).context("invalid readMemory arguments")?;
                 Ok(Handled::Respond(self.read_memory(args).await?))
             }
             "writeMemory" => {
                 self.require_stopped()?;
-                let args: protocol::WriteMemoryArguments = serde_json::from_value(args).context("invalid writeMemory arguments")?;
+                let args: protocol::WriteMemoryArguments =
+                    serde_json::from_value(args).context("invalid writeMemory arguments")?;
                 Ok(Handled::Respond(self.write_memory(args).await?))
             }
             "disassemble" => {
                 self.require_stopped()?;
-                let args: protocol::DisassembleArguments = serde_json::from_value(args).context("invalid disassemble arguments")?;
+                let args: protocol::DisassembleArguments =
+                    serde_json::from_value(args).context("invalid disassemble arguments")?;
                 Ok(Handled::Respond(self.disassemble(args).await?))
             }
             "exceptionInfo" => {
@@ -545,7 +649,9 @@ impl Session {
                     .exception
                     .clone()
                     .context("the target is not stopped at an exception")?;
-                Ok(Handled::Respond(json!({ "exceptionId": id, "description": description, "breakMode": "always" })))
+                Ok(Handled::Respond(
+                    json!({ "exceptionId": id, "description": description, "breakMode": "always" }),
+                ))
             }
             "terminate" => {
                 self.end_target(Some(true)).await;
@@ -580,7 +686,11 @@ impl Session {
     /// and continued afterwards (breakpoints can be set while it runs).
     async fn with_target_stopped<F>(&mut self, f: F) -> Result<Value>
     where
-        F: for<'a> FnOnce(&'a mut Session) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + 'a>>,
+        F: for<'a> FnOnce(
+            &'a mut Session,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Value>> + 'a>,
+        >,
     {
         let was_running = self.target.as_ref().is_some_and(Target::is_running);
         if was_running {
@@ -616,7 +726,8 @@ impl Session {
         let mut modules = Vec::new();
         let (mut rsp, symbols, engine, program) = match &config {
             StartConfig::Program(c) => {
-                let started = super::program::start(c, &mut self.out, self.console_tx.clone()).await?;
+                let started =
+                    super::program::start(c, &mut self.out, self.console_tx.clone()).await?;
                 modules = started.modules;
                 (started.rsp, started.symbols, None, Some(started.program))
             }
@@ -625,20 +736,36 @@ impl Session {
                 self.out.event("progress", Value::Null);
                 let engine = start_engine(c, self.console_tx.clone()).await?;
                 let symbols = Rc::new(Symbols::load(&symbols)?);
-                (RspClient::connect(&engine.endpoint).await?, symbols, Some(engine), None)
+                (
+                    RspClient::connect(&engine.endpoint).await?,
+                    symbols,
+                    Some(engine),
+                    None,
+                )
             }
             StartConfig::Attach(c) => {
                 let symbols = Rc::new(Symbols::load(&c.symbols)?);
-                (RspClient::connect(&c.gdb_server.parse()?).await?, symbols, None, None)
+                (
+                    RspClient::connect(&c.gdb_server.parse()?).await?,
+                    symbols,
+                    None,
+                    None,
+                )
             }
         };
         let stop = rsp.query_stop().await?;
         let threads = rsp.threads().await.unwrap_or_default();
         let thread = match &stop {
-            StopReply::Signal { thread: Some(t), .. } => t.clone(),
+            StopReply::Signal {
+                thread: Some(t), ..
+            } => t.clone(),
             _ => threads.first().cloned().unwrap_or_else(|| "1".to_string()),
         };
-        let threads = if threads.is_empty() { vec![thread.clone()] } else { threads };
+        let threads = if threads.is_empty() {
+            vec![thread.clone()]
+        } else {
+            threads
+        };
         let pid = engine.as_ref().and_then(|e| e.child.id());
         let name = match &config {
             StartConfig::Launch(c) => c.kernel.display().to_string(),
@@ -656,7 +783,10 @@ impl Session {
             }),
         );
         for t in &threads {
-            self.out.event("thread", json!({ "reason": "started", "threadId": Target::thread_id(t) }));
+            self.out.event(
+                "thread",
+                json!({ "reason": "started", "threadId": Target::thread_id(t) }),
+            );
         }
         self.target = Some(Target {
             rsp,
@@ -686,12 +816,18 @@ impl Session {
     /// Ends the target without telling the client (restart); true if there
     /// was one.
     async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
-        let Some(mut target) = self.target.take() else { return false };
+        let Some(mut target) = self.target.take() else {
+            return false;
+        };
         let launched = target.engine.is_some() || target.program.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), target.rsp.wait_stop(|_| {})).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                target.rsp.wait_stop(|_| {}),
+            )
+            .await;
         }
         if kill {
             let _ = target.rsp.kill();
@@ -707,7 +843,8 @@ impl Session {
             }
         }
         if let Some(mut engine) = target.engine.take() {
-            let waited = tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
             if waited.is_err() {
                 let _ = engine.child.kill().await;
             }
@@ -737,8 +874,15 @@ impl Session {
                 let target = self.target.as_mut().context("no target")?;
                 if stop_on_entry {
                     let thread = Target::thread_id(&target.thread);
-                    let reason = if matches!(self.start, Some(StartConfig::Attach(_))) { "pause" } else { "entry" };
-                    self.out.event("stopped", json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true }));
+                    let reason = if matches!(self.start, Some(StartConfig::Attach(_))) {
+                        "pause"
+                    } else {
+                        "entry"
+                    };
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true }),
+                    );
                     Ok(())
                 } else {
                     self.resume_continue().await
@@ -754,7 +898,9 @@ impl Session {
 
     /// Resumes all vCPUs; a breakpoint at the pc is stepped over first.
     pub async fn resume_continue(&mut self) -> Result<()> {
-        let Some(stop) = self.step_off_breakpoint().await? else { return Ok(()) };
+        let Some(stop) = self.step_off_breakpoint().await? else {
+            return Ok(());
+        };
         if let Some(stop) = stop {
             // The one instruction already stopped (a watchpoint, an exit).
             return self.report_stop_reply(stop).await;
@@ -763,7 +909,10 @@ impl Session {
         target.invalidate();
         target.running = Some(RunMode::Continue);
         target.rsp.resume_continue()?;
-        self.out.event("continued", json!({ "threadId": Target::thread_id(&target.thread), "allThreadsContinued": true }));
+        self.out.event(
+            "continued",
+            json!({ "threadId": Target::thread_id(&target.thread), "allThreadsContinued": true }),
+        );
         Ok(())
     }
 
@@ -772,14 +921,20 @@ impl Session {
     /// None when there is no target; Some(None) when the target may go on;
     /// Some(Some(stop)) when that one step stopped for another reason.
     async fn step_off_breakpoint(&mut self) -> Result<Option<Option<StopReply>>> {
-        let Some(target) = self.target.as_mut() else { return Ok(None) };
+        let Some(target) = self.target.as_mut() else {
+            return Ok(None);
+        };
         let pc = target.pc().await?;
         if !target.inserted.contains(&pc) {
             return Ok(Some(None));
         }
         let stop = self.single_step().await?;
         match stop {
-            StopReply::Signal { signal: SIGTRAP, watch: None, .. } => Ok(Some(None)),
+            StopReply::Signal {
+                signal: SIGTRAP,
+                watch: None,
+                ..
+            } => Ok(Some(None)),
             other => Ok(Some(Some(other))),
         }
     }
@@ -805,11 +960,17 @@ impl Session {
             .await;
         if lifted {
             if let Err(e) = target.rsp.insert_breakpoint(pc).await {
-                self.out.output("stderr", format!("vmdbg: cannot put back the breakpoint at {pc:#x}: {e:#}\n"));
+                self.out.output(
+                    "stderr",
+                    format!("vmdbg: cannot put back the breakpoint at {pc:#x}: {e:#}\n"),
+                );
             }
         }
         let stop = stop?;
-        if let StopReply::Signal { thread: Some(t), .. } = &stop {
+        if let StopReply::Signal {
+            thread: Some(t), ..
+        } = &stop
+        {
             if let Some(target) = self.target.as_mut() {
                 target.thread = t.clone();
             }
@@ -821,13 +982,15 @@ impl Session {
         let stop = match packet.and_then(|p| StopReply::parse(&p)) {
             Ok(s) => s,
             Err(e) => {
-                self.out.output("stderr", format!("vmdbg: lost the target: {e:#}\n"));
+                self.out
+                    .output("stderr", format!("vmdbg: lost the target: {e:#}\n"));
                 self.target_gone(None).await;
                 return;
             }
         };
         if let StopReply::Output(bytes) = stop {
-            self.out.output("console", String::from_utf8_lossy(&bytes).into_owned());
+            self.out
+                .output("console", String::from_utf8_lossy(&bytes).into_owned());
             return;
         }
         self.on_stop_reply(stop).await;
@@ -835,14 +998,21 @@ impl Session {
 
     /// A stop reply that ends a run.
     async fn on_stop_reply(&mut self, stop: StopReply) {
-        let Some(target) = self.target.as_mut() else { return };
+        let Some(target) = self.target.as_mut() else {
+            return;
+        };
         let mode = target.running.take();
         target.invalidate();
-        if let StopReply::Signal { thread: Some(t), .. } = &stop {
+        if let StopReply::Signal {
+            thread: Some(t), ..
+        } = &stop
+        {
             target.thread = t.clone();
         }
         let result = match mode {
-            Some(RunMode::ToReturn { addr, rsp, then }) => self.arrived_to_return(stop, addr, rsp, *then).await,
+            Some(RunMode::ToReturn { addr, rsp, then }) => {
+                self.arrived_to_return(stop, addr, rsp, *then).await
+            }
             _ => self.report_stop_reply(stop).await,
         };
         if let Err(e) = result {
@@ -867,7 +1037,10 @@ impl Session {
                 if self.enter_post_mortem().await {
                     return Ok(());
                 }
-                self.out.output("console", format!("vmdbg: the target was terminated (signal {signal})\n"));
+                self.out.output(
+                    "console",
+                    format!("vmdbg: the target was terminated (signal {signal})\n"),
+                );
                 self.target_gone(None).await;
                 Ok(())
             }
@@ -891,7 +1064,10 @@ impl Session {
                     return Ok(());
                 }
                 if signal == SIGINT {
-                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }));
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }),
+                    );
                     return Ok(());
                 }
                 if signal != SIGTRAP {
@@ -906,10 +1082,21 @@ impl Session {
                 }
                 let ids = self.breakpoint_ids_at(pc);
                 if !ids.is_empty() {
-                    let reason = if self.function_breakpoints.iter().any(|b| ids.contains(&b.id)) { "function breakpoint" } else { "breakpoint" };
+                    let reason = if self
+                        .function_breakpoints
+                        .iter()
+                        .any(|b| ids.contains(&b.id))
+                    {
+                        "function breakpoint"
+                    } else {
+                        "breakpoint"
+                    };
                     self.out.event("stopped", json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true, "hitBreakpointIds": ids }));
                 } else {
-                    self.out.event("stopped", json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }));
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }),
+                    );
                 }
                 Ok(())
             }
@@ -918,16 +1105,23 @@ impl Session {
 
     /// The target ended: `exited` with the guest's code, then `terminated`.
     pub async fn target_gone(&mut self, status: Option<u8>) {
-        let Some(mut target) = self.target.take() else { return };
+        let Some(mut target) = self.target.take() else {
+            return;
+        };
         let mut code = status.map(i64::from);
         if let Some(mut program) = target.program.take() {
             // Output first, then `exited`; then the VM goes.
-            program.drain_output(std::time::Duration::from_secs(3)).await;
+            program
+                .drain_output(std::time::Duration::from_secs(3))
+                .await;
             while let Ok((category, text)) = self.console_rx.try_recv() {
                 self.out.output(category, text);
             }
             if let Some(code) = code {
-                self.out.output("console", format!("vmdbg: {} exited with code {code}\n", program.guest_path));
+                self.out.output(
+                    "console",
+                    format!("vmdbg: {} exited with code {code}\n", program.guest_path),
+                );
                 self.out.event("exited", json!({ "exitCode": code }));
             }
             program.shut_down().await;
@@ -935,7 +1129,8 @@ impl Session {
             return;
         }
         if let Some(mut engine) = target.engine.take() {
-            let waited = tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
             if let Ok(Ok(exit)) = waited {
                 code = code.or(exit.code().map(i64::from));
             } else {
@@ -951,12 +1146,18 @@ impl Session {
             (Some(_), Some(code)) => {
                 // isa-debug-exit convention: the guest wrote V, the VM exits (V << 1) | 1.
                 let guest = if code & 1 == 1 { code >> 1 } else { code };
-                self.out.output("console", format!("vmdbg: the guest exited with code {guest} (VM status {code})\n"));
+                self.out.output(
+                    "console",
+                    format!("vmdbg: the guest exited with code {guest} (VM status {code})\n"),
+                );
                 self.out.event("exited", json!({ "exitCode": guest }));
             }
             (None, Some(code)) => {
                 // The VM ended without the guest choosing to: the VMM's own status.
-                self.out.output("console", format!("vmdbg: the VM ended with vmdbg-vmm status {code}\n"));
+                self.out.output(
+                    "console",
+                    format!("vmdbg: the VM ended with vmdbg-vmm status {code}\n"),
+                );
                 self.out.event("exited", json!({ "exitCode": code }));
             }
             _ => {}
@@ -981,21 +1182,46 @@ impl Session {
             return Ok(false);
         }
         target.invalidate();
-        target.running = Some(RunMode::ToReturn { addr, rsp, then: Box::new(then) });
+        target.running = Some(RunMode::ToReturn {
+            addr,
+            rsp,
+            then: Box::new(then),
+        });
         target.rsp.resume_continue()?;
         Ok(true)
     }
 
-    async fn arrived_to_return(&mut self, stop: StopReply, addr: u64, rsp_wanted: u64, then: Then) -> Result<()> {
+    async fn arrived_to_return(
+        &mut self,
+        stop: StopReply,
+        addr: u64,
+        rsp_wanted: u64,
+        then: Then,
+    ) -> Result<()> {
         let target = self.target.as_mut().context("no target")?;
-        let is_trap = matches!(stop, StopReply::Signal { signal: SIGTRAP, watch: None, .. });
-        let pc = if matches!(stop, StopReply::Signal { .. }) { target.pc().await? } else { 0 };
+        let is_trap = matches!(
+            stop,
+            StopReply::Signal {
+                signal: SIGTRAP,
+                watch: None,
+                ..
+            }
+        );
+        let pc = if matches!(stop, StopReply::Signal { .. }) {
+            target.pc().await?
+        } else {
+            0
+        };
         let here = is_trap && pc == addr;
         let rsp_now = if here { target.rsp_value().await? } else { 0 };
         if here && rsp_now < rsp_wanted {
             // A deeper activation (recursion) reached the address: go on.
             target.invalidate();
-            target.running = Some(RunMode::ToReturn { addr, rsp: rsp_wanted, then: Box::new(then) });
+            target.running = Some(RunMode::ToReturn {
+                addr,
+                rsp: rsp_wanted,
+                then: Box::new(then),
+            });
             // The temporary breakpoint is at the pc: step off it first.
             let temp_is_user = target.inserted.contains(&addr);
             if !temp_is_user {
@@ -1006,7 +1232,14 @@ impl Session {
             if !temp_is_user {
                 target.rsp.insert_breakpoint(addr).await?;
             }
-            if !matches!(stepped, StopReply::Signal { signal: SIGTRAP, watch: None, .. }) {
+            if !matches!(
+                stepped,
+                StopReply::Signal {
+                    signal: SIGTRAP,
+                    watch: None,
+                    ..
+                }
+            ) {
                 target.running = None;
                 if !temp_is_user {
                     let _ = target.rsp.remove_breakpoint(addr).await;
@@ -1032,7 +1265,10 @@ impl Session {
         match then {
             Then::Report => {
                 let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-                self.out.event("stopped", json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }));
+                self.out.event(
+                    "stopped",
+                    json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }),
+                );
                 Ok(())
             }
             Then::Step(state) => self.continue_step(state).await,
@@ -1040,7 +1276,9 @@ impl Session {
     }
 
     async fn reinsert_breakpoints(&mut self) {
-        let Some(target) = self.target.as_mut() else { return };
+        let Some(target) = self.target.as_mut() else {
+            return;
+        };
         let addrs: BTreeSet<u64> = self
             .line_breakpoints
             .values()
@@ -1055,7 +1293,13 @@ impl Session {
             }
         }
         for d in &self.data_breakpoints {
-            if d.verified && target.rsp.insert_watchpoint(d.kind, d.addr, d.len).await.is_ok() {
+            if d.verified
+                && target
+                    .rsp
+                    .insert_watchpoint(d.kind, d.addr, d.len)
+                    .await
+                    .is_ok()
+            {
                 target.watches.push((d.kind, d.addr, d.len));
             }
         }

@@ -33,7 +33,14 @@ pub struct StepState {
 }
 
 fn is_plain_step(stop: &StopReply) -> bool {
-    matches!(stop, StopReply::Signal { signal: SIGTRAP, watch: None, .. })
+    matches!(
+        stop,
+        StopReply::Signal {
+            signal: SIGTRAP,
+            watch: None,
+            ..
+        }
+    )
 }
 
 impl Session {
@@ -47,7 +54,10 @@ impl Session {
         let thread = target.thread.clone();
         let mut regs = target.top_registers(&thread).await?;
         let symbols = target.symbols.clone();
-        let _ = symbols.unwinder.unwind(&mut regs, true, &mut target.memory()).await;
+        let _ = symbols
+            .unwinder
+            .unwind(&mut regs, true, &mut target.memory())
+            .await;
         // Without CFI or a frame pointer, the stack pointer is the best guess.
         Ok(regs.cfa.unwrap_or(regs.get(7).unwrap_or(0)))
     }
@@ -61,7 +71,10 @@ impl Session {
         if insn.is_invalid() {
             return Ok((1, false));
         }
-        let call = matches!(insn.flow_control(), FlowControl::Call | FlowControl::IndirectCall);
+        let call = matches!(
+            insn.flow_control(),
+            FlowControl::Call | FlowControl::IndirectCall
+        );
         Ok((insn.len() as u64, call))
     }
 
@@ -79,12 +92,19 @@ impl Session {
         let target = self.target_mut()?;
         let pc = target.pc().await?;
         let symbols = target.symbols.clone();
-        let Some((start, end, row)) = symbols.lines.line_range(pc).filter(|(_, _, r)| r.line != 0) else {
+        let Some((start, end, row)) = symbols.lines.line_range(pc).filter(|(_, _, r)| r.line != 0)
+        else {
             // No line information here: step out to code that has some.
             return self.step_out().await;
         };
         let cfa = self.current_cfa().await?;
-        let state = StepState { kind, line: row.line, file: row.file, range: (start, end), cfa };
+        let state = StepState {
+            kind,
+            line: row.line,
+            file: row.file,
+            range: (start, end),
+            cfa,
+        };
         self.step_lines(state, false).await
     }
 
@@ -126,7 +146,10 @@ impl Session {
                         .unwrap_or(new_pc);
                     return self.step_until(landing).await;
                 }
-                if self.run_to_return(return_addr, rsp_before, Then::Step(state.clone())).await? {
+                if self
+                    .run_to_return(return_addr, rsp_before, Then::Step(state.clone()))
+                    .await?
+                {
                     return Ok(());
                 }
                 // No free slot for the temporary breakpoint: step through.
@@ -136,7 +159,8 @@ impl Session {
                         return self.report_stop_reply(stop).await;
                     }
                     let target = self.target_mut()?;
-                    if target.pc().await? == return_addr && target.rsp_value().await? >= rsp_before {
+                    if target.pc().await? == return_addr && target.rsp_value().await? >= rsp_before
+                    {
                         break;
                     }
                 }
@@ -146,7 +170,9 @@ impl Session {
                 return self.report_step(None);
             }
         }
-        self.report_step(Some(format!("stopped after {MAX_STEPS} instructions without reaching another line")))
+        self.report_step(Some(format!(
+            "stopped after {MAX_STEPS} instructions without reaching another line"
+        )))
     }
 
     /// Whether a line step ends at `pc`; if not, the step goes on from the
@@ -178,7 +204,11 @@ impl Session {
                 }
                 state.line = row.line;
                 state.file = row.file;
-                state.range = symbols.lines.line_range(pc).map(|(s, e, _)| (s, e)).unwrap_or((pc, pc + 1));
+                state.range = symbols
+                    .lines
+                    .line_range(pc)
+                    .map(|(s, e, _)| (s, e))
+                    .unwrap_or((pc, pc + 1));
                 Ok(false)
             }
         }
@@ -202,7 +232,10 @@ impl Session {
     pub async fn step_out(&mut self) -> Result<()> {
         let frames = self.frames().await?;
         let top_physical = frames.first().map(|f| f.physical).unwrap_or(0);
-        let caller = frames.iter().find(|f| f.physical == top_physical + 1).cloned();
+        let caller = frames
+            .iter()
+            .find(|f| f.physical == top_physical + 1)
+            .cloned();
         let cfa = frames.first().and_then(|f| f.regs.cfa);
         let (Some(caller), Some(cfa)) = (caller, cfa) else {
             // Outermost frame: nothing to return to; one instruction.
@@ -221,7 +254,9 @@ impl Session {
                 return self.report_step(None);
             }
         }
-        self.report_step(Some(format!("stopped after {MAX_STEPS} instructions without returning")))
+        self.report_step(Some(format!(
+            "stopped after {MAX_STEPS} instructions without returning"
+        )))
     }
 
     pub async fn step_instruction(&mut self) -> Result<()> {

@@ -47,7 +47,9 @@ pub async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Inc
         }
     }
     let Some(len) = content_length else {
-        return Ok(Incoming::Malformed(bad_header.unwrap_or_else(|| "message without Content-Length".into())));
+        return Ok(Incoming::Malformed(
+            bad_header.unwrap_or_else(|| "message without Content-Length".into()),
+        ));
     };
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).await?;
@@ -59,7 +61,9 @@ pub async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Inc
 
 pub async fn write_message<W: AsyncWrite + Unpin>(writer: &mut W, message: &Value) -> Result<()> {
     let body = serde_json::to_vec(message)?;
-    writer.write_all(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes()).await?;
+    writer
+        .write_all(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes())
+        .await?;
     writer.write_all(&body).await?;
     writer.flush().await?;
     Ok(())
@@ -71,11 +75,24 @@ mod tests {
 
     #[tokio::test]
     async fn reads_and_survives_garbage() {
-        let input = b"Content-Length: 5\r\n\r\nnot{}garbage\r\n\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+        let input =
+            b"Content-Length: 5\r\n\r\nnot{}garbage\r\n\r\nContent-Length: 2\r\n\r\n{}".to_vec();
         let mut reader = tokio::io::BufReader::new(&input[..]);
-        assert!(matches!(read_message(&mut reader).await.unwrap(), Incoming::Malformed(_)));
-        assert!(matches!(read_message(&mut reader).await.unwrap(), Incoming::Malformed(_)));
-        assert!(matches!(read_message(&mut reader).await.unwrap(), Incoming::Message(_)));
-        assert!(matches!(read_message(&mut reader).await.unwrap(), Incoming::Closed));
+        assert!(matches!(
+            read_message(&mut reader).await.unwrap(),
+            Incoming::Malformed(_)
+        ));
+        assert!(matches!(
+            read_message(&mut reader).await.unwrap(),
+            Incoming::Malformed(_)
+        ));
+        assert!(matches!(
+            read_message(&mut reader).await.unwrap(),
+            Incoming::Message(_)
+        ));
+        assert!(matches!(
+            read_message(&mut reader).await.unwrap(),
+            Incoming::Closed
+        ));
     }
 }

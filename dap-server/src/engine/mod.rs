@@ -99,12 +99,21 @@ pub fn wait_for_agent(vm: &mut dyn Vm, limit: Duration) -> Result<Duration> {
             Err(e) => {
                 // The channel closed: most likely the VM ended.
                 std::thread::sleep(Duration::from_millis(100));
-                let ended = vm.try_exit().map(|x| format!(" (the VM ended: {x})")).unwrap_or_default();
-                bail!("the agent channel closed before the agent was ready: {e}{ended}{}", console_tail(vm.console_log()));
+                let ended = vm
+                    .try_exit()
+                    .map(|x| format!(" (the VM ended: {x})"))
+                    .unwrap_or_default();
+                bail!(
+                    "the agent channel closed before the agent was ready: {e}{ended}{}",
+                    console_tail(vm.console_log())
+                );
             }
         }
         if let Some(exit) = vm.try_exit() {
-            bail!("the VM ended ({exit}) before its agent was ready{}", console_tail(vm.console_log()));
+            bail!(
+                "the VM ended ({exit}) before its agent was ready{}",
+                console_tail(vm.console_log())
+            );
         }
         if Instant::now() > deadline {
             bail!(
@@ -117,13 +126,19 @@ pub fn wait_for_agent(vm: &mut dyn Vm, limit: Duration) -> Result<Duration> {
 
 /// The last lines of a console log, formatted for an error message.
 pub fn console_tail(path: &Path) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
         return String::from("\n(the guest console printed nothing)");
     }
     let tail = &lines[lines.len().saturating_sub(25)..];
-    format!("\nlast lines of the guest console ({}):\n{}", path.display(), tail.join("\n"))
+    format!(
+        "\nlast lines of the guest console ({}):\n{}",
+        path.display(),
+        tail.join("\n")
+    )
 }
 
 /// A private directory for a VM's sockets and logs, removed on drop.
@@ -139,7 +154,11 @@ impl RuntimeDir {
             .filter(|d| d.is_dir())
             .unwrap_or_else(std::env::temp_dir);
         sweep_stale(&base);
-        let dir = base.join(format!("vmdbg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = base.join(format!(
+            "vmdbg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(RuntimeDir(dir))
     }
@@ -151,7 +170,9 @@ impl RuntimeDir {
 /// Removes the runtime directories of vmdbg processes that are gone (a
 /// SIGKILLed vmdbg cannot clean up after itself; its QEMU died with it).
 fn sweep_stale(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
@@ -163,8 +184,12 @@ fn sweep_stale(base: &Path) {
             continue;
         };
         // SAFETY: kill with signal 0 only checks whether the pid exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        let ours = entry.metadata().map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::getuid() }).unwrap_or(false);
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let ours = entry
+            .metadata()
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::getuid() })
+            .unwrap_or(false);
         if !alive && ours && entry.path().join("qmp.sock").exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }

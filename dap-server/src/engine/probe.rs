@@ -36,14 +36,15 @@ use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRI
 use kvm_ioctls::{Kvm, VcpuExit};
 
 const CODE_START: &[u8] = &[
-    0xcc, 0xe6, 0x12, 0xb9, 0x20, 0x4e, 0x00, 0x00, 0xff, 0xc9, 0x75, 0xfc, 0xe6, 0x13, 0xbf, 0x00, 0x00, 0xe0, 0xfe,
-    0xc7, 0x87, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, 0xc7, 0x87, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00,
-    0x00, 0xc7, 0x87, 0x20, 0x03, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0xc7, 0x87, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86,
-    0x01, 0x00, 0xfb, 0xf4, 0xeb, 0xfd,
+    0xcc, 0xe6, 0x12, 0xb9, 0x20, 0x4e, 0x00, 0x00, 0xff, 0xc9, 0x75, 0xfc, 0xe6, 0x13, 0xbf, 0x00,
+    0x00, 0xe0, 0xfe, 0xc7, 0x87, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00, 0x00, 0xc7, 0x87, 0xe0,
+    0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, 0xc7, 0x87, 0x20, 0x03, 0x00, 0x00, 0x40, 0x00, 0x00,
+    0x00, 0xc7, 0x87, 0x80, 0x03, 0x00, 0x00, 0xa0, 0x86, 0x01, 0x00, 0xfb, 0xf4, 0xeb, 0xfd,
 ];
 const CODE_INT3: &[u8] = &[0xe6, 0x10, 0x48, 0xcf];
 const CODE_TIMER: &[u8] = &[
-    0xe6, 0x14, 0xbf, 0x00, 0x00, 0xe0, 0xfe, 0xc7, 0x87, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x48, 0xcf,
+    0xe6, 0x14, 0xbf, 0x00, 0x00, 0xe0, 0xfe, 0xc7, 0x87, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x48, 0xcf,
 ];
 const CODE_OTHER: &[u8] = &[0xe6, 0x1f, 0xf4, 0xeb, 0xfb];
 
@@ -134,9 +135,14 @@ impl GuestMemory {
     }
 
     fn write(&mut self, addr: u64, bytes: &[u8]) {
-        assert!(addr as usize + bytes.len() <= MEM_SIZE, "probe layout beyond its memory");
+        assert!(
+            addr as usize + bytes.len() <= MEM_SIZE,
+            "probe layout beyond its memory"
+        );
         // SAFETY: within the mapping (checked above); no other references.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.add(addr as usize), bytes.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.add(addr as usize), bytes.len())
+        }
     }
 }
 
@@ -157,9 +163,15 @@ fn run_probe() -> Result<ProbePass, String> {
     mem.write(PDPT, &(PD_LOW | 3).to_le_bytes());
     mem.write(PDPT + 3 * 8, &(PD_APIC | 3).to_le_bytes());
     mem.write(PD_LOW, &(0x83u64).to_le_bytes());
-    mem.write(PD_APIC + 503 * 8, &(0xfee0_0000u64 | 0x83 | 0x10).to_le_bytes()); // PCD: uncached
-    // GDT: null, 64-bit code (0x08), data (0x10).
-    for (i, d) in [0u64, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff].iter().enumerate() {
+    mem.write(
+        PD_APIC + 503 * 8,
+        &(0xfee0_0000u64 | 0x83 | 0x10).to_le_bytes(),
+    ); // PCD: uncached
+       // GDT: null, 64-bit code (0x08), data (0x10).
+    for (i, d) in [0u64, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff]
+        .iter()
+        .enumerate()
+    {
         mem.write(GDT + i as u64 * 8, &d.to_le_bytes());
     }
     // IDT: every vector to handler_other except int3 and the timer.
@@ -182,7 +194,9 @@ fn run_probe() -> Result<ProbePass, String> {
     mem.write(CODE + 0x200, CODE_TIMER);
     mem.write(CODE + 0x300, CODE_OTHER);
 
-    let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM failed ({e})"))?;
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| format!("KVM_CREATE_VM failed ({e})"))?;
     // SAFETY: the region is our live mapping of MEM_SIZE bytes, which
     // outlives the VM (`vm` is dropped before `mem` at the end of scope).
     unsafe {
@@ -196,11 +210,19 @@ fn run_probe() -> Result<ProbePass, String> {
     }
     .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION failed ({e})"))?;
     let _ = vm.set_tss_address(0xfffb_d000);
-    vm.create_irq_chip().map_err(|e| format!("it has no in-kernel interrupt controller ({e})"))?;
-    let vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU failed ({e})"))?;
-    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| format!("KVM_GET_SUPPORTED_CPUID failed ({e})"))?;
-    vcpu.set_cpuid2(&cpuid).map_err(|e| format!("KVM_SET_CPUID2 failed ({e})"))?;
-    let mut sregs = vcpu.get_sregs().map_err(|e| format!("KVM_GET_SREGS failed ({e})"))?;
+    vm.create_irq_chip()
+        .map_err(|e| format!("it has no in-kernel interrupt controller ({e})"))?;
+    let vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("KVM_CREATE_VCPU failed ({e})"))?;
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID failed ({e})"))?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| format!("KVM_SET_CPUID2 failed ({e})"))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(|e| format!("KVM_GET_SREGS failed ({e})"))?;
     sregs.cs = segment(0x08, true);
     let data = segment(0x10, false);
     (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
@@ -212,17 +234,23 @@ fn run_probe() -> Result<ProbePass, String> {
     sregs.cr4 = 1 << 5; // PAE
     sregs.cr0 = 1 | (1 << 4) | (1 << 5) | (1 << 31); // PE, ET, NE, PG
     sregs.efer = (1 << 8) | (1 << 10); // LME, LMA
-    vcpu.set_sregs(&sregs).map_err(|e| format!("it refused 64-bit mode (KVM_SET_SREGS: {e})"))?;
-    let mut regs = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS failed ({e})"))?;
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| format!("it refused 64-bit mode (KVM_SET_SREGS: {e})"))?;
+    let mut regs = vcpu
+        .get_regs()
+        .map_err(|e| format!("KVM_GET_REGS failed ({e})"))?;
     regs.rip = CODE;
     regs.rsp = 0x7ff0;
     regs.rflags = 2;
-    vcpu.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS failed ({e})"))?;
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS failed ({e})"))?;
 
     let mut vcpu = vcpu;
     let (mut int3, mut loop_start, mut loop_time) = (false, None, None);
     loop {
-        let exit = vcpu.run().map_err(|e| format!("KVM_RUN failed in its probe guest ({e})"))?;
+        let exit = vcpu
+            .run()
+            .map_err(|e| format!("KVM_RUN failed in its probe guest ({e})"))?;
         match exit {
             VcpuExit::IoOut(0x10, _) => int3 = true,
             VcpuExit::IoOut(0x12, _) if int3 => loop_start = Some(Instant::now()),
@@ -252,5 +280,8 @@ fn run_probe() -> Result<ProbePass, String> {
             EMULATED_LOOP.as_millis()
         ));
     }
-    Ok(ProbePass { loop_time, total: started.elapsed() })
+    Ok(ProbePass {
+        loop_time,
+        total: started.elapsed(),
+    })
 }

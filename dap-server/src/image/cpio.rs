@@ -12,7 +12,11 @@ pub struct CpioWriter<W: Write> {
 
 impl<W: Write> CpioWriter<W> {
     pub fn new(out: W) -> Self {
-        CpioWriter { out, next_inode: 1, written: 0 }
+        CpioWriter {
+            out,
+            next_inode: 1,
+            written: 0,
+        }
     }
 
     pub fn dir(&mut self, path: &str) -> std::io::Result<()> {
@@ -27,11 +31,23 @@ impl<W: Write> CpioWriter<W> {
         self.entry(path, 0o120777, target.as_bytes(), (0, 0))
     }
 
-    pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> std::io::Result<()> {
+    pub fn char_device(
+        &mut self,
+        path: &str,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> std::io::Result<()> {
         self.entry(path, 0o020000 | (mode & 0o7777), b"", (major, minor))
     }
 
-    fn entry(&mut self, path: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> std::io::Result<()> {
+    fn entry(
+        &mut self,
+        path: &str,
+        mode: u32,
+        data: &[u8],
+        rdev: (u32, u32),
+    ) -> std::io::Result<()> {
         let name = path.trim_start_matches('/');
         let ino = self.next_inode;
         self.next_inode += 1;
@@ -102,6 +118,11 @@ mod tests {
         };
         child.stdin.take().unwrap().write_all(&bytes).unwrap();
         let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-        assert!(out.contains("etc/hello") && out.contains("init -> bin/busybox") && out.contains("dev/console"), "{out}");
+        assert!(
+            out.contains("etc/hello")
+                && out.contains("init -> bin/busybox")
+                && out.contains("dev/console"),
+            "{out}"
+        );
     }
 }

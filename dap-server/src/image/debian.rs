@@ -36,7 +36,11 @@ fn require_tool(tool: &str, package: &str) -> Result<()> {
 
 /// The package's .deb in `debs_dir`, downloaded if missing, verified.
 pub fn fetch(pin: &PinnedDeb, debs_dir: &Path) -> Result<PathBuf> {
-    let final_path = debs_dir.join(format!("{}_{}.deb", pin.package, pin.version.replace(':', "%3a")));
+    let final_path = debs_dir.join(format!(
+        "{}_{}.deb",
+        pin.package,
+        pin.version.replace(':', "%3a")
+    ));
     if final_path.exists() {
         if sha256_hex(&final_path)? == pin.sha256 {
             return Ok(final_path);
@@ -57,7 +61,10 @@ pub fn fetch(pin: &PinnedDeb, debs_dir: &Path) -> Result<PathBuf> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         std::fs::remove_dir_all(&scratch).ok();
-        let hint = if stderr.contains("Can't find a source") || stderr.contains("Unable to locate") || stderr.contains("not found") {
+        let hint = if stderr.contains("Can't find a source")
+            || stderr.contains("Unable to locate")
+            || stderr.contains("not found")
+        {
             format!(
                 "\nThe pinned version {spec} is not on this machine's Debian mirror (it may have been superseded, or `apt-get update` was never run). \
                  Run `apt-get update`; if it is still missing, update the pin in dap-server/src/image/pins.rs \
@@ -91,9 +98,18 @@ pub fn fetch(pin: &PinnedDeb, debs_dir: &Path) -> Result<PathBuf> {
 /// Unpacks a .deb's files into `dest`.
 pub fn extract(deb: &Path, dest: &Path) -> Result<()> {
     require_tool("dpkg-deb", "dpkg")?;
-    let out = Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest).output().context("run dpkg-deb")?;
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(dest)
+        .output()
+        .context("run dpkg-deb")?;
     if !out.status.success() {
-        bail!("dpkg-deb -x {} failed: {}", deb.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "dpkg-deb -x {} failed: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

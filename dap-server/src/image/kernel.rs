@@ -21,9 +21,14 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
     };
     let payload_offset = u32::from_le_bytes(bzimage[0x248..0x24c].try_into().unwrap()) as usize;
     let start = (setup_sects + 1) * 512 + payload_offset;
-    let payload = bzimage.get(start..).context("bzImage payload offset beyond the file")?;
+    let payload = bzimage
+        .get(start..)
+        .context("bzImage payload offset beyond the file")?;
     if !payload.starts_with(b"\xfd7zXZ\0") {
-        bail!("the bzImage payload is not XZ (magic {:02x?}); only XZ kernels are extracted", &payload[..6.min(payload.len())]);
+        bail!(
+            "the bzImage payload is not XZ (magic {:02x?}); only XZ kernels are extracted",
+            &payload[..6.min(payload.len())]
+        );
     }
     // Decode one XZ stream and stop there: the bzImage's payload_length
     // does not cover the whole stream in Debian's signed kernels, and
@@ -36,7 +41,9 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
             out.reserve(16 << 20);
         }
         let before_in = stream.total_in();
-        let status = stream.process_vec(input, &mut out, xz2::stream::Action::Run).context("xz decoding of the kernel")?;
+        let status = stream
+            .process_vec(input, &mut out, xz2::stream::Action::Run)
+            .context("xz decoding of the kernel")?;
         input = &input[(stream.total_in() - before_in) as usize..];
         if status == xz2::stream::Status::StreamEnd {
             break;
@@ -55,7 +62,9 @@ pub fn extract_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>> {
 /// (XEN_ELFNOTE_PHYS32_ENTRY, type 18), which QEMU's -kernel needs to boot
 /// an uncompressed vmlinux.
 pub fn has_pvh_note(elf: &[u8]) -> bool {
-    let Ok(parsed) = goblin::elf::Elf::parse(elf) else { return false };
+    let Ok(parsed) = goblin::elf::Elf::parse(elf) else {
+        return false;
+    };
     parsed
         .iter_note_headers(elf)
         .into_iter()
@@ -87,7 +96,11 @@ pub fn index_modules(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
+            } else if let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".ko"))
+            {
                 index.insert(normal_name(name), path);
             }
         }
@@ -104,11 +117,18 @@ pub fn module_depends(ko: &[u8]) -> Result<Vec<String>> {
         .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(".modinfo"))
         .context("module has no .modinfo section")?;
     let start = section.sh_offset as usize;
-    let bytes = ko.get(start..start + section.sh_size as usize).context(".modinfo beyond the file")?;
+    let bytes = ko
+        .get(start..start + section.sh_size as usize)
+        .context(".modinfo beyond the file")?;
     Ok(bytes
         .split(|&b| b == 0)
         .filter_map(|field| field.strip_prefix(b"depends="))
-        .flat_map(|deps| String::from_utf8_lossy(deps).split(',').map(normal_name).collect::<Vec<_>>())
+        .flat_map(|deps| {
+            String::from_utf8_lossy(deps)
+                .split(',')
+                .map(normal_name)
+                .collect::<Vec<_>>()
+        })
         .filter(|d| !d.is_empty())
         .collect())
 }
@@ -126,23 +146,39 @@ pub fn load_order(index: &BTreeMap<String, PathBuf>, wanted: &[&str]) -> Result<
             return Ok(());
         }
         if visiting.iter().any(|v| v == name) {
-            bail!("module dependency cycle: {} -> {name}", visiting.join(" -> "));
+            bail!(
+                "module dependency cycle: {} -> {name}",
+                visiting.join(" -> ")
+            );
         }
-        let path = index.get(name).with_context(|| format!("module {name} is not in the kernel package"))?;
+        let path = index
+            .get(name)
+            .with_context(|| format!("module {name} is not in the kernel package"))?;
         let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        let depends = module_depends(&bytes).with_context(|| format!("modinfo of {}", path.display()))?;
+        let depends =
+            module_depends(&bytes).with_context(|| format!("modinfo of {}", path.display()))?;
         visiting.push(name.to_string());
         for dep in &depends {
             visit(dep, index, done, visiting, order)?;
         }
         visiting.pop();
         done.insert(name.to_string());
-        order.push(Module { name: name.to_string(), path: path.clone(), depends });
+        order.push(Module {
+            name: name.to_string(),
+            path: path.clone(),
+            depends,
+        });
         Ok(())
     }
     let (mut done, mut order) = (HashSet::new(), Vec::new());
     for name in wanted {
-        visit(&normal_name(name), index, &mut done, &mut Vec::new(), &mut order)?;
+        visit(
+            &normal_name(name),
+            index,
+            &mut done,
+            &mut Vec::new(),
+            &mut order,
+        )?;
     }
     Ok(order)
 }

@@ -103,13 +103,20 @@ pub fn main(args: ImageArgs) -> Result<ExitCode> {
 pub fn cache_dir() -> Result<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache"),
+        None => PathBuf::from(
+            std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?,
+        )
+        .join(".cache"),
     };
     Ok(base.join("vmdbg"))
 }
 
 fn kernel_dir_name() -> String {
-    format!("kernel-{}-{}", pins::KERNEL.version.replace(':', "_"), &pins::KERNEL.sha256[..12])
+    format!(
+        "kernel-{}-{}",
+        pins::KERNEL.version.replace(':', "_"),
+        &pins::KERNEL.sha256[..12]
+    )
 }
 
 const INITTAB: &str = "\
@@ -139,7 +146,14 @@ done
 /// The key of the initramfs: every input that changes its bytes.
 fn initramfs_key(modules: &str) -> String {
     let mut h = Sha256::new();
-    for part in [FORMAT, &kernel_dir_name(), pins::BUSYBOX.sha256, INITTAB, RC, modules] {
+    for part in [
+        FORMAT,
+        &kernel_dir_name(),
+        pins::BUSYBOX.sha256,
+        INITTAB,
+        RC,
+        modules,
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -152,7 +166,8 @@ struct CacheLock(#[allow(dead_code)] std::fs::File);
 
 impl CacheLock {
     fn take(cache: &Path) -> Result<Self> {
-        std::fs::create_dir_all(cache).with_context(|| format!("create the cache directory {}", cache.display()))?;
+        std::fs::create_dir_all(cache)
+            .with_context(|| format!("create the cache directory {}", cache.display()))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -161,7 +176,11 @@ impl CacheLock {
             .with_context(|| format!("open {}/lock", cache.display()))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!("lock {}/lock: {}", cache.display(), std::io::Error::last_os_error());
+            bail!(
+                "lock {}/lock: {}",
+                cache.display(),
+                std::io::Error::last_os_error()
+            );
         }
         Ok(CacheLock(file))
     }
@@ -176,9 +195,11 @@ impl Progress {
         if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(steps);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .unwrap()
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
             );
             bar.set_prefix(what.to_string());
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -218,19 +239,32 @@ fn ensure_default_image(force: bool) -> Result<GuestImage> {
         build_initramfs(&cache, &kernel_dir, &modules, &initrd)?;
     }
     let vmlinux = kernel_dir.join("vmlinux");
-    let kernel = if vmlinux.exists() { vmlinux } else { kernel_dir.join("vmlinuz") };
-    let release = std::fs::read_to_string(kernel_dir.join("release"))?.trim().to_string();
+    let kernel = if vmlinux.exists() {
+        vmlinux
+    } else {
+        kernel_dir.join("vmlinuz")
+    };
+    let release = std::fs::read_to_string(kernel_dir.join("release"))?
+        .trim()
+        .to_string();
     Ok(GuestImage {
         kernel,
         initrd,
         cmdline: "console=ttyS0 quiet panic=-1".into(),
-        describe: format!("default image (Debian kernel {release}, {})", pins::KERNEL.version),
+        describe: format!(
+            "default image (Debian kernel {release}, {})",
+            pins::KERNEL.version
+        ),
     })
 }
 
 fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
     let progress = Progress::new(5, "building the default guest image: kernel");
-    progress.step(&format!("apt-get download {}={}", pins::KERNEL.package, pins::KERNEL.version));
+    progress.step(&format!(
+        "apt-get download {}={}",
+        pins::KERNEL.package,
+        pins::KERNEL.version
+    ));
     let deb = debian::fetch(&pins::KERNEL, &cache.join("debs").tap_mkdir()?)?;
     let work = debian::tempdir_in(cache, "kernel")?;
     let result = (|| {
@@ -240,9 +274,19 @@ fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
         let vmlinuz = std::fs::read_dir(pkg.join("boot"))?
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
             .context("the kernel package has no boot/vmlinuz-*")?;
-        let release = vmlinuz.file_name().unwrap().to_str().unwrap().trim_start_matches("vmlinuz-").to_string();
+        let release = vmlinuz
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_start_matches("vmlinuz-")
+            .to_string();
         let out = work.join("out");
         std::fs::create_dir_all(out.join("modules"))?;
         std::fs::copy(&vmlinuz, out.join("vmlinuz"))?;
@@ -252,7 +296,10 @@ fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
         let order = kernel::load_order(&index, pins::GUEST_MODULES)?;
         let mut names = String::new();
         for module in &order {
-            std::fs::copy(&module.path, out.join("modules").join(format!("{}.ko", module.name)))?;
+            std::fs::copy(
+                &module.path,
+                out.join("modules").join(format!("{}.ko", module.name)),
+            )?;
             names.push_str(&module.name);
             names.push('\n');
         }
@@ -263,11 +310,14 @@ fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
         match kernel::extract_vmlinux(&bz) {
             Ok(elf) if kernel::has_pvh_note(&elf) => std::fs::write(out.join("vmlinux"), elf)?,
             Ok(_) => eprintln!("vmdbg: the kernel has no PVH note; booting the bzImage (slower)"),
-            Err(e) => eprintln!("vmdbg: cannot extract vmlinux ({e:#}); booting the bzImage (slower)"),
+            Err(e) => {
+                eprintln!("vmdbg: cannot extract vmlinux ({e:#}); booting the bzImage (slower)")
+            }
         }
         std::fs::write(out.join("release"), format!("{release}\n"))?;
         progress.step("done");
-        std::fs::rename(&out, final_dir).with_context(|| format!("rename into {}", final_dir.display()))?;
+        std::fs::rename(&out, final_dir)
+            .with_context(|| format!("rename into {}", final_dir.display()))?;
         Ok(())
     })();
     std::fs::remove_dir_all(&work).ok();
@@ -275,21 +325,45 @@ fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
     result
 }
 
-fn build_initramfs(cache: &Path, kernel_dir: &Path, modules: &str, final_path: &Path) -> Result<()> {
+fn build_initramfs(
+    cache: &Path,
+    kernel_dir: &Path,
+    modules: &str,
+    final_path: &Path,
+) -> Result<()> {
     let progress = Progress::new(3, "building the default guest image: initramfs");
-    progress.step(&format!("apt-get download {}={}", pins::BUSYBOX.package, pins::BUSYBOX.version));
+    progress.step(&format!(
+        "apt-get download {}={}",
+        pins::BUSYBOX.package,
+        pins::BUSYBOX.version
+    ));
     let deb = debian::fetch(&pins::BUSYBOX, &cache.join("debs").tap_mkdir()?)?;
     let work = debian::tempdir_in(cache, "busybox")?;
     let result = (|| {
         debian::extract(&deb, &work)?;
-        let busybox = std::fs::read(work.join("bin/busybox")).context("busybox-static has no bin/busybox")?;
+        let busybox =
+            std::fs::read(work.join("bin/busybox")).context("busybox-static has no bin/busybox")?;
         progress.step("writing the initramfs");
         let temp = work.join("initramfs.cpio");
         let file = std::io::BufWriter::new(std::fs::File::create(&temp)?);
         let mut cpio = cpio::CpioWriter::new(file);
         for dir in [
-            "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/etc", "/etc/vmdbg", "/proc", "/sys", "/dev", "/tmp",
-            "/run", "/root", "/var", "/lib", "/lib/modules",
+            "/bin",
+            "/sbin",
+            "/usr",
+            "/usr/bin",
+            "/usr/sbin",
+            "/etc",
+            "/etc/vmdbg",
+            "/proc",
+            "/sys",
+            "/dev",
+            "/tmp",
+            "/run",
+            "/root",
+            "/var",
+            "/lib",
+            "/lib/modules",
         ] {
             cpio.dir(dir)?;
         }
@@ -311,7 +385,8 @@ fn build_initramfs(cache: &Path, kernel_dir: &Path, modules: &str, final_path: &
         file.get_ref().sync_all()?;
         drop(file);
         progress.step("done");
-        std::fs::rename(&temp, final_path).with_context(|| format!("rename into {}", final_path.display()))?;
+        std::fs::rename(&temp, final_path)
+            .with_context(|| format!("rename into {}", final_path.display()))?;
         Ok(())
     })();
     std::fs::remove_dir_all(&work).ok();
@@ -322,9 +397,23 @@ fn build_initramfs(cache: &Path, kernel_dir: &Path, modules: &str, final_path: &
 fn info() -> Result<()> {
     let cache = cache_dir()?;
     println!("cache:   {}", cache.display());
-    println!("pinned:  {} {} (sha256 {})", pins::KERNEL.package, pins::KERNEL.version, pins::KERNEL.sha256);
-    println!("         {} {} (sha256 {})", pins::BUSYBOX.package, pins::BUSYBOX.version, pins::BUSYBOX.sha256);
-    println!("agent:   embedded, {} bytes, sha256 {}", AGENT.len(), debian::hex(&Sha256::digest(AGENT)));
+    println!(
+        "pinned:  {} {} (sha256 {})",
+        pins::KERNEL.package,
+        pins::KERNEL.version,
+        pins::KERNEL.sha256
+    );
+    println!(
+        "         {} {} (sha256 {})",
+        pins::BUSYBOX.package,
+        pins::BUSYBOX.version,
+        pins::BUSYBOX.sha256
+    );
+    println!(
+        "agent:   embedded, {} bytes, sha256 {}",
+        AGENT.len(),
+        debian::hex(&Sha256::digest(AGENT))
+    );
     let kernel_dir = cache.join(kernel_dir_name());
     let current = std::fs::read_to_string(kernel_dir.join("modules.order"))
         .ok()
@@ -333,18 +422,33 @@ fn info() -> Result<()> {
         println!("nothing cached yet (`vmdbg image build` builds it)");
         return Ok(());
     };
-    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<_> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for name in names.iter().filter(|n| !n.starts_with('.') && *n != "lock") {
         let path = cache.join(name);
         if name.starts_with("kernel-") {
             let release = std::fs::read_to_string(path.join("release")).unwrap_or_default();
-            let pvh = if path.join("vmlinux").exists() { "vmlinux (PVH)" } else { "bzImage only" };
+            let pvh = if path.join("vmlinux").exists() {
+                "vmlinux (PVH)"
+            } else {
+                "bzImage only"
+            };
             let modules = std::fs::read_to_string(path.join("modules.order")).unwrap_or_default();
-            println!("{name}: release {}, {pvh}, modules: {}", release.trim(), modules.split_whitespace().collect::<Vec<_>>().join(" "));
+            println!(
+                "{name}: release {}, {pvh}, modules: {}",
+                release.trim(),
+                modules.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
         } else if name.starts_with("initramfs-") {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let mark = if current.as_deref() == Some(name.as_str()) { " (current)" } else { "" };
+            let mark = if current.as_deref() == Some(name.as_str()) {
+                " (current)"
+            } else {
+                ""
+            };
             println!("{name}: {:.1} MiB{mark}", size as f64 / (1 << 20) as f64);
         } else if name == "debs" {
             for deb in std::fs::read_dir(&path)?.flatten() {

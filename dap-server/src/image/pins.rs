@@ -30,5 +30,9 @@ pub const BUSYBOX: PinnedDeb = PinnedDeb {
 /// no modules.dep). virtio_mmio finds QEMU microvm's devices through ACPI;
 /// virtio_console carries the agent under QEMU; vsock under the embedded
 /// VMM; virtio_blk for disks.
-pub const GUEST_MODULES: &[&str] =
-    &["virtio_mmio", "virtio_console", "virtio_blk", "vmw_vsock_virtio_transport"];
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_console",
+    "virtio_blk",
+    "vmw_vsock_virtio_transport",
+];

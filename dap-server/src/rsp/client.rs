@@ -14,7 +14,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::packet::{checksum, decode_body, frame, from_hex, from_hex_lenient, parse_hex_u64, to_hex};
+use super::packet::{
+    checksum, decode_body, frame, from_hex, from_hex_lenient, parse_hex_u64, to_hex,
+};
 use super::registers::RegisterMap;
 use super::stop::{StopReply, WatchKind};
 
@@ -77,24 +79,26 @@ struct Features {
 
 impl RspClient {
     pub async fn connect(endpoint: &Endpoint) -> Result<Self> {
-        let (reader, writer): (Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>) =
-            match endpoint {
-                Endpoint::Unix(path) => {
-                    let s = tokio::net::UnixStream::connect(path)
-                        .await
-                        .with_context(|| format!("cannot connect to the gdb stub at {endpoint}"))?;
-                    let (r, w) = s.into_split();
-                    (Box::new(r), Box::new(w))
-                }
-                Endpoint::Tcp(addr) => {
-                    let s = tokio::net::TcpStream::connect(addr)
-                        .await
-                        .with_context(|| format!("cannot connect to the gdb stub at {endpoint}"))?;
-                    s.set_nodelay(true).ok();
-                    let (r, w) = s.into_split();
-                    (Box::new(r), Box::new(w))
-                }
-            };
+        let (reader, writer): (
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        ) = match endpoint {
+            Endpoint::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .with_context(|| format!("cannot connect to the gdb stub at {endpoint}"))?;
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Endpoint::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .with_context(|| format!("cannot connect to the gdb stub at {endpoint}"))?;
+                s.set_nodelay(true).ok();
+                let (r, w) = s.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        };
         Self::over(reader, writer).await
     }
 
@@ -171,7 +175,10 @@ impl RspClient {
         loop {
             let chunk = self.packet_size.saturating_sub(16).max(128);
             let reply = self
-                .request(&format!("qXfer:features:read:{annex}:{:x},{chunk:x}", text.len()))
+                .request(&format!(
+                    "qXfer:features:read:{annex}:{:x},{chunk:x}",
+                    text.len()
+                ))
                 .await?;
             match reply.first() {
                 Some(b'm') => text.extend_from_slice(&reply[1..]),
@@ -179,7 +186,10 @@ impl RspClient {
                     text.extend_from_slice(&reply[1..]);
                     break;
                 }
-                _ => bail!("the stub refused to send {annex}: {}", String::from_utf8_lossy(&reply)),
+                _ => bail!(
+                    "the stub refused to send {annex}: {}",
+                    String::from_utf8_lossy(&reply)
+                ),
             }
         }
         String::from_utf8(text).context("target description is not UTF-8")
@@ -218,7 +228,9 @@ impl RspClient {
         loop {
             let reply = tokio::time::timeout(REPLY_TIMEOUT, self.next_packet())
                 .await
-                .map_err(|_| anyhow!("the gdb stub did not answer `{}` in time", short(payload)))??;
+                .map_err(|_| {
+                    anyhow!("the gdb stub did not answer `{}` in time", short(payload))
+                })??;
             if reply.first() == Some(&b'O') && reply.len() > 1 && reply != b"OK" {
                 continue;
             }
@@ -234,7 +246,11 @@ impl RspClient {
         } else if reply.is_empty() {
             bail!("the gdb stub does not support `{}`", short(payload))
         } else {
-            bail!("the gdb stub refused `{}`: {}", short(payload), String::from_utf8_lossy(&reply))
+            bail!(
+                "the gdb stub refused `{}`: {}",
+                short(payload),
+                String::from_utf8_lossy(&reply)
+            )
         }
     }
 
@@ -249,7 +265,12 @@ impl RspClient {
         let mut threads = Vec::new();
         let mut reply = self.request("qfThreadInfo").await?;
         while let Some(b'm') = reply.first() {
-            threads.extend(String::from_utf8_lossy(&reply[1..]).split(',').filter(|s| !s.is_empty()).map(String::from));
+            threads.extend(
+                String::from_utf8_lossy(&reply[1..])
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
             reply = self.request("qsThreadInfo").await?;
         }
         Ok(threads)
@@ -269,14 +290,18 @@ impl RspClient {
         self.select_thread(thread).await?;
         let reply = self.request("g").await?;
         if reply.first() == Some(&b'E') && reply.len() == 3 {
-            bail!("the gdb stub could not read registers: {}", String::from_utf8_lossy(&reply));
+            bail!(
+                "the gdb stub could not read registers: {}",
+                String::from_utf8_lossy(&reply)
+            );
         }
         from_hex_lenient(&reply)
     }
 
     pub async fn write_register(&mut self, thread: &str, regnum: u32, value: &[u8]) -> Result<()> {
         self.select_thread(thread).await?;
-        self.request_ok(&format!("P{regnum:x}={}", to_hex(value))).await
+        self.request_ok(&format!("P{regnum:x}={}", to_hex(value)))
+            .await
     }
 
     /// Reads memory; a short result means the rest is not readable.
@@ -323,12 +348,24 @@ impl RspClient {
         self.request_ok(&format!("z0,{addr:x},1")).await
     }
 
-    pub async fn insert_watchpoint(&mut self, kind: WatchKind, addr: u64, len: usize) -> Result<()> {
-        self.request_ok(&format!("Z{},{addr:x},{len:x}", watch_type(kind))).await
+    pub async fn insert_watchpoint(
+        &mut self,
+        kind: WatchKind,
+        addr: u64,
+        len: usize,
+    ) -> Result<()> {
+        self.request_ok(&format!("Z{},{addr:x},{len:x}", watch_type(kind)))
+            .await
     }
 
-    pub async fn remove_watchpoint(&mut self, kind: WatchKind, addr: u64, len: usize) -> Result<()> {
-        self.request_ok(&format!("z{},{addr:x},{len:x}", watch_type(kind))).await
+    pub async fn remove_watchpoint(
+        &mut self,
+        kind: WatchKind,
+        addr: u64,
+        len: usize,
+    ) -> Result<()> {
+        self.request_ok(&format!("z{},{addr:x},{len:x}", watch_type(kind)))
+            .await
     }
 
     /// Resumes every thread; the stop reply arrives via [`next_packet`].
@@ -401,7 +438,10 @@ fn includes(text: &str) -> Vec<String> {
     out
 }
 
-async fn write_loop(mut writer: Box<dyn AsyncWrite + Send + Unpin>, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_loop(
+    mut writer: Box<dyn AsyncWrite + Send + Unpin>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
     while let Some(bytes) = rx.recv().await {
         if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
             break;
@@ -467,7 +507,9 @@ async fn read_loop(
                                         return;
                                     }
                                 }
-                                Err(e) => tracing::warn!("dropping a malformed packet from the stub: {e}"),
+                                Err(e) => {
+                                    tracing::warn!("dropping a malformed packet from the stub: {e}")
+                                }
                             }
                         }
                         State::Idle
@@ -484,9 +526,18 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!("unix:/tmp/x".parse::<Endpoint>().unwrap(), Endpoint::Unix("/tmp/x".into()));
-        assert_eq!("localhost:1234".parse::<Endpoint>().unwrap(), Endpoint::Tcp("localhost:1234".into()));
-        assert_eq!(":1234".parse::<Endpoint>().unwrap(), Endpoint::Tcp("127.0.0.1:1234".into()));
+        assert_eq!(
+            "unix:/tmp/x".parse::<Endpoint>().unwrap(),
+            Endpoint::Unix("/tmp/x".into())
+        );
+        assert_eq!(
+            "localhost:1234".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("localhost:1234".into())
+        );
+        assert_eq!(
+            ":1234".parse::<Endpoint>().unwrap(),
+            Endpoint::Tcp("127.0.0.1:1234".into())
+        );
         assert!("nonsense".parse::<Endpoint>().is_err());
         assert!("host:99999".parse::<Endpoint>().is_err());
         assert!("unix:".parse::<Endpoint>().is_err());

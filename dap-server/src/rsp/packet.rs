@@ -36,7 +36,9 @@ pub fn decode_body(body: &[u8]) -> Result<Vec<u8>> {
                 i += 2;
             }
             b'*' => {
-                let prev = *out.last().context("run-length marker with nothing to repeat")?;
+                let prev = *out
+                    .last()
+                    .context("run-length marker with nothing to repeat")?;
                 let count = *body.get(i + 1).context("packet ends inside a run length")?;
                 if count < 29 {
                     bail!("invalid run length byte {count:#x}");
@@ -115,7 +117,10 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(from_hex(to_hex(&[0, 0xab, 0xff]).as_bytes()).unwrap(), vec![0, 0xab, 0xff]);
+        assert_eq!(
+            from_hex(to_hex(&[0, 0xab, 0xff]).as_bytes()).unwrap(),
+            vec![0, 0xab, 0xff]
+        );
         assert!(from_hex(b"abc").is_err());
         assert!(from_hex(b"zz").is_err());
     }

@@ -21,21 +21,45 @@ pub struct RegisterMap {
 
 /// gdb's amd64 order for a stub without a target description.
 const AMD64_FALLBACK: &[(&str, u32)] = &[
-    ("rax", 64), ("rbx", 64), ("rcx", 64), ("rdx", 64), ("rsi", 64), ("rdi", 64),
-    ("rbp", 64), ("rsp", 64), ("r8", 64), ("r9", 64), ("r10", 64), ("r11", 64),
-    ("r12", 64), ("r13", 64), ("r14", 64), ("r15", 64), ("rip", 64), ("eflags", 32),
-    ("cs", 32), ("ss", 32), ("ds", 32), ("es", 32), ("fs", 32), ("gs", 32),
+    ("rax", 64),
+    ("rbx", 64),
+    ("rcx", 64),
+    ("rdx", 64),
+    ("rsi", 64),
+    ("rdi", 64),
+    ("rbp", 64),
+    ("rsp", 64),
+    ("r8", 64),
+    ("r9", 64),
+    ("r10", 64),
+    ("r11", 64),
+    ("r12", 64),
+    ("r13", 64),
+    ("r14", 64),
+    ("r15", 64),
+    ("rip", 64),
+    ("eflags", 32),
+    ("cs", 32),
+    ("ss", 32),
+    ("ds", 32),
+    ("es", 32),
+    ("fs", 32),
+    ("gs", 32),
 ];
 
 /// DWARF register numbers of x86-64 (System V psABI) by name.
 pub const DWARF_X86_64: &[&str] = &[
-    "rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
-    "r13", "r14", "r15", "rip",
+    "rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rip",
 ];
 
 impl RegisterMap {
     pub fn amd64_fallback() -> Self {
-        Self::from_list(AMD64_FALLBACK.iter().map(|&(n, b)| (n.to_string(), b, None)))
+        Self::from_list(
+            AMD64_FALLBACK
+                .iter()
+                .map(|&(n, b)| (n.to_string(), b, None)),
+        )
     }
 
     fn from_list(list: impl Iterator<Item = (String, u32, Option<u32>)>) -> Self {
@@ -45,7 +69,12 @@ impl RegisterMap {
         for (name, bits, regnum) in list {
             let regnum = regnum.unwrap_or(next_num);
             next_num = regnum + 1;
-            registers.push(RegisterInfo { name, bits, regnum, offset });
+            registers.push(RegisterInfo {
+                name,
+                bits,
+                regnum,
+                offset,
+            });
             offset += bits.div_ceil(8) as usize;
         }
         Self { registers }
@@ -53,7 +82,10 @@ impl RegisterMap {
 
     /// Builds the map from target description documents: `fetch` returns
     /// the text of an annex (the top one is `target.xml`).
-    pub fn from_target_xml(top: &str, fetch: &mut dyn FnMut(&str) -> Result<String>) -> Result<Self> {
+    pub fn from_target_xml(
+        top: &str,
+        fetch: &mut dyn FnMut(&str) -> Result<String>,
+    ) -> Result<Self> {
         let mut list = Vec::new();
         collect_regs(top, fetch, &mut list, 0)?;
         if list.is_empty() {
@@ -67,12 +99,16 @@ impl RegisterMap {
     }
 
     pub fn by_name(&self, name: &str) -> Option<&RegisterInfo> {
-        self.registers.iter().find(|r| r.name.eq_ignore_ascii_case(name))
+        self.registers
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
     #[cfg(test)]
     pub fn by_dwarf(&self, dwarf: u16) -> Option<&RegisterInfo> {
-        DWARF_X86_64.get(dwarf as usize).and_then(|n| self.by_name(n))
+        DWARF_X86_64
+            .get(dwarf as usize)
+            .and_then(|n| self.by_name(n))
     }
 }
 
@@ -87,23 +123,38 @@ fn collect_regs(
         bail!("target description includes nest too deeply");
     }
     let mut rest = text;
-    let mut next_num = out.iter().filter_map(|(_, _, n)| *n).max().map_or(0, |n| n + 1);
+    let mut next_num = out
+        .iter()
+        .filter_map(|(_, _, n)| *n)
+        .max()
+        .map_or(0, |n| n + 1);
     while let Some(start) = rest.find('<') {
         let after = &rest[start + 1..];
         let end = after.find('>').unwrap_or(after.len());
         let tag = &after[..end];
         rest = &after[end.min(after.len())..];
-        if let Some(attrs) = tag.strip_prefix("reg ").or_else(|| tag.strip_prefix("reg\t")) {
+        if let Some(attrs) = tag
+            .strip_prefix("reg ")
+            .or_else(|| tag.strip_prefix("reg\t"))
+        {
             let name = attr(attrs, "name").unwrap_or_default();
-            let bits = attr(attrs, "bitsize").and_then(|b| b.parse().ok()).unwrap_or(64);
-            let regnum = attr(attrs, "regnum").and_then(|b| b.parse().ok()).unwrap_or(next_num);
+            let bits = attr(attrs, "bitsize")
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(64);
+            let regnum = attr(attrs, "regnum")
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(next_num);
             next_num = regnum + 1;
             out.push((name, bits, Some(regnum)));
         } else if tag.starts_with("xi:include") {
             if let Some(href) = attr(tag, "href") {
                 let included = fetch(&href)?;
                 collect_regs(&included, fetch, out, depth + 1)?;
-                next_num = out.iter().filter_map(|(_, _, n)| *n).max().map_or(0, |n| n + 1);
+                next_num = out
+                    .iter()
+                    .filter_map(|(_, _, n)| *n)
+                    .max()
+                    .map_or(0, |n| n + 1);
             }
         }
     }
@@ -145,8 +196,15 @@ mod tests {
             Ok(core.to_string())
         })
         .unwrap();
-        let names: Vec<_> = map.registers.iter().map(|r| (r.name.as_str(), r.regnum, r.offset)).collect();
-        assert_eq!(names, vec![("rax", 0, 0), ("eflags", 1, 8), ("fs_base", 2, 12)]);
+        let names: Vec<_> = map
+            .registers
+            .iter()
+            .map(|r| (r.name.as_str(), r.regnum, r.offset))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("rax", 0, 0), ("eflags", 1, 8), ("fs_base", 2, 12)]
+        );
     }
 
     #[test]

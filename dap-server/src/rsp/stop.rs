@@ -36,7 +36,8 @@ impl StopReply {
         let kind = text.chars().next().context("empty stop reply")?;
         let body = &text[1..];
         let hex_byte = |s: &str| -> Result<u8> {
-            u8::from_str_radix(s.get(..2).context("short stop reply")?, 16).context("bad signal number")
+            u8::from_str_radix(s.get(..2).context("short stop reply")?, 16)
+                .context("bad signal number")
         };
         match kind {
             'S' => Ok(Self::Signal {
@@ -61,10 +62,19 @@ impl StopReply {
                         _ => {}
                     }
                 }
-                Ok(Self::Signal { signal, thread, watch, breakpoint })
+                Ok(Self::Signal {
+                    signal,
+                    thread,
+                    watch,
+                    breakpoint,
+                })
             }
-            'W' => Ok(Self::Exited { status: hex_byte(body)? }),
-            'X' => Ok(Self::Terminated { signal: hex_byte(body)? }),
+            'W' => Ok(Self::Exited {
+                status: hex_byte(body)?,
+            }),
+            'X' => Ok(Self::Terminated {
+                signal: hex_byte(body)?,
+            }),
             'O' => Ok(Self::Output(from_hex(body.as_bytes())?)),
             _ => bail!("unexpected stop reply {text:?}"),
         }
@@ -87,8 +97,14 @@ mod tests {
                 breakpoint: false
             }
         );
-        assert_eq!(StopReply::parse(b"W3f").unwrap(), StopReply::Exited { status: 0x3f });
-        assert_eq!(StopReply::parse(b"X0b").unwrap(), StopReply::Terminated { signal: 11 });
+        assert_eq!(
+            StopReply::parse(b"W3f").unwrap(),
+            StopReply::Exited { status: 0x3f }
+        );
+        assert_eq!(
+            StopReply::parse(b"X0b").unwrap(),
+            StopReply::Terminated { signal: 11 }
+        );
         assert!(StopReply::parse(b"Q").is_err());
         assert!(StopReply::parse(b"T").is_err());
     }

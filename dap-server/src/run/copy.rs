@@ -12,8 +12,14 @@ use anyhow::{bail, Context, Result};
 
 /// The default library directories of Debian's x86_64 glibc, searched
 /// after everything else (and by the guest's loader without any cache).
-const DEFAULT_DIRS: &[&str] =
-    &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
+const DEFAULT_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
 
 #[derive(Debug, Default)]
 pub struct CopyPlan {
@@ -33,13 +39,18 @@ pub fn plan(specs: &[String]) -> Result<CopyPlan> {
             Some((h, g)) => (PathBuf::from(h), g.to_string()),
             None => {
                 let host = PathBuf::from(spec);
-                let name = host.file_name().with_context(|| format!("--copy {spec}: names no file"))?;
+                let name = host
+                    .file_name()
+                    .with_context(|| format!("--copy {spec}: names no file"))?;
                 let guest = format!("/{}", name.to_string_lossy());
                 (host, guest)
             }
         };
         if !host.is_file() {
-            bail!("--copy {spec}: {} is not a file on this host", host.display());
+            bail!(
+                "--copy {spec}: {} is not a file on this host",
+                host.display()
+            );
         }
         if !guest.starts_with('/') {
             bail!("--copy {spec}: the guest path {guest} must be absolute");
@@ -47,7 +58,9 @@ pub fn plan(specs: &[String]) -> Result<CopyPlan> {
         if seen_guest.insert(guest.clone()) {
             plan.files.push((host.clone(), guest));
         }
-        for lib in closure(&host).with_context(|| format!("--copy {spec}: resolving its shared libraries"))? {
+        for lib in closure(&host)
+            .with_context(|| format!("--copy {spec}: resolving its shared libraries"))?
+        {
             let guest = lib.to_string_lossy().into_owned();
             if let Some(dir) = lib.parent() {
                 let dir = dir.to_string_lossy().into_owned();
@@ -78,9 +91,14 @@ fn read_elf(path: &Path) -> Result<Option<ElfInfo>> {
     if !bytes.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    let elf = goblin::elf::Elf::parse(&bytes).with_context(|| format!("{} is a damaged ELF file", path.display()))?;
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .with_context(|| format!("{} is a damaged ELF file", path.display()))?;
     let split = |list: &[&str]| -> Vec<String> {
-        list.iter().flat_map(|s| s.split(':')).filter(|s| !s.is_empty()).map(String::from).collect()
+        list.iter()
+            .flat_map(|s| s.split(':'))
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     };
     Ok(Some(ElfInfo {
         is_64: elf.is_64,
@@ -94,16 +112,32 @@ fn read_elf(path: &Path) -> Result<Option<ElfInfo>> {
 
 /// Every library `program` needs, transitively, and its loader.
 fn closure(program: &Path) -> Result<Vec<PathBuf>> {
-    let Some(exe) = read_elf(program)? else { return Ok(Vec::new()) };
-    let exe_dir = program.canonicalize()?.parent().map(Path::to_path_buf).unwrap_or_default();
+    let Some(exe) = read_elf(program)? else {
+        return Ok(Vec::new());
+    };
+    let exe_dir = program
+        .canonicalize()?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let expand = |dirs: &[String], origin: &Path| -> Vec<PathBuf> {
         dirs.iter()
-            .map(|d| PathBuf::from(d.replace("${ORIGIN}", &origin.to_string_lossy()).replace("$ORIGIN", &origin.to_string_lossy())))
+            .map(|d| {
+                PathBuf::from(
+                    d.replace("${ORIGIN}", &origin.to_string_lossy())
+                        .replace("$ORIGIN", &origin.to_string_lossy()),
+                )
+            })
             .collect()
     };
     let exe_rpath = expand(&exe.rpath, &exe_dir);
     let ld_library_path: Vec<PathBuf> = std::env::var("LD_LIBRARY_PATH")
-        .map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .map(|v| {
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default();
     let conf_dirs = ld_so_conf_dirs(Path::new("/etc/ld.so.conf"), 0);
 
@@ -138,11 +172,20 @@ fn closure(program: &Path) -> Result<Vec<PathBuf>> {
                 bail!(
                     "{name} (needed by {}) was not found in: {}",
                     program.display(),
-                    search.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")
+                    search
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(":")
                 );
             };
-            let lib = read_elf(&path)?.with_context(|| format!("{} is not an ELF library", path.display()))?;
-            let lib_origin = path.canonicalize()?.parent().map(Path::to_path_buf).unwrap_or_default();
+            let lib = read_elf(&path)?
+                .with_context(|| format!("{} is not an ELF library", path.display()))?;
+            let lib_origin = path
+                .canonicalize()?
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
             queue.push_back((lib, lib_origin));
             out.push(path);
         }
@@ -152,9 +195,15 @@ fn closure(program: &Path) -> Result<Vec<PathBuf>> {
 
 /// Directories named by ld.so.conf and the files it includes.
 fn ld_so_conf_dirs(conf: &Path, depth: u32) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(conf) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(conf) else {
+        return Vec::new();
+    };
     let mut dirs = Vec::new();
-    for line in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
+    for line in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+    {
         if let Some(pattern) = line.strip_prefix("include").map(str::trim) {
             if depth < 8 {
                 for file in glob_simple(pattern, conf.parent().unwrap_or(Path::new("/"))) {
@@ -171,15 +220,21 @@ fn ld_so_conf_dirs(conf: &Path, depth: u32) -> Vec<PathBuf> {
 /// `dir/*.conf`-style patterns (a `*` in the file name only), sorted.
 fn glob_simple(pattern: &str, relative_to: &Path) -> Vec<PathBuf> {
     let path = relative_to.join(pattern);
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return Vec::new() };
-    let Some((prefix, suffix)) = name.split_once('*') else { return vec![path.clone()] };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Some((prefix, suffix)) = name.split_once('*') else {
+        return vec![path.clone()];
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
         })
         .collect();
     files.sort();
@@ -195,13 +250,25 @@ mod tests {
         let plan = plan(&["/bin/ls:/ls".to_string()]).unwrap();
         let guests: Vec<&str> = plan.files.iter().map(|(_, g)| g.as_str()).collect();
         assert_eq!(guests[0], "/ls");
-        assert!(guests.iter().any(|g| g.ends_with("/libc.so.6")), "{guests:?}");
-        assert!(guests.iter().any(|g| g.contains("ld-linux-x86-64.so.2")), "{guests:?}");
+        assert!(
+            guests.iter().any(|g| g.ends_with("/libc.so.6")),
+            "{guests:?}"
+        );
+        assert!(
+            guests.iter().any(|g| g.contains("ld-linux-x86-64.so.2")),
+            "{guests:?}"
+        );
     }
 
     #[test]
     fn a_missing_file_and_a_relative_guest_path_are_refused() {
-        assert!(plan(&["/no/such/file".into()]).unwrap_err().to_string().contains("not a file"));
-        assert!(plan(&["/bin/ls:relative".into()]).unwrap_err().to_string().contains("absolute"));
+        assert!(plan(&["/no/such/file".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("not a file"));
+        assert!(plan(&["/bin/ls:relative".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
     }
 }

@@ -69,14 +69,18 @@ pub struct RunArgs {
 fn parse_mem_mib(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size like 512M or 2G"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 512M or 2G"))?;
     let mib = match unit.to_ascii_uppercase().as_str() {
         "" | "M" | "MB" | "MIB" => n,
         "G" | "GB" | "GIB" => n * 1024,
         _ => return Err(format!("`{text}`: unknown unit `{unit}` (use M or G)")),
     };
     if mib < 128 {
-        return Err(format!("{text} is too little memory for the guest (at least 128M)"));
+        return Err(format!(
+            "{text} is too little memory for the guest (at least 128M)"
+        ));
     }
     Ok(mib)
 }
@@ -84,12 +88,18 @@ fn parse_mem_mib(text: &str) -> Result<u64, String> {
 /// Counts SIGINT/SIGTERM/SIGHUP.
 fn interrupt_counter() -> Result<Arc<AtomicUsize>> {
     let count = Arc::new(AtomicUsize::new(0));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         let c = count.clone();
         // SAFETY: the handler only does an atomic increment.
-        unsafe { signal_hook::low_level::register(signal, move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        }) }
+        unsafe {
+            signal_hook::low_level::register(signal, move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            })
+        }
         .context("install the signal handler")?;
     }
     Ok(count)
@@ -117,7 +127,13 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         _ => crate::image::default_image()?,
     };
     let copies = copy::plan(&args.copies)?;
-    let spec = VmSpec { image, mem_mib: args.mem, cpus: args.cpus, start_paused: false, extra_cmdline: String::new() };
+    let spec = VmSpec {
+        image,
+        mem_mib: args.mem,
+        cpus: args.cpus,
+        start_paused: false,
+        extra_cmdline: String::new(),
+    };
     let t_boot = Instant::now();
     let mut vm = engine.boot(&spec)?;
     // Boot, watching for ^C while the guest comes up.
@@ -138,25 +154,40 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let agent = vm.agent().clone();
     let info = agent.hello().context("agent hello")?;
     let t_ready = Instant::now();
-    tracing::info!("agent {} (protocol {}) on kernel {}", info.agent_version, info.version, info.kernel);
+    tracing::info!(
+        "agent {} (protocol {}) on kernel {}",
+        info.agent_version,
+        info.version,
+        info.kernel
+    );
 
     for (host, guest) in &copies.files {
-        agent.put_file(host, guest).with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
+        agent
+            .put_file(host, guest)
+            .with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
     }
     let t_copied = Instant::now();
 
     let mut options = ExecOptions::new(args.command.iter().cloned());
     options.cwd = Some(args.cwd.clone());
     options.stdin = true;
-    options.env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    options.env.push((
+        "PATH".into(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    ));
     options.env.push(("HOME".into(), "/root".into()));
     if !copies.library_dirs.is_empty() {
-        options.env.push(("LD_LIBRARY_PATH".into(), copies.library_dirs.join(":")));
+        options
+            .env
+            .push(("LD_LIBRARY_PATH".into(), copies.library_dirs.join(":")));
     }
     if args.tty {
         let (rows, cols) = terminal_size();
         options.stdio = StdioMode::Pty { rows, cols };
-        options.env.push(("TERM".into(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into())));
+        options.env.push((
+            "TERM".into(),
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into()),
+        ));
     }
     let program = match agent.exec(&options) {
         Ok(p) => p,
@@ -200,11 +231,17 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
                     interrupted_at = Some(Instant::now());
                     let _ = agent.signal(program.pid, libc::SIGINT, true);
                 }
-                Some(at) if !killed && (at.elapsed() > Duration::from_secs(2) || interrupts.load(Ordering::SeqCst) > 1) => {
+                Some(at)
+                    if !killed
+                        && (at.elapsed() > Duration::from_secs(2)
+                            || interrupts.load(Ordering::SeqCst) > 1) =>
+                {
                     killed = true;
                     let _ = agent.signal(program.pid, libc::SIGKILL, true);
                 }
-                Some(at) if at.elapsed() > Duration::from_secs(5) => break Err("the guest command did not end after SIGKILL".into()),
+                Some(at) if at.elapsed() > Duration::from_secs(5) => {
+                    break Err("the guest command did not end after SIGKILL".into())
+                }
                 _ => {}
             }
         }
@@ -218,7 +255,11 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     for relay in [out_thread, err_thread] {
         let _ = relay.recv_timeout(Duration::from_secs(5));
     }
-    let copied_out = if outcome.is_ok() { copy_out(&agent, &args.copy_outs) } else { Ok(()) };
+    let copied_out = if outcome.is_ok() {
+        copy_out(&agent, &args.copy_outs)
+    } else {
+        Ok(())
+    };
     let t_copied_out = Instant::now();
     let vm_exit = vm.shutdown(Duration::from_secs(3))?;
     copied_out?;
@@ -253,7 +294,10 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
             eprintln!("vmdbg: interrupted ({why})");
             Ok(ExitCode::from(130))
         }
-        Err(why) => bail!("lost the guest command: {why} (VM {vm_exit}){}", engine::console_tail(vm.console_log())),
+        Err(why) => bail!(
+            "lost the guest command: {why} (VM {vm_exit}){}",
+            engine::console_tail(vm.console_log())
+        ),
     }
 }
 
@@ -262,17 +306,27 @@ fn copy_out(agent: &vmdbg_agent::client::AgentClient, specs: &[String]) -> Resul
         let (guest, host) = match spec.split_once(':') {
             Some((g, h)) => (g.to_string(), PathBuf::from(h)),
             None => {
-                let name = std::path::Path::new(spec).file_name().with_context(|| format!("--copy-out {spec}: names no file"))?;
+                let name = std::path::Path::new(spec)
+                    .file_name()
+                    .with_context(|| format!("--copy-out {spec}: names no file"))?;
                 (spec.clone(), PathBuf::from(name))
             }
         };
-        agent.get_file(&guest, &host).with_context(|| format!("--copy-out {spec}: copy the guest's {guest} to {}", host.display()))?;
+        agent.get_file(&guest, &host).with_context(|| {
+            format!(
+                "--copy-out {spec}: copy the guest's {guest} to {}",
+                host.display()
+            )
+        })?;
     }
     Ok(())
 }
 
 /// Writes a stream's chunks to `out`; the receiver fires when it is done.
-fn relay(chunks: mpsc::Receiver<Chunk>, mut out: impl Write + Send + 'static) -> mpsc::Receiver<()> {
+fn relay(
+    chunks: mpsc::Receiver<Chunk>,
+    mut out: impl Write + Send + 'static,
+) -> mpsc::Receiver<()> {
     let (done_tx, done_rx) = mpsc::channel();
     std::thread::spawn(move || {
         while let Ok(Chunk::Data(bytes)) = chunks.recv() {

@@ -17,11 +17,18 @@ pub enum Expr {
 }
 
 pub fn parse(text: &str) -> Result<Expr> {
-    let mut parser = Parser { chars: text.chars().collect(), pos: 0 };
+    let mut parser = Parser {
+        chars: text.chars().collect(),
+        pos: 0,
+    };
     let expr = parser.unary()?;
     parser.skip_space();
     if parser.pos < parser.chars.len() {
-        bail!("unexpected {:?} at column {} of {text:?}", parser.chars[parser.pos], parser.pos + 1);
+        bail!(
+            "unexpected {:?} at column {} of {text:?}",
+            parser.chars[parser.pos],
+            parser.pos + 1
+        );
     }
     Ok(expr)
 }
@@ -46,7 +53,11 @@ impl Parser {
     fn eat(&mut self, s: &str) -> bool {
         self.skip_space();
         let n = s.chars().count();
-        if self.chars.get(self.pos..self.pos + n).is_some_and(|w| w.iter().copied().eq(s.chars())) {
+        if self
+            .chars
+            .get(self.pos..self.pos + n)
+            .is_some_and(|w| w.iter().copied().eq(s.chars()))
+        {
             self.pos += n;
             true
         } else {
@@ -57,7 +68,11 @@ impl Parser {
     fn ident(&mut self) -> Result<String> {
         self.skip_space();
         let start = self.pos;
-        while self.chars.get(self.pos).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+        while self
+            .chars
+            .get(self.pos)
+            .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+        {
             self.pos += 1;
         }
         if start == self.pos {
@@ -117,7 +132,8 @@ impl Parser {
             }
             Some(c) if c.is_ascii_digit() => {
                 let word = self.ident()?;
-                let n = super::types::parse_int(&word).with_context(|| format!("{word:?} is not a number"))?;
+                let n = super::types::parse_int(&word)
+                    .with_context(|| format!("{word:?} is not a number"))?;
                 Ok(Expr::Number(n))
             }
             Some(_) => Ok(Expr::Name(self.ident()?)),
@@ -136,13 +152,28 @@ mod tests {
         assert_eq!(
             parse("shape.sides[2]").unwrap(),
             Expr::Index(
-                Box::new(Expr::Member(Box::new(Expr::Name("shape".into())), "sides".into())),
+                Box::new(Expr::Member(
+                    Box::new(Expr::Name("shape".into())),
+                    "sides".into()
+                )),
                 Box::new(Expr::Number(2))
             )
         );
-        assert_eq!(parse("*pt").unwrap(), Expr::Deref(Box::new(Expr::Name("pt".into()))));
+        assert_eq!(
+            parse("*pt").unwrap(),
+            Expr::Deref(Box::new(Expr::Name("pt".into())))
+        );
         assert_eq!(parse("$RIP").unwrap(), Expr::Register("rip".into()));
-        assert_eq!(parse("s->corner.x").unwrap(), Expr::Member(Box::new(Expr::Arrow(Box::new(Expr::Name("s".into())), "corner".into())), "x".into()));
+        assert_eq!(
+            parse("s->corner.x").unwrap(),
+            Expr::Member(
+                Box::new(Expr::Arrow(
+                    Box::new(Expr::Name("s".into())),
+                    "corner".into()
+                )),
+                "x".into()
+            )
+        );
         assert_eq!(parse("0x10").unwrap(), Expr::Number(16));
         assert!(parse("a[").is_err());
         assert!(parse("").is_err());

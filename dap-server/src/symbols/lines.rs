@@ -39,7 +39,9 @@ impl LineIndex {
         let mut index = Self::default();
         let mut file_ids: HashMap<String, usize> = HashMap::new();
         for unit in units {
-            let Some(program) = unit.line_program.clone() else { continue };
+            let Some(program) = unit.line_program.clone() else {
+                continue;
+            };
             let comp_dir = unit
                 .comp_dir
                 .as_ref()
@@ -64,7 +66,11 @@ impl LineIndex {
                         if let Ok(name) = dwarf.attr_string(unit, entry.path_name()) {
                             path.push(name.to_string_lossy().unwrap_or_default().as_ref());
                         }
-                        let full = if path.is_relative() { Path::new(&comp_dir).join(path) } else { path };
+                        let full = if path.is_relative() {
+                            Path::new(&comp_dir).join(path)
+                        } else {
+                            path
+                        };
                         normalize(&full)
                     }
                     None => String::from("??"),
@@ -102,12 +108,16 @@ impl LineIndex {
     /// when the build directory differs from the client's checkout).
     fn matching_files(&self, path: &str) -> Vec<usize> {
         let wanted = normalize(Path::new(path));
-        let exact: Vec<usize> = (0..self.files.len()).filter(|&i| self.files[i] == wanted).collect();
+        let exact: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i] == wanted)
+            .collect();
         if !exact.is_empty() {
             return exact;
         }
         let name = Path::new(path).file_name();
-        (0..self.files.len()).filter(|&i| Path::new(&self.files[i]).file_name() == name).collect()
+        (0..self.files.len())
+            .filter(|&i| Path::new(&self.files[i]).file_name() == name)
+            .collect()
     }
 
     /// The row whose range holds `pc`.
@@ -138,14 +148,19 @@ impl LineIndex {
             .filter(|r| r.is_stmt && r.line == best_line && files.contains(&r.file))
             .map(|r| r.addr)
             .min()?;
-        Some(LinePlacement { addr, line: best_line })
+        Some(LinePlacement {
+            addr,
+            line: best_line,
+        })
     }
 
     /// The address after a function's prologue, as gdb finds it: the end
     /// of the function's first line entry, extended while the following
     /// entries go back to earlier lines (still prologue).
     pub fn after_prologue(&self, low: u64, high: u64) -> u64 {
-        let Some(first) = self.row_at(low).filter(|r| r.line != 0) else { return low };
+        let Some(first) = self.row_at(low).filter(|r| r.line != 0) else {
+            return low;
+        };
         let mut addr = first.end;
         for _ in 0..16 {
             match self.row_at(addr) {
@@ -163,7 +178,8 @@ impl LineIndex {
     /// True when `pc` is the first address of a statement row.
     #[cfg(test)]
     pub fn is_statement_start(&self, pc: u64) -> bool {
-        self.row_at(pc).is_some_and(|r| r.addr == pc && r.is_stmt && r.line != 0)
+        self.row_at(pc)
+            .is_some_and(|r| r.addr == pc && r.is_stmt && r.line != 0)
     }
 
     /// The contiguous address range around `pc` that belongs to the same
@@ -176,12 +192,21 @@ impl LineIndex {
         }
         let (mut start, mut end) = (row.addr, row.end);
         let mut j = i;
-        while j > 0 && self.rows[j - 1].end == start && self.rows[j - 1].line == row.line && self.rows[j - 1].file == row.file {
+        while j > 0
+            && self.rows[j - 1].end == start
+            && self.rows[j - 1].line == row.line
+            && self.rows[j - 1].file == row.file
+        {
             j -= 1;
             start = self.rows[j].addr;
         }
         let mut k = i + 1;
-        while k < self.rows.len() && self.rows[k].addr == end && self.rows[k].line == row.line && self.rows[k].file == row.file && !self.rows[k].is_stmt {
+        while k < self.rows.len()
+            && self.rows[k].addr == end
+            && self.rows[k].line == row.line
+            && self.rows[k].file == row.file
+            && !self.rows[k].is_stmt
+        {
             end = self.rows[k].end;
             k += 1;
         }
@@ -242,20 +267,56 @@ mod tests {
 
     #[test]
     fn finds_rows_and_ranges() {
-        let mut index = LineIndex { rows: Vec::new(), files: vec!["/src/x.c".into()] };
+        let mut index = LineIndex {
+            rows: Vec::new(),
+            files: vec!["/src/x.c".into()],
+        };
         let mut seq = vec![
-            LineRow { addr: 0x10, end: 0, file: 0, line: 5, is_stmt: true },
-            LineRow { addr: 0x14, end: 0, file: 0, line: 7, is_stmt: true },
-            LineRow { addr: 0x14, end: 0, file: 0, line: 8, is_stmt: true },
-            LineRow { addr: 0x20, end: 0, file: 0, line: 8, is_stmt: false },
+            LineRow {
+                addr: 0x10,
+                end: 0,
+                file: 0,
+                line: 5,
+                is_stmt: true,
+            },
+            LineRow {
+                addr: 0x14,
+                end: 0,
+                file: 0,
+                line: 7,
+                is_stmt: true,
+            },
+            LineRow {
+                addr: 0x14,
+                end: 0,
+                file: 0,
+                line: 8,
+                is_stmt: true,
+            },
+            LineRow {
+                addr: 0x20,
+                end: 0,
+                file: 0,
+                line: 8,
+                is_stmt: false,
+            },
         ];
         finish_sequence(&mut seq, 0x30, &mut index.rows);
         assert_eq!(index.row_at(0x15).unwrap().line, 8);
         assert_eq!(index.after_prologue(0x10, 0x30), 0x14);
-        assert_eq!(index.place_breakpoint("/src/x.c", 6), Some(LinePlacement { addr: 0x14, line: 8 }));
+        assert_eq!(
+            index.place_breakpoint("/src/x.c", 6),
+            Some(LinePlacement {
+                addr: 0x14,
+                line: 8
+            })
+        );
         assert_eq!(index.place_breakpoint("x.c", 5).unwrap().addr, 0x10);
         assert_eq!(index.place_breakpoint("/src/x.c", 9), None);
-        assert_eq!(index.line_range(0x22).map(|r| (r.0, r.1)), Some((0x14, 0x30)));
+        assert_eq!(
+            index.line_range(0x22).map(|r| (r.0, r.1)),
+            Some((0x14, 0x30))
+        );
         assert!(index.is_statement_start(0x14));
         assert!(!index.is_statement_start(0x20));
     }

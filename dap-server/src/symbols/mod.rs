@@ -77,9 +77,14 @@ impl Symbols {
 
     /// Loads an ELF mapped `bias` bytes above its file addresses.
     pub fn load_at(path: &Path, bias: u64) -> Result<Self> {
-        let data = std::fs::read(path).with_context(|| format!("cannot read symbols file {}", path.display()))?;
-        let file = object::File::parse(&*data)
-            .with_context(|| format!("{} is not an ELF file this debugger can read", path.display()))?;
+        let data = std::fs::read(path)
+            .with_context(|| format!("cannot read symbols file {}", path.display()))?;
+        let file = object::File::parse(&*data).with_context(|| {
+            format!(
+                "{} is not an ELF file this debugger can read",
+                path.display()
+            )
+        })?;
         let endian = if file.is_little_endian() {
             gimli::RunTimeEndian::Little
         } else {
@@ -94,7 +99,9 @@ impl Symbols {
             gimli::EndianArcSlice::new(bytes, endian)
         };
         let load_dwarf = || -> Result<gimli::Dwarf<Reader>> {
-            Ok(gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> { Ok(section(id.name())) })?)
+            Ok(gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> {
+                Ok(section(id.name()))
+            })?)
         };
         let dwarf = load_dwarf()?;
         if dwarf.debug_info.reader().is_empty() {
@@ -133,10 +140,17 @@ impl Symbols {
         functions.sort_by_key(|f| f.low);
         // .eh_frame encodes its pcs relative to its own address: based at
         // its runtime address, its FDEs come out in runtime addresses.
-        let eh_frame = file.section_by_name(".eh_frame").map(|s| (section(".eh_frame"), s.address().wrapping_add(bias)));
+        let eh_frame = file
+            .section_by_name(".eh_frame")
+            .map(|s| (section(".eh_frame"), s.address().wrapping_add(bias)));
         let text_range = file
             .section_by_name(".text")
-            .map(|s| (s.address().wrapping_add(bias), s.address().wrapping_add(bias) + s.size()))
+            .map(|s| {
+                (
+                    s.address().wrapping_add(bias),
+                    s.address().wrapping_add(bias) + s.size(),
+                )
+            })
             .unwrap_or((0, 0));
         let unwinder = unwind::Unwinder::new(eh_frame, section(".debug_frame"), text_range.0);
         Ok(Self {
@@ -169,7 +183,11 @@ impl Symbols {
     /// the pc, or pc - 1 for a return address so the call's line is found.
     pub fn source_frames(&self, probe: u64) -> Vec<SourceFrame> {
         let mut out = Vec::new();
-        if let Ok(mut frames) = self.context.find_frames(probe.wrapping_sub(self.bias)).skip_all_loads() {
+        if let Ok(mut frames) = self
+            .context
+            .find_frames(probe.wrapping_sub(self.bias))
+            .skip_all_loads()
+        {
             while let Ok(Some(frame)) = frames.next() {
                 let function = frame
                     .function
@@ -182,7 +200,14 @@ impl Symbols {
                     .map(|l| (l.file.map(str::to_string), l.line, l.column))
                     .unwrap_or((None, None, None));
                 let depth = out.len();
-                out.push(SourceFrame { function, file, line, column, inline_depth: depth, inlined: false });
+                out.push(SourceFrame {
+                    function,
+                    file,
+                    line,
+                    column,
+                    inline_depth: depth,
+                    inlined: false,
+                });
             }
         }
         let count = out.len();
@@ -191,7 +216,10 @@ impl Symbols {
             frame.inlined = i + 1 < count;
         }
         if out.is_empty() {
-            let function = self.function_at(probe).map(|f| f.name.clone()).unwrap_or_else(|| format!("{probe:#x}"));
+            let function = self
+                .function_at(probe)
+                .map(|f| f.name.clone())
+                .unwrap_or_else(|| format!("{probe:#x}"));
             let loc = self.lines.row_at(probe);
             out.push(SourceFrame {
                 function,

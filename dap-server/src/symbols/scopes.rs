@@ -42,7 +42,10 @@ pub struct ScopeChain {
     pub chain: Vec<UnitOffset>,
 }
 
-pub fn dwarf_functions(dwarf: &gimli::Dwarf<Reader>, units: &[gimli::Unit<Reader>]) -> Vec<Function> {
+pub fn dwarf_functions(
+    dwarf: &gimli::Dwarf<Reader>,
+    units: &[gimli::Unit<Reader>],
+) -> Vec<Function> {
     let mut out = Vec::new();
     for unit in units {
         let mut entries = unit.entries();
@@ -50,8 +53,12 @@ pub fn dwarf_functions(dwarf: &gimli::Dwarf<Reader>, units: &[gimli::Unit<Reader
             if entry.tag() != gimli::DW_TAG_subprogram {
                 continue;
             }
-            let Some(name) = origin_name(dwarf, unit, entry) else { continue };
-            let Ok(mut ranges) = dwarf.die_ranges(unit, entry) else { continue };
+            let Some(name) = origin_name(dwarf, unit, entry) else {
+                continue;
+            };
+            let Ok(mut ranges) = dwarf.die_ranges(unit, entry) else {
+                continue;
+            };
             let (mut low, mut high) = (u64::MAX, 0);
             while let Ok(Some(r)) = ranges.next() {
                 low = low.min(r.begin);
@@ -66,17 +73,31 @@ pub fn dwarf_functions(dwarf: &gimli::Dwarf<Reader>, units: &[gimli::Unit<Reader
 }
 
 /// A DIE's name, following DW_AT_abstract_origin / DW_AT_specification.
-fn origin_name(dwarf: &gimli::Dwarf<Reader>, unit: &gimli::Unit<Reader>, entry: &gimli::DebuggingInformationEntry<Reader>) -> Option<String> {
+fn origin_name(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit: &gimli::Unit<Reader>,
+    entry: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<String> {
     let mut current = entry.clone();
     for _ in 0..4 {
         if let Ok(Some(v)) = current.attr_value(gimli::DW_AT_name) {
-            return dwarf.attr_string(unit, v).ok()?.to_string_lossy().ok().map(|s| s.into_owned());
+            return dwarf
+                .attr_string(unit, v)
+                .ok()?
+                .to_string_lossy()
+                .ok()
+                .map(|s| s.into_owned());
         }
         let origin = current
             .attr_value(gimli::DW_AT_abstract_origin)
             .ok()
             .flatten()
-            .or_else(|| current.attr_value(gimli::DW_AT_specification).ok().flatten());
+            .or_else(|| {
+                current
+                    .attr_value(gimli::DW_AT_specification)
+                    .ok()
+                    .flatten()
+            });
         match origin {
             Some(AttributeValue::UnitRef(off)) => current = unit.entry(off).ok()?,
             _ => return None,
@@ -85,8 +106,15 @@ fn origin_name(dwarf: &gimli::Dwarf<Reader>, unit: &gimli::Unit<Reader>, entry: 
     None
 }
 
-fn die_contains(dwarf: &gimli::Dwarf<Reader>, unit: &gimli::Unit<Reader>, entry: &gimli::DebuggingInformationEntry<Reader>, pc: u64) -> bool {
-    let Ok(mut ranges) = dwarf.die_ranges(unit, entry) else { return false };
+fn die_contains(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit: &gimli::Unit<Reader>,
+    entry: &gimli::DebuggingInformationEntry<Reader>,
+    pc: u64,
+) -> bool {
+    let Ok(mut ranges) = dwarf.die_ranges(unit, entry) else {
+        return false;
+    };
     while let Ok(Some(r)) = ranges.next() {
         if r.begin <= pc && pc < r.end {
             return true;
@@ -101,7 +129,9 @@ impl Symbols {
         let probe = probe.wrapping_sub(self.bias);
         for (index, unit) in self.units.iter().enumerate() {
             let mut chain = Vec::new();
-            let Ok(mut tree) = unit.entries_tree(None) else { continue };
+            let Ok(mut tree) = unit.entries_tree(None) else {
+                continue;
+            };
             let Ok(root) = tree.root() else { continue };
             if self.walk_chain(unit, root, probe, &mut chain).is_ok() && !chain.is_empty() {
                 return Some(ScopeChain { unit: index, chain });
@@ -121,7 +151,8 @@ impl Symbols {
         while let Some(child) = children.next()? {
             let entry = child.entry();
             let tag = entry.tag();
-            let is_scope = tag == gimli::DW_TAG_subprogram || tag == gimli::DW_TAG_inlined_subroutine;
+            let is_scope =
+                tag == gimli::DW_TAG_subprogram || tag == gimli::DW_TAG_inlined_subroutine;
             if is_scope || tag == gimli::DW_TAG_lexical_block {
                 if !die_contains(&self.dwarf, unit, entry, probe) {
                     continue;
@@ -142,28 +173,50 @@ impl Symbols {
     /// Parameters and locals of the scope at `inline_depth` (0 = the
     /// innermost inlined call) that are live at `probe`.
     pub fn frame_variables(&self, probe: u64, inline_depth: usize) -> Vec<Variable> {
-        let Some(scope) = self.scope_chain(probe) else { return Vec::new() };
-        let Some(&die) = scope.chain.len().checked_sub(1 + inline_depth).and_then(|i| scope.chain.get(i)) else {
+        let Some(scope) = self.scope_chain(probe) else {
+            return Vec::new();
+        };
+        let Some(&die) = scope
+            .chain
+            .len()
+            .checked_sub(1 + inline_depth)
+            .and_then(|i| scope.chain.get(i))
+        else {
             return Vec::new();
         };
         let unit = &self.units[scope.unit];
         let mut out = Vec::new();
         if let Ok(mut tree) = unit.entries_tree(Some(die)) {
             if let Ok(root) = tree.root() {
-                let _ = self.collect_variables(scope.unit, root, probe.wrapping_sub(self.bias), &mut out);
+                let _ = self.collect_variables(
+                    scope.unit,
+                    root,
+                    probe.wrapping_sub(self.bias),
+                    &mut out,
+                );
             }
         }
         out
     }
 
-    fn collect_variables(&self, unit_index: usize, node: gimli::EntriesTreeNode<Reader>, probe: u64, out: &mut Vec<Variable>) -> Result<()> {
+    fn collect_variables(
+        &self,
+        unit_index: usize,
+        node: gimli::EntriesTreeNode<Reader>,
+        probe: u64,
+        out: &mut Vec<Variable>,
+    ) -> Result<()> {
         let unit = &self.units[unit_index];
         let mut children = node.children();
         while let Some(child) = children.next()? {
             let entry = child.entry();
             match entry.tag() {
                 gimli::DW_TAG_formal_parameter | gimli::DW_TAG_variable => {
-                    let kind = if entry.tag() == gimli::DW_TAG_formal_parameter { VariableKind::Argument } else { VariableKind::Local };
+                    let kind = if entry.tag() == gimli::DW_TAG_formal_parameter {
+                        VariableKind::Argument
+                    } else {
+                        VariableKind::Local
+                    };
                     if let Some(v) = self.variable_of(unit_index, entry, kind, Some(probe)) {
                         out.push(v);
                     }
@@ -177,12 +230,20 @@ impl Symbols {
         Ok(())
     }
 
-    fn variable_of(&self, unit_index: usize, entry: &gimli::DebuggingInformationEntry<Reader>, kind: VariableKind, probe: Option<u64>) -> Option<Variable> {
+    fn variable_of(
+        &self,
+        unit_index: usize,
+        entry: &gimli::DebuggingInformationEntry<Reader>,
+        kind: VariableKind,
+        probe: Option<u64>,
+    ) -> Option<Variable> {
         let unit = &self.units[unit_index];
         let name = origin_name(&self.dwarf, unit, entry)?;
         let mut ty = type_of_die(unit_index, entry);
         if ty.is_none() {
-            if let Ok(Some(AttributeValue::UnitRef(off))) = entry.attr_value(gimli::DW_AT_abstract_origin) {
+            if let Ok(Some(AttributeValue::UnitRef(off))) =
+                entry.attr_value(gimli::DW_AT_abstract_origin)
+            {
                 if let Ok(origin) = unit.entry(off) {
                     ty = type_of_die(unit_index, &origin);
                 }
@@ -190,7 +251,11 @@ impl Symbols {
         }
         let location = match entry.attr_value(gimli::DW_AT_location).ok().flatten() {
             Some(AttributeValue::Exprloc(expr)) => LocationSource::Expression(expr),
-            Some(value @ (AttributeValue::LocationListsRef(_) | AttributeValue::SecOffset(_) | AttributeValue::DebugLocListsIndex(_))) => {
+            Some(
+                value @ (AttributeValue::LocationListsRef(_)
+                | AttributeValue::SecOffset(_)
+                | AttributeValue::DebugLocListsIndex(_)),
+            ) => {
                 let pc = probe?;
                 let mut found = LocationSource::Unavailable("optimized out".into());
                 if let Ok(Some(mut list)) = self.dwarf.attr_locations(unit, value) {
@@ -204,8 +269,12 @@ impl Symbols {
                 found
             }
             _ => match entry.attr_value(gimli::DW_AT_const_value).ok().flatten() {
-                Some(AttributeValue::Block(b)) => LocationSource::Constant(b.to_slice().ok()?.into_owned()),
-                Some(AttributeValue::Sdata(v)) => LocationSource::Constant(v.to_le_bytes().to_vec()),
+                Some(AttributeValue::Block(b)) => {
+                    LocationSource::Constant(b.to_slice().ok()?.into_owned())
+                }
+                Some(AttributeValue::Sdata(v)) => {
+                    LocationSource::Constant(v.to_le_bytes().to_vec())
+                }
                 Some(v) => match v.udata_value() {
                     Some(u) => LocationSource::Constant(u.to_le_bytes().to_vec()),
                     None => LocationSource::Unavailable("optimized out".into()),
@@ -213,7 +282,13 @@ impl Symbols {
                 None => LocationSource::Unavailable("optimized out".into()),
             },
         };
-        Some(Variable { name, ty, unit: unit_index, kind, location })
+        Some(Variable {
+            name,
+            ty,
+            unit: unit_index,
+            kind,
+            location,
+        })
     }
 
     /// Variables at file scope with a fixed address (C globals and statics),
@@ -225,7 +300,9 @@ impl Symbols {
             if unit_of_pc.is_some_and(|u| u != index) {
                 continue;
             }
-            let Ok(mut tree) = unit.entries_tree(None) else { continue };
+            let Ok(mut tree) = unit.entries_tree(None) else {
+                continue;
+            };
             let Ok(root) = tree.root() else { continue };
             let mut children = root.children();
             while let Ok(Some(child)) = children.next() {
@@ -234,7 +311,9 @@ impl Symbols {
                     continue;
                 }
                 if let Some(v) = self.variable_of(index, entry, VariableKind::Global, None) {
-                    if matches!(v.location, LocationSource::Expression(_)) && !out.iter().any(|o: &Variable| o.name == v.name) {
+                    if matches!(v.location, LocationSource::Expression(_))
+                        && !out.iter().any(|o: &Variable| o.name == v.name)
+                    {
                         out.push(v);
                     }
                 }
@@ -244,7 +323,12 @@ impl Symbols {
     }
 
     /// The frame base (DW_AT_frame_base) of the function holding `probe`.
-    pub async fn frame_base<M: TargetMemory>(&self, probe: u64, regs: &FrameRegs, mem: &mut M) -> Option<u64> {
+    pub async fn frame_base<M: TargetMemory>(
+        &self,
+        probe: u64,
+        regs: &FrameRegs,
+        mem: &mut M,
+    ) -> Option<u64> {
         let scope = self.scope_chain(probe)?;
         let unit = &self.units[scope.unit];
         let entry = unit.entry(*scope.chain.first()?).ok()?;
@@ -263,9 +347,15 @@ impl Symbols {
                 found?
             }
         };
-        match self.evaluate_location(scope.unit, &expr, regs, None, mem).await.ok()? {
+        match self
+            .evaluate_location(scope.unit, &expr, regs, None, mem)
+            .await
+            .ok()?
+        {
             Place::Memory(addr) => Some(addr),
-            Place::Register(_, bytes) | Place::Bytes(bytes) => Some(super::types::int_of(&bytes, false) as u64),
+            Place::Register(_, bytes) | Place::Bytes(bytes) => {
+                Some(super::types::int_of(&bytes, false) as u64)
+            }
             Place::Unavailable(_) => None,
         }
     }
@@ -292,11 +382,16 @@ impl Symbols {
                     if bytes.len() < size as usize {
                         bail!("memory at {address:#x} is not readable");
                     }
-                    eval.resume_with_memory(gimli::Value::Generic(super::types::int_of(&bytes, false) as u64))?
+                    eval.resume_with_memory(gimli::Value::Generic(super::types::int_of(
+                        &bytes, false,
+                    ) as u64))?
                 }
                 E::RequiresRegister { register, .. } => {
                     let Some(value) = regs.get(register.0) else {
-                        return Ok(Place::Unavailable(format!("register {} is not known in this frame", register.0)));
+                        return Ok(Place::Unavailable(format!(
+                            "register {} is not known in this frame",
+                            register.0
+                        )));
                     };
                     eval.resume_with_register(gimli::Value::Generic(value))?
                 }
@@ -308,14 +403,20 @@ impl Symbols {
                     Some(cfa) => eval.resume_with_call_frame_cfa(cfa)?,
                     None => return Ok(Place::Unavailable("the frame's CFA is not known".into())),
                 },
-                E::RequiresRelocatedAddress(addr) => eval.resume_with_relocated_address(addr.wrapping_add(self.bias))?,
+                E::RequiresRelocatedAddress(addr) => {
+                    eval.resume_with_relocated_address(addr.wrapping_add(self.bias))?
+                }
                 E::RequiresIndexedAddress { index, .. } => {
                     let addr = self.dwarf.address(unit, index)?.wrapping_add(self.bias);
                     eval.resume_with_indexed_address(addr)?
                 }
                 E::RequiresBaseType(_) => eval.resume_with_base_type(gimli::ValueType::Generic)?,
                 E::RequiresEntryValue(_) => return Ok(Place::Unavailable("optimized out".into())),
-                other => return Ok(Place::Unavailable(format!("unsupported location expression ({other:?})"))),
+                other => {
+                    return Ok(Place::Unavailable(format!(
+                        "unsupported location expression ({other:?})"
+                    )))
+                }
             };
         }
         let pieces = eval.result();
@@ -324,7 +425,10 @@ impl Symbols {
                 Location::Address { address } => Place::Memory(*address),
                 Location::Register { register } => match regs.get(register.0) {
                     Some(v) => Place::Register(register.0, v.to_le_bytes().to_vec()),
-                    None => Place::Unavailable(format!("register {} is not known in this frame", register.0)),
+                    None => Place::Unavailable(format!(
+                        "register {} is not known in this frame",
+                        register.0
+                    )),
                 },
                 Location::Value { value } => Place::Bytes(value_bytes(value)),
                 Location::Bytes { value } => Place::Bytes(value.to_slice()?.into_owned()),
@@ -335,12 +439,19 @@ impl Symbols {
         // Pieces: assemble the bytes (a variable split across registers).
         let mut bytes = Vec::new();
         for piece in &pieces {
-            let size = piece.size_in_bits.map(|b| b.div_ceil(8) as usize).unwrap_or(8);
+            let size = piece
+                .size_in_bits
+                .map(|b| b.div_ceil(8) as usize)
+                .unwrap_or(8);
             let mut chunk = match &piece.location {
                 Location::Address { address } => mem.read(*address, size).await?,
                 Location::Register { register } => match regs.get(register.0) {
                     Some(v) => v.to_le_bytes().to_vec(),
-                    None => return Ok(Place::Unavailable("part of it is in an unknown register".into())),
+                    None => {
+                        return Ok(Place::Unavailable(
+                            "part of it is in an unknown register".into(),
+                        ))
+                    }
                 },
                 Location::Value { value } => value_bytes(value),
                 Location::Bytes { value } => value.to_slice()?.into_owned(),

@@ -28,16 +28,33 @@ pub struct Member {
 
 #[derive(Clone, Debug)]
 pub enum TypeKind {
-    Base { encoding: gimli::DwAte },
-    Enum { enumerators: Vec<(String, i64)>, signed: bool },
-    Pointer { target: Option<TypeId> },
-    Struct { members: Vec<Member>, union: bool },
+    Base {
+        encoding: gimli::DwAte,
+    },
+    Enum {
+        enumerators: Vec<(String, i64)>,
+        signed: bool,
+    },
+    Pointer {
+        target: Option<TypeId>,
+    },
+    Struct {
+        members: Vec<Member>,
+        union: bool,
+    },
     /// `counts` per dimension, outermost first; None for `[]`.
-    Array { element: Option<TypeId>, counts: Vec<Option<u64>> },
-    Typedef { target: Option<TypeId> },
+    Array {
+        element: Option<TypeId>,
+        counts: Vec<Option<u64>>,
+    },
+    Typedef {
+        target: Option<TypeId>,
+    },
     /// const, volatile, restrict, atomic: shown in the name, transparent
     /// for values.
-    Qualified { target: Option<TypeId> },
+    Qualified {
+        target: Option<TypeId>,
+    },
     Function,
     Other,
 }
@@ -62,7 +79,12 @@ pub enum Place {
 
 impl Symbols {
     pub fn resolve_type(&self, id: TypeId) -> Arc<Type> {
-        if let Some(t) = self.type_cache.lock().expect("type cache").get(&(id.unit, id.offset)) {
+        if let Some(t) = self
+            .type_cache
+            .lock()
+            .expect("type cache")
+            .get(&(id.unit, id.offset))
+        {
             return t.clone();
         }
         let ty = Arc::new(self.parse_type(id).unwrap_or_else(|e| Type {
@@ -70,7 +92,10 @@ impl Symbols {
             size: None,
             kind: TypeKind::Other,
         }));
-        self.type_cache.lock().expect("type cache").insert((id.unit, id.offset), ty.clone());
+        self.type_cache
+            .lock()
+            .expect("type cache")
+            .insert((id.unit, id.offset), ty.clone());
         ty
     }
 
@@ -78,7 +103,9 @@ impl Symbols {
         let unit = &self.units[id.unit];
         let entry = unit.entry(id.offset)?;
         let name = self.die_name(id.unit, &entry);
-        let size = entry.attr_value(gimli::DW_AT_byte_size)?.and_then(|v| v.udata_value());
+        let size = entry
+            .attr_value(gimli::DW_AT_byte_size)?
+            .and_then(|v| v.udata_value());
         let target = type_ref(id.unit, &entry);
         let kind = match entry.tag() {
             gimli::DW_TAG_base_type => TypeKind::Base {
@@ -87,9 +114,9 @@ impl Symbols {
                     _ => gimli::DW_ATE_signed,
                 },
             },
-            gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type | gimli::DW_TAG_rvalue_reference_type => {
-                TypeKind::Pointer { target }
-            }
+            gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_rvalue_reference_type => TypeKind::Pointer { target },
             gimli::DW_TAG_typedef => TypeKind::Typedef { target },
             gimli::DW_TAG_const_type
             | gimli::DW_TAG_volatile_type
@@ -114,7 +141,10 @@ impl Symbols {
                 let signed = target
                     .map(|t| matches!(self.resolve_type(t).kind, TypeKind::Base { encoding } if encoding == gimli::DW_ATE_signed))
                     .unwrap_or(false);
-                TypeKind::Enum { enumerators, signed }
+                TypeKind::Enum {
+                    enumerators,
+                    signed,
+                }
             }
             gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type => {
                 let mut members = Vec::new();
@@ -129,24 +159,43 @@ impl Symbols {
                         .attr_value(gimli::DW_AT_data_member_location)?
                         .and_then(|v| v.udata_value())
                         .unwrap_or(0);
-                    let bit_size = e.attr_value(gimli::DW_AT_bit_size)?.and_then(|v| v.udata_value());
+                    let bit_size = e
+                        .attr_value(gimli::DW_AT_bit_size)?
+                        .and_then(|v| v.udata_value());
                     let mut bits = None;
                     if let Some(bit_size) = bit_size {
-                        if let Some(data_bit) = e.attr_value(gimli::DW_AT_data_bit_offset)?.and_then(|v| v.udata_value()) {
+                        if let Some(data_bit) = e
+                            .attr_value(gimli::DW_AT_data_bit_offset)?
+                            .and_then(|v| v.udata_value())
+                        {
                             // DWARF 4+: bits from the start of the struct.
                             offset = data_bit / 8;
                             bits = Some((data_bit % 8, bit_size));
-                        } else if let Some(old_bit) = e.attr_value(gimli::DW_AT_bit_offset)?.and_then(|v| v.udata_value()) {
+                        } else if let Some(old_bit) = e
+                            .attr_value(gimli::DW_AT_bit_offset)?
+                            .and_then(|v| v.udata_value())
+                        {
                             // DWARF 2/3: bits from the most significant end of the storage unit.
-                            let storage = e.attr_value(gimli::DW_AT_byte_size)?.and_then(|v| v.udata_value()).unwrap_or(4);
+                            let storage = e
+                                .attr_value(gimli::DW_AT_byte_size)?
+                                .and_then(|v| v.udata_value())
+                                .unwrap_or(4);
                             bits = Some((storage * 8 - old_bit - bit_size, bit_size));
                         } else {
                             bits = Some((0, bit_size));
                         }
                     }
-                    members.push(Member { name: self.die_name(id.unit, e), ty: type_ref(id.unit, e), offset, bits });
+                    members.push(Member {
+                        name: self.die_name(id.unit, e),
+                        ty: type_ref(id.unit, e),
+                        offset,
+                        bits,
+                    });
                 }
-                TypeKind::Struct { members, union: entry.tag() == gimli::DW_TAG_union_type }
+                TypeKind::Struct {
+                    members,
+                    union: entry.tag() == gimli::DW_TAG_union_type,
+                }
             }
             gimli::DW_TAG_array_type => {
                 let mut counts = Vec::new();
@@ -157,17 +206,30 @@ impl Symbols {
                     if e.tag() != gimli::DW_TAG_subrange_type {
                         continue;
                     }
-                    let count = e.attr_value(gimli::DW_AT_count)?.and_then(|v| v.udata_value()).or_else(|| {
-                        let upper = e.attr_value(gimli::DW_AT_upper_bound).ok()??.udata_value()?;
-                        let lower = e.attr_value(gimli::DW_AT_lower_bound).ok()?.and_then(|v| v.udata_value()).unwrap_or(0);
-                        Some(upper + 1 - lower)
-                    });
+                    let count = e
+                        .attr_value(gimli::DW_AT_count)?
+                        .and_then(|v| v.udata_value())
+                        .or_else(|| {
+                            let upper = e
+                                .attr_value(gimli::DW_AT_upper_bound)
+                                .ok()??
+                                .udata_value()?;
+                            let lower = e
+                                .attr_value(gimli::DW_AT_lower_bound)
+                                .ok()?
+                                .and_then(|v| v.udata_value())
+                                .unwrap_or(0);
+                            Some(upper + 1 - lower)
+                        });
                     counts.push(count);
                 }
                 if counts.is_empty() {
                     counts.push(None);
                 }
-                TypeKind::Array { element: target, counts }
+                TypeKind::Array {
+                    element: target,
+                    counts,
+                }
             }
             _ => TypeKind::Other,
         };
@@ -190,7 +252,11 @@ impl Symbols {
         match &ty.kind {
             TypeKind::Pointer { target } => format!("{} *", target_name(target)),
             TypeKind::Qualified { target } => {
-                let qualifier = if ty.name.is_empty() { "const" } else { ty.name.as_str() };
+                let qualifier = if ty.name.is_empty() {
+                    "const"
+                } else {
+                    ty.name.as_str()
+                };
                 let inner = target_name(target);
                 // gcc puts a qualifier on both an array and its elements.
                 if inner.starts_with(&format!("{qualifier} ")) {
@@ -200,11 +266,29 @@ impl Symbols {
                 }
             }
             TypeKind::Struct { union, .. } => {
-                format!("{} {}", if *union { "union" } else { "struct" }, if ty.name.is_empty() { "<anonymous>" } else { &ty.name })
+                format!(
+                    "{} {}",
+                    if *union { "union" } else { "struct" },
+                    if ty.name.is_empty() {
+                        "<anonymous>"
+                    } else {
+                        &ty.name
+                    }
+                )
             }
-            TypeKind::Enum { .. } => format!("enum {}", if ty.name.is_empty() { "<anonymous>" } else { &ty.name }),
+            TypeKind::Enum { .. } => format!(
+                "enum {}",
+                if ty.name.is_empty() {
+                    "<anonymous>"
+                } else {
+                    &ty.name
+                }
+            ),
             TypeKind::Array { element, counts } => {
-                let dims: String = counts.iter().map(|c| c.map(|c| format!("[{c}]")).unwrap_or("[]".into())).collect();
+                let dims: String = counts
+                    .iter()
+                    .map(|c| c.map(|c| format!("[{c}]")).unwrap_or("[]".into()))
+                    .collect();
                 format!("{}{dims}", target_name(element))
             }
             TypeKind::Function => "function".into(),
@@ -216,7 +300,9 @@ impl Symbols {
     fn type_size_of(&self, ty: &Type) -> Option<u64> {
         match &ty.kind {
             TypeKind::Pointer { .. } => Some(8),
-            TypeKind::Typedef { target } | TypeKind::Qualified { target } => target.and_then(|t| self.resolve_type(t).size),
+            TypeKind::Typedef { target } | TypeKind::Qualified { target } => {
+                target.and_then(|t| self.resolve_type(t).size)
+            }
             TypeKind::Array { element, counts } => {
                 let elem = self.resolve_type((*element)?).size?;
                 counts.iter().try_fold(elem, |acc, c| c.map(|c| acc * c))
@@ -230,18 +316,27 @@ impl Symbols {
         let mut ty = self.resolve_type(id);
         for _ in 0..16 {
             match &ty.kind {
-                TypeKind::Typedef { target: Some(t) } | TypeKind::Qualified { target: Some(t) } => ty = self.resolve_type(*t),
+                TypeKind::Typedef { target: Some(t) } | TypeKind::Qualified { target: Some(t) } => {
+                    ty = self.resolve_type(*t)
+                }
                 _ => break,
             }
         }
         ty
     }
 
-    pub fn die_name(&self, unit_index: usize, entry: &gimli::DebuggingInformationEntry<Reader>) -> String {
+    pub fn die_name(
+        &self,
+        unit_index: usize,
+        entry: &gimli::DebuggingInformationEntry<Reader>,
+    ) -> String {
         let unit = &self.units[unit_index];
         if let Ok(Some(value)) = entry.attr_value(gimli::DW_AT_name) {
             if let Ok(s) = self.dwarf.attr_string(unit, value) {
-                return s.to_string_lossy().map(|s| s.into_owned()).unwrap_or_default();
+                return s
+                    .to_string_lossy()
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default();
             }
         }
         match entry.tag() {
@@ -255,11 +350,16 @@ impl Symbols {
 
     /// Shows a value of `ty` from its bytes (gdb's notation).
     pub fn format_value(&self, id: Option<TypeId>, bytes: &[u8], depth: u32) -> String {
-        let Some(id) = id else { return "<no type>".into() };
+        let Some(id) = id else {
+            return "<no type>".into();
+        };
         let ty = self.strip(id);
         match &ty.kind {
             TypeKind::Base { encoding } => format_base(*encoding, bytes),
-            TypeKind::Enum { enumerators, signed } => {
+            TypeKind::Enum {
+                enumerators,
+                signed,
+            } => {
                 let value = int_of(bytes, *signed);
                 enumerators
                     .iter()
@@ -277,7 +377,11 @@ impl Symbols {
                     .iter()
                     .filter_map(|m| {
                         let (mty, mbytes) = self.member_bytes(m, bytes)?;
-                        Some(format!("{} = {}", m.name, self.format_value(mty, &mbytes, depth + 1)))
+                        Some(format!(
+                            "{} = {}",
+                            m.name,
+                            self.format_value(mty, &mbytes, depth + 1)
+                        ))
                     })
                     .collect();
                 format!("{{{}}}", parts.join(", "))
@@ -286,16 +390,27 @@ impl Symbols {
                 if depth > 2 {
                     return "[…]".into();
                 }
-                let Some(elem_size) = self.element_size(*element, &counts[1..]) else { return "[…]".into() };
+                let Some(elem_size) = self.element_size(*element, &counts[1..]) else {
+                    return "[…]".into();
+                };
                 let count = counts[0].unwrap_or(0).min(16) as usize;
                 if elem_size == 1 && self.is_char(*element) {
-                    let len = bytes.iter().take(counts[0].unwrap_or(0) as usize).position(|&b| b == 0).unwrap_or(bytes.len());
-                    return format!("{:?}", String::from_utf8_lossy(&bytes[..len.min(bytes.len())]));
+                    let len = bytes
+                        .iter()
+                        .take(counts[0].unwrap_or(0) as usize)
+                        .position(|&b| b == 0)
+                        .unwrap_or(bytes.len());
+                    return format!(
+                        "{:?}",
+                        String::from_utf8_lossy(&bytes[..len.min(bytes.len())])
+                    );
                 }
                 let mut parts = Vec::new();
                 for i in 0..count {
                     let start = i * elem_size as usize;
-                    let Some(chunk) = bytes.get(start..start + elem_size as usize) else { break };
+                    let Some(chunk) = bytes.get(start..start + elem_size as usize) else {
+                        break;
+                    };
                     parts.push(self.format_sub_array(*element, &counts[1..], chunk, depth + 1));
                 }
                 if counts[0].unwrap_or(0) as usize > count {
@@ -304,16 +419,31 @@ impl Symbols {
                 format!("[{}]", parts.join(", "))
             }
             TypeKind::Other | TypeKind::Typedef { .. } | TypeKind::Qualified { .. } => {
-                format!("0x{}", bytes.iter().rev().map(|b| format!("{b:02x}")).collect::<String>())
+                format!(
+                    "0x{}",
+                    bytes
+                        .iter()
+                        .rev()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                )
             }
         }
     }
 
-    fn format_sub_array(&self, element: Option<TypeId>, inner: &[Option<u64>], bytes: &[u8], depth: u32) -> String {
+    fn format_sub_array(
+        &self,
+        element: Option<TypeId>,
+        inner: &[Option<u64>],
+        bytes: &[u8],
+        depth: u32,
+    ) -> String {
         if inner.is_empty() {
             return self.format_value(element, bytes, depth);
         }
-        let Some(size) = self.element_size(element, &inner[1..]) else { return "[…]".into() };
+        let Some(size) = self.element_size(element, &inner[1..]) else {
+            return "[…]".into();
+        };
         let parts: Vec<String> = (0..inner[0].unwrap_or(0) as usize)
             .filter_map(|i| bytes.get(i * size as usize..(i + 1) * size as usize))
             .map(|chunk| self.format_sub_array(element, &inner[1..], chunk, depth + 1))
@@ -338,16 +468,28 @@ impl Symbols {
     /// A member's type and bytes (bitfields shifted down into their own
     /// bytes), from the bytes of the whole struct.
     pub fn member_bytes(&self, member: &Member, whole: &[u8]) -> Option<(Option<TypeId>, Vec<u8>)> {
-        let size = member.ty.and_then(|t| self.resolve_type(t).size).unwrap_or(0) as usize;
+        let size = member
+            .ty
+            .and_then(|t| self.resolve_type(t).size)
+            .unwrap_or(0) as usize;
         match member.bits {
-            None => Some((member.ty, whole.get(member.offset as usize..member.offset as usize + size)?.to_vec())),
+            None => Some((
+                member.ty,
+                whole
+                    .get(member.offset as usize..member.offset as usize + size)?
+                    .to_vec(),
+            )),
             Some((bit_offset, bit_size)) => {
                 let start = member.offset as usize;
                 let mut raw = [0u8; 16];
                 let avail = whole.len().saturating_sub(start).min(16);
                 raw[..avail].copy_from_slice(&whole[start..start + avail]);
                 let word = u128::from_le_bytes(raw);
-                let mask = if bit_size >= 128 { u128::MAX } else { (1u128 << bit_size) - 1 };
+                let mask = if bit_size >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << bit_size) - 1
+                };
                 let mut value = (word >> bit_offset) & mask;
                 let signed = member
                     .ty
@@ -369,14 +511,24 @@ impl Symbols {
         let text = text.trim();
         let bytes = match &ty.kind {
             TypeKind::Base { encoding } if *encoding == gimli::DW_ATE_float => match size {
-                4 => text.parse::<f32>().context("not a number")?.to_le_bytes().to_vec(),
-                8 => text.parse::<f64>().context("not a number")?.to_le_bytes().to_vec(),
+                4 => text
+                    .parse::<f32>()
+                    .context("not a number")?
+                    .to_le_bytes()
+                    .to_vec(),
+                8 => text
+                    .parse::<f64>()
+                    .context("not a number")?
+                    .to_le_bytes()
+                    .to_vec(),
                 _ => bail!("cannot set a {size}-byte float"),
             },
             TypeKind::Enum { enumerators, .. } => {
                 let value = match enumerators.iter().find(|(n, _)| n == text) {
                     Some((_, v)) => *v,
-                    None => parse_int(text).with_context(|| format!("{text:?} is neither an enumerator nor a number"))?,
+                    None => parse_int(text).with_context(|| {
+                        format!("{text:?} is neither an enumerator nor a number")
+                    })?,
                 };
                 value.to_le_bytes()[..size].to_vec()
             }
@@ -385,14 +537,21 @@ impl Symbols {
                     1
                 } else if text == "false" {
                     0
-                } else if let Some(c) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')).filter(|c| c.len() == 1) {
+                } else if let Some(c) = text
+                    .strip_prefix('\'')
+                    .and_then(|t| t.strip_suffix('\''))
+                    .filter(|c| c.len() == 1)
+                {
                     c.as_bytes()[0] as i64
                 } else {
                     parse_int(text)?
                 };
                 value.to_le_bytes()[..size.min(8)].to_vec()
             }
-            _ => bail!("only numbers, enums and pointers can be set, not {}", ty.name),
+            _ => bail!(
+                "only numbers, enums and pointers can be set, not {}",
+                ty.name
+            ),
         };
         Ok(bytes)
     }
@@ -403,12 +562,21 @@ pub fn parse_int(text: &str) -> Result<i64> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let value = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let value = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         u64::from_str_radix(hex, 16).with_context(|| format!("{text:?} is not a number"))? as i64
     } else {
-        digits.parse::<u64>().with_context(|| format!("{text:?} is not a number"))? as i64
+        digits
+            .parse::<u64>()
+            .with_context(|| format!("{text:?} is not a number"))? as i64
     };
-    Ok(if negative { value.wrapping_neg() } else { value })
+    Ok(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
 }
 
 fn type_ref(unit: usize, entry: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeId> {
@@ -418,7 +586,10 @@ fn type_ref(unit: usize, entry: &gimli::DebuggingInformationEntry<Reader>) -> Op
     }
 }
 
-pub fn type_of_die(unit: usize, entry: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeId> {
+pub fn type_of_die(
+    unit: usize,
+    entry: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<TypeId> {
     type_ref(unit, entry)
 }
 
@@ -444,7 +615,11 @@ fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
         },
         gimli::DW_ATE_boolean => (int_of(bytes, false) != 0).to_string(),
         gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if bytes.len() == 1 => {
-            let v = if encoding == gimli::DW_ATE_signed_char { bytes[0] as i8 as i64 } else { bytes[0] as i64 };
+            let v = if encoding == gimli::DW_ATE_signed_char {
+                bytes[0] as i8 as i64
+            } else {
+                bytes[0] as i64
+            };
             let c = bytes[0] as char;
             if c.is_ascii_graphic() || c == ' ' {
                 format!("{v} '{c}'")
@@ -465,7 +640,10 @@ mod tests {
     fn integers() {
         assert_eq!(int_of(&[0xff], true), -1);
         assert_eq!(int_of(&[0xff], false), 255);
-        assert_eq!(format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff]), "-2");
+        assert_eq!(
+            format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff]),
+            "-2"
+        );
         assert_eq!(format_base(gimli::DW_ATE_signed_char, b"A"), "65 'A'");
         assert_eq!(parse_int("0x10").unwrap(), 16);
         assert_eq!(parse_int("-3").unwrap(), -3);

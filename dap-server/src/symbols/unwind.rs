@@ -44,26 +44,42 @@ impl Unwinder {
         let eh_frame = eh_frame.map(|(data, addr)| {
             let mut section = gimli::EhFrame::from(data);
             section.set_address_size(8);
-            (section, BaseAddresses::default().set_eh_frame(addr).set_text(text))
+            (
+                section,
+                BaseAddresses::default().set_eh_frame(addr).set_text(text),
+            )
         });
         let debug_frame = (!gimli::Reader::is_empty(&debug_frame)).then(|| {
             let mut section = gimli::DebugFrame::from(debug_frame);
             section.set_address_size(8);
             (section, BaseAddresses::default())
         });
-        Self { eh_frame, debug_frame }
+        Self {
+            eh_frame,
+            debug_frame,
+        }
     }
 
     /// The caller's rule row for `probe`, from whichever section has it.
     fn row_for(&self, probe: u64) -> Option<gimli::UnwindTableRow<usize>> {
         let mut ctx = Box::new(UnwindContext::new());
         if let Some((section, bases)) = &self.eh_frame {
-            if let Ok(row) = section.unwind_info_for_address(bases, &mut ctx, probe, gimli::EhFrame::cie_from_offset) {
+            if let Ok(row) = section.unwind_info_for_address(
+                bases,
+                &mut ctx,
+                probe,
+                gimli::EhFrame::cie_from_offset,
+            ) {
                 return Some(row.clone());
             }
         }
         if let Some((section, bases)) = &self.debug_frame {
-            if let Ok(row) = section.unwind_info_for_address(bases, &mut ctx, probe, gimli::DebugFrame::cie_from_offset) {
+            if let Ok(row) = section.unwind_info_for_address(
+                bases,
+                &mut ctx,
+                probe,
+                gimli::DebugFrame::cie_from_offset,
+            ) {
                 return Some(row.clone());
             }
         }
@@ -72,7 +88,12 @@ impl Unwinder {
 
     /// Computes this frame's CFA (kept in `frame.cfa`) and returns the
     /// caller's registers, or None at the bottom of the stack.
-    pub async fn unwind<M: TargetMemory>(&self, frame: &mut FrameRegs, is_top: bool, mem: &mut M) -> Result<Option<FrameRegs>> {
+    pub async fn unwind<M: TargetMemory>(
+        &self,
+        frame: &mut FrameRegs,
+        is_top: bool,
+        mem: &mut M,
+    ) -> Result<Option<FrameRegs>> {
         let pc = frame.pc();
         // A return address points after the call: look up the call itself.
         let probe = if is_top { pc } else { pc.saturating_sub(1) };
@@ -80,7 +101,9 @@ impl Unwinder {
         if let Some(row) = self.row_for(probe) {
             let cfa = match row.cfa() {
                 CfaRule::RegisterAndOffset { register, offset } => {
-                    let Some(base) = frame.get(register.0) else { bail!("CFA register {} unknown", register.0) };
+                    let Some(base) = frame.get(register.0) else {
+                        bail!("CFA register {} unknown", register.0)
+                    };
                     base.wrapping_add(*offset as u64)
                 }
                 CfaRule::Expression(_) => bail!("CFA expressions are not supported"),
@@ -90,7 +113,9 @@ impl Unwinder {
                 let value = match row.register(gimli::Register(reg)) {
                     RegisterRule::Undefined => None,
                     RegisterRule::SameValue => frame.get(reg),
-                    RegisterRule::Offset(off) => read_u64(mem, cfa.wrapping_add(off as u64)).await.ok(),
+                    RegisterRule::Offset(off) => {
+                        read_u64(mem, cfa.wrapping_add(off as u64)).await.ok()
+                    }
                     RegisterRule::ValOffset(off) => Some(cfa.wrapping_add(off as u64)),
                     RegisterRule::Register(other) => frame.get(other.0),
                     // Callee-saved registers without a rule keep their value.
@@ -108,7 +133,9 @@ impl Unwinder {
             caller.regs[RIP as usize] = ra;
         } else {
             // Frame-pointer chain: [rbp] = caller's rbp, [rbp+8] = return address.
-            let Some(rbp) = frame.get(RBP).filter(|&v| v != 0) else { return Ok(None) };
+            let Some(rbp) = frame.get(RBP).filter(|&v| v != 0) else {
+                return Ok(None);
+            };
             let saved_rbp = read_u64(mem, rbp).await?;
             let ra = read_u64(mem, rbp.wrapping_add(8)).await?;
             frame.cfa = Some(rbp.wrapping_add(16));

@@ -52,7 +52,11 @@ pub fn program_output(stream: UnixStream, args: Vec<String>) -> Result<()> {
 fn claim_output(token: &str) -> Result<OwnedFd> {
     let deadline = Instant::now() + OUTPUT_CLAIM_WAIT;
     loop {
-        let found = PARKED_OUTPUTS.lock().unwrap_or_else(|p| p.into_inner()).as_mut().and_then(|m| m.remove(token));
+        let found = PARKED_OUTPUTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|m| m.remove(token));
         if let Some(stream) = found {
             return Ok(OwnedFd::from(stream));
         }
@@ -78,8 +82,14 @@ fn parse_args(args: &[String]) -> Result<DebugRequest> {
     let mut request = DebugRequest::default();
     let mut rest = args.iter();
     loop {
-        let Some(flag) = rest.next() else { bail!("gdbserver: missing `--` and the program to run") };
-        let mut value = || rest.next().cloned().with_context(|| format!("gdbserver: {flag} needs a value"));
+        let Some(flag) = rest.next() else {
+            bail!("gdbserver: missing `--` and the program to run")
+        };
+        let mut value = || {
+            rest.next()
+                .cloned()
+                .with_context(|| format!("gdbserver: {flag} needs a value"))
+        };
         match flag.as_str() {
             "--" => break,
             "--stdout" => request.stdout_token = Some(value()?),
@@ -87,7 +97,9 @@ fn parse_args(args: &[String]) -> Result<DebugRequest> {
             "--cwd" => request.cwd = Some(value()?),
             "--env" => {
                 let pair = value()?;
-                let (name, val) = pair.split_once('=').with_context(|| format!("gdbserver: --env {pair:?} is not NAME=VALUE"))?;
+                let (name, val) = pair
+                    .split_once('=')
+                    .with_context(|| format!("gdbserver: --env {pair:?} is not NAME=VALUE"))?;
                 request.env.push((name.to_string(), val.to_string()));
             }
             other => bail!("gdbserver: unknown argument {other:?}"),
@@ -105,16 +117,32 @@ fn parse_args(args: &[String]) -> Result<DebugRequest> {
 /// kills or detaches it.
 pub fn gdbserver(stream: UnixStream, args: Vec<String>) -> Result<()> {
     let request = parse_args(&args)?;
-    let stdout = request.stdout_token.as_deref().map(claim_output).transpose()?;
-    let stderr = request.stderr_token.as_deref().map(claim_output).transpose()?;
+    let stdout = request
+        .stdout_token
+        .as_deref()
+        .map(claim_output)
+        .transpose()?;
+    let stderr = request
+        .stderr_token
+        .as_deref()
+        .map(claim_output)
+        .transpose()?;
     // The agent's own stdin is the console: the program reads nothing.
-    let stdin = std::fs::File::open("/dev/null").map(OwnedFd::from).context("open /dev/null")?;
+    let stdin = std::fs::File::open("/dev/null")
+        .map(OwnedFd::from)
+        .context("open /dev/null")?;
     // Keep a copy of stderr to say why a launch failed: the host sees the
     // RSP channel close and reads the reason there.
     let stderr_for_errors = stderr.as_ref().and_then(|fd| fd.try_clone().ok());
     let launch = Launch {
         argv: request.argv.iter().map(OsString::from).collect(),
-        env: Some(request.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()),
+        env: Some(
+            request
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect(),
+        ),
         cwd: request.cwd.as_ref().map(Into::into),
         stdin: Some(stdin),
         stdout,
@@ -142,7 +170,11 @@ mod tests {
 
     #[test]
     fn arguments_parse_into_a_request() {
-        let got = parse_args(&strings(&["--stdout", "a", "--stderr", "b", "--cwd", "/root", "--env", "X=1=2", "--", "/prog", "-v"])).unwrap();
+        let got = parse_args(&strings(&[
+            "--stdout", "a", "--stderr", "b", "--cwd", "/root", "--env", "X=1=2", "--", "/prog",
+            "-v",
+        ]))
+        .unwrap();
         assert_eq!(
             got,
             DebugRequest {
@@ -175,7 +207,10 @@ mod tests {
         let (agent_end, mut host_end) = UnixStream::pair().unwrap();
         program_output(agent_end, strings(&["test-token-err"])).unwrap();
         let (rsp_server, _rsp_client) = UnixStream::pair().unwrap();
-        let result = gdbserver(rsp_server, strings(&["--stderr", "test-token-err", "--", "/nonexistent/program"]));
+        let result = gdbserver(
+            rsp_server,
+            strings(&["--stderr", "test-token-err", "--", "/nonexistent/program"]),
+        );
         assert!(result.is_err());
         let mut said = String::new();
         host_end.read_to_string(&mut said).unwrap();
@@ -185,7 +220,11 @@ mod tests {
     #[test]
     fn an_unknown_output_token_is_an_error() {
         let (rsp_server, _rsp_client) = UnixStream::pair().unwrap();
-        let err = gdbserver(rsp_server, strings(&["--stdout", "never-opened", "--", "/bin/true"])).unwrap_err();
+        let err = gdbserver(
+            rsp_server,
+            strings(&["--stdout", "never-opened", "--", "/bin/true"]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("never-opened"), "{err}");
     }
 }

@@ -2,17 +2,20 @@
 //! Wait once it has ended and all its output is sent.
 
 use std::os::fd::OwnedFd;
-use std::sync::mpsc;
-use std::time::Duration;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use super::{spawn_pipe_writer, Connection, Program, Sink};
 use crate::protocol::*;
 
 pub(super) fn start(conn: &Connection, req: ExecRequest) -> Result<Reply, AgentError> {
     let Some(program) = req.argv.first() else {
-        return Err(AgentError::new(ErrorKind::BadRequest, "exec: argv is empty"));
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            "exec: argv is empty",
+        ));
     };
     let mut cmd = Command::new(program);
     cmd.args(&req.argv[1..]);
@@ -25,7 +28,11 @@ pub(super) fn start(conn: &Connection, req: ExecRequest) -> Result<Reply, AgentE
     }
     let pty_master = match req.stdio {
         StdioMode::Pipes => {
-            cmd.stdin(if req.stdin_stream.is_some() { Stdio::piped() } else { Stdio::null() });
+            cmd.stdin(if req.stdin_stream.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             // SAFETY: setsid is async-signal-safe. Its own session and
             // process group let Signal{group} reach `sh -c`'s children too.
@@ -38,7 +45,12 @@ pub(super) fn start(conn: &Connection, req: ExecRequest) -> Result<Reply, AgentE
             None
         }
         StdioMode::Pty { rows, cols } => {
-            let size = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+            let size = nix::pty::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
             let pty = nix::pty::openpty(Some(&size), None)
                 .map_err(|e| AgentError::new(ErrorKind::Io, format!("openpty: {e}")))?;
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| AgentError::io("dup pty", &e));
@@ -57,10 +69,18 @@ pub(super) fn start(conn: &Connection, req: ExecRequest) -> Result<Reply, AgentE
             Some(pty.master)
         }
     };
-    let mut child = cmd.spawn().map_err(|e| AgentError::io(&format!("exec {program}"), &e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| AgentError::io(&format!("exec {program}"), &e))?;
     drop(cmd); // closes our copies of the pty's program side
     let pid = child.id();
-    conn.state().programs.insert(pid, Program { status: None, waiters: Vec::new() });
+    conn.state().programs.insert(
+        pid,
+        Program {
+            status: None,
+            waiters: Vec::new(),
+        },
+    );
 
     // Each pump reports on `pumped` when its stream is closed.
     let (pumped_tx, pumped) = mpsc::channel::<()>();
@@ -84,9 +104,17 @@ pub(super) fn start(conn: &Connection, req: ExecRequest) -> Result<Reply, AgentE
             spawn_pump(conn, req.stderr_stream, Box::new(err));
         }
         Some(master) => {
-            let reader = std::fs::File::from(master.try_clone().map_err(|e| AgentError::io("dup pty", &e))?);
+            let reader = std::fs::File::from(
+                master
+                    .try_clone()
+                    .map_err(|e| AgentError::io("dup pty", &e))?,
+            );
             if let Some(stream) = req.stdin_stream {
-                claim_or_report(conn, stream, Sink::Pipe(spawn_pipe_writer(std::fs::File::from(master), drop)));
+                claim_or_report(
+                    conn,
+                    stream,
+                    Sink::Pipe(spawn_pipe_writer(std::fs::File::from(master), drop)),
+                );
             }
             spawn_pump(conn, req.stdout_stream, Box::new(reader));
         }

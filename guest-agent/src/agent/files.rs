@@ -28,19 +28,33 @@ pub(super) struct Incoming {
 }
 
 impl Incoming {
-    pub(super) fn create(request_id: u32, path: &str, mode: u32, size: u64, sha256: [u8; 32]) -> Result<Self, AgentError> {
+    pub(super) fn create(
+        request_id: u32,
+        path: &str,
+        mode: u32,
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Result<Self, AgentError> {
         let path = PathBuf::from(path);
         if !path.is_absolute() {
-            return Err(AgentError::new(ErrorKind::BadRequest, format!("put: {} is not an absolute path", path.display())));
+            return Err(AgentError::new(
+                ErrorKind::BadRequest,
+                format!("put: {} is not an absolute path", path.display()),
+            ));
         }
         let name = path.file_name().ok_or_else(|| {
-            AgentError::new(ErrorKind::BadRequest, format!("put: {} names no file", path.display()))
+            AgentError::new(
+                ErrorKind::BadRequest,
+                format!("put: {} names no file", path.display()),
+            )
         })?;
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(&format!("put: mkdir {}", parent.display()), &e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| AgentError::io(&format!("put: mkdir {}", parent.display()), &e))?;
         }
         let temp = path.with_file_name(format!(".{}.vmdbg-part", name.to_string_lossy()));
-        let file = std::fs::File::create(&temp).map_err(|e| AgentError::io(&format!("put: create {}", temp.display()), &e))?;
+        let file = std::fs::File::create(&temp)
+            .map_err(|e| AgentError::io(&format!("put: create {}", temp.display()), &e))?;
         Ok(Incoming {
             request_id,
             path,
@@ -63,7 +77,10 @@ impl Incoming {
         self.written += bytes.len() as u64;
         if let Some(file) = &mut self.file {
             if let Err(e) = file.write_all(bytes) {
-                self.failed = Some(AgentError::io(&format!("put: write {}", self.temp.display()), &e));
+                self.failed = Some(AgentError::io(
+                    &format!("put: write {}", self.temp.display()),
+                    &e,
+                ));
             }
         }
     }
@@ -85,12 +102,20 @@ impl Incoming {
         if self.written != self.expected_size {
             return Err(AgentError::new(
                 ErrorKind::Corrupt,
-                format!("put {}: received {} bytes, expected {}", self.path.display(), self.written, self.expected_size),
+                format!(
+                    "put {}: received {} bytes, expected {}",
+                    self.path.display(),
+                    self.written,
+                    self.expected_size
+                ),
             ));
         }
         let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         if digest != self.expected_sha256 {
-            return Err(AgentError::new(ErrorKind::Corrupt, format!("put {}: SHA-256 mismatch", self.path.display())));
+            return Err(AgentError::new(
+                ErrorKind::Corrupt,
+                format!("put {}: SHA-256 mismatch", self.path.display()),
+            ));
         }
         let file = self.file.take().expect("file open until finish");
         file.set_permissions(std::fs::Permissions::from_mode(self.mode & 0o7777))
@@ -111,10 +136,16 @@ impl Incoming {
 /// sends the returned reply after that.
 pub(super) fn send(conn: &Connection, path: &str, stream: u32) -> Result<Reply, AgentError> {
     let path = Path::new(path);
-    let mut file = std::fs::File::open(path).map_err(|e| AgentError::io(&format!("get {}", path.display()), &e))?;
-    let meta = file.metadata().map_err(|e| AgentError::io(&format!("get {}", path.display()), &e))?;
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| AgentError::io(&format!("get {}", path.display()), &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| AgentError::io(&format!("get {}", path.display()), &e))?;
     if !meta.is_file() {
-        return Err(AgentError::new(ErrorKind::BadRequest, format!("get {}: not a regular file", path.display())));
+        return Err(AgentError::new(
+            ErrorKind::BadRequest,
+            format!("get {}: not a regular file", path.display()),
+        ));
     }
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -135,5 +166,9 @@ pub(super) fn send(conn: &Connection, path: &str, stream: u32) -> Result<Reply, 
     };
     let _ = conn.writer.send(&Frame::close(stream));
     outcome?;
-    Ok(Reply::File { size, mode: meta.permissions().mode(), sha256: hasher.finalize().into() })
+    Ok(Reply::File {
+        size,
+        mode: meta.permissions().mode(),
+        sha256: hasher.finalize().into(),
+    })
 }

@@ -70,11 +70,17 @@ impl Connection {
     /// Registers a sink for a host stream, refusing ids in use.
     fn claim_stream(&self, stream: u32, sink: Sink) -> Result<(), AgentError> {
         if stream == CONTROL_STREAM {
-            return Err(AgentError::new(ErrorKind::StreamInUse, "stream 0 is the control stream"));
+            return Err(AgentError::new(
+                ErrorKind::StreamInUse,
+                "stream 0 is the control stream",
+            ));
         }
         let mut state = self.state();
         if state.sinks.contains_key(&stream) {
-            return Err(AgentError::new(ErrorKind::StreamInUse, format!("stream {stream} is already open")));
+            return Err(AgentError::new(
+                ErrorKind::StreamInUse,
+                format!("stream {stream} is already open"),
+            ));
         }
         state.sinks.insert(stream, sink);
         Ok(())
@@ -89,7 +95,11 @@ impl Connection {
             match source.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if self.writer.send(&Frame::data(stream, buf[..n].to_vec())).is_err() {
+                    if self
+                        .writer
+                        .send(&Frame::data(stream, buf[..n].to_vec()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -112,7 +122,12 @@ fn spawn_pipe_writer<W: Write + Send + 'static>(
         let mut broken = false;
         while let Ok(Some(bytes)) = rx.recv() {
             // After EPIPE keep draining so the sender never blocks.
-            if !broken && target.write_all(&bytes).and_then(|_| target.flush()).is_err() {
+            if !broken
+                && target
+                    .write_all(&bytes)
+                    .and_then(|_| target.flush())
+                    .is_err()
+            {
                 broken = true;
             }
         }
@@ -123,19 +138,26 @@ fn spawn_pipe_writer<W: Write + Send + 'static>(
 
 /// The capabilities this agent reports in its Hello reply.
 pub fn capabilities() -> Vec<String> {
-    let mut caps: Vec<String> =
-        ["exec", "exec.pty", "signal", "wait", "file.put", "file.get", "poweroff", "channel"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    let mut caps: Vec<String> = [
+        "exec", "exec.pty", "signal", "wait", "file.put", "file.get", "poweroff", "channel",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     caps.extend(services::names().iter().map(|s| format!("service.{s}")));
     caps
 }
 
 /// Serves one connection until its byte stream ends. Sends `Ready` first.
 pub fn serve(reader: impl Read, writer: impl Write + Send + 'static) -> std::io::Result<()> {
-    let conn = Connection { writer: Arc::new(FrameWriter::new(writer)), state: Default::default() };
-    conn.event(Event::Ready { agent_version: env!("CARGO_PKG_VERSION").into(), uptime_ms: uptime_ms() });
+    let conn = Connection {
+        writer: Arc::new(FrameWriter::new(writer)),
+        state: Default::default(),
+    };
+    conn.event(Event::Ready {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        uptime_ms: uptime_ms(),
+    });
     let mut frames = FrameReader::new(reader);
     loop {
         let frame = match frames.read_frame() {
@@ -148,15 +170,24 @@ pub fn serve(reader: impl Read, writer: impl Write + Send + 'static) -> std::io:
             Err(e) => return Err(e),
         };
         match frame.kind {
-            FrameKind::Control if frame.stream == CONTROL_STREAM => match decode_control(&frame.payload) {
-                Ok((id, Message::Request(request))) => handle_request(&conn, id, request),
-                Ok((_, other)) => conn.protocol_error(format!("the agent takes requests, not {other:?}"), None),
-                Err((Some(id), why)) => conn.reply(id, Err(AgentError::new(ErrorKind::BadRequest, why))),
-                Err((None, why)) => conn.protocol_error(why, None),
-            },
-            FrameKind::Control => {
-                conn.protocol_error(format!("control frame on stream {} (only 0 carries control)", frame.stream), Some(frame.stream))
+            FrameKind::Control if frame.stream == CONTROL_STREAM => {
+                match decode_control(&frame.payload) {
+                    Ok((id, Message::Request(request))) => handle_request(&conn, id, request),
+                    Ok((_, other)) => conn
+                        .protocol_error(format!("the agent takes requests, not {other:?}"), None),
+                    Err((Some(id), why)) => {
+                        conn.reply(id, Err(AgentError::new(ErrorKind::BadRequest, why)))
+                    }
+                    Err((None, why)) => conn.protocol_error(why, None),
+                }
             }
+            FrameKind::Control => conn.protocol_error(
+                format!(
+                    "control frame on stream {} (only 0 carries control)",
+                    frame.stream
+                ),
+                Some(frame.stream),
+            ),
             FrameKind::Data | FrameKind::Close if frame.stream == CONTROL_STREAM => {
                 conn.protocol_error("data or close frame on the control stream".into(), Some(0))
             }
@@ -182,7 +213,10 @@ fn stream_data(conn: &Connection, stream: u32, bytes: Vec<u8>) {
         Some(Sink::File(incoming)) => incoming.write(&bytes),
         None => {
             drop(state);
-            conn.protocol_error(format!("data on stream {stream}, which is not open"), Some(stream));
+            conn.protocol_error(
+                format!("data on stream {stream}, which is not open"),
+                Some(stream),
+            );
         }
     }
 }
@@ -202,8 +236,15 @@ fn stream_close(conn: &Connection, stream: u32) {
 
 fn handle_request(conn: &Connection, id: u32, request: Request) {
     match request {
-        Request::Hello { versions, capabilities: _ } => {
-            let common = versions.iter().copied().filter(|v| PROTOCOL_VERSIONS.contains(v)).max();
+        Request::Hello {
+            versions,
+            capabilities: _,
+        } => {
+            let common = versions
+                .iter()
+                .copied()
+                .filter(|v| PROTOCOL_VERSIONS.contains(v))
+                .max();
             conn.reply(
                 id,
                 match common {
@@ -227,7 +268,10 @@ fn handle_request(conn: &Connection, id: u32, request: Request) {
         Request::Signal { pid, signal, group } => {
             let known = conn.state().programs.contains_key(&pid);
             let result = if !known {
-                Err(AgentError::new(ErrorKind::NotFound, format!("no program with pid {pid} was started here")))
+                Err(AgentError::new(
+                    ErrorKind::NotFound,
+                    format!("no program with pid {pid} was started here"),
+                ))
             } else {
                 let target = if group { -(pid as i32) } else { pid as i32 };
                 // SAFETY: kill has no memory-safety preconditions.
@@ -244,9 +288,18 @@ fn handle_request(conn: &Connection, id: u32, request: Request) {
             match state.programs.get_mut(&pid) {
                 None => {
                     drop(state);
-                    conn.reply(id, Err(AgentError::new(ErrorKind::NotFound, format!("no program with pid {pid}"))));
+                    conn.reply(
+                        id,
+                        Err(AgentError::new(
+                            ErrorKind::NotFound,
+                            format!("no program with pid {pid}"),
+                        )),
+                    );
                 }
-                Some(Program { status: Some(status), .. }) => {
+                Some(Program {
+                    status: Some(status),
+                    ..
+                }) => {
                     let status = *status;
                     drop(state);
                     conn.reply(id, Ok(Reply::Exited(status)));
@@ -254,7 +307,13 @@ fn handle_request(conn: &Connection, id: u32, request: Request) {
                 Some(program) => program.waiters.push(id),
             }
         }
-        Request::PutFile { path, mode, size, sha256, stream } => {
+        Request::PutFile {
+            path,
+            mode,
+            size,
+            sha256,
+            stream,
+        } => {
             match files::Incoming::create(id, &path, mode, size, sha256) {
                 Ok(incoming) => {
                     if let Err(e) = conn.claim_stream(stream, Sink::File(incoming)) {
@@ -277,7 +336,11 @@ fn handle_request(conn: &Connection, id: u32, request: Request) {
                 conn.reply(id, result);
             });
         }
-        Request::OpenChannel { stream, service, args } => {
+        Request::OpenChannel {
+            stream,
+            service,
+            args,
+        } => {
             let result = services::open(conn, stream, &service, args);
             conn.reply(id, result.map(|()| Reply::Done));
         }
@@ -295,17 +358,26 @@ fn power_off() {
         libc::sync();
         libc::reboot(libc::RB_POWER_OFF);
     }
-    eprintln!("vmdbg-agent: poweroff failed: {}", std::io::Error::last_os_error());
+    eprintln!(
+        "vmdbg-agent: poweroff failed: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn uptime_ms() -> u64 {
     std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|f| f.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<f64>().ok())
+        })
         .map(|secs| (secs * 1000.0) as u64)
         .unwrap_or(0)
 }

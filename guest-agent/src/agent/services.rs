@@ -33,11 +33,19 @@ fn echo(mut stream: UnixStream, _args: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn open(conn: &Connection, stream: u32, name: &str, args: Vec<String>) -> Result<(), AgentError> {
+pub(super) fn open(
+    conn: &Connection,
+    stream: u32,
+    name: &str,
+    args: Vec<String>,
+) -> Result<(), AgentError> {
     let Some((_, service)) = SERVICES.iter().find(|(n, _)| *n == name) else {
         return Err(AgentError::new(
             ErrorKind::NotFound,
-            format!("no service `{name}` in this agent (it has: {})", names().join(", ")),
+            format!(
+                "no service `{name}` in this agent (it has: {})",
+                names().join(", ")
+            ),
         ));
     };
     let (ours, theirs) = UnixStream::pair().map_err(|e| AgentError::io("socketpair", &e))?;

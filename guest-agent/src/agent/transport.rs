@@ -32,7 +32,11 @@ pub fn serve_virtio_port(name: &str) -> ! {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         };
-        match std::fs::OpenOptions::new().read(true).write(true).open(&dev) {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dev)
+        {
             Ok(port) => {
                 let reader = port.try_clone().expect("dup virtio port");
                 if let Err(e) = super::serve(reader, port) {
@@ -49,13 +53,24 @@ pub fn serve_virtio_port(name: &str) -> ! {
 /// Listens on vsock `port` (any CID) and serves each connection on its
 /// own thread.
 pub fn serve_vsock(port: u32) -> anyhow::Result<()> {
-    use nix::sys::socket::{accept, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
+    use nix::sys::socket::{
+        accept, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, VsockAddr,
+    };
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let listener = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| anyhow::anyhow!("vsock socket (is vmw_vsock_virtio_transport loaded?): {e}"))?;
-    bind(listener.as_raw_fd(), &VsockAddr::new(libc::VMADDR_CID_ANY, port))
-        .map_err(|e| anyhow::anyhow!("bind vsock port {port}: {e}"))?;
-    listen(&listener, Backlog::new(4).expect("backlog")).map_err(|e| anyhow::anyhow!("listen vsock: {e}"))?;
+    let listener = socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("vsock socket (is vmw_vsock_virtio_transport loaded?): {e}"))?;
+    bind(
+        listener.as_raw_fd(),
+        &VsockAddr::new(libc::VMADDR_CID_ANY, port),
+    )
+    .map_err(|e| anyhow::anyhow!("bind vsock port {port}: {e}"))?;
+    listen(&listener, Backlog::new(4).expect("backlog"))
+        .map_err(|e| anyhow::anyhow!("listen vsock: {e}"))?;
     loop {
         let fd = accept(listener.as_raw_fd()).map_err(|e| anyhow::anyhow!("accept vsock: {e}"))?;
         // SAFETY: accept returned a new descriptor that nothing else owns.

@@ -63,15 +63,26 @@ pub struct Frame {
 
 impl Frame {
     pub fn data(stream: u32, payload: Vec<u8>) -> Self {
-        Frame { kind: FrameKind::Data, stream, payload }
+        Frame {
+            kind: FrameKind::Data,
+            stream,
+            payload,
+        }
     }
     pub fn close(stream: u32) -> Self {
-        Frame { kind: FrameKind::Close, stream, payload: Vec::new() }
+        Frame {
+            kind: FrameKind::Close,
+            stream,
+            payload: Vec::new(),
+        }
     }
 
     /// The bytes of this frame on the wire.
     pub fn encode(&self) -> Vec<u8> {
-        assert!(self.payload.len() <= MAX_PAYLOAD, "frame payload over MAX_PAYLOAD");
+        assert!(
+            self.payload.len() <= MAX_PAYLOAD,
+            "frame payload over MAX_PAYLOAD"
+        );
         let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
         out.extend_from_slice(&MAGIC);
         out.push(WIRE_VERSION);
@@ -181,7 +192,11 @@ impl FrameDecoder {
         if !pending.starts_with(&MAGIC) {
             let skip = find_magic(pending).unwrap_or(
                 // Keep a trailing first magic byte: its second may be next.
-                if pending.last() == Some(&MAGIC[0]) { pending.len() - 1 } else { pending.len() },
+                if pending.last() == Some(&MAGIC[0]) {
+                    pending.len() - 1
+                } else {
+                    pending.len()
+                },
             );
             if skip == 0 {
                 return None;
@@ -220,17 +235,24 @@ impl FrameDecoder {
             // A magic near the end of what has arrived may be such a
             // header whose bytes are still on their way: wait for them.
             let incomplete = (1..total).any(|at| {
-                at + HEADER_LEN > pending.len() && (pending[at..].starts_with(&MAGIC) || pending[at..] == MAGIC[..1])
+                at + HEADER_LEN > pending.len()
+                    && (pending[at..].starts_with(&MAGIC) || pending[at..] == MAGIC[..1])
             });
             if incomplete {
                 return None;
             }
-            let skip = (1..total).find(|&at| valid_header_at(pending, at)).unwrap_or(total);
+            let skip = (1..total)
+                .find(|&at| valid_header_at(pending, at))
+                .unwrap_or(total);
             self.start += skip;
             return Some(Err(FrameError::PayloadChecksum { stream }));
         } else {
             match FrameKind::from_byte(kind) {
-                Some(kind) => Ok(Frame { kind, stream, payload: payload.to_vec() }),
+                Some(kind) => Ok(Frame {
+                    kind,
+                    stream,
+                    payload: payload.to_vec(),
+                }),
                 None => Err(FrameError::UnknownKind { kind, stream }),
             }
         };
@@ -241,7 +263,9 @@ impl FrameDecoder {
 
 /// A magic and a matching header checksum at `at`.
 fn valid_header_at(bytes: &[u8], at: usize) -> bool {
-    let Some(header) = bytes.get(at..at + HEADER_LEN) else { return false };
+    let Some(header) = bytes.get(at..at + HEADER_LEN) else {
+        return false;
+    };
     header.starts_with(&MAGIC) && crc32fast::hash(&header[..16]).to_le_bytes() == header[16..20]
 }
 
@@ -258,7 +282,11 @@ pub struct FrameReader<R> {
 
 impl<R: std::io::Read> FrameReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, decoder: FrameDecoder::new(), chunk: vec![0; 256 * 1024] }
+        Self {
+            inner,
+            decoder: FrameDecoder::new(),
+            chunk: vec![0; 256 * 1024],
+        }
     }
 
     /// The next frame or framing error; an io error (or EOF, as
@@ -294,7 +322,11 @@ mod tests {
     #[test]
     fn round_trip_byte_by_byte() {
         let frames = [
-            Frame { kind: FrameKind::Control, stream: 0, payload: b"hello".to_vec() },
+            Frame {
+                kind: FrameKind::Control,
+                stream: 0,
+                payload: b"hello".to_vec(),
+            },
             Frame::data(7, vec![0xAB; 70_000]),
             Frame::close(7),
         ];
@@ -316,7 +348,13 @@ mod tests {
         let mut wire = b"xxVxx".to_vec();
         wire.extend(&good);
         let got = decode_all(&wire);
-        assert_eq!(got, vec![Err(FrameError::Garbage { skipped: 5 }), Ok(Frame::data(3, b"abc".to_vec()))]);
+        assert_eq!(
+            got,
+            vec![
+                Err(FrameError::Garbage { skipped: 5 }),
+                Ok(Frame::data(3, b"abc".to_vec()))
+            ]
+        );
     }
 
     #[test]
@@ -327,7 +365,10 @@ mod tests {
         wire.extend(Frame::close(5).encode());
         assert_eq!(
             decode_all(&wire),
-            vec![Err(FrameError::PayloadChecksum { stream: 5 }), Ok(Frame::close(5))]
+            vec![
+                Err(FrameError::PayloadChecksum { stream: 5 }),
+                Ok(Frame::close(5))
+            ]
         );
     }
 
@@ -351,7 +392,13 @@ mod tests {
         wire.extend(Frame::close(2).encode());
         assert_eq!(
             decode_all(&wire),
-            vec![Err(FrameError::TooLong { stream: 2, length: MAX_PAYLOAD as u32 + 1 }), Ok(Frame::close(2))]
+            vec![
+                Err(FrameError::TooLong {
+                    stream: 2,
+                    length: MAX_PAYLOAD as u32 + 1
+                }),
+                Ok(Frame::close(2))
+            ]
         );
     }
 
@@ -387,7 +434,9 @@ mod tests {
             let mut wire = Vec::new();
             for i in 0..(rand() % 4) {
                 let len = (rand() % 300) as usize;
-                wire.extend(Frame::data(i as u32 + 1, (0..len).map(|_| rand() as u8).collect()).encode());
+                wire.extend(
+                    Frame::data(i as u32 + 1, (0..len).map(|_| rand() as u8).collect()).encode(),
+                );
             }
             // Damage: flip, insert or delete a few bytes.
             for _ in 0..(rand() % 4) {
@@ -417,7 +466,10 @@ mod tests {
                     got.push(r);
                 }
             }
-            assert!(got.contains(&Ok(sentinel.clone())), "round {round}: the intact frame after the damage was lost: {got:?}");
+            assert!(
+                got.contains(&Ok(sentinel.clone())),
+                "round {round}: the intact frame after the damage was lost: {got:?}"
+            );
         }
     }
 }

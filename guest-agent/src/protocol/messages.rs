@@ -23,7 +23,10 @@ pub enum Message {
 pub enum Request {
     /// The first request of a connection: the versions and capabilities the
     /// host has; the reply picks the highest common version.
-    Hello { versions: Vec<u16>, capabilities: Vec<String> },
+    Hello {
+        versions: Vec<u16>,
+        capabilities: Vec<String>,
+    },
     /// Start a program. Replies `Started` as soon as it runs; its output
     /// arrives as data frames on the streams named here, then a close frame.
     Exec(ExecRequest),
@@ -35,13 +38,23 @@ pub enum Request {
     /// Write a file: its content follows as data frames on `stream`, ended by
     /// a close frame; the reply (`Done`) comes after size and SHA-256 match
     /// and the file was renamed into place with `mode`.
-    PutFile { path: String, mode: u32, size: u64, sha256: [u8; 32], stream: u32 },
+    PutFile {
+        path: String,
+        mode: u32,
+        size: u64,
+        sha256: [u8; 32],
+        stream: u32,
+    },
     /// Read a file: its content is sent as data frames on `stream`, a close
     /// frame, then the reply `File` with size, mode and SHA-256.
     GetFile { path: String, stream: u32 },
     /// A raw byte stream to a service in the agent (e.g. `gdbserver`, whose
     /// gdb remote protocol then travels as data frames on `stream`).
-    OpenChannel { stream: u32, service: String, args: Vec<String> },
+    OpenChannel {
+        stream: u32,
+        service: String,
+        args: Vec<String>,
+    },
     /// Sync disks and power the guest off; replies `Done` first.
     Poweroff,
 }
@@ -70,10 +83,21 @@ pub enum StdioMode {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum Reply {
-    Hello { version: u16, capabilities: Vec<String>, agent_version: String, kernel: String },
-    Started { pid: u32 },
+    Hello {
+        version: u16,
+        capabilities: Vec<String>,
+        agent_version: String,
+        kernel: String,
+    },
+    Started {
+        pid: u32,
+    },
     Exited(ExitStatus),
-    File { size: u64, mode: u32, sha256: [u8; 32] },
+    File {
+        size: u64,
+        mode: u32,
+        sha256: [u8; 32],
+    },
     Done,
 }
 
@@ -96,9 +120,15 @@ impl ExitStatus {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum Event {
     /// Sent by the agent each time its end of the channel opens.
-    Ready { agent_version: String, uptime_ms: u64 },
+    Ready {
+        agent_version: String,
+        uptime_ms: u64,
+    },
     /// Bytes that were not a valid frame or message were dropped.
-    ProtocolError { message: String, stream: Option<u32> },
+    ProtocolError {
+        message: String,
+        stream: Option<u32>,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -131,10 +161,17 @@ impl std::error::Error for AgentError {}
 
 impl AgentError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        AgentError { kind, message: message.into() }
+        AgentError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn io(what: &str, e: &std::io::Error) -> Self {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        };
         AgentError::new(kind, format!("{what}: {e}"))
     }
 }
@@ -153,7 +190,10 @@ pub fn decode_control(payload: &[u8]) -> Result<(u32, Message), (Option<u32>, St
         .map_err(|e| (None, format!("control payload has no correlation id: {e}")))?;
     match postcard::from_bytes::<Message>(rest) {
         Ok(m) => Ok((id, m)),
-        Err(e) => Err((Some(id), format!("control message {id} does not decode: {e}"))),
+        Err(e) => Err((
+            Some(id),
+            format!("control message {id} does not decode: {e}"),
+        )),
     }
 }
 

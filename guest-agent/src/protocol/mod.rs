@@ -22,7 +22,9 @@ pub struct FrameWriter {
 
 impl FrameWriter {
     pub fn new(inner: impl Write + Send + 'static) -> Self {
-        Self { inner: Mutex::new(Box::new(inner)) }
+        Self {
+            inner: Mutex::new(Box::new(inner)),
+        }
     }
 
     pub fn send(&self, frame: &Frame) -> std::io::Result<()> {
@@ -41,7 +43,11 @@ impl FrameWriter {
     }
 
     pub fn send_control(&self, id: u32, message: &Message) -> std::io::Result<()> {
-        self.send(&Frame { kind: FrameKind::Control, stream: CONTROL_STREAM, payload: encode_control(id, message) })
+        self.send(&Frame {
+            kind: FrameKind::Control,
+            stream: CONTROL_STREAM,
+            payload: encode_control(id, message),
+        })
     }
 
     /// Sends `bytes` as data frames of at most `DATA_CHUNK` bytes.

@@ -60,7 +60,10 @@ pub fn find_qemu() -> Result<PathBuf> {
 
 impl QemuEngine {
     pub fn new(accel: Accel) -> Result<Self> {
-        Ok(QemuEngine { binary: find_qemu()?, accel })
+        Ok(QemuEngine {
+            binary: find_qemu()?,
+            accel,
+        })
     }
 
     fn command(&self, spec: &VmSpec, dir: &Path) -> Command {
@@ -84,19 +87,51 @@ impl QemuEngine {
         let sock = |name: &str| dir.join(name).display().to_string();
         cmd.args(["-M", "microvm,acpi=on"])
             .args(accel)
-            .args(["-m", &format!("{}M", spec.mem_mib), "-smp", &spec.cpus.to_string()])
-            .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+            .args([
+                "-m",
+                &format!("{}M", spec.mem_mib),
+                "-smp",
+                &spec.cpus.to_string(),
+            ])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
             .arg("-kernel")
             .arg(&spec.image.kernel)
             .arg("-initrd")
             .arg(&spec.image.initrd)
             .args(["-append", &cmdline])
-            .args(["-chardev", &format!("file,id=console,path={}", sock("console.log")), "-serial", "chardev:console"])
-            .args(["-chardev", &format!("socket,id=qmp,path={}", sock("qmp.sock")), "-mon", "chardev=qmp,mode=control"])
-            .args(["-chardev", &format!("socket,id=gdb,path={},server=on,wait=off", sock("gdb.sock")), "-gdb", "chardev:gdb"])
+            .args([
+                "-chardev",
+                &format!("file,id=console,path={}", sock("console.log")),
+                "-serial",
+                "chardev:console",
+            ])
+            .args([
+                "-chardev",
+                &format!("socket,id=qmp,path={}", sock("qmp.sock")),
+                "-mon",
+                "chardev=qmp,mode=control",
+            ])
+            .args([
+                "-chardev",
+                &format!("socket,id=gdb,path={},server=on,wait=off", sock("gdb.sock")),
+                "-gdb",
+                "chardev:gdb",
+            ])
             .args(["-device", "virtio-serial-device,max_ports=2"])
-            .args(["-chardev", &format!("socket,id=agent,path={}", sock("agent.sock"))])
-            .args(["-device", &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}")]);
+            .args([
+                "-chardev",
+                &format!("socket,id=agent,path={}", sock("agent.sock")),
+            ])
+            .args([
+                "-device",
+                &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+            ]);
         if spec.start_paused {
             cmd.arg("-S");
         }
@@ -107,13 +142,27 @@ impl QemuEngine {
 /// The host's TSC frequency in kHz, from /proc/cpuinfo.
 fn host_tsc_khz() -> Option<u64> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     Some((mhz * 1000.0) as u64)
 }
 
 impl Engine for QemuEngine {
     fn describe(&self) -> String {
-        format!("qemu ({})", if self.accel == Accel::Kvm { "kvm" } else { "tcg" })
+        format!(
+            "qemu ({})",
+            if self.accel == Accel::Kvm {
+                "kvm"
+            } else {
+                "tcg"
+            }
+        )
     }
 
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
@@ -145,18 +194,19 @@ impl Engine for QemuEngine {
             .spawn()
             .with_context(|| format!("start {}", self.binary.display()))?;
         let stderr_tail = relay_stderr(child.stderr.take().expect("piped stderr"));
-        let connect = |listener: &UnixListener, child: &mut Child, what: &str| -> Result<UnixStream> {
-            accept_while_alive(listener, child, Duration::from_secs(30)).map_err(|e| {
-                let _ = child.kill();
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                std::thread::sleep(Duration::from_millis(50)); // let the relay print QEMU's last words
-                anyhow::anyhow!(
+        let connect =
+            |listener: &UnixListener, child: &mut Child, what: &str| -> Result<UnixStream> {
+                accept_while_alive(listener, child, Duration::from_secs(30)).map_err(|e| {
+                    let _ = child.kill();
+                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    std::thread::sleep(Duration::from_millis(50)); // let the relay print QEMU's last words
+                    anyhow::anyhow!(
                     "QEMU ({}) did not connect its {what} socket: {e} ({status}); its stderr:\n{}",
                     self.binary.display(),
                     stderr_tail.lock().unwrap().join("\n")
                 )
-            })
-        };
+                })
+            };
         let qmp_stream = connect(&qmp_listener, &mut child, "QMP")?;
         let agent_stream = connect(&agent_listener, &mut child, "agent")?;
         let qmp = qmp::Qmp::handshake(qmp_stream).context("QMP handshake with QEMU")?;
@@ -175,7 +225,11 @@ impl Engine for QemuEngine {
 }
 
 /// Accepts one connection, giving up if the child exits or time runs out.
-fn accept_while_alive(listener: &UnixListener, child: &mut Child, limit: Duration) -> Result<UnixStream> {
+fn accept_while_alive(
+    listener: &UnixListener,
+    child: &mut Child,
+    limit: Duration,
+) -> Result<UnixStream> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + limit;
     loop {

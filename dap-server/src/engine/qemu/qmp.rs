@@ -15,7 +15,10 @@ impl Qmp {
     /// Reads the greeting and enters command mode.
     pub fn handshake(stream: UnixStream) -> Result<Self> {
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut qmp = Qmp { reader: BufReader::new(stream.try_clone()?), writer: stream };
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
             bail!("QMP greeting expected, got {greeting}");
@@ -29,11 +32,13 @@ impl Qmp {
         if self.reader.read_line(&mut line).context("read from QMP")? == 0 {
             bail!("QEMU closed its QMP socket");
         }
-        serde_json::from_str(&line).with_context(|| format!("QMP sent something that is not JSON: {line:?}"))
+        serde_json::from_str(&line)
+            .with_context(|| format!("QMP sent something that is not JSON: {line:?}"))
     }
 
     pub fn execute(&mut self, command: &str) -> Result<()> {
-        writeln!(self.writer, "{}", serde_json::json!({ "execute": command })).context("write to QMP")?;
+        writeln!(self.writer, "{}", serde_json::json!({ "execute": command }))
+            .context("write to QMP")?;
         loop {
             let message = self.read_message()?;
             if message.get("return").is_some() {
