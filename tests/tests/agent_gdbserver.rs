@@ -283,7 +283,7 @@ fn gdb_null_dereference_stops_with_sigsegv_at_the_faulting_line() {
         "{gdb}"
     );
     assert!(
-        gdb.contains(&format!("#0  0x")) && gdb.contains(&format!("read_through (p=0x0) at ")),
+        gdb.contains("#0  0x") && gdb.contains("read_through (p=0x0) at "),
         "{gdb}"
     );
     assert!(
@@ -320,8 +320,7 @@ fn gdb_reports_signals_and_delivers_them_when_continued() {
     assert!(gdb.contains("Program received signal SIGUSR1"), "{gdb}");
     assert!(gdb.contains("Program received signal SIGABRT"), "{gdb}");
     assert!(
-        gdb.contains(&format!(" in main () at "))
-            && gdb.contains(&format!("signals.c:{abort_line}")),
+        gdb.contains(" in main () at ") && gdb.contains(&format!("signals.c:{abort_line}")),
         "{gdb}"
     );
     assert!(

@@ -25,7 +25,7 @@ enum Sink {
     /// tells it the host closed the stream.
     Pipe(mpsc::Sender<Option<Vec<u8>>>),
     /// A file being written by PutFile.
-    File(files::Incoming),
+    File(Box<files::Incoming>),
 }
 
 /// A program started by Exec.
@@ -200,7 +200,7 @@ pub fn serve(reader: impl Read, writer: impl Write + Send + 'static) -> std::io:
     for (_, sink) in sinks {
         match sink {
             Sink::Pipe(tx) => drop(tx.send(None)),
-            Sink::File(incoming) => incoming.abandon(),
+            Sink::File(incoming) => (*incoming).abandon(),
         }
     }
     Ok(())
@@ -226,7 +226,7 @@ fn stream_close(conn: &Connection, stream: u32) {
     match sink {
         Some(Sink::Pipe(tx)) => drop(tx.send(None)),
         Some(Sink::File(incoming)) => {
-            let (id, result) = incoming.finish();
+            let (id, result) = (*incoming).finish();
             conn.reply(id, result);
         }
         // Closing a stream twice, or one we never knew, harms nothing.
@@ -316,7 +316,7 @@ fn handle_request(conn: &Connection, id: u32, request: Request) {
         } => {
             match files::Incoming::create(id, &path, mode, size, sha256) {
                 Ok(incoming) => {
-                    if let Err(e) = conn.claim_stream(stream, Sink::File(incoming)) {
+                    if let Err(e) = conn.claim_stream(stream, Sink::File(Box::new(incoming))) {
                         conn.reply(id, Err(e));
                     }
                 }
