@@ -30,6 +30,24 @@ use error::Result;
 use vcpu::{VcpuEvent, VmEnd};
 use vm::{Vm, VmConfig};
 
+/// Logs to stderr, shared by vmdbg's binaries: `RUST_LOG` when set, else
+/// warnings, and more detail for each `-v` (info, debug, trace).
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// How a debugger reaches the VM.
 #[derive(Clone, Debug)]
 pub struct GdbOptions {
