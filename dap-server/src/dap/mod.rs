@@ -5,8 +5,9 @@
 //! launch/attach configurations and starting the engine (`launch`), the
 //! debug session and its requests (`session`), breakpoints on hardware
 //! slots (`breakpoints`), source-line stepping (`stepping`), a kernel that
-//! died of an unhandled exception (`postmortem`) and the inspection requests — stack, scopes, variables, evaluate, memory,
-//! disassembly (`inspect`). DWARF lives in `crate::symbols`, the gdb remote
+//! died of an unhandled exception (`postmortem`), a program's signals
+//! (`signals`) and the inspection requests — stack, scopes, variables,
+//! evaluate, memory, disassembly (`inspect`). DWARF lives in `crate::symbols`, the gdb remote
 //! protocol in `crate::rsp`; this module only ties them to DAP.
 
 mod breakpoints;
@@ -16,6 +17,7 @@ mod postmortem;
 mod program;
 mod protocol;
 mod session;
+mod signals;
 mod stepping;
 mod transport;
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::launch::{start_engine, AttachConfig, Engine, LaunchConfig, LineSink};
 use super::program::{GuestProgram, ProgramConfig};
 use super::protocol::{self, Request, Response, Source};
+use super::signals;
 use super::stepping::StepState;
 use super::transport::Incoming;
 use crate::rsp::{RspClient, StopReply, WatchKind};
@@ -23,8 +24,7 @@ use crate::symbols::types::{Place, TypeId};
 use crate::symbols::unwind::FrameRegs;
 use crate::symbols::{SourceFrame, Symbols, TargetMemory};
 
-pub const SIGINT: u8 = 2;
-pub const SIGTRAP: u8 = 5;
+pub use super::signals::{SIGINT, SIGTRAP};
 
 /// Sends responses and events to the client with increasing `seq`.
 pub struct Outbox {
@@ -198,6 +198,9 @@ pub struct Target {
     pub inserted: BTreeSet<u64>,
     pub watches: Vec<(WatchKind, u64, usize)>,
     pub stop: StopState,
+    /// Program mode: the signal the last stop reported (gdb's number) and
+    /// its thread; that thread gets it when it resumes (gdb's `pass`).
+    pub pending_signal: Option<(String, u8)>,
 }
 
 /// Target memory through the stub, cached in 64-byte lines until resume.
@@ -305,6 +308,53 @@ impl Target {
     /// Forgets everything read at the last stop.
     pub fn invalidate(&mut self) {
         self.stop = StopState::default();
+    }
+
+    /// Program mode: a signal stop the user does not want to see (SIGCHLD,
+    /// SIGWINCH …: gdb's `nostop pass`); its gdb number.
+    pub fn quiet_signal(&self, stop: &StopReply) -> Option<u8> {
+        match stop {
+            StopReply::Signal {
+                signal,
+                watch: None,
+                ..
+            } if self.program.is_some() && signals::passes(*signal) && !signals::stops(*signal) => {
+                Some(*signal)
+            }
+            _ => None,
+        }
+    }
+
+    /// Program mode: remembers a reported signal for the thread that got
+    /// it, to be passed on when that thread resumes.
+    pub fn note_signal(&mut self, stop: &StopReply) {
+        if self.program.is_none() {
+            return;
+        }
+        if let StopReply::Signal {
+            signal,
+            thread,
+            watch: None,
+            ..
+        } = stop
+        {
+            if signals::passes(*signal) {
+                let thread = thread.clone().unwrap_or_else(|| self.thread.clone());
+                self.pending_signal = Some((thread, *signal));
+            }
+        }
+    }
+
+    /// The signal waiting for `thread`, taken (it is delivered once).
+    pub fn take_signal_for(&mut self, thread: &str) -> Option<u8> {
+        match &self.pending_signal {
+            Some((t, sig)) if t == thread => {
+                let sig = *sig;
+                self.pending_signal = None;
+                Some(sig)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -708,6 +758,9 @@ impl Session {
                 bail!("the target ended");
             }
             let target = self.target.as_mut().expect("running");
+            // A signal that came before the interrupt is the program's:
+            // it gets it when it goes on.
+            target.note_signal(&stop);
             target.invalidate();
             target.running = None;
         }
@@ -800,6 +853,7 @@ impl Session {
             inserted: BTreeSet::new(),
             watches: Vec::new(),
             stop: StopState::default(),
+            pending_signal: None,
         });
         self.start = Some(config);
         Ok(())
@@ -908,7 +962,10 @@ impl Session {
         let target = self.target.as_mut().context("no target")?;
         target.invalidate();
         target.running = Some(RunMode::Continue);
-        target.rsp.resume_continue()?;
+        match target.pending_signal.take() {
+            Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
+            None => target.rsp.resume_continue()?,
+        }
         self.out.event(
             "continued",
             json!({ "threadId": Target::thread_id(&target.thread), "allThreadsContinued": true }),
@@ -940,8 +997,114 @@ impl Session {
     }
 
     /// One instruction on the current thread, with any breakpoint at the
-    /// pc lifted for it; waits for the stop.
+    /// pc lifted for it; waits for the stop. A signal the thread stopped
+    /// with is delivered by the step (into its handler, if it has one); a
+    /// signal the user does not stop for (SIGCHLD …) that arrives instead
+    /// runs its handler to completion and the step is made again, as gdb
+    /// steps over handlers of `nostop` signals.
     pub async fn single_step(&mut self) -> Result<StopReply> {
+        let target = self.target.as_mut().context("no target")?;
+        let thread = target.thread.clone();
+        let signal = target.take_signal_for(&thread);
+        let mut stop = self.step_raw(signal).await?;
+        loop {
+            let target = self.target.as_mut().context("no target")?;
+            let Some(quiet) = target.quiet_signal(&stop) else {
+                break;
+            };
+            stop = match self.run_signal_handler(quiet).await? {
+                Some(done) => done,
+                None => self.step_raw(None).await?,
+            };
+        }
+        if let Some(target) = self.target.as_mut() {
+            target.note_signal(&stop);
+        }
+        Ok(stop)
+    }
+
+    /// Delivers `signal` to the current thread and lets its handler run
+    /// until it returns to where the thread stopped (a temporary
+    /// breakpoint there). None when the thread is back there, its
+    /// instruction not yet run; otherwise the stop that ended it (the
+    /// program died, a breakpoint in the handler, or the signal was
+    /// ignored and the step made: a plain step stop).
+    pub async fn run_signal_handler(&mut self, signal: u8) -> Result<Option<StopReply>> {
+        let target = self.target.as_mut().context("no target")?;
+        let pc = target.pc().await?;
+        let sp = target.rsp_value().await?;
+        let (len, _) = self.instruction_at(pc).await?;
+        let stop = self.step_raw(Some(signal)).await?;
+        if !matches!(
+            stop,
+            StopReply::Signal {
+                signal: SIGTRAP,
+                watch: None,
+                ..
+            }
+        ) {
+            return Ok(Some(stop));
+        }
+        let target = self.target.as_mut().context("no target")?;
+        let new_pc = target.pc().await?;
+        let new_sp = target.rsp_value().await?;
+        // The kernel builds a signal frame (hundreds of bytes) below the
+        // red zone; no single instruction that leaves the straight line
+        // moves the stack pointer that far.
+        let entered = new_pc != pc.wrapping_add(len) && sp.saturating_sub(new_sp) > 256;
+        if !entered {
+            return Ok(Some(stop));
+        }
+        let temporary = !target.inserted.contains(&pc);
+        if temporary {
+            target.rsp.insert_breakpoint(pc).await?;
+        }
+        target.invalidate();
+        target.rsp.resume_continue()?;
+        let console = self.console_tx.clone();
+        let stop = loop {
+            let stop = target
+                .rsp
+                .wait_stop(|bytes| {
+                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
+                })
+                .await?;
+            match (target.quiet_signal(&stop), &stop) {
+                (Some(quiet), StopReply::Signal { thread, .. }) => {
+                    let thread = thread.clone().unwrap_or_else(|| target.thread.clone());
+                    target.rsp.resume_continue_with(&thread, Some(quiet))?;
+                }
+                _ => break stop,
+            }
+        };
+        if let StopReply::Signal {
+            thread: Some(t), ..
+        } = &stop
+        {
+            target.thread = t.clone();
+        }
+        target.invalidate();
+        if !matches!(stop, StopReply::Signal { .. }) {
+            return Ok(Some(stop));
+        }
+        if temporary {
+            target.rsp.remove_breakpoint(pc).await?;
+        }
+        let back = matches!(
+            stop,
+            StopReply::Signal {
+                signal: SIGTRAP,
+                watch: None,
+                ..
+            }
+        ) && target.pc().await? == pc
+            && target.rsp_value().await? == sp;
+        Ok(if back { None } else { Some(stop) })
+    }
+
+    /// One instruction on the current thread, delivering `signal` (if
+    /// any), with any breakpoint at the pc lifted for it.
+    async fn step_raw(&mut self, signal: Option<u8>) -> Result<StopReply> {
         let console = self.console_tx.clone();
         let target = self.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
@@ -951,7 +1114,7 @@ impl Session {
         }
         target.invalidate();
         let thread = target.thread.clone();
-        target.rsp.resume_step(&thread)?;
+        target.rsp.resume_step_with(&thread, signal)?;
         let stop = target
             .rsp
             .wait_stop(|bytes| {
@@ -1009,6 +1172,16 @@ impl Session {
         {
             target.thread = t.clone();
         }
+        if let Some(quiet) = target.quiet_signal(&stop) {
+            // SIGCHLD, SIGWINCH …: passed on without a stop (gdb's default).
+            let thread = target.thread.clone();
+            target.running = mode;
+            if let Err(e) = target.rsp.resume_continue_with(&thread, Some(quiet)) {
+                self.out.output("stderr", format!("vmdbg: {e:#}\n"));
+            }
+            return;
+        }
+        target.note_signal(&stop);
         let result = match mode {
             Some(RunMode::ToReturn { addr, rsp, then }) => {
                 self.arrived_to_return(stop, addr, rsp, *then).await
@@ -1031,6 +1204,12 @@ impl Session {
         match stop {
             StopReply::Exited { status } => {
                 self.target_gone(Some(status)).await;
+                Ok(())
+            }
+            StopReply::Terminated { signal }
+                if self.target.as_ref().is_some_and(|t| t.program.is_some()) =>
+            {
+                self.program_killed(signal).await;
                 Ok(())
             }
             StopReply::Terminated { signal } => {
@@ -1070,6 +1249,26 @@ impl Session {
                     );
                     return Ok(());
                 }
+                if signal != SIGTRAP && target.program.is_some() {
+                    // As gdb says it: "Program received signal SIGUSR1, User
+                    // defined signal 1." It is passed on when the program
+                    // resumes.
+                    let name = signals::name(signal);
+                    let meaning = signals::description(signal);
+                    let description = format!(
+                        "the program received signal {name} ({meaning}) at {pc:#x}; it gets the signal when it resumes"
+                    );
+                    target.stop.exception = Some((name.clone(), description.clone()));
+                    self.out.output(
+                        "console",
+                        format!("Program received signal {name}, {meaning}.\n"),
+                    );
+                    self.out.event(
+                        "stopped",
+                        json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": name }),
+                    );
+                    return Ok(());
+                }
                 if signal != SIGTRAP {
                     let name = signal_name(signal);
                     let description = format!("the target stopped with {name} at {pc:#x}");
@@ -1103,31 +1302,23 @@ impl Session {
         }
     }
 
+    /// Program mode: the program died of a signal (`X`). Its last output,
+    /// then "program terminated by signal …" in the debug console, `exited`
+    /// with the status a shell reports (128 + the signal's number), and
+    /// `terminated`.
+    async fn program_killed(&mut self, signal: u8) {
+        self.program_gone(None, Some(signal)).await;
+    }
+
     /// The target ended: `exited` with the guest's code, then `terminated`.
     pub async fn target_gone(&mut self, status: Option<u8>) {
+        if self.target.as_ref().is_some_and(|t| t.program.is_some()) {
+            return self.program_gone(status, None).await;
+        }
         let Some(mut target) = self.target.take() else {
             return;
         };
         let mut code = status.map(i64::from);
-        if let Some(mut program) = target.program.take() {
-            // Output first, then `exited`; then the VM goes.
-            program
-                .drain_output(std::time::Duration::from_secs(3))
-                .await;
-            while let Ok((category, text)) = self.console_rx.try_recv() {
-                self.out.output(category, text);
-            }
-            if let Some(code) = code {
-                self.out.output(
-                    "console",
-                    format!("vmdbg: {} exited with code {code}\n", program.guest_path),
-                );
-                self.out.event("exited", json!({ "exitCode": code }));
-            }
-            program.shut_down().await;
-            self.out.event("terminated", Value::Null);
-            return;
-        }
         if let Some(mut engine) = target.engine.take() {
             let waited =
                 tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
@@ -1165,6 +1356,51 @@ impl Session {
         self.out.event("terminated", Value::Null);
     }
 
+    /// Program mode: the program exited (`status`) or was killed by a
+    /// signal (gdb's number). Output first, then `exited`; then the VM goes.
+    async fn program_gone(&mut self, status: Option<u8>, killed_by: Option<u8>) {
+        let Some(mut target) = self.target.take() else {
+            return;
+        };
+        let Some(mut program) = target.program.take() else {
+            return;
+        };
+        program
+            .drain_output(std::time::Duration::from_secs(3))
+            .await;
+        while let Ok((category, text)) = self.console_rx.try_recv() {
+            self.out.output(category, text);
+        }
+        let code = match (status, killed_by) {
+            (Some(code), _) => {
+                self.out.output(
+                    "console",
+                    format!("vmdbg: {} exited with code {code}\n", program.guest_path),
+                );
+                Some(i64::from(code))
+            }
+            (None, Some(signal)) => {
+                let code = signals::shell_status(signal);
+                self.out.output(
+                    "console",
+                    format!(
+                        "vmdbg: {}: program terminated by signal {} ({}), exit code {code}\n",
+                        program.guest_path,
+                        signals::name(signal),
+                        signals::description(signal)
+                    ),
+                );
+                Some(code)
+            }
+            (None, None) => None,
+        };
+        if let Some(code) = code {
+            self.out.event("exited", json!({ "exitCode": code }));
+        }
+        program.shut_down().await;
+        self.out.event("terminated", Value::Null);
+    }
+
     pub fn breakpoint_ids_at(&self, pc: u64) -> Vec<i64> {
         self.line_breakpoints
             .values()
@@ -1187,7 +1423,10 @@ impl Session {
             rsp,
             then: Box::new(then),
         });
-        target.rsp.resume_continue()?;
+        match target.pending_signal.take() {
+            Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
+            None => target.rsp.resume_continue()?,
+        }
         Ok(true)
     }
 

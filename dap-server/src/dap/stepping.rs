@@ -63,7 +63,7 @@ impl Session {
     }
 
     /// The instruction at the pc: (length, is a call).
-    async fn instruction_at(&mut self, pc: u64) -> Result<(u64, bool)> {
+    pub(super) async fn instruction_at(&mut self, pc: u64) -> Result<(u64, bool)> {
         let target = self.target_mut()?;
         let bytes = target.rsp.read_memory(pc, 16).await?;
         let mut decoder = Decoder::with_ip(64, &bytes, pc, DecoderOptions::NONE);
@@ -89,6 +89,21 @@ impl Session {
     }
 
     pub async fn start_step(&mut self, kind: StepKind) -> Result<()> {
+        if kind == StepKind::Over {
+            // `next` after a signal stop: the signal's handler runs (it is
+            // not stepped into), then the line is stepped as usual. `step`
+            // and `stepi` deliver it with their first step, into the handler.
+            let target = self.target_mut()?;
+            let thread = target.thread.clone();
+            if let Some(signal) = target.take_signal_for(&thread) {
+                if let Some(stop) = self.run_signal_handler(signal).await? {
+                    let at = self.target_mut()?.pc().await.unwrap_or(0);
+                    if !is_plain_step(&stop) || !self.breakpoint_ids_at(at).is_empty() {
+                        return self.report_stop_reply(stop).await;
+                    }
+                }
+            }
+        }
         let target = self.target_mut()?;
         let pc = target.pc().await?;
         let symbols = target.symbols.clone();

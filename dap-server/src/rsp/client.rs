@@ -378,13 +378,31 @@ impl RspClient {
         }
     }
 
-    /// Single-steps one thread, the others staying stopped.
-    pub fn resume_step(&mut self, thread: &str) -> Result<()> {
+    /// Resumes every thread, `thread` receiving `signal` (gdb's number) as
+    /// it goes on (`vCont;C<sig>:<thread>;c`, as gdb passes a signal).
+    pub fn resume_continue_with(&mut self, thread: &str, signal: Option<u8>) -> Result<()> {
+        let Some(signal) = signal else {
+            return self.resume_continue();
+        };
         self.selected_thread = None;
         if self.vcont {
-            self.send(&format!("vCont;s:{thread}"))
+            self.send(&format!("vCont;C{signal:02x}:{thread};c"))
         } else {
-            self.send("s")
+            // Without vCont the signal goes to the thread that stopped.
+            self.send(&format!("C{signal:02x}"))
+        }
+    }
+
+    /// Single-steps one thread, the others staying stopped, delivering
+    /// `signal` (gdb's number) to it first when given (`vCont;S<sig>:<thread>`): with a handler, the
+    /// step ends on the handler's first instruction.
+    pub fn resume_step_with(&mut self, thread: &str, signal: Option<u8>) -> Result<()> {
+        self.selected_thread = None;
+        match (self.vcont, signal) {
+            (true, None) => self.send(&format!("vCont;s:{thread}")),
+            (true, Some(sig)) => self.send(&format!("vCont;S{sig:02x}:{thread}")),
+            (false, None) => self.send("s"),
+            (false, Some(sig)) => self.send(&format!("S{sig:02x}")),
         }
     }
 

@@ -19,7 +19,7 @@ mod conn;
 pub mod gdbserver;
 mod hostio;
 mod inferior;
-mod signals;
+pub mod signals;
 mod solib;
 mod target;
 

@@ -4,7 +4,9 @@
 // with -g, and debugs it through the guest agent's process debugger:
 // breakpoints, locals, step over, stdout/stderr as output events, the exit
 // code in `exited`, a NULL dereference as an exception at the faulting line,
-// and a breakpoint in a shared library. It also prints the time from
+// signals passed on as gdb does (SIGCHLD/SIGWINCH without a stop; a
+// reported signal delivered on continue or step; a program killed by its
+// signal reported with `exited` 128+N), and a breakpoint in a shared library. It also prints the time from
 // `launch` to the first `stopped` event.
 'use strict';
 const assert = require('assert');
@@ -17,6 +19,7 @@ const { vmdbg, repo, strict, haveCommand, startClient, lineOf, scopeVariables } 
 const programsDir = path.join(__dirname, '..', 'programs');
 const guestPrograms = path.join(repo, 'tests', 'guests', 'programs');
 const tallyC = path.join(programsDir, 'tally.c');
+const handledC = path.join(programsDir, 'handled.c');
 const segvC = path.join(guestPrograms, 'segv.c');
 const rustMain = path.join(guestPrograms, 'rust_main.rs');
 const usesLibC = path.join(guestPrograms, 'uses_lib.c');
@@ -81,6 +84,7 @@ describe('program session in a Linux VM (QEMU engine)', function () {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-program-'));
     build('gcc', ['-g', '-O0', '-o', path.join(work, 'tally'), tallyC]);
     build('gcc', ['-g', '-O0', '-o', path.join(work, 'segv'), segvC]);
+    build('gcc', ['-g', '-O0', '-o', path.join(work, 'handled'), handledC]);
     build('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'rust_main'), rustMain]);
     build('gcc', ['-g', '-O0', '-shared', '-fPIC', '-o', path.join(work, 'libshape.so'), libShapeC]);
     build('gcc', ['-g', '-O0', '-o', path.join(work, 'uses_lib'), usesLibC, `-L${work}`, '-lshape', `-Wl,-rpath,${work}`]);
@@ -153,6 +157,48 @@ describe('program session in a Linux VM (QEMU engine)', function () {
     const terminated = dc.waitForEvent('terminated', 20000);
     await dc.send('terminate', {});
     await terminated;
+  });
+
+  it('signals: SIGWINCH and SIGCHLD pass without a stop; SIGUSR1 stops, and continue runs its handler', async function () {
+    const { event } = await launchToStop(dc, { program: path.join(work, 'handled') }, []);
+    assert.strictEqual(event.body.reason, 'exception', JSON.stringify(event.body));
+    assert.strictEqual(event.body.text, 'SIGUSR1', 'the first stop is SIGUSR1, not SIGWINCH or SIGCHLD');
+    const info = await dc.send('exceptionInfo', { threadId: event.body.threadId });
+    assert.strictEqual(info.body.exceptionId, 'SIGUSR1');
+    assert.match(dc.console, /Program received signal SIGUSR1, User defined signal 1\./);
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 0, output(dc, 'stdout'));
+    assert.strictEqual(output(dc, 'stdout'), 'SIGUSR1 handler ran\nwinch=1 chld=1 usr1=1\n');
+    await dc.waitForEvent('terminated', 10000);
+  });
+
+  it('signals: continued past its SIGSEGV stop, the program dies of it: console line, exited 139, then terminated', async function () {
+    const order = [];
+    dc.on('exited', () => order.push('exited'));
+    dc.on('terminated', () => order.push('terminated'));
+    const { event } = await launchToStop(dc, { program: path.join(work, 'segv') }, []);
+    assert.strictEqual(event.body.reason, 'exception');
+    assert.strictEqual(event.body.text, 'SIGSEGV');
+    const exited = dc.waitForEvent('exited', 60000);
+    const terminated = dc.waitForEvent('terminated', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 139);
+    await terminated;
+    assert.deepStrictEqual(order, ['exited', 'terminated']);
+    assert.match(dc.console, /program terminated by signal SIGSEGV \(Segmentation fault\), exit code 139/);
+  });
+
+  it('signals: `next` at a SIGSEGV stop delivers the signal, and the program dies of it', async function () {
+    const { event } = await launchToStop(dc, { program: path.join(work, 'segv') }, []);
+    assert.strictEqual(event.body.reason, 'exception');
+    const laterStops = [];
+    dc.on('stopped', (e) => laterStops.push(e.body));
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.nextRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 139);
+    await dc.waitForEvent('terminated', 10000);
+    assert.deepStrictEqual(laterStops, [], 'the step did not stop again at the fault');
   });
 
   it('Rust: breakpoint in a function, its argument, stdout, exit code', async function () {
