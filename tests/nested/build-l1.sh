@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# build-l1.sh VMM KERNEL_DIR HELPER OUT_DIR: builds the nested tier's
-# initramfs images: OUT_DIR/l2-initrd.cpio (busybox, the vsock helper, the
-# virtio modules, l2/init) and OUT_DIR/l1-initrd.cpio (busybox, the static
-# vmdbg-vmm, the KVM modules, L2's kernel and initramfs, l1/*).
+# build-l1.sh VMM VMDBG KERNEL_DIR IMAGE_KERNEL_DIR IMAGE_INITRD HELPER APP_DIR OUT_DIR:
+# builds the nested tier's initramfs images:
+# - OUT_DIR/l2-initrd.cpio: busybox, the vsock helper, the virtio modules,
+#   l2/init (the L2 of the raw vmdbg-vmm scenarios);
+# - OUT_DIR/l1-initrd.cpio: busybox, the static vmdbg-vmm and vmdbg, the KVM
+#   modules, l1/*, vmdbg's default image as vmdbg's cache holds it
+#   (IMAGE_KERNEL_DIR, IMAGE_INITRD; at /root/.cache/vmdbg, so `vmdbg run`
+#   finds it), whose vmlinux is also L2's kernel, and APP_DIR (host-built
+#   test programs, at /app) with the host libraries they link, at the same
+#   paths as on the host (as `vmdbg run --copy` resolves them).
 # Uncompressed: L1 runs under TCG, where decompressing costs more than
 # reading the bigger file.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "build-l1: must run as root (mknod /dev/console in the images)" >&2; exit 1; }
-vmm=$1 kdir=$2 helper=$3 out=$4
+[ $# = 8 ] || { echo "usage: build-l1.sh VMM VMDBG KERNEL_DIR IMAGE_KERNEL_DIR IMAGE_INITRD HELPER APP_DIR OUT_DIR" >&2; exit 2; }
+vmm=$1 vmdbg=$2 kdir=$3 image_kdir=$4 image_initrd=$5 helper=$6 app=$7 out=$8
 here="$(cd "$(dirname "$0")" && pwd)"
 busybox=$(command -v busybox)
 file -L "$busybox" 2>/dev/null | grep -q "statically linked" || ldd "$busybox" 2>&1 | grep -q "not a dynamic" || {
@@ -27,15 +34,34 @@ cp "$kdir"/virtio-modules/* "$l2/modules/"
 (cd "$l2" && find . | cpio -o -H newc --quiet) > "$out/l2-initrd.cpio"
 
 l1="$stage/l1"
-mkdir -p "$l1"/{bin,dev,proc,sys,tmp,l2,kvm-modules}
+mkdir -p "$l1"/{bin,dev,proc,sys,tmp,l2,kvm-modules,root/.cache/vmdbg,app}
 mknod "$l1/dev/console" c 5 1
 cp "$busybox" "$l1/bin/busybox"
 cp "$vmm" "$l1/bin/vmdbg-vmm"
+cp "$vmdbg" "$l1/bin/vmdbg"
+cache="$l1/root/.cache/vmdbg"
+image_kname=$(basename "$image_kdir")
+mkdir -p "$cache/$image_kname"
+cp "$image_kdir"/{release,modules.order,vmlinux} "$cache/$image_kname/"
+cp "$image_initrd" "$cache/"
+cp -r "$app"/. "$l1/app/"
+for bin in "$vmdbg" $(find "$app" -type f -perm -u+x); do
+    for lib in $(ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^[ \t]*\/lib/ {print $1}'); do
+        case "$lib" in "$app"/*) continue ;; esac
+        mkdir -p "$l1$(dirname "$lib")"
+        [ -e "$l1$lib" ] || cp -L "$lib" "$l1$lib"
+    done
+done
 cp "$helper" "$l1/bin/vsock-helper"
 cp "$here/l1/init" "$l1/init"
 for s in "$here"/l1/*.sh; do cp "$s" "$l1/bin/$(basename "$s")"; done
 cp "$kdir"/kvm-modules/* "$l1/kvm-modules/"
-cp "$kdir/vmlinux" "$kdir/vmlinuz" "$l1/l2/"
+# The same Debian kernel as the default image (tests/nested/fetch-kernel.sh
+# pins it): one vmlinux serves both.
+cmp -s "$kdir/release" "$image_kdir/release" || {
+    echo "build-l1: $kdir and $image_kdir hold different kernels; pin the same package in fetch-kernel.sh and dap-server/src/image/pins.rs" >&2; exit 1; }
+ln -s "/root/.cache/vmdbg/$image_kname/vmlinux" "$l1/l2/vmlinux"
+cp "$kdir/vmlinuz" "$l1/l2/"
 cp "$out/l2-initrd.cpio" "$l1/l2/initrd.cpio"
 # For the boot benchmark only (VMDBG_NESTED_WITH_QEMU=1): QEMU with its
 # shared libraries and the microvm firmware, to boot the same L2 under

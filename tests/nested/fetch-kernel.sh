@@ -7,9 +7,9 @@
 # Idempotent: prints the unpacked directory and exits at once when it is
 # already there. Usage: fetch-kernel.sh [CACHE_DIR]
 set -euo pipefail
-PKG=linux-image-6.1.0-56-amd64
-VERSION=6.1.192-2
-KREL=6.1.0-56-amd64
+PKG=linux-image-6.1.0-50-amd64
+VERSION=6.1.176-1
+KREL=6.1.0-50-amd64
 cache="${1:-${VMDBG_NESTED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmdbg/nested}}"
 out="$cache/$PKG-$VERSION"
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi

@@ -1,6 +1,7 @@
-//! The nested test tier (TESTING.md): a static `vmdbg-vmm` runs inside an
-//! L1 Linux VM under QEMU TCG with emulated AMD SVM, where KVM is real
-//! hardware-virtualization KVM, and boots the real Debian kernel as L2.
+//! The nested test tier (TESTING.md): `vmdbg` and a static `vmdbg-vmm` run
+//! inside an L1 Linux VM under QEMU TCG with emulated AMD SVM, where KVM is
+//! real hardware-virtualization KVM, and boot the real Debian kernel as L2
+//! (vmdbg's default image, the same kernel package the image pins).
 //!
 //! One L1 per test binary: [`session`] builds the images and boots L1 on
 //! first use; tests then take turns (a mutex) sending it commands over its
@@ -213,17 +214,84 @@ fn build_images() -> Result<(PathBuf, PathBuf), String> {
         "compiling tests/nested/vsock-helper.c (needs static glibc: libc6-dev)",
     )?;
 
+    // vmdbg itself runs in L1 as the workspace built it, with its shared
+    // libraries (build-l1.sh copies what ldd lists); its default image
+    // comes from this host's cache, so L1 needs no apt.
+    let vmdbg = crate::vmdbg_binary();
+    let built = run_step(
+        Command::new(&vmdbg).args(["image", "build"]),
+        "building vmdbg's default image (vmdbg image build)",
+    )?;
+    let image_path = |label: &str| {
+        built
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|p| PathBuf::from(p.trim()))
+            .ok_or_else(|| format!("`vmdbg image build` printed no `{label}` line:\n{built}"))
+    };
+    let image_kernel = image_path("kernel:")?;
+    let image_initrd = image_path("initramfs:")?;
+    let image_kernel_dir = image_kernel
+        .parent()
+        .ok_or("the image's kernel has no directory")?
+        .to_path_buf();
+
+    let app = work.join("app");
+    build_test_programs(&app)?;
+
     let out = work.join("images");
     let l1_initrd = PathBuf::from(run_step(
         Command::new("bash")
             .arg(nested.join("build-l1.sh"))
             .arg(&vmm_stripped)
+            .arg(&vmdbg)
             .arg(&kernel_dir)
+            .arg(&image_kernel_dir)
+            .arg(&image_initrd)
             .arg(&helper)
+            .arg(&app)
             .arg(&out),
         "building the L1/L2 images (tests/nested/build-l1.sh)",
     )?);
     Ok((kernel_dir.join("vmlinuz"), l1_initrd))
+}
+
+/// The programs the nested `vmdbg run` scenarios copy into L2, built
+/// here: `greeter` (at /app/greeter in L1), linked against a shared library
+/// of its own (`lib/libgreet.so`, found through an $ORIGIN RUNPATH).
+fn build_test_programs(app: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(app);
+    std::fs::create_dir_all(app.join("lib")).map_err(|e| format!("{}: {e}", app.display()))?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(app.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write(
+        "greet.c",
+        "const char *greeting(void) { return \"hello from libgreet\"; }\n",
+    )?;
+    write(
+        "main.c",
+        "#include <stdio.h>\nconst char *greeting(void);\nint main(int argc, char **argv) { printf(\"%s, %s\\n\", greeting(), argc > 1 ? argv[1] : \"nobody\"); return 3; }\n",
+    )?;
+    let gcc = |args: &[&str]| {
+        run_step(
+            Command::new("gcc").current_dir(app).args(args),
+            "compiling the nested test programs",
+        )
+    };
+    gcc(&["-shared", "-fPIC", "-o", "lib/libgreet.so", "greet.c"])?;
+    gcc(&[
+        "-o",
+        "greeter",
+        "main.c",
+        "-Llib",
+        "-lgreet",
+        "-Wl,-rpath,$ORIGIN/lib",
+    ])?;
+    for source in ["greet.c", "main.c"] {
+        let _ = std::fs::remove_file(app.join(source));
+    }
+    Ok(())
 }
 
 fn host_tsc_khz() -> u64 {

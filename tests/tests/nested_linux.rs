@@ -1,10 +1,12 @@
-//! The nested tier: the static vmdbg-vmm boots Debian's kernel as L2 on the
+//! The nested tier: vmdbg-vmm boots Debian's kernel as L2 on the
 //! hardware-virtualization KVM inside an L1 VM under QEMU TCG (see
-//! vmdbg_e2e::nested). One L1 serves every test here, one at a time.
+//! vmdbg_e2e::nested), by itself (`run-l2.sh`) and as the KVM engine of
+//! `vmdbg run` with the default image and the agent over vsock. One L1
+//! serves every test here, one at a time.
 
 use vmdbg_e2e::nested::{self, Outcome, SCENARIO_LIMIT};
 
-const KERNEL_RELEASE: &str = "6.1.0-56-amd64";
+const KERNEL_RELEASE: &str = "6.1.0-50-amd64";
 
 fn run(test: &str, command: &str) -> Option<Outcome> {
     let mut l1 = nested::session(test)?;
@@ -146,6 +148,121 @@ fn nested_block_device_reads_and_writes_a_host_file() {
 }
 
 /// Benchmark, not a test (ignored by default): L2 boot to init (L1 wall
+/// The `vmdbg run` output lines that are not vmdbg's own messages.
+fn guest_lines(out: &Outcome) -> Vec<&str> {
+    out.output
+        .lines()
+        .filter(|l| !l.starts_with("vmdbg: ") && !l.starts_with("vmdbg-vmm: "))
+        .collect()
+}
+
+#[test]
+fn nested_vmdbg_run_uname_on_auto_uses_the_kvm_engine() {
+    let Some(out) = run(
+        "nested_vmdbg_run_uname_on_auto_uses_the_kvm_engine",
+        "vmdbg run --timings -- uname -a",
+    ) else {
+        return;
+    };
+    assert_eq!(out.status, 0, "{}", out.output);
+    let uname = guest_lines(&out).join("\n");
+    assert!(
+        uname.starts_with("Linux vmdbg 6.1.0-50-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1")
+            && uname.ends_with("x86_64 GNU/Linux"),
+        "not the Debian kernel's uname line: {}",
+        out.output
+    );
+    let why = out
+        .output
+        .lines()
+        .find(|l| l.starts_with("vmdbg: engine "))
+        .unwrap_or_else(|| panic!("no line says which engine: {}", out.output));
+    assert!(
+        why.starts_with("vmdbg: engine kvm (vmdbg-vmm): this host's KVM passed"),
+        "{why}"
+    );
+    assert!(
+        out.output
+            .contains("vmdbg: timings (kvm (vmdbg-vmm), default image"),
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn nested_vmdbg_run_exit_status_is_the_commands() {
+    let Some(out) = run(
+        "nested_vmdbg_run_exit_status_is_the_commands",
+        "vmdbg run --engine kvm -- sh -c 'echo about-to-exit; exit 7'",
+    ) else {
+        return;
+    };
+    assert_eq!(out.status, 7, "{}", out.output);
+    assert_eq!(guest_lines(&out), ["about-to-exit"], "{}", out.output);
+}
+
+#[test]
+fn nested_vmdbg_run_copies_a_program_with_its_own_shared_library() {
+    // /app/greeter links lib/libgreet.so through an $ORIGIN RUNPATH and
+    // returns 3 (tests/src/nested.rs builds it on the host).
+    let Some(out) = run(
+        "nested_vmdbg_run_copies_a_program_with_its_own_shared_library",
+        "vmdbg run --engine kvm --copy /app/greeter:/opt/app/greeter -- /opt/app/greeter world",
+    ) else {
+        return;
+    };
+    assert_eq!(out.status, 3, "{}", out.output);
+    assert_eq!(
+        guest_lines(&out),
+        ["hello from libgreet, world"],
+        "{}",
+        out.output
+    );
+}
+
+#[test]
+fn nested_vmdbg_run_round_trips_50_mib_through_put_and_get() {
+    let Some(out) = run(
+        "nested_vmdbg_run_round_trips_50_mib_through_put_and_get",
+        "dd if=/dev/urandom of=/tmp/big.bin bs=1M count=50 2>/dev/null && \
+         echo \"@@SENT $(sha256sum /tmp/big.bin)\" && \
+         vmdbg run --engine kvm --mem 768M --timings --copy /tmp/big.bin:/root/big.bin \
+           --copy-out /root/copy.bin:/tmp/back.bin -- \
+           sh -c 'echo \"@@GUEST $(sha256sum /root/big.bin)\" && cp /root/big.bin /root/copy.bin' && \
+         echo \"@@BACK $(sha256sum /tmp/back.bin)\"; s=$?; rm -f /tmp/big.bin /tmp/back.bin; exit $s",
+    ) else {
+        return;
+    };
+    assert_eq!(out.status, 0, "{}", out.output);
+    let sum = |marker: &str| {
+        out.marker(marker)
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {marker} line: {}", out.output))
+            .to_string()
+    };
+    let sent = sum("@@SENT");
+    assert_eq!(sent.len(), 64, "{}", out.output);
+    assert_eq!(sum("@@GUEST"), sent, "the guest saw other bytes");
+    assert_eq!(sum("@@BACK"), sent, "the file came back different");
+}
+
+#[test]
+fn nested_vmdbg_run_guest_poweroff_ends_with_status_0() {
+    let Some(out) = run(
+        "nested_vmdbg_run_guest_poweroff_ends_with_status_0",
+        // The sleep outlives the poweroff: only the VM's own end stops it.
+        "vmdbg run --engine kvm -- sh -c 'poweroff; sleep 600'",
+    ) else {
+        return;
+    };
+    assert_eq!(out.status, 0, "{}", out.output);
+    assert!(
+        out.output.contains("the guest powered off"),
+        "{}",
+        out.output
+    );
+}
+
 /// clock from starting the VMM to L2's first line from init) with the
 /// uncompressed vmlinux (PVH) and the bzImage, each run `VMDBG_BENCH_RUNS`
 /// times (default 3), medians printed. With `VMDBG_NESTED_WITH_QEMU=1` the

@@ -2,7 +2,7 @@
 //! finding `vmdbg-vmm`, running it with a gdb socket in a private
 //! directory, waiting until it listens, and streaming its serial console.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::engine::kvm::find_vmm;
 use crate::rsp::Endpoint;
 
 /// A kernel launch (see schema/launch.schema.json).
@@ -40,44 +41,6 @@ pub struct AttachConfig {
     pub symbols: PathBuf,
     #[serde(default)]
     pub stop_on_entry: Option<bool>,
-}
-
-/// Finds the vmdbg-vmm binary: the launch argument, $VMDBG_VMM, the
-/// directory of this executable, then PATH.
-pub fn find_vmm(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        if p.is_file() {
-            return Ok(p.to_path_buf());
-        }
-        bail!(
-            "launch argument `vmm` names {}, which is not a file",
-            p.display()
-        );
-    }
-    if let Some(p) = std::env::var_os("VMDBG_VMM").filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!("VMDBG_VMM names {}, which is not a file", p.display());
-    }
-    if let Ok(me) = std::env::current_exe() {
-        if let Some(dir) = me.parent() {
-            let beside = dir.join("vmdbg-vmm");
-            if beside.is_file() {
-                return Ok(beside);
-            }
-        }
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("vmdbg-vmm");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!("cannot find vmdbg-vmm: set the launch argument `vmm` or VMDBG_VMM, put it next to vmdbg, or on PATH")
 }
 
 /// A running vmdbg-vmm for one launch.

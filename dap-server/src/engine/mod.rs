@@ -5,15 +5,20 @@
 //! log file) and an agent channel (an [`AgentClient`]). It never branches
 //! on which engine it got.
 //!
-//! - [`qemu`]: qemu-system-x86_64 (microvm; TCG, or KVM acceleration);
-//! - the embedded KVM engine (vmdbg-vmm) plugs in here once it boots Linux
-//!   (issue 3); [`select`] already says so when the host's KVM would do;
-//! - [`probe`]: the start-up capability probe of /dev/kvm that `auto` uses.
+//! - [`kvm`]: vmdbg's own VMM (vmdbg-vmm), where the host's KVM passes
+//!   the probe; the agent over vsock;
+//! - [`qemu`]: qemu-system-x86_64 (microvm; TCG, or KVM acceleration); the
+//!   agent over a virtio-serial port;
+//! - [`probe`]: the start-up capability probe of /dev/kvm that `auto` uses;
+//! - [`select`]: `auto | kvm | qemu`, and the reason for the choice;
+//! - [`process`]: starting a VMM process so it cannot outlive vmdbg.
 //!
 //! This module owns engine choice and VM lifetimes; it does not know about
 //! images' contents or what runs in the guest.
 
+pub mod kvm;
 pub mod probe;
+mod process;
 pub mod qemu;
 pub mod select;
 
@@ -168,7 +173,7 @@ impl RuntimeDir {
 }
 
 /// Removes the runtime directories of vmdbg processes that are gone (a
-/// SIGKILLed vmdbg cannot clean up after itself; its QEMU died with it).
+/// SIGKILLed vmdbg cannot clean up after itself; its VMM died with it).
 fn sweep_stale(base: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;
@@ -190,7 +195,10 @@ fn sweep_stale(base: &Path) {
             .metadata()
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::getuid() })
             .unwrap_or(false);
-        if !alive && ours && entry.path().join("qmp.sock").exists() {
+        let a_vms = ["qmp.sock", "vsock.sock"]
+            .iter()
+            .any(|sock| entry.path().join(sock).exists());
+        if !alive && ours && a_vms {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 
+use super::kvm::KvmEngine;
 use super::probe::{probe_kvm, ProbePass};
 use super::qemu::{Accel, QemuEngine};
 use super::Engine;
@@ -42,27 +43,26 @@ pub fn choose_engine(choice: EngineChoice) -> Result<(Box<dyn Engine>, String)> 
         }
         EngineChoice::Kvm => match probe {
             Err(why) => bail!("--engine kvm: this host's KVM cannot run a Linux guest: {why}. Use --engine qemu (or auto)"),
-            Ok(pass) => bail!(
-                "--engine kvm: {}, but booting Linux guests on vmdbg's own VMM is not implemented yet (issue 3). \
-                 Use --engine qemu (or auto), which runs QEMU with KVM acceleration here",
-                probe_text(&pass)
-            ),
+            Ok(pass) => {
+                let engine = KvmEngine::new().map_err(|e| anyhow::anyhow!("--engine kvm: {e:#}. Or use --engine qemu"))?;
+                Ok((Box::new(engine), format!("engine kvm (asked for): {}", probe_text(&pass))))
+            }
         },
         EngineChoice::Auto => match probe {
             Err(why) => {
                 let engine = QemuEngine::new(Accel::Tcg)?;
                 Ok((Box::new(engine), format!("engine qemu (tcg): this host's KVM cannot run the Linux guest: {why}")))
             }
-            Ok(pass) => {
-                let engine = QemuEngine::new(Accel::Kvm)?;
-                Ok((
-                    Box::new(engine),
-                    format!(
-                        "engine qemu (kvm): {}, but booting Linux on vmdbg's own VMM is not implemented yet (issue 3)",
-                        probe_text(&pass)
-                    ),
-                ))
-            }
+            Ok(pass) => match KvmEngine::new() {
+                Ok(engine) => Ok((Box::new(engine), format!("engine kvm (vmdbg-vmm): {}", probe_text(&pass)))),
+                Err(no_vmm) => {
+                    let engine = QemuEngine::new(Accel::Kvm)?;
+                    Ok((
+                        Box::new(engine),
+                        format!("engine qemu (kvm): {}, but {no_vmm:#}", probe_text(&pass)),
+                    ))
+                }
+            },
         },
     }
 }

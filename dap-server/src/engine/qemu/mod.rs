@@ -9,24 +9,21 @@
 //!
 //! vmdbg listens on the agent and QMP sockets and QEMU connects to them at
 //! start-up, so there is no polling for sockets to appear. QEMU's stderr is
-//! relayed line by line (prefixed `qemu:`), never swallowed. QEMU gets
-//! PR_SET_PDEATHSIG(SIGKILL) so it cannot outlive vmdbg — note that the
-//! signal follows the *thread* that spawned it: boot from a thread that
-//! lives as long as the VM.
+//! relayed line by line (prefixed `qemu:`), never swallowed; the process is
+//! started by [`super::process::spawn_vmm`], so it cannot outlive vmdbg.
 
 mod qmp;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
+use super::process::{host_tsc_khz, spawn_vmm, to_exit};
 use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
 use crate::image::AGENT_PORT_NAME;
 
@@ -139,20 +136,6 @@ impl QemuEngine {
     }
 }
 
-/// The host's TSC frequency in kHz, from /proc/cpuinfo.
-fn host_tsc_khz() -> Option<u64> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))?
-        .split(':')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    Some((mhz * 1000.0) as u64)
-}
-
 impl Engine for QemuEngine {
     fn describe(&self) -> String {
         format!(
@@ -169,31 +152,9 @@ impl Engine for QemuEngine {
         let dir = RuntimeDir::create().context("create the VM's runtime directory")?;
         let agent_listener = UnixListener::bind(dir.path().join("agent.sock"))?;
         let qmp_listener = UnixListener::bind(dir.path().join("qmp.sock"))?;
-        let mut cmd = self.command(spec, dir.path());
-        tracing::info!("starting {cmd:?}");
-        let parent = std::process::id() as i32;
-        // SAFETY: prctl, getppid, setpgid and _exit are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Killed with us, even if vmdbg is SIGKILLed…
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                // …including when vmdbg died before the line above ran.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                // Its own process group: a terminal's ^C goes to vmdbg,
-                // which stops the guest command first, then QEMU.
-                libc::setpgid(0, 0);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("start {}", self.binary.display()))?;
-        let stderr_tail = relay_stderr(child.stderr.take().expect("piped stderr"));
+        let cmd = self.command(spec, dir.path());
+        // Our own shutdown makes QEMU say "terminating on signal"; not news.
+        let (mut child, stderr_tail) = spawn_vmm(cmd, "qemu: ", &["terminating on signal"])?;
         let connect =
             |listener: &UnixListener, child: &mut Child, what: &str| -> Result<UnixStream> {
                 accept_while_alive(listener, child, Duration::from_secs(30)).map_err(|e| {
@@ -251,26 +212,6 @@ fn accept_while_alive(
     }
 }
 
-/// Relays QEMU's stderr to ours, prefixed, keeping the last lines.
-fn relay_stderr(stderr: std::process::ChildStderr) -> Arc<Mutex<Vec<String>>> {
-    let tail = Arc::new(Mutex::new(Vec::new()));
-    let keep = tail.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // Our own shutdown makes QEMU say this; it is not news.
-            if line.contains("terminating on signal") {
-                continue;
-            }
-            eprintln!("qemu: {line}");
-            let mut keep = keep.lock().unwrap();
-            keep.push(line);
-            let excess = keep.len().saturating_sub(40);
-            keep.drain(..excess);
-        }
-    });
-    tail
-}
-
 pub struct QemuVm {
     describe: String,
     rsp: PathBuf,
@@ -281,14 +222,6 @@ pub struct QemuVm {
     exit: Option<VmExit>,
     // Last: removed after QEMU is gone.
     _dir: RuntimeDir,
-}
-
-fn to_exit(status: std::process::ExitStatus) -> VmExit {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => VmExit::Code(c),
-        (None, Some(s)) => VmExit::Signal(s),
-        _ => VmExit::Code(-1),
-    }
 }
 
 impl Vm for QemuVm {

@@ -1,0 +1,249 @@
+//! The embedded KVM engine: the guest runs under `vmdbg-vmm`, vmdbg's own
+//! VMM (vmm/), as a child process.
+//!
+//! Files, all in the VM's private runtime directory:
+//! - `vsock.sock`: the VMM's virtio-vsock bridge (Firecracker's style). The
+//!   agent listens on vsock port [`AGENT_VSOCK_PORT`] (the engine puts
+//!   `vmdbg.agent=vsock:<port>` on the kernel command line); vmdbg
+//!   connects with `CONNECT <port>\n` and, once the guest accepts,
+//!   reads `OK <host port>\n`. See [`connector`].
+//! - `gdb.sock`: the VMM's gdb stub, the RSP endpoint (the VMM listens);
+//! - `console.log`: COM1.
+//!
+//! vmdbg-vmm has no control socket: pause and resume stop and continue
+//! the whole process (SIGSTOP/SIGCONT), which freezes the vCPUs and the
+//! devices together; shutdown is SIGTERM (the guest is disposable), then
+//! SIGKILL.
+
+mod connector;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use vmdbg_agent::client::AgentClient;
+
+use super::process::{host_tsc_khz, spawn_vmm, to_exit, StderrTail};
+use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
+
+/// The vsock port the agent listens on under this engine.
+pub const AGENT_VSOCK_PORT: u32 = 1024;
+
+pub struct KvmEngine {
+    pub vmm: PathBuf,
+}
+
+impl KvmEngine {
+    pub fn new() -> Result<Self> {
+        Ok(KvmEngine {
+            vmm: find_vmm(None)?,
+        })
+    }
+
+    fn command(&self, spec: &VmSpec, dir: &Path) -> Command {
+        let mut cmdline = format!(
+            "{} pci=off vmdbg.agent=vsock:{AGENT_VSOCK_PORT}",
+            spec.image.cmdline
+        );
+        if let Some(khz) = host_tsc_khz() {
+            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+        if !spec.extra_cmdline.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&spec.extra_cmdline);
+        }
+        let mut cmd = Command::new(&self.vmm);
+        cmd.arg("--kernel")
+            .arg(&spec.image.kernel)
+            .arg("--initrd")
+            .arg(&spec.image.initrd)
+            .args(["--mem", &format!("{}M", spec.mem_mib)])
+            .args(["--cpus", &spec.cpus.to_string()])
+            .args(["--cmdline", &cmdline])
+            .arg("--serial")
+            .arg(format!("file:{}", dir.join("console.log").display()))
+            .arg("--vsock-uds")
+            .arg(dir.join("vsock.sock"))
+            .arg("--gdb")
+            .arg(format!("unix:{}", dir.join("gdb.sock").display()));
+        if spec.start_paused {
+            cmd.arg("--wait-gdb");
+        }
+        cmd
+    }
+}
+
+/// Finds the vmdbg-vmm binary: `explicit` (a launch argument), $VMDBG_VMM,
+/// the directory of this executable, then PATH.
+pub fn find_vmm(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        bail!(
+            "launch argument `vmm` names {}, which is not a file",
+            p.display()
+        );
+    }
+    if let Some(p) = std::env::var_os("VMDBG_VMM").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("VMDBG_VMM names {}, which is not a file", p.display());
+    }
+    let beside_me = std::env::current_exe()
+        .ok()
+        .and_then(|me| Some(me.parent()?.join("vmdbg-vmm")));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("vmdbg-vmm"));
+    beside_me
+        .into_iter()
+        .chain(on_path)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot find vmdbg-vmm: set the launch argument `vmm` or VMDBG_VMM, put it next to vmdbg, or on PATH \
+                 (`cargo build --release` builds it beside vmdbg)"
+            )
+        })
+}
+
+impl Engine for KvmEngine {
+    fn describe(&self) -> String {
+        "kvm (vmdbg-vmm)".into()
+    }
+
+    fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
+        let dir = RuntimeDir::create()?;
+        let cmd = self.command(spec, dir.path());
+        // vmdbg hands the RSP endpoint to whoever needs it (Vm::rsp_endpoint).
+        let (child, stderr_tail) = spawn_vmm(cmd, "vmdbg-vmm: ", &["gdb can attach with"])?;
+        let (reader, writer, connector) =
+            connector::connect_agent(dir.path().join("vsock.sock"), AGENT_VSOCK_PORT);
+        let agent = Arc::new(AgentClient::new(reader, writer));
+        Ok(Box::new(KvmVm {
+            describe: self.describe(),
+            rsp: dir.path().join("gdb.sock"),
+            console: dir.path().join("console.log"),
+            child,
+            stderr_tail,
+            agent,
+            connector,
+            exit: None,
+            ended_by_us: false,
+            _dir: dir,
+        }))
+    }
+}
+
+pub struct KvmVm {
+    describe: String,
+    rsp: PathBuf,
+    console: PathBuf,
+    child: Child,
+    stderr_tail: StderrTail,
+    agent: Arc<AgentClient>,
+    connector: connector::Handle,
+    exit: Option<VmExit>,
+    /// We sent the signal that ended the VMM.
+    ended_by_us: bool,
+    // Last: removed after the VMM is gone.
+    _dir: RuntimeDir,
+}
+
+impl KvmVm {
+    fn signal(&self, signal: i32) -> Result<()> {
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
+        if unsafe { libc::kill(self.child.id() as i32, signal) } != 0 {
+            bail!(
+                "signal {signal} to vmdbg-vmm (pid {}): {}",
+                self.child.id(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Vm for KvmVm {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+    fn rsp_endpoint(&self) -> &Path {
+        &self.rsp
+    }
+    fn console_log(&self) -> &Path {
+        &self.console
+    }
+    fn agent(&self) -> &Arc<AgentClient> {
+        &self.agent
+    }
+    fn pause(&mut self) -> Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+    fn resume(&mut self) -> Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
+        if let Some(exit) = self.try_exit() {
+            return Ok(exit);
+        }
+        self.ended_by_us = true;
+        self.connector.stop();
+        // A paused VMM would not act on SIGTERM until continued.
+        let _ = self.signal(libc::SIGCONT);
+        let _ = self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(exit) = self.try_exit() {
+                return Ok(exit);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait()?;
+        self.exit = Some(to_exit(status));
+        Ok(self.try_exit().expect("set above"))
+    }
+
+    fn try_exit(&mut self) -> Option<VmExit> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.connector.stop();
+                let exit = to_exit(status);
+                if let VmExit::Code(code) = exit {
+                    if code != 0 {
+                        tracing::warn!(
+                            "vmdbg-vmm ended with status {code}: {}",
+                            self.stderr_tail.lock().unwrap().join("\n")
+                        );
+                    }
+                }
+                self.exit = Some(exit);
+            }
+        }
+        // Ended at our request, like QEMU's `quit`: a clean end.
+        match self.exit {
+            Some(VmExit::Signal(libc::SIGTERM | libc::SIGKILL)) if self.ended_by_us => {
+                Some(VmExit::Code(0))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for KvmVm {
+    fn drop(&mut self) {
+        self.connector.stop();
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
