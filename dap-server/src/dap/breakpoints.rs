@@ -2,6 +2,17 @@
 //! or watchpoint; on vmdbg-vmm those are the four debug registers DR0–DR3,
 //! so a fifth is refused by the stub and reported `verified: false` with
 //! the reason, never silently dropped.
+//!
+//! Line and function breakpoints may carry a `condition` (an expression
+//! of `evaluate`, true when non-zero), a `hitCondition` (gdb-like: `N` or
+//! `>= N` stops from the Nth hit on, `> N`, `== N`, `% N` every Nth; hits
+//! are counted when the condition holds) and a `logMessage` (a logpoint:
+//! printed with its `{expr}` values, no stop). They are decided when the
+//! target stops at the breakpoint's address; when none of the breakpoints
+//! there wants a stop, the session goes on with what it was doing
+//! (continue, a step) without telling the client. A condition that cannot
+//! be evaluated stops, as gdb does ("Error in testing condition"), and the
+//! breakpoint's `message` says why.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +22,89 @@ use serde_json::{json, Value};
 use super::protocol::{self, Breakpoint, Source};
 use super::session::{DataBreakpoint, Session, UserBreakpoint, VarNode};
 use crate::rsp::WatchKind;
+use crate::symbols::expr;
 use crate::symbols::types::Place;
+
+/// When a breakpoint's hits stop the target (`hitCondition`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HitCondition {
+    /// `N`, `>= N` (`> N` is `>= N+1`): from the Nth hit on, as gdb's
+    /// `ignore` count of N-1.
+    AtLeast(u64),
+    /// `== N`: the Nth hit only.
+    Exactly(u64),
+    /// `% N`: every Nth hit.
+    Every(u64),
+}
+
+impl HitCondition {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let (op, number) = [">=", "==", "%", ">", "="]
+            .iter()
+            .find_map(|op| t.strip_prefix(op).map(|rest| (*op, rest.trim())))
+            .unwrap_or(("", t));
+        let bad = || {
+            format!(
+                "hitCondition {text:?} is not understood: give a hit count N (stop from the Nth hit on), `>= N`, `> N`, `== N` or `% N` (every Nth hit)"
+            )
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        Ok(match op {
+            "" | ">=" => HitCondition::AtLeast(n),
+            ">" => HitCondition::AtLeast(n.saturating_add(1)),
+            "==" | "=" => HitCondition::Exactly(n),
+            "%" if n == 0 => {
+                return Err(format!(
+                    "hitCondition {text:?}: `% 0` divides by zero; give `% N` with N of 1 or more"
+                ))
+            }
+            "%" => HitCondition::Every(n),
+            _ => return Err(bad()),
+        })
+    }
+
+    pub fn stops(self, hits: u64) -> bool {
+        match self {
+            HitCondition::AtLeast(n) => hits >= n,
+            HitCondition::Exactly(n) => hits == n,
+            HitCondition::Every(n) => hits % n == 0,
+        }
+    }
+}
+
+/// The condition fields of a source or function breakpoint, checked: a
+/// bad `hitCondition` refuses the breakpoint (the message says why), a
+/// condition that does not parse is kept (it stops and says so when hit)
+/// with a message.
+fn conditions(
+    mut bp: UserBreakpoint,
+    condition: Option<String>,
+    hit_condition: Option<String>,
+    log_message: Option<String>,
+) -> UserBreakpoint {
+    let present = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    bp.condition = present(condition);
+    bp.log_message = present(log_message);
+    if let Some(text) = present(hit_condition) {
+        match HitCondition::parse(&text) {
+            Ok(h) => bp.hit_condition = Some(h),
+            Err(why) => {
+                bp.verified = false;
+                bp.message = Some(why);
+                return bp;
+            }
+        }
+    }
+    if let Some(condition) = &bp.condition {
+        if let Err(e) = expr::parse(condition) {
+            bp.message = Some(format!(
+                "condition {condition:?} does not parse: {e}; the breakpoint stops and reports this when it is reached"
+            ));
+        }
+    }
+    bp
+}
 
 const NO_SLOT: &str = "no free hardware breakpoint slot: vmdbg-vmm serves breakpoints and watchpoints from the 4 debug registers (DR0–DR3) and all are in use; remove another breakpoint or watchpoint";
 
@@ -30,14 +123,23 @@ impl Session {
             .path
             .clone()
             .context("setBreakpoints needs source.path")?;
-        let lines: Vec<u32> = match (&args.breakpoints, &args.lines) {
-            (Some(bps), _) => bps.iter().map(|b| b.line).collect(),
-            (None, Some(lines)) => lines.clone(),
+        let wanted: Vec<protocol::SourceBreakpoint> = match (args.breakpoints, &args.lines) {
+            (Some(bps), _) => bps,
+            (None, Some(lines)) => lines
+                .iter()
+                .map(|&line| protocol::SourceBreakpoint {
+                    line,
+                    condition: None,
+                    hit_condition: None,
+                    log_message: None,
+                })
+                .collect(),
             (None, None) => Vec::new(),
         };
         let symbols = self.target.as_ref().context("no target")?.symbols.clone();
         let mut list = Vec::new();
-        for line in lines {
+        for wanted in wanted {
+            let line = wanted.line;
             let id = self.new_id();
             let bp = match self
                 .target
@@ -53,6 +155,7 @@ impl Session {
                     verified: true,
                     message: (p.line != line)
                         .then(|| format!("line {line} has no code; moved to line {}", p.line)),
+                    ..Default::default()
                 },
                 None => UserBreakpoint {
                     id,
@@ -64,9 +167,15 @@ impl Session {
                         "no code at or after line {line} of {path} in {}",
                         symbols.path.display()
                     )),
+                    ..Default::default()
                 },
             };
-            list.push(bp);
+            list.push(conditions(
+                bp,
+                wanted.condition,
+                wanted.hit_condition,
+                wanted.log_message,
+            ));
         }
         self.line_breakpoints.insert(path.clone(), list);
         self.sync_breakpoints().await?;
@@ -99,6 +208,7 @@ impl Session {
                         }),
                         verified: true,
                         message: None,
+                        ..Default::default()
                     }
                 }
                 None => UserBreakpoint {
@@ -112,15 +222,119 @@ impl Session {
                         fb.name,
                         symbols.path.display()
                     )),
+                    ..Default::default()
                 },
             };
-            list.push(bp);
+            list.push(conditions(bp, fb.condition, fb.hit_condition, None));
         }
         self.function_breakpoints = list;
         self.sync_breakpoints().await?;
         Ok(
             json!({ "breakpoints": self.function_breakpoints.iter().map(to_dap).collect::<Vec<_>>() }),
         )
+    }
+
+    /// Decides a stop at `pc`, where user breakpoints are: each one's
+    /// condition, hit count and log message. Returns the ids of those that
+    /// stop the target (empty: the caller goes on). Decided once per stop.
+    pub async fn decide_breakpoints(&mut self, pc: u64) -> Vec<i64> {
+        if let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.clone()) {
+            if at == pc {
+                return ids;
+            }
+        }
+        let mut stopping = Vec::new();
+        for id in self.breakpoint_ids_at(pc) {
+            let Some(bp) = self.user_breakpoint_mut(id).map(|b| b.clone()) else {
+                continue;
+            };
+            if let Some(condition) = &bp.condition {
+                match self.evaluate_truth(condition).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        self.out.output(
+                            "console",
+                            format!(
+                                "Error in testing condition for breakpoint {id}: {e:#}\n(condition: {condition})\n"
+                            ),
+                        );
+                        if let Some(stored) = self.user_breakpoint_mut(id) {
+                            stored.message = Some(format!("condition {condition:?} failed: {e:#}"));
+                            let changed = to_dap(stored);
+                            self.out.event(
+                                "breakpoint",
+                                json!({ "reason": "changed", "breakpoint": changed }),
+                            );
+                        }
+                        stopping.push(id);
+                        continue;
+                    }
+                }
+            }
+            let hits = match self.user_breakpoint_mut(id) {
+                Some(stored) => {
+                    stored.hits += 1;
+                    stored.hits
+                }
+                None => continue,
+            };
+            if bp.hit_condition.is_some_and(|h| !h.stops(hits)) {
+                continue;
+            }
+            if let Some(message) = &bp.log_message {
+                let text = self.interpolate(message).await;
+                self.out.output("console", format!("{text}\n"));
+                continue;
+            }
+            stopping.push(id);
+        }
+        if let Some(target) = self.target.as_mut() {
+            target.stop.decided = Some((pc, stopping.clone()));
+        }
+        stopping
+    }
+
+    fn user_breakpoint_mut(&mut self, id: i64) -> Option<&mut UserBreakpoint> {
+        self.line_breakpoints
+            .values_mut()
+            .flatten()
+            .chain(self.function_breakpoints.iter_mut())
+            .find(|b| b.id == id)
+    }
+
+    /// A logpoint's message with each `{expression}` replaced by its value
+    /// (as `evaluate` shows it, or `<error: …>`); `{{` and `}}` are braces.
+    async fn interpolate(&mut self, message: &str) -> String {
+        let mut out = String::new();
+        let mut rest = message;
+        while let Some(at) = rest.find(['{', '}']) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            if tail.starts_with("{{") || tail.starts_with("}}") {
+                out.push_str(&tail[..1]);
+                rest = &tail[2..];
+                continue;
+            }
+            if let Some(after) = tail.strip_prefix('}') {
+                out.push('}');
+                rest = after;
+                continue;
+            }
+            let Some(end) = tail.find('}') else {
+                out.push_str(tail);
+                rest = "";
+                break;
+            };
+            let expression = &tail[1..end];
+            match self.evaluate_text(expression).await {
+                Ok(value) => out.push_str(&value),
+                Err(e) => out.push_str(&format!("<error: {e:#}>")),
+            }
+            rest = &tail[end + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 
     /// Makes the stub's breakpoints match the wanted set: removes first
@@ -302,5 +516,30 @@ fn to_dap(bp: &UserBreakpoint) -> Breakpoint {
         source: bp.source.clone(),
         line: bp.line,
         instruction_reference: bp.addr.map(|a| format!("{a:#x}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_conditions_read_like_gdb_ignore_counts() {
+        let stops = |text: &str| -> Vec<u64> {
+            let h = HitCondition::parse(text).unwrap();
+            (1..=6).filter(|&n| h.stops(n)).collect()
+        };
+        assert_eq!(stops("3"), vec![3, 4, 5, 6]);
+        assert_eq!(stops(">= 3"), vec![3, 4, 5, 6]);
+        assert_eq!(stops("> 3"), vec![4, 5, 6]);
+        assert_eq!(stops("== 2"), vec![2]);
+        assert_eq!(stops("%2"), vec![2, 4, 6]);
+        let bad = HitCondition::parse("often").unwrap_err();
+        assert!(
+            bad.contains("hitCondition \"often\"") && bad.contains("% N"),
+            "{bad}"
+        );
+        assert!(HitCondition::parse("% 0").unwrap_err().contains("% 0"));
+        assert!(HitCondition::parse("-1").is_err());
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::protocol;
 use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
-use crate::symbols::expr::{self, Expr};
+use crate::symbols::expr::{self, BinaryOp, Expr};
 use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
 use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
 use crate::symbols::unwind::MAX_FRAMES;
@@ -633,6 +633,30 @@ impl Session {
                 };
                 self.deref(base, index).await?
             }
+            Expr::Negate(inner) => {
+                let value = Box::pin(self.eval(frame_index, inner)).await?;
+                match self.scalar(value).await? {
+                    Scalar::Int(n) => Evaluated::Int(n.wrapping_neg()),
+                    Scalar::Float(_) => bail!("arithmetic on floating-point values is not supported; compare them instead"),
+                }
+            }
+            Expr::Not(inner) => {
+                let value = Box::pin(self.eval(frame_index, inner)).await?;
+                Evaluated::Int(i64::from(self.scalar(value).await?.is_zero()))
+            }
+            Expr::Binary(op, left, right) => {
+                let l = Box::pin(self.eval(frame_index, left)).await?;
+                let l = self.scalar(l).await?;
+                // && and || do not evaluate their right side when the left decides.
+                match op {
+                    BinaryOp::And if l.is_zero() => return Ok(Evaluated::Int(0)),
+                    BinaryOp::Or if !l.is_zero() => return Ok(Evaluated::Int(1)),
+                    _ => {}
+                }
+                let r = Box::pin(self.eval(frame_index, right)).await?;
+                let r = self.scalar(r).await?;
+                Evaluated::Int(binary(*op, l, r)?)
+            }
             Expr::Member(base, field) | Expr::Arrow(base, field) => {
                 let mut value = Box::pin(self.eval(frame_index, base)).await?;
                 if matches!(e, Expr::Arrow(..)) {
@@ -662,6 +686,51 @@ impl Session {
                 })
             }
         })
+    }
+
+    /// The number a value stands for in arithmetic and comparisons:
+    /// integers, enumerators, booleans, characters and pointers (as their
+    /// address; an array as its first element's), or a floating-point value.
+    async fn scalar(&mut self, value: Evaluated) -> Result<Scalar> {
+        let entry = match value {
+            Evaluated::Int(n) => return Ok(Scalar::Int(n)),
+            Evaluated::Entry(entry) => entry,
+        };
+        let symbols = self.target_ref()?.symbols.clone();
+        let ty = entry
+            .ty
+            .with_context(|| format!("{} has no type", entry.name))?;
+        let stripped = symbols.strip(ty);
+        let signed = match &stripped.kind {
+            TypeKind::Base { encoding } => {
+                if *encoding == gimli::DW_ATE_float {
+                    let bytes = self.bytes_of(&entry.place, entry.size).await?;
+                    return match bytes.len() {
+                        4 => Ok(Scalar::Float(f64::from(f32::from_le_bytes(
+                            bytes[..4].try_into().expect("4 bytes"),
+                        )))),
+                        8 => Ok(Scalar::Float(f64::from_le_bytes(
+                            bytes[..8].try_into().expect("8 bytes"),
+                        ))),
+                        n => bail!("{} is a {n}-byte floating-point value, which expressions do not compute with", entry.name),
+                    };
+                }
+                *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char
+            }
+            TypeKind::Enum { signed, .. } => *signed,
+            TypeKind::Pointer { .. } => false,
+            TypeKind::Array { .. } => match entry.place {
+                Place::Memory(addr) => return Ok(Scalar::Int(addr as i64)),
+                _ => bail!("{} is an array that is not in memory", entry.name),
+            },
+            _ => bail!(
+                "{} is a {}, not a number; use one of its members",
+                entry.name,
+                symbols.resolve_type(ty).name
+            ),
+        };
+        let bytes = self.bytes_of(&entry.place, entry.size.min(8)).await?;
+        Ok(Scalar::Int(int_of(&bytes, signed)))
     }
 
     /// `*value` (index 0) or `value[index]` for pointers and arrays.
@@ -718,10 +787,34 @@ impl Session {
         }
     }
 
+    /// A breakpoint condition in the top frame: true when non-zero.
+    pub(super) async fn evaluate_truth(&mut self, text: &str) -> Result<bool> {
+        let parsed = expr::parse(text)?;
+        let value = self.eval(0, &parsed).await?;
+        Ok(!self.scalar(value).await?.is_zero())
+    }
+
+    /// An expression's value in the top frame, as `evaluate` shows it.
+    pub(super) async fn evaluate_text(&mut self, text: &str) -> Result<String> {
+        let body = self
+            .evaluate(protocol::EvaluateArguments {
+                expression: text.to_string(),
+                frame_id: None,
+            })
+            .await?;
+        Ok(match &body["result"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
     pub async fn evaluate(&mut self, args: protocol::EvaluateArguments) -> Result<Value> {
         let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
         let parsed = expr::parse(&args.expression)?;
         match self.eval(frame, &parsed).await? {
+            Evaluated::Int(n) if parsed.is_computed() => {
+                Ok(json!({ "result": n.to_string(), "variablesReference": 0 }))
+            }
             Evaluated::Int(n) => Ok(
                 json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) }),
             ),
@@ -835,6 +928,63 @@ impl Session {
 pub enum Evaluated {
     Entry(VarEntry),
     Int(i64),
+}
+
+/// A value as arithmetic and comparisons see it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar {
+    Int(i64),
+    Float(f64),
+}
+
+impl Scalar {
+    pub fn is_zero(self) -> bool {
+        match self {
+            Scalar::Int(n) => n == 0,
+            Scalar::Float(f) => f == 0.0,
+        }
+    }
+}
+
+/// `l op r` as C computes it on 64-bit integers (wrapping), comparisons
+/// giving 1 or 0; floating-point values can be compared only.
+pub fn binary(op: BinaryOp, l: Scalar, r: Scalar) -> Result<i64> {
+    use BinaryOp::*;
+    let truth = |b: bool| i64::from(b);
+    if let (Scalar::Int(a), Scalar::Int(b)) = (l, r) {
+        return Ok(match op {
+            Mul => a.wrapping_mul(b),
+            Div | Rem if b == 0 => bail!("division by zero"),
+            Div => a.wrapping_div(b),
+            Rem => a.wrapping_rem(b),
+            Add => a.wrapping_add(b),
+            Sub => a.wrapping_sub(b),
+            Lt => truth(a < b),
+            Le => truth(a <= b),
+            Gt => truth(a > b),
+            Ge => truth(a >= b),
+            Eq => truth(a == b),
+            Ne => truth(a != b),
+            And => truth(a != 0 && b != 0),
+            Or => truth(a != 0 || b != 0),
+        });
+    }
+    let float = |s: Scalar| match s {
+        Scalar::Int(n) => n as f64,
+        Scalar::Float(f) => f,
+    };
+    let (a, b) = (float(l), float(r));
+    Ok(match op {
+        Lt => truth(a < b),
+        Le => truth(a <= b),
+        Gt => truth(a > b),
+        Ge => truth(a >= b),
+        Eq => truth(a == b),
+        Ne => truth(a != b),
+        And => truth(a != 0.0 && b != 0.0),
+        Or => truth(a != 0.0 || b != 0.0),
+        _ => bail!("arithmetic on floating-point values is not supported; compare them instead"),
+    })
 }
 
 fn parse_address(reference: &str) -> Result<u64> {

@@ -54,6 +54,12 @@ pub struct Source {
 #[serde(rename_all = "camelCase")]
 pub struct SourceBreakpoint {
     pub line: u32,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub hit_condition: Option<String>,
+    #[serde(default)]
+    pub log_message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,8 +73,13 @@ pub struct SetBreakpointsArguments {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FunctionBreakpoint {
     pub name: String,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub hit_condition: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,7 +217,9 @@ pub fn capabilities() -> Value {
     serde_json::json!({
         "supportsConfigurationDoneRequest": true,
         "supportsFunctionBreakpoints": true,
-        "supportsConditionalBreakpoints": false,
+        "supportsConditionalBreakpoints": true,
+        "supportsHitConditionalBreakpoints": true,
+        "supportsLogPoints": true,
         "supportsEvaluateForHovers": true,
         "supportsSetVariable": true,
         "supportsRestartRequest": true,

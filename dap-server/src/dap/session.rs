@@ -116,7 +116,7 @@ pub enum Then {
     Report,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct UserBreakpoint {
     pub id: i64,
     pub addr: Option<u64>,
@@ -124,6 +124,14 @@ pub struct UserBreakpoint {
     pub source: Option<Source>,
     pub verified: bool,
     pub message: Option<String>,
+    /// Stop only when this expression is true (non-zero).
+    pub condition: Option<String>,
+    /// Stop only on the hits this allows (counted when the condition holds).
+    pub hit_condition: Option<super::breakpoints::HitCondition>,
+    /// A logpoint: print this (with `{expr}` values) and go on.
+    pub log_message: Option<String>,
+    /// Times the breakpoint was reached with its condition true.
+    pub hits: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -179,6 +187,9 @@ pub struct StopState {
     pub memory: HashMap<u64, Vec<u8>>,
     pub registers: HashMap<String, Vec<u8>>,
     pub exception: Option<(String, String)>,
+    /// What the user breakpoints at this stop's pc decided (that pc, the
+    /// ids that stop): conditions and hit counts are evaluated once a stop.
+    pub decided: Option<(u64, Vec<i64>)>,
 }
 
 pub struct Target {
@@ -952,6 +963,13 @@ impl Session {
 
     /// Resumes all vCPUs; a breakpoint at the pc is stepped over first.
     pub async fn resume_continue(&mut self) -> Result<()> {
+        self.resume(true).await
+    }
+
+    /// Resumes all threads (a breakpoint at the pc stepped over first);
+    /// `announce`: send `continued` (not for a breakpoint that decided
+    /// not to stop, which the client never saw).
+    async fn resume(&mut self, announce: bool) -> Result<()> {
         let Some(stop) = self.step_off_breakpoint().await? else {
             return Ok(());
         };
@@ -965,6 +983,9 @@ impl Session {
         match target.pending_signal.take() {
             Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
             None => target.rsp.resume_continue()?,
+        }
+        if !announce {
+            return Ok(());
         }
         self.out.event(
             "continued",
@@ -1279,7 +1300,17 @@ impl Session {
                     );
                     return Ok(());
                 }
-                let ids = self.breakpoint_ids_at(pc);
+                let ids = if self.breakpoint_ids_at(pc).is_empty() {
+                    Vec::new()
+                } else {
+                    let ids = self.decide_breakpoints(pc).await;
+                    if ids.is_empty() {
+                        // Conditions false, hit counts not reached, logpoints:
+                        // the run goes on.
+                        return Box::pin(self.resume(false)).await;
+                    }
+                    ids
+                };
                 if !ids.is_empty() {
                     let reason = if self
                         .function_breakpoints
@@ -1493,11 +1524,22 @@ impl Session {
             target.rsp.remove_breakpoint(addr).await?;
         }
         if !here {
+            if is_trap
+                && !self.breakpoint_ids_at(pc).is_empty()
+                && self.decide_breakpoints(pc).await.is_empty()
+            {
+                // A breakpoint on the way that does not stop (its condition
+                // is false, a logpoint): go on to the return address.
+                return self.resume_to_return(addr, rsp_wanted, then).await;
+            }
             // Something else stopped it first (a breakpoint, a watchpoint,
             // pause, an exit): report that.
             return self.report_stop_reply(stop).await;
         }
-        if !self.breakpoint_ids_at(pc).is_empty() && matches!(then, Then::Step(_)) {
+        if !self.breakpoint_ids_at(pc).is_empty()
+            && matches!(then, Then::Step(_))
+            && !self.decide_breakpoints(pc).await.is_empty()
+        {
             // gdb stops at a user breakpoint on the return address too.
             return self.report_stop_reply(stop).await;
         }
@@ -1512,6 +1554,26 @@ impl Session {
             }
             Then::Step(state) => self.continue_step(state).await,
         }
+    }
+
+    /// Goes on running to a return address after a breakpoint on the way
+    /// decided not to stop: off the breakpoint, then the run again.
+    async fn resume_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<()> {
+        match self.step_off_breakpoint().await? {
+            None => return Ok(()),
+            Some(Some(stop)) => return self.report_stop_reply(stop).await,
+            Some(None) => {}
+        }
+        if self.run_to_return(addr, rsp, then).await? {
+            return Ok(());
+        }
+        let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+        self.out.event(
+            "stopped",
+            json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
+                    "description": "the step could not set its temporary breakpoint" }),
+        );
+        Ok(())
     }
 
     async fn reinsert_breakpoints(&mut self) {

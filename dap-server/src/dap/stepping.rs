@@ -97,8 +97,13 @@ impl Session {
             let thread = target.thread.clone();
             if let Some(signal) = target.take_signal_for(&thread) {
                 if let Some(stop) = self.run_signal_handler(signal).await? {
-                    let at = self.target_mut()?.pc().await.unwrap_or(0);
-                    if !is_plain_step(&stop) || !self.breakpoint_ids_at(at).is_empty() {
+                    if !is_plain_step(&stop) {
+                        return self.report_stop_reply(stop).await;
+                    }
+                    let at = self.target_mut()?.pc().await?;
+                    if !self.breakpoint_ids_at(at).is_empty()
+                        && !self.decide_breakpoints(at).await.is_empty()
+                    {
                         return self.report_stop_reply(stop).await;
                     }
                 }
@@ -148,7 +153,9 @@ impl Session {
             let target = self.target_mut()?;
             let new_pc = target.pc().await?;
             let symbols = target.symbols.clone();
-            if !self.breakpoint_ids_at(new_pc).is_empty() {
+            if !self.breakpoint_ids_at(new_pc).is_empty()
+                && !self.decide_breakpoints(new_pc).await.is_empty()
+            {
                 return self.report_stop_reply(stop).await;
             }
             if is_call && new_pc != pc + len {
@@ -278,7 +285,8 @@ impl Session {
         let stop = self.single_step().await?;
         if is_plain_step(&stop) {
             let pc = self.target_mut()?.pc().await?;
-            if self.breakpoint_ids_at(pc).is_empty() {
+            if self.breakpoint_ids_at(pc).is_empty() || self.decide_breakpoints(pc).await.is_empty()
+            {
                 return self.report_step(None);
             }
         }

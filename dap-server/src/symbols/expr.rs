@@ -1,6 +1,9 @@
-//! The expressions `evaluate` accepts (watch, hover, the debug console):
-//! names, `$registers`, numbers, `a.b`, `a->b`, `*a`, `&a`, `a[i]` and
-//! parentheses. This file parses; the DAP layer evaluates against a frame.
+//! The expressions `evaluate` accepts (watch, hover, the debug console,
+//! breakpoint conditions and logpoints): names, `$registers`, numbers,
+//! `a.b`, `a->b`, `*a`, `&a`, `a[i]`, parentheses, and C's arithmetic
+//! (`+ - * / %`), comparisons (`== != < <= > >=`) and logic (`&& || !`)
+//! with C's precedence. This file parses; the DAP layer evaluates against
+//! a frame.
 
 use anyhow::{bail, Context, Result};
 
@@ -14,16 +17,71 @@ pub enum Expr {
     Member(Box<Expr>, String),
     Arrow(Box<Expr>, String),
     Index(Box<Expr>, Box<Expr>),
+    /// `-a` on a value (on a literal it is folded into `Number`).
+    Negate(Box<Expr>),
+    /// `!a`: 1 when a is zero, else 0.
+    Not(Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Mul,
+    Div,
+    Rem,
+    Add,
+    Sub,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+}
+
+impl Expr {
+    /// Whether the value is computed (a number that is no variable):
+    /// shown in decimal rather than as an address.
+    pub fn is_computed(&self) -> bool {
+        matches!(self, Expr::Negate(_) | Expr::Not(_) | Expr::Binary(..))
+    }
+}
+
+/// Binary operators from the loosest binding to the tightest, as in C.
+const LEVELS: &[&[(&str, BinaryOp)]] = &[
+    &[("||", BinaryOp::Or)],
+    &[("&&", BinaryOp::And)],
+    &[("==", BinaryOp::Eq), ("!=", BinaryOp::Ne)],
+    &[
+        ("<=", BinaryOp::Le),
+        (">=", BinaryOp::Ge),
+        ("<", BinaryOp::Lt),
+        (">", BinaryOp::Gt),
+    ],
+    &[("+", BinaryOp::Add), ("-", BinaryOp::Sub)],
+    &[
+        ("*", BinaryOp::Mul),
+        ("/", BinaryOp::Div),
+        ("%", BinaryOp::Rem),
+    ],
+];
 
 pub fn parse(text: &str) -> Result<Expr> {
     let mut parser = Parser {
         chars: text.chars().collect(),
         pos: 0,
     };
-    let expr = parser.unary()?;
+    let expr = parser.binary(0)?;
     parser.skip_space();
     if parser.pos < parser.chars.len() {
+        if parser.chars[parser.pos] == '=' && parser.chars.get(parser.pos + 1) != Some(&'=') {
+            bail!(
+                "`=` at column {} of {text:?} would assign; use `==` to compare",
+                parser.pos + 1
+            );
+        }
         bail!(
             "unexpected {:?} at column {} of {text:?}",
             parser.chars[parser.pos],
@@ -81,7 +139,49 @@ impl Parser {
         Ok(self.chars[start..self.pos].iter().collect())
     }
 
+    /// Operators of `LEVELS[level]` and tighter, left to right.
+    fn binary(&mut self, level: usize) -> Result<Expr> {
+        let Some(ops) = LEVELS.get(level) else {
+            return self.unary();
+        };
+        let mut left = self.binary(level + 1)?;
+        'more: loop {
+            for (token, op) in ops.iter() {
+                if self.at_operator(token) {
+                    self.pos += token.len();
+                    let right = self.binary(level + 1)?;
+                    left = Expr::Binary(*op, Box::new(left), Box::new(right));
+                    continue 'more;
+                }
+            }
+            return Ok(left);
+        }
+    }
+
+    /// Whether the binary operator `token` comes next (and not a longer
+    /// one that starts like it: `<` is not `<=`, `&&` not `&`).
+    fn at_operator(&mut self, token: &str) -> bool {
+        self.skip_space();
+        let n = token.chars().count();
+        let matches = self
+            .chars
+            .get(self.pos..self.pos + n)
+            .is_some_and(|w| w.iter().copied().eq(token.chars()));
+        if !matches {
+            return false;
+        }
+        let next = self.chars.get(self.pos + n).copied();
+        match token {
+            "<" | ">" => next != Some('='),
+            "-" => next != Some('>'),
+            _ => true,
+        }
+    }
+
     fn unary(&mut self) -> Result<Expr> {
+        if self.eat("!") {
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
         if self.eat("*") {
             return Ok(Expr::Deref(Box::new(self.unary()?)));
         }
@@ -89,9 +189,9 @@ impl Parser {
             return Ok(Expr::AddressOf(Box::new(self.unary()?)));
         }
         if self.eat("-") {
-            return match self.postfix()? {
+            return match self.unary()? {
                 Expr::Number(n) => Ok(Expr::Number(n.wrapping_neg())),
-                _ => bail!("`-` applies to numbers only"),
+                other => Ok(Expr::Negate(Box::new(other))),
             };
         }
         self.postfix()
@@ -105,7 +205,7 @@ impl Parser {
             } else if self.eat(".") {
                 expr = Expr::Member(Box::new(expr), self.ident()?);
             } else if self.eat("[") {
-                let index = self.unary()?;
+                let index = self.binary(0)?;
                 if !self.eat("]") {
                     bail!("missing `]`");
                 }
@@ -120,7 +220,7 @@ impl Parser {
         match self.peek() {
             Some('(') => {
                 self.pos += 1;
-                let e = self.unary()?;
+                let e = self.binary(0)?;
                 if !self.eat(")") {
                     bail!("missing `)`");
                 }
@@ -178,5 +278,70 @@ mod tests {
         assert!(parse("a[").is_err());
         assert!(parse("").is_err());
         assert!(parse("a b").is_err());
+    }
+
+    #[test]
+    fn parses_conditions_with_c_precedence() {
+        use BinaryOp::*;
+        let name = |n: &str| Box::new(Expr::Name(n.into()));
+        let num = |n: i64| Box::new(Expr::Number(n));
+        assert_eq!(
+            parse("i == 3").unwrap(),
+            Expr::Binary(Eq, name("i"), num(3))
+        );
+        // a + b * 2 > 5 && !done || x->n <= -1
+        assert_eq!(
+            parse("a + b * 2 > 5 && !done || x->n <= -1").unwrap(),
+            Expr::Binary(
+                Or,
+                Box::new(Expr::Binary(
+                    And,
+                    Box::new(Expr::Binary(
+                        Gt,
+                        Box::new(Expr::Binary(
+                            Add,
+                            name("a"),
+                            Box::new(Expr::Binary(Mul, name("b"), num(2)))
+                        )),
+                        num(5)
+                    )),
+                    Box::new(Expr::Not(name("done")))
+                )),
+                Box::new(Expr::Binary(
+                    Le,
+                    Box::new(Expr::Arrow(name("x"), "n".into())),
+                    num(-1)
+                ))
+            )
+        );
+        // Left to right within a level; *p as a dereference after an operator.
+        assert_eq!(
+            parse("a - b - *p").unwrap(),
+            Expr::Binary(
+                Sub,
+                Box::new(Expr::Binary(Sub, name("a"), name("b"))),
+                Box::new(Expr::Deref(name("p")))
+            )
+        );
+        assert_eq!(
+            parse("arr[i + 1] % 2 != 0").unwrap(),
+            Expr::Binary(
+                Ne,
+                Box::new(Expr::Binary(
+                    Rem,
+                    Box::new(Expr::Index(
+                        name("arr"),
+                        Box::new(Expr::Binary(Add, name("i"), num(1)))
+                    )),
+                    num(2)
+                )),
+                num(0)
+            )
+        );
+        assert_eq!(parse("-x").unwrap(), Expr::Negate(name("x")));
+        let assign = parse("i = 3").unwrap_err().to_string();
+        assert!(assign.contains("use `==`"), "{assign}");
+        assert!(parse("i ==").is_err());
+        assert!(parse("(a && b").is_err());
     }
 }

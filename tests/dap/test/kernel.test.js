@@ -242,6 +242,98 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
     assert.strictEqual((await dc.evaluateRequest({ expression: 'n', frameId: 1 })).body.result, '4');
   });
 
+  /** Launches calls-O0.elf with `breakpoints` in calls.c and starts it. */
+  async function launchWith(breakpoints) {
+    await launchAndConfigure(dc, { kernel: h.kernel('calls-O0.elf') });
+    const reply = await dc.setBreakpointsRequest({ source: { path: h.callsC }, breakpoints });
+    const stops = [];
+    dc.on('stopped', (e) => stops.push(e.body));
+    const exited = dc.waitForEvent('exited');
+    const stopped = dc.waitForEvent('stopped');
+    await dc.configurationDoneRequest();
+    return { reply, stops, exited, stopped };
+  }
+  const evaluate = async (expression) => (await dc.evaluateRequest({ expression, frameId: 1 })).body.result;
+  async function continueToStop() {
+    const stopped = dc.waitForEvent('stopped');
+    await dc.continueRequest({ threadId: 1 });
+    return (await stopped).body;
+  }
+
+  it('initialize claims conditional and hit-count breakpoints and logpoints', async function () {
+    const init = await dc.initializeRequest({ adapterID: 'vmdbg' });
+    assert.strictEqual(init.body.supportsConditionalBreakpoints, true);
+    assert.strictEqual(init.body.supportsHitConditionalBreakpoints, true);
+    assert.strictEqual(init.body.supportsLogPoints, true);
+  });
+
+  it('a conditional breakpoint stops only where its condition holds; evaluate computes', async function () {
+    const { reply, stops, exited, stopped } = await launchWith([{ line: h.marker('compute-loop'), condition: 'i == 3' }]);
+    assert.strictEqual(reply.body.breakpoints[0].verified, true);
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    assert.strictEqual(await evaluate('i'), '3');
+    assert.strictEqual(await evaluate('sum'), '60');
+    assert.strictEqual(await evaluate('i * 2 + 1 == 7 && !(sum < 60)'), '1');
+    assert.strictEqual(await evaluate('arr[i] - arr[i - 1] * 2'), '-20');
+    await dc.continueRequest({ threadId: 1 });
+    await exited;
+    assert.strictEqual(stops.length, 1, JSON.stringify(stops));
+  });
+
+  it('hit counts: `>= 3` stops from the third hit on, `% 2` every second (recursive factorial)', async function () {
+    const line = h.marker('fact-recurse');
+    const first = await launchWith([{ line, hitCondition: '>= 3' }]);
+    await first.stopped;
+    assert.strictEqual(await evaluate('n'), '3', 'hits 1 and 2 (n = 5, 4) went on');
+    await continueToStop();
+    assert.strictEqual(await evaluate('n'), '2');
+    await dc.continueRequest({ threadId: 1 });
+    await first.exited;
+    assert.strictEqual(first.stops.length, 2);
+    await dc.stop();
+    dc = await h.startClient();
+    const every = await launchWith([{ line, hitCondition: '% 2' }]);
+    await every.stopped;
+    assert.strictEqual(await evaluate('n'), '4');
+    await continueToStop();
+    assert.strictEqual(await evaluate('n'), '2');
+    await dc.continueRequest({ threadId: 1 });
+    await every.exited;
+    assert.strictEqual(every.stops.length, 2);
+  });
+
+  it('a logpoint prints its {expressions} and does not stop', async function () {
+    const { reply, stops, exited } = await launchWith([{ line: h.marker('compute-loop'), logMessage: 'i={i} sum={sum} {{literal}}' }]);
+    assert.strictEqual(reply.body.breakpoints[0].verified, true);
+    await exited;
+    assert.deepStrictEqual(stops, []);
+    const logged = dc.console.split('\n').filter((l) => l.startsWith('i='));
+    assert.deepStrictEqual(logged, [0, 1, 2, 3, 4].map((i) => `i=${i} sum=${[0, 10, 30, 60, 100][i]} {literal}`));
+  });
+
+  it('a condition that cannot be evaluated stops and says why; a bad hitCondition is refused', async function () {
+    const changed = dc.waitForEvent('breakpoint');
+    const { reply, stopped } = await launchWith([
+      { line: h.marker('compute-loop'), condition: 'nosuch > 1' },
+      { line: h.marker('fact-recurse'), hitCondition: 'often' },
+      { line: h.marker('leaf'), condition: 'depth ==' },
+    ]);
+    const [unknown, badHits, badSyntax] = reply.body.breakpoints;
+    assert.strictEqual(unknown.verified, true);
+    assert.strictEqual(badHits.verified, false);
+    assert.match(badHits.message, /hitCondition "often" is not understood.*% N/);
+    assert.match(badSyntax.message, /condition "depth ==" does not parse/);
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    assert.deepStrictEqual(event.body.hitBreakpointIds, [unknown.id]);
+    assert.match(dc.console, new RegExp(`Error in testing condition for breakpoint ${unknown.id}: .*nosuch`));
+    const update = (await changed).body;
+    assert.strictEqual(update.reason, 'changed');
+    assert.strictEqual(update.breakpoint.id, unknown.id);
+    assert.match(update.breakpoint.message, /condition "nosuch > 1" failed: .*nosuch/);
+  });
+
   it('calls-O2: CFI unwinding through optimized frames, and inlined frames', async function () {
     await stopAt('calls-O2.elf', h.marker('leaf'));
     let frames = (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames;

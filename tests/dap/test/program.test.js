@@ -159,6 +159,43 @@ describe('program session in a Linux VM (QEMU engine)', function () {
     await terminated;
   });
 
+  it('C: a conditional breakpoint and a logpoint; `next` over a call passes the logpoint without stopping', async function () {
+    const loop = lineOf(tallyC, /MARK:loop/);
+    const squareReturn = lineOf(tallyC, /MARK:square-return/);
+    const stops = [];
+    dc.on('stopped', (e) => stops.push(e.body.reason));
+    await dc.initializeRequest({ adapterID: 'vmdbg' });
+    const initialized = dc.waitForEvent('initialized', BOOT_MS);
+    const launched = dc.launchRequest({ engine: 'qemu', program: path.join(work, 'tally') });
+    await initialized;
+    const reply = await dc.setBreakpointsRequest({
+      source: { path: tallyC },
+      breakpoints: [{ line: squareReturn, logMessage: 'square({x})={result}' }, { line: loop, condition: 'i == 3 && total == 5' }],
+    });
+    assert.deepStrictEqual(reply.body.breakpoints.map((b) => b.verified), [true, true]);
+    const stopped = dc.waitForEvent('stopped', BOOT_MS);
+    await dc.configurationDoneRequest();
+    await launched;
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    let frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].line, loop);
+    const i = await dc.evaluateRequest({ expression: 'i', frameId: frames[0].id });
+    assert.strictEqual(i.body.result, '3');
+    assert.match(dc.console, /square\(1\)=1\nsquare\(2\)=4\n/);
+    assert.doesNotMatch(dc.console, /square\(3\)/);
+    const stepped = dc.waitForEvent('stopped');
+    await dc.nextRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await stepped).body.reason, 'step');
+    frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'main');
+    assert.match(dc.console, /square\(3\)=9\n/);
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 3);
+    assert.deepStrictEqual(stops, ['breakpoint', 'step']);
+  });
+
   it('signals: SIGWINCH and SIGCHLD pass without a stop; SIGUSR1 stops, and continue runs its handler', async function () {
     const { event } = await launchToStop(dc, { program: path.join(work, 'handled') }, []);
     assert.strictEqual(event.body.reason, 'exception', JSON.stringify(event.body));
