@@ -7,8 +7,9 @@
 #   modules, l1/*, vmdbg's default image as vmdbg's cache holds it
 #   (IMAGE_KERNEL_DIR, IMAGE_INITRD; at /root/.cache/vmdbg, so `vmdbg run`
 #   finds it), whose vmlinux is also L2's kernel, and APP_DIR (host-built
-#   test programs, at /app) with the host libraries they link, at the same
-#   paths as on the host (as `vmdbg run --copy` resolves them).
+#   test programs, at its host path and at /app) with the host libraries
+#   they link, at the same paths as on the host (as `vmdbg run --copy`
+#   resolves them).
 # Uncompressed: L1 runs under TCG, where decompressing costs more than
 # reading the bigger file.
 set -euo pipefail
@@ -34,7 +35,7 @@ cp "$kdir"/virtio-modules/* "$l2/modules/"
 (cd "$l2" && find . | cpio -o -H newc --quiet) > "$out/l2-initrd.cpio"
 
 l1="$stage/l1"
-mkdir -p "$l1"/{bin,dev,proc,sys,tmp,l2,kvm-modules,root/.cache/vmdbg,app}
+mkdir -p "$l1"/{bin,dev,proc,sys,tmp,l2,l1-modules,root/.cache/vmdbg}
 mknod "$l1/dev/console" c 5 1
 cp "$busybox" "$l1/bin/busybox"
 cp "$vmm" "$l1/bin/vmdbg-vmm"
@@ -44,7 +45,11 @@ image_kname=$(basename "$image_kdir")
 mkdir -p "$cache/$image_kname"
 cp "$image_kdir"/{release,modules.order,vmlinux} "$cache/$image_kname/"
 cp "$image_initrd" "$cache/"
-cp -r "$app"/. "$l1/app/"
+# At its host path too: the DAP tests' programs name their sources and
+# libraries by host paths.
+mkdir -p "$l1$app"
+cp -r "$app"/. "$l1$app/"
+ln -s "$app" "$l1/app"
 for bin in "$vmdbg" $(find "$app" -type f -perm -u+x); do
     for lib in $(ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^[ \t]*\/lib/ {print $1}'); do
         case "$lib" in "$app"/*) continue ;; esac
@@ -55,7 +60,7 @@ done
 cp "$helper" "$l1/bin/vsock-helper"
 cp "$here/l1/init" "$l1/init"
 for s in "$here"/l1/*.sh; do cp "$s" "$l1/bin/$(basename "$s")"; done
-cp "$kdir"/kvm-modules/* "$l1/kvm-modules/"
+cp "$kdir"/l1-modules/* "$l1/l1-modules/"
 # The same Debian kernel as the default image (tests/nested/fetch-kernel.sh
 # pins it): one vmlinux serves both.
 cmp -s "$kdir/release" "$image_kdir/release" || {

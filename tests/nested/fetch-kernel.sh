@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the pinned Debian kernel package the nested tier boots (as L1 and
-# as L2), checks its sha256 against the one apt's index gives, and unpacks
+# as L2; the same package as vmdbg's default image, dap-server/src/image/
+# pins.rs), checks its sha256 against the one apt's index gives, and unpacks
 # it: vmlinuz, the uncompressed vmlinux (extracted from its XZ payload, so
-# the guest skips decompression), L1's KVM modules and L2's virtio modules,
-# each in the order they must be insmod-ed (the package has no modules.dep).
+# the guest skips decompression), L1's modules (KVM, and the e1000 NIC that
+# carries the DAP tests' connection) and L2's virtio modules, each in the
+# order they must be insmod-ed (the package has no modules.dep).
 # Idempotent: prints the unpacked directory and exits at once when it is
 # already there. Usage: fetch-kernel.sh [CACHE_DIR]
 set -euo pipefail
@@ -11,7 +13,9 @@ PKG=linux-image-6.1.0-50-amd64
 VERSION=6.1.176-1
 KREL=6.1.0-50-amd64
 cache="${1:-${VMDBG_NESTED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmdbg/nested}}"
-out="$cache/$PKG-$VERSION"
+# Bump LAYOUT when what is unpacked changes, so old caches are not reused.
+LAYOUT=2
+out="$cache/$PKG-$VERSION-$LAYOUT"
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || {
     echo "fetch-kernel: apt-get and dpkg-deb are needed to fetch $PKG $VERSION (Debian/Ubuntu host)" >&2; exit 1; }
@@ -32,12 +36,13 @@ dpkg-deb -x "$deb" "$tmp/root"
 mkdir -p "$tmp/out"
 cp "$tmp/root/boot/vmlinuz-$KREL" "$tmp/out/vmlinuz"
 mods="$tmp/root/lib/modules/$KREL/kernel"
-mkdir -p "$tmp/out/kvm-modules" "$tmp/out/virtio-modules"
-kvm_order="virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm-amd.ko"
+mkdir -p "$tmp/out/l1-modules" "$tmp/out/virtio-modules"
+l1_order="virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm-amd.ko
+  drivers/net/ethernet/intel/e1000/e1000.ko"
 virtio_order="drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko drivers/virtio/virtio_mmio.ko
   drivers/block/virtio_blk.ko net/vmw_vsock/vsock.ko net/vmw_vsock/vmw_vsock_virtio_transport_common.ko
   net/vmw_vsock/vmw_vsock_virtio_transport.ko"
-for m in $kvm_order; do cp "$mods/$m" "$tmp/out/kvm-modules/"; basename "$m" >> "$tmp/out/kvm-modules/order"; done
+for m in $l1_order; do cp "$mods/$m" "$tmp/out/l1-modules/"; basename "$m" >> "$tmp/out/l1-modules/order"; done
 for m in $virtio_order; do cp "$mods/$m" "$tmp/out/virtio-modules/"; basename "$m" >> "$tmp/out/virtio-modules/order"; done
 # The bzImage's payload is an XZ stream; vmlinux is what it unpacks to.
 offset=$(LC_ALL=C grep -abo $'\xfd7zXZ\x00' "$tmp/out/vmlinuz" | head -1 | cut -d: -f1)

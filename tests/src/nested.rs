@@ -54,6 +54,9 @@ pub fn available() -> Result<(), String> {
         crate::tool("cpio"),
         crate::tool("xz"),
         crate::tool("strip"),
+        // The DAP tests' programs are built by tests/dap/programs.js.
+        crate::tool("node"),
+        crate::tool("rustc"),
     ])?;
     let uid = Command::new("id")
         .arg("-u")
@@ -99,6 +102,11 @@ pub struct L1 {
     /// pipe only we hold.
     _watchdog: Child,
     pub boot_time: Duration,
+    /// The host port QEMU forwards to L1's `vmdbg dap` server (a fresh
+    /// `vmdbg dap` per connection).
+    pub dap_port: u16,
+    /// Where the DAP tests' programs are, on the host and in L1 alike.
+    pub dap_programs: PathBuf,
 }
 
 impl L1 {
@@ -238,6 +246,12 @@ fn build_images() -> Result<(PathBuf, PathBuf), String> {
 
     let app = work.join("app");
     build_test_programs(&app)?;
+    run_step(
+        Command::new("node")
+            .arg(workspace_root().join("tests/dap/programs.js"))
+            .arg(app.join("dap")),
+        "building the DAP tests' programs (tests/dap/programs.js)",
+    )?;
 
     let out = work.join("images");
     let l1_initrd = PathBuf::from(run_step(
@@ -308,10 +322,15 @@ fn host_tsc_khz() -> u64 {
 
 fn boot_l1() -> Result<L1, String> {
     let (kernel, initrd) = build_images()?;
+    let dap_port = crate::free_port();
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"])
         .args(["-m", "2048", "-smp", "1", "-nographic", "-no-reboot"])
+        .args([
+            "-nic",
+            &format!("user,model=e1000,hostfwd=tcp:127.0.0.1:{dap_port}-:4711"),
+        ])
         .arg("-kernel")
         .arg(&kernel)
         .arg("-initrd")
@@ -357,6 +376,8 @@ fn boot_l1() -> Result<L1, String> {
         next_id: 0,
         _watchdog: watchdog,
         boot_time: Duration::ZERO,
+        dap_port,
+        dap_programs: target_dir().join("nested/app/dap"),
     };
     let deadline = Instant::now() + L1_BOOT_LIMIT;
     loop {

@@ -263,11 +263,60 @@ fn nested_vmdbg_run_guest_poweroff_ends_with_status_0() {
     );
 }
 
+/// Issue 4's program sessions on the KVM engine: tests/dap's program suite
+/// (Microsoft's DebugClient under mocha, run here on the host) drives the
+/// `vmdbg dap` that L1 starts per connection, over QEMU's forwarded port;
+/// each session boots L2 on L1's hardware-virtualization KVM.
+#[test]
+fn nested_dap_program_sessions_on_the_kvm_engine() {
+    let test = "nested_dap_program_sessions_on_the_kvm_engine";
+    let dap_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dap");
+    if !vmdbg_e2e::require(
+        if dap_dir.join("node_modules").is_dir() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}/node_modules is missing (bash .ci/setup.d/dap.sh installs it)",
+                dap_dir.display()
+            ))
+        },
+        test,
+    ) {
+        return;
+    }
+    let Some(mut l1) = nested::session(test) else {
+        return;
+    };
+    let mut mocha = std::process::Command::new("npx");
+    mocha
+        .current_dir(&dap_dir)
+        .args(["mocha", "--timeout", "300000", "test/program.test.js"])
+        .env("VMDBG_DAP_PORT", l1.dap_port.to_string())
+        .env("VMDBG_TEST_PROGRAMS", &l1.dap_programs)
+        .env("VMDBG_TEST_ENGINE", "kvm");
+    let out = vmdbg_e2e::run(mocha, "mocha test/program.test.js", SCENARIO_LIMIT * 4);
+    let report = vmdbg_e2e::text(&out.stdout);
+    eprintln!("{report}{}", vmdbg_e2e::text(&out.stderr));
+    if !out.status.success() {
+        let log = l1.run("cat /tmp/dap.log", SCENARIO_LIMIT);
+        panic!(
+            "the program suite failed against vmdbg dap in L1 ({}); L1's /tmp/dap.log:\n{}",
+            out.status, log.output
+        );
+    }
+    assert!(
+        report.contains("program session in a Linux VM (kvm engine)")
+            && !report.contains("pending"),
+        "the suite did not run on the KVM engine, or skipped tests:\n{report}"
+    );
+}
+
 /// clock from starting the VMM to L2's first line from init) with the
 /// uncompressed vmlinux (PVH) and the bzImage, each run `VMDBG_BENCH_RUNS`
 /// times (default 3), medians printed. With `VMDBG_NESTED_WITH_QEMU=1` the
 /// L1 image also carries QEMU, and the same boots under `qemu-system-x86_64
-/// -M microvm -accel kvm` in the same L1 are measured beside them.
+/// -M microvm -accel kvm` in the same L1 are measured beside them; then
+/// `vmdbg run -- true` on each engine, to agent-ready and end to end.
 /// `VMDBG_NESTED_WITH_QEMU=1 cargo test --release -p vmdbg-e2e --test nested_linux -- --ignored --nocapture nested_bench`
 #[test]
 #[ignore]
@@ -306,4 +355,52 @@ fn nested_bench_boot_to_init_vmlinux_vs_bzimage() {
             *median as f64 / medians[0].1 as f64
         );
     }
+
+    // `vmdbg run -- true` with the default image: boot to agent-ready and
+    // end to end, on the KVM engine and (with QEMU in L1) on the QEMU
+    // engine, which runs `-M microvm -accel kvm` on the same kernel and
+    // initramfs.
+    let engines: &[&str] = if runners.len() > 1 {
+        &["kvm", "qemu"]
+    } else {
+        &["kvm"]
+    };
+    let mut agent_medians = Vec::new();
+    for engine in engines {
+        let (mut ready, mut total): (Vec<f64>, Vec<f64>) = (0..runs)
+            .map(|_| {
+                let out = l1.run(
+                    &format!("vmdbg run --engine {engine} --timings -- true"),
+                    SCENARIO_LIMIT,
+                );
+                assert_eq!(out.status, 0, "{}", out.output);
+                (timing(&out, "boot to agent ready"), timing(&out, "total"))
+            })
+            .unzip();
+        ready.sort_by(f64::total_cmp);
+        total.sort_by(f64::total_cmp);
+        let (ready, total) = (ready[ready.len() / 2], total[total.len() / 2]);
+        eprintln!("BENCH vmdbg run --engine {engine} -- true: boot to agent ready median {ready:.3} s, end to end {total:.3} s");
+        agent_medians.push((engine, ready, total));
+    }
+    if let [(_, kvm_ready, kvm_total), (_, qemu_ready, qemu_total)] = agent_medians[..] {
+        eprintln!(
+            "BENCH ratio qemu/kvm engine: boot to agent ready {:.2}x, end to end {:.2}x",
+            qemu_ready / kvm_ready,
+            qemu_total / kvm_total
+        );
+    }
+}
+
+/// A phase's seconds from `vmdbg run --timings` ("…, NAME 1.234s, …").
+fn timing(out: &Outcome, name: &str) -> f64 {
+    let line = out
+        .output
+        .lines()
+        .find(|l| l.starts_with("vmdbg: timings"))
+        .unwrap_or_else(|| panic!("no timings line: {}", out.output));
+    line.split(", ")
+        .find_map(|part| part.trim().strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in {line}"))
 }

@@ -59,13 +59,18 @@ function marker(name, file = callsC) {
   return index + 1;
 }
 
-/** A DebugClient on a fresh `vmdbg dap` process (stdio). */
+/**
+ * A DebugClient on a fresh `vmdbg dap` process (stdio), or, with
+ * VMDBG_DAP_PORT, on the `vmdbg dap` a server at 127.0.0.1:PORT starts per
+ * connection (the nested tier's L1).
+ */
 async function startClient() {
   const env = { ...process.env, VMDBG_VMM: vmm };
   delete env.RUST_LOG;
   const dc = new DebugClient(vmdbg, 'dap', 'vmdbg', { env }, !!process.env.VMDBG_DAP_STDERR);
   dc.defaultTimeout = 20000;
-  await dc.start();
+  const port = process.env.VMDBG_DAP_PORT;
+  await (port ? dc.start(Number(port)) : dc.start());
   dc.console = '';
   dc.on('output', (e) => { if (e.body.category === 'console') dc.console += e.body.output; });
   return dc;

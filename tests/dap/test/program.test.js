@@ -13,33 +13,28 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const cp = require('child_process');
-const { vmdbg, repo, strict, haveCommand, startClient, lineOf, scopeVariables } = require('./helpers');
+const { vmdbg, strict, haveCommand, startClient, lineOf, scopeVariables } = require('./helpers');
 
-const programsDir = path.join(__dirname, '..', 'programs');
-const guestPrograms = path.join(repo, 'tests', 'guests', 'programs');
-const tallyC = path.join(programsDir, 'tally.c');
-const handledC = path.join(programsDir, 'handled.c');
-const segvC = path.join(guestPrograms, 'segv.c');
-const rustMain = path.join(guestPrograms, 'rust_main.rs');
-const usesLibC = path.join(guestPrograms, 'uses_lib.c');
-const libShapeC = path.join(guestPrograms, 'libshape.c');
+const { sources, buildPrograms } = require('../programs');
+const { tallyC, handledC, segvC, rustMain, usesLibC, libShapeC } = sources;
+
+// The nested tier runs this suite against `vmdbg dap` inside its L1 VM
+// (tests/tests/nested_linux.rs): the programs are prebuilt at a path L1
+// shares, the adapter is reached over TCP, and the engine is KVM.
+const prebuilt = process.env.VMDBG_TEST_PROGRAMS;
+const engine = process.env.VMDBG_TEST_ENGINE || 'qemu';
 
 // A boot under TCG takes seconds; a loaded CI host may take a minute.
 const BOOT_MS = 240000;
 
 /** Why this machine cannot run program sessions, or null. */
 function programTierMissing() {
+  if (prebuilt) return null;
   if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
   for (const tool of ['gcc', 'rustc', 'qemu-system-x86_64']) {
     if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup)`;
   }
   return null;
-}
-
-function build(cmd, args) {
-  const r = cp.spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
 }
 
 /** Launches `config`, sets breakpoints, and returns the first stop. */
@@ -48,7 +43,7 @@ async function launchToStop(dc, config, breakpoints) {
   const stopped = dc.waitForEvent('stopped', BOOT_MS);
   await dc.initializeRequest({ adapterID: 'vmdbg', supportsProgressReporting: true });
   const initialized = dc.waitForEvent('initialized', BOOT_MS);
-  const launched = dc.launchRequest({ engine: 'qemu', ...config });
+  const launched = dc.launchRequest({ engine, ...config });
   await initialized;
   const bpResponses = [];
   for (const [source, lines] of breakpoints) {
@@ -69,7 +64,7 @@ function output(dc, category) {
   return dc.outputs.filter((o) => o.category === category).map((o) => o.output).join('');
 }
 
-describe('program session in a Linux VM (QEMU engine)', function () {
+describe(`program session in a Linux VM (${engine} engine)`, function () {
   this.timeout(BOOT_MS + 60000);
   let work;
   let dc;
@@ -81,13 +76,12 @@ describe('program session in a Linux VM (QEMU engine)', function () {
       console.log(`SKIPPED: ${this.test.parent.title}: ${missing}`);
       this.skip();
     }
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-program-'));
-    build('gcc', ['-g', '-O0', '-o', path.join(work, 'tally'), tallyC]);
-    build('gcc', ['-g', '-O0', '-o', path.join(work, 'segv'), segvC]);
-    build('gcc', ['-g', '-O0', '-o', path.join(work, 'handled'), handledC]);
-    build('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'rust_main'), rustMain]);
-    build('gcc', ['-g', '-O0', '-shared', '-fPIC', '-o', path.join(work, 'libshape.so'), libShapeC]);
-    build('gcc', ['-g', '-O0', '-o', path.join(work, 'uses_lib'), usesLibC, `-L${work}`, '-lshape', `-Wl,-rpath,${work}`]);
+    if (prebuilt) {
+      work = prebuilt;
+    } else {
+      work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-program-'));
+      buildPrograms(work);
+    }
   });
 
   beforeEach(async function () {
@@ -104,7 +98,7 @@ describe('program session in a Linux VM (QEMU engine)', function () {
   });
 
   after(function () {
-    if (work) fs.rmSync(work, { recursive: true, force: true });
+    if (work && !prebuilt) fs.rmSync(work, { recursive: true, force: true });
   });
 
   it('C: breakpoint in main, locals, step over, stdout/stderr as output, exit code', async function () {
@@ -166,7 +160,7 @@ describe('program session in a Linux VM (QEMU engine)', function () {
     dc.on('stopped', (e) => stops.push(e.body.reason));
     await dc.initializeRequest({ adapterID: 'vmdbg' });
     const initialized = dc.waitForEvent('initialized', BOOT_MS);
-    const launched = dc.launchRequest({ engine: 'qemu', program: path.join(work, 'tally') });
+    const launched = dc.launchRequest({ engine, program: path.join(work, 'tally') });
     await initialized;
     const reply = await dc.setBreakpointsRequest({
       source: { path: tallyC },
