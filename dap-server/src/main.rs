@@ -3,6 +3,7 @@
 
 mod dap;
 mod engine;
+mod gdb_forward;
 mod image;
 mod rsp;
 mod run;
@@ -31,6 +32,9 @@ enum Command {
     /// Boot a fresh VM, run a command inside it, stream its output and exit
     /// with its status.
     Run(run::RunArgs),
+    /// Boot a fresh VM, start a program in it under the agent's debugger,
+    /// and forward a plain gdb's connection on 127.0.0.1:PORT to it.
+    GdbForward(gdb_forward::GdbForwardArgs),
     /// Build or inspect the default guest image (kernel, initramfs, agent).
     Image(image::ImageArgs),
 }
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dap(args) => dap::main(args),
         Command::Run(args) => run::main(args),
+        Command::GdbForward(args) => gdb_forward::main(args),
         Command::Image(args) => image::main(args),
     };
     match result {

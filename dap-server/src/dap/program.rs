@@ -209,14 +209,7 @@ pub async fn start(
         .to_string_lossy()
         .into_owned();
     let guest_path = format!("{GUEST_DIR}/{name}");
-    let choice = match config.engine {
-        Some(c) => c,
-        None => match std::env::var("VMDBG_ENGINE") {
-            Ok(v) if !v.is_empty() => <EngineChoice as clap::ValueEnum>::from_str(&v, true)
-                .map_err(|_| anyhow::anyhow!("VMDBG_ENGINE={v}: expected auto, kvm or qemu"))?,
-            _ => EngineChoice::Auto,
-        },
-    };
+    let choice = crate::run::engine_choice(config.engine)?;
     let mut progress = Progress::start(out, "Starting the program in a fresh VM");
     let result = boot_and_launch(
         config,
@@ -285,53 +278,33 @@ async fn boot_and_launch(
         &format!("copying {} files into the guest", copies.files.len()),
         70,
     );
-    let files = copies.files.clone();
     let copy_agent = agent.clone();
-    blocking(move || {
-        for (host, guest) in &files {
-            copy_agent
-                .put_file(host, guest)
-                .with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
-        }
-        Ok(())
+    let (copies, copied) = blocking(move || {
+        let copied = crate::run::copy_in(&copy_agent, &copies);
+        Ok((copies, copied))
     })
     .await?;
+    copied?;
 
     progress.update("launching the program under the debugger", 90);
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert(
-        "PATH".into(),
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-    );
-    env.insert("HOME".into(), "/root".into());
-    if !copies.library_dirs.is_empty() {
-        env.insert("LD_LIBRARY_PATH".into(), copies.library_dirs.join(":"));
-    }
+    let mut env: BTreeMap<String, String> = crate::run::guest_env(&copies).into_iter().collect();
     env.extend(config.env.clone());
-    let token = format!("{}-{}", std::process::id(), unique_number());
-    let (stdout_token, stderr_token) = (format!("{token}-stdout"), format!("{token}-stderr"));
-    let mut args = vec![
-        "--stdout".to_string(),
-        stdout_token.clone(),
-        "--stderr".into(),
-        stderr_token.clone(),
-    ];
-    args.extend([
-        "--cwd".to_string(),
-        config.cwd.clone().unwrap_or_else(|| GUEST_DIR.into()),
-    ]);
-    for (k, v) in &env {
-        args.extend(["--env".to_string(), format!("{k}={v}")]);
-    }
-    args.push("--".into());
-    args.push(guest_path.to_string());
-    args.extend(config.args.iter().cloned());
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let cwd = config.cwd.clone().unwrap_or_else(|| GUEST_DIR.into());
+    let mut argv = vec![guest_path.to_string()];
+    argv.extend(config.args.iter().cloned());
     let channel_agent = agent.clone();
     let (stdout, stderr, rsp_stream) = blocking(move || {
-        let stdout = channel_agent.open_channel("program-output", vec![stdout_token])?;
-        let stderr = channel_agent.open_channel("program-output", vec![stderr_token])?;
-        let rsp = channel_agent.open_channel("gdbserver", args)?;
-        Ok((stdout, stderr, rsp))
+        let channels = crate::run::debuggee::start(
+            &channel_agent,
+            &crate::run::debuggee::Debuggee {
+                argv: &argv,
+                env: &env,
+                cwd: &cwd,
+                want_status: false,
+            },
+        )?;
+        Ok((channels.stdout, channels.stderr, channels.rsp))
     })
     .await
     .context(
@@ -471,16 +444,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .context("a vmdbg worker thread failed")?
-}
-
-/// Tokens of output channels must not collide between launches.
-fn unique_number() -> u128 {
-    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    time + u128::from(COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// Passes a program output stream on as `output` events of `category`;

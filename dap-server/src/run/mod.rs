@@ -7,9 +7,14 @@
 //! the VM; nothing is left behind (the engine removes its sockets).
 //!
 //! This module drives an [`engine::Vm`](crate::engine::Vm) and never
-//! branches on which engine it is.
+//! branches on which engine it is. The pieces other commands that boot a
+//! guest share are here too: the VM options ([`VmArgs`]), the engine
+//! choice, booting with Ctrl-C watched, copying files in, the guest's base
+//! environment, and (`debuggee`) starting a program under the agent's
+//! debugger.
 
 pub mod copy;
+pub mod debuggee;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -25,8 +30,9 @@ use vmdbg_agent::protocol::{ExitStatus, Reply, StdioMode};
 use crate::engine::{self, EngineChoice, VmExit, VmSpec};
 use crate::image::GuestImage;
 
+/// The VM a command boots: engine, image, size, and files copied in.
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
+pub struct VmArgs {
     /// auto: vmdbg's VMM where the host's KVM passes the start-up probe,
     /// QEMU otherwise; kvm; qemu. Default: $VMDBG_ENGINE, else auto.
     #[arg(long, value_enum)]
@@ -48,6 +54,12 @@ pub struct RunArgs {
     /// brings its shared libraries and loader. Repeatable.
     #[arg(long = "copy", value_name = "HOSTPATH[:GUESTPATH]")]
     pub copies: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
     /// After the command ends, copy a guest file to the host (default:
     /// ./<name>), verified by SHA-256. Repeatable.
     #[arg(long = "copy-out", value_name = "GUESTPATH[:HOSTPATH]")]
@@ -86,7 +98,7 @@ fn parse_mem_mib(text: &str) -> Result<u64, String> {
 }
 
 /// Counts SIGINT/SIGTERM/SIGHUP.
-fn interrupt_counter() -> Result<Arc<AtomicUsize>> {
+pub fn interrupt_counter() -> Result<Arc<AtomicUsize>> {
     let count = Arc::new(AtomicUsize::new(0));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -105,42 +117,60 @@ fn interrupt_counter() -> Result<Arc<AtomicUsize>> {
     Ok(count)
 }
 
-pub fn main(args: RunArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let interrupts = interrupt_counter()?;
-    let choice = match args.engine {
+/// The engine `--engine` names, else `$VMDBG_ENGINE`, else auto.
+pub fn engine_choice(flag: Option<EngineChoice>) -> Result<EngineChoice> {
+    Ok(match flag {
         Some(c) => c,
         None => match std::env::var("VMDBG_ENGINE") {
             Ok(v) if !v.is_empty() => <EngineChoice as clap::ValueEnum>::from_str(&v, true)
                 .map_err(|_| anyhow::anyhow!("VMDBG_ENGINE={v}: expected auto, kvm or qemu"))?,
             _ => EngineChoice::Auto,
         },
-    };
+    })
+}
+
+/// The engine, image and copy plan of `vm`, and the spec to boot it with
+/// (`extra_copies` are planned after `--copy`'s). The auto engine's
+/// choice is printed with its reason.
+pub fn prepare(
+    vm: &VmArgs,
+    extra_copies: &[String],
+) -> Result<(Box<dyn engine::Engine>, VmSpec, copy::CopyPlan)> {
+    let choice = engine_choice(vm.engine)?;
     let (engine, why) = engine::choose_engine(choice)?;
     if choice == EngineChoice::Auto {
         eprintln!("vmdbg: {why}");
     } else {
         tracing::info!("{why}");
     }
-    let image = match (&args.kernel, &args.initrd) {
+    let image = match (&vm.kernel, &vm.initrd) {
         (Some(k), Some(i)) => GuestImage::custom(k, i)?,
         _ => crate::image::default_image()?,
     };
-    let copies = copy::plan(&args.copies)?;
+    let specs: Vec<String> = vm.copies.iter().chain(extra_copies).cloned().collect();
+    let copies = copy::plan(&specs)?;
     let spec = VmSpec {
         image,
-        mem_mib: args.mem,
-        cpus: args.cpus,
+        mem_mib: vm.mem,
+        cpus: vm.cpus,
         start_paused: false,
         extra_cmdline: String::new(),
     };
-    let t_boot = Instant::now();
-    let mut vm = engine.boot(&spec)?;
-    // Boot, watching for ^C while the guest comes up.
+    Ok((engine, spec, copies))
+}
+
+/// Boots `spec` and waits for the agent, watching for ^C while the guest
+/// comes up: None when interrupted (the VM is already shut down).
+pub fn boot(
+    engine: &dyn engine::Engine,
+    spec: &VmSpec,
+    interrupts: &AtomicUsize,
+) -> Result<Option<Box<dyn engine::Vm>>> {
+    let mut vm = engine.boot(spec)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         match engine::wait_for_agent(vm.as_mut(), Duration::from_millis(200)) {
-            Ok(_) => break,
+            Ok(_) => return Ok(Some(vm)),
             Err(e) if vm.try_exit().is_some() || Instant::now() > deadline => return Err(e),
             Err(e) if !e.to_string().starts_with("no agent answered") => return Err(e),
             Err(_) => {}
@@ -148,9 +178,45 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         if interrupts.load(Ordering::SeqCst) > 0 {
             vm.shutdown(Duration::from_secs(2))?;
             eprintln!("vmdbg: interrupted while the guest was booting");
-            return Ok(ExitCode::from(130));
+            return Ok(None);
         }
     }
+}
+
+/// Copies the planned files into the guest.
+pub fn copy_in(agent: &vmdbg_agent::client::AgentClient, copies: &copy::CopyPlan) -> Result<()> {
+    for (host, guest) in &copies.files {
+        agent
+            .put_file(host, guest)
+            .with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
+    }
+    Ok(())
+}
+
+/// The environment a guest command starts with: PATH, HOME, and
+/// LD_LIBRARY_PATH for copied libraries the guest's loader would not find.
+pub fn guest_env(copies: &copy::CopyPlan) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
+    if !copies.library_dirs.is_empty() {
+        env.push(("LD_LIBRARY_PATH".to_string(), copies.library_dirs.join(":")));
+    }
+    env
+}
+
+pub fn main(args: RunArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let interrupts = interrupt_counter()?;
+    let (engine, spec, copies) = prepare(&args.vm, &[])?;
+    let t_boot = Instant::now();
+    let Some(mut vm) = boot(engine.as_ref(), &spec, &interrupts)? else {
+        return Ok(ExitCode::from(130));
+    };
     let agent = vm.agent().clone();
     let info = agent.hello().context("agent hello")?;
     let t_ready = Instant::now();
@@ -161,26 +227,13 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
         info.kernel
     );
 
-    for (host, guest) in &copies.files {
-        agent
-            .put_file(host, guest)
-            .with_context(|| format!("copy {} to the guest's {guest}", host.display()))?;
-    }
+    copy_in(&agent, &copies)?;
     let t_copied = Instant::now();
 
     let mut options = ExecOptions::new(args.command.iter().cloned());
     options.cwd = Some(args.cwd.clone());
     options.stdin = true;
-    options.env.push((
-        "PATH".into(),
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-    ));
-    options.env.push(("HOME".into(), "/root".into()));
-    if !copies.library_dirs.is_empty() {
-        options
-            .env
-            .push(("LD_LIBRARY_PATH".into(), copies.library_dirs.join(":")));
-    }
+    options.env.extend(guest_env(&copies));
     if args.tty {
         let (rows, cols) = terminal_size();
         options.stdio = StdioMode::Pty { rows, cols };

@@ -8,7 +8,9 @@
 //! directory, the environment and the argv: the program is launched under
 //! [`crate::debugger::serve`] with the parked sockets as its stdout and
 //! stderr (it writes straight into them; the agent relays each to its own
-//! host stream), and the `gdbserver` channel carries RSP only.
+//! host stream), and the `gdbserver` channel carries RSP only. A third
+//! parked channel (`--status`) gets how the program ended, once it has —
+//! also after a debugger detached and let it run to its end.
 //!
 //! This module must not interpret RSP: the debugger owns it.
 
@@ -72,12 +74,14 @@ fn claim_output(token: &str) -> Result<OwnedFd> {
 struct DebugRequest {
     stdout_token: Option<String>,
     stderr_token: Option<String>,
+    status_token: Option<String>,
     cwd: Option<String>,
     env: Vec<(String, String)>,
     argv: Vec<String>,
 }
 
-/// `[--stdout TOKEN] [--stderr TOKEN] [--cwd DIR] [--env NAME=VALUE]… -- ARGV…`
+/// `[--stdout TOKEN] [--stderr TOKEN] [--status TOKEN] [--cwd DIR]
+/// [--env NAME=VALUE]… -- ARGV…`
 fn parse_args(args: &[String]) -> Result<DebugRequest> {
     let mut request = DebugRequest::default();
     let mut rest = args.iter();
@@ -94,6 +98,7 @@ fn parse_args(args: &[String]) -> Result<DebugRequest> {
             "--" => break,
             "--stdout" => request.stdout_token = Some(value()?),
             "--stderr" => request.stderr_token = Some(value()?),
+            "--status" => request.status_token = Some(value()?),
             "--cwd" => request.cwd = Some(value()?),
             "--env" => {
                 let pair = value()?;
@@ -127,6 +132,11 @@ pub fn gdbserver(stream: UnixStream, args: Vec<String>) -> Result<()> {
         .as_deref()
         .map(claim_output)
         .transpose()?;
+    let status_out = request
+        .status_token
+        .as_deref()
+        .map(claim_output)
+        .transpose()?;
     // The agent's own stdin is the console: the program reads nothing.
     let stdin = std::fs::File::open("/dev/null")
         .map(OwnedFd::from)
@@ -149,7 +159,20 @@ pub fn gdbserver(stream: UnixStream, args: Vec<String>) -> Result<()> {
         stderr,
     };
     match debugger::serve(stream, launch) {
-        Ok(_status) => Ok(()),
+        Ok(status) => {
+            if let Some(fd) = status_out {
+                use std::io::Write;
+                use std::os::unix::process::ExitStatusExt;
+                let line = match (status.code(), status.signal()) {
+                    (Some(code), _) => format!("exit {code}\n"),
+                    (None, Some(signal)) => format!("signal {signal}\n"),
+                    (None, None) => "unknown\n".to_string(),
+                };
+                // The host may have stopped listening; that is its choice.
+                let _ = std::fs::File::from(fd).write_all(line.as_bytes());
+            }
+            Ok(())
+        }
         Err(e) => {
             if let Some(fd) = stderr_for_errors {
                 use std::io::Write;
@@ -171,8 +194,8 @@ mod tests {
     #[test]
     fn arguments_parse_into_a_request() {
         let got = parse_args(&strings(&[
-            "--stdout", "a", "--stderr", "b", "--cwd", "/root", "--env", "X=1=2", "--", "/prog",
-            "-v",
+            "--stdout", "a", "--stderr", "b", "--status", "s", "--cwd", "/root", "--env", "X=1=2",
+            "--", "/prog", "-v",
         ]))
         .unwrap();
         assert_eq!(
@@ -180,6 +203,7 @@ mod tests {
             DebugRequest {
                 stdout_token: Some("a".into()),
                 stderr_token: Some("b".into()),
+                status_token: Some("s".into()),
                 cwd: Some("/root".into()),
                 env: vec![("X".into(), "1=2".into())],
                 argv: strings(&["/prog", "-v"]),
