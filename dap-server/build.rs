@@ -16,7 +16,12 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.parent().unwrap();
-    for watched in ["guest-agent/src", "guest-agent/Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "guest-agent/src",
+        "guest-agent/Cargo.toml",
+        "vmm/gdb-common",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

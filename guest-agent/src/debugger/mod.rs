@@ -15,7 +15,6 @@
 //! kernel binds a tracee to its tracer thread.
 
 mod arch;
-mod conn;
 pub mod gdbserver;
 mod hostio;
 mod inferior;
@@ -31,10 +30,10 @@ use std::process::ExitStatus;
 
 use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
 
-pub use conn::RspStream;
-use conn::{Borrowed, RspConnection};
 use inferior::{Event, Inferior};
 use target::{ProcessEventLoop, ProcessTarget};
+pub use vmdbg_gdb_common::conn::RspStream;
+use vmdbg_gdb_common::conn::{Borrowed, RspConnection};
 
 /// What to run under the debugger.
 #[derive(Debug, Default)]

@@ -35,12 +35,12 @@ use gdbstub::target::{Target, TargetError, TargetResult};
 use nix::unistd::Pid;
 
 use super::arch::{LinuxX86_64, ProcessRegs};
-use super::conn::{Borrowed, RspStream};
 use super::inferior::{
     Event, Inferior, ResumeAction, ResumeMode, StopCause, WatchKind, Watchpoint,
 };
 use super::signals::{gdb_to_linux, linux_to_gdb};
 use super::{solib, DebugError, Launch};
+use vmdbg_gdb_common::conn::{Borrowed, RspStream};
 
 /// errno values sent back in `E` replies.
 const EFAULT: u8 = 14;

@@ -4,109 +4,33 @@
 //! next debugger.
 
 pub mod arch;
-mod conn;
 mod monitor;
 pub mod target;
 
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
 use gdbstub::stub::{DisconnectReason, GdbStub};
 
-use self::conn::{GdbConnection, Stream};
+use vmdbg_gdb_common::conn::RspConnection;
+use vmdbg_gdb_common::listen::{Listener, Stream};
+
 use self::target::{tid, StopReason, VmTarget};
 use crate::debug::probe::HostDebugCaps;
 use crate::error::{Error, Result};
 use crate::vcpu::{VcpuEvent, VmEnd};
 use crate::vm::Vm;
 
-/// Where the gdb server listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Listen {
-    Tcp(String),
-    Unix(PathBuf),
-}
+/// Where the gdb server listens (shared with the agent's process debugger).
+pub use vmdbg_gdb_common::listen::Listen;
 
-impl std::str::FromStr for Listen {
-    type Err = String;
+/// The connection to one debugger.
+type GdbConnection = RspConnection<Stream>;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            return match path {
-                "" => Err("unix: needs a path, e.g. unix:/tmp/vmdbg-gdb.sock".into()),
-                p => Ok(Listen::Unix(p.into())),
-            };
-        }
-        let addr = s.strip_prefix("tcp:").unwrap_or(s);
-        let addr = if addr.starts_with(':') {
-            format!("127.0.0.1{addr}")
-        } else {
-            addr.to_string()
-        };
-        match addr.rsplit_once(':') {
-            Some((_, port)) if port.parse::<u16>().is_ok() => Ok(Listen::Tcp(addr)),
-            _ => Err(format!(
-                "`{s}` is not a gdb address: use HOST:PORT (e.g. 127.0.0.1:1234), :PORT or unix:PATH"
-            )),
-        }
-    }
-}
-
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
-impl Listener {
-    fn bind(listen: &Listen) -> Result<Self> {
-        let fail =
-            |what: &str, e: std::io::Error| Error::Gdb(format!("cannot listen on {what}: {e}"));
-        match listen {
-            Listen::Tcp(addr) => TcpListener::bind(addr)
-                .map(Listener::Tcp)
-                .map_err(|e| fail(addr, e)),
-            Listen::Unix(path) => {
-                if std::fs::symlink_metadata(path).is_ok_and(|m| {
-                    use std::os::unix::fs::FileTypeExt;
-                    m.file_type().is_socket()
-                }) {
-                    let _ = std::fs::remove_file(path);
-                }
-                UnixListener::bind(path)
-                    .map(|l| Listener::Unix(l, path.clone()))
-                    .map_err(|e| fail(&path.display().to_string(), e))
-            }
-        }
-    }
-
-    fn accept(&self) -> Result<GdbConnection> {
-        let stream = match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
-        }
-        .map_err(|e| Error::Gdb(format!("accepting a connection: {e}")))?;
-        Ok(GdbConnection::new(stream))
-    }
-
-    fn raw_fd(&self) -> RawFd {
-        match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l, _) => l.as_raw_fd(),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
+fn bind(listen: &Listen) -> Result<Listener> {
+    Listener::bind(listen).map_err(|e| Error::Gdb(e.to_string()))
 }
 
 /// Blocks until one of `fds` is readable; returns which are.
@@ -185,12 +109,9 @@ impl BlockingEventLoop for VmEventLoop {
 
 /// Runs the VM under the gdb server until the VM ends or a debugger kills it.
 pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -> Result<VmEnd> {
-    let listener = Listener::bind(listen)?;
+    let listener = bind(listen)?;
     let mut target = VmTarget::new(vm, host);
-    let shown = match listen {
-        Listen::Tcp(a) => format!("target remote {a}"),
-        Listen::Unix(p) => format!("target remote {}", p.display()),
-    };
+    let shown = format!("target remote {}", listener.target_remote_address());
     if wait_for_gdb {
         eprintln!("vmdbg-vmm: waiting for gdb: {shown}");
     } else {
@@ -203,7 +124,11 @@ pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -
         if let Some(end) = wait_for_connection_or_end(&mut target, &listener)? {
             return Ok(end);
         }
-        let conn = listener.accept()?;
+        let conn = GdbConnection::new(
+            listener
+                .accept()
+                .map_err(|e| Error::Gdb(format!("accepting a connection: {e}")))?,
+        );
         for stop in target.vm.pause_all() {
             if let VcpuEvent::VmEnded { end, .. } = stop {
                 return Ok(end);
@@ -237,7 +162,7 @@ pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -
 /// connect (`None`) or the VM to end.
 fn wait_for_connection_or_end(target: &mut VmTarget, listener: &Listener) -> Result<Option<VmEnd>> {
     while target.vm.any_running() {
-        let ready = poll_readable(&[listener.raw_fd(), target.vm.events_fd()])
+        let ready = poll_readable(&[listener.as_raw_fd(), target.vm.events_fd()])
             .map_err(|e| Error::Gdb(format!("poll: {e}")))?;
         while let Some(event) = target.vm.poll_event() {
             match event {

@@ -314,6 +314,28 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_split_across_reads_passes_whole() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut conn = RspConnection::new(server);
+        let packet = framed("m1000,4");
+        let (head, tail) = packet.split_at(4);
+        Write::write_all(&mut client, head).unwrap();
+        let writer = std::thread::spawn({
+            let tail = tail.to_vec();
+            let mut client = client.try_clone().unwrap();
+            move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                Write::write_all(&mut client, &tail).unwrap();
+            }
+        });
+        let seen: Vec<u8> = (0..packet.len())
+            .map(|_| ConnectionExt::read(&mut conn).unwrap())
+            .collect();
+        writer.join().unwrap();
+        assert_eq!(seen, packet);
+    }
+
+    #[test]
     fn non_hex_checksum_digits_are_a_mismatch_not_a_panic() {
         assert!(!checksum_matches(b"$g#zz"));
         assert!(!checksum_matches(b"$g#\xff\xfe"));
