@@ -1,8 +1,8 @@
 //! `vmdbg gdb-forward`: Debian's gdb, in batch mode, debugs a C program
 //! inside a fresh Linux VM (the QEMU engine here) through vmdbg's
 //! loopback port: a line breakpoint, `print`, `next`, `info
-//! sharedlibrary`, and the program's exit code as vmdbg's; `kill` and
-//! `detach` from gdb; Ctrl-C on vmdbg; bad input. Each VM test boots its
+//! sharedlibrary`, and the program's exit code as vmdbg's; `kill`,
+//! `detach` and `disconnect` from gdb; Ctrl-C on vmdbg; bad input. Each VM test boots its
 //! own guest (seconds under TCG).
 
 use std::path::{Path, PathBuf};
@@ -231,6 +231,32 @@ fn detach_lets_the_program_run_to_its_end_and_vmdbg_exits_with_its_status() {
         text(&vm.stderr)
     );
     assert_eq!(text(&vm.stdout), "total=25\n");
+    assert_nothing_left(vmdbg_pid, port);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_debugger_that_disconnects_without_kill_or_detach_ends_the_program() {
+    if !ready("gdb_forward_disconnect") {
+        return;
+    }
+    let dir = scratch_dir("gdb-forward-disconnect");
+    let program = build_locals(&dir);
+    let (vmdbg, port) = forward(&program, "vmdbg gdb-forward (disconnected)");
+    // `disconnect` closes the connection and leaves the program to the
+    // server, which serves one debugger only: it kills the program.
+    let script = format!("target remote :{port}\nbreak main\ncontinue\ndisconnect\n");
+    let out = gdb_batch(&program, &script, Duration::from_secs(120));
+    let gdb = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(gdb.contains("Breakpoint 1, main ()"), "{gdb}");
+    let vmdbg_pid = vmdbg.child.id();
+    let vm = vmdbg.wait_output(Duration::from_secs(60));
+    let stderr = text(&vm.stderr);
+    assert_eq!(vm.status.code(), Some(128 + 9), "{stderr}\ngdb:\n{gdb}");
+    assert!(
+        stderr.contains("the debugger's connection failed"),
+        "{stderr}"
+    );
     assert_nothing_left(vmdbg_pid, port);
     let _ = std::fs::remove_dir_all(&dir);
 }

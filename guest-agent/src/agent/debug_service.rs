@@ -160,17 +160,13 @@ pub fn gdbserver(stream: UnixStream, args: Vec<String>) -> Result<()> {
     };
     match debugger::serve(stream, launch) {
         Ok(status) => {
-            if let Some(fd) = status_out {
-                use std::io::Write;
-                use std::os::unix::process::ExitStatusExt;
-                let line = match (status.code(), status.signal()) {
-                    (Some(code), _) => format!("exit {code}\n"),
-                    (None, Some(signal)) => format!("signal {signal}\n"),
-                    (None, None) => "unknown\n".to_string(),
-                };
-                // The host may have stopped listening; that is its choice.
-                let _ = std::fs::File::from(fd).write_all(line.as_bytes());
-            }
+            use std::os::unix::process::ExitStatusExt;
+            let line = match (status.code(), status.signal()) {
+                (Some(code), _) => format!("exit {code}"),
+                (None, Some(signal)) => format!("signal {signal}"),
+                (None, None) => "unknown".to_string(),
+            };
+            report_status(status_out, &line);
             Ok(())
         }
         Err(e) => {
@@ -178,8 +174,22 @@ pub fn gdbserver(stream: UnixStream, args: Vec<String>) -> Result<()> {
                 use std::io::Write;
                 let _ = writeln!(std::fs::File::from(fd), "vmdbg-agent: {e}");
             }
+            // Past its launch, a failed session (the debugger's connection
+            // closed without `kill` or `detach`) kills the program.
+            if !matches!(e, debugger::DebugError::Launch(_)) {
+                report_status(status_out, &format!("signal {}", libc::SIGKILL));
+            }
             Err(e.into())
         }
+    }
+}
+
+/// Writes the program's end on the status channel, if there is one (the
+/// host may have stopped listening; that is its choice).
+fn report_status(channel: Option<OwnedFd>, line: &str) {
+    if let Some(fd) = channel {
+        use std::io::Write;
+        let _ = writeln!(std::fs::File::from(fd), "{line}");
     }
 }
 
