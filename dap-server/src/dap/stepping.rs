@@ -92,7 +92,8 @@ impl Session {
         if kind == StepKind::Over {
             // `next` after a signal stop: the signal's handler runs (it is
             // not stepped into), then the line is stepped as usual. `step`
-            // and `stepi` deliver it with their first step, into the handler.
+            // (below) and `stepi` deliver it with their first step, into
+            // the handler.
             let target = self.target_mut()?;
             let thread = target.thread.clone();
             if let Some(signal) = target.take_signal_for(&thread) {
@@ -106,6 +107,31 @@ impl Session {
                     {
                         return self.report_stop_reply(stop).await;
                     }
+                }
+            }
+        }
+        if kind == StepKind::In {
+            // `step` after a signal stop: the first step delivers the
+            // signal; when that enters a handler with line information, the
+            // step ends after the handler's prologue, as gdb steps into it.
+            let target = self.target_mut()?;
+            let thread = target.thread.clone();
+            if matches!(&target.pending_signal, Some((t, _)) if *t == thread) {
+                let before = target.pc().await?;
+                let stop = self.single_step().await?;
+                if !is_plain_step(&stop) {
+                    return self.report_stop_reply(stop).await;
+                }
+                let target = self.target_mut()?;
+                let pc = target.pc().await?;
+                let symbols = target.symbols.clone();
+                let entered = symbols
+                    .function_at(pc)
+                    .filter(|f| pc != before && f.low == pc)
+                    .filter(|_| symbols.lines.row_at(pc).is_some_and(|r| r.line != 0));
+                if let Some(handler) = entered {
+                    let landing = symbols.lines.after_prologue(handler.low, handler.high);
+                    return self.step_until(landing).await;
                 }
             }
         }

@@ -204,6 +204,22 @@ describe(`program session in a Linux VM (${engine} engine)`, function () {
     await dc.waitForEvent('terminated', 10000);
   });
 
+  it('signals: `stepIn` at a SIGUSR1 stop steps into the handler; continue then exits 0', async function () {
+    const { event } = await launchToStop(dc, { program: path.join(work, 'handled') }, []);
+    assert.strictEqual(event.body.text, 'SIGUSR1', JSON.stringify(event.body));
+    const stepped = dc.waitForEvent('stopped');
+    await dc.stepInRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await stepped).body.reason, 'step');
+    const frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'on_usr1');
+    assert.strictEqual(path.basename(frames[0].source.path), 'handled.c');
+    assert.strictEqual(output(dc, 'stdout'), '', 'the handler has not run yet');
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 0, output(dc, 'stdout'));
+    assert.strictEqual(output(dc, 'stdout'), 'SIGUSR1 handler ran\nwinch=1 chld=1 usr1=1\n');
+  });
+
   it('signals: continued past its SIGSEGV stop, the program dies of it: console line, exited 139, then terminated', async function () {
     const order = [];
     dc.on('exited', () => order.push('exited'));
