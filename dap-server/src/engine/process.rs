@@ -1,13 +1,14 @@
 //! What every engine does with its VMM process: start it so it cannot
-//! outlive vmdbg, relay its stderr, and turn its wait status into a
-//! [`VmExit`].
+//! outlive vmdbg, relay its stderr, learn how it ended (a [`VmExit`]), and
+//! end it: politely first (the engine's way), then by force.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::VmExit;
 
@@ -26,7 +27,7 @@ pub fn spawn_vmm(
     mut cmd: Command,
     prefix: &'static str,
     quiet: &'static [&'static str],
-) -> Result<(Child, StderrTail)> {
+) -> Result<VmProcess> {
     let parent = std::process::id() as i32;
     // SAFETY: prctl, getppid, setpgid and _exit are async-signal-safe.
     unsafe {
@@ -65,10 +66,75 @@ pub fn spawn_vmm(
             keep.drain(..excess);
         }
     });
-    Ok((child, tail))
+    Ok(VmProcess {
+        child,
+        exit: None,
+        stderr_tail: tail,
+    })
 }
 
-pub fn to_exit(status: std::process::ExitStatus) -> VmExit {
+/// A running VMM process. Dropping it kills and reaps the process.
+pub struct VmProcess {
+    child: Child,
+    exit: Option<VmExit>,
+    /// Its last lines on stderr.
+    pub stderr_tail: StderrTail,
+}
+
+impl VmProcess {
+    /// How the process ended, if it has (without waiting).
+    pub fn try_exit(&mut self) -> Option<VmExit> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(to_exit(status));
+            }
+        }
+        self.exit
+    }
+
+    /// Waits up to `grace` for the process to end (after the engine asked
+    /// it to), then kills it.
+    pub fn wait_or_kill(&mut self, grace: Duration) -> Result<VmExit> {
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(exit) = self.try_exit() {
+                return Ok(exit);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let exit = to_exit(self.child.wait()?);
+        self.exit = Some(exit);
+        Ok(exit)
+    }
+
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        // SAFETY: kill(2) on our own child, which is not reaped before
+        // `exit` is set (and then this is not called by the engines).
+        if unsafe { libc::kill(self.child.id() as i32, signal) } != 0 {
+            bail!(
+                "signal {signal} to pid {}: {}",
+                self.child.id(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VmProcess {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn to_exit(status: std::process::ExitStatus) -> VmExit {
     match (status.code(), status.signal()) {
         (Some(c), _) => VmExit::Code(c),
         (None, Some(s)) => VmExit::Signal(s),

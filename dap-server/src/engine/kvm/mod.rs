@@ -18,14 +18,14 @@
 mod connector;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use vmdbg_agent::client::AgentClient;
 
-use super::process::{host_tsc_khz, spawn_vmm, to_exit, StderrTail};
+use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
 use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
 
 /// The vsock port the agent listens on under this engine.
@@ -122,7 +122,7 @@ impl Engine for KvmEngine {
         let dir = RuntimeDir::create()?;
         let cmd = self.command(spec, dir.path());
         // vmdbg hands the RSP endpoint to whoever needs it (Vm::rsp_endpoint).
-        let (child, stderr_tail) = spawn_vmm(cmd, "vmdbg-vmm: ", &["gdb can attach with"])?;
+        let process = spawn_vmm(cmd, "vmdbg-vmm: ", &["gdb can attach with"])?;
         let (reader, writer, connector) =
             connector::connect_agent(dir.path().join("vsock.sock"), AGENT_VSOCK_PORT);
         let agent = Arc::new(AgentClient::new(reader, writer));
@@ -130,12 +130,11 @@ impl Engine for KvmEngine {
             describe: self.describe(),
             rsp: dir.path().join("gdb.sock"),
             console: dir.path().join("console.log"),
-            child,
-            stderr_tail,
+            process,
             agent,
             connector,
-            exit: None,
             ended_by_us: false,
+            reported: false,
             _dir: dir,
         }))
     }
@@ -145,29 +144,15 @@ pub struct KvmVm {
     describe: String,
     rsp: PathBuf,
     console: PathBuf,
-    child: Child,
-    stderr_tail: StderrTail,
+    process: VmProcess,
     agent: Arc<AgentClient>,
     connector: connector::Handle,
-    exit: Option<VmExit>,
+    /// Whether the warning about a failed VMM was given.
+    reported: bool,
     /// We sent the signal that ended the VMM.
     ended_by_us: bool,
     // Last: removed after the VMM is gone.
     _dir: RuntimeDir,
-}
-
-impl KvmVm {
-    fn signal(&self, signal: i32) -> Result<()> {
-        // SAFETY: kill(2) on our own child's pid, which we have not reaped.
-        if unsafe { libc::kill(self.child.id() as i32, signal) } != 0 {
-            bail!(
-                "signal {signal} to vmdbg-vmm (pid {}): {}",
-                self.child.id(),
-                std::io::Error::last_os_error()
-            );
-        }
-        Ok(())
-    }
 }
 
 impl Vm for KvmVm {
@@ -184,10 +169,10 @@ impl Vm for KvmVm {
         &self.agent
     }
     fn pause(&mut self) -> Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.process.signal(libc::SIGSTOP)
     }
     fn resume(&mut self) -> Result<()> {
-        self.signal(libc::SIGCONT)
+        self.process.signal(libc::SIGCONT)
     }
 
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
@@ -197,53 +182,35 @@ impl Vm for KvmVm {
         self.ended_by_us = true;
         self.connector.stop();
         // A paused VMM would not act on SIGTERM until continued.
-        let _ = self.signal(libc::SIGCONT);
-        let _ = self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(exit) = self.try_exit() {
-                return Ok(exit);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.child.kill();
-        let status = self.child.wait()?;
-        self.exit = Some(to_exit(status));
-        Ok(self.try_exit().expect("set above"))
+        let _ = self.process.signal(libc::SIGCONT);
+        let _ = self.process.signal(libc::SIGTERM);
+        self.process.wait_or_kill(grace)?;
+        Ok(self.try_exit().expect("the VMM has ended"))
     }
 
     fn try_exit(&mut self) -> Option<VmExit> {
-        if self.exit.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.connector.stop();
-                let exit = to_exit(status);
-                if let VmExit::Code(code) = exit {
-                    if code != 0 {
-                        tracing::warn!(
-                            "vmdbg-vmm ended with status {code}: {}",
-                            self.stderr_tail.lock().unwrap().join("\n")
-                        );
-                    }
-                }
-                self.exit = Some(exit);
-            }
+        let exit = self.process.try_exit()?;
+        self.connector.stop();
+        if let (VmExit::Code(code @ 1..), false) = (exit, self.reported) {
+            self.reported = true;
+            tracing::warn!(
+                "vmdbg-vmm ended with status {code}: {}",
+                self.process.stderr_tail.lock().unwrap().join("\n")
+            );
         }
         // Ended at our request, like QEMU's `quit`: a clean end.
-        match self.exit {
-            Some(VmExit::Signal(libc::SIGTERM | libc::SIGKILL)) if self.ended_by_us => {
+        match exit {
+            VmExit::Signal(libc::SIGTERM | libc::SIGKILL) if self.ended_by_us => {
                 Some(VmExit::Code(0))
             }
-            other => other,
+            other => Some(other),
         }
     }
 }
 
 impl Drop for KvmVm {
     fn drop(&mut self) {
+        // The process is killed as it drops; the connector must not retry.
         self.connector.stop();
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

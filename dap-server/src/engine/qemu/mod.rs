@@ -16,14 +16,14 @@ mod qmp;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
-use super::process::{host_tsc_khz, spawn_vmm, to_exit};
+use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
 use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
 use crate::image::AGENT_PORT_NAME;
 
@@ -154,41 +154,42 @@ impl Engine for QemuEngine {
         let qmp_listener = UnixListener::bind(dir.path().join("qmp.sock"))?;
         let cmd = self.command(spec, dir.path());
         // Our own shutdown makes QEMU say "terminating on signal"; not news.
-        let (mut child, stderr_tail) = spawn_vmm(cmd, "qemu: ", &["terminating on signal"])?;
+        let mut process = spawn_vmm(cmd, "qemu: ", &["terminating on signal"])?;
         let connect =
-            |listener: &UnixListener, child: &mut Child, what: &str| -> Result<UnixStream> {
-                accept_while_alive(listener, child, Duration::from_secs(30)).map_err(|e| {
-                    let _ = child.kill();
-                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            |listener: &UnixListener, process: &mut VmProcess, what: &str| -> Result<UnixStream> {
+                accept_while_alive(listener, process, Duration::from_secs(30)).map_err(|e| {
+                    let status = process
+                        .wait_or_kill(Duration::ZERO)
+                        .map(|x| x.to_string())
+                        .unwrap_or_default();
                     std::thread::sleep(Duration::from_millis(50)); // let the relay print QEMU's last words
                     anyhow::anyhow!(
                     "QEMU ({}) did not connect its {what} socket: {e} ({status}); its stderr:\n{}",
                     self.binary.display(),
-                    stderr_tail.lock().unwrap().join("\n")
+                    process.stderr_tail.lock().unwrap().join("\n")
                 )
                 })
             };
-        let qmp_stream = connect(&qmp_listener, &mut child, "QMP")?;
-        let agent_stream = connect(&agent_listener, &mut child, "agent")?;
+        let qmp_stream = connect(&qmp_listener, &mut process, "QMP")?;
+        let agent_stream = connect(&agent_listener, &mut process, "agent")?;
         let qmp = qmp::Qmp::handshake(qmp_stream).context("QMP handshake with QEMU")?;
         let agent = Arc::new(AgentClient::new(agent_stream.try_clone()?, agent_stream));
         Ok(Box::new(QemuVm {
             describe: self.describe(),
             rsp: dir.path().join("gdb.sock"),
             console: dir.path().join("console.log"),
-            child,
+            process,
             qmp,
             agent,
-            exit: None,
             _dir: dir,
         }))
     }
 }
 
-/// Accepts one connection, giving up if the child exits or time runs out.
+/// Accepts one connection, giving up if QEMU exits or time runs out.
 fn accept_while_alive(
     listener: &UnixListener,
-    child: &mut Child,
+    process: &mut VmProcess,
     limit: Duration,
 ) -> Result<UnixStream> {
     listener.set_nonblocking(true)?;
@@ -202,8 +203,8 @@ fn accept_while_alive(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(status) = child.try_wait()? {
-            bail!("QEMU exited ({status})");
+        if let Some(exit) = process.try_exit() {
+            bail!("QEMU exited ({exit})");
         }
         if Instant::now() > deadline {
             bail!("timed out after {limit:?}");
@@ -216,10 +217,9 @@ pub struct QemuVm {
     describe: String,
     rsp: PathBuf,
     console: PathBuf,
-    child: Child,
+    process: VmProcess,
     qmp: qmp::Qmp,
     agent: Arc<AgentClient>,
-    exit: Option<VmExit>,
     // Last: removed after QEMU is gone.
     _dir: RuntimeDir,
 }
@@ -251,34 +251,10 @@ impl Vm for QemuVm {
         // `quit` ends QEMU at once; the guest is disposable. The reply may
         // not come (QEMU closes the socket as it exits).
         let _ = self.qmp.execute("quit");
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(exit) = self.try_exit() {
-                return Ok(exit);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.child.kill();
-        let exit = to_exit(self.child.wait()?);
-        self.exit = Some(exit);
-        Ok(exit)
+        self.process.wait_or_kill(grace)
     }
 
     fn try_exit(&mut self) -> Option<VmExit> {
-        if self.exit.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.exit = Some(to_exit(status));
-            }
-        }
-        self.exit
-    }
-}
-
-impl Drop for QemuVm {
-    fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.try_exit()
     }
 }
