@@ -330,7 +330,7 @@ fn nested_bench_boot_to_init_vmlinux_vs_bzimage() {
     };
     let mut runners = vec!["run-l2.sh"];
     if std::env::var("VMDBG_NESTED_WITH_QEMU").is_ok_and(|v| !v.is_empty()) {
-        runners.push("run-l2-qemu.sh");
+        runners.push("L2_VMM=qemu run-l2.sh");
     }
     let mut medians = Vec::new();
     for runner in &runners {
