@@ -237,6 +237,13 @@ fn ensure_default_image(force: bool) -> Result<GuestImage> {
     let initrd = cache.join(format!("initramfs-{}.cpio", initramfs_key(&modules)));
     if force || !initrd.exists() {
         build_initramfs(&cache, &kernel_dir, &modules, &initrd)?;
+        prune_initramfs(&cache, KEEP_INITRAMFS);
+    } else {
+        // Recently used images survive pruning by other vmdbg builds.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(&initrd)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
     }
     let vmlinux = kernel_dir.join("vmlinux");
     let kernel = if vmlinux.exists() {
@@ -394,6 +401,35 @@ fn build_initramfs(
     result
 }
 
+/// How many initramfs images the cache keeps: each vmdbg build embeds its
+/// own agent and so keys its own image; a few builds may be in use at once.
+const KEEP_INITRAMFS: usize = 4;
+
+/// Removes all but the `keep` most recently used initramfs images. Runs
+/// under the cache lock, right after a build. A VM already booting from a
+/// removed image is unaffected (its VMM holds the file open).
+fn prune_initramfs(cache: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("initramfs-") && name.ends_with(".cpio")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    images.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, stale) in images.into_iter().skip(keep) {
+        match std::fs::remove_file(&stale) {
+            Ok(()) => tracing::info!("removed the unused image {}", stale.display()),
+            Err(e) => tracing::warn!("cannot remove the unused image {}: {e}", stale.display()),
+        }
+    }
+}
+
 fn info() -> Result<()> {
     let cache = cache_dir()?;
     println!("cache:   {}", cache.display());
@@ -471,5 +507,41 @@ impl TapMkdir for PathBuf {
     fn tap_mkdir(self) -> Result<Self> {
         std::fs::create_dir_all(&self).with_context(|| format!("create {}", self.display()))?;
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used_images_and_nothing_else_is_touched() {
+        let dir = std::env::temp_dir().join(format!("vmdbg-prune-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("kernel-x")).unwrap();
+        std::fs::write(dir.join("lock"), b"").unwrap();
+        let base = SystemTime::now() - Duration::from_secs(3600);
+        for age in 0..6u64 {
+            let file = std::fs::File::create(dir.join(format!("initramfs-{age}.cpio"))).unwrap();
+            file.set_modified(base - Duration::from_secs(60 * age)).unwrap();
+        }
+        prune_initramfs(&dir, 4);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "initramfs-0.cpio",
+                "initramfs-1.cpio",
+                "initramfs-2.cpio",
+                "initramfs-3.cpio",
+                "kernel-x",
+                "lock"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
