@@ -107,6 +107,9 @@ fn gdb_breaks_prints_steps_lists_libraries_and_runs_to_the_exit_code() {
     let dir = scratch_dir("gdb-forward-session");
     let program = build_locals(&dir);
     let (vmdbg, port) = forward(&program, "vmdbg gdb-forward");
+    // A port probe that closes without a word is no debugger: the program
+    // waits for the next connection.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
     let call = program_marker_line("locals.c", "call");
     let after_call = program_marker_line("locals.c", "after_call");
     let script = format!(

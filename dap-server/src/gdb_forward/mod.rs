@@ -151,8 +151,10 @@ fn serve(
     eprintln!("vmdbg: listening on 127.0.0.1:{port}; in gdb: target remote :{port}");
     listener.set_nonblocking(true)?;
     let interrupted = || interrupts.load(Ordering::SeqCst) > 0;
-    // Wait for gdb (or for the program's start to fail).
-    let connection = loop {
+    // Wait for gdb (or for the program's start to fail). A connection that
+    // closes without a byte (a port probe) is not a debugger: the program
+    // stays for the next one.
+    let (connection, first) = loop {
         if interrupted() {
             return Ok(Outcome::Interrupted);
         }
@@ -167,8 +169,15 @@ fn serve(
         }
         match listener.accept() {
             Ok((stream, peer)) => {
-                tracing::info!("debugger connected from {peer}");
-                break stream;
+                stream.set_nonblocking(false)?;
+                match first_bytes(&stream, &interrupted)? {
+                    Some(first) => {
+                        tracing::info!("debugger connected from {peer}");
+                        break (stream, first);
+                    }
+                    None if interrupted() => return Ok(Outcome::Interrupted),
+                    None => tracing::info!("{peer} closed its connection without a word"),
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -178,8 +187,10 @@ fn serve(
     };
     // One debugger per program: later connections are refused.
     drop(listener);
-    connection.set_nonblocking(false)?;
     let _ = connection.set_nodelay(true);
+    (&rsp)
+        .write_all(&first)
+        .context("the guest's debugger channel closed")?;
     forward(connection, rsp)?;
 
     // Until the program's status: gdb may have detached and let it run on.
@@ -204,6 +215,32 @@ fn serve(
         let _ = done.recv_timeout(Duration::from_secs(5));
     }
     Ok(Outcome::Ended(ended))
+}
+
+/// The first bytes a new connection sends; None if it closes first (or
+/// vmdbg is interrupted while waiting).
+fn first_bytes(stream: &TcpStream, interrupted: &dyn Fn() -> bool) -> Result<Option<Vec<u8>>> {
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = vec![0u8; 4096];
+    let result = loop {
+        if interrupted() {
+            break None;
+        }
+        match (&*stream).read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => break Some(buf[..n].to_vec()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break None,
+        }
+    };
+    stream.set_read_timeout(None)?;
+    Ok(result)
 }
 
 /// Forwards the debugger's connection and the agent's RSP channel to each
