@@ -421,7 +421,7 @@ fn prune_initramfs(cache: &Path, keep: usize) {
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    images.sort_by(|a, b| b.0.cmp(&a.0));
+    images.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
     for (_, stale) in images.into_iter().skip(keep) {
         match std::fs::remove_file(&stale) {
             Ok(()) => tracing::info!("removed the unused image {}", stale.display()),
@@ -523,7 +523,8 @@ mod tests {
         let base = SystemTime::now() - Duration::from_secs(3600);
         for age in 0..6u64 {
             let file = std::fs::File::create(dir.join(format!("initramfs-{age}.cpio"))).unwrap();
-            file.set_modified(base - Duration::from_secs(60 * age)).unwrap();
+            file.set_modified(base - Duration::from_secs(60 * age))
+                .unwrap();
         }
         prune_initramfs(&dir, 4);
         let mut left: Vec<String> = std::fs::read_dir(&dir)
