@@ -291,6 +291,32 @@ fn ctrl_c_ends_the_vm_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_program_the_guest_cannot_run_is_a_clear_error() {
+    if !ready("gdb_forward_cannot_run") {
+        return;
+    }
+    let dir = scratch_dir("gdb-forward-cannot-run");
+    let script = dir.join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho never\n").unwrap();
+    let mut cmd = Command::new(vmdbg_binary());
+    cmd.args(["gdb-forward", "--port", "0", "--"]).arg(&script);
+    let vmdbg = ChildGuard::spawn(cmd, "vmdbg gdb-forward (cannot run)");
+    let pid = vmdbg.child.id();
+    let out = vmdbg.wait_output(BOOT_LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the guest could not start {}: launch: cannot run",
+            script.display()
+        )) && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert_eq!(qemus_of(pid), vec![], "QEMU outlived vmdbg");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_input_is_refused_before_any_boot_with_the_field_and_the_fix() {
     let dir = scratch_dir("gdb-forward-bad-input");
     let mut cmd = Command::new(vmdbg_binary());

@@ -161,7 +161,10 @@ fn serve(
         if let Ok(line) = head_rx.try_recv() {
             if line.starts_with("vmdbg-agent: ") {
                 let _ = err_done.recv_timeout(Duration::from_secs(2));
-                bail!("the guest could not start {guest_path}: {}", line.trim());
+                bail!(
+                    "the guest could not start {guest_path}: {}",
+                    line.trim_start_matches("vmdbg-agent: ").trim()
+                );
             }
         }
         if let Some(exit) = vm.try_exit() {
@@ -276,7 +279,7 @@ fn copy(mut from: impl Read, mut to: impl Write) -> std::io::Result<()> {
 }
 
 /// Copies a program output stream to `out`; the receiver fires at its end.
-/// `head` gets the stream's first chunk (the agent's launch error).
+/// `head` gets the stream's first line (the agent's launch error, if any).
 fn relay(
     mut stream: UnixStream,
     mut out: impl Write + Send + 'static,
@@ -286,17 +289,26 @@ fn relay(
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
         let mut head = head;
+        let mut first_line = Vec::new();
         loop {
             let n = match stream.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if let Some(tx) = head.take() {
-                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if head.is_some() {
+                first_line.extend_from_slice(&buf[..n]);
+                if first_line.contains(&b'\n') || first_line.len() >= 4096 {
+                    if let Some(tx) = head.take() {
+                        let _ = tx.send(String::from_utf8_lossy(&first_line).into_owned());
+                    }
+                }
             }
             if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
                 break;
             }
+        }
+        if let Some(tx) = head {
+            let _ = tx.send(String::from_utf8_lossy(&first_line).into_owned());
         }
         let _ = done_tx.send(());
     });
