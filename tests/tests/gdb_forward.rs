@@ -1,8 +1,9 @@
 //! `vmdbg gdb-forward`: Debian's gdb, in batch mode, debugs a C program
 //! inside a fresh Linux VM (the QEMU engine here) through vmdbg's
 //! loopback port: a line breakpoint, `print`, `next`, `info
-//! sharedlibrary`, and the program's exit code as vmdbg's; `kill`,
-//! `detach` and `disconnect` from gdb; Ctrl-C on vmdbg; bad input. Each VM test boots its
+//! sharedlibrary`, and the program's exit code as vmdbg's; the same
+//! with lldb; `kill`, `detach` and `disconnect` from gdb; Ctrl-C on vmdbg;
+//! a program that cannot start; bad input. Each VM test boots its
 //! own guest (seconds under TCG).
 
 use std::path::{Path, PathBuf};
@@ -177,6 +178,36 @@ fn gdb_breaks_prints_steps_lists_libraries_and_runs_to_the_exit_code() {
 /// The source path gdb prints (the DWARF's, as compiled).
 fn program_source() -> String {
     programs_dir().join("locals.c").display().to_string()
+}
+
+#[test]
+fn lldb_breaks_shows_locals_steps_and_runs_to_the_exit_code() {
+    if !ready("gdb_forward_lldb") || !require(tool("lldb"), "gdb_forward_lldb") {
+        return;
+    }
+    let dir = scratch_dir("gdb-forward-lldb");
+    let program = build_locals(&dir);
+    let (vmdbg, port) = forward(&program, "vmdbg gdb-forward (lldb)");
+    let call = program_marker_line("locals.c", "call");
+    let mut lldb = Command::new("lldb");
+    lldb.arg("--batch")
+        .arg(&program)
+        .args(["-o", &format!("gdb-remote {port}")])
+        .args(["-o", &format!("breakpoint set -f locals.c -l {call}")])
+        .args(["-o", "continue", "-o", "frame variable total p"])
+        .args(["-o", "next", "-o", "frame variable total", "-o", "continue"]);
+    let out = run(lldb, "lldb", Duration::from_secs(120));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let vmdbg_pid = vmdbg.child.id();
+    let vm = vmdbg.wait_output(Duration::from_secs(60));
+    assert!(said.contains("(int) total = 0"), "{said}");
+    assert!(said.contains("(x = 3, y = 4)"), "{said}");
+    assert!(said.contains("(int) total = 25"), "{said}");
+    assert!(said.contains("exited with status = 7"), "{said}");
+    assert_eq!(text(&vm.stdout), "total=25\n");
+    assert_eq!(vm.status.code(), Some(7), "{}", text(&vm.stderr));
+    assert_nothing_left(vmdbg_pid, port);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
