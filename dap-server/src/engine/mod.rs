@@ -93,6 +93,79 @@ pub trait Vm: Send {
     fn try_exit(&mut self) -> Option<VmExit>;
 }
 
+/// What each engine does its own way with its VM.
+pub trait VmControl: Send {
+    fn pause(&mut self) -> Result<()>;
+    fn resume(&mut self) -> Result<()>;
+    /// Ends the VM: politely, then by force after `grace`.
+    fn shutdown(&mut self, grace: Duration) -> Result<VmExit>;
+    /// How the VM ended, if it has.
+    fn try_exit(&mut self) -> Option<VmExit>;
+}
+
+/// The one [`Vm`] every engine returns: its runtime directory (where every
+/// engine puts the RSP socket `gdb.sock` and the console log
+/// `console.log`), the agent, and the engine's own [`VmControl`].
+pub struct EngineVm {
+    /// First: the VM ends (its control is dropped) before its directory goes.
+    control: Box<dyn VmControl>,
+    describe: String,
+    agent: Arc<AgentClient>,
+    rsp: PathBuf,
+    console: PathBuf,
+    _dir: RuntimeDir,
+}
+
+impl EngineVm {
+    pub fn new(
+        describe: String,
+        dir: RuntimeDir,
+        agent: Arc<AgentClient>,
+        control: Box<dyn VmControl>,
+    ) -> Self {
+        EngineVm {
+            control,
+            describe,
+            agent,
+            rsp: dir.path().join(RSP_SOCKET),
+            console: dir.path().join(CONSOLE_LOG),
+            _dir: dir,
+        }
+    }
+}
+
+/// In a VM's runtime directory: the engine's gdb remote-protocol socket.
+pub const RSP_SOCKET: &str = "gdb.sock";
+/// In a VM's runtime directory: the serial console's log.
+pub const CONSOLE_LOG: &str = "console.log";
+
+impl Vm for EngineVm {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+    fn rsp_endpoint(&self) -> &Path {
+        &self.rsp
+    }
+    fn console_log(&self) -> &Path {
+        &self.console
+    }
+    fn agent(&self) -> &Arc<AgentClient> {
+        &self.agent
+    }
+    fn pause(&mut self) -> Result<()> {
+        self.control.pause()
+    }
+    fn resume(&mut self) -> Result<()> {
+        self.control.resume()
+    }
+    fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
+        self.control.shutdown(grace)
+    }
+    fn try_exit(&mut self) -> Option<VmExit> {
+        self.control.try_exit()
+    }
+}
+
 /// Waits for the agent's ready event, watching the VM: if it ends first,
 /// the error carries the tail of its console.
 pub fn wait_for_agent(vm: &mut dyn Vm, limit: Duration) -> Result<Duration> {

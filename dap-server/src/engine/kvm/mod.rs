@@ -26,7 +26,7 @@ use anyhow::{bail, Result};
 use vmdbg_agent::client::AgentClient;
 
 use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
-use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
+use super::{Engine, EngineVm, RuntimeDir, Vm, VmControl, VmExit, VmSpec, CONSOLE_LOG, RSP_SOCKET};
 
 /// The vsock port the agent listens on under this engine.
 pub const AGENT_VSOCK_PORT: u32 = 1024;
@@ -63,11 +63,11 @@ impl KvmEngine {
             .args(["--cpus", &spec.cpus.to_string()])
             .args(["--cmdline", &cmdline])
             .arg("--serial")
-            .arg(format!("file:{}", dir.join("console.log").display()))
+            .arg(format!("file:{}", dir.join(CONSOLE_LOG).display()))
             .arg("--vsock-uds")
             .arg(dir.join("vsock.sock"))
             .arg("--gdb")
-            .arg(format!("unix:{}", dir.join("gdb.sock").display()));
+            .arg(format!("unix:{}", dir.join(RSP_SOCKET).display()));
         if spec.start_paused {
             cmd.arg("--wait-gdb");
         }
@@ -126,48 +126,31 @@ impl Engine for KvmEngine {
         let (reader, writer, connector) =
             connector::connect_agent(dir.path().join("vsock.sock"), AGENT_VSOCK_PORT);
         let agent = Arc::new(AgentClient::new(reader, writer));
-        Ok(Box::new(KvmVm {
-            describe: self.describe(),
-            rsp: dir.path().join("gdb.sock"),
-            console: dir.path().join("console.log"),
+        let control = KvmControl {
             process,
-            agent,
             connector,
             ended_by_us: false,
             reported: false,
-            _dir: dir,
-        }))
+        };
+        Ok(Box::new(EngineVm::new(
+            self.describe(),
+            dir,
+            agent,
+            Box::new(control),
+        )))
     }
 }
 
-pub struct KvmVm {
-    describe: String,
-    rsp: PathBuf,
-    console: PathBuf,
+struct KvmControl {
     process: VmProcess,
-    agent: Arc<AgentClient>,
     connector: connector::Handle,
     /// Whether the warning about a failed VMM was given.
     reported: bool,
     /// We sent the signal that ended the VMM.
     ended_by_us: bool,
-    // Last: removed after the VMM is gone.
-    _dir: RuntimeDir,
 }
 
-impl Vm for KvmVm {
-    fn describe(&self) -> String {
-        self.describe.clone()
-    }
-    fn rsp_endpoint(&self) -> &Path {
-        &self.rsp
-    }
-    fn console_log(&self) -> &Path {
-        &self.console
-    }
-    fn agent(&self) -> &Arc<AgentClient> {
-        &self.agent
-    }
+impl VmControl for KvmControl {
     fn pause(&mut self) -> Result<()> {
         self.process.signal(libc::SIGSTOP)
     }
@@ -208,7 +191,7 @@ impl Vm for KvmVm {
     }
 }
 
-impl Drop for KvmVm {
+impl Drop for KvmControl {
     fn drop(&mut self) {
         // The process is killed as it drops; the connector must not retry.
         self.connector.stop();

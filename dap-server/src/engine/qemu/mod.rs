@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
 use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
-use super::{Engine, RuntimeDir, Vm, VmExit, VmSpec};
+use super::{Engine, EngineVm, RuntimeDir, Vm, VmControl, VmExit, VmSpec, CONSOLE_LOG, RSP_SOCKET};
 use crate::image::AGENT_PORT_NAME;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl QemuEngine {
             .args(["-append", &cmdline])
             .args([
                 "-chardev",
-                &format!("file,id=console,path={}", sock("console.log")),
+                &format!("file,id=console,path={}", sock(CONSOLE_LOG)),
                 "-serial",
                 "chardev:console",
             ])
@@ -116,7 +116,7 @@ impl QemuEngine {
             ])
             .args([
                 "-chardev",
-                &format!("socket,id=gdb,path={},server=on,wait=off", sock("gdb.sock")),
+                &format!("socket,id=gdb,path={},server=on,wait=off", sock(RSP_SOCKET)),
                 "-gdb",
                 "chardev:gdb",
             ])
@@ -174,15 +174,12 @@ impl Engine for QemuEngine {
         let agent_stream = connect(&agent_listener, &mut process, "agent")?;
         let qmp = qmp::Qmp::handshake(qmp_stream).context("QMP handshake with QEMU")?;
         let agent = Arc::new(AgentClient::new(agent_stream.try_clone()?, agent_stream));
-        Ok(Box::new(QemuVm {
-            describe: self.describe(),
-            rsp: dir.path().join("gdb.sock"),
-            console: dir.path().join("console.log"),
-            process,
-            qmp,
+        Ok(Box::new(EngineVm::new(
+            self.describe(),
+            dir,
             agent,
-            _dir: dir,
-        }))
+            Box::new(QemuControl { process, qmp }),
+        )))
     }
 }
 
@@ -213,30 +210,12 @@ fn accept_while_alive(
     }
 }
 
-pub struct QemuVm {
-    describe: String,
-    rsp: PathBuf,
-    console: PathBuf,
+struct QemuControl {
     process: VmProcess,
     qmp: qmp::Qmp,
-    agent: Arc<AgentClient>,
-    // Last: removed after QEMU is gone.
-    _dir: RuntimeDir,
 }
 
-impl Vm for QemuVm {
-    fn describe(&self) -> String {
-        self.describe.clone()
-    }
-    fn rsp_endpoint(&self) -> &Path {
-        &self.rsp
-    }
-    fn console_log(&self) -> &Path {
-        &self.console
-    }
-    fn agent(&self) -> &Arc<AgentClient> {
-        &self.agent
-    }
+impl VmControl for QemuControl {
     fn pause(&mut self) -> Result<()> {
         self.qmp.execute("stop")
     }
