@@ -414,6 +414,62 @@ pub fn default_image_ready() {
     });
 }
 
+/// Whether the Linux-guest tests can run (`extra` adds the tools a test
+/// needs besides QEMU and the image tools); builds the default image once.
+/// False (after a printed SKIPPED, or a panic under CI) when they cannot.
+pub fn linux_guest_ready(test: &str, extra: &[&str]) -> bool {
+    let checks = std::iter::once(linux_guest_tools()).chain(extra.iter().map(|t| tool(t)));
+    if !require(all(checks), test) {
+        return false;
+    }
+    default_image_ready();
+    true
+}
+
+/// A fresh, empty directory for one test's files.
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmdbg-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// QEMU processes started by the vmdbg with this pid (their sockets are in
+/// a runtime directory named after it).
+pub fn qemus_of(vmdbg_pid: u32) -> Vec<(u32, String)> {
+    processes_matching(&format!("/vmdbg-{vmdbg_pid}-"))
+        .into_iter()
+        .filter(|(_, cmdline)| cmdline.contains("qemu-system"))
+        .collect()
+}
+
+/// Waits (up to 5 s) for that vmdbg's QEMUs to go; returns those left.
+pub fn wait_qemus_gone(vmdbg_pid: u32) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = qemus_of(vmdbg_pid);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The runtime directories (sockets, console log) of the vmdbg with this
+/// pid still in the temporary directory.
+pub fn runtime_dirs_of(vmdbg_pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("vmdbg-{vmdbg_pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `vmdbg run ARGS…` (the caller adds `-- CMD`).
 pub fn vmdbg_run(args: &[&str]) -> Command {
     let mut cmd = Command::new(vmdbg_binary());

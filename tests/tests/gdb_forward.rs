@@ -8,25 +8,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmdbg_e2e::*;
 
 const BOOT_LIMIT: Duration = Duration::from_secs(240);
 
 fn ready(test: &str) -> bool {
-    if !require(all([linux_guest_tools(), tool("gdb"), tool("gcc")]), test) {
-        return false;
-    }
-    default_image_ready();
-    true
-}
-
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmdbg-e2e-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    linux_guest_ready(test, &["gdb", "gcc"])
 }
 
 /// locals.c built with -g -O0 in `dir`.
@@ -67,32 +56,11 @@ fn forward(program: &Path, test: &str) -> (ChildGuard, u16) {
     (vmdbg, port)
 }
 
-/// QEMU processes started by the vmdbg with this pid (their sockets are in
-/// a directory named after it).
-fn qemus_of(vmdbg_pid: u32) -> Vec<(u32, String)> {
-    processes_matching(&format!("/vmdbg-{vmdbg_pid}-"))
-        .into_iter()
-        .filter(|(_, cmdline)| cmdline.contains("qemu-system"))
-        .collect()
-}
-
 /// Nothing of that vmdbg is left: no QEMU, no socket directory, and
 /// nobody listens on its port.
 fn assert_nothing_left(vmdbg_pid: u32, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !qemus_of(vmdbg_pid).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(qemus_of(vmdbg_pid), vec![], "QEMU outlived vmdbg");
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("vmdbg-{vmdbg_pid}-"))
-        })
-        .collect();
+    assert_eq!(wait_qemus_gone(vmdbg_pid), vec![], "QEMU outlived vmdbg");
+    let left = runtime_dirs_of(vmdbg_pid);
     assert!(left.is_empty(), "sockets left behind: {left:?}");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),

@@ -3,7 +3,7 @@
 //! default image built from Debian's packages, the static agent over a
 //! virtio-serial port. Each test boots its own VM (seconds under TCG).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,18 +12,7 @@ use vmdbg_e2e::*;
 const BOOT_LIMIT: Duration = Duration::from_secs(240);
 
 fn ready(test: &str) -> bool {
-    if !require(linux_guest_tools(), test) {
-        return false;
-    }
-    default_image_ready();
-    true
-}
-
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmdbg-e2e-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    linux_guest_ready(test, &[])
 }
 
 #[test]
@@ -83,11 +72,7 @@ fn exit_status_of_the_guest_command_is_vmdbgs() {
 
 #[test]
 fn a_host_built_program_with_its_own_shared_library_runs_via_copy() {
-    if !require(
-        all([linux_guest_tools(), tool("gcc")]),
-        "copy_shared_library",
-    ) || !ready("copy_shared_library")
-    {
+    if !linux_guest_ready("copy_shared_library", &["gcc"]) {
         return;
     }
     let dir = scratch_dir("copy");
@@ -213,26 +198,6 @@ fn guest_poweroff_ends_vmdbg_with_status_0() {
     );
 }
 
-/// QEMU processes started by the vmdbg with this pid (their sockets are in
-/// a directory named after it).
-fn qemus_of(vmdbg_pid: u32) -> Vec<(u32, String)> {
-    processes_matching(&format!("/vmdbg-{vmdbg_pid}-"))
-        .into_iter()
-        .filter(|(_, cmdline)| cmdline.contains("qemu-system"))
-        .collect()
-}
-
-fn wait_gone(vmdbg_pid: u32) -> Vec<(u32, String)> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = qemus_of(vmdbg_pid);
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn running_guest_command(test: &str) -> ChildGuard {
     let mut cmd = vmdbg_run(&["--engine", "qemu"]);
     cmd.args(["--", "sh", "-c", "echo guest-command-started; sleep 120"])
@@ -256,7 +221,11 @@ fn killing_vmdbg_leaves_no_qemu_behind() {
     let pid = vmdbg.child.id();
     vmdbg.child.kill().unwrap(); // SIGKILL: vmdbg gets no chance to clean up
     vmdbg.child.wait().unwrap();
-    assert_eq!(wait_gone(pid), vec![], "QEMU outlived a SIGKILLed vmdbg");
+    assert_eq!(
+        wait_qemus_gone(pid),
+        vec![],
+        "QEMU outlived a SIGKILLed vmdbg"
+    );
 }
 
 #[test]
@@ -274,16 +243,12 @@ fn ctrl_c_stops_the_command_then_the_vm_and_cleans_up() {
     let out = vmdbg.wait_output(Duration::from_secs(30));
     // sh dies of the SIGINT: 128 + 2, as a shell would report it.
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    assert_eq!(wait_gone(pid), vec![], "QEMU outlived an interrupted vmdbg");
-    let tmp_left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("vmdbg-{pid}-"))
-        })
-        .collect();
+    assert_eq!(
+        wait_qemus_gone(pid),
+        vec![],
+        "QEMU outlived an interrupted vmdbg"
+    );
+    let tmp_left = runtime_dirs_of(pid);
     assert!(tmp_left.is_empty(), "sockets left behind: {tmp_left:?}");
 }
 
