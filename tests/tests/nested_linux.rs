@@ -147,7 +147,6 @@ fn nested_block_device_reads_and_writes_a_host_file() {
     assert_eq!(out.marker("@@VMM-STATUS"), Some("0"), "{}", out.output);
 }
 
-/// Benchmark, not a test (ignored by default): L2 boot to init (L1 wall
 /// The `vmdbg run` output lines that are not vmdbg's own messages.
 fn guest_lines(out: &Outcome) -> Vec<&str> {
     out.output
@@ -263,37 +262,84 @@ fn nested_vmdbg_run_guest_poweroff_ends_with_status_0() {
     );
 }
 
-/// Issue 4's program sessions on the KVM engine: tests/dap's program suite
-/// (Microsoft's DebugClient under mocha, run here on the host) drives the
-/// `vmdbg dap` that L1 starts per connection, over QEMU's forwarded port;
-/// each session boots L2 on L1's hardware-virtualization KVM.
 #[test]
-fn nested_dap_program_sessions_on_the_kvm_engine() {
-    let test = "nested_dap_program_sessions_on_the_kvm_engine";
-    let dap_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dap");
-    if !vmdbg_e2e::require(
-        if dap_dir.join("node_modules").is_dir() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}/node_modules is missing (bash .ci/setup.d/dap.sh installs it)",
-                dap_dir.display()
-            ))
-        },
-        test,
-    ) {
-        return;
-    }
-    let Some(mut l1) = nested::session(test) else {
+fn nested_vmdbg_run_boots_two_vcpus() {
+    let Some(out) = run(
+        "nested_vmdbg_run_boots_two_vcpus",
+        "vmdbg run --engine kvm --cpus 2 -- sh -c 'nproc; grep -c ^processor /proc/cpuinfo'",
+    ) else {
         return;
     };
+    assert_eq!(out.status, 0, "{}", out.output);
+    assert_eq!(guest_lines(&out), ["2", "2"], "{}", out.output);
+}
+
+#[test]
+fn nested_vmdbg_run_ctrl_c_ends_the_command_then_the_vm_leaving_nothing_behind() {
+    // SIGINT as a terminal's ^C would send it, once the guest command runs;
+    // then no VMM process and no runtime directory of this vmdbg may remain.
+    let Some(out) = run(
+        "nested_vmdbg_run_ctrl_c_ends_the_command_then_the_vm_leaving_nothing_behind",
+        "vmdbg run --engine kvm -- sh -c 'echo command-started; sleep 600' > /tmp/cc.out 2>&1 & pid=$!; \
+         i=0; while ! grep -q command-started /tmp/cc.out; do i=$((i+1)); [ $i -lt 2400 ] || break; sleep 0.1; done; \
+         kill -INT $pid; wait $pid; echo \"@@STATUS $?\"; \
+         echo \"@@VMMS $(pidof vmdbg-vmm | wc -w)\"; \
+         echo \"@@DIRS $(ls -d /tmp/vmdbg-$pid-* 2>/dev/null | wc -l)\"; cat /tmp/cc.out",
+    ) else {
+        return;
+    };
+    assert_eq!(out.marker("@@STATUS"), Some("130"), "{}", out.output);
+    assert_eq!(
+        out.marker("@@VMMS"),
+        Some("0"),
+        "a VMM outlived vmdbg: {}",
+        out.output
+    );
+    assert_eq!(
+        out.marker("@@DIRS"),
+        Some("0"),
+        "sockets left behind: {}",
+        out.output
+    );
+    assert!(out.output.contains("command-started"), "{}", out.output);
+}
+
+/// tests/dap, where its node_modules are; None (after the loud skip) when
+/// they are not installed.
+fn dap_suite_dir(test: &str) -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dap");
+    let installed = if dir.join("node_modules").is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}/node_modules is missing (bash .ci/setup.d/dap.sh installs it)",
+            dir.display()
+        ))
+    };
+    vmdbg_e2e::require(installed, test).then_some(dir)
+}
+
+/// Runs tests/dap's program suite (those of its tests whose titles match
+/// `grep`, if given) with DebugClient on the host against the `vmdbg dap`
+/// that L1 starts per connection, over QEMU's forwarded port, with the
+/// programs prebuilt where L1 sees them. Returns mocha's report; panics,
+/// with L1's adapter log, if a test fails.
+fn run_program_suite(
+    l1: &mut nested::L1,
+    dap_dir: &std::path::Path,
+    engine: &str,
+    grep: Option<&str>,
+) -> String {
     let mut mocha = std::process::Command::new("npx");
     mocha
-        .current_dir(&dap_dir)
+        .current_dir(dap_dir)
         .args(["mocha", "--timeout", "300000", "test/program.test.js"])
         .env("VMDBG_DAP_PORT", l1.dap_port.to_string())
         .env("VMDBG_TEST_PROGRAMS", &l1.dap_programs)
-        .env("VMDBG_TEST_ENGINE", "kvm");
+        .env("VMDBG_TEST_ENGINE", engine);
+    if let Some(pattern) = grep {
+        mocha.args(["-g", pattern]);
+    }
     let out = vmdbg_e2e::run(mocha, "mocha test/program.test.js", SCENARIO_LIMIT * 4);
     let report = vmdbg_e2e::text(&out.stdout);
     eprintln!("{report}{}", vmdbg_e2e::text(&out.stderr));
@@ -305,12 +351,88 @@ fn nested_dap_program_sessions_on_the_kvm_engine() {
         );
     }
     assert!(
-        report.contains("program session in a Linux VM (kvm engine)")
+        report.contains(&format!("program session in a Linux VM ({engine} engine)"))
             && !report.contains("pending"),
-        "the suite did not run on the KVM engine, or skipped tests:\n{report}"
+        "the suite did not run on the {engine} engine, or skipped tests:\n{report}"
     );
+    report
 }
 
+/// Issue 4's program sessions on the KVM engine: the whole program suite
+/// (C and Rust programs, a NULL dereference, signals, conditional
+/// breakpoints, shared libraries), each session booting L2 on L1's
+/// hardware-virtualization KVM.
+#[test]
+fn nested_dap_program_sessions_on_the_kvm_engine() {
+    let test = "nested_dap_program_sessions_on_the_kvm_engine";
+    let Some(dap_dir) = dap_suite_dir(test) else {
+        return;
+    };
+    let Some(mut l1) = nested::session(test) else {
+        return;
+    };
+    run_program_suite(&mut l1, &dap_dir, "kvm", None);
+}
+
+/// Benchmark, not a test (ignored by default): DAP `launch` to the first
+/// `stopped` event (a breakpoint in main of a C program) in program mode,
+/// `VMDBG_BENCH_RUNS` times (default 3) per engine in the same L1: the KVM
+/// engine, and with `VMDBG_NESTED_WITH_QEMU=1` the QEMU engine (microvm,
+/// `-accel kvm`) beside it; medians and their ratio.
+/// `VMDBG_NESTED_WITH_QEMU=1 cargo test --release -p vmdbg-e2e --test nested_linux -- --ignored --nocapture nested_bench_dap`
+#[test]
+#[ignore]
+fn nested_bench_dap_launch_to_first_stop() {
+    let test = "nested_bench_dap_launch_to_first_stop";
+    let runs: usize = std::env::var("VMDBG_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let Some(dap_dir) = dap_suite_dir(test) else {
+        return;
+    };
+    let Some(mut l1) = nested::session(test) else {
+        return;
+    };
+    let with_qemu = std::env::var("VMDBG_NESTED_WITH_QEMU").is_ok_and(|v| !v.is_empty());
+    let engines: &[&str] = if with_qemu {
+        &["kvm", "qemu"]
+    } else {
+        &["kvm"]
+    };
+    let mut medians = Vec::new();
+    for engine in engines {
+        let mut times: Vec<u64> = (0..runs)
+            .map(|_| {
+                let report =
+                    run_program_suite(&mut l1, &dap_dir, engine, Some("C: breakpoint in main"));
+                report
+                    .lines()
+                    .find_map(|l| {
+                        l.trim().strip_prefix(
+                            "launch -> first stopped (breakpoint in main, C program):",
+                        )
+                    })
+                    .and_then(|ms| ms.trim().trim_end_matches("ms").trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no launch time in:\n{report}"))
+            })
+            .collect();
+        times.sort();
+        let median = times[times.len() / 2];
+        eprintln!(
+            "BENCH dap launch -> first stopped, {engine} engine: {times:?} ms, median {median} ms"
+        );
+        medians.push(median);
+    }
+    if let [kvm, qemu] = medians[..] {
+        eprintln!(
+            "BENCH ratio qemu/kvm engine, dap launch -> first stopped: {:.2}x",
+            qemu as f64 / kvm as f64
+        );
+    }
+}
+
+/// Benchmark, not a test (ignored by default): L2 boot to init (L1 wall
 /// clock from starting the VMM to L2's first line from init) with the
 /// uncompressed vmlinux (PVH) and the bzImage, each run `VMDBG_BENCH_RUNS`
 /// times (default 3), medians printed. With `VMDBG_NESTED_WITH_QEMU=1` the
