@@ -44,7 +44,9 @@ async function launchToStop(dc, config, breakpoints) {
   await dc.initializeRequest({ adapterID: 'vmdbg', supportsProgressReporting: true });
   const initialized = dc.waitForEvent('initialized', BOOT_MS);
   const launched = dc.launchRequest({ engine, ...config });
-  await initialized;
+  // A launch refused before `initialized` would otherwise leave this
+  // waiting for an event that never comes.
+  await Promise.race([initialized, launched.then(() => initialized)]);
   const bpResponses = [];
   for (const [source, lines] of breakpoints) {
     bpResponses.push(await dc.setBreakpointsRequest({ source: { path: source }, breakpoints: lines.map((line) => ({ line })) }));
