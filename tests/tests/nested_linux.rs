@@ -333,7 +333,13 @@ fn run_program_suite(
     let mut mocha = std::process::Command::new("npx");
     mocha
         .current_dir(dap_dir)
-        .args(["mocha", "--exit", "--timeout", "300000", "test/program.test.js"])
+        .args([
+            "mocha",
+            "--exit",
+            "--timeout",
+            "300000",
+            "test/program.test.js",
+        ])
         .env("VMDBG_DAP_PORT", l1.dap_port.to_string())
         .env("VMDBG_TEST_PROGRAMS", &l1.dap_programs)
         .env("VMDBG_TEST_ENGINE", engine);
