@@ -16,6 +16,29 @@ use crate::rsp::StopReply;
 /// Bounds a step so a line that loops forever ends with a report.
 const MAX_STEPS: usize = 20_000;
 
+/// The longest x86 instruction.
+const MAX_INSTRUCTION: usize = 15;
+
+/// Code bytes read during one line step. Code does not change while a line
+/// is stepped, so a block is read once rather than once per instruction
+/// (the target's memory cache is dropped at every resume).
+#[derive(Default)]
+struct CodeBytes {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl CodeBytes {
+    const BLOCK: usize = 64;
+
+    /// The bytes from `pc` on, if a whole instruction's worth is held.
+    fn at(&self, pc: u64) -> Option<&[u8]> {
+        let offset = usize::try_from(pc.checked_sub(self.base)?).ok()?;
+        let rest = self.bytes.get(offset..)?;
+        (rest.len() >= MAX_INSTRUCTION).then_some(rest)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepKind {
     Over,
@@ -64,9 +87,23 @@ impl Session {
 
     /// The instruction at the pc: (length, is a call).
     pub(super) async fn instruction_at(&mut self, pc: u64) -> Result<(u64, bool)> {
-        let target = self.target_mut()?;
-        let bytes = target.rsp.read_memory(pc, 16).await?;
-        let mut decoder = Decoder::with_ip(64, &bytes, pc, DecoderOptions::NONE);
+        self.instruction_in(&mut CodeBytes::default(), pc).await
+    }
+
+    /// The instruction at the pc, decoded from `code` when it holds it.
+    async fn instruction_in(&mut self, code: &mut CodeBytes, pc: u64) -> Result<(u64, bool)> {
+        if code.at(pc).is_none() {
+            let rsp = &mut self.target_mut()?.rsp;
+            // A block at a time; near the end of mapped memory, just the
+            // longest instruction.
+            code.bytes = match rsp.read_memory(pc, CodeBytes::BLOCK).await {
+                Ok(bytes) => bytes,
+                Err(_) => rsp.read_memory(pc, MAX_INSTRUCTION).await?,
+            };
+            code.base = pc;
+        }
+        let bytes = code.at(pc).unwrap_or(&code.bytes);
+        let mut decoder = Decoder::with_ip(64, bytes, pc, DecoderOptions::NONE);
         let insn = decoder.decode();
         if insn.is_invalid() {
             return Ok((1, false));
@@ -167,11 +204,12 @@ impl Session {
                 return self.report_step(None);
             }
         }
+        let mut code = CodeBytes::default();
         for _ in 0..MAX_STEPS {
             let target = self.target_mut()?;
             let pc = target.pc().await?;
             let rsp_before = target.rsp_value().await?;
-            let (len, is_call) = self.instruction_at(pc).await?;
+            let (len, is_call) = self.instruction_in(&mut code, pc).await?;
             let stop = self.single_step().await?;
             if !is_plain_step(&stop) {
                 return self.report_stop_reply(stop).await;
@@ -317,5 +355,26 @@ impl Session {
             }
         }
         self.report_stop_reply(stop).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_bytes_serve_only_whole_instructions_they_hold() {
+        let code = CodeBytes {
+            base: 0x1000,
+            bytes: vec![0x90; CodeBytes::BLOCK],
+        };
+        assert_eq!(code.at(0x1000).map(<[u8]>::len), Some(64));
+        assert_eq!(code.at(0x1000 + 49).map(<[u8]>::len), Some(15));
+        assert!(
+            code.at(0x1000 + 50).is_none(),
+            "an instruction could run past the block"
+        );
+        assert!(code.at(0xfff).is_none());
+        assert!(CodeBytes::default().at(0).is_none());
     }
 }

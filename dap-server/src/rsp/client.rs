@@ -412,7 +412,19 @@ impl RspClient {
             let packet = self.next_packet().await?;
             match StopReply::parse(&packet)? {
                 StopReply::Output(bytes) => on_output(bytes),
-                stop => return Ok(stop),
+                stop => {
+                    // A stop names its thread, and the stub makes that thread
+                    // the one register and memory reads address (gdb relies
+                    // on it too): no `Hg` for it before the next read.
+                    if let StopReply::Signal {
+                        thread: Some(thread),
+                        ..
+                    } = &stop
+                    {
+                        self.selected_thread = Some(thread.clone());
+                    }
+                    return Ok(stop);
+                }
             }
         }
     }
