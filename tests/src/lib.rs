@@ -337,6 +337,43 @@ pub fn programs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/programs")
 }
 
+/// Builds `greeter.c` into `dir/greeter`, linked against its own
+/// `dir/lib/libgreet.so` (from `greet.c`) through an `$ORIGIN/lib` RUNPATH,
+/// so a copy that lives elsewhere must bring the library along. Returns
+/// the program's path.
+pub fn build_greeter(dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir.join("lib")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let source = |name: &str| programs_dir().join(name).display().to_string();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .map_err(|e| format!("gcc: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("gcc {args:?}: {}", text(&out.stderr)))
+        }
+    };
+    gcc(&[
+        "-shared",
+        "-fPIC",
+        "-o",
+        "lib/libgreet.so",
+        &source("greet.c"),
+    ])?;
+    gcc(&[
+        "-o",
+        "greeter",
+        &source("greeter.c"),
+        "-Llib",
+        "-lgreet",
+        "-Wl,-rpath,$ORIGIN/lib",
+    ])?;
+    Ok(dir.join("greeter"))
+}
+
 /// Line number of the `MARK:name` comment in a file of `programs_dir()`.
 pub fn program_marker_line(source: &str, name: &str) -> u32 {
     let path = programs_dir().join(source);
@@ -468,6 +505,22 @@ pub fn runtime_dirs_of(vmdbg_pid: u32) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Asserts that the vmdbg with this pid, now gone, left no QEMU and no
+/// runtime directory (sockets, console log) behind; `how` says how it
+/// ended, for the messages.
+pub fn assert_vmdbg_left_nothing(vmdbg_pid: u32, how: &str) {
+    assert_eq!(
+        wait_qemus_gone(vmdbg_pid),
+        vec![],
+        "QEMU outlived {how} vmdbg"
+    );
+    let left = runtime_dirs_of(vmdbg_pid);
+    assert!(
+        left.is_empty(),
+        "sockets left behind by {how} vmdbg: {left:?}"
+    );
 }
 
 /// `vmdbg run ARGS…` (the caller adds `-- CMD`).

@@ -173,8 +173,16 @@ fn run_step(cmd: &mut Command, what: &str) -> Result<String, String> {
     Ok(crate::text(&out.stdout).trim().to_string())
 }
 
-/// Builds everything L1 needs; returns (L1 kernel, L1 initramfs).
-fn build_images() -> Result<(PathBuf, PathBuf), String> {
+/// What L1 boots, and where the DAP suite's programs are (on the host and
+/// in L1 alike).
+struct Images {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    dap_programs: PathBuf,
+}
+
+/// Builds everything L1 needs.
+fn build_images() -> Result<Images, String> {
     let nested = nested_dir();
     let work = target_dir().join("nested");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
@@ -244,12 +252,16 @@ fn build_images() -> Result<(PathBuf, PathBuf), String> {
         .ok_or("the image's kernel has no directory")?
         .to_path_buf();
 
+    // The programs the scenarios copy into L2: greeter (at /app/greeter
+    // in L1) and the DAP suite's.
     let app = work.join("app");
-    build_test_programs(&app)?;
+    let _ = std::fs::remove_dir_all(&app);
+    crate::build_greeter(&app)?;
+    let dap_programs = app.join("dap");
     run_step(
         Command::new("node")
             .arg(workspace_root().join("tests/dap/programs.js"))
-            .arg(app.join("dap")),
+            .arg(&dap_programs),
         "building the DAP tests' programs (tests/dap/programs.js)",
     )?;
 
@@ -267,45 +279,11 @@ fn build_images() -> Result<(PathBuf, PathBuf), String> {
             .arg(&out),
         "building the L1/L2 images (tests/nested/build-l1.sh)",
     )?);
-    Ok((kernel_dir.join("vmlinuz"), l1_initrd))
-}
-
-/// The programs the nested `vmdbg run` scenarios copy into L2, built
-/// here: `greeter` (at /app/greeter in L1), linked against a shared library
-/// of its own (`lib/libgreet.so`, found through an $ORIGIN RUNPATH).
-fn build_test_programs(app: &Path) -> Result<(), String> {
-    let _ = std::fs::remove_dir_all(app);
-    std::fs::create_dir_all(app.join("lib")).map_err(|e| format!("{}: {e}", app.display()))?;
-    let write = |name: &str, text: &str| {
-        std::fs::write(app.join(name), text).map_err(|e| format!("{name}: {e}"))
-    };
-    write(
-        "greet.c",
-        "const char *greeting(void) { return \"hello from libgreet\"; }\n",
-    )?;
-    write(
-        "main.c",
-        "#include <stdio.h>\nconst char *greeting(void);\nint main(int argc, char **argv) { printf(\"%s, %s\\n\", greeting(), argc > 1 ? argv[1] : \"nobody\"); return 3; }\n",
-    )?;
-    let gcc = |args: &[&str]| {
-        run_step(
-            Command::new("gcc").current_dir(app).args(args),
-            "compiling the nested test programs",
-        )
-    };
-    gcc(&["-shared", "-fPIC", "-o", "lib/libgreet.so", "greet.c"])?;
-    gcc(&[
-        "-o",
-        "greeter",
-        "main.c",
-        "-Llib",
-        "-lgreet",
-        "-Wl,-rpath,$ORIGIN/lib",
-    ])?;
-    for source in ["greet.c", "main.c"] {
-        let _ = std::fs::remove_file(app.join(source));
-    }
-    Ok(())
+    Ok(Images {
+        kernel: kernel_dir.join("vmlinuz"),
+        initrd: l1_initrd,
+        dap_programs,
+    })
 }
 
 fn host_tsc_khz() -> u64 {
@@ -321,7 +299,7 @@ fn host_tsc_khz() -> u64 {
 }
 
 fn boot_l1() -> Result<L1, String> {
-    let (kernel, initrd) = build_images()?;
+    let images = build_images()?;
     let dap_port = crate::free_port();
     let started = Instant::now();
     let mut qemu = Command::new("qemu-system-x86_64")
@@ -332,9 +310,9 @@ fn boot_l1() -> Result<L1, String> {
             &format!("user,model=e1000,hostfwd=tcp:127.0.0.1:{dap_port}-:4711"),
         ])
         .arg("-kernel")
-        .arg(&kernel)
+        .arg(&images.kernel)
         .arg("-initrd")
-        .arg(&initrd)
+        .arg(&images.initrd)
         .arg("-append")
         .arg(format!(
             "console=ttyS0 quiet panic=-1 tsc_early_khz={}",
@@ -377,7 +355,7 @@ fn boot_l1() -> Result<L1, String> {
         _watchdog: watchdog,
         boot_time: Duration::ZERO,
         dap_port,
-        dap_programs: target_dir().join("nested/app/dap"),
+        dap_programs: images.dap_programs,
     };
     let deadline = Instant::now() + L1_BOOT_LIMIT;
     loop {

@@ -59,9 +59,7 @@ fn forward(program: &Path, test: &str) -> (ChildGuard, u16) {
 /// Nothing of that vmdbg is left: no QEMU, no socket directory, and
 /// nobody listens on its port.
 fn assert_nothing_left(vmdbg_pid: u32, port: u16) {
-    assert_eq!(wait_qemus_gone(vmdbg_pid), vec![], "QEMU outlived vmdbg");
-    let left = runtime_dirs_of(vmdbg_pid);
-    assert!(left.is_empty(), "sockets left behind: {left:?}");
+    assert_vmdbg_left_nothing(vmdbg_pid, "the");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "something still listens on port {port}"

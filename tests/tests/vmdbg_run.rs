@@ -76,37 +76,7 @@ fn a_host_built_program_with_its_own_shared_library_runs_via_copy() {
         return;
     }
     let dir = scratch_dir("copy");
-    std::fs::create_dir_all(dir.join("lib")).unwrap();
-    std::fs::write(
-        dir.join("greet.c"),
-        "const char *greeting(void) { return \"hello from libgreet\"; }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("main.c"),
-        "#include <stdio.h>\nconst char *greeting(void);\nint main(int argc, char **argv) { printf(\"%s, %s\\n\", greeting(), argc > 1 ? argv[1] : \"nobody\"); return 3; }\n",
-    )
-    .unwrap();
-    let gcc = |args: &[&str]| {
-        let out = Command::new("gcc")
-            .current_dir(&dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "gcc {args:?}: {}", text(&out.stderr));
-    };
-    gcc(&["-shared", "-fPIC", "-o", "lib/libgreet.so", "greet.c"]);
-    // $ORIGIN-relative RUNPATH: the guest copy lives elsewhere, so vmdbg
-    // must resolve the library like ld.so and make the guest find it.
-    gcc(&[
-        "-o",
-        "greeter",
-        "main.c",
-        "-Llib",
-        "-lgreet",
-        "-Wl,-rpath,$ORIGIN/lib",
-    ]);
-    let greeter = dir.join("greeter");
+    let greeter = build_greeter(&dir).unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = vmdbg_run(&["--engine", "qemu", "--copy"]);
     cmd.arg(format!("{}:/opt/app/greeter", greeter.display()));
     cmd.args(["--", "/opt/app/greeter", "world"]);
@@ -243,13 +213,7 @@ fn ctrl_c_stops_the_command_then_the_vm_and_cleans_up() {
     let out = vmdbg.wait_output(Duration::from_secs(30));
     // sh dies of the SIGINT: 128 + 2, as a shell would report it.
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    assert_eq!(
-        wait_qemus_gone(pid),
-        vec![],
-        "QEMU outlived an interrupted vmdbg"
-    );
-    let tmp_left = runtime_dirs_of(pid);
-    assert!(tmp_left.is_empty(), "sockets left behind: {tmp_left:?}");
+    assert_vmdbg_left_nothing(pid, "an interrupted");
 }
 
 #[test]
