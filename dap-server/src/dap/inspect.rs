@@ -235,14 +235,7 @@ impl Session {
                 let text = if size <= 8 {
                     format!("{:#x}", int_of(bytes, false) as u64)
                 } else {
-                    format!(
-                        "0x{}",
-                        bytes
-                            .iter()
-                            .rev()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<String>()
-                    )
+                    crate::symbols::types::hex_le(bytes)
                 };
                 rows.push(VarEntry {
                     name: info.name.clone(),
@@ -950,7 +943,6 @@ impl Scalar {
 /// giving 1 or 0; floating-point values can be compared only.
 pub fn binary(op: BinaryOp, l: Scalar, r: Scalar) -> Result<i64> {
     use BinaryOp::*;
-    let truth = |b: bool| i64::from(b);
     if let (Scalar::Int(a), Scalar::Int(b)) = (l, r) {
         return Ok(match op {
             Mul => a.wrapping_mul(b),
@@ -959,32 +951,34 @@ pub fn binary(op: BinaryOp, l: Scalar, r: Scalar) -> Result<i64> {
             Rem => a.wrapping_rem(b),
             Add => a.wrapping_add(b),
             Sub => a.wrapping_sub(b),
-            Lt => truth(a < b),
-            Le => truth(a <= b),
-            Gt => truth(a > b),
-            Ge => truth(a >= b),
-            Eq => truth(a == b),
-            Ne => truth(a != b),
-            And => truth(a != 0 && b != 0),
-            Or => truth(a != 0 || b != 0),
+            _ => compare(op, a, b, 0).expect("every other operator compares"),
         });
     }
     let float = |s: Scalar| match s {
         Scalar::Int(n) => n as f64,
         Scalar::Float(f) => f,
     };
-    let (a, b) = (float(l), float(r));
-    Ok(match op {
-        Lt => truth(a < b),
-        Le => truth(a <= b),
-        Gt => truth(a > b),
-        Ge => truth(a >= b),
-        Eq => truth(a == b),
-        Ne => truth(a != b),
-        And => truth(a != 0.0 && b != 0.0),
-        Or => truth(a != 0.0 || b != 0.0),
-        _ => bail!("arithmetic on floating-point values is not supported; compare them instead"),
+    compare(op, float(l), float(r), 0.0).with_context(|| {
+        "arithmetic on floating-point values is not supported; compare them instead"
     })
+}
+
+/// A comparison or logical operator on two values, as C's 1 or 0; None
+/// for an arithmetic operator.
+fn compare<T: PartialOrd>(op: BinaryOp, a: T, b: T, zero: T) -> Option<i64> {
+    use BinaryOp::*;
+    let truth = match op {
+        Lt => a < b,
+        Le => a <= b,
+        Gt => a > b,
+        Ge => a >= b,
+        Eq => a == b,
+        Ne => a != b,
+        And => a != zero && b != zero,
+        Or => a != zero || b != zero,
+        Mul | Div | Rem | Add | Sub => return None,
+    };
+    Some(i64::from(truth))
 }
 
 fn parse_address(reference: &str) -> Result<u64> {

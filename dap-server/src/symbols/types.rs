@@ -419,14 +419,7 @@ impl Symbols {
                 format!("[{}]", parts.join(", "))
             }
             TypeKind::Other | TypeKind::Typedef { .. } | TypeKind::Qualified { .. } => {
-                format!(
-                    "0x{}",
-                    bytes
-                        .iter()
-                        .rev()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>()
-                )
+                hex_le(bytes)
             }
         }
     }
@@ -591,6 +584,12 @@ pub fn type_of_die(
     entry: &gimli::DebuggingInformationEntry<Reader>,
 ) -> Option<TypeId> {
     type_ref(unit, entry)
+}
+
+/// A little-endian value of any width in hex, most significant byte first.
+pub fn hex_le(bytes: &[u8]) -> String {
+    let digits: String = bytes.iter().rev().map(|b| format!("{b:02x}")).collect();
+    format!("0x{digits}")
 }
 
 pub fn int_of(bytes: &[u8], signed: bool) -> i64 {

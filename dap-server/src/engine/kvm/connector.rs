@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -127,7 +127,7 @@ pub fn connect_agent(uds: PathBuf, port: u32) -> (Reader, Writer, Handle) {
 
 /// One attempt: `CONNECT <port>\n`, then `OK <host port>\n` if the guest
 /// accepts, or end of stream if it refuses.
-fn try_connect(uds: &PathBuf, port: u32) -> Option<UnixStream> {
+fn try_connect(uds: &Path, port: u32) -> Option<UnixStream> {
     let mut stream = UnixStream::connect(uds).ok()?;
     stream
         .write_all(format!("CONNECT {port}\n").as_bytes())
