@@ -189,10 +189,13 @@ fn gdb_hardware_watchpoint_reports_the_change() {
     ) {
         return;
     }
+    // gdb reports a software-visible change only: `total` is a stack slot
+    // whose contents before `total = 0` are whatever the stack held, so the
+    // script gives it a value of its own first and every write then changes it.
     let (gdb, _) = gdb_session(
         "locals",
         "remote",
-        "break main\ncontinue\nwatch total\ncontinue\ncontinue\ndelete\ncontinue\n",
+        "break main\ncontinue\nset var total = 99\nwatch total\ncontinue\ncontinue\ndelete\ncontinue\n",
     );
     let first = program_marker_line("locals.c", "main_first");
     let call = program_marker_line("locals.c", "call");
@@ -200,7 +203,7 @@ fn gdb_hardware_watchpoint_reports_the_change() {
     // The first write (total = 0) and the second (the sum); gdb shows the
     // line after the writing one.
     assert!(
-        gdb.contains("New value = 0\n") && gdb.contains(&line(first + 1)),
+        gdb.contains("Old value = 99\nNew value = 0\n") && gdb.contains(&line(first + 1)),
         "{gdb}"
     );
     assert!(

@@ -5,7 +5,7 @@
 # (a fresh machine, or lists older than the pin). The pin is read from
 # dap-server/src/image/pins.rs so this never drifts from it.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 pins=dap-server/src/image/pins.rs
 kernel_pkg=$(sed -n 's/.*package: "\(linux-image-[^"]*\)".*/\1/p' "$pins" | head -1)
 kernel_ver=$(grep -A1 "package: \"$kernel_pkg\"" "$pins" | sed -n 's/.*version: "\([^"]*\)".*/\1/p')
