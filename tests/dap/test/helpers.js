@@ -38,7 +38,7 @@ function hostTierMissing(extraTools = []) {
     if (!fs.existsSync(path.join(kernels, k))) return `test kernel ${k} is not built in ${kernels} (make -C tests/guests/baremetal OUT=${kernels})`;
   }
   for (const t of extraTools) {
-    if (!haveCommand(t)) return `\`${t}\` is not installed (see .ci/setup)`;
+    if (!haveCommand(t)) return `\`${t}\` is not installed (see .ci/setup-tests)`;
   }
   return null;
 }

@@ -32,7 +32,7 @@ function programTierMissing() {
   if (prebuilt) return null;
   if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
   for (const tool of ['gcc', 'rustc', 'qemu-system-x86_64']) {
-    if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup)`;
+    if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup-tests)`;
   }
   return null;
 }
