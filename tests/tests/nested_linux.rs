@@ -312,7 +312,7 @@ fn dap_suite_dir(test: &str) -> Option<std::path::PathBuf> {
         Ok(())
     } else {
         Err(format!(
-            "{}/node_modules is missing (bash .ci/setup.d/dap.sh installs it)",
+            "{}/node_modules is missing (bash .ci/setup-tests.d/dap.sh installs it)",
             dir.display()
         ))
     };
