@@ -107,7 +107,6 @@ public class Assemble {
             + "osgi.bundles=" + list + "\n"
             + "osgi.bundles.defaultStartLevel=4\n"
             + "osgi.framework=file:" + bundles.get("org.eclipse.osgi").jar.toAbsolutePath() + "\n"
-            + "eclipse.product=org.eclipse.ui.ide.workbench\n"
             + "osgi.instance.area.default=@user.home/eclipse-workspace\n";
         Files.writeString(config.resolve("config.ini"), ini);
         System.out.println("assembled " + bundles.size() + " bundles into " + plugins);

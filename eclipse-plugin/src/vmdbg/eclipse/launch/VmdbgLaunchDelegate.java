@@ -49,6 +49,12 @@ public class VmdbgLaunchDelegate extends LaunchConfigurationDelegate {
         }
     }
 
+    /** The program or kernel is built outside Eclipse, so unsaved editors do not change what runs. */
+    @Override
+    protected boolean saveBeforeLaunch(ILaunchConfiguration configuration, String mode, IProgressMonitor monitor) {
+        return true;
+    }
+
     /** Eclipse's default builds the workspace first; a vmdbg session debugs binaries built elsewhere. */
     @Override
     public boolean buildForLaunch(ILaunchConfiguration configuration, String mode, IProgressMonitor monitor) {

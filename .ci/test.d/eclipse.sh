@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The Eclipse plugin: build vmdbg-eclipse-<version>.jar with javac/jar
+# against the Eclipse that .ci/setup-tests.d/eclipse.sh assembles, then run
+# in that real Eclipse (a) the headless suite (a kernel session on
+# vmdbg-vmm, a program session in a Linux guest; exit status = failures)
+# and (b) a workbench under Xvfb stopped at a breakpoint, captured with xwd.
+# Output (logs, screenshot) lands in eclipse-plugin/test-output/.
+#   VMDBG_BIN_DIR    where vmdbg and vmdbg-vmm are (default: this checkout's cargo release dir)
+#   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+start=$SECONDS
+on() { [ -n "${1:-}" ] && [ "$1" != 0 ] && [ "$1" != false ]; }
+strict=false
+if on "${CI:-}" || on "${VMDBG_REQUIRE_KVM:-}"; then strict=true; fi
+
+bin="${VMDBG_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}"
+out="$root/eclipse-plugin/test-output"
+rm -rf "$out"; mkdir -p "$out"
+eclipse="$(bash .ci/setup-tests.d/eclipse.sh --print-dir)"
+
+echo "eclipse: building the plugin ($(date +%T))"
+jars=($(bash eclipse-plugin/build/build.sh "$eclipse" "$out/jars" --tests))
+echo "eclipse: built ${jars[0]##*/}"
+
+kernels="$out/kernels"
+make -s -C tests/guests/baremetal OUT="$kernels"
+mkdir -p "$out/programs"
+gcc -g -O0 -o "$out/programs/locals" tests/guests/programs/locals.c
+
+# A configuration area per run: the assembled config.ini plus the plugin and its tests.
+configure() {
+    local dir="$out/config-$1"
+    mkdir -p "$dir"
+    sed "s#^osgi.bundles=#osgi.bundles=reference:file:${jars[0]},reference:file:${jars[1]},#" \
+        "$eclipse/configuration/config.ini" >"$dir/config.ini"
+    echo "$dir"
+}
+
+run_eclipse() { # NAME APPLICATION [java -D options...]
+    local name="$1" app="$2"; shift 2
+    java -Xmx1g -Djava.library.path="$eclipse/jni" \
+        -Dvmdbg.test.repo="$root" -Dvmdbg.test.bin="$bin" -Dvmdbg.test.kernels="$kernels" \
+        -Dvmdbg.test.programs="$out/programs" -Dvmdbg.test.strict="$strict" "$@" \
+        -jar "$eclipse"/plugins/org.eclipse.equinox.launcher_*.jar \
+        -install "$eclipse" -configuration "$(configure "$name")" -data "$out/workspace-$name" \
+        -nosplash -application "$app"
+}
+
+status=0
+parts="${VMDBG_ECLIPSE_TESTS:-headless workbench}"
+if [[ " $parts " == *" headless "* ]]; then
+    echo "eclipse: headless suite ($(date +%T))"
+    run_eclipse headless vmdbg.eclipse.tests.headless 2>"$out/headless.stderr" | tee "$out/headless.out" || status=1
+    log="$out/workspace-headless/.metadata/.log"
+    if [ "$status" != 0 ] || ! grep -q '^eclipse headless: .* passed' "$out/headless.out"; then
+        echo "eclipse: the headless suite failed; Eclipse's log ($log) ends:"
+        tail -40 "$log" "$out/headless.stderr" 2>/dev/null || true
+        status=1
+    fi
+fi
+if [[ " $parts " == *" workbench "* ]]; then
+    echo "eclipse: workbench under Xvfb ($(date +%T))"
+    bash eclipse-plugin/tests/workbench.sh "$out" || status=1
+fi
+echo "eclipse: done in $((SECONDS - start)) s, status $status"
+exit $status

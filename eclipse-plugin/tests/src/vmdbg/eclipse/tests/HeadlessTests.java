@@ -1,0 +1,64 @@
+package vmdbg.eclipse.tests;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+import org.eclipse.equinox.app.IApplication;
+import org.eclipse.equinox.app.IApplicationContext;
+
+/**
+ * The headless suite, an Eclipse application (PDE's test runner is not in
+ * Debian's Eclipse): each scenario launches the real `vmdbg dap` through
+ * ILaunchManager and checks the Eclipse debug model. The exit status is
+ * the number of failed scenarios; a scenario whose tier is missing fails
+ * under CI (vmdbg.test.strict) and is a loud skip elsewhere.
+ */
+public class HeadlessTests implements IApplication {
+    @Override
+    public Object start(IApplicationContext context) {
+        context.applicationRunning();
+        Map<String, Callable<String>> scenarios = new LinkedHashMap<>();
+        Map<String, String> missing = new LinkedHashMap<>();
+        String only = System.getProperty("vmdbg.test.scenarios", "kernel,program");
+        if (only.contains("kernel")) {
+            scenarios.put("kernel session on vmdbg-vmm (host tier)", Scenarios::kernel);
+            missing.put("kernel session on vmdbg-vmm (host tier)", Env.hostTierMissing());
+        }
+        if (only.contains("program")) {
+            String name = "program session in a Linux VM (" + Env.engine() + " engine)";
+            scenarios.put(name, Scenarios::program);
+            missing.put(name, Env.programTierMissing());
+        }
+        int passed = 0, failed = 0, skipped = 0;
+        for (var e : scenarios.entrySet()) {
+            String reason = missing.get(e.getKey());
+            if (reason != null) {
+                if (Env.strict()) {
+                    System.out.println("FAIL " + e.getKey() + ": required but unavailable under CI: " + reason);
+                    failed++;
+                } else {
+                    System.out.println("SKIPPED: " + e.getKey() + ": " + reason);
+                    skipped++;
+                }
+                continue;
+            }
+            long start = System.nanoTime();
+            try {
+                String note = e.getValue().call();
+                System.out.printf("PASS %s (%d ms; %s)%n", e.getKey(), (System.nanoTime() - start) / 1_000_000, note);
+                passed++;
+            } catch (Throwable t) {
+                System.out.println("FAIL " + e.getKey() + ": " + t);
+                t.printStackTrace(System.out);
+                failed++;
+            }
+        }
+        System.out.println("eclipse headless: " + passed + " passed, " + failed + " failed, " + skipped + " skipped");
+        return failed;
+    }
+
+    @Override
+    public void stop() {
+    }
+}
