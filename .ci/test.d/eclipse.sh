@@ -7,6 +7,8 @@
 # Output (logs, screenshot) lands in eclipse-plugin/test-output/.
 #   VMDBG_BIN_DIR    where vmdbg and vmdbg-vmm are (default: this checkout's cargo release dir)
 #   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default)
+#   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program" (default)
+#   VMDBG_TEST_ENGINE  the program session's engine (default qemu, as tests/dap)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -42,10 +44,45 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
     local name="$1" app="$2"; shift 2
     java -Xmx1g -Djava.library.path="$eclipse/jni" \
         -Dvmdbg.test.repo="$root" -Dvmdbg.test.bin="$bin" -Dvmdbg.test.kernels="$kernels" \
-        -Dvmdbg.test.programs="$out/programs" -Dvmdbg.test.strict="$strict" "$@" \
+        -Dvmdbg.test.programs="$out/programs" -Dvmdbg.test.strict="$strict" \
+        -Dvmdbg.test.scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program}" "$@" \
         -jar "$eclipse"/plugins/org.eclipse.equinox.launcher_*.jar \
         -install "$eclipse" -configuration "$(configure "$name")" -data "$out/workspace-$name" \
         -nosplash -application "$app"
+}
+
+# The IDE workbench on a private Xvfb display; WorkbenchScenario (a startup
+# hook) stops at a breakpoint and writes "ready"; the screen is then taken
+# with xwd, as a person would see it.
+workbench() {
+    local display n shot="$out/stopped.png" pid xvfb rc=0
+    for n in $(seq 90 120); do [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ] || { display=":$n"; break; }; done
+    [ -n "${display:-}" ] || { echo "eclipse: no free X display"; return 1; }
+    Xvfb "$display" -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
+    xvfb=$!
+    for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
+    DISPLAY="$display" GDK_BACKEND=x11 run_eclipse workbench org.eclipse.ui.ide.workbench \
+        -Dvmdbg.test.workbench=kernel -Dvmdbg.test.ready="$out/ready" -Dvmdbg.test.done="$out/done" \
+        -Dvmdbg.test.result="$out/workbench.result" >"$out/workbench.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1200); do [ -e "$out/ready" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1; done
+    if [ -e "$out/ready" ]; then
+        xwd -root -display "$display" -silent | convert xwd:- "png:$shot"
+        echo "eclipse: screenshot $shot"
+    fi
+    touch "$out/done"
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "eclipse: the workbench did not exit; killing it"
+        kill "$pid"; rc=1
+    fi
+    wait "$pid" || true
+    kill "$xvfb" 2>/dev/null || true
+    wait "$xvfb" 2>/dev/null || true
+    if [ -e "$out/workbench.result" ]; then cat "$out/workbench.result"; else echo "FAIL workbench: no result (log: $out/workbench.log)"; rc=1; fi
+    grep -q '^PASS' "$out/workbench.result" 2>/dev/null || { tail -40 "$out/workspace-workbench/.metadata/.log" 2>/dev/null; rc=1; }
+    [ -e "$shot" ] || { echo "eclipse: no screenshot was taken"; rc=1; }
+    return $rc
 }
 
 status=0
@@ -62,7 +99,7 @@ if [[ " $parts " == *" headless "* ]]; then
 fi
 if [[ " $parts " == *" workbench "* ]]; then
     echo "eclipse: workbench under Xvfb ($(date +%T))"
-    bash eclipse-plugin/tests/workbench.sh "$out" || status=1
+    workbench || status=1
 fi
 echo "eclipse: done in $((SECONDS - start)) s, status $status"
 exit $status

@@ -71,7 +71,8 @@ public class WorkbenchScenario implements IStartup {
         AtomicReference<Object> made = new AtomicReference<>();
         ui(() -> {
             IWorkbenchWindow window = PlatformUI.getWorkbench().getActiveWorkbenchWindow();
-            window.getShell().setMaximized(true);
+            // Xvfb has no window manager to maximize the window: fill the screen by hand.
+            window.getShell().setBounds(window.getShell().getDisplay().getPrimaryMonitor().getBounds());
             PlatformUI.getWorkbench().showPerspective(IDebugUIConstants.ID_DEBUG_PERSPECTIVE, window);
             IWorkbenchPage page = window.getActivePage();
             ITextEditor editor = (ITextEditor) IDE.openEditor(page, calls, VmdbgModelPresentation.EDITOR_ID);
