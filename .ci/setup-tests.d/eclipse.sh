@@ -11,10 +11,11 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 
 # libgtk-3-0 and fonts: SWT's JNI libraries link GTK 3, and a workbench
 # without fonts draws empty labels.
+# (stdout carries only the directory for --print-dir.)
 install_missing javac:default-jdk-headless Xvfb:xvfb xdotool:xdotool xwd:x11-apps \
-    libgtk-3-0 fonts-dejavu-core
+    libgtk-3-0 fonts-dejavu-core >&2
 # /usr/local/bin/convert may be a stand-in; the real one is ImageMagick's.
-[ -x /usr/bin/convert ] || install_missing imagemagick
+[ -x /usr/bin/convert ] || install_missing imagemagick >&2
 
 # Debian's Eclipse bundles to start from; apt resolves the rest. Beyond the
 # workbench, debug UI, editors and console, these are runtime dependencies

@@ -5,8 +5,6 @@ import java.util.regex.Pattern;
 
 import org.eclipse.debug.core.DebugEvent;
 
-import vmdbg.eclipse.model.VmdbgDebugTarget;
-import vmdbg.eclipse.model.VmdbgLineBreakpoint;
 import vmdbg.eclipse.model.VmdbgStackFrame;
 import vmdbg.eclipse.model.VmdbgThread;
 
@@ -20,13 +18,8 @@ final class Scenarios {
     /** A bare-metal kernel on vmdbg-vmm (host tier): breakpoint, locals, registers, step over and out, exit code, serial console. */
     static String kernel() throws Exception {
         int leaf = Env.marker(Env.callsC(), "leaf");
-        VmdbgLineBreakpoint bp = Session.onlyBreakpoint(Env.callsC(), leaf);
         try (Session s = new Session()) {
-            long start = System.nanoTime();
-            s.launch(Session.kernelConfig());
-            VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
-            long firstStopMs = (System.nanoTime() - start) / 1_000_000;
-            Check.that(Session.hit(thread, bp), "the thread's breakpoints name the one set (" + thread.getName() + ")");
+            VmdbgThread thread = s.launchToBreakpoint(Session.kernelConfig(), Env.callsC(), leaf);
             VmdbgStackFrame frame = Session.top(thread);
             Check.equal("leaf", frame.functionName(), "function at the breakpoint");
             Check.equal(leaf, frame.getLineNumber(), "line at the breakpoint");
@@ -50,20 +43,15 @@ final class Scenarios {
             Check.that(m.find(), "the kernel printed its exit value: " + console);
             Check.equal(Integer.valueOf(m.group(1)), s.target.program().exitCode(), "exit code");
             Check.that(s.launch.isTerminated(), "the launch is terminated after the guest exited");
-            return "launch to first stop " + firstStopMs + " ms";
+            return "launch to first stop " + s.firstStopMs + " ms";
         }
     }
 
     /** A C program in a fresh Linux VM: breakpoint, a local before and after a step, stdout, exit code. */
     static String program() throws Exception {
         int call = Env.marker(Env.localsC(), "call");
-        VmdbgLineBreakpoint bp = Session.onlyBreakpoint(Env.localsC(), call);
         try (Session s = new Session()) {
-            long start = System.nanoTime();
-            s.launch(Session.programConfig());
-            VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
-            long firstStopMs = (System.nanoTime() - start) / 1_000_000;
-            Check.that(Session.hit(thread, bp), "the thread's breakpoints name the one set");
+            VmdbgThread thread = s.launchToBreakpoint(Session.programConfig(), Env.localsC(), call);
             VmdbgStackFrame frame = Session.top(thread);
             Check.equal("main", frame.functionName(), "function at the breakpoint");
             Check.equal(call, frame.getLineNumber(), "line at the breakpoint");
@@ -79,7 +67,7 @@ final class Scenarios {
             Check.equal(7, s.target.program().exitCode(), "the program's exit code");
             String out = s.target.program().out().getContents();
             Check.that(out.contains("total=25"), "the program's stdout reaches its console: '" + out + "'");
-            return "launch to first stop " + firstStopMs + " ms";
+            return "launch to first stop " + s.firstStopMs + " ms";
         }
     }
 

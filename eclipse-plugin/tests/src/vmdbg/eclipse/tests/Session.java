@@ -86,6 +86,20 @@ final class Session implements IDebugEventSetListener, AutoCloseable {
         Check.that(target != null, "the launch has no debug target");
     }
 
+    /** Time from the launch to the first stop, set by launchToBreakpoint. */
+    long firstStopMs;
+
+    /** Makes file:line the only breakpoint, launches, and returns the thread stopped there (checked: it names that breakpoint). */
+    VmdbgThread launchToBreakpoint(ILaunchConfiguration config, File file, int line) throws Exception {
+        VmdbgLineBreakpoint bp = onlyBreakpoint(file, line);
+        long start = System.nanoTime();
+        launch(config);
+        VmdbgThread thread = suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
+        firstStopMs = (System.nanoTime() - start) / 1_000_000;
+        Check.that(hit(thread, bp), "the thread's breakpoints name the one set (" + thread.getName() + ")");
+        return thread;
+    }
+
     /** The next suspend of a vmdbg thread, which must have the given detail. */
     VmdbgThread suspended(int detail, long timeoutMs) throws InterruptedException {
         DebugEvent e = suspends.poll(timeoutMs, TimeUnit.MILLISECONDS);
