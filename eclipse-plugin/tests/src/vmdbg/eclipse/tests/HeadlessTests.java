@@ -22,13 +22,13 @@ public class HeadlessTests implements IApplication {
         Map<String, String> missing = new LinkedHashMap<>();
         String only = System.getProperty("vmdbg.test.scenarios", "kernel,program");
         if (only.contains("kernel")) {
-            scenarios.put("kernel session on vmdbg-vmm (host tier)", Scenarios::kernel);
-            missing.put("kernel session on vmdbg-vmm (host tier)", Env.hostTierMissing());
+            add(scenarios, missing, "kernel session on vmdbg-vmm (host tier)", Scenarios::kernel, Env.hostTierMissing());
+            add(scenarios, missing, "terminate while stopped ends the VM (host tier)", Scenarios::terminate, Env.hostTierMissing());
+            add(scenarios, missing, "attach to vmdbg-vmm's gdb server, disconnect (host tier)", Scenarios::attach, Env.hostTierMissing());
+            add(scenarios, missing, "bad configurations are refused with a clear message", Scenarios::badInput, Env.hostTierMissing());
         }
         if (only.contains("program")) {
-            String name = "program session in a Linux VM (" + Env.engine() + " engine)";
-            scenarios.put(name, Scenarios::program);
-            missing.put(name, Env.programTierMissing());
+            add(scenarios, missing, "program session in a Linux VM (" + Env.engine() + " engine)", Scenarios::program, Env.programTierMissing());
         }
         int passed = 0, failed = 0, skipped = 0;
         for (var e : scenarios.entrySet()) {
@@ -56,6 +56,12 @@ public class HeadlessTests implements IApplication {
         }
         System.out.println("eclipse headless: " + passed + " passed, " + failed + " failed, " + skipped + " skipped");
         return failed;
+    }
+
+    private static void add(Map<String, Callable<String>> scenarios, Map<String, String> missing, String name,
+            Callable<String> scenario, String missingTier) {
+        scenarios.put(name, scenario);
+        missing.put(name, missingTier);
     }
 
     @Override

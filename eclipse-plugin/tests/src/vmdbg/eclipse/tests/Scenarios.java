@@ -1,9 +1,19 @@
 package vmdbg.eclipse.tests;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
+import org.eclipse.core.runtime.CoreException;
 import org.eclipse.debug.core.DebugEvent;
+import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
+
+import vmdbg.eclipse.launch.LaunchAttributes;
 
 import vmdbg.eclipse.model.VmdbgStackFrame;
 import vmdbg.eclipse.model.VmdbgThread;
@@ -76,5 +86,94 @@ final class Scenarios {
             for (var r : group.getRegisters()) if (r.getName().equals(name)) return true;
         }
         return false;
+    }
+
+    /** Terminate while stopped ends the session and its VM: no vmdbg-vmm for the kernel is left. */
+    static String terminate() throws Exception {
+        try (Session s = new Session()) {
+            s.launchToBreakpoint(Session.kernelConfig(), Env.callsC(), Env.marker(Env.callsC(), "leaf"));
+            Check.that(!vmmProcesses().isEmpty(), "a vmdbg-vmm runs the kernel while stopped");
+            s.launch.terminate();
+            Check.that(s.target.isTerminated(), "the target is terminated");
+            Check.that(s.launch.isTerminated(), "the launch is terminated (program and console processes too)");
+            long deadline = System.currentTimeMillis() + 10_000;
+            while (!vmmProcesses().isEmpty() && System.currentTimeMillis() < deadline) Thread.sleep(100);
+            Check.equal(List.of(), vmmProcesses(), "vmdbg-vmm processes left after terminate");
+            return "VM gone";
+        }
+    }
+
+    /** Attach to vmdbg-vmm's gdb server: the breakpoint hits; disconnect leaves the guest running to its end. */
+    static String attach() throws Exception {
+        Path dir = Files.createTempDirectory("vmdbg-eclipse-attach");
+        Path socket = dir.resolve("gdb.sock");
+        Process vmm = new ProcessBuilder(Env.bin("vmdbg-vmm").getPath(), "--kernel", Env.kernel().getPath(),
+            "--gdb", "unix:" + socket, "--wait-gdb").redirectErrorStream(true).start();
+        try (Session s = new Session()) {
+            for (int i = 0; i < 100 && !Files.exists(socket); i++) Thread.sleep(50);
+            Check.that(Files.exists(socket), "vmdbg-vmm made its gdb socket " + socket);
+            ILaunchConfigurationWorkingCopy wc = Session.config("attach calls", LaunchAttributes.MODE_ATTACH);
+            wc.setAttribute(LaunchAttributes.GDB_SERVER, "unix:" + socket);
+            wc.setAttribute(LaunchAttributes.SYMBOLS, Env.kernel().getPath());
+            wc.setAttribute(LaunchAttributes.STOP_ON_ENTRY, false);
+            int leaf = Env.marker(Env.callsC(), "leaf");
+            VmdbgThread thread = s.launchToBreakpoint(wc.doSave(), Env.callsC(), leaf);
+            Check.equal(leaf, Session.top(thread).getLineNumber(), "line at the breakpoint");
+            Check.that(s.target.canDisconnect(), "an attached target can disconnect");
+            s.target.disconnect();
+            Check.that(vmm.waitFor(30, TimeUnit.SECONDS), "the guest ran on to its end after disconnect");
+            String serial = new String(vmm.getInputStream().readAllBytes());
+            Matcher m = Pattern.compile("calls: exit=(\\d+)").matcher(serial);
+            Check.that(m.find(), "the guest printed its exit value: " + serial);
+            Check.equal((Integer.parseInt(m.group(1)) << 1) | 1, vmm.exitValue(), "vmdbg-vmm's status after the guest ran on");
+            return "first stop " + s.firstStopMs + " ms";
+        } finally {
+            vmm.destroyForcibly();
+            Files.deleteIfExists(socket);
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    /** Bad configurations are refused before anything starts, or with vmdbg's own message, never with a hang or a stack trace. */
+    static String badInput() throws Exception {
+        ILaunchConfigurationWorkingCopy noProgram = Session.config("no program", LaunchAttributes.MODE_PROGRAM);
+        refused(noProgram, "has no program");
+        noProgram.setAttribute(LaunchAttributes.PROGRAM, "/nonexistent/prog");
+        refused(noProgram, "program /nonexistent/prog does not exist");
+        ILaunchConfigurationWorkingCopy badVmdbg = Session.config("bad vmdbg", LaunchAttributes.MODE_KERNEL);
+        badVmdbg.setAttribute(LaunchAttributes.KERNEL, Env.kernel().getPath());
+        badVmdbg.setAttribute(LaunchAttributes.VMDBG_PATH, "/nonexistent/vmdbg");
+        refused(badVmdbg, "vmdbg is not an executable file: /nonexistent/vmdbg");
+        // Not an ELF: refused by vmdbg itself, whose words reach the user.
+        ILaunchConfigurationWorkingCopy notElf = Session.config("not an ELF", LaunchAttributes.MODE_KERNEL);
+        notElf.setAttribute(LaunchAttributes.KERNEL, Env.callsC().getPath());
+        return "vmdbg says: " + refused(notElf, "vmdbg: launch: ");
+    }
+
+    private static String refused(ILaunchConfigurationWorkingCopy config, String expected) throws Exception {
+        try (Session s = new Session()) {
+            s.launch(config);
+        } catch (CoreException e) {
+            Check.that(e.getMessage().contains(expected), "error message '" + e.getMessage() + "' contains '" + expected + "'");
+            return e.getMessage();
+        }
+        throw new AssertionError(config.getName() + ": the launch was not refused");
+    }
+
+    /** Process ids of the vmdbg-vmm processes running the test kernel. */
+    private static List<String> vmmProcesses() throws IOException {
+        List<String> found = new ArrayList<>();
+        try (var procs = Files.list(Path.of("/proc"))) {
+            for (Path p : (Iterable<Path>) procs::iterator) {
+                if (!p.getFileName().toString().matches("\\d+")) continue;
+                try {
+                    String cmd = new String(Files.readAllBytes(p.resolve("cmdline"))).replace('\0', ' ');
+                    if (cmd.contains("vmdbg-vmm") && cmd.contains(Env.kernel().getPath())) found.add(p.getFileName().toString());
+                } catch (IOException e) {
+                    // The process ended while being read.
+                }
+            }
+        }
+        return found;
     }
 }
