@@ -76,7 +76,8 @@ workbench() {
         echo "eclipse: screenshot $shot"
     fi
     touch "$out/done"
-    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # After the screenshot the scenario still debugs a program in a Linux guest (a boot under TCG).
+    for _ in $(seq 3000); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
         echo "eclipse: the workbench did not exit; killing it"
         kill "$pid"; rc=1

@@ -10,11 +10,13 @@ import org.eclipse.core.resources.IProject;
 import org.eclipse.core.resources.IResource;
 import org.eclipse.core.resources.ResourcesPlugin;
 import org.eclipse.core.runtime.Path;
+import org.eclipse.core.runtime.preferences.InstanceScope;
 import org.eclipse.debug.core.DebugEvent;
 import org.eclipse.debug.ui.DebugUITools;
 import org.eclipse.debug.ui.IDebugUIConstants;
 import org.eclipse.jface.text.IDocument;
 import org.eclipse.jface.text.TextSelection;
+import org.eclipse.jface.viewers.StructuredSelection;
 import org.eclipse.swt.widgets.Display;
 import org.eclipse.ui.IStartup;
 import org.eclipse.ui.IWorkbenchPage;
@@ -23,11 +25,14 @@ import org.eclipse.ui.PlatformUI;
 import org.eclipse.ui.ide.IDE;
 import org.eclipse.ui.texteditor.ITextEditor;
 
+import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.model.VmdbgDebugElement;
 import vmdbg.eclipse.model.VmdbgDebugTarget;
 import vmdbg.eclipse.model.VmdbgLineBreakpoint;
 import vmdbg.eclipse.model.VmdbgStackFrame;
 import vmdbg.eclipse.model.VmdbgThread;
 import vmdbg.eclipse.ui.ToggleBreakpointsFactory;
+import vmdbg.eclipse.ui.VmdbgLaunchShortcut;
 import vmdbg.eclipse.ui.VmdbgModelPresentation;
 
 /**
@@ -36,7 +41,8 @@ import vmdbg.eclipse.ui.VmdbgModelPresentation;
  * project) in the text editor, toggles a breakpoint through the plugin's
  * toggle target as the ruler does, debugs the kernel from the UI, and once
  * stopped in the Debug perspective signals the test script (a "ready"
- * file) to take the screenshot. The verdict goes to vmdbg.test.result.
+ * file) to take the screenshot. Then it debugs the test program through
+ * Debug As > Program in VM. The verdict goes to vmdbg.test.result.
  */
 public class WorkbenchScenario implements IStartup {
     @Override
@@ -92,12 +98,13 @@ public class WorkbenchScenario implements IStartup {
         Check.that(bp != null, "toggling in the editor made a vmdbg breakpoint at line " + leaf);
         Check.equal(calls, bp.getMarker().getResource(), "breakpoint marker on the workspace file");
 
+        long firstStopMs;
         try (Session s = new Session()) {
             long start = System.nanoTime();
             var config = Session.kernelConfig();
             ui(() -> DebugUITools.launch(config, "debug"));
             VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
-            long firstStopMs = (System.nanoTime() - start) / 1_000_000;
+            firstStopMs = (System.nanoTime() - start) / 1_000_000;
             VmdbgStackFrame frame = Session.top(thread);
             Check.equal(leaf, frame.getLineNumber(), "stopped line");
             Check.equal("3", Session.value(frame, "depth"), "local depth");
@@ -113,7 +120,36 @@ public class WorkbenchScenario implements IStartup {
             Files.writeString(ready.toPath(), "stopped\n");
             for (int i = 0; i < 600 && !done.exists(); i++) Thread.sleep(100);
             Check.that(done.exists(), "the test script took no screenshot within 60 s");
-            return "launch to first stop " + firstStopMs + " ms";
+            s.launch = thread.getLaunch();
+        }
+        return "kernel: launch to first stop " + firstStopMs + " ms; " + programViaShortcut(project);
+    }
+
+    /** Debug As > Program in VM on the binary in the Project Explorer: the shortcut makes the configuration and launches it. */
+    private String programViaShortcut(IProject project) throws Exception {
+        if (Env.programTierMissing() != null) {
+            if (Env.strict()) throw new AssertionError("required but unavailable under CI: " + Env.programTierMissing());
+            return "program via the shortcut SKIPPED: " + Env.programTierMissing();
+        }
+        IFolder programs = project.getFolder("programs");
+        if (!programs.exists()) programs.createLink(new Path(Env.program().getParent()), IResource.NONE, null);
+        IFile binary = programs.getFile(Env.program().getName());
+        // The shortcut's configuration names no vmdbg: it comes from the preference.
+        InstanceScope.INSTANCE.getNode(VmdbgDebugElement.PLUGIN_ID).put(LaunchAttributes.PREF_VMDBG_PATH, Env.bin("vmdbg").getPath());
+        int call = Env.marker(Env.localsC(), "call");
+        Session.onlyBreakpoint(Env.localsC(), call);
+        try (Session s = new Session()) {
+            long start = System.nanoTime();
+            ui(() -> new VmdbgLaunchShortcut().launch(new StructuredSelection(binary), "debug"));
+            VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
+            long firstStopMs = (System.nanoTime() - start) / 1_000_000;
+            s.launch = thread.getLaunch();
+            s.target = thread.target();
+            Check.equal(call, Session.top(thread).getLineNumber(), "program stopped line");
+            s.runToEnd(thread, 120_000);
+            Check.equal(7, s.target.program().exitCode(), "program exit code");
+            Check.that(s.target.program().out().getContents().contains("total=25"), "program stdout in its console");
+            return "program via Debug As > Program in VM: launch to first stop " + firstStopMs + " ms";
         }
     }
 
