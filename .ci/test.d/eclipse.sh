@@ -98,7 +98,7 @@ if [[ " $parts " == *" headless "* ]]; then
     echo "eclipse: headless suite ($(date +%T))"
     run_eclipse headless vmdbg.eclipse.tests.headless 2>"$out/headless.stderr" | tee "$out/headless.out" || status=1
     log="$out/workspace-headless/.metadata/.log"
-    if [ "$status" != 0 ] || ! grep -q '^eclipse headless: .* passed' "$out/headless.out"; then
+    if [ "$status" != 0 ] || ! grep -q '^headless: .* passed' "$out/headless.out"; then
         echo "eclipse: the headless suite failed; Eclipse's log ($log) ends:"
         tail -40 "$log" "$out/headless.stderr" 2>/dev/null || true
         status=1
@@ -108,5 +108,10 @@ if [[ " $parts " == *" workbench "* ]]; then
     echo "eclipse: workbench under Xvfb ($(date +%T))"
     workbench || status=1
 fi
-echo "eclipse: done in $((SECONDS - start)) s, status $status"
+# One closing line over both parts.
+read -r passed failed skipped < <(cat "$out/headless.out" "$out/workbench.result" 2>/dev/null | awk '
+    /^PASS / { p++ } /^FAIL / { f++ } /^SKIPPED: / { s++ } END { print p+0, f+0, s+0 }')
+[ "$status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+echo "eclipse: done in $((SECONDS - start)) s"
+echo "eclipse: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -54,7 +54,7 @@ public class HeadlessTests implements IApplication {
                 failed++;
             }
         }
-        System.out.println("eclipse headless: " + passed + " passed, " + failed + " failed, " + skipped + " skipped");
+        System.out.println("headless: " + passed + " passed, " + failed + " failed, " + skipped + " skipped");
         return failed;
     }
 
