@@ -33,6 +33,7 @@ import vmdbg.eclipse.model.VmdbgStackFrame;
 import vmdbg.eclipse.model.VmdbgThread;
 import vmdbg.eclipse.ui.ToggleBreakpointsFactory;
 import vmdbg.eclipse.ui.VmdbgLaunchShortcut;
+import vmdbg.eclipse.ui.VmdbgMainTab;
 import vmdbg.eclipse.ui.VmdbgModelPresentation;
 
 /**
@@ -122,7 +123,38 @@ public class WorkbenchScenario implements IStartup {
             Check.that(done.exists(), "the test script took no screenshot within 60 s");
             s.launch = thread.getLaunch();
         }
+        mainTabRoundTrip();
         return "kernel: launch to first stop " + firstStopMs + " ms; " + programViaShortcut(project);
+    }
+
+    /** The Main tab shows a configuration and writes back what it shows, arguments and environment included. */
+    private void mainTabRoundTrip() throws Exception {
+        var original = Session.config("tab round trip", LaunchAttributes.MODE_PROGRAM);
+        original.setAttribute(LaunchAttributes.PROGRAM, Env.program().getPath());
+        original.setAttribute(LaunchAttributes.ARGS, java.util.List.of("one", "two words"));
+        original.setAttribute(LaunchAttributes.ENV, java.util.Map.of("GREETING", "hello=world"));
+        original.setAttribute(LaunchAttributes.ENGINE, "qemu");
+        original.setAttribute(LaunchAttributes.STOP_ON_ENTRY, true);
+        var copy = Session.config("tab copy", LaunchAttributes.MODE_KERNEL);
+        ui(() -> {
+            var shell = new org.eclipse.swt.widgets.Shell(Display.getDefault());
+            try {
+                var tab = new VmdbgMainTab();
+                tab.createControl(shell);
+                tab.initializeFrom(original);
+                Check.that(tab.isValid(original), "the tab accepts a complete program configuration: " + tab.getErrorMessage());
+                tab.performApply(copy);
+            } finally {
+                shell.dispose();
+            }
+        });
+        for (String key : new String[] {LaunchAttributes.MODE, LaunchAttributes.PROGRAM, LaunchAttributes.ENGINE}) {
+            Check.equal(original.getAttribute(key, ""), copy.getAttribute(key, ""), key + " through the Main tab");
+        }
+        Check.equal(original.getAttribute(LaunchAttributes.ARGS, java.util.List.of()), copy.getAttribute(LaunchAttributes.ARGS, java.util.List.of()), "args through the Main tab");
+        Check.equal(original.getAttribute(LaunchAttributes.ENV, java.util.Map.of()), copy.getAttribute(LaunchAttributes.ENV, java.util.Map.of()), "env through the Main tab");
+        Check.equal(true, copy.getAttribute(LaunchAttributes.STOP_ON_ENTRY, false), "stopOnEntry through the Main tab");
+        Check.equal("two words", ((java.util.List<?>) LaunchAttributes.dapArguments(copy).get("args")).get(1), "DAP args keep spaces");
     }
 
     /** Debug As > Program in VM on the binary in the Project Explorer: the shortcut makes the configuration and launches it. */
