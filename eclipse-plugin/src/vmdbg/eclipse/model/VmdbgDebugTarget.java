@@ -182,6 +182,11 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
             JsonObject a = answers.get(i).getAsJsonObject();
             dapState.put(list.get(i), a);
             if (a.has("id")) byDapId.put(a.get("id").getAsInt(), list.get(i));
+            // Said in the console rather than on the marker: changing the marker would send the breakpoints again.
+            if (a.has("verified") && !a.get("verified").getAsBoolean()) {
+                console.err().append("vmdbg: breakpoint " + new java.io.File(path).getName() + ":"
+                    + lines.get(i).getAsJsonObject().get("line").getAsInt() + " is not set: " + str(a, "message") + "\n");
+            }
         }
     }
 

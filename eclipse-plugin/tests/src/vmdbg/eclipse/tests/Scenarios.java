@@ -9,11 +9,15 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
+import org.eclipse.core.resources.ResourcesPlugin;
 import org.eclipse.core.runtime.CoreException;
 import org.eclipse.debug.core.DebugEvent;
 import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
 
+import com.google.gson.JsonObject;
+
 import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.model.VmdbgLineBreakpoint;
 
 import vmdbg.eclipse.model.VmdbgStackFrame;
 import vmdbg.eclipse.model.VmdbgThread;
@@ -45,6 +49,21 @@ final class Scenarios {
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
             Check.equal("accumulate", Session.top(thread).functionName(), "function after step return");
             Check.equal(Env.marker(Env.callsC(), "call-leaf"), Session.top(thread).getLineNumber(), "line after step return");
+
+            // Breakpoints added while the session runs reach vmdbg: one it can set, one in a file the kernel lacks.
+            int base = Env.marker(Env.callsC(), "fact-base");
+            var added = new VmdbgLineBreakpoint(ResourcesPlugin.getWorkspace().getRoot(), Env.callsC().getAbsolutePath(), base);
+            var foreign = new VmdbgLineBreakpoint(ResourcesPlugin.getWorkspace().getRoot(), Env.localsC().getAbsolutePath(), 10);
+            JsonObject state = awaitState(s, foreign);
+            Check.equal(false, state.get("verified").getAsBoolean(), "a breakpoint in a file the kernel lacks is not verified");
+            Check.that(s.target.console().err().getContents().contains("locals.c:10 is not set"),
+                "the VM console says why: " + s.target.console().err().getContents());
+            Check.equal(true, awaitState(s, added).get("verified").getAsBoolean(), "the added breakpoint is verified");
+            thread.resume();
+            thread = s.suspended(DebugEvent.BREAKPOINT, STEP_MS);
+            Check.that(Session.hit(thread, added), "the added breakpoint hit");
+            Check.equal("factorial", Session.top(thread).functionName(), "function at the added breakpoint");
+            Check.equal(base, Session.top(thread).getLineNumber(), "line of the added breakpoint");
 
             s.runToEnd(thread, STEP_MS);
             String console = s.target.console().out().getContents();
@@ -79,6 +98,16 @@ final class Scenarios {
             Check.that(out.contains("total=25"), "the program's stdout reaches its console: '" + out + "'");
             return "launch to first stop " + s.firstStopMs + " ms";
         }
+    }
+
+    /** The adapter's answer for a breakpoint sent during the session (sent from the event thread, so wait for it). */
+    private static JsonObject awaitState(Session s, VmdbgLineBreakpoint b) throws InterruptedException {
+        for (int i = 0; i < 100; i++) {
+            JsonObject state = s.target.breakpointState(b);
+            if (state != null) return state;
+            Thread.sleep(50);
+        }
+        throw new AssertionError("vmdbg never answered for the breakpoint at " + b.path());
     }
 
     private static boolean registerNamed(VmdbgStackFrame frame, String name) throws Exception {
