@@ -126,6 +126,8 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
             for (String path : breakpointPaths()) sendBreakpoints(path);
             dap().call("configurationDone", null, REQUEST_MS);
             launched.get(LAUNCH_MS, TimeUnit.MILLISECONDS);
+            // A guest that runs without stopping still shows its threads (and can be suspended).
+            events.execute(this::refreshThreads);
         } catch (DapException e) {
             fail(e.getMessage());
         } catch (java.util.concurrent.ExecutionException | java.util.concurrent.CompletionException e) {

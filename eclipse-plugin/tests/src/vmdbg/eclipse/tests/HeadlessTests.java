@@ -23,6 +23,7 @@ public class HeadlessTests implements IApplication {
         String only = System.getProperty("vmdbg.test.scenarios", "kernel,program");
         if (only.contains("kernel")) {
             add(scenarios, missing, "kernel session on vmdbg-vmm (host tier)", Scenarios::kernel, Env.hostTierMissing());
+            add(scenarios, missing, "suspend a running kernel (host tier)", Scenarios::suspend, Env.hostTierMissing());
             add(scenarios, missing, "terminate while stopped ends the VM (host tier)", Scenarios::terminate, Env.hostTierMissing());
             add(scenarios, missing, "attach to vmdbg-vmm's gdb server, disconnect (host tier)", Scenarios::attach, Env.hostTierMissing());
             add(scenarios, missing, "bad configurations are refused with a clear message", Scenarios::badInput, Env.hostTierMissing());

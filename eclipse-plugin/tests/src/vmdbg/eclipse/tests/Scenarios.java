@@ -1,5 +1,6 @@
 package vmdbg.eclipse.tests;
 
+import java.io.File;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -12,11 +13,13 @@ import java.util.regex.Pattern;
 import org.eclipse.core.resources.ResourcesPlugin;
 import org.eclipse.core.runtime.CoreException;
 import org.eclipse.debug.core.DebugEvent;
+import org.eclipse.debug.core.DebugPlugin;
 import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
 
 import com.google.gson.JsonObject;
 
 import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.model.VmdbgDebugElement;
 import vmdbg.eclipse.model.VmdbgLineBreakpoint;
 
 import vmdbg.eclipse.model.VmdbgStackFrame;
@@ -76,7 +79,7 @@ final class Scenarios {
         }
     }
 
-    /** A C program in a fresh Linux VM: breakpoint, a local before and after a step, stdout, exit code. */
+    /** A C program in a fresh Linux VM: breakpoint, step into and out of a call, a local before and after a step over, stdout, exit code. */
     static String program() throws Exception {
         int call = Env.marker(Env.localsC(), "call");
         try (Session s = new Session()) {
@@ -85,6 +88,16 @@ final class Scenarios {
             Check.equal("main", frame.functionName(), "function at the breakpoint");
             Check.equal(call, frame.getLineNumber(), "line at the breakpoint");
             Check.equal("0", Session.value(frame, "total"), "total before the call");
+
+            thread.stepInto();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            frame = Session.top(thread);
+            Check.equal("square", frame.functionName(), "function after step into");
+            Check.equal(Env.marker(Env.localsC(), "square"), frame.getLineNumber(), "line after step into");
+            Check.equal("3", Session.value(frame, "v"), "square's argument");
+            thread.stepReturn();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            Check.equal("main", Session.top(thread).functionName(), "function after step return");
 
             thread.stepOver();
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
@@ -115,6 +128,34 @@ final class Scenarios {
             for (var r : group.getRegisters()) if (r.getName().equals(name)) return true;
         }
         return false;
+    }
+
+    /** Suspend interrupts a running guest (spin.elf loops until released) where it runs. */
+    static String suspend() throws Exception {
+        var manager = DebugPlugin.getDefault().getBreakpointManager();
+        manager.removeBreakpoints(manager.getBreakpoints(VmdbgDebugElement.MODEL_ID), true);
+        File spinC = new File(Env.callsC().getParentFile(), "spin.c");
+        var wc = Session.config("spin kernel", LaunchAttributes.MODE_KERNEL);
+        wc.setAttribute(LaunchAttributes.KERNEL, new File(Env.kernel().getParentFile(), "spin.elf").getPath());
+        wc.setAttribute(LaunchAttributes.VMM_PATH, Env.bin("vmdbg-vmm").getPath());
+        try (Session s = new Session()) {
+            s.launch(wc.doSave());
+            long deadline = System.currentTimeMillis() + STEP_MS;
+            while (System.currentTimeMillis() < deadline
+                && !(s.target.console().out().getContents().contains("spin: waiting") && s.target.canSuspend())) {
+                Thread.sleep(50);
+            }
+            Check.that(s.target.canSuspend(), "the running guest's threads can be suspended: " + s.target.getThreads().length + " threads");
+            Check.that(!s.target.isSuspended(), "the guest runs");
+            s.target.suspend();
+            VmdbgThread thread = s.suspended(DebugEvent.CLIENT_REQUEST, STEP_MS);
+            VmdbgStackFrame frame = Session.top(thread);
+            Check.equal("kmain", frame.functionName(), "function where the guest was suspended");
+            int loop = Env.marker(spinC, "spin-loop");
+            Check.that(frame.getLineNumber() == loop || frame.getLineNumber() == loop - 1,
+                "suspended in the spin loop (line " + (loop - 1) + " or " + loop + "), at " + frame.getName());
+            return "suspended at " + frame.getName();
+        }
     }
 
     /** Terminate while stopped ends the session and its VM: no vmdbg-vmm for the kernel is left. */
