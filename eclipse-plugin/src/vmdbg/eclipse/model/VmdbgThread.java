@@ -150,10 +150,17 @@ public class VmdbgThread extends VmdbgDebugElement implements IThread {
      * before its response.
      */
     private void run(String command, int detail, boolean step) throws DebugException {
+        String reason = stopReason;
+        IBreakpoint[] hit = breakpoints;
         target().resumedAll(this, detail, step);
         try {
             target().dap().call(command, Map.of("threadId", id), VmdbgDebugTarget.REQUEST_MS);
         } catch (DapException e) {
+            // vmdbg refused: the thread is still where it stopped, so the views must say so again.
+            if (!isTerminated()) {
+                suspended(reason, hit);
+                fireSuspendEvent(DebugEvent.CLIENT_REQUEST);
+            }
             throw error(e);
         }
     }
