@@ -37,9 +37,7 @@ final class Scenarios {
         int leaf = Env.marker(Env.callsC(), "leaf");
         try (Session s = new Session()) {
             VmdbgThread thread = s.launchToBreakpoint(Session.kernelConfig(), Env.callsC(), leaf);
-            VmdbgStackFrame frame = Session.top(thread);
-            Check.equal("leaf", frame.functionName(), "function at the breakpoint");
-            Check.equal(leaf, frame.getLineNumber(), "line at the breakpoint");
+            VmdbgStackFrame frame = Session.at(thread, "leaf", leaf);
             Check.equal(Env.callsC().getAbsolutePath(), frame.sourcePath(), "source path");
             Check.equal("3", Session.value(frame, "depth"), "local depth");
             Check.equal("3", Session.value(frame, "level"), "argument level");
@@ -47,11 +45,10 @@ final class Scenarios {
 
             thread.stepOver();
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
-            Check.equal(leaf + 1, Session.top(thread).getLineNumber(), "line after step over");
+            Session.at(thread, "leaf", leaf + 1);
             thread.stepReturn();
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
-            Check.equal("accumulate", Session.top(thread).functionName(), "function after step return");
-            Check.equal(Env.marker(Env.callsC(), "call-leaf"), Session.top(thread).getLineNumber(), "line after step return");
+            Session.at(thread, "accumulate", Env.marker(Env.callsC(), "call-leaf"));
 
             // Breakpoints added while the session runs reach vmdbg: one it can set, one in a file the kernel lacks.
             int base = Env.marker(Env.callsC(), "fact-base");
@@ -65,8 +62,7 @@ final class Scenarios {
             thread.resume();
             thread = s.suspended(DebugEvent.BREAKPOINT, STEP_MS);
             Check.that(Session.hit(thread, added), "the added breakpoint hit");
-            Check.equal("factorial", Session.top(thread).functionName(), "function at the added breakpoint");
-            Check.equal(base, Session.top(thread).getLineNumber(), "line of the added breakpoint");
+            Session.at(thread, "factorial", base);
 
             s.runToEnd(thread, STEP_MS);
             String console = s.target.console().out().getContents();
@@ -84,16 +80,12 @@ final class Scenarios {
         int call = Env.marker(Env.localsC(), "call");
         try (Session s = new Session()) {
             VmdbgThread thread = s.launchToBreakpoint(Session.programConfig(), Env.localsC(), call);
-            VmdbgStackFrame frame = Session.top(thread);
-            Check.equal("main", frame.functionName(), "function at the breakpoint");
-            Check.equal(call, frame.getLineNumber(), "line at the breakpoint");
+            VmdbgStackFrame frame = Session.at(thread, "main", call);
             Check.equal("0", Session.value(frame, "total"), "total before the call");
 
             thread.stepInto();
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
-            frame = Session.top(thread);
-            Check.equal("square", frame.functionName(), "function after step into");
-            Check.equal(Env.marker(Env.localsC(), "square"), frame.getLineNumber(), "line after step into");
+            frame = Session.at(thread, "square", Env.marker(Env.localsC(), "square"));
             Check.equal("3", Session.value(frame, "v"), "square's argument");
             thread.stepReturn();
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
@@ -101,8 +93,7 @@ final class Scenarios {
 
             thread.stepOver();
             thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
-            frame = Session.top(thread);
-            Check.equal(Env.marker(Env.localsC(), "after_call"), frame.getLineNumber(), "line after step over");
+            frame = Session.at(thread, "main", Env.marker(Env.localsC(), "after_call"));
             Check.equal("25", Session.value(frame, "total"), "total after the call");
 
             s.runToEnd(thread, STEP_MS * 4);
@@ -188,7 +179,7 @@ final class Scenarios {
             wc.setAttribute(LaunchAttributes.STOP_ON_ENTRY, false);
             int leaf = Env.marker(Env.callsC(), "leaf");
             VmdbgThread thread = s.launchToBreakpoint(wc.doSave(), Env.callsC(), leaf);
-            Check.equal(leaf, Session.top(thread).getLineNumber(), "line at the breakpoint");
+            Session.at(thread, "leaf", leaf);
             Check.that(s.target.canDisconnect(), "an attached target can disconnect");
             s.target.disconnect();
             Check.that(vmm.waitFor(30, TimeUnit.SECONDS), "the guest ran on to its end after disconnect");

@@ -126,6 +126,13 @@ final class Session implements IDebugEventSetListener, AutoCloseable {
         return f;
     }
 
+    /** The top frame, checked to be in function at line. */
+    static VmdbgStackFrame at(VmdbgThread thread, String function, int line) throws CoreException {
+        VmdbgStackFrame f = top(thread);
+        Check.equal(function + ":" + line, f.functionName() + ":" + f.getLineNumber(), "where " + thread.getName() + " stopped");
+        return f;
+    }
+
     static String value(VmdbgStackFrame frame, String name) throws CoreException {
         for (IVariable v : frame.getVariables()) {
             if (v.getName().equals(name)) return v.getValue().getValueString();
