@@ -182,13 +182,14 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
         byDapId.values().removeIf(list::contains);
         for (int i = 0; i < list.size() && i < answers.size(); i++) {
             JsonObject a = answers.get(i).getAsJsonObject();
-            dapState.put(list.get(i), a);
-            if (a.has("id")) byDapId.put(a.get("id").getAsInt(), list.get(i));
             // Said in the console rather than on the marker: changing the marker would send the breakpoints again.
             if (a.has("verified") && !a.get("verified").getAsBoolean()) {
                 console.err().append("vmdbg: breakpoint " + new java.io.File(path).getName() + ":"
                     + lines.get(i).getAsJsonObject().get("line").getAsInt() + " is not set: " + str(a, "message") + "\n");
             }
+            if (a.has("id")) byDapId.put(a.get("id").getAsInt(), list.get(i));
+            // Last: a reader of breakpointState then also sees the console line above.
+            dapState.put(list.get(i), a);
         }
     }
 
