@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The Eclipse plugin: build vmdbg-eclipse-<version>.jar with javac/jar
+# against the Eclipse that .ci/setup-tests.d/eclipse.sh assembles, then run
+# in that real Eclipse (a) the headless suite (a kernel session on
+# vmdbg-vmm, a program session in a Linux guest; exit status = failures)
+# and (b) a workbench under Xvfb stopped at a breakpoint, captured with xwd.
+# Output (logs, screenshot) lands in eclipse-plugin/test-output/.
+#   VMDBG_BIN_DIR    where vmdbg and vmdbg-vmm are (default: this checkout's cargo release dir)
+#   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default)
+#   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program" (default)
+#   VMDBG_TEST_ENGINE  the program session's engine (default qemu, as tests/dap)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+start=$SECONDS
+on() { [ -n "${1:-}" ] && [ "$1" != 0 ] && [ "$1" != false ]; }
+strict=false
+if on "${CI:-}" || on "${VMDBG_REQUIRE_KVM:-}"; then strict=true; fi
+
+bin="${VMDBG_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}"
+out="$root/eclipse-plugin/test-output"
+rm -rf "$out"; mkdir -p "$out"
+eclipse="$(bash .ci/setup-tests.d/eclipse.sh --print-dir)"
+
+echo "eclipse: building the plugin ($(date +%T))"
+jars=($(bash eclipse-plugin/build/build.sh "$eclipse" "$out/jars" --tests))
+echo "eclipse: built ${jars[0]##*/}"
+
+kernels="$out/kernels"
+make -s -C tests/guests/baremetal OUT="$kernels"
+mkdir -p "$out/programs"
+gcc -g -O0 -o "$out/programs/locals" tests/guests/programs/locals.c
+
+# A configuration area per run: the assembled config.ini plus the plugin and its tests.
+configure() {
+    local dir="$out/config-$1"
+    mkdir -p "$dir"
+    sed "s#^osgi.bundles=#osgi.bundles=reference:file:${jars[0]},reference:file:${jars[1]},#" \
+        "$eclipse/configuration/config.ini" >"$dir/config.ini"
+    echo "$dir"
+}
+
+run_eclipse() { # NAME APPLICATION [java -D options...]
+    local name="$1" app="$2"; shift 2
+    java -Xmx1g -Djava.library.path="$eclipse/jni" \
+        -Dvmdbg.test.repo="$root" -Dvmdbg.test.bin="$bin" -Dvmdbg.test.kernels="$kernels" \
+        -Dvmdbg.test.programs="$out/programs" -Dvmdbg.test.strict="$strict" \
+        -Dvmdbg.test.scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program}" "$@" \
+        -jar "$eclipse"/plugins/org.eclipse.equinox.launcher_*.jar \
+        -install "$eclipse" -configuration "$(configure "$name")" -data "$out/workspace-$name" \
+        -nosplash -application "$app"
+}
+
+# The IDE workbench on a private Xvfb display; WorkbenchScenario (a startup
+# hook) stops at a breakpoint and writes "ready"; the screen is then taken
+# with xwd, as a person would see it.
+workbench() {
+    local display n shot="$out/stopped.png" pid xvfb rc=0 tool
+    for tool in Xvfb xwd convert; do
+        command -v "$tool" >/dev/null && continue
+        if [ "$strict" = true ]; then echo "FAIL workbench: \`$tool\` is not installed (.ci/setup-tests.d/eclipse.sh)"; return 1; fi
+        echo "SKIPPED: workbench: \`$tool\` is not installed (.ci/setup-tests.d/eclipse.sh)"; return 0
+    done
+    for n in $(seq 90 120); do [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ] || { display=":$n"; break; }; done
+    [ -n "${display:-}" ] || { echo "eclipse: no free X display"; return 1; }
+    Xvfb "$display" -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
+    xvfb=$!
+    for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
+    DISPLAY="$display" GDK_BACKEND=x11 run_eclipse workbench org.eclipse.ui.ide.workbench \
+        -Dvmdbg.test.workbench=kernel -Dvmdbg.test.ready="$out/ready" -Dvmdbg.test.done="$out/done" \
+        -Dvmdbg.test.result="$out/workbench.result" >"$out/workbench.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1200); do [ -e "$out/ready" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1; done
+    if [ -e "$out/ready" ]; then
+        xwd -root -display "$display" -silent | convert xwd:- "png:$shot"
+        echo "eclipse: screenshot $shot"
+    fi
+    touch "$out/done"
+    # After the screenshot the scenario still debugs a program in a Linux guest (a boot under TCG).
+    for _ in $(seq 3000); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "eclipse: the workbench did not exit; killing it"
+        kill "$pid"; rc=1
+    fi
+    wait "$pid" || true
+    kill "$xvfb" 2>/dev/null || true
+    wait "$xvfb" 2>/dev/null || true
+    if [ -e "$out/workbench.result" ]; then cat "$out/workbench.result"; else echo "FAIL workbench: no result (log: $out/workbench.log)"; rc=1; fi
+    grep -q '^SKIPPED' "$out/workbench.result" 2>/dev/null && return $rc
+    grep -q '^PASS' "$out/workbench.result" 2>/dev/null || { tail -40 "$out/workspace-workbench/.metadata/.log" 2>/dev/null; rc=1; }
+    [ -e "$shot" ] || { echo "eclipse: no screenshot was taken"; rc=1; }
+    return $rc
+}
+
+status=0
+parts="${VMDBG_ECLIPSE_TESTS:-headless workbench}"
+if [[ " $parts " == *" headless "* ]]; then
+    echo "eclipse: headless suite ($(date +%T))"
+    run_eclipse headless vmdbg.eclipse.tests.headless 2>"$out/headless.stderr" | tee "$out/headless.out" || status=1
+    log="$out/workspace-headless/.metadata/.log"
+    if [ "$status" != 0 ] || ! grep -q '^headless: .* passed' "$out/headless.out"; then
+        echo "eclipse: the headless suite failed; Eclipse's log ($log) ends:"
+        tail -40 "$log" "$out/headless.stderr" 2>/dev/null || true
+        status=1
+    fi
+fi
+if [[ " $parts " == *" workbench "* ]]; then
+    echo "eclipse: workbench under Xvfb ($(date +%T))"
+    workbench || status=1
+fi
+# One closing line over both parts.
+read -r passed failed skipped < <(cat "$out/headless.out" "$out/workbench.result" 2>/dev/null | awk '
+    /^PASS / { p++ } /^FAIL / { f++ } /^SKIPPED: / { s++ } END { print p+0, f+0, s+0 }')
+[ "$status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+echo "eclipse: done in $((SECONDS - start)) s"
+echo "eclipse: $passed passed, $failed failed, $skipped skipped"
+exit $status

@@ -1,0 +1,6 @@
+/**
+ * The "vmdbg" launch configuration type: its attributes and their mapping
+ * to launch.schema.json's arguments, the delegate that starts a session,
+ * and source lookup. Headless; the tabs that edit configurations are in ui.
+ */
+package vmdbg.eclipse.launch;

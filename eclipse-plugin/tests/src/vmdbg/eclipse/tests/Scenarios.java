@@ -1,0 +1,240 @@
+package vmdbg.eclipse.tests;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import org.eclipse.core.resources.ResourcesPlugin;
+import org.eclipse.core.runtime.CoreException;
+import org.eclipse.debug.core.DebugEvent;
+import org.eclipse.debug.core.DebugPlugin;
+import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
+
+import com.google.gson.JsonObject;
+
+import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.model.VmdbgDebugElement;
+import vmdbg.eclipse.model.VmdbgLineBreakpoint;
+
+import vmdbg.eclipse.model.VmdbgStackFrame;
+import vmdbg.eclipse.model.VmdbgThread;
+
+/** The end-to-end scenarios, each against the real `vmdbg dap` and a real VM. */
+final class Scenarios {
+    private static final long STEP_MS = 30_000;
+
+    private Scenarios() {
+    }
+
+    /** A bare-metal kernel on vmdbg-vmm (host tier): breakpoint, locals, registers, step over and out, exit code, serial console. */
+    static String kernel() throws Exception {
+        int leaf = Env.marker(Env.callsC(), "leaf");
+        try (Session s = new Session()) {
+            VmdbgThread thread = s.launchToBreakpoint(Session.kernelConfig(), Env.callsC(), leaf);
+            VmdbgStackFrame frame = Session.at(thread, "leaf", leaf);
+            Check.equal(Env.callsC().getAbsolutePath(), frame.sourcePath(), "source path");
+            Check.equal("3", Session.value(frame, "depth"), "local depth");
+            Check.equal("3", Session.value(frame, "level"), "argument level");
+            Check.that(frame.getRegisterGroups().length > 0 && registerNamed(frame, "rip"), "a Registers group with rip");
+
+            thread.stepOver();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            Session.at(thread, "leaf", leaf + 1);
+            thread.stepReturn();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            Session.at(thread, "accumulate", Env.marker(Env.callsC(), "call-leaf"));
+
+            // Breakpoints added while the session runs reach vmdbg: one it can set, one in a file the kernel lacks.
+            int base = Env.marker(Env.callsC(), "fact-base");
+            var added = new VmdbgLineBreakpoint(ResourcesPlugin.getWorkspace().getRoot(), Env.callsC().getAbsolutePath(), base);
+            var foreign = new VmdbgLineBreakpoint(ResourcesPlugin.getWorkspace().getRoot(), Env.localsC().getAbsolutePath(), 10);
+            JsonObject state = awaitState(s, foreign);
+            Check.equal(false, state.get("verified").getAsBoolean(), "a breakpoint in a file the kernel lacks is not verified");
+            Check.that(s.target.console().err().getContents().contains("locals.c:10 is not set"),
+                "the VM console says why: " + s.target.console().err().getContents());
+            Check.equal(true, awaitState(s, added).get("verified").getAsBoolean(), "the added breakpoint is verified");
+            thread.resume();
+            thread = s.suspended(DebugEvent.BREAKPOINT, STEP_MS);
+            Check.that(Session.hit(thread, added), "the added breakpoint hit");
+            Session.at(thread, "factorial", base);
+
+            s.runToEnd(thread, STEP_MS);
+            String console = s.target.console().out().getContents();
+            Check.that(console.contains("calls: start"), "the guest's serial output reaches the VM console: " + console);
+            Matcher m = Pattern.compile("calls: exit=(\\d+)").matcher(console);
+            Check.that(m.find(), "the kernel printed its exit value: " + console);
+            Check.equal(Integer.valueOf(m.group(1)), s.target.program().exitCode(), "exit code");
+            Check.that(s.launch.isTerminated(), "the launch is terminated after the guest exited");
+            return "launch to first stop " + s.firstStopMs + " ms";
+        }
+    }
+
+    /** A C program in a fresh Linux VM: breakpoint, step into and out of a call, a local before and after a step over, stdout, exit code. */
+    static String program() throws Exception {
+        int call = Env.marker(Env.localsC(), "call");
+        try (Session s = new Session()) {
+            VmdbgThread thread = s.launchToBreakpoint(Session.programConfig(), Env.localsC(), call);
+            VmdbgStackFrame frame = Session.at(thread, "main", call);
+            Check.equal("0", Session.value(frame, "total"), "total before the call");
+
+            thread.stepInto();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            frame = Session.at(thread, "square", Env.marker(Env.localsC(), "square"));
+            Check.equal("3", Session.value(frame, "v"), "square's argument");
+            thread.stepReturn();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            Check.equal("main", Session.top(thread).functionName(), "function after step return");
+
+            thread.stepOver();
+            thread = s.suspended(DebugEvent.STEP_END, STEP_MS);
+            frame = Session.at(thread, "main", Env.marker(Env.localsC(), "after_call"));
+            Check.equal("25", Session.value(frame, "total"), "total after the call");
+
+            s.runToEnd(thread, STEP_MS * 4);
+            Check.equal(7, s.target.program().exitCode(), "the program's exit code");
+            String out = s.target.program().out().getContents();
+            Check.that(out.contains("total=25"), "the program's stdout reaches its console: '" + out + "'");
+            return "launch to first stop " + s.firstStopMs + " ms";
+        }
+    }
+
+    /** The adapter's answer for a breakpoint sent during the session (sent from the event thread, so wait for it). */
+    private static JsonObject awaitState(Session s, VmdbgLineBreakpoint b) throws InterruptedException {
+        for (int i = 0; i < 100; i++) {
+            JsonObject state = s.target.breakpointState(b);
+            if (state != null) return state;
+            Thread.sleep(50);
+        }
+        throw new AssertionError("vmdbg never answered for the breakpoint at " + b.path());
+    }
+
+    private static boolean registerNamed(VmdbgStackFrame frame, String name) throws Exception {
+        for (var group : frame.getRegisterGroups()) {
+            for (var r : group.getRegisters()) if (r.getName().equals(name)) return true;
+        }
+        return false;
+    }
+
+    /** Suspend interrupts a running guest (spin.elf loops until released) where it runs. */
+    static String suspend() throws Exception {
+        var manager = DebugPlugin.getDefault().getBreakpointManager();
+        manager.removeBreakpoints(manager.getBreakpoints(VmdbgDebugElement.MODEL_ID), true);
+        File spinC = new File(Env.callsC().getParentFile(), "spin.c");
+        var wc = Session.config("spin kernel", LaunchAttributes.MODE_KERNEL);
+        wc.setAttribute(LaunchAttributes.KERNEL, new File(Env.kernel().getParentFile(), "spin.elf").getPath());
+        wc.setAttribute(LaunchAttributes.VMM_PATH, Env.bin("vmdbg-vmm").getPath());
+        try (Session s = new Session()) {
+            s.launch(wc.doSave());
+            long deadline = System.currentTimeMillis() + STEP_MS;
+            while (System.currentTimeMillis() < deadline
+                && !(s.target.console().out().getContents().contains("spin: waiting") && s.target.canSuspend())) {
+                Thread.sleep(50);
+            }
+            Check.that(s.target.canSuspend(), "the running guest's threads can be suspended: " + s.target.getThreads().length + " threads");
+            Check.that(!s.target.isSuspended(), "the guest runs");
+            s.target.suspend();
+            VmdbgThread thread = s.suspended(DebugEvent.CLIENT_REQUEST, STEP_MS);
+            VmdbgStackFrame frame = Session.top(thread);
+            Check.equal("kmain", frame.functionName(), "function where the guest was suspended");
+            int loop = Env.marker(spinC, "spin-loop");
+            Check.that(frame.getLineNumber() == loop || frame.getLineNumber() == loop - 1,
+                "suspended in the spin loop (line " + (loop - 1) + " or " + loop + "), at " + frame.getName());
+            return "suspended at " + frame.getName();
+        }
+    }
+
+    /** Terminate while stopped ends the session and its VM: no vmdbg-vmm for the kernel is left. */
+    static String terminate() throws Exception {
+        try (Session s = new Session()) {
+            s.launchToBreakpoint(Session.kernelConfig(), Env.callsC(), Env.marker(Env.callsC(), "leaf"));
+            Check.that(!vmmProcesses().isEmpty(), "a vmdbg-vmm runs the kernel while stopped");
+            s.launch.terminate();
+            Check.that(s.target.isTerminated(), "the target is terminated");
+            Check.that(s.launch.isTerminated(), "the launch is terminated (program and console processes too)");
+            long deadline = System.currentTimeMillis() + 10_000;
+            while (!vmmProcesses().isEmpty() && System.currentTimeMillis() < deadline) Thread.sleep(100);
+            Check.equal(List.of(), vmmProcesses(), "vmdbg-vmm processes left after terminate");
+            return "VM gone";
+        }
+    }
+
+    /** Attach to vmdbg-vmm's gdb server: the breakpoint hits; disconnect leaves the guest running to its end. */
+    static String attach() throws Exception {
+        Path dir = Files.createTempDirectory("vmdbg-eclipse-attach");
+        Path socket = dir.resolve("gdb.sock");
+        Process vmm = new ProcessBuilder(Env.bin("vmdbg-vmm").getPath(), "--kernel", Env.kernel().getPath(),
+            "--gdb", "unix:" + socket, "--wait-gdb").redirectErrorStream(true).start();
+        try (Session s = new Session()) {
+            for (int i = 0; i < 100 && !Files.exists(socket); i++) Thread.sleep(50);
+            Check.that(Files.exists(socket), "vmdbg-vmm made its gdb socket " + socket);
+            ILaunchConfigurationWorkingCopy wc = Session.config("attach calls", LaunchAttributes.MODE_ATTACH);
+            wc.setAttribute(LaunchAttributes.GDB_SERVER, "unix:" + socket);
+            wc.setAttribute(LaunchAttributes.SYMBOLS, Env.kernel().getPath());
+            wc.setAttribute(LaunchAttributes.STOP_ON_ENTRY, false);
+            int leaf = Env.marker(Env.callsC(), "leaf");
+            VmdbgThread thread = s.launchToBreakpoint(wc.doSave(), Env.callsC(), leaf);
+            Session.at(thread, "leaf", leaf);
+            Check.that(s.target.canDisconnect(), "an attached target can disconnect");
+            s.target.disconnect();
+            Check.that(vmm.waitFor(30, TimeUnit.SECONDS), "the guest ran on to its end after disconnect");
+            String serial = new String(vmm.getInputStream().readAllBytes());
+            Matcher m = Pattern.compile("calls: exit=(\\d+)").matcher(serial);
+            Check.that(m.find(), "the guest printed its exit value: " + serial);
+            Check.equal((Integer.parseInt(m.group(1)) << 1) | 1, vmm.exitValue(), "vmdbg-vmm's status after the guest ran on");
+            return "first stop " + s.firstStopMs + " ms";
+        } finally {
+            vmm.destroyForcibly();
+            Files.deleteIfExists(socket);
+            Files.deleteIfExists(dir);
+        }
+    }
+
+    /** Bad configurations are refused before anything starts, or with vmdbg's own message, never with a hang or a stack trace. */
+    static String badInput() throws Exception {
+        ILaunchConfigurationWorkingCopy noProgram = Session.config("no program", LaunchAttributes.MODE_PROGRAM);
+        refused(noProgram, "has no program");
+        noProgram.setAttribute(LaunchAttributes.PROGRAM, "/nonexistent/prog");
+        refused(noProgram, "program /nonexistent/prog does not exist");
+        ILaunchConfigurationWorkingCopy badVmdbg = Session.config("bad vmdbg", LaunchAttributes.MODE_KERNEL);
+        badVmdbg.setAttribute(LaunchAttributes.KERNEL, Env.kernel().getPath());
+        badVmdbg.setAttribute(LaunchAttributes.VMDBG_PATH, "/nonexistent/vmdbg");
+        refused(badVmdbg, "vmdbg is not an executable file: /nonexistent/vmdbg");
+        // Not an ELF: refused by vmdbg itself, whose words reach the user.
+        ILaunchConfigurationWorkingCopy notElf = Session.config("not an ELF", LaunchAttributes.MODE_KERNEL);
+        notElf.setAttribute(LaunchAttributes.KERNEL, Env.callsC().getPath());
+        return "vmdbg says: " + refused(notElf, "vmdbg: launch: ");
+    }
+
+    private static String refused(ILaunchConfigurationWorkingCopy config, String expected) throws Exception {
+        try (Session s = new Session()) {
+            s.launch(config);
+        } catch (CoreException e) {
+            Check.that(e.getMessage().contains(expected), "error message '" + e.getMessage() + "' contains '" + expected + "'");
+            return e.getMessage();
+        }
+        throw new AssertionError(config.getName() + ": the launch was not refused");
+    }
+
+    /** Process ids of the vmdbg-vmm processes running the test kernel. */
+    private static List<String> vmmProcesses() throws IOException {
+        List<String> found = new ArrayList<>();
+        try (var procs = Files.list(Path.of("/proc"))) {
+            for (Path p : (Iterable<Path>) procs::iterator) {
+                if (!p.getFileName().toString().matches("\\d+")) continue;
+                try {
+                    String cmd = new String(Files.readAllBytes(p.resolve("cmdline"))).replace('\0', ' ');
+                    if (cmd.contains("vmdbg-vmm") && cmd.contains(Env.kernel().getPath())) found.add(p.getFileName().toString());
+                } catch (IOException e) {
+                    // The process ended while being read.
+                }
+            }
+        }
+        return found;
+    }
+}

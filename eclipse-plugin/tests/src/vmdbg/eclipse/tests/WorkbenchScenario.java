@@ -1,0 +1,203 @@
+package vmdbg.eclipse.tests;
+
+import java.io.File;
+import java.nio.file.Files;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.eclipse.core.resources.IFile;
+import org.eclipse.core.resources.IFolder;
+import org.eclipse.core.resources.IProject;
+import org.eclipse.core.resources.IResource;
+import org.eclipse.core.resources.ResourcesPlugin;
+import org.eclipse.core.runtime.Path;
+import org.eclipse.core.runtime.preferences.InstanceScope;
+import org.eclipse.debug.core.DebugEvent;
+import org.eclipse.debug.ui.DebugUITools;
+import org.eclipse.debug.ui.IDebugUIConstants;
+import org.eclipse.jface.text.IDocument;
+import org.eclipse.jface.text.TextSelection;
+import org.eclipse.jface.viewers.StructuredSelection;
+import org.eclipse.swt.widgets.Display;
+import org.eclipse.ui.IStartup;
+import org.eclipse.ui.IWorkbenchPage;
+import org.eclipse.ui.IWorkbenchWindow;
+import org.eclipse.ui.PlatformUI;
+import org.eclipse.ui.ide.IDE;
+import org.eclipse.ui.texteditor.ITextEditor;
+
+import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.model.VmdbgDebugElement;
+import vmdbg.eclipse.model.VmdbgDebugTarget;
+import vmdbg.eclipse.model.VmdbgLineBreakpoint;
+import vmdbg.eclipse.model.VmdbgStackFrame;
+import vmdbg.eclipse.model.VmdbgThread;
+import vmdbg.eclipse.ui.ToggleBreakpointsFactory;
+import vmdbg.eclipse.ui.VmdbgLaunchShortcut;
+import vmdbg.eclipse.ui.VmdbgMainTab;
+import vmdbg.eclipse.ui.VmdbgModelPresentation;
+
+/**
+ * The workbench scenario, run from a startup hook when
+ * -Dvmdbg.test.workbench=kernel is given: opens calls.c (linked into a
+ * project) in the text editor, toggles a breakpoint through the plugin's
+ * toggle target as the ruler does, debugs the kernel from the UI, and once
+ * stopped in the Debug perspective signals the test script (a "ready"
+ * file) to take the screenshot. Then it debugs the test program through
+ * Debug As > Program in VM. The verdict goes to vmdbg.test.result.
+ */
+public class WorkbenchScenario implements IStartup {
+    @Override
+    public void earlyStartup() {
+        if (System.getProperty("vmdbg.test.workbench") == null) return;
+        String verdict;
+        String missing = Env.hostTierMissing();
+        try {
+            if (missing != null) {
+                verdict = Env.strict() ? "FAIL workbench: required but unavailable under CI: " + missing : "SKIPPED: workbench: " + missing;
+            } else {
+                verdict = "PASS workbench: " + run();
+            }
+        } catch (Throwable t) {
+            t.printStackTrace();
+            verdict = "FAIL workbench: " + t;
+        }
+        try {
+            Files.writeString(new File(Env.prop("vmdbg.test.result")).toPath(), verdict + "\n");
+        } catch (Exception e) {
+            e.printStackTrace();
+        }
+        Display.getDefault().asyncExec(() -> PlatformUI.getWorkbench().close());
+    }
+
+    private String run() throws Exception {
+        DebugUITools.getPreferenceStore().setValue("org.eclipse.debug.ui.switch_perspective_on_suspend", "always");
+        File dir = Env.callsC().getParentFile();
+        IProject project = ResourcesPlugin.getWorkspace().getRoot().getProject("baremetal");
+        if (!project.exists()) project.create(null);
+        project.open(null);
+        IFolder folder = project.getFolder("src");
+        if (!folder.exists()) folder.createLink(new Path(dir.getAbsolutePath()), IResource.NONE, null);
+        IFile calls = folder.getFile("calls.c");
+        int leaf = Env.marker(Env.callsC(), "leaf");
+
+        AtomicReference<Object> made = new AtomicReference<>();
+        ui(() -> {
+            IWorkbenchWindow window = PlatformUI.getWorkbench().getActiveWorkbenchWindow();
+            // Xvfb has no window manager to maximize the window: fill the screen by hand.
+            window.getShell().setBounds(window.getShell().getDisplay().getPrimaryMonitor().getBounds());
+            PlatformUI.getWorkbench().showPerspective(IDebugUIConstants.ID_DEBUG_PERSPECTIVE, window);
+            IWorkbenchPage page = window.getActivePage();
+            ITextEditor editor = (ITextEditor) IDE.openEditor(page, calls, VmdbgModelPresentation.EDITOR_ID);
+            IDocument doc = editor.getDocumentProvider().getDocument(editor.getEditorInput());
+            TextSelection line = new TextSelection(doc, doc.getLineOffset(leaf - 1), 0);
+            var factory = new ToggleBreakpointsFactory();
+            Check.equal(ToggleBreakpointsFactory.TARGET_ID, factory.getDefaultToggleTarget(editor, line), "toggle target for calls.c");
+            factory.createToggleTarget(ToggleBreakpointsFactory.TARGET_ID).toggleLineBreakpoints(editor, line);
+            made.set(VmdbgLineBreakpoint.find(Env.callsC().getAbsolutePath(), leaf));
+        });
+        VmdbgLineBreakpoint bp = (VmdbgLineBreakpoint) made.get();
+        Check.that(bp != null, "toggling in the editor made a vmdbg breakpoint at line " + leaf);
+        Check.equal(calls, bp.getMarker().getResource(), "breakpoint marker on the workspace file");
+
+        long firstStopMs;
+        try (Session s = new Session()) {
+            long start = System.nanoTime();
+            var config = Session.kernelConfig();
+            ui(() -> DebugUITools.launch(config, "debug"));
+            VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
+            firstStopMs = (System.nanoTime() - start) / 1_000_000;
+            VmdbgStackFrame frame = Session.top(thread);
+            Check.equal(leaf, frame.getLineNumber(), "stopped line");
+            Check.equal("3", Session.value(frame, "depth"), "local depth");
+            ui(() -> {
+                IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
+                page.showView(IDebugUIConstants.ID_VARIABLE_VIEW);
+                page.showView(IDebugUIConstants.ID_DEBUG_VIEW);
+            });
+            // The views fill in from jobs; give them time before the screenshot.
+            Thread.sleep(4000);
+            File ready = new File(Env.prop("vmdbg.test.ready"));
+            File done = new File(Env.prop("vmdbg.test.done"));
+            Files.writeString(ready.toPath(), "stopped\n");
+            for (int i = 0; i < 600 && !done.exists(); i++) Thread.sleep(100);
+            Check.that(done.exists(), "the test script took no screenshot within 60 s");
+            s.launch = thread.getLaunch();
+        }
+        mainTabRoundTrip();
+        return "kernel: launch to first stop " + firstStopMs + " ms; " + programViaShortcut(project);
+    }
+
+    /** The Main tab shows a configuration and writes back what it shows, arguments and environment included. */
+    private void mainTabRoundTrip() throws Exception {
+        var original = Session.config("tab round trip", LaunchAttributes.MODE_PROGRAM);
+        original.setAttribute(LaunchAttributes.PROGRAM, Env.program().getPath());
+        original.setAttribute(LaunchAttributes.ARGS, java.util.List.of("one", "two words"));
+        original.setAttribute(LaunchAttributes.ENV, java.util.Map.of("GREETING", "hello=world"));
+        original.setAttribute(LaunchAttributes.ENGINE, "qemu");
+        original.setAttribute(LaunchAttributes.STOP_ON_ENTRY, true);
+        var copy = Session.config("tab copy", LaunchAttributes.MODE_KERNEL);
+        ui(() -> {
+            var shell = new org.eclipse.swt.widgets.Shell(Display.getDefault());
+            try {
+                var tab = new VmdbgMainTab();
+                tab.createControl(shell);
+                tab.initializeFrom(original);
+                Check.that(tab.isValid(original), "the tab accepts a complete program configuration: " + tab.getErrorMessage());
+                tab.performApply(copy);
+            } finally {
+                shell.dispose();
+            }
+        });
+        for (String key : new String[] {LaunchAttributes.MODE, LaunchAttributes.PROGRAM, LaunchAttributes.ENGINE}) {
+            Check.equal(original.getAttribute(key, ""), copy.getAttribute(key, ""), key + " through the Main tab");
+        }
+        Check.equal(original.getAttribute(LaunchAttributes.ARGS, java.util.List.of()), copy.getAttribute(LaunchAttributes.ARGS, java.util.List.of()), "args through the Main tab");
+        Check.equal(original.getAttribute(LaunchAttributes.ENV, java.util.Map.of()), copy.getAttribute(LaunchAttributes.ENV, java.util.Map.of()), "env through the Main tab");
+        Check.equal(true, copy.getAttribute(LaunchAttributes.STOP_ON_ENTRY, false), "stopOnEntry through the Main tab");
+        Check.equal("two words", ((java.util.List<?>) LaunchAttributes.dapArguments(copy).get("args")).get(1), "DAP args keep spaces");
+    }
+
+    /** Debug As > Program in VM on the binary in the Project Explorer: the shortcut makes the configuration and launches it. */
+    private String programViaShortcut(IProject project) throws Exception {
+        if (Env.programTierMissing() != null) {
+            if (Env.strict()) throw new AssertionError("required but unavailable under CI: " + Env.programTierMissing());
+            return "program via the shortcut SKIPPED: " + Env.programTierMissing();
+        }
+        IFolder programs = project.getFolder("programs");
+        if (!programs.exists()) programs.createLink(new Path(Env.program().getParent()), IResource.NONE, null);
+        IFile binary = programs.getFile(Env.program().getName());
+        // The shortcut's configuration names no vmdbg: it comes from the preference.
+        InstanceScope.INSTANCE.getNode(VmdbgDebugElement.PLUGIN_ID).put(LaunchAttributes.PREF_VMDBG_PATH, Env.bin("vmdbg").getPath());
+        int call = Env.marker(Env.localsC(), "call");
+        Session.onlyBreakpoint(Env.localsC(), call);
+        try (Session s = new Session()) {
+            long start = System.nanoTime();
+            ui(() -> new VmdbgLaunchShortcut().launch(new StructuredSelection(binary), "debug"));
+            VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
+            long firstStopMs = (System.nanoTime() - start) / 1_000_000;
+            s.launch = thread.getLaunch();
+            s.target = thread.target();
+            Check.equal(call, Session.top(thread).getLineNumber(), "program stopped line");
+            s.runToEnd(thread, 120_000);
+            Check.equal(7, s.target.program().exitCode(), "program exit code");
+            Check.that(s.target.program().out().getContents().contains("total=25"), "program stdout in its console");
+            return "program via Debug As > Program in VM: launch to first stop " + firstStopMs + " ms";
+        }
+    }
+
+    private interface UiWork {
+        void run() throws Exception;
+    }
+
+    private static void ui(UiWork work) throws Exception {
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        Display.getDefault().syncExec(() -> {
+            try {
+                work.run();
+            } catch (Exception e) {
+                failure.set(e);
+            }
+        });
+        if (failure.get() != null) throw failure.get();
+    }
+}
