@@ -190,7 +190,12 @@ impl Session {
 
     /// Rows `start..start + count` under a variablesReference: a long
     /// sequence is read one page at a time.
-    pub async fn children_page(&mut self, reference: i64, start: u64, count: u64) -> Result<Vec<VarEntry>> {
+    pub async fn children_page(
+        &mut self,
+        reference: i64,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<VarEntry>> {
         let node = usize::try_from(reference - 1)
             .ok()
             .and_then(|i| self.target.as_ref()?.stop.refs.get(i).cloned())
@@ -213,7 +218,11 @@ impl Session {
                     ScopeKind::Globals => symbols.globals(Some(frame.probe)),
                     ScopeKind::Registers => {
                         let rows = self.register_rows(index, &frame).await?;
-                        return Ok(rows.into_iter().skip(start as usize).take(count as usize).collect());
+                        return Ok(rows
+                            .into_iter()
+                            .skip(start as usize)
+                            .take(count as usize)
+                            .collect());
                     }
                 };
                 let mut out = Vec::new();
@@ -228,7 +237,9 @@ impl Session {
                 ty,
                 place,
             } => {
-                let rows = self.value_children(frame, &name, ty, place, start, count).await?;
+                let rows = self
+                    .value_children(frame, &name, ty, place, start, count)
+                    .await?;
                 Ok(rows)
             }
         }
@@ -280,12 +291,22 @@ impl Session {
 
     /// A value's library-type view (a `Vec`'s elements, an enum's active
     /// variant …) from the language formatters, when it has one.
-    async fn synthetic(&mut self, ty: TypeId, place: &Place) -> Option<(formatters::Value, Children)> {
+    async fn synthetic(
+        &mut self,
+        ty: TypeId,
+        place: &Place,
+    ) -> Option<(formatters::Value, Children)> {
         let symbols = self.target_ref().ok()?.symbols.clone();
         let size = symbols.resolve_type(ty).size.unwrap_or(0);
         let bytes = self.bytes_of(place, size).await.ok()?;
-        let value = formatters::Value { ty, place: place.clone(), bytes };
-        let children = symbols.synthetic_children(&value, &mut self.target_ref().ok()?.memory()).await?;
+        let value = formatters::Value {
+            ty,
+            place: place.clone(),
+            bytes,
+        };
+        let children = symbols
+            .synthetic_children(&value, &mut self.target_ref().ok()?.memory())
+            .await?;
         Some((value, children))
     }
 
@@ -301,17 +322,19 @@ impl Session {
         let symbols = self.target_ref()?.symbols.clone();
         let Some(ty) = ty else { return Ok(Vec::new()) };
         if let Some((_, children)) = self.synthetic(ty, &place).await {
-            return Ok(formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
-                .into_iter()
-                .map(|c| VarEntry {
-                    name: c.name,
-                    size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
-                    ty: c.ty,
-                    place: c.place,
-                    frame,
-                    raw_text: None,
-                })
-                .collect());
+            return Ok(
+                formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
+                    .into_iter()
+                    .map(|c| VarEntry {
+                        name: c.name,
+                        size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
+                        ty: c.ty,
+                        place: c.place,
+                        frame,
+                        raw_text: None,
+                    })
+                    .collect(),
+            );
         }
         let stripped = symbols.strip(ty);
         let mut out = Vec::new();
@@ -453,7 +476,11 @@ impl Session {
             .unwrap_or_default();
         let (value, synthetic) = match (self.bytes_of(&entry.place, entry.size).await, entry.ty) {
             (Ok(bytes), Some(ty)) => {
-                let value = formatters::Value { ty, place: entry.place.clone(), bytes };
+                let value = formatters::Value {
+                    ty,
+                    place: entry.place.clone(),
+                    bytes,
+                };
                 let mut memory = self.target_ref()?.memory();
                 let text = symbols.summarize(&value, &mut memory, 0).await;
                 let children = symbols.synthetic_children(&value, &mut memory).await;
@@ -503,7 +530,9 @@ impl Session {
     pub async fn variables(&mut self, args: protocol::VariablesArguments) -> Result<Value> {
         let start = args.start.unwrap_or(0) as u64;
         let count = args.count.filter(|&c| c > 0).unwrap_or(MAX_CHILDREN) as u64;
-        let entries = self.children_page(args.variables_reference, start, count).await?;
+        let entries = self
+            .children_page(args.variables_reference, start, count)
+            .await?;
         let mut list = Vec::new();
         for entry in entries {
             list.push(self.render(entry).await?);
@@ -711,14 +740,22 @@ impl Session {
                     if symbols.languages[ty.unit] != Language::Rust {
                         bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
                     }
-                    let Evaluated::Entry(target) = self.deref(Evaluated::Entry(entry), 0).await? else {
+                    let Evaluated::Entry(target) = self.deref(Evaluated::Entry(entry), 0).await?
+                    else {
                         bail!("cannot dereference")
                     };
                     entry = target;
                 }
                 let ty = entry.ty.context("the value has no type")?;
                 let children = self
-                    .value_children(frame_index, &entry.name, entry.ty, entry.place.clone(), 0, MAX_CHILDREN as u64)
+                    .value_children(
+                        frame_index,
+                        &entry.name,
+                        entry.ty,
+                        entry.place.clone(),
+                        0,
+                        MAX_CHILDREN as u64,
+                    )
                     .await?;
                 let through = match children.as_slice() {
                     [only] if only.name == "value" || only.name == "*get()" => Some(only.clone()),
@@ -726,7 +763,15 @@ impl Session {
                 };
                 let children = match through {
                     Some(inner) if !children.iter().any(|c| c.name == *field) => {
-                        self.value_children(frame_index, &inner.name, inner.ty, inner.place, 0, MAX_CHILDREN as u64).await?
+                        self.value_children(
+                            frame_index,
+                            &inner.name,
+                            inner.ty,
+                            inner.place,
+                            0,
+                            MAX_CHILDREN as u64,
+                        )
+                        .await?
                     }
                     _ => children,
                 };
@@ -806,9 +851,20 @@ impl Session {
             // A library sequence (Vec, slice, std::vector): bounds-checked,
             // as the language's own indexing is.
             _ => match self.synthetic(ty, &entry.place).await {
-                Some((_, Children::Indexed { count, element, first, stride })) => {
+                Some((
+                    _,
+                    Children::Indexed {
+                        count,
+                        element,
+                        first,
+                        stride,
+                    },
+                )) => {
                     if index < 0 || index as u64 >= count {
-                        bail!("index {index} is out of range for {} (length {count})", entry.name);
+                        bail!(
+                            "index {index} is out of range for {} (length {count})",
+                            entry.name
+                        );
                     }
                     (element, Place::Memory(first + index as u64 * stride))
                 }
@@ -816,7 +872,14 @@ impl Session {
             },
         };
         // A library sequence's element place already includes the index.
-        let step = if matches!(stripped.kind, TypeKind::Pointer { .. } | TypeKind::Array { .. }) { index } else { 0 };
+        let step = if matches!(
+            stripped.kind,
+            TypeKind::Pointer { .. } | TypeKind::Array { .. }
+        ) {
+            index
+        } else {
+            0
+        };
         let element = element.context("cannot dereference a void pointer")?;
         let size = symbols
             .resolve_type(element)

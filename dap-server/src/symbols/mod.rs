@@ -223,14 +223,11 @@ impl Symbols {
     /// `main`, or a Rust or C++ path as written), else a qualified name
     /// that ends in it (`total` for `main::total`).
     pub fn function_named(&self, name: &str) -> Option<&Function> {
-        self.functions
-            .iter()
-            .find(|f| f.name == name)
-            .or_else(|| {
-                self.functions
-                    .iter()
-                    .find(|f| names::names_function(&f.name, name))
-            })
+        self.functions.iter().find(|f| f.name == name).or_else(|| {
+            self.functions
+                .iter()
+                .find(|f| names::names_function(&f.name, name))
+        })
     }
 
     /// Source frames at a pc, innermost (deepest inlined) first. `probe` is

@@ -11,7 +11,9 @@ pub fn demangle(name: &str) -> String {
     }
     if name.starts_with("_Z") {
         if let Ok(symbol) = cpp_demangle::Symbol::new(name) {
-            let options = cpp_demangle::DemangleOptions::new().no_params().no_return_type();
+            let options = cpp_demangle::DemangleOptions::new()
+                .no_params()
+                .no_return_type();
             if let Ok(text) = symbol.demangle(&options) {
                 return text;
             }

@@ -445,7 +445,9 @@ impl Symbols {
     pub fn strip_id(&self, mut id: TypeId) -> TypeId {
         for _ in 0..16 {
             match self.resolve_type(id).kind {
-                TypeKind::Typedef { target: Some(t) } | TypeKind::Qualified { target: Some(t) } => id = t,
+                TypeKind::Typedef { target: Some(t) } | TypeKind::Qualified { target: Some(t) } => {
+                    id = t
+                }
                 _ => break,
             }
         }

@@ -1,7 +1,8 @@
 // Values a Rust developer expects to read in a debugger (issue 15): the
 // DAP values test stops at the line marked `values` and compares what vmdbg shows with
 // rust-gdb's pretty printers on the same binary at the same line.
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -43,8 +44,12 @@ fn main() {
     let big: Vec<u32> = (0..1_000_000).collect();
     let mut map = HashMap::new();
     map.insert("k", 1);
+    let mut set = HashSet::new();
+    set.insert(42u16);
+    let counter = Cell::new(3i32);
+    let cell = RefCell::new(vec![1u8, 2]);
     let t = total(&acct, "sum");
-    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?}", shapes.len(), big.len()); // MARK:values
+    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?} {set:?} {} {:?}", shapes.len(), big.len(), counter.get(), cell.borrow()); // MARK:values
     for s in &shapes {
         match s {
             Shape::Circle { r } => println!("circle {r}"),

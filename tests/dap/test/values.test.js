@@ -60,6 +60,12 @@ function fromRustGdb(text) {
   // Vec(size=3) = {a, b} -> (3) vec![a, b]; &[T](size=2) = {a} -> (2) [a]
   s = s.replace(/Vec\(size=(\d+)\) = \{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}/g, (_, n, items) => `(${n}) vec![${items.replace(/\.\.\.$/, ', …')}]`);
   s = s.replace(/&\[[^\]]*\]\(size=(\d+)\) = \{([^{}]*)\}/g, '($1) [$2]');
+  // HashMap(size=1) = {["k"] = 1} -> (1) {"k": 1}; HashSet(size=1) = {42} -> (1) {42}
+  s = s.replace(/HashMap\(size=(\d+)\) = \{(.*)\}/, (_, n, body) => `(${n}) {${body.replace(/\[([^\]]*)\] = /g, '$1: ')}}`);
+  s = s.replace(/HashSet\(size=(\d+)\) = /, '($1) ');
+  // Cell = {value = 3} -> 3; RefCell(borrow=0) = {value = X, borrow = 0} -> X
+  s = s.replace(/^Cell = \{value = (.*)\}$/, '$1');
+  s = s.replace(/^RefCell\(borrow=-?\d+\) = \{value = (.*), borrow = -?\d+\}$/, '$1');
   // core::option::Option<u32>::Some(5), values::Shape::Rect(2, 3) -> Some(5), Rect(2, 3)
   s = s.replace(/(?:[a-z_]\w*::)+(?:[A-Z]\w*(?:<(?:[^<>]|<[^<>]*>)*>)?::)([A-Z]\w*)/g, '$1');
   // values::Account {name: …} -> {name: …}
@@ -156,7 +162,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
     const compared = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
-      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed'];
+      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell'];
     for (const name of compared) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.ok(reference[name], `rust-gdb shows the local ${name}`);
@@ -176,6 +182,10 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const err = await children(dc, vars.res);
     assert.deepStrictEqual(err.map((c) => `${c.name}=${c.value}`), ['0="bad"']);
     assert.strictEqual(vars.nothing.variablesReference, 0, 'None has nothing to expand');
+    const map = await children(dc, vars.map);
+    assert.deepStrictEqual(map.map((c) => `${c.name}=${c.value}`), ['["k"]=1']);
+    const shared = await children(dc, vars.shared);
+    assert.deepStrictEqual(shared.map((c) => `${c.name}=${c.value}`), ['value="rc"']);
 
     // A million-element Vec is paged: the last page holds the last elements.
     assert.strictEqual(vars.big.indexedVariables, 1000000);

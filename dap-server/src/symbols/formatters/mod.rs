@@ -18,7 +18,7 @@ use super::types::{int_of, Member, Place, Type, TypeId, TypeKind};
 use super::{Language, Symbols, TargetMemory};
 
 /// Elements a summary shows before `…`.
-const SUMMARY_ELEMENTS: u64 = 10;
+pub(super) const SUMMARY_ELEMENTS: u64 = 10;
 /// Nesting a summary descends before `{…}`.
 const MAX_DEPTH: u32 = 3;
 /// Bytes of a string a summary reads.
@@ -63,6 +63,9 @@ enum Family {
     RustVec,
     RustRc,
     RustArc,
+    RustHashMap,
+    RustHashSet,
+    RustCell,
     CppString,
     CppVector,
     CppUniquePtr,
@@ -79,16 +82,75 @@ struct Rule {
 /// One row per type family: add a library type here and in its
 /// language's module.
 const RULES: &[Rule] = &[
-    Rule { language: Language::Rust, name: |n| n == "String" || n == "OsString" || n == "PathBuf", family: Family::RustString },
-    Rule { language: Language::Rust, name: |n| n == "&str" || n == "&mut str", family: Family::RustStr },
-    Rule { language: Language::Rust, name: |n| n.starts_with("&[") || n.starts_with("&mut ["), family: Family::RustSlice },
-    Rule { language: Language::Rust, name: |n| n.starts_with("Vec<"), family: Family::RustVec },
-    Rule { language: Language::Rust, name: |n| n.starts_with("Rc<"), family: Family::RustRc },
-    Rule { language: Language::Rust, name: |n| n.starts_with("Arc<"), family: Family::RustArc },
-    Rule { language: Language::Cpp, name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char"), family: Family::CppString },
-    Rule { language: Language::Cpp, name: |n| n.starts_with("vector<"), family: Family::CppVector },
-    Rule { language: Language::Cpp, name: |n| n.starts_with("unique_ptr<"), family: Family::CppUniquePtr },
-    Rule { language: Language::Cpp, name: |n| n.starts_with("shared_ptr<"), family: Family::CppSharedPtr },
+    Rule {
+        language: Language::Rust,
+        name: |n| n == "String" || n == "OsString" || n == "PathBuf",
+        family: Family::RustString,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n == "&str" || n == "&mut str",
+        family: Family::RustStr,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("&[") || n.starts_with("&mut ["),
+        family: Family::RustSlice,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("Vec<"),
+        family: Family::RustVec,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("Rc<"),
+        family: Family::RustRc,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("Arc<"),
+        family: Family::RustArc,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("HashMap<"),
+        family: Family::RustHashMap,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("HashSet<"),
+        family: Family::RustHashSet,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| {
+            ["Cell<", "RefCell<", "UnsafeCell<"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        },
+        family: Family::RustCell,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char"),
+        family: Family::CppString,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("vector<"),
+        family: Family::CppVector,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("unique_ptr<"),
+        family: Family::CppUniquePtr,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("shared_ptr<"),
+        family: Family::CppSharedPtr,
+    },
 ];
 
 impl Symbols {
@@ -101,7 +163,12 @@ impl Symbols {
     }
 
     /// The one-line value of `value`, as the language's debugger shows it.
-    pub async fn summarize<M: TargetMemory>(&self, value: &Value, mem: &mut M, depth: u32) -> String {
+    pub async fn summarize<M: TargetMemory>(
+        &self,
+        value: &Value,
+        mem: &mut M,
+        depth: u32,
+    ) -> String {
         let ty = self.strip(value.ty);
         let id = self.strip_id(value.ty);
         if let Some(family) = self.family(id, &ty) {
@@ -110,12 +177,20 @@ impl Symbols {
                 Family::RustStr => rust::str(self, value, mem).await,
                 Family::RustSlice | Family::RustVec | Family::CppVector => {
                     match self.family_children(family, value, mem).await {
-                        Some(Children::Indexed { count, element, first, stride }) => {
-                            let items = self.element_summaries(element, first, stride, count, mem, depth).await;
+                        Some(Children::Indexed {
+                            count,
+                            element,
+                            first,
+                            stride,
+                        }) => {
+                            let items = self
+                                .element_summaries(element, first, stride, count, mem, depth)
+                                .await;
                             Some(match family {
                                 Family::RustVec => format!("({count}) vec![{items}]"),
                                 Family::CppVector => {
-                                    let capacity = cpp::vector_capacity(self, value).unwrap_or(count);
+                                    let capacity =
+                                        cpp::vector_capacity(self, value).unwrap_or(count);
                                     format!("std::vector of length {count}, capacity {capacity} = {{{items}}}")
                                 }
                                 _ => format!("({count}) [{items}]"),
@@ -125,6 +200,13 @@ impl Symbols {
                     }
                 }
                 Family::RustRc | Family::RustArc => rust::counted(self, value, mem, depth).await,
+                Family::RustHashMap | Family::RustHashSet => {
+                    rust::hash_table(self, value, family == Family::RustHashSet, mem, depth).await
+                }
+                Family::RustCell => match rust::cell_contents(self, value) {
+                    Some(inner) => Some(Box::pin(self.summarize(&inner, mem, depth)).await),
+                    None => None,
+                },
                 Family::CppString => cpp::string(self, value, mem).await,
                 Family::CppUniquePtr => cpp::unique_ptr(self, value),
                 Family::CppSharedPtr => cpp::shared_ptr(self, value, mem).await,
@@ -135,7 +217,10 @@ impl Symbols {
         }
         let language = self.languages[id.unit];
         match &ty.kind {
-            TypeKind::Struct { variants: Some(part), .. } => {
+            TypeKind::Struct {
+                variants: Some(part),
+                ..
+            } => {
                 let Some(variant) = self.active_variant(part, &value.bytes) else {
                     return "<invalid enum value>".into();
                 };
@@ -151,12 +236,22 @@ impl Symbols {
                 }
                 if language == Language::Rust && (members.is_empty() || is_tuple(members)) {
                     let fields = Box::pin(self.summarize_fields(value, mem, depth)).await;
-                    return if fields.is_empty() { "()".into() } else { fields };
+                    return if fields.is_empty() {
+                        "()".into()
+                    } else {
+                        fields
+                    };
                 }
-                let separator = if language == Language::Rust { ": " } else { " = " };
+                let separator = if language == Language::Rust {
+                    ": "
+                } else {
+                    " = "
+                };
                 let mut parts = Vec::new();
                 for m in members {
-                    let Some(child) = self.member_value(value, m) else { continue };
+                    let Some(child) = self.member_value(value, m) else {
+                        continue;
+                    };
                     let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
                     parts.push(format!("{}{separator}{shown}", m.name));
                 }
@@ -181,10 +276,18 @@ impl Symbols {
     /// A variant's or a tuple's fields: `(a, b)` for tuple-like ones (Rust
     /// names their fields `__0`, `__1` …), `{x: a}` for named ones, and
     /// nothing for a unit variant.
-    async fn summarize_fields<M: TargetMemory>(&self, value: &Value, mem: &mut M, depth: u32) -> String {
+    async fn summarize_fields<M: TargetMemory>(
+        &self,
+        value: &Value,
+        mem: &mut M,
+        depth: u32,
+    ) -> String {
         let ty = self.strip(value.ty);
         let TypeKind::Struct { members, .. } = &ty.kind else {
-            return format!("({})", Box::pin(self.summarize(value, mem, depth + 1)).await);
+            return format!(
+                "({})",
+                Box::pin(self.summarize(value, mem, depth + 1)).await
+            );
         };
         if members.is_empty() {
             return String::new();
@@ -195,9 +298,15 @@ impl Symbols {
         let tuple = is_tuple(members);
         let mut parts = Vec::new();
         for m in members {
-            let Some(child) = self.member_value(value, m) else { continue };
+            let Some(child) = self.member_value(value, m) else {
+                continue;
+            };
             let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
-            parts.push(if tuple { shown } else { format!("{}: {shown}", m.name) });
+            parts.push(if tuple {
+                shown
+            } else {
+                format!("{}: {shown}", m.name)
+            });
         }
         if tuple {
             format!("({})", parts.join(", "))
@@ -215,15 +324,23 @@ impl Symbols {
         mem: &mut M,
         depth: u32,
     ) -> String {
-        let Some(element) = element else { return "…".into() };
+        let Some(element) = element else {
+            return "…".into();
+        };
         let shown = count.min(SUMMARY_ELEMENTS);
         let Ok(bytes) = mem.read(first, (shown * stride) as usize).await else {
             return "<unreadable>".into();
         };
         let mut parts = Vec::new();
         for i in 0..shown {
-            let Some(chunk) = bytes.get((i * stride) as usize..((i + 1) * stride) as usize) else { break };
-            let value = Value { ty: element, place: Place::Memory(first + i * stride), bytes: chunk.to_vec() };
+            let Some(chunk) = bytes.get((i * stride) as usize..((i + 1) * stride) as usize) else {
+                break;
+            };
+            let value = Value {
+                ty: element,
+                place: Place::Memory(first + i * stride),
+                bytes: chunk.to_vec(),
+            };
             parts.push(Box::pin(self.summarize(&value, mem, depth + 1)).await);
         }
         if count > shown {
@@ -234,46 +351,78 @@ impl Symbols {
 
     /// The rows a value expands to, or None when it has none beyond what
     /// the generic struct/array/pointer expansion gives.
-    pub async fn synthetic_children<M: TargetMemory>(&self, value: &Value, mem: &mut M) -> Option<Children> {
+    pub async fn synthetic_children<M: TargetMemory>(
+        &self,
+        value: &Value,
+        mem: &mut M,
+    ) -> Option<Children> {
         let ty = self.strip(value.ty);
         let id = self.strip_id(value.ty);
         if let Some(family) = self.family(id, &ty) {
             return self.family_children(family, value, mem).await;
         }
         match &ty.kind {
-            TypeKind::Struct { variants: Some(part), .. } => {
+            TypeKind::Struct {
+                variants: Some(part),
+                ..
+            } => {
                 let variant = self.active_variant(part, &value.bytes)?;
                 let payload = self.member_value(value, &variant.member)?;
                 Some(Children::Named(self.field_children(&payload)))
             }
-            TypeKind::Struct { members, .. } if self.languages[id.unit] == Language::Rust && is_tuple(members) => {
+            TypeKind::Struct { members, .. }
+                if self.languages[id.unit] == Language::Rust && is_tuple(members) =>
+            {
                 Some(Children::Named(self.field_children(value)))
             }
             _ => None,
         }
     }
 
-    async fn family_children<M: TargetMemory>(&self, family: Family, value: &Value, mem: &mut M) -> Option<Children> {
+    async fn family_children<M: TargetMemory>(
+        &self,
+        family: Family,
+        value: &Value,
+        mem: &mut M,
+    ) -> Option<Children> {
         match family {
             Family::RustSlice => rust::slice_children(self, value),
             Family::RustVec => rust::vec_children(self, value),
             Family::RustRc | Family::RustArc => rust::counted_children(self, value, mem).await,
+            Family::RustHashMap | Family::RustHashSet => {
+                rust::hash_table_children(self, value, family == Family::RustHashSet, mem).await
+            }
+            Family::RustCell => {
+                let inner = rust::cell_contents(self, value)?;
+                Box::pin(self.synthetic_children(&inner, mem))
+                    .await
+                    .or_else(|| Some(Children::Named(self.field_children(&inner))))
+            }
             Family::CppVector => cpp::vector_children(self, value),
             Family::CppUniquePtr | Family::CppSharedPtr => cpp::smart_pointer_children(self, value),
-            Family::RustString | Family::RustStr | Family::CppString => Some(Children::Named(Vec::new())),
+            Family::RustString | Family::RustStr | Family::CppString => {
+                Some(Children::Named(Vec::new()))
+            }
         }
     }
 
     /// A struct's fields as rows; Rust's tuple fields `__0` are shown as `0`.
     fn field_children(&self, value: &Value) -> Vec<Child> {
         let ty = self.strip(value.ty);
-        let TypeKind::Struct { members, .. } = &ty.kind else { return Vec::new() };
+        let TypeKind::Struct { members, .. } = &ty.kind else {
+            return Vec::new();
+        };
         members
             .iter()
             .filter_map(|m| {
                 let child = self.member_value(value, m)?;
                 Some(Child {
-                    name: m.name.strip_prefix("__").filter(|n| n.parse::<u32>().is_ok()).unwrap_or(&m.name).to_string(),
+                    name: m
+                        .name
+                        .strip_prefix("__")
+                        .filter(|n| n.parse::<u32>().is_ok())
+                        .unwrap_or(&m.name)
+                        .to_string(),
                     ty: Some(child.ty),
                     place: child.place,
                 })
@@ -288,13 +437,19 @@ impl Symbols {
             (Place::Memory(a), None) => Place::Memory(a + member.offset),
             _ => Place::Bytes(bytes.clone()),
         };
-        Some(Value { ty: ty?, place, bytes })
+        Some(Value {
+            ty: ty?,
+            place,
+            bytes,
+        })
     }
 
     /// The member called `name`, looked for in base classes too.
     fn find_member(&self, value: &Value, name: &str) -> Option<Value> {
         let ty = self.strip(value.ty);
-        let TypeKind::Struct { members, .. } = &ty.kind else { return None };
+        let TypeKind::Struct { members, .. } = &ty.kind else {
+            return None;
+        };
         if let Some(m) = members.iter().find(|m| m.name == name) {
             return self.member_value(value, m);
         }
@@ -306,7 +461,8 @@ impl Symbols {
 
     /// The value at the end of a path of member names.
     fn member_path(&self, value: &Value, path: &[&str]) -> Option<Value> {
-        path.iter().try_fold(value.clone(), |v, name| self.find_member(&v, name))
+        path.iter()
+            .try_fold(value.clone(), |v, name| self.find_member(&v, name))
     }
 
     /// The pointer a wrapper struct holds (Rust's `Unique`, `NonNull`,
@@ -336,7 +492,12 @@ impl Symbols {
             match &ty.kind {
                 TypeKind::Base { .. } => return Some(int_of(&current.bytes, false) as u64),
                 TypeKind::Struct { members, .. } => {
-                    let m = members.iter().find(|m| self.resolve_type_opt(m.ty).and_then(|t| t.size).unwrap_or(0) > 0)?;
+                    let m = members.iter().find(|m| {
+                        self.resolve_type_opt(m.ty)
+                            .and_then(|t| t.size)
+                            .unwrap_or(0)
+                            > 0
+                    })?;
                     current = self.member_value(&current, m)?;
                 }
                 _ => return None,
@@ -352,7 +513,9 @@ impl Symbols {
     /// The template type parameter `name` of a struct type.
     fn template_param(&self, id: TypeId, name: &str) -> Option<TypeId> {
         match &self.strip(id).kind {
-            TypeKind::Struct { params, .. } => params.iter().find(|(n, _)| n == name).and_then(|(_, t)| *t),
+            TypeKind::Struct { params, .. } => {
+                params.iter().find(|(n, _)| n == name).and_then(|(_, t)| *t)
+            }
             _ => None,
         }
     }
@@ -373,15 +536,34 @@ impl Symbols {
 }
 
 fn is_tuple(members: &[Member]) -> bool {
-    !members.is_empty() && members.iter().all(|m| m.name.strip_prefix("__").is_some_and(|n| n.parse::<u32>().is_ok()))
+    !members.is_empty()
+        && members.iter().all(|m| {
+            m.name
+                .strip_prefix("__")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
 }
 
 /// The element rows of an indexed sequence from `start`, at most `count`.
 pub fn indexed_rows(children: &Children, start: u64, count: u64) -> Vec<Child> {
     match children {
-        Children::Indexed { count: total, element, first, stride } => (start..(*total).min(start.saturating_add(count)))
-            .map(|i| Child { name: format!("[{i}]"), ty: *element, place: Place::Memory(first + i * stride) })
+        Children::Indexed {
+            count: total,
+            element,
+            first,
+            stride,
+        } => (start..(*total).min(start.saturating_add(count)))
+            .map(|i| Child {
+                name: format!("[{i}]"),
+                ty: *element,
+                place: Place::Memory(first + i * stride),
+            })
             .collect(),
-        Children::Named(rows) => rows.iter().skip(start as usize).take(count as usize).cloned().collect(),
+        Children::Named(rows) => rows
+            .iter()
+            .skip(start as usize)
+            .take(count as usize)
+            .cloned()
+            .collect(),
     }
 }
