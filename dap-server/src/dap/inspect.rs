@@ -9,10 +9,11 @@ use serde_json::{json, Value};
 use super::protocol;
 use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
 use crate::symbols::expr::{self, BinaryOp, Expr};
+use crate::symbols::formatters::{self, Children};
 use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
 use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
 use crate::symbols::unwind::MAX_FRAMES;
-use crate::symbols::TargetMemory;
+use crate::symbols::{Language, TargetMemory};
 
 /// One row of a variables listing, before it is shown.
 #[derive(Clone, Debug)]
@@ -184,6 +185,17 @@ impl Session {
 
     /// The rows under a variablesReference.
     pub async fn children_of(&mut self, reference: i64) -> Result<Vec<VarEntry>> {
+        self.children_page(reference, 0, MAX_CHILDREN as u64).await
+    }
+
+    /// Rows `start..start + count` under a variablesReference: a long
+    /// sequence is read one page at a time.
+    pub async fn children_page(
+        &mut self,
+        reference: i64,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<VarEntry>> {
         let node = usize::try_from(reference - 1)
             .ok()
             .and_then(|i| self.target.as_ref()?.stop.refs.get(i).cloned())
@@ -204,10 +216,17 @@ impl Session {
                         .filter(|v| v.kind == VariableKind::Argument)
                         .collect(),
                     ScopeKind::Globals => symbols.globals(Some(frame.probe)),
-                    ScopeKind::Registers => return self.register_rows(index, &frame).await,
+                    ScopeKind::Registers => {
+                        let rows = self.register_rows(index, &frame).await?;
+                        return Ok(rows
+                            .into_iter()
+                            .skip(start as usize)
+                            .take(count as usize)
+                            .collect());
+                    }
                 };
                 let mut out = Vec::new();
-                for v in &vars {
+                for v in vars.iter().skip(start as usize).take(count as usize) {
                     out.push(self.entry_of(index, &frame, v).await);
                 }
                 Ok(out)
@@ -217,7 +236,12 @@ impl Session {
                 name,
                 ty,
                 place,
-            } => self.value_children(frame, &name, ty, place).await,
+            } => {
+                let rows = self
+                    .value_children(frame, &name, ty, place, start, count)
+                    .await?;
+                Ok(rows)
+            }
         }
     }
 
@@ -265,15 +289,53 @@ impl Session {
         Ok(rows)
     }
 
+    /// A value's library-type view (a `Vec`'s elements, an enum's active
+    /// variant …) from the language formatters, when it has one.
+    async fn synthetic(
+        &mut self,
+        ty: TypeId,
+        place: &Place,
+    ) -> Option<(formatters::Value, Children)> {
+        let symbols = self.target_ref().ok()?.symbols.clone();
+        let size = symbols.resolve_type(ty).size.unwrap_or(0);
+        let bytes = self.bytes_of(place, size).await.ok()?;
+        let value = formatters::Value {
+            ty,
+            place: place.clone(),
+            bytes,
+        };
+        let children = symbols
+            .synthetic_children(&value, &mut self.target_ref().ok()?.memory())
+            .await?;
+        Some((value, children))
+    }
+
     async fn value_children(
         &mut self,
         frame: usize,
         name: &str,
         ty: Option<TypeId>,
         place: Place,
+        start: u64,
+        count: u64,
     ) -> Result<Vec<VarEntry>> {
         let symbols = self.target_ref()?.symbols.clone();
         let Some(ty) = ty else { return Ok(Vec::new()) };
+        if let Some((_, children)) = self.synthetic(ty, &place).await {
+            return Ok(
+                formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
+                    .into_iter()
+                    .map(|c| VarEntry {
+                        name: c.name,
+                        size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
+                        ty: c.ty,
+                        place: c.place,
+                        frame,
+                        raw_text: None,
+                    })
+                    .collect(),
+            );
+        }
         let stripped = symbols.strip(ty);
         let mut out = Vec::new();
         match &stripped.kind {
@@ -323,7 +385,8 @@ impl Session {
                     Place::Memory(_) => None,
                     _ => Some(self.bytes_of(&place, stripped.size.unwrap_or(0)).await?),
                 };
-                for i in 0..(total as usize).min(MAX_CHILDREN) {
+                let end = total.min(start.saturating_add(count.min(MAX_CHILDREN as u64)));
+                for i in start as usize..end as usize {
                     // Multi-dimensional arrays are listed flat, row-major.
                     let label = if inner.is_empty() {
                         format!("[{i}]")
@@ -360,7 +423,7 @@ impl Session {
             }
             TypeKind::Pointer {
                 target: Some(pointee),
-            } => {
+            } if start == 0 => {
                 let bytes = self.bytes_of(&place, 8).await?;
                 let addr = int_of(&bytes, false) as u64;
                 let size = symbols.resolve_type(*pointee).size.unwrap_or(0);
@@ -411,33 +474,38 @@ impl Session {
             .ty
             .map(|t| symbols.resolve_type(t).name.clone())
             .unwrap_or_default();
-        let value = match self.bytes_of(&entry.place, entry.size).await {
-            Ok(bytes) => {
-                let mut text = symbols.format_value(entry.ty, &bytes, 0);
-                if let Some(TypeKind::Pointer { target }) =
-                    entry.ty.map(|t| symbols.strip(t).kind.clone())
-                {
-                    let addr = int_of(&bytes, false) as u64;
-                    if symbols.is_char(target) && addr != 0 {
-                        if let Ok(s) = self.target_ref()?.memory().read(addr, 64).await {
-                            let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-                            text = format!("{text} {:?}", String::from_utf8_lossy(&s[..end]));
-                        }
-                    }
-                }
-                text
+        let (value, synthetic) = match (self.bytes_of(&entry.place, entry.size).await, entry.ty) {
+            (Ok(bytes), Some(ty)) => {
+                let value = formatters::Value {
+                    ty,
+                    place: entry.place.clone(),
+                    bytes,
+                };
+                let mut memory = self.target_ref()?.memory();
+                let text = symbols.summarize(&value, &mut memory, 0).await;
+                let children = symbols.synthetic_children(&value, &mut memory).await;
+                (text, children)
             }
-            Err(e) => format!("{e:#}"),
+            (Ok(bytes), None) => (symbols.format_value(None, &bytes, 0), None),
+            (Err(e), _) => (format!("{e:#}"), None),
         };
-        let expandable = entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
-            TypeKind::Struct { members, .. } => !members.is_empty(),
-            TypeKind::Array { .. } => true,
-            TypeKind::Pointer { target: Some(p) } => {
-                !matches!(symbols.strip(*p).kind, TypeKind::Function)
-                    && symbols.resolve_type(*p).size.is_some()
-            }
-            _ => false,
-        }) && !matches!(entry.place, Place::Unavailable(_));
+        let indexed = match &synthetic {
+            Some(Children::Indexed { count, .. }) => Some(*count),
+            _ => None,
+        };
+        let expandable = match &synthetic {
+            Some(Children::Indexed { count, .. }) => *count > 0,
+            Some(Children::Named(rows)) => !rows.is_empty(),
+            None => entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
+                TypeKind::Struct { members, .. } => !members.is_empty(),
+                TypeKind::Array { .. } => true,
+                TypeKind::Pointer { target: Some(p) } => {
+                    !matches!(symbols.strip(*p).kind, TypeKind::Function)
+                        && symbols.resolve_type(*p).size.is_some()
+                }
+                _ => false,
+            }),
+        } && !matches!(entry.place, Place::Unavailable(_));
         let reference = if expandable {
             self.new_reference(VarNode::Value {
                 frame: entry.frame,
@@ -449,6 +517,9 @@ impl Session {
             0
         };
         let mut var = json!({ "name": entry.name, "value": value, "type": type_name, "variablesReference": reference });
+        if let (Some(count), true) = (indexed, reference != 0) {
+            var["indexedVariables"] = json!(count);
+        }
         if let Place::Memory(addr) = entry.place {
             var["memoryReference"] = json!(format!("{addr:#x}"));
             var["evaluateName"] = json!(entry.name);
@@ -457,11 +528,13 @@ impl Session {
     }
 
     pub async fn variables(&mut self, args: protocol::VariablesArguments) -> Result<Value> {
-        let entries = self.children_of(args.variables_reference).await?;
-        let start = args.start.unwrap_or(0);
-        let count = args.count.filter(|&c| c > 0).unwrap_or(usize::MAX);
+        let start = args.start.unwrap_or(0) as u64;
+        let count = args.count.filter(|&c| c > 0).unwrap_or(MAX_CHILDREN) as u64;
+        let entries = self
+            .children_page(args.variables_reference, start, count)
+            .await?;
         let mut list = Vec::new();
-        for entry in entries.into_iter().skip(start).take(count) {
+        for entry in entries {
             list.push(self.render(entry).await?);
         }
         Ok(json!({ "variables": list }))
@@ -659,14 +732,49 @@ impl Session {
                     bail!("a number has no member {field:?}")
                 };
                 let ty = entry.ty.context("the value has no type")?;
+                let mut entry = entry;
                 if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. })
                     && matches!(e, Expr::Member(..))
                 {
-                    bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
+                    // Rust's `.` reaches through references and Box.
+                    if symbols.languages[ty.unit] != Language::Rust {
+                        bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
+                    }
+                    let Evaluated::Entry(target) = self.deref(Evaluated::Entry(entry), 0).await?
+                    else {
+                        bail!("cannot dereference")
+                    };
+                    entry = target;
                 }
+                let ty = entry.ty.context("the value has no type")?;
                 let children = self
-                    .value_children(frame_index, &entry.name, entry.ty, entry.place.clone())
+                    .value_children(
+                        frame_index,
+                        &entry.name,
+                        entry.ty,
+                        entry.place.clone(),
+                        0,
+                        MAX_CHILDREN as u64,
+                    )
                     .await?;
+                let through = match children.as_slice() {
+                    [only] if only.name == "value" || only.name == "*get()" => Some(only.clone()),
+                    _ => None,
+                };
+                let children = match through {
+                    Some(inner) if !children.iter().any(|c| c.name == *field) => {
+                        self.value_children(
+                            frame_index,
+                            &inner.name,
+                            inner.ty,
+                            inner.place,
+                            0,
+                            MAX_CHILDREN as u64,
+                        )
+                        .await?
+                    }
+                    _ => children,
+                };
                 let child = children
                     .into_iter()
                     .find(|c| c.name == *field)
@@ -740,14 +848,44 @@ impl Session {
                 (*target, Place::Memory(int_of(&bytes, false) as u64))
             }
             TypeKind::Array { element, .. } => (*element, entry.place.clone()),
-            _ => bail!("{} is neither a pointer nor an array", entry.name),
+            // A library sequence (Vec, slice, std::vector): bounds-checked,
+            // as the language's own indexing is.
+            _ => match self.synthetic(ty, &entry.place).await {
+                Some((
+                    _,
+                    Children::Indexed {
+                        count,
+                        element,
+                        first,
+                        stride,
+                    },
+                )) => {
+                    if index < 0 || index as u64 >= count {
+                        bail!(
+                            "index {index} is out of range for {} (length {count})",
+                            entry.name
+                        );
+                    }
+                    (element, Place::Memory(first + index as u64 * stride))
+                }
+                _ => bail!("{} is neither a pointer nor an array", entry.name),
+            },
+        };
+        // A library sequence's element place already includes the index.
+        let step = if matches!(
+            stripped.kind,
+            TypeKind::Pointer { .. } | TypeKind::Array { .. }
+        ) {
+            index
+        } else {
+            0
         };
         let element = element.context("cannot dereference a void pointer")?;
         let size = symbols
             .resolve_type(element)
             .size
             .context("the element size is unknown")?;
-        let offset = (index as u64).wrapping_mul(size);
+        let offset = (step as u64).wrapping_mul(size);
         let place = match base {
             Place::Memory(a) => Place::Memory(a.wrapping_add(offset)),
             Place::Bytes(b) | Place::Register(_, b) => Place::Bytes(

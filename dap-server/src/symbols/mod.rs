@@ -5,12 +5,16 @@
 //! breakpoint placement (`lines`), stack unwinding by CFI with a frame
 //! pointer fallback (`unwind`), types and value formatting (`types`),
 //! variables of a frame and their DWARF location expressions (`scopes`),
-//! and the small expression language of `evaluate` (`expr`).
+//! the small expression language of `evaluate` (`expr`), how values of
+//! each language's library types are shown (`formatters`) and symbol
+//! names as the source language writes them (`names`).
 //! It reads target memory only through [`TargetMemory`]; it knows nothing
 //! about RSP or DAP.
 
 pub mod expr;
+pub mod formatters;
 pub mod lines;
+pub mod names;
 pub mod scopes;
 pub mod types;
 pub mod unwind;
@@ -53,8 +57,42 @@ pub struct SourceFrame {
     pub inlined: bool,
 }
 
+/// The source language of a compilation unit, for the conventions of
+/// showing its values and names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    C,
+    Cpp,
+    Rust,
+}
+
+impl Language {
+    fn of_unit(dwarf: &gimli::Dwarf<Reader>, unit: &gimli::Unit<Reader>) -> Self {
+        let mut entries = unit.entries();
+        let lang = match entries.next_dfs() {
+            Ok(Some((_, root))) => root.attr_value(gimli::DW_AT_language).ok().flatten(),
+            _ => None,
+        };
+        let _ = dwarf;
+        match lang {
+            Some(gimli::AttributeValue::Language(gimli::DW_LANG_Rust)) => Self::Rust,
+            Some(gimli::AttributeValue::Language(
+                gimli::DW_LANG_C_plus_plus
+                | gimli::DW_LANG_C_plus_plus_03
+                | gimli::DW_LANG_C_plus_plus_11
+                | gimli::DW_LANG_C_plus_plus_14
+                | gimli::DW_LANG_C_plus_plus_17
+                | gimli::DW_LANG_C_plus_plus_20,
+            )) => Self::Cpp,
+            _ => Self::C,
+        }
+    }
+}
+
 pub struct Symbols {
     pub path: PathBuf,
+    /// The language of each unit, by index into `units`.
+    pub languages: Vec<Language>,
     pub dwarf: gimli::Dwarf<Reader>,
     pub units: Vec<gimli::Unit<Reader>>,
     context: addr2line::Context<Reader>,
@@ -117,15 +155,20 @@ impl Symbols {
         while let Some(header) = headers.next()? {
             units.push(dwarf.unit(header)?);
         }
+        let languages = units.iter().map(|u| Language::of_unit(&dwarf, u)).collect();
         let mut lines = lines::LineIndex::build(&dwarf, &units)?;
         lines.shift(bias);
         let mut functions = scopes::dwarf_functions(&dwarf, &units);
+        // The symbol table adds what DWARF lacks (functions built without
+        // -g) and, demangled, the qualified names of Rust and C++
+        // functions, whose DWARF names are bare (`total`, `method`).
         for sym in file.symbols() {
             if sym.kind() == object::SymbolKind::Text && sym.address() != 0 {
                 if let Ok(name) = sym.name() {
+                    let name = names::demangle(name);
                     if !functions.iter().any(|f| f.name == name) {
                         functions.push(Function {
-                            name: name.to_string(),
+                            name,
                             low: sym.address(),
                             high: sym.address() + sym.size().max(1),
                         });
@@ -155,6 +198,7 @@ impl Symbols {
         let unwinder = unwind::Unwinder::new(eh_frame, section(".debug_frame"), text_range.0);
         Ok(Self {
             path: path.to_path_buf(),
+            languages,
             dwarf,
             units,
             context,
@@ -175,8 +219,15 @@ impl Symbols {
             .min_by_key(|f| f.high - f.low)
     }
 
+    /// The function a user means by `name`: an exact name first (C's
+    /// `main`, or a Rust or C++ path as written), else a qualified name
+    /// that ends in it (`total` for `main::total`).
     pub fn function_named(&self, name: &str) -> Option<&Function> {
-        self.functions.iter().find(|f| f.name == name)
+        self.functions.iter().find(|f| f.name == name).or_else(|| {
+            self.functions
+                .iter()
+                .find(|f| names::names_function(&f.name, name))
+        })
     }
 
     /// Source frames at a pc, innermost (deepest inlined) first. `probe` is
@@ -192,7 +243,7 @@ impl Symbols {
                 let function = frame
                     .function
                     .as_ref()
-                    .and_then(|f| f.raw_name().ok().map(|n| n.to_string()))
+                    .and_then(|f| f.raw_name().ok().map(|n| names::demangle(&n)))
                     .unwrap_or_else(|| "??".to_string());
                 let (file, line, column) = frame
                     .location

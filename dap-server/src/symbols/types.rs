@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use gimli::{AttributeValue, Reader as _, UnitOffset};
 
-use super::{Reader, Symbols};
+use super::{Language, Reader, Symbols};
 
 /// A type by its DIE: (unit index, offset in the unit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +24,29 @@ pub struct Member {
     pub offset: u64,
     /// (bit offset from the start of `offset`, bit size) for bitfields.
     pub bits: Option<(u64, u64)>,
+    /// A C++ base class (DW_TAG_inheritance), shown as a member named
+    /// after its type, as gdb and lldb do.
+    pub base: bool,
+}
+
+/// A DW_TAG_variant_part: the struct holds one of several variants, chosen
+/// by the value of a discriminant member (Rust enums, including the niche
+/// layouts where the discriminant is stored inside a variant's payload).
+#[derive(Clone, Debug)]
+pub struct VariantPart {
+    /// Absent when the enum has a single variant.
+    pub discriminant: Option<Member>,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// None for the default variant: the one that holds for every value
+    /// no other variant names (rustc's dataful variant of a niche layout).
+    pub discr_value: Option<u64>,
+    /// The variant's payload: a member named after the variant whose type
+    /// is a struct of the variant's fields.
+    pub member: Member,
 }
 
 #[derive(Clone, Debug)]
@@ -41,6 +64,10 @@ pub enum TypeKind {
     Struct {
         members: Vec<Member>,
         union: bool,
+        variants: Option<VariantPart>,
+        /// Template type parameters by name (`T` of `Vec<T>`, `_Tp` of
+        /// `std::vector<_Tp>`): the element types of library containers.
+        params: Vec<(String, Option<TypeId>)>,
     },
     /// `counts` per dimension, outermost first; None for `[]`.
     Array {
@@ -148,53 +175,30 @@ impl Symbols {
             }
             gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_class_type => {
                 let mut members = Vec::new();
+                let mut variants = None;
+                let mut params = Vec::new();
                 let mut tree = unit.entries_tree(Some(id.offset))?;
                 let mut children = tree.root()?.children();
                 while let Some(child) = children.next()? {
                     let e = child.entry();
-                    if e.tag() != gimli::DW_TAG_member {
-                        continue;
-                    }
-                    let mut offset = e
-                        .attr_value(gimli::DW_AT_data_member_location)?
-                        .and_then(|v| v.udata_value())
-                        .unwrap_or(0);
-                    let bit_size = e
-                        .attr_value(gimli::DW_AT_bit_size)?
-                        .and_then(|v| v.udata_value());
-                    let mut bits = None;
-                    if let Some(bit_size) = bit_size {
-                        if let Some(data_bit) = e
-                            .attr_value(gimli::DW_AT_data_bit_offset)?
-                            .and_then(|v| v.udata_value())
-                        {
-                            // DWARF 4+: bits from the start of the struct.
-                            offset = data_bit / 8;
-                            bits = Some((data_bit % 8, bit_size));
-                        } else if let Some(old_bit) = e
-                            .attr_value(gimli::DW_AT_bit_offset)?
-                            .and_then(|v| v.udata_value())
-                        {
-                            // DWARF 2/3: bits from the most significant end of the storage unit.
-                            let storage = e
-                                .attr_value(gimli::DW_AT_byte_size)?
-                                .and_then(|v| v.udata_value())
-                                .unwrap_or(4);
-                            bits = Some((storage * 8 - old_bit - bit_size, bit_size));
-                        } else {
-                            bits = Some((0, bit_size));
+                    match e.tag() {
+                        gimli::DW_TAG_member | gimli::DW_TAG_inheritance => {
+                            members.push(self.parse_member(id.unit, e)?)
                         }
+                        gimli::DW_TAG_template_type_parameter => {
+                            params.push((self.die_name(id.unit, e), type_ref(id.unit, e)))
+                        }
+                        gimli::DW_TAG_variant_part => {
+                            variants = Some(self.parse_variant_part(id.unit, child)?)
+                        }
+                        _ => {}
                     }
-                    members.push(Member {
-                        name: self.die_name(id.unit, e),
-                        ty: type_ref(id.unit, e),
-                        offset,
-                        bits,
-                    });
                 }
                 TypeKind::Struct {
                     members,
                     union: entry.tag() == gimli::DW_TAG_union_type,
+                    variants,
+                    params,
                 }
             }
             gimli::DW_TAG_array_type => {
@@ -234,14 +238,132 @@ impl Symbols {
             _ => TypeKind::Other,
         };
         let mut ty = Type { name, size, kind };
-        ty.name = self.type_display_name(&ty, 0);
+        ty.name = self.type_display_name(&ty, self.languages[id.unit], 0);
         if ty.size.is_none() {
             ty.size = self.type_size_of(&ty);
         }
         Ok(ty)
     }
 
-    fn type_display_name(&self, ty: &Type, depth: u32) -> String {
+    fn parse_member(
+        &self,
+        unit: usize,
+        e: &gimli::DebuggingInformationEntry<Reader>,
+    ) -> Result<Member> {
+        let mut offset = e
+            .attr_value(gimli::DW_AT_data_member_location)?
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        let bit_size = e
+            .attr_value(gimli::DW_AT_bit_size)?
+            .and_then(|v| v.udata_value());
+        let mut bits = None;
+        if let Some(bit_size) = bit_size {
+            if let Some(data_bit) = e
+                .attr_value(gimli::DW_AT_data_bit_offset)?
+                .and_then(|v| v.udata_value())
+            {
+                // DWARF 4+: bits from the start of the struct.
+                offset = data_bit / 8;
+                bits = Some((data_bit % 8, bit_size));
+            } else if let Some(old_bit) = e
+                .attr_value(gimli::DW_AT_bit_offset)?
+                .and_then(|v| v.udata_value())
+            {
+                // DWARF 2/3: bits from the most significant end of the storage unit.
+                let storage = e
+                    .attr_value(gimli::DW_AT_byte_size)?
+                    .and_then(|v| v.udata_value())
+                    .unwrap_or(4);
+                bits = Some((storage * 8 - old_bit - bit_size, bit_size));
+            } else {
+                bits = Some((0, bit_size));
+            }
+        }
+        let ty = type_ref(unit, e);
+        let base = e.tag() == gimli::DW_TAG_inheritance;
+        let name = if base {
+            ty.map(|t| self.resolve_type(t).name.clone())
+                .unwrap_or_default()
+                .trim_start_matches("struct ")
+                .to_string()
+        } else {
+            self.die_name(unit, e)
+        };
+        Ok(Member {
+            name,
+            ty,
+            offset,
+            bits,
+            base,
+        })
+    }
+
+    fn parse_variant_part(
+        &self,
+        unit_index: usize,
+        part: gimli::EntriesTreeNode<Reader>,
+    ) -> Result<VariantPart> {
+        let unit = &self.units[unit_index];
+        let discr_offset = match part.entry().attr_value(gimli::DW_AT_discr)? {
+            Some(AttributeValue::UnitRef(o)) => Some(o),
+            _ => None,
+        };
+        let mut discriminant = None;
+        let mut variants = Vec::new();
+        let mut children = part.children();
+        while let Some(child) = children.next()? {
+            let e = child.entry();
+            match e.tag() {
+                gimli::DW_TAG_member if Some(e.offset()) == discr_offset => {
+                    discriminant = Some(self.parse_member(unit_index, e)?)
+                }
+                gimli::DW_TAG_variant => {
+                    let discr_value = match e.attr_value(gimli::DW_AT_discr_value)? {
+                        Some(AttributeValue::Sdata(v)) => Some(v as u64),
+                        Some(v) => v.udata_value(),
+                        None => None,
+                    };
+                    let mut fields = child.children();
+                    while let Some(field) = fields.next()? {
+                        if field.entry().tag() == gimli::DW_TAG_member {
+                            variants.push(Variant {
+                                discr_value,
+                                member: self.parse_member(unit_index, field.entry())?,
+                            });
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if discriminant.is_none() {
+            if let Some(o) = discr_offset {
+                // The discriminant may live outside the variant part.
+                discriminant = Some(self.parse_member(unit_index, &unit.entry(o)?)?);
+            }
+        }
+        Ok(VariantPart {
+            discriminant,
+            variants,
+        })
+    }
+
+    /// The variant a value of a variant-part struct holds, from its bytes.
+    pub fn active_variant<'a>(&self, part: &'a VariantPart, bytes: &[u8]) -> Option<&'a Variant> {
+        let Some(discr) = &part.discriminant else {
+            return part.variants.first();
+        };
+        let (_, raw) = self.member_bytes(discr, bytes)?;
+        let value = int_of(&raw, false) as u64;
+        part.variants
+            .iter()
+            .find(|v| v.discr_value == Some(value))
+            .or_else(|| part.variants.iter().find(|v| v.discr_value.is_none()))
+    }
+
+    fn type_display_name(&self, ty: &Type, language: Language, depth: u32) -> String {
         let target_name = |t: &Option<TypeId>| -> String {
             match t {
                 Some(t) if depth < 8 => self.resolve_type(*t).name.clone(),
@@ -250,6 +372,8 @@ impl Symbols {
             }
         };
         match &ty.kind {
+            // Rust names its pointer types (`&str`, `*mut u8`, `Box<T>`).
+            TypeKind::Pointer { .. } if !ty.name.is_empty() => ty.name.clone(),
             TypeKind::Pointer { target } => format!("{} *", target_name(target)),
             TypeKind::Qualified { target } => {
                 let qualifier = if ty.name.is_empty() {
@@ -264,6 +388,12 @@ impl Symbols {
                 } else {
                     format!("{qualifier} {inner}")
                 }
+            }
+            // C++ and Rust name a struct by its name alone.
+            TypeKind::Struct { .. } | TypeKind::Enum { .. }
+                if !ty.name.is_empty() && language != Language::C =>
+            {
+                ty.name.clone()
             }
             TypeKind::Struct { union, .. } => {
                 format!(
@@ -309,6 +439,19 @@ impl Symbols {
             }
             _ => None,
         }
+    }
+
+    /// The id of the type with typedefs and qualifiers looked through.
+    pub fn strip_id(&self, mut id: TypeId) -> TypeId {
+        for _ in 0..16 {
+            match self.resolve_type(id).kind {
+                TypeKind::Typedef { target: Some(t) } | TypeKind::Qualified { target: Some(t) } => {
+                    id = t
+                }
+                _ => break,
+            }
+        }
+        id
     }
 
     /// The type with typedefs and qualifiers looked through.
@@ -613,6 +756,11 @@ fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
             n => format!("<{n}-byte float>"),
         },
         gimli::DW_ATE_boolean => (int_of(bytes, false) != 0).to_string(),
+        // Rust's char (and C++'s char32_t): a Unicode scalar value.
+        gimli::DW_ATE_UTF => match char::from_u32(int_of(bytes, false) as u32) {
+            Some(c) => format!("{c:?}"),
+            None => format!("{} (not a char)", int_of(bytes, false) as u32),
+        },
         gimli::DW_ATE_signed_char | gimli::DW_ATE_unsigned_char if bytes.len() == 1 => {
             let v = if encoding == gimli::DW_ATE_signed_char {
                 bytes[0] as i8 as i64

@@ -1,0 +1,569 @@
+//! How values are shown: a one-line summary and the children a user
+//! expands, per language and per library type family — the job of
+//! CodeLLDB's formatters and gdb's pretty printers, done from DWARF alone.
+//!
+//! Owns: the table of type families ([`RULES`]: one row per family, so a
+//! new library type is one row and one function), the generic formatting
+//! of C, C++ and Rust values (structs, arrays, pointers, enums with
+//! variant parts, tuples), and paging of long sequences. `rust` and `cpp`
+//! hold the families of each language's standard library.
+//! Reads target memory only through [`TargetMemory`], and only what a
+//! summary or a page of children shows: a million-element `Vec` costs the
+//! same as a three-element one until its elements are listed.
+
+mod cpp;
+mod rust;
+
+use super::types::{int_of, Member, Place, Type, TypeId, TypeKind};
+use super::{Language, Symbols, TargetMemory};
+
+/// Elements a summary shows before `…`.
+pub(super) const SUMMARY_ELEMENTS: u64 = 10;
+/// Nesting a summary descends before `{…}`.
+const MAX_DEPTH: u32 = 3;
+/// Bytes of a string a summary reads.
+const MAX_STRING: u64 = 4096;
+
+/// A value: its type, where it is, and its bytes (read once).
+#[derive(Clone, Debug)]
+pub struct Value {
+    pub ty: TypeId,
+    pub place: Place,
+    pub bytes: Vec<u8>,
+}
+
+/// A row under an expanded value.
+#[derive(Clone, Debug)]
+pub struct Child {
+    pub name: String,
+    pub ty: Option<TypeId>,
+    pub place: Place,
+}
+
+/// What a value expands to.
+#[derive(Clone, Debug)]
+pub enum Children {
+    /// `count` elements of `element` from `first`, `stride` bytes apart:
+    /// listed a page at a time (`indexedVariables`).
+    Indexed {
+        count: u64,
+        element: Option<TypeId>,
+        first: u64,
+        stride: u64,
+    },
+    Named(Vec<Child>),
+}
+
+/// The library type families with formatters of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    RustString,
+    RustStr,
+    RustSlice,
+    RustVec,
+    RustRc,
+    RustArc,
+    RustHashMap,
+    RustHashSet,
+    RustCell,
+    CppString,
+    CppVector,
+    CppUniquePtr,
+    CppSharedPtr,
+}
+
+struct Rule {
+    language: Language,
+    /// Matches the type's name as DWARF gives it (without its namespace).
+    name: fn(&str) -> bool,
+    family: Family,
+}
+
+/// One row per type family: add a library type here and in its
+/// language's module.
+const RULES: &[Rule] = &[
+    Rule {
+        language: Language::Rust,
+        name: |n| n == "String" || n == "OsString" || n == "PathBuf",
+        family: Family::RustString,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n == "&str" || n == "&mut str",
+        family: Family::RustStr,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("&[") || n.starts_with("&mut ["),
+        family: Family::RustSlice,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("Vec<"),
+        family: Family::RustVec,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("Rc<"),
+        family: Family::RustRc,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("Arc<"),
+        family: Family::RustArc,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("HashMap<"),
+        family: Family::RustHashMap,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| n.starts_with("HashSet<"),
+        family: Family::RustHashSet,
+    },
+    Rule {
+        language: Language::Rust,
+        name: |n| {
+            ["Cell<", "RefCell<", "UnsafeCell<"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        },
+        family: Family::RustCell,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char"),
+        family: Family::CppString,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("vector<"),
+        family: Family::CppVector,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("unique_ptr<"),
+        family: Family::CppUniquePtr,
+    },
+    Rule {
+        language: Language::Cpp,
+        name: |n| n.starts_with("shared_ptr<"),
+        family: Family::CppSharedPtr,
+    },
+];
+
+impl Symbols {
+    fn family(&self, id: TypeId, ty: &Type) -> Option<Family> {
+        let language = self.languages[id.unit];
+        RULES
+            .iter()
+            .find(|r| r.language == language && (r.name)(&ty.name))
+            .map(|r| r.family)
+    }
+
+    /// The one-line value of `value`, as the language's debugger shows it.
+    pub async fn summarize<M: TargetMemory>(
+        &self,
+        value: &Value,
+        mem: &mut M,
+        depth: u32,
+    ) -> String {
+        let ty = self.strip(value.ty);
+        let id = self.strip_id(value.ty);
+        if let Some(family) = self.family(id, &ty) {
+            let shown = match family {
+                Family::RustString => rust::string(self, value, mem).await,
+                Family::RustStr => rust::str(self, value, mem).await,
+                Family::RustSlice | Family::RustVec | Family::CppVector => {
+                    match self.family_children(family, value, mem).await {
+                        Some(Children::Indexed {
+                            count,
+                            element,
+                            first,
+                            stride,
+                        }) => {
+                            let items = self
+                                .element_summaries(element, first, stride, count, mem, depth)
+                                .await;
+                            Some(match family {
+                                Family::RustVec => format!("({count}) vec![{items}]"),
+                                Family::CppVector => {
+                                    let capacity =
+                                        cpp::vector_capacity(self, value).unwrap_or(count);
+                                    format!("std::vector of length {count}, capacity {capacity} = {{{items}}}")
+                                }
+                                _ => format!("({count}) [{items}]"),
+                            })
+                        }
+                        _ => None,
+                    }
+                }
+                Family::RustRc | Family::RustArc => rust::counted(self, value, mem, depth).await,
+                Family::RustHashMap | Family::RustHashSet => {
+                    rust::hash_table(self, value, family == Family::RustHashSet, mem, depth).await
+                }
+                Family::RustCell => match rust::cell_contents(self, value) {
+                    Some(inner) => Some(Box::pin(self.summarize(&inner, mem, depth)).await),
+                    None => None,
+                },
+                Family::CppString => cpp::string(self, value, mem).await,
+                Family::CppUniquePtr => cpp::unique_ptr(self, value),
+                Family::CppSharedPtr => cpp::shared_ptr(self, value, mem).await,
+            };
+            if let Some(shown) = shown {
+                return shown;
+            }
+        }
+        let language = self.languages[id.unit];
+        match &ty.kind {
+            TypeKind::Struct {
+                variants: Some(part),
+                ..
+            } => {
+                let Some(variant) = self.active_variant(part, &value.bytes) else {
+                    return "<invalid enum value>".into();
+                };
+                let Some(payload) = self.member_value(value, &variant.member) else {
+                    return variant.member.name.clone();
+                };
+                let fields = Box::pin(self.summarize_fields(&payload, mem, depth)).await;
+                format!("{}{fields}", variant.member.name)
+            }
+            TypeKind::Struct { members, .. } => {
+                if depth >= MAX_DEPTH {
+                    return "{…}".into();
+                }
+                if language == Language::Rust && (members.is_empty() || is_tuple(members)) {
+                    let fields = Box::pin(self.summarize_fields(value, mem, depth)).await;
+                    return if fields.is_empty() {
+                        "()".into()
+                    } else {
+                        fields
+                    };
+                }
+                let separator = if language == Language::Rust {
+                    ": "
+                } else {
+                    " = "
+                };
+                let mut parts = Vec::new();
+                for m in members {
+                    let Some(child) = self.member_value(value, m) else {
+                        continue;
+                    };
+                    let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
+                    parts.push(format!("{}{separator}{shown}", m.name));
+                }
+                format!("{{{}}}", parts.join(", "))
+            }
+            TypeKind::Pointer { target } => {
+                let addr = int_of(&value.bytes, false) as u64;
+                let mut text = format!("{addr:#x}");
+                // C strings: gdb shows the characters after the address.
+                if self.is_char(*target) && addr != 0 {
+                    if let Ok(s) = mem.read(addr, 64).await {
+                        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+                        text = format!("{text} {:?}", String::from_utf8_lossy(&s[..end]));
+                    }
+                }
+                text
+            }
+            _ => self.format_value(Some(value.ty), &value.bytes, depth),
+        }
+    }
+
+    /// A variant's or a tuple's fields: `(a, b)` for tuple-like ones (Rust
+    /// names their fields `__0`, `__1` …), `{x: a}` for named ones, and
+    /// nothing for a unit variant.
+    async fn summarize_fields<M: TargetMemory>(
+        &self,
+        value: &Value,
+        mem: &mut M,
+        depth: u32,
+    ) -> String {
+        let ty = self.strip(value.ty);
+        let TypeKind::Struct { members, .. } = &ty.kind else {
+            return format!(
+                "({})",
+                Box::pin(self.summarize(value, mem, depth + 1)).await
+            );
+        };
+        if members.is_empty() {
+            return String::new();
+        }
+        if depth >= MAX_DEPTH {
+            return "(…)".into();
+        }
+        let tuple = is_tuple(members);
+        let mut parts = Vec::new();
+        for m in members {
+            let Some(child) = self.member_value(value, m) else {
+                continue;
+            };
+            let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
+            parts.push(if tuple {
+                shown
+            } else {
+                format!("{}: {shown}", m.name)
+            });
+        }
+        if tuple {
+            format!("({})", parts.join(", "))
+        } else {
+            format!("{{{}}}", parts.join(", "))
+        }
+    }
+
+    async fn element_summaries<M: TargetMemory>(
+        &self,
+        element: Option<TypeId>,
+        first: u64,
+        stride: u64,
+        count: u64,
+        mem: &mut M,
+        depth: u32,
+    ) -> String {
+        let Some(element) = element else {
+            return "…".into();
+        };
+        let shown = count.min(SUMMARY_ELEMENTS);
+        let Ok(bytes) = mem.read(first, (shown * stride) as usize).await else {
+            return "<unreadable>".into();
+        };
+        let mut parts = Vec::new();
+        for i in 0..shown {
+            let Some(chunk) = bytes.get((i * stride) as usize..((i + 1) * stride) as usize) else {
+                break;
+            };
+            let value = Value {
+                ty: element,
+                place: Place::Memory(first + i * stride),
+                bytes: chunk.to_vec(),
+            };
+            parts.push(Box::pin(self.summarize(&value, mem, depth + 1)).await);
+        }
+        if count > shown {
+            parts.push("…".into());
+        }
+        parts.join(", ")
+    }
+
+    /// The rows a value expands to, or None when it has none beyond what
+    /// the generic struct/array/pointer expansion gives.
+    pub async fn synthetic_children<M: TargetMemory>(
+        &self,
+        value: &Value,
+        mem: &mut M,
+    ) -> Option<Children> {
+        let ty = self.strip(value.ty);
+        let id = self.strip_id(value.ty);
+        if let Some(family) = self.family(id, &ty) {
+            return self.family_children(family, value, mem).await;
+        }
+        match &ty.kind {
+            TypeKind::Struct {
+                variants: Some(part),
+                ..
+            } => {
+                let variant = self.active_variant(part, &value.bytes)?;
+                let payload = self.member_value(value, &variant.member)?;
+                Some(Children::Named(self.field_children(&payload)))
+            }
+            TypeKind::Struct { members, .. }
+                if self.languages[id.unit] == Language::Rust && is_tuple(members) =>
+            {
+                Some(Children::Named(self.field_children(value)))
+            }
+            _ => None,
+        }
+    }
+
+    async fn family_children<M: TargetMemory>(
+        &self,
+        family: Family,
+        value: &Value,
+        mem: &mut M,
+    ) -> Option<Children> {
+        match family {
+            Family::RustSlice => rust::slice_children(self, value),
+            Family::RustVec => rust::vec_children(self, value),
+            Family::RustRc | Family::RustArc => rust::counted_children(self, value, mem).await,
+            Family::RustHashMap | Family::RustHashSet => {
+                rust::hash_table_children(self, value, family == Family::RustHashSet, mem).await
+            }
+            Family::RustCell => {
+                let inner = rust::cell_contents(self, value)?;
+                Box::pin(self.synthetic_children(&inner, mem))
+                    .await
+                    .or_else(|| Some(Children::Named(self.field_children(&inner))))
+            }
+            Family::CppVector => cpp::vector_children(self, value),
+            Family::CppUniquePtr | Family::CppSharedPtr => cpp::smart_pointer_children(self, value),
+            Family::RustString | Family::RustStr | Family::CppString => {
+                Some(Children::Named(Vec::new()))
+            }
+        }
+    }
+
+    /// A struct's fields as rows; Rust's tuple fields `__0` are shown as `0`.
+    fn field_children(&self, value: &Value) -> Vec<Child> {
+        let ty = self.strip(value.ty);
+        let TypeKind::Struct { members, .. } = &ty.kind else {
+            return Vec::new();
+        };
+        members
+            .iter()
+            .filter_map(|m| {
+                let child = self.member_value(value, m)?;
+                Some(Child {
+                    name: m
+                        .name
+                        .strip_prefix("__")
+                        .filter(|n| n.parse::<u32>().is_ok())
+                        .unwrap_or(&m.name)
+                        .to_string(),
+                    ty: Some(child.ty),
+                    place: child.place,
+                })
+            })
+            .collect()
+    }
+
+    /// A member of a struct value, with its own place and bytes.
+    pub fn member_value(&self, value: &Value, member: &Member) -> Option<Value> {
+        let (ty, bytes) = self.member_bytes(member, &value.bytes)?;
+        let place = match (&value.place, member.bits) {
+            (Place::Memory(a), None) => Place::Memory(a + member.offset),
+            _ => Place::Bytes(bytes.clone()),
+        };
+        Some(Value {
+            ty: ty?,
+            place,
+            bytes,
+        })
+    }
+
+    /// The member called `name`, looked for in base classes too.
+    fn find_member(&self, value: &Value, name: &str) -> Option<Value> {
+        let ty = self.strip(value.ty);
+        let TypeKind::Struct { members, .. } = &ty.kind else {
+            return None;
+        };
+        if let Some(m) = members.iter().find(|m| m.name == name) {
+            return self.member_value(value, m);
+        }
+        members
+            .iter()
+            .filter(|m| m.base)
+            .find_map(|m| self.find_member(&self.member_value(value, m)?, name))
+    }
+
+    /// The value at the end of a path of member names.
+    fn member_path(&self, value: &Value, path: &[&str]) -> Option<Value> {
+        path.iter()
+            .try_fold(value.clone(), |v, name| self.find_member(&v, name))
+    }
+
+    /// The pointer a wrapper struct holds (Rust's `Unique`, `NonNull`,
+    /// libstdc++'s `_M_p`, a `std::tuple`'s head): the first pointer in
+    /// member order, depth first, through members and base classes.
+    /// Returns its address and pointee type.
+    fn leaf_pointer(&self, value: &Value) -> Option<(u64, Option<TypeId>)> {
+        self.leaf_pointer_within(value, 0)
+    }
+
+    fn leaf_pointer_within(&self, value: &Value, depth: u32) -> Option<(u64, Option<TypeId>)> {
+        match &self.strip(value.ty).kind {
+            TypeKind::Pointer { target } => Some((int_of(&value.bytes, false) as u64, *target)),
+            TypeKind::Struct { members, .. } if depth < 8 => members
+                .iter()
+                .filter_map(|m| self.member_value(value, m))
+                .find_map(|child| self.leaf_pointer_within(&child, depth + 1)),
+            _ => None,
+        }
+    }
+
+    /// The integer a wrapper struct holds (`Cell<usize>`, `AtomicUsize`).
+    fn leaf_int(&self, value: &Value) -> Option<u64> {
+        let mut current = value.clone();
+        for _ in 0..8 {
+            let ty = self.strip(current.ty);
+            match &ty.kind {
+                TypeKind::Base { .. } => return Some(int_of(&current.bytes, false) as u64),
+                TypeKind::Struct { members, .. } => {
+                    let m = members.iter().find(|m| {
+                        self.resolve_type_opt(m.ty)
+                            .and_then(|t| t.size)
+                            .unwrap_or(0)
+                            > 0
+                    })?;
+                    current = self.member_value(&current, m)?;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    fn resolve_type_opt(&self, id: Option<TypeId>) -> Option<std::sync::Arc<Type>> {
+        id.map(|t| self.resolve_type(t))
+    }
+
+    /// The template type parameter `name` of a struct type.
+    fn template_param(&self, id: TypeId, name: &str) -> Option<TypeId> {
+        match &self.strip(id).kind {
+            TypeKind::Struct { params, .. } => {
+                params.iter().find(|(n, _)| n == name).and_then(|(_, t)| *t)
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads a string of `len` bytes at `addr` (at most [`MAX_STRING`]) and
+    /// quotes it as Rust and C++ debuggers do.
+    async fn quoted<M: TargetMemory>(&self, addr: u64, len: u64, mem: &mut M) -> Option<String> {
+        if len == 0 {
+            return Some("\"\"".into());
+        }
+        let bytes = mem.read(addr, len.min(MAX_STRING) as usize).await.ok()?;
+        let mut text = format!("{:?}", String::from_utf8_lossy(&bytes));
+        if len > MAX_STRING {
+            text.push('…');
+        }
+        Some(text)
+    }
+}
+
+fn is_tuple(members: &[Member]) -> bool {
+    !members.is_empty()
+        && members.iter().all(|m| {
+            m.name
+                .strip_prefix("__")
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+}
+
+/// The element rows of an indexed sequence from `start`, at most `count`.
+pub fn indexed_rows(children: &Children, start: u64, count: u64) -> Vec<Child> {
+    match children {
+        Children::Indexed {
+            count: total,
+            element,
+            first,
+            stride,
+        } => (start..(*total).min(start.saturating_add(count)))
+            .map(|i| Child {
+                name: format!("[{i}]"),
+                ty: *element,
+                place: Place::Memory(first + i * stride),
+            })
+            .collect(),
+        Children::Named(rows) => rows
+            .iter()
+            .skip(start as usize)
+            .take(count as usize)
+            .cloned()
+            .collect(),
+    }
+}

@@ -1,0 +1,60 @@
+// Values a Rust developer expects to read in a debugger (issue 15): the
+// DAP values test stops at the line marked `values` and compares what vmdbg shows with
+// rust-gdb's pretty printers on the same binary at the same line.
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+struct Account {
+    name: String,
+    history: Vec<i64>,
+    limit: Option<u32>,
+}
+
+enum Shape {
+    Circle { r: f64 },
+    Rect(u32, u32),
+    Empty,
+}
+
+#[inline(never)]
+fn total(acct: &Account, label: &str) -> i64 {
+    let sum: i64 = acct.history.iter().sum();
+    println!("{label}: {sum}"); // MARK:total
+    sum
+}
+
+fn main() {
+    let acct = Account { name: String::from("alice"), history: vec![100, -30, 45], limit: Some(500) };
+    let shapes = vec![Shape::Circle { r: 1.5 }, Shape::Rect(2, 3), Shape::Empty];
+    let nothing: Option<u32> = None;
+    let boxed: Box<i32> = Box::new(7);
+    let maybe_ref: Option<&i32> = Some(&*boxed);
+    let no_ref: Option<&i32> = None;
+    let shared = Rc::new(String::from("rc"));
+    let shared2 = Rc::clone(&shared);
+    let atomic = Arc::new(5u64);
+    let letter = 'λ';
+    let pair = (1u8, "two");
+    let slice: &[i64] = &acct.history[1..];
+    let words: &str = "hello";
+    let res: Result<u32, String> = Err(String::from("bad"));
+    let ok: Result<u32, String> = Ok(9);
+    let big: Vec<u32> = (0..1_000_000).collect();
+    let mut map = HashMap::new();
+    map.insert("k", 1);
+    let mut set = HashSet::new();
+    set.insert(42u16);
+    let counter = Cell::new(3i32);
+    let cell = RefCell::new(vec![1u8, 2]);
+    let t = total(&acct, "sum");
+    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?} {set:?} {} {:?}", shapes.len(), big.len(), counter.get(), cell.borrow()); // MARK:values
+    for s in &shapes {
+        match s {
+            Shape::Circle { r } => println!("circle {r}"),
+            Shape::Rect(w, h) => println!("rect {w}x{h}"),
+            Shape::Empty => println!("empty"),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+// Values as Rust and C++ developers expect them (issue 15), end to end: a
+// real DAP client drives `vmdbg dap` on a Rust and a C++ program in a
+// Linux VM (the QEMU engine here) and compares what the Variables view
+// would show with the reference debuggers on the same binary at the same
+// line, run on this host: rust-gdb's pretty printers for Rust, gdb's
+// libstdc++ printers for C++. Addresses are masked (the guest's heap is
+// not the host's); rust-gdb's notation is translated into CodeLLDB's
+// (`(3) vec![…]`, `Some(5)` without the path) by `fromRustGdb`, which is
+// the only place the two notations differ.
+'use strict';
+const assert = require('assert');
+const cp = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { vmdbg, strict, haveCommand, startClient, lineOf } = require('./helpers');
+
+const programs = path.join(__dirname, '..', 'programs');
+const valuesRs = path.join(programs, 'values.rs');
+const valuesCpp = path.join(programs, 'values.cpp');
+const BOOT_MS = 240000;
+
+function tierMissing() {
+  if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
+  for (const tool of ['g++', 'rustc', 'rust-gdb', 'gdb', 'qemu-system-x86_64']) {
+    if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup-tests)`;
+  }
+  return null;
+}
+
+function run(cmd, args) {
+  const r = cp.spawnSync(cmd, args, { encoding: 'utf8', timeout: 120000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stderr}`);
+  return r.stdout;
+}
+
+/**
+ * `info locals` of a reference gdb stopped at `file:line`, by name;
+ * `elements` is how many a sequence shows (vmdbg's summaries show 10).
+ */
+function referenceLocals(gdb, binary, file, line, elements = 200) {
+  const out = run(gdb, ['-batch', '-nx', '-ex', 'set startup-with-shell off', '-ex', `set print elements ${elements}`,
+    '-ex', `break ${path.basename(file)}:${line}`, '-ex', 'run', '-ex', 'info locals', binary]);
+  const locals = {};
+  const after = out.slice(out.indexOf(`${line}\t`));
+  for (const l of after.split('\n')) {
+    const m = /^([A-Za-z_]\w*) = (.*)$/.exec(l);
+    if (m && !(m[1] in locals)) locals[m[1]] = m[2];
+  }
+  return locals;
+}
+
+const maskAddresses = (s) => s.replace(/0x[0-9a-f]+/g, '0xADDR');
+
+/** rust-gdb's notation in CodeLLDB's, which vmdbg follows. */
+function fromRustGdb(text) {
+  let s = text;
+  // Rc(strong=2, weak=0) = {value = "rc", strong = 2, weak = 0} -> Rc(strong=2, weak=0) "rc"
+  s = s.replace(/((?:Rc|Arc)\(strong=\d+, weak=\d+\)) = \{value = (.*?), strong = \d+, weak = \d+\}/g, '$1 $2');
+  // Vec(size=3) = {a, b} -> (3) vec![a, b]; &[T](size=2) = {a} -> (2) [a]
+  s = s.replace(/Vec\(size=(\d+)\) = \{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}/g, (_, n, items) => `(${n}) vec![${items.replace(/\.\.\.$/, ', …')}]`);
+  s = s.replace(/&\[[^\]]*\]\(size=(\d+)\) = \{([^{}]*)\}/g, '($1) [$2]');
+  // HashMap(size=1) = {["k"] = 1} -> (1) {"k": 1}; HashSet(size=1) = {42} -> (1) {42}
+  s = s.replace(/HashMap\(size=(\d+)\) = \{(.*)\}/, (_, n, body) => `(${n}) {${body.replace(/\[([^\]]*)\] = /g, '$1: ')}}`);
+  s = s.replace(/HashSet\(size=(\d+)\) = /, '($1) ');
+  // Cell = {value = 3} -> 3; RefCell(borrow=0) = {value = X, borrow = 0} -> X
+  s = s.replace(/^Cell = \{value = (.*)\}$/, '$1');
+  s = s.replace(/^RefCell\(borrow=-?\d+\) = \{value = (.*), borrow = -?\d+\}$/, '$1');
+  // core::option::Option<u32>::Some(5), values::Shape::Rect(2, 3) -> Some(5), Rect(2, 3)
+  s = s.replace(/(?:[a-z_]\w*::)+(?:[A-Z]\w*(?:<(?:[^<>]|<[^<>]*>)*>)?::)([A-Z]\w*)/g, '$1');
+  // values::Account {name: …} -> {name: …}
+  s = s.replace(/(?:[a-z_]\w*::)+[A-Z]\w* \{/g, '{');
+  // 955 '\u{0003bb}' -> 'λ'
+  s = s.replace(/^\d+ '\\u\{([0-9a-f]+)\}'$/, (_, hex) => `'${String.fromCodePoint(parseInt(hex, 16))}'`);
+  return s;
+}
+
+async function launchTo(dc, program, source, lines, functions) {
+  const stopped = dc.waitForEvent('stopped', BOOT_MS);
+  await dc.initializeRequest({ adapterID: 'vmdbg', supportsVariablePaging: true });
+  const initialized = dc.waitForEvent('initialized', BOOT_MS);
+  const launched = dc.launchRequest({ engine: 'qemu', program });
+  await Promise.race([initialized, launched.then(() => initialized)]);
+  const bps = await dc.setBreakpointsRequest({ source: { path: source }, breakpoints: lines.map((line) => ({ line })) });
+  const fbps = await dc.setFunctionBreakpointsRequest({ breakpoints: functions.map((name) => ({ name })) });
+  await dc.configurationDoneRequest();
+  await launched;
+  return { event: await stopped, bps, fbps };
+}
+
+async function continueTo(dc, threadId) {
+  const stopped = dc.waitForEvent('stopped', BOOT_MS);
+  await dc.continueRequest({ threadId });
+  return stopped;
+}
+
+async function locals(dc, threadId) {
+  const trace = await dc.stackTraceRequest({ threadId });
+  const frame = trace.body.stackFrames[0];
+  const scopes = await dc.scopesRequest({ frameId: frame.id });
+  const ref = scopes.body.scopes.find((s) => s.name === 'Locals').variablesReference;
+  const vars = (await dc.variablesRequest({ variablesReference: ref })).body.variables;
+  return { frame, frames: trace.body.stackFrames, vars: Object.fromEntries(vars.map((v) => [v.name, v])) };
+}
+
+const children = async (dc, variable, start, count) =>
+  (await dc.variablesRequest({ variablesReference: variable.variablesReference, start, count })).body.variables;
+
+const evaluate = async (dc, frameId, expression) =>
+  (await dc.evaluateRequest({ expression, frameId, context: 'watch' })).body.result;
+
+describe('values as Rust and C++ show them (qemu engine)', function () {
+  this.timeout(BOOT_MS + 60000);
+  let work;
+  let dc;
+
+  before(function () {
+    const missing = tierMissing();
+    if (missing) {
+      if (strict()) throw new Error(`required but unavailable under CI: ${missing}`);
+      console.log(`SKIPPED: ${this.test.parent.title}: ${missing}`);
+      this.skip();
+    }
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
+    run('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'values'), valuesRs]);
+    run('g++', ['-g', '-O0', '-o', path.join(work, 'values_cpp'), valuesCpp]);
+  });
+
+  beforeEach(async function () {
+    dc = await startClient();
+  });
+
+  afterEach(async function () {
+    if (dc) await dc.stop().catch(() => {});
+    dc = null;
+  });
+
+  after(function () {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('Rust: demangled frames, a function breakpoint by path, and locals as rust-gdb shows them', async function () {
+    const line = lineOf(valuesRs, /MARK:values/);
+    const reference = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 10);
+    assert.ok(Object.keys(reference).length >= 15, `rust-gdb gave the reference: ${JSON.stringify(reference)}`);
+
+    const { event, fbps } = await launchTo(dc, path.join(work, 'values'), valuesRs, [line], ['values::total']);
+    assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    // The function breakpoint by its Rust path stops first, in a frame
+    // named as Rust writes it, called from the demangled main.
+    let { frames, vars } = await locals(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'values::total');
+    assert.strictEqual(frames[1].name, 'values::main');
+    assert.strictEqual(frames[0].line, lineOf(valuesRs, /let sum: i64/));
+    const args = await dc.scopesRequest({ frameId: frames[0].id });
+    const argRef = args.body.scopes.find((s) => s.name === 'Arguments').variablesReference;
+    const argVars = Object.fromEntries((await dc.variablesRequest({ variablesReference: argRef })).body.variables.map((v) => [v.name, v]));
+    assert.strictEqual(argVars.label.value, '"sum"');
+    assert.strictEqual(await evaluate(dc, frames[0].id, 'acct.name'), '"alice"', 'field access through a reference');
+
+    const stop = await continueTo(dc, event.body.threadId);
+    ({ frames, vars } = await locals(dc, stop.body.threadId));
+    assert.strictEqual(frames[0].line, line);
+    const compared = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
+      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell'];
+    for (const name of compared) {
+      assert.ok(vars[name], `vmdbg shows the local ${name}`);
+      assert.ok(reference[name], `rust-gdb shows the local ${name}`);
+      assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(fromRustGdb(reference[name])), `${name}: rust-gdb says ${reference[name]}`);
+    }
+
+    // Children: a struct's fields, an enum's payload, a Vec's elements.
+    const acct = await children(dc, vars.acct);
+    assert.deepStrictEqual(acct.map((c) => `${c.name}=${c.value}`), ['name="alice"', 'history=(3) vec![100, -30, 45]', 'limit=Some(500)']);
+    const limit = await children(dc, acct[2]);
+    assert.deepStrictEqual(limit.map((c) => `${c.name}=${c.value}`), ['0=500']);
+    assert.strictEqual(vars.shapes.indexedVariables, 3);
+    const shapes = await children(dc, vars.shapes);
+    assert.deepStrictEqual(shapes.map((c) => `${c.name}=${c.value}`), ['[0]=Circle{r: 1.5}', '[1]=Rect(2, 3)', '[2]=Empty']);
+    const rect = await children(dc, shapes[1]);
+    assert.deepStrictEqual(rect.map((c) => `${c.name}=${c.value}`), ['0=2', '1=3']);
+    const err = await children(dc, vars.res);
+    assert.deepStrictEqual(err.map((c) => `${c.name}=${c.value}`), ['0="bad"']);
+    assert.strictEqual(vars.nothing.variablesReference, 0, 'None has nothing to expand');
+    const map = await children(dc, vars.map);
+    assert.deepStrictEqual(map.map((c) => `${c.name}=${c.value}`), ['["k"]=1']);
+    const shared = await children(dc, vars.shared);
+    assert.deepStrictEqual(shared.map((c) => `${c.name}=${c.value}`), ['value="rc"']);
+
+    // A million-element Vec is paged: the last page holds the last elements.
+    assert.strictEqual(vars.big.indexedVariables, 1000000);
+    const tail = await children(dc, vars.big, 999998, 2);
+    assert.deepStrictEqual(tail.map((c) => `${c.name}=${c.value}`), ['[999998]=999998', '[999999]=999999']);
+
+    // evaluate with Rust's own forms.
+    const frameId = frames[0].id;
+    assert.strictEqual(await evaluate(dc, frameId, 'acct.history[1]'), '-30');
+    assert.strictEqual(await evaluate(dc, frameId, 'slice[0]'), '-30');
+    assert.strictEqual(await evaluate(dc, frameId, 'pair.1'), '"two"');
+    assert.strictEqual(await evaluate(dc, frameId, 'big[999999]'), '999999');
+    await assert.rejects(evaluate(dc, frameId, 'acct.history[3]'), /out of range.*length 3/);
+  });
+
+  it('C++: demangled method frames, a breakpoint on ns::Class::method, and locals as gdb\'s libstdc++ printers show them', async function () {
+    const line = lineOf(valuesCpp, /MARK:values/);
+    const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line);
+    assert.ok(Object.keys(reference).length >= 8, `gdb gave the reference: ${JSON.stringify(reference)}`);
+
+    const { event, fbps } = await launchTo(dc, path.join(work, 'values_cpp'), valuesCpp, [line], ['shop::Basket::total']);
+    assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    let { frames, vars } = await locals(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'shop::Basket::total');
+    assert.strictEqual(frames[0].line, lineOf(valuesCpp, /MARK:method/));
+    assert.strictEqual(frames[1].name, 'main');
+
+    const stop = await continueTo(dc, event.body.threadId);
+    ({ frames, vars } = await locals(dc, stop.body.threadId));
+    assert.strictEqual(frames[0].line, line);
+    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n']) {
+      assert.ok(vars[name], `vmdbg shows the local ${name}`);
+      assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(reference[name]), `${name}: gdb says ${reference[name]}`);
+    }
+    const numbers = await children(dc, vars.numbers);
+    assert.deepStrictEqual(numbers.map((c) => `${c.name}=${c.value}`), ['[0]=1', '[1]=2', '[2]=3']);
+    const pointee = await children(dc, vars.shared);
+    assert.deepStrictEqual(pointee.map((c) => `${c.name}=${c.value}`), ['*get()=7']);
+    assert.strictEqual(await evaluate(dc, frames[0].id, 'numbers[2]'), '3');
+    assert.strictEqual(await evaluate(dc, frames[0].id, 'basket.items[0].count'), '2');
+  });
+});
