@@ -11,8 +11,10 @@
 //!
 //! What it needs: qemu-system-x86_64, gcc (static glibc), busybox-static,
 //! cpio, root (for mknod in the images), and apt-get + dpkg-deb to fetch
-//! the pinned Debian kernel (tests/nested/fetch-kernel.sh, cached under
-//! `$XDG_CACHE_HOME/vmdbg/nested`).
+//! the Debian kernel the default image was made from
+//! (tests/nested/fetch-kernel.sh, cached under
+//! `$XDG_CACHE_HOME/vmdbg/nested`). Builds under target/nested, holding
+//! its lock for the test process's life.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
