@@ -9,17 +9,32 @@ use serde_json::Value;
 
 use super::session::StartConfig;
 
+/// Launch properties of kernel sessions only: a program session refuses
+/// them rather than ignore them (the schema's `oneOf` says the same).
+const KERNEL_ONLY: &[&str] = &["symbols", "cmdline", "mem", "cpus", "vmm"];
+/// Launch properties of program sessions only.
+const PROGRAM_ONLY: &[&str] = &["args", "env", "cwd", "engine", "image"];
+
 /// A `launch` request's arguments: a program session or a kernel session.
 pub fn parse_launch(args: Value) -> Result<StartConfig> {
     let has = |key: &str| args.get(key).is_some();
+    let other_mode = |keys: &[&'static str]| keys.iter().copied().find(|k| has(k));
     let config = match (has("program"), has("kernel")) {
         (true, true) => {
             bail!("invalid launch configuration: give either `program` or `kernel`, not both")
         }
-        (true, false) => StartConfig::Program(
-            serde_json::from_value(args).context("invalid program launch configuration")?,
-        ),
+        (true, false) => {
+            if let Some(key) = other_mode(KERNEL_ONLY) {
+                bail!("invalid program launch configuration: `{key}` is for kernel sessions (with `kernel`); a program session does not take it");
+            }
+            StartConfig::Program(
+                serde_json::from_value(args).context("invalid program launch configuration")?,
+            )
+        }
         (false, true) => {
+            if let Some(key) = other_mode(PROGRAM_ONLY) {
+                bail!("invalid launch configuration: `{key}` is for program sessions (with `program`); a kernel session does not take it");
+            }
             let config: super::launch::LaunchConfig =
                 serde_json::from_value(args).context("invalid launch configuration")?;
             if let Some(mem) = &config.mem {
@@ -263,6 +278,57 @@ mod tests {
         assert_eq!(branches, ["program", "kernel"]);
         assert!(parse_launch(json!({"program": "/bin/true", "kernel": "/k"})).is_err());
         assert!(parse_launch(json!({"cwd": "/"})).is_err());
+    }
+
+    /// Each mode's properties are refused in the other mode, as the
+    /// schema's `oneOf` branches say (`not` any of them), and those lists
+    /// are the properties its descriptions mark "Program mode:" and
+    /// "Kernel mode:".
+    #[test]
+    fn one_modes_properties_are_refused_in_the_other_as_the_schema_says() {
+        let schema = schema();
+        let launch = &schema["definitions"]["launch"];
+        let marked = |prefix: &str, own: &str| -> Vec<String> {
+            let mut keys: Vec<String> = launch["properties"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, p)| {
+                    *k != own && p["description"].as_str().unwrap_or("").starts_with(prefix)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort();
+            keys
+        };
+        for (branch, own, other, other_prefix, other_own) in [
+            (0, "program", "kernel", "Kernel mode:", "kernel"),
+            (1, "kernel", "program", "Program mode:", "program"),
+        ] {
+            let b = &launch["oneOf"][branch];
+            assert_eq!(b["required"], json!([own]));
+            let mut refused: Vec<String> = b["not"]["anyOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["required"][0].as_str().unwrap().to_string())
+                .filter(|k| k != other)
+                .collect();
+            refused.sort();
+            assert_eq!(refused, marked(other_prefix, other_own), "{own} branch");
+            for key in &refused {
+                let prop = &launch["properties"][key];
+                let mut args = json!({ own: "/some/path" });
+                args[key.as_str()] = valid_value(key, prop);
+                let err = parse_launch(args.clone())
+                    .err()
+                    .unwrap_or_else(|| panic!("the schema refuses {args}; vmdbg accepts it"));
+                assert!(
+                    format!("{err:#}").contains(&format!("`{key}` is for")),
+                    "{err:#}"
+                );
+            }
+        }
     }
 
     #[test]
