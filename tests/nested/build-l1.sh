@@ -45,6 +45,11 @@ image_kname=$(basename "$image_kdir")
 mkdir -p "$cache/$image_kname"
 cp "$image_kdir"/{release,modules.order,vmlinux} "$cache/$image_kname/"
 cp "$image_initrd" "$cache/"
+# Where the archive dropped a pin, vmdbg records what stands in for it;
+# vmdbg in L1 must find the same image names.
+for record in "$(dirname "$image_kdir")"/fallback-*; do
+    [ -e "$record" ] && cp "$record" "$cache/"
+done
 # At its host path too: the DAP tests' programs name their sources and
 # libraries by host paths.
 mkdir -p "$l1$app"
@@ -64,7 +69,7 @@ cp "$kdir"/l1-modules/* "$l1/l1-modules/"
 # The same Debian kernel as the default image (tests/nested/fetch-kernel.sh
 # pins it): one vmlinux serves both.
 cmp -s "$kdir/release" "$image_kdir/release" || {
-    echo "build-l1: $kdir and $image_kdir hold different kernels; pin the same package in fetch-kernel.sh and dap-server/src/image/pins.rs" >&2; exit 1; }
+    echo "build-l1: $kdir and $image_kdir hold different kernels (fetch-kernel.sh was given another package than the image's kernel-*/deb)" >&2; exit 1; }
 ln -s "/root/.cache/vmdbg/$image_kname/vmlinux" "$l1/l2/vmlinux"
 cp "$kdir/vmlinuz" "$l1/l2/"
 cp "$out/l2-initrd.cpio" "$l1/l2/initrd.cpio"

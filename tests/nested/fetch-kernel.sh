@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# Fetches the pinned Debian kernel package the nested tier boots (as L1 and
-# as L2; the same package as vmdbg's default image, dap-server/src/image/
-# pins.rs), checks its sha256 against the one apt's index gives, and unpacks
-# it: vmlinuz, the uncompressed vmlinux (extracted from its XZ payload, so
+# Fetches the Debian kernel package the nested tier boots (as L1 and as L2;
+# the same package as vmdbg's default image: PACKAGE VERSION as `vmdbg image
+# info` names them, else the pin in dap-server/src/image/pins.rs), checks
+# its sha256 against the one apt's signed index gives, and unpacks it: vmlinuz, the uncompressed vmlinux (extracted from its XZ payload, so
 # the guest skips decompression), L1's modules (KVM, and the e1000 NIC that
 # carries the DAP tests' connection) and L2's virtio modules, each in the
 # order they must be insmod-ed (the package has no modules.dep).
 # Idempotent: prints the unpacked directory and exits at once when it is
-# already there. Usage: fetch-kernel.sh [CACHE_DIR]
+# already there. Usage: fetch-kernel.sh [PACKAGE VERSION]
 set -euo pipefail
-PKG=linux-image-6.1.0-50-amd64
-VERSION=6.1.176-1
-KREL=6.1.0-50-amd64
-cache="${1:-${VMDBG_NESTED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmdbg/nested}}"
+cd "$(dirname "$0")/../.."
+if [ $# -ge 2 ]; then
+    PKG=$1 VERSION=$2
+else
+    . .ci/pins.sh
+    PKG=$kernel_pkg VERSION=$kernel_ver
+    if ! apt_has "$PKG=$VERSION"; then
+        # The archive dropped the pin; vmdbg's image then uses the newest
+        # kernel, and the nested test passes that one here.
+        echo "fetch-kernel: the pinned $PKG=$VERSION is no longer in the archive; the nested test fetches the kernel vmdbg's image uses" >&2
+        exit 0
+    fi
+fi
+cache="${VMDBG_NESTED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmdbg/nested}"
 # Bump LAYOUT when what is unpacked changes, so old caches are not reused.
 LAYOUT=2
 out="$cache/$PKG-$VERSION-$LAYOUT"
@@ -33,6 +43,7 @@ if [ "$got" != "$want" ]; then
     echo "fetch-kernel: $deb has sha256 $got, apt's index says $want; refusing it" >&2; exit 1
 fi
 dpkg-deb -x "$deb" "$tmp/root"
+KREL=$(basename "$(ls "$tmp"/root/boot/vmlinuz-*)"); KREL=${KREL#vmlinuz-}
 mkdir -p "$tmp/out"
 cp "$tmp/root/boot/vmlinuz-$KREL" "$tmp/out/vmlinuz"
 mods="$tmp/root/lib/modules/$KREL/kernel"

@@ -249,24 +249,33 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Waits until something listens on a TCP port (the stub is up).
-pub fn wait_for_port(port: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on port {port} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Starts `cmd` (a vmdbg-vmm with its kernel) with its gdb stub on a port
+/// the stub picks itself (`--gdb 127.0.0.1:0`: no window in which another
+/// process can take a port the test chose), waiting for gdb; returns the
+/// guard and the port the stub printed.
+pub fn vmm_gdb_on_any_port(mut cmd: Command) -> (ChildGuard, u16) {
+    cmd.args(["--gdb", "127.0.0.1:0", "--wait-gdb"]);
+    let mut guard = ChildGuard::spawn(cmd, "vmdbg-vmm");
+    let said = "waiting for gdb: target remote 127.0.0.1:";
+    guard.wait_for_stderr(said, Duration::from_secs(10));
+    let seen = guard.stderr_text();
+    let port = seen
+        .split(said)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in: {seen}"));
+    (guard, port)
 }
 
 /// Runs Debian's gdb in batch mode on `elf` with a script.
 pub fn gdb_batch(elf: &Path, script: &str, limit: Duration) -> Output {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SCRIPTS: AtomicU32 = AtomicU32::new(0);
     let path = std::env::temp_dir().join(format!(
         "vmdbg-gdb-{}-{}.gdb",
         std::process::id(),
-        free_port()
+        SCRIPTS.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&path, script).unwrap();
     let mut cmd = Command::new("gdb");
@@ -276,8 +285,10 @@ pub fn gdb_batch(elf: &Path, script: &str, limit: Duration) -> Output {
     out
 }
 
-/// QEMU booting the same ELF through PVH, with its gdbstub waiting (-s -S).
-pub fn qemu_with_gdbstub(elf: &Path, port: u16) -> ChildGuard {
+/// QEMU booting the same ELF through PVH, with its gdbstub waiting (-s -S)
+/// on the unix socket `socket` (gdb: `target remote <socket>`); returns
+/// once the socket is there.
+pub fn qemu_with_gdbstub(elf: &Path, socket: &Path) -> ChildGuard {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-accel", "tcg", "-M", "pc", "-m", "128", "-display", "none", "-serial", "null",
@@ -289,10 +300,23 @@ pub fn qemu_with_gdbstub(elf: &Path, port: u16) -> ChildGuard {
         "-S",
     ])
     .arg("-gdb")
-    .arg(format!("tcp:127.0.0.1:{port}"))
+    .arg(format!("unix:{},server=on,wait=off", socket.display()))
     .arg("-kernel")
     .arg(elf);
-    ChildGuard::spawn(cmd, "qemu-system-x86_64")
+    let mut qemu = ChildGuard::spawn(cmd, "qemu-system-x86_64");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        if let Ok(Some(status)) = qemu.child.try_wait() {
+            panic!("QEMU ended ({status}): {}", qemu.stderr_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "QEMU opened no gdb socket at {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    qemu
 }
 
 // ----- the process debugger (`vmdbg-agent gdbserver`) on this host -----
@@ -424,6 +448,48 @@ pub fn vmdbg_binary() -> PathBuf {
     workspace_binary("vmdbg", "vmdbg")
 }
 
+/// The image cache the tests' vmdbg uses: one for all test runs of this
+/// checkout (the default image is tens of MB from Debian's mirror, built
+/// once), apart from the user's own ~/.cache/vmdbg, which a test must not
+/// fill, prune or depend on. vmdbg's cache lock serialises builds.
+pub fn test_cache_home() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .join("target/test-cache")
+}
+
+/// `vmdbg` with the tests' image cache (`XDG_CACHE_HOME`); a test of the
+/// cache itself sets its own.
+pub fn vmdbg() -> Command {
+    let mut cmd = Command::new(vmdbg_binary());
+    cmd.env("XDG_CACHE_HOME", test_cache_home());
+    cmd
+}
+
+/// `std::env::temp_dir()/<prefix><pid>`, fresh, for this test process;
+/// first removes those of earlier test processes that are gone (a failed
+/// test leaves its files for a look, but not for ever).
+pub fn process_temp_dir(prefix: &str) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix).and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        }) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = tmp.join(format!("{prefix}{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}
+
 /// What Linux-guest tests need here: QEMU, and apt-get and dpkg-deb to
 /// build the default guest image from Debian's packages.
 pub fn linux_guest_tools() -> Result<(), String> {
@@ -440,7 +506,7 @@ pub fn linux_guest_tools() -> Result<(), String> {
 pub fn default_image_ready() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let mut cmd = Command::new(vmdbg_binary());
+        let mut cmd = vmdbg();
         cmd.args(["image", "build"]);
         let out = run(cmd, "vmdbg image build", Duration::from_secs(900));
         assert!(
@@ -449,6 +515,32 @@ pub fn default_image_ready() {
             text(&out.stderr)
         );
     });
+}
+
+/// The default image's kernel as `vmdbg image info` reports it (release,
+/// Debian version): the pin in dap-server/src/image/pins.rs, or what stood
+/// in for it when the archive had dropped it. Builds the image first.
+pub fn default_image_kernel() -> (String, String) {
+    default_image_ready();
+    let mut cmd = vmdbg();
+    cmd.args(["image", "info"]);
+    let out = run(cmd, "vmdbg image info", Duration::from_secs(60));
+    let info = text(&out.stdout);
+    assert!(out.status.success(), "{info}{}", text(&out.stderr));
+    let field = |label: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("`vmdbg image info` printed no `{label}` line:\n{info}"))
+    };
+    (field("kernel release:"), field("kernel version:"))
+}
+
+/// The start of the line `uname -a` prints in a guest booted from the
+/// default image.
+pub fn default_image_uname_prefix() -> String {
+    let (release, version) = default_image_kernel();
+    format!("Linux vmdbg {release} #1 SMP PREEMPT_DYNAMIC Debian {version}")
 }
 
 /// Whether the Linux-guest tests can run (`extra` adds the tools a test
@@ -465,10 +557,7 @@ pub fn linux_guest_ready(test: &str, extra: &[&str]) -> bool {
 
 /// A fresh, empty directory for one test's files.
 pub fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmdbg-e2e-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    process_temp_dir(&format!("vmdbg-e2e-{test}-"))
 }
 
 /// QEMU processes started by the vmdbg with this pid (their sockets are in
@@ -525,7 +614,7 @@ pub fn assert_vmdbg_left_nothing(vmdbg_pid: u32, how: &str) {
 
 /// `vmdbg run ARGS…` (the caller adds `-- CMD`).
 pub fn vmdbg_run(args: &[&str]) -> Command {
-    let mut cmd = Command::new(vmdbg_binary());
+    let mut cmd = vmdbg();
     cmd.arg("run").args(args);
     cmd
 }

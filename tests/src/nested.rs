@@ -11,8 +11,10 @@
 //!
 //! What it needs: qemu-system-x86_64, gcc (static glibc), busybox-static,
 //! cpio, root (for mknod in the images), and apt-get + dpkg-deb to fetch
-//! the pinned Debian kernel (tests/nested/fetch-kernel.sh, cached under
-//! `$XDG_CACHE_HOME/vmdbg/nested`).
+//! the Debian kernel the default image was made from
+//! (tests/nested/fetch-kernel.sh, cached under
+//! `$XDG_CACHE_HOME/vmdbg/nested`). Builds under target/nested, holding
+//! its lock for the test process's life.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -186,11 +188,7 @@ fn build_images() -> Result<Images, String> {
     let nested = nested_dir();
     let work = target_dir().join("nested");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-
-    let kernel_dir = PathBuf::from(run_step(
-        Command::new("bash").arg(nested.join("fetch-kernel.sh")),
-        "fetching the Debian kernel (tests/nested/fetch-kernel.sh)",
-    )?);
+    hold_nested_lock(&work)?;
 
     // A static vmdbg-vmm, in a target dir of its own so the flags do not
     // invalidate the workspace build.
@@ -235,7 +233,7 @@ fn build_images() -> Result<Images, String> {
     // comes from this host's cache, so L1 needs no apt.
     let vmdbg = crate::vmdbg_binary();
     let built = run_step(
-        Command::new(&vmdbg).args(["image", "build"]),
+        crate::vmdbg().args(["image", "build"]),
         "building vmdbg's default image (vmdbg image build)",
     )?;
     let image_path = |label: &str| {
@@ -251,6 +249,22 @@ fn build_images() -> Result<Images, String> {
         .parent()
         .ok_or("the image's kernel has no directory")?
         .to_path_buf();
+    // L1 boots the kernel package the image was made from: the pin, or
+    // what stood in for it when the archive had dropped it.
+    let image_deb = std::fs::read_to_string(image_kernel_dir.join("deb"))
+        .map_err(|e| format!("{}/deb: {e}", image_kernel_dir.display()))?;
+    let (package, version) = image_deb.trim().split_once(' ').ok_or_else(|| {
+        format!(
+            "{}/deb: expected `PACKAGE VERSION`",
+            image_kernel_dir.display()
+        )
+    })?;
+    let kernel_dir = PathBuf::from(run_step(
+        Command::new("bash")
+            .arg(nested.join("fetch-kernel.sh"))
+            .args([package, version]),
+        "fetching the Debian kernel (tests/nested/fetch-kernel.sh)",
+    )?);
 
     // The programs the scenarios copy into L2: greeter (at /app/greeter
     // in L1) and the DAP suite's.
@@ -284,6 +298,31 @@ fn build_images() -> Result<Images, String> {
         initrd: l1_initrd,
         dap_programs,
     })
+}
+
+/// Takes target/nested/lock for the rest of this test process: the images
+/// and programs there are rebuilt by every run (the app directory deleted
+/// first), and L1 reads the programs from there while its tests run, so a
+/// second `cargo test` of this checkout waits until the first is done.
+fn hold_nested_lock(work: &Path) -> Result<(), String> {
+    static HELD: OnceLock<std::fs::File> = OnceLock::new();
+    let path = work.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!(
+            "nested: waiting for {} (another test run of this checkout uses the nested tier)",
+            path.display()
+        );
+        file.lock()
+            .map_err(|e| format!("lock {}: {e}", path.display()))?;
+    }
+    let _ = HELD.set(file);
+    Ok(())
 }
 
 fn host_tsc_khz() -> u64 {

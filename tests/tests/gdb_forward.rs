@@ -33,7 +33,7 @@ fn build_locals(dir: &Path) -> PathBuf {
 
 /// `vmdbg gdb-forward --port 0 -- PROGRAM`, up and listening; its port.
 fn forward(program: &Path, test: &str) -> (ChildGuard, u16) {
-    let mut cmd = Command::new(vmdbg_binary());
+    let mut cmd = vmdbg();
     cmd.args(["gdb-forward", "--port", "0", "--"])
         .arg(program)
         .env_remove("XDG_RUNTIME_DIR");
@@ -295,7 +295,7 @@ fn a_program_the_guest_cannot_run_is_a_clear_error() {
     let dir = scratch_dir("gdb-forward-cannot-run");
     let script = dir.join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\necho never\n").unwrap();
-    let mut cmd = Command::new(vmdbg_binary());
+    let mut cmd = vmdbg();
     cmd.args(["gdb-forward", "--port", "0", "--"]).arg(&script);
     let vmdbg = ChildGuard::spawn(cmd, "vmdbg gdb-forward (cannot run)");
     let pid = vmdbg.child.id();
@@ -316,7 +316,7 @@ fn a_program_the_guest_cannot_run_is_a_clear_error() {
 #[test]
 fn bad_input_is_refused_before_any_boot_with_the_field_and_the_fix() {
     let dir = scratch_dir("gdb-forward-bad-input");
-    let mut cmd = Command::new(vmdbg_binary());
+    let mut cmd = vmdbg();
     cmd.args(["gdb-forward", "--port", "0", "--"])
         .arg(dir.join("no-such-program"));
     let out = run(
@@ -335,7 +335,7 @@ fn bad_input_is_refused_before_any_boot_with_the_field_and_the_fix() {
     std::fs::write(&program, "#!/bin/sh\n").unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let mut cmd = Command::new(vmdbg_binary());
+    let mut cmd = vmdbg();
     cmd.args(["gdb-forward", "--port", &port, "--"])
         .arg(&program);
     let out = run(
@@ -351,15 +351,17 @@ fn bad_input_is_refused_before_any_boot_with_the_field_and_the_fix() {
         "{stderr}"
     );
 
-    let mut cmd = Command::new(vmdbg_binary());
+    let mut cmd = vmdbg();
     cmd.args(["gdb-forward", "--port", "70000", "--"])
         .arg(&program);
     let out = run(cmd, "vmdbg gdb-forward (bad port)", Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The value and the range, not just the option's name (which the usage
+    // line of any error prints).
     assert!(
-        text(&out.stderr).contains("--port"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("invalid value '70000' for '--port") && stderr.contains("0..=65535"),
+        "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,18 +9,11 @@ use vmdbg_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// vmdbg-vmm waiting for gdb on a fresh port; returns the guard and port.
+/// vmdbg-vmm waiting for gdb on a port it picked; returns the guard and port.
 fn vmm_waiting(kernel_name: &str) -> (ChildGuard, u16) {
-    let port = free_port();
     let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(kernel(kernel_name))
-        .arg("--gdb")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--wait-gdb");
-    let mut guard = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    guard.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
-    (guard, port)
+    cmd.arg("--kernel").arg(kernel(kernel_name));
+    vmm_gdb_on_any_port(cmd)
 }
 
 const PRELUDE: &str = "set pagination off\nset confirm off\nset width 0\n";
@@ -198,13 +191,15 @@ monitor info
 kill
 "
     );
-    let script2 = format!(
-        "{PRELUDE}target remote 127.0.0.1:{port}
+    let script2 = |port: u16| {
+        format!(
+            "{PRELUDE}target remote 127.0.0.1:{port}
 hbreak calls.c:{leaf}
 continue
 x/2xg 0x7fff00000000
 "
-    );
+        )
+    };
     let out = gdb_batch(&kernel("calls-O0.elf"), &script, LIMIT);
     let gdb = text(&out.stdout) + &text(&out.stderr);
     let vmm_out = vmm.wait_output(LIMIT);
@@ -230,11 +225,7 @@ x/2xg 0x7fff00000000
     assert_eq!(vmm_out.status.code(), Some(0), "kill ends the VM");
 
     let (vmm, port2) = vmm_waiting("calls-O0.elf");
-    let out = gdb_batch(
-        &kernel("calls-O0.elf"),
-        &script2.replace(&port.to_string(), &port2.to_string()),
-        LIMIT,
-    );
+    let out = gdb_batch(&kernel("calls-O0.elf"), &script2(port2), LIMIT);
     let gdb = text(&out.stdout) + &text(&out.stderr);
     assert!(
         gdb.contains("Cannot access memory at address 0x7fff00000000"),
@@ -243,11 +234,12 @@ x/2xg 0x7fff00000000
     drop(vmm);
 }
 
-/// The stepping script both stubs run; `at` prints where gdb stopped.
-fn stepping_script(port: u16) -> String {
+/// The stepping script both stubs run (`target`: what `target remote`
+/// takes); `at` prints where gdb stopped.
+fn stepping_script(target: &str) -> String {
     let call_accumulate = marker_line("calls.c", "call-accumulate");
     format!(
-        "{PRELUDE}target remote 127.0.0.1:{port}
+        "{PRELUDE}target remote {target}
 define at
 python f = gdb.selected_frame(); print('AT %s:%d' % (f.name(), f.find_sal().line))
 end
@@ -292,14 +284,15 @@ fn next_step_finish_land_where_gdb_on_qemu_lands() {
             return;
         }
         let elf = kernel(name);
-        let qemu_port = free_port();
-        let qemu = qemu_with_gdbstub(&elf, qemu_port);
-        wait_for_port(qemu_port, Duration::from_secs(20));
-        let on_qemu = gdb_batch(&elf, &stepping_script(qemu_port), LIMIT);
+        let dir = scratch_dir("gdb-on-qemu");
+        let socket = dir.join("gdb.sock");
+        let qemu = qemu_with_gdbstub(&elf, &socket);
+        let on_qemu = gdb_batch(&elf, &stepping_script(&socket.display().to_string()), LIMIT);
         drop(qemu);
+        let _ = std::fs::remove_dir_all(&dir);
 
         let (vmm, port) = vmm_waiting(name);
-        let on_vmm = gdb_batch(&elf, &stepping_script(port), LIMIT);
+        let on_vmm = gdb_batch(&elf, &stepping_script(&format!("127.0.0.1:{port}")), LIMIT);
         drop(vmm);
 
         let (q, v) = (stops(&text(&on_qemu.stdout)), stops(&text(&on_vmm.stdout)));

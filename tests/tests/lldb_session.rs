@@ -14,15 +14,9 @@ fn lldb_reads_registers_and_hits_a_breakpoint() {
     ) {
         return;
     }
-    let port = free_port();
     let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(kernel("calls-O0.elf"))
-        .arg("--gdb")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--wait-gdb");
-    let mut vmm = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    vmm.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
+    cmd.arg("--kernel").arg(kernel("calls-O0.elf"));
+    let (vmm, port) = vmm_gdb_on_any_port(cmd);
     let leaf = marker_line("calls.c", "leaf");
     let mut lldb = Command::new("lldb");
     lldb.arg("--batch")

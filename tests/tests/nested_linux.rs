@@ -6,8 +6,6 @@
 
 use vmdbg_e2e::nested::{self, Outcome, SCENARIO_LIMIT};
 
-const KERNEL_RELEASE: &str = "6.1.0-50-amd64";
-
 fn run(test: &str, command: &str) -> Option<Outcome> {
     let mut l1 = nested::session(test)?;
     let outcome = l1.run(command, SCENARIO_LIMIT);
@@ -21,9 +19,10 @@ fn assert_booted_and_powered_off(out: &Outcome) {
     let uname = out
         .marker("@@L2-UNAME")
         .unwrap_or_else(|| panic!("L2 never printed its uname:\n{}", out.output));
+    let (release, _) = vmdbg_e2e::default_image_kernel();
     assert!(
-        uname.starts_with("Linux") && uname.contains(KERNEL_RELEASE),
-        "{uname}"
+        uname.starts_with("Linux") && uname.contains(&format!(" {release} ")),
+        "not {release}: {uname}"
     );
     assert!(out.marker("@@L2-POWEROFF").is_some(), "{}", out.output);
     assert_eq!(out.marker("@@VMM-STATUS"), Some("0"), "{}", out.output);
@@ -166,7 +165,7 @@ fn nested_vmdbg_run_uname_on_auto_uses_the_kvm_engine() {
     assert_eq!(out.status, 0, "{}", out.output);
     let uname = guest_lines(&out).join("\n");
     assert!(
-        uname.starts_with("Linux vmdbg 6.1.0-50-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1")
+        uname.starts_with(&vmdbg_e2e::default_image_uname_prefix())
             && uname.ends_with("x86_64 GNU/Linux"),
         "not the Debian kernel's uname line: {}",
         out.output
@@ -356,10 +355,11 @@ fn run_program_suite(
             out.status, log.output
         );
     }
+    // Which engine booted the VMs is the suite's own check (the adapter's
+    // console line); here only that nothing was skipped.
     assert!(
-        report.contains(&format!("program session in a Linux VM ({engine} engine)"))
-            && !report.contains("pending"),
-        "the suite did not run on the {engine} engine, or skipped tests:\n{report}"
+        report.contains(" passing") && !report.contains("pending"),
+        "the suite ran no tests, or skipped some:\n{report}"
     );
     report
 }

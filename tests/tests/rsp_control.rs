@@ -135,7 +135,9 @@ fn interrupt_write_memory_detach_and_run_on() {
     assert_eq!(rsp.ask("qNoSuchThing"), "");
 
     rsp.send("vCont;c");
-    std::thread::sleep(Duration::from_millis(300));
+    // Interrupt once the guest says it spins (an event, not a head start
+    // a loaded host may not give it).
+    vmm.wait_for_stdout("spin: waiting to be released", LIMIT);
     rsp.send_raw(&[0x03]);
     let stop = rsp.reply();
     assert!(stop.starts_with("T02"), "Ctrl-C stops with SIGINT: {stop}");

@@ -6,15 +6,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vmdbg_e2e::{all, kernel, kvm, require, run, text, tool, vmm};
+use vmdbg_e2e::{all, kernel, kvm, process_temp_dir, require, run, text, tool, vmm};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmdbg-linux-host-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    process_temp_dir(&format!("vmdbg-linux-host-{name}-"))
 }
 
 #[test]
@@ -113,7 +110,12 @@ fn a_bad_disk_option_is_explained() {
     let out = run(cmd, "vmdbg-vmm", LIMIT);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("ro"), "{err}");
+    // The bad option by name and the ones there are ("ro" alone would
+    // match the word "error").
+    assert!(
+        err.contains("unknown option `rx`") && err.contains("the only ones are ro and rw"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -72,7 +72,12 @@ async function startCodeServer(workspace, settings) {
   const log = [];
   const proc = spawn(node24, [codeServer, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--user-data-dir', userData,
     '--extensions-dir', extensions, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
-    '--disable-getting-started-override', workspace], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    '--disable-getting-started-override', workspace], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    // vmdbg's image cache for tests (tests/src/lib.rs), not the user's.
+    env: { ...process.env, XDG_CACHE_HOME: process.env.VMDBG_TEST_CACHE ?? join(repo, 'target', 'test-cache') },
+  });
   proc.stdout.on('data', (d) => log.push(String(d)));
   proc.stderr.on('data', (d) => log.push(String(d)));
   await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
@@ -136,9 +141,27 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     await topFrame.first().waitFor({ timeout: waitMs });
     const stoppedMs = Date.now() - started;
 
-    const currentLine = await page.locator('.margin-view-overlays .current-line ~ .line-numbers, .line-numbers.active-line-number').first().textContent().catch(() => null);
-    const variables = page.locator('.debug-view-content .monaco-list-row, .debug-variables .monaco-list-row');
-    const wanted = variables.filter({ hasText: new RegExp(`\\b${variable}\\s*[=:]\\s*${value}\\b`) });
+    // The line the debugger stopped on, read from the editor's top-stack-
+    // frame decoration: the line-number in the margin at the same height
+    // as the decorated line (the cursor is on the breakpoint line by the
+    // test's own doing, so the active line number proves nothing).
+    const stopped = await page.evaluate(() => {
+      const deco = document.querySelector('.monaco-editor .view-overlays .debug-top-stack-frame-line');
+      if (!deco) return { error: 'no top-stack-frame decoration' };
+      const editor = deco.closest('.monaco-editor');
+      const top = deco.parentElement.style.top;
+      const margin = [...editor.querySelectorAll('.margin-view-overlays > div')].find((d) => d.style.top === top);
+      const number = margin?.querySelector('.line-numbers')?.textContent?.trim();
+      const tab = document.querySelector('.tab.active')?.getAttribute('data-resource-name');
+      return { line: number ? Number(number) : null, tab, top };
+    });
+    if (stopped.line !== line || stopped.tab !== name) {
+      throw new Error(`stopped at ${stopped.tab}:${stopped.line}, expected ${name}:${line} (${JSON.stringify(stopped)})`);
+    }
+
+    // The value from the Variables view only (not any row of the debug side bar).
+    const variables = page.locator('.debug-variables .monaco-list-row');
+    const wanted = variables.filter({ hasText: new RegExp(`^\\s*${variable}\\s*[=:]\\s*${value}\\s*$`) });
     // VS Code expands the first scope by itself only sometimes: open Locals.
     const locals = variables.filter({ hasText: /^Locals$/ }).first();
     await locals.waitFor({ timeout: 30_000 });
@@ -150,7 +173,7 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     await page.waitForTimeout(500);
     mkdirSync(output, { recursive: true });
     await page.screenshot({ path: join(output, shot) });
-    return { stoppedMs, currentLine: currentLine?.trim() };
+    return { stoppedMs, stoppedLine: stopped.line };
   } catch (e) {
     mkdirSync(output, { recursive: true });
     await page.screenshot({ path: join(output, `FAILED-${shot}`) }).catch(() => {});
@@ -195,7 +218,7 @@ async function kernelScenario(browser) {
   try {
     const line = markerLine(join(ws, 'calls.c'), 'leaf');
     const r = await debugToBreakpoint(browser, server, { name: 'calls.c', line, variable: 'depth', value: '3', shot: 'kernel-stopped.png', waitMs: 60_000, configName: 'Debug guest kernel' });
-    console.log(`kernel: stopped on calls.c:${line} with depth = 3 shown; F5 -> stopped editor ${r.stoppedMs} ms`);
+    console.log(`kernel: the editor shows the stop on calls.c:${r.stoppedLine} (breakpoint line ${line}) and depth = 3 in Variables; F5 -> stopped editor ${r.stoppedMs} ms`);
   } finally {
     server.stop();
     rmSync(ws, { recursive: true, force: true });
@@ -234,16 +257,25 @@ async function programScenario(browser) {
   try {
     const line = markerLine(join(ws, 'hello.c'), 'square-return');
     const r = await debugToBreakpoint(browser, server, { name: 'hello.c', line, variable: 'result', value: '1', shot: 'program-stopped.png', waitMs: 240_000, configName: 'Debug program in VM' });
-    console.log(`program: stopped on hello.c:${line} with result = 1 shown; F5 -> stopped editor ${r.stoppedMs} ms`);
+    console.log(`program: the editor shows the stop on hello.c:${r.stoppedLine} (breakpoint line ${line}) and result = 1 in Variables; F5 -> stopped editor ${r.stoppedMs} ms`);
   } finally {
     server.stop();
     rmSync(ws, { recursive: true, force: true });
   }
 }
 
+const scenarios = [['kernel', kernelScenario], ['program', programScenario]];
+
 async function main() {
   rmSync(output, { recursive: true, force: true });
   const wanted = process.argv.slice(2);
+  // A misspelt name (VMDBG_VSCODE_SCENARIOS in .ci/test.d/vscode.sh) would
+  // otherwise run nothing and pass.
+  const unknown = wanted.filter((w) => !scenarios.some(([name]) => name === w));
+  if (unknown.length) {
+    console.error(`FAILED: no scenario ${unknown.map((u) => `"${u}"`).join(', ')}; the scenarios are: ${scenarios.map(([n]) => n).join(', ')}`);
+    process.exit(2);
+  }
   const want = (s) => wanted.length === 0 || wanted.includes(s);
   for (const [path, what] of [[node24, 'Node 24 (npm ci in vscode-extension/e2e)'], [codeServer, 'code-server (npm ci in vscode-extension/e2e)'],
     [chromiumPath, 'Debian chromium (apt-get install chromium)'], [vsix, 'the packaged extension (npm run package in vscode-extension)'],
@@ -258,7 +290,7 @@ async function main() {
   });
   let failed = 0;
   try {
-    for (const [name, scenario] of [['kernel', kernelScenario], ['program', programScenario]]) {
+    for (const [name, scenario] of scenarios) {
       if (!want(name)) continue;
       try {
         await scenario(browser);

@@ -10,6 +10,7 @@
 //! evaluate, memory, disassembly (`inspect`). DWARF lives in `crate::symbols`, the gdb remote
 //! protocol in `crate::rsp`; this module only ties them to DAP.
 
+mod arguments;
 mod breakpoints;
 mod inspect;
 mod launch;

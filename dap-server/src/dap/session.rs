@@ -473,30 +473,13 @@ impl Session {
                 return Ok(Handled::Respond(protocol::capabilities()));
             }
             "launch" => {
-                if args.get("program").is_some() && args.get("kernel").is_some() {
-                    bail!(
-                        "invalid launch configuration: give either `program` or `kernel`, not both"
-                    );
-                }
-                let config = if args.get("program").is_some() {
-                    StartConfig::Program(
-                        serde_json::from_value(args)
-                            .context("invalid program launch configuration")?,
-                    )
-                } else if args.get("kernel").is_some() {
-                    StartConfig::Launch(
-                        serde_json::from_value(args).context("invalid launch configuration")?,
-                    )
-                } else {
-                    bail!("invalid launch configuration: give `kernel` (a guest kernel) or `program` (a program to run in a fresh Linux VM)");
-                };
-                self.start_target(config).await?;
+                self.start_target(super::arguments::parse_launch(args)?)
+                    .await?;
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
             "attach" => {
-                let config: AttachConfig =
-                    serde_json::from_value(args).context("invalid attach configuration")?;
-                self.start_target(StartConfig::Attach(config)).await?;
+                self.start_target(super::arguments::parse_attach(args)?)
+                    .await?;
                 return Ok(Handled::RespondThen(Value::Null, After::Initialized));
             }
             "disconnect" => {

@@ -26,9 +26,10 @@ pub fn choose_engine(choice: EngineChoice) -> Result<(Box<dyn Engine>, String)> 
     let probe = probe_kvm();
     let probe_text = |pass: &ProbePass| {
         format!(
-            "this host's KVM passed the start-up probe in {:.1} ms (ring-0 loop {:.0} µs)",
+            "this host's KVM passed the start-up probe in {:.1} ms (ring-0 loop {:.0} µs, {:.0} µs natively)",
             pass.total.as_secs_f64() * 1e3,
-            pass.loop_time.as_secs_f64() * 1e6
+            pass.loop_time.as_secs_f64() * 1e6,
+            pass.host_loop_time.as_secs_f64() * 1e6
         )
     };
     match choice {

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! debs/<package>_<version>.deb           downloaded packages
+//! fallback-<package>                     the package used in place of a pin
+//!                                        the archive no longer has
 //! kernel-<version>-<sha12>/              per kernel package:
-//!     vmlinuz, vmlinux (if it has a PVH note), release, modules/*.ko, modules.order
+//!     vmlinuz, vmlinux (if it has a PVH note), release, deb, modules/*.ko, modules.order
 //! initramfs-<key>.cpio                   key: hash of every input
 //! ```
 //!
@@ -111,11 +113,11 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(base.join("vmdbg"))
 }
 
-fn kernel_dir_name() -> String {
+fn kernel_dir_name(deb: &debian::Deb) -> String {
     format!(
         "kernel-{}-{}",
-        pins::KERNEL.version.replace(':', "_"),
-        &pins::KERNEL.sha256[..12]
+        deb.version.replace(':', "_"),
+        &deb.sha256[..12]
     )
 }
 
@@ -144,16 +146,9 @@ done
 "#;
 
 /// The key of the initramfs: every input that changes its bytes.
-fn initramfs_key(modules: &str) -> String {
+fn initramfs_key(kernel_dir: &str, busybox: &debian::Deb, modules: &str) -> String {
     let mut h = Sha256::new();
-    for part in [
-        FORMAT,
-        &kernel_dir_name(),
-        pins::BUSYBOX.sha256,
-        INITTAB,
-        RC,
-        modules,
-    ] {
+    for part in [FORMAT, kernel_dir, &busybox.sha256, INITTAB, RC, modules] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -226,17 +221,41 @@ pub fn default_image() -> Result<GuestImage> {
 fn ensure_default_image(force: bool) -> Result<GuestImage> {
     let cache = cache_dir()?;
     let _lock = CacheLock::take(&cache)?;
-    let kernel_dir = cache.join(kernel_dir_name());
+    if force {
+        for pin in [&pins::KERNEL, &pins::BUSYBOX] {
+            // A forced build asks apt again whether the pin is back.
+            std::fs::remove_file(cache.join(format!("fallback-{}", pin.package))).ok();
+        }
+    }
+    let mut kernel_deb = debian::current(&pins::KERNEL, &cache);
+    let mut kernel_dir = cache.join(kernel_dir_name(&kernel_deb));
     if force && kernel_dir.exists() {
         std::fs::remove_dir_all(&kernel_dir)?;
     }
     if !kernel_dir.join("release").exists() {
-        build_kernel_dir(&cache, &kernel_dir)?;
+        kernel_deb = build_kernel_dir(&cache)?;
+        kernel_dir = cache.join(kernel_dir_name(&kernel_deb));
+    }
+    if !kernel_dir.join("deb").exists() {
+        // Made by a vmdbg from before the file was written.
+        std::fs::write(
+            kernel_dir.join("deb"),
+            format!("{} {}\n", kernel_deb.package, kernel_deb.version),
+        )?;
     }
     let modules = std::fs::read_to_string(kernel_dir.join("modules.order"))?;
-    let initrd = cache.join(format!("initramfs-{}.cpio", initramfs_key(&modules)));
+    let kernel_name = kernel_dir_name(&kernel_deb);
+    let initrd_for = |busybox: &debian::Deb| {
+        cache.join(format!(
+            "initramfs-{}.cpio",
+            initramfs_key(&kernel_name, busybox, &modules)
+        ))
+    };
+    let mut initrd = initrd_for(&debian::current(&pins::BUSYBOX, &cache));
     if force || !initrd.exists() {
-        build_initramfs(&cache, &kernel_dir, &modules, &initrd)?;
+        let (busybox, deb) = debian::fetch(&pins::BUSYBOX, &cache)?;
+        initrd = initrd_for(&busybox);
+        build_initramfs(&cache, &deb, &kernel_dir, &modules, &initrd)?;
         prune_initramfs(&cache, KEEP_INITRAMFS);
     } else {
         // Recently used images survive pruning by other vmdbg builds.
@@ -260,19 +279,18 @@ fn ensure_default_image(force: bool) -> Result<GuestImage> {
         cmdline: "console=ttyS0 quiet panic=-1".into(),
         describe: format!(
             "default image (Debian kernel {release}, {})",
-            pins::KERNEL.version
+            kernel_deb.version
         ),
     })
 }
 
-fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
+/// Fetches the kernel package (the pin, or its stand-in) and unpacks what
+/// the image needs into its kernel directory; returns which package.
+fn build_kernel_dir(cache: &Path) -> Result<debian::Deb> {
     let progress = Progress::new(5, "building the default guest image: kernel");
-    progress.step(&format!(
-        "apt-get download {}={}",
-        pins::KERNEL.package,
-        pins::KERNEL.version
-    ));
-    let deb = debian::fetch(&pins::KERNEL, &cache.join("debs").tap_mkdir()?)?;
+    progress.step(&format!("apt-get download {}", pins::KERNEL.package));
+    let (kernel_deb, deb) = debian::fetch(&pins::KERNEL, cache)?;
+    let final_dir = cache.join(kernel_dir_name(&kernel_deb));
     let work = debian::tempdir_in(cache, "kernel")?;
     let result = (|| {
         progress.step("dpkg-deb -x");
@@ -322,32 +340,35 @@ fn build_kernel_dir(cache: &Path, final_dir: &Path) -> Result<()> {
             }
         }
         std::fs::write(out.join("release"), format!("{release}\n"))?;
+        std::fs::write(
+            out.join("deb"),
+            format!("{} {}\n", kernel_deb.package, kernel_deb.version),
+        )?;
         progress.step("done");
-        std::fs::rename(&out, final_dir)
+        if final_dir.exists() {
+            // A forced rebuild replaces it.
+            std::fs::remove_dir_all(&final_dir).ok();
+        }
+        std::fs::rename(&out, &final_dir)
             .with_context(|| format!("rename into {}", final_dir.display()))?;
         Ok(())
     })();
     std::fs::remove_dir_all(&work).ok();
     progress.done();
-    result
+    result.map(|()| kernel_deb)
 }
 
 fn build_initramfs(
     cache: &Path,
+    deb: &Path,
     kernel_dir: &Path,
     modules: &str,
     final_path: &Path,
 ) -> Result<()> {
-    let progress = Progress::new(3, "building the default guest image: initramfs");
-    progress.step(&format!(
-        "apt-get download {}={}",
-        pins::BUSYBOX.package,
-        pins::BUSYBOX.version
-    ));
-    let deb = debian::fetch(&pins::BUSYBOX, &cache.join("debs").tap_mkdir()?)?;
+    let progress = Progress::new(2, "building the default guest image: initramfs");
     let work = debian::tempdir_in(cache, "busybox")?;
     let result = (|| {
-        debian::extract(&deb, &work)?;
+        debian::extract(deb, &work)?;
         let busybox =
             std::fs::read(work.join("bin/busybox")).context("busybox-static has no bin/busybox")?;
         progress.step("writing the initramfs");
@@ -450,10 +471,35 @@ fn info() -> Result<()> {
         AGENT.len(),
         debian::hex(&Sha256::digest(AGENT))
     );
-    let kernel_dir = cache.join(kernel_dir_name());
+    // What the image is made of (the pins, or what stands in for a pin
+    // the archive dropped): tests take the kernel they expect from here.
+    let kernel_deb = debian::current(&pins::KERNEL, &cache);
+    let busybox_deb = debian::current(&pins::BUSYBOX, &cache);
+    for (deb, pin) in [(&kernel_deb, &pins::KERNEL), (&busybox_deb, &pins::BUSYBOX)] {
+        let how = if deb.package == pin.package && deb.version == pin.version {
+            "the pin".to_string()
+        } else {
+            format!(
+                "in place of the pinned {} {}, gone from the archive",
+                pin.package, pin.version
+            )
+        };
+        println!("uses:    {} {} ({how})", deb.package, deb.version);
+    }
+    let kernel_name = kernel_dir_name(&kernel_deb);
+    let kernel_dir = cache.join(&kernel_name);
+    if let Ok(release) = std::fs::read_to_string(kernel_dir.join("release")) {
+        println!("kernel release: {}", release.trim());
+        println!("kernel version: {}", kernel_deb.version);
+    }
     let current = std::fs::read_to_string(kernel_dir.join("modules.order"))
         .ok()
-        .map(|m| format!("initramfs-{}.cpio", initramfs_key(&m)));
+        .map(|m| {
+            format!(
+                "initramfs-{}.cpio",
+                initramfs_key(&kernel_name, &busybox_deb, &m)
+            )
+        });
     let Ok(entries) = std::fs::read_dir(&cache) else {
         println!("nothing cached yet (`vmdbg image build` builds it)");
         return Ok(());
@@ -496,18 +542,6 @@ fn info() -> Result<()> {
         println!("the current image is not built yet (`vmdbg image build`, or any `vmdbg run`)");
     }
     Ok(())
-}
-
-trait TapMkdir: Sized {
-    fn tap_mkdir(self) -> Result<Self>;
-}
-
-impl TapMkdir for PathBuf {
-    /// Creates the directory and passes the path on.
-    fn tap_mkdir(self) -> Result<Self> {
-        std::fs::create_dir_all(&self).with_context(|| format!("create {}", self.display()))?;
-        Ok(self)
-    }
 }
 
 #[cfg(test)]

@@ -65,7 +65,9 @@ function marker(name, file = callsC) {
  * connection (the nested tier's L1).
  */
 async function startClient() {
-  const env = { ...process.env, VMDBG_VMM: vmm };
+  // The tests' image cache (tests/src/lib.rs, test_cache_home), not the
+  // user's ~/.cache/vmdbg.
+  const env = { ...process.env, VMDBG_VMM: vmm, XDG_CACHE_HOME: process.env.VMDBG_TEST_CACHE || path.join(repo, 'target', 'test-cache') };
   delete env.RUST_LOG;
   const dc = new DebugClient(vmdbg, 'dap', 'vmdbg', { env }, !!process.env.VMDBG_DAP_STDERR);
   dc.defaultTimeout = 20000;
@@ -104,7 +106,16 @@ async function scopeVariables(dc, frameId, scopeName) {
   return { scope, variables: vars.body.variables };
 }
 
+/** Where `location` (`file.c:LINE`) starts, as Debian's gdb reads the ELF's
+ * line table: an answer that does not come from vmdbg. */
+function gdbLineAddress(elf, location) {
+  const out = cp.spawnSync('gdb', ['-batch', '-nx', '-ex', `info line ${location}`, elf], { encoding: 'utf8', timeout: 60000 });
+  const m = /starts at address (0x[0-9a-f]+)/.exec(out.stdout);
+  if (!m) throw new Error(`gdb has no address for ${location}: ${out.stdout}${out.stderr}`);
+  return BigInt(m[1]);
+}
+
 module.exports = {
   repo, vmdbg, vmm, kernels, callsC, sourceDir, strict, haveCommand, hostTierMissing, requireTier,
-  marker, lineOf, startClient, kernel, stepAndWait, scopeVariables,
+  marker, lineOf, startClient, kernel, stepAndWait, scopeVariables, gdbLineAddress,
 };

@@ -111,6 +111,10 @@ describe(`program session in a Linux VM (${engine} engine)`, function () {
     const { event, ms, bpResponses } = await launchToStop(dc, { program: path.join(work, 'tally') }, [[tallyC, [first]]]);
     console.log(`      launch -> first stopped (breakpoint in main, C program): ${ms} ms`);
     assert.ok(progress.length > 0, 'progressStart was sent for the boot');
+    // The adapter's own word on which engine booted the VM, so a run meant
+    // for the KVM engine cannot pass on another.
+    const said = output(dc, 'console');
+    assert.ok(said.includes(`vmdbg: engine ${engine} `), `not booted on the ${engine} engine; the console said:\n${said}`);
     assert.strictEqual(bpResponses[0].body.breakpoints[0].verified, true);
     assert.strictEqual(event.body.reason, 'breakpoint');
     let frames = await topFrames(dc, event.body.threadId);
