@@ -2,9 +2,13 @@
 // values test stops at the line marked `values` and compares what vmdbg shows with
 // gdb's libstdc++ pretty printers on the same binary at the same line.
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace shop {
@@ -31,6 +35,12 @@ int main()
     shop::Basket basket;
     basket.items.push_back({"apple", 2});
     int n = basket.total();
-    std::printf("%s %zu %zu %d %d %ld %d\n", greeting.c_str(), view.size(), numbers.size(), *owned, *shared, shared2.use_count(), n); // MARK:values
+    std::map<int, std::string> names = {{1, "one"}, {3, "three"}, {2, "two"}};
+    std::set<int> primes = {7, 3, 5};
+    std::optional<int> some = 5;
+    std::optional<int> none;
+    std::unordered_map<int, int> squares = {{4, 16}};
+    std::printf("%s %zu %zu %d %d %ld %d %zu %zu %d %d %zu\n", greeting.c_str(), view.size(), numbers.size(), *owned, *shared,
+                shared2.use_count(), n, names.size(), primes.size(), *some, none.has_value(), squares.size()); // MARK:values
     return 0;
 }

@@ -204,7 +204,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
   it('C++: demangled method frames, a breakpoint on ns::Class::method, and locals as gdb\'s libstdc++ printers show them', async function () {
     const line = lineOf(valuesCpp, /MARK:values/);
     const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line);
-    assert.ok(Object.keys(reference).length >= 8, `gdb gave the reference: ${JSON.stringify(reference)}`);
+    assert.ok(Object.keys(reference).length >= 13, `gdb gave the reference: ${JSON.stringify(reference)}`);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values_cpp'), valuesCpp, [line], ['shop::Basket::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
@@ -216,7 +216,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const stop = await continueTo(dc, event.body.threadId);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
-    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n']) {
+    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares']) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(reference[name]), `${name}: gdb says ${reference[name]}`);
     }
@@ -224,6 +224,8 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.deepStrictEqual(numbers.map((c) => `${c.name}=${c.value}`), ['[0]=1', '[1]=2', '[2]=3']);
     const pointee = await children(dc, vars.shared);
     assert.deepStrictEqual(pointee.map((c) => `${c.name}=${c.value}`), ['*get()=7']);
+    const names = await children(dc, vars.names);
+    assert.deepStrictEqual(names.map((c) => `${c.name}=${c.value}`), ['[1]="one"', '[2]="two"', '[3]="three"']);
     assert.strictEqual(await evaluate(dc, frames[0].id, 'numbers[2]'), '3');
     assert.strictEqual(await evaluate(dc, frames[0].id, 'basket.items[0].count'), '2');
   });

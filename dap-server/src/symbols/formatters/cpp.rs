@@ -1,10 +1,13 @@
 //! The C++ standard library as Debian's g++ builds it (libstdc++):
-//! `std::string`, `std::string_view`, `std::vector`, `std::unique_ptr` and
-//! `std::shared_ptr`, shown as gdb's libstdc++ pretty printers show them.
+//! `std::string`, `std::string_view`, `std::vector`, `std::unique_ptr`,
+//! `std::shared_ptr`, `std::optional`, the red-black-tree containers
+//! (`std::map`, `std::set` and their multi- forms) and the hash tables
+//! (`std::unordered_map` …), shown as gdb's libstdc++ pretty printers show
+//! them.
 //! Members are found by name through base classes (`_Vector_impl_data`,
 //! `_Head_base`), as those printers do.
 
-use super::{Child, Children, Value};
+use super::{Child, Children, Value, MAX_DEPTH, SUMMARY_ELEMENTS};
 use crate::symbols::types::{int_of, Place};
 use crate::symbols::{Symbols, TargetMemory};
 
@@ -106,4 +109,232 @@ fn pointer_type_name(symbols: &Symbols, value: &Value) -> String {
         .unwrap_or(&name)
         .trim_end_matches(['>', ' ']);
     format!("std::{head}>")
+}
+
+/// `std::optional<int> = {[contained value] = 5}` or
+/// `std::optional<int> [no contained value]`.
+pub async fn optional<M: TargetMemory>(
+    symbols: &Symbols,
+    value: &Value,
+    mem: &mut M,
+    depth: u32,
+) -> Option<String> {
+    let name = template_name(symbols, value);
+    match optional_value(symbols, value)? {
+        None => Some(format!("{name} [no contained value]")),
+        Some(inner) => {
+            let shown = Box::pin(symbols.summarize(&inner, mem, depth + 1)).await;
+            Some(format!("{name} = {{[contained value] = {shown}}}"))
+        }
+    }
+}
+
+fn optional_value(symbols: &Symbols, value: &Value) -> Option<Option<Value>> {
+    let engaged = symbols.find_deep(value, "_M_engaged")?;
+    if int_of(&engaged.bytes, false) == 0 {
+        return Some(None);
+    }
+    Some(Some(symbols.find_deep(value, "_M_value")?))
+}
+
+pub fn optional_children(symbols: &Symbols, value: &Value) -> Option<Children> {
+    let rows = match optional_value(symbols, value)? {
+        None => Vec::new(),
+        Some(inner) => vec![Child {
+            name: "[contained value]".into(),
+            ty: Some(inner.ty),
+            place: inner.place,
+        }],
+    };
+    Some(Children::Named(rows))
+}
+
+/// Nodes looked at, at most, in a summary or a listing.
+const MAX_NODES: usize = 1000;
+
+/// The elements of a tree (`std::map`, `std::set`) in order, or of a hash
+/// table (`std::unordered_map` …) in its list order, as values of the
+/// container's value type (`std::pair<const K, V>` for maps), with the
+/// container's element count.
+async fn elements<M: TargetMemory>(
+    symbols: &Symbols,
+    tree: bool,
+    value: &Value,
+    limit: usize,
+    mem: &mut M,
+) -> Option<(u64, Vec<Value>)> {
+    let (holder, count_name) = if tree {
+        ("_M_t", "_M_node_count")
+    } else {
+        ("_M_h", "_M_element_count")
+    };
+    let inner = symbols.find_member(value, holder)?;
+    let element = symbols.template_param(inner.ty, if tree { "_Val" } else { "_Value" })?;
+    let size = symbols.resolve_type(element).size?;
+    let count = symbols.leaf_int(&symbols.find_deep(value, count_name)?)?;
+    let mut addresses = Vec::new();
+    if tree {
+        // In-order walk from the leftmost node: a node's successor is the
+        // leftmost node of its right subtree, or the first ancestor it is
+        // left of. Node links sit at the offsets of `_Rb_tree_node_base`,
+        // the element right after it.
+        let header = symbols.find_deep(value, "_M_header")?;
+        let Place::Memory(header_addr) = header.place else {
+            return None;
+        };
+        let link = |name: &str| {
+            symbols
+                .find_member(&header, name)
+                .and_then(|m| match m.place {
+                    Place::Memory(a) => Some(a - header_addr),
+                    _ => None,
+                })
+        };
+        let (parent_at, left_at, right_at) =
+            (link("_M_parent")?, link("_M_left")?, link("_M_right")?);
+        let node_size = symbols.resolve_type(header.ty).size?;
+        let read_link = |bytes: &[u8], at: u64| {
+            bytes
+                .get(at as usize..at as usize + 8)
+                .map(|b| int_of(b, false) as u64)
+        };
+        let mut node = read_link(&header.bytes, left_at)?;
+        while node != header_addr && node != 0 && addresses.len() < limit.min(count as usize) {
+            addresses.push(node + node_size);
+            let links = mem.read(node, node_size as usize).await.ok()?;
+            let right = read_link(&links, right_at)?;
+            if right != 0 {
+                node = right;
+                loop {
+                    let left = read_link(&mem.read(node, node_size as usize).await.ok()?, left_at)?;
+                    if left == 0 {
+                        break;
+                    }
+                    node = left;
+                }
+            } else {
+                let mut child = node;
+                let mut parent = read_link(&links, parent_at)?;
+                while parent != header_addr
+                    && read_link(&mem.read(parent, node_size as usize).await.ok()?, right_at)?
+                        == child
+                {
+                    child = parent;
+                    parent =
+                        read_link(&mem.read(parent, node_size as usize).await.ok()?, parent_at)?;
+                }
+                node = parent;
+            }
+        }
+    } else {
+        // A singly linked list from `_M_before_begin`; the element follows
+        // each node's `_M_nxt` link.
+        let mut node = symbols
+            .leaf_pointer(&symbols.find_deep(value, "_M_before_begin")?)?
+            .0;
+        while node != 0 && addresses.len() < limit.min(count as usize) {
+            addresses.push(node + 8);
+            node = int_of(&mem.read(node, 8).await.ok()?, false) as u64;
+        }
+    }
+    let mut out = Vec::new();
+    for addr in addresses {
+        let bytes = mem.read(addr, size as usize).await.ok()?;
+        out.push(Value {
+            ty: element,
+            place: Place::Memory(addr),
+            bytes,
+        });
+    }
+    Some((count, out))
+}
+
+/// `std::map with 3 elements = {[1] = "one", …}`, `std::set with 2
+/// elements = {[0] = 3, [1] = 5}`, as gdb prints them.
+pub async fn associative<M: TargetMemory>(
+    symbols: &Symbols,
+    tree: bool,
+    value: &Value,
+    mem: &mut M,
+    depth: u32,
+) -> Option<String> {
+    let (count, items) = elements(symbols, tree, value, SUMMARY_ELEMENTS as usize, mem).await?;
+    let kind = symbols
+        .strip(value.ty)
+        .name
+        .split('<')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let noun = if count == 1 { "element" } else { "elements" };
+    if count == 0 {
+        return Some(format!("std::{kind} with 0 elements"));
+    }
+    let mut parts = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        parts.push(
+            match (
+                symbols.find_member(item, "first"),
+                symbols.find_member(item, "second"),
+            ) {
+                (Some(k), Some(v)) if kind.contains("map") => {
+                    let k = Box::pin(symbols.summarize(&k, mem, depth + 1)).await;
+                    let v = Box::pin(symbols.summarize(&v, mem, depth + 1)).await;
+                    format!("[{k}] = {v}")
+                }
+                _ => format!(
+                    "[{i}] = {}",
+                    Box::pin(symbols.summarize(item, mem, depth + 1)).await
+                ),
+            },
+        );
+    }
+    if count > items.len() as u64 {
+        parts.push("...".into());
+    }
+    Some(format!(
+        "std::{kind} with {count} {noun} = {{{}}}",
+        parts.join(", ")
+    ))
+}
+
+/// A map's values named by their keys (`[1]`), a set's elements by position.
+pub async fn associative_children<M: TargetMemory>(
+    symbols: &Symbols,
+    tree: bool,
+    value: &Value,
+    mem: &mut M,
+) -> Option<Children> {
+    let (_, items) = elements(symbols, tree, value, MAX_NODES, mem).await?;
+    let map = symbols.strip(value.ty).name.contains("map<");
+    let mut rows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        rows.push(
+            match (
+                map,
+                symbols.find_member(item, "first"),
+                symbols.find_member(item, "second"),
+            ) {
+                (true, Some(k), Some(v)) => {
+                    let key = Box::pin(symbols.summarize(&k, mem, MAX_DEPTH - 1)).await;
+                    Child {
+                        name: format!("[{key}]"),
+                        ty: Some(v.ty),
+                        place: v.place,
+                    }
+                }
+                _ => Child {
+                    name: format!("[{i}]"),
+                    ty: Some(item.ty),
+                    place: item.place.clone(),
+                },
+            },
+        );
+    }
+    Some(Children::Named(rows))
+}
+
+/// `std::optional<int>` from `optional<int>`.
+fn template_name(symbols: &Symbols, value: &Value) -> String {
+    format!("std::{}", symbols.strip(value.ty).name)
 }

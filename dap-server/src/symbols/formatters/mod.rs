@@ -70,6 +70,9 @@ enum Family {
     CppVector,
     CppUniquePtr,
     CppSharedPtr,
+    CppOptional,
+    CppTree,
+    CppHashTable,
 }
 
 struct Rule {
@@ -81,76 +84,24 @@ struct Rule {
 
 /// One row per type family: add a library type here and in its
 /// language's module.
+#[rustfmt::skip]
 const RULES: &[Rule] = &[
-    Rule {
-        language: Language::Rust,
-        name: |n| n == "String" || n == "OsString" || n == "PathBuf",
-        family: Family::RustString,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n == "&str" || n == "&mut str",
-        family: Family::RustStr,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n.starts_with("&[") || n.starts_with("&mut ["),
-        family: Family::RustSlice,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n.starts_with("Vec<"),
-        family: Family::RustVec,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n.starts_with("Rc<"),
-        family: Family::RustRc,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n.starts_with("Arc<"),
-        family: Family::RustArc,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n.starts_with("HashMap<"),
-        family: Family::RustHashMap,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| n.starts_with("HashSet<"),
-        family: Family::RustHashSet,
-    },
-    Rule {
-        language: Language::Rust,
-        name: |n| {
-            ["Cell<", "RefCell<", "UnsafeCell<"]
-                .iter()
-                .any(|p| n.starts_with(p))
-        },
-        family: Family::RustCell,
-    },
-    Rule {
-        language: Language::Cpp,
-        name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char"),
-        family: Family::CppString,
-    },
-    Rule {
-        language: Language::Cpp,
-        name: |n| n.starts_with("vector<"),
-        family: Family::CppVector,
-    },
-    Rule {
-        language: Language::Cpp,
-        name: |n| n.starts_with("unique_ptr<"),
-        family: Family::CppUniquePtr,
-    },
-    Rule {
-        language: Language::Cpp,
-        name: |n| n.starts_with("shared_ptr<"),
-        family: Family::CppSharedPtr,
-    },
+    Rule { language: Language::Rust, family: Family::RustString, name: |n| ["String", "OsString", "PathBuf"].contains(&n) },
+    Rule { language: Language::Rust, family: Family::RustStr, name: |n| n == "&str" || n == "&mut str" },
+    Rule { language: Language::Rust, family: Family::RustSlice, name: |n| n.starts_with("&[") || n.starts_with("&mut [") },
+    Rule { language: Language::Rust, family: Family::RustVec, name: |n| n.starts_with("Vec<") },
+    Rule { language: Language::Rust, family: Family::RustRc, name: |n| n.starts_with("Rc<") },
+    Rule { language: Language::Rust, family: Family::RustArc, name: |n| n.starts_with("Arc<") },
+    Rule { language: Language::Rust, family: Family::RustHashMap, name: |n| n.starts_with("HashMap<") },
+    Rule { language: Language::Rust, family: Family::RustHashSet, name: |n| n.starts_with("HashSet<") },
+    Rule { language: Language::Rust, family: Family::RustCell, name: |n| ["Cell<", "RefCell<", "UnsafeCell<"].iter().any(|p| n.starts_with(p)) },
+    Rule { language: Language::Cpp, family: Family::CppString, name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char") },
+    Rule { language: Language::Cpp, family: Family::CppVector, name: |n| n.starts_with("vector<") },
+    Rule { language: Language::Cpp, family: Family::CppUniquePtr, name: |n| n.starts_with("unique_ptr<") },
+    Rule { language: Language::Cpp, family: Family::CppSharedPtr, name: |n| n.starts_with("shared_ptr<") },
+    Rule { language: Language::Cpp, family: Family::CppOptional, name: |n| n.starts_with("optional<") },
+    Rule { language: Language::Cpp, family: Family::CppTree, name: |n| ["map<", "set<", "multimap<", "multiset<"].iter().any(|p| n.starts_with(p)) },
+    Rule { language: Language::Cpp, family: Family::CppHashTable, name: |n| ["unordered_map<", "unordered_set<", "unordered_multimap<", "unordered_multiset<"].iter().any(|p| n.starts_with(p)) },
 ];
 
 impl Symbols {
@@ -210,6 +161,10 @@ impl Symbols {
                 Family::CppString => cpp::string(self, value, mem).await,
                 Family::CppUniquePtr => cpp::unique_ptr(self, value),
                 Family::CppSharedPtr => cpp::shared_ptr(self, value, mem).await,
+                Family::CppOptional => cpp::optional(self, value, mem, depth).await,
+                Family::CppTree | Family::CppHashTable => {
+                    cpp::associative(self, family == Family::CppTree, value, mem, depth).await
+                }
             };
             if let Some(shown) = shown {
                 return shown;
@@ -400,6 +355,10 @@ impl Symbols {
             }
             Family::CppVector => cpp::vector_children(self, value),
             Family::CppUniquePtr | Family::CppSharedPtr => cpp::smart_pointer_children(self, value),
+            Family::CppOptional => cpp::optional_children(self, value),
+            Family::CppTree | Family::CppHashTable => {
+                cpp::associative_children(self, family == Family::CppTree, value, mem).await
+            }
             Family::RustString | Family::RustStr | Family::CppString => {
                 Some(Children::Named(Vec::new()))
             }
@@ -457,6 +416,30 @@ impl Symbols {
             .iter()
             .filter(|m| m.base)
             .find_map(|m| self.find_member(&self.member_value(value, m)?, name))
+    }
+
+    /// The member called `name` anywhere inside a value, depth first
+    /// through members and base classes (libstdc++ nests its state a few
+    /// implementation structs deep).
+    fn find_deep(&self, value: &Value, name: &str) -> Option<Value> {
+        self.find_deep_within(value, name, 0)
+    }
+
+    fn find_deep_within(&self, value: &Value, name: &str, depth: u32) -> Option<Value> {
+        let ty = self.strip(value.ty);
+        let TypeKind::Struct { members, .. } = &ty.kind else {
+            return None;
+        };
+        if let Some(m) = members.iter().find(|m| m.name == name) {
+            return self.member_value(value, m);
+        }
+        if depth >= 8 {
+            return None;
+        }
+        members
+            .iter()
+            .filter_map(|m| self.member_value(value, m))
+            .find_map(|child| self.find_deep_within(&child, name, depth + 1))
     }
 
     /// The value at the end of a path of member names.
