@@ -19,6 +19,7 @@ mod program;
 mod protocol;
 mod session;
 mod signals;
+mod snapshots;
 mod stepping;
 mod transport;
 

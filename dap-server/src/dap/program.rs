@@ -96,6 +96,10 @@ impl GuestProgram {
         .await;
     }
 
+    pub fn vm_mut(&mut self) -> Option<&mut Box<dyn Vm>> {
+        self.vm.as_mut()
+    }
+
     /// Ends the VM (the guest is disposable: no polite poweroff needed).
     pub async fn shut_down(&mut self) {
         if let Some(mut vm) = self.vm.take() {

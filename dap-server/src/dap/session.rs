@@ -508,6 +508,11 @@ impl Session {
                 };
                 return Ok(Handled::Respond(json!({ "threads": threads })));
             }
+            "vmdbg/snapshot" | "vmdbg/restore" | "vmdbg/snapshots" => {
+                return Ok(Handled::Respond(
+                    self.snapshot_request(&request.command, args).await?,
+                ));
+            }
             "vmdbg/consoleInput" => {
                 let text = args
                     .get("text")
@@ -718,7 +723,7 @@ impl Session {
         self.finished = true;
     }
 
-    fn require_stopped(&self) -> Result<()> {
+    pub(super) fn require_stopped(&self) -> Result<()> {
         match &self.target {
             Some(t) if t.is_running() => bail!("the target is running; pause it first"),
             Some(_) => Ok(()),

@@ -91,6 +91,14 @@ pub trait Vm: Send {
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit>;
     /// How the VM ended, if it has.
     fn try_exit(&mut self) -> Option<VmExit>;
+    /// Saves the whole VM (memory, vCPUs, devices) under `name`, replacing
+    /// a snapshot of that name; the VM runs on as it was.
+    fn snapshot(&mut self, name: &str) -> Result<()>;
+    /// Puts the VM back to the snapshot `name`, in place: the same process,
+    /// sockets and agent connection.
+    fn restore(&mut self, name: &str) -> Result<()>;
+    /// The snapshots taken of this VM, oldest first.
+    fn snapshots(&self) -> Vec<String>;
 }
 
 /// What each engine does its own way with its VM.
@@ -101,6 +109,15 @@ pub trait VmControl: Send {
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit>;
     /// How the VM ended, if it has.
     fn try_exit(&mut self) -> Option<VmExit>;
+    /// Saves the VM under `name`; `dir` is the VM's runtime directory, for
+    /// whatever files the engine keeps snapshots in.
+    fn snapshot(&mut self, _dir: &Path, _name: &str) -> Result<()> {
+        bail!("this engine cannot take snapshots yet")
+    }
+    /// Puts the VM back to the snapshot `name`, in place.
+    fn restore(&mut self, _dir: &Path, _name: &str) -> Result<()> {
+        bail!("this engine cannot restore snapshots yet")
+    }
 }
 
 /// The one [`Vm`] every engine returns: its runtime directory (where every
@@ -113,7 +130,8 @@ pub struct EngineVm {
     agent: Arc<AgentClient>,
     rsp: PathBuf,
     console: PathBuf,
-    _dir: RuntimeDir,
+    snapshots: Vec<String>,
+    dir: RuntimeDir,
 }
 
 impl EngineVm {
@@ -129,7 +147,8 @@ impl EngineVm {
             agent,
             rsp: dir.path().join(RSP_SOCKET),
             console: dir.path().join(CONSOLE_LOG),
-            _dir: dir,
+            snapshots: Vec::new(),
+            dir,
         }
     }
 }
@@ -164,6 +183,43 @@ impl Vm for EngineVm {
     fn try_exit(&mut self) -> Option<VmExit> {
         self.control.try_exit()
     }
+    fn snapshot(&mut self, name: &str) -> Result<()> {
+        check_snapshot_name(name)?;
+        self.control.snapshot(self.dir.path(), name)?;
+        self.snapshots.retain(|n| n != name);
+        self.snapshots.push(name.to_string());
+        Ok(())
+    }
+    fn restore(&mut self, name: &str) -> Result<()> {
+        if !self.snapshots.iter().any(|n| n == name) {
+            bail!(
+                "no snapshot named {name:?} (taken: {})",
+                if self.snapshots.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.snapshots.join(", ")
+                }
+            );
+        }
+        self.control.restore(self.dir.path(), name)
+    }
+    fn snapshots(&self) -> Vec<String> {
+        self.snapshots.clone()
+    }
+}
+
+/// Snapshot names travel through engines' command languages (QEMU's
+/// monitor): letters, digits, `-`, `_` and `.` only.
+fn check_snapshot_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!("snapshot name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
 }
 
 /// Waits for the agent's ready event, watching the VM: if it ends first,

@@ -5,7 +5,9 @@
 //! Sockets, all in the VM's private runtime directory:
 //! - `agent.sock`: the agent's virtio-serial port (`virtserialport`);
 //! - `qmp.sock`: QMP, for pause, resume and shutdown;
-//! - `gdb.sock`: QEMU's gdbstub, the RSP endpoint (QEMU listens).
+//! - `gdb.sock`: QEMU's gdbstub, the RSP endpoint (QEMU listens);
+//! - `snapshots.qcow2`: where `savevm` keeps snapshots, made and attached
+//!   (as a block node the guest does not see) on the first snapshot.
 //!
 //! vmdbg listens on the agent and QMP sockets and QEMU connects to them at
 //! start-up, so there is no polling for sockets to appear. QEMU's stderr is
@@ -178,7 +180,11 @@ impl Engine for QemuEngine {
             self.describe(),
             dir,
             agent,
-            Box::new(QemuControl { process, qmp }),
+            Box::new(QemuControl {
+                process,
+                qmp,
+                snapshot_store: false,
+            }),
         )))
     }
 }
@@ -213,6 +219,50 @@ fn accept_while_alive(
 struct QemuControl {
     process: VmProcess,
     qmp: qmp::Qmp,
+    /// Whether the qcow2 image that holds snapshots is attached yet.
+    snapshot_store: bool,
+}
+
+/// In a VM's runtime directory: the qcow2 image QEMU keeps its snapshots
+/// in (`savevm` stores the VM's state inside a qcow2 image; the guest never
+/// sees this drive).
+const SNAPSHOT_STORE: &str = "snapshots.qcow2";
+
+impl QemuControl {
+    /// Creates and attaches the snapshot image on first use, so VMs that
+    /// never snapshot pay nothing for it.
+    fn ensure_snapshot_store(&mut self, dir: &Path) -> Result<()> {
+        if self.snapshot_store {
+            return Ok(());
+        }
+        let path = dir.join(SNAPSHOT_STORE);
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&path)
+            .arg("1M")
+            .output()
+            .context(
+                "snapshots on the QEMU engine need qemu-img, which is not on PATH: \
+                 install the Debian/Ubuntu package `qemu-utils` (sudo apt-get install qemu-utils)",
+            )?;
+        if !out.status.success() {
+            bail!(
+                "qemu-img create {} failed: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        self.qmp.execute_with(
+            "blockdev-add",
+            serde_json::json!({
+                "driver": "qcow2",
+                "node-name": "vmdbg-snapshots",
+                "file": { "driver": "file", "filename": path.display().to_string() },
+            }),
+        )?;
+        self.snapshot_store = true;
+        Ok(())
+    }
 }
 
 impl VmControl for QemuControl {
@@ -235,5 +285,15 @@ impl VmControl for QemuControl {
 
     fn try_exit(&mut self) -> Option<VmExit> {
         self.process.try_exit()
+    }
+
+    fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {
+        self.ensure_snapshot_store(dir)?;
+        self.qmp.human(&format!("savevm {name}"))
+    }
+
+    fn restore(&mut self, dir: &Path, name: &str) -> Result<()> {
+        self.ensure_snapshot_store(dir)?;
+        self.qmp.human(&format!("loadvm {name}"))
     }
 }

@@ -1,4 +1,5 @@
-//! A minimal QMP client: one command at a time, events skipped.
+//! A minimal QMP client: one command at a time, events skipped; the human
+//! monitor through it for the commands QMP lacks (`savevm`, `loadvm`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -37,17 +38,46 @@ impl Qmp {
     }
 
     pub fn execute(&mut self, command: &str) -> Result<()> {
-        writeln!(self.writer, "{}", serde_json::json!({ "execute": command }))
-            .context("write to QMP")?;
+        self.execute_with(command, serde_json::json!({})).map(drop)
+    }
+
+    /// Runs a command with arguments; returns what it returned.
+    pub fn execute_with(
+        &mut self,
+        command: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        writeln!(
+            self.writer,
+            "{}",
+            serde_json::json!({ "execute": command, "arguments": arguments })
+        )
+        .context("write to QMP")?;
         loop {
-            let message = self.read_message()?;
-            if message.get("return").is_some() {
-                return Ok(());
+            let mut message = self.read_message()?;
+            if let Some(value) = message.get_mut("return") {
+                return Ok(value.take());
             }
             if let Some(error) = message.get("error") {
                 bail!("QMP {command}: {error}");
             }
             // An asynchronous event (STOP, RESUME, SHUTDOWN…): not ours.
         }
+    }
+}
+
+impl Qmp {
+    /// A human-monitor command; its output is its error, if any (`savevm`
+    /// and `loadvm` print only on failure).
+    pub fn human(&mut self, command_line: &str) -> Result<()> {
+        let output = self.execute_with(
+            "human-monitor-command",
+            serde_json::json!({ "command-line": command_line }),
+        )?;
+        let text = output.as_str().unwrap_or_default().trim();
+        if !text.is_empty() {
+            bail!("QEMU's `{command_line}` said: {text}");
+        }
+        Ok(())
     }
 }
