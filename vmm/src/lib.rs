@@ -23,6 +23,7 @@ pub mod devices;
 pub mod error;
 pub mod gdb;
 pub mod report;
+pub mod snapshot;
 pub mod vcpu;
 pub mod vm;
 

@@ -6,6 +6,8 @@
 //! KVM_RUN return EINTR; the flag is re-sent until the vCPU acknowledges,
 //! which closes the race with a signal that lands just before KVM_RUN.
 
+pub mod state;
+
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
