@@ -1,13 +1,13 @@
-//! The gdb remote-protocol server: listens on TCP or a unix socket, lets a
-//! debugger attach at boot (`--wait-gdb`, like QEMU's `-s -S`) or to a
-//! running VM, and after a detach lets the guest run on and accepts the
-//! next debugger.
+//! The gdb remote-protocol server, one client of the control loop
+//! ([`crate::control`], which owns the listener and the VM): a session
+//! serves one debugger over a stopped VM, lends the VM's run control to
+//! it, and after a detach lets the guest run on.
 
 pub mod arch;
 mod monitor;
 pub mod target;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
@@ -15,12 +15,13 @@ use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonErr
 use gdbstub::stub::{DisconnectReason, GdbStub};
 
 use vmdbg_gdb_common::conn::RspConnection;
-use vmdbg_gdb_common::listen::{Listener, Stream};
+use vmdbg_gdb_common::listen::Stream;
 
 use self::target::{tid, StopReason, VmTarget};
 use crate::debug::probe::HostDebugCaps;
+use crate::control::poll_readable;
 use crate::error::{Error, Result};
-use crate::vcpu::{VcpuEvent, VmEnd};
+use crate::vcpu::VmEnd;
 use crate::vm::Vm;
 
 /// Where the gdb server listens (shared with the agent's process debugger).
@@ -29,31 +30,26 @@ pub use vmdbg_gdb_common::listen::Listen;
 /// The connection to one debugger.
 type GdbConnection = RspConnection<Stream>;
 
-fn bind(listen: &Listen) -> Result<Listener> {
-    Listener::bind(listen).map_err(|e| Error::Gdb(e.to_string()))
+/// Event sources the control loop lends a gdb session (the control API),
+/// served while the session waits for gdb or for a vCPU.
+pub trait SideEvents: Send {
+    fn fds(&self) -> Vec<RawFd>;
+    /// Serves what is ready; the debugger owns the run state.
+    fn serve_debugged(&mut self, vm: &mut Vm);
+    /// To hand the concrete type back to its owner.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
-/// Blocks until one of `fds` is readable; returns which are.
-fn poll_readable(fds: &[RawFd]) -> std::io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    loop {
-        // SAFETY: `pfds` is a valid array of pollfd for its whole length.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
-        if n >= 0 {
-            return Ok(pfds.iter().map(|p| p.revents != 0).collect());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// How a debugger session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The VM ended (the guest, or a fatal exit) while debugged.
+    Ended(VmEnd),
+    /// The debugger killed the VM.
+    Killed,
+    /// The debugger detached (or its connection broke): every vCPU runs on
+    /// with no debug state.
+    Detached,
 }
 
 struct VmEventLoop;
@@ -80,8 +76,16 @@ impl BlockingEventLoop for VmEventLoop {
             if let Some(event) = target.vm.poll_event() {
                 return Ok(Event::TargetStopped(target.report(event)));
             }
-            let ready = poll_readable(&[conn.raw_fd(), target.vm.events_fd()])
-                .map_err(WaitForStopReasonError::Connection)?;
+            let mut fds = vec![conn.raw_fd(), target.vm.events_fd()];
+            if let Some(side) = &target.side {
+                fds.extend(side.fds());
+            }
+            let ready = poll_readable(&fds).map_err(WaitForStopReasonError::Connection)?;
+            if ready[2..].iter().any(|&r| r) {
+                if let Some(side) = target.side.as_mut() {
+                    side.serve_debugged(&mut target.vm);
+                }
+            }
             if ready[0] {
                 return conn
                     .read()
@@ -107,73 +111,36 @@ impl BlockingEventLoop for VmEventLoop {
     }
 }
 
-/// Runs the VM under the gdb server until the VM ends or a debugger kills it.
-pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -> Result<VmEnd> {
-    let listener = bind(listen)?;
+/// Serves one debugger on `stream` over a stopped VM until it detaches,
+/// kills the VM or the VM ends; hands the VM and the lent event sources
+/// back either way.
+pub fn session(
+    vm: Vm,
+    host: HostDebugCaps,
+    stream: Stream,
+    side: Box<dyn SideEvents>,
+) -> (Vm, Box<dyn SideEvents>, Result<SessionEnd>) {
     let mut target = VmTarget::new(vm, host);
-    let shown = format!("target remote {}", listener.target_remote_address());
-    if wait_for_gdb {
-        eprintln!("vmdbg-vmm: waiting for gdb: {shown}");
-    } else {
-        eprintln!("vmdbg-vmm: gdb can attach with: {shown}");
-        for vcpu in 0..target.vm.vcpu_count() {
-            target.vm.run_vcpu(vcpu)?;
+    target.side = Some(side);
+    let result = GdbStub::new(GdbConnection::new(stream)).run_blocking::<VmEventLoop>(&mut target);
+    let outcome = match (target.ended.take(), result) {
+        (Some(end), _) => Ok(SessionEnd::Ended(end)),
+        (None, Ok(DisconnectReason::Kill)) => Ok(SessionEnd::Killed),
+        (None, Ok(DisconnectReason::Disconnect)) => {
+            eprintln!("vmdbg-vmm: debugger detached; the guest runs on");
+            target.release().map(|()| SessionEnd::Detached)
         }
-    }
-    loop {
-        if let Some(end) = wait_for_connection_or_end(&mut target, &listener)? {
-            return Ok(end);
+        (None, Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_))) => {
+            Err(Error::Gdb("the VM ended without an exit status".into()))
         }
-        let conn = GdbConnection::new(
-            listener
-                .accept()
-                .map_err(|e| Error::Gdb(format!("accepting a connection: {e}")))?,
-        );
-        for stop in target.vm.pause_all() {
-            if let VcpuEvent::VmEnded { end, .. } = stop {
-                return Ok(end);
-            }
+        (None, Err(e)) if e.is_target_error() => {
+            Err(e.into_target_error().expect("checked to be a target error"))
         }
-        let result = GdbStub::new(conn).run_blocking::<VmEventLoop>(&mut target);
-        if let Some(end) = target.ended.take() {
-            return Ok(end);
+        (None, Err(e)) => {
+            eprintln!("vmdbg-vmm: gdb connection ended ({e}); the guest runs on");
+            target.release().map(|()| SessionEnd::Detached)
         }
-        match result {
-            Ok(DisconnectReason::Kill) => {
-                eprintln!("vmdbg-vmm: killed by the debugger");
-                return Ok(VmEnd::Guest { status: 0 });
-            }
-            Ok(DisconnectReason::Disconnect) => {
-                eprintln!("vmdbg-vmm: debugger detached; the guest runs on");
-            }
-            Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
-                return Err(Error::Gdb("the VM ended without an exit status".into()));
-            }
-            Err(e) if e.is_target_error() => {
-                return Err(e.into_target_error().expect("checked to be a target error"))
-            }
-            Err(e) => eprintln!("vmdbg-vmm: gdb connection ended ({e}); the guest runs on"),
-        }
-        target.release()?;
-    }
-}
-
-/// While the guest runs with no debugger, waits for either a debugger to
-/// connect (`None`) or the VM to end.
-fn wait_for_connection_or_end(target: &mut VmTarget, listener: &Listener) -> Result<Option<VmEnd>> {
-    while target.vm.any_running() {
-        let ready = poll_readable(&[listener.as_raw_fd(), target.vm.events_fd()])
-            .map_err(|e| Error::Gdb(format!("poll: {e}")))?;
-        while let Some(event) = target.vm.poll_event() {
-            match event {
-                VcpuEvent::VmEnded { end, .. } => return Ok(Some(end)),
-                // A stop nobody asked for (a leftover pause request): go on.
-                other => target.vm.run_vcpu(other.vcpu())?,
-            }
-        }
-        if ready[0] {
-            return Ok(None);
-        }
-    }
-    Ok(None)
+    };
+    let side = target.side.take().expect("the side events stay lent for the session");
+    (target.vm, side, outcome)
 }
