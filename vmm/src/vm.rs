@@ -549,8 +549,9 @@ impl Vm {
             .collect()
     }
 
-    /// Writes every vCPU's state back. The vCPUs must be stopped.
-    pub fn restore_vcpus(&self, states: &[VcpuState]) -> Result<()> {
+    /// Writes every vCPU's state back. The vCPUs must be stopped; `fresh`
+    /// when they have never run (a machine just built for a snapshot).
+    pub fn restore_vcpus(&self, states: &[VcpuState], fresh: bool) -> Result<()> {
         if states.len() != self.vcpus.len() {
             return Err(Error::Vcpu(format!(
                 "{} vCPU states for {} vCPUs",
@@ -560,7 +561,7 @@ impl Vm {
         }
         for (v, state) in self.vcpus.iter().zip(states) {
             let state = state.clone();
-            v.exec(move |fd| state.restore(fd))??;
+            v.exec(move |fd| state.restore(fd, fresh))??;
         }
         Ok(())
     }

@@ -85,10 +85,11 @@ pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
     })
 }
 
-/// Puts a stopped VM of the same shape into `snap`'s state (memory aside).
-pub fn apply(vm: &mut Vm, snap: &VmSnapshot) -> Result<()> {
+/// Puts a stopped VM of the same shape into `snap`'s state (memory aside);
+/// `fresh` for a machine whose vCPUs have never run.
+pub fn apply(vm: &mut Vm, snap: &VmSnapshot, fresh: bool) -> Result<()> {
     snap.kvm.restore(vm.vm_fd())?;
-    vm.restore_vcpus(&snap.vcpus)?;
+    vm.restore_vcpus(&snap.vcpus, fresh)?;
     crate::devices::lock_device(&vm.devices.serial)
         .restore(&snap.serial)
         .map_err(Error::Api)?;
@@ -291,7 +292,7 @@ pub fn restore_new(state_path: &Path, mem_path: &Path, serial: &SerialTarget) ->
     let mut vm = Vm::build(&snap.shape, mem, serial)?;
     vm.backing = Backing::File(mem_path.to_path_buf());
     vm.log_dirty_pages(true)?;
-    apply(&mut vm, &snap)?;
+    apply(&mut vm, &snap, true)?;
     Ok((vm, snap))
 }
 
@@ -312,7 +313,7 @@ pub fn load_in_place(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<
     }
     let file = open_memory(mem_path, &snap.shape)?;
     remap_private(vm, &file, mem_path)?;
-    apply(vm, &snap)?;
+    apply(vm, &snap, false)?;
     Ok(snap)
 }
 
@@ -370,7 +371,7 @@ pub fn reset(vm: &mut Vm, snap: &VmSnapshot) -> Result<ResetStats> {
             stats.pages_dropped += count;
         }
     }
-    apply(vm, snap)?;
+    apply(vm, snap, false)?;
     Ok(stats)
 }
 

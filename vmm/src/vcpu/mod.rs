@@ -321,6 +321,7 @@ impl VcpuRunner {
         let vcpu = self.index;
         loop {
             if self.pause.swap(false, Ordering::SeqCst) {
+                self.complete_pending_io();
                 return VcpuEvent::Paused { vcpu };
             }
             match self.step_once() {
@@ -349,6 +350,20 @@ impl VcpuRunner {
                 }
             }
         }
+    }
+
+    /// Finishes the I/O exit KVM is still completing (an `in` whose value
+    /// goes to RAX on the next KVM_RUN) without entering the guest, so the
+    /// state read while paused is whole and a state written while paused
+    /// is not overwritten by a stale completion on the next run.
+    fn complete_pending_io(&mut self) {
+        self.fd.set_kvm_immediate_exit(1);
+        match self.fd.run() {
+            Err(e) if e.errno() == libc::EINTR => {}
+            Ok(_) => tracing::debug!("vCPU {}: exit while completing pending I/O", self.index),
+            Err(e) => tracing::warn!("vCPU {}: completing pending I/O: {e}", self.index),
+        }
+        self.fd.set_kvm_immediate_exit(0);
     }
 
     fn step_once(&mut self) -> Exit {

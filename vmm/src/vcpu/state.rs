@@ -149,11 +149,16 @@ impl VcpuState {
         })
     }
 
-    /// Writes the whole state back, in Firecracker's restore order.
-    pub fn restore(&self, fd: &VcpuFd) -> Result<()> {
-        let cpuid = CpuId::from_entries(&self.cpuid)
-            .map_err(|e| Error::Vcpu(format!("building the CPUID list: {e:?}")))?;
-        fd.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+    /// Writes the whole state back, in Firecracker's restore order. The
+    /// CPUID is set only on a vCPU that has not run (`fresh`): KVM refuses
+    /// to change it afterwards, and a vCPU of this VMM keeps the CPUID it
+    /// was created with.
+    pub fn restore(&self, fd: &VcpuFd, fresh: bool) -> Result<()> {
+        if fresh {
+            let cpuid = CpuId::from_entries(&self.cpuid)
+                .map_err(|e| Error::Vcpu(format!("building the CPUID list: {e:?}")))?;
+            fd.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        }
         fd.set_mp_state(self.mp_state)
             .map_err(Error::kvm("KVM_SET_MP_STATE"))?;
         fd.set_regs(&self.regs).map_err(Error::kvm("KVM_SET_REGS"))?;
@@ -171,15 +176,6 @@ impl VcpuState {
         write_msrs(fd, &self.msrs)?;
         fd.set_vcpu_events(&self.events)
             .map_err(Error::kvm("KVM_SET_VCPU_EVENTS"))
-    }
-
-    /// Just the registers an in-place reset needs when nothing but the
-    /// guest's own execution changed: the same as [`restore`], kept as one
-    /// path so a reset and a restore cannot drift apart.
-    ///
-    /// [`restore`]: VcpuState::restore
-    pub fn reset(&self, fd: &VcpuFd) -> Result<()> {
-        self.restore(fd)
     }
 }
 
