@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vmdbg_vmm::boot::EntryMode;
+use vmdbg_vmm::control::{Control, Options};
 use vmdbg_vmm::devices::serial::SerialTarget;
 use vmdbg_vmm::error::exit_status;
 use vmdbg_vmm::gdb::Listen;
 use vmdbg_vmm::vcpu::VmEnd;
-use vmdbg_vmm::control::{Control, Options};
 use vmdbg_vmm::vm::{parse_mem_size, Vm, VmConfig, VsockConfig};
 use vmdbg_vmm::GdbOptions;
 
@@ -188,8 +188,10 @@ fn main() -> ExitCode {
                 .and_then(|()| Vm::create(&config))
                 .map(|vm| (Some(vm), None))
         }
-        (None, Some(state), Some(mem)) => vmdbg_vmm::snapshot::restore_new(&state, &mem, &cli.serial)
-            .map(|(vm, snap)| (Some(vm), Some(snap))),
+        (None, Some(state), Some(mem)) => {
+            vmdbg_vmm::snapshot::restore_new(&state, &mem, &cli.serial)
+                .map(|(vm, snap)| (Some(vm), Some(snap)))
+        }
         _ => Ok((None, None)),
     };
     let result = started

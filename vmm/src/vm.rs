@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use kvm_bindings::{
     kvm_clock_data, kvm_irqchip, kvm_pit_config, kvm_pit_state2, kvm_userspace_memory_region,
-    CpuId, KVM_MAX_CPUID_ENTRIES,
-    KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -186,7 +185,11 @@ fn set_memory_slots(vm: &VmFd, mem: &GuestMemoryMmap, log_dirty: bool) -> Result
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
             userspace_addr: host as u64,
-            flags: if log_dirty { KVM_MEM_LOG_DIRTY_PAGES } else { 0 },
+            flags: if log_dirty {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            },
         };
         // SAFETY: the region is a live mapping owned by `mem`, which the
         // `Vm` keeps as long as the VM fd (the mapping itself is reference
@@ -371,7 +374,11 @@ impl Vm {
     /// interrupt controllers, the devices and the vCPU threads, each vCPU
     /// at its power-on defaults. Booting a kernel or restoring a snapshot
     /// goes on from here.
-    pub fn build(shape: &MachineShape, mem: GuestMemoryMmap, serial_target: &serial::SerialTarget) -> Result<Vm> {
+    pub fn build(
+        shape: &MachineShape,
+        mem: GuestMemoryMmap,
+        serial_target: &serial::SerialTarget,
+    ) -> Result<Vm> {
         if shape.vcpus == 0 || shape.vcpus > MAX_VCPUS {
             return Err(Error::BadCpuCount(shape.vcpus, MAX_VCPUS));
         }

@@ -62,7 +62,10 @@ pub fn parse(buf: &[u8]) -> Parse {
     let (Some(method), Some(path), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return bad(format!("malformed request line `{}`", shorten(request_line)));
+        return bad(format!(
+            "malformed request line `{}`",
+            shorten(request_line)
+        ));
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return bad(format!("malformed method `{}`", shorten(method)));
@@ -210,10 +213,14 @@ mod tests {
 
     #[test]
     fn parses_a_put_with_a_body() {
-        let raw = b"PUT /snapshot/create HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}GET";
+        let raw =
+            b"PUT /snapshot/create HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}GET";
         match parse(raw) {
             Parse::Done(r, used) => {
-                assert_eq!((r.method.as_str(), r.path.as_str()), ("PUT", "/snapshot/create"));
+                assert_eq!(
+                    (r.method.as_str(), r.path.as_str()),
+                    ("PUT", "/snapshot/create")
+                );
                 assert_eq!(r.body, b"{}");
                 assert_eq!(used, raw.len() - 3);
                 assert!(!r.close);

@@ -88,7 +88,8 @@ impl Control {
         let mut paused = options.start_paused;
         let gdb = match &options.gdb {
             Some(opts) => {
-                let listener = Listener::bind(&opts.listen).map_err(|e| Error::Gdb(e.to_string()))?;
+                let listener =
+                    Listener::bind(&opts.listen).map_err(|e| Error::Gdb(e.to_string()))?;
                 let shown = format!("target remote {}", listener.target_remote_address());
                 if opts.wait {
                     eprintln!("vmdbg-vmm: waiting for gdb: {shown}");
@@ -393,7 +394,11 @@ impl Service {
         self.paused = true;
     }
 
-    fn set_state(&mut self, state: &str, access: &mut VmAccess) -> std::result::Result<Response, Response> {
+    fn set_state(
+        &mut self,
+        state: &str,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
         let VmAccess::Owned(slot) = access else {
             return Err(Response::fault(409, DEBUGGER_OWNS_RUN_STATE));
         };
@@ -424,12 +429,18 @@ impl Service {
                 400,
                 "the VM is running: pause it first (PATCH /vm {\"state\": \"Paused\"})",
             )),
-            VmAccess::Debugged(vm) if vm.any_running() => Err(Response::fault(409, DEBUGGER_RUNNING)),
+            VmAccess::Debugged(vm) if vm.any_running() => {
+                Err(Response::fault(409, DEBUGGER_RUNNING))
+            }
             _ => Ok(access.vm().expect("checked above")),
         }
     }
 
-    fn create(&mut self, b: CreateBody, access: &mut VmAccess) -> std::result::Result<Response, Response> {
+    fn create(
+        &mut self,
+        b: CreateBody,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
         if let Some(t) = b.snapshot_type.as_deref().filter(|t| *t != "Full") {
             return Err(Response::fault(
                 400,
@@ -443,7 +454,11 @@ impl Service {
         Ok(Response::no_content())
     }
 
-    fn load(&mut self, b: LoadBody, access: &mut VmAccess) -> std::result::Result<Response, Response> {
+    fn load(
+        &mut self,
+        b: LoadBody,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
         let _ = (b.enable_diff_snapshots, b.track_dirty_pages);
         let mem = match (b.mem_backend, b.mem_file_path) {
             (Some(m), None) if m.backend_type == "File" => m.backend_path,

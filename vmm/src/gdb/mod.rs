@@ -11,15 +11,15 @@ use std::os::fd::RawFd;
 
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
-use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
-use gdbstub::stub::{DisconnectReason, GdbStub};
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
 
 use vmdbg_gdb_common::conn::RspConnection;
 use vmdbg_gdb_common::listen::Stream;
 
 use self::target::{tid, StopReason, VmTarget};
-use crate::debug::probe::HostDebugCaps;
 use crate::control::poll_readable;
+use crate::debug::probe::HostDebugCaps;
 use crate::error::{Error, Result};
 use crate::vcpu::VmEnd;
 use crate::vm::Vm;
@@ -52,62 +52,118 @@ pub enum SessionEnd {
     Detached,
 }
 
-struct VmEventLoop;
+/// What a session waits for next.
+enum Wake {
+    /// A byte from gdb.
+    Data(u8),
+    /// A vCPU stopped (only while gdb lets the VM run).
+    Stop(StopReason),
+}
 
-impl BlockingEventLoop for VmEventLoop {
-    type Target = VmTarget;
-    type Connection = GdbConnection;
-    type StopReason = StopReason;
-
-    fn wait_for_stop_reason(
-        target: &mut VmTarget,
-        conn: &mut GdbConnection,
-    ) -> std::result::Result<Event<StopReason>, WaitForStopReasonError<Error, std::io::Error>> {
+/// Waits for gdb's next byte or, while the VM runs, the next stop, and
+/// serves the lent event sources (the control API) meanwhile, so they are
+/// answered whether gdb has the VM stopped or running.
+fn wait(target: &mut VmTarget, conn: &mut GdbConnection, running: bool) -> std::io::Result<Wake> {
+    if running {
         if let Some(event) = target.take_pending() {
-            return Ok(Event::TargetStopped(target.report(event)));
-        }
-        loop {
-            if conn.has_buffered_input() {
-                return conn
-                    .read()
-                    .map(Event::IncomingData)
-                    .map_err(WaitForStopReasonError::Connection);
-            }
-            if let Some(event) = target.vm.poll_event() {
-                return Ok(Event::TargetStopped(target.report(event)));
-            }
-            let mut fds = vec![conn.raw_fd(), target.vm.events_fd()];
-            if let Some(side) = &target.side {
-                fds.extend(side.fds());
-            }
-            let ready = poll_readable(&fds).map_err(WaitForStopReasonError::Connection)?;
-            if ready[2..].iter().any(|&r| r) {
-                if let Some(side) = target.side.as_mut() {
-                    side.serve_debugged(&mut target.vm);
-                }
-            }
-            if ready[0] {
-                return conn
-                    .read()
-                    .map(Event::IncomingData)
-                    .map_err(WaitForStopReasonError::Connection);
-            }
+            return Ok(Wake::Stop(target.report(event)));
         }
     }
-
-    fn on_interrupt(target: &mut VmTarget) -> std::result::Result<Option<StopReason>, Error> {
-        let mut stops = target.vm.pause_all().into_iter();
-        Ok(Some(match stops.next() {
-            Some(first) => {
-                let reason = target.report(first);
-                stops.for_each(|e| target.keep_pending(e));
-                reason
+    loop {
+        if conn.has_buffered_input() {
+            return conn.read().map(Wake::Data);
+        }
+        if running {
+            if let Some(event) = target.vm.poll_event() {
+                return Ok(Wake::Stop(target.report(event)));
             }
-            None => StopReason::SignalWithThread {
-                tid: tid(0),
-                signal: Signal::SIGINT,
-            },
-        }))
+        }
+        let mut fds = vec![conn.raw_fd(), target.vm.events_fd()];
+        if let Some(side) = &target.side {
+            fds.extend(side.fds());
+        }
+        let ready = poll_readable(&fds)?;
+        if ready[2..].iter().any(|&r| r) {
+            if let Some(side) = target.side.as_mut() {
+                side.serve_debugged(&mut target.vm);
+            }
+        }
+        if ready[0] {
+            return conn.read().map(Wake::Data);
+        }
+        if !running && ready[1] {
+            // A stale wake-up of a vCPU that is not running; drain it.
+            while target.vm.poll_event().is_some() {}
+        }
+    }
+}
+
+/// gdb's Ctrl-C: stops every vCPU and reports the first stop.
+fn on_interrupt(target: &mut VmTarget) -> StopReason {
+    let mut stops = target.vm.pause_all().into_iter();
+    match stops.next() {
+        Some(first) => {
+            let reason = target.report(first);
+            stops.for_each(|e| target.keep_pending(e));
+            reason
+        }
+        None => StopReason::SignalWithThread {
+            tid: tid(0),
+            signal: Signal::SIGINT,
+        },
+    }
+}
+
+/// Why a session's event loop stopped other than by a disconnect.
+#[derive(Debug)]
+enum DriveError {
+    Gdb(GdbStubError<Error, std::io::Error>),
+    /// The connection failed while waiting for gdb.
+    Io(std::io::Error),
+}
+
+impl From<GdbStubError<Error, std::io::Error>> for DriveError {
+    fn from(e: GdbStubError<Error, std::io::Error>) -> Self {
+        Self::Gdb(e)
+    }
+}
+
+impl std::fmt::Display for DriveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gdb(e) => e.fmt(f),
+            Self::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Runs gdbstub's state machine over one connection: the session's own
+/// event loop, so no gdbstub call ever blocks the control API.
+fn drive(
+    target: &mut VmTarget,
+    conn: GdbConnection,
+) -> std::result::Result<DisconnectReason, DriveError> {
+    let mut gdb = GdbStub::new(conn).run_state_machine(target)?;
+    loop {
+        gdb = match gdb {
+            GdbStubStateMachine::Idle(mut gdb) => {
+                match wait(target, gdb.borrow_conn(), false).map_err(DriveError::Io)? {
+                    Wake::Data(byte) => gdb.incoming_data(target, byte)?,
+                    Wake::Stop(_) => unreachable!("no stop is taken while idle"),
+                }
+            }
+            GdbStubStateMachine::Running(mut gdb) => {
+                match wait(target, gdb.borrow_conn(), true).map_err(DriveError::Io)? {
+                    Wake::Data(byte) => gdb.incoming_data(target, byte)?,
+                    Wake::Stop(reason) => gdb.report_stop(target, reason)?,
+                }
+            }
+            GdbStubStateMachine::CtrlCInterrupt(gdb) => {
+                let reason = on_interrupt(target);
+                gdb.interrupt_handled(target, Some(reason))?
+            }
+            GdbStubStateMachine::Disconnected(gdb) => return Ok(gdb.get_reason()),
+        };
     }
 }
 
@@ -122,7 +178,7 @@ pub fn session(
 ) -> (Vm, Box<dyn SideEvents>, Result<SessionEnd>) {
     let mut target = VmTarget::new(vm, host);
     target.side = Some(side);
-    let result = GdbStub::new(GdbConnection::new(stream)).run_blocking::<VmEventLoop>(&mut target);
+    let result = drive(&mut target, GdbConnection::new(stream));
     let outcome = match (target.ended.take(), result) {
         (Some(end), _) => Ok(SessionEnd::Ended(end)),
         (None, Ok(DisconnectReason::Kill)) => Ok(SessionEnd::Killed),
@@ -133,7 +189,7 @@ pub fn session(
         (None, Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_))) => {
             Err(Error::Gdb("the VM ended without an exit status".into()))
         }
-        (None, Err(e)) if e.is_target_error() => {
+        (None, Err(DriveError::Gdb(e))) if e.is_target_error() => {
             Err(e.into_target_error().expect("checked to be a target error"))
         }
         (None, Err(e)) => {
@@ -141,6 +197,9 @@ pub fn session(
             target.release().map(|()| SessionEnd::Detached)
         }
     };
-    let side = target.side.take().expect("the side events stay lent for the session");
+    let side = target
+        .side
+        .take()
+        .expect("the side events stay lent for the session");
     (target.vm, side, outcome)
 }

@@ -67,9 +67,12 @@ fn bad_mem(path: &Path, why: impl Into<String>) -> Error {
 
 /// Reads the state of a stopped VM.
 pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
-    if let Some(kind) = vm.shape.devices.iter().find(|d| {
-        matches!(d, DeviceKind::Block { .. } | DeviceKind::Vsock { .. })
-    }) {
+    if let Some(kind) = vm
+        .shape
+        .devices
+        .iter()
+        .find(|d| matches!(d, DeviceKind::Block { .. } | DeviceKind::Vsock { .. }))
+    {
         return Err(Error::Api(format!(
             "this VM has a virtio device ({kind:?}); snapshots of virtio devices are not supported yet"
         )));
@@ -100,7 +103,10 @@ pub fn apply(vm: &mut Vm, snap: &VmSnapshot, fresh: bool) -> Result<()> {
 
 /// A temporary name beside `path`, unique to this process.
 fn temporary(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -184,8 +190,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<VmSnapshot> {
 
 pub fn write_state(path: &Path, snap: &VmSnapshot) -> Result<()> {
     let bytes = encode(snap);
-    write_atomically(path, |f| f.write_all(&bytes))
-        .map_err(|e| bad(path, format!("writing: {e}")))
+    write_atomically(path, |f| f.write_all(&bytes)).map_err(|e| bad(path, format!("writing: {e}")))
 }
 
 pub fn read_state(path: &Path) -> Result<VmSnapshot> {
@@ -285,7 +290,11 @@ pub fn create(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<VmSnaps
 
 /// A VM started from a snapshot in this process: `vmdbg-vmm --restore`,
 /// or `PUT /snapshot/load` on a VMM that has no VM yet.
-pub fn restore_new(state_path: &Path, mem_path: &Path, serial: &SerialTarget) -> Result<(Vm, VmSnapshot)> {
+pub fn restore_new(
+    state_path: &Path,
+    mem_path: &Path,
+    serial: &SerialTarget,
+) -> Result<(Vm, VmSnapshot)> {
     let snap = read_state(state_path)?;
     let file = open_memory(mem_path, &snap.shape)?;
     let mem = crate::vm::file_memory(&file, snap.shape.mem_bytes)?;

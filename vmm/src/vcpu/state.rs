@@ -157,11 +157,13 @@ impl VcpuState {
         if fresh {
             let cpuid = CpuId::from_entries(&self.cpuid)
                 .map_err(|e| Error::Vcpu(format!("building the CPUID list: {e:?}")))?;
-            fd.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+            fd.set_cpuid2(&cpuid)
+                .map_err(Error::kvm("KVM_SET_CPUID2"))?;
         }
         fd.set_mp_state(self.mp_state)
             .map_err(Error::kvm("KVM_SET_MP_STATE"))?;
-        fd.set_regs(&self.regs).map_err(Error::kvm("KVM_SET_REGS"))?;
+        fd.set_regs(&self.regs)
+            .map_err(Error::kvm("KVM_SET_REGS"))?;
         fd.set_sregs(&self.sregs)
             .map_err(Error::kvm("KVM_SET_SREGS"))?;
         // SAFETY: a legacy 4 KiB xsave area read by KVM_GET_XSAVE.
