@@ -310,6 +310,15 @@ impl VcpuRunner {
                 Command::Exec(job) => job(&mut self.fd),
                 Command::Run(options) => {
                     let event = self.run_until_stop(&options);
+                    if let VcpuEvent::VmEnded {
+                        end: VmEnd::Guest { .. },
+                        ..
+                    } = event
+                    {
+                        // The exit that ended it may be an I/O KVM has yet
+                        // to complete; a snapshot reset would meet it.
+                        self.complete_pending_io();
+                    }
                     self.events.send(event);
                 }
                 Command::Quit => break,
@@ -361,7 +370,7 @@ impl VcpuRunner {
         match self.fd.run() {
             Err(e) if e.errno() == libc::EINTR => {}
             Ok(_) => tracing::debug!("vCPU {}: exit while completing pending I/O", self.index),
-            Err(e) => tracing::warn!("vCPU {}: completing pending I/O: {e}", self.index),
+            Err(e) => tracing::debug!("vCPU {}: completing pending I/O: {e}", self.index),
         }
         self.fd.set_kvm_immediate_exit(0);
     }
