@@ -286,7 +286,7 @@ fn restored_run_continues_from_the_snapshot_in_a_new_process() {
     api.resume();
     let a = vm.finish();
     let at = assert_continues(&before, &a[before.len()..], "the snapshotted VM running on");
-    assert!(at >= 10 && at < STEPS, "snapshot after step {at}");
+    assert!((10..STEPS).contains(&at), "snapshot after step {at}");
 
     // --restore: a new process from the files.
     let serial = dir.join("b.serial");

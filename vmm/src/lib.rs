@@ -28,6 +28,7 @@ pub mod debug;
 pub mod devices;
 pub mod error;
 pub mod gdb;
+pub mod poll;
 pub mod report;
 pub mod snapshot;
 pub mod vcpu;

@@ -487,18 +487,8 @@ pub fn spawn_host_poller(
         use std::sync::atomic::Ordering;
         while !stop.load(Ordering::Relaxed) {
             let fds = lock(&transport).host_fds();
-            let mut pollfds: Vec<libc::pollfd> = fds
-                .iter()
-                .map(|&fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: pollfds is a valid array of pollfd for its length.
-            // A descriptor closed meanwhile yields POLLNVAL, which only
-            // causes one extra round.
-            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 50) };
+            // A descriptor closed meanwhile only causes one extra round.
+            let _ = crate::poll::readable(&fds, Some(std::time::Duration::from_millis(50)));
             lock(&transport).process();
         }
     })
