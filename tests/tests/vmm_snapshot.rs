@@ -645,3 +645,79 @@ fn bad_snapshots_are_refused_with_one_line_and_nothing_is_overwritten() {
     }
     assert_eq!(std::fs::read(dir.join("vm.snap")).unwrap(), good);
 }
+
+/// A VM with a virtio-blk disk is snapshotted (its transport and queues
+/// with it) and restored; one with vsock is refused with the reason, and
+/// runs on.
+#[test]
+fn virtio_block_is_kept_and_vsock_is_refused() {
+    let Some(dir) = test_ready("snapshot_virtio") else {
+        return;
+    };
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let k = kernel("snapshot.elf");
+    let mut vm = Vmm::start(
+        &dir,
+        "a",
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--disk",
+            disk.to_str().unwrap(),
+        ],
+    );
+    vm.wait_steps(5);
+    let mut api = vm.api();
+    api.pause();
+    let before = vm.output();
+    api.ok(
+        "PUT",
+        "/snapshot/create",
+        r#"{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}"#,
+    );
+    drop(vm);
+    let serial = dir.join("b.serial");
+    let mut cmd = vmm();
+    cmd.current_dir(&dir)
+        .args(["--restore", "vm.snap", "--mem-file", "vm.mem", "--serial"])
+        .arg(format!("file:{}", serial.display()));
+    let out = run(cmd, "vmdbg-vmm --restore", LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(GUEST_STATUS),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_continues(
+        &before,
+        &std::fs::read_to_string(&serial).unwrap(),
+        "with a disk",
+    );
+
+    let uds = dir.join("vsock");
+    let mut vm = Vmm::start(
+        &dir,
+        "c",
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--vsock-uds",
+            uds.to_str().unwrap(),
+        ],
+    );
+    vm.wait_steps(2);
+    let mut api = vm.api();
+    api.pause();
+    let (status, reply) = api.call(
+        "PUT",
+        "/snapshot/create",
+        r#"{"snapshot_path": "v.snap", "mem_file_path": "v.mem"}"#,
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("virtio-vsock"), "{reply}");
+    assert!(!dir.join("v.snap").exists() && !dir.join("v.mem").exists());
+    api.resume();
+    let out = vm.finish();
+    assert_eq!(parse_steps(&out).len() as u64, STEPS);
+}
