@@ -257,8 +257,21 @@ impl Vmm {
 /// API into `dir/vm.snap` + `dir/vm.mem`. Returns the VM (paused) and its
 /// output up to the snapshot.
 fn boot_and_snapshot(dir: &Path, name: &str) -> (Vmm, Api, String) {
-    let mut vm = Vmm::boot(dir, name);
-    vm.wait_steps(20);
+    boot_and_snapshot_with(dir, name, &[], 20)
+}
+
+/// [`boot_and_snapshot`] with more vmdbg-vmm arguments, after `steps`.
+fn boot_and_snapshot_with(
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+    steps: usize,
+) -> (Vmm, Api, String) {
+    let k = kernel("snapshot.elf");
+    let mut args = vec!["--kernel", k.to_str().unwrap()];
+    args.extend(extra);
+    let mut vm = Vmm::start(dir, name, &args);
+    vm.wait_steps(steps);
     let mut api = vm.api();
     api.pause();
     let before = vm.output();
@@ -268,6 +281,24 @@ fn boot_and_snapshot(dir: &Path, name: &str) -> (Vmm, Api, String) {
         r#"{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}"#,
     );
     (vm, api, before)
+}
+
+/// `vmdbg-vmm --restore vm.snap --mem-file vm.mem` in `dir` to the guest's
+/// exit; its serial output.
+fn restore_from_files(dir: &Path, name: &str) -> String {
+    let serial = dir.join(format!("{name}.serial"));
+    let mut cmd = vmm();
+    cmd.current_dir(dir)
+        .args(["--restore", "vm.snap", "--mem-file", "vm.mem", "--serial"])
+        .arg(format!("file:{}", serial.display()));
+    let out = run(cmd, "vmdbg-vmm --restore", LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(GUEST_STATUS),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::read_to_string(&serial).unwrap()
 }
 
 fn test_ready(test: &str) -> Option<PathBuf> {
@@ -289,19 +320,7 @@ fn restored_run_continues_from_the_snapshot_in_a_new_process() {
     assert!((10..STEPS).contains(&at), "snapshot after step {at}");
 
     // --restore: a new process from the files.
-    let serial = dir.join("b.serial");
-    let mut cmd = vmm();
-    cmd.current_dir(&dir)
-        .args(["--restore", "vm.snap", "--mem-file", "vm.mem", "--serial"])
-        .arg(format!("file:{}", serial.display()));
-    let out = run(cmd, "vmdbg-vmm --restore", LIMIT);
-    assert_eq!(
-        out.status.code(),
-        Some(GUEST_STATUS),
-        "{}",
-        text(&out.stderr)
-    );
-    let b = std::fs::read_to_string(&serial).unwrap();
+    let b = restore_from_files(&dir, "b");
     assert_eq!(assert_continues(&before, &b, "--restore"), at);
 
     // An empty VMM (--api only) loading it through the API.
@@ -589,20 +608,7 @@ fn bad_snapshots_are_refused_with_one_line_and_nothing_is_overwritten() {
     // its state does not fit a running VM of 128 MiB.
     let small = dir.join("small");
     std::fs::create_dir_all(&small).unwrap();
-    let k = kernel("snapshot.elf");
-    let mut vm = Vmm::start(
-        &small,
-        "s",
-        &["--kernel", k.to_str().unwrap(), "--mem", "64M"],
-    );
-    vm.wait_steps(2);
-    let mut api = vm.api();
-    api.pause();
-    api.ok(
-        "PUT",
-        "/snapshot/create",
-        r#"{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}"#,
-    );
+    let (vm, _api, _) = boot_and_snapshot_with(&small, "s", &["--mem", "64M"], 2);
     drop(vm);
     std::fs::copy(small.join("vm.mem"), dir.join("small.mem")).unwrap();
     std::fs::copy(small.join("vm.snap"), dir.join("small.snap")).unwrap();
@@ -656,45 +662,13 @@ fn virtio_block_is_kept_and_vsock_is_refused() {
     };
     let disk = dir.join("disk.img");
     std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
-    let k = kernel("snapshot.elf");
-    let mut vm = Vmm::start(
-        &dir,
-        "a",
-        &[
-            "--kernel",
-            k.to_str().unwrap(),
-            "--disk",
-            disk.to_str().unwrap(),
-        ],
-    );
-    vm.wait_steps(5);
-    let mut api = vm.api();
-    api.pause();
-    let before = vm.output();
-    api.ok(
-        "PUT",
-        "/snapshot/create",
-        r#"{"snapshot_path": "vm.snap", "mem_file_path": "vm.mem"}"#,
-    );
+    let (vm, _api, before) =
+        boot_and_snapshot_with(&dir, "a", &["--disk", disk.to_str().unwrap()], 5);
     drop(vm);
-    let serial = dir.join("b.serial");
-    let mut cmd = vmm();
-    cmd.current_dir(&dir)
-        .args(["--restore", "vm.snap", "--mem-file", "vm.mem", "--serial"])
-        .arg(format!("file:{}", serial.display()));
-    let out = run(cmd, "vmdbg-vmm --restore", LIMIT);
-    assert_eq!(
-        out.status.code(),
-        Some(GUEST_STATUS),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_continues(
-        &before,
-        &std::fs::read_to_string(&serial).unwrap(),
-        "with a disk",
-    );
+    let out = restore_from_files(&dir, "b");
+    assert_continues(&before, &out, "with a disk");
 
+    let k = kernel("snapshot.elf");
     let uds = dir.join("vsock");
     let mut vm = Vmm::start(
         &dir,

@@ -294,6 +294,12 @@ fn remap_private(vm: &mut Vm, file: &File, path: &Path) -> Result<()> {
 /// and keeps running on the new memory file (MAP_PRIVATE) so that a reset
 /// can go back to it. The VM must be stopped.
 pub fn create(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<VmSnapshot> {
+    if state_path == mem_path {
+        return Err(bad(
+            state_path,
+            "the state and the memory need two files; give mem_file_path another name",
+        ));
+    }
     let snap = capture(vm)?;
     write_memory(mem_path, vm)?;
     write_state(state_path, &snap)?;
