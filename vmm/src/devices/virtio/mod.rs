@@ -122,6 +122,18 @@ pub trait VirtioDevice: Send {
     fn snapshot_refusal(&self) -> Option<&'static str> {
         None
     }
+    /// Called once a live device's transport and queues are restored from
+    /// a snapshot (after [`reset`]): tells the guest what did not survive.
+    /// Returns whether used buffers were added.
+    ///
+    /// [`reset`]: VirtioDevice::reset
+    fn restored(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMemoryMmap,
+    ) -> Result<bool, DeviceError> {
+        Ok(false)
+    }
 }
 
 /// A virtqueue's position and addresses (virtio-queue's `QueueState`).
@@ -235,6 +247,11 @@ impl super::Persist for MmioTransport {
         self.error = s.error.clone().map(DeviceError);
         if self.is_live() {
             self.device.activate(self.driver_features);
+            match self.device.restored(&mut self.queues, &self.mem) {
+                Ok(true) => self.raise(INT_USED_BUFFER),
+                Ok(false) => {}
+                Err(e) => self.fail(e),
+            }
         }
         Ok(())
     }

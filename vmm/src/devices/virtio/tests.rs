@@ -437,3 +437,36 @@ fn a_block_transport_saved_and_restored_serves_on_from_the_same_queue_position()
     assert_eq!(restored.save().queues[0].next_used, 2);
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn a_restored_vsock_tells_the_guest_its_transport_was_reset() {
+    use crate::devices::Persist;
+    let mem = memory();
+    let rx = MockSplitQueue::create(&mem, GuestAddress(0), QUEUE_LEN);
+    let tx = MockSplitQueue::create(&mem, GuestAddress(0x4000), QUEUE_LEN);
+    let ev = MockSplitQueue::create(&mem, GuestAddress(0x8000), QUEUE_LEN);
+    let mut t = transport(
+        Box::new(Vsock::new(3, &temp_path("reset-a.sock")).unwrap()),
+        &mem,
+    );
+    bring_up(&mut t, &[&rx, &tx, &ev]);
+    mem.write_obj(0xffff_ffffu32, GuestAddress(DATA)).unwrap();
+    ev.add_desc_chains(&[desc(DATA, 4, VRING_DESC_F_WRITE, 0)], 0)
+        .unwrap();
+    let saved = t.save();
+    assert_eq!(used_idx(&mem, &ev), 0);
+
+    let mut restored = transport(
+        Box::new(Vsock::new(3, &temp_path("reset-b.sock")).unwrap()),
+        &mem,
+    );
+    restored.restore(&saved).unwrap();
+    assert!(!needs_reset(&mut restored), "{:?}", restored.error());
+    assert_eq!(used_idx(&mem, &ev), 1);
+    assert_eq!(
+        mem.read_obj::<u32>(GuestAddress(DATA)).unwrap(),
+        0,
+        "VIRTIO_VSOCK_EVENT_TRANSPORT_RESET"
+    );
+    assert_eq!(read_reg(&mut restored, reg::INTERRUPT_STATUS) & 1, 1);
+}
