@@ -89,6 +89,12 @@ pub enum Error {
         target: String,
         source: std::io::Error,
     },
+    #[error("snapshot file {path}: {why}")]
+    Snapshot { path: PathBuf, why: String },
+    #[error("memory file {path}: {why}")]
+    MemFile { path: PathBuf, why: String },
+    #[error("control API: {0}")]
+    Api(String),
     #[error("gdb: {0}")]
     Gdb(String),
     #[error("vCPU thread: {0}")]

@@ -8,7 +8,12 @@
 //! lldb over the gdb remote protocol.
 //!
 //! Layout, one concern per module:
-//! - [`vm`]: KVM handles, memory, interrupt controllers, all-stop control
+//! - [`control`]: the control loop that owns the VM and every event source
+//!   (vCPU stops, gdb, the HTTP control API in Firecracker's shape)
+//! - [`vm`]: building a machine (KVM VM, memory, interrupt controllers,
+//!   typed devices, vCPUs) apart from booting a kernel into it; all-stop
+//!   control
+//! - [`snapshot`]: state and memory files, save/restore order, reset
 //! - [`vcpu`]: one thread per vCPU, exit dispatch, stop events
 //! - [`boot`]: kernel and initrd loading, boot_params, ACPI tables, entry
 //!   ABIs, initial CPU state
@@ -18,16 +23,19 @@
 //! - [`report`]: what is printed when a VM dies
 
 pub mod boot;
+pub mod control;
 pub mod debug;
 pub mod devices;
 pub mod error;
 pub mod gdb;
+pub mod poll;
 pub mod report;
+pub mod snapshot;
 pub mod vcpu;
 pub mod vm;
 
 use error::Result;
-use vcpu::{VcpuEvent, VmEnd};
+use vcpu::VmEnd;
 use vm::{Vm, VmConfig};
 
 /// Logs to stderr, shared by vmdbg's binaries: `RUST_LOG` when set, else
@@ -59,27 +67,16 @@ pub struct GdbOptions {
 /// Boots the VM and runs it until the guest ends it or it fails.
 pub fn run(config: &VmConfig, gdb: Option<&GdbOptions>) -> Result<VmEnd> {
     boot::validate(&config.kernel, config.initrd.as_deref(), config.mem_bytes)?;
-    let host = match gdb {
-        Some(_) => debug::probe::probe(&vm::open_kvm()?),
-        None => debug::probe::HostDebugCaps::not_probed(),
-    };
-    tracing::info!("host debug capabilities: {host:?}");
-    let mut vm = Vm::create(config)?;
-    match gdb {
-        Some(opts) => gdb::serve(vm, host, &opts.listen, opts.wait),
-        None => run_free(&mut vm),
-    }
-}
-
-fn run_free(vm: &mut Vm) -> Result<VmEnd> {
-    for vcpu in 0..vm.vcpu_count() {
-        vm.run_vcpu(vcpu)?;
-    }
-    loop {
-        match vm.wait_event() {
-            Some(VcpuEvent::VmEnded { end, .. }) => return Ok(end),
-            Some(other) => vm.run_vcpu(other.vcpu())?,
-            None => return Err(error::Error::Vcpu("every vCPU thread has exited".into())),
-        }
-    }
+    let vm = Vm::create(config)?;
+    control::Control::new(
+        Some(vm),
+        None,
+        control::Options {
+            gdb: gdb.cloned(),
+            api: None,
+            serial: config.serial.clone(),
+            start_paused: false,
+        },
+    )?
+    .run()
 }

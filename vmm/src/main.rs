@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vmdbg_vmm::boot::EntryMode;
+use vmdbg_vmm::control::{Control, Options};
 use vmdbg_vmm::devices::serial::SerialTarget;
 use vmdbg_vmm::error::exit_status;
 use vmdbg_vmm::gdb::Listen;
 use vmdbg_vmm::vcpu::VmEnd;
-use vmdbg_vmm::vm::{parse_mem_size, VmConfig, VsockConfig};
+use vmdbg_vmm::vm::{parse_mem_size, Vm, VmConfig, VsockConfig};
 use vmdbg_vmm::GdbOptions;
 
 const AFTER_HELP: &str = "\
@@ -30,7 +31,13 @@ Examples:
       --disk disk.img --vsock-uds /tmp/vm.vsock
   vmdbg-vmm --kernel kernel.elf --gdb 127.0.0.1:1234 --wait-gdb
       then: gdb kernel.elf -ex 'target remote 127.0.0.1:1234'
-  vmdbg-vmm --kernel kernel.elf --gdb unix:/tmp/gdb.sock --serial file:console.log";
+  vmdbg-vmm --kernel kernel.elf --gdb unix:/tmp/gdb.sock --serial file:console.log
+  vmdbg-vmm --kernel kernel.elf --api unix:/tmp/vm.api
+      then: curl --unix-socket /tmp/vm.api -X PATCH http://localhost/vm -d '{\"state\": \"Paused\"}'
+            curl --unix-socket /tmp/vm.api -X PUT http://localhost/snapshot/create \\
+                -d '{\"snapshot_path\": \"vm.snap\", \"mem_file_path\": \"vm.mem\"}'
+  vmdbg-vmm --restore vm.snap --mem-file vm.mem [--gdb ADDR] [--api unix:PATH]
+  vmdbg-vmm --api unix:/tmp/vm.api      (waits for PUT /snapshot/load)";
 
 /// Run a 64-bit bare-metal kernel or a Linux kernel on KVM, with its serial
 /// port on stdout, virtio-mmio disks and vsock, and an optional gdb server.
@@ -39,8 +46,28 @@ Examples:
 struct Cli {
     /// The kernel: a 64-bit x86 ELF (PVH note or 64-bit entry point; Linux's
     /// uncompressed vmlinux is one) or a Linux bzImage (vmlinuz).
-    #[arg(long, value_name = "FILE", required_unless_present = "dump_acpi")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present_any = ["dump_acpi", "restore", "api"],
+        conflicts_with = "restore"
+    )]
     kernel: Option<PathBuf>,
+
+    /// Start from a snapshot's state file (with --mem-file) instead of a
+    /// kernel; the VM runs on from where the snapshot was taken.
+    #[arg(long, value_name = "SNAPSHOT", requires = "mem_file")]
+    restore: Option<PathBuf>,
+
+    /// The snapshot's memory file (mapped, not read).
+    #[arg(long, value_name = "MEM", requires = "restore")]
+    mem_file: Option<PathBuf>,
+
+    /// Serve the control API (HTTP/1.1 JSON in Firecracker's shape) on a
+    /// unix socket: unix:PATH. Without --kernel or --restore the VMM waits
+    /// for `PUT /snapshot/load`.
+    #[arg(long, value_name = "unix:PATH", value_parser = parse_api)]
+    api: Option<PathBuf>,
 
     /// Linux initramfs (a cpio archive, possibly compressed).
     #[arg(long, value_name = "FILE")]
@@ -101,6 +128,13 @@ struct Cli {
     verbose: u8,
 }
 
+fn parse_api(s: &str) -> Result<PathBuf, String> {
+    match s.strip_prefix("unix:") {
+        Some(p) if !p.is_empty() => Ok(p.into()),
+        _ => Err(format!("`{s}`: the control API listens on unix:PATH")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vmdbg_vmm::init_logging(cli.verbose);
@@ -127,25 +161,43 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    let Some(kernel) = cli.kernel else {
-        unreachable!("clap requires --kernel unless --dump-acpi is given")
-    };
-    let config = VmConfig {
-        kernel,
-        initrd: cli.initrd,
-        cmdline: cli.cmdline,
-        mem_bytes,
-        cpus: cli.cpus,
-        entry: cli.entry,
-        serial: cli.serial,
-        disks: cli.disk,
-        vsock,
-    };
     let gdb = cli.gdb.map(|listen| GdbOptions {
         listen,
         wait: cli.wait_gdb,
     });
-    match vmdbg_vmm::run(&config, gdb.as_ref()) {
+    let options = Options {
+        gdb,
+        api: cli.api,
+        serial: cli.serial.clone(),
+        start_paused: false,
+    };
+    let started = match (cli.kernel, cli.restore, cli.mem_file) {
+        (Some(kernel), _, _) => {
+            let config = VmConfig {
+                kernel,
+                initrd: cli.initrd,
+                cmdline: cli.cmdline,
+                mem_bytes,
+                cpus: cli.cpus,
+                entry: cli.entry,
+                serial: cli.serial,
+                disks: cli.disk,
+                vsock,
+            };
+            vmdbg_vmm::boot::validate(&config.kernel, config.initrd.as_deref(), config.mem_bytes)
+                .and_then(|()| Vm::create(&config))
+                .map(|vm| (Some(vm), None))
+        }
+        (None, Some(state), Some(mem)) => {
+            vmdbg_vmm::snapshot::restore_new(&state, &mem, &cli.serial)
+                .map(|(vm, snap)| (Some(vm), Some(snap)))
+        }
+        _ => Ok((None, None)),
+    };
+    let result = started
+        .and_then(|(vm, snap)| Control::new(vm, snap, options))
+        .and_then(Control::run);
+    match result {
         Ok(VmEnd::Guest { status }) => ExitCode::from(status as u8),
         Ok(VmEnd::Fatal { status, report }) => {
             eprint!("{report}");

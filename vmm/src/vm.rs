@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kvm_bindings::{
-    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+    kvm_clock_data, kvm_irqchip, kvm_pit_config, kvm_pit_state2, kvm_userspace_memory_region,
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -18,6 +19,7 @@ use crate::boot::{self, BootEntry, EntryMode};
 use crate::devices::virtio::{self, block, vsock, MmioTransport, SharedTransport};
 use crate::devices::{debug_exit, power, serial, MmioBus, MmioDeviceAt, PioBus};
 use crate::error::{Error, Result};
+use crate::vcpu::state::VcpuState;
 use crate::vcpu::{event_channel, EventSource, RunOptions, VcpuEvent, VcpuHandle};
 
 pub const MAX_VCPUS: usize = 64;
@@ -117,6 +119,87 @@ pub fn open_kvm() -> Result<Kvm> {
     Ok(kvm)
 }
 
+/// The VM-wide state KVM holds: the in-kernel PIC pair and I/O APIC, the
+/// PIT, and the KVM clock.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct KvmVmState {
+    pub pic_master: kvm_irqchip,
+    pub pic_slave: kvm_irqchip,
+    pub ioapic: kvm_irqchip,
+    pub pit: kvm_pit_state2,
+    pub clock: kvm_clock_data,
+}
+
+const IRQCHIP_PIC_MASTER: u32 = 0;
+const IRQCHIP_PIC_SLAVE: u32 = 1;
+const IRQCHIP_IOAPIC: u32 = 2;
+
+impl KvmVmState {
+    pub fn save(vm: &VmFd) -> Result<Self> {
+        let chip = |chip_id| -> Result<kvm_irqchip> {
+            let mut c = kvm_irqchip {
+                chip_id,
+                ..Default::default()
+            };
+            vm.get_irqchip(&mut c)
+                .map_err(Error::kvm("KVM_GET_IRQCHIP"))?;
+            Ok(c)
+        };
+        Ok(Self {
+            pic_master: chip(IRQCHIP_PIC_MASTER)?,
+            pic_slave: chip(IRQCHIP_PIC_SLAVE)?,
+            ioapic: chip(IRQCHIP_IOAPIC)?,
+            pit: vm.get_pit2().map_err(Error::kvm("KVM_GET_PIT2"))?,
+            clock: vm.get_clock().map_err(Error::kvm("KVM_GET_CLOCK"))?,
+        })
+    }
+
+    /// Before the vCPUs: their LAPIC timers and pending interrupts refer to
+    /// the clock and the interrupt controllers.
+    pub fn restore(&self, vm: &VmFd) -> Result<()> {
+        vm.set_pit2(&self.pit).map_err(Error::kvm("KVM_SET_PIT2"))?;
+        // KVM_SET_CLOCK takes only the value; the flags KVM_GET_CLOCK
+        // reports (TSC_STABLE, REALTIME) are not inputs.
+        let clock = kvm_clock_data {
+            clock: self.clock.clock,
+            ..Default::default()
+        };
+        vm.set_clock(&clock).map_err(Error::kvm("KVM_SET_CLOCK"))?;
+        for chip in [&self.pic_master, &self.pic_slave, &self.ioapic] {
+            vm.set_irqchip(chip)
+                .map_err(Error::kvm("KVM_SET_IRQCHIP"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers guest memory with KVM, one slot per region, logging dirty
+/// pages or not. Calling it again on the same mapping changes the flags.
+fn set_memory_slots(vm: &VmFd, mem: &GuestMemoryMmap, log_dirty: bool) -> Result<()> {
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| Error::GuestMemory(e.to_string()))?;
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: if log_dirty {
+                KVM_MEM_LOG_DIRTY_PAGES
+            } else {
+                0
+            },
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which the
+        // `Vm` keeps as long as the VM fd (the mapping itself is reference
+        // counted by vm-memory).
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(())
+}
+
 pub fn parse_mem_size(s: &str) -> Result<u64> {
     let bad = |why| Error::BadMemSize(s.to_string(), why);
     let (digits, unit) = s
@@ -148,6 +231,76 @@ pub fn parse_mem_size(s: &str) -> Result<u64> {
     Ok(bytes)
 }
 
+/// What a machine is made of, independent of how it starts (a kernel
+/// boot or a snapshot): memory size, vCPUs and the typed device list. A
+/// snapshot records it and is refused by a machine of another shape.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MachineShape {
+    pub mem_bytes: u64,
+    pub vcpus: usize,
+    pub devices: Vec<DeviceKind>,
+}
+
+/// One device of a machine, in bus order.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DeviceKind {
+    Serial,
+    DebugExit,
+    AcpiPower,
+    I8042Reset,
+    Block { path: PathBuf, read_only: bool },
+    Vsock { guest_cid: u64, uds_path: PathBuf },
+}
+
+impl MachineShape {
+    pub fn of(config: &VmConfig) -> Self {
+        let mut devices = vec![
+            DeviceKind::Serial,
+            DeviceKind::DebugExit,
+            DeviceKind::AcpiPower,
+            DeviceKind::I8042Reset,
+        ];
+        devices.extend(config.disks.iter().map(|d| DeviceKind::Block {
+            path: d.path.clone(),
+            read_only: d.read_only,
+        }));
+        devices.extend(config.vsock.iter().map(|v| DeviceKind::Vsock {
+            guest_cid: v.guest_cid,
+            uds_path: v.uds_path.clone(),
+        }));
+        Self {
+            mem_bytes: config.mem_bytes,
+            vcpus: config.cpus,
+            devices,
+        }
+    }
+
+    /// The virtio devices, in the order of their MMIO slots.
+    fn virtio(&self) -> impl Iterator<Item = &DeviceKind> {
+        self.devices
+            .iter()
+            .filter(|d| matches!(d, DeviceKind::Block { .. } | DeviceKind::Vsock { .. }))
+    }
+}
+
+/// The machine's devices by type, so each can save and restore its state.
+pub struct Devices {
+    pub serial: Arc<Mutex<serial::SerialDevice>>,
+    /// virtio-mmio transports in slot order.
+    pub virtio: Vec<SharedTransport>,
+}
+
+/// Where guest memory comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Anonymous memory: a VM booted from a kernel.
+    Anonymous,
+    /// A snapshot's memory file mapped MAP_PRIVATE: the guest's writes stay
+    /// in this process, and dropping a page (MADV_DONTNEED) brings the
+    /// file's bytes back. KVM logs dirty pages in this mode.
+    File(PathBuf),
+}
+
 pub struct Vm {
     // Field order is drop order: vCPU threads stop before the VM goes away.
     vcpus: Vec<VcpuHandle>,
@@ -156,14 +309,78 @@ pub struct Vm {
     pub mem: GuestMemoryMmap,
     pub boot: BootEntry,
     pub caps: HostCaps,
-    _vm: VmFd,
+    pub shape: MachineShape,
+    pub devices: Devices,
+    pub backing: Backing,
+    /// The CPUID each vCPU was given (KVM cannot be asked for it back).
+    cpuids: Vec<CpuId>,
+    /// MSRs a snapshot saves: KVM_GET_MSR_INDEX_LIST.
+    msr_indices: Vec<u32>,
+    xcrs: bool,
+    vm_fd: VmFd,
     _kvm: Kvm,
 }
 
+/// Anonymous guest memory of `bytes`.
+pub fn anonymous_memory(bytes: u64) -> Result<GuestMemoryMmap> {
+    GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), bytes as usize)])
+        .map_err(|e| Error::GuestMemory(format!("allocating {bytes} bytes: {e}")))
+}
+
+/// Guest memory mapped MAP_PRIVATE from `file` (not read: pages come in
+/// as the guest touches them).
+pub fn file_memory(file: &std::fs::File, bytes: u64) -> Result<GuestMemoryMmap> {
+    use vm_memory::mmap::{GuestRegionMmap, MmapRegionBuilder};
+    use vm_memory::FileOffset;
+    let clone = file
+        .try_clone()
+        .map_err(|e| Error::GuestMemory(format!("memory file: {e}")))?;
+    let region = MmapRegionBuilder::new(bytes as usize)
+        .with_file_offset(FileOffset::new(clone, 0))
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+        .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+        .build()
+        .map_err(|e| Error::GuestMemory(format!("mapping the memory file: {e}")))?;
+    let region = GuestRegionMmap::new(region, GuestAddress(0))
+        .ok_or_else(|| Error::GuestMemory("memory file region overflows".into()))?;
+    GuestMemoryMmap::from_regions(vec![region])
+        .map_err(|e| Error::GuestMemory(format!("memory file: {e}")))
+}
+
 impl Vm {
+    /// Boots `config`'s kernel: builds the machine, writes the ACPI tables,
+    /// loads the kernel and points vCPU 0 at its entry.
     pub fn create(config: &VmConfig) -> Result<Vm> {
-        if config.cpus == 0 || config.cpus > MAX_VCPUS {
-            return Err(Error::BadCpuCount(config.cpus, MAX_VCPUS));
+        let shape = MachineShape::of(config);
+        let mut vm = Vm::build(&shape, anonymous_memory(config.mem_bytes)?, &config.serial)?;
+        let slots: Vec<_> = (0..vm.devices.virtio.len()).map(virtio::slot).collect();
+        let rsdp = boot::acpi::write(&vm.mem, config.cpus, &slots)?;
+        vm.boot = boot::load(
+            &vm.mem,
+            &boot::BootSpec {
+                kernel: &config.kernel,
+                initrd: config.initrd.as_deref(),
+                cmdline: &config.cmdline,
+                mode: config.entry,
+                rsdp: Some(rsdp),
+            },
+        )?;
+        let entry = vm.boot;
+        vm.vcpus[0].exec(move |fd| boot::cpu::setup_boot_registers(fd, &entry))??;
+        Ok(vm)
+    }
+
+    /// Builds a machine of `shape` over `mem`: the KVM VM with its
+    /// interrupt controllers, the devices and the vCPU threads, each vCPU
+    /// at its power-on defaults. Booting a kernel or restoring a snapshot
+    /// goes on from here.
+    pub fn build(
+        shape: &MachineShape,
+        mem: GuestMemoryMmap,
+        serial_target: &serial::SerialTarget,
+    ) -> Result<Vm> {
+        if shape.vcpus == 0 || shape.vcpus > MAX_VCPUS {
+            return Err(Error::BadCpuCount(shape.vcpus, MAX_VCPUS));
         }
         let kvm = open_kvm()?;
         let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
@@ -176,41 +393,27 @@ impl Vm {
             ..Default::default()
         })
         .map_err(Error::kvm("KVM_CREATE_PIT2"))?;
-
-        let mem =
-            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), config.mem_bytes as usize)])
-                .map_err(|e| {
-                    Error::GuestMemory(format!("allocating {} bytes: {e}", config.mem_bytes))
-                })?;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = mem
-                .get_host_address(region.start_addr())
-                .map_err(|e| Error::GuestMemory(e.to_string()))?;
-            let region = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which
-            // outlives the VM (it is dropped after `_vm` in field order only
-            // as a value; the mapping itself is reference counted).
-            unsafe { vm.set_user_memory_region(region) }
-                .map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        }
+        set_memory_slots(&vm, &mem, false)?;
 
         // virtio devices first: the ACPI tables describe them.
         let mut transports: Vec<SharedTransport> = Vec::new();
         let mut devices: Vec<Box<dyn virtio::VirtioDevice>> = Vec::new();
-        for disk in &config.disks {
-            devices.push(Box::new(block::Block::open(disk)?));
-        }
-        if let Some(v) = &config.vsock {
-            devices.push(Box::new(vsock::Vsock::new(v.guest_cid, &v.uds_path)?));
+        for device in shape.virtio() {
+            match device {
+                DeviceKind::Block { path, read_only } => {
+                    devices.push(Box::new(block::Block::open(&block::DiskSpec {
+                        path: path.clone(),
+                        read_only: *read_only,
+                    })?))
+                }
+                DeviceKind::Vsock {
+                    guest_cid,
+                    uds_path,
+                } => devices.push(Box::new(vsock::Vsock::new(*guest_cid, uds_path)?)),
+                _ => {}
+            }
         }
         let mut mmio_devices: Vec<MmioDeviceAt> = Vec::new();
-        let mut slots = Vec::new();
         for (index, device) in devices.into_iter().enumerate() {
             let slot = virtio::slot(index);
             let irq = EventFd::new(libc::EFD_NONBLOCK)
@@ -220,26 +423,13 @@ impl Vm {
             let transport = Arc::new(Mutex::new(MmioTransport::new(device, mem.clone(), irq)));
             mmio_devices.push((slot.base, slot.len, transport.clone()));
             transports.push(transport);
-            slots.push(slot);
         }
-        let rsdp = boot::acpi::write(&mem, config.cpus, &slots)?;
-
-        let boot = boot::load(
-            &mem,
-            &boot::BootSpec {
-                kernel: &config.kernel,
-                initrd: config.initrd.as_deref(),
-                cmdline: &config.cmdline,
-                mode: config.entry,
-                rsdp: Some(rsdp),
-            },
-        )?;
 
         let serial_irq =
             EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?;
         vm.register_irqfd(&serial_irq, serial::COM1_IRQ)
             .map_err(Error::kvm("KVM_IRQFD"))?;
-        let (serial_out, serial_in) = config.serial.open()?;
+        let (serial_out, serial_in) = serial_target.open()?;
         let uart = Arc::new(Mutex::new(serial::SerialDevice::new(
             serial_irq, serial_out,
         )));
@@ -249,7 +439,7 @@ impl Vm {
                 .map_err(|e| Error::Vcpu(format!("spawning the serial input thread: {e}")))?;
         }
         let bus = PioBus::builder()
-            .map(serial::COM1_PORT, serial::COM1_LEN, uart)
+            .map(serial::COM1_PORT, serial::COM1_LEN, uart.clone())
             .map(
                 debug_exit::PORT,
                 debug_exit::LEN,
@@ -292,25 +482,24 @@ impl Vm {
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
         let (sink, events) = event_channel()?;
-        let mut vcpus = Vec::with_capacity(config.cpus);
-        for index in 0..config.cpus {
+        let mut vcpus = Vec::with_capacity(shape.vcpus);
+        let mut cpuids = Vec::with_capacity(shape.vcpus);
+        for index in 0..shape.vcpus {
             let fd = vm
                 .create_vcpu(index as u64)
                 .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
             let cpuid = boot::cpu::normalize_cpuid(
                 &supported_cpuid,
                 index as u8,
-                config.cpus as u8,
+                shape.vcpus as u8,
                 tsc_deadline,
             );
             fd.set_cpuid2(&cpuid)
                 .map_err(Error::kvm("KVM_SET_CPUID2"))?;
+            cpuids.push(cpuid);
             boot::cpu::setup_msrs(&fd)?;
             boot::cpu::setup_fpu(&fd)?;
             boot::cpu::setup_lapic(&fd)?;
-            if index == 0 {
-                boot::cpu::setup_boot_registers(&fd, &boot)?;
-            }
             vcpus.push(VcpuHandle::spawn(
                 index,
                 fd,
@@ -319,16 +508,88 @@ impl Vm {
                 sink.clone(),
             )?);
         }
+        let msr_indices = kvm
+            .get_msr_index_list()
+            .map_err(Error::kvm("KVM_GET_MSR_INDEX_LIST"))?
+            .as_slice()
+            .to_vec();
+        let xcrs = kvm.check_extension(Cap::Xcrs);
         Ok(Vm {
             vcpus,
             _device_threads: device_threads,
             events,
             mem,
-            boot,
+            boot: BootEntry {
+                mode: EntryMode::Auto,
+                rip: 0,
+                start_info: None,
+                boot_params: None,
+            },
             caps,
-            _vm: vm,
+            shape: shape.clone(),
+            devices: Devices {
+                serial: uart,
+                virtio: transports,
+            },
+            backing: Backing::Anonymous,
+            cpuids,
+            msr_indices,
+            xcrs,
+            vm_fd: vm,
             _kvm: kvm,
         })
+    }
+
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm_fd
+    }
+
+    /// Reads every vCPU's whole state. The vCPUs must be stopped.
+    pub fn save_vcpus(&self) -> Result<Vec<VcpuState>> {
+        self.vcpus
+            .iter()
+            .zip(&self.cpuids)
+            .map(|(v, cpuid)| {
+                let (cpuid, msrs, xcrs) = (cpuid.clone(), self.msr_indices.clone(), self.xcrs);
+                v.exec(move |fd| VcpuState::save(fd, &cpuid, &msrs, xcrs))?
+            })
+            .collect()
+    }
+
+    /// Writes every vCPU's state back. The vCPUs must be stopped; `fresh`
+    /// when they have never run (a machine just built for a snapshot).
+    pub fn restore_vcpus(&self, states: &[VcpuState], fresh: bool) -> Result<()> {
+        if states.len() != self.vcpus.len() {
+            return Err(Error::Vcpu(format!(
+                "{} vCPU states for {} vCPUs",
+                states.len(),
+                self.vcpus.len()
+            )));
+        }
+        for (v, state) in self.vcpus.iter().zip(states) {
+            let state = state.clone();
+            v.exec(move |fd| state.restore(fd, fresh))??;
+        }
+        Ok(())
+    }
+
+    /// Turns KVM's dirty-page logging on or off for guest memory.
+    pub fn log_dirty_pages(&self, on: bool) -> Result<()> {
+        set_memory_slots(&self.vm_fd, &self.mem, on)
+    }
+
+    /// The pages KVM saw the guest write since the last call, one bit each,
+    /// for each memory region (slot) in order.
+    pub fn take_dirty_log(&self) -> Result<Vec<Vec<u64>>> {
+        self.mem
+            .iter()
+            .enumerate()
+            .map(|(slot, region)| {
+                self.vm_fd
+                    .get_dirty_log(slot as u32, region.len() as usize)
+                    .map_err(Error::kvm("KVM_GET_DIRTY_LOG"))
+            })
+            .collect()
     }
 
     pub fn vcpu_count(&self) -> usize {

@@ -21,7 +21,9 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use crate::error::Result;
 
 /// How the first vCPU enters the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum EntryMode {
     /// PVH if the ELF has a XEN_ELFNOTE_PHYS32_ENTRY note, else 64-bit.
     Auto,

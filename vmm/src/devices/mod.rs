@@ -14,6 +14,24 @@ pub mod virtio;
 
 use std::sync::{Arc, Mutex};
 
+/// A device's state as a snapshot keeps it: each device saves and
+/// restores its own, beside its code. Restoring keeps the device's host
+/// side (its output, its interrupt line) and replaces what the guest sees.
+pub trait Persist {
+    type State: serde::Serialize + serde::de::DeserializeOwned;
+    fn save(&self) -> Self::State;
+    /// A state that cannot be applied is refused with the reason.
+    fn restore(&mut self, state: &Self::State) -> Result<(), String>;
+}
+
+/// Locks a device for the VMM's own use (a snapshot); a device that
+/// panicked while holding its lock is taken as it was left.
+pub fn lock_device<T: ?Sized>(device: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// What the run loop must do after a device access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoAction {

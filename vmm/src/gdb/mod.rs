@@ -1,26 +1,27 @@
-//! The gdb remote-protocol server: listens on TCP or a unix socket, lets a
-//! debugger attach at boot (`--wait-gdb`, like QEMU's `-s -S`) or to a
-//! running VM, and after a detach lets the guest run on and accepts the
-//! next debugger.
+//! The gdb remote-protocol server, one client of the control loop
+//! ([`crate::control`], which owns the listener and the VM): a session
+//! serves one debugger over a stopped VM, lends the VM's run control to
+//! it, and after a detach lets the guest run on.
 
 pub mod arch;
 mod monitor;
 pub mod target;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
-use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
-use gdbstub::stub::{DisconnectReason, GdbStub};
+use gdbstub::stub::state_machine::GdbStubStateMachine;
+use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
 
 use vmdbg_gdb_common::conn::RspConnection;
-use vmdbg_gdb_common::listen::{Listener, Stream};
+use vmdbg_gdb_common::listen::Stream;
 
 use self::target::{tid, StopReason, VmTarget};
+use crate::control::poll_readable;
 use crate::debug::probe::HostDebugCaps;
 use crate::error::{Error, Result};
-use crate::vcpu::{VcpuEvent, VmEnd};
+use crate::vcpu::VmEnd;
 use crate::vm::Vm;
 
 /// Where the gdb server listens (shared with the agent's process debugger).
@@ -29,151 +30,176 @@ pub use vmdbg_gdb_common::listen::Listen;
 /// The connection to one debugger.
 type GdbConnection = RspConnection<Stream>;
 
-fn bind(listen: &Listen) -> Result<Listener> {
-    Listener::bind(listen).map_err(|e| Error::Gdb(e.to_string()))
+/// Event sources the control loop lends a gdb session (the control API),
+/// served while the session waits for gdb or for a vCPU.
+pub trait SideEvents: Send {
+    fn fds(&self) -> Vec<RawFd>;
+    /// Serves what is ready; the debugger owns the run state.
+    fn serve_debugged(&mut self, vm: &mut Vm);
+    /// To hand the concrete type back to its owner.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
-/// Blocks until one of `fds` is readable; returns which are.
-fn poll_readable(fds: &[RawFd]) -> std::io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    loop {
-        // SAFETY: `pfds` is a valid array of pollfd for its whole length.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
-        if n >= 0 {
-            return Ok(pfds.iter().map(|p| p.revents != 0).collect());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+/// How a debugger session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The VM ended (the guest, or a fatal exit) while debugged.
+    Ended(VmEnd),
+    /// The debugger killed the VM.
+    Killed,
+    /// The debugger detached (or its connection broke): every vCPU runs on
+    /// with no debug state.
+    Detached,
 }
 
-struct VmEventLoop;
+/// What a session waits for next.
+enum Wake {
+    /// A byte from gdb.
+    Data(u8),
+    /// A vCPU stopped (only while gdb lets the VM run).
+    Stop(StopReason),
+}
 
-impl BlockingEventLoop for VmEventLoop {
-    type Target = VmTarget;
-    type Connection = GdbConnection;
-    type StopReason = StopReason;
-
-    fn wait_for_stop_reason(
-        target: &mut VmTarget,
-        conn: &mut GdbConnection,
-    ) -> std::result::Result<Event<StopReason>, WaitForStopReasonError<Error, std::io::Error>> {
+/// Waits for gdb's next byte or, while the VM runs, the next stop, and
+/// serves the lent event sources (the control API) meanwhile, so they are
+/// answered whether gdb has the VM stopped or running.
+fn wait(target: &mut VmTarget, conn: &mut GdbConnection, running: bool) -> std::io::Result<Wake> {
+    if running {
         if let Some(event) = target.take_pending() {
-            return Ok(Event::TargetStopped(target.report(event)));
-        }
-        loop {
-            if conn.has_buffered_input() {
-                return conn
-                    .read()
-                    .map(Event::IncomingData)
-                    .map_err(WaitForStopReasonError::Connection);
-            }
-            if let Some(event) = target.vm.poll_event() {
-                return Ok(Event::TargetStopped(target.report(event)));
-            }
-            let ready = poll_readable(&[conn.raw_fd(), target.vm.events_fd()])
-                .map_err(WaitForStopReasonError::Connection)?;
-            if ready[0] {
-                return conn
-                    .read()
-                    .map(Event::IncomingData)
-                    .map_err(WaitForStopReasonError::Connection);
-            }
-        }
-    }
-
-    fn on_interrupt(target: &mut VmTarget) -> std::result::Result<Option<StopReason>, Error> {
-        let mut stops = target.vm.pause_all().into_iter();
-        Ok(Some(match stops.next() {
-            Some(first) => {
-                let reason = target.report(first);
-                stops.for_each(|e| target.keep_pending(e));
-                reason
-            }
-            None => StopReason::SignalWithThread {
-                tid: tid(0),
-                signal: Signal::SIGINT,
-            },
-        }))
-    }
-}
-
-/// Runs the VM under the gdb server until the VM ends or a debugger kills it.
-pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -> Result<VmEnd> {
-    let listener = bind(listen)?;
-    let mut target = VmTarget::new(vm, host);
-    let shown = format!("target remote {}", listener.target_remote_address());
-    if wait_for_gdb {
-        eprintln!("vmdbg-vmm: waiting for gdb: {shown}");
-    } else {
-        eprintln!("vmdbg-vmm: gdb can attach with: {shown}");
-        for vcpu in 0..target.vm.vcpu_count() {
-            target.vm.run_vcpu(vcpu)?;
+            return Ok(Wake::Stop(target.report(event)));
         }
     }
     loop {
-        if let Some(end) = wait_for_connection_or_end(&mut target, &listener)? {
-            return Ok(end);
+        if conn.has_buffered_input() {
+            return conn.read().map(Wake::Data);
         }
-        let conn = GdbConnection::new(
-            listener
-                .accept()
-                .map_err(|e| Error::Gdb(format!("accepting a connection: {e}")))?,
-        );
-        for stop in target.vm.pause_all() {
-            if let VcpuEvent::VmEnded { end, .. } = stop {
-                return Ok(end);
+        if running {
+            if let Some(event) = target.vm.poll_event() {
+                return Ok(Wake::Stop(target.report(event)));
             }
         }
-        let result = GdbStub::new(conn).run_blocking::<VmEventLoop>(&mut target);
-        if let Some(end) = target.ended.take() {
-            return Ok(end);
+        let mut fds = vec![conn.raw_fd(), target.vm.events_fd()];
+        if let Some(side) = &target.side {
+            fds.extend(side.fds());
         }
-        match result {
-            Ok(DisconnectReason::Kill) => {
-                eprintln!("vmdbg-vmm: killed by the debugger");
-                return Ok(VmEnd::Guest { status: 0 });
-            }
-            Ok(DisconnectReason::Disconnect) => {
-                eprintln!("vmdbg-vmm: debugger detached; the guest runs on");
-            }
-            Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
-                return Err(Error::Gdb("the VM ended without an exit status".into()));
-            }
-            Err(e) if e.is_target_error() => {
-                return Err(e.into_target_error().expect("checked to be a target error"))
-            }
-            Err(e) => eprintln!("vmdbg-vmm: gdb connection ended ({e}); the guest runs on"),
-        }
-        target.release()?;
-    }
-}
-
-/// While the guest runs with no debugger, waits for either a debugger to
-/// connect (`None`) or the VM to end.
-fn wait_for_connection_or_end(target: &mut VmTarget, listener: &Listener) -> Result<Option<VmEnd>> {
-    while target.vm.any_running() {
-        let ready = poll_readable(&[listener.as_raw_fd(), target.vm.events_fd()])
-            .map_err(|e| Error::Gdb(format!("poll: {e}")))?;
-        while let Some(event) = target.vm.poll_event() {
-            match event {
-                VcpuEvent::VmEnded { end, .. } => return Ok(Some(end)),
-                // A stop nobody asked for (a leftover pause request): go on.
-                other => target.vm.run_vcpu(other.vcpu())?,
+        let ready = poll_readable(&fds)?;
+        if ready[2..].iter().any(|&r| r) {
+            if let Some(side) = target.side.as_mut() {
+                side.serve_debugged(&mut target.vm);
             }
         }
         if ready[0] {
-            return Ok(None);
+            return conn.read().map(Wake::Data);
+        }
+        if !running && ready[1] {
+            // A stale wake-up of a vCPU that is not running; drain it.
+            while target.vm.poll_event().is_some() {}
         }
     }
-    Ok(None)
+}
+
+/// gdb's Ctrl-C: stops every vCPU and reports the first stop.
+fn on_interrupt(target: &mut VmTarget) -> StopReason {
+    let mut stops = target.vm.pause_all().into_iter();
+    match stops.next() {
+        Some(first) => {
+            let reason = target.report(first);
+            stops.for_each(|e| target.keep_pending(e));
+            reason
+        }
+        None => StopReason::SignalWithThread {
+            tid: tid(0),
+            signal: Signal::SIGINT,
+        },
+    }
+}
+
+/// Why a session's event loop stopped other than by a disconnect.
+#[derive(Debug)]
+enum DriveError {
+    Gdb(GdbStubError<Error, std::io::Error>),
+    /// The connection failed while waiting for gdb.
+    Io(std::io::Error),
+}
+
+impl From<GdbStubError<Error, std::io::Error>> for DriveError {
+    fn from(e: GdbStubError<Error, std::io::Error>) -> Self {
+        Self::Gdb(e)
+    }
+}
+
+impl std::fmt::Display for DriveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gdb(e) => e.fmt(f),
+            Self::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Runs gdbstub's state machine over one connection: the session's own
+/// event loop, so no gdbstub call ever blocks the control API.
+fn drive(
+    target: &mut VmTarget,
+    conn: GdbConnection,
+) -> std::result::Result<DisconnectReason, DriveError> {
+    let mut gdb = GdbStub::new(conn).run_state_machine(target)?;
+    loop {
+        gdb = match gdb {
+            GdbStubStateMachine::Idle(mut gdb) => {
+                match wait(target, gdb.borrow_conn(), false).map_err(DriveError::Io)? {
+                    Wake::Data(byte) => gdb.incoming_data(target, byte)?,
+                    Wake::Stop(_) => unreachable!("no stop is taken while idle"),
+                }
+            }
+            GdbStubStateMachine::Running(mut gdb) => {
+                match wait(target, gdb.borrow_conn(), true).map_err(DriveError::Io)? {
+                    Wake::Data(byte) => gdb.incoming_data(target, byte)?,
+                    Wake::Stop(reason) => gdb.report_stop(target, reason)?,
+                }
+            }
+            GdbStubStateMachine::CtrlCInterrupt(gdb) => {
+                let reason = on_interrupt(target);
+                gdb.interrupt_handled(target, Some(reason))?
+            }
+            GdbStubStateMachine::Disconnected(gdb) => return Ok(gdb.get_reason()),
+        };
+    }
+}
+
+/// Serves one debugger on `stream` over a stopped VM until it detaches,
+/// kills the VM or the VM ends; hands the VM and the lent event sources
+/// back either way.
+pub fn session(
+    vm: Vm,
+    host: HostDebugCaps,
+    stream: Stream,
+    side: Box<dyn SideEvents>,
+) -> (Vm, Box<dyn SideEvents>, Result<SessionEnd>) {
+    let mut target = VmTarget::new(vm, host);
+    target.side = Some(side);
+    let result = drive(&mut target, GdbConnection::new(stream));
+    let outcome = match (target.ended.take(), result) {
+        (Some(end), _) => Ok(SessionEnd::Ended(end)),
+        (None, Ok(DisconnectReason::Kill)) => Ok(SessionEnd::Killed),
+        (None, Ok(DisconnectReason::Disconnect)) => {
+            eprintln!("vmdbg-vmm: debugger detached; the guest runs on");
+            target.release().map(|()| SessionEnd::Detached)
+        }
+        (None, Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_))) => {
+            Err(Error::Gdb("the VM ended without an exit status".into()))
+        }
+        (None, Err(DriveError::Gdb(e))) if e.is_target_error() => {
+            Err(e.into_target_error().expect("checked to be a target error"))
+        }
+        (None, Err(e)) => {
+            eprintln!("vmdbg-vmm: gdb connection ended ({e}); the guest runs on");
+            target.release().map(|()| SessionEnd::Detached)
+        }
+    };
+    let side = target
+        .side
+        .take()
+        .expect("the side events stay lent for the session");
+    (target.vm, side, outcome)
 }

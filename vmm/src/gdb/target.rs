@@ -50,6 +50,8 @@ pub struct VmTarget {
     pending: VecDeque<VcpuEvent>,
     /// Set once the VM has ended, so the process exits with its status.
     pub ended: Option<VmEnd>,
+    /// The control loop's other event sources, served while gdb waits.
+    pub side: Option<Box<dyn super::SideEvents>>,
 }
 
 pub fn tid(vcpu: usize) -> Tid {
@@ -73,6 +75,7 @@ impl VmTarget {
             scheduler_locked: false,
             pending: VecDeque::new(),
             ended: None,
+            side: None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! KVM_RUN return EINTR; the flag is re-sent until the vCPU acknowledges,
 //! which closes the race with a signal that lands just before KVM_RUN.
 
+pub mod state;
+
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -308,6 +310,15 @@ impl VcpuRunner {
                 Command::Exec(job) => job(&mut self.fd),
                 Command::Run(options) => {
                     let event = self.run_until_stop(&options);
+                    if let VcpuEvent::VmEnded {
+                        end: VmEnd::Guest { .. },
+                        ..
+                    } = event
+                    {
+                        // The exit that ended it may be an I/O KVM has yet
+                        // to complete; a snapshot reset would meet it.
+                        self.complete_pending_io();
+                    }
                     self.events.send(event);
                 }
                 Command::Quit => break,
@@ -319,6 +330,7 @@ impl VcpuRunner {
         let vcpu = self.index;
         loop {
             if self.pause.swap(false, Ordering::SeqCst) {
+                self.complete_pending_io();
                 return VcpuEvent::Paused { vcpu };
             }
             match self.step_once() {
@@ -347,6 +359,20 @@ impl VcpuRunner {
                 }
             }
         }
+    }
+
+    /// Finishes the I/O exit KVM is still completing (an `in` whose value
+    /// goes to RAX on the next KVM_RUN) without entering the guest, so the
+    /// state read while paused is whole and a state written while paused
+    /// is not overwritten by a stale completion on the next run.
+    fn complete_pending_io(&mut self) {
+        self.fd.set_kvm_immediate_exit(1);
+        match self.fd.run() {
+            Err(e) if e.errno() == libc::EINTR => {}
+            Ok(_) => tracing::debug!("vCPU {}: exit while completing pending I/O", self.index),
+            Err(e) => tracing::debug!("vCPU {}: completing pending I/O: {e}", self.index),
+        }
+        self.fd.set_kvm_immediate_exit(0);
     }
 
     fn step_once(&mut self) -> Exit {

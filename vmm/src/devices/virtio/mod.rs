@@ -116,6 +116,145 @@ pub trait VirtioDevice: Send {
     fn host_fds(&self) -> Vec<i32> {
         Vec::new()
     }
+    /// Why this device cannot be in a snapshot, if it cannot. A device
+    /// whose state is only its registers and queues (the transport saves
+    /// those) answers `None`.
+    fn snapshot_refusal(&self) -> Option<&'static str> {
+        None
+    }
+    /// Called once a live device's transport and queues are restored from
+    /// a snapshot (after [`reset`]): tells the guest what did not survive.
+    /// Returns whether used buffers were added.
+    ///
+    /// [`reset`]: VirtioDevice::reset
+    fn restored(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMemoryMmap,
+    ) -> Result<bool, DeviceError> {
+        Ok(false)
+    }
+}
+
+/// A virtqueue's position and addresses (virtio-queue's `QueueState`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueSnapshot {
+    pub max_size: u16,
+    pub next_avail: u16,
+    pub next_used: u16,
+    pub event_idx_enabled: bool,
+    pub size: u16,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+}
+
+/// What a snapshot keeps of a virtio-mmio device: the transport's
+/// registers and each queue's state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransportSnapshot {
+    pub device_id: u32,
+    pub status: u32,
+    pub interrupt_status: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub driver_features: u64,
+    pub queue_sel: u32,
+    pub config_generation: u32,
+    pub error: Option<String>,
+    pub queues: Vec<QueueSnapshot>,
+}
+
+impl super::Persist for MmioTransport {
+    type State = TransportSnapshot;
+
+    fn save(&self) -> TransportSnapshot {
+        TransportSnapshot {
+            device_id: self.device.device_id(),
+            status: self.status,
+            interrupt_status: self.interrupt_status,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            config_generation: self.config_generation,
+            error: self.error.as_ref().map(|e| e.0.clone()),
+            queues: self
+                .queues
+                .iter()
+                .map(|q| {
+                    let s = q.state();
+                    QueueSnapshot {
+                        max_size: s.max_size,
+                        next_avail: s.next_avail,
+                        next_used: s.next_used,
+                        event_idx_enabled: s.event_idx_enabled,
+                        size: s.size,
+                        ready: s.ready,
+                        desc_table: s.desc_table,
+                        avail_ring: s.avail_ring,
+                        used_ring: s.used_ring,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Refuses a state of another device type or queue count, or a queue
+    /// virtio-queue would not accept, before changing anything.
+    fn restore(&mut self, s: &TransportSnapshot) -> Result<(), String> {
+        let name = self.device.name();
+        if let Some(why) = self.device.snapshot_refusal() {
+            return Err(format!("virtio-{name}: {why}"));
+        }
+        if s.device_id != self.device.device_id() || s.queues.len() != self.queues.len() {
+            return Err(format!(
+                "virtio-{name}: the snapshot holds device type {} with {} queues, this is type {} with {}",
+                s.device_id,
+                s.queues.len(),
+                self.device.device_id(),
+                self.queues.len()
+            ));
+        }
+        let queues = s
+            .queues
+            .iter()
+            .map(|q| {
+                Queue::try_from(virtio_queue::QueueState {
+                    max_size: q.max_size,
+                    next_avail: q.next_avail,
+                    next_used: q.next_used,
+                    event_idx_enabled: q.event_idx_enabled,
+                    size: q.size,
+                    ready: q.ready,
+                    desc_table: q.desc_table,
+                    avail_ring: q.avail_ring,
+                    used_ring: q.used_ring,
+                })
+                .map_err(|e| format!("virtio-{name}: queue state refused: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.device.reset();
+        self.queues = queues;
+        self.status = s.status;
+        self.interrupt_status = s.interrupt_status;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.queue_sel = s.queue_sel;
+        self.config_generation = s.config_generation;
+        self.error = s.error.clone().map(DeviceError);
+        if self.is_live() {
+            self.device.activate(self.driver_features);
+            match self.device.restored(&mut self.queues, &self.mem) {
+                Ok(true) => self.raise(INT_USED_BUFFER),
+                Ok(false) => {}
+                Err(e) => self.fail(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Longest chain any device here accepts, whatever the queue size says.
@@ -246,6 +385,13 @@ impl MmioTransport {
 
     pub fn error(&self) -> Option<&DeviceError> {
         self.error.as_ref()
+    }
+
+    /// Why this device cannot be in a snapshot, if it cannot.
+    pub fn snapshot_refusal(&self) -> Option<String> {
+        self.device
+            .snapshot_refusal()
+            .map(|why| format!("virtio-{}: {why}", self.device.name()))
     }
 
     /// Whether the device has a host side to poll at all.
@@ -487,18 +633,8 @@ pub fn spawn_host_poller(
         use std::sync::atomic::Ordering;
         while !stop.load(Ordering::Relaxed) {
             let fds = lock(&transport).host_fds();
-            let mut pollfds: Vec<libc::pollfd> = fds
-                .iter()
-                .map(|&fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: pollfds is a valid array of pollfd for its length.
-            // A descriptor closed meanwhile yields POLLNVAL, which only
-            // causes one extra round.
-            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 50) };
+            // A descriptor closed meanwhile only causes one extra round.
+            let _ = crate::poll::readable(&fds, Some(std::time::Duration::from_millis(50)));
             lock(&transport).process();
         }
     })

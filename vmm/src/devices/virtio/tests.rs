@@ -392,3 +392,81 @@ fn random_descriptor_tables_never_panic() {
         let _ = round;
     }
 }
+
+#[test]
+fn a_block_transport_saved_and_restored_serves_on_from_the_same_queue_position() {
+    use crate::devices::Persist;
+    let mem = memory();
+    let (path, block) = disk("persist", b"kept across a snapshot");
+    let mut t = transport(Box::new(block), &mem);
+    let q = MockSplitQueue::create(&mem, GuestAddress(0), QUEUE_LEN);
+    bring_up(&mut t, &[&q]);
+    q.add_desc_chains(&read_request(&mem), 0).unwrap();
+    notify(&mut t, 0);
+    assert_eq!(used_idx(&mem, &q), 1);
+    let saved = t.save();
+    let json = serde_json::to_string(&saved).unwrap();
+
+    // A fresh device of the same kind takes the state and serves the next
+    // request where the first left off.
+    let block = Block::open(&DiskSpec {
+        path: path.clone(),
+        read_only: false,
+    })
+    .unwrap();
+    let mut restored = transport(Box::new(block), &mem);
+    restored
+        .restore(&serde_json::from_str(&json).unwrap())
+        .unwrap();
+    assert_eq!(restored.save(), saved);
+    q.add_desc_chains(&read_request(&mem), 3).unwrap();
+    notify(&mut restored, 0);
+    assert!(!needs_reset(&mut restored), "{:?}", restored.error());
+    assert_eq!(used_idx(&mem, &q), 2);
+
+    // Another device type, or a queue virtio-queue refuses, changes nothing.
+    let vsock = Vsock::new(3, &temp_path("persist-vsock")).unwrap();
+    let mut other = transport(Box::new(vsock), &mem);
+    let before = other.save();
+    assert!(other.restore(&saved).unwrap_err().contains("virtio-vsock"));
+    assert_eq!(other.save(), before);
+    let mut bad = saved.clone();
+    bad.queues[0].size = 3;
+    let err = restored.restore(&bad).unwrap_err();
+    assert!(err.contains("queue state refused"), "{err}");
+    assert_eq!(restored.save().queues[0].next_used, 2);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_restored_vsock_tells_the_guest_its_transport_was_reset() {
+    use crate::devices::Persist;
+    let mem = memory();
+    let rx = MockSplitQueue::create(&mem, GuestAddress(0), QUEUE_LEN);
+    let tx = MockSplitQueue::create(&mem, GuestAddress(0x4000), QUEUE_LEN);
+    let ev = MockSplitQueue::create(&mem, GuestAddress(0x8000), QUEUE_LEN);
+    let mut t = transport(
+        Box::new(Vsock::new(3, &temp_path("reset-a.sock")).unwrap()),
+        &mem,
+    );
+    bring_up(&mut t, &[&rx, &tx, &ev]);
+    mem.write_obj(0xffff_ffffu32, GuestAddress(DATA)).unwrap();
+    ev.add_desc_chains(&[desc(DATA, 4, VRING_DESC_F_WRITE, 0)], 0)
+        .unwrap();
+    let saved = t.save();
+    assert_eq!(used_idx(&mem, &ev), 0);
+
+    let mut restored = transport(
+        Box::new(Vsock::new(3, &temp_path("reset-b.sock")).unwrap()),
+        &mem,
+    );
+    restored.restore(&saved).unwrap();
+    assert!(!needs_reset(&mut restored), "{:?}", restored.error());
+    assert_eq!(used_idx(&mem, &ev), 1);
+    assert_eq!(
+        mem.read_obj::<u32>(GuestAddress(DATA)).unwrap(),
+        0,
+        "VIRTIO_VSOCK_EVENT_TRANSPORT_RESET"
+    );
+    assert_eq!(read_reg(&mut restored, reg::INTERRUPT_STATUS) & 1, 1);
+}

@@ -30,6 +30,9 @@ const HOST_CID: u64 = 2;
 const QUEUE_SIZE: u16 = 256;
 const RX: usize = 0;
 const TX: usize = 1;
+const EVENT: usize = 2;
+/// virtio_vsock_event.id: the device's connections are gone.
+const EVENT_TRANSPORT_RESET: u32 = 0;
 /// Largest payload of one packet, as Linux's driver uses.
 const MAX_PAYLOAD: u32 = 64 * 1024;
 /// What each connection tells the guest it may have in flight.
@@ -499,6 +502,34 @@ impl VirtioDevice for Vsock {
             self.fill_inboxes();
         }
         Ok(used)
+    }
+
+    /// Connections are host sockets and do not survive a snapshot: as
+    /// Firecracker does, the guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+    /// on the event queue and drops its connections (listening sockets
+    /// stay); new ones work as before.
+    fn restored(
+        &mut self,
+        queues: &mut [Queue],
+        mem: &GuestMemoryMmap,
+    ) -> std::result::Result<bool, DeviceError> {
+        let Some(chain) = next_chain(&mut queues[EVENT], mem)? else {
+            tracing::warn!("vsock: no event buffer for the transport reset after a restore");
+            return Ok(false);
+        };
+        let head = chain.head_index();
+        let descriptors = read_chain(chain, mem)?;
+        let Some(d) = descriptors
+            .iter()
+            .find(|d| d.is_write_only() && d.len() >= 4)
+        else {
+            return Err(DeviceError(format!(
+                "event chain at head {head} has no writable buffer of 4 bytes"
+            )));
+        };
+        super::guest_write(mem, d.addr(), &EVENT_TRANSPORT_RESET.to_le_bytes())?;
+        add_used(&mut queues[EVENT], mem, head, 4)?;
+        Ok(true)
     }
 
     fn reset(&mut self) {

@@ -1,0 +1,441 @@
+//! Snapshots of a whole VM: a state file and a memory file.
+//!
+//! Owns the file format (magic, format version, length, CRC-32 of the
+//! body, then a JSON body), the order state is saved and restored in, and
+//! what makes a file unusable: each refusal is one line naming the file and
+//! the reason. It does not own the state itself: vCPUs ([`crate::vcpu::state`]),
+//! the VM's KVM state ([`crate::vm::KvmVmState`]) and each device
+//! ([`crate::devices::Persist`]) save and restore their own; this module
+//! only puts the pieces in order.
+//!
+//! Files are written to a temporary name beside the target and renamed
+//! into place, so a failed or interrupted snapshot never replaces a good
+//! one. The memory file is written whole and mapped MAP_PRIVATE on restore
+//! (never read): the guest's writes stay private to the process, and a
+//! reset drops exactly the pages written since (KVM's dirty log) to bring
+//! the file's bytes back.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use vm_memory::io::WriteVolatile;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+use crate::boot::EntryMode;
+use crate::devices::serial::{SerialSnapshot, SerialTarget};
+use crate::devices::virtio::{self, TransportSnapshot};
+use crate::devices::Persist;
+use crate::error::{Error, Result};
+use crate::vcpu::state::VcpuState;
+use crate::vm::{Backing, KvmVmState, MachineShape, Vm};
+
+/// The first bytes of every state file.
+pub const MAGIC: &[u8; 8] = b"VMDBGSNP";
+/// Bumped whenever the body's meaning changes; older files are refused.
+pub const FORMAT_VERSION: u32 = 1;
+/// magic, version, reserved, body length, CRC-32, reserved.
+pub const HEADER_LEN: usize = 32;
+/// A state file is a few hundred KiB at most; more is not one of ours.
+const MAX_BODY: u64 = 64 << 20;
+const PAGE: usize = 4096;
+
+/// Everything but guest memory, in restore order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VmSnapshot {
+    pub shape: MachineShape,
+    pub boot_mode: EntryMode,
+    pub boot_rip: u64,
+    pub kvm: KvmVmState,
+    pub vcpus: Vec<VcpuState>,
+    pub serial: SerialSnapshot,
+    /// Each virtio-mmio transport with its queues, in slot order.
+    pub virtio: Vec<TransportSnapshot>,
+}
+
+fn bad(path: &Path, why: impl Into<String>) -> Error {
+    Error::Snapshot {
+        path: path.to_path_buf(),
+        why: why.into(),
+    }
+}
+
+fn bad_mem(path: &Path, why: impl Into<String>) -> Error {
+    Error::MemFile {
+        path: path.to_path_buf(),
+        why: why.into(),
+    }
+}
+
+/// Reads the state of a stopped VM.
+pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
+    for t in &vm.devices.virtio {
+        if let Some(why) = virtio::lock(t).snapshot_refusal() {
+            return Err(Error::Api(format!("this VM cannot be snapshotted: {why}")));
+        }
+    }
+    let serial = crate::devices::lock_device(&vm.devices.serial).save();
+    Ok(VmSnapshot {
+        shape: vm.shape.clone(),
+        boot_mode: vm.boot.mode,
+        boot_rip: vm.boot.rip,
+        kvm: KvmVmState::save(vm.vm_fd())?,
+        vcpus: vm.save_vcpus()?,
+        serial,
+        virtio: vm
+            .devices
+            .virtio
+            .iter()
+            .map(|t| virtio::lock(t).save())
+            .collect(),
+    })
+}
+
+/// Puts a stopped VM of the same shape into `snap`'s state (memory aside);
+/// `fresh` for a machine whose vCPUs have never run.
+pub fn apply(vm: &mut Vm, snap: &VmSnapshot, fresh: bool) -> Result<()> {
+    snap.kvm.restore(vm.vm_fd())?;
+    vm.restore_vcpus(&snap.vcpus, fresh)?;
+    crate::devices::lock_device(&vm.devices.serial)
+        .restore(&snap.serial)
+        .map_err(Error::Api)?;
+    if snap.virtio.len() != vm.devices.virtio.len() {
+        return Err(Error::Api(format!(
+            "the snapshot has {} virtio devices, this VM {}",
+            snap.virtio.len(),
+            vm.devices.virtio.len()
+        )));
+    }
+    for (t, state) in vm.devices.virtio.iter().zip(&snap.virtio) {
+        virtio::lock(t).restore(state).map_err(Error::Api)?;
+    }
+    vm.boot.mode = snap.boot_mode;
+    vm.boot.rip = snap.boot_rip;
+    Ok(())
+}
+
+/// A temporary name beside `path`, unique to this process.
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `fill`'s output to a temporary name, syncs it and renames it to
+/// `path`; on any failure the temporary file is removed and `path` is
+/// untouched.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = temporary(path);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        fill(&mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn encode(snap: &VmSnapshot) -> Vec<u8> {
+    let body = serde_json::to_vec(snap).expect("snapshot state is plain data");
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Checks and decodes a state file's bytes; `path` is for the message.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<VmSnapshot> {
+    if bytes.len() < HEADER_LEN {
+        return Err(bad(
+            path,
+            format!(
+                "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ),
+        ));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(bad(path, "not a vmdbg-vmm snapshot (wrong magic)"));
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    let version = u32_at(8);
+    if version != FORMAT_VERSION {
+        return Err(bad(
+            path,
+            format!("format version {version}, this vmdbg-vmm reads version {FORMAT_VERSION}"),
+        ));
+    }
+    let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let body = &bytes[HEADER_LEN..];
+    if len > MAX_BODY || body.len() as u64 != len {
+        return Err(bad(
+            path,
+            format!(
+                "truncated or padded: the header says {len} bytes of state, the file has {}",
+                body.len()
+            ),
+        ));
+    }
+    let want = u32_at(24);
+    let got = crc32fast::hash(body);
+    if want != got {
+        return Err(bad(
+            path,
+            format!("checksum mismatch (stored {want:#010x}, computed {got:#010x}): the file is corrupt"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| bad(path, format!("unreadable state: {e}")))
+}
+
+pub fn write_state(path: &Path, snap: &VmSnapshot) -> Result<()> {
+    let bytes = encode(snap);
+    write_atomically(path, |f| f.write_all(&bytes)).map_err(|e| bad(path, format!("writing: {e}")))
+}
+
+pub fn read_state(path: &Path) -> Result<VmSnapshot> {
+    let mut f = File::open(path).map_err(|e| bad(path, format!("cannot open: {e}")))?;
+    let mut bytes = Vec::new();
+    Read::by_ref(&mut f)
+        .take(MAX_BODY + HEADER_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(path, format!("reading: {e}")))?;
+    decode(path, &bytes)
+}
+
+/// Writes guest memory whole, region after region.
+pub fn write_memory(path: &Path, vm: &Vm) -> Result<()> {
+    write_atomically(path, |f| {
+        for region in vm.mem.iter() {
+            let slice = region
+                .as_volatile_slice()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            f.write_all_volatile(&slice)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        Ok(())
+    })
+    .map_err(|e| bad_mem(path, format!("writing: {e}")))
+}
+
+/// Opens a memory file and checks it holds exactly `shape`'s memory.
+fn open_memory(path: &Path, shape: &MachineShape) -> Result<File> {
+    let f = File::open(path).map_err(|e| bad_mem(path, format!("cannot open: {e}")))?;
+    let len = f
+        .metadata()
+        .map_err(|e| bad_mem(path, format!("cannot stat: {e}")))?
+        .len();
+    if len != shape.mem_bytes {
+        return Err(bad_mem(
+            path,
+            format!(
+                "{len} bytes, but the snapshot's VM has {} bytes ({} MiB) of memory",
+                shape.mem_bytes,
+                shape.mem_bytes >> 20
+            ),
+        ));
+    }
+    Ok(f)
+}
+
+/// Replaces the VM's guest memory, at the same host addresses (so KVM's
+/// slots stay valid), with a MAP_PRIVATE mapping of `file`.
+fn remap_private(vm: &mut Vm, file: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut offset = 0u64;
+    for region in vm.mem.iter() {
+        let host = vm
+            .mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| Error::GuestMemory(e.to_string()))?;
+        // SAFETY: `host` .. `host + len` is exactly the region vm-memory
+        // mapped and still owns (it unmaps the same range on drop); the
+        // vCPUs are stopped, and MAP_FIXED replaces the mapping atomically.
+        let p = unsafe {
+            libc::mmap(
+                host.cast(),
+                region.len() as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(bad_mem(
+                path,
+                format!("mapping: {}", std::io::Error::last_os_error()),
+            ));
+        }
+        offset += region.len();
+    }
+    vm.backing = Backing::File(path.to_path_buf());
+    // Dirty pages count from here: the file is what a reset goes back to.
+    vm.log_dirty_pages(true)?;
+    vm.take_dirty_log()?;
+    Ok(())
+}
+
+/// `PUT /snapshot/create`: writes the memory file, then the state file,
+/// and keeps running on the new memory file (MAP_PRIVATE) so that a reset
+/// can go back to it. The VM must be stopped.
+pub fn create(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<VmSnapshot> {
+    if state_path == mem_path {
+        return Err(bad(
+            state_path,
+            "the state and the memory need two files; give mem_file_path another name",
+        ));
+    }
+    let snap = capture(vm)?;
+    write_memory(mem_path, vm)?;
+    write_state(state_path, &snap)?;
+    let file = File::open(mem_path).map_err(|e| bad_mem(mem_path, format!("reopening: {e}")))?;
+    remap_private(vm, &file, mem_path)?;
+    Ok(snap)
+}
+
+/// A VM started from a snapshot in this process: `vmdbg-vmm --restore`,
+/// or `PUT /snapshot/load` on a VMM that has no VM yet.
+pub fn restore_new(
+    state_path: &Path,
+    mem_path: &Path,
+    serial: &SerialTarget,
+) -> Result<(Vm, VmSnapshot)> {
+    let snap = read_state(state_path)?;
+    let file = open_memory(mem_path, &snap.shape)?;
+    let mem = crate::vm::file_memory(&file, snap.shape.mem_bytes)?;
+    let mut vm = Vm::build(&snap.shape, mem, serial)?;
+    vm.backing = Backing::File(mem_path.to_path_buf());
+    vm.log_dirty_pages(true)?;
+    apply(&mut vm, &snap, true)?;
+    Ok((vm, snap))
+}
+
+/// `PUT /snapshot/load` on a VMM whose VM has the same shape: swaps in the
+/// snapshot's memory and state without a new process. The VM must be
+/// stopped; a snapshot of another shape is refused before anything changes.
+pub fn load_in_place(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<VmSnapshot> {
+    let snap = read_state(state_path)?;
+    if snap.shape != vm.shape {
+        return Err(bad(
+            state_path,
+            format!(
+                "taken from a machine of another shape ({}); this VM is {}",
+                describe(&snap.shape),
+                describe(&vm.shape)
+            ),
+        ));
+    }
+    let file = open_memory(mem_path, &snap.shape)?;
+    remap_private(vm, &file, mem_path)?;
+    apply(vm, &snap, false)?;
+    Ok(snap)
+}
+
+pub fn describe(shape: &MachineShape) -> String {
+    format!(
+        "{} MiB, {} vCPU{}, {} device{}",
+        shape.mem_bytes >> 20,
+        shape.vcpus,
+        if shape.vcpus == 1 { "" } else { "s" },
+        shape.devices.len(),
+        if shape.devices.len() == 1 { "" } else { "s" },
+    )
+}
+
+/// What a reset did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResetStats {
+    pub pages_dropped: usize,
+}
+
+/// Back to `snap` in place: the pages the guest wrote since the snapshot
+/// (or the last reset) are dropped from the private mapping, so the next
+/// access reads the memory file again; then the VM, vCPU and device state.
+/// The VM must be stopped and backed by the snapshot's memory file.
+pub fn reset(vm: &mut Vm, snap: &VmSnapshot) -> Result<ResetStats> {
+    if !matches!(vm.backing, Backing::File(_)) {
+        return Err(Error::Api(
+            "no snapshot to reset to: create or load one first".into(),
+        ));
+    }
+    let mut stats = ResetStats::default();
+    let mut logs = vm.take_dirty_log()?;
+    if !vm.devices.virtio.is_empty() {
+        // virtio devices write guest memory from the VMM, which KVM's
+        // dirty log does not see (and this VMM does not track yet): drop
+        // every page, so all of memory reads the file again.
+        for log in &mut logs {
+            log.fill(u64::MAX);
+        }
+    }
+    for (region, bitmap) in vm.mem.iter().zip(&logs) {
+        let host = vm
+            .mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| Error::GuestMemory(e.to_string()))? as usize;
+        let pages = region.len() as usize / PAGE;
+        for (first, count) in dirty_runs(bitmap) {
+            // A bitmap's last word may reach past the region.
+            let count = count.min(pages.saturating_sub(first));
+            if count == 0 {
+                continue;
+            }
+            // SAFETY: the range lies inside the region's private file
+            // mapping (the dirty log has one bit per page of the slot);
+            // dropping private pages only makes them read the file again.
+            let rc = unsafe {
+                libc::madvise(
+                    (host + first * PAGE) as *mut libc::c_void,
+                    count * PAGE,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if rc != 0 {
+                return Err(Error::GuestMemory(format!(
+                    "dropping written pages: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            stats.pages_dropped += count;
+        }
+    }
+    apply(vm, snap, false)?;
+    Ok(stats)
+}
+
+/// Runs of set bits in a dirty bitmap, as (first page, page count).
+pub fn dirty_runs(bitmap: &[u64]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start: Option<usize> = None;
+    let total = bitmap.len() * 64;
+    for page in 0..=total {
+        let set = page < total && bitmap[page / 64] & (1 << (page % 64)) != 0;
+        match (set, start) {
+            (true, None) => start = Some(page),
+            (false, Some(s)) => {
+                runs.push((s, page - s));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests;
