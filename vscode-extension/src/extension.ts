@@ -33,7 +33,55 @@ export function activate(context: vscode.ExtensionContext): void {
       }
       consoles.show(session);
     }),
+    vscode.commands.registerCommand('vmdbg.takeSnapshot', takeSnapshot),
+    vscode.commands.registerCommand('vmdbg.restoreSnapshot', restoreSnapshot),
   );
+}
+
+/** The active vmdbg session, or a message saying there is none. */
+function activeSession(): vscode.DebugSession | undefined {
+  const session = vscode.debug.activeDebugSession;
+  if (session?.type !== TYPE) {
+    void vscode.window.showInformationMessage('No vmdbg debug session is active; start one with F5.');
+    return undefined;
+  }
+  return session;
+}
+
+async function takeSnapshot(): Promise<void> {
+  const session = activeSession();
+  if (!session) return;
+  const taken: { snapshots: { name: string }[] } = await session.customRequest('vmdbg/snapshots');
+  const name = await vscode.window.showInputBox({
+    prompt: 'Name of the VM snapshot (letters, digits, -, _ and .)',
+    value: `snapshot-${taken.snapshots.length + 1}`,
+  });
+  if (!name) return;
+  try {
+    const reply: { milliseconds: number } = await session.customRequest('vmdbg/snapshot', { name });
+    void vscode.window.showInformationMessage(`VM snapshot "${name}" taken (${reply.milliseconds} ms).`);
+  } catch (e) {
+    void vscode.window.showErrorMessage(`vmdbg: ${(e as Error).message}`);
+  }
+}
+
+async function restoreSnapshot(): Promise<void> {
+  const session = activeSession();
+  if (!session) return;
+  const taken: { snapshots: { name: string }[] } = await session.customRequest('vmdbg/snapshots');
+  if (taken.snapshots.length === 0) {
+    void vscode.window.showInformationMessage('No VM snapshot taken in this session yet ("vmdbg: Take VM snapshot").');
+    return;
+  }
+  const name = await vscode.window.showQuickPick(taken.snapshots.map((s) => s.name).reverse(), {
+    placeHolder: 'Restore the VM to which snapshot?',
+  });
+  if (!name) return;
+  try {
+    await session.customRequest('vmdbg/restore', { name });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`vmdbg: ${(e as Error).message}`);
+  }
 }
 
 export function deactivate(): void {}
