@@ -8,6 +8,7 @@ mod image;
 mod rsp;
 mod run;
 mod symbols;
+mod test_runner;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,10 @@ enum Command {
     GdbForward(gdb_forward::GdbForwardArgs),
     /// Build or inspect the default guest image (kernel, initramfs, agent).
     Image(image::ImageArgs),
+    /// Run each test of a test binary (Rust's libtest or GoogleTest) in a
+    /// VM restored from one set-up snapshot; libtest's report, JSON or
+    /// JUnit XML. As a cargo runner: runner = ["vmdbg", "test", "--"].
+    Test(test_runner::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::GdbForward(args) => gdb_forward::main(args),
         Command::Image(args) => image::main(args),
+        Command::Test(args) => test_runner::main(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,227 @@
+//! `vmdbg test` (issue 12) on the QEMU engine: the `isolation` crate's
+//! tests (tests/guests/isolation) each start from the set-up snapshot —
+//! the marker tests fail if any earlier test's marker survived, and
+//! `needs_a_shell` runs after `breaks_the_shell` removed /bin/sh — with
+//! libtest's report and status, the JUnit XML report, and the same
+//! results through plain `cargo test` with vmdbg as the cargo runner.
+//! Without a restore between tests, the same binary fails: shown by
+//! running it in one `vmdbg run`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use vmdbg_e2e::*;
+
+const LIMIT: Duration = Duration::from_secs(400);
+
+fn crate_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/isolation")
+}
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/isolation")
+}
+
+/// Builds the isolation crate's test binary; returns its path.
+fn test_binary() -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json",
+            "--manifest-path",
+        ])
+        .arg(crate_dir().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo test --no-run: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .filter_map(cargo_test_executable)
+        .next()
+        .expect("cargo named the test binary")
+}
+
+/// `"executable":"…"` of a compiler-artifact message (no JSON crate here).
+fn cargo_test_executable(line: &str) -> Option<PathBuf> {
+    if !line.contains("\"reason\":\"compiler-artifact\"") || !line.contains("\"test\":true") {
+        return None;
+    }
+    let rest = line.split("\"executable\":\"").nth(1)?;
+    Some(PathBuf::from(rest.split('"').next()?))
+}
+
+const SETUP: &str = "echo set up > /root/from-setup";
+
+fn assert_isolated_results(stdout: &str, stderr: &str) {
+    for name in [
+        "marker_one",
+        "marker_two",
+        "marker_three",
+        "breaks_the_shell",
+        "needs_a_shell",
+        "sees_the_setup",
+    ] {
+        assert!(
+            stdout.contains(&format!("test tests::{name} ... ok\n")),
+            "{name} passed:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(
+        stdout.contains("test tests::deliberately_fails ... FAILED\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test tests::ignored_by_default ... ignored\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deliberately wrong arithmetic"),
+        "the failure's message is printed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "test result: FAILED. 6 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out;"
+        ),
+        "libtest's summary:\n{stdout}"
+    );
+}
+
+#[test]
+fn each_test_starts_from_the_setup_snapshot_with_junit_xml() {
+    if !linux_guest_ready("vmdbg_test_isolation", &["cargo"]) {
+        return;
+    }
+    let binary = test_binary();
+    let dir = scratch_dir("vmdbg-test");
+    let junit = dir.join("report.xml");
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--setup", SETUP, "--junit"])
+        .arg(&junit)
+        .arg("--")
+        .arg(&binary);
+    let out = run(cmd, "vmdbg test", LIMIT);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(101),
+        "libtest's status for a failure:\n{stdout}\n{stderr}"
+    );
+    assert_isolated_results(&stdout, &stderr);
+
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit report was written");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"8\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 8, "{xml}");
+    assert_eq!(xml.matches("<skipped/>").count(), 1, "{xml}");
+    let failure = xml
+        .split("<failure message=\"")
+        .nth(1)
+        .expect("one failure");
+    assert!(
+        failure.starts_with("thread &apos;tests::deliberately_fails&apos;")
+            && failure.contains("deliberately wrong arithmetic"),
+        "the failure message is the panic: {failure}"
+    );
+    // Well-formed: every element opened is closed, in order.
+    xml_well_formed(&xml);
+
+    // A filter selects as libtest does; filtered-out tests are counted.
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--"])
+        .arg(&binary)
+        .args(["marker", "--include-ignored"]);
+    let out = run(cmd, "vmdbg test marker", LIMIT);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 5 filtered out;"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn cargo_test_with_vmdbg_as_the_runner() {
+    if !linux_guest_ready("vmdbg_test_cargo_runner", &["cargo"]) {
+        return;
+    }
+    test_binary(); // built once, so cargo below only runs it
+                   // As README shows it for .cargo/config.toml, given on the command line.
+    let runner = format!(
+        "target.x86_64-unknown-linux-gnu.runner = [{:?}, \"test\", \"--engine\", \"qemu\", \"--setup\", {SETUP:?}, \"--\"]",
+        vmdbg_binary().display().to_string()
+    );
+    let out = run(
+        {
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["test", "--config", &runner, "--manifest-path"])
+                .arg(crate_dir().join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", target_dir())
+                .env("XDG_CACHE_HOME", test_cache_home());
+            cmd
+        },
+        "cargo test with the vmdbg runner",
+        LIMIT,
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(101),
+        "cargo test fails as the failing test says:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("vmdbg: set-up snapshot taken"),
+        "the tests ran through vmdbg:\n{stderr}"
+    );
+    assert_isolated_results(&stdout, &stderr);
+}
+
+#[test]
+fn without_a_restore_between_them_the_same_tests_collide() {
+    if !linux_guest_ready("vmdbg_test_without_restore", &["cargo"]) {
+        return;
+    }
+    let binary = test_binary();
+    let mut cmd = vmdbg_run(&["--engine", "qemu", "--copy"]);
+    cmd.arg(format!("{}:/root/isolation", binary.display()))
+        .args(["--", "/root/isolation", "--test-threads", "1", "marker"]);
+    let out = run(cmd, "vmdbg run isolation", LIMIT);
+    let stdout = text(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("the marker of an earlier test is here"),
+        "{stdout}"
+    );
+}
+
+/// A small check that tags nest and close (the report has no comments,
+/// CDATA or processing instructions past its declaration).
+fn xml_well_formed(xml: &str) {
+    let mut open: Vec<String> = Vec::new();
+    let body = xml.split_once("?>").expect("declaration").1;
+    for piece in body.split('<').skip(1) {
+        let tag = piece.split('>').next().expect("tag closes");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(
+                open.pop().as_deref(),
+                Some(name),
+                "</{name}> closes what was opened"
+            );
+        } else if !tag.ends_with('/') {
+            open.push(tag.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    assert!(open.is_empty(), "unclosed: {open:?}");
+}
