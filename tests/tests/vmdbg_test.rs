@@ -5,7 +5,8 @@
 //! libtest's report and status, the JUnit XML report, and the same
 //! results through plain `cargo test` with vmdbg as the cargo runner.
 //! Without a restore between tests, the same binary fails: shown by
-//! running it in one `vmdbg run`.
+//! running it in one `vmdbg run`. A GoogleTest binary (Debian's
+//! libgtest-dev) passes the same isolation check.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -224,4 +225,55 @@ fn xml_well_formed(xml: &str) {
         }
     }
     assert!(open.is_empty(), "unclosed: {open:?}");
+}
+
+#[test]
+fn googletest_binary_each_test_from_the_snapshot() {
+    if !linux_guest_ready("vmdbg_test_googletest", &["g++"]) {
+        return;
+    }
+    let gtest = Path::new("/usr/lib/x86_64-linux-gnu/libgtest_main.a")
+        .exists()
+        .then_some(())
+        .ok_or_else(|| "GoogleTest is not installed (apt-get install libgtest-dev)".to_string());
+    if !require(gtest, "vmdbg_test_googletest") {
+        return;
+    }
+    let dir = scratch_dir("vmdbg-test-gtest");
+    let binary = dir.join("isolation_gtest");
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/isolation-gtest/isolation_test.cpp");
+    let built = Command::new("g++")
+        .args(["-O0", "-g", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .args(["-lgtest", "-lgtest_main", "-pthread"])
+        .output()
+        .expect("run g++");
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--"]).arg(&binary);
+    let out = run(cmd, "vmdbg test isolation_gtest", LIMIT);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(101),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for name in ["MarkerOne", "MarkerTwo", "BreaksTheShell", "NeedsAShell"] {
+        assert!(
+            stdout.contains(&format!("test Isolation.{name} ... ok\n")),
+            "{name}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("test Isolation.DeliberatelyFails ... FAILED\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deliberately wrong arithmetic"), "{stdout}");
+    assert!(
+        stdout.contains("test result: FAILED. 4 passed; 1 failed; 0 ignored;"),
+        "{stdout}"
+    );
 }
