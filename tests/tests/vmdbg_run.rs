@@ -441,3 +441,75 @@ fn engine_kvm_either_runs_or_says_why_not() {
         );
     }
 }
+
+/// The `vmdbg: … VM state PATH …` line of a warm start or a save.
+fn state_path_in(stderr: &str, said: &str) -> Option<String> {
+    let line = stderr.lines().find(|l| l.starts_with(said))?;
+    Some(line[said.len()..].split(' ').next()?.to_string())
+}
+
+#[test]
+fn later_runs_start_from_the_saved_boot_and_a_bad_state_boots_cold() {
+    if !ready("warm_start") {
+        return;
+    }
+    // 384M: a key of its own, so no other test starts from or replaces
+    // this test's state while it runs.
+    let guest_clock = |extra: &[&str]| {
+        let mut args = vec!["--engine", "qemu", "--mem", "384M"];
+        args.extend_from_slice(extra);
+        let mut cmd = vmdbg_run(&args);
+        cmd.args(["--", "sh", "-c", "date +%s; echo warm-ok"]);
+        let out = run(cmd, "vmdbg run date", BOOT_LIMIT);
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.ends_with("warm-ok\n"), "{stdout}");
+        let guest: i64 = stdout.lines().next().unwrap().parse().unwrap();
+        assert!(
+            (host - guest).abs() <= 2,
+            "guest clock {guest}, host {host}:\n{stderr}"
+        );
+        stderr
+    };
+    let first = guest_clock(&[]);
+    let state = state_path_in(&first, "vmdbg: saved the booted VM for the next runs as ")
+        .or_else(|| state_path_in(&first, "vmdbg: started from the saved VM state "))
+        .unwrap_or_else(|| {
+            panic!("the first run either saved its boot or started from one:\n{first}")
+        });
+
+    // A damaged state is refused at start, removed, and replaced by a boot.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&state)
+        .unwrap();
+    f.set_len(4096).unwrap();
+    drop(f);
+    let damaged = guest_clock(&[]);
+    assert!(
+        damaged.contains(&format!("vmdbg: the saved VM state {state} did not start")),
+        "{damaged}"
+    );
+    assert_eq!(
+        state_path_in(&damaged, "vmdbg: saved the booted VM for the next runs as ").as_deref(),
+        Some(state.as_str()),
+        "{damaged}"
+    );
+
+    let warm = guest_clock(&[]);
+    assert_eq!(
+        state_path_in(&warm, "vmdbg: started from the saved VM state ").as_deref(),
+        Some(state.as_str()),
+        "{warm}"
+    );
+
+    let cold = guest_clock(&["--cold"]);
+    assert!(
+        !cold.contains("VM state") && !cold.contains("saved the booted VM"),
+        "--cold boots:\n{cold}"
+    );
+}

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
 use crate::image::GuestImage;
@@ -70,6 +70,17 @@ pub trait Engine {
     /// Boots a VM. Returns once the engine is up (its sockets connected),
     /// not when the guest has booted: see [`wait_for_agent`].
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>>;
+    /// What a saved VM state (see [`Vm::save_to`]) of `spec` depends on
+    /// beyond the spec itself (the engine's binary and version), or None
+    /// when this engine cannot start from one.
+    fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
+        None
+    }
+    /// Starts `spec`'s VM from a state [`Vm::save_to`] wrote, instead of
+    /// booting it.
+    fn boot_saved(&self, _spec: &VmSpec, _state: &Path) -> Result<Box<dyn Vm>> {
+        bail!("this engine cannot start from a saved VM state")
+    }
 }
 
 /// A running VM. Dropping it ends the VM and removes its sockets.
@@ -99,6 +110,9 @@ pub trait Vm: Send {
     fn restore(&mut self, name: &str) -> Result<()>;
     /// The snapshots taken of this VM, oldest first.
     fn snapshots(&self) -> Vec<String>;
+    /// Writes the whole running VM to `path` (written whole, then renamed
+    /// into place), for [`Engine::boot_saved`]; the VM runs on.
+    fn save_to(&mut self, path: &Path) -> Result<()>;
 }
 
 /// What each engine does its own way with its VM.
@@ -117,6 +131,10 @@ pub trait VmControl: Send {
     /// Puts the VM back to the snapshot `name`, in place.
     fn restore(&mut self, _dir: &Path, _name: &str) -> Result<()> {
         bail!("this engine cannot restore snapshots yet")
+    }
+    /// Writes the running VM's state to `path` for a later process.
+    fn save_to(&mut self, _path: &Path) -> Result<()> {
+        bail!("this engine cannot save a VM's state to a file yet")
     }
 }
 
@@ -205,6 +223,19 @@ impl Vm for EngineVm {
     }
     fn snapshots(&self) -> Vec<String> {
         self.snapshots.clone()
+    }
+    fn save_to(&mut self, path: &Path) -> Result<()> {
+        let dir = path
+            .parent()
+            .context("a saved state's path needs a directory")?;
+        let temp = tempfile::Builder::new()
+            .prefix(".saving-")
+            .tempfile_in(dir)
+            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+        self.control.save_to(temp.path())?;
+        temp.persist(path)
+            .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
+        Ok(())
     }
 }
 

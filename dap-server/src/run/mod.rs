@@ -15,6 +15,7 @@
 
 pub mod copy;
 pub mod debuggee;
+mod warm;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -73,6 +74,10 @@ pub struct RunArgs {
     /// Print how long each phase took (boot, copy, command) on stderr.
     #[arg(long)]
     pub timings: bool,
+    /// Boot the guest instead of starting it from the saved state of an
+    /// earlier boot of the same image (engines that can save one).
+    #[arg(long)]
+    pub cold: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -214,7 +219,12 @@ pub fn main(args: RunArgs) -> Result<ExitCode> {
     let interrupts = interrupt_counter()?;
     let (engine, spec, copies) = prepare(&args.vm, &[])?;
     let t_boot = Instant::now();
-    let Some(mut vm) = boot(engine.as_ref(), &spec, &interrupts)? else {
+    let booted = if args.cold {
+        boot(engine.as_ref(), &spec, &interrupts)?
+    } else {
+        warm::boot(engine.as_ref(), &spec, &interrupts)?
+    };
+    let Some(mut vm) = booted else {
         return Ok(ExitCode::from(130));
     };
     let agent = vm.agent().clone();

@@ -151,10 +151,44 @@ impl Engine for QemuEngine {
     }
 
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
+        self.start(spec, None)
+    }
+
+    /// The binary, its size and modification time, and the accelerator: a
+    /// QEMU update or another accelerator makes a saved state stale.
+    fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
+        let meta = std::fs::metadata(&self.binary).ok()?;
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(format!(
+            "{} {} {mtime} {:?}",
+            self.binary.display(),
+            meta.len(),
+            self.accel
+        ))
+    }
+
+    fn boot_saved(&self, spec: &VmSpec, state: &Path) -> Result<Box<dyn Vm>> {
+        self.start(spec, Some(state))
+    }
+}
+
+impl QemuEngine {
+    /// Starts QEMU: booting `spec`, or loading a state `save_to` wrote
+    /// (an incoming migration from the file; QEMU runs the guest once it
+    /// is in).
+    fn start(&self, spec: &VmSpec, saved: Option<&Path>) -> Result<Box<dyn Vm>> {
         let dir = RuntimeDir::create().context("create the VM's runtime directory")?;
         let agent_listener = UnixListener::bind(dir.path().join("agent.sock"))?;
         let qmp_listener = UnixListener::bind(dir.path().join("qmp.sock"))?;
-        let cmd = self.command(spec, dir.path());
+        let mut cmd = self.command(spec, dir.path());
+        if let Some(state) = saved {
+            cmd.args(["-incoming", &format!("exec:cat {}", shell_quote(state)?)]);
+        }
         // Our own shutdown makes QEMU say "terminating on signal"; not news.
         let mut process = spawn_vmm(cmd, "qemu: ", &["terminating on signal"])?;
         let connect =
@@ -296,4 +330,46 @@ impl VmControl for QemuControl {
         self.ensure_snapshot_store(dir)?;
         self.qmp.human(&format!("loadvm {name}"))
     }
+
+    /// A migration to a file; QEMU stops the guest when it completes
+    /// (`postmigrate`), so it is continued after.
+    fn save_to(&mut self, path: &Path) -> Result<()> {
+        self.qmp.execute_with(
+            "migrate",
+            serde_json::json!({ "uri": format!("exec:cat > {}", shell_quote(path)?) }),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = self
+                .qmp
+                .execute_with("query-migrate", serde_json::json!({}))?;
+            match status.get("status").and_then(|s| s.as_str()) {
+                Some("completed") => break,
+                Some("failed") | Some("cancelled") => bail!(
+                    "QEMU could not save the VM to {}: {}",
+                    path.display(),
+                    status
+                        .get("error-desc")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or("no reason given")
+                ),
+                _ if Instant::now() > deadline => {
+                    bail!("saving the VM to {} took over 2 minutes", path.display())
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        self.qmp.execute("cont")
+    }
+}
+
+/// A path for QEMU's `exec:` (run by /bin/sh), single-quoted.
+fn shell_quote(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    if text.contains('\'') {
+        bail!("a saved VM state's path cannot contain a quote: {text}");
+    }
+    Ok(format!("'{text}'"))
 }

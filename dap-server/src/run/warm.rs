@@ -1,0 +1,165 @@
+//! Warm starts for `vmdbg run`: the first boot of an image on an engine
+//! that can save a VM's state saves it at agent-ready into the cache
+//! (`warm/<key>.state`, written whole then renamed); later runs start from
+//! it instead of booting. The key covers everything the state depends on:
+//! the engine's own key (its binary and version), the kernel and initramfs
+//! (path, size, first and last MiB), the command line, memory, vCPUs and
+//! this vmdbg's version. A state that fails to start is removed and the
+//! guest boots cold. The guest's wall clock is set from the host's after a
+//! warm start (the state holds the moment it was saved).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use vmdbg_agent::client::ExecOptions;
+
+use crate::engine::{Engine, Vm, VmSpec};
+
+/// Boots `spec`, from the saved state where there is one, saving one after
+/// a cold boot where the engine can.
+pub fn boot(
+    engine: &dyn Engine,
+    spec: &VmSpec,
+    interrupts: &AtomicUsize,
+) -> Result<Option<Box<dyn Vm>>> {
+    let Some(path) = state_path(engine, spec) else {
+        return super::boot(engine, spec, interrupts);
+    };
+    if path.exists() {
+        let started = Instant::now();
+        match start_saved(engine, spec, &path) {
+            Ok(vm) => {
+                eprintln!(
+                    "vmdbg: started from the saved VM state {} in {} ms (--cold boots instead)",
+                    path.display(),
+                    started.elapsed().as_millis()
+                );
+                return Ok(Some(vm));
+            }
+            Err(e) => {
+                eprintln!(
+                    "vmdbg: the saved VM state {} did not start ({e:#}); booting instead",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let Some(mut vm) = super::boot(engine, spec, interrupts)? else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let saved = std::fs::create_dir_all(path.parent().expect("under the cache"))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| vm.save_to(&path));
+    match saved {
+        Ok(()) => {
+            eprintln!(
+                "vmdbg: saved the booted VM for the next runs as {} in {} ms",
+                path.display(),
+                started.elapsed().as_millis()
+            );
+            prune(&path);
+        }
+        Err(e) => eprintln!("vmdbg: could not save the booted VM for the next runs: {e:#}"),
+    }
+    Ok(Some(vm))
+}
+
+fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Result<Box<dyn Vm>> {
+    let vm = engine.boot_saved(spec, path)?;
+    // The restored agent is past its start-up (its ready event was sent
+    // before the save): ask it instead, bounded, as a stale state may hang.
+    let agent = vm.agent().clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(agent.hello());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => anyhow::bail!("its agent did not answer: {e}"),
+        Err(_) => anyhow::bail!("its agent did not answer within 20 s"),
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+    let mut set_clock =
+        ExecOptions::new(["/bin/busybox", "date", "-s", &format!("@{}", now.as_secs())]);
+    set_clock.cwd = Some("/".into());
+    let program = vm.agent().exec(&set_clock)?;
+    vm.agent().wait(program.pid)?;
+    Ok(vm)
+}
+
+/// Where the saved state of `spec` on `engine` lives, or None when the
+/// engine cannot save one (or there is no cache directory).
+fn state_path(engine: &dyn Engine, spec: &VmSpec) -> Option<PathBuf> {
+    let engine_key = engine.saved_state_key(spec)?;
+    let mut hash = Sha256::new();
+    hash.update(engine_key);
+    for file in [&spec.image.kernel, &spec.image.initrd] {
+        hash.update(fingerprint(file)?);
+    }
+    hash.update(format!(
+        "{}\n{}\n{} {}\n{}",
+        spec.image.cmdline,
+        spec.extra_cmdline,
+        spec.mem_mib,
+        spec.cpus,
+        env!("CARGO_PKG_VERSION")
+    ));
+    let key: String = hash
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(
+        crate::image::cache_dir()
+            .ok()?
+            .join("warm")
+            .join(format!("{key}.state")),
+    )
+}
+
+/// A file's path, size, and its first and last MiB: the image cache
+/// refreshes its files' modification times on use, so those cannot say
+/// whether a kernel or initramfs changed; reading all of a large kernel
+/// for each run would cost more than the warm start saves.
+fn fingerprint(file: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const EDGE: u64 = 1 << 20;
+    let mut f = std::fs::File::open(file).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut out = format!("{} {len}\n", file.display()).into_bytes();
+    let mut head = Vec::new();
+    f.by_ref().take(EDGE).read_to_end(&mut head).ok()?;
+    f.seek(SeekFrom::Start(len.saturating_sub(EDGE))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    out.extend(Sha256::digest(&head));
+    out.extend(Sha256::digest(&tail));
+    Some(out)
+}
+
+/// States kept besides the newest: each is the size of the guest's used
+/// memory (~90 MB for the default image), and an image or QEMU update
+/// leaves the old ones unused for good.
+const KEPT_STATES: usize = 2;
+
+/// Removes all but the [`KEPT_STATES`] most recently written states.
+fn prune(newest: &std::path::Path) {
+    let Some(dir) = newest.parent() else { return };
+    let mut states: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    states.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, old) in states.into_iter().skip(KEPT_STATES) {
+        let _ = std::fs::remove_file(old);
+    }
+}
