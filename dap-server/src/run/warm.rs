@@ -158,7 +158,7 @@ fn prune(newest: &std::path::Path) {
         .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    states.sort_by(|a, b| b.0.cmp(&a.0));
+    states.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (_, old) in states.into_iter().skip(KEPT_STATES) {
         let _ = std::fs::remove_file(old);
     }
