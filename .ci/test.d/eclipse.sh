@@ -7,7 +7,8 @@
 # Output (logs, screenshot) lands in eclipse-plugin/test-output/.
 #   VMDBG_BIN_DIR    where vmdbg and vmdbg-vmm are (default: this checkout's cargo release dir)
 #   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default)
-#   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program" (default)
+#   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program,tests" (default; "tests"
+#                    is the "vmdbg Tests" launch type and view model over `vmdbg test`)
 #   VMDBG_TEST_ENGINE  the program session's engine (default qemu, as tests/dap)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -30,6 +31,13 @@ kernels="$out/kernels"
 make -s -C tests/guests/baremetal OUT="$kernels"
 mkdir -p "$out/programs"
 gcc -g -O0 -o "$out/programs/locals" tests/guests/programs/locals.c
+scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program,tests}"
+isolation=""
+if [[ ",$scenarios," == *",tests,"* ]]; then
+    # The isolation crate's libtest binary for the "vmdbg Tests" scenario.
+    isolation="$(CARGO_TARGET_DIR="$root/target/eclipse-isolation" cargo test --no-run --quiet --message-format=json \
+        --manifest-path tests/guests/isolation/Cargo.toml | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
+fi
 
 # A configuration area per run: the assembled config.ini plus the plugin and its tests.
 configure() {
@@ -45,7 +53,7 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
     java -Xmx1g -Djava.library.path="$eclipse/jni" \
         -Dvmdbg.test.repo="$root" -Dvmdbg.test.bin="$bin" -Dvmdbg.test.kernels="$kernels" \
         -Dvmdbg.test.programs="$out/programs" -Dvmdbg.test.strict="$strict" \
-        -Dvmdbg.test.scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program}" "$@" \
+        -Dvmdbg.test.isolation="$isolation" -Dvmdbg.test.scenarios="$scenarios" "$@" \
         -jar "$eclipse"/plugins/org.eclipse.equinox.launcher_*.jar \
         -install "$eclipse" -configuration "$(configure "$name")" -data "$out/workspace-$name" \
         -nosplash -application "$app"
