@@ -84,7 +84,7 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
 
     /** Re-runs one test of the configuration (`-- BINARY NAME --exact`); its result replaces the test's entry. */
     public static ILaunch rerun(ILaunchConfiguration config, String test) throws CoreException {
-        ILaunchConfigurationWorkingCopy wc = config.copy(config.getName() + " [" + test + "]");
+        ILaunchConfigurationWorkingCopy wc = config.copy(config.getName() + " [" + configName(test) + "]");
         wc.setAttribute(TestsAttributes.FILTER, test + " --exact");
         wc.setAttribute(TestsAttributes.RERUN, true);
         return wc.launch(ILaunchManager.RUN_MODE, null);
@@ -95,9 +95,14 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
      * `NAME --exact --nocapture` (a fresh VM; the --setup commands are not run).
      */
     public static ILaunch debug(ILaunchConfiguration config, String test) throws CoreException {
+        return debugConfig(config, test).launch(ILaunchManager.DEBUG_MODE, null);
+    }
+
+    /** The "vmdbg" program configuration that {@link #debug} launches. */
+    public static ILaunchConfigurationWorkingCopy debugConfig(ILaunchConfiguration config, String test) throws CoreException {
         ILaunchManager lm = DebugPlugin.getDefault().getLaunchManager();
         ILaunchConfigurationWorkingCopy wc = lm.getLaunchConfigurationType(LaunchAttributes.TYPE_ID)
-            .newInstance(null, "debug " + test);
+            .newInstance(null, "debug " + configName(test));
         wc.setAttribute(LaunchAttributes.MODE, LaunchAttributes.MODE_PROGRAM);
         wc.setAttribute(LaunchAttributes.PROGRAM, config.getAttribute(TestsAttributes.BINARY, ""));
         wc.setAttribute(LaunchAttributes.ARGS, List.of(test, "--exact", "--nocapture"));
@@ -105,7 +110,12 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
         if (!engine.isBlank() && !"auto".equals(engine)) wc.setAttribute(LaunchAttributes.ENGINE, engine);
         String vmdbg = config.getAttribute(LaunchAttributes.VMDBG_PATH, "");
         if (!vmdbg.isBlank()) wc.setAttribute(LaunchAttributes.VMDBG_PATH, vmdbg);
-        return wc.launch(ILaunchManager.DEBUG_MODE, null);
+        return wc;
+    }
+
+    /** Eclipse refuses some characters (':' among them) in configuration names. */
+    private static String configName(String test) {
+        return test.replaceAll("[^A-Za-z0-9_.\\- ]", "_");
     }
 
     @Override

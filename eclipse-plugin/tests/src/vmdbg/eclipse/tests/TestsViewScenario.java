@@ -85,6 +85,19 @@ final class TestsViewScenario {
             "the re-run ran that test alone: " + run.summary());
         Check.that(run.summary().startsWith("6 passed, 1 failed, 1 ignored"), "the other results stay: " + run.summary());
         Check.that(oldStdout.contains("test tests::sees_the_setup ... ok"), "its output: " + oldStdout);
-        return "run " + firstMs + " ms, re-run of one test " + rerunMs + " ms";
+
+        // Debug one test: a "vmdbg" program session of the binary with `tests::marker_one --exact --nocapture`, run to its end.
+        long debugStart = System.nanoTime();
+        try (Session s = new Session()) {
+            var manager = DebugPlugin.getDefault().getBreakpointManager();
+            manager.removeBreakpoints(manager.getBreakpoints(vmdbg.eclipse.model.VmdbgDebugElement.MODEL_ID), true);
+            s.launch(VmdbgTestsLaunchDelegate.debugConfig(run.config, "tests::marker_one"));
+            s.target.whenEnded().get(120, java.util.concurrent.TimeUnit.SECONDS);
+            String out = s.target.program().out().getContents();
+            Check.that(out.contains("test tests::marker_one ... ok"), "the debugged test's stdout: " + out);
+            Check.equal(0, s.target.program().exitCode(), "the debugged test's exit code");
+        }
+        long debugMs = (System.nanoTime() - debugStart) / 1_000_000;
+        return "run " + firstMs + " ms, re-run of one test " + rerunMs + " ms, debug of one test to its end " + debugMs + " ms";
     }
 }
