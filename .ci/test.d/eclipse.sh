@@ -6,8 +6,10 @@
 # and (b) a workbench under Xvfb stopped at a breakpoint, captured with xwd.
 # Output (logs, screenshot) lands in eclipse-plugin/test-output/.
 #   VMDBG_BIN_DIR    where vmdbg and vmdbg-vmm are (default: this checkout's cargo release dir)
-#   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default)
-#   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program" (default)
+#   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default); "tests-workbench" (opt-in)
+#                    captures the "vmdbg Tests" view after a run (test-output/tests-view.png)
+#   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program,tests" (default; "tests"
+#                    is the "vmdbg Tests" launch type and view model over `vmdbg test`)
 #   VMDBG_TEST_ENGINE  the program session's engine (default qemu, as tests/dap)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -30,6 +32,13 @@ kernels="$out/kernels"
 make -s -C tests/guests/baremetal OUT="$kernels"
 mkdir -p "$out/programs"
 gcc -g -O0 -o "$out/programs/locals" tests/guests/programs/locals.c
+scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program,tests}"
+isolation=""
+if [[ ",$scenarios," == *",tests,"* ]]; then
+    # The isolation crate's libtest binary for the "vmdbg Tests" scenario.
+    isolation="$(CARGO_TARGET_DIR="$root/target/eclipse-isolation" cargo test --no-run --quiet --message-format=json \
+        --manifest-path tests/guests/isolation/Cargo.toml | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
+fi
 
 # A configuration area per run: the assembled config.ini plus the plugin and its tests.
 configure() {
@@ -45,7 +54,7 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
     java -Xmx1g -Djava.library.path="$eclipse/jni" \
         -Dvmdbg.test.repo="$root" -Dvmdbg.test.bin="$bin" -Dvmdbg.test.kernels="$kernels" \
         -Dvmdbg.test.programs="$out/programs" -Dvmdbg.test.strict="$strict" \
-        -Dvmdbg.test.scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program}" "$@" \
+        -Dvmdbg.test.isolation="$isolation" -Dvmdbg.test.scenarios="$scenarios" "$@" \
         -jar "$eclipse"/plugins/org.eclipse.equinox.launcher_*.jar \
         -install "$eclipse" -configuration "$(configure "$name")" -data "$out/workspace-$name" \
         -nosplash -application "$app"
@@ -54,8 +63,8 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
 # The IDE workbench on a private Xvfb display; WorkbenchScenario (a startup
 # hook) stops at a breakpoint and writes "ready"; the screen is then taken
 # with xwd, as a person would see it.
-workbench() {
-    local display n shot="$out/stopped.png" pid xvfb rc=0 tool
+workbench() { # [MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" view) [SCREENSHOT]]
+    local mode="${1:-kernel}" display n shot="$out/${2:-stopped.png}" pid xvfb rc=0 tool
     for tool in Xvfb xwd convert; do
         command -v "$tool" >/dev/null && continue
         if [ "$strict" = true ]; then echo "FAIL workbench: \`$tool\` is not installed (.ci/setup-tests.d/eclipse.sh)"; return 1; fi
@@ -67,7 +76,7 @@ workbench() {
     xvfb=$!
     for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
     DISPLAY="$display" GDK_BACKEND=x11 run_eclipse workbench org.eclipse.ui.ide.workbench \
-        -Dvmdbg.test.workbench=kernel -Dvmdbg.test.ready="$out/ready" -Dvmdbg.test.done="$out/done" \
+        -Dvmdbg.test.workbench="$mode" -Dvmdbg.test.ready="$out/ready" -Dvmdbg.test.done="$out/done" \
         -Dvmdbg.test.result="$out/workbench.result" >"$out/workbench.log" 2>&1 &
     pid=$!
     for _ in $(seq 1200); do [ -e "$out/ready" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1; done
@@ -107,6 +116,12 @@ fi
 if [[ " $parts " == *" workbench "* ]]; then
     echo "eclipse: workbench under Xvfb ($(date +%T))"
     workbench || status=1
+fi
+if [[ " $parts " == *" tests-workbench "* ]]; then
+    # Opt-in: the "vmdbg Tests" view in the workbench after a run, captured as test-output/tests-view.png.
+    echo "eclipse: vmdbg Tests view in the workbench under Xvfb ($(date +%T))"
+    rm -f "$out/ready" "$out/done"
+    workbench tests tests-view.png || status=1
 fi
 # One closing line over both parts.
 read -r passed failed skipped < <(cat "$out/headless.out" "$out/workbench.result" 2>/dev/null | awk '

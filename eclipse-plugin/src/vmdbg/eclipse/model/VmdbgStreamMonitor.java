@@ -11,7 +11,7 @@ public class VmdbgStreamMonitor implements IStreamMonitor {
     private final StringBuilder contents = new StringBuilder();
     private final List<IStreamListener> listeners = new CopyOnWriteArrayList<>();
 
-    void append(String text) {
+    public void append(String text) {
         synchronized (contents) {
             contents.append(text);
         }

@@ -1,6 +1,7 @@
 /**
  * The workbench side: launch tabs, the "Program in VM" shortcut, toggling
  * breakpoints from text editors, and the model presentation (labels,
- * which editor shows a source). Holds no session state.
+ * which editor shows a source), and the "vmdbg Tests" view and tab, which
+ * show and edit what the testrun package holds. Holds no session state.
  */
 package vmdbg.eclipse.ui;

@@ -20,7 +20,7 @@ public class HeadlessTests implements IApplication {
         context.applicationRunning();
         Map<String, Callable<String>> scenarios = new LinkedHashMap<>();
         Map<String, String> missing = new LinkedHashMap<>();
-        String only = System.getProperty("vmdbg.test.scenarios", "kernel,program");
+        String only = System.getProperty("vmdbg.test.scenarios", "kernel,program,tests");
         if (only.contains("kernel")) {
             add(scenarios, missing, "kernel session on vmdbg-vmm (host tier)", Scenarios::kernel, Env.hostTierMissing());
             add(scenarios, missing, "suspend a running kernel (host tier)", Scenarios::suspend, Env.hostTierMissing());
@@ -30,6 +30,10 @@ public class HeadlessTests implements IApplication {
         }
         if (only.contains("program")) {
             add(scenarios, missing, "program session in a Linux VM (" + Env.engine() + " engine)", Scenarios::program, Env.programTierMissing());
+        }
+        if (only.contains("tests")) {
+            add(scenarios, missing, "vmdbg Tests launch and view model on the isolation crate (" + Env.engine() + " engine)",
+                TestsViewScenario::run, TestsViewScenario.missing());
         }
         int passed = 0, failed = 0, skipped = 0;
         for (var e : scenarios.entrySet()) {

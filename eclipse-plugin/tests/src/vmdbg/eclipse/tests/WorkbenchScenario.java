@@ -50,12 +50,13 @@ public class WorkbenchScenario implements IStartup {
     public void earlyStartup() {
         if (System.getProperty("vmdbg.test.workbench") == null) return;
         String verdict;
-        String missing = Env.hostTierMissing();
+        boolean tests = "tests".equals(System.getProperty("vmdbg.test.workbench"));
+        String missing = tests ? TestsViewScenario.missing() : Env.hostTierMissing();
         try {
             if (missing != null) {
                 verdict = Env.strict() ? "FAIL workbench: required but unavailable under CI: " + missing : "SKIPPED: workbench: " + missing;
             } else {
-                verdict = "PASS workbench: " + run();
+                verdict = "PASS workbench: " + (tests ? testsView() : run());
             }
         } catch (Throwable t) {
             t.printStackTrace();
@@ -183,6 +184,26 @@ public class WorkbenchScenario implements IStartup {
             Check.that(s.target.program().out().getContents().contains("total=25"), "program stdout in its console");
             return "program via Debug As > Program in VM: launch to first stop " + firstStopMs + " ms";
         }
+    }
+
+    /** -Dvmdbg.test.workbench=tests: runs the isolation crate's tests, shows the "vmdbg Tests" view with the failed test selected. */
+    private String testsView() throws Exception {
+        var launch = TestsViewScenario.config().launch(org.eclipse.debug.core.ILaunchManager.RUN_MODE, null);
+        vmdbg.eclipse.testrun.TestRun run = TestsViewScenario.await(launch);
+        Check.equal(1L, run.count("failed"), "failed: " + run.summary());
+        ui(() -> {
+            IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
+            var view = (vmdbg.eclipse.ui.VmdbgTestsView) page.showView(vmdbg.eclipse.ui.VmdbgTestsView.ID);
+            page.setPartState(page.getReference(view), IWorkbenchPage.STATE_MAXIMIZED);
+            view.select("tests::deliberately_fails");
+        });
+        Thread.sleep(1000);
+        File ready = new File(Env.prop("vmdbg.test.ready"));
+        File done = new File(Env.prop("vmdbg.test.done"));
+        Files.writeString(ready.toPath(), "shown\n");
+        for (int i = 0; i < 600 && !done.exists(); i++) Thread.sleep(100);
+        Check.that(done.exists(), "the test script took no screenshot within 60 s");
+        return run.summary();
     }
 
     private interface UiWork {
