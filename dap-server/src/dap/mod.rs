@@ -12,6 +12,7 @@
 
 mod breakpoints;
 mod inspect;
+mod kernel;
 mod launch;
 mod postmortem;
 mod program;

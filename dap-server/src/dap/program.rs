@@ -155,13 +155,13 @@ impl super::session::Target {
 }
 
 /// `progress*` events for one long operation.
-struct Progress<'a> {
+pub(super) struct Progress<'a> {
     out: &'a mut Outbox,
     id: String,
 }
 
 impl<'a> Progress<'a> {
-    fn start(out: &'a mut Outbox, title: &str) -> Self {
+    pub(super) fn start(out: &'a mut Outbox, title: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
         let id = format!(
             "vmdbg-program-{}",
@@ -173,13 +173,13 @@ impl<'a> Progress<'a> {
         );
         Progress { out, id }
     }
-    fn update(&mut self, message: &str, percentage: u32) {
+    pub(super) fn update(&mut self, message: &str, percentage: u32) {
         self.out.event(
             "progressUpdate",
             json!({ "progressId": self.id, "message": message, "percentage": percentage }),
         );
     }
-    fn end(self, message: &str) {
+    pub(super) fn end(self, message: &str) {
         self.out.event(
             "progressEnd",
             json!({ "progressId": self.id, "message": message }),

@@ -267,6 +267,9 @@ impl RspClient {
     /// The stop reply that last arrived unasked (e.g. QEMU stopping a
     /// running guest when the debugger connected), if any; taking it
     /// forgets it.
+    // The session re-asks with `?` after connecting; this is for callers
+    // that want to know why the target stopped by itself.
+    #[allow(dead_code)]
     pub fn take_unexpected_stop(&mut self) -> Option<StopReply> {
         self.unexpected_stop.take()
     }
@@ -379,6 +382,16 @@ impl RspClient {
 
     pub async fn remove_breakpoint(&mut self, addr: u64) -> Result<()> {
         self.request_ok(&format!("z0,{addr:x},1")).await
+    }
+
+    /// A hardware breakpoint (Z1): it needs no write to the code, so it
+    /// works at an address the vCPU cannot map yet.
+    pub async fn insert_hw_breakpoint(&mut self, addr: u64) -> Result<()> {
+        self.request_ok(&format!("Z1,{addr:x},1")).await
+    }
+
+    pub async fn remove_hw_breakpoint(&mut self, addr: u64) -> Result<()> {
+        self.request_ok(&format!("z1,{addr:x},1")).await
     }
 
     pub async fn insert_watchpoint(
