@@ -240,7 +240,10 @@ async fn boot(
     let (mut rsp, symbols) = (rsp?, symbols?);
 
     progress.update(&format!("running the kernel to {FIRST_STOP}"), 80);
-    run_to_first_stop(&mut rsp, &symbols, &mut kernel_vm).await?;
+    if let Err(e) = run_to_first_stop(&mut rsp, &symbols).await {
+        kernel_vm.shut_down().await;
+        return Err(e);
+    }
     Ok(StartedKernel {
         rsp,
         symbols: Rc::new(symbols),
@@ -250,11 +253,7 @@ async fn boot(
 
 /// Runs the kernel to [`FIRST_STOP`] on a hardware breakpoint (see the
 /// module doc); a kernel without that symbol stays at its entry.
-async fn run_to_first_stop(
-    rsp: &mut RspClient,
-    symbols: &Symbols,
-    vm: &mut KernelVm,
-) -> Result<()> {
+pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result<()> {
     let Some(addr) = symbols.function_named(FIRST_STOP).map(|f| f.low) else {
         return Ok(());
     };
@@ -266,14 +265,28 @@ async fn run_to_first_stop(
     match stop {
         Ok(Ok(StopReply::Signal { .. })) => {}
         Ok(Ok(other)) => {
-            let ended = vm.shut_down().await;
-            bail!("the kernel ended before {FIRST_STOP}: {other:?} ({ended:?}); its console is in the debug console")
+            bail!("the kernel ended before {FIRST_STOP}: {other:?}; its console is in the debug console")
         }
         Ok(Err(e)) => return Err(e.context(format!("while the kernel ran to {FIRST_STOP}"))),
         Err(_) => bail!("the kernel did not reach {FIRST_STOP} within 120 s (its console is in the debug console)"),
     }
     rsp.remove_hw_breakpoint(addr).await?;
     Ok(())
+}
+
+/// Attached to a Linux kernel whose vCPU is still before its page tables
+/// (a QEMU started with `-S`: the pc is outside the kernel's text), runs it
+/// to [`FIRST_STOP`] first, as a launch does. True if it did.
+pub async fn attach_past_boot_entry(rsp: &mut RspClient, symbols: &Symbols, pc: u64) -> Result<bool> {
+    let Some(first) = symbols.function_named(FIRST_STOP) else {
+        return Ok(false);
+    };
+    let kernel_text = first.low & !0xff_ffff;
+    if pc >= kernel_text {
+        return Ok(false);
+    }
+    run_to_first_stop(rsp, symbols).await?;
+    Ok(true)
 }
 
 /// "512M", "1G", "768" (MiB).

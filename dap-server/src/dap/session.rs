@@ -821,13 +821,27 @@ impl Session {
                 let map: Vec<(String, String)> =
                     c.source_map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
                 symbols.set_source_map(&map);
-                let symbols = Rc::new(symbols);
-                (
-                    RspClient::connect(&c.gdb_server.parse()?).await?,
-                    symbols,
-                    None,
-                    None,
-                )
+                let mut rsp = RspClient::connect(&c.gdb_server.parse()?).await?;
+                if let StopReply::Signal {
+                    thread: Some(thread),
+                    ..
+                } = rsp.query_stop().await?
+                {
+                    let block = rsp.read_registers(&thread).await?;
+                    let pc = rsp.registers.by_name("rip").and_then(|info| {
+                        let bytes = block.get(info.offset..info.offset + 8)?;
+                        Some(crate::symbols::types::int_of(bytes, false) as u64)
+                    });
+                    if let Some(pc) = pc {
+                        if super::kernel::attach_past_boot_entry(&mut rsp, &symbols, pc).await? {
+                            self.out.output(
+                                "console",
+                                "vmdbg: the kernel was at its boot entry; it ran to start_kernel (on a hardware breakpoint), where its page tables map the breakpoints\n",
+                            );
+                        }
+                    }
+                }
+                (rsp, Rc::new(symbols), None, None)
             }
         };
         let stop = rsp.query_stop().await?;

@@ -10,6 +10,7 @@
 //! about RSP or DAP.
 
 pub mod expr;
+pub mod kernel;
 pub mod lines;
 pub mod scopes;
 pub mod types;
@@ -71,6 +72,9 @@ pub struct Symbols {
     /// Build-directory prefixes and where their files are on this host
     /// (`sourceMap`), applied to every source path this type gives.
     source_map: Vec<(String, String)>,
+    /// The ELF's data symbols and per-CPU section, for globals DWARF
+    /// alone cannot place ([`kernel`]).
+    elf: kernel::ElfData,
 }
 
 impl Symbols {
@@ -168,6 +172,7 @@ impl Symbols {
             text_range,
             bias,
             source_map: Vec::new(),
+            elf: kernel::ElfData::read(&file),
         })
     }
 

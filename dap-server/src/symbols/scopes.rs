@@ -73,7 +73,7 @@ pub fn dwarf_functions(
 }
 
 /// A DIE's name, following DW_AT_abstract_origin / DW_AT_specification.
-fn origin_name(
+pub(super) fn origin_name(
     dwarf: &gimli::Dwarf<Reader>,
     unit: &gimli::Unit<Reader>,
     entry: &gimli::DebuggingInformationEntry<Reader>,
@@ -230,7 +230,7 @@ impl Symbols {
         Ok(())
     }
 
-    fn variable_of(
+    pub(super) fn variable_of(
         &self,
         unit_index: usize,
         entry: &gimli::DebuggingInformationEntry<Reader>,
@@ -240,10 +240,14 @@ impl Symbols {
         let unit = &self.units[unit_index];
         let name = origin_name(&self.dwarf, unit, entry)?;
         let mut ty = type_of_die(unit_index, entry);
-        if ty.is_none() {
-            if let Ok(Some(AttributeValue::UnitRef(off))) =
-                entry.attr_value(gimli::DW_AT_abstract_origin)
-            {
+        // An inlined variable's type is on its abstract origin; a C global
+        // defined after its declaration (the kernel's init_task) has it on
+        // the declaration its DW_AT_specification names.
+        for origin in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
+            if ty.is_some() {
+                break;
+            }
+            if let Ok(Some(AttributeValue::UnitRef(off))) = entry.attr_value(origin) {
                 if let Ok(origin) = unit.entry(off) {
                     ty = type_of_die(unit_index, &origin);
                 }
