@@ -166,11 +166,19 @@ async fn boot(
         }
         (None, false) => (config.kernel.clone(), Vec::new()),
     };
-    source_map.extend(config.source_map.iter().map(|(a, b)| (a.clone(), b.clone())));
+    source_map.extend(
+        config
+            .source_map
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone())),
+    );
 
     let mut cmdline = String::new();
     let user_cmdline = config.cmdline.clone().unwrap_or_default();
-    if !user_cmdline.split_whitespace().any(|w| w == "kaslr" || w == "nokaslr") {
+    if !user_cmdline
+        .split_whitespace()
+        .any(|w| w == "kaslr" || w == "nokaslr")
+    {
         cmdline.push_str("nokaslr");
     }
     if !user_cmdline.is_empty() {
@@ -203,9 +211,18 @@ async fn boot(
     let (vm, why) = booted_rx.await.context("the VM's thread ended")??;
     let _ = console.send(("console", format!("vmdbg: {why}\n")));
     let stop_relays = Arc::new(AtomicBool::new(false));
-    relay_console(vm.console_log().to_path_buf(), console.clone(), stop_relays.clone());
+    relay_console(
+        vm.console_log().to_path_buf(),
+        console.clone(),
+        stop_relays.clone(),
+    );
     if !config.run.is_empty() {
-        run_commands(vm.agent().clone(), config.run.clone(), console, stop_relays.clone());
+        run_commands(
+            vm.agent().clone(),
+            config.run.clone(),
+            console,
+            stop_relays.clone(),
+        );
     }
     let endpoint = Endpoint::Unix(vm.rsp_endpoint().to_path_buf());
     let mut kernel_vm = KernelVm {
@@ -274,15 +291,26 @@ pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result
     Ok(())
 }
 
-/// Attached to a Linux kernel whose vCPU is still before its page tables
-/// (a QEMU started with `-S`: the pc is outside the kernel's text), runs it
-/// to [`FIRST_STOP`] first, as a launch does. True if it did.
-pub async fn attach_past_boot_entry(rsp: &mut RspClient, symbols: &Symbols, pc: u64) -> Result<bool> {
+/// Attached to a Linux kernel whose vCPU is still at its boot entry (a
+/// QEMU started with `-S`: the pc is in the physical copy of the kernel's
+/// text, where the kernel runs before its page tables map it at
+/// `__START_KERNEL_map`), runs it to [`FIRST_STOP`] first, as a launch
+/// does. True if it did.
+pub async fn attach_past_boot_entry(
+    rsp: &mut RspClient,
+    symbols: &Symbols,
+    pc: u64,
+) -> Result<bool> {
+    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
     let Some(first) = symbols.function_named(FIRST_STOP) else {
         return Ok(false);
     };
-    let kernel_text = first.low & !0xff_ffff;
-    if pc >= kernel_text {
+    let (low, high) = symbols.text_range();
+    if first.low < START_KERNEL_MAP || low < START_KERNEL_MAP {
+        return Ok(false);
+    }
+    let physical = (low - START_KERNEL_MAP)..(high - START_KERNEL_MAP);
+    if !physical.contains(&pc) {
         return Ok(false);
     }
     run_to_first_stop(rsp, symbols).await?;
@@ -359,7 +387,8 @@ fn run_commands(
             let program = match agent.exec(&ExecOptions::new(["/bin/sh", "-c", command.as_str()])) {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = console.send(("stderr", format!("vmdbg: cannot run {command:?}: {e}\n")));
+                    let _ =
+                        console.send(("stderr", format!("vmdbg: cannot run {command:?}: {e}\n")));
                     return;
                 }
             };
@@ -369,7 +398,8 @@ fn run_commands(
                     let console = console.clone();
                     std::thread::spawn(move || {
                         while let Ok(Chunk::Data(bytes)) = chunks.recv() {
-                            let _ = console.send((category, String::from_utf8_lossy(&bytes).into_owned()));
+                            let _ = console
+                                .send((category, String::from_utf8_lossy(&bytes).into_owned()));
                         }
                     })
                 })
@@ -380,10 +410,13 @@ fn run_commands(
             }
             let _ = console.send((
                 "console",
-                format!("vmdbg: run: {command:?} ended: {}\n", match status {
-                    Ok(s) => format!("{s:?}"),
-                    Err(e) => e.to_string(),
-                }),
+                format!(
+                    "vmdbg: run: {command:?} ended: {}\n",
+                    match status {
+                        Ok(s) => format!("{s:?}"),
+                        Err(e) => e.to_string(),
+                    }
+                ),
             ));
         }
     });

@@ -818,8 +818,11 @@ impl Session {
             }
             StartConfig::Attach(c) => {
                 let mut symbols = Symbols::load(&c.symbols)?;
-                let map: Vec<(String, String)> =
-                    c.source_map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+                let map: Vec<(String, String)> = c
+                    .source_map
+                    .iter()
+                    .map(|(a, b)| (a.clone(), b.clone()))
+                    .collect();
                 symbols.set_source_map(&map);
                 let mut rsp = RspClient::connect(&c.gdb_server.parse()?).await?;
                 if let StopReply::Signal {

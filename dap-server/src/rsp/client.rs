@@ -648,7 +648,13 @@ mod tests {
 
     #[test]
     fn stop_reply_shapes() {
-        for stop in [&b"T02thread:p01.01;"[..], b"S05", b"W00", b"X09", b"W01;process:1"] {
+        for stop in [
+            &b"T02thread:p01.01;"[..],
+            b"S05",
+            b"W00",
+            b"X09",
+            b"W01;process:1",
+        ] {
             assert!(is_stop_reply(stop), "{}", String::from_utf8_lossy(stop));
         }
         for other in [
@@ -692,7 +698,8 @@ mod tests {
                     if pending.len() < start + end + 3 {
                         break;
                     }
-                    let body = String::from_utf8_lossy(&pending[start + 1..start + end]).into_owned();
+                    let body =
+                        String::from_utf8_lossy(&pending[start + 1..start + end]).into_owned();
                     pending.drain(..start + end + 3);
                     let send = |p: &str| frame(p.as_bytes());
                     let mut out = Vec::new();

@@ -263,6 +263,11 @@ impl Symbols {
         out
     }
 
+    /// The runtime range of `.text`.
+    pub fn text_range(&self) -> (u64, u64) {
+        self.text_range
+    }
+
     pub fn in_text(&self, pc: u64) -> bool {
         (self.text_range.0..self.text_range.1).contains(&pc) || self.function_at(pc).is_some()
     }
@@ -288,7 +293,10 @@ mod source_map_tests {
     #[test]
     fn prefixes_match_whole_components() {
         let map = vec![
-            ("debian/build/build_amd64_none_amd64".to_string(), "/src/linux".to_string()),
+            (
+                "debian/build/build_amd64_none_amd64".to_string(),
+                "/src/linux".to_string(),
+            ),
             ("/build".to_string(), "/home/me".to_string()),
         ];
         assert_eq!(
