@@ -65,25 +65,18 @@ impl Symbols {
     fn global_index(&self) -> &HashMap<String, Vec<(usize, gimli::UnitOffset)>> {
         self.elf.index.get_or_init(|| {
             let mut index: HashMap<String, Vec<(usize, gimli::UnitOffset)>> = HashMap::new();
-            for (unit_index, unit) in self.units.iter().enumerate() {
-                let Ok(mut tree) = unit.entries_tree(None) else {
-                    continue;
-                };
-                let Ok(root) = tree.root() else { continue };
-                let mut children = root.children();
-                while let Ok(Some(child)) = children.next() {
-                    let entry = child.entry();
-                    if entry.tag() != gimli::DW_TAG_variable {
-                        continue;
-                    }
+            self.file_scope_variables(
+                |_| true,
+                |unit_index, entry| {
+                    let unit = &self.units[unit_index];
                     if let Some(name) = origin_name(&self.dwarf, unit, entry) {
                         index
                             .entry(name)
                             .or_default()
                             .push((unit_index, entry.offset()));
                     }
-                }
-            }
+                },
+            );
             index
         })
     }

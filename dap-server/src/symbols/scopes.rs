@@ -300,8 +300,30 @@ impl Symbols {
     pub fn globals(&self, pc: Option<u64>) -> Vec<Variable> {
         let unit_of_pc = pc.and_then(|pc| self.scope_chain(pc)).map(|s| s.unit);
         let mut out = Vec::new();
+        self.file_scope_variables(
+            |index| unit_of_pc.is_none_or(|u| u == index),
+            |index, entry| {
+                if let Some(v) = self.variable_of(index, entry, VariableKind::Global, None) {
+                    if matches!(v.location, LocationSource::Expression(_))
+                        && !out.iter().any(|o: &Variable| o.name == v.name)
+                    {
+                        out.push(v);
+                    }
+                }
+            },
+        );
+        out
+    }
+
+    /// Calls `f` with each file-scope variable DIE of the units `wanted`
+    /// takes (by index).
+    pub(super) fn file_scope_variables(
+        &self,
+        wanted: impl Fn(usize) -> bool,
+        mut f: impl FnMut(usize, &gimli::DebuggingInformationEntry<Reader>),
+    ) {
         for (index, unit) in self.units.iter().enumerate() {
-            if unit_of_pc.is_some_and(|u| u != index) {
+            if !wanted(index) {
                 continue;
             }
             let Ok(mut tree) = unit.entries_tree(None) else {
@@ -311,19 +333,11 @@ impl Symbols {
             let mut children = root.children();
             while let Ok(Some(child)) = children.next() {
                 let entry = child.entry();
-                if entry.tag() != gimli::DW_TAG_variable {
-                    continue;
-                }
-                if let Some(v) = self.variable_of(index, entry, VariableKind::Global, None) {
-                    if matches!(v.location, LocationSource::Expression(_))
-                        && !out.iter().any(|o: &Variable| o.name == v.name)
-                    {
-                        out.push(v);
-                    }
+                if entry.tag() == gimli::DW_TAG_variable {
+                    f(index, entry);
                 }
             }
         }
-        out
     }
 
     /// The frame base (DW_AT_frame_base) of the function holding `probe`.
