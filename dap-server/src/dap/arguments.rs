@@ -11,9 +11,9 @@ use super::session::StartConfig;
 
 /// Launch properties of kernel sessions only: a program session refuses
 /// them rather than ignore them (the schema's `oneOf` says the same).
-const KERNEL_ONLY: &[&str] = &["symbols", "cmdline", "mem", "cpus", "vmm"];
+const KERNEL_ONLY: &[&str] = &["symbols", "cmdline", "mem", "cpus", "vmm", "initrd", "run"];
 /// Launch properties of program sessions only.
-const PROGRAM_ONLY: &[&str] = &["args", "env", "cwd", "engine", "image"];
+const PROGRAM_ONLY: &[&str] = &["args", "env", "cwd", "image"];
 
 /// A `launch` request's arguments: a program session or a kernel session.
 pub fn parse_launch(args: Value) -> Result<StartConfig> {

@@ -632,10 +632,16 @@ impl Session {
                 return Ok(self.entry_of(frame_index, frame, v).await);
             }
         }
-        let globals = symbols.globals(None);
-        let v = globals
-            .iter()
-            .find(|v| v.name == name)
+        let cpu = {
+            let target = self.target_ref()?;
+            target
+                .threads
+                .iter()
+                .position(|t| *t == target.thread)
+                .unwrap_or(0)
+        };
+        let v = &symbols
+            .global_named(name, cpu)
             .with_context(|| format!("no symbol {name:?} in the current context"))?;
         let frame = match frame {
             Some(f) => f,

@@ -17,7 +17,21 @@ use crate::rsp::Endpoint;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LaunchConfig {
+    /// A vmlinux ELF, a bzImage, or "default" (the default image's kernel).
     pub kernel: PathBuf,
+    /// An initramfs; with one (or `kernel: "default"`, or `engine`) the
+    /// kernel boots through the engine interface ([`super::kernel`]).
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    /// auto, kvm or qemu; default $VMDBG_ENGINE, else auto.
+    #[serde(default)]
+    pub engine: Option<crate::engine::EngineChoice>,
+    /// Shell commands the agent runs in the guest once it is up.
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// DWARF path prefix → where those files are on this host.
+    #[serde(default)]
+    pub source_map: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub symbols: Option<PathBuf>,
     #[serde(default)]
@@ -33,12 +47,21 @@ pub struct LaunchConfig {
     pub vmm: Option<PathBuf>,
 }
 
+impl LaunchConfig {
+    pub fn is_default_kernel(&self) -> bool {
+        self.kernel.as_os_str() == "default"
+    }
+}
+
 /// An attach to any RSP endpoint.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachConfig {
     pub gdb_server: String,
     pub symbols: PathBuf,
+    /// DWARF path prefix → where those files are on this host.
+    #[serde(default)]
+    pub source_map: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub stop_on_entry: Option<bool>,
 }

@@ -13,6 +13,7 @@
 mod arguments;
 mod breakpoints;
 mod inspect;
+mod kernel;
 mod launch;
 mod postmortem;
 mod program;

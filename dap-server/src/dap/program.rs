@@ -58,6 +58,9 @@ pub struct ProgramConfig {
     /// A custom guest image; default: vmdbg's default image.
     #[serde(default)]
     pub image: Option<ImageConfig>,
+    /// DWARF path prefix → where those sources are on this host.
+    #[serde(default)]
+    pub source_map: BTreeMap<String, String>,
 }
 
 /// A kernel and an initramfs whose init starts `vmdbg-agent serve`.
@@ -159,13 +162,13 @@ impl super::session::Target {
 }
 
 /// `progress*` events for one long operation.
-struct Progress<'a> {
+pub(super) struct Progress<'a> {
     out: &'a mut Outbox,
     id: String,
 }
 
 impl<'a> Progress<'a> {
-    fn start(out: &'a mut Outbox, title: &str) -> Self {
+    pub(super) fn start(out: &'a mut Outbox, title: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
         let id = format!(
             "vmdbg-program-{}",
@@ -177,13 +180,13 @@ impl<'a> Progress<'a> {
         );
         Progress { out, id }
     }
-    fn update(&mut self, message: &str, percentage: u32) {
+    pub(super) fn update(&mut self, message: &str, percentage: u32) {
         self.out.event(
             "progressUpdate",
             json!({ "progressId": self.id, "message": message, "percentage": percentage }),
         );
     }
-    fn end(self, message: &str) {
+    pub(super) fn end(self, message: &str) {
         self.out.event(
             "progressEnd",
             json!({ "progressId": self.id, "message": message }),
@@ -351,7 +354,13 @@ async fn boot_and_launch(
         0
     };
     tracing::info!("{} loaded at bias {bias:#x}", host_program.display());
-    let symbols = Rc::new(Symbols::load_at(host_program, bias)?);
+    let source_map: Vec<(String, String)> = config.source_map.clone().into_iter().collect();
+    let load = |path: &Path, bias: u64| -> Result<Symbols> {
+        let mut symbols = Symbols::load_at(path, bias)?;
+        symbols.set_source_map(&source_map);
+        Ok(symbols)
+    };
+    let symbols = Rc::new(load(host_program, bias)?);
     run_to_entry(&mut rsp, at_entry, guest_path, &mut program).await?;
     let mut modules = vec![symbols.clone()];
     let guest_to_host: BTreeMap<&str, &Path> = copies
@@ -365,7 +374,7 @@ async fn boot_and_launch(
         };
         // Libraries without DWARF (a distribution's libc) get no source
         // lines; their frames show as addresses.
-        match Symbols::load_at(host_lib, lib_bias) {
+        match load(host_lib, lib_bias) {
             Ok(lib) => modules.push(Rc::new(lib)),
             Err(e) => tracing::info!("no source-level debugging in {guest_lib}: {e:#}"),
         }

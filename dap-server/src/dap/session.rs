@@ -200,6 +200,8 @@ pub struct Target {
     /// which `symbols` is (empty for a kernel or an attach).
     pub modules: Vec<Rc<Symbols>>,
     pub engine: Option<Engine>,
+    /// Kernel mode through the engine interface: the kernel's VM.
+    pub kernel_vm: Option<super::kernel::KernelVm>,
     /// Program mode: the VM the program runs in.
     pub program: Option<GuestProgram>,
     pub threads: Vec<String>,
@@ -776,12 +778,19 @@ impl Session {
 
     async fn start_target(&mut self, config: StartConfig) -> Result<()> {
         let mut modules = Vec::new();
+        let mut kernel_vm = None;
         let (mut rsp, symbols, engine, program) = match &config {
             StartConfig::Program(c) => {
                 let started =
                     super::program::start(c, &mut self.out, self.console_tx.clone()).await?;
                 modules = started.modules;
                 (started.rsp, started.symbols, None, Some(started.program))
+            }
+            StartConfig::Launch(c) if super::kernel::wants_engine(c) => {
+                let started =
+                    super::kernel::start(c, &mut self.out, self.console_tx.clone()).await?;
+                kernel_vm = Some(started.vm);
+                (started.rsp, started.symbols, None, None)
             }
             StartConfig::Launch(c) => {
                 let symbols = c.symbols.clone().unwrap_or_else(|| c.kernel.clone());
@@ -796,13 +805,34 @@ impl Session {
                 )
             }
             StartConfig::Attach(c) => {
-                let symbols = Rc::new(Symbols::load(&c.symbols)?);
-                (
-                    RspClient::connect(&c.gdb_server.parse()?).await?,
-                    symbols,
-                    None,
-                    None,
-                )
+                let mut symbols = Symbols::load(&c.symbols)?;
+                let map: Vec<(String, String)> = c
+                    .source_map
+                    .iter()
+                    .map(|(a, b)| (a.clone(), b.clone()))
+                    .collect();
+                symbols.set_source_map(&map);
+                let mut rsp = RspClient::connect(&c.gdb_server.parse()?).await?;
+                if let StopReply::Signal {
+                    thread: Some(thread),
+                    ..
+                } = rsp.query_stop().await?
+                {
+                    let block = rsp.read_registers(&thread).await?;
+                    let pc = rsp.registers.by_name("rip").and_then(|info| {
+                        let bytes = block.get(info.offset..info.offset + 8)?;
+                        Some(crate::symbols::types::int_of(bytes, false) as u64)
+                    });
+                    if let Some(pc) = pc {
+                        if super::kernel::attach_past_boot_entry(&mut rsp, &symbols, pc).await? {
+                            self.out.output(
+                                "console",
+                                "vmdbg: the kernel was at its boot entry; it ran to start_kernel (on a hardware breakpoint), where its page tables map the breakpoints\n",
+                            );
+                        }
+                    }
+                }
+                (rsp, Rc::new(symbols), None, None)
             }
         };
         let stop = rsp.query_stop().await?;
@@ -818,19 +848,22 @@ impl Session {
         } else {
             threads
         };
-        let pid = engine.as_ref().and_then(|e| e.child.id());
+        let pid = engine
+            .as_ref()
+            .and_then(|e| e.child.id())
+            .or(kernel_vm.as_ref().and_then(|k| k.pid));
         let name = match &config {
             StartConfig::Launch(c) => c.kernel.display().to_string(),
             StartConfig::Attach(c) => c.gdb_server.clone(),
             StartConfig::Program(c) => c.program.display().to_string(),
         };
-        let launched = engine.is_some() || program.is_some();
+        let launched = engine.is_some() || program.is_some() || kernel_vm.is_some();
         self.out.event(
             "process",
             json!({
                 "name": name,
                 "systemProcessId": pid,
-                "isLocalProcess": engine.is_some(),
+                "isLocalProcess": engine.is_some() || kernel_vm.is_some(),
                 "startMethod": if launched { "launch" } else { "attach" },
             }),
         );
@@ -845,6 +878,7 @@ impl Session {
             symbols,
             modules,
             engine,
+            kernel_vm,
             program,
             threads,
             thread,
@@ -872,7 +906,8 @@ impl Session {
         let Some(mut target) = self.target.take() else {
             return false;
         };
-        let launched = target.engine.is_some() || target.program.is_some();
+        let launched =
+            target.engine.is_some() || target.program.is_some() || target.kernel_vm.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
@@ -904,6 +939,9 @@ impl Session {
         }
         if let Some(mut program) = target.program.take() {
             program.shut_down().await;
+        }
+        if let Some(mut vm) = target.kernel_vm.take() {
+            vm.shut_down().await;
         }
         true
     }
@@ -1338,6 +1376,24 @@ impl Session {
             return;
         };
         let mut code = status.map(i64::from);
+        if let Some(mut vm) = target.kernel_vm.take() {
+            // A Linux guest that powers off or panics (panic=-1) ends its VM.
+            let ended = vm.shut_down().await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            while let Ok((category, text)) = self.console_rx.try_recv() {
+                self.out.output(category, text);
+            }
+            let code = match ended {
+                Some(crate::engine::VmExit::Code(c)) => c as i64,
+                Some(crate::engine::VmExit::Signal(s)) => 128 + s as i64,
+                None => 0,
+            };
+            self.out
+                .output("console", format!("vmdbg: the VM ended ({code})\n"));
+            self.out.event("exited", json!({ "exitCode": code }));
+            self.out.event("terminated", Value::Null);
+            return;
+        }
         if let Some(mut engine) = target.engine.take() {
             let waited =
                 tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;

@@ -21,6 +21,7 @@
 mod cpio;
 mod debian;
 pub mod kernel;
+pub mod kernel_debug;
 pub mod pins;
 
 use std::io::Write;
@@ -88,6 +89,9 @@ enum ImageCommand {
     },
     /// Show what is cached and which image the current build uses.
     Info,
+    /// Fetch the default kernel's DWARF (Debian's linux-image-<abi>-dbg) and
+    /// its sources (linux-source) now; kernel sessions fetch them on first use.
+    Symbols,
 }
 
 pub fn main(args: ImageArgs) -> Result<ExitCode> {
@@ -98,6 +102,11 @@ pub fn main(args: ImageArgs) -> Result<ExitCode> {
             println!("initramfs: {}", image.initrd.display());
         }
         ImageCommand::Info => info()?,
+        ImageCommand::Symbols => {
+            let (vmlinux, sources) = kernel_debug::fetch_all()?;
+            println!("vmlinux: {}", vmlinux.display());
+            println!("sources: {}", sources.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -113,7 +122,7 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(base.join("vmdbg"))
 }
 
-fn kernel_dir_name(deb: &debian::Deb) -> String {
+pub(crate) fn kernel_dir_name(deb: &debian::Deb) -> String {
     format!(
         "kernel-{}-{}",
         deb.version.replace(':', "_"),
@@ -157,10 +166,10 @@ fn initramfs_key(kernel_dir: &str, busybox: &debian::Deb, modules: &str) -> Stri
 }
 
 /// An exclusive lock on the cache, released when the file closes on drop.
-struct CacheLock(#[allow(dead_code)] std::fs::File);
+pub(crate) struct CacheLock(#[allow(dead_code)] std::fs::File);
 
 impl CacheLock {
-    fn take(cache: &Path) -> Result<Self> {
+    pub(crate) fn take(cache: &Path) -> Result<Self> {
         std::fs::create_dir_all(cache)
             .with_context(|| format!("create the cache directory {}", cache.display()))?;
         let file = std::fs::OpenOptions::new()
@@ -182,10 +191,10 @@ impl CacheLock {
 }
 
 /// Progress of a build: a bar on a terminal, one line elsewhere.
-struct Progress(indicatif::ProgressBar);
+pub(crate) struct Progress(indicatif::ProgressBar);
 
 impl Progress {
-    fn new(steps: u64, what: &str) -> Self {
+    pub(crate) fn new(steps: u64, what: &str) -> Self {
         use std::io::IsTerminal;
         if std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(steps);
@@ -204,11 +213,11 @@ impl Progress {
             Progress(indicatif::ProgressBar::hidden())
         }
     }
-    fn step(&self, msg: &str) {
+    pub(crate) fn step(&self, msg: &str) {
         self.0.set_message(msg.to_string());
         self.0.inc(1);
     }
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         self.0.finish_and_clear();
     }
 }

@@ -69,3 +69,25 @@ pub const GUEST_MODULES: &[&str] = &[
     "virtio_blk",
     "vmw_vsock_virtio_transport",
 ];
+
+/// The kernel's debug information: the same build as [`KERNEL`], its full
+/// DWARF `vmlinux` under `usr/lib/debug/boot/` (855 MB download).
+pub const KERNEL_DBG: PinnedDeb = PinnedDeb {
+    package: "linux-image-6.1.0-50-amd64-dbg",
+    version: "6.1.176-1",
+    sha256: "432bdac42155219d5ef471cf73b27bc86370c3a9ac441eed79ea1d4cb442c417",
+    family_prefix: "linux-image-",
+    in_family: |name| name.strip_suffix("-dbg").is_some_and(plain_amd64_kernel),
+};
+
+/// The kernel's sources at the same version: a `.tar.xz` of the tree.
+pub const KERNEL_SOURCE: PinnedDeb = PinnedDeb {
+    package: "linux-source-6.1",
+    version: "6.1.176-1",
+    sha256: "9305d1a151b8e83dcb88aa11361e7b9513f0c252bdf7f5647e4542762d99c094",
+    family_prefix: "linux-source-",
+    in_family: |name| {
+        name.strip_prefix("linux-source-")
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    },
+};

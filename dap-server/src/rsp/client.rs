@@ -5,6 +5,15 @@
 //! expects is a stop reply (or `O` output), which the session collects with
 //! [`RspClient::next_packet`]; while it is stopped, every request gets one
 //! reply.
+//!
+//! Stubs also send packets nobody asked for: QEMU stops a running guest
+//! when a debugger connects and announces it with a stop reply that can
+//! arrive before the reply to `qSupported`; a Ctrl-C that crosses a stop
+//! gets a second stop reply; console output (`O`) comes at any time. A
+//! request therefore takes as its reply only a packet that can be one:
+//! a stop reply while waiting for another reply is remembered
+//! ([`RspClient::take_unexpected_stop`]) and skipped, as is output, so one
+//! stray packet cannot shift every later reply by one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,6 +76,9 @@ pub struct RspClient {
     vcont: bool,
     /// The thread `Hg` last selected, so it is not resent for every read.
     selected_thread: Option<String>,
+    /// The last stop reply that arrived while a request waited for its own
+    /// reply (see the module doc).
+    unexpected_stop: Option<StopReply>,
 }
 
 /// Stub capabilities the client uses.
@@ -121,6 +133,7 @@ impl RspClient {
             packet_size: 4096,
             vcont: false,
             selected_thread: None,
+            unexpected_stop: None,
         };
         client.handshake().await?;
         Ok(client)
@@ -222,20 +235,43 @@ impl RspClient {
         }
     }
 
-    /// Sends a request and waits for its reply (skipping console output).
+    /// Sends a request and waits for its reply, skipping console output and
+    /// (unless the request is `?`) stop replies nobody asked for.
     pub async fn request(&mut self, payload: &str) -> Result<Vec<u8>> {
         self.send(payload)?;
+        let wants_stop = payload == "?";
         loop {
             let reply = tokio::time::timeout(REPLY_TIMEOUT, self.next_packet())
                 .await
                 .map_err(|_| {
                     anyhow!("the gdb stub did not answer `{}` in time", short(payload))
                 })??;
-            if reply.first() == Some(&b'O') && reply.len() > 1 && reply != b"OK" {
+            if is_output(&reply) {
+                continue;
+            }
+            if !wants_stop && is_stop_reply(&reply) {
+                tracing::debug!(
+                    "a stop reply arrived while `{}` waited for its reply: {}",
+                    short(payload),
+                    String::from_utf8_lossy(&reply)
+                );
+                if let Ok(stop) = StopReply::parse(&reply) {
+                    self.unexpected_stop = Some(stop);
+                }
                 continue;
             }
             return Ok(reply);
         }
+    }
+
+    /// The stop reply that last arrived unasked (e.g. QEMU stopping a
+    /// running guest when the debugger connected), if any; taking it
+    /// forgets it.
+    // The session re-asks with `?` after connecting; this is for callers
+    // that want to know why the target stopped by itself.
+    #[allow(dead_code)]
+    pub fn take_unexpected_stop(&mut self) -> Option<StopReply> {
+        self.unexpected_stop.take()
     }
 
     /// A request whose reply must be `OK`.
@@ -348,6 +384,16 @@ impl RspClient {
         self.request_ok(&format!("z0,{addr:x},1")).await
     }
 
+    /// A hardware breakpoint (Z1): it needs no write to the code, so it
+    /// works at an address the vCPU cannot map yet.
+    pub async fn insert_hw_breakpoint(&mut self, addr: u64) -> Result<()> {
+        self.request_ok(&format!("Z1,{addr:x},1")).await
+    }
+
+    pub async fn remove_hw_breakpoint(&mut self, addr: u64) -> Result<()> {
+        self.request_ok(&format!("z1,{addr:x},1")).await
+    }
+
     pub async fn insert_watchpoint(
         &mut self,
         kind: WatchKind,
@@ -371,6 +417,7 @@ impl RspClient {
     /// Resumes every thread; the stop reply arrives via [`next_packet`].
     pub fn resume_continue(&mut self) -> Result<()> {
         self.selected_thread = None;
+        self.unexpected_stop = None;
         if self.vcont {
             self.send("vCont;c")
         } else {
@@ -385,6 +432,7 @@ impl RspClient {
             return self.resume_continue();
         };
         self.selected_thread = None;
+        self.unexpected_stop = None;
         if self.vcont {
             self.send(&format!("vCont;C{signal:02x}:{thread};c"))
         } else {
@@ -398,6 +446,7 @@ impl RspClient {
     /// step ends on the handler's first instruction.
     pub fn resume_step_with(&mut self, thread: &str, signal: Option<u8>) -> Result<()> {
         self.selected_thread = None;
+        self.unexpected_stop = None;
         match (self.vcont, signal) {
             (true, None) => self.send(&format!("vCont;s:{thread}")),
             (true, Some(sig)) => self.send(&format!("vCont;S{sig:02x}:{thread}")),
@@ -445,6 +494,30 @@ fn watch_type(kind: WatchKind) -> u8 {
         WatchKind::Write => 2,
         WatchKind::Read => 3,
         WatchKind::Access => 4,
+    }
+}
+
+/// Console output (`O` + hex), which `OK` is not.
+fn is_output(packet: &[u8]) -> bool {
+    packet.first() == Some(&b'O') && packet.len() > 1 && packet != b"OK"
+}
+
+/// Whether a packet has the shape of a stop reply: `S`/`T` + a hex signal,
+/// `W`/`X` + a hex status. No reply to the other requests vmdbg sends looks
+/// like that (hex data, `OK`, `E nn`, `m`/`l` lists, feature lists, `vCont`).
+fn is_stop_reply(packet: &[u8]) -> bool {
+    let hex2 = |rest: &[u8]| rest.len() >= 2 && rest[..2].iter().all(u8::is_ascii_hexdigit);
+    match packet.first() {
+        Some(b'S') => packet.len() == 3 && hex2(&packet[1..]),
+        Some(b'T') => hex2(&packet[1..]),
+        Some(b'W' | b'X') => {
+            packet.len() >= 2
+                && packet[1..]
+                    .split(|&b| b == b';')
+                    .next()
+                    .is_some_and(|s| !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit))
+        }
+        _ => false,
     }
 }
 
@@ -571,5 +644,99 @@ mod tests {
         assert!("nonsense".parse::<Endpoint>().is_err());
         assert!("host:99999".parse::<Endpoint>().is_err());
         assert!("unix:".parse::<Endpoint>().is_err());
+    }
+
+    #[test]
+    fn stop_reply_shapes() {
+        for stop in [
+            &b"T02thread:p01.01;"[..],
+            b"S05",
+            b"W00",
+            b"X09",
+            b"W01;process:1",
+        ] {
+            assert!(is_stop_reply(stop), "{}", String::from_utf8_lossy(stop));
+        }
+        for other in [
+            &b"OK"[..],
+            b"E01",
+            b"",
+            b"PacketSize=1000;qXfer:features:read+",
+            b"vCont;c;C;s;S",
+            b"m01,02",
+            b"l",
+            b"Text=0;Data=0",
+            b"Sxyz",
+        ] {
+            assert!(!is_stop_reply(other), "{}", String::from_utf8_lossy(other));
+        }
+        assert!(is_output(b"O6869"));
+        assert!(!is_output(b"OK"));
+    }
+
+    /// A stub that answers the attach with a stop before the reply to
+    /// `qSupported` (QEMU with a running guest): every later request still
+    /// gets its own reply.
+    #[tokio::test]
+    async fn an_unasked_stop_does_not_shift_replies() {
+        let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let stub = tokio::spawn(async move {
+            let (mut r, mut w) = theirs.into_split();
+            let mut buf = vec![0u8; 4096];
+            let mut pending = Vec::new();
+            let mut first = true;
+            loop {
+                let n = r.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(start) = pending.iter().position(|&b| b == b'$') {
+                    let Some(end) = pending[start..].iter().position(|&b| b == b'#') else {
+                        break;
+                    };
+                    if pending.len() < start + end + 3 {
+                        break;
+                    }
+                    let body =
+                        String::from_utf8_lossy(&pending[start + 1..start + end]).into_owned();
+                    pending.drain(..start + end + 3);
+                    let send = |p: &str| frame(p.as_bytes());
+                    let mut out = Vec::new();
+                    if first {
+                        out.extend(send("T02thread:01;"));
+                        first = false;
+                    }
+                    out.push(b'+');
+                    let reply = match body.as_str() {
+                        b if b.starts_with("qSupported") => "PacketSize=2000".to_string(),
+                        "vCont?" => "vCont;c;C;s;S".to_string(),
+                        "?" => "T02thread:01;".to_string(),
+                        "m1000,4" => {
+                            out.extend(send("O6869"));
+                            "01020304".to_string()
+                        }
+                        _ => String::new(),
+                    };
+                    out.extend(send(&reply));
+                    w.write_all(&out).await.unwrap();
+                }
+            }
+        });
+        let (r, w) = ours.into_split();
+        let mut client = RspClient::over(Box::new(r), Box::new(w)).await.unwrap();
+        assert_eq!(client.packet_size, 0x2000);
+        assert!(client.vcont);
+        assert!(matches!(
+            client.take_unexpected_stop(),
+            Some(StopReply::Signal { signal: 2, .. })
+        ));
+        assert!(matches!(
+            client.query_stop().await.unwrap(),
+            StopReply::Signal { signal: 2, .. }
+        ));
+        assert_eq!(client.read_memory(0x1000, 4).await.unwrap(), [1, 2, 3, 4]);
+        drop(client);
+        stub.abort();
     }
 }

@@ -100,6 +100,13 @@ impl LineIndex {
         }
     }
 
+    /// Rewrites every file path (a source map); paths stay normalized.
+    pub fn map_files(&mut self, mut f: impl FnMut(&str) -> String) {
+        for file in &mut self.files {
+            *file = normalize(Path::new(&f(file)));
+        }
+    }
+
     pub fn file_name(&self, id: usize) -> &str {
         self.files.get(id).map(String::as_str).unwrap_or("??")
     }

@@ -13,6 +13,7 @@
 
 pub mod expr;
 pub mod formatters;
+pub mod kernel;
 pub mod lines;
 pub mod names;
 pub mod scopes;
@@ -106,6 +107,12 @@ pub struct Symbols {
     /// library's load bias in a process). Every address this type takes or
     /// gives is a runtime address; DWARF lookups subtract the bias.
     pub bias: u64,
+    /// Build-directory prefixes and where their files are on this host
+    /// (`sourceMap`), applied to every source path this type gives.
+    source_map: Vec<(String, String)>,
+    /// The ELF's data symbols and per-CPU section, for globals DWARF
+    /// alone cannot place ([`kernel`]).
+    elf: kernel::ElfData,
 }
 
 impl Symbols {
@@ -208,7 +215,27 @@ impl Symbols {
             type_cache: Mutex::new(HashMap::new()),
             text_range,
             bias,
+            source_map: Vec::new(),
+            elf: kernel::ElfData::read(&file),
         })
+    }
+
+    /// Maps source paths under a build directory to where they are on this
+    /// host (`sourceMap`: DWARF prefix → local prefix; the longest prefix
+    /// wins). Breakpoints are then set by, and frames report, local paths.
+    pub fn set_source_map(&mut self, map: &[(String, String)]) {
+        let mut map: Vec<(String, String)> = map
+            .iter()
+            .map(|(from, to)| {
+                (
+                    from.trim_end_matches('/').to_string(),
+                    to.trim_end_matches('/').to_string(),
+                )
+            })
+            .collect();
+        map.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        self.lines.map_files(|f| map_source_path(&map, f));
+        self.source_map = map;
     }
 
     /// The innermost function whose range holds `pc`.
@@ -248,7 +275,10 @@ impl Symbols {
                 let (file, line, column) = frame
                     .location
                     .as_ref()
-                    .map(|l| (l.file.map(str::to_string), l.line, l.column))
+                    .map(|l| {
+                        let file = l.file.map(|f| map_source_path(&self.source_map, f));
+                        (file, l.line, l.column)
+                    })
                     .unwrap_or((None, None, None));
                 let depth = out.len();
                 out.push(SourceFrame {
@@ -284,7 +314,48 @@ impl Symbols {
         out
     }
 
+    /// The runtime range of `.text`.
+    pub fn text_range(&self) -> (u64, u64) {
+        self.text_range
+    }
+
     pub fn in_text(&self, pc: u64) -> bool {
         (self.text_range.0..self.text_range.1).contains(&pc) || self.function_at(pc).is_some()
+    }
+}
+
+/// `path` with the first matching prefix of `map` replaced (prefixes match
+/// whole path components).
+fn map_source_path(map: &[(String, String)], path: &str) -> String {
+    for (from, to) in map {
+        if let Some(rest) = path.strip_prefix(from.as_str()) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return format!("{to}{rest}");
+            }
+        }
+    }
+    path.to_string()
+}
+
+#[cfg(test)]
+mod source_map_tests {
+    use super::map_source_path;
+
+    #[test]
+    fn prefixes_match_whole_components() {
+        let map = vec![
+            (
+                "debian/build/build_amd64_none_amd64".to_string(),
+                "/src/linux".to_string(),
+            ),
+            ("/build".to_string(), "/home/me".to_string()),
+        ];
+        assert_eq!(
+            map_source_path(&map, "debian/build/build_amd64_none_amd64/fs/open.c"),
+            "/src/linux/fs/open.c"
+        );
+        assert_eq!(map_source_path(&map, "/build/x.c"), "/home/me/x.c");
+        assert_eq!(map_source_path(&map, "/buildroot/x.c"), "/buildroot/x.c");
+        assert_eq!(map_source_path(&map, "lib/x.c"), "lib/x.c");
     }
 }

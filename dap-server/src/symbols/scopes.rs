@@ -73,7 +73,7 @@ pub fn dwarf_functions(
 }
 
 /// A DIE's name, following DW_AT_abstract_origin / DW_AT_specification.
-fn origin_name(
+pub(super) fn origin_name(
     dwarf: &gimli::Dwarf<Reader>,
     unit: &gimli::Unit<Reader>,
     entry: &gimli::DebuggingInformationEntry<Reader>,
@@ -230,7 +230,7 @@ impl Symbols {
         Ok(())
     }
 
-    fn variable_of(
+    pub(super) fn variable_of(
         &self,
         unit_index: usize,
         entry: &gimli::DebuggingInformationEntry<Reader>,
@@ -240,10 +240,14 @@ impl Symbols {
         let unit = &self.units[unit_index];
         let name = origin_name(&self.dwarf, unit, entry)?;
         let mut ty = type_of_die(unit_index, entry);
-        if ty.is_none() {
-            if let Ok(Some(AttributeValue::UnitRef(off))) =
-                entry.attr_value(gimli::DW_AT_abstract_origin)
-            {
+        // An inlined variable's type is on its abstract origin; a C global
+        // defined after its declaration (the kernel's init_task) has it on
+        // the declaration its DW_AT_specification names.
+        for origin in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
+            if ty.is_some() {
+                break;
+            }
+            if let Ok(Some(AttributeValue::UnitRef(off))) = entry.attr_value(origin) {
                 if let Ok(origin) = unit.entry(off) {
                     ty = type_of_die(unit_index, &origin);
                 }
@@ -296,8 +300,30 @@ impl Symbols {
     pub fn globals(&self, pc: Option<u64>) -> Vec<Variable> {
         let unit_of_pc = pc.and_then(|pc| self.scope_chain(pc)).map(|s| s.unit);
         let mut out = Vec::new();
+        self.file_scope_variables(
+            |index| unit_of_pc.is_none_or(|u| u == index),
+            |index, entry| {
+                if let Some(v) = self.variable_of(index, entry, VariableKind::Global, None) {
+                    if matches!(v.location, LocationSource::Expression(_))
+                        && !out.iter().any(|o: &Variable| o.name == v.name)
+                    {
+                        out.push(v);
+                    }
+                }
+            },
+        );
+        out
+    }
+
+    /// Calls `f` with each file-scope variable DIE of the units `wanted`
+    /// takes (by index).
+    pub(super) fn file_scope_variables(
+        &self,
+        wanted: impl Fn(usize) -> bool,
+        mut f: impl FnMut(usize, &gimli::DebuggingInformationEntry<Reader>),
+    ) {
         for (index, unit) in self.units.iter().enumerate() {
-            if unit_of_pc.is_some_and(|u| u != index) {
+            if !wanted(index) {
                 continue;
             }
             let Ok(mut tree) = unit.entries_tree(None) else {
@@ -307,19 +333,11 @@ impl Symbols {
             let mut children = root.children();
             while let Ok(Some(child)) = children.next() {
                 let entry = child.entry();
-                if entry.tag() != gimli::DW_TAG_variable {
-                    continue;
-                }
-                if let Some(v) = self.variable_of(index, entry, VariableKind::Global, None) {
-                    if matches!(v.location, LocationSource::Expression(_))
-                        && !out.iter().any(|o: &Variable| o.name == v.name)
-                    {
-                        out.push(v);
-                    }
+                if entry.tag() == gimli::DW_TAG_variable {
+                    f(index, entry);
                 }
             }
         }
-        out
     }
 
     /// The frame base (DW_AT_frame_base) of the function holding `probe`.

@@ -197,5 +197,47 @@ describe('DAP session robustness and control', function () {
       const code = await Promise.race([qemuExit, new Promise((r) => setTimeout(() => r('timeout'), 30000))]);
       assert.strictEqual(code, (111 << 1) | 1);
     });
+
+    // QEMU stops a running guest when a debugger connects and says so with a
+    // stop reply that can arrive before the reply to `qSupported`; the
+    // session must take each reply for its own request all the same.
+    it('attaches to a QEMU whose guest is already running, stops it where it runs, and lets it go', async function () {
+      const spinC = path.join(h.sourceDir, 'spin.c');
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-qemu-'));
+      const sock = path.join(dir, 'gdb.sock');
+      const serial = path.join(dir, 'serial.log');
+      qemu = cp.spawn('qemu-system-x86_64', [
+        '-accel', 'tcg', '-M', 'pc', '-m', '128', '-display', 'none', '-serial', `file:${serial}`,
+        '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04', '-gdb', `unix:${sock},server=on,wait=off`,
+        '-kernel', h.kernel('spin.elf'),
+      ], { stdio: 'ignore' });
+      const qemuExit = new Promise((resolve) => qemu.on('exit', (code) => resolve(code)));
+      const deadline = Date.now() + 20000;
+      const running = () => fs.existsSync(serial) && fs.readFileSync(serial, 'utf8').includes('spin: waiting');
+      while (!running() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(running(), 'the guest did not start spinning under QEMU');
+
+      dc = await h.startClient();
+      await dc.initializeRequest();
+      const initialized = dc.waitForEvent('initialized');
+      await dc.attachRequest({ gdbServer: `unix:${sock}`, symbols: h.kernel('spin.elf') });
+      await initialized;
+      const stopped = dc.waitForEvent('stopped');
+      await dc.configurationDoneRequest();
+      const event = await stopped;
+      const frames = (await dc.stackTraceRequest({ threadId: event.body.threadId })).body.stackFrames;
+      assert.strictEqual(frames[0].name, 'kmain');
+      const loop = h.marker('spin-loop', spinC);
+      assert.ok([loop - 1, loop].includes(frames[0].line), `stopped at line ${frames[0].line}`);
+      const spins = Number((await dc.evaluateRequest({ expression: 'spins', frameId: frames[0].id })).body.result);
+      assert.ok(spins > 0, 'the guest ran before the attach');
+      const globals = await h.scopeVariables(dc, frames[0].id, 'Globals');
+      await dc.setVariableRequest({ variablesReference: globals.scope.variablesReference, name: 'released', value: '1' });
+      await dc.disconnectRequest({});
+      dc.stopAdapter();
+      dc = null;
+      const code = await Promise.race([qemuExit, new Promise((r) => setTimeout(() => r('timeout'), 30000))]);
+      assert.strictEqual(code, (0x15 << 1) | 1);
+    });
   });
 });

@@ -1,0 +1,436 @@
+//! Kernel mode through the engine interface: a `launch` with `kernel`
+//! (`"default"`, a vmlinux ELF or a bzImage) and an initramfs boots a fresh
+//! VM on whichever engine this host runs (`engine`), stopped until the
+//! debugger lets it go, and the session debugs the kernel over the
+//! engine's gdb socket.
+//!
+//! - `kernel: "default"` is the default image's Debian kernel and its
+//!   initramfs (the agent inside); its DWARF and sources are Debian's, fetched
+//!   once ([`crate::image::kernel_debug`]) and mapped (`sourceMap`).
+//! - `nokaslr` goes on the command line unless the user's says `kaslr`:
+//!   DWARF's addresses are the link-time ones.
+//! - Before `initialized`, the kernel runs to `start_kernel` on a hardware
+//!   breakpoint: a software breakpoint written at a kernel virtual address
+//!   while the vCPU still runs at the physical boot entry never hits and,
+//!   under QEMU's TCG, leaves the boot stuck (kernel developers use
+//!   `hbreak start_kernel` for the same reason). From there on the kernel's
+//!   page tables map its text and any breakpoint works.
+//! - `run`: shell commands the agent runs in the guest once it is up, their
+//!   output in the debug console.
+//!
+//! This module owns the VM of a kernel session and its console and `run`
+//! relays; the session owns stops, stepping and inspection, as for any
+//! target.
+
+use std::io::{Read, Seek};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::launch::{LaunchConfig, LineSink};
+use super::program::Progress;
+use super::session::Outbox;
+use crate::engine::{self, Vm, VmExit, VmSpec};
+use crate::image::{kernel_debug, GuestImage};
+use crate::rsp::{Endpoint, RspClient, StopReply};
+use crate::symbols::Symbols;
+
+/// Where the kernel has its page tables and its text mapped.
+const FIRST_STOP: &str = "start_kernel";
+
+/// Whether a launch goes through the engine interface rather than the
+/// bare-metal path (a test kernel straight on vmdbg-vmm).
+pub fn wants_engine(config: &LaunchConfig) -> bool {
+    config.is_default_kernel() || config.initrd.is_some() || config.engine.is_some()
+}
+
+/// The VM of a kernel session and its relays.
+pub struct KernelVm {
+    vm: Option<Box<dyn Vm>>,
+    stop_relays: Arc<AtomicBool>,
+    pub pid: Option<u32>,
+    /// Dropped after `vm`: ends the thread that started the VM, whose life
+    /// bounds the VM's (PR_SET_PDEATHSIG follows the spawning thread).
+    _keeper: std::sync::mpsc::Sender<()>,
+}
+
+impl KernelVm {
+    /// Ends the VM; how it ended, if it had already.
+    pub async fn shut_down(&mut self) -> Option<VmExit> {
+        self.stop_relays.store(true, Ordering::SeqCst);
+        let mut vm = self.vm.take()?;
+        tokio::task::spawn_blocking(move || vm.shutdown(Duration::from_secs(2)).ok())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for KernelVm {
+    fn drop(&mut self) {
+        self.stop_relays.store(true, Ordering::SeqCst);
+        self.vm.take();
+    }
+}
+
+pub struct StartedKernel {
+    pub rsp: RspClient,
+    pub symbols: Rc<Symbols>,
+    pub vm: KernelVm,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("a background task failed")?
+}
+
+pub async fn start(
+    config: &LaunchConfig,
+    out: &mut Outbox,
+    console: LineSink,
+) -> Result<StartedKernel> {
+    let mut progress = Progress::start(out, "Starting the kernel in a fresh VM");
+    let result = boot(config, &mut progress, console).await;
+    match &result {
+        Ok(_) => progress.end("the kernel is running its start_kernel"),
+        Err(e) => progress.end(&format!("failed: {e:#}")),
+    }
+    result
+}
+
+async fn boot(
+    config: &LaunchConfig,
+    progress: &mut Progress<'_>,
+    console: LineSink,
+) -> Result<StartedKernel> {
+    progress.update("preparing the guest image", 2);
+    let default = config.is_default_kernel();
+    let (kernel, initrd) = (config.kernel.clone(), config.initrd.clone());
+    let image = blocking(move || {
+        if default {
+            let image = crate::image::default_image()?;
+            return Ok(match initrd {
+                Some(initrd) => GuestImage::custom(&image.kernel, &initrd)?,
+                None => image,
+            });
+        }
+        if !kernel.is_file() {
+            bail!(
+                "launch configuration: `kernel` {} does not exist (give a vmlinux or bzImage, or \"default\" for the default image's kernel)",
+                kernel.display()
+            );
+        }
+        // The default image's initramfs brings the agent; its modules are
+        // the default kernel's and simply fail to load in another one.
+        let initrd = match initrd {
+            Some(i) => i,
+            None => crate::image::default_image()?.initrd,
+        };
+        GuestImage::custom(&kernel, &initrd).context("launch configuration: `initrd`")
+    })
+    .await?;
+
+    // Symbols: the user's, else the default kernel's DWARF (fetched once),
+    // else the kernel ELF itself.
+    let (symbols_path, mut source_map) = match (&config.symbols, default) {
+        (Some(path), _) => (path.clone(), Vec::new()),
+        (None, true) => {
+            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            let fetch = tokio::task::spawn_blocking(move || -> Result<(PathBuf, PathBuf)> {
+                let mut step = |m: &str| {
+                    let _ = tx.send(m.to_string());
+                };
+                let vmlinux = kernel_debug::ensure_vmlinux(&mut step)?;
+                let sources = kernel_debug::ensure_sources(&mut step)?;
+                Ok((vmlinux, sources))
+            });
+            // Relay the fetch's steps as progress while it runs.
+            let mut fetch = fetch;
+            let fetched = loop {
+                tokio::select! {
+                    done = &mut fetch => break done.context("the symbol fetch failed")?,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        while let Ok(step) = rx.try_recv() {
+                            progress.update(&step, 10);
+                        }
+                    }
+                }
+            };
+            let (vmlinux, sources) = fetched?;
+            (vmlinux, vec![kernel_debug::source_map(&sources)])
+        }
+        (None, false) => (config.kernel.clone(), Vec::new()),
+    };
+    source_map.extend(
+        config
+            .source_map
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone())),
+    );
+
+    let mut cmdline = String::new();
+    let user_cmdline = config.cmdline.clone().unwrap_or_default();
+    if !user_cmdline
+        .split_whitespace()
+        .any(|w| w == "kaslr" || w == "nokaslr")
+    {
+        cmdline.push_str("nokaslr");
+    }
+    if !user_cmdline.is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(&user_cmdline);
+    }
+    let spec = VmSpec {
+        image,
+        mem_mib: match &config.mem {
+            Some(m) => parse_mib(m)?,
+            None => 512,
+        },
+        cpus: config.cpus.unwrap_or(1),
+        start_paused: true,
+        extra_cmdline: cmdline.trim().to_string(),
+    };
+    progress.update("booting the VM (stopped)", 40);
+    let choice = crate::run::engine_choice(config.engine)?;
+    let (booted_tx, booted_rx) = tokio::sync::oneshot::channel();
+    let (keeper, keeper_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let booted = engine::choose_engine(choice).and_then(|(engine, why)| {
+            let vm = engine.boot(&spec)?;
+            Ok((vm, why))
+        });
+        let _ = booted_tx.send(booted);
+        // Lives until the session lets the VM go (see KernelVm::_keeper).
+        let _ = keeper_rx.recv();
+    });
+    let (vm, why) = booted_rx.await.context("the VM's thread ended")??;
+    let _ = console.send(("console", format!("vmdbg: {why}\n")));
+    let stop_relays = Arc::new(AtomicBool::new(false));
+    relay_console(
+        vm.console_log().to_path_buf(),
+        console.clone(),
+        stop_relays.clone(),
+    );
+    if !config.run.is_empty() {
+        run_commands(
+            vm.agent().clone(),
+            config.run.clone(),
+            console,
+            stop_relays.clone(),
+        );
+    }
+    let endpoint = Endpoint::Unix(vm.rsp_endpoint().to_path_buf());
+    let mut kernel_vm = KernelVm {
+        vm: Some(vm),
+        stop_relays,
+        pid: None,
+        _keeper: keeper,
+    };
+
+    progress.update(
+        &format!("reading the kernel's DWARF ({})", symbols_path.display()),
+        50,
+    );
+    let connect = async {
+        // vmdbg-vmm creates its socket a moment after it starts.
+        let mut tries = 0;
+        loop {
+            match RspClient::connect(&endpoint).await {
+                Ok(rsp) => return Ok(rsp),
+                Err(e) if tries > 100 => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+            tries += 1;
+        }
+    };
+    let load = blocking(move || {
+        let mut symbols = Symbols::load(&symbols_path)?;
+        symbols.set_source_map(&source_map);
+        Ok(symbols)
+    });
+    let (rsp, symbols) = tokio::join!(connect, load);
+    let (mut rsp, symbols) = (rsp?, symbols?);
+
+    progress.update(&format!("running the kernel to {FIRST_STOP}"), 80);
+    if let Err(e) = run_to_first_stop(&mut rsp, &symbols).await {
+        kernel_vm.shut_down().await;
+        return Err(e);
+    }
+    Ok(StartedKernel {
+        rsp,
+        symbols: Rc::new(symbols),
+        vm: kernel_vm,
+    })
+}
+
+/// Runs the kernel to [`FIRST_STOP`] on a hardware breakpoint (see the
+/// module doc); a kernel without that symbol stays at its entry.
+pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result<()> {
+    let Some(addr) = symbols.function_named(FIRST_STOP).map(|f| f.low) else {
+        return Ok(());
+    };
+    rsp.insert_hw_breakpoint(addr)
+        .await
+        .with_context(|| format!("cannot set a hardware breakpoint on {FIRST_STOP}"))?;
+    rsp.resume_continue()?;
+    let stop = tokio::time::timeout(Duration::from_secs(120), rsp.wait_stop(|_| {})).await;
+    match stop {
+        Ok(Ok(StopReply::Signal { .. })) => {}
+        Ok(Ok(other)) => {
+            bail!("the kernel ended before {FIRST_STOP}: {other:?}; its console is in the debug console")
+        }
+        Ok(Err(e)) => return Err(e.context(format!("while the kernel ran to {FIRST_STOP}"))),
+        Err(_) => bail!("the kernel did not reach {FIRST_STOP} within 120 s (its console is in the debug console)"),
+    }
+    rsp.remove_hw_breakpoint(addr).await?;
+    Ok(())
+}
+
+/// Attached to a Linux kernel whose vCPU is still at its boot entry (a
+/// QEMU started with `-S`: the pc is in the physical copy of the kernel's
+/// text, where the kernel runs before its page tables map it at
+/// `__START_KERNEL_map`), runs it to [`FIRST_STOP`] first, as a launch
+/// does. True if it did.
+pub async fn attach_past_boot_entry(
+    rsp: &mut RspClient,
+    symbols: &Symbols,
+    pc: u64,
+) -> Result<bool> {
+    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+    let Some(first) = symbols.function_named(FIRST_STOP) else {
+        return Ok(false);
+    };
+    let (low, high) = symbols.text_range();
+    if first.low < START_KERNEL_MAP || low < START_KERNEL_MAP {
+        return Ok(false);
+    }
+    let physical = (low - START_KERNEL_MAP)..(high - START_KERNEL_MAP);
+    if !physical.contains(&pc) {
+        return Ok(false);
+    }
+    run_to_first_stop(rsp, symbols).await?;
+    Ok(true)
+}
+
+/// "512M", "1G", "768" (MiB).
+fn parse_mib(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('M' | 'm') => (&t[..t.len() - 1], 1),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1024),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mul)
+        .ok()
+        .filter(|&n| n >= 64)
+        .with_context(|| {
+            format!("launch configuration: `mem` {text:?} is not a size such as \"512M\" or \"1G\" (64M at least)")
+        })
+}
+
+/// Passes what the guest writes to its serial console (a file the engine
+/// fills) on as `console` output, until told to stop.
+fn relay_console(path: PathBuf, console: LineSink, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut offset = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        while !stop.load(Ordering::SeqCst) {
+            let mut read_any = false;
+            if let Ok(mut f) = std::fs::File::open(&path) {
+                if f.seek(std::io::SeekFrom::Start(offset)).is_ok() {
+                    while let Ok(n @ 1..) = f.read(&mut buf) {
+                        offset += n as u64;
+                        read_any = true;
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        if console.send(("console", text)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            if !read_any {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+}
+
+/// Runs each `run` command with `sh -c` once the agent is up, one after
+/// the other, their output in the debug console.
+fn run_commands(
+    agent: Arc<vmdbg_agent::client::AgentClient>,
+    commands: Vec<String>,
+    console: LineSink,
+    stop: Arc<AtomicBool>,
+) {
+    use vmdbg_agent::client::{Chunk, ExecOptions};
+    std::thread::spawn(move || {
+        // The kernel may sit at breakpoints for as long as the user likes.
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match agent.wait_ready(Duration::from_millis(500)) {
+                Ok(_) => break,
+                Err(vmdbg_agent::client::ClientError::Timeout(_)) => {}
+                Err(_) => return,
+            }
+        }
+        for command in commands {
+            let _ = console.send(("console", format!("vmdbg: run: {command}\n")));
+            let program = match agent.exec(&ExecOptions::new(["/bin/sh", "-c", command.as_str()])) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ =
+                        console.send(("stderr", format!("vmdbg: cannot run {command:?}: {e}\n")));
+                    return;
+                }
+            };
+            let relays: Vec<_> = [(program.stdout, "stdout"), (program.stderr, "stderr")]
+                .into_iter()
+                .map(|(chunks, category)| {
+                    let console = console.clone();
+                    std::thread::spawn(move || {
+                        while let Ok(Chunk::Data(bytes)) = chunks.recv() {
+                            let _ = console
+                                .send((category, String::from_utf8_lossy(&bytes).into_owned()));
+                        }
+                    })
+                })
+                .collect();
+            let status = agent.wait(program.pid);
+            for r in relays {
+                let _ = r.join();
+            }
+            let _ = console.send((
+                "console",
+                format!(
+                    "vmdbg: run: {command:?} ended: {}\n",
+                    match status {
+                        Ok(s) => format!("{s:?}"),
+                        Err(e) => e.to_string(),
+                    }
+                ),
+            ));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_mib("512M").unwrap(), 512);
+        assert_eq!(parse_mib("1G").unwrap(), 1024);
+        assert_eq!(parse_mib("768").unwrap(), 768);
+        assert!(parse_mib("lots").unwrap_err().to_string().contains("`mem`"));
+    }
+}

@@ -1,0 +1,236 @@
+// The Linux kernel itself under `vmdbg dap`: the default image's Debian
+// kernel with Debian's DWARF and sources (fetched and cached by vmdbg on
+// first use: an 855 MB download, so this suite is its own script,
+// .ci/test.d/linux-kernel.sh, not part of the quick DAP suite), launched on
+// this host's engine and attached to a hand-started QEMU, running and
+// stopped. A real DebugClient drives the real `vmdbg dap`.
+'use strict';
+const assert = require('assert');
+const cp = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const h = require('../test/helpers');
+
+const FETCH_AND_BOOT = 600000;
+
+/** `vmdbg image build` / `image symbols` print `name: path` lines. */
+function vmdbgPaths(...args) {
+  const r = cp.spawnSync(h.vmdbg, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`vmdbg ${args.join(' ')} failed (${r.status})`);
+  const out = {};
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\w+):\s+(.*)$/.exec(line);
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+function missing() {
+  if (!fs.existsSync(h.vmdbg)) return `${h.vmdbg} is not built (cargo build --release -p vmdbg)`;
+  for (const t of ['qemu-system-x86_64', 'apt-get', 'dpkg-deb']) {
+    if (!h.haveCommand(t)) return `\`${t}\` is not installed (see .ci/setup)`;
+  }
+  return null;
+}
+
+async function stoppedFrames(dc, stopped) {
+  const event = await stopped;
+  const trace = await dc.stackTraceRequest({ threadId: event.body.threadId });
+  return { event, frames: trace.body.stackFrames };
+}
+
+async function evaluate(dc, expression, frameId) {
+  return (await dc.evaluateRequest({ expression, frameId, context: 'watch' })).body.result;
+}
+
+/** The kernel's globals, a linker alias and a per-CPU variable read right. */
+async function checkKernelGlobals(dc, frameId) {
+  assert.match(await evaluate(dc, 'init_task.comm', frameId), /swapper/);
+  const jiffies = BigInt(await evaluate(dc, 'jiffies', frameId));
+  const jiffies64 = BigInt(await evaluate(dc, 'jiffies_64', frameId));
+  // `jiffies` is the linker's alias of jiffies_64: the same memory.
+  assert.strictEqual(jiffies, jiffies64);
+  assert.match(await evaluate(dc, 'current_task->comm', frameId), /"[^"]+"/);
+  const pid = Number(await evaluate(dc, 'current_task->pid', frameId));
+  assert.ok(pid >= 0, `current_task->pid = ${pid}`);
+}
+
+describe('the Linux kernel (default image, Debian DWARF and sources)', function () {
+  this.timeout(FETCH_AND_BOOT);
+  let dc;
+  let sources;
+  let vmlinux;
+
+  before(function () {
+    h.requireTier(this, missing());
+    // Fetches the dbg package and sources on first use (cached afterwards).
+    ({ vmlinux, sources } = vmdbgPaths('image', 'symbols'));
+    assert.ok(fs.existsSync(vmlinux) && fs.existsSync(path.join(sources, 'fs', 'open.c')));
+  });
+
+  afterEach(async function () {
+    if (dc) await dc.stop();
+    dc = null;
+  });
+
+  it('launch: stops in the syscall path, shows the stack to syscall entry and the path string; steps; a line breakpoint in fs/', async function () {
+    dc = await h.startClient();
+    dc.defaultTimeout = 120000;
+    const progress = [];
+    dc.on('progressStart', (e) => progress.push(e.body.title));
+    let stdout = '';
+    dc.on('output', (e) => { if (e.body.category === 'stdout') stdout += e.body.output; });
+    await dc.initializeRequest();
+    const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
+    await dc.launchRequest({ kernel: 'default', run: ['cat /etc/hostname', 'echo vmdbg-run-done'] });
+    await initialized;
+    assert.ok(progress.length > 0, 'the launch reported progress');
+
+    const fb = await dc.setFunctionBreakpointsRequest({ breakpoints: [{ name: 'do_sys_openat2' }] });
+    const bp = fb.body.breakpoints[0];
+    assert.strictEqual(bp.verified, true);
+    assert.ok(bp.source.path.endsWith('/fs/open.c') && fs.existsSync(bp.source.path), bp.source.path);
+
+    let stopped = dc.waitForEvent('stopped', 300000);
+    await dc.configurationDoneRequest();
+    let { event, frames } = await stoppedFrames(dc, stopped);
+    assert.strictEqual(event.body.reason, 'function breakpoint');
+    assert.strictEqual(frames[0].name, 'do_sys_openat2');
+    assert.ok(fs.existsSync(frames[0].source.path), `${frames[0].source.path} exists`);
+    assert.ok(frames.some((f) => f.name === 'do_syscall_64'), frames.map((f) => f.name).join(' <- '));
+    const threadId = event.body.threadId;
+
+    // Run to the `run` command's open of /etc/hostname (the guest's init
+    // opens other files first).
+    let filename = '';
+    for (let hit = 0; hit < 2000; hit++) {
+      filename = await evaluate(dc, 'filename', frames[0].id);
+      assert.match(filename, /^0x[0-9a-f]+ ".*"$/, 'the path argument shows as a string');
+      if (filename.includes('"/etc/hostname"')) break;
+      stopped = dc.waitForEvent('stopped', 120000);
+      await dc.continueRequest({ threadId });
+      ({ event, frames } = await stoppedFrames(dc, stopped));
+    }
+    assert.match(filename, /"\/etc\/hostname"/);
+    const args = await h.scopeVariables(dc, frames[0].id, 'Arguments');
+    assert.deepStrictEqual(args.variables.map((v) => v.name), ['dfd', 'filename', 'how']);
+    assert.strictEqual(args.variables[0].value, '-100'); // AT_FDCWD
+    await checkKernelGlobals(dc, frames[0].id);
+    assert.match(await evaluate(dc, 'current_task->comm', frames[0].id), /"cat"/);
+
+    // next stays in the function and moves on.
+    const startLine = frames[0].line;
+    const step = await h.stepAndWait(dc, 'next', { threadId });
+    assert.strictEqual(step.frames[0].name, 'do_sys_openat2');
+    assert.ok(step.frames[0].line > startLine, `next went from ${startLine} to ${step.frames[0].line}`);
+
+    // A line breakpoint in fs/ source, by the path the editor has open: the
+    // same open of /etc/hostname arrives there.
+    await dc.setFunctionBreakpointsRequest({ breakpoints: [] });
+    const openC = path.join(sources, 'fs', 'open.c');
+    const line = h.lineOf(openC, /struct file \*f = do_filp_open\(dfd, tmp, &op\);/);
+    const lb = await dc.setBreakpointsRequest({ source: { path: openC }, breakpoints: [{ line }] });
+    assert.strictEqual(lb.body.breakpoints[0].verified, true);
+    stopped = dc.waitForEvent('stopped', 120000);
+    await dc.continueRequest({ threadId });
+    ({ event, frames } = await stoppedFrames(dc, stopped));
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    assert.strictEqual(frames[0].source.path, openC);
+    assert.strictEqual(frames[0].line, line);
+    assert.match(await evaluate(dc, 'current_task->comm', frames[0].id), /"cat"/);
+
+    // stepIn enters do_filp_open (fs/namei.c); stepOut comes back.
+    const into = await h.stepAndWait(dc, 'stepIn', { threadId });
+    assert.strictEqual(into.frames[0].name, 'do_filp_open');
+    assert.ok(fs.existsSync(into.frames[0].source.path) && into.frames[0].source.path.endsWith('/fs/namei.c'));
+    const out = await h.stepAndWait(dc, 'stepOut', { threadId });
+    assert.strictEqual(out.frames[0].name, 'do_sys_openat2');
+    assert.strictEqual(out.frames[0].source.path, openC);
+
+    // The guest goes on: the `run` command's output arrives.
+    await dc.setBreakpointsRequest({ source: { path: openC }, breakpoints: [] });
+    await dc.continueRequest({ threadId });
+    const deadline = Date.now() + 60000;
+    while (!stdout.includes('vmdbg-run-done') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.match(stdout, /vmdbg-run-done/, 'the `run` commands ran to their end, output in the debug console');
+  });
+
+  describe('attach to a hand-started QEMU', function () {
+    let qemu;
+    let dir;
+
+    afterEach(function () {
+      if (qemu && qemu.exitCode === null) qemu.kill('SIGKILL');
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    function startQemu(extra) {
+      const image = vmdbgPaths('image', 'build');
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-linux-'));
+      const sock = path.join(dir, 'gdb.sock');
+      const serial = path.join(dir, 'serial.log');
+      const mhz = /cpu MHz\s*:\s*([\d.]+)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+      const tsc = mhz ? ` tsc_early_khz=${Math.round(Number(mhz[1]) * 1000)}` : '';
+      qemu = cp.spawn('qemu-system-x86_64', [
+        '-M', 'microvm,acpi=on', '-accel', 'tcg', '-cpu', 'max', '-m', '512M', '-nodefaults', '-no-user-config',
+        '-display', 'none', '-no-reboot', '-kernel', image.kernel, '-initrd', image.initramfs,
+        '-append', `console=ttyS0 panic=-1 pci=off nokaslr${tsc}`, '-serial', `file:${serial}`,
+        '-gdb', `unix:${sock},server=on,wait=off`, ...extra,
+      ], { stdio: 'ignore' });
+      return { sock, serial };
+    }
+
+    async function waitFor(file, text, ms) {
+      const deadline = Date.now() + ms;
+      const seen = () => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(text);
+      while (!seen() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(seen(), `no "${text}" in ${file}`);
+    }
+
+    const sourceMap = () => ({ 'debian/build/build_amd64_none_amd64': sources });
+
+    it('attaches to a running kernel: stops it, shows where it is and its globals, detaches', async function () {
+      const { sock, serial } = startQemu([]);
+      await waitFor(serial, 'Freeing unused kernel', 120000);
+      dc = await h.startClient();
+      dc.defaultTimeout = 120000;
+      await dc.initializeRequest();
+      const initialized = dc.waitForEvent('initialized', 120000);
+      await dc.attachRequest({ gdbServer: `unix:${sock}`, symbols: vmlinux, sourceMap: sourceMap() });
+      await initialized;
+      const stopped = dc.waitForEvent('stopped', 60000);
+      await dc.configurationDoneRequest();
+      const { frames } = await stoppedFrames(dc, stopped);
+      assert.ok(frames.length > 0 && !frames[0].name.startsWith('0x'), `stopped in ${frames[0].name}`);
+      await checkKernelGlobals(dc, frames[0].id);
+      assert.ok(BigInt(await evaluate(dc, 'jiffies', frames[0].id)) > 0n);
+      await dc.disconnectRequest({});
+      dc.stopAdapter();
+      dc = null;
+      assert.strictEqual(qemu.exitCode, null, 'QEMU runs on after the detach');
+    });
+
+    it('attaches to a QEMU started with -S, lets the kernel boot and stops it in fs/open.c', async function () {
+      const { sock } = startQemu(['-S']);
+      const deadline = Date.now() + 10000;
+      while (!fs.existsSync(sock) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      dc = await h.startClient();
+      dc.defaultTimeout = 120000;
+      await dc.initializeRequest();
+      const initialized = dc.waitForEvent('initialized', 120000);
+      await dc.attachRequest({ gdbServer: `unix:${sock}`, symbols: vmlinux, sourceMap: sourceMap(), stopOnEntry: false });
+      await initialized;
+      // Set while the vCPU is still at its physical boot entry: the session
+      // must not let that hang the boot.
+      const fb = await dc.setFunctionBreakpointsRequest({ breakpoints: [{ name: 'do_sys_openat2' }] });
+      assert.strictEqual(fb.body.breakpoints[0].verified, true);
+      const stopped = dc.waitForEvent('stopped', 300000);
+      await dc.configurationDoneRequest();
+      const { event, frames } = await stoppedFrames(dc, stopped);
+      assert.strictEqual(event.body.reason, 'function breakpoint');
+      assert.strictEqual(frames[0].source.path, path.join(sources, 'fs', 'open.c'));
+      assert.match(await evaluate(dc, 'filename', frames[0].id), /^0x[0-9a-f]+ "\/.*"$/);
+    });
+  });
+});
