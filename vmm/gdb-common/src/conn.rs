@@ -37,6 +37,12 @@ pub struct RspConnection<S: RspStream> {
     reply_checksum_left: u8,
     /// A packet went to gdbstub and gdbstub has not acked it yet.
     packet_unacked: bool,
+    /// The last whole reply sent, for a client that NAKs it (gdbstub does
+    /// not retransmit; it ends its run on a NAK).
+    last_reply: Vec<u8>,
+    /// Bytes gdbstub has read, so a run that fails without reading any is
+    /// told apart from one a packet ended.
+    bytes_read: u64,
 }
 
 impl<S: RspStream> RspConnection<S> {
@@ -52,12 +58,15 @@ impl<S: RspStream> RspConnection<S> {
             reply_start: None,
             reply_checksum_left: 0,
             packet_unacked: false,
+            last_reply: Vec::new(),
+            bytes_read: 0,
         }
     }
 
     /// After gdbstub gave up on a packet: drops its unfinished reply and
     /// answers with an error instead, so the client can go on.
     pub fn reply_error(&mut self, why: &str) -> io::Result<()> {
+        let error = error_packet(why);
         if let Some(start) = self.reply_start.take() {
             self.outbox.truncate(start);
         }
@@ -66,13 +75,15 @@ impl<S: RspStream> RspConnection<S> {
             self.outbox.push(b'+');
         }
         self.packet_unacked = false;
-        self.outbox.extend_from_slice(&error_packet(why));
+        self.outbox.extend_from_slice(&error);
+        self.last_reply = error;
         Connection::flush(self)
     }
 
     /// Sends a packet of our own (outside gdbstub).
     pub fn send_packet(&mut self, body: &str) -> io::Result<()> {
-        self.outbox.extend_from_slice(&framed(body));
+        self.last_reply = framed(body);
+        self.outbox.extend_from_slice(&self.last_reply);
         Connection::flush(self)
     }
 
@@ -83,7 +94,11 @@ impl<S: RspStream> RspConnection<S> {
         if self.reply_checksum_left > 0 {
             self.reply_checksum_left -= 1;
             if self.reply_checksum_left == 0 {
-                self.reply_start = None;
+                if let Some(start) = self.reply_start.take() {
+                    self.outbox.push(byte);
+                    self.last_reply = self.outbox[start..].to_vec();
+                    return;
+                }
             }
         } else if self.reply_start.is_some() {
             if byte == b'#' {
@@ -102,6 +117,10 @@ impl<S: RspStream> RspConnection<S> {
 
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     pub fn has_buffered_input(&self) -> bool {
@@ -130,10 +149,16 @@ impl<S: RspStream> RspConnection<S> {
 
     fn accept_byte(&mut self, byte: u8) -> io::Result<()> {
         if self.partial.is_empty() {
-            if byte == b'$' {
-                self.partial.push(byte);
-            } else {
-                self.inbox.push(byte);
+            match byte {
+                b'$' => self.partial.push(byte),
+                b'-' if !self.no_ack => {
+                    self.outbox.extend_from_slice(&self.last_reply);
+                    return Connection::flush(self);
+                }
+                // Once acks are off a NAK means nothing; gdbstub would
+                // take it for a retransmission request it cannot serve.
+                b'-' => {}
+                _ => self.inbox.push(byte),
             }
             return Ok(());
         }
@@ -155,6 +180,14 @@ impl<S: RspStream> RspConnection<S> {
         if packet.starts_with(b"$QStartNoAckMode#") {
             self.no_ack_requested = true;
         }
+        // A bare `qSupported` is valid RSP (the client claims no features)
+        // but gdbstub's parser wants a list; `multiprocess-`, the only
+        // feature it reads, said "no" explicitly means the same.
+        let packet = if packet.starts_with(b"$qSupported#") {
+            framed("qSupported:multiprocess-")
+        } else {
+            packet
+        };
         self.inbox.extend_from_slice(&packet);
         self.packet_unacked = true;
         Ok(())
@@ -183,8 +216,17 @@ fn checksum_matches(packet: &[u8]) -> bool {
         == Some(sum)
 }
 
-/// An `E.message` reply (gdb shows the text) with its checksum.
+/// An `E.message` reply (gdb shows the text) with its checksum. The text
+/// may quote gdbstub's errors, so RSP's framing characters are replaced.
 fn error_packet(text: &str) -> Vec<u8> {
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '$' | '#' | '}' | '*' => '_',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect();
     framed(&format!("E.{text}"))
 }
 
@@ -223,42 +265,13 @@ impl<S: RspStream> ConnectionExt for RspConnection<S> {
         self.fill()?;
         let byte = self.inbox[self.read_at];
         self.read_at += 1;
+        self.bytes_read += 1;
         Ok(byte)
     }
 
     fn peek(&mut self) -> io::Result<Option<u8>> {
         self.fill()?;
         Ok(self.inbox.get(self.read_at).copied())
-    }
-}
-
-/// A borrowed [`RspConnection`], so the connection outlives one gdbstub
-/// run and a new run can pick up after a malformed packet.
-pub struct Borrowed<'a, S: RspStream>(pub &'a mut RspConnection<S>);
-
-impl<S: RspStream> Connection for Borrowed<'_, S> {
-    type Error = io::Error;
-
-    fn write(&mut self, byte: u8) -> io::Result<()> {
-        Connection::write(self.0, byte)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Connection::write_all(self.0, buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Connection::flush(self.0)
-    }
-}
-
-impl<S: RspStream> ConnectionExt for Borrowed<'_, S> {
-    fn read(&mut self) -> io::Result<u8> {
-        ConnectionExt::read(self.0)
-    }
-
-    fn peek(&mut self) -> io::Result<Option<u8>> {
-        ConnectionExt::peek(self.0)
     }
 }
 

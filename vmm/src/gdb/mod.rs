@@ -12,10 +12,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use gdbstub::common::Signal;
 use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::run_blocking::{BlockingEventLoop, Event, WaitForStopReasonError};
-use gdbstub::stub::{DisconnectReason, GdbStub};
+use gdbstub::stub::DisconnectReason;
 
-use vmdbg_gdb_common::conn::RspConnection;
 use vmdbg_gdb_common::listen::{Listener, Stream};
+use vmdbg_gdb_common::session::{self, Resync, SessionError, SharedConn};
 
 use self::target::{tid, StopReason, VmTarget};
 use crate::debug::probe::HostDebugCaps;
@@ -27,7 +27,7 @@ use crate::vm::Vm;
 pub use vmdbg_gdb_common::listen::Listen;
 
 /// The connection to one debugger.
-type GdbConnection = RspConnection<Stream>;
+type GdbConnection = SharedConn<Stream>;
 
 fn bind(listen: &Listen) -> Result<Listener> {
     Listener::bind(listen).map_err(|e| Error::Gdb(e.to_string()))
@@ -92,18 +92,36 @@ impl BlockingEventLoop for VmEventLoop {
     }
 
     fn on_interrupt(target: &mut VmTarget) -> std::result::Result<Option<StopReason>, Error> {
-        let mut stops = target.vm.pause_all().into_iter();
-        Ok(Some(match stops.next() {
+        Ok(Some(target.stop_all()))
+    }
+}
+
+/// A packet refused while the vCPUs ran: they stop, and gdb, which waits
+/// for a stop, is told why.
+impl Resync for VmTarget {
+    fn resync(&mut self) -> Result<Option<StopReason>> {
+        if !self.vm.any_running() {
+            return Ok(None);
+        }
+        Ok(Some(self.stop_all()))
+    }
+}
+
+impl VmTarget {
+    /// Stops every vCPU and reports the first stop; the others wait.
+    fn stop_all(&mut self) -> StopReason {
+        let mut stops = self.vm.pause_all().into_iter();
+        match stops.next() {
             Some(first) => {
-                let reason = target.report(first);
-                stops.for_each(|e| target.keep_pending(e));
+                let reason = self.report(first);
+                stops.for_each(|e| self.keep_pending(e));
                 reason
             }
             None => StopReason::SignalWithThread {
                 tid: tid(0),
                 signal: Signal::SIGINT,
             },
-        }))
+        }
     }
 }
 
@@ -124,7 +142,7 @@ pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -
         if let Some(end) = wait_for_connection_or_end(&mut target, &listener)? {
             return Ok(end);
         }
-        let conn = GdbConnection::new(
+        let conn = SharedConn::new(
             listener
                 .accept()
                 .map_err(|e| Error::Gdb(format!("accepting a connection: {e}")))?,
@@ -134,7 +152,7 @@ pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -
                 return Ok(end);
             }
         }
-        let result = GdbStub::new(conn).run_blocking::<VmEventLoop>(&mut target);
+        let result = session::serve::<VmEventLoop, Stream>(&conn, &mut target);
         if let Some(end) = target.ended.take() {
             return Ok(end);
         }
@@ -149,9 +167,7 @@ pub fn serve(vm: Vm, host: HostDebugCaps, listen: &Listen, wait_for_gdb: bool) -
             Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
                 return Err(Error::Gdb("the VM ended without an exit status".into()));
             }
-            Err(e) if e.is_target_error() => {
-                return Err(e.into_target_error().expect("checked to be a target error"))
-            }
+            Err(SessionError::Target(e)) => return Err(e),
             Err(e) => eprintln!("vmdbg-vmm: gdb connection ended ({e}); the guest runs on"),
         }
         target.release()?;
