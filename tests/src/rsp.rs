@@ -3,6 +3,11 @@
 //! both stubs.
 
 use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{vmm, ChildGuard};
 
 /// Packets, acks and replies over any byte stream (TCP, unix socket).
 pub struct RawRsp<S: Read + Write>(pub S);
@@ -63,6 +68,33 @@ impl<S: Read + Write> RawRsp<S> {
         self.send(body);
         self.reply()
     }
+}
+
+/// `vmdbg-vmm --wait-gdb` on `elf` (with `extra` arguments) with its stub
+/// on a unix socket in a fresh directory (returned, for the caller to
+/// remove), and a client connected to it.
+pub fn vmm_waiting_for_gdb(
+    elf: &Path,
+    extra: &[&str],
+    name: &str,
+) -> (ChildGuard, RawRsp<UnixStream>, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vmdbg-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("gdb.sock");
+    let mut cmd = vmm();
+    cmd.arg("--kernel")
+        .arg(elf)
+        .arg("--gdb")
+        .arg(format!("unix:{}", sock.display()))
+        .arg("--wait-gdb")
+        .args(extra);
+    let mut guard = ChildGuard::spawn(cmd, "vmdbg-vmm");
+    guard.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
+    let stream = UnixStream::connect(&sock).expect("connect to the stub");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    (guard, RawRsp(stream), dir)
 }
 
 /// Packets from the report of issue 18, each of which once ended a

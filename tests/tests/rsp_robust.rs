@@ -5,11 +5,10 @@
 //! still reported, and registers and memory are what they were.
 
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
-use vmdbg_e2e::rsp::{malformed_packets, oversized_packet, RawRsp, REPORTED};
+use vmdbg_e2e::rsp::{malformed_packets, oversized_packet, vmm_waiting_for_gdb, RawRsp, REPORTED};
 use vmdbg_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -93,24 +92,20 @@ fn vmm_stub_survives_malformed_packets() {
     if !require(kvm(), "vmm_stub_survives_malformed_packets") {
         return;
     }
-    let elf = kernel("spin.elf");
-    let dir = std::env::temp_dir().join(format!("vmdbg-rsp-robust-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("gdb.sock");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(&elf)
-        .arg("--gdb")
-        .arg(format!("unix:{}", sock.display()))
-        .arg("--wait-gdb");
-    let mut vmm = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    vmm.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
-    let stream = UnixStream::connect(&sock).expect("connect to the stub");
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let mut rsp = RawRsp(stream);
+    let (mut vmm, mut rsp, dir) =
+        vmm_waiting_for_gdb(&kernel("spin.elf"), &["--cpus", "2"], "rsp-robust");
 
     // The guest's page tables map the 2 MiB where the M packet wrote.
     survive_malformed_packets(&mut rsp, 0x200000);
+
+    // The thread gdb selected outlives a refused packet: `g` still reads
+    // the second vCPU's registers, not the first's.
+    let first = rsp.ask("g");
+    assert_eq!(rsp.ask("Hg2"), "OK");
+    let second = rsp.ask("g");
+    assert_ne!(first, second, "two vCPUs, two register sets");
+    assert!(rsp.ask("vCont;q").starts_with('E'));
+    assert_eq!(rsp.ask("g"), second, "still the second vCPU");
 
     // Without extended mode a kill gets no reply.
     rsp.send("k");

@@ -43,6 +43,23 @@ pub struct RspConnection<S: RspStream> {
     /// Bytes gdbstub has read, so a run that fails without reading any is
     /// told apart from one a packet ended.
     bytes_read: u64,
+    /// The last accepted `qSupported`, `Hg` and `Hc` that gdbstub answered
+    /// well: the session state a new gdbstub run must be told again, or
+    /// it would read registers of the wrong thread.
+    remembered: [Option<Vec<u8>>; 3],
+    /// The last packet accepted, if it is one of those, until its reply.
+    candidate: Option<(usize, Vec<u8>)>,
+    /// Replies to replayed packets still to come; they are not sent.
+    replaying: usize,
+    /// Where the replayed packets end in `inbox`.
+    replay_end: usize,
+}
+
+/// Which [`RspConnection::remembered`] slot a packet sets.
+fn state_slot(packet: &[u8]) -> Option<usize> {
+    [&b"$qSupported:"[..], b"$Hg", b"$Hc"]
+        .iter()
+        .position(|prefix| packet.starts_with(prefix))
 }
 
 impl<S: RspStream> RspConnection<S> {
@@ -60,6 +77,10 @@ impl<S: RspStream> RspConnection<S> {
             packet_unacked: false,
             last_reply: Vec::new(),
             bytes_read: 0,
+            remembered: Default::default(),
+            candidate: None,
+            replaying: 0,
+            replay_end: 0,
         }
     }
 
@@ -71,6 +92,17 @@ impl<S: RspStream> RspConnection<S> {
             self.outbox.truncate(start);
         }
         self.reply_checksum_left = 0;
+        self.candidate = None;
+        if self.replaying > 0 {
+            // A replayed packet failed (its thread is gone): the client
+            // asked nothing, so nothing is sent, and nothing is replayed
+            // again.
+            self.replaying = 0;
+            self.remembered = Default::default();
+            let end = self.replay_end.min(self.inbox.len());
+            self.read_at = self.read_at.max(end);
+            return Connection::flush(self);
+        }
         if self.packet_unacked && !self.no_ack {
             self.outbox.push(b'+');
         }
@@ -78,6 +110,23 @@ impl<S: RspStream> RspConnection<S> {
         self.outbox.extend_from_slice(&error);
         self.last_reply = error;
         Connection::flush(self)
+    }
+
+    /// After a new gdbstub run took over: feeds it the remembered session
+    /// state (see [`Self::remembered`]) ahead of the client's next bytes,
+    /// with its replies withheld.
+    pub fn replay_session_state(&mut self) {
+        let replay: Vec<u8> = self
+            .remembered
+            .iter()
+            .flatten()
+            .flatten()
+            .copied()
+            .collect();
+        self.replaying = self.remembered.iter().flatten().count();
+        self.inbox
+            .splice(self.read_at..self.read_at, replay.iter().copied());
+        self.replay_end = self.read_at + replay.len();
     }
 
     /// Sends a packet of our own (outside gdbstub).
@@ -91,12 +140,15 @@ impl<S: RspStream> RspConnection<S> {
     /// acks once acks are off: a gdbstub restarted after a malformed packet
     /// no longer knows they are.
     fn queue_output(&mut self, byte: u8) {
+        if self.replaying > 0 && self.reply_start.is_none() && byte != b'$' {
+            return; // an ack of a replayed packet
+        }
         if self.reply_checksum_left > 0 {
             self.reply_checksum_left -= 1;
             if self.reply_checksum_left == 0 {
                 if let Some(start) = self.reply_start.take() {
                     self.outbox.push(byte);
-                    self.last_reply = self.outbox[start..].to_vec();
+                    self.reply_done(start);
                     return;
                 }
             }
@@ -113,6 +165,23 @@ impl<S: RspStream> RspConnection<S> {
             }
         }
         self.outbox.push(byte);
+    }
+
+    /// A whole reply now ends `outbox` at `start..`.
+    fn reply_done(&mut self, start: usize) {
+        if self.replaying > 0 {
+            self.replaying -= 1;
+            self.outbox.truncate(start);
+            return;
+        }
+        let reply = &self.outbox[start..];
+        if let Some((slot, packet)) = self.candidate.take() {
+            let body = &reply[1..reply.len() - 3];
+            if body == b"OK" || body.starts_with(b"PacketSize=") {
+                self.remembered[slot] = Some(packet);
+            }
+        }
+        self.last_reply = reply.to_vec();
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -188,6 +257,7 @@ impl<S: RspStream> RspConnection<S> {
         } else {
             packet
         };
+        self.candidate = state_slot(&packet).map(|slot| (slot, packet.clone()));
         self.inbox.extend_from_slice(&packet);
         self.packet_unacked = true;
         Ok(())
@@ -352,5 +422,54 @@ mod tests {
     fn non_hex_checksum_digits_are_a_mismatch_not_a_panic() {
         assert!(!checksum_matches(b"$g#zz"));
         assert!(!checksum_matches(b"$g#\xff\xfe"));
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn read_packet(conn: &mut RspConnection<UnixStream>) -> Vec<u8> {
+        let mut packet = vec![ConnectionExt::read(conn).unwrap()];
+        while packet[packet.len().saturating_sub(3)] != b'#' || packet.len() < 4 {
+            packet.push(ConnectionExt::read(conn).unwrap());
+        }
+        packet
+    }
+
+    #[test]
+    fn a_restart_replays_the_selected_thread_with_its_reply_withheld() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut conn = RspConnection::new(server);
+        Write::write_all(&mut client, &framed("Hg2")).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("Hg2"));
+        Connection::write_all(&mut conn, b"+$OK#9a").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        Write::write_all(&mut client, &framed("vCont;q")).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("vCont;q"));
+        conn.reply_error("bad").unwrap();
+
+        conn.replay_session_state();
+        Write::write_all(&mut client, &framed("g")).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("Hg2"), "replayed first");
+        Connection::write_all(&mut conn, b"+$OK#9a").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("g"));
+        Connection::write_all(&mut conn, b"+$00#60").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        drop(conn);
+        let mut seen = Vec::new();
+        Read::read_to_end(&mut client, &mut seen).unwrap();
+        let expected = [
+            b"+$OK#9a+".to_vec(),
+            error_packet("bad"),
+            b"+$00#60".to_vec(),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            String::from_utf8_lossy(&expected)
+        );
     }
 }

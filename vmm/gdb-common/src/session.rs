@@ -154,6 +154,7 @@ where
                 return Ok(end);
             }
         }
+        conn.0.borrow_mut().replay_session_state();
     }
 }
 
