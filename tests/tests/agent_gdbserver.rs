@@ -5,7 +5,6 @@
 //! codes, kill, extended-remote `run`, a Rust program — and a raw RSP
 //! client for Ctrl-C and malformed packets.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;

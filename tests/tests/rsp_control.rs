@@ -4,8 +4,7 @@
 //! guest reads, detach lets the guest run on to its own exit, and a
 //! malformed packet gets an error reply instead of ending the session.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Read;
 use std::time::Duration;
 
 use vmdbg_e2e::rsp::vmm_waiting_for_gdb;
@@ -37,7 +36,7 @@ fn interrupt_write_memory_detach_and_run_on() {
         return;
     }
     let elf = kernel("spin.elf");
-    let (mut vmm, mut rsp, dir) = vmm_waiting_for_gdb(&elf, &[], "rsp-control");
+    let (vmm, mut rsp, dir) = vmm_waiting_for_gdb(&elf, &[], "rsp-control");
 
     assert!(rsp
         .ask("qSupported:multiprocess+;swbreak+;hwbreak+")

@@ -92,7 +92,7 @@ fn vmm_stub_survives_malformed_packets() {
     if !require(kvm(), "vmm_stub_survives_malformed_packets") {
         return;
     }
-    let (mut vmm, mut rsp, dir) =
+    let (vmm, mut rsp, dir) =
         vmm_waiting_for_gdb(&kernel("spin.elf"), &["--cpus", "2"], "rsp-robust");
 
     // The guest's page tables map the 2 MiB where the M packet wrote.
