@@ -440,6 +440,7 @@ pub fn agent_gdbserver(argv: &[&Path]) -> (ChildGuard, u16) {
     (guard, port)
 }
 pub mod nested;
+pub mod rsp;
 
 // ----- `vmdbg run` and Linux guests on the QEMU engine (issues 3 and 5) -----
 

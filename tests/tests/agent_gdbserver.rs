@@ -5,13 +5,13 @@
 //! codes, kill, extended-remote `run`, a Rust program — and a raw RSP
 //! client for Ctrl-C and malformed packets.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use vmdbg_e2e::rsp::RawRsp;
 use vmdbg_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -599,67 +599,6 @@ fn lldb_gdb_remote_breaks_shows_locals_and_kills() {
         Some(128 + 9),
         "lldb's kill ends the program:\n{lldb}"
     );
-}
-
-/// A minimal RSP client: packets out, replies in, acks skipped.
-struct RawRsp(TcpStream);
-
-impl RawRsp {
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.0.write_all(bytes).unwrap();
-    }
-
-    fn send(&mut self, body: &str) {
-        let sum = body.bytes().fold(0u8, |s, b| s.wrapping_add(b));
-        self.send_raw(format!("${body}#{sum:02x}").as_bytes());
-    }
-
-    fn byte(&mut self) -> u8 {
-        let mut b = [0u8];
-        self.0
-            .read_exact(&mut b)
-            .expect("the server closed the connection");
-        b[0]
-    }
-
-    /// The next reply packet's body; a NAK is returned as "-".
-    fn reply(&mut self) -> String {
-        loop {
-            match self.byte() {
-                b'+' => continue,
-                b'-' => return "-".into(),
-                b'$' => break,
-                other => panic!("unexpected byte {other:#x} from the server"),
-            }
-        }
-        let mut body = Vec::new();
-        loop {
-            match self.byte() {
-                b'#' => break,
-                b => body.push(b),
-            }
-        }
-        let _checksum = [self.byte(), self.byte()];
-        self.send_raw(b"+");
-        // Undo run-length encoding: `X*n` is X and n - 29 more of it.
-        let mut plain = Vec::new();
-        let mut bytes = body.into_iter();
-        while let Some(b) = bytes.next() {
-            if b == b'*' {
-                let repeat = bytes.next().expect("RLE count") - 29;
-                let last = *plain.last().expect("RLE after a byte");
-                plain.extend(std::iter::repeat_n(last, repeat as usize));
-            } else {
-                plain.push(b);
-            }
-        }
-        String::from_utf8_lossy(&plain).into_owned()
-    }
-
-    fn ask(&mut self, body: &str) -> String {
-        self.send(body);
-        self.reply()
-    }
 }
 
 #[test]

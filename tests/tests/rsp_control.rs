@@ -4,82 +4,13 @@
 //! guest reads, detach lets the guest run on to its own exit, and a
 //! malformed packet gets an error reply instead of ending the session.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Read;
 use std::time::Duration;
 
+use vmdbg_e2e::rsp::vmm_waiting_for_gdb;
 use vmdbg_e2e::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// The smallest RSP client: checksummed packets, acks, one reply at a time.
-struct Rsp {
-    stream: UnixStream,
-}
-
-impl Rsp {
-    fn connect(path: &std::path::Path) -> Self {
-        let stream = UnixStream::connect(path).expect("connect to the stub");
-        stream.set_read_timeout(Some(LIMIT)).unwrap();
-        Self { stream }
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn send(&mut self, body: &str) {
-        let sum = body.bytes().fold(0u8, |a, b| a.wrapping_add(b));
-        self.send_raw(format!("${body}#{sum:02x}").as_bytes());
-    }
-
-    /// The next packet's body; acks it.
-    fn reply(&mut self) -> String {
-        let mut byte = [0u8; 1];
-        loop {
-            self.stream
-                .read_exact(&mut byte)
-                .expect("reply from the stub");
-            if byte[0] == b'$' {
-                break;
-            }
-        }
-        let mut body = Vec::new();
-        loop {
-            self.stream.read_exact(&mut byte).unwrap();
-            if byte[0] == b'#' {
-                break;
-            }
-            body.push(byte[0]);
-        }
-        let mut sum = [0u8; 2];
-        self.stream.read_exact(&mut sum).unwrap();
-        // The stub may already be gone after a detach's OK.
-        let _ = self.stream.write_all(b"+");
-        run_length_decode(&String::from_utf8(body).unwrap())
-    }
-
-    fn ask(&mut self, body: &str) -> String {
-        self.send(body);
-        self.reply()
-    }
-}
-
-/// `c*N` repeats `c` N - 29 more times (the stub compresses replies).
-fn run_length_decode(body: &str) -> String {
-    let mut out = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        if c == '*' {
-            let count = chars.next().expect("run length") as usize - 29;
-            let last = out.chars().last().expect("a run repeats something");
-            out.extend(std::iter::repeat_n(last, count));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn symbol_address(elf: &std::path::Path, name: &str) -> u64 {
     let out = std::process::Command::new("nm")
@@ -105,19 +36,8 @@ fn interrupt_write_memory_detach_and_run_on() {
         return;
     }
     let elf = kernel("spin.elf");
-    let dir = std::env::temp_dir().join(format!("vmdbg-rsp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("gdb.sock");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(&elf)
-        .arg("--gdb")
-        .arg(format!("unix:{}", sock.display()))
-        .arg("--wait-gdb");
-    let mut vmm = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    vmm.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
+    let (mut vmm, mut rsp, dir) = vmm_waiting_for_gdb(&elf, &[], "rsp-control");
 
-    let mut rsp = Rsp::connect(&sock);
     assert!(rsp
         .ask("qSupported:multiprocess+;swbreak+;hwbreak+")
         .contains("PacketSize="));
@@ -130,7 +50,7 @@ fn interrupt_write_memory_detach_and_run_on() {
     // stub does not know gets the empty reply. The session goes on.
     rsp.send_raw(b"$m100000,8#00");
     let mut nak = [0u8; 1];
-    rsp.stream.read_exact(&mut nak).unwrap();
+    rsp.0.read_exact(&mut nak).unwrap();
     assert_eq!(nak[0], b'-', "a bad checksum is NAKed");
     assert_eq!(rsp.ask("qNoSuchThing"), "");
 

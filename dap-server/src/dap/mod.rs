@@ -22,7 +22,9 @@ mod session;
 mod signals;
 mod snapshots;
 mod stepping;
-mod transport;
+// Crate-visible for the dap fuzz target (fuzz/), which compiles this tree
+// in and must decode an input as the server will.
+pub(crate) mod transport;
 
 use std::process::ExitCode;
 
@@ -71,8 +73,9 @@ pub fn main(args: DapArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs one debug session over a byte stream until the client leaves.
-async fn serve<R, W>(reader: R, writer: W)
+/// Runs one debug session over a byte stream until the client leaves
+/// (crate-visible for the dap fuzz target, which compiles this tree in).
+pub(crate) async fn serve<R, W>(reader: R, writer: W)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,

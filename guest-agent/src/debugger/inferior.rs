@@ -20,6 +20,7 @@ use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use vmdbg_gdb_common::hw_slots::check_watch;
 
 use super::{DebugError, Launch};
 
@@ -509,7 +510,7 @@ impl Inferior {
     /// Takes a free debug register for the watchpoint; false when all four
     /// are in use.
     pub fn add_watchpoint(&mut self, watch: Watchpoint) -> bool {
-        if !matches!(watch.len, 1 | 2 | 4 | 8) || watch.addr % watch.len != 0 {
+        if check_watch(watch.addr, watch.len).is_err() {
             return false;
         }
         // The CPU requires length bits 00 (one byte) for instruction slots.

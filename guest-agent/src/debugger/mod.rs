@@ -28,12 +28,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
-use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
+use gdbstub::stub::{DisconnectReason, MultiThreadStopReason};
 
 use inferior::{Event, Inferior};
 use target::{ProcessEventLoop, ProcessTarget};
 pub use vmdbg_gdb_common::conn::RspStream;
-use vmdbg_gdb_common::conn::{Borrowed, RspConnection};
+use vmdbg_gdb_common::session::{self, Resync, SessionError, SharedConn};
 
 /// What to run under the debugger.
 #[derive(Debug, Default)]
@@ -96,29 +96,8 @@ impl Session {
     /// this waits for its end). Returns how the program ended. If the
     /// connection fails, the program is killed and the error returned.
     pub fn serve<S: RspStream>(mut self, stream: S) -> Result<ExitStatus, DebugError> {
-        let mut conn = RspConnection::new(stream);
-        let outcome: Result<DisconnectReason, DebugError> = loop {
-            let result = GdbStub::new(Borrowed(&mut conn))
-                .run_blocking::<ProcessEventLoop<'_, S>>(&mut self.target);
-            match result {
-                Ok(reason) => break Ok(reason),
-                Err(e) if e.is_target_error() || e.is_connection_error() => {
-                    break Err(stub_error(e))
-                }
-                // gdbstub ends its run on a packet it cannot parse or did
-                // not expect; the session goes on with an error reply.
-                Err(_) => {
-                    if let Err(e) = conn.reply_error("malformed or unexpected packet") {
-                        break Err(DebugError::Connection(e.to_string()));
-                    }
-                    match self.resync_after_restart(&mut conn) {
-                        Ok(None) => {}
-                        Ok(Some(end)) => break Ok(end),
-                        Err(e) => break Err(e),
-                    }
-                }
-            }
-        };
+        let conn = SharedConn::new(stream);
+        let outcome = session::serve::<ProcessEventLoop<S>, S>(&conn, &mut self.target);
         let inferior = &mut self.target.inferior;
         let end = match outcome {
             Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {
@@ -128,55 +107,25 @@ impl Session {
             Ok(DisconnectReason::Disconnect) => inferior.detach_and_wait(),
             Err(e) => {
                 inferior.kill();
-                return Err(e);
+                return Err(match e {
+                    SessionError::Target(e) => e,
+                    SessionError::Connection(e) => DebugError::Connection(e.to_string()),
+                    SessionError::Stub(e) => DebugError::Protocol(e),
+                });
             }
         };
         Ok(exit_status(end))
     }
 }
 
-impl Session {
-    /// A new gdbstub run starts believing the program is stopped. If the
-    /// bad packet came while it ran, it is stopped now and the stop the
-    /// client waits for is sent. Returns the program's end if it ended.
-    fn resync_after_restart<S: RspStream>(
-        &mut self,
-        conn: &mut RspConnection<S>,
-    ) -> Result<Option<DisconnectReason>, DebugError> {
-        let inferior = &mut self.target.inferior;
-        if !inferior.any_running() {
+impl Resync for ProcessTarget {
+    fn resync(&mut self) -> Result<Option<MultiThreadStopReason<u64>>, DebugError> {
+        if !self.inferior.any_running() {
             return Ok(None);
         }
-        let (reply, end) = match inferior.interrupt()? {
-            Event::Exited(code) => (
-                format!("W{:02x}", code as u8),
-                Some(DisconnectReason::TargetExited(code as u8)),
-            ),
-            Event::Killed(sig) => {
-                let sig = signals::linux_to_gdb(sig);
-                (
-                    format!("X{sig:02x}"),
-                    Some(DisconnectReason::TargetTerminated(gdbstub::common::Signal(
-                        sig,
-                    ))),
-                )
-            }
-            Event::Stopped { tid, .. } => (format!("T02thread:{:x};", tid.as_raw()), None),
-        };
-        conn.send_packet(&reply)
-            .map_err(|e| DebugError::Connection(e.to_string()))?;
-        Ok(end)
+        let event = self.inferior.interrupt()?;
+        Ok(Some(self.stop_reason(event)))
     }
-}
-
-fn stub_error(e: GdbStubError<DebugError, std::io::Error>) -> DebugError {
-    if e.is_target_error() {
-        return e.into_target_error().expect("checked to be a target error");
-    }
-    if e.is_connection_error() {
-        return DebugError::Connection(e.to_string());
-    }
-    DebugError::Protocol(e.to_string())
 }
 
 fn exit_status(end: Event) -> ExitStatus {

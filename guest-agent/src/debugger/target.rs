@@ -40,7 +40,8 @@ use super::inferior::{
 };
 use super::signals::{gdb_to_linux, linux_to_gdb};
 use super::{solib, DebugError, Launch};
-use vmdbg_gdb_common::conn::{Borrowed, RspStream};
+use vmdbg_gdb_common::conn::RspStream;
+use vmdbg_gdb_common::session::SharedConn;
 
 /// errno values sent back in `E` replies.
 const EFAULT: u8 = 14;
@@ -109,7 +110,7 @@ impl ProcessTarget {
         pid
     }
 
-    fn stop_reason(&self, event: Event) -> MultiThreadStopReason<u64> {
+    pub(super) fn stop_reason(&self, event: Event) -> MultiThreadStopReason<u64> {
         let signal = |s: i32| Signal(linux_to_gdb(s));
         match event {
             Event::Exited(code) => MultiThreadStopReason::Exited(code as u8),
@@ -632,7 +633,7 @@ impl LibrariesSvr4 for ProcessTarget {
 
 /// Waits for the process while watching the connection for a Ctrl-C or a
 /// packet.
-pub struct ProcessEventLoop<'a, S: RspStream>(std::marker::PhantomData<&'a mut S>);
+pub struct ProcessEventLoop<S: RspStream>(std::marker::PhantomData<S>);
 
 /// Rounds that only yield the CPU before sleeping: a step ends in
 /// microseconds, sooner than the shortest sleep the kernel grants.
@@ -674,24 +675,24 @@ fn readable_within(fd: i32, limit: Duration) -> std::io::Result<bool> {
     }
 }
 
-impl<'a, S: RspStream> BlockingEventLoop for ProcessEventLoop<'a, S> {
+impl<S: RspStream> BlockingEventLoop for ProcessEventLoop<S> {
     type Target = ProcessTarget;
-    type Connection = Borrowed<'a, S>;
+    type Connection = SharedConn<S>;
     type StopReason = MultiThreadStopReason<u64>;
 
     fn wait_for_stop_reason(
         target: &mut ProcessTarget,
-        conn: &mut Borrowed<'a, S>,
+        conn: &mut SharedConn<S>,
     ) -> Result<
         LoopEvent<Self::StopReason>,
-        WaitForStopReasonError<DebugError, <Borrowed<'a, S> as Connection>::Error>,
+        WaitForStopReasonError<DebugError, <SharedConn<S> as Connection>::Error>,
     > {
         if let Some(event) = target.queued.take() {
             return Ok(LoopEvent::TargetStopped(target.stop_reason(event)));
         }
         let mut round = 0;
         loop {
-            if conn.0.has_buffered_input() {
+            if conn.has_buffered_input() {
                 return conn
                     .read()
                     .map(LoopEvent::IncomingData)
@@ -707,7 +708,7 @@ impl<'a, S: RspStream> BlockingEventLoop for ProcessEventLoop<'a, S> {
             if target.inferior.take_progress() {
                 round = 0;
             }
-            if readable_within(conn.0.raw_fd(), backoff(round))
+            if readable_within(conn.raw_fd(), backoff(round))
                 .map_err(WaitForStopReasonError::Connection)?
             {
                 return conn

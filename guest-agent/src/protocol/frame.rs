@@ -14,7 +14,7 @@
 //! The header has its own checksum so that a corrupted length is caught
 //! before it makes the decoder swallow the frames that follow; after any
 //! damage the decoder resynchronises on the next magic. The decoder never
-//! panics on any input (a fuzz target under guest-agent/fuzz checks this).
+//! panics on any input (fuzz/fuzz_targets/frame_decoder.rs checks this).
 
 use std::fmt;
 

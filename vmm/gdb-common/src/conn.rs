@@ -37,6 +37,29 @@ pub struct RspConnection<S: RspStream> {
     reply_checksum_left: u8,
     /// A packet went to gdbstub and gdbstub has not acked it yet.
     packet_unacked: bool,
+    /// The last whole reply sent, for a client that NAKs it (gdbstub does
+    /// not retransmit; it ends its run on a NAK).
+    last_reply: Vec<u8>,
+    /// Bytes gdbstub has read, so a run that fails without reading any is
+    /// told apart from one a packet ended.
+    bytes_read: u64,
+    /// The last accepted `qSupported`, `Hg` and `Hc` that gdbstub answered
+    /// well: the session state a new gdbstub run must be told again, or
+    /// it would read registers of the wrong thread.
+    remembered: [Option<Vec<u8>>; 3],
+    /// The last packet accepted, if it is one of those, until its reply.
+    candidate: Option<(usize, Vec<u8>)>,
+    /// Replies to replayed packets still to come; they are not sent.
+    replaying: usize,
+    /// Where the replayed packets end in `inbox`.
+    replay_end: usize,
+}
+
+/// Which [`RspConnection::remembered`] slot a packet sets.
+fn state_slot(packet: &[u8]) -> Option<usize> {
+    [&b"$qSupported:"[..], b"$Hg", b"$Hc"]
+        .iter()
+        .position(|prefix| packet.starts_with(prefix))
 }
 
 impl<S: RspStream> RspConnection<S> {
@@ -52,27 +75,64 @@ impl<S: RspStream> RspConnection<S> {
             reply_start: None,
             reply_checksum_left: 0,
             packet_unacked: false,
+            last_reply: Vec::new(),
+            bytes_read: 0,
+            remembered: Default::default(),
+            candidate: None,
+            replaying: 0,
+            replay_end: 0,
         }
     }
 
     /// After gdbstub gave up on a packet: drops its unfinished reply and
     /// answers with an error instead, so the client can go on.
     pub fn reply_error(&mut self, why: &str) -> io::Result<()> {
+        let error = error_packet(why);
         if let Some(start) = self.reply_start.take() {
             self.outbox.truncate(start);
         }
         self.reply_checksum_left = 0;
+        self.candidate = None;
+        if self.replaying > 0 {
+            // A replayed packet failed (its thread is gone): the client
+            // asked nothing, so nothing is sent, and nothing is replayed
+            // again.
+            self.replaying = 0;
+            self.remembered = Default::default();
+            let end = self.replay_end.min(self.inbox.len());
+            self.read_at = self.read_at.max(end);
+            return Connection::flush(self);
+        }
         if self.packet_unacked && !self.no_ack {
             self.outbox.push(b'+');
         }
         self.packet_unacked = false;
-        self.outbox.extend_from_slice(&error_packet(why));
+        self.outbox.extend_from_slice(&error);
+        self.last_reply = error;
         Connection::flush(self)
+    }
+
+    /// After a new gdbstub run took over: feeds it the remembered session
+    /// state (see [`Self::remembered`]) ahead of the client's next bytes,
+    /// with its replies withheld.
+    pub fn replay_session_state(&mut self) {
+        let replay: Vec<u8> = self
+            .remembered
+            .iter()
+            .flatten()
+            .flatten()
+            .copied()
+            .collect();
+        self.replaying = self.remembered.iter().flatten().count();
+        self.inbox
+            .splice(self.read_at..self.read_at, replay.iter().copied());
+        self.replay_end = self.read_at + replay.len();
     }
 
     /// Sends a packet of our own (outside gdbstub).
     pub fn send_packet(&mut self, body: &str) -> io::Result<()> {
-        self.outbox.extend_from_slice(&framed(body));
+        self.last_reply = framed(body);
+        self.outbox.extend_from_slice(&self.last_reply);
         Connection::flush(self)
     }
 
@@ -80,10 +140,17 @@ impl<S: RspStream> RspConnection<S> {
     /// acks once acks are off: a gdbstub restarted after a malformed packet
     /// no longer knows they are.
     fn queue_output(&mut self, byte: u8) {
+        if self.replaying > 0 && self.reply_start.is_none() && byte != b'$' {
+            return; // an ack of a replayed packet
+        }
         if self.reply_checksum_left > 0 {
             self.reply_checksum_left -= 1;
             if self.reply_checksum_left == 0 {
-                self.reply_start = None;
+                if let Some(start) = self.reply_start.take() {
+                    self.outbox.push(byte);
+                    self.reply_done(start);
+                    return;
+                }
             }
         } else if self.reply_start.is_some() {
             if byte == b'#' {
@@ -100,8 +167,29 @@ impl<S: RspStream> RspConnection<S> {
         self.outbox.push(byte);
     }
 
+    /// A whole reply now ends `outbox` at `start..`.
+    fn reply_done(&mut self, start: usize) {
+        if self.replaying > 0 {
+            self.replaying -= 1;
+            self.outbox.truncate(start);
+            return;
+        }
+        let reply = &self.outbox[start..];
+        if let Some((slot, packet)) = self.candidate.take() {
+            let body = &reply[1..reply.len() - 3];
+            if body == b"OK" || body.starts_with(b"PacketSize=") {
+                self.remembered[slot] = Some(packet);
+            }
+        }
+        self.last_reply = reply.to_vec();
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     pub fn has_buffered_input(&self) -> bool {
@@ -130,10 +218,16 @@ impl<S: RspStream> RspConnection<S> {
 
     fn accept_byte(&mut self, byte: u8) -> io::Result<()> {
         if self.partial.is_empty() {
-            if byte == b'$' {
-                self.partial.push(byte);
-            } else {
-                self.inbox.push(byte);
+            match byte {
+                b'$' => self.partial.push(byte),
+                b'-' if !self.no_ack => {
+                    self.outbox.extend_from_slice(&self.last_reply);
+                    return Connection::flush(self);
+                }
+                // Once acks are off a NAK means nothing; gdbstub would
+                // take it for a retransmission request it cannot serve.
+                b'-' => {}
+                _ => self.inbox.push(byte),
             }
             return Ok(());
         }
@@ -155,6 +249,15 @@ impl<S: RspStream> RspConnection<S> {
         if packet.starts_with(b"$QStartNoAckMode#") {
             self.no_ack_requested = true;
         }
+        // A bare `qSupported` is valid RSP (the client claims no features)
+        // but gdbstub's parser wants a list; `multiprocess-`, the only
+        // feature it reads, said "no" explicitly means the same.
+        let packet = if packet.starts_with(b"$qSupported#") {
+            framed("qSupported:multiprocess-")
+        } else {
+            packet
+        };
+        self.candidate = state_slot(&packet).map(|slot| (slot, packet.clone()));
         self.inbox.extend_from_slice(&packet);
         self.packet_unacked = true;
         Ok(())
@@ -183,8 +286,17 @@ fn checksum_matches(packet: &[u8]) -> bool {
         == Some(sum)
 }
 
-/// An `E.message` reply (gdb shows the text) with its checksum.
+/// An `E.message` reply (gdb shows the text) with its checksum. The text
+/// may quote gdbstub's errors, so RSP's framing characters are replaced.
 fn error_packet(text: &str) -> Vec<u8> {
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '$' | '#' | '}' | '*' => '_',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect();
     framed(&format!("E.{text}"))
 }
 
@@ -223,42 +335,13 @@ impl<S: RspStream> ConnectionExt for RspConnection<S> {
         self.fill()?;
         let byte = self.inbox[self.read_at];
         self.read_at += 1;
+        self.bytes_read += 1;
         Ok(byte)
     }
 
     fn peek(&mut self) -> io::Result<Option<u8>> {
         self.fill()?;
         Ok(self.inbox.get(self.read_at).copied())
-    }
-}
-
-/// A borrowed [`RspConnection`], so the connection outlives one gdbstub
-/// run and a new run can pick up after a malformed packet.
-pub struct Borrowed<'a, S: RspStream>(pub &'a mut RspConnection<S>);
-
-impl<S: RspStream> Connection for Borrowed<'_, S> {
-    type Error = io::Error;
-
-    fn write(&mut self, byte: u8) -> io::Result<()> {
-        Connection::write(self.0, byte)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Connection::write_all(self.0, buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Connection::flush(self.0)
-    }
-}
-
-impl<S: RspStream> ConnectionExt for Borrowed<'_, S> {
-    fn read(&mut self) -> io::Result<u8> {
-        ConnectionExt::read(self.0)
-    }
-
-    fn peek(&mut self) -> io::Result<Option<u8>> {
-        ConnectionExt::peek(self.0)
     }
 }
 
@@ -339,5 +422,54 @@ mod tests {
     fn non_hex_checksum_digits_are_a_mismatch_not_a_panic() {
         assert!(!checksum_matches(b"$g#zz"));
         assert!(!checksum_matches(b"$g#\xff\xfe"));
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn read_packet(conn: &mut RspConnection<UnixStream>) -> Vec<u8> {
+        let mut packet = vec![ConnectionExt::read(conn).unwrap()];
+        while packet[packet.len().saturating_sub(3)] != b'#' || packet.len() < 4 {
+            packet.push(ConnectionExt::read(conn).unwrap());
+        }
+        packet
+    }
+
+    #[test]
+    fn a_restart_replays_the_selected_thread_with_its_reply_withheld() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut conn = RspConnection::new(server);
+        Write::write_all(&mut client, &framed("Hg2")).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("Hg2"));
+        Connection::write_all(&mut conn, b"+$OK#9a").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        Write::write_all(&mut client, &framed("vCont;q")).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("vCont;q"));
+        conn.reply_error("bad").unwrap();
+
+        conn.replay_session_state();
+        Write::write_all(&mut client, &framed("g")).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("Hg2"), "replayed first");
+        Connection::write_all(&mut conn, b"+$OK#9a").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        assert_eq!(read_packet(&mut conn), framed("g"));
+        Connection::write_all(&mut conn, b"+$00#60").unwrap();
+        Connection::flush(&mut conn).unwrap();
+        drop(conn);
+        let mut seen = Vec::new();
+        Read::read_to_end(&mut client, &mut seen).unwrap();
+        let expected = [
+            b"+$OK#9a+".to_vec(),
+            error_packet("bad"),
+            b"+$00#60".to_vec(),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            String::from_utf8_lossy(&expected)
+        );
     }
 }

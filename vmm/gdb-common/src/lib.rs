@@ -9,10 +9,16 @@
 //! - [`conn`]: a buffered gdbstub connection that checks packets before
 //!   gdbstub sees them, so a corrupt packet gets a NAK instead of ending
 //!   the session;
+//! - [`session`]: the serve loop both stubs run, which answers a packet
+//!   gdbstub gives up on with an error and goes on with the session;
+//! - [`hw_slots`]: which watchpoints and breakpoints one x86 debug
+//!   register can express;
 //! - [`x86_64`]: gdb's x86-64 core and SSE register block followed by
 //!   64-bit registers of each server's own, and the target XML that
 //!   describes them.
 
 pub mod conn;
+pub mod hw_slots;
 pub mod listen;
+pub mod session;
 pub mod x86_64;

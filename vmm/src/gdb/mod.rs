@@ -14,8 +14,8 @@ use gdbstub::conn::ConnectionExt;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, GdbStubError};
 
-use vmdbg_gdb_common::conn::RspConnection;
 use vmdbg_gdb_common::listen::Stream;
+use vmdbg_gdb_common::session::{self, Resync, SessionError, SharedConn};
 
 use self::target::{tid, StopReason, VmTarget};
 use crate::control::poll_readable;
@@ -28,7 +28,7 @@ use crate::vm::Vm;
 pub use vmdbg_gdb_common::listen::Listen;
 
 /// The connection to one debugger.
-type GdbConnection = RspConnection<Stream>;
+type GdbConnection = SharedConn<Stream>;
 
 /// Event sources the control loop lends a gdb session (the control API),
 /// served while the session waits for gdb or for a vCPU.
@@ -114,12 +114,27 @@ fn on_interrupt(target: &mut VmTarget) -> StopReason {
     }
 }
 
+/// A packet refused while the vCPUs ran: they stop, and gdb, which waits
+/// for a stop, is told why.
+impl Resync for VmTarget {
+    fn resync(&mut self) -> Result<Option<StopReason>> {
+        if !self.vm.any_running() {
+            return Ok(None);
+        }
+        Ok(Some(on_interrupt(self)))
+    }
+}
+
 /// Why a session's event loop stopped other than by a disconnect.
 #[derive(Debug)]
 enum DriveError {
     Gdb(GdbStubError<Error, std::io::Error>),
     /// The connection failed while waiting for gdb.
     Io(std::io::Error),
+    /// The target failed while the session recovered from a bad packet.
+    Target(Error),
+    /// gdbstub failed without reading anything: the stub itself is broken.
+    Stub(String),
 }
 
 impl From<GdbStubError<Error, std::io::Error>> for DriveError {
@@ -133,13 +148,50 @@ impl std::fmt::Display for DriveError {
         match self {
             Self::Gdb(e) => e.fmt(f),
             Self::Io(e) => e.fmt(f),
+            Self::Target(e) => e.fmt(f),
+            Self::Stub(e) => write!(f, "gdb stub: {e}"),
         }
     }
 }
 
-/// Runs gdbstub's state machine over one connection: the session's own
-/// event loop, so no gdbstub call ever blocks the control API.
+/// Serves the session: runs gdbstub's state machine over the connection
+/// and, when gdbstub gives up on a packet it read (malformed, unexpected,
+/// too large), answers it with an error and starts a new run where the
+/// last one stopped ([`session::recover`], shared with the agent's
+/// debugger), so one bad packet never ends a session.
 fn drive(
+    target: &mut VmTarget,
+    conn: GdbConnection,
+) -> std::result::Result<DisconnectReason, DriveError> {
+    loop {
+        let read_before = conn.bytes_read();
+        let refused = match drive_run(target, conn.clone()) {
+            Ok(reason) => return Ok(reason),
+            Err(DriveError::Gdb(e))
+                if !e.is_target_error()
+                    && !e.is_connection_error()
+                    && conn.bytes_read() != read_before =>
+            {
+                e
+            }
+            Err(DriveError::Gdb(e)) if !e.is_target_error() && !e.is_connection_error() => {
+                return Err(DriveError::Stub(e.to_string()))
+            }
+            Err(other) => return Err(other),
+        };
+        match session::recover(&conn, target, &refused) {
+            Ok(Some(end)) => return Ok(end),
+            Ok(None) => {}
+            Err(SessionError::Target(e)) => return Err(DriveError::Target(e)),
+            Err(SessionError::Connection(e)) => return Err(DriveError::Io(e)),
+            Err(SessionError::Stub(e)) => return Err(DriveError::Stub(e)),
+        }
+    }
+}
+
+/// One gdbstub run: its state machine as the session's own event loop, so
+/// no gdbstub call ever blocks the control API.
+fn drive_run(
     target: &mut VmTarget,
     conn: GdbConnection,
 ) -> std::result::Result<DisconnectReason, DriveError> {
@@ -178,7 +230,7 @@ pub fn session(
 ) -> (Vm, Box<dyn SideEvents>, Result<SessionEnd>) {
     let mut target = VmTarget::new(vm, host);
     target.side = Some(side);
-    let result = drive(&mut target, GdbConnection::new(stream));
+    let result = drive(&mut target, SharedConn::new(stream));
     let outcome = match (target.ended.take(), result) {
         (Some(end), _) => Ok(SessionEnd::Ended(end)),
         (None, Ok(DisconnectReason::Kill)) => Ok(SessionEnd::Killed),
@@ -192,6 +244,7 @@ pub fn session(
         (None, Err(DriveError::Gdb(e))) if e.is_target_error() => {
             Err(e.into_target_error().expect("checked to be a target error"))
         }
+        (None, Err(DriveError::Target(e))) => Err(e),
         (None, Err(e)) => {
             eprintln!("vmdbg-vmm: gdb connection ended ({e}); the guest runs on");
             target.release().map(|()| SessionEnd::Detached)

@@ -20,6 +20,7 @@ use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::{Target, TargetError, TargetResult};
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress};
+use vmdbg_gdb_common::hw_slots::check_watch;
 
 use super::arch::{SystemRegs, VcpuRegs, VmdbgX86_64};
 use crate::debug::paging::PagingMode;
@@ -540,6 +541,12 @@ impl HwWatchpoint for VmTarget {
         len: u64,
         kind: WatchKind,
     ) -> TargetResult<bool, Self> {
+        // The debug layer could split a range over several slots, but the
+        // agent's stub cannot, and gdb is told the same in both places.
+        if let Err(e) = check_watch(addr, len) {
+            eprintln!("vmdbg-vmm: watchpoint at {addr:#x} refused: {e}");
+            return Ok(false);
+        }
         match self.slots.insert_watchpoint(addr, len, watch_access(kind)) {
             Ok(()) => Ok(true),
             Err(e) => {

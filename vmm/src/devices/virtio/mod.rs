@@ -52,8 +52,8 @@ pub mod status {
 const INT_USED_BUFFER: u32 = 1;
 const INT_CONFIG_CHANGE: u32 = 2;
 
-/// Register offsets (virtio 1.2, 4.2.2).
-mod reg {
+/// Register offsets (virtio 1.2, 4.2.2); public for the virtio fuzz target.
+pub mod reg {
     pub const MAGIC: u64 = 0x000;
     pub const VERSION: u64 = 0x004;
     pub const DEVICE_ID: u64 = 0x008;

@@ -8,7 +8,9 @@ use vmdbg_agent::protocol::{decode_control, FrameDecoder, FrameKind};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the piece size, so splits are explored too.
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let piece = (split as usize % 64) + 1;
     let mut decoder = FrameDecoder::new();
     let mut outcomes = 0usize;
@@ -16,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         decoder.push(chunk);
         while let Some(result) = decoder.next_frame() {
             outcomes += 1;
-            assert!(outcomes <= rest.len() + 1, "the decoder reported more outcomes than there were bytes");
+            assert!(
+                outcomes <= rest.len() + 1,
+                "the decoder reported more outcomes than there were bytes"
+            );
             if let Ok(frame) = result {
                 if frame.kind == FrameKind::Control {
                     let _ = decode_control(&frame.payload);
