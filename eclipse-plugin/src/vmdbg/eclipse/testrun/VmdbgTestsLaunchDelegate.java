@@ -45,7 +45,7 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
         Thread err = new Thread(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getErrorStream(), StandardCharsets.UTF_8))) {
                 for (String line; (line = r.readLine()) != null;) {
-                    process.progress.append(line + "\n");
+                    process.progress().append(line + "\n");
                     synchronized (tail) {
                         tail.append(line).append('\n');
                         if (tail.length() > 2000) tail.delete(0, tail.length() - 2000);
