@@ -9,7 +9,7 @@ const assert = require('assert');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { vmdbg, strict, haveCommand, startClient, lineOf, scopeVariables } = require('./helpers');
+const { vmdbg, haveCommand, requireTier, startClient, lineOf, scopeVariables } = require('./helpers');
 const { sources, buildPrograms } = require('../programs');
 
 const BOOT_MS = 240000;
@@ -40,12 +40,7 @@ describe('VM snapshots in a program session (qemu engine)', function () {
   let dc;
 
   before(function () {
-    const missing = tierMissing();
-    if (missing) {
-      if (strict()) throw new Error(`required but unavailable under CI: ${missing}`);
-      console.log(`SKIPPED: ${this.test.parent.title}: ${missing}`);
-      this.skip();
-    }
+    requireTier(this, tierMissing());
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-snapshot-'));
     buildPrograms(work);
   });

@@ -13,7 +13,7 @@ const cp = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { vmdbg, strict, haveCommand, startClient, lineOf } = require('./helpers');
+const { vmdbg, haveCommand, requireTier, startClient, lineOf } = require('./helpers');
 
 const programs = path.join(__dirname, '..', 'programs');
 const valuesRs = path.join(programs, 'values.rs');
@@ -115,12 +115,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
   let dc;
 
   before(function () {
-    const missing = tierMissing();
-    if (missing) {
-      if (strict()) throw new Error(`required but unavailable under CI: ${missing}`);
-      console.log(`SKIPPED: ${this.test.parent.title}: ${missing}`);
-      this.skip();
-    }
+    requireTier(this, tierMissing());
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
     run('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'values'), valuesRs]);
     run('g++', ['-g', '-O0', '-o', path.join(work, 'values_cpp'), valuesCpp]);
