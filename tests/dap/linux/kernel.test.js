@@ -16,7 +16,10 @@ const FETCH_AND_BOOT = 600000;
 
 /** `vmdbg image build` / `image symbols` print `name: path` lines. */
 function vmdbgPaths(...args) {
-  const r = cp.spawnSync(h.vmdbg, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  // The cache the sessions' vmdbg uses (helpers' startClient), so the
+  // paths it prints are the ones the sessions report.
+  const env = { ...process.env, XDG_CACHE_HOME: h.testCacheHome };
+  const r = cp.spawnSync(h.vmdbg, args, { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`vmdbg ${args.join(' ')} failed (${r.status})`);
   const out = {};
   for (const line of r.stdout.split('\n')) {

@@ -8,6 +8,9 @@ const cp = require('child_process');
 const { DebugClient } = require('@vscode/debugadapter-testsupport');
 
 const repo = path.resolve(__dirname, '..', '..', '..');
+// The tests' image cache (tests/src/lib.rs, test_cache_home), not the
+// user's ~/.cache/vmdbg: every vmdbg a test starts gets it.
+const testCacheHome = process.env.VMDBG_TEST_CACHE || path.join(repo, 'target', 'test-cache');
 const binDir = process.env.VMDBG_BIN_DIR || path.join(repo, 'target', 'release');
 const vmdbg = path.join(binDir, 'vmdbg');
 const vmm = path.join(binDir, 'vmdbg-vmm');
@@ -67,7 +70,7 @@ function marker(name, file = callsC) {
 async function startClient() {
   // The tests' image cache (tests/src/lib.rs, test_cache_home), not the
   // user's ~/.cache/vmdbg.
-  const env = { ...process.env, VMDBG_VMM: vmm, XDG_CACHE_HOME: process.env.VMDBG_TEST_CACHE || path.join(repo, 'target', 'test-cache') };
+  const env = { ...process.env, VMDBG_VMM: vmm, XDG_CACHE_HOME: testCacheHome };
   delete env.RUST_LOG;
   const dc = new DebugClient(vmdbg, 'dap', 'vmdbg', { env }, !!process.env.VMDBG_DAP_STDERR);
   dc.defaultTimeout = 20000;
@@ -116,6 +119,6 @@ function gdbLineAddress(elf, location) {
 }
 
 module.exports = {
-  repo, vmdbg, vmm, kernels, callsC, sourceDir, strict, haveCommand, hostTierMissing, requireTier,
+  repo, testCacheHome, vmdbg, vmm, kernels, callsC, sourceDir, strict, haveCommand, hostTierMissing, requireTier,
   marker, lineOf, startClient, kernel, stepAndWait, scopeVariables, gdbLineAddress,
 };
