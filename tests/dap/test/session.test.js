@@ -59,23 +59,23 @@ describe('DAP session robustness and control', function () {
     await dc.configurationDoneRequest();
     await continued;
     await spinning;
-    let frames;
-    for (let attempt = 1; ; attempt++) {
-      const stopped = dc.waitForEvent('stopped');
-      await dc.pauseRequest({ threadId: 1 });
-      const event = await stopped;
-      assert.strictEqual(event.body.reason, 'pause');
-      frames = (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames;
-      // Just after its message the guest may still be on its way out of
-      // serial_puts: let it go on and pause again.
-      if (frames[0].name === 'kmain' || attempt === 5) break;
-      await dc.continueRequest({ threadId: 1 });
+    const stopped = dc.waitForEvent('stopped');
+    await dc.pauseRequest({ threadId: 1 });
+    assert.strictEqual((await stopped).body.reason, 'pause');
+    let frames = (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames;
+    // Just after its message the guest may still be on its way out of
+    // serial_puts, or not yet through the loop once: step (out of
+    // serial_puts, then by line) until it is in kmain's loop having spun,
+    // rather than pause again and hope the guest ran meanwhile.
+    const loop = h.marker('spin-loop', spinC);
+    const spinsNow = async () => Number((await dc.evaluateRequest({ expression: 'spins', frameId: 1 })).body.result);
+    for (let step = 0; step < 10; step++) {
+      if (frames[0].name === 'kmain' && [loop - 1, loop].includes(frames[0].line) && (await spinsNow()) > 0) break;
+      ({ frames } = await h.stepAndWait(dc, frames[0].name === 'kmain' ? 'next' : 'stepOut', { threadId: 1 }));
     }
     assert.strictEqual(frames[0].name, 'kmain', `paused in ${frames.map((f) => f.name).join(' <- ')}`);
-    const loop = h.marker('spin-loop', spinC);
     assert.ok([loop - 1, loop].includes(frames[0].line), `paused at line ${frames[0].line}`);
-    const spins = Number((await dc.evaluateRequest({ expression: 'spins', frameId: 1 })).body.result);
-    assert.ok(spins > 0, 'the guest ran before the pause');
+    assert.ok((await spinsNow()) > 0, 'the guest ran before the pause');
     const globals = await h.scopeVariables(dc, 1, 'Globals');
     await dc.setVariableRequest({ variablesReference: globals.scope.variablesReference, name: 'released', value: '1' });
     const exited = dc.waitForEvent('exited');
