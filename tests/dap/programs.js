@@ -19,6 +19,7 @@ const sources = {
   rustMain: path.join(guestPrograms, 'rust_main.rs'),
   usesLibC: path.join(guestPrograms, 'uses_lib.c'),
   libShapeC: path.join(guestPrograms, 'libshape.c'),
+  threadsC: path.join(guestPrograms, 'threads.c'),
 };
 
 function build(cmd, args) {
@@ -33,6 +34,7 @@ function buildPrograms(dir) {
   build('gcc', ['-g', '-O0', '-o', out('tally'), sources.tallyC]);
   build('gcc', ['-g', '-O0', '-o', out('segv'), sources.segvC]);
   build('gcc', ['-g', '-O0', '-o', out('handled'), sources.handledC]);
+  build('gcc', ['-g', '-O0', '-pthread', '-o', out('threads'), sources.threadsC]);
   build('rustc', ['-g', '-C', 'opt-level=0', '-o', out('rust_main'), sources.rustMain]);
   build('gcc', ['-g', '-O0', '-shared', '-fPIC', '-o', out('libshape.so'), sources.libShapeC]);
   build('gcc', ['-g', '-O0', '-o', out('uses_lib'), sources.usesLibC, `-L${dir}`, '-lshape', `-Wl,-rpath,${dir}`]);

@@ -2,6 +2,8 @@
 //! (Locals, Arguments, Registers, Globals), variables expanded lazily by
 //! variablesReference, evaluate, setVariable, memory and disassembly.
 
+use std::collections::HashMap;
+
 use anyhow::{bail, Context, Result};
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use serde_json::{json, Value};
@@ -87,6 +89,64 @@ impl Session {
         // Its variables and types are in its own module's DWARF.
         self.target_ref()?.select_module(frame.pc);
         Ok(frame)
+    }
+
+    /// `threads`: the stub's thread list, asked again whenever the target
+    /// is stopped (a program's threads come and go: a libtest test runs on
+    /// a thread spawned long after the session started), with `thread`
+    /// events for those that started or exited since the last list.
+    /// Program threads carry the names the guest gives them; a kernel's
+    /// are its vCPUs.
+    pub async fn threads_request(&mut self) -> Value {
+        let Some(target) = self.target.as_mut() else {
+            return json!({ "threads": [] });
+        };
+        if !target.is_running() {
+            if let Ok(now) = target.rsp.threads().await {
+                if !now.is_empty() {
+                    for (reason, thread) in target
+                        .threads
+                        .iter()
+                        .filter(|t| !now.contains(t))
+                        .map(|t| ("exited", t))
+                        .chain(
+                            now.iter()
+                                .filter(|t| !target.threads.contains(t))
+                                .map(|t| ("started", t)),
+                        )
+                    {
+                        self.out.event(
+                            "thread",
+                            json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
+                        );
+                    }
+                    target.threads = now;
+                }
+            }
+            if target.program.is_some() {
+                let mut names = HashMap::new();
+                for t in &target.threads {
+                    if let Ok(Some(name)) = target.rsp.thread_name(t).await {
+                        names.insert(t.clone(), name);
+                    }
+                }
+                target.thread_names = names;
+            }
+        }
+        let threads: Vec<Value> = target
+            .threads
+            .iter()
+            .map(|t| {
+                let n = Target::thread_id(t);
+                let name = match (&target.program, target.thread_names.get(t)) {
+                    (Some(_), Some(name)) => format!("{name} ({n})"),
+                    (Some(_), None) => format!("thread {n}"),
+                    (None, _) => format!("vCPU {}", n - 1),
+                };
+                json!({ "id": n, "name": name })
+            })
+            .collect();
+        json!({ "threads": threads })
     }
 
     pub async fn stack_trace(&mut self, args: protocol::StackTraceArguments) -> Result<Value> {

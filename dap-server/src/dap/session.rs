@@ -205,6 +205,8 @@ pub struct Target {
     /// Program mode: the VM the program runs in.
     pub program: Option<GuestProgram>,
     pub threads: Vec<String>,
+    /// Program mode: thread names as the guest has them (by RSP id).
+    pub thread_names: HashMap<String, String>,
     pub thread: String,
     pub running: Option<RunMode>,
     /// User breakpoint addresses in the stub.
@@ -492,23 +494,7 @@ impl Session {
                 return Ok(Handled::Respond(Value::Null));
             }
             "threads" => {
-                let threads: Vec<Value> = match &self.target {
-                    Some(t) => t
-                        .threads
-                        .iter()
-                        .map(|id| {
-                            let n = Target::thread_id(id);
-                            let name = if t.program.is_some() {
-                                format!("thread {n}")
-                            } else {
-                                format!("vCPU {}", n - 1)
-                            };
-                            json!({ "id": n, "name": name })
-                        })
-                        .collect(),
-                    None => Vec::new(),
-                };
-                return Ok(Handled::Respond(json!({ "threads": threads })));
+                return Ok(Handled::Respond(self.threads_request().await));
             }
             "vmdbg/snapshot" | "vmdbg/restore" | "vmdbg/snapshots" => {
                 return Ok(Handled::Respond(
@@ -881,6 +867,7 @@ impl Session {
             kernel_vm,
             program,
             threads,
+            thread_names: HashMap::new(),
             thread,
             running: None,
             inserted: BTreeSet::new(),

@@ -312,6 +312,19 @@ impl RspClient {
         Ok(threads)
     }
 
+    /// A thread's name as the stub gives it (`qThreadExtraInfo`: the
+    /// agent answers with the thread's comm, e.g. a libtest test's name),
+    /// or None when the stub has none.
+    pub async fn thread_name(&mut self, thread: &str) -> Result<Option<String>> {
+        let reply = self.request(&format!("qThreadExtraInfo,{thread}")).await?;
+        let Ok(bytes) = from_hex(&reply) else {
+            // Empty (not supported) or an `Exx` error.
+            return Ok(None);
+        };
+        let name = String::from_utf8_lossy(&bytes).trim().to_string();
+        Ok((!name.is_empty()).then_some(name))
+    }
+
     async fn select_thread(&mut self, thread: &str) -> Result<()> {
         if self.selected_thread.as_deref() == Some(thread) {
             return Ok(());

@@ -6,7 +6,8 @@
 // code in `exited`, a NULL dereference as an exception at the faulting line,
 // signals passed on as gdb does (SIGCHLD/SIGWINCH without a stop; a
 // reported signal delivered on continue or step; a program killed by its
-// signal reported with `exited` 128+N), and a breakpoint in a shared library. It also prints the time from
+// signal reported with `exited` 128+N), a breakpoint in a shared library, and
+// a breakpoint on a thread spawned after the launch (listed by its name). It also prints the time from
 // `launch` to the first `stopped` event.
 'use strict';
 const assert = require('assert');
@@ -16,7 +17,7 @@ const path = require('path');
 const { vmdbg, strict, haveCommand, startClient, lineOf, scopeVariables } = require('./helpers');
 
 const { sources, buildPrograms } = require('../programs');
-const { tallyC, handledC, segvC, rustMain, usesLibC, libShapeC } = sources;
+const { tallyC, handledC, segvC, rustMain, usesLibC, libShapeC, threadsC } = sources;
 
 // The nested tier runs this suite against `vmdbg dap` inside its L1 VM
 // (tests/tests/nested_linux.rs): the programs are prebuilt at a path L1
@@ -294,6 +295,37 @@ describe(`program session in a Linux VM (${engine} engine)`, function () {
     await dc.continueRequest({ threadId: event.body.threadId });
     assert.strictEqual((await exited).body.exitCode, 0);
     assert.strictEqual(output(dc, 'stdout'), 'area=42\n');
+  });
+
+  it('threads: a breakpoint on a thread spawned after the launch stops on that thread, listed with its name', async function () {
+    const ready = lineOf(threadsC, /MARK:ready/);
+    const started = [];
+    dc.on('thread', (e) => e.body.reason === 'started' && started.push(e.body.threadId));
+    const { event } = await launchToStop(dc, { program: path.join(work, 'threads') }, [[threadsC, [ready]]]);
+    assert.strictEqual(event.body.reason, 'breakpoint');
+    const { threads } = (await dc.threadsRequest()).body;
+    const names = threads.map((t) => t.name).join(', ');
+    // main and the three workers, by the names the program gave them (worker-N) and its own (threads).
+    assert.strictEqual(threads.length, 4, names);
+    for (const name of ['threads', 'worker-0', 'worker-1', 'worker-2']) {
+      assert.ok(threads.some((t) => t.name.startsWith(`${name} (`)), `no thread named ${name}: ${names}`);
+    }
+    const stoppedOn = threads.find((t) => t.id === event.body.threadId);
+    assert.ok(stoppedOn, `the stopped thread ${event.body.threadId} is not listed: ${names}`);
+    assert.ok(stoppedOn.name.startsWith('worker-0 ('), `stopped on ${stoppedOn.name}`);
+    for (const t of threads.filter((t) => t.name.startsWith('worker-'))) {
+      assert.ok(started.includes(t.id), `no 'thread started' event for ${t.name} (events: ${started})`);
+    }
+    const frames = await topFrames(dc, event.body.threadId);
+    assert.strictEqual(frames[0].name, 'worker_ready');
+    assert.strictEqual(frames[0].line, ready);
+    assert.strictEqual(frames[1].name, 'worker');
+    const { variables } = await scopeVariables(dc, frames[0].id, 'Arguments');
+    assert.strictEqual(variables.find((v) => v.name === 'id').value, '0');
+    const exited = dc.waitForEvent('exited', 60000);
+    await dc.continueRequest({ threadId: event.body.threadId });
+    assert.strictEqual((await exited).body.exitCode, 0);
+    assert.match(output(dc, 'stdout'), /worker 0 ready\njoined\n/);
   });
 
   it('a program that does not exist is refused with a clear error', async function () {
