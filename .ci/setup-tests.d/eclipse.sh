@@ -18,8 +18,9 @@ install_missing javac:default-jdk-headless Xvfb:xvfb xdotool:xdotool xwd:x11-app
 [ -x /usr/bin/convert ] || install_missing imagemagick >&2
 
 # Debian's Eclipse bundles to start from; apt resolves the rest. Beyond the
-# workbench, debug UI, editors and console, these are runtime dependencies
-# Debian does not declare (the "Unresolved requirement" gaps).
+# workbench, debug UI, editors and console (and JDT's JUnit core, whose
+# model the tests view imports its runs into), these are runtime
+# dependencies Debian does not declare (the "Unresolved requirement" gaps).
 roots=(
     libeclipse-ui-ide-application-java libeclipse-debug-ui-java libeclipse-ui-editors-java
     libeclipse-ui-console-java libeclipse-ui-genericeditor-java libgoogle-gson-java
@@ -28,7 +29,7 @@ roots=(
     libeclipse-ui-navigator-resources-java libeclipse-ui-views-properties-tabbed-java
     libeclipse-ui-themes-java libeclipse-e4-ui-progress-java libeclipse-ui-monitoring-java
     libeclipse-e4-ui-swt-gtk-java libswt-gtk-4-jni libswt-cairo-gtk-4-jni libswt-glx-gtk-4-jni
-    libosgi-compendium-java
+    libosgi-compendium-java libeclipse-jdt-junit-core-java
 )
 
 key="$(cat "$0" "$root/eclipse-plugin/build/Assemble.java" | sha256sum | cut -c1-16)"
@@ -44,9 +45,10 @@ if [ ! -e "$dest/complete" ]; then
     # apt-get download of hundreds of packages wants fresh lists.
     [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit)" ] || apt-get update -qq
     # Only the Java bundles and their JNI libraries: the native libraries
-    # they load (GTK, cairo) come from the system's own packages.
+    # they load (GTK, cairo) come from the system's own packages. `junit`
+    # (JUnit 3.8.2, an org.junit bundle) is what JDT's JUnit runtime requires.
     mapfile -t pkgs < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-        --no-breaks --no-replaces --no-enhances "${roots[@]}" | grep -v '^ ' | grep -E -- '-(java|jni)$' | sort -u)
+        --no-breaks --no-replaces --no-enhances "${roots[@]}" | grep -v '^ ' | grep -E -- '-(java|jni)$|^junit$' | sort -u)
     (cd "$work/debs" && apt-get download "${pkgs[@]}" >/dev/null 2>"$work/download.log") || {
         cat "$work/download.log" >&2
         echo "eclipse: apt-get download of ${#pkgs[@]} packages failed" >&2

@@ -9,14 +9,13 @@ import org.eclipse.core.runtime.IProgressMonitor;
 import org.eclipse.debug.core.ILaunch;
 import org.eclipse.debug.core.ILaunchConfiguration;
 import org.eclipse.debug.core.ILaunchManager;
-import org.eclipse.debug.core.model.LaunchConfigurationDelegate;
 
 import vmdbg.eclipse.model.VmdbgDebugElement;
 import vmdbg.eclipse.model.VmdbgDebugTarget;
 import vmdbg.eclipse.model.VmdbgProcess;
 
 /** Starts a vmdbg session for a "vmdbg" launch configuration (debug mode only). */
-public class VmdbgLaunchDelegate extends LaunchConfigurationDelegate {
+public class VmdbgLaunchDelegate extends PrebuiltBinaryDelegate {
     @Override
     public void launch(ILaunchConfiguration config, String mode, ILaunch launch, IProgressMonitor monitor) throws CoreException {
         if (!ILaunchManager.DEBUG_MODE.equals(mode)) {
@@ -47,17 +46,5 @@ public class VmdbgLaunchDelegate extends LaunchConfigurationDelegate {
         } finally {
             monitor.done();
         }
-    }
-
-    /** The program or kernel is built outside Eclipse, so unsaved editors do not change what runs. */
-    @Override
-    protected boolean saveBeforeLaunch(ILaunchConfiguration configuration, String mode, IProgressMonitor monitor) {
-        return true;
-    }
-
-    /** Eclipse's default builds the workspace first; a vmdbg session debugs binaries built elsewhere. */
-    @Override
-    public boolean buildForLaunch(ILaunchConfiguration configuration, String mode, IProgressMonitor monitor) {
-        return false;
     }
 }

@@ -124,6 +124,7 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
             if (launched.isCompletedExceptionally()) launched.join();
             initialized.get(LAUNCH_MS, TimeUnit.MILLISECONDS);
             for (String path : breakpointPaths()) sendBreakpoints(path);
+            if (!enabled(VmdbgFunctionBreakpoint.class, f -> true).isEmpty()) sendFunctionBreakpoints();
             dap().call("configurationDone", null, REQUEST_MS);
             launched.get(LAUNCH_MS, TimeUnit.MILLISECONDS);
             // A guest that runs without stopping still shows its threads (and can be suspended).
@@ -157,19 +158,12 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
 
     /** Sends the breakpoints of one file, as DAP wants them: the whole set at once. */
     private void sendBreakpoints(String path) throws DapException {
-        IBreakpointManager manager = DebugPlugin.getDefault().getBreakpointManager();
-        List<VmdbgLineBreakpoint> list = new ArrayList<>();
-        for (IBreakpoint b : manager.getBreakpoints(MODEL_ID)) {
-            try {
-                if (b instanceof VmdbgLineBreakpoint v && v.path().equals(path) && v.isEnabled() && manager.isEnabled()) list.add(v);
-            } catch (CoreException e) {
-                // A breakpoint whose marker is gone is not sent.
-            }
-        }
+        List<VmdbgLineBreakpoint> list = enabled(VmdbgLineBreakpoint.class, v -> v.path().equals(path));
         JsonArray lines = new JsonArray();
         for (VmdbgLineBreakpoint v : list) {
             JsonObject o = new JsonObject();
             o.addProperty("line", v.getMarker().getAttribute(org.eclipse.core.resources.IMarker.LINE_NUMBER, 0));
+            BreakpointOptions.addTo(o, v, true);
             lines.add(o);
         }
         JsonObject source = new JsonObject();
@@ -178,14 +172,48 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
         args.add("source", source);
         args.add("breakpoints", lines);
         JsonObject body = dap().call("setBreakpoints", args, REQUEST_MS);
+        record(list, body, i -> new java.io.File(path).getName() + ":" + lines.get(i).getAsJsonObject().get("line").getAsInt());
+    }
+
+    /** Sends every function breakpoint (DAP's setFunctionBreakpoints: the whole set at once). */
+    private void sendFunctionBreakpoints() throws DapException {
+        List<VmdbgFunctionBreakpoint> list = enabled(VmdbgFunctionBreakpoint.class, f -> !f.function().isEmpty());
+        JsonArray functions = new JsonArray();
+        for (VmdbgFunctionBreakpoint f : list) {
+            JsonObject o = new JsonObject();
+            o.addProperty("name", f.function());
+            BreakpointOptions.addTo(o, f, false);
+            functions.add(o);
+        }
+        JsonObject args = new JsonObject();
+        args.add("breakpoints", functions);
+        JsonObject body = dap().call("setFunctionBreakpoints", args, REQUEST_MS);
+        record(list, body, i -> list.get(i).function() + "()");
+    }
+
+    /** The enabled vmdbg breakpoints of a type that pass a test (none while the manager skips all). */
+    private <T extends IBreakpoint> List<T> enabled(Class<T> type, java.util.function.Predicate<T> test) {
+        IBreakpointManager manager = DebugPlugin.getDefault().getBreakpointManager();
+        List<T> list = new ArrayList<>();
+        for (IBreakpoint b : manager.getBreakpoints(MODEL_ID)) {
+            try {
+                if (type.isInstance(b) && test.test(type.cast(b)) && b.isEnabled() && manager.isEnabled()) list.add(type.cast(b));
+            } catch (CoreException e) {
+                // A breakpoint whose marker is gone is not sent.
+            }
+        }
+        return list;
+    }
+
+    /** Keeps the adapter's answers to a setBreakpoints-like request, in the order the breakpoints were sent. */
+    private void record(List<? extends IBreakpoint> list, JsonObject body, java.util.function.IntFunction<String> label) {
         JsonArray answers = body.getAsJsonArray("breakpoints");
         byDapId.values().removeIf(list::contains);
         for (int i = 0; i < list.size() && i < answers.size(); i++) {
             JsonObject a = answers.get(i).getAsJsonObject();
             // Said in the console rather than on the marker: changing the marker would send the breakpoints again.
             if (a.has("verified") && !a.get("verified").getAsBoolean()) {
-                console.err().append("vmdbg: breakpoint " + new java.io.File(path).getName() + ":"
-                    + lines.get(i).getAsJsonObject().get("line").getAsInt() + " is not set: " + str(a, "message") + "\n");
+                console.err().append("vmdbg: breakpoint " + label.apply(i) + " is not set: " + str(a, "message") + "\n");
             }
             if (a.has("id")) byDapId.put(a.get("id").getAsInt(), list.get(i));
             // Last: a reader of breakpointState then also sees the console line above.
@@ -412,7 +440,7 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
 
     @Override
     public boolean supportsBreakpoint(IBreakpoint breakpoint) {
-        return breakpoint instanceof VmdbgLineBreakpoint;
+        return breakpoint instanceof VmdbgLineBreakpoint || breakpoint instanceof VmdbgFunctionBreakpoint;
     }
 
     @Override
@@ -483,10 +511,12 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
 
     @Override
     public void breakpointRemoved(IBreakpoint breakpoint, IMarkerDelta delta) {
+        dapState.remove(breakpoint);
         if (breakpoint instanceof VmdbgLineBreakpoint) {
             String path = delta != null ? delta.getAttribute(VmdbgLineBreakpoint.PATH, "") : "";
-            dapState.remove(breakpoint);
-            if (!path.isEmpty()) resendPath(path);
+            if (!path.isEmpty()) resendLater(() -> sendBreakpoints(path), "breakpoints in " + path);
+        } else if (breakpoint instanceof VmdbgFunctionBreakpoint) {
+            resendLater(this::sendFunctionBreakpoints, "function breakpoints");
         }
     }
 
@@ -496,16 +526,25 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
     }
 
     private void resend(IBreakpoint breakpoint) {
-        if (breakpoint instanceof VmdbgLineBreakpoint v && !v.path().isEmpty()) resendPath(v.path());
+        if (breakpoint instanceof VmdbgLineBreakpoint v && !v.path().isEmpty()) {
+            resendLater(() -> sendBreakpoints(v.path()), "breakpoints in " + v.path());
+        } else if (breakpoint instanceof VmdbgFunctionBreakpoint) {
+            resendLater(this::sendFunctionBreakpoints, "function breakpoints");
+        }
     }
 
-    private void resendPath(String path) {
+    private interface Send {
+        void run() throws DapException;
+    }
+
+    /** Sends a breakpoint set from the event thread, once the adapter takes breakpoints. */
+    private void resendLater(Send send, String what) {
         if (terminated || !initialized.isDone()) return;
         events.execute(() -> {
             try {
-                sendBreakpoints(path);
+                send.run();
             } catch (DapException e) {
-                console.err().append("vmdbg: breakpoints in " + path + ": " + e.getMessage() + "\n");
+                console.err().append("vmdbg: " + what + ": " + e.getMessage() + "\n");
             }
         });
     }

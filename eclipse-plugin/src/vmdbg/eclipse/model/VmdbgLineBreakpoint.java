@@ -1,8 +1,9 @@
 package vmdbg.eclipse.model;
 
+import java.util.Map;
+
 import org.eclipse.core.resources.IMarker;
 import org.eclipse.core.resources.IResource;
-import org.eclipse.core.resources.IWorkspaceRunnable;
 import org.eclipse.core.runtime.CoreException;
 import org.eclipse.debug.core.DebugPlugin;
 import org.eclipse.debug.core.model.IBreakpoint;
@@ -23,18 +24,19 @@ public class VmdbgLineBreakpoint extends LineBreakpoint {
     }
 
     public VmdbgLineBreakpoint(IResource resource, String path, int line) throws CoreException {
-        IWorkspaceRunnable create = monitor -> {
-            IMarker marker = resource.createMarker(MARKER_TYPE);
-            setMarker(marker);
-            marker.setAttribute(IBreakpoint.ENABLED, true);
-            marker.setAttribute(IBreakpoint.PERSISTED, true);
-            marker.setAttribute(IMarker.LINE_NUMBER, line);
-            marker.setAttribute(IBreakpoint.ID, getModelIdentifier());
-            marker.setAttribute(PATH, path);
-            marker.setAttribute(IMarker.MESSAGE, "vmdbg line breakpoint: " + new java.io.File(path).getName() + " [line: " + line + "]");
-        };
-        run(getMarkerRule(resource), create);
+        run(getMarkerRule(resource), monitor -> setMarker(newMarker(resource, MARKER_TYPE, Map.of(IMarker.LINE_NUMBER, line, PATH, path,
+            IMarker.MESSAGE, "vmdbg line breakpoint: " + new java.io.File(path).getName() + " [line: " + line + "]"))));
         DebugPlugin.getDefault().getBreakpointManager().addBreakpoint(this);
+    }
+
+    /** A vmdbg breakpoint's marker: enabled, persisted, of this model, with the given attributes. */
+    static IMarker newMarker(IResource resource, String type, Map<String, Object> attributes) throws CoreException {
+        IMarker marker = resource.createMarker(type);
+        marker.setAttribute(IBreakpoint.ENABLED, true);
+        marker.setAttribute(IBreakpoint.PERSISTED, true);
+        marker.setAttribute(IBreakpoint.ID, VmdbgDebugElement.MODEL_ID);
+        marker.setAttributes(attributes.keySet().toArray(new String[0]), attributes.values().toArray());
+        return marker;
     }
 
     @Override

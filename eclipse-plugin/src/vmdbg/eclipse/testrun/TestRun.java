@@ -30,6 +30,8 @@ public final class TestRun {
     private volatile String summary = "starting";
     private volatile boolean running = true;
     private volatile String error;
+    private volatile Object junitSession;
+    private volatile String junitError;
     private volatile CountDownLatch done = new CountDownLatch(1);
 
     TestRun(ILaunchConfiguration config) {
@@ -114,6 +116,30 @@ public final class TestRun {
         changed();
     }
 
+    /** Imports vmdbg's JUnit report of the run (or re-run) that just ended into Eclipse's JUnit model. */
+    void importJUnit(java.io.File xml) {
+        try {
+            junitSession = JUnitImport.importReport(xml);
+            junitError = null;
+        } catch (org.eclipse.core.runtime.CoreException | RuntimeException e) {
+            junitSession = null;
+            junitError = "the JUnit report " + xml + " was not imported: " + e.getMessage();
+        }
+    }
+
+    /**
+     * The last report imported into Eclipse's JUnit model (an
+     * org.eclipse.jdt.junit.model.ITestRunSession), or null where JDT's
+     * JUnit core is absent or the import failed ({@link #junitError()}).
+     */
+    public Object junitSession() {
+        return junitSession;
+    }
+
+    public String junitError() {
+        return junitError;
+    }
+
     public List<TestResult> tests() {
         synchronized (tests) {
             return new ArrayList<>(tests.values());
@@ -134,7 +160,7 @@ public final class TestRun {
     public String summary() {
         String counts = String.format("%d passed, %d failed, %d ignored", count("ok"), count("failed"), count("ignored"));
         if (running) return counts + (declared >= 0 ? " of " + declared : "") + "; running";
-        return counts + " — vmdbg: " + summary;
+        return counts + " — vmdbg: " + summary + (junitError == null ? "" : "; " + junitError);
     }
 
     public boolean isRunning() {

@@ -29,7 +29,8 @@ public final class TestsAttributes {
     private TestsAttributes() {
     }
 
-    public static List<String> command(ILaunchConfiguration c) throws CoreException {
+    /** The command line; with `junit`, vmdbg also writes its JUnit XML report there. */
+    public static List<String> command(ILaunchConfiguration c, java.io.File junit) throws CoreException {
         String binary = c.getAttribute(BINARY, "").trim();
         if (binary.isEmpty()) throw VmdbgDebugElement.coreError("vmdbg: the configuration '" + c.getName() + "' has no test binary");
         if (!new java.io.File(binary).isFile()) throw VmdbgDebugElement.coreError("vmdbg: test binary " + binary + " does not exist");
@@ -50,6 +51,10 @@ public final class TestsAttributes {
             if (s.isBlank()) continue;
             cmd.add("--setup");
             cmd.add(s);
+        }
+        if (junit != null) {
+            cmd.add("--junit");
+            cmd.add(junit.getPath());
         }
         cmd.add("--format");
         cmd.add("json");

@@ -14,20 +14,23 @@ import org.eclipse.debug.core.ILaunch;
 import org.eclipse.debug.core.ILaunchConfiguration;
 import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
 import org.eclipse.debug.core.ILaunchManager;
-import org.eclipse.debug.core.model.LaunchConfigurationDelegate;
 
 import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.launch.PrebuiltBinaryDelegate;
 import vmdbg.eclipse.model.VmdbgDebugElement;
 
 /**
  * Runs `vmdbg test --format json -- BINARY [filters]` for a "vmdbg Tests"
  * configuration and feeds its events, line by line as they arrive, into a
  * {@link TestRun}; vmdbg's progress lines (stderr) go to the launch's console.
+ * Where JDT's JUnit core is installed, vmdbg also writes `--junit` XML,
+ * imported into Eclipse's JUnit model when the run ends.
  */
-public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
+public class VmdbgTestsLaunchDelegate extends PrebuiltBinaryDelegate {
     @Override
     public void launch(ILaunchConfiguration config, String mode, ILaunch launch, IProgressMonitor monitor) throws CoreException {
-        List<String> cmd = TestsAttributes.command(config);
+        File junit = JUnitImport.available() ? junitReport(config) : null;
+        List<String> cmd = TestsAttributes.command(config, junit);
         boolean rerun = config.getAttribute(TestsAttributes.RERUN, false);
         TestRun run = rerun && TestRun.latest() != null ? TestRun.latest() : TestRun.begin(config);
         if (run == TestRun.latest() && rerun) run.restart();
@@ -72,6 +75,7 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
             synchronized (tail) {
                 t = tail.toString();
             }
+            if (junit != null && (code == 0 || code == 101)) run.importJUnit(junit);
             run.finished(code, t);
             process.ended(code);
         }, "vmdbg test events");
@@ -80,6 +84,14 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
         err.start();
         out.start();
         vmdbg.eclipse.ui.VmdbgTestsView.showLater();
+    }
+
+    /** Where vmdbg writes this configuration's JUnit report: the plugin's state area, one file per configuration. */
+    private static File junitReport(ILaunchConfiguration config) {
+        File dir = org.eclipse.core.runtime.Platform.getStateLocation(org.osgi.framework.FrameworkUtil.getBundle(VmdbgTestsLaunchDelegate.class))
+            .append("junit").toFile();
+        dir.mkdirs();
+        return new File(dir, configName(config.getName()) + ".xml");
     }
 
     /** Re-runs one test of the configuration (`-- BINARY NAME --exact`); its result replaces the test's entry. */
@@ -116,15 +128,5 @@ public class VmdbgTestsLaunchDelegate extends LaunchConfigurationDelegate {
     /** Eclipse refuses some characters (':' among them) in configuration names. */
     private static String configName(String test) {
         return test.replaceAll("[^A-Za-z0-9_.\\- ]", "_");
-    }
-
-    @Override
-    protected boolean saveBeforeLaunch(ILaunchConfiguration configuration, String mode, IProgressMonitor monitor) {
-        return true;
-    }
-
-    @Override
-    public boolean buildForLaunch(ILaunchConfiguration configuration, String mode, IProgressMonitor monitor) {
-        return false;
     }
 }

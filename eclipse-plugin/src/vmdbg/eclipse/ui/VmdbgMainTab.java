@@ -1,7 +1,5 @@
 package vmdbg.eclipse.ui;
 
-import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -9,7 +7,6 @@ import java.util.Map;
 import org.eclipse.core.runtime.CoreException;
 import org.eclipse.debug.core.ILaunchConfiguration;
 import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
-import org.eclipse.debug.ui.AbstractLaunchConfigurationTab;
 import org.eclipse.swt.SWT;
 import org.eclipse.swt.layout.GridData;
 import org.eclipse.swt.layout.GridLayout;
@@ -27,7 +24,7 @@ import vmdbg.eclipse.launch.LaunchAttributes;
  * (program, args, env, cwd, engine), a guest kernel on vmdbg-vmm (kernel,
  * symbols, command line), or an attached gdb server (address, symbols).
  */
-public class VmdbgMainTab extends AbstractLaunchConfigurationTab {
+public class VmdbgMainTab extends FormTab {
     private Button program, kernel, attach, stopOnEntry;
     private Text programPath, args, env, cwd, kernelPath, symbols, cmdline, gdbServer, vmdbgPath, vmmPath;
     private Combo engine;
@@ -48,10 +45,7 @@ public class VmdbgMainTab extends AbstractLaunchConfigurationTab {
         args = field(p, "Arguments (one per line):", SWT.MULTI | SWT.BORDER | SWT.V_SCROLL);
         env = field(p, "Environment (NAME=value per line):", SWT.MULTI | SWT.BORDER | SWT.V_SCROLL);
         cwd = field(p, "Working directory in the guest:");
-        new Label(p, SWT.NONE).setText("Engine:");
-        engine = new Combo(p, SWT.READ_ONLY);
-        engine.setItems("auto", "kvm", "qemu");
-        engine.addModifyListener(e -> changed());
+        engine = engineCombo(p);
 
         Group k = group(top, "Kernel / attach");
         kernelPath = field(k, "Kernel (64-bit ELF):");
@@ -81,24 +75,6 @@ public class VmdbgMainTab extends AbstractLaunchConfigurationTab {
         g.setLayout(new GridLayout(2, false));
         g.setLayoutData(new GridData(SWT.FILL, SWT.TOP, true, false));
         return g;
-    }
-
-    private Text field(Composite parent, String label) {
-        return field(parent, label, SWT.SINGLE | SWT.BORDER);
-    }
-
-    private Text field(Composite parent, String label, int style) {
-        new Label(parent, SWT.NONE).setText(label);
-        Text t = new Text(parent, style);
-        GridData d = new GridData(SWT.FILL, SWT.CENTER, true, false);
-        if ((style & SWT.MULTI) != 0) d.heightHint = 40;
-        t.setLayoutData(d);
-        t.addModifyListener(e -> changed());
-        return t;
-    }
-
-    private void changed() {
-        updateLaunchConfigurationDialog();
     }
 
     @Override
@@ -138,9 +114,7 @@ public class VmdbgMainTab extends AbstractLaunchConfigurationTab {
         c.setAttribute(LaunchAttributes.MODE, kernel.getSelection() ? LaunchAttributes.MODE_KERNEL
             : attach.getSelection() ? LaunchAttributes.MODE_ATTACH : LaunchAttributes.MODE_PROGRAM);
         c.setAttribute(LaunchAttributes.PROGRAM, programPath.getText().trim());
-        List<String> list = new ArrayList<>(Arrays.asList(args.getText().split("\\R")));
-        list.removeIf(String::isEmpty);
-        c.setAttribute(LaunchAttributes.ARGS, list);
+        c.setAttribute(LaunchAttributes.ARGS, lines(args));
         Map<String, String> vars = new LinkedHashMap<>();
         for (String line : env.getText().split("\\R")) {
             int eq = line.indexOf('=');

@@ -10,6 +10,8 @@ import org.eclipse.ui.IEditorInput;
 import org.eclipse.ui.ide.FileStoreEditorInput;
 import org.eclipse.ui.part.FileEditorInput;
 
+import vmdbg.eclipse.model.BreakpointOptions;
+import vmdbg.eclipse.model.VmdbgFunctionBreakpoint;
 import vmdbg.eclipse.model.VmdbgLineBreakpoint;
 
 /** Labels come from the model's names; sources open in the platform's text editor, registered for C, C++, Rust and assembly files in plugin.xml (Debian's Eclipse has no C or Rust editor). */
@@ -23,8 +25,10 @@ public class VmdbgModelPresentation extends LabelProvider implements IDebugModel
     @Override
     public String getText(Object element) {
         if (element instanceof VmdbgLineBreakpoint b) {
-            return new java.io.File(b.path()).getName() + " [line: " + b.getMarker().getAttribute(org.eclipse.core.resources.IMarker.LINE_NUMBER, 0) + "]";
+            return new java.io.File(b.path()).getName() + " [line: " + b.getMarker().getAttribute(org.eclipse.core.resources.IMarker.LINE_NUMBER, 0) + "]"
+                + BreakpointOptions.describe(b);
         }
+        if (element instanceof VmdbgFunctionBreakpoint b) return b.function() + "() [function]" + BreakpointOptions.describe(b);
         // null: the Debug views use the element's own name.
         return null;
     }

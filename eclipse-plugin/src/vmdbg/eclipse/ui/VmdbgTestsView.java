@@ -77,34 +77,31 @@ public class VmdbgTestsView extends ViewPart {
         sash.setWeights(45, 55);
         table.addSelectionChangedListener(e -> showDetails());
         IToolBarManager bar = getViewSite().getActionBars().getToolBarManager();
-        bar.add(new Action("Re-run test") {
-            @Override
-            public void run() {
-                TestResult t = selected();
-                TestRun run = TestRun.latest();
-                if (t == null || run == null) return;
-                try {
-                    VmdbgTestsLaunchDelegate.rerun(run.config, t.name);
-                } catch (CoreException e) {
-                    details.setText(e.getMessage());
-                }
-            }
-        });
-        bar.add(new Action("Debug test") {
-            @Override
-            public void run() {
-                TestResult t = selected();
-                TestRun run = TestRun.latest();
-                if (t == null || run == null) return;
-                try {
-                    VmdbgTestsLaunchDelegate.debug(run.config, t.name);
-                } catch (CoreException e) {
-                    details.setText(e.getMessage());
-                }
-            }
-        });
+        bar.add(onSelected("Re-run test", VmdbgTestsLaunchDelegate::rerun));
+        bar.add(onSelected("Debug test", VmdbgTestsLaunchDelegate::debug));
         TestRun.addListener(listener);
         refresh();
+    }
+
+    private interface TestLaunch {
+        void launch(org.eclipse.debug.core.ILaunchConfiguration config, String test) throws CoreException;
+    }
+
+    /** A toolbar action that launches something for the selected test of the latest run. */
+    private Action onSelected(String label, TestLaunch launch) {
+        return new Action(label) {
+            @Override
+            public void run() {
+                TestResult t = selected();
+                TestRun run = TestRun.latest();
+                if (t == null || run == null) return;
+                try {
+                    launch.launch(run.config, t.name);
+                } catch (CoreException e) {
+                    details.setText(e.getMessage());
+                }
+            }
+        };
     }
 
     private void column(String title, int width, java.util.function.Function<TestResult, String> text) {

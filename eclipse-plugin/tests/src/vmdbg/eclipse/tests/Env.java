@@ -50,15 +50,20 @@ final class Env {
 
     /** Line of the `/* MARK:name *\/` comment in a test source. */
     static int marker(File source, String name) {
+        return lineContaining(source, "MARK:" + name + " */");
+    }
+
+    /** The first line of a source that contains `text`. */
+    static int lineContaining(File source, String text) {
         try {
             List<String> lines = Files.readAllLines(source.toPath());
             for (int i = 0; i < lines.size(); i++) {
-                if (lines.get(i).contains("MARK:" + name + " */")) return i + 1;
+                if (lines.get(i).contains(text)) return i + 1;
             }
         } catch (IOException e) {
             throw new IllegalStateException("cannot read " + source + ": " + e.getMessage());
         }
-        throw new IllegalStateException("no MARK:" + name + " in " + source);
+        throw new IllegalStateException("no line with '" + text + "' in " + source);
     }
 
     /** Why the host tier (vmdbg-vmm on this machine's /dev/kvm) cannot run here, or null. */

@@ -15,11 +15,14 @@ import org.eclipse.core.runtime.CoreException;
 import org.eclipse.debug.core.DebugEvent;
 import org.eclipse.debug.core.DebugPlugin;
 import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
+import org.eclipse.debug.core.model.IBreakpoint;
 
 import com.google.gson.JsonObject;
 
 import vmdbg.eclipse.launch.LaunchAttributes;
 import vmdbg.eclipse.model.VmdbgDebugElement;
+import vmdbg.eclipse.model.BreakpointOptions;
+import vmdbg.eclipse.model.VmdbgFunctionBreakpoint;
 import vmdbg.eclipse.model.VmdbgLineBreakpoint;
 
 import vmdbg.eclipse.model.VmdbgStackFrame;
@@ -59,6 +62,35 @@ final class Scenarios {
             Check.that(s.target.console().err().getContents().contains("locals.c:10 is not set"),
                 "the VM console says why: " + s.target.console().err().getContents());
             Check.equal(true, awaitState(s, added).get("verified").getAsBoolean(), "the added breakpoint is verified");
+
+            // Options set on breakpoints that exist (as the Properties page does) reach vmdbg: a logpoint
+            // prints and does not stop, a conditional breakpoint stops when its condition holds, a function
+            // breakpoint with a hit condition stops at that hit.
+            // vmdbg-vmm has 4 hardware breakpoints (DR0-DR3): the first one, passed, makes room.
+            VmdbgLineBreakpoint.find(Env.callsC().getAbsolutePath(), leaf).delete();
+            var root = ResourcesPlugin.getWorkspace().getRoot();
+            var logpoint = new VmdbgLineBreakpoint(root, Env.callsC().getAbsolutePath(), Env.marker(Env.callsC(), "after-accumulate"));
+            setOption(s, logpoint, BreakpointOptions.LOG_MESSAGE, "compute r={r}");
+            int recurse = Env.marker(Env.callsC(), "fact-recurse");
+            var conditional = new VmdbgLineBreakpoint(root, Env.callsC().getAbsolutePath(), recurse);
+            setOption(s, conditional, BreakpointOptions.CONDITION, "n == 3");
+            var function = new VmdbgFunctionBreakpoint("factorial");
+            setOption(s, function, BreakpointOptions.HIT_CONDITION, "== 4");
+            Check.equal(true, awaitState(s, function).get("verified").getAsBoolean(), "the function breakpoint is verified");
+
+            thread.resume();
+            thread = s.suspended(DebugEvent.BREAKPOINT, STEP_MS);
+            Check.that(Session.hit(thread, conditional), "the conditional breakpoint hit (" + thread.getName() + ")");
+            Check.equal("3", Session.value(Session.at(thread, "factorial", recurse), "n"), "n where `n == 3` stopped");
+            Matcher logged = Pattern.compile("compute r=(-?\\d+)\n").matcher(s.target.console().out().getContents());
+            Check.that(logged.find(), "the logpoint printed to the VM console: " + s.target.console().out().getContents());
+
+            thread.resume();
+            thread = s.suspended(DebugEvent.BREAKPOINT, STEP_MS);
+            Check.that(Session.hit(thread, function), "the function breakpoint hit (" + thread.getName() + ")");
+            Check.equal("factorial", Session.top(thread).functionName(), "function of the function breakpoint");
+            Check.equal("2", Session.value(Session.top(thread), "n"), "n at factorial's 4th call (hit condition == 4)");
+
             thread.resume();
             thread = s.suspended(DebugEvent.BREAKPOINT, STEP_MS);
             Check.that(Session.hit(thread, added), "the added breakpoint hit");
@@ -67,6 +99,10 @@ final class Scenarios {
             s.runToEnd(thread, STEP_MS);
             String console = s.target.console().out().getContents();
             Check.that(console.contains("calls: start"), "the guest's serial output reaches the VM console: " + console);
+            Matcher computed = Pattern.compile("calls: compute=(\\d+)").matcher(console);
+            Check.that(computed.find(), "the kernel printed compute's result: " + console);
+            Check.equal(Integer.parseInt(computed.group(1)) - 1, Integer.parseInt(logged.group(1)),
+                "the logpoint's {r} (compute returns r + 1)");
             Matcher m = Pattern.compile("calls: exit=(\\d+)").matcher(console);
             Check.that(m.find(), "the kernel printed its exit value: " + console);
             Check.equal(Integer.valueOf(m.group(1)), s.target.program().exitCode(), "exit code");
@@ -105,13 +141,26 @@ final class Scenarios {
     }
 
     /** The adapter's answer for a breakpoint sent during the session (sent from the event thread, so wait for it). */
-    private static JsonObject awaitState(Session s, VmdbgLineBreakpoint b) throws InterruptedException {
+    private static JsonObject awaitState(Session s, IBreakpoint b) throws InterruptedException {
+        return awaitNewState(s, b, null);
+    }
+
+    /** The adapter's answer for a breakpoint, once it is another than `before` (a resend after a change). */
+    private static JsonObject awaitNewState(Session s, IBreakpoint b, JsonObject before) throws InterruptedException {
         for (int i = 0; i < 100; i++) {
             JsonObject state = s.target.breakpointState(b);
-            if (state != null) return state;
+            if (state != null && state != before) return state;
             Thread.sleep(50);
         }
-        throw new AssertionError("vmdbg never answered for the breakpoint at " + b.path());
+        throw new AssertionError("vmdbg never answered for the breakpoint " + b.getMarker().getAttribute(org.eclipse.core.resources.IMarker.MESSAGE, ""));
+    }
+
+    /** Sets a breakpoint option on its marker, as the Properties page does, and waits until vmdbg has it. */
+    private static void setOption(Session s, IBreakpoint b, String option, String value) throws Exception {
+        JsonObject before = awaitState(s, b);
+        BreakpointOptions.set(b, option, value);
+        JsonObject now = awaitNewState(s, b, before);
+        Check.equal(true, now.get("verified").getAsBoolean(), option + " " + value + " is taken: " + now);
     }
 
     private static boolean registerNamed(VmdbgStackFrame frame, String name) throws Exception {

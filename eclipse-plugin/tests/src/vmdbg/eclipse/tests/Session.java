@@ -42,9 +42,12 @@ final class Session implements IDebugEventSetListener, AutoCloseable {
 
     @Override
     public void handleDebugEvents(DebugEvent[] events) {
+        // One stop of all threads is one set, the stopped thread's suspend last (the one the Debug view selects).
+        DebugEvent last = null;
         for (DebugEvent e : events) {
-            if (e.getKind() == DebugEvent.SUSPEND && e.getSource() instanceof VmdbgThread) suspends.add(e);
+            if (e.getKind() == DebugEvent.SUSPEND && e.getSource() instanceof VmdbgThread) last = e;
         }
+        if (last != null) suspends.add(last);
     }
 
     static ILaunchConfigurationWorkingCopy config(String name, String mode) throws CoreException {

@@ -1,20 +1,34 @@
 package vmdbg.eclipse.tests;
 
 import java.io.File;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 
 import org.eclipse.debug.core.DebugPlugin;
 import org.eclipse.debug.core.ILaunch;
 import org.eclipse.debug.core.ILaunchConfigurationWorkingCopy;
 import org.eclipse.debug.core.ILaunchManager;
 
+import org.eclipse.jdt.junit.model.ITestCaseElement;
+import org.eclipse.jdt.junit.model.ITestElement;
+import org.eclipse.jdt.junit.model.ITestElementContainer;
+import org.eclipse.jdt.junit.model.ITestRunSession;
+
 import vmdbg.eclipse.launch.LaunchAttributes;
+import vmdbg.eclipse.model.VmdbgStackFrame;
+import vmdbg.eclipse.model.VmdbgThread;
 import vmdbg.eclipse.testrun.TestResult;
 import vmdbg.eclipse.testrun.TestRun;
 import vmdbg.eclipse.testrun.TestsAttributes;
 import vmdbg.eclipse.testrun.VmdbgTestsLaunchDelegate;
 
-/** The "vmdbg Tests" launch type on the isolation crate's test binary, checked through the view's model. */
+/**
+ * The "vmdbg Tests" launch type on the isolation crate's test binary, checked
+ * through the view's model and Eclipse's JUnit model; then one test debugged
+ * to a breakpoint on its own thread.
+ */
 final class TestsViewScenario {
     private static final long RUN_MS = 300_000;
 
@@ -54,6 +68,32 @@ final class TestsViewScenario {
         return run;
     }
 
+    /**
+     * The run's `vmdbg test --junit` report, imported into Eclipse's JUnit
+     * model (JDT's org.eclipse.jdt.junit.core, part of the assembled
+     * Eclipse): the same counts as the view, the failure's trace.
+     */
+    private static void checkJUnitImport(TestRun run) {
+        Check.equal(null, run.junitError(), "the JUnit import");
+        Object imported = run.junitSession();
+        Check.that(imported instanceof ITestRunSession, "the run was imported into Eclipse's JUnit model: " + imported);
+        Map<String, Integer> counts = new TreeMap<>();
+        List<ITestCaseElement> cases = new ArrayList<>();
+        collect((ITestRunSession) imported, cases);
+        for (ITestCaseElement c : cases) counts.merge(c.getTestResult(false).toString(), 1, Integer::sum);
+        Check.equal(Map.of("OK", 6, "Failure", 1, "Ignored", 1), counts, "results of the imported JUnit session");
+        ITestCaseElement failed = cases.stream().filter(c -> c.getTestMethodName().equals("tests::deliberately_fails")).findFirst().orElse(null);
+        Check.that(failed != null && failed.getFailureTrace() != null && failed.getFailureTrace().getTrace().contains("deliberately wrong arithmetic"),
+            "the imported failure's trace names the assertion");
+    }
+
+    private static void collect(ITestElementContainer container, List<ITestCaseElement> into) {
+        for (ITestElement e : container.getChildren()) {
+            if (e instanceof ITestCaseElement c) into.add(c);
+            else if (e instanceof ITestElementContainer inner) collect(inner, into);
+        }
+    }
+
     static String run() throws Exception {
         long start = System.nanoTime();
         ILaunch launch = config().launch(ILaunchManager.RUN_MODE, null);
@@ -69,6 +109,7 @@ final class TestsViewScenario {
         Check.equal("ignored", run.test("tests::ignored_by_default").status, "tests::ignored_by_default");
         Check.equal("ok", run.test("tests::sees_the_setup").status, "tests::sees_the_setup (the --setup command ran)");
         Check.that(run.summary().contains("6 passed, 1 failed, 1 ignored"), "summary: " + run.summary());
+        checkJUnitImport(run);
         String console = launch.getProcesses()[0].getStreamsProxy().getOutputStreamMonitor().getContents();
         Check.that(console.contains("snapshot"), "vmdbg's progress reaches the launch's console: " + console);
 
@@ -86,18 +127,35 @@ final class TestsViewScenario {
         Check.that(run.summary().startsWith("6 passed, 1 failed, 1 ignored"), "the other results stay: " + run.summary());
         Check.that(oldStdout.contains("test tests::sees_the_setup ... ok"), "its output: " + oldStdout);
 
-        // Debug one test: a "vmdbg" program session of the binary with `tests::marker_one --exact --nocapture`, run to its end.
+        // Debug one test: a "vmdbg" program session of the binary with `tests::marker_one --exact --nocapture`.
+        // A breakpoint in the code the test calls stops on the test's own thread (libtest spawns it, named
+        // after the test; Linux keeps 15 characters of a thread's name), with the test's values readable.
         long debugStart = System.nanoTime();
+        File lib = new File(Env.repo(), "tests/guests/isolation/src/lib.rs");
+        int write = Env.lineContaining(lib, "std::fs::write(MARKER, test).unwrap();");
+        long firstStopMs;
+        String testThread;
         try (Session s = new Session()) {
-            var manager = DebugPlugin.getDefault().getBreakpointManager();
-            manager.removeBreakpoints(manager.getBreakpoints(vmdbg.eclipse.model.VmdbgDebugElement.MODEL_ID), true);
-            s.launch(VmdbgTestsLaunchDelegate.debugConfig(run.config, "tests::marker_one"));
-            s.target.whenEnded().get(120, java.util.concurrent.TimeUnit.SECONDS);
+            VmdbgThread thread = s.launchToBreakpoint(VmdbgTestsLaunchDelegate.debugConfig(run.config, "tests::marker_one"), lib, write);
+            firstStopMs = s.firstStopMs;
+            testThread = thread.getName();
+            Check.that(thread.getName().startsWith("tests::marker_o"), "stopped on the test's thread: " + thread.getName()
+                + " (threads: " + java.util.Arrays.toString(s.target.getThreads()) + ")");
+            Check.that(s.target.getThreads().length >= 2, "the main thread is listed too: " + java.util.Arrays.toString(s.target.getThreads()));
+            VmdbgStackFrame frame = Session.top(thread);
+            Check.that(frame.functionName().endsWith("leave_a_marker") && frame.getLineNumber() == write,
+                "stopped in leave_a_marker at line " + write + ": " + frame.getName());
+            String test = Session.value(frame, "test");
+            Check.that(test.contains("marker_one"), "leave_a_marker's argument `test`: " + test);
+            Check.that(java.util.Arrays.stream(thread.getStackFrames()).anyMatch(f -> ((VmdbgStackFrame) f).functionName().endsWith("marker_one")),
+                "the test function is on the thread's stack");
+            s.runToEnd(thread, 120_000);
             String out = s.target.program().out().getContents();
             Check.that(out.contains("test tests::marker_one ... ok"), "the debugged test's stdout: " + out);
             Check.equal(0, s.target.program().exitCode(), "the debugged test's exit code");
         }
         long debugMs = (System.nanoTime() - debugStart) / 1_000_000;
-        return "run " + firstMs + " ms, re-run of one test " + rerunMs + " ms, debug of one test to its end " + debugMs + " ms";
+        return "run " + firstMs + " ms, re-run of one test " + rerunMs + " ms, debug of one test: launch to first stop " + firstStopMs
+            + " ms on thread '" + testThread + "', to its end " + debugMs + " ms";
     }
 }
