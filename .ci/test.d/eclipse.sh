@@ -7,7 +7,8 @@
 # Output (logs, screenshot) lands in eclipse-plugin/test-output/.
 #   VMDBG_BIN_DIR    where vmdbg and vmdbg-vmm are (default: this checkout's cargo release dir)
 #   VMDBG_ECLIPSE_TESTS  which parts run: "headless workbench" (default); "tests-workbench" (opt-in)
-#                    captures the "vmdbg Tests" view after a run (test-output/tests-view.png)
+#                    captures the "vmdbg Tests" view after a run (test-output/tests-view.png) and its
+#                    failing test debugged from the view (test-output/tests-debug.png)
 #   VMDBG_ECLIPSE_SCENARIOS  which headless scenarios run: "kernel,program,tests" (default; "tests"
 #                    is the "vmdbg Tests" launch type and view model over `vmdbg test`)
 #   VMDBG_TEST_ENGINE  the program session's engine (default qemu, as tests/dap)
@@ -60,11 +61,12 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
         -nosplash -application "$app"
 }
 
-# The IDE workbench on a private Xvfb display; WorkbenchScenario (a startup
-# hook) stops at a breakpoint and writes "ready"; the screen is then taken
-# with xwd, as a person would see it.
-workbench() { # [MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" view) [SCREENSHOT]]
-    local mode="${1:-kernel}" display n shot="$out/${2:-stopped.png}" pid xvfb rc=0 tool
+# The IDE workbench on a private Xvfb display. WorkbenchScenario (a startup
+# hook) drives it; whenever it wants the screen taken it writes the PNG's
+# name into "ready" and waits for "done": the screen is taken with xwd, as
+# a person would see it.
+workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" view, then a test debugged from it) SCREENSHOT...
+    local mode="$1" display n pid xvfb rc=0 tool name shot; shift
     for tool in Xvfb xwd convert; do
         command -v "$tool" >/dev/null && continue
         if [ "$strict" = true ]; then echo "FAIL workbench: \`$tool\` is not installed (.ci/setup-tests.d/eclipse.sh)"; return 1; fi
@@ -75,18 +77,24 @@ workbench() { # [MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests"
     Xvfb "$display" -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
     xvfb=$!
     for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
+    rm -f "$out/ready" "$out/done"
     DISPLAY="$display" GDK_BACKEND=x11 run_eclipse workbench org.eclipse.ui.ide.workbench \
         -Dvmdbg.test.workbench="$mode" -Dvmdbg.test.ready="$out/ready" -Dvmdbg.test.done="$out/done" \
         -Dvmdbg.test.result="$out/workbench.result" >"$out/workbench.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1200); do [ -e "$out/ready" ] || ! kill -0 "$pid" 2>/dev/null && break; sleep 0.1; done
-    if [ -e "$out/ready" ]; then
-        xwd -root -display "$display" -silent | convert xwd:- "png:$shot"
-        echo "eclipse: screenshot $shot"
-    fi
-    touch "$out/done"
-    # After the screenshot the scenario still debugs a program in a Linux guest (a boot under TCG).
-    for _ in $(seq 3000); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # Screenshots on request until the workbench exits (the kernel mode then
+    # still debugs a program in a Linux guest: a boot under TCG).
+    for _ in $(seq 4200); do
+        kill -0 "$pid" 2>/dev/null || break
+        if [ -e "$out/ready" ]; then
+            name="$(basename "$(cat "$out/ready")")"
+            rm -f "$out/ready"
+            xwd -root -display "$display" -silent | convert xwd:- "png:$out/$name"
+            echo "eclipse: screenshot $out/$name"
+            touch "$out/done"
+        fi
+        sleep 0.1
+    done
     if kill -0 "$pid" 2>/dev/null; then
         echo "eclipse: the workbench did not exit; killing it"
         kill "$pid"; rc=1
@@ -97,7 +105,7 @@ workbench() { # [MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests"
     if [ -e "$out/workbench.result" ]; then cat "$out/workbench.result"; else echo "FAIL workbench: no result (log: $out/workbench.log)"; rc=1; fi
     grep -q '^SKIPPED' "$out/workbench.result" 2>/dev/null && return $rc
     grep -q '^PASS' "$out/workbench.result" 2>/dev/null || { tail -40 "$out/workspace-workbench/.metadata/.log" 2>/dev/null; rc=1; }
-    [ -e "$shot" ] || { echo "eclipse: no screenshot was taken"; rc=1; }
+    for shot in "$@"; do [ -e "$out/$shot" ] || { echo "eclipse: no screenshot $shot was taken"; rc=1; }; done
     return $rc
 }
 
@@ -115,13 +123,13 @@ if [[ " $parts " == *" headless "* ]]; then
 fi
 if [[ " $parts " == *" workbench "* ]]; then
     echo "eclipse: workbench under Xvfb ($(date +%T))"
-    workbench || status=1
+    workbench kernel stopped.png || status=1
 fi
 if [[ " $parts " == *" tests-workbench "* ]]; then
-    # Opt-in: the "vmdbg Tests" view in the workbench after a run, captured as test-output/tests-view.png.
+    # Opt-in: the "vmdbg Tests" view in the workbench after a run (test-output/tests-view.png), then
+    # its failing test debugged from the view, stopped inside the test (test-output/tests-debug.png).
     echo "eclipse: vmdbg Tests view in the workbench under Xvfb ($(date +%T))"
-    rm -f "$out/ready" "$out/done"
-    workbench tests tests-view.png || status=1
+    workbench tests tests-view.png tests-debug.png || status=1
 fi
 # One closing line over both parts.
 read -r passed failed skipped < <(cat "$out/headless.out" "$out/workbench.result" 2>/dev/null | awk '

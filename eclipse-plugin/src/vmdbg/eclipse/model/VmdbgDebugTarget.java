@@ -301,14 +301,16 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
                     t.suspended(reason, hit.toArray(new IBreakpoint[0]));
                     focus = t;
                 } else if (all) {
-                    t.suspended(reason, new IBreakpoint[0]);
+                    // Stopped with it, for no reason of its own.
+                    t.suspended(null, new IBreakpoint[0]);
                     fired.add(new DebugEvent(t, DebugEvent.SUSPEND, DebugEvent.UNSPECIFIED));
                 }
             }
         }
-        // The focus thread's event goes last: the Debug view selects the thread of the last suspend.
-        if (focus != null) fired.add(new DebugEvent(focus, DebugEvent.SUSPEND, detail));
+        // The stopped thread's event comes last, in a set of its own: the Debug view selects the
+        // top frame of each suspended thread in turn, and the last one stays selected.
         fire(fired);
+        if (focus != null) fire(List.of(new DebugEvent(focus, DebugEvent.SUSPEND, detail)));
     }
 
     private void onContinued(JsonObject body) {

@@ -39,7 +39,11 @@ public class VmdbgThread extends VmdbgDebugElement implements IThread {
         this.name = name;
     }
 
-    /** The `reason` of the last `stopped` event for this thread (breakpoint, step, pause, entry, exception …). */
+    /**
+     * The `reason` of the last `stopped` event for this thread (breakpoint,
+     * step, pause, entry, exception …); null while it runs, or when another
+     * thread's stop stopped it too.
+     */
     public String stopReason() {
         return stopReason;
     }

@@ -103,14 +103,9 @@ public class VmdbgTestsLaunchDelegate extends PrebuiltBinaryDelegate {
     }
 
     /**
-     * Debugs one test: a "vmdbg" program launch of the test binary with
-     * `NAME --exact --nocapture` (a fresh VM; the --setup commands are not run).
+     * The "vmdbg" program configuration that debugs one test: the binary
+     * with `NAME --exact --nocapture` (a fresh VM; the --setup commands are not run).
      */
-    public static ILaunch debug(ILaunchConfiguration config, String test) throws CoreException {
-        return debugConfig(config, test).launch(ILaunchManager.DEBUG_MODE, null);
-    }
-
-    /** The "vmdbg" program configuration that {@link #debug} launches. */
     public static ILaunchConfigurationWorkingCopy debugConfig(ILaunchConfiguration config, String test) throws CoreException {
         ILaunchManager lm = DebugPlugin.getDefault().getLaunchManager();
         ILaunchConfigurationWorkingCopy wc = lm.getLaunchConfigurationType(LaunchAttributes.TYPE_ID)

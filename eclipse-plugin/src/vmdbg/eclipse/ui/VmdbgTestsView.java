@@ -3,6 +3,8 @@ package vmdbg.eclipse.ui;
 import java.util.function.Consumer;
 
 import org.eclipse.core.runtime.CoreException;
+import org.eclipse.debug.core.ILaunchManager;
+import org.eclipse.debug.ui.DebugUITools;
 import org.eclipse.jface.action.Action;
 import org.eclipse.jface.action.IToolBarManager;
 import org.eclipse.jface.viewers.ArrayContentProvider;
@@ -78,7 +80,9 @@ public class VmdbgTestsView extends ViewPart {
         table.addSelectionChangedListener(e -> showDetails());
         IToolBarManager bar = getViewSite().getActionBars().getToolBarManager();
         bar.add(onSelected("Re-run test", VmdbgTestsLaunchDelegate::rerun));
-        bar.add(onSelected("Debug test", VmdbgTestsLaunchDelegate::debug));
+        // In a job, as Eclipse's own Debug actions launch: the session's launch waits for the VM to boot.
+        bar.add(onSelected("Debug test", (config, test) ->
+            DebugUITools.launch(VmdbgTestsLaunchDelegate.debugConfig(config, test), ILaunchManager.DEBUG_MODE)));
         TestRun.addListener(listener);
         refresh();
     }
@@ -127,6 +131,14 @@ public class VmdbgTestsView extends ViewPart {
     private TestResult selected() {
         Object o = ((IStructuredSelection) table.getSelection()).getFirstElement();
         return o instanceof TestResult t ? t : null;
+    }
+
+    /** The toolbar action labelled `label` (the workbench test runs "Debug test" as a click would). */
+    public org.eclipse.jface.action.IAction action(String label) {
+        for (var item : getViewSite().getActionBars().getToolBarManager().getItems()) {
+            if (item instanceof org.eclipse.jface.action.ActionContributionItem a && label.equals(a.getAction().getText())) return a.getAction();
+        }
+        return null;
     }
 
     /** Selects a test by name (the workbench test uses it before the screenshot). */

@@ -42,12 +42,10 @@ final class Session implements IDebugEventSetListener, AutoCloseable {
 
     @Override
     public void handleDebugEvents(DebugEvent[] events) {
-        // One stop of all threads is one set, the stopped thread's suspend last (the one the Debug view selects).
-        DebugEvent last = null;
         for (DebugEvent e : events) {
-            if (e.getKind() == DebugEvent.SUSPEND && e.getSource() instanceof VmdbgThread) last = e;
+            // The threads a stop of another thread stopped too have no stop reason of their own.
+            if (e.getKind() == DebugEvent.SUSPEND && e.getSource() instanceof VmdbgThread t && t.stopReason() != null) suspends.add(e);
         }
-        if (last != null) suspends.add(last);
     }
 
     static ILaunchConfigurationWorkingCopy config(String name, String mode) throws CoreException {

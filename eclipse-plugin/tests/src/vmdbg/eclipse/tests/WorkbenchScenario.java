@@ -35,6 +35,7 @@ import vmdbg.eclipse.ui.ToggleBreakpointsFactory;
 import vmdbg.eclipse.ui.VmdbgLaunchShortcut;
 import vmdbg.eclipse.ui.VmdbgMainTab;
 import vmdbg.eclipse.ui.VmdbgModelPresentation;
+import vmdbg.eclipse.ui.VmdbgTestsView;
 
 /**
  * The workbench scenario, run from a startup hook when
@@ -43,7 +44,9 @@ import vmdbg.eclipse.ui.VmdbgModelPresentation;
  * toggle target as the ruler does, debugs the kernel from the UI, and once
  * stopped in the Debug perspective signals the test script (a "ready"
  * file) to take the screenshot. Then it debugs the test program through
- * Debug As > Program in VM. The verdict goes to vmdbg.test.result.
+ * Debug As > Program in VM. With -Dvmdbg.test.workbench=tests it shows
+ * the "vmdbg Tests" view after a run and debugs its failing test from the
+ * view. The verdict goes to vmdbg.test.result.
  */
 public class WorkbenchScenario implements IStartup {
     @Override
@@ -117,11 +120,7 @@ public class WorkbenchScenario implements IStartup {
             });
             // The views fill in from jobs; give them time before the screenshot.
             Thread.sleep(4000);
-            File ready = new File(Env.prop("vmdbg.test.ready"));
-            File done = new File(Env.prop("vmdbg.test.done"));
-            Files.writeString(ready.toPath(), "stopped\n");
-            for (int i = 0; i < 600 && !done.exists(); i++) Thread.sleep(100);
-            Check.that(done.exists(), "the test script took no screenshot within 60 s");
+            screenshot("stopped.png");
             s.launch = thread.getLaunch();
         }
         mainTabRoundTrip();
@@ -186,24 +185,90 @@ public class WorkbenchScenario implements IStartup {
         }
     }
 
-    /** -Dvmdbg.test.workbench=tests: runs the isolation crate's tests, shows the "vmdbg Tests" view with the failed test selected. */
+    /**
+     * -Dvmdbg.test.workbench=tests: runs the isolation crate's tests, shows
+     * the "vmdbg Tests" view with the failed test selected (tests-view.png);
+     * then, with a breakpoint inside that test, the view's "Debug test"
+     * opens it in the debugger, stopped on the test's own thread in the
+     * Debug perspective (tests-debug.png).
+     */
     private String testsView() throws Exception {
+        DebugUITools.getPreferenceStore().setValue("org.eclipse.debug.ui.switch_perspective_on_suspend", "always");
         var launch = TestsViewScenario.config().launch(org.eclipse.debug.core.ILaunchManager.RUN_MODE, null);
         vmdbg.eclipse.testrun.TestRun run = TestsViewScenario.await(launch);
         Check.equal(1L, run.count("failed"), "failed: " + run.summary());
+        AtomicReference<VmdbgTestsView> shown = new AtomicReference<>();
         ui(() -> {
-            IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
-            var view = (vmdbg.eclipse.ui.VmdbgTestsView) page.showView(vmdbg.eclipse.ui.VmdbgTestsView.ID);
+            IWorkbenchWindow window = PlatformUI.getWorkbench().getActiveWorkbenchWindow();
+            window.getShell().setBounds(window.getShell().getDisplay().getPrimaryMonitor().getBounds());
+            IWorkbenchPage page = window.getActivePage();
+            var view = (VmdbgTestsView) page.showView(VmdbgTestsView.ID);
             page.setPartState(page.getReference(view), IWorkbenchPage.STATE_MAXIMIZED);
             view.select("tests::deliberately_fails");
+            shown.set(view);
         });
         Thread.sleep(1000);
-        File ready = new File(Env.prop("vmdbg.test.ready"));
+        screenshot("tests-view.png");
+
+        File lib = new File(Env.repo(), "tests/guests/isolation/src/lib.rs");
+        int assertion = Env.lineContaining(lib, "\"deliberately wrong arithmetic\"");
+        Session.onlyBreakpoint(lib, assertion);
+        String stoppedOn;
+        long firstStopMs;
+        try (Session s = new Session()) {
+            long start = System.nanoTime();
+            ui(() -> {
+                IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
+                page.setPartState(page.getReference(shown.get()), IWorkbenchPage.STATE_RESTORED);
+                var debug = shown.get().action("Debug test");
+                Check.that(debug != null, "the view has a Debug test action");
+                debug.run();
+            });
+            VmdbgThread thread = s.suspended(DebugEvent.BREAKPOINT, VmdbgDebugTarget.LAUNCH_MS);
+            firstStopMs = (System.nanoTime() - start) / 1_000_000;
+            s.launch = thread.getLaunch();
+            s.target = thread.target();
+            stoppedOn = thread.getName();
+            Check.that(stoppedOn.startsWith("tests::delibera"), "stopped on the test's thread: " + stoppedOn);
+            Check.equal(assertion, Session.top(thread).getLineNumber(), "stopped line in tests::deliberately_fails");
+            ui(() -> {
+                IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
+                page.showView(IDebugUIConstants.ID_VARIABLE_VIEW);
+                page.showView(VmdbgTestsView.ID, null, IWorkbenchPage.VIEW_VISIBLE);
+                page.showView(IDebugUIConstants.ID_DEBUG_VIEW);
+            });
+            // The Debug view selects the stopped thread's top frame and the editor shows its line
+            // (the views update from jobs: a loaded machine takes seconds).
+            AtomicReference<String> seen = new AtomicReference<>("");
+            for (int i = 0; i < 120 && !seen.get().equals("selected"); i++) {
+                Thread.sleep(500);
+                ui(() -> {
+                    IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
+                    Object selected = ((org.eclipse.jface.viewers.IStructuredSelection) page.getSelection(IDebugUIConstants.ID_DEBUG_VIEW))
+                        .getFirstElement();
+                    var editor = page.getActiveEditor();
+                    String title = editor == null ? "no editor" : editor.getTitle();
+                    boolean onTest = selected instanceof VmdbgStackFrame f && f.getThread() == thread;
+                    seen.set(onTest && title.equals("lib.rs") ? "selected" : "Debug view selection " + selected + ", editor " + title);
+                });
+            }
+            Check.equal("selected", seen.get(), "the Debug view shows the test's thread and lib.rs is open");
+            Thread.sleep(2000);
+            screenshot("tests-debug.png");
+        }
+        return run.summary() + "; Debug test on tests::deliberately_fails: launch to first stop " + firstStopMs + " ms on " + stoppedOn;
+    }
+
+    /** Asks the test script to take the screen as test-output/NAME, and waits until it has. */
+    private static void screenshot(String name) throws Exception {
+        java.nio.file.Path ready = new File(Env.prop("vmdbg.test.ready")).toPath();
         File done = new File(Env.prop("vmdbg.test.done"));
-        Files.writeString(ready.toPath(), "shown\n");
+        Files.deleteIfExists(done.toPath());
+        java.nio.file.Path draft = ready.resolveSibling("ready.tmp");
+        Files.writeString(draft, name);
+        Files.move(draft, ready, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         for (int i = 0; i < 600 && !done.exists(); i++) Thread.sleep(100);
-        Check.that(done.exists(), "the test script took no screenshot within 60 s");
-        return run.summary();
+        Check.that(done.exists(), "the test script took no screenshot " + name + " within 60 s");
     }
 
     private interface UiWork {
