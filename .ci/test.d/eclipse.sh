@@ -66,7 +66,8 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
 # name into "ready" and waits for "done": the screen is taken with xwd, as
 # a person would see it.
 workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" view, then a test debugged from it) SCREENSHOT...
-    local mode="$1" display n pid xvfb rc=0 tool name shot; shift
+    local mode="$1" display n pid xvfb rc=0 tool name shot result; shift
+    result="$out/workbench-$mode.result"
     for tool in Xvfb xwd convert; do
         command -v "$tool" >/dev/null && continue
         if [ "$strict" = true ]; then echo "FAIL workbench: \`$tool\` is not installed (.ci/setup-tests.d/eclipse.sh)"; return 1; fi
@@ -80,7 +81,7 @@ workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" 
     rm -f "$out/ready" "$out/done"
     DISPLAY="$display" GDK_BACKEND=x11 run_eclipse workbench org.eclipse.ui.ide.workbench \
         -Dvmdbg.test.workbench="$mode" -Dvmdbg.test.ready="$out/ready" -Dvmdbg.test.done="$out/done" \
-        -Dvmdbg.test.result="$out/workbench.result" >"$out/workbench.log" 2>&1 &
+        -Dvmdbg.test.result="$result" >"$out/workbench-$mode.log" 2>&1 &
     pid=$!
     # Screenshots on request until the workbench exits (the kernel mode then
     # still debugs a program in a Linux guest: a boot under TCG).
@@ -102,9 +103,9 @@ workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" 
     wait "$pid" || true
     kill "$xvfb" 2>/dev/null || true
     wait "$xvfb" 2>/dev/null || true
-    if [ -e "$out/workbench.result" ]; then cat "$out/workbench.result"; else echo "FAIL workbench: no result (log: $out/workbench.log)"; rc=1; fi
-    grep -q '^SKIPPED' "$out/workbench.result" 2>/dev/null && return $rc
-    grep -q '^PASS' "$out/workbench.result" 2>/dev/null || { tail -40 "$out/workspace-workbench/.metadata/.log" 2>/dev/null; rc=1; }
+    if [ -e "$result" ]; then cat "$result"; else echo "FAIL workbench: no result (log: $out/workbench-$mode.log)"; rc=1; fi
+    grep -q '^SKIPPED' "$result" 2>/dev/null && return $rc
+    grep -q '^PASS' "$result" 2>/dev/null || { tail -40 "$out/workspace-workbench/.metadata/.log" 2>/dev/null; rc=1; }
     for shot in "$@"; do [ -e "$out/$shot" ] || { echo "eclipse: no screenshot $shot was taken"; rc=1; }; done
     return $rc
 }
@@ -132,7 +133,7 @@ if [[ " $parts " == *" tests-workbench "* ]]; then
     workbench tests tests-view.png tests-debug.png || status=1
 fi
 # One closing line over both parts.
-read -r passed failed skipped < <(cat "$out/headless.out" "$out/workbench.result" 2>/dev/null | awk '
+read -r passed failed skipped < <(cat "$out/headless.out" "$out"/workbench-*.result 2>/dev/null | awk '
     /^PASS / { p++ } /^FAIL / { f++ } /^SKIPPED: / { s++ } END { print p+0, f+0, s+0 }')
 [ "$status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
 echo "eclipse: done in $((SECONDS - start)) s"
