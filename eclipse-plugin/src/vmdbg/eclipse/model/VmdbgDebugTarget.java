@@ -301,16 +301,17 @@ public class VmdbgDebugTarget extends VmdbgDebugElement implements IDebugTarget 
                     t.suspended(reason, hit.toArray(new IBreakpoint[0]));
                     focus = t;
                 } else if (all) {
-                    // Stopped with it, for no reason of its own.
+                    // Stopped with it, for no reason of its own: its label and frames change, but only the
+                    // stopped thread suspends, so the Debug view selects that one (it selects the top frame
+                    // of every suspend, in an order of its own).
                     t.suspended(null, new IBreakpoint[0]);
-                    fired.add(new DebugEvent(t, DebugEvent.SUSPEND, DebugEvent.UNSPECIFIED));
+                    fired.add(new DebugEvent(t, DebugEvent.CHANGE, DebugEvent.STATE));
+                    fired.add(new DebugEvent(t, DebugEvent.CHANGE, DebugEvent.CONTENT));
                 }
             }
         }
-        // The stopped thread's event comes last, in a set of its own: the Debug view selects the
-        // top frame of each suspended thread in turn, and the last one stays selected.
+        if (focus != null) fired.add(new DebugEvent(focus, DebugEvent.SUSPEND, detail));
         fire(fired);
-        if (focus != null) fire(List.of(new DebugEvent(focus, DebugEvent.SUSPEND, detail)));
     }
 
     private void onContinued(JsonObject body) {

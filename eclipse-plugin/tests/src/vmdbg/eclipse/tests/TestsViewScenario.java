@@ -65,7 +65,17 @@ final class TestsViewScenario {
         Check.equal(null, run.error(), "vmdbg test itself succeeded");
         for (int i = 0; i < 100 && !launch.isTerminated(); i++) Thread.sleep(50);
         Check.that(launch.isTerminated(), "the launch is terminated");
+        Check.that(!run.tests().isEmpty() && !run.isRunning(), "vmdbg test's events reached the run: " + describe(run, launch));
         return run;
+    }
+
+    /** What a run holds and what vmdbg said on the launch's console, for a failure message. */
+    static String describe(TestRun run, ILaunch launch) {
+        StringBuilder s = new StringBuilder(run.summary()).append("; tests:");
+        for (TestResult t : run.tests()) s.append(' ').append(t.name).append('=').append(t.status);
+        String console = launch.getProcesses().length == 0 ? ""
+            : launch.getProcesses()[0].getStreamsProxy().getOutputStreamMonitor().getContents();
+        return s.append("; vmdbg said:\n").append(console).toString();
     }
 
     /**

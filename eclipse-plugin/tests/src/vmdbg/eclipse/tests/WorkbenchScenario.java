@@ -196,7 +196,7 @@ public class WorkbenchScenario implements IStartup {
         DebugUITools.getPreferenceStore().setValue("org.eclipse.debug.ui.switch_perspective_on_suspend", "always");
         var launch = TestsViewScenario.config().launch(org.eclipse.debug.core.ILaunchManager.RUN_MODE, null);
         vmdbg.eclipse.testrun.TestRun run = TestsViewScenario.await(launch);
-        Check.equal(1L, run.count("failed"), "failed: " + run.summary());
+        Check.equal(1L, run.count("failed"), "failed: " + TestsViewScenario.describe(run, launch));
         AtomicReference<VmdbgTestsView> shown = new AtomicReference<>();
         ui(() -> {
             IWorkbenchWindow window = PlatformUI.getWorkbench().getActiveWorkbenchWindow();
