@@ -2,6 +2,7 @@
 //! module; this file only parses the command line and dispatches.
 
 mod dap;
+mod debugger;
 mod engine;
 mod gdb_forward;
 mod image;

@@ -45,12 +45,17 @@ const FIRST_STOP: &str = "start_kernel";
 /// Whether a launch goes through the engine interface rather than the
 /// bare-metal path (a test kernel straight on vmdbg-vmm).
 pub fn wants_engine(config: &LaunchConfig) -> bool {
-    config.is_default_kernel() || config.initrd.is_some() || config.engine.is_some()
+    config.is_default_kernel()
+        || config.initrd.is_some()
+        || config.engine.is_some()
+        || config.record
 }
 
 /// The VM of a kernel session and its relays.
 pub struct KernelVm {
     vm: Option<Box<dyn Vm>>,
+    /// A recording whose engine goes back by replaying afresh.
+    afresh: bool,
     stop_relays: Arc<AtomicBool>,
     pub pid: Option<u32>,
     /// Dropped after `vm`: ends the thread that started the VM, whose life
@@ -59,6 +64,45 @@ pub struct KernelVm {
 }
 
 impl KernelVm {
+    /// A recorded session: where its replay is.
+    pub fn replay_position(&mut self) -> Option<Result<engine::ReplayPosition>> {
+        self.vm.as_mut()?.replay_position()
+    }
+
+    /// A recorded session: the next forward run stops at the recording's end.
+    pub fn keep_replay_inside(&mut self) -> Result<()> {
+        match self.vm.as_mut() {
+            Some(vm) => vm.keep_replay_inside(),
+            None => Ok(()),
+        }
+    }
+
+    /// A recorded session: the next forward run stops after `icount`
+    /// instructions.
+    pub fn replay_break(&mut self, icount: u64) -> Result<()> {
+        self.vm
+            .as_mut()
+            .context("the VM is gone")?
+            .replay_break(icount)
+    }
+
+    /// A recorded session whose engine goes back by replaying afresh (see
+    /// [`engine::Vm::replay_afresh`]); None otherwise.
+    pub fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
+        self.vm.as_mut()?.replay_afresh(icount)
+    }
+
+    /// Whether reverse execution replays afresh (see [`Self::replay_afresh`]).
+    pub fn goes_back_afresh(&self) -> bool {
+        self.afresh
+    }
+
+    pub fn rsp_endpoint(&self) -> Option<Endpoint> {
+        Some(Endpoint::Unix(
+            self.vm.as_ref()?.rsp_endpoint().to_path_buf(),
+        ))
+    }
+
     /// Ends the VM; how it ended, if it had already.
     pub async fn shut_down(&mut self) -> Option<VmExit> {
         self.stop_relays.store(true, Ordering::SeqCst);
@@ -94,9 +138,15 @@ pub async fn start(
     out: &mut Outbox,
     console: LineSink,
 ) -> Result<StartedKernel> {
-    let mut progress = Progress::start(out, "Starting the kernel in a fresh VM");
+    let title = if config.record {
+        "Recording the kernel's run, then replaying it"
+    } else {
+        "Starting the kernel in a fresh VM"
+    };
+    let mut progress = Progress::start(out, title);
     let result = boot(config, &mut progress, console).await;
     match &result {
+        Ok(_) if config.record => progress.end("the replay is ready at the start of the recording"),
         Ok(_) => progress.end("the kernel is running its start_kernel"),
         Err(e) => progress.end(&format!("failed: {e:#}")),
     }
@@ -111,7 +161,22 @@ async fn boot(
     progress.update("preparing the guest image", 2);
     let default = config.is_default_kernel();
     let (kernel, initrd) = (config.kernel.clone(), config.initrd.clone());
+    if config.record && !config.run.is_empty() {
+        bail!("launch configuration: `run` needs the agent, which a `record` session does not have (its replay cannot run new commands); leave out one of them");
+    }
+    // A recording needs no agent; a kernel without an initrd (a bare-metal
+    // one) then boots alone, which keeps the replay's snapshot small.
+    let kernel_only = config.record && !default && initrd.is_none();
     let image = blocking(move || {
+        if kernel_only {
+            if !kernel.is_file() {
+                bail!(
+                    "launch configuration: `kernel` {} does not exist",
+                    kernel.display()
+                );
+            }
+            return GuestImage::kernel_only(&kernel);
+        }
         if default {
             let image = crate::image::default_image()?;
             return Ok(match initrd {
@@ -129,7 +194,9 @@ async fn boot(
         // the default kernel's and simply fail to load in another one.
         let initrd = match initrd {
             Some(i) => i,
-            None => crate::image::default_image()?.initrd,
+            None => crate::image::default_image()?
+                .initrd
+                .context("the default image has no initramfs")?,
         };
         GuestImage::custom(&kernel, &initrd).context("launch configuration: `initrd`")
     })
@@ -194,8 +261,24 @@ async fn boot(
         cpus: config.cpus.unwrap_or(1),
         start_paused: true,
         extra_cmdline: cmdline.trim().to_string(),
+        record: None,
     };
-    progress.update("booting the VM (stopped)", 40);
+    let (record_tx, record_rx) = std::sync::mpsc::channel::<String>();
+    let spec = VmSpec {
+        record: config.record.then(|| engine::RecordSpec {
+            limit: config.record_limit(),
+            progress: Some(record_tx),
+        }),
+        ..spec
+    };
+    progress.update(
+        if config.record {
+            "recording the kernel's run"
+        } else {
+            "booting the VM (stopped)"
+        },
+        40,
+    );
     let choice = crate::run::engine_choice(config.engine)?;
     let (booted_tx, booted_rx) = tokio::sync::oneshot::channel();
     let (keeper, keeper_rx) = std::sync::mpsc::channel::<()>();
@@ -208,7 +291,22 @@ async fn boot(
         // Lives until the session lets the VM go (see KernelVm::_keeper).
         let _ = keeper_rx.recv();
     });
-    let (vm, why) = booted_rx.await.context("the VM's thread ended")??;
+    // Relay the recording's progress while the engine boots.
+    let mut booted_rx = booted_rx;
+    let booted = loop {
+        tokio::select! {
+            booted = &mut booted_rx => break booted,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                while let Ok(step) = record_rx.try_recv() {
+                    progress.update(&step, 45);
+                }
+            }
+        }
+    };
+    while let Ok(step) = record_rx.try_recv() {
+        progress.update(&step, 45);
+    }
+    let (mut vm, why) = booted.context("the VM's thread ended")??;
     let _ = console.send(("console", format!("vmdbg: {why}\n")));
     let stop_relays = Arc::new(AtomicBool::new(false));
     relay_console(
@@ -226,6 +324,7 @@ async fn boot(
     }
     let endpoint = Endpoint::Unix(vm.rsp_endpoint().to_path_buf());
     let mut kernel_vm = KernelVm {
+        afresh: config.record && vm.replay_position().is_some(),
         vm: Some(vm),
         stop_relays,
         pid: None,

@@ -42,6 +42,13 @@ pub struct LaunchConfig {
     pub cpus: Option<u32>,
     #[serde(default)]
     pub stop_on_entry: bool,
+    /// Record the kernel's run first, then debug its replay, backwards too
+    /// (the QEMU engine's record/replay; see [`crate::engine::RecordSpec`]).
+    #[serde(default)]
+    pub record: bool,
+    /// Seconds the recording may run at most; default 60.
+    #[serde(default)]
+    pub record_limit: Option<u32>,
     /// Path of vmdbg-vmm; else $VMDBG_VMM, next to `vmdbg`, then PATH.
     #[serde(default)]
     pub vmm: Option<PathBuf>,
@@ -50,6 +57,11 @@ pub struct LaunchConfig {
 impl LaunchConfig {
     pub fn is_default_kernel(&self) -> bool {
         self.kernel.as_os_str() == "default"
+    }
+
+    /// A `record` session's time limit.
+    pub fn record_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.record_limit.unwrap_or(60).into())
     }
 }
 

@@ -18,6 +18,7 @@ mod launch;
 mod postmortem;
 mod program;
 mod protocol;
+mod reverse;
 mod session;
 mod signals;
 mod snapshots;

@@ -264,6 +264,7 @@ async fn boot_and_launch(
         cpus: 1,
         start_paused: false,
         extra_cmdline: String::new(),
+        record: None,
     };
     let (vm, why) = blocking(move || {
         let (engine, why) = engine::choose_engine(choice)?;

@@ -375,7 +375,7 @@ impl Target {
 
 pub struct Session {
     pub out: Outbox,
-    console_tx: LineSink,
+    pub(super) console_tx: LineSink,
     console_rx: mpsc::UnboundedReceiver<(&'static str, String)>,
     pub target: Option<Target>,
     /// A launched kernel that died of an unhandled exception, kept for
@@ -385,6 +385,9 @@ pub struct Session {
     pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
     pub function_breakpoints: Vec<UserBreakpoint>,
     pub data_breakpoints: Vec<DataBreakpoint>,
+    /// Temporary breakpoints of a reverse step, kept across a replay's
+    /// fresh start.
+    pub temporaries: Vec<u64>,
     pub next_id: i64,
     configured: bool,
     finished: bool,
@@ -403,6 +406,7 @@ impl Session {
             line_breakpoints: BTreeMap::new(),
             function_breakpoints: Vec::new(),
             data_breakpoints: Vec::new(),
+            temporaries: Vec::new(),
             next_id: 1,
             configured: false,
             finished: false,
@@ -536,6 +540,8 @@ impl Session {
             "next",
             "stepIn",
             "stepOut",
+            "stepBack",
+            "reverseContinue",
             "stackTrace",
             "scopes",
             "variables",
@@ -630,6 +636,20 @@ impl Session {
                     _ => After::StepOut,
                 };
                 Ok(Handled::RespondThen(Value::Null, after))
+            }
+            "stepBack" => {
+                self.require_reverse()?;
+                let args: protocol::ThreadArguments =
+                    serde_json::from_value(args).context("invalid stepBack arguments")?;
+                let instruction = args.granularity.as_deref() == Some("instruction");
+                Ok(Handled::RespondThen(
+                    Value::Null,
+                    After::StepBack(instruction),
+                ))
+            }
+            "reverseContinue" => {
+                self.require_reverse()?;
+                Ok(Handled::RespondThen(Value::Null, After::ReverseContinue))
             }
             "stackTrace" => {
                 self.require_stopped()?;
@@ -859,6 +879,13 @@ impl Session {
                 json!({ "reason": "started", "threadId": Target::thread_id(t) }),
             );
         }
+        if rsp.reverse {
+            // A replay: the client shows its reverse buttons.
+            self.out.event(
+                "capabilities",
+                json!({ "capabilities": { "supportsStepBack": true } }),
+            );
+        }
         self.target = Some(Target {
             rsp,
             symbols,
@@ -971,6 +998,8 @@ impl Session {
             After::StepIn => self.start_step(super::stepping::StepKind::In).await,
             After::StepOut => self.step_out().await,
             After::StepInstruction => self.step_instruction().await,
+            After::StepBack(instruction) => self.step_back(instruction).await,
+            After::ReverseContinue => self.reverse_continue().await,
         }
     }
 
@@ -983,6 +1012,9 @@ impl Session {
     /// `announce`: send `continued` (not for a breakpoint that decided
     /// not to stop, which the client never saw).
     async fn resume(&mut self, announce: bool) -> Result<()> {
+        if let Some(end) = self.forward_past_end().await? {
+            return self.report_stop_reply(end).await;
+        }
         let Some(stop) = self.step_off_breakpoint().await? else {
             return Ok(());
         };
@@ -1139,6 +1171,9 @@ impl Session {
     /// One instruction on the current thread, delivering `signal` (if
     /// any), with any breakpoint at the pc lifted for it.
     async fn step_raw(&mut self, signal: Option<u8>) -> Result<StopReply> {
+        if let Some(end) = self.forward_past_end().await? {
+            return Ok(end);
+        }
         let console = self.console_tx.clone();
         let target = self.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
@@ -1258,7 +1293,29 @@ impl Session {
                 Ok(())
             }
             StopReply::Output(_) => Ok(()),
-            StopReply::Signal { signal, watch, .. } => {
+            StopReply::Refused(reply) => {
+                let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+                self.out.event(
+                    "stopped",
+                    json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true,
+                            "description": format!("the gdb stub refused to go on ({reply})") }),
+                );
+                Ok(())
+            }
+            StopReply::Signal { .. } => {
+                let stop = self.mark_replay_edge(stop).await?;
+                let StopReply::Signal {
+                    signal,
+                    watch,
+                    replay_edge,
+                    ..
+                } = stop
+                else {
+                    unreachable!("marking keeps a signal stop one")
+                };
+                if let Some(edge) = replay_edge {
+                    return self.report_replay_edge(edge).await;
+                }
                 let target = self.target.as_mut().context("no target")?;
                 let thread = Target::thread_id(&target.thread);
                 let pc = target.pc().await.unwrap_or(0);
@@ -1475,6 +1532,7 @@ impl Session {
 
     /// Sets the target running towards a temporary breakpoint.
     pub async fn run_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<bool> {
+        self.forward_past_end().await?;
         let target = self.target.as_mut().context("no target")?;
         if !target.inserted.contains(&addr) && target.rsp.insert_breakpoint(addr).await.is_err() {
             return Ok(false);
@@ -1607,7 +1665,7 @@ impl Session {
         Ok(())
     }
 
-    async fn reinsert_breakpoints(&mut self) {
+    pub(super) async fn reinsert_breakpoints(&mut self) {
         let Some(target) = self.target.as_mut() else {
             return;
         };
@@ -1652,6 +1710,9 @@ pub enum After {
     StepIn,
     StepOut,
     StepInstruction,
+    /// By instruction (true) or by line.
+    StepBack(bool),
+    ReverseContinue,
 }
 
 async fn next_packet(target: &mut Option<Target>) -> Result<Vec<u8>> {

@@ -115,7 +115,7 @@ impl Session {
         Ok((insn.len() as u64, call))
     }
 
-    fn report_step(&mut self, description: Option<String>) -> Result<()> {
+    pub(super) fn report_step(&mut self, description: Option<String>) -> Result<()> {
         let thread = Target::thread_id(&self.target_mut()?.thread);
         let mut body = json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true });
         if let Some(d) = description {

@@ -43,6 +43,40 @@ pub struct VmSpec {
     pub start_paused: bool,
     /// More kernel command line, after the image's and the engine's.
     pub extra_cmdline: String,
+    /// Record the run first, then serve its replay (see [`RecordSpec`]).
+    pub record: Option<RecordSpec>,
+}
+
+/// A recorded session: the engine runs the guest once, recording it, until
+/// the guest stops the machine (a triple fault, a power-off) or `limit`
+/// passes; then the VM it returns is a replay of that recording, stopped
+/// at its start, whose gdb stub steps and continues backwards too. The
+/// agent is not connected in a replay (nothing it would do could be
+/// replayed).
+#[derive(Clone, Debug)]
+pub struct RecordSpec {
+    pub limit: Duration,
+    /// Progress lines while the recording runs.
+    pub progress: Option<std::sync::mpsc::Sender<String>>,
+}
+
+/// How a recording ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingEnd {
+    /// The guest stopped the machine: a triple fault (an exception it
+    /// could not handle) or a power-off; CR2 then, if not zero (the address
+    /// of the last page fault).
+    Shutdown { last_page_fault: Option<u64> },
+    /// The time limit ended it while the guest still ran.
+    Limit,
+}
+
+/// Where a replay is in its recording, in instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayPosition {
+    pub at: u64,
+    pub end: u64,
+    pub ending: RecordingEnd,
 }
 
 /// How a VM ended.
@@ -113,6 +147,19 @@ pub trait Vm: Send {
     /// Writes the whole running VM to `path` (written whole, then renamed
     /// into place), for [`Engine::boot_saved`]; the VM runs on.
     fn save_to(&mut self, path: &Path) -> Result<()>;
+    /// A replay (see [`RecordSpec`]): where it is. None for a live VM.
+    fn replay_position(&mut self) -> Option<Result<ReplayPosition>>;
+    /// A replay: makes the next forward run stop at the end of the
+    /// recording rather than run past it (the engine's stub does not on its
+    /// own). A no-op for a live VM.
+    fn keep_replay_inside(&mut self) -> Result<()>;
+    /// A replay: the next forward run stops after `icount` instructions.
+    fn replay_break(&mut self, icount: u64) -> Result<()>;
+    /// A replay whose engine goes back by replaying afresh: puts the replay
+    /// at `icount` in a new process (the RSP endpoint is the same path;
+    /// connections to it must be made again). None where the engine's stub
+    /// runs backwards itself.
+    fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>>;
 }
 
 /// What each engine does its own way with its VM.
@@ -135,6 +182,18 @@ pub trait VmControl: Send {
     /// Writes the running VM's state to `path` for a later process.
     fn save_to(&mut self, _path: &Path) -> Result<()> {
         bail!("this engine cannot save a VM's state to a file yet")
+    }
+    fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
+        None
+    }
+    fn keep_replay_inside(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn replay_break(&mut self, _icount: u64) -> Result<()> {
+        bail!("this VM is not a replay")
+    }
+    fn replay_afresh(&mut self, _icount: u64) -> Option<Result<()>> {
+        None
     }
 }
 
@@ -236,6 +295,18 @@ impl Vm for EngineVm {
         temp.persist(path)
             .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
         Ok(())
+    }
+    fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
+        self.control.replay_position()
+    }
+    fn keep_replay_inside(&mut self) -> Result<()> {
+        self.control.keep_replay_inside()
+    }
+    fn replay_break(&mut self, icount: u64) -> Result<()> {
+        self.control.replay_break(icount)
+    }
+    fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
+        self.control.replay_afresh(icount)
     }
 }
 

@@ -48,7 +48,8 @@ pub const AGENT_PORT_NAME: &str = "org.vmdbg.agent.0";
 pub struct GuestImage {
     /// An uncompressed vmlinux with a PVH note, or a bzImage.
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    /// None: a kernel that needs no initramfs (a bare-metal test kernel).
+    pub initrd: Option<PathBuf>,
     /// Kernel command line the image needs (console, init behaviour);
     /// engines append their own.
     pub cmdline: String,
@@ -57,6 +58,19 @@ pub struct GuestImage {
 }
 
 impl GuestImage {
+    /// A kernel alone, without an initramfs (a bare-metal kernel).
+    pub fn kernel_only(kernel: &Path) -> Result<Self> {
+        if !kernel.is_file() {
+            bail!("--kernel {}: no such file", kernel.display());
+        }
+        Ok(GuestImage {
+            kernel: kernel.to_path_buf(),
+            initrd: None,
+            cmdline: String::new(),
+            describe: kernel.display().to_string(),
+        })
+    }
+
     /// A user's own kernel and initramfs.
     pub fn custom(kernel: &Path, initrd: &Path) -> Result<Self> {
         for (what, path) in [("--kernel", kernel), ("--initrd", initrd)] {
@@ -66,7 +80,7 @@ impl GuestImage {
         }
         Ok(GuestImage {
             kernel: kernel.to_path_buf(),
-            initrd: initrd.to_path_buf(),
+            initrd: Some(initrd.to_path_buf()),
             cmdline: "console=ttyS0 quiet panic=-1".into(),
             describe: format!("{} + {}", kernel.display(), initrd.display()),
         })
@@ -99,7 +113,9 @@ pub fn main(args: ImageArgs) -> Result<ExitCode> {
         ImageCommand::Build { force } => {
             let image = ensure_default_image(force)?;
             println!("kernel:    {}", image.kernel.display());
-            println!("initramfs: {}", image.initrd.display());
+            if let Some(initrd) = &image.initrd {
+                println!("initramfs: {}", initrd.display());
+            }
         }
         ImageCommand::Info => info()?,
         ImageCommand::Symbols => {
@@ -284,7 +300,7 @@ fn ensure_default_image(force: bool) -> Result<GuestImage> {
         .to_string();
     Ok(GuestImage {
         kernel,
-        initrd,
+        initrd: Some(initrd),
         cmdline: "console=ttyS0 quiet panic=-1".into(),
         describe: format!(
             "default image (Debian kernel {release}, {})",

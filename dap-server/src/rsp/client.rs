@@ -73,6 +73,9 @@ pub struct RspClient {
     no_ack: Arc<AtomicBool>,
     pub registers: RegisterMap,
     pub packet_size: usize,
+    /// The stub steps and continues backwards (`ReverseStep+`,
+    /// `ReverseContinue+` in its qSupported reply: QEMU's in replay mode).
+    pub reverse: bool,
     vcont: bool,
     /// The thread `Hg` last selected, so it is not resent for every read.
     selected_thread: Option<String>,
@@ -87,6 +90,8 @@ struct Features {
     packet_size: Option<usize>,
     target_xml: bool,
     no_ack: bool,
+    reverse_step: bool,
+    reverse_continue: bool,
 }
 
 impl RspClient {
@@ -131,6 +136,7 @@ impl RspClient {
             no_ack,
             registers: RegisterMap::amd64_fallback(),
             packet_size: 4096,
+            reverse: false,
             vcont: false,
             selected_thread: None,
             unexpected_stop: None,
@@ -151,8 +157,13 @@ impl RspClient {
                 features.target_xml = true;
             } else if item == "QStartNoAckMode+" {
                 features.no_ack = true;
+            } else if item == "ReverseStep+" {
+                features.reverse_step = true;
+            } else if item == "ReverseContinue+" {
+                features.reverse_continue = true;
             }
         }
+        self.reverse = features.reverse_step && features.reverse_continue;
         if let Some(size) = features.packet_size {
             self.packet_size = size.clamp(256, 64 * 1024);
         }
@@ -466,6 +477,22 @@ impl RspClient {
             (false, None) => self.send("s"),
             (false, Some(sig)) => self.send(&format!("S{sig:02x}")),
         }
+    }
+
+    /// One instruction backwards (`bs`); the stop reply arrives via
+    /// [`Self::next_packet`].
+    pub fn resume_reverse_step(&mut self) -> Result<()> {
+        self.selected_thread = None;
+        self.unexpected_stop = None;
+        self.send("bs")
+    }
+
+    /// Runs backwards until a breakpoint, a watchpoint or the start of the
+    /// recording (`bc`).
+    pub fn resume_reverse_continue(&mut self) -> Result<()> {
+        self.selected_thread = None;
+        self.unexpected_stop = None;
+        self.send("bc")
     }
 
     /// Parses the stop reply that ends a resume, passing on console output.

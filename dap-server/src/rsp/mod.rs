@@ -13,4 +13,4 @@ pub mod registers;
 pub mod stop;
 
 pub use client::{Endpoint, RspClient};
-pub use stop::{StopReply, WatchKind};
+pub use stop::{ReplayEdge, StopReply, WatchKind};

@@ -1,5 +1,8 @@
 //! Stop replies (`T`, `S`, `W`, `X`) and console output (`O`) as the stub
-//! sends them after a resume or `?`.
+//! sends them after a resume or `?`, with gdb's reverse-execution stop
+//! reason (`replaylog:begin|end`), and an error reply (`E`) where a resume
+//! was refused (QEMU answers a reverse step at the start of its recording
+//! with `E14`).
 
 use anyhow::{bail, Context, Result};
 
@@ -12,6 +15,13 @@ pub enum WatchKind {
     Access,
 }
 
+/// A replay stopped at an edge of its recording (`replaylog:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayEdge {
+    Begin,
+    End,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopReply {
     /// The target stopped with a signal; which thread, and why if the stub
@@ -21,7 +31,11 @@ pub enum StopReply {
         thread: Option<String>,
         watch: Option<(WatchKind, u64)>,
         breakpoint: bool,
+        /// A replay at the start or end of its recording.
+        replay_edge: Option<ReplayEdge>,
     },
+    /// The stub refused the resume (`E` and its number).
+    Refused(String),
     /// The target exited with a status (`W`).
     Exited { status: u8 },
     /// The target was terminated by a signal (`X`).
@@ -45,12 +59,14 @@ impl StopReply {
                 thread: None,
                 watch: None,
                 breakpoint: false,
+                replay_edge: None,
             }),
             'T' => {
                 let signal = hex_byte(body)?;
                 let mut thread = None;
                 let mut watch = None;
                 let mut breakpoint = false;
+                let mut replay_edge = None;
                 for pair in body[2..].split(';').filter(|p| !p.is_empty()) {
                     let (key, value) = pair.split_once(':').unwrap_or((pair, ""));
                     match key {
@@ -59,6 +75,13 @@ impl StopReply {
                         "rwatch" => watch = Some((WatchKind::Read, parse_hex_u64(value)?)),
                         "awatch" => watch = Some((WatchKind::Access, parse_hex_u64(value)?)),
                         "swbreak" | "hwbreak" => breakpoint = true,
+                        "replaylog" => {
+                            replay_edge = match value {
+                                "begin" => Some(ReplayEdge::Begin),
+                                "end" => Some(ReplayEdge::End),
+                                _ => None,
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -67,6 +90,7 @@ impl StopReply {
                     thread,
                     watch,
                     breakpoint,
+                    replay_edge,
                 })
             }
             'W' => Ok(Self::Exited {
@@ -76,6 +100,7 @@ impl StopReply {
                 signal: hex_byte(body)?,
             }),
             'O' => Ok(Self::Output(from_hex(body.as_bytes())?)),
+            'E' => Ok(Self::Refused(text.to_string())),
             _ => bail!("unexpected stop reply {text:?}"),
         }
     }
@@ -94,8 +119,27 @@ mod tests {
                 signal: 5,
                 thread: Some("p1.2".into()),
                 watch: Some((WatchKind::Write, 0x4010a0)),
-                breakpoint: false
+                breakpoint: false,
+                replay_edge: None,
             }
+        );
+        assert!(matches!(
+            StopReply::parse(b"T05replaylog:begin;thread:01;").unwrap(),
+            StopReply::Signal {
+                replay_edge: Some(ReplayEdge::Begin),
+                ..
+            }
+        ));
+        assert!(matches!(
+            StopReply::parse(b"T05replaylog:end;").unwrap(),
+            StopReply::Signal {
+                replay_edge: Some(ReplayEdge::End),
+                ..
+            }
+        ));
+        assert_eq!(
+            StopReply::parse(b"E14").unwrap(),
+            StopReply::Refused("E14".into())
         );
         assert_eq!(
             StopReply::parse(b"W3f").unwrap(),

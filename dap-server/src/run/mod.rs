@@ -160,6 +160,7 @@ pub fn prepare(
         cpus: vm.cpus,
         start_paused: false,
         extra_cmdline: String::new(),
+        record: None,
     };
     Ok((engine, spec, copies))
 }

@@ -98,7 +98,7 @@ fn state_path(engine: &dyn Engine, spec: &VmSpec) -> Option<PathBuf> {
     let engine_key = engine.saved_state_key(spec)?;
     let mut hash = Sha256::new();
     hash.update(engine_key);
-    for file in [&spec.image.kernel, &spec.image.initrd] {
+    for file in std::iter::once(&spec.image.kernel).chain(&spec.image.initrd) {
         hash.update(fingerprint(file)?);
     }
     hash.update(format!(

@@ -55,11 +55,11 @@ impl KvmEngine {
             cmdline.push_str(&spec.extra_cmdline);
         }
         let mut cmd = Command::new(&self.vmm);
-        cmd.arg("--kernel")
-            .arg(&spec.image.kernel)
-            .arg("--initrd")
-            .arg(&spec.image.initrd)
-            .args(["--mem", &format!("{}M", spec.mem_mib)])
+        cmd.arg("--kernel").arg(&spec.image.kernel);
+        if let Some(initrd) = &spec.image.initrd {
+            cmd.arg("--initrd").arg(initrd);
+        }
+        cmd.args(["--mem", &format!("{}M", spec.mem_mib)])
             .args(["--cpus", &spec.cpus.to_string()])
             .args(["--cmdline", &cmdline])
             .arg("--serial")
@@ -119,6 +119,9 @@ impl Engine for KvmEngine {
     }
 
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
+        if spec.record.is_some() {
+            bail!("recording on the KVM engine (vmdbg-vmm) is not here yet: use `engine: \"qemu\"` to record with QEMU's record/replay");
+        }
         let dir = RuntimeDir::create()?;
         let cmd = self.command(spec, dir.path());
         // vmdbg hands the RSP endpoint to whoever needs it (Vm::rsp_endpoint).

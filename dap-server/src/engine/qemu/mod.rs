@@ -9,12 +9,16 @@
 //! - `snapshots.qcow2`: where `savevm` keeps snapshots, made and attached
 //!   (as a block node the guest does not see) on the first snapshot.
 //!
+//! A recorded session ([`VmSpec::record`]) runs QEMU twice, recording and
+//! then replaying ([`record`]).
+//!
 //! vmdbg listens on the agent and QMP sockets and QEMU connects to them at
 //! start-up, so there is no polling for sockets to appear. QEMU's stderr is
 //! relayed line by line (prefixed `qemu:`), never swallowed; the process is
 //! started by [`super::process::spawn_vmm`], so it cannot outlive vmdbg.
 
 mod qmp;
+mod record;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -38,6 +42,17 @@ pub enum Accel {
 pub struct QemuEngine {
     pub binary: PathBuf,
     pub accel: Accel,
+}
+
+/// What a QEMU process is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Run {
+    /// A VM to debug as it runs, with the agent.
+    Live,
+    /// Recording a run ([`record`]): no gdb stub, no agent.
+    Record,
+    /// Replaying a recording under the gdb stub, no agent.
+    Replay,
 }
 
 /// Finds qemu-system-x86_64 (or $VMDBG_QEMU), with a clear error.
@@ -65,14 +80,17 @@ impl QemuEngine {
         })
     }
 
-    fn command(&self, spec: &VmSpec, dir: &Path) -> Command {
+    fn command(&self, spec: &VmSpec, dir: &Path, run: Run) -> Command {
         let mut cmd = Command::new(&self.binary);
-        let accel = match self.accel {
-            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
-            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+        // Record/replay counts instructions: TCG only.
+        let tcg = self.accel == Accel::Tcg || run != Run::Live;
+        let accel = if tcg {
+            ["-accel", "tcg", "-cpu", "max"]
+        } else {
+            ["-accel", "kvm", "-cpu", "host"]
         };
         let mut cmdline = format!("{} pci=off", spec.image.cmdline);
-        if self.accel == Accel::Tcg {
+        if tcg {
             // TCG's TSC calibration against the PIT is flaky (it can hang
             // the boot); give the kernel the host's frequency instead.
             if let Some(khz) = host_tsc_khz() {
@@ -100,13 +118,19 @@ impl QemuEngine {
                 "-no-reboot",
             ])
             .arg("-kernel")
-            .arg(&spec.image.kernel)
-            .arg("-initrd")
-            .arg(&spec.image.initrd)
-            .args(["-append", &cmdline])
+            .arg(&spec.image.kernel);
+        if let Some(initrd) = &spec.image.initrd {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        // A replay prints the console again: the recording's goes aside.
+        let console = match run {
+            Run::Record => record::RECORD_CONSOLE_LOG,
+            Run::Live | Run::Replay => CONSOLE_LOG,
+        };
+        cmd.args(["-append", &cmdline])
             .args([
                 "-chardev",
-                &format!("file,id=console,path={}", sock(CONSOLE_LOG)),
+                &format!("file,id=console,path={}", sock(console)),
                 "-serial",
                 "chardev:console",
             ])
@@ -115,23 +139,29 @@ impl QemuEngine {
                 &format!("socket,id=qmp,path={}", sock("qmp.sock")),
                 "-mon",
                 "chardev=qmp,mode=control",
-            ])
-            .args([
+            ]);
+        if run != Run::Record {
+            cmd.args([
                 "-chardev",
                 &format!("socket,id=gdb,path={},server=on,wait=off", sock(RSP_SOCKET)),
                 "-gdb",
                 "chardev:gdb",
-            ])
-            .args(["-device", "virtio-serial-device,max_ports=2"])
-            .args([
-                "-chardev",
-                &format!("socket,id=agent,path={}", sock("agent.sock")),
-            ])
-            .args([
-                "-device",
-                &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
             ]);
-        if spec.start_paused {
+        }
+        if run == Run::Live {
+            cmd.args(["-device", "virtio-serial-device,max_ports=2"])
+                .args([
+                    "-chardev",
+                    &format!("socket,id=agent,path={}", sock("agent.sock")),
+                ])
+                .args([
+                    "-device",
+                    &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+                ]);
+        } else {
+            record::add_arguments(&mut cmd, dir, run == Run::Record);
+        }
+        if (spec.start_paused && run == Run::Live) || run == Run::Replay {
             cmd.arg("-S");
         }
         cmd
@@ -151,7 +181,10 @@ impl Engine for QemuEngine {
     }
 
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
-        self.start(spec, None)
+        match &spec.record {
+            Some(record) => record::record_then_replay(self, spec, record),
+            None => self.start(spec, None),
+        }
     }
 
     /// The binary, its size and modification time, and the accelerator: a
@@ -185,7 +218,7 @@ impl QemuEngine {
         let dir = RuntimeDir::create().context("create the VM's runtime directory")?;
         let agent_listener = UnixListener::bind(dir.path().join("agent.sock"))?;
         let qmp_listener = UnixListener::bind(dir.path().join("qmp.sock"))?;
-        let mut cmd = self.command(spec, dir.path());
+        let mut cmd = self.command(spec, dir.path(), Run::Live);
         if let Some(state) = saved {
             cmd.args(["-incoming", &format!("exec:cat {}", shell_quote(state)?)]);
         }
@@ -270,22 +303,7 @@ impl QemuControl {
             return Ok(());
         }
         let path = dir.join(SNAPSHOT_STORE);
-        let out = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&path)
-            .arg("1M")
-            .output()
-            .context(
-                "snapshots on the QEMU engine need qemu-img, which is not on PATH: \
-                 install the Debian/Ubuntu package `qemu-utils` (sudo apt-get install qemu-utils)",
-            )?;
-        if !out.status.success() {
-            bail!(
-                "qemu-img create {} failed: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        create_qcow2(&path, "snapshots")?;
         self.qmp.execute_with(
             "blockdev-add",
             serde_json::json!({
@@ -361,6 +379,30 @@ impl VmControl for QemuControl {
         }
         self.qmp.execute("cont")
     }
+}
+
+/// An empty qcow2 image for QEMU to keep VM states in (`savevm`, and
+/// record/replay's starting snapshot); `what` needs it, for the message.
+fn create_qcow2(path: &Path, what: &str) -> Result<()> {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg("1M")
+        .output()
+        .with_context(|| {
+            format!(
+                "{what} on the QEMU engine need qemu-img, which is not on PATH: \
+                 install the Debian/Ubuntu package `qemu-utils` (sudo apt-get install qemu-utils)"
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "qemu-img create {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// A path for QEMU's `exec:` (run by /bin/sh), single-quoted.

@@ -1,0 +1,158 @@
+// Record and replay on the QEMU engine ("rewind from the crash"): a
+// recorded kernel session of rewind.elf runs into its page fault and stops
+// there with the exception; reverseContinue with a data breakpoint on the
+// corrupted pointer stops at the line that corrupted it, with the value
+// before and after the write; stepBack walks back by line (over calls) and
+// by instruction; line breakpoints hold going backwards; the start of the
+// recording is reported as such. One recording for the whole suite: QEMU's
+// reverse steps replay from the recording's start, seconds each on a
+// loaded machine.
+'use strict';
+const assert = require('assert');
+const fs = require('fs');
+const path = require('path');
+const h = require('./helpers');
+
+const rewindC = path.join(h.sourceDir, 'rewind.c');
+
+function qemuTierMissing() {
+  if (!fs.existsSync(h.vmdbg)) return `${h.vmdbg} is not built (cargo build --release -p vmdbg)`;
+  if (!fs.existsSync(h.kernel('rewind.elf'))) return `test kernel rewind.elf is not built in ${h.kernels} (make -C tests/guests/baremetal OUT=${h.kernels})`;
+  for (const tool of ['qemu-system-x86_64', 'qemu-img']) {
+    if (!h.haveCommand(tool)) return `\`${tool}\` is not installed (Debian: qemu-system-x86, qemu-utils)`;
+  }
+  return null;
+}
+
+describe('DAP record and replay (QEMU engine): rewind from the crash', function () {
+  this.timeout(120000);
+  let dc;
+  const events = [];
+
+  const top = async () => (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames[0];
+  const value = async (expression) => (await dc.evaluateRequest({ expression, frameId: 1 })).body.result;
+  const back = async (args = {}) => {
+    const { event, frames } = await h.stepAndWait(dc, 'stepBack', { threadId: 1, ...args });
+    return { event, frame: frames[0] };
+  };
+  const reverseContinue = async () => {
+    const stopped = dc.waitForEvent('stopped');
+    await dc.send('reverseContinue', { threadId: 1 });
+    return stopped;
+  };
+
+  before(async function () {
+    h.requireTier(this, qemuTierMissing());
+    dc = await h.startClient();
+    dc.defaultTimeout = 100000;
+    for (const name of ['capabilities', 'progressStart', 'progressUpdate', 'progressEnd']) {
+      dc.on(name, (e) => events.push(e));
+    }
+  });
+
+  after(async function () {
+    if (dc) await dc.stop();
+  });
+
+  it('a recorded session runs into the fault and stops there with the exception', async function () {
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launch({ kernel: h.kernel('rewind.elf'), engine: 'qemu', record: true, mem: '64M' });
+    await initialized;
+    const caps = events.find((e) => e.event === 'capabilities');
+    assert.ok(caps && caps.body.capabilities.supportsStepBack, 'a capabilities event turns on supportsStepBack');
+    const progress = events.filter((e) => e.event.startsWith('progress')).map((e) => e.body.message || e.body.title);
+    assert.ok(progress.some((m) => /record/i.test(m)), `progress while recording: ${progress.join(' | ')}`);
+    assert.ok(progress.some((m) => /recorded \d+ instructions/.test(m)), progress.join(' | '));
+    const stopped = dc.waitForEvent('stopped');
+    await dc.configurationDoneRequest();
+    const event = await stopped;
+    assert.strictEqual(event.body.reason, 'exception', JSON.stringify(event.body));
+    assert.match(event.body.description, /end of the recording/);
+    assert.match(event.body.description, /triple fault/);
+    assert.match(event.body.description, /page-fault address \(CR2\) was 0x4000000004/);
+    const frame = await top();
+    assert.strictEqual(frame.name, 'sum_list');
+    assert.strictEqual(frame.line, h.marker('fault', rewindC));
+    assert.strictEqual(await value('n'), '0x4000000004');
+    const info = await dc.send('exceptionInfo', { threadId: 1 });
+    assert.strictEqual(info.body.exceptionId, 'triple fault');
+    // Forward from the end: nothing runs, the end is reported again.
+    const again = dc.waitForEvent('stopped');
+    await dc.continueRequest({ threadId: 1 });
+    assert.match((await again).body.description, /end of the recording/);
+  });
+
+  it('stepBack from the faulting instruction: to the start of its line, then one instruction back', async function () {
+    let { frame } = await back();
+    assert.strictEqual(frame.name, 'sum_list');
+    assert.strictEqual(frame.line, h.marker('fault', rewindC));
+    const lineStart = BigInt(frame.instructionPointerReference);
+    ({ frame } = await back({ granularity: 'instruction' }));
+    assert.ok(BigInt(frame.instructionPointerReference) !== lineStart);
+    assert.strictEqual(frame.line, h.marker('fault', rewindC) - 1, 'the while (n) check ran just before');
+  });
+
+  it('reverseContinue with a data breakpoint on the pointer stops at the corrupting line, old and new value shown', async function () {
+    const info = await dc.send('dataBreakpointInfo', { name: 'table.head', frameId: 1 });
+    assert.ok(info.body.dataId, info.body.description);
+    const set = await dc.send('setDataBreakpoints', { breakpoints: [{ dataId: info.body.dataId, accessType: 'write' }] });
+    assert.strictEqual(set.body.breakpoints[0].verified, true);
+    const event = await reverseContinue();
+    assert.strictEqual(event.body.reason, 'data breakpoint', JSON.stringify(event.body));
+    assert.deepStrictEqual(event.body.hitBreakpointIds, [set.body.breakpoints[0].id]);
+    const frame = await top();
+    assert.strictEqual(frame.name, 'fill_slots');
+    assert.strictEqual(frame.line, h.marker('corrupt', rewindC));
+    assert.strictEqual(await value('i'), '4');
+    // Before the write (where the replay is now) and after it.
+    assert.match(await value('table.head'), /^0x102000\b|nodes/);
+    assert.match(event.body.description, /from 0x102000 to 0x4000000004/);
+    await dc.send('setDataBreakpoints', { breakpoints: [] });
+  });
+
+  it('stepBack walks back line by line through the loop', async function () {
+    // From the store (the middle of its line): the start of that line first.
+    let { frame } = await back();
+    assert.strictEqual(frame.line, h.marker('corrupt', rewindC));
+    assert.strictEqual(await value('i'), '4');
+    ({ frame } = await back());
+    assert.strictEqual(frame.line, lineOf('MARK:fill-loop'));
+    ({ frame } = await back());
+    assert.strictEqual(frame.line, h.marker('corrupt', rewindC));
+    assert.strictEqual(await value('i'), '3');
+  });
+
+  it('stepBack by line steps back over calls; line breakpoints stop a reverseContinue', async function () {
+    const after = h.marker('sum-after', rewindC);
+    await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [{ line: after }] });
+    const hit = dc.waitForEvent('stopped');
+    await dc.continueRequest({ threadId: 1 });
+    assert.strictEqual((await hit).body.reason, 'breakpoint');
+    assert.strictEqual((await top()).line, after);
+    let { frame } = await back();
+    assert.strictEqual(frame.name, 'kmain');
+    assert.strictEqual(frame.line, h.marker('puts', rewindC), 'back over serial_puts');
+    ({ frame } = await back());
+    assert.strictEqual(frame.name, 'kmain');
+    assert.strictEqual(frame.line, h.marker('call-fill', rewindC), 'back over fill_slots');
+    const before = h.marker('sum-before', rewindC);
+    await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [{ line: before }] });
+    const event = await reverseContinue();
+    assert.strictEqual(event.body.reason, 'breakpoint', JSON.stringify(event.body));
+    assert.strictEqual((await top()).line, before);
+    await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [] });
+  });
+
+  it('reverseContinue without breakpoints reaches the start of the recording; stepBack there says so', async function () {
+    let event = await reverseContinue();
+    assert.strictEqual(event.body.description, 'start of the recording', JSON.stringify(event.body));
+    const { event: again } = await back();
+    assert.strictEqual(again.body.description, 'start of the recording');
+    event = await reverseContinue();
+    assert.strictEqual(event.body.description, 'start of the recording');
+  });
+});
+
+function lineOf(mark) {
+  return h.lineOf(rewindC, new RegExp(mark.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+}
