@@ -11,7 +11,17 @@ use super::session::StartConfig;
 
 /// Launch properties of kernel sessions only: a program session refuses
 /// them rather than ignore them (the schema's `oneOf` says the same).
-const KERNEL_ONLY: &[&str] = &["symbols", "cmdline", "mem", "cpus", "vmm", "initrd", "run"];
+const KERNEL_ONLY: &[&str] = &[
+    "symbols",
+    "cmdline",
+    "mem",
+    "cpus",
+    "vmm",
+    "initrd",
+    "run",
+    "record",
+    "recordLimit",
+];
 /// Launch properties of program sessions only.
 const PROGRAM_ONLY: &[&str] = &["args", "env", "cwd", "image"];
 
@@ -44,6 +54,9 @@ pub fn parse_launch(args: Value) -> Result<StartConfig> {
             }
             if config.cpus == Some(0) {
                 bail!("invalid launch configuration: cpus must be at least 1");
+            }
+            if config.record_limit == Some(0) {
+                bail!("invalid launch configuration: recordLimit must be at least 1 (seconds)");
             }
             StartConfig::Launch(config)
         }

@@ -123,9 +123,14 @@ describe('package.json contributions', () => {
     assert.deepStrictEqual(dbg.initialConfigurations, initialConfigurations);
   });
 
-  it('offers the three snippets and breakpoints in C, C++, Rust and asm', () => {
+  it('offers the four snippets and breakpoints in C, C++, Rust and asm', () => {
     const labels = dbg.configurationSnippets.map((s: { label: string }) => s.label);
-    assert.deepStrictEqual(labels, ['vmdbg: Debug program in VM', 'vmdbg: Debug guest kernel', 'vmdbg: Attach to gdb server']);
+    assert.deepStrictEqual(labels, [
+      'vmdbg: Debug program in VM',
+      'vmdbg: Debug guest kernel',
+      'vmdbg: Record a kernel and rewind from its crash',
+      'vmdbg: Attach to gdb server',
+    ]);
     const langs = pkg.contributes.breakpoints.map((b: { language: string }) => b.language);
     for (const l of ['c', 'cpp', 'rust', 'asm']) assert.ok(langs.includes(l), l);
   });
@@ -134,9 +139,19 @@ describe('package.json contributions', () => {
     const schema = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', '..', 'dap-server', 'schema', 'launch.schema.json'), 'utf8'));
     const launch = schema.launch ?? schema.definitions?.launch ?? schema.$defs?.launch;
     assert.deepStrictEqual(dbg.configurationAttributes.launch, launch);
-    for (const key of ['kernel', 'stopOnEntry']) {
+    for (const key of ['kernel', 'stopOnEntry', 'record', 'recordLimit']) {
       assert.ok(key in dbg.configurationAttributes.launch.properties, key);
     }
     assert.ok('gdbServer' in dbg.configurationAttributes.attach.properties);
+  });
+
+  it('documents record as a kernel-mode switch the record snippet uses', () => {
+    const props = dbg.configurationAttributes.launch.properties;
+    assert.strictEqual(props.record.type, 'boolean');
+    assert.match(props.record.description, /^Kernel mode: .*Step Back/);
+    assert.strictEqual(props.recordLimit.minimum, 1);
+    const snippet = dbg.configurationSnippets.find((s: { label: string }) => /Record/.test(s.label));
+    assert.strictEqual(snippet.body.record, true);
+    assert.strictEqual(snippet.body.engine, 'qemu');
   });
 });
