@@ -37,8 +37,8 @@ run() {
 		od -c "$tmp/$name.out" | sed 's/^/    got  /'
 		ok=0
 	fi
-	if [ "$name" = fault ] && ! grep -q 'Triple fault' "$tmp/$name.log"; then
-		echo "FAIL: fault: no 'Triple fault' in QEMU's -d cpu_reset log"
+	if { [ "$name" = fault ] || [ "$name" = rewind ]; } && ! grep -q 'Triple fault' "$tmp/$name.log"; then
+		echo "FAIL: $name: no 'Triple fault' in QEMU's -d cpu_reset log"
 		ok=0
 	fi
 	if [ $ok -eq 1 ]; then
@@ -57,6 +57,7 @@ run interrupts 33 'ticks: 10\n'
 run int3 33 'int3 handled\nticks: 10\n'
 # Triple fault + -no-reboot: QEMU shuts down with status 0.
 run fault 0 'about to fault\n'
+run rewind 0 'rewind: slots filled\n'
 
 if [ $fails -ne 0 ]; then
 	echo "$fails kernel(s) FAILED"
