@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use iced_x86::{Decoder, DecoderOptions, FlowControl};
 use serde_json::json;
 
-use super::session::{Session, Target, Then, SIGTRAP};
-use crate::rsp::StopReply;
+use super::session::{Session, Target, Then};
 
 /// Bounds a step so a line that loops forever ends with a report.
 const MAX_STEPS: usize = 20_000;
@@ -53,17 +52,6 @@ pub struct StepState {
     pub range: (u64, u64),
     /// CFA of the frame being stepped: rsp above it means it returned.
     pub cfa: u64,
-}
-
-fn is_plain_step(stop: &StopReply) -> bool {
-    matches!(
-        stop,
-        StopReply::Signal {
-            signal: SIGTRAP,
-            watch: None,
-            ..
-        }
-    )
 }
 
 impl Session {
@@ -135,7 +123,7 @@ impl Session {
             let thread = target.thread.clone();
             if let Some(signal) = target.take_signal_for(&thread) {
                 if let Some(stop) = self.run_signal_handler(signal).await? {
-                    if !is_plain_step(&stop) {
+                    if !stop.is_plain_step() {
                         return self.report_stop_reply(stop).await;
                     }
                     let at = self.target_mut()?.pc().await?;
@@ -156,7 +144,7 @@ impl Session {
             if matches!(&target.pending_signal, Some((t, _)) if *t == thread) {
                 let before = target.pc().await?;
                 let stop = self.single_step().await?;
-                if !is_plain_step(&stop) {
+                if !stop.is_plain_step() {
                     return self.report_stop_reply(stop).await;
                 }
                 let target = self.target_mut()?;
@@ -211,7 +199,7 @@ impl Session {
             let rsp_before = target.rsp_value().await?;
             let (len, is_call) = self.instruction_in(&mut code, pc).await?;
             let stop = self.single_step().await?;
-            if !is_plain_step(&stop) {
+            if !stop.is_plain_step() {
                 return self.report_stop_reply(stop).await;
             }
             let target = self.target_mut()?;
@@ -241,7 +229,7 @@ impl Session {
                 // No free slot for the temporary breakpoint: step through.
                 loop {
                     let stop = self.single_step().await?;
-                    if !is_plain_step(&stop) {
+                    if !stop.is_plain_step() {
                         return self.report_stop_reply(stop).await;
                     }
                     let target = self.target_mut()?;
@@ -308,7 +296,7 @@ impl Session {
                 break;
             }
             let stop = self.single_step().await?;
-            if !is_plain_step(&stop) {
+            if !stop.is_plain_step() {
                 return self.report_stop_reply(stop).await;
             }
         }
@@ -332,7 +320,7 @@ impl Session {
         }
         for _ in 0..MAX_STEPS {
             let stop = self.single_step().await?;
-            if !is_plain_step(&stop) {
+            if !stop.is_plain_step() {
                 return self.report_stop_reply(stop).await;
             }
             let target = self.target_mut()?;
@@ -347,7 +335,7 @@ impl Session {
 
     pub async fn step_instruction(&mut self) -> Result<()> {
         let stop = self.single_step().await?;
-        if is_plain_step(&stop) {
+        if stop.is_plain_step() {
             let pc = self.target_mut()?.pc().await?;
             if self.breakpoint_ids_at(pc).is_empty() || self.decide_breakpoints(pc).await.is_empty()
             {

@@ -27,8 +27,6 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl};
 use crate::rsp::{ReplayEdge, StopReply};
 use crate::symbols::Symbols;
 
-const SIGTRAP: u8 = 5;
-
 /// Bounds a line step backwards (each step replays from a checkpoint).
 const MAX_STEPS: usize = 2_000;
 
@@ -75,18 +73,6 @@ pub struct Write {
     pub after: Vec<u8>,
 }
 
-fn is_plain_step(stop: &StopReply) -> bool {
-    matches!(
-        stop,
-        StopReply::Signal {
-            signal: SIGTRAP,
-            watch: None,
-            replay_edge: None,
-            ..
-        }
-    )
-}
-
 /// The outcome of a stop that is not a plain step, if it is not.
 fn unless_plain(stop: StopReply) -> Option<Outcome> {
     match stop {
@@ -95,7 +81,7 @@ fn unless_plain(stop: StopReply) -> Option<Outcome> {
             replay_edge: Some(ReplayEdge::Begin),
             ..
         } => Some(Outcome::AtStart),
-        stop if is_plain_step(&stop) => None,
+        stop if stop.is_plain_step() => None,
         stop => Some(Outcome::Stopped(stop)),
     }
 }

@@ -45,6 +45,20 @@ pub enum StopReply {
 }
 
 impl StopReply {
+    /// A step that ended as steps do: SIGTRAP, no watchpoint, not at an
+    /// edge of a recording.
+    pub fn is_plain_step(&self) -> bool {
+        matches!(
+            self,
+            StopReply::Signal {
+                signal: 5,
+                watch: None,
+                replay_edge: None,
+                ..
+            }
+        )
+    }
+
     pub fn parse(packet: &[u8]) -> Result<Self> {
         let text = std::str::from_utf8(packet).context("stop reply is not ASCII")?;
         let kind = text.chars().next().context("empty stop reply")?;

@@ -47,7 +47,7 @@ use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
 use super::qmp::Qmp;
-use super::{accept_while_alive, create_qcow2, QemuEngine, Run};
+use super::{accept_while_alive, create_qcow2, QemuControl, QemuEngine, Run};
 use crate::engine::process::{spawn_vmm, VmProcess};
 use crate::engine::{
     EngineVm, RecordSpec, RecordingEnd, ReplayPosition, RuntimeDir, Vm, VmControl, VmExit, VmSpec,
@@ -117,8 +117,11 @@ pub(super) fn record_then_replay(
         dir,
         agent,
         Box::new(ReplayControl {
-            process,
-            qmp,
+            qemu: QemuControl {
+                process,
+                qmp,
+                snapshot_store: false,
+            },
             end,
             ending,
             engine: QemuEngine {
@@ -241,8 +244,8 @@ fn position(qmp: &mut Qmp) -> Result<u64> {
 
 /// The replay's QEMU.
 struct ReplayControl {
-    process: VmProcess,
-    qmp: Qmp,
+    /// Pause, resume and shutdown as any QEMU VM (no snapshots in a replay).
+    qemu: QemuControl,
     end: u64,
     ending: RecordingEnd,
     /// To start the replay again ([`VmControl::replay_afresh`]).
@@ -253,23 +256,19 @@ struct ReplayControl {
 
 impl VmControl for ReplayControl {
     fn pause(&mut self) -> Result<()> {
-        self.qmp.execute("stop")
+        self.qemu.pause()
     }
     fn resume(&mut self) -> Result<()> {
-        self.qmp.execute("cont")
+        self.qemu.resume()
     }
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
-        if let Some(exit) = self.try_exit() {
-            return Ok(exit);
-        }
-        let _ = self.qmp.execute("quit");
-        self.process.wait_or_kill(grace)
+        self.qemu.shutdown(grace)
     }
     fn try_exit(&mut self) -> Option<VmExit> {
-        self.process.try_exit()
+        self.qemu.try_exit()
     }
     fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
-        Some(position(&mut self.qmp).map(|at| ReplayPosition {
+        Some(position(&mut self.qemu.qmp).map(|at| ReplayPosition {
             at,
             end: self.end,
             ending: self.ending,
@@ -279,7 +278,8 @@ impl VmControl for ReplayControl {
         self.replay_break(self.end)
     }
     fn replay_break(&mut self, icount: u64) -> Result<()> {
-        self.qmp
+        self.qemu
+            .qmp
             .execute_with("replay-break", serde_json::json!({ "icount": icount }))
             .map(drop)
     }
@@ -291,29 +291,32 @@ impl VmControl for ReplayControl {
 impl ReplayControl {
     /// A new replay process, run to `icount` and stopped there.
     fn start_again(&mut self, icount: u64) -> Result<()> {
-        let _ = self.qmp.execute("quit");
-        self.process.wait_or_kill(Duration::from_secs(2))?;
+        self.qemu.shutdown(Duration::from_secs(2))?;
         let _ = std::fs::remove_file(self.dir.join(crate::engine::RSP_SOCKET));
         let (process, qmp) = spawn(&self.engine, &self.spec, &self.dir, Run::Replay)?;
-        self.process = process;
-        self.qmp = qmp;
+        self.qemu = QemuControl {
+            process,
+            qmp,
+            snapshot_store: false,
+        };
         if icount == 0 {
             return Ok(());
         }
         self.replay_break(icount)?;
-        self.qmp.execute("cont")?;
+        self.qemu.qmp.execute("cont")?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let status = self
+                .qemu
                 .qmp
                 .execute_with("query-status", serde_json::json!({}))?;
             if status.get("running").and_then(|r| r.as_bool()) == Some(false) {
                 break;
             }
-            if let Some(exit) = self.process.try_exit() {
+            if let Some(exit) = self.qemu.process.try_exit() {
                 bail!(
                     "QEMU ended while replaying to instruction {icount} ({exit}){}",
-                    stderr_of(&mut self.process)
+                    stderr_of(&mut self.qemu.process)
                 );
             }
             if Instant::now() > deadline {
@@ -321,7 +324,7 @@ impl ReplayControl {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let at = position(&mut self.qmp)?;
+        let at = position(&mut self.qemu.qmp)?;
         if at != icount {
             bail!("the replay stopped at instruction {at}, not at {icount}");
         }
