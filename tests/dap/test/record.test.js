@@ -122,7 +122,7 @@ describe('DAP record and replay (QEMU engine): rewind from the crash', function 
     assert.strictEqual(await value('i'), '3');
   });
 
-  it('stepBack by line steps back over calls; line breakpoints stop a reverseContinue', async function () {
+  it('stepBack by line steps back over calls; function and line breakpoints stop a reverseContinue', async function () {
     const after = h.marker('sum-after', rewindC);
     await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [{ line: after }] });
     const hit = dc.waitForEvent('stopped');
@@ -135,11 +135,19 @@ describe('DAP record and replay (QEMU engine): rewind from the crash', function 
     ({ frame } = await back());
     assert.strictEqual(frame.name, 'kmain');
     assert.strictEqual(frame.line, h.marker('call-fill', rewindC), 'back over fill_slots');
+    // Going back from here: sum_list's first call (a function breakpoint)
+    // comes before its call's line (a line breakpoint).
     const before = h.marker('sum-before', rewindC);
     await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [{ line: before }] });
-    const event = await reverseContinue();
+    await dc.send('setFunctionBreakpoints', { breakpoints: [{ name: 'sum_list' }] });
+    let event = await reverseContinue();
+    assert.strictEqual(event.body.reason, 'function breakpoint', JSON.stringify(event.body));
+    assert.strictEqual((await top()).name, 'sum_list');
+    assert.match(await value('n'), /^0x102000\b|nodes/, 'the list head, before fill_slots corrupts it');
+    event = await reverseContinue();
     assert.strictEqual(event.body.reason, 'breakpoint', JSON.stringify(event.body));
     assert.strictEqual((await top()).line, before);
+    await dc.send('setFunctionBreakpoints', { breakpoints: [] });
     await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [] });
   });
 
