@@ -221,7 +221,7 @@ fn main() {
     for _ in 0..runs {
         let t = Instant::now();
         let (mut vm, _) =
-            snapshot::restore_new(&state, &mem, &SerialTarget::None).expect("restore");
+            snapshot::restore_new(&state, &mem, &SerialTarget::None, None).expect("restore");
         vm.run_vcpu(0).expect("run");
         times.push(t.elapsed());
         while !matches!(vm.wait_event(), Some(VcpuEvent::VmEnded { .. }) | None) {}

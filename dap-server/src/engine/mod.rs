@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use vmdbg_agent::client::AgentClient;
 
 use crate::image::GuestImage;
@@ -132,7 +132,8 @@ pub trait VmControl: Send {
     fn restore(&mut self, _dir: &Path, _name: &str) -> Result<()> {
         bail!("this engine cannot restore snapshots yet")
     }
-    /// Writes the running VM's state to `path` for a later process.
+    /// Writes the running VM's state to `path` for a later process: whole
+    /// or not at all (a temporary name, then a rename).
     fn save_to(&mut self, _path: &Path) -> Result<()> {
         bail!("this engine cannot save a VM's state to a file yet")
     }
@@ -225,17 +226,7 @@ impl Vm for EngineVm {
         self.snapshots.clone()
     }
     fn save_to(&mut self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .context("a saved state's path needs a directory")?;
-        let temp = tempfile::Builder::new()
-            .prefix(".saving-")
-            .tempfile_in(dir)
-            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-        self.control.save_to(temp.path())?;
-        temp.persist(path)
-            .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
-        Ok(())
+        self.control.save_to(path)
     }
 }
 

@@ -217,17 +217,48 @@ pub fn read_state(path: &Path) -> Result<VmSnapshot> {
     decode(path, &bytes)
 }
 
-/// Writes guest memory whole, region after region.
+/// Writes guest memory, region after region, as a sparse file: pages of
+/// zeros are left as holes (they read back as zeros, and on tmpfs or a
+/// filesystem with holes they take no space), so a guest that touched a
+/// tenth of its RAM makes a file that occupies about a tenth of it.
 pub fn write_memory(path: &Path, vm: &Vm) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
     write_atomically(path, |f| {
+        let mut offset = 0u64;
         for region in vm.mem.iter() {
             let slice = region
                 .as_volatile_slice()
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            f.write_all_volatile(&slice)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let len = region.len() as usize;
+            let mut page = 0usize;
+            while page < len {
+                let zero = |at: usize| -> bool {
+                    let mut words = [0u64; PAGE / 8];
+                    slice
+                        .subslice(at, PAGE.min(len - at))
+                        .map(|p| p.copy_to(&mut words[..]))
+                        .is_ok()
+                        && words.iter().all(|&w| w == 0)
+                };
+                if zero(page) {
+                    page += PAGE;
+                    continue;
+                }
+                let start = page;
+                while page < len && !zero(page) {
+                    page += PAGE;
+                }
+                let end = page.min(len);
+                f.seek(SeekFrom::Start(offset + start as u64))?;
+                let run = slice
+                    .subslice(start, end - start)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                f.write_all_volatile(&run)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            offset += len as u64;
         }
-        Ok(())
+        f.set_len(offset)
     })
     .map_err(|e| bad_mem(path, format!("writing: {e}")))
 }
@@ -309,13 +340,32 @@ pub fn create(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<VmSnaps
 }
 
 /// A VM started from a snapshot in this process: `vmdbg-vmm --restore`,
-/// or `PUT /snapshot/load` on a VMM that has no VM yet.
+/// or `PUT /snapshot/load` on a VMM that has no VM yet. `vsock_uds`, if
+/// given, is where the restored vsock device listens instead of the
+/// snapshot's path (the process that took the snapshot may have removed
+/// it), as Firecracker's restore lets the vsock path be overridden.
 pub fn restore_new(
     state_path: &Path,
     mem_path: &Path,
     serial: &SerialTarget,
+    vsock_uds: Option<&Path>,
 ) -> Result<(Vm, VmSnapshot)> {
-    let snap = read_state(state_path)?;
+    let mut snap = read_state(state_path)?;
+    if let Some(path) = vsock_uds {
+        let vsock = snap.shape.devices.iter_mut().find_map(|d| match d {
+            crate::vm::DeviceKind::Vsock { uds_path, .. } => Some(uds_path),
+            _ => None,
+        });
+        match vsock {
+            Some(uds_path) => *uds_path = path.to_path_buf(),
+            None => {
+                return Err(bad(
+                    state_path,
+                    "--vsock-uds given, but the snapshot's VM has no vsock device",
+                ))
+            }
+        }
+    }
     let file = open_memory(mem_path, &snap.shape)?;
     let mem = crate::vm::file_memory(&file, snap.shape.mem_bytes)?;
     let mut vm = Vm::build(&snap.shape, mem, serial)?;

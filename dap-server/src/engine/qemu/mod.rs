@@ -331,9 +331,26 @@ impl VmControl for QemuControl {
         self.qmp.human(&format!("loadvm {name}"))
     }
 
-    /// A migration to a file; QEMU stops the guest when it completes
-    /// (`postmigrate`), so it is continued after.
+    /// A migration to a file (a temporary one, renamed into place once
+    /// complete); QEMU stops the guest when it completes (`postmigrate`),
+    /// so it is continued after.
     fn save_to(&mut self, path: &Path) -> Result<()> {
+        let dir = path
+            .parent()
+            .context("a saved state's path needs a directory")?;
+        let temp = tempfile::Builder::new()
+            .prefix(".saving-")
+            .tempfile_in(dir)
+            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+        self.migrate_to(temp.path())?;
+        temp.persist(path)
+            .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
+        Ok(())
+    }
+}
+
+impl QemuControl {
+    fn migrate_to(&mut self, path: &Path) -> Result<()> {
         self.qmp.execute_with(
             "migrate",
             serde_json::json!({ "uri": format!("exec:cat > {}", shell_quote(path)?) }),
