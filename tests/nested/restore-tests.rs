@@ -3,8 +3,8 @@
 //! the default Linux guest restored from one snapshot. Each checks that it
 //! starts from the snapshot (no earlier test's marker), runs a program the
 //! way `vmdbg run` does, sleeps one second measured on the guest's
-//! monotonic clock, and prints that and the guest's wall clock for the
-//! harness to hold against the host's.
+//! monotonic clock, and prints that and the guest's wall clock before and
+//! after for the harness to hold against the host's.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,6 +22,9 @@ fn from_the_snapshot() {
         .output()
         .expect("run busybox uname");
     assert_eq!(String::from_utf8_lossy(&uname.stdout).trim(), "Linux");
+    let wall_start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the guest's clock is after 1970");
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let slept = started.elapsed();
@@ -29,8 +32,9 @@ fn from_the_snapshot() {
         .duration_since(UNIX_EPOCH)
         .expect("the guest's clock is after 1970");
     println!(
-        "@@SLEPT-MS {} @@GUEST-CLOCK-MS {}",
+        "@@SLEPT-MS {} @@GUEST-START-MS {} @@GUEST-CLOCK-MS {}",
         slept.as_millis(),
+        wall_start.as_millis(),
         wall.as_millis()
     );
 }

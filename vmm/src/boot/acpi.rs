@@ -16,7 +16,8 @@ use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
+use crate::vm::GuestMemoryMmap;
 
 use super::layout::{ACPI_END, ACPI_START};
 use crate::devices::{power, serial};

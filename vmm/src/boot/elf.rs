@@ -9,7 +9,8 @@ use std::path::Path;
 
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+use crate::vm::GuestMemoryMmap;
 
 use super::layout::HIGH_MEMORY;
 use crate::error::{Error, Result};

@@ -3,7 +3,8 @@
 use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use crate::vm::GuestMemoryMmap;
 
 use super::layout::*;
 use crate::error::{Error, Result};

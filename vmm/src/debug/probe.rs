@@ -13,7 +13,8 @@ use kvm_bindings::{
     KVM_GUESTDBG_USE_SW_BP,
 };
 use kvm_ioctls::{Kvm, VcpuExit};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use crate::vm::GuestMemoryMmap;
 
 /// Whether int3 can be used for software breakpoints, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +99,7 @@ fn run_probe(
     debug: kvm_guest_debug,
 ) -> Result<ProbeExit, String> {
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1_0000)])
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1_0000)])
         .map_err(|e| e.to_string())?;
     if let Some((at, vector)) = ivt_entry {
         mem.write_obj(vector, GuestAddress(at))

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
+use crate::vm::GuestMemoryMmap;
 
 use super::{add_used, guest_read, guest_write, next_chain, read_chain, DeviceError, VirtioDevice};
 use crate::error::{Error, Result};

@@ -9,7 +9,8 @@ use virtio_bindings::bindings::virtio_ring::{
 };
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress};
+use crate::vm::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::block::{Block, DiskSpec};
