@@ -339,7 +339,11 @@ fn nested_kvm_engine_restores_a_linux_snapshot_20_times() {
     // reconnection and the clock's setting.
     let mut restores = Vec::new();
     let mut started_at = None;
-    for line in out.output.lines().filter(|l| l.contains("\"type\":\"test\"")) {
+    for line in out
+        .output
+        .lines()
+        .filter(|l| l.contains("\"type\":\"test\""))
+    {
         if line.contains("\"event\":\"started\"") {
             started_at = number_after(line, "@@AT ");
             continue;
@@ -378,7 +382,11 @@ fn nested_kvm_engine_restores_a_linux_snapshot_20_times() {
         "restore + agent reconnect + clock set, as vmdbg test saw it (ms): {restores:?}, median {:?}",
         sorted.get(sorted.len() / 2)
     );
-    if let Some(line) = out.output.lines().find(|l| l.contains("set-up snapshot taken")) {
+    if let Some(line) = out
+        .output
+        .lines()
+        .find(|l| l.contains("set-up snapshot taken"))
+    {
         eprintln!("{line}");
     }
     assert_eq!(
@@ -445,11 +453,16 @@ fn nested_vmdbg_run_starts_warm_on_the_kvm_engine() {
         }
     }
     assert!(
-        out.output.contains("vmdbg: started from the saved VM state "),
+        out.output
+            .contains("vmdbg: started from the saved VM state "),
         "the last run did not start warm:\n{}",
         out.output
     );
-    for l in lines.iter().filter(|l| l.starts_with("vmdbg: timings") || l.contains("VM state") || l.contains("saved the booted VM")) {
+    for l in lines.iter().filter(|l| {
+        l.starts_with("vmdbg: timings")
+            || l.contains("VM state")
+            || l.contains("saved the booted VM")
+    }) {
         eprintln!("{l}");
     }
 }

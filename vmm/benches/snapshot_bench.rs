@@ -226,7 +226,11 @@ fn main() {
         let median = median(times);
         println!(
             "in-place reset, {mib:>2} MiB dirtied{} ({pages:>5} pages dropped): {}",
-            if with_disk { ", virtio-blk attached" } else { "" },
+            if with_disk {
+                ", virtio-blk attached"
+            } else {
+                ""
+            },
             ms(median)
         );
         reset_medians.push(median);
@@ -245,7 +249,10 @@ fn main() {
         while !matches!(vm.wait_event(), Some(VcpuEvent::VmEnded { .. }) | None) {}
     }
     let in_process = median(times);
-    println!("restore to running (library, in process): {}", ms(in_process));
+    println!(
+        "restore to running (library, in process): {}",
+        ms(in_process)
+    );
 
     // 3. A new process.
     let bin = vmm_bin();

@@ -344,12 +344,13 @@ pub fn file_memory(file: &std::fs::File, bytes: u64) -> Result<GuestMemoryMmap> 
         .try_clone()
         .map_err(|e| Error::GuestMemory(format!("memory file: {e}")))?;
     use vm_memory::bitmap::NewBitmap;
-    let region = MmapRegionBuilder::new_with_bitmap(bytes as usize, AtomicBitmap::with_len(bytes as usize))
-        .with_file_offset(FileOffset::new(clone, 0))
-        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
-        .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
-        .build()
-        .map_err(|e| Error::GuestMemory(format!("mapping the memory file: {e}")))?;
+    let region =
+        MmapRegionBuilder::new_with_bitmap(bytes as usize, AtomicBitmap::with_len(bytes as usize))
+            .with_file_offset(FileOffset::new(clone, 0))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| Error::GuestMemory(format!("mapping the memory file: {e}")))?;
     let region = GuestRegionMmap::new(region, GuestAddress(0))
         .ok_or_else(|| Error::GuestMemory("memory file region overflows".into()))?;
     GuestMemoryMmap::from_regions(vec![region])

@@ -230,6 +230,20 @@ impl Vm for EngineVm {
     }
 }
 
+/// An engine binary's path, size and modification time: what a saved VM
+/// state depends on of the program that wrote it (an update makes it
+/// stale).
+fn binary_key(binary: &Path) -> Option<String> {
+    let meta = std::fs::metadata(binary).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(format!("{} {} {mtime}", binary.display(), meta.len()))
+}
+
 /// Snapshot names travel through engines' command languages (QEMU's
 /// monitor): letters, digits, `-`, `_` and `.` only.
 fn check_snapshot_name(name: &str) -> Result<()> {

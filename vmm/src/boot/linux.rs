@@ -6,11 +6,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use crate::vm::GuestMemoryMmap;
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-use crate::vm::GuestMemoryMmap;
 
 use super::layout::*;
 use crate::error::{Error, Result};

@@ -1,9 +1,9 @@
 //! Segment descriptors, identity page tables and the special registers for
 //! the two entry ABIs (32-bit protected mode for PVH, 64-bit long mode).
 
+use crate::vm::GuestMemoryMmap;
 use kvm_bindings::{kvm_segment, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress};
-use crate::vm::GuestMemoryMmap;
 
 use super::layout::*;
 use crate::error::{Error, Result};

@@ -5,8 +5,8 @@
 //! Done by the VMM rather than KVM_TRANSLATE so it also works on a saved
 //! snapshot or a recording, where no vCPU exists.
 
-use vm_memory::{Bytes, GuestAddress};
 use crate::vm::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress};
 
 /// The control registers that decide how the guest translates addresses.
 #[derive(Clone, Copy, Debug, Default)]

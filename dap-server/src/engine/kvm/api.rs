@@ -91,12 +91,8 @@ impl ApiClient {
     }
 
     pub fn set_state(&self, state: &str) -> Result<()> {
-        self.call(
-            "PATCH",
-            "/vm",
-            Some(&serde_json::json!({ "state": state })),
-        )
-        .map(drop)
+        self.call("PATCH", "/vm", Some(&serde_json::json!({ "state": state })))
+            .map(drop)
     }
 
     pub fn create(&self, state: &Path, mem: &Path) -> Result<()> {

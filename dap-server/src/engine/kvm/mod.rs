@@ -147,14 +147,7 @@ impl Engine for KvmEngine {
     /// may not read the state (its format version says so too, but a
     /// refused state costs a boot attempt).
     fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
-        let meta = std::fs::metadata(&self.vmm).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
-        Some(format!("{} {} {mtime} kvm", self.vmm.display(), meta.len()))
+        Some(format!("{} kvm", super::binary_key(&self.vmm)?))
     }
 
     fn boot_saved(&self, spec: &VmSpec, state: &Path) -> Result<Box<dyn Vm>> {

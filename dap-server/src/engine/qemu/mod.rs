@@ -157,17 +157,9 @@ impl Engine for QemuEngine {
     /// The binary, its size and modification time, and the accelerator: a
     /// QEMU update or another accelerator makes a saved state stale.
     fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
-        let meta = std::fs::metadata(&self.binary).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
         Some(format!(
-            "{} {} {mtime} {:?}",
-            self.binary.display(),
-            meta.len(),
+            "{} {:?}",
+            super::binary_key(&self.binary)?,
             self.accel
         ))
     }

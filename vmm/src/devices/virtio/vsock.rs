@@ -18,9 +18,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use crate::vm::GuestMemoryMmap;
 use virtio_queue::Queue;
 use virtio_vsock::packet::{VsockPacket, PKT_HEADER_SIZE};
-use crate::vm::GuestMemoryMmap;
 use vm_memory::bitmap::BitmapSlice;
 
 use super::{add_used, next_chain, read_chain, DeviceError, VirtioDevice};
