@@ -110,6 +110,10 @@ pub trait Vm: Send {
     fn restore(&mut self, name: &str) -> Result<()>;
     /// The snapshots taken of this VM, oldest first.
     fn snapshots(&self) -> Vec<String>;
+    /// Whether a restore ends the agent's connection (the client then
+    /// reconnects) and with it every channel over it, such as a program
+    /// session's debugger.
+    fn restore_ends_agent_channels(&self) -> bool;
     /// Writes the whole running VM to `path` (written whole, then renamed
     /// into place), for [`Engine::boot_saved`]; the VM runs on.
     fn save_to(&mut self, path: &Path) -> Result<()>;
@@ -131,6 +135,10 @@ pub trait VmControl: Send {
     /// Puts the VM back to the snapshot `name`, in place.
     fn restore(&mut self, _dir: &Path, _name: &str) -> Result<()> {
         bail!("this engine cannot restore snapshots yet")
+    }
+    /// See [`Vm::restore_ends_agent_channels`].
+    fn restore_ends_agent_channels(&self) -> bool {
+        false
     }
     /// Writes the running VM's state to `path` for a later process: whole
     /// or not at all (a temporary name, then a rename).
@@ -224,6 +232,9 @@ impl Vm for EngineVm {
     }
     fn snapshots(&self) -> Vec<String> {
         self.snapshots.clone()
+    }
+    fn restore_ends_agent_channels(&self) -> bool {
+        self.control.restore_ends_agent_channels()
     }
     fn save_to(&mut self, path: &Path) -> Result<()> {
         self.control.save_to(path)

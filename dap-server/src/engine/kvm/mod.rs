@@ -245,6 +245,12 @@ impl VmControl for KvmControl {
         self.api.set_state("Resumed")
     }
 
+    /// The VMM resets the vsock transport on a restore, as Firecracker
+    /// does: the guest's end of every connection is gone.
+    fn restore_ends_agent_channels(&self) -> bool {
+        true
+    }
+
     fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {
         let at = snapshot_dir(dir, name);
         std::fs::create_dir_all(&at).with_context(|| format!("create {}", at.display()))?;
