@@ -67,6 +67,8 @@ pub fn boot(
         }
         Err(e) => eprintln!("vmdbg: could not save the booted VM for the next runs: {e:#}"),
     }
+    // The save paused the guest (its clock too, under QEMU).
+    super::set_guest_clock(vm.as_ref());
     Ok(Some(vm))
 }
 
