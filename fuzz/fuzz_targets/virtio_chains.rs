@@ -13,11 +13,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress};
 use vmdbg_vmm::devices::virtio::block::{Block, DiskSpec};
 use vmdbg_vmm::devices::virtio::vsock::Vsock;
 use vmdbg_vmm::devices::virtio::{reg, status, MmioTransport, VirtioDevice};
 use vmdbg_vmm::devices::MmioDevice;
+use vmdbg_vmm::vm::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 const MEM_SIZE: u64 = 256 << 10;

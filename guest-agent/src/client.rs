@@ -50,6 +50,9 @@ struct Routes {
     streams: HashMap<u32, mpsc::Sender<Chunk>>,
     /// Why the connection ended, once it has.
     closed: Option<String>,
+    /// Which connection is current (see [`AgentClient::reconnect`]): a
+    /// reader of an older one ends without closing the client.
+    generation: u64,
 }
 
 pub struct AgentClient {
@@ -162,11 +165,7 @@ impl AgentClient {
         let routes: Arc<Mutex<Routes>> = Default::default();
         let protocol_errors: Arc<Mutex<Vec<String>>> = Default::default();
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (r, errors) = (routes.clone(), protocol_errors.clone());
-        std::thread::Builder::new()
-            .name("agent-reader".into())
-            .spawn(move || read_loop(reader, r, errors, ready_tx))
-            .expect("spawn agent reader");
+        spawn_reader(reader, &routes, &protocol_errors, ready_tx, 0);
         AgentClient {
             writer: Arc::new(FrameWriter::new(writer)),
             routes,
@@ -175,6 +174,49 @@ impl AgentClient {
             next_id: AtomicU32::new(1),
             next_stream: AtomicU32::new(1),
         }
+    }
+
+    /// Goes on over a new connection to the agent (after a snapshot is
+    /// restored, the guest's side of the old one is gone): requests still
+    /// waiting on the old connection fail, later ones use the new one, and
+    /// [`wait_ready`](Self::wait_ready) waits for the new `Ready`. The same
+    /// client (and every `Arc` of it) stays valid.
+    pub fn reconnect(
+        &self,
+        reader: impl Read + Send + 'static,
+        writer: impl Write + Send + 'static,
+    ) {
+        let generation = {
+            let mut routes = self.routes.lock().unwrap();
+            routes.generation += 1;
+            routes.closed = None;
+            // Dropping the senders fails the old connection's waiters.
+            routes.replies.clear();
+            routes.streams.clear();
+            routes.generation
+        };
+        self.writer.replace(writer);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        *self.ready.lock().unwrap() = ready_rx;
+        spawn_reader(
+            reader,
+            &self.routes,
+            &self.protocol_errors,
+            ready_tx,
+            generation,
+        );
+    }
+
+    /// Sets the guest's wall clock to the host's (after a restore, the
+    /// guest's clock still says when the snapshot was taken).
+    pub fn set_clock_from_host(&self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| ClientError::Corrupt(format!("the host's clock: {e}")))?;
+        self.call(Request::SetClock {
+            unix_ns: now.as_nanos() as u64,
+        })
+        .map(drop)
     }
 
     /// Waits for the agent's `Ready` event (sent when its side opens).
@@ -458,11 +500,26 @@ impl AgentClient {
     }
 }
 
+fn spawn_reader(
+    reader: impl Read + Send + 'static,
+    routes: &Arc<Mutex<Routes>>,
+    errors: &Arc<Mutex<Vec<String>>>,
+    ready: mpsc::Sender<Event>,
+    generation: u64,
+) {
+    let (routes, errors) = (routes.clone(), errors.clone());
+    std::thread::Builder::new()
+        .name("agent-reader".into())
+        .spawn(move || read_loop(reader, routes, errors, ready, generation))
+        .expect("spawn agent reader");
+}
+
 fn read_loop(
     reader: impl Read,
     routes: Arc<Mutex<Routes>>,
     errors: Arc<Mutex<Vec<String>>>,
     ready: mpsc::Sender<Event>,
+    generation: u64,
 ) {
     let mut frames = FrameReader::new(reader);
     let why = loop {
@@ -512,6 +569,10 @@ fn read_loop(
         }
     };
     let mut routes = routes.lock().unwrap();
+    if routes.generation != generation {
+        // A newer connection took over (reconnect); this one just ends.
+        return;
+    }
     routes.closed = Some(why);
     // Dropping the senders wakes every waiter with "disconnected".
     routes.replies.clear();

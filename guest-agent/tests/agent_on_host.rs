@@ -204,3 +204,47 @@ fn hello_without_a_common_version_is_refused_and_unknown_ids_are_answered() {
         matches!(c.wait(4_000_000), Err(ClientError::Agent(e)) if e.kind == ErrorKind::NotFound)
     );
 }
+
+/// After a snapshot restore the VMM drops the guest's end of the agent's
+/// connection; the host goes on over a new one under the same client.
+#[test]
+fn reconnect_goes_on_over_a_new_connection_and_fails_what_waited_on_the_old() {
+    let (host, guest) = UnixStream::pair().unwrap();
+    let guest_reader = guest.try_clone().unwrap();
+    std::thread::spawn(move || vmdbg_agent::agent::serve(guest_reader, guest));
+    let client = AgentClient::new(host.try_clone().unwrap(), host.try_clone().unwrap());
+    client.wait_ready(Duration::from_secs(5)).unwrap();
+    let long = client.exec(&ExecOptions::new(["sleep", "3"])).unwrap();
+    let waiting = client.wait_request(long.pid).unwrap();
+
+    let (host2, guest2) = UnixStream::pair().unwrap();
+    let guest2_reader = guest2.try_clone().unwrap();
+    std::thread::spawn(move || vmdbg_agent::agent::serve(guest2_reader, guest2));
+    client.reconnect(host2.try_clone().unwrap(), host2);
+    // The old connection goes away, as the VMM's reset closes it.
+    host.shutdown(std::net::Shutdown::Both).unwrap();
+    assert!(matches!(
+        waiting.wait_timeout(Duration::from_secs(5)),
+        Some(Err(ClientError::Disconnected(_)))
+    ));
+    client
+        .wait_ready(Duration::from_secs(5))
+        .expect("the new connection's ready event");
+    let p = client.exec(&ExecOptions::new(["echo", "again"])).unwrap();
+    assert_eq!(collect(&p.stdout), b"again\n");
+    assert_eq!(client.wait(p.pid).unwrap(), ExitStatus::Code(0));
+}
+
+#[test]
+fn an_impossible_clock_is_refused_with_the_reason() {
+    let c = connected();
+    // Past what CLOCK_REALTIME takes (time_t of this many seconds overflows
+    // the kernel's limit): the agent answers with the error, not a crash.
+    let err = c
+        .request(Request::SetClock { unix_ns: u64::MAX })
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(err.to_string().contains("set the clock"), "{err}");
+    assert!(c.hello().is_ok());
+}

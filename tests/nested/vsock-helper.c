@@ -12,11 +12,15 @@
  *                                     print the answer line
  *   vsock-helper uds-listen PATH      (L1) accept one unix connection,
  *                                     read a line, answer "echo:" line
+ *   vsock-helper clock                the wall clock in ms since the epoch
+ *                                     (busybox's date has no %N), to hold
+ *                                     a restored guest's clock against L1's
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <linux/vm_sockets.h>
@@ -59,6 +63,12 @@ static void send_and_print(int fd, const char *msg) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "clock")) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        printf("%lld\n", (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "listen")) {
         int s = socket(AF_VSOCK, SOCK_STREAM, 0);
         if (s < 0) die("socket(AF_VSOCK)");

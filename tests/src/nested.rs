@@ -271,6 +271,14 @@ fn build_images() -> Result<Images, String> {
     let app = work.join("app");
     let _ = std::fs::remove_dir_all(&app);
     crate::build_greeter(&app)?;
+    // The restore scenario's libtest binary (tests/nested/l1/restores.sh).
+    run_step(
+        Command::new("rustc")
+            .args(["--edition", "2021", "--test", "-O", "-o"])
+            .arg(app.join("restore-tests"))
+            .arg(nested.join("restore-tests.rs")),
+        "compiling tests/nested/restore-tests.rs",
+    )?;
     let dap_programs = app.join("dap");
     run_step(
         Command::new("node")

@@ -80,7 +80,8 @@ struct Cli {
 
     /// A virtio-vsock device bridged to host unix sockets: host clients
     /// connect to PATH and send `CONNECT <port>\n`; guest connections to
-    /// the host (CID 2) port P go to PATH_P.
+    /// the host (CID 2) port P go to PATH_P. With --restore: where the
+    /// snapshot's vsock device listens now.
     #[arg(long, value_name = "PATH")]
     vsock_uds: Option<PathBuf>,
 
@@ -143,7 +144,7 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
-    let vsock = cli.vsock_uds.map(|uds_path| VsockConfig {
+    let vsock = cli.vsock_uds.clone().map(|uds_path| VsockConfig {
         guest_cid: cli.vsock_cid,
         uds_path,
     });
@@ -189,7 +190,7 @@ fn main() -> ExitCode {
                 .map(|vm| (Some(vm), None))
         }
         (None, Some(state), Some(mem)) => {
-            vmdbg_vmm::snapshot::restore_new(&state, &mem, &cli.serial)
+            vmdbg_vmm::snapshot::restore_new(&state, &mem, &cli.serial, cli.vsock_uds.as_deref())
                 .map(|(vm, snap)| (Some(vm), Some(snap)))
         }
         _ => Ok((None, None)),

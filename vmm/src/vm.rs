@@ -12,7 +12,8 @@ use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Cap, Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::bitmap::AtomicBitmap;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{self, BootEntry, EntryMode};
@@ -321,9 +322,16 @@ pub struct Vm {
     _kvm: Kvm,
 }
 
+/// Guest memory: vm-memory's mmap backend with a dirty bitmap. Every write
+/// the VMM makes through it — virtio devices filling buffers and used
+/// rings, the boot loader, a debugger's memory writes — marks its pages,
+/// which KVM's dirty log (the guest's own writes) does not see; a reset
+/// to a snapshot drops the pages of both.
+pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<AtomicBitmap>;
+
 /// Anonymous guest memory of `bytes`.
 pub fn anonymous_memory(bytes: u64) -> Result<GuestMemoryMmap> {
-    GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), bytes as usize)])
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)])
         .map_err(|e| Error::GuestMemory(format!("allocating {bytes} bytes: {e}")))
 }
 
@@ -335,12 +343,14 @@ pub fn file_memory(file: &std::fs::File, bytes: u64) -> Result<GuestMemoryMmap> 
     let clone = file
         .try_clone()
         .map_err(|e| Error::GuestMemory(format!("memory file: {e}")))?;
-    let region = MmapRegionBuilder::new(bytes as usize)
-        .with_file_offset(FileOffset::new(clone, 0))
-        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
-        .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
-        .build()
-        .map_err(|e| Error::GuestMemory(format!("mapping the memory file: {e}")))?;
+    use vm_memory::bitmap::NewBitmap;
+    let region =
+        MmapRegionBuilder::new_with_bitmap(bytes as usize, AtomicBitmap::with_len(bytes as usize))
+            .with_file_offset(FileOffset::new(clone, 0))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| Error::GuestMemory(format!("mapping the memory file: {e}")))?;
     let region = GuestRegionMmap::new(region, GuestAddress(0))
         .ok_or_else(|| Error::GuestMemory("memory file region overflows".into()))?;
     GuestMemoryMmap::from_regions(vec![region])
@@ -578,16 +588,22 @@ impl Vm {
         set_memory_slots(&self.vm_fd, &self.mem, on)
     }
 
-    /// The pages KVM saw the guest write since the last call, one bit each,
-    /// for each memory region (slot) in order.
+    /// The pages written since the last call, one bit each, for each
+    /// memory region (slot) in order: by the guest (KVM's dirty log) or by
+    /// the VMM (the memory's own bitmap).
     pub fn take_dirty_log(&self) -> Result<Vec<Vec<u64>>> {
         self.mem
             .iter()
             .enumerate()
             .map(|(slot, region)| {
-                self.vm_fd
+                let mut log = self
+                    .vm_fd
                     .get_dirty_log(slot as u32, region.len() as usize)
-                    .map_err(Error::kvm("KVM_GET_DIRTY_LOG"))
+                    .map_err(Error::kvm("KVM_GET_DIRTY_LOG"))?;
+                for (word, ours) in log.iter_mut().zip((**region).bitmap().get_and_reset()) {
+                    *word |= ours;
+                }
+                Ok(log)
             })
             .collect()
     }

@@ -2,7 +2,9 @@
 // from npm, on the Node 24 it requires), driven through Debian's chromium
 // by playwright-core. Each scenario opens a workspace, sets a breakpoint
 // from the editor, starts debugging, and checks the editor stops on that
-// line with a variable shown — then saves a screenshot under output/.
+// line with a variable shown — then saves a screenshot under output/. The
+// program scenario then takes a VM snapshot and finds it in the VM
+// Snapshots view.
 //
 //   node run.mjs [kernel] [program]      default: every scenario
 //
@@ -118,7 +120,7 @@ async function openFileAtLine(page, name, line) {
 /** Sets a breakpoint on `line` of `name` from the editor, starts debugging,
  * and waits until the editor shows the top stack frame on that line and the
  * Variables view shows `variable` with `value`. Returns ms from start to stop. */
-async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName }) {
+async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped }) {
   const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
   const consoleErrors = [];
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
@@ -173,7 +175,8 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     await page.waitForTimeout(500);
     mkdirSync(output, { recursive: true });
     await page.screenshot({ path: join(output, shot) });
-    return { stoppedMs, stoppedLine: stopped.line };
+    const more = whileStopped ? await whileStopped(page) : {};
+    return { stoppedMs, stoppedLine: stopped.line, ...more };
   } catch (e) {
     mkdirSync(output, { recursive: true });
     await page.screenshot({ path: join(output, `FAILED-${shot}`) }).catch(() => {});
@@ -201,6 +204,26 @@ function markerLine(file, mark) {
   const i = lines.findIndex((l) => l.includes(`MARK:${mark} */`));
   if (i < 0) throw new Error(`no MARK:${mark} in ${file}`);
   return i + 1;
+}
+
+/** While a program is stopped: "vmdbg: Take VM snapshot" with the name it
+ * proposes, then the VM Snapshots view in the Run and Debug side bar must
+ * list it. Returns ms from the command to the row. */
+async function takeSnapshotAndSeeItListed(page) {
+  const started = Date.now();
+  await runCommand(page, 'vmdbg: Take VM snapshot');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 20_000 });
+  if ((await input.inputValue()) !== 'snapshot-1') throw new Error(`the proposed name is "${await input.inputValue()}", not snapshot-1`);
+  await page.keyboard.press('Enter');
+  await runCommand(page, 'Run and Debug: Focus on VM Snapshots View');
+  const row = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'VM Snapshots' }) })
+    .locator('.monaco-list-row', { hasText: 'snapshot-1' });
+  await row.first().waitFor({ timeout: 60_000 });
+  const snapshotMs = Date.now() - started;
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(output, 'program-snapshots-view.png') });
+  return { snapshotMs };
 }
 
 /** (a) a bare-metal kernel project, built in the workspace so DWARF paths point there. */
@@ -256,8 +279,9 @@ async function programScenario(browser) {
   const server = await startCodeServer(ws, editorSettings());
   try {
     const line = markerLine(join(ws, 'hello.c'), 'square-return');
-    const r = await debugToBreakpoint(browser, server, { name: 'hello.c', line, variable: 'result', value: '1', shot: 'program-stopped.png', waitMs: 240_000, configName: 'Debug program in VM' });
+    const r = await debugToBreakpoint(browser, server, { name: 'hello.c', line, variable: 'result', value: '1', shot: 'program-stopped.png', waitMs: 240_000, configName: 'Debug program in VM', whileStopped: takeSnapshotAndSeeItListed });
     console.log(`program: the editor shows the stop on hello.c:${r.stoppedLine} (breakpoint line ${line}) and result = 1 in Variables; F5 -> stopped editor ${r.stoppedMs} ms`);
+    console.log(`program: "Take VM snapshot" -> snapshot-1 listed in the VM Snapshots view in ${r.snapshotMs} ms`);
   } finally {
     server.stop();
     rmSync(ws, { recursive: true, force: true });

@@ -11,15 +11,22 @@ import * as vscode from 'vscode';
 
 import { findVmdbg, isTooOld, MIN_VERSION, parseVersion } from './adapterPath';
 import { initialConfigurations, resolveConfiguration } from './configuration';
+import { nextSnapshotName, snapshotNameProblem, SnapshotRow } from './snapshots';
+import { SnapshotsView } from './snapshotsView';
 
 const TYPE = 'vmdbg';
 
 export function activate(context: vscode.ExtensionContext): void {
   const consoles = new ConsoleTerminals();
   const status = new VmStatus();
+  const snapshots = new SnapshotsView(() => {
+    const session = vscode.debug.activeDebugSession;
+    return session?.type === TYPE ? session : undefined;
+  });
   context.subscriptions.push(
     consoles,
     status,
+    snapshots,
     vscode.debug.registerDebugConfigurationProvider(TYPE, new ConfigurationProvider()),
     vscode.debug.registerDebugAdapterDescriptorFactory(TYPE, new AdapterFactory(context.extensionPath)),
     vscode.debug.registerDebugAdapterTrackerFactory(TYPE, {
@@ -33,8 +40,11 @@ export function activate(context: vscode.ExtensionContext): void {
       }
       consoles.show(session);
     }),
-    vscode.commands.registerCommand('vmdbg.takeSnapshot', takeSnapshot),
-    vscode.commands.registerCommand('vmdbg.restoreSnapshot', restoreSnapshot),
+    vscode.commands.registerCommand('vmdbg.takeSnapshot', () => takeSnapshot().finally(() => snapshots.refresh())),
+    vscode.commands.registerCommand('vmdbg.restoreSnapshot', (row?: SnapshotRow) =>
+      restoreSnapshot(row?.name).finally(() => snapshots.refresh()),
+    ),
+    vscode.commands.registerCommand('vmdbg.refreshSnapshots', () => snapshots.refresh()),
   );
 }
 
@@ -54,7 +64,8 @@ async function takeSnapshot(): Promise<void> {
   const taken: { snapshots: { name: string }[] } = await session.customRequest('vmdbg/snapshots');
   const name = await vscode.window.showInputBox({
     prompt: 'Name of the VM snapshot (letters, digits, -, _ and .)',
-    value: `snapshot-${taken.snapshots.length + 1}`,
+    value: nextSnapshotName(taken.snapshots.map((s) => s.name)),
+    validateInput: snapshotNameProblem,
   });
   if (!name) return;
   try {
@@ -65,9 +76,18 @@ async function takeSnapshot(): Promise<void> {
   }
 }
 
-async function restoreSnapshot(): Promise<void> {
+/** Restores `chosen` (a row of the Snapshots view), or one picked. */
+async function restoreSnapshot(chosen?: string): Promise<void> {
   const session = activeSession();
   if (!session) return;
+  if (chosen) {
+    try {
+      await session.customRequest('vmdbg/restore', { name: chosen });
+    } catch (e) {
+      void vscode.window.showErrorMessage(`vmdbg: ${(e as Error).message}`);
+    }
+    return;
+  }
   const taken: { snapshots: { name: string }[] } = await session.customRequest('vmdbg/snapshots');
   if (taken.snapshots.length === 0) {
     void vscode.window.showInformationMessage('No VM snapshot taken in this session yet ("vmdbg: Take VM snapshot").');

@@ -36,6 +36,9 @@ impl Session {
                 self.require_stopped()
                     .with_context(|| format!("`{command}`"))?;
                 let vm = self.session_vm().context(NO_VM)?;
+                if vm.restore_ends_agent_channels() {
+                    bail!("`{command}`: {} {CHANNELS_END}", vm.describe());
+                }
                 let started = std::time::Instant::now();
                 vm.snapshot(&name)?;
                 let ms = started.elapsed().as_millis();
@@ -111,5 +114,8 @@ impl Session {
         Ok(())
     }
 }
+
+/// Why program sessions on the KVM engine take no snapshots yet.
+const CHANNELS_END: &str = "drops the agent's vsock connection on a restore (the guest gets a transport reset, as under Firecracker), and this program's debugger runs over it: snapshots of program sessions need `\"engine\": \"qemu\"` for now (`vmdbg test` and warm starts use the KVM engine's snapshots)";
 
 const NO_VM: &str = "this session has no VM of its own to snapshot (snapshots are for program sessions; attach sessions do not own their target)";

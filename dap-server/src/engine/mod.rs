@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use vmdbg_agent::client::AgentClient;
 
 use crate::image::GuestImage;
@@ -144,6 +144,10 @@ pub trait Vm: Send {
     fn restore(&mut self, name: &str) -> Result<()>;
     /// The snapshots taken of this VM, oldest first.
     fn snapshots(&self) -> Vec<String>;
+    /// Whether a restore ends the agent's connection (the client then
+    /// reconnects) and with it every channel over it, such as a program
+    /// session's debugger.
+    fn restore_ends_agent_channels(&self) -> bool;
     /// Writes the whole running VM to `path` (written whole, then renamed
     /// into place), for [`Engine::boot_saved`]; the VM runs on.
     fn save_to(&mut self, path: &Path) -> Result<()>;
@@ -179,7 +183,12 @@ pub trait VmControl: Send {
     fn restore(&mut self, _dir: &Path, _name: &str) -> Result<()> {
         bail!("this engine cannot restore snapshots yet")
     }
-    /// Writes the running VM's state to `path` for a later process.
+    /// See [`Vm::restore_ends_agent_channels`].
+    fn restore_ends_agent_channels(&self) -> bool {
+        false
+    }
+    /// Writes the running VM's state to `path` for a later process: whole
+    /// or not at all (a temporary name, then a rename).
     fn save_to(&mut self, _path: &Path) -> Result<()> {
         bail!("this engine cannot save a VM's state to a file yet")
     }
@@ -283,18 +292,8 @@ impl Vm for EngineVm {
     fn snapshots(&self) -> Vec<String> {
         self.snapshots.clone()
     }
-    fn save_to(&mut self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .context("a saved state's path needs a directory")?;
-        let temp = tempfile::Builder::new()
-            .prefix(".saving-")
-            .tempfile_in(dir)
-            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-        self.control.save_to(temp.path())?;
-        temp.persist(path)
-            .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
-        Ok(())
+    fn restore_ends_agent_channels(&self) -> bool {
+        self.control.restore_ends_agent_channels()
     }
     fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
         self.control.replay_position()
@@ -308,6 +307,23 @@ impl Vm for EngineVm {
     fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
         self.control.replay_afresh(icount)
     }
+    fn save_to(&mut self, path: &Path) -> Result<()> {
+        self.control.save_to(path)
+    }
+}
+
+/// An engine binary's path, size and modification time: what a saved VM
+/// state depends on of the program that wrote it (an update makes it
+/// stale).
+fn binary_key(binary: &Path) -> Option<String> {
+    let meta = std::fs::metadata(binary).ok()?;
+    let mtime = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(format!("{} {} {mtime}", binary.display(), meta.len()))
 }
 
 /// Snapshot names travel through engines' command languages (QEMU's

@@ -176,7 +176,10 @@ pub fn boot(
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         match engine::wait_for_agent(vm.as_mut(), Duration::from_millis(200)) {
-            Ok(_) => return Ok(Some(vm)),
+            Ok(_) => {
+                set_guest_clock(vm.as_ref());
+                return Ok(Some(vm));
+            }
             Err(e) if vm.try_exit().is_some() || Instant::now() > deadline => return Err(e),
             Err(e) if !e.to_string().starts_with("no agent answered") => return Err(e),
             Err(_) => {}
@@ -186,6 +189,17 @@ pub fn boot(
             eprintln!("vmdbg: interrupted while the guest was booting");
             return Ok(None);
         }
+    }
+}
+
+/// Sets the guest's wall clock from the host's: a booted guest reads its
+/// clock from the VM's (an emulated RTC, KVM's wall clock), which can be
+/// seconds off on a loaded or nested host, and a restored or saved one
+/// stood still meanwhile. An agent that cannot (a custom initramfs with
+/// an older one) leaves the guest's clock as it is.
+pub fn set_guest_clock(vm: &dyn engine::Vm) {
+    if let Err(e) = vm.agent().set_clock_from_host() {
+        tracing::warn!("could not set the guest's clock from the host's: {e}");
     }
 }
 

@@ -6,15 +6,16 @@
 //! (path, size, first and last MiB), the command line, memory, vCPUs and
 //! this vmdbg's version. A state that fails to start is removed and the
 //! guest boots cold. The guest's wall clock is set from the host's after a
-//! warm start (the state holds the moment it was saved).
+//! warm start (the state holds the moment it was saved). A state is a file
+//! (the QEMU engine's migration stream) or a directory (the KVM engine's
+//! snapshot: vmdbg-vmm's state and memory files).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use vmdbg_agent::client::ExecOptions;
 
 use crate::engine::{Engine, Vm, VmSpec};
 
@@ -44,7 +45,7 @@ pub fn boot(
                     "vmdbg: the saved VM state {} did not start ({e:#}); booting instead",
                     path.display()
                 );
-                let _ = std::fs::remove_file(&path);
+                remove_state(&path);
             }
         }
     }
@@ -66,6 +67,8 @@ pub fn boot(
         }
         Err(e) => eprintln!("vmdbg: could not save the booted VM for the next runs: {e:#}"),
     }
+    // The save paused the guest (its clock too, under QEMU).
+    super::set_guest_clock(vm.as_ref());
     Ok(Some(vm))
 }
 
@@ -83,12 +86,9 @@ fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Re
         Ok(Err(e)) => anyhow::bail!("its agent did not answer: {e}"),
         Err(_) => anyhow::bail!("its agent did not answer within 20 s"),
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-    let mut set_clock =
-        ExecOptions::new(["/bin/busybox", "date", "-s", &format!("@{}", now.as_secs())]);
-    set_clock.cwd = Some("/".into());
-    let program = vm.agent().exec(&set_clock)?;
-    vm.agent().wait(program.pid)?;
+    vm.agent()
+        .set_clock_from_host()
+        .context("set the restored guest's clock")?;
     Ok(vm)
 }
 
@@ -160,6 +160,16 @@ fn prune(newest: &std::path::Path) {
         .collect();
     states.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (_, old) in states.into_iter().skip(KEPT_STATES) {
-        let _ = std::fs::remove_file(old);
+        remove_state(&old);
     }
+}
+
+/// A saved state is a file (QEMU's migration stream) or a directory (the
+/// KVM engine's snapshot: state and memory files).
+fn remove_state(path: &std::path::Path) {
+    let _ = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
 }

@@ -160,6 +160,10 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
         let outcome = if *runs {
             vm.restore(SET_UP)
                 .with_context(|| format!("restore the set-up snapshot before {test}"))?;
+            // The snapshot's clock stood still since it was taken.
+            agent
+                .set_clock_from_host()
+                .with_context(|| format!("set the guest's clock before {test}"))?;
             let console_from = std::fs::metadata(vm.console_log())
                 .map(|m| m.len())
                 .unwrap_or(0);

@@ -139,7 +139,15 @@ fn spawn_pipe_writer<W: Write + Send + 'static>(
 /// The capabilities this agent reports in its Hello reply.
 pub fn capabilities() -> Vec<String> {
     let mut caps: Vec<String> = [
-        "exec", "exec.pty", "signal", "wait", "file.put", "file.get", "poweroff", "channel",
+        "exec",
+        "exec.pty",
+        "signal",
+        "wait",
+        "file.put",
+        "file.get",
+        "poweroff",
+        "channel",
+        "clock.set",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -348,7 +356,23 @@ fn handle_request(conn: &Connection, id: u32, request: Request) {
             conn.reply(id, Ok(Reply::Done));
             power_off();
         }
+        Request::SetClock { unix_ns } => conn.reply(id, set_clock(unix_ns).map(|()| Reply::Done)),
     }
+}
+
+fn set_clock(unix_ns: u64) -> Result<(), AgentError> {
+    let time = libc::timespec {
+        tv_sec: (unix_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: clock_settime reads the timespec we pass and nothing else.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &time) } != 0 {
+        return Err(AgentError::new(
+            ErrorKind::Io,
+            format!("set the clock: {}", std::io::Error::last_os_error()),
+        ));
+    }
+    Ok(())
 }
 
 fn power_off() {

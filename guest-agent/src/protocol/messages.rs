@@ -57,6 +57,10 @@ pub enum Request {
     },
     /// Sync disks and power the guest off; replies `Done` first.
     Poweroff,
+    /// Set the guest's wall clock (CLOCK_REALTIME) to this many
+    /// nanoseconds since the Unix epoch; replies `Done`. The host sends it
+    /// after restoring a snapshot, whose clock stood still while saved.
+    SetClock { unix_ns: u64 },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

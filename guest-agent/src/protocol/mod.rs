@@ -27,6 +27,11 @@ impl FrameWriter {
         }
     }
 
+    /// Sends on `inner` from now on (a new connection to the same peer).
+    pub fn replace(&self, inner: impl Write + Send + 'static) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Box::new(inner);
+    }
+
     pub fn send(&self, frame: &Frame) -> std::io::Result<()> {
         let bytes = frame.encode();
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,6 +6,7 @@
 //! devices as `LNRO0005` entries, the only way Debian's kernel (built
 //! without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES) finds them.
 
+use crate::vm::GuestMemoryMmap;
 use acpi_tables::aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
@@ -16,7 +17,7 @@ use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::layout::{ACPI_END, ACPI_START};
 use crate::devices::{power, serial};

@@ -7,9 +7,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use crate::vm::GuestMemoryMmap;
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use super::layout::HIGH_MEMORY;
 use crate::error::{Error, Result};

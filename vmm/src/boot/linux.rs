@@ -6,10 +6,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use crate::vm::GuestMemoryMmap;
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::KernelLoader;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::layout::*;
 use crate::error::{Error, Result};
@@ -250,7 +251,7 @@ mod tests {
 
     #[test]
     fn initrd_errors_name_the_file_and_the_fix() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
         let missing = load_initrd(&mem, Path::new("/nonexistent/initrd"), 0x20_0000, None)
             .err()
             .unwrap()

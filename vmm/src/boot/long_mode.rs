@@ -1,8 +1,9 @@
 //! Segment descriptors, identity page tables and the special registers for
 //! the two entry ABIs (32-bit protected mode for PVH, 64-bit long mode).
 
+use crate::vm::GuestMemoryMmap;
 use kvm_bindings::{kvm_segment, kvm_sregs};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 use super::layout::*;
 use crate::error::{Error, Result};
@@ -141,7 +142,7 @@ mod tests {
 
     #[test]
     fn identity_map_covers_4g() {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         write_identity_page_tables(&mem).unwrap();
         let last_pd: u64 = mem.read_obj(GuestAddress(PD0 + 4 * 0x1000 - 8)).unwrap();
         assert_eq!(last_pd, ((4u64 << 30) - (2 << 20)) | 0x83);

@@ -16,7 +16,8 @@ pub mod pvh;
 
 use std::path::Path;
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use crate::vm::GuestMemoryMmap;
+use vm_memory::GuestAddress;
 
 use crate::error::Result;
 

@@ -1,9 +1,10 @@
 //! The PVH boot ABI's start_info, memory map and command line.
 
+use crate::vm::GuestMemoryMmap;
 use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::layout::*;
 use crate::error::{Error, Result};

@@ -464,8 +464,8 @@ impl Service {
             }
         }
         if let VmAccess::Owned(slot @ None) = access {
-            let (vm, snap) =
-                snapshot::restore_new(&b.snapshot_path, &mem, &self.serial).map_err(failed)?;
+            let (vm, snap) = snapshot::restore_new(&b.snapshot_path, &mem, &self.serial, None)
+                .map_err(failed)?;
             **slot = Some(vm);
             self.snapshot = Some(snap);
             self.paused = true;

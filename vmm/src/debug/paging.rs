@@ -5,7 +5,8 @@
 //! Done by the VMM rather than KVM_TRANSLATE so it also works on a saved
 //! snapshot or a recording, where no vCPU exists.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use crate::vm::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress};
 
 /// The control registers that decide how the guest translates addresses.
 #[derive(Clone, Copy, Debug, Default)]
@@ -167,7 +168,7 @@ mod tests {
     };
 
     fn memory() -> GuestMemoryMmap {
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap()
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap()
     }
 
     fn put(mem: &GuestMemoryMmap, gpa: u64, value: u64) {

@@ -8,12 +8,13 @@
 //! Each probe is a throw-away 64 KiB real-mode VM with no interrupt
 //! controller whose code ends in `hlt`, so every outcome ends in a few exits.
 
+use crate::vm::GuestMemoryMmap;
 use kvm_bindings::{
     kvm_guest_debug, kvm_userspace_memory_region, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_USE_HW_BP,
     KVM_GUESTDBG_USE_SW_BP,
 };
 use kvm_ioctls::{Kvm, VcpuExit};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Whether int3 can be used for software breakpoints, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,8 +99,8 @@ fn run_probe(
     debug: kvm_guest_debug,
 ) -> Result<ProbeExit, String> {
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1_0000)])
-        .map_err(|e| e.to_string())?;
+    let mem =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1_0000)]).map_err(|e| e.to_string())?;
     if let Some((at, vector)) = ivt_entry {
         mem.write_obj(vector, GuestAddress(at))
             .map_err(|e| e.to_string())?;

@@ -25,7 +25,9 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::boot::EntryMode;
 use crate::devices::serial::{SerialSnapshot, SerialTarget};
-use crate::devices::virtio::{self, TransportSnapshot};
+use std::sync::MutexGuard;
+
+use crate::devices::virtio::{self, MmioTransport, SharedTransport, TransportSnapshot};
 use crate::devices::Persist;
 use crate::error::{Error, Result};
 use crate::vcpu::state::VcpuState;
@@ -68,10 +70,25 @@ fn bad_mem(path: &Path, why: impl Into<String>) -> Error {
     }
 }
 
+/// Every virtio transport of a VM, locked: their host-side threads (vsock's
+/// poller) can neither use the queues nor write guest memory while it is
+/// saved, swapped or put back, so device state and memory stay one moment.
+pub struct DevicesHeld<'a>(Vec<MutexGuard<'a, MmioTransport>>);
+
+/// The transports to lock with [`hold`]: their handles, so the locks do not
+/// borrow the VM.
+pub fn transports(vm: &Vm) -> Vec<SharedTransport> {
+    vm.devices.virtio.clone()
+}
+
+pub fn hold(transports: &[SharedTransport]) -> DevicesHeld<'_> {
+    DevicesHeld(transports.iter().map(virtio::lock).collect())
+}
+
 /// Reads the state of a stopped VM.
-pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
-    for t in &vm.devices.virtio {
-        if let Some(why) = virtio::lock(t).snapshot_refusal() {
+pub fn capture(vm: &Vm, held: &DevicesHeld) -> Result<VmSnapshot> {
+    for t in &held.0 {
+        if let Some(why) = t.snapshot_refusal() {
             return Err(Error::Api(format!("this VM cannot be snapshotted: {why}")));
         }
     }
@@ -83,32 +100,27 @@ pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
         kvm: KvmVmState::save(vm.vm_fd())?,
         vcpus: vm.save_vcpus()?,
         serial,
-        virtio: vm
-            .devices
-            .virtio
-            .iter()
-            .map(|t| virtio::lock(t).save())
-            .collect(),
+        virtio: held.0.iter().map(|t| t.save()).collect(),
     })
 }
 
 /// Puts a stopped VM of the same shape into `snap`'s state (memory aside);
 /// `fresh` for a machine whose vCPUs have never run.
-pub fn apply(vm: &mut Vm, snap: &VmSnapshot, fresh: bool) -> Result<()> {
+pub fn apply(vm: &mut Vm, snap: &VmSnapshot, fresh: bool, held: &mut DevicesHeld) -> Result<()> {
     snap.kvm.restore(vm.vm_fd())?;
     vm.restore_vcpus(&snap.vcpus, fresh)?;
     crate::devices::lock_device(&vm.devices.serial)
         .restore(&snap.serial)
         .map_err(Error::Api)?;
-    if snap.virtio.len() != vm.devices.virtio.len() {
+    if snap.virtio.len() != held.0.len() {
         return Err(Error::Api(format!(
             "the snapshot has {} virtio devices, this VM {}",
             snap.virtio.len(),
-            vm.devices.virtio.len()
+            held.0.len()
         )));
     }
-    for (t, state) in vm.devices.virtio.iter().zip(&snap.virtio) {
-        virtio::lock(t).restore(state).map_err(Error::Api)?;
+    for (t, state) in held.0.iter_mut().zip(&snap.virtio) {
+        t.restore(state).map_err(Error::Api)?;
     }
     vm.boot.mode = snap.boot_mode;
     vm.boot.rip = snap.boot_rip;
@@ -217,17 +229,48 @@ pub fn read_state(path: &Path) -> Result<VmSnapshot> {
     decode(path, &bytes)
 }
 
-/// Writes guest memory whole, region after region.
+/// Writes guest memory, region after region, as a sparse file: pages of
+/// zeros are left as holes (they read back as zeros, and on tmpfs or a
+/// filesystem with holes they take no space), so a guest that touched a
+/// tenth of its RAM makes a file that occupies about a tenth of it.
 pub fn write_memory(path: &Path, vm: &Vm) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
     write_atomically(path, |f| {
+        let mut offset = 0u64;
         for region in vm.mem.iter() {
             let slice = region
                 .as_volatile_slice()
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            f.write_all_volatile(&slice)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let len = region.len() as usize;
+            let mut page = 0usize;
+            while page < len {
+                let zero = |at: usize| -> bool {
+                    let mut words = [0u64; PAGE / 8];
+                    slice
+                        .subslice(at, PAGE.min(len - at))
+                        .map(|p| p.copy_to(&mut words[..]))
+                        .is_ok()
+                        && words.iter().all(|&w| w == 0)
+                };
+                if zero(page) {
+                    page += PAGE;
+                    continue;
+                }
+                let start = page;
+                while page < len && !zero(page) {
+                    page += PAGE;
+                }
+                let end = page.min(len);
+                f.seek(SeekFrom::Start(offset + start as u64))?;
+                let run = slice
+                    .subslice(start, end - start)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                f.write_all_volatile(&run)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            offset += len as u64;
         }
-        Ok(())
+        f.set_len(offset)
     })
     .map_err(|e| bad_mem(path, format!("writing: {e}")))
 }
@@ -300,28 +343,51 @@ pub fn create(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<VmSnaps
             "the state and the memory need two files; give mem_file_path another name",
         ));
     }
-    let snap = capture(vm)?;
+    let transports = transports(vm);
+    let held = hold(&transports);
+    let snap = capture(vm, &held)?;
     write_memory(mem_path, vm)?;
     write_state(state_path, &snap)?;
     let file = File::open(mem_path).map_err(|e| bad_mem(mem_path, format!("reopening: {e}")))?;
     remap_private(vm, &file, mem_path)?;
+    drop(held);
     Ok(snap)
 }
 
 /// A VM started from a snapshot in this process: `vmdbg-vmm --restore`,
-/// or `PUT /snapshot/load` on a VMM that has no VM yet.
+/// or `PUT /snapshot/load` on a VMM that has no VM yet. `vsock_uds`, if
+/// given, is where the restored vsock device listens instead of the
+/// snapshot's path (the process that took the snapshot may have removed
+/// it), as Firecracker's restore lets the vsock path be overridden.
 pub fn restore_new(
     state_path: &Path,
     mem_path: &Path,
     serial: &SerialTarget,
+    vsock_uds: Option<&Path>,
 ) -> Result<(Vm, VmSnapshot)> {
-    let snap = read_state(state_path)?;
+    let mut snap = read_state(state_path)?;
+    if let Some(path) = vsock_uds {
+        let vsock = snap.shape.devices.iter_mut().find_map(|d| match d {
+            crate::vm::DeviceKind::Vsock { uds_path, .. } => Some(uds_path),
+            _ => None,
+        });
+        match vsock {
+            Some(uds_path) => *uds_path = path.to_path_buf(),
+            None => {
+                return Err(bad(
+                    state_path,
+                    "--vsock-uds given, but the snapshot's VM has no vsock device",
+                ))
+            }
+        }
+    }
     let file = open_memory(mem_path, &snap.shape)?;
     let mem = crate::vm::file_memory(&file, snap.shape.mem_bytes)?;
     let mut vm = Vm::build(&snap.shape, mem, serial)?;
     vm.backing = Backing::File(mem_path.to_path_buf());
     vm.log_dirty_pages(true)?;
-    apply(&mut vm, &snap, true)?;
+    let transports = transports(&vm);
+    apply(&mut vm, &snap, true, &mut hold(&transports))?;
     Ok((vm, snap))
 }
 
@@ -341,8 +407,10 @@ pub fn load_in_place(vm: &mut Vm, state_path: &Path, mem_path: &Path) -> Result<
         ));
     }
     let file = open_memory(mem_path, &snap.shape)?;
+    let transports = transports(vm);
+    let mut held = hold(&transports);
     remap_private(vm, &file, mem_path)?;
-    apply(vm, &snap, false)?;
+    apply(vm, &snap, false, &mut held)?;
     Ok(snap)
 }
 
@@ -363,9 +431,11 @@ pub struct ResetStats {
     pub pages_dropped: usize,
 }
 
-/// Back to `snap` in place: the pages the guest wrote since the snapshot
-/// (or the last reset) are dropped from the private mapping, so the next
-/// access reads the memory file again; then the VM, vCPU and device state.
+/// Back to `snap` in place: the pages written since the snapshot (or the
+/// last reset) — by the guest, in KVM's dirty log, or by the VMM's devices
+/// and debugger, in guest memory's own bitmap — are dropped from the
+/// private mapping, so the next access reads the memory file again; then
+/// the VM, vCPU and device state.
 /// The VM must be stopped and backed by the snapshot's memory file.
 pub fn reset(vm: &mut Vm, snap: &VmSnapshot) -> Result<ResetStats> {
     if !matches!(vm.backing, Backing::File(_)) {
@@ -374,15 +444,9 @@ pub fn reset(vm: &mut Vm, snap: &VmSnapshot) -> Result<ResetStats> {
         ));
     }
     let mut stats = ResetStats::default();
-    let mut logs = vm.take_dirty_log()?;
-    if !vm.devices.virtio.is_empty() {
-        // virtio devices write guest memory from the VMM, which KVM's
-        // dirty log does not see (and this VMM does not track yet): drop
-        // every page, so all of memory reads the file again.
-        for log in &mut logs {
-            log.fill(u64::MAX);
-        }
-    }
+    let transports = transports(vm);
+    let mut held = hold(&transports);
+    let logs = vm.take_dirty_log()?;
     for (region, bitmap) in vm.mem.iter().zip(&logs) {
         let host = vm
             .mem
@@ -414,7 +478,7 @@ pub fn reset(vm: &mut Vm, snap: &VmSnapshot) -> Result<ResetStats> {
             stats.pages_dropped += count;
         }
     }
-    apply(vm, snap, false)?;
+    apply(vm, snap, false, &mut held)?;
     Ok(stats)
 }
 

@@ -8,13 +8,22 @@
 //!   connects with `CONNECT <port>\n` and, once the guest accepts,
 //!   reads `OK <host port>\n`. See [`connector`].
 //! - `gdb.sock`: the VMM's gdb stub, the RSP endpoint (the VMM listens);
+//! - `api.sock`: the VMM's control API (Firecracker's HTTP shape, see
+//!   [`api`]): pause and resume (`PATCH /vm`), snapshots (`PUT
+//!   /snapshot/create`, `/snapshot/load`, and `/vmdbg/reset` back to the
+//!   last one in place);
+//! - `snapshot-NAME/{state,mem}`: the VM's snapshots;
 //! - `console.log`: COM1.
 //!
-//! vmdbg-vmm has no control socket: pause and resume stop and continue
-//! the whole process (SIGSTOP/SIGCONT), which freezes the vCPUs and the
-//! devices together; shutdown is SIGTERM (the guest is disposable), then
-//! SIGKILL.
+//! A restore drops the guest's vsock connections (the VMM resets the
+//! transport, as Firecracker does); the agent keeps listening and the
+//! engine connects again, under the same [`AgentClient`]. Shutdown is
+//! SIGTERM (the guest is disposable), then SIGKILL.
+//!
+//! Saved VM states for warm starts ([`Engine::boot_saved`]) are
+//! directories holding a snapshot's two files, put in place by one rename.
 
+mod api;
 mod connector;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +31,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
 use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
@@ -42,7 +51,9 @@ impl KvmEngine {
         })
     }
 
-    fn command(&self, spec: &VmSpec, dir: &Path) -> Command {
+    /// The VMM with its devices and sockets in `dir`: booting `spec`, or
+    /// (`saved`) restoring a state [`Vm::save_to`] wrote.
+    fn command(&self, spec: &VmSpec, dir: &Path, saved: Option<&Path>) -> Command {
         let mut cmdline = format!(
             "{} pci=off vmdbg.agent=vsock:{AGENT_VSOCK_PORT}",
             spec.image.cmdline
@@ -55,13 +66,24 @@ impl KvmEngine {
             cmdline.push_str(&spec.extra_cmdline);
         }
         let mut cmd = Command::new(&self.vmm);
-        cmd.arg("--kernel").arg(&spec.image.kernel);
-        if let Some(initrd) = &spec.image.initrd {
-            cmd.arg("--initrd").arg(initrd);
-        }
-        cmd.args(["--mem", &format!("{}M", spec.mem_mib)])
-            .args(["--cpus", &spec.cpus.to_string()])
-            .args(["--cmdline", &cmdline])
+        match saved {
+            None => {
+                cmd.arg("--kernel").arg(&spec.image.kernel);
+                if let Some(initrd) = &spec.image.initrd {
+                    cmd.arg("--initrd").arg(initrd);
+                }
+                cmd.args(["--mem", &format!("{}M", spec.mem_mib)])
+                    .args(["--cpus", &spec.cpus.to_string()])
+                    .args(["--cmdline", &cmdline])
+            }
+            Some(state) => cmd
+                .arg("--restore")
+                .arg(state.join(SNAPSHOT_STATE))
+                .arg("--mem-file")
+                .arg(state.join(SNAPSHOT_MEM)),
+        };
+        cmd.arg("--api")
+            .arg(format!("unix:{}", dir.join(API_SOCKET).display()))
             .arg("--serial")
             .arg(format!("file:{}", dir.join(CONSOLE_LOG).display()))
             .arg("--vsock-uds")
@@ -122,16 +144,37 @@ impl Engine for KvmEngine {
         if spec.record.is_some() {
             bail!("recording on the KVM engine (vmdbg-vmm) is not here yet: use `engine: \"qemu\"` to record with QEMU's record/replay");
         }
+        self.start(spec, None)
+    }
+
+    /// The VMM binary, its size and modification time: another vmdbg-vmm
+    /// may not read the state (its format version says so too, but a
+    /// refused state costs a boot attempt).
+    fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
+        Some(format!("{} kvm", super::binary_key(&self.vmm)?))
+    }
+
+    fn boot_saved(&self, spec: &VmSpec, state: &Path) -> Result<Box<dyn Vm>> {
+        self.start(spec, Some(state))
+    }
+}
+
+impl KvmEngine {
+    fn start(&self, spec: &VmSpec, saved: Option<&Path>) -> Result<Box<dyn Vm>> {
         let dir = RuntimeDir::create()?;
-        let cmd = self.command(spec, dir.path());
+        let cmd = self.command(spec, dir.path(), saved);
         // vmdbg hands the RSP endpoint to whoever needs it (Vm::rsp_endpoint).
         let process = spawn_vmm(cmd, "vmdbg-vmm: ", &["gdb can attach with"])?;
-        let (reader, writer, connector) =
-            connector::connect_agent(dir.path().join("vsock.sock"), AGENT_VSOCK_PORT);
+        let vsock = dir.path().join("vsock.sock");
+        let (reader, writer, connector) = connector::connect_agent(vsock.clone(), AGENT_VSOCK_PORT);
         let agent = Arc::new(AgentClient::new(reader, writer));
         let control = KvmControl {
             process,
             connector,
+            api: api::ApiClient::new(dir.path().join(API_SOCKET)),
+            agent: agent.clone(),
+            vsock,
+            current: None,
             ended_by_us: false,
             reported: false,
         };
@@ -144,21 +187,124 @@ impl Engine for KvmEngine {
     }
 }
 
+/// In a VM's runtime directory: the VMM's control API socket.
+const API_SOCKET: &str = "api.sock";
+/// In a snapshot's directory: the VMM's state file and memory file.
+const SNAPSHOT_STATE: &str = "state";
+const SNAPSHOT_MEM: &str = "mem";
+
 struct KvmControl {
     process: VmProcess,
     connector: connector::Handle,
+    api: api::ApiClient,
+    /// The same client the VM hands out, reconnected after a restore.
+    agent: Arc<AgentClient>,
+    vsock: PathBuf,
+    /// The snapshot the VMM's reset goes back to (the last one taken or
+    /// loaded).
+    current: Option<String>,
     /// Whether the warning about a failed VMM was given.
     reported: bool,
     /// We sent the signal that ended the VMM.
     ended_by_us: bool,
 }
 
+impl KvmControl {
+    /// Runs `f` with the VM stopped: a running VM is paused for it and
+    /// resumed after; one a debugger stopped stays stopped. (While a
+    /// debugger lets the vCPUs run, the VMM refuses the pause: stop it in
+    /// the debugger first.)
+    fn stopped<T>(&mut self, f: impl FnOnce(&api::ApiClient) -> Result<T>) -> Result<T> {
+        let running = self.api.state()? == "Running";
+        if running {
+            self.api.set_state("Paused")?;
+        }
+        let result = f(&self.api);
+        if running {
+            self.api.set_state("Resumed")?;
+        }
+        result
+    }
+
+    /// After a restore the guest's end of the agent's connection is gone:
+    /// connect again, under the same client.
+    fn reconnect_agent(&mut self) {
+        self.connector.stop();
+        let (reader, writer, connector) =
+            connector::connect_agent(self.vsock.clone(), AGENT_VSOCK_PORT);
+        self.agent.reconnect(reader, writer);
+        self.connector = connector;
+    }
+}
+
+fn snapshot_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("snapshot-{name}"))
+}
+
 impl VmControl for KvmControl {
     fn pause(&mut self) -> Result<()> {
-        self.process.signal(libc::SIGSTOP)
+        self.api.set_state("Paused")
     }
     fn resume(&mut self) -> Result<()> {
-        self.process.signal(libc::SIGCONT)
+        self.api.set_state("Resumed")
+    }
+
+    /// The VMM resets the vsock transport on a restore, as Firecracker
+    /// does: the guest's end of every connection is gone.
+    fn restore_ends_agent_channels(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {
+        let at = snapshot_dir(dir, name);
+        std::fs::create_dir_all(&at).with_context(|| format!("create {}", at.display()))?;
+        self.stopped(|api| api.create(&at.join(SNAPSHOT_STATE), &at.join(SNAPSHOT_MEM)))?;
+        self.current = Some(name.to_string());
+        Ok(())
+    }
+
+    fn restore(&mut self, dir: &Path, name: &str) -> Result<()> {
+        let at = snapshot_dir(dir, name);
+        let in_place = self.current.as_deref() == Some(name);
+        self.stopped(|api| {
+            if in_place {
+                api.reset()
+            } else {
+                api.load(&at.join(SNAPSHOT_STATE), &at.join(SNAPSHOT_MEM))
+            }
+        })?;
+        self.current = Some(name.to_string());
+        self.reconnect_agent();
+        Ok(())
+    }
+
+    /// A snapshot in a directory of its own, put in place by one rename:
+    /// a state file never pairs with another snapshot's memory.
+    fn save_to(&mut self, path: &Path) -> Result<()> {
+        let parent = path
+            .parent()
+            .context("a saved state's path needs a directory")?;
+        let temp = tempfile::Builder::new()
+            .prefix(".saving-")
+            .tempdir_in(parent)
+            .with_context(|| format!("create a temporary directory in {}", parent.display()))?;
+        self.stopped(|api| {
+            api.create(
+                &temp.path().join(SNAPSHOT_STATE),
+                &temp.path().join(SNAPSHOT_MEM),
+            )
+        })?;
+        // The VMM now runs on the saved memory file (MAP_PRIVATE): its
+        // reset goes back to the saved state.
+        self.current = None;
+        if path.is_dir() {
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("remove the old saved state {}", path.display()))?;
+        }
+        let temp = temp.keep();
+        std::fs::rename(&temp, path)
+            .with_context(|| format!("put the saved VM state in place at {}", path.display()))
+            .inspect_err(|_| drop(std::fs::remove_dir_all(&temp)))
     }
 
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
@@ -167,8 +313,6 @@ impl VmControl for KvmControl {
         }
         self.ended_by_us = true;
         self.connector.stop();
-        // A paused VMM would not act on SIGTERM until continued.
-        let _ = self.process.signal(libc::SIGCONT);
         let _ = self.process.signal(libc::SIGTERM);
         self.process.wait_or_kill(grace)?;
         Ok(self.try_exit().expect("the VMM has ended"))

@@ -190,17 +190,9 @@ impl Engine for QemuEngine {
     /// The binary, its size and modification time, and the accelerator: a
     /// QEMU update or another accelerator makes a saved state stale.
     fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
-        let meta = std::fs::metadata(&self.binary).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
         Some(format!(
-            "{} {} {mtime} {:?}",
-            self.binary.display(),
-            meta.len(),
+            "{} {:?}",
+            super::binary_key(&self.binary)?,
             self.accel
         ))
     }
@@ -349,9 +341,26 @@ impl VmControl for QemuControl {
         self.qmp.human(&format!("loadvm {name}"))
     }
 
-    /// A migration to a file; QEMU stops the guest when it completes
-    /// (`postmigrate`), so it is continued after.
+    /// A migration to a file (a temporary one, renamed into place once
+    /// complete); QEMU stops the guest when it completes (`postmigrate`),
+    /// so it is continued after.
     fn save_to(&mut self, path: &Path) -> Result<()> {
+        let dir = path
+            .parent()
+            .context("a saved state's path needs a directory")?;
+        let temp = tempfile::Builder::new()
+            .prefix(".saving-")
+            .tempfile_in(dir)
+            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
+        self.migrate_to(temp.path())?;
+        temp.persist(path)
+            .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
+        Ok(())
+    }
+}
+
+impl QemuControl {
+    fn migrate_to(&mut self, path: &Path) -> Result<()> {
         self.qmp.execute_with(
             "migrate",
             serde_json::json!({ "uri": format!("exec:cat > {}", shell_quote(path)?) }),

@@ -10,8 +10,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use crate::vm::GuestMemoryMmap;
 use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
 
 use super::{add_used, guest_read, guest_write, next_chain, read_chain, DeviceError, VirtioDevice};
 use crate::error::{Error, Result};

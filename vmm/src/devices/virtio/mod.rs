@@ -20,9 +20,10 @@ mod tests;
 
 use std::sync::{Arc, Mutex};
 
+use crate::vm::GuestMemoryMmap;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{GuestAddress, GuestMemory, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{IoAction, MmioDevice};

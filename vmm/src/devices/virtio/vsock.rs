@@ -18,9 +18,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use crate::vm::GuestMemoryMmap;
 use virtio_queue::Queue;
 use virtio_vsock::packet::{VsockPacket, PKT_HEADER_SIZE};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::bitmap::BitmapSlice;
 
 use super::{add_used, next_chain, read_chain, DeviceError, VirtioDevice};
 use crate::error::{Error, Result};
@@ -241,7 +242,7 @@ impl Vsock {
     }
 
     /// Handles one packet from the guest.
-    fn handle_tx(&mut self, pkt: &VsockPacket<'_, ()>) {
+    fn handle_tx<B: BitmapSlice>(&mut self, pkt: &VsockPacket<'_, B>) {
         let local = pkt.dst_port();
         let peer = pkt.src_port();
         if pkt.src_cid() != self.guest_cid || pkt.dst_cid() != HOST_CID {
@@ -372,7 +373,7 @@ impl Vsock {
     }
 
     /// Fills one RX buffer; returns the bytes used.
-    fn fill_rx(&mut self, pkt: &mut VsockPacket<'_, ()>) -> u32 {
+    fn fill_rx<B: BitmapSlice>(&mut self, pkt: &mut VsockPacket<'_, B>) -> u32 {
         let (op, local, peer, flags, data) = match self.control.pop_front() {
             Some(c) => (c.op, c.local, c.peer, c.flags, Vec::new()),
             None => {
