@@ -550,11 +550,11 @@ impl Session {
             (Err(e), _) => (format!("{e:#}"), None),
         };
         let indexed = match &synthetic {
-            Some(Children::Indexed { count, .. }) => Some(*count),
+            Some(Children::Indexed(sequence)) => Some(sequence.count),
             _ => None,
         };
         let expandable = match &synthetic {
-            Some(Children::Indexed { count, .. }) => *count > 0,
+            Some(Children::Indexed(sequence)) => sequence.count > 0,
             Some(Children::Named(rows)) => !rows.is_empty(),
             None => entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
                 TypeKind::Struct { members, .. } => !members.is_empty(),
@@ -917,22 +917,17 @@ impl Session {
             // A library sequence (Vec, slice, std::vector): bounds-checked,
             // as the language's own indexing is.
             _ => match self.synthetic(ty, &entry.place).await {
-                Some((
-                    _,
-                    Children::Indexed {
-                        count,
-                        element,
-                        first,
-                        stride,
-                    },
-                )) => {
-                    if index < 0 || index as u64 >= count {
-                        bail!(
-                            "index {index} is out of range for {} (length {count})",
-                            entry.name
-                        );
-                    }
-                    (element, Place::Memory(first + index as u64 * stride))
+                Some((_, Children::Indexed(sequence))) => {
+                    let address = u64::try_from(index)
+                        .ok()
+                        .and_then(|i| sequence.address(i))
+                        .with_context(|| {
+                            format!(
+                                "index {index} is out of range for {} (length {})",
+                                entry.name, sequence.count
+                            )
+                        })?;
+                    (sequence.element, Place::Memory(address))
                 }
                 _ => bail!("{} is neither a pointer nor an array", entry.name),
             },

@@ -60,9 +60,15 @@ function fromRustGdb(text) {
   // Vec(size=3) = {a, b} -> (3) vec![a, b]; &[T](size=2) = {a} -> (2) [a]
   s = s.replace(/Vec\(size=(\d+)\) = \{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}/g, (_, n, items) => `(${n}) vec![${items.replace(/\.\.\.$/, ', …')}]`);
   s = s.replace(/&\[[^\]]*\]\(size=(\d+)\) = \{([^{}]*)\}/g, '($1) [$2]');
-  // HashMap(size=1) = {["k"] = 1} -> (1) {"k": 1}; HashSet(size=1) = {42} -> (1) {42}
-  s = s.replace(/HashMap\(size=(\d+)\) = \{(.*)\}/, (_, n, body) => `(${n}) {${body.replace(/\[([^\]]*)\] = /g, '$1: ')}}`);
-  s = s.replace(/HashSet\(size=(\d+)\) = /, '($1) ');
+  // VecDeque(size=4) = {3, 4} -> (4) VecDeque[3, 4]
+  s = s.replace(/VecDeque\(size=(\d+)\) = \{(.*)\}/, (_, n, items) => `(${n}) VecDeque[${items.replace(/\.\.\.$/, ', …')}]`);
+  // HashMap(size=1) = {["k"] = 1} -> (1) {"k": 1}; HashSet(size=1) = {42} -> (1) {42}; BTreeMap, BTreeSet alike
+  s = s.replace(/(?:Hash|BTree)Map\(size=(\d+)\) = \{(.*)\}/, (_, n, body) => `(${n}) {${body.replace(/\[([^\]]*)\] = /g, '$1: ').replace(/\.\.\.$/, ', …')}}`);
+  s = s.replace(/(?:Hash|BTree)Set\(size=(\d+)\) = /, '($1) ');
+  // std::path::PathBuf {inner: "/tmp/x"} -> "/tmp/x"
+  s = s.replace(/^(?:[a-z_]\w*::)+PathBuf \{inner: (.*)\}$/, '$1');
+  // values::main::{closure_env#1} {offset: 10} -> {offset: 10}
+  s = s.replace(/(?:[a-z_]\w*::)+\{closure_env#\d+\} \{/g, '{');
   // Cell = {value = 3} -> 3; RefCell(borrow=0) = {value = X, borrow = 0} -> X
   s = s.replace(/^Cell = \{value = (.*)\}$/, '$1');
   s = s.replace(/^RefCell\(borrow=-?\d+\) = \{value = (.*), borrow = -?\d+\}$/, '$1');
@@ -70,8 +76,9 @@ function fromRustGdb(text) {
   s = s.replace(/(?:[a-z_]\w*::)+(?:[A-Z]\w*(?:<(?:[^<>]|<[^<>]*>)*>)?::)([A-Z]\w*)/g, '$1');
   // values::Account {name: …} -> {name: …}
   s = s.replace(/(?:[a-z_]\w*::)+[A-Z]\w* \{/g, '{');
-  // 955 '\u{0003bb}' -> 'λ'
-  s = s.replace(/^\d+ '\\u\{([0-9a-f]+)\}'$/, (_, hex) => `'${String.fromCodePoint(parseInt(hex, 16))}'`);
+  // 955 '\u{0003bb}' -> 'λ', 99 'c' -> 'c'
+  s = s.replace(/\b\d+ '\\u\{([0-9a-f]+)\}'/g, (_, hex) => `'${String.fromCodePoint(parseInt(hex, 16))}'`);
+  s = s.replace(/\b\d+ '([^'\\])'/g, "'$1'");
   return s;
 }
 
@@ -138,6 +145,8 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const line = lineOf(valuesRs, /MARK:values/);
     const reference = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 10);
     assert.ok(Object.keys(reference).length >= 15, `rust-gdb gave the reference: ${JSON.stringify(reference)}`);
+    // rust-gdb counts a map entry as two elements: 20 shows ten entries, as vmdbg does.
+    reference.squares = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 20).squares;
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values'), valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
@@ -157,7 +166,8 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
     const compared = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
-      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell'];
+      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell', 'ring', 'squares',
+      'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio'];
     for (const name of compared) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.ok(reference[name], `rust-gdb shows the local ${name}`);
@@ -181,6 +191,18 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.deepStrictEqual(map.map((c) => `${c.name}=${c.value}`), ['["k"]=1']);
     const shared = await children(dc, vars.shared);
     assert.deepStrictEqual(shared.map((c) => `${c.name}=${c.value}`), ['value="rc"']);
+
+    // A VecDeque that wrapped around its buffer, in queue order; a B-tree
+    // whose root is an internal node, in key order.
+    assert.strictEqual(vars.ring.indexedVariables, 4);
+    const ring = await children(dc, vars.ring);
+    assert.deepStrictEqual(ring.map((c) => `${c.name}=${c.value}`), ['[0]=3', '[1]=4', '[2]=5', '[3]=6']);
+    const squares = await children(dc, vars.squares);
+    assert.deepStrictEqual(squares.map((c) => `${c.name}=${c.value}`), [...Array(20).keys()].map((i) => `[${i}]=${i * i}`));
+    const letters = await children(dc, vars.letters);
+    assert.deepStrictEqual(letters.map((c) => `${c.name}=${c.value}`), ["[0]='a'", "[1]='b'", "[2]='c'"]);
+    const trio = await children(dc, vars.trio);
+    assert.deepStrictEqual(trio.map((c) => `${c.name}=${c.value}`), ['0=1', "1='c'", '2=(2.5, "s")']);
 
     // A million-element Vec is paged: the last page holds the last elements.
     assert.strictEqual(vars.big.indexedVariables, 1000000);
@@ -211,7 +233,10 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const stop = await continueTo(dc, event.body.threadId);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
-    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares']) {
+    // gdb's printers show 200 elements of a sequence, vmdbg's summaries 10.
+    reference.queue = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 10).queue;
+    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares',
+      'text', 'number', 'chain', 'queue', 'fixed', 'item', 'sitem', 'flag']) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(reference[name]), `${name}: gdb says ${reference[name]}`);
     }
@@ -221,6 +246,17 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.deepStrictEqual(pointee.map((c) => `${c.name}=${c.value}`), ['*get()=7']);
     const names = await children(dc, vars.names);
     assert.deepStrictEqual(names.map((c) => `${c.name}=${c.value}`), ['[1]="one"', '[2]="two"', '[3]="three"']);
+    // A deque across its buffers: the last page is the back of the queue.
+    assert.strictEqual(vars.queue.indexedVariables, 203);
+    const front = await children(dc, vars.queue, 0, 4);
+    assert.deepStrictEqual(front.map((c) => `${c.name}=${c.value}`), ['[0]=-2', '[1]=-1', '[2]=0', '[3]=0']);
+    const back = await children(dc, vars.queue, 200, 3);
+    assert.deepStrictEqual(back.map((c) => `${c.name}=${c.value}`), ['[200]=197', '[201]=198', '[202]=199']);
+    const chain = await children(dc, vars.chain);
+    assert.deepStrictEqual(chain.map((c) => `${c.name}=${c.value}`), ['[0]=4', '[1]=5', '[2]=6']);
+    const text = await children(dc, vars.text);
+    assert.deepStrictEqual(text.map((c) => `${c.name}=${c.value}`), ['[index 1]="text"']);
+    assert.strictEqual(vars.fixed.indexedVariables, 4);
     assert.strictEqual(await evaluate(dc, frames[0].id, 'numbers[2]'), '3');
     assert.strictEqual(await evaluate(dc, frames[0].id, 'basket.items[0].count'), '2');
   });
