@@ -133,7 +133,7 @@ impl Symbols {
         let size = entry
             .attr_value(gimli::DW_AT_byte_size)?
             .and_then(|v| v.udata_value());
-        let target = type_ref(id.unit, &entry);
+        let target = self.type_of_die(id.unit, &entry);
         let kind = match entry.tag() {
             gimli::DW_TAG_base_type => TypeKind::Base {
                 encoding: match entry.attr_value(gimli::DW_AT_encoding)? {
@@ -186,7 +186,7 @@ impl Symbols {
                             members.push(self.parse_member(id.unit, e)?)
                         }
                         gimli::DW_TAG_template_type_parameter => {
-                            params.push((self.die_name(id.unit, e), type_ref(id.unit, e)))
+                            params.push((self.die_name(id.unit, e), self.type_of_die(id.unit, e)))
                         }
                         gimli::DW_TAG_variant_part => {
                             variants = Some(self.parse_variant_part(id.unit, child)?)
@@ -280,7 +280,7 @@ impl Symbols {
                 bits = Some((0, bit_size));
             }
         }
-        let ty = type_ref(unit, e);
+        let ty = self.type_of_die(unit, e);
         let base = e.tag() == gimli::DW_TAG_inheritance;
         let name = if base {
             ty.map(|t| self.resolve_type(t).name.clone())
@@ -715,18 +715,32 @@ pub fn parse_int(text: &str) -> Result<i64> {
     })
 }
 
-fn type_ref(unit: usize, entry: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeId> {
-    match entry.attr_value(gimli::DW_AT_type).ok()?? {
-        AttributeValue::UnitRef(offset) => Some(TypeId { unit, offset }),
-        _ => None,
+impl Symbols {
+    /// The type a DIE's DW_AT_type names, in its own unit or (rustc's
+    /// optimized builds, DW_FORM_ref_addr) in another.
+    pub fn type_of_die(
+        &self,
+        unit: usize,
+        entry: &gimli::DebuggingInformationEntry<Reader>,
+    ) -> Option<TypeId> {
+        match entry.attr_value(gimli::DW_AT_type).ok()?? {
+            AttributeValue::UnitRef(offset) => Some(TypeId { unit, offset }),
+            AttributeValue::DebugInfoRef(offset) => {
+                // Units are in section order: the last one starting at or
+                // before the offset holds it.
+                let after = self.units.partition_point(|u| {
+                    u.header
+                        .offset()
+                        .as_debug_info_offset()
+                        .is_some_and(|start| start <= offset)
+                });
+                let unit = after.checked_sub(1)?;
+                let offset = offset.to_unit_offset(&self.units[unit].header)?;
+                Some(TypeId { unit, offset })
+            }
+            _ => None,
+        }
     }
-}
-
-pub fn type_of_die(
-    unit: usize,
-    entry: &gimli::DebuggingInformationEntry<Reader>,
-) -> Option<TypeId> {
-    type_ref(unit, entry)
 }
 
 /// A little-endian value of any width in hex, most significant byte first.

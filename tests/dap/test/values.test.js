@@ -50,6 +50,11 @@ function referenceLocals(gdb, binary, file, line, elements = 200) {
   return locals;
 }
 
+/** The locals of values.rs compared with rust-gdb at MARK:values. */
+const RUST_LOCALS = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
+  'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell', 'ring', 'squares',
+  'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio'];
+
 const maskAddresses = (s) => s.replace(/0x[0-9a-f]+/g, '0xADDR');
 
 /** rust-gdb's notation in CodeLLDB's, which vmdbg follows. */
@@ -126,6 +131,8 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
     run('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'values'), valuesRs]);
     run('g++', ['-g', '-O0', '-o', path.join(work, 'values_cpp'), valuesCpp]);
+    // What `cargo build --release` with `debug = 2` in the profile gives.
+    run('rustc', ['-C', 'opt-level=3', '-C', 'debuginfo=2', '-o', path.join(work, 'values_release'), valuesRs]);
   });
 
   beforeEach(async function () {
@@ -165,10 +172,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const stop = await continueTo(dc, event.body.threadId);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
-    const compared = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
-      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell', 'ring', 'squares',
-      'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio'];
-    for (const name of compared) {
+    for (const name of RUST_LOCALS) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.ok(reference[name], `rust-gdb shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(fromRustGdb(reference[name])), `${name}: rust-gdb says ${reference[name]}`);
@@ -216,6 +220,50 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.strictEqual(await evaluate(dc, frameId, 'pair.1'), '"two"');
     assert.strictEqual(await evaluate(dc, frameId, 'big[999999]'), '999999');
     await assert.rejects(evaluate(dc, frameId, 'acct.history[3]'), /out of range.*length 3/);
+  });
+
+  it('Rust release build with debuginfo: the locals rustc keeps show as rust-gdb shows them, the ones it optimised out say so', async function () {
+    const line = lineOf(valuesRs, /MARK:values/);
+    const binary = path.join(work, 'values_release');
+    const reference = referenceLocals('rust-gdb', binary, valuesRs, line, 10);
+    reference.squares = referenceLocals('rust-gdb', binary, valuesRs, line, 20).squares;
+    const { event, fbps } = await launchTo(dc, binary, valuesRs, [line], ['values::total']);
+    assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    let { frames } = await locals(dc, event.body.threadId);
+    // rustc inlined library code at total's first statement: vmdbg shows
+    // those inlined frames above total where gdb hides inline frames that
+    // start at a breakpoint's address.
+    const totalFrame = frames.find((f) => f.name === 'values::total');
+    assert.ok(totalFrame, `values::total is on the stack: ${frames.map((f) => f.name).join(' < ')}`);
+    assert.ok(frames.slice(0, frames.indexOf(totalFrame)).every((f) => f.name.endsWith(' [inlined]')), 'only frames inlined into total above it');
+    const args = await dc.scopesRequest({ frameId: totalFrame.id });
+    const argRef = args.body.scopes.find((s) => s.name === 'Arguments').variablesReference;
+    const argVars = Object.fromEntries((await dc.variablesRequest({ variablesReference: argRef })).body.variables.map((v) => [v.name, v]));
+    assert.strictEqual(argVars.label.value, '"sum"');
+
+    const stop = await continueTo(dc, event.body.threadId);
+    let vars;
+    ({ frames, vars } = await locals(dc, stop.body.threadId));
+    assert.strictEqual(frames[0].line, line);
+    const kept = [];
+    const optimisedOut = [];
+    for (const name of RUST_LOCALS) {
+      // rust-gdb's printers report a value they cannot read on stderr: the
+      // line keeps nothing after `=`, or a container's head without its
+      // elements (`Vec(size=1000000)`).
+      if (reference[name] === undefined || /optimized out/.test(reference[name]) || /^(\w+\(size=\d+\))?$/.test(reference[name])) {
+        optimisedOut.push(name);
+        continue;
+      }
+      assert.ok(vars[name], `vmdbg shows the local ${name} (rust-gdb: ${reference[name]})`);
+      assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(fromRustGdb(reference[name])), `${name}: rust-gdb says ${reference[name]}`);
+      kept.push(name);
+    }
+    console.log(`      release build: ${kept.length} locals compared; optimised out (rust-gdb): ${optimisedOut.join(', ') || 'none'}`);
+    for (const name of optimisedOut) {
+      if (vars[name]) assert.match(vars[name].value, /optimi[sz]ed out|not available|unavailable/, `${name}: rust-gdb says ${reference[name]}`);
+    }
+    assert.ok(kept.length >= 20, `most locals survive -C opt-level=3 (kept: ${kept.join(', ')})`);
   });
 
   it('C++: demangled method frames, a breakpoint on ns::Class::method, and locals as gdb\'s libstdc++ printers show them', async function () {
