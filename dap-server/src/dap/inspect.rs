@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::protocol;
 use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
 use crate::symbols::expr::{self, BinaryOp, Expr};
-use crate::symbols::formatters::{self, Children};
+use crate::symbols::formatters::{self, Children, Depth};
 use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
 use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
 use crate::symbols::unwind::MAX_FRAMES;
@@ -27,6 +27,9 @@ pub struct VarEntry {
     pub frame: usize,
     /// Set for rows that are not typed values (registers).
     pub raw_text: Option<String>,
+    /// An expression `evaluate` accepts for this row (DAP `evaluateName`,
+    /// VS Code's "Copy as Expression"), when the row has one.
+    pub expression: Option<String>,
 }
 
 /// How many array elements one expansion shows without paging.
@@ -240,6 +243,7 @@ impl Session {
             size,
             frame: frame_index,
             raw_text: None,
+            expression: Some(var.name.clone()),
         }
     }
 
@@ -328,6 +332,7 @@ impl Session {
                     size: size as u64,
                     frame: index,
                     raw_text: Some(text),
+                    expression: Some(format!("${}", info.name)),
                 });
             }
         } else {
@@ -343,6 +348,7 @@ impl Session {
                     size: 8,
                     frame: index,
                     raw_text: Some(text),
+                    expression: Some(format!("${name}")),
                 });
             }
         }
@@ -386,6 +392,7 @@ impl Session {
                 formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
                     .into_iter()
                     .map(|c| VarEntry {
+                        expression: formatters::child_expression(name, &c.name),
                         name: c.name,
                         size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
                         ty: c.ty,
@@ -434,6 +441,7 @@ impl Session {
                         size,
                         frame,
                         raw_text: None,
+                        expression: formatters::child_expression(name, &m.name),
                     });
                 }
             }
@@ -472,6 +480,7 @@ impl Session {
                         _ => Place::Unavailable("not available".into()),
                     };
                     out.push(VarEntry {
+                        expression: formatters::child_expression(name, &label),
                         name: label,
                         ty: *element,
                         place: child_place,
@@ -494,6 +503,7 @@ impl Session {
                     size,
                     frame,
                     raw_text: None,
+                    expression: formatters::child_expression(name, &format!("*{name}")),
                 });
             }
             _ => {}
@@ -525,10 +535,14 @@ impl Session {
 
     /// Shows one row as a DAP Variable (allocating a reference when it has
     /// children).
-    async fn render(&mut self, entry: VarEntry) -> Result<Value> {
+    async fn render(&mut self, entry: VarEntry, hex: bool) -> Result<Value> {
         let symbols = self.target_ref()?.symbols.clone();
         if let Some(text) = entry.raw_text {
-            return Ok(json!({ "name": entry.name, "value": text, "variablesReference": 0 }));
+            let mut var = json!({ "name": entry.name, "value": text, "variablesReference": 0 });
+            if let Some(expression) = entry.expression {
+                var["evaluateName"] = json!(expression);
+            }
+            return Ok(var);
         }
         let type_name = entry
             .ty
@@ -542,11 +556,13 @@ impl Session {
                     bytes,
                 };
                 let mut memory = self.target_ref()?.memory();
-                let text = symbols.summarize(&value, &mut memory, 0).await;
+                let text = symbols
+                    .summarize(&value, &mut memory, Depth::top(hex))
+                    .await;
                 let children = symbols.synthetic_children(&value, &mut memory).await;
                 (text, children)
             }
-            (Ok(bytes), None) => (symbols.format_value(None, &bytes, 0), None),
+            (Ok(bytes), None) => (symbols.format_value(None, &bytes, 0, hex), None),
             (Err(e), _) => (format!("{e:#}"), None),
         };
         let indexed = match &synthetic {
@@ -567,9 +583,10 @@ impl Session {
             }),
         } && !matches!(entry.place, Place::Unavailable(_));
         let reference = if expandable {
+            // Its children's expressions extend this row's.
             self.new_reference(VarNode::Value {
                 frame: entry.frame,
-                name: entry.name.clone(),
+                name: entry.expression.clone().unwrap_or(entry.name.clone()),
                 ty: entry.ty,
                 place: entry.place.clone(),
             })?
@@ -582,7 +599,9 @@ impl Session {
         }
         if let Place::Memory(addr) = entry.place {
             var["memoryReference"] = json!(format!("{addr:#x}"));
-            var["evaluateName"] = json!(entry.name);
+        }
+        if let Some(expression) = entry.expression {
+            var["evaluateName"] = json!(expression);
         }
         Ok(var)
     }
@@ -593,9 +612,10 @@ impl Session {
         let entries = self
             .children_page(args.variables_reference, start, count)
             .await?;
+        let hex = protocol::ValueFormat::hex(args.format);
         let mut list = Vec::new();
         for entry in entries {
-            list.push(self.render(entry).await?);
+            list.push(self.render(entry, hex).await?);
         }
         Ok(json!({ "variables": list }))
     }
@@ -675,7 +695,9 @@ impl Session {
             },
             ..entry
         };
-        let rendered = self.render(shown).await?;
+        let rendered = self
+            .render(shown, protocol::ValueFormat::hex(args.format))
+            .await?;
         Ok(
             json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }),
         )
@@ -929,6 +951,26 @@ impl Session {
                         })?;
                     (sequence.element, Place::Memory(address))
                 }
+                // A map's value by its key (the row `[key]`); what a smart
+                // pointer, an `Rc` or an optional holds (its one row).
+                Some((_, Children::Named(rows))) => {
+                    let key = format!("[{index}]");
+                    let row = rows
+                        .iter()
+                        .find(|r| r.name == key)
+                        .or_else(|| match rows.as_slice() {
+                            [only]
+                                if index == 0
+                                    && ["*get()", "[contained value]", "value"]
+                                        .contains(&only.name.as_str()) =>
+                            {
+                                Some(only)
+                            }
+                            _ => None,
+                        })
+                        .with_context(|| format!("{} has no element {key}", entry.name))?;
+                    (row.ty, row.place.clone())
+                }
                 _ => bail!("{} is neither a pointer nor an array", entry.name),
             },
         };
@@ -963,6 +1005,7 @@ impl Session {
             size,
             frame: entry.frame,
             raw_text: None,
+            expression: None,
         }))
     }
 
@@ -992,6 +1035,7 @@ impl Session {
             .evaluate(protocol::EvaluateArguments {
                 expression: text.to_string(),
                 frame_id: None,
+                format: None,
             })
             .await?;
         Ok(match &body["result"] {
@@ -1005,7 +1049,12 @@ impl Session {
         let parsed = expr::parse(&args.expression)?;
         match self.eval(frame, &parsed).await? {
             Evaluated::Int(n) if parsed.is_computed() => {
-                Ok(json!({ "result": n.to_string(), "variablesReference": 0 }))
+                let result = if protocol::ValueFormat::hex(args.format) {
+                    format!("{:#x}", n as u64)
+                } else {
+                    n.to_string()
+                };
+                Ok(json!({ "result": result, "variablesReference": 0 }))
             }
             Evaluated::Int(n) => Ok(
                 json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) }),
@@ -1013,9 +1062,12 @@ impl Session {
             Evaluated::Entry(entry) => {
                 let entry = VarEntry {
                     name: args.expression.clone(),
+                    expression: Some(args.expression.clone()),
                     ..entry
                 };
-                let v = self.render(entry).await?;
+                let v = self
+                    .render(entry, protocol::ValueFormat::hex(args.format))
+                    .await?;
                 let mut body = json!({ "result": v["value"], "type": v["type"], "variablesReference": v["variablesReference"] });
                 if let Some(m) = v.get("memoryReference") {
                     body["memoryReference"] = m.clone();

@@ -210,6 +210,12 @@ impl Parser {
                     bail!("missing `]`");
                 }
                 expr = Expr::Index(Box::new(expr), Box::new(index));
+            } else if self.peek() == Some('(') {
+                let function = match &expr {
+                    Expr::Name(n) | Expr::Member(_, n) | Expr::Arrow(_, n) => n.as_str(),
+                    _ => "the value",
+                };
+                bail!("`{function}(…)` needs a function call, and evaluate does not run code in the target; read the value's members instead");
             } else {
                 return Ok(expr);
             }
@@ -246,6 +252,12 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_calls_say_so() {
+        let e = parse("v.len()").unwrap_err().to_string();
+        assert!(e.contains("`len(…)` needs a function call"), "{e}");
+    }
 
     #[test]
     fn parses_paths() {

@@ -492,13 +492,20 @@ impl Symbols {
     }
 
     /// Shows a value of `ty` from its bytes (gdb's notation).
-    pub fn format_value(&self, id: Option<TypeId>, bytes: &[u8], depth: u32) -> String {
+    /// Integers in hex when `hex` (gdb's `p/x`).
+    pub fn format_value(
+        &self,
+        id: Option<TypeId>,
+        bytes: &[u8],
+        depth: u32,
+        hex: bool,
+    ) -> String {
         let Some(id) = id else {
             return "<no type>".into();
         };
         let ty = self.strip(id);
         match &ty.kind {
-            TypeKind::Base { encoding } => format_base(*encoding, bytes),
+            TypeKind::Base { encoding } => format_base(*encoding, bytes, hex),
             TypeKind::Enum {
                 enumerators,
                 signed,
@@ -523,7 +530,7 @@ impl Symbols {
                         Some(format!(
                             "{} = {}",
                             m.name,
-                            self.format_value(mty, &mbytes, depth + 1)
+                            self.format_value(mty, &mbytes, depth + 1, hex)
                         ))
                     })
                     .collect();
@@ -554,7 +561,7 @@ impl Symbols {
                     let Some(chunk) = bytes.get(start..start + elem_size as usize) else {
                         break;
                     };
-                    parts.push(self.format_sub_array(*element, &counts[1..], chunk, depth + 1));
+                    parts.push(self.format_sub_array(*element, &counts[1..], chunk, depth + 1, hex));
                 }
                 if counts[0].unwrap_or(0) as usize > count {
                     parts.push("…".into());
@@ -573,16 +580,17 @@ impl Symbols {
         inner: &[Option<u64>],
         bytes: &[u8],
         depth: u32,
+        hex: bool,
     ) -> String {
         if inner.is_empty() {
-            return self.format_value(element, bytes, depth);
+            return self.format_value(element, bytes, depth, hex);
         }
         let Some(size) = self.element_size(element, &inner[1..]) else {
             return "[…]".into();
         };
         let parts: Vec<String> = (0..inner[0].unwrap_or(0) as usize)
             .filter_map(|i| bytes.get(i * size as usize..(i + 1) * size as usize))
-            .map(|chunk| self.format_sub_array(element, &inner[1..], chunk, depth + 1))
+            .map(|chunk| self.format_sub_array(element, &inner[1..], chunk, depth + 1, hex))
             .collect();
         format!("[{}]", parts.join(", "))
     }
@@ -762,8 +770,12 @@ pub fn int_of(bytes: &[u8], signed: bool) -> i64 {
     }
 }
 
-fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
+fn format_base(encoding: gimli::DwAte, bytes: &[u8], hex: bool) -> String {
     match encoding {
+        // In hex, an integer shows its bits at its own width, as gdb's p/x.
+        gimli::DW_ATE_signed | gimli::DW_ATE_unsigned if hex => {
+            format!("{:#x}", int_of(bytes, false) as u64)
+        }
         gimli::DW_ATE_float => match bytes.len() {
             4 => format!("{}", f32::from_le_bytes(bytes.try_into().expect("4 bytes"))),
             8 => format!("{}", f64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
@@ -802,10 +814,15 @@ mod tests {
         assert_eq!(int_of(&[0xff], true), -1);
         assert_eq!(int_of(&[0xff], false), 255);
         assert_eq!(
-            format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff]),
+            format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff], false),
             "-2"
         );
-        assert_eq!(format_base(gimli::DW_ATE_signed_char, b"A"), "65 'A'");
+        assert_eq!(format_base(gimli::DW_ATE_signed_char, b"A", false), "65 'A'");
+        assert_eq!(
+            format_base(gimli::DW_ATE_signed, &[0xe2, 0xff, 0xff, 0xff], true),
+            "0xffffffe2"
+        );
+        assert_eq!(format_base(gimli::DW_ATE_boolean, &[1], true), "true");
         assert_eq!(parse_int("0x10").unwrap(), 16);
         assert_eq!(parse_int("-3").unwrap(), -3);
         assert!(parse_int("abc").is_err());

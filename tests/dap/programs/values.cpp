@@ -59,7 +59,8 @@ int main()
     bool flag = true;
     std::printf("%s %zu %zu %d %d %ld %d %zu %zu %d %d %zu\n", greeting.c_str(), view.size(), numbers.size(), *owned, *shared,
                 shared2.use_count(), n, names.size(), primes.size(), *some, none.has_value(), squares.size());
-    std::printf("%zu %zu %zu %zu %zu %d %d %d\n", text.index(), number.index(), chain.size(), queue.size(), fixed.size(), item->count,
-                sitem->count, flag); // MARK:values
+    // clang-format off
+    std::printf("%zu %zu %zu %zu %zu %d %d %d\n", text.index(), number.index(), chain.size(), queue.size(), fixed.size(), item->count, sitem->count, flag); // MARK:values
+    // clang-format on
     return 0;
 }

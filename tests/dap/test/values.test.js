@@ -37,17 +37,49 @@ function run(cmd, args) {
 /**
  * `info locals` of a reference gdb stopped at `file:line`, by name;
  * `elements` is how many a sequence shows (vmdbg's summaries show 10).
+ * `prints` are gdb commands (`p/x v`) whose values come back, in order,
+ * as `printed`.
  */
-function referenceLocals(gdb, binary, file, line, elements = 200) {
+function referenceLocals(gdb, binary, file, line, elements = 200, prints = []) {
   const out = run(gdb, ['-batch', '-nx', '-ex', 'set startup-with-shell off', '-ex', `set print elements ${elements}`,
-    '-ex', `break ${path.basename(file)}:${line}`, '-ex', 'run', '-ex', 'info locals', binary]);
+    '-ex', `break ${path.basename(file)}:${line}`, '-ex', 'run', '-ex', 'info locals',
+    ...prints.flatMap((p) => ['-ex', p]), binary]);
   const locals = {};
+  const printed = [];
   const after = out.slice(out.indexOf(`${line}\t`));
   for (const l of after.split('\n')) {
     const m = /^([A-Za-z_]\w*) = (.*)$/.exec(l);
     if (m && !(m[1] in locals)) locals[m[1]] = m[2];
+    const p = /^\$(\d+) = (.*)$/.exec(l);
+    if (p) printed[Number(p[1]) - 1] = p[2];
   }
+  Object.defineProperty(locals, 'printed', { value: printed, enumerable: false });
   return locals;
+}
+
+/**
+ * Every row under `variable`, `levels` deep (the first `count` of each):
+ * a row with an `evaluateName` evaluates to the value the row shows
+ * (VS Code's "Copy as Expression", pasted into the debug console). Returns
+ * the rows that have none.
+ */
+async function checkEvaluateNames(dc, frameId, variable, levels, count = 6) {
+  const missing = [];
+  if (!variable.variablesReference || levels === 0) return missing;
+  for (const row of await children(dc, variable, 0, count)) {
+    if (row.evaluateName === undefined) {
+      missing.push(`${variable.evaluateName} > ${row.name}`);
+    } else {
+      assert.strictEqual(await evaluate(dc, frameId, row.evaluateName), row.value, `${row.evaluateName} (the row ${row.name} under ${variable.evaluateName})`);
+    }
+    missing.push(...await checkEvaluateNames(dc, frameId, row, levels - 1, count));
+  }
+  return missing;
+}
+
+/** setVariable on the row `name` under `parent`; returns the shown value. */
+async function setRow(dc, parent, name, value) {
+  return (await dc.setVariableRequest({ variablesReference: parent.variablesReference, name, value })).body.value;
 }
 
 /** The locals of values.rs compared with rust-gdb at MARK:values. */
@@ -118,8 +150,8 @@ async function locals(dc, threadId) {
 const children = async (dc, variable, start, count) =>
   (await dc.variablesRequest({ variablesReference: variable.variablesReference, start, count })).body.variables;
 
-const evaluate = async (dc, frameId, expression) =>
-  (await dc.evaluateRequest({ expression, frameId, context: 'watch' })).body.result;
+const evaluate = async (dc, frameId, expression, format) =>
+  (await dc.evaluateRequest({ expression, frameId, context: 'watch', format })).body.result;
 
 describe('values as Rust and C++ show them (qemu engine)', function () {
   this.timeout(BOOT_MS + 60000);
@@ -150,7 +182,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
 
   it('Rust: demangled frames, a function breakpoint by path, and locals as rust-gdb shows them', async function () {
     const line = lineOf(valuesRs, /MARK:values/);
-    const reference = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 10);
+    const reference = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 10, ['p/x acct', 'p/x t', 'p/x trio']);
     assert.ok(Object.keys(reference).length >= 15, `rust-gdb gave the reference: ${JSON.stringify(reference)}`);
     // rust-gdb counts a map entry as two elements: 20 shows ten entries, as vmdbg does.
     reference.squares = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 20).squares;
@@ -220,6 +252,57 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.strictEqual(await evaluate(dc, frameId, 'pair.1'), '"two"');
     assert.strictEqual(await evaluate(dc, frameId, 'big[999999]'), '999999');
     await assert.rejects(evaluate(dc, frameId, 'acct.history[3]'), /out of range.*length 3/);
+    // Rust's own forms through the library types: a VecDeque by queue
+    // position (its last element wrapped to the buffer's start), a
+    // BTreeMap by key, `*` on Box and Rc, fields through Box, tuple fields.
+    assert.strictEqual(await evaluate(dc, frameId, 'ring[0]'), '3');
+    assert.strictEqual(await evaluate(dc, frameId, 'ring[3]'), '6');
+    await assert.rejects(evaluate(dc, frameId, 'ring[4]'), /out of range.*length 4/);
+    assert.strictEqual(await evaluate(dc, frameId, 'squares[7]'), '49');
+    assert.strictEqual(await evaluate(dc, frameId, '*boxed'), '7');
+    assert.strictEqual(await evaluate(dc, frameId, '*shared'), '"rc"');
+    assert.strictEqual(await evaluate(dc, frameId, 'point.x'), '1');
+    assert.strictEqual(await evaluate(dc, frameId, '*maybe_ref.0'), '7');
+    assert.strictEqual(await evaluate(dc, frameId, 'trio.2.1'), '"s"');
+    assert.strictEqual(await evaluate(dc, frameId, 'cell[1]'), '2');
+    await assert.rejects(evaluate(dc, frameId, 'acct.history.len()'), /`len\(…\)` needs a function call/);
+
+    // Hex, as VS Code asks for it (format.hex), against rust-gdb's p/x.
+    const [acctHex, tHex, trioHex] = reference.printed;
+    assert.strictEqual(await evaluate(dc, frameId, 'acct', { hex: true }), fromRustGdb(acctHex));
+    const hexLocals = (await dc.variablesRequest({ variablesReference: (await dc.scopesRequest({ frameId })).body.scopes[0].variablesReference, format: { hex: true } })).body.variables;
+    assert.strictEqual(hexLocals.find((v) => v.name === 't').value, tHex);
+    assert.strictEqual(hexLocals.find((v) => v.name === 'letter').value, "'λ'", 'a char stays a char');
+    assert.ok(/^\(0x1, 0x63, \(0x4004000000000000, /.test(trioHex), `rust-gdb's p/x of a tuple: ${trioHex}`);
+    assert.strictEqual(hexLocals.find((v) => v.name === 'trio').value, "(0x1, 'c', (2.5, \"s\"))", 'integers in hex; chars and floats as they are');
+    const hexTrace = await dc.stackTraceRequest({ threadId: stop.body.threadId, format: { hex: true } });
+    assert.strictEqual(hexTrace.body.stackFrames[0].name, 'values::main');
+
+    // Copy as Expression: every row's evaluateName evaluates to the row.
+    const missing = [];
+    for (const name of ['acct', 'shapes', 'ring', 'squares', 'letters', 'point', 'trio', 'shared', 'cell', 'map', 'set', 'add', 'big', 'res']) {
+      assert.strictEqual(vars[name].evaluateName, name);
+      missing.push(...await checkEvaluateNames(dc, frameId, vars[name], 3));
+    }
+    assert.deepStrictEqual(missing, ['map > ["k"]'], 'only a value under a string key has no expression');
+
+    // setVariable inside containers: a Vec element, fields through a Box.
+    assert.strictEqual(await setRow(dc, acct[1], '[0]', '-7'), '-7');
+    assert.strictEqual(await evaluate(dc, frameId, 'acct.history[0]'), '-7');
+    const pointee = (await children(dc, vars.point))[0];
+    assert.strictEqual(pointee.evaluateName, '*point');
+    assert.strictEqual(await setRow(dc, pointee, 'x', '0x10'), '16');
+    assert.strictEqual(await setRow(dc, pointee, 'visible', 'true'), 'true');
+    assert.strictEqual(await evaluate(dc, frameId, 'point.visible'), 'true');
+    assert.strictEqual(await setRow(dc, vars.ring, '[3]', '60'), '60');
+    assert.strictEqual(await evaluate(dc, frameId, 'ring'), '(4) VecDeque[3, 4, 5, 60]');
+    // The program itself reads what was set.
+    const stdout = [];
+    dc.on('output', (e) => { if (e.body.category === 'stdout') stdout.push(e.body.output); });
+    const exited = dc.waitForEvent('exited', BOOT_MS);
+    await dc.continueRequest({ threadId: stop.body.threadId });
+    await exited;
+    assert.match(stdout.join(''), /\[3, 4, 5, 60\] 20 .* 11 true 16 true /, `the program printed what was set: ${JSON.stringify(stdout)}`);
   });
 
   it('Rust release build with debuginfo: the locals rustc keeps show as rust-gdb shows them, the ones it optimised out say so', async function () {
@@ -268,7 +351,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
 
   it('C++: demangled method frames, a breakpoint on ns::Class::method, and locals as gdb\'s libstdc++ printers show them', async function () {
     const line = lineOf(valuesCpp, /MARK:values/);
-    const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line);
+    const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 200, ['p/x numbers', 'p/x basket', 'p/x fixed']);
     assert.ok(Object.keys(reference).length >= 13, `gdb gave the reference: ${JSON.stringify(reference)}`);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values_cpp'), valuesCpp, [line], ['shop::Basket::total']);
@@ -307,5 +390,52 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.strictEqual(vars.fixed.indexedVariables, 4);
     assert.strictEqual(await evaluate(dc, frames[0].id, 'numbers[2]'), '3');
     assert.strictEqual(await evaluate(dc, frames[0].id, 'basket.items[0].count'), '2');
+
+    // C++'s own forms through the library types; calls say they are calls.
+    const frameId = frames[0].id;
+    assert.strictEqual(await evaluate(dc, frameId, 'item->count'), '4');
+    assert.strictEqual(await evaluate(dc, frameId, 'sitem->name'), '"fig"');
+    assert.strictEqual(await evaluate(dc, frameId, '(*item).name'), '"pear"');
+    assert.strictEqual(await evaluate(dc, frameId, '*owned'), '42');
+    assert.strictEqual(await evaluate(dc, frameId, '*some'), '5');
+    assert.strictEqual(await evaluate(dc, frameId, 'queue[202]'), '199');
+    assert.strictEqual(await evaluate(dc, frameId, 'fixed[2]'), '7');
+    assert.strictEqual(await evaluate(dc, frameId, 'names[3]'), '"three"');
+    assert.strictEqual(await evaluate(dc, frameId, 'chain[1]'), '5');
+    await assert.rejects(evaluate(dc, frameId, 'numbers.size()'), /`size\(…\)` needs a function call/);
+
+    // Hex (format.hex) against gdb's p/x.
+    const [numbersHex, basketHex, fixedHex] = reference.printed;
+    assert.strictEqual(await evaluate(dc, frameId, 'numbers', { hex: true }), numbersHex);
+    assert.strictEqual(await evaluate(dc, frameId, 'basket', { hex: true }), basketHex);
+    assert.strictEqual(await evaluate(dc, frameId, 'fixed', { hex: true }), fixedHex);
+
+    // Copy as Expression: every row's evaluateName evaluates to the row.
+    const missing = [];
+    for (const name of ['numbers', 'basket', 'item', 'sitem', 'names', 'primes', 'some', 'squares', 'text', 'chain', 'queue', 'fixed']) {
+      assert.strictEqual(vars[name].evaluateName, name);
+      missing.push(...await checkEvaluateNames(dc, frameId, vars[name], 3));
+    }
+    assert.deepStrictEqual(missing, ['text > [index 1]'], 'only a variant\'s alternative (std::get<1> is a call) has no expression');
+
+    // setVariable inside containers: a std::vector element, a struct
+    // field in a vector, a field through a unique_ptr, a bool.
+    assert.strictEqual(await setRow(dc, vars.numbers, '[1]', '20'), '20');
+    assert.strictEqual(await evaluate(dc, frameId, 'numbers'), 'std::vector of length 3, capacity 3 = {1, 20, 3}');
+    const basket = await children(dc, vars.basket);
+    const first = (await children(dc, basket[0]))[0];
+    assert.strictEqual(await setRow(dc, first, 'count', '9'), '9');
+    assert.strictEqual(await evaluate(dc, frameId, 'basket.items[0].count'), '9');
+    const itemPointee = (await children(dc, vars.item))[0];
+    assert.strictEqual(await setRow(dc, itemPointee, 'count', '-3'), '-3');
+    const scopes = await dc.scopesRequest({ frameId });
+    const localsRef = scopes.body.scopes.find((s) => s.name === 'Locals');
+    assert.strictEqual(await setRow(dc, localsRef, 'flag', 'false'), 'false');
+    const stdout = [];
+    dc.on('output', (e) => { if (e.body.category === 'stdout') stdout.push(e.body.output); });
+    const exited = dc.waitForEvent('exited', BOOT_MS);
+    await dc.continueRequest({ threadId: stop.body.threadId });
+    await exited;
+    assert.match(stdout.join(''), /1 0 3 203 4 -3 5 0\n/, `the program printed what was set: ${JSON.stringify(stdout)}`);
   });
 });

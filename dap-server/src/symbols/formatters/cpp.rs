@@ -8,7 +8,7 @@
 //! Members are found by name through base classes (`_Vector_impl_data`,
 //! `_Head_base`), as those printers do.
 
-use super::{Child, Children, Family, Sequence, Value, MAX_DEPTH, SUMMARY_ELEMENTS};
+use super::{Child, Children, Depth, Family, Sequence, Value, SUMMARY_ELEMENTS};
 use crate::symbols::types::{int_of, Place, TypeKind};
 use crate::symbols::{Symbols, TargetMemory};
 
@@ -159,13 +159,13 @@ pub async fn variant<M: TargetMemory>(
     symbols: &Symbols,
     value: &Value,
     mem: &mut M,
-    depth: u32,
+    depth: Depth,
 ) -> Option<String> {
     let name = gdb_type_name(&template_name(symbols, value));
     match variant_value(symbols, value)? {
         (_, None) => Some(format!("{name} [no contained value]")),
         (index, Some(inner)) => {
-            let shown = Box::pin(symbols.summarize(&inner, mem, depth + 1)).await;
+            let shown = Box::pin(symbols.summarize(&inner, mem, depth.nested())).await;
             Some(format!("{name} [index {index}] = {{{shown}}}"))
         }
     }
@@ -280,13 +280,13 @@ pub async fn optional<M: TargetMemory>(
     symbols: &Symbols,
     value: &Value,
     mem: &mut M,
-    depth: u32,
+    depth: Depth,
 ) -> Option<String> {
     let name = template_name(symbols, value);
     match optional_value(symbols, value)? {
         None => Some(format!("{name} [no contained value]")),
         Some(inner) => {
-            let shown = Box::pin(symbols.summarize(&inner, mem, depth + 1)).await;
+            let shown = Box::pin(symbols.summarize(&inner, mem, depth.nested())).await;
             Some(format!("{name} = {{[contained value] = {shown}}}"))
         }
     }
@@ -459,7 +459,7 @@ pub async fn linked<M: TargetMemory>(
     links: Links,
     value: &Value,
     mem: &mut M,
-    depth: u32,
+    depth: Depth,
 ) -> Option<String> {
     let (count, items) = elements(symbols, links, value, SUMMARY_ELEMENTS as usize, mem).await?;
     let kind = symbols
@@ -492,13 +492,13 @@ pub async fn linked<M: TargetMemory>(
                 symbols.find_member(item, "second"),
             ) {
                 (Some(k), Some(v)) if kind.contains("map") => {
-                    let k = Box::pin(symbols.summarize(&k, mem, depth + 1)).await;
-                    let v = Box::pin(symbols.summarize(&v, mem, depth + 1)).await;
+                    let k = Box::pin(symbols.summarize(&k, mem, depth.nested())).await;
+                    let v = Box::pin(symbols.summarize(&v, mem, depth.nested())).await;
                     format!("[{k}] = {v}")
                 }
                 _ => format!(
                     "[{i}] = {}",
-                    Box::pin(symbols.summarize(item, mem, depth + 1)).await
+                    Box::pin(symbols.summarize(item, mem, depth.nested())).await
                 ),
             },
         );
@@ -527,7 +527,7 @@ pub async fn linked_children<M: TargetMemory>(
                 symbols.find_member(item, "second"),
             ) {
                 (true, Some(k), Some(v)) => {
-                    let key = Box::pin(symbols.summarize(&k, mem, MAX_DEPTH - 1)).await;
+                    let key = Box::pin(symbols.summarize(&k, mem, Depth::KEY)).await;
                     Child {
                         name: format!("[{key}]"),
                         ty: Some(v.ty),

@@ -24,6 +24,39 @@ const MAX_DEPTH: u32 = 3;
 /// Bytes of a string a summary reads.
 const MAX_STRING: u64 = 4096;
 
+/// How deep a summary is nested (nesting beyond [`MAX_DEPTH`] shows as
+/// `{…}`), and whether its integers show in hex (the client's
+/// `format: {hex: true}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    level: u32,
+    pub hex: bool,
+}
+
+impl Depth {
+    /// Map keys shown in a row's name: one level, in decimal.
+    const KEY: Depth = Depth {
+        level: MAX_DEPTH - 1,
+        hex: false,
+    };
+
+    /// A value shown on its own row.
+    pub fn top(hex: bool) -> Self {
+        Depth { level: 0, hex }
+    }
+
+    fn nested(self) -> Self {
+        Depth {
+            level: self.level + 1,
+            ..self
+        }
+    }
+
+    fn at_limit(self) -> bool {
+        self.level >= MAX_DEPTH
+    }
+}
+
 /// A value: its type, where it is, and its bytes (read once).
 #[derive(Clone, Debug)]
 pub struct Value {
@@ -188,7 +221,7 @@ impl Symbols {
         &self,
         value: &Value,
         mem: &mut M,
-        depth: u32,
+        depth: Depth,
     ) -> String {
         let ty = self.strip(value.ty);
         let id = self.strip_id(value.ty);
@@ -270,7 +303,7 @@ impl Symbols {
                 format!("{}{fields}", variant.member.name)
             }
             TypeKind::Struct { members, .. } => {
-                if depth >= MAX_DEPTH {
+                if depth.at_limit() {
                     return "{…}".into();
                 }
                 if language == Language::Rust && (members.is_empty() || is_tuple(members)) {
@@ -291,7 +324,7 @@ impl Symbols {
                     let Some(child) = self.member_value(value, m) else {
                         continue;
                     };
-                    let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
+                    let shown = Box::pin(self.summarize(&child, mem, depth.nested())).await;
                     parts.push(format!("{}{separator}{shown}", m.name));
                 }
                 format!("{{{}}}", parts.join(", "))
@@ -331,12 +364,12 @@ impl Symbols {
                         },
                         bytes: chunk.to_vec(),
                     };
-                    items.push(Box::pin(self.summarize(&item, mem, depth + 1)).await);
+                    items.push(Box::pin(self.summarize(&item, mem, depth.nested())).await);
                 }
                 let more = count > items.len() as u64;
                 format!("{{{}}}", gdb_list(&items, more))
             }
-            _ => self.format_value(Some(value.ty), &value.bytes, depth),
+            _ => self.format_value(Some(value.ty), &value.bytes, depth.level, depth.hex),
         }
     }
 
@@ -347,19 +380,19 @@ impl Symbols {
         &self,
         value: &Value,
         mem: &mut M,
-        depth: u32,
+        depth: Depth,
     ) -> String {
         let ty = self.strip(value.ty);
         let TypeKind::Struct { members, .. } = &ty.kind else {
             return format!(
                 "({})",
-                Box::pin(self.summarize(value, mem, depth + 1)).await
+                Box::pin(self.summarize(value, mem, depth.nested())).await
             );
         };
         if members.is_empty() {
             return String::new();
         }
-        if depth >= MAX_DEPTH {
+        if depth.at_limit() {
             return "(…)".into();
         }
         let tuple = is_tuple(members);
@@ -368,7 +401,7 @@ impl Symbols {
             let Some(child) = self.member_value(value, m) else {
                 continue;
             };
-            let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
+            let shown = Box::pin(self.summarize(&child, mem, depth.nested())).await;
             parts.push(if tuple {
                 shown
             } else {
@@ -388,7 +421,7 @@ impl Symbols {
         &self,
         sequence: &Sequence,
         mem: &mut M,
-        depth: u32,
+        depth: Depth,
     ) -> (Vec<String>, bool) {
         let Some(element) = sequence.element else {
             return (vec!["…".into()], false);
@@ -409,7 +442,7 @@ impl Symbols {
                     place: Place::Memory(first + i * stride),
                     bytes: chunk.to_vec(),
                 };
-                parts.push(Box::pin(self.summarize(&value, mem, depth + 1)).await);
+                parts.push(Box::pin(self.summarize(&value, mem, depth.nested())).await);
             }
         }
         let more = sequence.count > parts.len() as u64;
@@ -644,6 +677,35 @@ fn is_tuple(members: &[Member]) -> bool {
                 .strip_prefix("__")
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
+}
+
+/// The expression `evaluate` takes for the row `child` under the value
+/// `parent` evaluates to (DAP's `evaluateName`): `v[3]` for an element or
+/// a map's value by an integer key, `s.f` for a field (`t.0` for a Rust
+/// tuple's), `*p` for a pointer's, a smart pointer's or an optional's
+/// contents. None for rows no expression reaches (a map's value by a
+/// string key, a variant's alternative).
+pub fn child_expression(parent: &str, child: &str) -> Option<String> {
+    let simple = parent
+        .chars()
+        .all(|c| c.is_alphanumeric() || "_.[]$".contains(c));
+    let base = if simple {
+        parent.to_string()
+    } else {
+        format!("({parent})")
+    };
+    if let Some(key) = child.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
+        if key == "contained value" {
+            return Some(format!("*{base}"));
+        }
+        return key.parse::<i64>().ok().map(|i| format!("{base}[{i}]"));
+    }
+    if child == "*get()" || child == format!("*{parent}") {
+        return Some(format!("*{base}"));
+    }
+    let field = child.chars().next().is_some_and(|c| c.is_alphanumeric() || c == '_')
+        && child.chars().all(|c| c.is_alphanumeric() || c == '_');
+    field.then(|| format!("{base}.{child}"))
 }
 
 /// A Rust summary's elements: `1, 2, …`.

@@ -11,7 +11,7 @@
 //! `Cell`) by shape, so they hold across rustc versions that reshuffle
 //! those internals.
 
-use super::{Child, Children, Sequence, Value, MAX_DEPTH};
+use super::{Child, Children, Depth, Sequence, Value};
 use crate::symbols::types::{int_of, Place, TypeKind};
 use crate::symbols::{Symbols, TargetMemory};
 
@@ -230,17 +230,17 @@ pub async fn btree<M: TargetMemory>(
     value: &Value,
     set: bool,
     mem: &mut M,
-    depth: u32,
+    depth: Depth,
 ) -> Option<String> {
     let (length, entries) =
         btree_entries(symbols, value, super::SUMMARY_ELEMENTS as usize, mem).await?;
     let mut parts = Vec::new();
     for (key, item) in &entries {
-        let key = Box::pin(symbols.summarize(key, mem, depth + 1)).await;
+        let key = Box::pin(symbols.summarize(key, mem, depth.nested())).await;
         parts.push(match (item, set) {
             (Some(item), false) => format!(
                 "{key}: {}",
-                Box::pin(symbols.summarize(item, mem, depth + 1)).await
+                Box::pin(symbols.summarize(item, mem, depth.nested())).await
             ),
             _ => key,
         });
@@ -266,7 +266,7 @@ pub async fn btree_children<M: TargetMemory>(
             (Some(item), false) => Child {
                 name: format!(
                     "[{}]",
-                    Box::pin(symbols.summarize(&key, mem, MAX_DEPTH - 1)).await
+                    Box::pin(symbols.summarize(&key, mem, Depth::KEY)).await
                 ),
                 ty: Some(item.ty),
                 place: item.place,
@@ -305,7 +305,7 @@ pub async fn counted<M: TargetMemory>(
     symbols: &Symbols,
     value: &Value,
     mem: &mut M,
-    depth: u32,
+    depth: Depth,
 ) -> Option<String> {
     let inner = counted_inner(symbols, value, mem).await?;
     let strong = symbols.leaf_int(&symbols.find_member(&inner, "strong")?)?;
@@ -313,10 +313,10 @@ pub async fn counted<M: TargetMemory>(
     let shared = symbols
         .find_member(&inner, "value")
         .or_else(|| symbols.find_member(&inner, "data"))?;
-    let shown = if depth >= MAX_DEPTH {
+    let shown = if depth.at_limit() {
         "{…}".to_string()
     } else {
-        Box::pin(symbols.summarize(&shared, mem, depth + 1)).await
+        Box::pin(symbols.summarize(&shared, mem, depth.nested())).await
     };
     let kind = symbols
         .strip(value.ty)
@@ -438,20 +438,20 @@ pub async fn hash_table<M: TargetMemory>(
     value: &Value,
     set: bool,
     mem: &mut M,
-    depth: u32,
+    depth: Depth,
 ) -> Option<String> {
     let (items, entries) = hash_entries(symbols, value, super::SUMMARY_ELEMENTS, mem).await?;
     let mut parts = Vec::new();
     for entry in &entries {
         let key = symbols.find_member(entry, "__0")?;
-        let key = Box::pin(symbols.summarize(&key, mem, depth + 1)).await;
+        let key = Box::pin(symbols.summarize(&key, mem, depth.nested())).await;
         if set {
             parts.push(key);
         } else {
             let item = symbols.find_member(entry, "__1")?;
             parts.push(format!(
                 "{key}: {}",
-                Box::pin(symbols.summarize(&item, mem, depth + 1)).await
+                Box::pin(symbols.summarize(&item, mem, depth.nested())).await
             ));
         }
     }
@@ -482,7 +482,7 @@ pub async fn hash_table_children<M: TargetMemory>(
             let item = symbols.find_member(entry, "__1")?;
             let name = format!(
                 "[{}]",
-                Box::pin(symbols.summarize(&key, mem, MAX_DEPTH - 1)).await
+                Box::pin(symbols.summarize(&key, mem, Depth::KEY)).await
             );
             Child {
                 name,
