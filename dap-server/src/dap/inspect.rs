@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::protocol;
 use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
 use crate::symbols::expr::{self, BinaryOp, Expr};
-use crate::symbols::formatters::{self, Children, Depth};
+use crate::symbols::formatters::{self, parenthesized, Children, Depth};
 use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
 use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
 use crate::symbols::unwind::MAX_FRAMES;
@@ -298,11 +298,12 @@ impl Session {
             VarNode::Value {
                 frame,
                 name,
+                expression,
                 ty,
                 place,
             } => {
                 let rows = self
-                    .value_children(frame, &name, ty, place, start, count)
+                    .value_children(frame, &name, expression.as_deref(), ty, place, start, count)
                     .await?;
                 Ok(rows)
             }
@@ -376,10 +377,12 @@ impl Session {
         Some((value, children))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn value_children(
         &mut self,
         frame: usize,
         name: &str,
+        expression: Option<&str>,
         ty: Option<TypeId>,
         place: Place,
         start: u64,
@@ -392,7 +395,8 @@ impl Session {
                 formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
                     .into_iter()
                     .map(|c| VarEntry {
-                        expression: formatters::child_expression(name, &c.name),
+                        expression: expression
+                            .and_then(|e| formatters::child_expression(e, &c.name)),
                         name: c.name,
                         size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
                         ty: c.ty,
@@ -441,7 +445,8 @@ impl Session {
                         size,
                         frame,
                         raw_text: None,
-                        expression: formatters::child_expression(name, &m.name),
+                        expression: expression
+                            .and_then(|e| formatters::child_expression(e, &m.name)),
                     });
                 }
             }
@@ -480,7 +485,8 @@ impl Session {
                         _ => Place::Unavailable("not available".into()),
                     };
                     out.push(VarEntry {
-                        expression: formatters::child_expression(name, &label),
+                        expression: expression
+                            .and_then(|e| formatters::child_expression(e, &label)),
                         name: label,
                         ty: *element,
                         place: child_place,
@@ -503,7 +509,7 @@ impl Session {
                     size,
                     frame,
                     raw_text: None,
-                    expression: formatters::child_expression(name, &format!("*{name}")),
+                    expression: expression.map(|e| format!("*{}", parenthesized(e))),
                 });
             }
             _ => {}
@@ -586,7 +592,8 @@ impl Session {
             // Its children's expressions extend this row's.
             self.new_reference(VarNode::Value {
                 frame: entry.frame,
-                name: entry.expression.clone().unwrap_or(entry.name.clone()),
+                name: entry.name.clone(),
+                expression: entry.expression.clone(),
                 ty: entry.ty,
                 place: entry.place.clone(),
             })?
@@ -839,6 +846,7 @@ impl Session {
                     .value_children(
                         frame_index,
                         &entry.name,
+                        None,
                         entry.ty,
                         entry.place.clone(),
                         0,
@@ -854,6 +862,7 @@ impl Session {
                         self.value_children(
                             frame_index,
                             &inner.name,
+                            None,
                             inner.ty,
                             inner.place,
                             0,
@@ -1015,6 +1024,7 @@ impl Session {
             Evaluated::Entry(e) => Ok(VarNode::Value {
                 frame,
                 name: e.name,
+                expression: Some(text.to_string()),
                 ty: e.ty,
                 place: e.place,
             }),

@@ -493,13 +493,7 @@ impl Symbols {
 
     /// Shows a value of `ty` from its bytes (gdb's notation).
     /// Integers in hex when `hex` (gdb's `p/x`).
-    pub fn format_value(
-        &self,
-        id: Option<TypeId>,
-        bytes: &[u8],
-        depth: u32,
-        hex: bool,
-    ) -> String {
+    pub fn format_value(&self, id: Option<TypeId>, bytes: &[u8], depth: u32, hex: bool) -> String {
         let Some(id) = id else {
             return "<no type>".into();
         };
@@ -561,7 +555,13 @@ impl Symbols {
                     let Some(chunk) = bytes.get(start..start + elem_size as usize) else {
                         break;
                     };
-                    parts.push(self.format_sub_array(*element, &counts[1..], chunk, depth + 1, hex));
+                    parts.push(self.format_sub_array(
+                        *element,
+                        &counts[1..],
+                        chunk,
+                        depth + 1,
+                        hex,
+                    ));
                 }
                 if counts[0].unwrap_or(0) as usize > count {
                     parts.push("…".into());
@@ -817,7 +817,10 @@ mod tests {
             format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff], false),
             "-2"
         );
-        assert_eq!(format_base(gimli::DW_ATE_signed_char, b"A", false), "65 'A'");
+        assert_eq!(
+            format_base(gimli::DW_ATE_signed_char, b"A", false),
+            "65 'A'"
+        );
         assert_eq!(
             format_base(gimli::DW_ATE_signed, &[0xe2, 0xff, 0xff, 0xff], true),
             "0xffffffe2"

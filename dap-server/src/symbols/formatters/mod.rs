@@ -682,30 +682,38 @@ fn is_tuple(members: &[Member]) -> bool {
 /// The expression `evaluate` takes for the row `child` under the value
 /// `parent` evaluates to (DAP's `evaluateName`): `v[3]` for an element or
 /// a map's value by an integer key, `s.f` for a field (`t.0` for a Rust
-/// tuple's), `*p` for a pointer's, a smart pointer's or an optional's
-/// contents. None for rows no expression reaches (a map's value by a
+/// tuple's), `*p` for a smart pointer's or an optional's contents. None for rows no expression reaches (a map's value by a
 /// string key, a variant's alternative).
 pub fn child_expression(parent: &str, child: &str) -> Option<String> {
-    let simple = parent
-        .chars()
-        .all(|c| c.is_alphanumeric() || "_.[]$".contains(c));
-    let base = if simple {
-        parent.to_string()
-    } else {
-        format!("({parent})")
-    };
+    let base = parenthesized(parent);
     if let Some(key) = child.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
         if key == "contained value" {
             return Some(format!("*{base}"));
         }
         return key.parse::<i64>().ok().map(|i| format!("{base}[{i}]"));
     }
-    if child == "*get()" || child == format!("*{parent}") {
+    if child == "*get()" {
         return Some(format!("*{base}"));
     }
-    let field = child.chars().next().is_some_and(|c| c.is_alphanumeric() || c == '_')
+    let field = child
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_')
         && child.chars().all(|c| c.is_alphanumeric() || c == '_');
     field.then(|| format!("{base}.{child}"))
+}
+
+/// `parent` as the operand of a postfix or `*`: a path as it is, anything
+/// else in parentheses.
+pub fn parenthesized(parent: &str) -> String {
+    if parent
+        .chars()
+        .all(|c| c.is_alphanumeric() || "_.[]$".contains(c))
+    {
+        parent.to_string()
+    } else {
+        format!("({parent})")
+    }
 }
 
 /// A Rust summary's elements: `1, 2, …`.
