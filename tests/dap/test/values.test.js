@@ -77,6 +77,21 @@ async function checkEvaluateNames(dc, frameId, variable, levels, count = 6) {
   return missing;
 }
 
+/** Each [expression, value] of `table` evaluates to its value. */
+async function expectEvaluations(dc, frameId, table) {
+  for (const [expression, value] of table) assert.strictEqual(await evaluate(dc, frameId, expression), value, expression);
+}
+
+/** Runs the program to its end; returns what it printed meanwhile. */
+async function continueToExit(dc, threadId) {
+  const stdout = [];
+  dc.on('output', (e) => { if (e.body.category === 'stdout') stdout.push(e.body.output); });
+  const exited = dc.waitForEvent('exited', BOOT_MS);
+  await dc.continueRequest({ threadId });
+  await exited;
+  return stdout.join('');
+}
+
 /** setVariable on the row `name` under `parent`; returns the shown value. */
 async function setRow(dc, parent, name, value) {
   return (await dc.setVariableRequest({ variablesReference: parent.variablesReference, name, value })).body.value;
@@ -255,16 +270,18 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     // Rust's own forms through the library types: a VecDeque by queue
     // position (its last element wrapped to the buffer's start), a
     // BTreeMap by key, `*` on Box and Rc, fields through Box, tuple fields.
-    assert.strictEqual(await evaluate(dc, frameId, 'ring[0]'), '3');
-    assert.strictEqual(await evaluate(dc, frameId, 'ring[3]'), '6');
+    await expectEvaluations(dc, frameId, [
+      ['ring[0]', '3'],
+      ['ring[3]', '6'],
+      ['squares[7]', '49'],
+      ['*boxed', '7'],
+      ['*shared', '"rc"'],
+      ['point.x', '1'],
+      ['*maybe_ref.0', '7'],
+      ['trio.2.1', '"s"'],
+      ['cell[1]', '2'],
+    ]);
     await assert.rejects(evaluate(dc, frameId, 'ring[4]'), /out of range.*length 4/);
-    assert.strictEqual(await evaluate(dc, frameId, 'squares[7]'), '49');
-    assert.strictEqual(await evaluate(dc, frameId, '*boxed'), '7');
-    assert.strictEqual(await evaluate(dc, frameId, '*shared'), '"rc"');
-    assert.strictEqual(await evaluate(dc, frameId, 'point.x'), '1');
-    assert.strictEqual(await evaluate(dc, frameId, '*maybe_ref.0'), '7');
-    assert.strictEqual(await evaluate(dc, frameId, 'trio.2.1'), '"s"');
-    assert.strictEqual(await evaluate(dc, frameId, 'cell[1]'), '2');
     await assert.rejects(evaluate(dc, frameId, 'acct.history.len()'), /`len\(…\)` needs a function call/);
 
     // Hex, as VS Code asks for it (format.hex), against rust-gdb's p/x.
@@ -297,12 +314,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.strictEqual(await setRow(dc, vars.ring, '[3]', '60'), '60');
     assert.strictEqual(await evaluate(dc, frameId, 'ring'), '(4) VecDeque[3, 4, 5, 60]');
     // The program itself reads what was set.
-    const stdout = [];
-    dc.on('output', (e) => { if (e.body.category === 'stdout') stdout.push(e.body.output); });
-    const exited = dc.waitForEvent('exited', BOOT_MS);
-    await dc.continueRequest({ threadId: stop.body.threadId });
-    await exited;
-    assert.match(stdout.join(''), /\[3, 4, 5, 60\] 20 .* 11 true 16 true /, `the program printed what was set: ${JSON.stringify(stdout)}`);
+    assert.match(await continueToExit(dc, stop.body.threadId), /\[3, 4, 5, 60\] 20 .* 11 true 16 true /, 'the program printed what was set');
   });
 
   it('Rust release build with debuginfo: the locals rustc keeps show as rust-gdb shows them, the ones it optimised out say so', async function () {
@@ -393,15 +405,17 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
 
     // C++'s own forms through the library types; calls say they are calls.
     const frameId = frames[0].id;
-    assert.strictEqual(await evaluate(dc, frameId, 'item->count'), '4');
-    assert.strictEqual(await evaluate(dc, frameId, 'sitem->name'), '"fig"');
-    assert.strictEqual(await evaluate(dc, frameId, '(*item).name'), '"pear"');
-    assert.strictEqual(await evaluate(dc, frameId, '*owned'), '42');
-    assert.strictEqual(await evaluate(dc, frameId, '*some'), '5');
-    assert.strictEqual(await evaluate(dc, frameId, 'queue[202]'), '199');
-    assert.strictEqual(await evaluate(dc, frameId, 'fixed[2]'), '7');
-    assert.strictEqual(await evaluate(dc, frameId, 'names[3]'), '"three"');
-    assert.strictEqual(await evaluate(dc, frameId, 'chain[1]'), '5');
+    await expectEvaluations(dc, frameId, [
+      ['item->count', '4'],
+      ['sitem->name', '"fig"'],
+      ['(*item).name', '"pear"'],
+      ['*owned', '42'],
+      ['*some', '5'],
+      ['queue[202]', '199'],
+      ['fixed[2]', '7'],
+      ['names[3]', '"three"'],
+      ['chain[1]', '5'],
+    ]);
     await assert.rejects(evaluate(dc, frameId, 'numbers.size()'), /`size\(…\)` needs a function call/);
 
     // Hex (format.hex) against gdb's p/x.
@@ -431,11 +445,6 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const scopes = await dc.scopesRequest({ frameId });
     const localsRef = scopes.body.scopes.find((s) => s.name === 'Locals');
     assert.strictEqual(await setRow(dc, localsRef, 'flag', 'false'), 'false');
-    const stdout = [];
-    dc.on('output', (e) => { if (e.body.category === 'stdout') stdout.push(e.body.output); });
-    const exited = dc.waitForEvent('exited', BOOT_MS);
-    await dc.continueRequest({ threadId: stop.body.threadId });
-    await exited;
-    assert.match(stdout.join(''), /1 0 3 203 4 -3 5 0\n/, `the program printed what was set: ${JSON.stringify(stdout)}`);
+    assert.match(await continueToExit(dc, stop.body.threadId), /1 0 3 203 4 -3 5 0\n/, 'the program printed what was set');
   });
 });

@@ -266,7 +266,7 @@ impl Symbols {
                     rust::hash_table(self, value, family == Family::RustHashSet, mem, depth).await
                 }
                 Family::RustBTreeMap | Family::RustBTreeSet => {
-                    rust::btree(self, value, family == Family::RustBTreeSet, mem, depth).await
+                    rust::btree(self, value, mem, depth).await
                 }
                 Family::RustCell => match rust::cell_contents(self, value) {
                     Some(inner) => Some(Box::pin(self.summarize(&inner, mem, depth)).await),
@@ -490,7 +490,7 @@ impl Symbols {
             Family::RustVec => rust::vec_children(self, value),
             Family::RustVecDeque => rust::vec_deque_children(self, value),
             Family::RustBTreeMap | Family::RustBTreeSet => {
-                rust::btree_children(self, value, family == Family::RustBTreeSet, mem).await
+                rust::btree_children(self, value, mem).await
             }
             Family::RustRc | Family::RustArc => rust::counted_children(self, value, mem).await,
             Family::RustHashMap | Family::RustHashSet => {

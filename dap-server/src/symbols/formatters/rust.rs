@@ -228,27 +228,12 @@ async fn btree_entries<M: TargetMemory>(
 pub async fn btree<M: TargetMemory>(
     symbols: &Symbols,
     value: &Value,
-    set: bool,
     mem: &mut M,
     depth: Depth,
 ) -> Option<String> {
     let (length, entries) =
         btree_entries(symbols, value, super::SUMMARY_ELEMENTS as usize, mem).await?;
-    let mut parts = Vec::new();
-    for (key, item) in &entries {
-        let key = Box::pin(symbols.summarize(key, mem, depth.nested())).await;
-        parts.push(match (item, set) {
-            (Some(item), false) => format!(
-                "{key}: {}",
-                Box::pin(symbols.summarize(item, mem, depth.nested())).await
-            ),
-            _ => key,
-        });
-    }
-    if length > entries.len() as u64 {
-        parts.push("…".into());
-    }
-    Some(format!("({length}) {{{}}}", parts.join(", ")))
+    Some(map_summary(symbols, length, &entries, mem, depth).await)
 }
 
 /// A `BTreeMap`'s values named by their keys (`["a"]`), a set's keys by
@@ -256,14 +241,48 @@ pub async fn btree<M: TargetMemory>(
 pub async fn btree_children<M: TargetMemory>(
     symbols: &Symbols,
     value: &Value,
-    set: bool,
     mem: &mut M,
 ) -> Option<Children> {
     let (_, entries) = btree_entries(symbols, value, MAX_BTREE_ENTRIES, mem).await?;
+    Some(map_rows(symbols, entries, mem).await)
+}
+
+/// A map's or a set's summary from its length and first entries (a set's
+/// have no value): `(2) {"a": 1, "b": 2}`, `(3) {'a', 'b', 'c'}`.
+async fn map_summary<M: TargetMemory>(
+    symbols: &Symbols,
+    length: u64,
+    entries: &[(Value, Option<Value>)],
+    mem: &mut M,
+    depth: Depth,
+) -> String {
+    let mut parts = Vec::new();
+    for (key, item) in entries {
+        let key = Box::pin(symbols.summarize(key, mem, depth.nested())).await;
+        parts.push(match item {
+            Some(item) => format!(
+                "{key}: {}",
+                Box::pin(symbols.summarize(item, mem, depth.nested())).await
+            ),
+            None => key,
+        });
+    }
+    if length > entries.len() as u64 {
+        parts.push("…".into());
+    }
+    format!("({length}) {{{}}}", parts.join(", "))
+}
+
+/// A map's values named by their keys (`["k"]`), a set's keys by position.
+async fn map_rows<M: TargetMemory>(
+    symbols: &Symbols,
+    entries: Vec<(Value, Option<Value>)>,
+    mem: &mut M,
+) -> Children {
     let mut rows = Vec::new();
     for (i, (key, item)) in entries.into_iter().enumerate() {
-        rows.push(match (item, set) {
-            (Some(item), false) => Child {
+        rows.push(match item {
+            Some(item) => Child {
                 name: format!(
                     "[{}]",
                     Box::pin(symbols.summarize(&key, mem, Depth::KEY)).await
@@ -271,14 +290,14 @@ pub async fn btree_children<M: TargetMemory>(
                 ty: Some(item.ty),
                 place: item.place,
             },
-            _ => Child {
+            None => Child {
                 name: format!("[{i}]"),
                 ty: Some(key.ty),
                 place: key.place,
             },
         });
     }
-    Some(Children::Named(rows))
+    Children::Named(rows)
 }
 
 /// The shared allocation of an `Rc`/`Arc` (`RcInner`/`ArcInner`: the
@@ -432,6 +451,28 @@ fn find_struct(
         .find_map(|child| find_struct(symbols, &child, wanted, depth + 1))
 }
 
+/// A hash table's (key, value) pairs, the value None for a set.
+async fn hash_pairs<M: TargetMemory>(
+    symbols: &Symbols,
+    value: &Value,
+    set: bool,
+    limit: u64,
+    mem: &mut M,
+) -> Option<(u64, Vec<(Value, Option<Value>)>)> {
+    let (items, entries) = hash_entries(symbols, value, limit, mem).await?;
+    let mut pairs = Vec::new();
+    for entry in &entries {
+        let key = symbols.find_member(entry, "__0")?;
+        let item = if set {
+            None
+        } else {
+            Some(symbols.find_member(entry, "__1")?)
+        };
+        pairs.push((key, item));
+    }
+    Some((items, pairs))
+}
+
 /// `(1) {"k": 1}` for a map, `(2) {1, 2}` for a set.
 pub async fn hash_table<M: TargetMemory>(
     symbols: &Symbols,
@@ -440,25 +481,8 @@ pub async fn hash_table<M: TargetMemory>(
     mem: &mut M,
     depth: Depth,
 ) -> Option<String> {
-    let (items, entries) = hash_entries(symbols, value, super::SUMMARY_ELEMENTS, mem).await?;
-    let mut parts = Vec::new();
-    for entry in &entries {
-        let key = symbols.find_member(entry, "__0")?;
-        let key = Box::pin(symbols.summarize(&key, mem, depth.nested())).await;
-        if set {
-            parts.push(key);
-        } else {
-            let item = symbols.find_member(entry, "__1")?;
-            parts.push(format!(
-                "{key}: {}",
-                Box::pin(symbols.summarize(&item, mem, depth.nested())).await
-            ));
-        }
-    }
-    if items > entries.len() as u64 {
-        parts.push("…".into());
-    }
-    Some(format!("({items}) {{{}}}", parts.join(", ")))
+    let (items, pairs) = hash_pairs(symbols, value, set, super::SUMMARY_ELEMENTS, mem).await?;
+    Some(map_summary(symbols, items, &pairs, mem, depth).await)
 }
 
 /// A map's values named by their keys (`["k"]`), a set's keys by position.
@@ -468,29 +492,6 @@ pub async fn hash_table_children<M: TargetMemory>(
     set: bool,
     mem: &mut M,
 ) -> Option<Children> {
-    let (_, entries) = hash_entries(symbols, value, 1000, mem).await?;
-    let mut rows = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let key = symbols.find_member(entry, "__0")?;
-        let row = if set {
-            Child {
-                name: format!("[{i}]"),
-                ty: Some(key.ty),
-                place: key.place,
-            }
-        } else {
-            let item = symbols.find_member(entry, "__1")?;
-            let name = format!(
-                "[{}]",
-                Box::pin(symbols.summarize(&key, mem, Depth::KEY)).await
-            );
-            Child {
-                name,
-                ty: Some(item.ty),
-                place: item.place,
-            }
-        };
-        rows.push(row);
-    }
-    Some(Children::Named(rows))
+    let (_, pairs) = hash_pairs(symbols, value, set, 1000, mem).await?;
+    Some(map_rows(symbols, pairs, mem).await)
 }
