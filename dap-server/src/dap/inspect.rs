@@ -783,6 +783,15 @@ impl Session {
                 let value = Box::pin(self.eval(frame_index, inner)).await?;
                 self.deref(value, 0).await?
             }
+            Expr::Str(_) => bail!("a string literal is only a map's key here (m[\"key\"])"),
+            Expr::Index(base, key) if matches!(**key, Expr::Str(_)) => {
+                let Expr::Str(key) = &**key else {
+                    unreachable!("matched above")
+                };
+                let base = Box::pin(self.eval(frame_index, base)).await?;
+                // The map's row for the key, named as the key's summary.
+                self.keyed(base, &format!("[{key:?}]")).await?
+            }
             Expr::Index(base, index) => {
                 let base = Box::pin(self.eval(frame_index, base)).await?;
                 let index = match Box::pin(self.eval(frame_index, index)).await? {
@@ -929,6 +938,34 @@ impl Session {
         };
         let bytes = self.bytes_of(&entry.place, entry.size.min(8)).await?;
         Ok(Scalar::Int(int_of(&bytes, signed)))
+    }
+
+    /// The row named `key` (`["k"]`) of a map.
+    async fn keyed(&mut self, value: Evaluated, key: &str) -> Result<Evaluated> {
+        let symbols = self.target_ref()?.symbols.clone();
+        let Evaluated::Entry(entry) = value else {
+            bail!("a number has no element {key}")
+        };
+        let ty = entry.ty.context("the value has no type")?;
+        let Some((_, Children::Named(rows))) = self.synthetic(ty, &entry.place).await else {
+            bail!("{} is not a map", entry.name)
+        };
+        let row = rows
+            .into_iter()
+            .find(|r| r.name == key)
+            .with_context(|| format!("{} has no element {key}", entry.name))?;
+        Ok(Evaluated::Entry(VarEntry {
+            name: format!("{}{key}", entry.name),
+            size: row
+                .ty
+                .and_then(|t| symbols.resolve_type(t).size)
+                .unwrap_or(0),
+            ty: row.ty,
+            place: row.place,
+            frame: entry.frame,
+            raw_text: None,
+            expression: None,
+        }))
     }
 
     /// `*value` (index 0) or `value[index]` for pointers and arrays.

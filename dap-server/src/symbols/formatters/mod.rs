@@ -680,17 +680,24 @@ fn is_tuple(members: &[Member]) -> bool {
 }
 
 /// The expression `evaluate` takes for the row `child` under the value
-/// `parent` evaluates to (DAP's `evaluateName`): `v[3]` for an element or
-/// a map's value by an integer key, `s.f` for a field (`t.0` for a Rust
-/// tuple's), `*p` for a smart pointer's or an optional's contents. None for rows no expression reaches (a map's value by a
-/// string key, a variant's alternative).
+/// `parent` evaluates to (DAP's `evaluateName`): `v[3]` for an element,
+/// `m[7]` or `m["k"]` for a map's value by its key, `s.f` for a field
+/// (`t.0` for a Rust tuple's), `*p` for a smart pointer's or an
+/// optional's contents. None for rows no expression reaches (a variant's
+/// alternative, a value under a key that is neither a number nor a
+/// string).
 pub fn child_expression(parent: &str, child: &str) -> Option<String> {
     let base = parenthesized(parent);
     if let Some(key) = child.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
         if key == "contained value" {
             return Some(format!("*{base}"));
         }
-        return key.parse::<i64>().ok().map(|i| format!("{base}[{i}]"));
+        let quoted = key.len() >= 2 && key.starts_with('"') && key.ends_with('"');
+        return if quoted {
+            Some(format!("{base}[{key}]"))
+        } else {
+            key.parse::<i64>().ok().map(|i| format!("{base}[{i}]"))
+        };
     }
     if child == "*get()" {
         return Some(format!("*{base}"));
