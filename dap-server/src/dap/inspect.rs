@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::protocol;
 use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
 use crate::symbols::expr::{self, BinaryOp, Expr};
-use crate::symbols::formatters::{self, Children};
+use crate::symbols::formatters::{self, parenthesized, Children, Depth};
 use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
 use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
 use crate::symbols::unwind::MAX_FRAMES;
@@ -27,6 +27,9 @@ pub struct VarEntry {
     pub frame: usize,
     /// Set for rows that are not typed values (registers).
     pub raw_text: Option<String>,
+    /// An expression `evaluate` accepts for this row (DAP `evaluateName`,
+    /// VS Code's "Copy as Expression"), when the row has one.
+    pub expression: Option<String>,
 }
 
 /// How many array elements one expansion shows without paging.
@@ -240,6 +243,7 @@ impl Session {
             size,
             frame: frame_index,
             raw_text: None,
+            expression: Some(var.name.clone()),
         }
     }
 
@@ -294,11 +298,12 @@ impl Session {
             VarNode::Value {
                 frame,
                 name,
+                expression,
                 ty,
                 place,
             } => {
                 let rows = self
-                    .value_children(frame, &name, ty, place, start, count)
+                    .value_children(frame, &name, expression.as_deref(), ty, place, start, count)
                     .await?;
                 Ok(rows)
             }
@@ -328,6 +333,7 @@ impl Session {
                     size: size as u64,
                     frame: index,
                     raw_text: Some(text),
+                    expression: Some(format!("${}", info.name)),
                 });
             }
         } else {
@@ -343,6 +349,7 @@ impl Session {
                     size: 8,
                     frame: index,
                     raw_text: Some(text),
+                    expression: Some(format!("${name}")),
                 });
             }
         }
@@ -370,10 +377,12 @@ impl Session {
         Some((value, children))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn value_children(
         &mut self,
         frame: usize,
         name: &str,
+        expression: Option<&str>,
         ty: Option<TypeId>,
         place: Place,
         start: u64,
@@ -386,6 +395,8 @@ impl Session {
                 formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
                     .into_iter()
                     .map(|c| VarEntry {
+                        expression: expression
+                            .and_then(|e| formatters::child_expression(e, &c.name)),
                         name: c.name,
                         size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
                         ty: c.ty,
@@ -434,6 +445,8 @@ impl Session {
                         size,
                         frame,
                         raw_text: None,
+                        expression: expression
+                            .and_then(|e| formatters::child_expression(e, &m.name)),
                     });
                 }
             }
@@ -472,6 +485,8 @@ impl Session {
                         _ => Place::Unavailable("not available".into()),
                     };
                     out.push(VarEntry {
+                        expression: expression
+                            .and_then(|e| formatters::child_expression(e, &label)),
                         name: label,
                         ty: *element,
                         place: child_place,
@@ -494,6 +509,7 @@ impl Session {
                     size,
                     frame,
                     raw_text: None,
+                    expression: expression.map(|e| format!("*{}", parenthesized(e))),
                 });
             }
             _ => {}
@@ -525,10 +541,14 @@ impl Session {
 
     /// Shows one row as a DAP Variable (allocating a reference when it has
     /// children).
-    async fn render(&mut self, entry: VarEntry) -> Result<Value> {
+    async fn render(&mut self, entry: VarEntry, hex: bool) -> Result<Value> {
         let symbols = self.target_ref()?.symbols.clone();
         if let Some(text) = entry.raw_text {
-            return Ok(json!({ "name": entry.name, "value": text, "variablesReference": 0 }));
+            let mut var = json!({ "name": entry.name, "value": text, "variablesReference": 0 });
+            if let Some(expression) = entry.expression {
+                var["evaluateName"] = json!(expression);
+            }
+            return Ok(var);
         }
         let type_name = entry
             .ty
@@ -542,19 +562,21 @@ impl Session {
                     bytes,
                 };
                 let mut memory = self.target_ref()?.memory();
-                let text = symbols.summarize(&value, &mut memory, 0).await;
+                let text = symbols
+                    .summarize(&value, &mut memory, Depth::top(hex))
+                    .await;
                 let children = symbols.synthetic_children(&value, &mut memory).await;
                 (text, children)
             }
-            (Ok(bytes), None) => (symbols.format_value(None, &bytes, 0), None),
+            (Ok(bytes), None) => (symbols.format_value(None, &bytes, 0, hex), None),
             (Err(e), _) => (format!("{e:#}"), None),
         };
         let indexed = match &synthetic {
-            Some(Children::Indexed { count, .. }) => Some(*count),
+            Some(Children::Indexed(sequence)) => Some(sequence.count),
             _ => None,
         };
         let expandable = match &synthetic {
-            Some(Children::Indexed { count, .. }) => *count > 0,
+            Some(Children::Indexed(sequence)) => sequence.count > 0,
             Some(Children::Named(rows)) => !rows.is_empty(),
             None => entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
                 TypeKind::Struct { members, .. } => !members.is_empty(),
@@ -567,9 +589,11 @@ impl Session {
             }),
         } && !matches!(entry.place, Place::Unavailable(_));
         let reference = if expandable {
+            // Its children's expressions extend this row's.
             self.new_reference(VarNode::Value {
                 frame: entry.frame,
                 name: entry.name.clone(),
+                expression: entry.expression.clone(),
                 ty: entry.ty,
                 place: entry.place.clone(),
             })?
@@ -582,7 +606,9 @@ impl Session {
         }
         if let Place::Memory(addr) = entry.place {
             var["memoryReference"] = json!(format!("{addr:#x}"));
-            var["evaluateName"] = json!(entry.name);
+        }
+        if let Some(expression) = entry.expression {
+            var["evaluateName"] = json!(expression);
         }
         Ok(var)
     }
@@ -593,9 +619,10 @@ impl Session {
         let entries = self
             .children_page(args.variables_reference, start, count)
             .await?;
+        let hex = protocol::ValueFormat::hex(args.format);
         let mut list = Vec::new();
         for entry in entries {
-            list.push(self.render(entry).await?);
+            list.push(self.render(entry, hex).await?);
         }
         Ok(json!({ "variables": list }))
     }
@@ -675,7 +702,9 @@ impl Session {
             },
             ..entry
         };
-        let rendered = self.render(shown).await?;
+        let rendered = self
+            .render(shown, protocol::ValueFormat::hex(args.format))
+            .await?;
         Ok(
             json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }),
         )
@@ -754,6 +783,15 @@ impl Session {
                 let value = Box::pin(self.eval(frame_index, inner)).await?;
                 self.deref(value, 0).await?
             }
+            Expr::Str(_) => bail!("a string literal is only a map's key here (m[\"key\"])"),
+            Expr::Index(base, key) if matches!(**key, Expr::Str(_)) => {
+                let Expr::Str(key) = &**key else {
+                    unreachable!("matched above")
+                };
+                let base = Box::pin(self.eval(frame_index, base)).await?;
+                // The map's row for the key, named as the key's summary.
+                self.keyed(base, &format!("[{key:?}]")).await?
+            }
             Expr::Index(base, index) => {
                 let base = Box::pin(self.eval(frame_index, base)).await?;
                 let index = match Box::pin(self.eval(frame_index, index)).await? {
@@ -817,6 +855,7 @@ impl Session {
                     .value_children(
                         frame_index,
                         &entry.name,
+                        None,
                         entry.ty,
                         entry.place.clone(),
                         0,
@@ -832,6 +871,7 @@ impl Session {
                         self.value_children(
                             frame_index,
                             &inner.name,
+                            None,
                             inner.ty,
                             inner.place,
                             0,
@@ -900,6 +940,34 @@ impl Session {
         Ok(Scalar::Int(int_of(&bytes, signed)))
     }
 
+    /// The row named `key` (`["k"]`) of a map.
+    async fn keyed(&mut self, value: Evaluated, key: &str) -> Result<Evaluated> {
+        let symbols = self.target_ref()?.symbols.clone();
+        let Evaluated::Entry(entry) = value else {
+            bail!("a number has no element {key}")
+        };
+        let ty = entry.ty.context("the value has no type")?;
+        let Some((_, Children::Named(rows))) = self.synthetic(ty, &entry.place).await else {
+            bail!("{} is not a map", entry.name)
+        };
+        let row = rows
+            .into_iter()
+            .find(|r| r.name == key)
+            .with_context(|| format!("{} has no element {key}", entry.name))?;
+        Ok(Evaluated::Entry(VarEntry {
+            name: format!("{}{key}", entry.name),
+            size: row
+                .ty
+                .and_then(|t| symbols.resolve_type(t).size)
+                .unwrap_or(0),
+            ty: row.ty,
+            place: row.place,
+            frame: entry.frame,
+            raw_text: None,
+            expression: None,
+        }))
+    }
+
     /// `*value` (index 0) or `value[index]` for pointers and arrays.
     async fn deref(&mut self, value: Evaluated, index: i64) -> Result<Evaluated> {
         let symbols = self.target_ref()?.symbols.clone();
@@ -917,22 +985,37 @@ impl Session {
             // A library sequence (Vec, slice, std::vector): bounds-checked,
             // as the language's own indexing is.
             _ => match self.synthetic(ty, &entry.place).await {
-                Some((
-                    _,
-                    Children::Indexed {
-                        count,
-                        element,
-                        first,
-                        stride,
-                    },
-                )) => {
-                    if index < 0 || index as u64 >= count {
-                        bail!(
-                            "index {index} is out of range for {} (length {count})",
-                            entry.name
-                        );
-                    }
-                    (element, Place::Memory(first + index as u64 * stride))
+                Some((_, Children::Indexed(sequence))) => {
+                    let address = u64::try_from(index)
+                        .ok()
+                        .and_then(|i| sequence.address(i))
+                        .with_context(|| {
+                            format!(
+                                "index {index} is out of range for {} (length {})",
+                                entry.name, sequence.count
+                            )
+                        })?;
+                    (sequence.element, Place::Memory(address))
+                }
+                // A map's value by its key (the row `[key]`); what a smart
+                // pointer, an `Rc` or an optional holds (its one row).
+                Some((_, Children::Named(rows))) => {
+                    let key = format!("[{index}]");
+                    let row = rows
+                        .iter()
+                        .find(|r| r.name == key)
+                        .or_else(|| match rows.as_slice() {
+                            [only]
+                                if index == 0
+                                    && ["*get()", "[contained value]", "value"]
+                                        .contains(&only.name.as_str()) =>
+                            {
+                                Some(only)
+                            }
+                            _ => None,
+                        })
+                        .with_context(|| format!("{} has no element {key}", entry.name))?;
+                    (row.ty, row.place.clone())
                 }
                 _ => bail!("{} is neither a pointer nor an array", entry.name),
             },
@@ -968,6 +1051,7 @@ impl Session {
             size,
             frame: entry.frame,
             raw_text: None,
+            expression: None,
         }))
     }
 
@@ -977,6 +1061,7 @@ impl Session {
             Evaluated::Entry(e) => Ok(VarNode::Value {
                 frame,
                 name: e.name,
+                expression: Some(text.to_string()),
                 ty: e.ty,
                 place: e.place,
             }),
@@ -997,6 +1082,7 @@ impl Session {
             .evaluate(protocol::EvaluateArguments {
                 expression: text.to_string(),
                 frame_id: None,
+                format: None,
             })
             .await?;
         Ok(match &body["result"] {
@@ -1010,7 +1096,12 @@ impl Session {
         let parsed = expr::parse(&args.expression)?;
         match self.eval(frame, &parsed).await? {
             Evaluated::Int(n) if parsed.is_computed() => {
-                Ok(json!({ "result": n.to_string(), "variablesReference": 0 }))
+                let result = if protocol::ValueFormat::hex(args.format) {
+                    format!("{:#x}", n as u64)
+                } else {
+                    n.to_string()
+                };
+                Ok(json!({ "result": result, "variablesReference": 0 }))
             }
             Evaluated::Int(n) => Ok(
                 json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) }),
@@ -1018,9 +1109,12 @@ impl Session {
             Evaluated::Entry(entry) => {
                 let entry = VarEntry {
                     name: args.expression.clone(),
+                    expression: Some(args.expression.clone()),
                     ..entry
                 };
-                let v = self.render(entry).await?;
+                let v = self
+                    .render(entry, protocol::ValueFormat::hex(args.format))
+                    .await?;
                 let mut body = json!({ "result": v["value"], "type": v["type"], "variablesReference": v["variablesReference"] });
                 if let Some(m) = v.get("memoryReference") {
                     body["memoryReference"] = m.clone();

@@ -121,6 +121,19 @@ pub struct StackTraceArguments {
     pub levels: Option<usize>,
 }
 
+/// A client's `format` (supportsValueFormattingOptions): integers in hex.
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+pub struct ValueFormat {
+    #[serde(default)]
+    pub hex: bool,
+}
+
+impl ValueFormat {
+    pub fn hex(format: Option<ValueFormat>) -> bool {
+        format.is_some_and(|f| f.hex)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScopesArguments {
@@ -135,6 +148,8 @@ pub struct VariablesArguments {
     pub start: Option<usize>,
     #[serde(default)]
     pub count: Option<usize>,
+    #[serde(default)]
+    pub format: Option<ValueFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +158,8 @@ pub struct SetVariableArguments {
     pub variables_reference: i64,
     pub name: String,
     pub value: String,
+    #[serde(default)]
+    pub format: Option<ValueFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +168,8 @@ pub struct EvaluateArguments {
     pub expression: String,
     #[serde(default)]
     pub frame_id: Option<i64>,
+    #[serde(default)]
+    pub format: Option<ValueFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +253,6 @@ pub fn capabilities() -> Value {
         "supportsLoadedSourcesRequest": false,
         "supportsStepBack": false,
         "supportTerminateDebuggee": true,
-        "supportsValueFormattingOptions": false,
+        "supportsValueFormattingOptions": true,
     })
 }

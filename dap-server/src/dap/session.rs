@@ -174,6 +174,9 @@ pub enum VarNode {
     Value {
         frame: usize,
         name: String,
+        /// What `evaluate` takes for it: its children's `evaluateName`s
+        /// extend it.
+        expression: Option<String>,
         ty: Option<TypeId>,
         place: Place,
     },

@@ -12,6 +12,8 @@ pub enum Expr {
     Name(String),
     Register(String),
     Number(i64),
+    /// A string literal: a map's key (`m["k"]`).
+    Str(String),
     Deref(Box<Expr>),
     AddressOf(Box<Expr>),
     Member(Box<Expr>, String),
@@ -210,6 +212,12 @@ impl Parser {
                     bail!("missing `]`");
                 }
                 expr = Expr::Index(Box::new(expr), Box::new(index));
+            } else if self.peek() == Some('(') {
+                let function = match &expr {
+                    Expr::Name(n) | Expr::Member(_, n) | Expr::Arrow(_, n) => n.as_str(),
+                    _ => "the value",
+                };
+                bail!("`{function}(…)` needs a function call, and evaluate does not run code in the target; read the value's members instead");
             } else {
                 return Ok(expr);
             }
@@ -230,6 +238,29 @@ impl Parser {
                 self.pos += 1;
                 Ok(Expr::Register(self.ident()?.to_ascii_lowercase()))
             }
+            Some('"') => {
+                self.pos += 1;
+                let mut text = String::new();
+                loop {
+                    match self.chars.get(self.pos).copied() {
+                        None => bail!("missing closing `\"`"),
+                        Some('"') => break,
+                        Some('\\') => {
+                            self.pos += 1;
+                            text.push(match self.chars.get(self.pos).copied() {
+                                Some('n') => '\n',
+                                Some('t') => '\t',
+                                Some(c) => c,
+                                None => bail!("missing closing `\"`"),
+                            });
+                        }
+                        Some(c) => text.push(c),
+                    }
+                    self.pos += 1;
+                }
+                self.pos += 1;
+                Ok(Expr::Str(text))
+            }
             Some(c) if c.is_ascii_digit() => {
                 let word = self.ident()?;
                 let n = super::types::parse_int(&word)
@@ -246,6 +277,23 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_keys() {
+        assert_eq!(
+            parse(r#"m["a\"b"]"#).unwrap(),
+            Expr::Index(
+                Box::new(Expr::Name("m".into())),
+                Box::new(Expr::Str("a\"b".into()))
+            )
+        );
+    }
+
+    #[test]
+    fn function_calls_say_so() {
+        let e = parse("v.len()").unwrap_err().to_string();
+        assert!(e.contains("`len(…)` needs a function call"), "{e}");
+    }
 
     #[test]
     fn parses_paths() {

@@ -6,7 +6,7 @@
 use anyhow::{bail, Result};
 use gimli::{AttributeValue, Location, Reader as _, UnitOffset};
 
-use super::types::{type_of_die, Place, TypeId};
+use super::types::{Place, TypeId};
 use super::unwind::FrameRegs;
 use super::{Function, Reader, Symbols, TargetMemory};
 
@@ -239,7 +239,7 @@ impl Symbols {
     ) -> Option<Variable> {
         let unit = &self.units[unit_index];
         let name = origin_name(&self.dwarf, unit, entry)?;
-        let mut ty = type_of_die(unit_index, entry);
+        let mut ty = self.type_of_die(unit_index, entry);
         // An inlined variable's type is on its abstract origin; a C global
         // defined after its declaration (the kernel's init_task) has it on
         // the declaration its DW_AT_specification names.
@@ -249,7 +249,7 @@ impl Symbols {
             }
             if let Ok(Some(AttributeValue::UnitRef(off))) = entry.attr_value(origin) {
                 if let Ok(origin) = unit.entry(off) {
-                    ty = type_of_die(unit_index, &origin);
+                    ty = self.type_of_die(unit_index, &origin);
                 }
             }
         }

@@ -133,7 +133,7 @@ impl Symbols {
         let size = entry
             .attr_value(gimli::DW_AT_byte_size)?
             .and_then(|v| v.udata_value());
-        let target = type_ref(id.unit, &entry);
+        let target = self.type_of_die(id.unit, &entry);
         let kind = match entry.tag() {
             gimli::DW_TAG_base_type => TypeKind::Base {
                 encoding: match entry.attr_value(gimli::DW_AT_encoding)? {
@@ -186,7 +186,7 @@ impl Symbols {
                             members.push(self.parse_member(id.unit, e)?)
                         }
                         gimli::DW_TAG_template_type_parameter => {
-                            params.push((self.die_name(id.unit, e), type_ref(id.unit, e)))
+                            params.push((self.die_name(id.unit, e), self.type_of_die(id.unit, e)))
                         }
                         gimli::DW_TAG_variant_part => {
                             variants = Some(self.parse_variant_part(id.unit, child)?)
@@ -280,7 +280,7 @@ impl Symbols {
                 bits = Some((0, bit_size));
             }
         }
-        let ty = type_ref(unit, e);
+        let ty = self.type_of_die(unit, e);
         let base = e.tag() == gimli::DW_TAG_inheritance;
         let name = if base {
             ty.map(|t| self.resolve_type(t).name.clone())
@@ -492,13 +492,14 @@ impl Symbols {
     }
 
     /// Shows a value of `ty` from its bytes (gdb's notation).
-    pub fn format_value(&self, id: Option<TypeId>, bytes: &[u8], depth: u32) -> String {
+    /// Integers in hex when `hex` (gdb's `p/x`).
+    pub fn format_value(&self, id: Option<TypeId>, bytes: &[u8], depth: u32, hex: bool) -> String {
         let Some(id) = id else {
             return "<no type>".into();
         };
         let ty = self.strip(id);
         match &ty.kind {
-            TypeKind::Base { encoding } => format_base(*encoding, bytes),
+            TypeKind::Base { encoding } => format_base(*encoding, bytes, hex),
             TypeKind::Enum {
                 enumerators,
                 signed,
@@ -523,7 +524,7 @@ impl Symbols {
                         Some(format!(
                             "{} = {}",
                             m.name,
-                            self.format_value(mty, &mbytes, depth + 1)
+                            self.format_value(mty, &mbytes, depth + 1, hex)
                         ))
                     })
                     .collect();
@@ -554,7 +555,13 @@ impl Symbols {
                     let Some(chunk) = bytes.get(start..start + elem_size as usize) else {
                         break;
                     };
-                    parts.push(self.format_sub_array(*element, &counts[1..], chunk, depth + 1));
+                    parts.push(self.format_sub_array(
+                        *element,
+                        &counts[1..],
+                        chunk,
+                        depth + 1,
+                        hex,
+                    ));
                 }
                 if counts[0].unwrap_or(0) as usize > count {
                     parts.push("…".into());
@@ -573,16 +580,17 @@ impl Symbols {
         inner: &[Option<u64>],
         bytes: &[u8],
         depth: u32,
+        hex: bool,
     ) -> String {
         if inner.is_empty() {
-            return self.format_value(element, bytes, depth);
+            return self.format_value(element, bytes, depth, hex);
         }
         let Some(size) = self.element_size(element, &inner[1..]) else {
             return "[…]".into();
         };
         let parts: Vec<String> = (0..inner[0].unwrap_or(0) as usize)
             .filter_map(|i| bytes.get(i * size as usize..(i + 1) * size as usize))
-            .map(|chunk| self.format_sub_array(element, &inner[1..], chunk, depth + 1))
+            .map(|chunk| self.format_sub_array(element, &inner[1..], chunk, depth + 1, hex))
             .collect();
         format!("[{}]", parts.join(", "))
     }
@@ -715,18 +723,32 @@ pub fn parse_int(text: &str) -> Result<i64> {
     })
 }
 
-fn type_ref(unit: usize, entry: &gimli::DebuggingInformationEntry<Reader>) -> Option<TypeId> {
-    match entry.attr_value(gimli::DW_AT_type).ok()?? {
-        AttributeValue::UnitRef(offset) => Some(TypeId { unit, offset }),
-        _ => None,
+impl Symbols {
+    /// The type a DIE's DW_AT_type names, in its own unit or (rustc's
+    /// optimized builds, DW_FORM_ref_addr) in another.
+    pub fn type_of_die(
+        &self,
+        unit: usize,
+        entry: &gimli::DebuggingInformationEntry<Reader>,
+    ) -> Option<TypeId> {
+        match entry.attr_value(gimli::DW_AT_type).ok()?? {
+            AttributeValue::UnitRef(offset) => Some(TypeId { unit, offset }),
+            AttributeValue::DebugInfoRef(offset) => {
+                // Units are in section order: the last one starting at or
+                // before the offset holds it.
+                let after = self.units.partition_point(|u| {
+                    u.header
+                        .offset()
+                        .as_debug_info_offset()
+                        .is_some_and(|start| start <= offset)
+                });
+                let unit = after.checked_sub(1)?;
+                let offset = offset.to_unit_offset(&self.units[unit].header)?;
+                Some(TypeId { unit, offset })
+            }
+            _ => None,
+        }
     }
-}
-
-pub fn type_of_die(
-    unit: usize,
-    entry: &gimli::DebuggingInformationEntry<Reader>,
-) -> Option<TypeId> {
-    type_ref(unit, entry)
 }
 
 /// A little-endian value of any width in hex, most significant byte first.
@@ -748,8 +770,12 @@ pub fn int_of(bytes: &[u8], signed: bool) -> i64 {
     }
 }
 
-fn format_base(encoding: gimli::DwAte, bytes: &[u8]) -> String {
+fn format_base(encoding: gimli::DwAte, bytes: &[u8], hex: bool) -> String {
     match encoding {
+        // In hex, an integer shows its bits at its own width, as gdb's p/x.
+        gimli::DW_ATE_signed | gimli::DW_ATE_unsigned if hex => {
+            format!("{:#x}", int_of(bytes, false) as u64)
+        }
         gimli::DW_ATE_float => match bytes.len() {
             4 => format!("{}", f32::from_le_bytes(bytes.try_into().expect("4 bytes"))),
             8 => format!("{}", f64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
@@ -788,10 +814,18 @@ mod tests {
         assert_eq!(int_of(&[0xff], true), -1);
         assert_eq!(int_of(&[0xff], false), 255);
         assert_eq!(
-            format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff]),
+            format_base(gimli::DW_ATE_signed, &[0xfe, 0xff, 0xff, 0xff], false),
             "-2"
         );
-        assert_eq!(format_base(gimli::DW_ATE_signed_char, b"A"), "65 'A'");
+        assert_eq!(
+            format_base(gimli::DW_ATE_signed_char, b"A", false),
+            "65 'A'"
+        );
+        assert_eq!(
+            format_base(gimli::DW_ATE_signed, &[0xe2, 0xff, 0xff, 0xff], true),
+            "0xffffffe2"
+        );
+        assert_eq!(format_base(gimli::DW_ATE_boolean, &[1], true), "true");
         assert_eq!(parse_int("0x10").unwrap(), 16);
         assert_eq!(parse_int("-3").unwrap(), -3);
         assert!(parse_int("abc").is_err());

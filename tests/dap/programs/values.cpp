@@ -1,7 +1,10 @@
 // Values a C++ developer expects to read in a debugger (issue 15): the DAP
 // values test stops at the line marked `values` and compares what vmdbg shows with
 // gdb's libstdc++ pretty printers on the same binary at the same line.
+#include <array>
 #include <cstdio>
+#include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -9,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 namespace shop {
@@ -40,7 +44,23 @@ int main()
     std::optional<int> some = 5;
     std::optional<int> none;
     std::unordered_map<int, int> squares = {{4, 16}};
+    std::variant<int, std::string> text = std::string("text");
+    std::variant<int, std::string> number = 12;
+    std::list<int> chain = {4, 5, 6};
+    // 203 ints: more than one 512-byte buffer, grown at both ends.
+    std::deque<int> queue;
+    for (int i = 0; i < 200; i++)
+        queue.push_back(i);
+    for (int i = 0; i < 3; i++)
+        queue.push_front(-i);
+    std::array<int, 4> fixed = {9, 8, 7, 6};
+    std::unique_ptr<shop::Item> item = std::make_unique<shop::Item>(shop::Item{"pear", 4});
+    std::shared_ptr<shop::Item> sitem = std::make_shared<shop::Item>(shop::Item{"fig", 5});
+    bool flag = true;
     std::printf("%s %zu %zu %d %d %ld %d %zu %zu %d %d %zu\n", greeting.c_str(), view.size(), numbers.size(), *owned, *shared,
-                shared2.use_count(), n, names.size(), primes.size(), *some, none.has_value(), squares.size()); // MARK:values
+                shared2.use_count(), n, names.size(), primes.size(), *some, none.has_value(), squares.size());
+    // clang-format off
+    std::printf("%zu %zu %zu %zu %zu %d %d %d\n", text.index(), number.index(), chain.size(), queue.size(), fixed.size(), item->count, sitem->count, flag); // MARK:values
+    // clang-format on
     return 0;
 }

@@ -2,7 +2,9 @@
 // DAP values test stops at the line marked `values` and compares what vmdbg shows with
 // rust-gdb's pretty printers on the same binary at the same line.
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -10,6 +12,11 @@ struct Account {
     name: String,
     history: Vec<i64>,
     limit: Option<u32>,
+}
+
+struct Point {
+    x: i32,
+    visible: bool,
 }
 
 enum Shape {
@@ -48,8 +55,25 @@ fn main() {
     set.insert(42u16);
     let counter = Cell::new(3i32);
     let cell = RefCell::new(vec![1u8, 2]);
+    // Pushed past its capacity of 4 after two pops: the ring wraps around.
+    let mut ring: VecDeque<i32> = VecDeque::with_capacity(4);
+    ring.extend([1, 2, 3]);
+    ring.pop_front();
+    ring.pop_front();
+    ring.extend([4, 5, 6]);
+    // 20 keys: more than a B-tree leaf holds, so the root is an internal node.
+    let squares: BTreeMap<u32, u32> = (0..20).map(|i| (i, i * i)).collect();
+    let small = BTreeMap::from([("b", 2), ("a", 1)]);
+    let letters = BTreeSet::from(['b', 'a', 'c']);
+    let path = PathBuf::from("/tmp/x");
+    let os = OsString::from("os");
+    let offset = 10;
+    let add = move |x: i32| x + offset;
+    let flag = true;
+    let point = Box::new(Point { x: 1, visible: false });
+    let trio = (1i32, 'c', (2.5f64, "s"));
     let t = total(&acct, "sum");
-    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?} {set:?} {} {:?}", shapes.len(), big.len(), counter.get(), cell.borrow()); // MARK:values
+    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?} {set:?} {} {:?} {ring:?} {} {small:?} {letters:?} {path:?} {os:?} {} {flag} {} {} {trio:?}", shapes.len(), big.len(), counter.get(), cell.borrow(), squares.len(), add(1), point.x, point.visible); // MARK:values
     for s in &shapes {
         match s {
             Shape::Circle { r } => println!("circle {r}"),

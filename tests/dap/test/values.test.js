@@ -37,18 +37,70 @@ function run(cmd, args) {
 /**
  * `info locals` of a reference gdb stopped at `file:line`, by name;
  * `elements` is how many a sequence shows (vmdbg's summaries show 10).
+ * `prints` are gdb commands (`p/x v`) whose values come back, in order,
+ * as `printed`.
  */
-function referenceLocals(gdb, binary, file, line, elements = 200) {
+function referenceLocals(gdb, binary, file, line, elements = 200, prints = []) {
   const out = run(gdb, ['-batch', '-nx', '-ex', 'set startup-with-shell off', '-ex', `set print elements ${elements}`,
-    '-ex', `break ${path.basename(file)}:${line}`, '-ex', 'run', '-ex', 'info locals', binary]);
+    '-ex', `break ${path.basename(file)}:${line}`, '-ex', 'run', '-ex', 'info locals',
+    ...prints.flatMap((p) => ['-ex', p]), binary]);
   const locals = {};
+  const printed = [];
   const after = out.slice(out.indexOf(`${line}\t`));
   for (const l of after.split('\n')) {
     const m = /^([A-Za-z_]\w*) = (.*)$/.exec(l);
     if (m && !(m[1] in locals)) locals[m[1]] = m[2];
+    const p = /^\$(\d+) = (.*)$/.exec(l);
+    if (p) printed[Number(p[1]) - 1] = p[2];
   }
+  Object.defineProperty(locals, 'printed', { value: printed, enumerable: false });
   return locals;
 }
+
+/**
+ * Every row under `variable`, `levels` deep (the first `count` of each):
+ * a row with an `evaluateName` evaluates to the value the row shows
+ * (VS Code's "Copy as Expression", pasted into the debug console). Returns
+ * the rows that have none.
+ */
+async function checkEvaluateNames(dc, frameId, variable, levels, count = 6) {
+  const missing = [];
+  if (!variable.variablesReference || levels === 0) return missing;
+  for (const row of await children(dc, variable, 0, count)) {
+    if (row.evaluateName === undefined) {
+      missing.push(`${variable.evaluateName} > ${row.name}`);
+    } else {
+      assert.strictEqual(await evaluate(dc, frameId, row.evaluateName), row.value, `${row.evaluateName} (the row ${row.name} under ${variable.evaluateName})`);
+    }
+    missing.push(...await checkEvaluateNames(dc, frameId, row, levels - 1, count));
+  }
+  return missing;
+}
+
+/** Each [expression, value] of `table` evaluates to its value. */
+async function expectEvaluations(dc, frameId, table) {
+  for (const [expression, value] of table) assert.strictEqual(await evaluate(dc, frameId, expression), value, expression);
+}
+
+/** Runs the program to its end; returns what it printed meanwhile. */
+async function continueToExit(dc, threadId) {
+  const stdout = [];
+  dc.on('output', (e) => { if (e.body.category === 'stdout') stdout.push(e.body.output); });
+  const exited = dc.waitForEvent('exited', BOOT_MS);
+  await dc.continueRequest({ threadId });
+  await exited;
+  return stdout.join('');
+}
+
+/** setVariable on the row `name` under `parent`; returns the shown value. */
+async function setRow(dc, parent, name, value) {
+  return (await dc.setVariableRequest({ variablesReference: parent.variablesReference, name, value })).body.value;
+}
+
+/** The locals of values.rs compared with rust-gdb at MARK:values. */
+const RUST_LOCALS = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
+  'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell', 'ring', 'squares',
+  'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio'];
 
 const maskAddresses = (s) => s.replace(/0x[0-9a-f]+/g, '0xADDR');
 
@@ -60,9 +112,15 @@ function fromRustGdb(text) {
   // Vec(size=3) = {a, b} -> (3) vec![a, b]; &[T](size=2) = {a} -> (2) [a]
   s = s.replace(/Vec\(size=(\d+)\) = \{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}/g, (_, n, items) => `(${n}) vec![${items.replace(/\.\.\.$/, ', …')}]`);
   s = s.replace(/&\[[^\]]*\]\(size=(\d+)\) = \{([^{}]*)\}/g, '($1) [$2]');
-  // HashMap(size=1) = {["k"] = 1} -> (1) {"k": 1}; HashSet(size=1) = {42} -> (1) {42}
-  s = s.replace(/HashMap\(size=(\d+)\) = \{(.*)\}/, (_, n, body) => `(${n}) {${body.replace(/\[([^\]]*)\] = /g, '$1: ')}}`);
-  s = s.replace(/HashSet\(size=(\d+)\) = /, '($1) ');
+  // VecDeque(size=4) = {3, 4} -> (4) VecDeque[3, 4]
+  s = s.replace(/VecDeque\(size=(\d+)\) = \{(.*)\}/, (_, n, items) => `(${n}) VecDeque[${items.replace(/\.\.\.$/, ', …')}]`);
+  // HashMap(size=1) = {["k"] = 1} -> (1) {"k": 1}; HashSet(size=1) = {42} -> (1) {42}; BTreeMap, BTreeSet alike
+  s = s.replace(/(?:Hash|BTree)Map\(size=(\d+)\) = \{(.*)\}/, (_, n, body) => `(${n}) {${body.replace(/\[([^\]]*)\] = /g, '$1: ').replace(/\.\.\.$/, ', …')}}`);
+  s = s.replace(/(?:Hash|BTree)Set\(size=(\d+)\) = /, '($1) ');
+  // std::path::PathBuf {inner: "/tmp/x"} -> "/tmp/x"
+  s = s.replace(/^(?:[a-z_]\w*::)+PathBuf \{inner: (.*)\}$/, '$1');
+  // values::main::{closure_env#1} {offset: 10} -> {offset: 10}
+  s = s.replace(/(?:[a-z_]\w*::)+\{closure_env#\d+\} \{/g, '{');
   // Cell = {value = 3} -> 3; RefCell(borrow=0) = {value = X, borrow = 0} -> X
   s = s.replace(/^Cell = \{value = (.*)\}$/, '$1');
   s = s.replace(/^RefCell\(borrow=-?\d+\) = \{value = (.*), borrow = -?\d+\}$/, '$1');
@@ -70,8 +128,9 @@ function fromRustGdb(text) {
   s = s.replace(/(?:[a-z_]\w*::)+(?:[A-Z]\w*(?:<(?:[^<>]|<[^<>]*>)*>)?::)([A-Z]\w*)/g, '$1');
   // values::Account {name: …} -> {name: …}
   s = s.replace(/(?:[a-z_]\w*::)+[A-Z]\w* \{/g, '{');
-  // 955 '\u{0003bb}' -> 'λ'
-  s = s.replace(/^\d+ '\\u\{([0-9a-f]+)\}'$/, (_, hex) => `'${String.fromCodePoint(parseInt(hex, 16))}'`);
+  // 955 '\u{0003bb}' -> 'λ', 99 'c' -> 'c'
+  s = s.replace(/\b\d+ '\\u\{([0-9a-f]+)\}'/g, (_, hex) => `'${String.fromCodePoint(parseInt(hex, 16))}'`);
+  s = s.replace(/\b\d+ '([^'\\])'/g, "'$1'");
   return s;
 }
 
@@ -106,8 +165,8 @@ async function locals(dc, threadId) {
 const children = async (dc, variable, start, count) =>
   (await dc.variablesRequest({ variablesReference: variable.variablesReference, start, count })).body.variables;
 
-const evaluate = async (dc, frameId, expression) =>
-  (await dc.evaluateRequest({ expression, frameId, context: 'watch' })).body.result;
+const evaluate = async (dc, frameId, expression, format) =>
+  (await dc.evaluateRequest({ expression, frameId, context: 'watch', format })).body.result;
 
 describe('values as Rust and C++ show them (qemu engine)', function () {
   this.timeout(BOOT_MS + 60000);
@@ -119,6 +178,8 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
     run('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'values'), valuesRs]);
     run('g++', ['-g', '-O0', '-o', path.join(work, 'values_cpp'), valuesCpp]);
+    // What `cargo build --release` with `debug = 2` in the profile gives.
+    run('rustc', ['-C', 'opt-level=3', '-C', 'debuginfo=2', '-o', path.join(work, 'values_release'), valuesRs]);
   });
 
   beforeEach(async function () {
@@ -136,8 +197,10 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
 
   it('Rust: demangled frames, a function breakpoint by path, and locals as rust-gdb shows them', async function () {
     const line = lineOf(valuesRs, /MARK:values/);
-    const reference = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 10);
+    const reference = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 10, ['p/x acct', 'p/x t', 'p/x trio']);
     assert.ok(Object.keys(reference).length >= 15, `rust-gdb gave the reference: ${JSON.stringify(reference)}`);
+    // rust-gdb counts a map entry as two elements: 20 shows ten entries, as vmdbg does.
+    reference.squares = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 20).squares;
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values'), valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
@@ -156,9 +219,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const stop = await continueTo(dc, event.body.threadId);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
-    const compared = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
-      'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell'];
-    for (const name of compared) {
+    for (const name of RUST_LOCALS) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.ok(reference[name], `rust-gdb shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(fromRustGdb(reference[name])), `${name}: rust-gdb says ${reference[name]}`);
@@ -182,6 +243,18 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const shared = await children(dc, vars.shared);
     assert.deepStrictEqual(shared.map((c) => `${c.name}=${c.value}`), ['value="rc"']);
 
+    // A VecDeque that wrapped around its buffer, in queue order; a B-tree
+    // whose root is an internal node, in key order.
+    assert.strictEqual(vars.ring.indexedVariables, 4);
+    const ring = await children(dc, vars.ring);
+    assert.deepStrictEqual(ring.map((c) => `${c.name}=${c.value}`), ['[0]=3', '[1]=4', '[2]=5', '[3]=6']);
+    const squares = await children(dc, vars.squares);
+    assert.deepStrictEqual(squares.map((c) => `${c.name}=${c.value}`), [...Array(20).keys()].map((i) => `[${i}]=${i * i}`));
+    const letters = await children(dc, vars.letters);
+    assert.deepStrictEqual(letters.map((c) => `${c.name}=${c.value}`), ["[0]='a'", "[1]='b'", "[2]='c'"]);
+    const trio = await children(dc, vars.trio);
+    assert.deepStrictEqual(trio.map((c) => `${c.name}=${c.value}`), ['0=1', "1='c'", '2=(2.5, "s")']);
+
     // A million-element Vec is paged: the last page holds the last elements.
     assert.strictEqual(vars.big.indexedVariables, 1000000);
     const tail = await children(dc, vars.big, 999998, 2);
@@ -194,11 +267,105 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.strictEqual(await evaluate(dc, frameId, 'pair.1'), '"two"');
     assert.strictEqual(await evaluate(dc, frameId, 'big[999999]'), '999999');
     await assert.rejects(evaluate(dc, frameId, 'acct.history[3]'), /out of range.*length 3/);
+    // Rust's own forms through the library types: a VecDeque by queue
+    // position (its last element wrapped to the buffer's start), a
+    // BTreeMap by key, `*` on Box and Rc, fields through Box, tuple fields.
+    await expectEvaluations(dc, frameId, [
+      ['ring[0]', '3'],
+      ['ring[3]', '6'],
+      ['squares[7]', '49'],
+      ['*boxed', '7'],
+      ['*shared', '"rc"'],
+      ['point.x', '1'],
+      ['*maybe_ref.0', '7'],
+      ['trio.2.1', '"s"'],
+      ['cell[1]', '2'],
+      ['map["k"]', '1'],
+      ['small["b"]', '2'],
+    ]);
+    await assert.rejects(evaluate(dc, frameId, 'ring[4]'), /out of range.*length 4/);
+    await assert.rejects(evaluate(dc, frameId, 'acct.history.len()'), /`len\(…\)` needs a function call/);
+
+    // Hex, as VS Code asks for it (format.hex), against rust-gdb's p/x.
+    const [acctHex, tHex, trioHex] = reference.printed;
+    assert.strictEqual(await evaluate(dc, frameId, 'acct', { hex: true }), fromRustGdb(acctHex));
+    const hexLocals = (await dc.variablesRequest({ variablesReference: (await dc.scopesRequest({ frameId })).body.scopes[0].variablesReference, format: { hex: true } })).body.variables;
+    assert.strictEqual(hexLocals.find((v) => v.name === 't').value, tHex);
+    assert.strictEqual(hexLocals.find((v) => v.name === 'letter').value, "'λ'", 'a char stays a char');
+    assert.ok(/^\(0x1, 0x63, \(0x4004000000000000, /.test(trioHex), `rust-gdb's p/x of a tuple: ${trioHex}`);
+    assert.strictEqual(hexLocals.find((v) => v.name === 'trio').value, "(0x1, 'c', (2.5, \"s\"))", 'integers in hex; chars and floats as they are');
+    const hexTrace = await dc.stackTraceRequest({ threadId: stop.body.threadId, format: { hex: true } });
+    assert.strictEqual(hexTrace.body.stackFrames[0].name, 'values::main');
+
+    // Copy as Expression: every row's evaluateName evaluates to the row.
+    const missing = [];
+    for (const name of ['acct', 'shapes', 'ring', 'squares', 'letters', 'point', 'trio', 'shared', 'cell', 'map', 'set', 'add', 'big', 'res']) {
+      assert.strictEqual(vars[name].evaluateName, name);
+      missing.push(...await checkEvaluateNames(dc, frameId, vars[name], 3));
+    }
+    assert.deepStrictEqual(missing, [], 'every row has an expression');
+
+    // setVariable inside containers: a Vec element, fields through a Box.
+    assert.strictEqual(await setRow(dc, acct[1], '[0]', '-7'), '-7');
+    assert.strictEqual(await evaluate(dc, frameId, 'acct.history[0]'), '-7');
+    const pointee = (await children(dc, vars.point))[0];
+    assert.strictEqual(pointee.evaluateName, '*point');
+    assert.strictEqual(await setRow(dc, pointee, 'x', '0x10'), '16');
+    assert.strictEqual(await setRow(dc, pointee, 'visible', 'true'), 'true');
+    assert.strictEqual(await evaluate(dc, frameId, 'point.visible'), 'true');
+    assert.strictEqual(await setRow(dc, vars.ring, '[3]', '60'), '60');
+    assert.strictEqual(await evaluate(dc, frameId, 'ring'), '(4) VecDeque[3, 4, 5, 60]');
+    // The program itself reads what was set.
+    assert.match(await continueToExit(dc, stop.body.threadId), /\[3, 4, 5, 60\] 20 .* 11 true 16 true /, 'the program printed what was set');
+  });
+
+  it('Rust release build with debuginfo: the locals rustc keeps show as rust-gdb shows them, the ones it optimised out say so', async function () {
+    const line = lineOf(valuesRs, /MARK:values/);
+    const binary = path.join(work, 'values_release');
+    const reference = referenceLocals('rust-gdb', binary, valuesRs, line, 10);
+    reference.squares = referenceLocals('rust-gdb', binary, valuesRs, line, 20).squares;
+    const { event, fbps } = await launchTo(dc, binary, valuesRs, [line], ['values::total']);
+    assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    let { frames } = await locals(dc, event.body.threadId);
+    // rustc inlined library code at total's first statement: vmdbg shows
+    // those inlined frames above total where gdb hides inline frames that
+    // start at a breakpoint's address.
+    const totalFrame = frames.find((f) => f.name === 'values::total');
+    assert.ok(totalFrame, `values::total is on the stack: ${frames.map((f) => f.name).join(' < ')}`);
+    assert.ok(frames.slice(0, frames.indexOf(totalFrame)).every((f) => f.name.endsWith(' [inlined]')), 'only frames inlined into total above it');
+    const args = await dc.scopesRequest({ frameId: totalFrame.id });
+    const argRef = args.body.scopes.find((s) => s.name === 'Arguments').variablesReference;
+    const argVars = Object.fromEntries((await dc.variablesRequest({ variablesReference: argRef })).body.variables.map((v) => [v.name, v]));
+    assert.strictEqual(argVars.label.value, '"sum"');
+
+    const stop = await continueTo(dc, event.body.threadId);
+    let vars;
+    ({ frames, vars } = await locals(dc, stop.body.threadId));
+    assert.strictEqual(frames[0].line, line);
+    const kept = [];
+    const optimisedOut = [];
+    for (const name of RUST_LOCALS) {
+      // rust-gdb's printers report a value they cannot read on stderr: the
+      // line keeps nothing after `=`, or a container's head without its
+      // elements (`Vec(size=1000000)`).
+      if (reference[name] === undefined || /optimized out/.test(reference[name]) || /^(\w+\(size=\d+\))?$/.test(reference[name])) {
+        optimisedOut.push(name);
+        continue;
+      }
+      assert.ok(vars[name], `vmdbg shows the local ${name} (rust-gdb: ${reference[name]})`);
+      assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(fromRustGdb(reference[name])), `${name}: rust-gdb says ${reference[name]}`);
+      kept.push(name);
+    }
+    console.log(`      release build: ${kept.length} locals compared; optimised out (rust-gdb): ${optimisedOut.join(', ') || 'none'}`);
+    for (const name of optimisedOut) {
+      if (vars[name]) assert.match(vars[name].value, /optimi[sz]ed out|not available|unavailable/, `${name}: rust-gdb says ${reference[name]}`);
+    }
+    assert.ok(kept.length >= 20, `most locals survive -C opt-level=3 (kept: ${kept.join(', ')})`);
   });
 
   it('C++: demangled method frames, a breakpoint on ns::Class::method, and locals as gdb\'s libstdc++ printers show them', async function () {
     const line = lineOf(valuesCpp, /MARK:values/);
-    const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line);
+    const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 200, ['p/x numbers', 'p/x basket', 'p/x fixed']);
     assert.ok(Object.keys(reference).length >= 13, `gdb gave the reference: ${JSON.stringify(reference)}`);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values_cpp'), valuesCpp, [line], ['shop::Basket::total']);
@@ -211,7 +378,10 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const stop = await continueTo(dc, event.body.threadId);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
-    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares']) {
+    // gdb's printers show 200 elements of a sequence, vmdbg's summaries 10.
+    reference.queue = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 10).queue;
+    for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares',
+      'text', 'number', 'chain', 'queue', 'fixed', 'item', 'sitem', 'flag']) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(reference[name]), `${name}: gdb says ${reference[name]}`);
     }
@@ -221,7 +391,63 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.deepStrictEqual(pointee.map((c) => `${c.name}=${c.value}`), ['*get()=7']);
     const names = await children(dc, vars.names);
     assert.deepStrictEqual(names.map((c) => `${c.name}=${c.value}`), ['[1]="one"', '[2]="two"', '[3]="three"']);
+    // A deque across its buffers: the last page is the back of the queue.
+    assert.strictEqual(vars.queue.indexedVariables, 203);
+    const front = await children(dc, vars.queue, 0, 4);
+    assert.deepStrictEqual(front.map((c) => `${c.name}=${c.value}`), ['[0]=-2', '[1]=-1', '[2]=0', '[3]=0']);
+    const back = await children(dc, vars.queue, 200, 3);
+    assert.deepStrictEqual(back.map((c) => `${c.name}=${c.value}`), ['[200]=197', '[201]=198', '[202]=199']);
+    const chain = await children(dc, vars.chain);
+    assert.deepStrictEqual(chain.map((c) => `${c.name}=${c.value}`), ['[0]=4', '[1]=5', '[2]=6']);
+    const text = await children(dc, vars.text);
+    assert.deepStrictEqual(text.map((c) => `${c.name}=${c.value}`), ['[index 1]="text"']);
+    assert.strictEqual(vars.fixed.indexedVariables, 4);
     assert.strictEqual(await evaluate(dc, frames[0].id, 'numbers[2]'), '3');
     assert.strictEqual(await evaluate(dc, frames[0].id, 'basket.items[0].count'), '2');
+
+    // C++'s own forms through the library types; calls say they are calls.
+    const frameId = frames[0].id;
+    await expectEvaluations(dc, frameId, [
+      ['item->count', '4'],
+      ['sitem->name', '"fig"'],
+      ['(*item).name', '"pear"'],
+      ['*owned', '42'],
+      ['*some', '5'],
+      ['queue[202]', '199'],
+      ['fixed[2]', '7'],
+      ['names[3]', '"three"'],
+      ['chain[1]', '5'],
+    ]);
+    await assert.rejects(evaluate(dc, frameId, 'names["one"]'), /has no element \["one"\]/);
+    await assert.rejects(evaluate(dc, frameId, 'numbers.size()'), /`size\(…\)` needs a function call/);
+
+    // Hex (format.hex) against gdb's p/x.
+    const [numbersHex, basketHex, fixedHex] = reference.printed;
+    assert.strictEqual(await evaluate(dc, frameId, 'numbers', { hex: true }), numbersHex);
+    assert.strictEqual(await evaluate(dc, frameId, 'basket', { hex: true }), basketHex);
+    assert.strictEqual(await evaluate(dc, frameId, 'fixed', { hex: true }), fixedHex);
+
+    // Copy as Expression: every row's evaluateName evaluates to the row.
+    const missing = [];
+    for (const name of ['numbers', 'basket', 'item', 'sitem', 'names', 'primes', 'some', 'squares', 'text', 'chain', 'queue', 'fixed']) {
+      assert.strictEqual(vars[name].evaluateName, name);
+      missing.push(...await checkEvaluateNames(dc, frameId, vars[name], 3));
+    }
+    assert.deepStrictEqual(missing, ['text > [index 1]'], 'only a variant\'s alternative (std::get<1> is a call) has no expression');
+
+    // setVariable inside containers: a std::vector element, a struct
+    // field in a vector, a field through a unique_ptr, a bool.
+    assert.strictEqual(await setRow(dc, vars.numbers, '[1]', '20'), '20');
+    assert.strictEqual(await evaluate(dc, frameId, 'numbers'), 'std::vector of length 3, capacity 3 = {1, 20, 3}');
+    const basket = await children(dc, vars.basket);
+    const first = (await children(dc, basket[0]))[0];
+    assert.strictEqual(await setRow(dc, first, 'count', '9'), '9');
+    assert.strictEqual(await evaluate(dc, frameId, 'basket.items[0].count'), '9');
+    const itemPointee = (await children(dc, vars.item))[0];
+    assert.strictEqual(await setRow(dc, itemPointee, 'count', '-3'), '-3');
+    const scopes = await dc.scopesRequest({ frameId });
+    const localsRef = scopes.body.scopes.find((s) => s.name === 'Locals');
+    assert.strictEqual(await setRow(dc, localsRef, 'flag', 'false'), 'false');
+    assert.match(await continueToExit(dc, stop.body.threadId), /1 0 3 203 4 -3 5 0\n/, 'the program printed what was set');
   });
 });

@@ -24,6 +24,39 @@ const MAX_DEPTH: u32 = 3;
 /// Bytes of a string a summary reads.
 const MAX_STRING: u64 = 4096;
 
+/// How deep a summary is nested (nesting beyond [`MAX_DEPTH`] shows as
+/// `{…}`), and whether its integers show in hex (the client's
+/// `format: {hex: true}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    level: u32,
+    pub hex: bool,
+}
+
+impl Depth {
+    /// Map keys shown in a row's name: one level, in decimal.
+    const KEY: Depth = Depth {
+        level: MAX_DEPTH - 1,
+        hex: false,
+    };
+
+    /// A value shown on its own row.
+    pub fn top(hex: bool) -> Self {
+        Depth { level: 0, hex }
+    }
+
+    fn nested(self) -> Self {
+        Depth {
+            level: self.level + 1,
+            ..self
+        }
+    }
+
+    fn at_limit(self) -> bool {
+        self.level >= MAX_DEPTH
+    }
+}
+
 /// A value: its type, where it is, and its bytes (read once).
 #[derive(Clone, Debug)]
 pub struct Value {
@@ -43,15 +76,71 @@ pub struct Child {
 /// What a value expands to.
 #[derive(Clone, Debug)]
 pub enum Children {
-    /// `count` elements of `element` from `first`, `stride` bytes apart:
-    /// listed a page at a time (`indexedVariables`).
-    Indexed {
-        count: u64,
-        element: Option<TypeId>,
-        first: u64,
-        stride: u64,
-    },
+    /// Elements listed a page at a time (`indexedVariables`).
+    Indexed(Sequence),
     Named(Vec<Child>),
+}
+
+/// A sequence of `count` elements of `element`, `stride` bytes apart
+/// within each of its segments: one segment for a `Vec` or a
+/// `std::vector`, two for a `VecDeque` that wraps around its buffer, one
+/// per buffer of a `std::deque`.
+#[derive(Clone, Debug)]
+pub struct Sequence {
+    pub count: u64,
+    pub element: Option<TypeId>,
+    pub stride: u64,
+    /// (address of the segment's first element, elements in it), in order.
+    pub segments: Vec<(u64, u64)>,
+}
+
+impl Sequence {
+    /// `count` elements stored one after another from `first`.
+    pub fn contiguous(count: u64, element: Option<TypeId>, first: u64, stride: u64) -> Self {
+        Sequence {
+            count,
+            element,
+            stride,
+            segments: vec![(first, count)],
+        }
+    }
+
+    /// The address of element `index`, None past the end.
+    pub fn address(&self, index: u64) -> Option<u64> {
+        if index >= self.count {
+            return None;
+        }
+        let mut rest = index;
+        for &(first, len) in &self.segments {
+            if rest < len {
+                return Some(first + rest * self.stride);
+            }
+            rest -= len;
+        }
+        None
+    }
+
+    /// The runs of consecutive elements `start..start + count` as
+    /// (address, elements), so a page costs one read per segment it spans.
+    fn runs(&self, start: u64, count: u64) -> Vec<(u64, u64)> {
+        let mut runs = Vec::new();
+        let mut skip = start;
+        let mut left = count.min(self.count.saturating_sub(start));
+        for &(first, len) in &self.segments {
+            if left == 0 {
+                break;
+            }
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let take = (len - skip).min(left);
+            runs.push((first + skip * self.stride, take));
+            left -= take;
+            skip = 0;
+        }
+        runs
+    }
 }
 
 /// The library type families with formatters of their own.
@@ -61,6 +150,9 @@ enum Family {
     RustStr,
     RustSlice,
     RustVec,
+    RustVecDeque,
+    RustBTreeMap,
+    RustBTreeSet,
     RustRc,
     RustArc,
     RustHashMap,
@@ -68,6 +160,10 @@ enum Family {
     RustCell,
     CppString,
     CppVector,
+    CppDeque,
+    CppArray,
+    CppList,
+    CppVariant,
     CppUniquePtr,
     CppSharedPtr,
     CppOptional,
@@ -90,6 +186,9 @@ const RULES: &[Rule] = &[
     Rule { language: Language::Rust, family: Family::RustStr, name: |n| n == "&str" || n == "&mut str" },
     Rule { language: Language::Rust, family: Family::RustSlice, name: |n| n.starts_with("&[") || n.starts_with("&mut [") },
     Rule { language: Language::Rust, family: Family::RustVec, name: |n| n.starts_with("Vec<") },
+    Rule { language: Language::Rust, family: Family::RustVecDeque, name: |n| n.starts_with("VecDeque<") },
+    Rule { language: Language::Rust, family: Family::RustBTreeMap, name: |n| n.starts_with("BTreeMap<") },
+    Rule { language: Language::Rust, family: Family::RustBTreeSet, name: |n| n.starts_with("BTreeSet<") },
     Rule { language: Language::Rust, family: Family::RustRc, name: |n| n.starts_with("Rc<") },
     Rule { language: Language::Rust, family: Family::RustArc, name: |n| n.starts_with("Arc<") },
     Rule { language: Language::Rust, family: Family::RustHashMap, name: |n| n.starts_with("HashMap<") },
@@ -97,6 +196,10 @@ const RULES: &[Rule] = &[
     Rule { language: Language::Rust, family: Family::RustCell, name: |n| ["Cell<", "RefCell<", "UnsafeCell<"].iter().any(|p| n.starts_with(p)) },
     Rule { language: Language::Cpp, family: Family::CppString, name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char") },
     Rule { language: Language::Cpp, family: Family::CppVector, name: |n| n.starts_with("vector<") },
+    Rule { language: Language::Cpp, family: Family::CppDeque, name: |n| n.starts_with("deque<") },
+    Rule { language: Language::Cpp, family: Family::CppArray, name: |n| n.starts_with("array<") },
+    Rule { language: Language::Cpp, family: Family::CppList, name: |n| n.starts_with("list<") },
+    Rule { language: Language::Cpp, family: Family::CppVariant, name: |n| n.starts_with("variant<") },
     Rule { language: Language::Cpp, family: Family::CppUniquePtr, name: |n| n.starts_with("unique_ptr<") },
     Rule { language: Language::Cpp, family: Family::CppSharedPtr, name: |n| n.starts_with("shared_ptr<") },
     Rule { language: Language::Cpp, family: Family::CppOptional, name: |n| n.starts_with("optional<") },
@@ -118,7 +221,7 @@ impl Symbols {
         &self,
         value: &Value,
         mem: &mut M,
-        depth: u32,
+        depth: Depth,
     ) -> String {
         let ty = self.strip(value.ty);
         let id = self.strip_id(value.ty);
@@ -126,33 +229,44 @@ impl Symbols {
             let shown = match family {
                 Family::RustString => rust::string(self, value, mem).await,
                 Family::RustStr => rust::str(self, value, mem).await,
-                Family::RustSlice | Family::RustVec | Family::CppVector => {
-                    match self.family_children(family, value, mem).await {
-                        Some(Children::Indexed {
-                            count,
-                            element,
-                            first,
-                            stride,
-                        }) => {
-                            let items = self
-                                .element_summaries(element, first, stride, count, mem, depth)
-                                .await;
-                            Some(match family {
-                                Family::RustVec => format!("({count}) vec![{items}]"),
-                                Family::CppVector => {
-                                    let capacity =
-                                        cpp::vector_capacity(self, value).unwrap_or(count);
-                                    format!("std::vector of length {count}, capacity {capacity} = {{{items}}}")
-                                }
-                                _ => format!("({count}) [{items}]"),
-                            })
-                        }
-                        _ => None,
+                Family::RustSlice
+                | Family::RustVec
+                | Family::RustVecDeque
+                | Family::CppVector
+                | Family::CppDeque => match self.family_children(family, value, mem).await {
+                    Some(Children::Indexed(sequence)) => {
+                        let (items, more) = self.element_summaries(&sequence, mem, depth).await;
+                        let count = sequence.count;
+                        Some(match family {
+                            Family::RustVec => {
+                                format!("({count}) vec![{}]", rust_list(&items, more))
+                            }
+                            Family::RustVecDeque => {
+                                format!("({count}) VecDeque[{}]", rust_list(&items, more))
+                            }
+                            Family::CppVector => {
+                                let capacity = cpp::vector_capacity(self, value).unwrap_or(count);
+                                format!(
+                                    "std::vector of length {count}, capacity {capacity} = {{{}}}",
+                                    gdb_list(&items, more)
+                                )
+                            }
+                            Family::CppDeque => format!(
+                                "std::deque with {count} {} = {{{}}}",
+                                if count == 1 { "element" } else { "elements" },
+                                gdb_list(&items, more)
+                            ),
+                            _ => format!("({count}) [{}]", rust_list(&items, more)),
+                        })
                     }
-                }
+                    _ => None,
+                },
                 Family::RustRc | Family::RustArc => rust::counted(self, value, mem, depth).await,
                 Family::RustHashMap | Family::RustHashSet => {
                     rust::hash_table(self, value, family == Family::RustHashSet, mem, depth).await
+                }
+                Family::RustBTreeMap | Family::RustBTreeSet => {
+                    rust::btree(self, value, mem, depth).await
                 }
                 Family::RustCell => match rust::cell_contents(self, value) {
                     Some(inner) => Some(Box::pin(self.summarize(&inner, mem, depth)).await),
@@ -162,8 +276,11 @@ impl Symbols {
                 Family::CppUniquePtr => cpp::unique_ptr(self, value),
                 Family::CppSharedPtr => cpp::shared_ptr(self, value, mem).await,
                 Family::CppOptional => cpp::optional(self, value, mem, depth).await,
-                Family::CppTree | Family::CppHashTable => {
-                    cpp::associative(self, family == Family::CppTree, value, mem, depth).await
+                Family::CppVariant => cpp::variant(self, value, mem, depth).await,
+                // gdb has no printer for std::array: its raw struct.
+                Family::CppArray => None,
+                Family::CppTree | Family::CppHashTable | Family::CppList => {
+                    cpp::linked(self, cpp::links(family), value, mem, depth).await
                 }
             };
             if let Some(shown) = shown {
@@ -186,7 +303,7 @@ impl Symbols {
                 format!("{}{fields}", variant.member.name)
             }
             TypeKind::Struct { members, .. } => {
-                if depth >= MAX_DEPTH {
+                if depth.at_limit() {
                     return "{…}".into();
                 }
                 if language == Language::Rust && (members.is_empty() || is_tuple(members)) {
@@ -207,7 +324,7 @@ impl Symbols {
                     let Some(child) = self.member_value(value, m) else {
                         continue;
                     };
-                    let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
+                    let shown = Box::pin(self.summarize(&child, mem, depth.nested())).await;
                     parts.push(format!("{}{separator}{shown}", m.name));
                 }
                 format!("{{{}}}", parts.join(", "))
@@ -224,7 +341,35 @@ impl Symbols {
                 }
                 text
             }
-            _ => self.format_value(Some(value.ty), &value.bytes, depth),
+            // gdb writes a C++ array in braces.
+            TypeKind::Array { element, counts }
+                if language == Language::Cpp && counts.len() == 1 && !self.is_char(*element) =>
+            {
+                let stride = self.element_size(*element, &[]).unwrap_or(0).max(1);
+                let count = counts[0].unwrap_or(0);
+                let mut items = Vec::new();
+                for i in 0..count.min(SUMMARY_ELEMENTS) {
+                    let Some((element, chunk)) = element.zip(
+                        value
+                            .bytes
+                            .get((i * stride) as usize..((i + 1) * stride) as usize),
+                    ) else {
+                        break;
+                    };
+                    let item = Value {
+                        ty: element,
+                        place: match value.place {
+                            Place::Memory(a) => Place::Memory(a + i * stride),
+                            _ => Place::Bytes(chunk.to_vec()),
+                        },
+                        bytes: chunk.to_vec(),
+                    };
+                    items.push(Box::pin(self.summarize(&item, mem, depth.nested())).await);
+                }
+                let more = count > items.len() as u64;
+                format!("{{{}}}", gdb_list(&items, more))
+            }
+            _ => self.format_value(Some(value.ty), &value.bytes, depth.level, depth.hex),
         }
     }
 
@@ -235,19 +380,19 @@ impl Symbols {
         &self,
         value: &Value,
         mem: &mut M,
-        depth: u32,
+        depth: Depth,
     ) -> String {
         let ty = self.strip(value.ty);
         let TypeKind::Struct { members, .. } = &ty.kind else {
             return format!(
                 "({})",
-                Box::pin(self.summarize(value, mem, depth + 1)).await
+                Box::pin(self.summarize(value, mem, depth.nested())).await
             );
         };
         if members.is_empty() {
             return String::new();
         }
-        if depth >= MAX_DEPTH {
+        if depth.at_limit() {
             return "(…)".into();
         }
         let tuple = is_tuple(members);
@@ -256,7 +401,7 @@ impl Symbols {
             let Some(child) = self.member_value(value, m) else {
                 continue;
             };
-            let shown = Box::pin(self.summarize(&child, mem, depth + 1)).await;
+            let shown = Box::pin(self.summarize(&child, mem, depth.nested())).await;
             parts.push(if tuple {
                 shown
             } else {
@@ -270,38 +415,38 @@ impl Symbols {
         }
     }
 
+    /// The summaries of a sequence's first [`SUMMARY_ELEMENTS`] elements,
+    /// and whether more follow.
     async fn element_summaries<M: TargetMemory>(
         &self,
-        element: Option<TypeId>,
-        first: u64,
-        stride: u64,
-        count: u64,
+        sequence: &Sequence,
         mem: &mut M,
-        depth: u32,
-    ) -> String {
-        let Some(element) = element else {
-            return "…".into();
+        depth: Depth,
+    ) -> (Vec<String>, bool) {
+        let Some(element) = sequence.element else {
+            return (vec!["…".into()], false);
         };
-        let shown = count.min(SUMMARY_ELEMENTS);
-        let Ok(bytes) = mem.read(first, (shown * stride) as usize).await else {
-            return "<unreadable>".into();
-        };
+        let stride = sequence.stride;
         let mut parts = Vec::new();
-        for i in 0..shown {
-            let Some(chunk) = bytes.get((i * stride) as usize..((i + 1) * stride) as usize) else {
-                break;
+        for (first, count) in sequence.runs(0, SUMMARY_ELEMENTS) {
+            let Ok(bytes) = mem.read(first, (count * stride) as usize).await else {
+                return (vec!["<unreadable>".into()], false);
             };
-            let value = Value {
-                ty: element,
-                place: Place::Memory(first + i * stride),
-                bytes: chunk.to_vec(),
-            };
-            parts.push(Box::pin(self.summarize(&value, mem, depth + 1)).await);
+            for i in 0..count {
+                let Some(chunk) = bytes.get((i * stride) as usize..((i + 1) * stride) as usize)
+                else {
+                    break;
+                };
+                let value = Value {
+                    ty: element,
+                    place: Place::Memory(first + i * stride),
+                    bytes: chunk.to_vec(),
+                };
+                parts.push(Box::pin(self.summarize(&value, mem, depth.nested())).await);
+            }
         }
-        if count > shown {
-            parts.push("…".into());
-        }
-        parts.join(", ")
+        let more = sequence.count > parts.len() as u64;
+        (parts, more)
     }
 
     /// The rows a value expands to, or None when it has none beyond what
@@ -343,6 +488,10 @@ impl Symbols {
         match family {
             Family::RustSlice => rust::slice_children(self, value),
             Family::RustVec => rust::vec_children(self, value),
+            Family::RustVecDeque => rust::vec_deque_children(self, value),
+            Family::RustBTreeMap | Family::RustBTreeSet => {
+                rust::btree_children(self, value, mem).await
+            }
             Family::RustRc | Family::RustArc => rust::counted_children(self, value, mem).await,
             Family::RustHashMap | Family::RustHashSet => {
                 rust::hash_table_children(self, value, family == Family::RustHashSet, mem).await
@@ -354,10 +503,13 @@ impl Symbols {
                     .or_else(|| Some(Children::Named(self.field_children(&inner))))
             }
             Family::CppVector => cpp::vector_children(self, value),
+            Family::CppDeque => cpp::deque_children(self, value, mem).await,
+            Family::CppArray => cpp::array_children(self, value),
+            Family::CppVariant => cpp::variant_children(self, value),
             Family::CppUniquePtr | Family::CppSharedPtr => cpp::smart_pointer_children(self, value),
             Family::CppOptional => cpp::optional_children(self, value),
-            Family::CppTree | Family::CppHashTable => {
-                cpp::associative_children(self, family == Family::CppTree, value, mem).await
+            Family::CppTree | Family::CppHashTable | Family::CppList => {
+                cpp::linked_children(self, cpp::links(family), value, mem).await
             }
             Family::RustString | Family::RustStr | Family::CppString => {
                 Some(Children::Named(Vec::new()))
@@ -527,19 +679,78 @@ fn is_tuple(members: &[Member]) -> bool {
         })
 }
 
+/// The expression `evaluate` takes for the row `child` under the value
+/// `parent` evaluates to (DAP's `evaluateName`): `v[3]` for an element,
+/// `m[7]` or `m["k"]` for a map's value by its key, `s.f` for a field
+/// (`t.0` for a Rust tuple's), `*p` for a smart pointer's or an
+/// optional's contents. None for rows no expression reaches (a variant's
+/// alternative, a value under a key that is neither a number nor a
+/// string).
+pub fn child_expression(parent: &str, child: &str) -> Option<String> {
+    let base = parenthesized(parent);
+    if let Some(key) = child.strip_prefix('[').and_then(|c| c.strip_suffix(']')) {
+        if key == "contained value" {
+            return Some(format!("*{base}"));
+        }
+        let quoted = key.len() >= 2 && key.starts_with('"') && key.ends_with('"');
+        return if quoted {
+            Some(format!("{base}[{key}]"))
+        } else {
+            key.parse::<i64>().ok().map(|i| format!("{base}[{i}]"))
+        };
+    }
+    if child == "*get()" {
+        return Some(format!("*{base}"));
+    }
+    let field = child
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        && child.chars().all(|c| c.is_alphanumeric() || c == '_');
+    field.then(|| format!("{base}.{child}"))
+}
+
+/// `parent` as the operand of a postfix or `*`: a path as it is, anything
+/// else in parentheses.
+pub fn parenthesized(parent: &str) -> String {
+    if parent
+        .chars()
+        .all(|c| c.is_alphanumeric() || "_.[]$".contains(c))
+    {
+        parent.to_string()
+    } else {
+        format!("({parent})")
+    }
+}
+
+/// A Rust summary's elements: `1, 2, …`.
+fn rust_list(items: &[String], more: bool) -> String {
+    let mut text = items.join(", ");
+    if more {
+        text.push_str(", …");
+    }
+    text
+}
+
+/// A gdb summary's elements: `1, 2...`.
+fn gdb_list(items: &[String], more: bool) -> String {
+    let mut text = items.join(", ");
+    if more {
+        text.push_str("...");
+    }
+    text
+}
+
 /// The element rows of an indexed sequence from `start`, at most `count`.
 pub fn indexed_rows(children: &Children, start: u64, count: u64) -> Vec<Child> {
     match children {
-        Children::Indexed {
-            count: total,
-            element,
-            first,
-            stride,
-        } => (start..(*total).min(start.saturating_add(count)))
-            .map(|i| Child {
-                name: format!("[{i}]"),
-                ty: *element,
-                place: Place::Memory(first + i * stride),
+        Children::Indexed(sequence) => (start..sequence.count.min(start.saturating_add(count)))
+            .filter_map(|i| {
+                Some(Child {
+                    name: format!("[{i}]"),
+                    ty: sequence.element,
+                    place: Place::Memory(sequence.address(i)?),
+                })
             })
             .collect(),
         Children::Named(rows) => rows
