@@ -38,6 +38,8 @@ pub struct Options {
     /// Do not start the vCPUs (a restored VM that waits for gdb or `PATCH
     /// /vm`).
     pub start_paused: bool,
+    /// `--record-to FILE`: where the recording is saved when the VM ends.
+    pub record_to: Option<PathBuf>,
 }
 
 struct GdbServer {
@@ -47,6 +49,7 @@ struct GdbServer {
 
 pub struct Control {
     vm: Option<Vm>,
+    record_to: Option<PathBuf>,
     gdb: Option<GdbServer>,
     /// `None` only while lent to a gdb session.
     service: Option<Box<Service>>,
@@ -87,6 +90,7 @@ impl Control {
         };
         Ok(Self {
             vm,
+            record_to: options.record_to.clone(),
             gdb,
             service: Some(Box::new(Service {
                 api,
@@ -104,8 +108,25 @@ impl Control {
             .expect("the service is back from the gdb session")
     }
 
-    /// Runs until the guest ends the VM, a debugger kills it, or it fails.
+    /// Runs until the guest ends the VM, a debugger kills it, or it
+    /// fails; then saves the recording where `--record-to` says.
     pub fn run(mut self) -> Result<VmEnd> {
+        let end = self.serve_until_end()?;
+        if let (Some(path), Some(vm)) = (&self.record_to, &self.vm) {
+            crate::record::save(vm, path)?;
+            let recorded = vm
+                .recorder
+                .as_ref()
+                .map_or(0, |r| crate::record::lock(r).end);
+            eprintln!(
+                "vmdbg-vmm: recording of {recorded} instructions saved to {}",
+                path.display()
+            );
+        }
+        Ok(end)
+    }
+
+    fn serve_until_end(&mut self) -> Result<VmEnd> {
         if !self.service().paused {
             if let Some(vm) = &mut self.vm {
                 run_all(vm)?;
@@ -132,6 +153,11 @@ impl Control {
                 while let Some(event) = vm.poll_event() {
                     match event {
                         VcpuEvent::VmEnded { end, .. } => return Ok(end),
+                        VcpuEvent::Record { stop, .. } => {
+                            if let Some(end) = record_end(stop) {
+                                return Ok(end);
+                            }
+                        }
                         // A stop nobody waits for (a pause request a
                         // breakpoint overtook): go on unless paused.
                         other if !paused => vm.run_vcpu(other.vcpu())?,
@@ -191,6 +217,24 @@ impl Control {
                 Ok(None)
             }
         }
+    }
+}
+
+/// How a recording's stop ends a VM that runs with no debugger: a
+/// replayed file at its end, a divergence or a failed recording.
+fn record_end(stop: crate::record::Stop) -> Option<VmEnd> {
+    use crate::error::exit_status::RECORDING;
+    use crate::record::Stop;
+    match stop {
+        Stop::End => {
+            eprintln!("vmdbg-vmm: replayed to the end of the recording");
+            Some(VmEnd::Guest { status: 0 })
+        }
+        Stop::Diverged(why) | Stop::Failed(why) => Some(VmEnd::Fatal {
+            status: RECORDING,
+            report: format!("vmdbg-vmm: {why}\n"),
+        }),
+        _ => None,
     }
 }
 

@@ -70,6 +70,11 @@ fn bad_mem(path: &Path, why: impl Into<String>) -> Error {
 
 /// Reads the state of a stopped VM.
 pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
+    if vm.shape.recordable {
+        return Err(Error::Api(
+            "this VM is built for recording (its PIT and serial interrupts live in the recorder); snapshot files of it are not supported: save the recording instead (--record-to)".into(),
+        ));
+    }
     for t in &vm.devices.virtio {
         if let Some(why) = virtio::lock(t).snapshot_refusal() {
             return Err(Error::Api(format!("this VM cannot be snapshotted: {why}")));
@@ -80,7 +85,7 @@ pub fn capture(vm: &Vm) -> Result<VmSnapshot> {
         shape: vm.shape.clone(),
         boot_mode: vm.boot.mode,
         boot_rip: vm.boot.rip,
-        kvm: KvmVmState::save(vm.vm_fd())?,
+        kvm: KvmVmState::save(vm.vm_fd(), true)?,
         vcpus: vm.save_vcpus()?,
         serial,
         virtio: vm
