@@ -119,6 +119,9 @@ impl Rng {
 const TRACE: u64 = 3_000;
 const TARGETS: usize = 10_000;
 const REPLAYS: usize = 100;
+/// Instructions each of the 100 replays executes (from the checkpoint
+/// before the typed input to here).
+const REPLAY_SPAN: u64 = 1_500;
 
 #[test]
 fn reverse_stepi_lands_on_the_forward_trace() {
@@ -224,11 +227,19 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     let began = Instant::now();
     for _ in 0..REPLAYS {
         monitor(&mut rsp, &format!("record goto {start}"));
-        let went = monitor(&mut rsp, &format!("record goto {}", start + TRACE));
+        let went = monitor(&mut rsp, &format!("record replay-to {}", start + REPLAY_SPAN));
         assert!(went.contains("icount:"), "{went}");
         digests.push(monitor(&mut rsp, "record digest"));
     }
-    eprintln!("{REPLAYS} replays of {TRACE} instructions: {:?}", began.elapsed());
+    eprintln!(
+        "{REPLAYS} replays of {REPLAY_SPAN} instructions: {:?}",
+        began.elapsed()
+    );
+    assert!(
+        digests[0].contains(&format!(" to {}", start + REPLAY_SPAN)),
+        "{}",
+        digests[0]
+    );
     assert!(digests[0].contains("digest 0x"), "{}", digests[0]);
     assert!(
         digests.iter().all(|d| d == &digests[0]),

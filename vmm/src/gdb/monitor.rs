@@ -19,6 +19,7 @@ const HELP: &str = "vmdbg-vmm monitor commands:
   info                 vCPUs, debug registers in use, host debug capabilities
   record status        position (icount), recorded length, log, checkpoints
   record goto N        go to instruction position N of the recording
+  record replay-to N   replay forward to N executing every instruction
   record digest        CRC of what the guest observed since the last restore
   record save FILE     save the recording (replay it with --replay FILE)
   help                 this text";
@@ -171,12 +172,16 @@ impl VmTarget {
                     r.icount
                 );
             }
-            ["goto", n] => {
+            [verb @ ("goto" | "replay-to"), n] => {
                 let Some(target) = parse_u64(n) else {
-                    outputln!(out, "usage: record goto N");
+                    outputln!(out, "usage: record {verb} N");
                     return;
                 };
-                match record::drive_and_wait(&mut self.vm, record::Goal::Goto(target)) {
+                let goal = match *verb {
+                    "goto" => record::Goal::Goto(target),
+                    _ => record::Goal::ReplayTo(target),
+                };
+                match record::drive_and_wait(&mut self.vm, goal) {
                     Ok(VcpuEvent::Record {
                         stop: record::Stop::Reached,
                         ..
@@ -184,16 +189,19 @@ impl VmTarget {
                     Ok(VcpuEvent::Record {
                         stop: record::Stop::Diverged(why) | record::Stop::Failed(why),
                         ..
-                    }) => outputln!(out, "record goto: {why}"),
-                    Ok(other) => outputln!(out, "record goto: stopped by {other:?}"),
-                    Err(e) => outputln!(out, "record goto: {e}"),
+                    }) => outputln!(out, "record {verb}: {why}"),
+                    Ok(other) => outputln!(out, "record {verb}: stopped by {other:?}"),
+                    Err(e) => outputln!(out, "record {verb}: {e}"),
                 }
             }
             ["save", path] => match record::save(&self.vm, std::path::Path::new(path)) {
                 Ok(()) => outputln!(out, "saved to {path}"),
                 Err(e) => outputln!(out, "record save: {e}"),
             },
-            _ => outputln!(out, "usage: record status | goto N | digest | save FILE"),
+            _ => outputln!(
+                out,
+                "usage: record status | goto N | replay-to N | digest | save FILE"
+            ),
         }
     }
 }

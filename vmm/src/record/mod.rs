@@ -132,6 +132,9 @@ pub enum Goal {
     Run { step: bool },
     /// To exactly this position.
     Goto(u64),
+    /// Forward to this position executing every instruction (no jump to a
+    /// later checkpoint): a replay whose observations are all checked.
+    ReplayTo(u64),
     ReverseStep,
     ReverseContinue,
 }
@@ -630,6 +633,12 @@ impl Recorder {
             self.regs = Some(regs);
             return self.after_step(replaying);
         }
+        // Armed before every instruction: on this host an interrupt that
+        // KVM delivers on the first entry after arming pushes the trap
+        // flag in its frame, and on later entries does not, so live and
+        // replayed runs must arm at the same places whatever drives the
+        // steps were grouped in: everywhere.
+        enable_stepping(io.fd()).map_err(fail)?;
         tracing::trace!(
             "step icount {} rip {:#x} {kind:?} if {} clock {}",
             self.icount,
@@ -676,6 +685,7 @@ impl Recorder {
                 io.fd()
                     .set_regs(&regs)
                     .map_err(|e| fail(Error::kvm("KVM_SET_REGS")(e)))?;
+                enable_stepping(io.fd()).map_err(fail)?;
             }
         }
         self.icount += 1;
@@ -721,7 +731,8 @@ impl Recorder {
         fd.set_vcpu_events(&events)
             .map_err(Error::kvm("KVM_SET_VCPU_EVENTS"))?;
         regs.rip += 1;
-        fd.set_regs(regs).map_err(Error::kvm("KVM_SET_REGS"))
+        fd.set_regs(regs).map_err(Error::kvm("KVM_SET_REGS"))?;
+        enable_stepping(fd)
     }
 
     fn irq0_due(&mut self) -> bool {
@@ -879,6 +890,13 @@ impl Recorder {
         let result = match goal {
             Goal::Run { step } => self.run(io, step, stops),
             Goal::Goto(target) => reached(self.goto(io, target)),
+            Goal::ReplayTo(target) if target < self.icount || target > self.end => {
+                Err(Stop::Failed(format!(
+                    "replay-to {target}: not between the current position {} and the end {}",
+                    self.icount, self.end
+                )))
+            }
+            Goal::ReplayTo(target) => reached(self.forward_to(io, target)),
             Goal::ReverseStep if self.icount == 0 => Err(Stop::Begin),
             Goal::ReverseStep => {
                 let target = self.icount - 1;
@@ -911,6 +929,9 @@ enum DriveEnd {
     Ended(VmEnd),
 }
 
+/// Arms single-stepping at the current instruction. Needed again after
+/// every KVM_SET_REGS: KVM keeps the trap flag only for the RIP it was
+/// armed at.
 fn enable_stepping(fd: &VcpuFd) -> Result<()> {
     let dbg = kvm_guest_debug {
         control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP,
