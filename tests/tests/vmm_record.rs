@@ -360,7 +360,7 @@ fn saved_recording_replays_in_a_fresh_process_to_the_same_fault() {
     assert!(out.contains("Hardware watchpoint 2: watched"), "{out}");
     assert!(out.contains("Old value = "), "{out}");
     assert!(
-        out.contains(&format!("update_watched (v="))
+        out.contains("update_watched (v=")
             && out.contains(&format!("rr.c:{write_line}"))
             && out.contains(&format!("rr.c:{last_write}")),
         "the watchpoint should stop at the write in update_watched called from line {last_write}:\n{out}"

@@ -40,12 +40,15 @@ pub struct Checkpoint {
     pub written: Vec<u64>,
 }
 
+/// A page's contents as of a checkpoint (by index).
+type PageVersion = (usize, Box<[u8]>);
+
 /// Guest memory's history: the full image at the start and, per page, its
 /// contents at each checkpoint that saw it written.
 pub struct MemoryHistory {
     initial: Vec<u8>,
-    /// page -> (checkpoint index, contents at that checkpoint), ascending.
-    versions: HashMap<u64, Vec<(usize, Box<[u8]>)>>,
+    /// page -> its versions, by ascending checkpoint index.
+    versions: HashMap<u64, Vec<PageVersion>>,
     /// Pages KVM saw written since the machine was last at a checkpoint.
     dirty: BTreeSet<u64>,
     pub bytes_kept: usize,
