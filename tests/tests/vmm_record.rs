@@ -29,7 +29,10 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The address of `name` in rr.elf (from its symbol table).
 fn symbol(name: &str) -> u64 {
-    let out = Command::new("nm").arg(kernel("rr.elf")).output().expect("nm");
+    let out = Command::new("nm")
+        .arg(kernel("rr.elf"))
+        .output()
+        .expect("nm");
     text(&out.stdout)
         .lines()
         .find_map(|l| {
@@ -93,7 +96,10 @@ fn recording_vmm(
         .args(extra)
         .envs(envs.iter().copied());
     let mut guard = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    guard.wait_for_stderr("waiting for a client on serial socket", Duration::from_secs(10));
+    guard.wait_for_stderr(
+        "waiting for a client on serial socket",
+        Duration::from_secs(10),
+    );
     let serial = UnixStream::connect(&serial_sock).expect("connect to the serial socket");
     guard.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
     let stream = UnixStream::connect(&gdb_sock).expect("connect to the stub");
@@ -196,7 +202,10 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     for n in 0..TARGETS {
         let t = rng.next() % TRACE; // lands on start + t, from start + t + 1
         let went = monitor(&mut rsp, &format!("record goto {}", start + t + 1));
-        assert!(went.contains(&format!("icount: {}", start + t + 1)), "{went}");
+        assert!(
+            went.contains(&format!("icount: {}", start + t + 1)),
+            "{went}"
+        );
         let stop = rsp.ask("bs");
         assert!(stop.starts_with("T05"), "target {n}: {stop}");
         let regs = rsp.ask("g");
@@ -216,7 +225,11 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     for (i, data, stack, sp) in &memory {
         monitor(&mut rsp, &format!("record goto {}", start + i + 1));
         assert!(rsp.ask("bs").starts_with("T05"));
-        assert_eq!(&rsp.ask(&format!("m{watched:x},40")), data, "globals at +{i}");
+        assert_eq!(
+            &rsp.ask(&format!("m{watched:x},40")),
+            data,
+            "globals at +{i}"
+        );
         assert_eq!(&rsp.ask(&format!("m{sp:x},80")), stack, "stack at +{i}");
     }
 
@@ -227,7 +240,10 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     let began = Instant::now();
     for _ in 0..REPLAYS {
         monitor(&mut rsp, &format!("record goto {start}"));
-        let went = monitor(&mut rsp, &format!("record replay-to {}", start + REPLAY_SPAN));
+        let went = monitor(
+            &mut rsp,
+            &format!("record replay-to {}", start + REPLAY_SPAN),
+        );
         assert!(went.contains("icount:"), "{went}");
         digests.push(monitor(&mut rsp, "record digest"));
     }
@@ -285,7 +301,11 @@ fn saved_recording_replays_in_a_fresh_process_to_the_same_fault() {
         "{}",
         text(&recorded.stderr)
     );
-    assert!(text(&recorded.stderr).contains("saved to"), "{}", text(&recorded.stderr));
+    assert!(
+        text(&recorded.stderr).contains("saved to"),
+        "{}",
+        text(&recorded.stderr)
+    );
     let console = std::fs::read_to_string(dir.join("recorded.txt")).unwrap();
     let fault_line = console
         .lines()
@@ -300,7 +320,12 @@ fn saved_recording_replays_in_a_fresh_process_to_the_same_fault() {
         .arg("--serial")
         .arg(format!("file:{}", dir.join("replayed.txt").display()));
     let replayed = vmdbg_e2e::run(cmd, "vmdbg-vmm --replay", Duration::from_secs(120));
-    assert_eq!(replayed.status.code(), Some(0), "{}", text(&replayed.stderr));
+    assert_eq!(
+        replayed.status.code(),
+        Some(0),
+        "{}",
+        text(&replayed.stderr)
+    );
     assert!(text(&replayed.stderr).contains("replayed to the end of the recording"));
     assert_eq!(
         std::fs::read_to_string(dir.join("replayed.txt")).unwrap(),
@@ -351,9 +376,7 @@ fn saved_recording_replays_in_a_fresh_process_to_the_same_fault() {
     assert_eq!(values.first().map(String::as_str), Some(rip), "{out}");
     assert_eq!(values.get(1).map(String::as_str), Some(cr2), "{out}");
     assert!(
-        values
-            .get(2)
-            .is_some_and(|v| v.contains("0x7ead00000000")),
+        values.get(2).is_some_and(|v| v.contains("0x7ead00000000")),
         "{out}"
     );
     // The last write to `watched` before the fault, found backwards.
@@ -392,7 +415,10 @@ fn forced_divergence_is_reported() {
     // whose logged value was changed stops it.
     assert_eq!(rsp.ask(&format!("z0,{fault:x},1")), "OK");
     let stop = rsp.ask("vCont;c");
-    assert!(stop.starts_with("T1e"), "a divergence stops with SIGUSR1 (gdb signal 30): {stop}");
+    assert!(
+        stop.starts_with("T1e"),
+        "a divergence stops with SIGUSR1 (gdb signal 30): {stop}"
+    );
     let status = monitor(&mut rsp, "record status");
     assert!(
         status.contains("diverged: replay diverged at icount ")
@@ -429,7 +455,11 @@ fn corrupt_recording_files_are_refused() {
         .args(["--mem", "8M", "--serial", "none", "--record-to"])
         .arg(&file);
     let out = vmdbg_e2e::run(cmd, "vmdbg-vmm --record-to", Duration::from_secs(60));
-    assert!(text(&out.stderr).contains("saved to"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("saved to"),
+        "{}",
+        text(&out.stderr)
+    );
     let good = std::fs::read(&file).unwrap();
     let mut flipped = good.clone();
     let middle = flipped.len() / 2;
@@ -440,7 +470,11 @@ fn corrupt_recording_files_are_refused() {
         ("truncated", good[..good.len() - 100].to_vec(), "truncated"),
         ("flipped", flipped, "checksum mismatch"),
         ("version", version, "format version 99"),
-        ("magic", b"not a recording at all, just text".to_vec(), "wrong magic"),
+        (
+            "magic",
+            b"not a recording at all, just text".to_vec(),
+            "wrong magic",
+        ),
     ];
     for (name, bytes, why) in cases {
         let path = dir.join(format!("{name}.rec"));
@@ -456,5 +490,200 @@ fn corrupt_recording_files_are_refused() {
             "{name}: {err}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// gdb against vmdbg-vmm: from the corrupting line, one instruction
+/// back, then back to the last write of `watched`, and one step forward.
+fn reverse_watch_script(port: u16) -> String {
+    format!(
+        "set pagination off\n\
+         target remote 127.0.0.1:{port}\n\
+         break rr.c:{corrupt}\n\
+         continue\n\
+         print watched\n\
+         reverse-stepi\n\
+         watch watched\n\
+         reverse-continue\n\
+         info registers rip\n\
+         bt 2\n\
+         stepi\n\
+         info registers rip\n\
+         print watched\n\
+         kill\n",
+        corrupt = marker_line("rr.c", "corrupt")
+    )
+}
+
+/// gdb against QEMU's replay: forward with the watchpoint from the start
+/// to the corrupting line, so the last watchpoint stop before it is the
+/// last write. (QEMU 7.2's own reverse-continue with a watchpoint hangs
+/// here more often than not, so its forward replay is the reference.)
+fn forward_watch_script(socket: &Path) -> String {
+    format!(
+        "set pagination off\n\
+         target remote {}\n\
+         break rr.c:{corrupt}\n\
+         watch watched\n\
+         {continues}\
+         print watched\n\
+         kill\n",
+        socket.display(),
+        corrupt = marker_line("rr.c", "corrupt"),
+        continues = "continue\ninfo registers rip\n".repeat(6)
+    )
+}
+
+fn rips(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with("rip "))
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect()
+}
+
+/// The numbers after `Old value = ` and `New value = `, in order.
+fn watch_values(out: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            Some((
+                w[0].strip_prefix("Old value = ")?.to_string(),
+                w[1].strip_prefix("New value = ")?.to_string(),
+            ))
+        })
+        .collect()
+}
+/// QEMU's own record/replay (TCG, icount) of rr.elf with its gdbstub on
+/// `socket`, replaying.
+fn qemu_replay(dir: &Path, socket: &Path) -> ChildGuard {
+    let disk = dir.join("rr.qcow2");
+    let log = dir.join("rr.replay");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("16M")
+        .status()
+        .expect("qemu-img");
+    assert!(status.success());
+    let common = |mode: &str| {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-M", "pc", "-m", "128", "-display", "none"])
+            .args(["-no-reboot", "-net", "none", "-serial", "null"])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-drive")
+            .arg(format!("file={},if=none,id=rr", disk.display()))
+            .arg("-icount")
+            .arg(format!(
+                "shift=auto,rr={mode},rrfile={},rrsnapshot=init",
+                log.display()
+            ))
+            .arg("-kernel")
+            .arg(kernel("rr.elf"));
+        cmd
+    };
+    let recorded = vmdbg_e2e::run(common("record"), "QEMU rr=record", Duration::from_secs(120));
+    assert_eq!(
+        recorded.status.code(),
+        Some(0xff),
+        "{}",
+        text(&recorded.stderr)
+    );
+    let mut cmd = common("replay");
+    cmd.arg("-S")
+        .arg("-gdb")
+        .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    let qemu = ChildGuard::spawn(cmd, "QEMU rr=replay");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "QEMU opened no gdb socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    qemu
+}
+
+#[test]
+fn reverse_watchpoint_finds_the_write_qemu_finds() {
+    if !require(
+        all([
+            kvm(),
+            tool("gdb"),
+            tool("qemu-system-x86_64"),
+            tool("qemu-img"),
+        ]),
+        "reverse_watchpoint_finds_the_write_qemu_finds",
+    ) {
+        return;
+    }
+    let dir = scratch("qemu");
+    let socket = dir.join("qemu.sock");
+    let began = Instant::now();
+    let qemu = qemu_replay(&dir, &socket);
+    eprintln!("QEMU record: {:?}", began.elapsed());
+    let began = Instant::now();
+    let out = gdb_batch(
+        &kernel("rr.elf"),
+        &forward_watch_script(&socket),
+        Duration::from_secs(120),
+    );
+    let theirs = text(&out.stdout) + &text(&out.stderr);
+    drop(qemu);
+    eprintln!("gdb on QEMU's replay: {:?}", began.elapsed());
+    let began = Instant::now();
+
+    let (guard, port) = {
+        let mut cmd = vmm();
+        cmd.arg("--kernel")
+            .arg(kernel("rr.elf"))
+            .args(["--mem", "16M", "--record", "--serial", "none"]);
+        vmdbg_e2e::vmm_gdb_on_any_port(cmd)
+    };
+    let out = gdb_batch(
+        &kernel("rr.elf"),
+        &reverse_watch_script(port),
+        Duration::from_secs(120),
+    );
+    let ours = text(&out.stdout) + &text(&out.stderr);
+    drop(guard);
+    eprintln!("gdb on vmdbg-vmm's recording: {:?}", began.elapsed());
+
+    let both = format!("QEMU:\n{theirs}\nvmdbg-vmm:\n{ours}");
+    let corrupt = format!(
+        "Breakpoint 1, kmain () at rr.c:{}",
+        marker_line("rr.c", "corrupt")
+    );
+    // QEMU: the watchpoint stops before the breakpoint; the last is the
+    // last write (gdb reports it after the writing instruction).
+    let before_bp = &theirs[..theirs.find(&corrupt).unwrap_or_else(|| panic!("{both}"))];
+    let (q_old, q_new) = watch_values(before_bp)
+        .pop()
+        .unwrap_or_else(|| panic!("{both}"));
+    let q_rip = rips(before_bp).pop().unwrap_or_else(|| panic!("{both}"));
+    // vmdbg-vmm, backwards: the same write, stopped at the writing
+    // instruction (gdb's reverse watchpoint convention), values reversed;
+    // one stepi forward is exactly where QEMU's forward watchpoint stopped.
+    let ours_values = watch_values(&ours);
+    assert_eq!(
+        ours_values,
+        [
+            (q_new.clone(), q_old.clone()),
+            (q_old.clone(), q_new.clone())
+        ],
+        "backwards onto the write, then forward over it: {both}"
+    );
+    assert!(
+        ours.contains(&format!(
+            "update_watched (v={q_new}) at rr.c:{}",
+            marker_line("rr.c", "watched-write")
+        )) && ours.contains(&format!(
+            "in kmain () at rr.c:{}",
+            marker_line("rr.c", "last-write")
+        )),
+        "{both}"
+    );
+    let v_rips = rips(&ours);
+    assert_eq!(v_rips.len(), 2, "{both}");
+    assert_eq!(v_rips[1], q_rip, "one step past the write: {both}");
+    assert_eq!(printed(&ours).last(), Some(&q_new), "{both}");
     let _ = std::fs::remove_dir_all(&dir);
 }

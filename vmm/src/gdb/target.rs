@@ -514,11 +514,7 @@ impl VmTarget {
     /// every instruction (it steps each one, so no debug register is
     /// needed).
     fn record_stops(&self) -> Result<StopAt, Error> {
-        let breakpoints = self
-            .slots
-            .breakpoints()
-            .map(|s| s.addr)
-            .collect();
+        let breakpoints = self.slots.breakpoints().map(|s| s.addr).collect();
         let watches = self
             .watched_ranges(0)?
             .into_iter()

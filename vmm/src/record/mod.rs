@@ -129,7 +129,9 @@ pub enum Goal {
     /// Forward: one instruction (`step`) or until a breakpoint, watchpoint
     /// or pause. `stop_at_end`: a replay stops at the live end rather than
     /// recording on.
-    Run { step: bool },
+    Run {
+        step: bool,
+    },
     /// To exactly this position.
     Goto(u64),
     /// Forward to this position executing every instruction (no jump to a
@@ -163,8 +165,12 @@ pub struct StopAt {
 pub enum Stop {
     /// A step, a reverse step or a goto reached its position.
     Reached,
-    Breakpoint { addr: u64 },
-    Watch { addr: u64 },
+    Breakpoint {
+        addr: u64,
+    },
+    Watch {
+        addr: u64,
+    },
     /// At the first recorded position.
     Begin,
     /// At the last recorded position (a replay of a file, or gdb replaying
@@ -396,10 +402,7 @@ impl Recorder {
             return Ok((false, pic.imr));
         }
         let highest = requests.trailing_zeros();
-        Ok((
-            pic.isr == 0 || highest < pic.isr.trailing_zeros(),
-            pic.imr,
-        ))
+        Ok((pic.isr == 0 || highest < pic.isr.trailing_zeros(), pic.imr))
     }
 
     fn replaying(&self) -> bool {
@@ -577,7 +580,12 @@ impl Recorder {
                 let Event::SerialIn { bytes } = self.log[self.cursor].event.clone() else {
                     unreachable!()
                 };
-                self.meet(Event::SerialIn { bytes: bytes.clone() }, &regs)?;
+                self.meet(
+                    Event::SerialIn {
+                        bytes: bytes.clone(),
+                    },
+                    &regs,
+                )?;
                 lock_device(&self.serial).enqueue(&bytes);
                 self.observe(&[self.icount, 0x5e, bytes.len() as u64]);
             }
@@ -628,8 +636,7 @@ impl Recorder {
             // and the handler would then run unstepped.
             self.complete_hlt(io.fd(), &mut regs).map_err(fail)?;
             self.icount += 1;
-            self.clock
-                .set_ns(self.clock.now_ns() + NS_PER_INSTRUCTION);
+            self.clock.set_ns(self.clock.now_ns() + NS_PER_INSTRUCTION);
             self.regs = Some(regs);
             return self.after_step(replaying);
         }
@@ -672,7 +679,10 @@ impl Recorder {
             return Ok(end);
         }
         let before = regs;
-        regs = io.fd().get_regs().map_err(|e| fail(Error::kvm("KVM_GET_REGS")(e)))?;
+        regs = io
+            .fd()
+            .get_regs()
+            .map_err(|e| fail(Error::kvm("KVM_GET_REGS")(e)))?;
         if kind == Kind::HostValue {
             let logged = self.meet(
                 Event::HostValue {
@@ -689,8 +699,7 @@ impl Recorder {
             }
         }
         self.icount += 1;
-        self.clock
-            .set_ns(self.clock.now_ns() + NS_PER_INSTRUCTION);
+        self.clock.set_ns(self.clock.now_ns() + NS_PER_INSTRUCTION);
         self.regs = Some(regs);
         self.after_step(replaying)
     }
@@ -1022,14 +1031,19 @@ fn apply_state(vm: &Vm, state: &MachineState, fresh: bool) -> Result<()> {
     lock_device(&vm.devices.serial)
         .restore(&state.serial)
         .map_err(Error::Record)?;
-    lock_device(&p.pit).restore(&state.pit).map_err(Error::Record)?;
+    lock_device(&p.pit)
+        .restore(&state.pit)
+        .map_err(Error::Record)?;
     p.clock.set_ns(state.clock_ns);
     Ok(())
 }
 
 /// `--replay FILE`: a machine at the beginning of a saved recording, with
 /// the recording loaded to replay (and nothing past its end).
-pub fn open_file(path: &std::path::Path, serial: &crate::devices::serial::SerialTarget) -> Result<Vm> {
+pub fn open_file(
+    path: &std::path::Path,
+    serial: &crate::devices::serial::SerialTarget,
+) -> Result<Vm> {
     let f = file::load(path)?;
     let mem = crate::vm::anonymous_memory(f.header.shape.mem_bytes)?;
     mem.write_slice(&f.memory, GuestAddress(0))
