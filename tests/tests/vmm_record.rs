@@ -687,3 +687,66 @@ fn reverse_watchpoint_finds_the_write_qemu_finds() {
     assert_eq!(printed(&ours).last(), Some(&q_new), "{both}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn gdb_reverse_next_step_and_finish() {
+    if !require(
+        all([kvm(), tool("gdb")]),
+        "gdb_reverse_next_step_and_finish",
+    ) {
+        return;
+    }
+    let (guard, port) = {
+        let mut cmd = vmm();
+        cmd.arg("--kernel")
+            .arg(kernel("rr.elf"))
+            .args(["--mem", "16M", "--record", "--serial", "none"]);
+        vmdbg_e2e::vmm_gdb_on_any_port(cmd)
+    };
+    let last_write = marker_line("rr.c", "last-write");
+    let corrupt = marker_line("rr.c", "corrupt");
+    let script = format!(
+        "set pagination off\n\
+         target remote 127.0.0.1:{port}\n\
+         break rr.c:{corrupt}\n\
+         continue\n\
+         delete\n\
+         reverse-next\n\
+         bt 1\n\
+         reverse-step\n\
+         bt 1\n\
+         reverse-step\n\
+         bt 2\n\
+         reverse-finish\n\
+         bt 1\n\
+         next\n\
+         bt 1\n\
+         kill\n"
+    );
+    let out = gdb_batch(&kernel("rr.elf"), &script, Duration::from_secs(120));
+    let out = text(&out.stdout) + &text(&out.stderr);
+    drop(guard);
+    let frames: Vec<&str> = out.lines().filter(|l| l.starts_with("#0")).collect();
+    assert_eq!(frames.len(), 5, "{out}");
+    let work_line = last_write - 1;
+    // reverse-next: from the corrupting line back over the call.
+    assert!(
+        frames[0].ends_with(&format!("kmain () at rr.c:{last_write}")),
+        "{out}"
+    );
+    // reverse-step: back to the line before, then into work() from its end.
+    assert!(
+        frames[1].ends_with(&format!("kmain () at rr.c:{work_line}")),
+        "{out}"
+    );
+    assert!(frames[2].contains("work (rounds="), "{out}");
+    // reverse-finish: out to the call in kmain; next goes over it again.
+    assert!(
+        frames[3].contains(&format!("in kmain () at rr.c:{work_line}")),
+        "{out}"
+    );
+    assert!(
+        frames[4].ends_with(&format!("kmain () at rr.c:{last_write}")),
+        "{out}"
+    );
+}
