@@ -33,36 +33,8 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn symbol(elf: &Path, name: &str) -> u64 {
-    let out = Command::new("nm").arg(elf).output().expect("nm");
-    text(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            let (addr, _, sym) = (w.next()?, w.next()?, w.next()?);
-            (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
-        })
-        .unwrap_or_else(|| panic!("no symbol {name}"))
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 fn monitor(rsp: &mut RawRsp<UnixStream>, cmd: &str) -> String {
-    rsp.send(&format!("qRcmd,{}", hex(cmd)));
-    let mut out = String::new();
-    loop {
-        let r = rsp.reply();
-        if r == "OK" {
-            return out;
-        }
-        let h = r.strip_prefix('O').unwrap_or_else(|| panic!("{r}"));
-        let bytes: Vec<u8> = (0..h.len() / 2)
-            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        out.push_str(&text(&bytes));
-    }
+    rsp.monitor(cmd)
 }
 
 fn connect(sock: &Path) -> RawRsp<UnixStream> {
@@ -160,7 +132,7 @@ fn main() {
         .arg(format!("unix:{}", sock.display()));
     let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record");
     let mut rsp = connect(&sock);
-    let fault = symbol(&elf, "fault_handler");
+    let fault = elf_symbol(&elf, "fault_handler");
     rsp.ask(&format!("Z0,{fault:x},1"));
     assert!(rsp.ask("vCont;c").starts_with("T05"));
     rsp.ask(&format!("z0,{fault:x},1"));
@@ -203,8 +175,9 @@ fn main() {
         Ok(q) => {
             let q50 = percentile(q.clone(), 0.5);
             println!(
-                "  QEMU rr=replay   p50 {q50:8.1} ms   p99 {:8.1} ms ({QEMU_REVERSE_STEPS} steps)   ratio {:.0}x faster",
-                percentile(q, 0.99),
+                "  QEMU rr=replay   p50 {q50:8.1} ms   p99 {:8.1} ms ({} of {QEMU_REVERSE_STEPS} answered)   QEMU/vmdbg-vmm p50 ratio {:.2}",
+                percentile(q.clone(), 0.99),
+                q.len(),
                 q50 / p50
             );
         }
@@ -226,40 +199,7 @@ fn main() {
 fn qemu_reverse_steps(elf: &Path, dir: &Path, fault: u64) -> Result<Vec<f64>, String> {
     tool("qemu-system-x86_64")?;
     tool("qemu-img")?;
-    let disk = dir.join("q.qcow2");
-    let log = dir.join("q.replay");
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("16M")
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !ok.success() {
-        return Err("qemu-img failed".into());
-    }
-    let common = |mode: &str| {
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-M", "pc", "-m", "128", "-display", "none"])
-            .args(["-no-reboot", "-net", "none", "-serial", "null"])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .arg("-drive")
-            .arg(format!("file={},if=none,id=rr", disk.display()))
-            .arg("-icount")
-            .arg(format!(
-                "shift=auto,rr={mode},rrfile={},rrsnapshot=init",
-                log.display()
-            ))
-            .arg("-kernel")
-            .arg(elf);
-        cmd
-    };
-    run(common("record"), "QEMU rr=record", Duration::from_secs(120));
-    let sock = dir.join("q.sock");
-    let mut cmd = common("replay");
-    cmd.arg("-S")
-        .arg("-gdb")
-        .arg(format!("unix:{},server=on,wait=off", sock.display()));
-    let guard = ChildGuard::spawn(cmd, "QEMU rr=replay");
+    let (guard, sock) = qemu_record_then_replay(elf, dir);
     let mut rsp = connect(&sock);
     // QEMU's replay sometimes never answers a reverse command here: the
     // steps run on a thread and a silent one is reported as such.

@@ -14,11 +14,13 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmdbg_e2e::rsp::RawRsp;
-use vmdbg_e2e::{all, gdb_batch, kernel, kvm, marker_line, require, text, tool, vmm, ChildGuard};
+use vmdbg_e2e::{
+    all, elf_symbol, gdb_batch, kernel, kvm, marker_line, qemu_record_then_replay, require, text,
+    tool, vmm, ChildGuard,
+};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vmdbg-rr-{name}-{}", std::process::id()));
@@ -27,43 +29,12 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// The address of `name` in rr.elf (from its symbol table).
 fn symbol(name: &str) -> u64 {
-    let out = Command::new("nm")
-        .arg(kernel("rr.elf"))
-        .output()
-        .expect("nm");
-    text(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            let (addr, _, sym) = (w.next()?, w.next()?, w.next()?);
-            (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
-        })
-        .unwrap_or_else(|| panic!("no symbol {name} in rr.elf"))
+    elf_symbol(&kernel("rr.elf"), name)
 }
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `monitor CMD` over raw RSP: the console output.
 fn monitor(rsp: &mut RawRsp<UnixStream>, cmd: &str) -> String {
-    rsp.send(&format!("qRcmd,{}", hex(cmd)));
-    let mut out = String::new();
-    loop {
-        let r = rsp.reply();
-        if r == "OK" {
-            return out;
-        }
-        let Some(h) = r.strip_prefix('O') else {
-            panic!("monitor {cmd}: unexpected reply {r}");
-        };
-        let bytes: Vec<u8> = (0..h.len() / 2)
-            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        out.push_str(&text(&bytes));
-    }
+    rsp.monitor(cmd)
 }
 
 fn icount(rsp: &mut RawRsp<UnixStream>) -> u64 {
@@ -554,54 +525,6 @@ fn watch_values(out: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
-/// QEMU's own record/replay (TCG, icount) of rr.elf with its gdbstub on
-/// `socket`, replaying.
-fn qemu_replay(dir: &Path, socket: &Path) -> ChildGuard {
-    let disk = dir.join("rr.qcow2");
-    let log = dir.join("rr.replay");
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("16M")
-        .status()
-        .expect("qemu-img");
-    assert!(status.success());
-    let common = |mode: &str| {
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-M", "pc", "-m", "128", "-display", "none"])
-            .args(["-no-reboot", "-net", "none", "-serial", "null"])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .arg("-drive")
-            .arg(format!("file={},if=none,id=rr", disk.display()))
-            .arg("-icount")
-            .arg(format!(
-                "shift=auto,rr={mode},rrfile={},rrsnapshot=init",
-                log.display()
-            ))
-            .arg("-kernel")
-            .arg(kernel("rr.elf"));
-        cmd
-    };
-    let recorded = vmdbg_e2e::run(common("record"), "QEMU rr=record", Duration::from_secs(120));
-    assert_eq!(
-        recorded.status.code(),
-        Some(0xff),
-        "{}",
-        text(&recorded.stderr)
-    );
-    let mut cmd = common("replay");
-    cmd.arg("-S")
-        .arg("-gdb")
-        .arg(format!("unix:{},server=on,wait=off", socket.display()));
-    let qemu = ChildGuard::spawn(cmd, "QEMU rr=replay");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "QEMU opened no gdb socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    qemu
-}
-
 #[test]
 fn reverse_watchpoint_finds_the_write_qemu_finds() {
     if !require(
@@ -616,9 +539,8 @@ fn reverse_watchpoint_finds_the_write_qemu_finds() {
         return;
     }
     let dir = scratch("qemu");
-    let socket = dir.join("qemu.sock");
     let began = Instant::now();
-    let qemu = qemu_replay(&dir, &socket);
+    let (qemu, socket) = qemu_record_then_replay(&kernel("rr.elf"), &dir);
     eprintln!("QEMU record: {:?}", began.elapsed());
     let began = Instant::now();
     let out = gdb_batch(
