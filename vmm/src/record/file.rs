@@ -19,11 +19,19 @@ use super::log::Entry;
 use super::Recorder;
 use crate::boot::EntryMode;
 use crate::error::{Error, Result};
+use crate::snapshot::Framing;
 use crate::vm::MachineShape;
 
 pub const MAGIC: &[u8; 8] = b"VMDBGREC";
 pub const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 32;
+
+const FRAMING: Framing = Framing {
+    magic: MAGIC,
+    version: FORMAT_VERSION,
+    kind: "recording",
+    body: "body",
+    max_body: u64::MAX,
+};
 
 #[derive(Serialize, Deserialize)]
 pub struct Header {
@@ -71,13 +79,7 @@ pub fn save(
     body.extend_from_slice(&(json.len() as u64).to_le_bytes());
     body.extend_from_slice(&json);
     body.extend_from_slice(memory);
-    let mut out = Vec::with_capacity(HEADER_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    let out = FRAMING.header(&body);
     let tmp = path.with_file_name(format!(
         "{}.tmp{}",
         path.file_name()
@@ -108,48 +110,8 @@ pub fn load(path: &Path) -> Result<RecordingFile> {
     decode(path, bytes)
 }
 
-pub fn decode(path: &Path, mut bytes: Vec<u8>) -> Result<RecordingFile> {
-    if bytes.len() < HEADER_LEN {
-        return Err(bad(
-            path,
-            format!(
-                "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            ),
-        ));
-    }
-    if &bytes[..8] != MAGIC {
-        return Err(bad(path, "not a vmdbg-vmm recording (wrong magic)"));
-    }
-    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
-    let version = u32_at(&bytes, 8);
-    if version != FORMAT_VERSION {
-        return Err(bad(
-            path,
-            format!("format version {version}, this vmdbg-vmm reads version {FORMAT_VERSION}"),
-        ));
-    }
-    let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8"));
-    if bytes.len() as u64 - HEADER_LEN as u64 != len {
-        return Err(bad(
-            path,
-            format!(
-                "truncated or padded: the header says {len} bytes of body, the file has {}",
-                bytes.len() - HEADER_LEN
-            ),
-        ));
-    }
-    let want = u32_at(&bytes, 24);
-    let body = bytes.split_off(HEADER_LEN);
-    let got = crc32fast::hash(&body);
-    if want != got {
-        return Err(bad(
-            path,
-            format!(
-                "checksum mismatch (stored {want:#010x}, computed {got:#010x}): the file is corrupt"
-            ),
-        ));
-    }
+pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<RecordingFile> {
+    let body = FRAMING.body(&bytes).map_err(|why| bad(path, why))?;
     if body.len() < 8 {
         return Err(bad(path, "body too short for its header length"));
     }
