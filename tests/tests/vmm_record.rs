@@ -14,6 +14,7 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vmdbg_e2e::rsp::RawRsp;
@@ -671,4 +672,66 @@ fn gdb_reverse_next_step_and_finish() {
         frames[4].ends_with(&format!("kmain () at rr.c:{last_write}")),
         "{out}"
     );
+}
+
+#[test]
+fn control_api_reports_and_saves_the_recording() {
+    if !require(
+        all([kvm(), tool("curl")]),
+        "control_api_reports_and_saves_the_recording",
+    ) {
+        return;
+    }
+    let dir = scratch("api");
+    let api = dir.join("api.sock");
+    let file = dir.join("api.rec");
+    let mut cmd = vmm();
+    cmd.arg("--kernel")
+        .arg(kernel("rr.elf"))
+        .args(["--mem", "16M", "--record", "--serial", "none", "--api"])
+        .arg(format!("unix:{}", api.display()));
+    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record --api");
+    let curl = |args: &[&str]| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "--unix-socket"]).arg(&api).args(args);
+        text(&vmdbg_e2e::run(c, "curl", Duration::from_secs(30)).stdout)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !api.exists() {
+        assert!(Instant::now() < deadline, "no API socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    curl(&[
+        "-X",
+        "PATCH",
+        "http://localhost/vm",
+        "-d",
+        r#"{"state":"Paused"}"#,
+    ]);
+    let status = curl(&["http://localhost/vmdbg/recording"]);
+    assert!(
+        status.contains(r#""state":"Stopped""#) && status.contains(r#""live":true"#),
+        "{status}"
+    );
+    let body = format!(r#"{{"action":"save","path":"{}"}}"#, file.display());
+    assert_eq!(
+        curl(&["-X", "PUT", "http://localhost/vmdbg/recording", "-d", &body]),
+        ""
+    );
+    let refused = curl(&[
+        "-X",
+        "PUT",
+        "http://localhost/vmdbg/recording",
+        "-d",
+        r#"{"action":"stop"}"#,
+    ]);
+    assert!(refused.contains("recordings start at boot"), "{refused}");
+    drop(guard);
+    let mut cmd = vmm();
+    cmd.arg("--replay").arg(&file).args(["--serial", "none"]);
+    let out = vmdbg_e2e::run(cmd, "vmdbg-vmm --replay", Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("replayed to the end of the recording"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

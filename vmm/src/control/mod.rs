@@ -334,6 +334,14 @@ struct LoadBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RecordingBody {
+    action: String,
+    #[serde(default)]
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ActionBody {
     action_type: String,
 }
@@ -391,6 +399,10 @@ impl Service {
             ("PUT", "/snapshot/create") => body::<CreateBody>(req).and_then(|b| self.create(b, vm)),
             ("PUT", "/snapshot/load") => body::<LoadBody>(req).and_then(|b| self.load(b, vm)),
             ("PUT", "/vmdbg/reset") => self.reset(vm),
+            ("GET", "/vmdbg/recording") => self.recording_status(vm),
+            ("PUT", "/vmdbg/recording") => {
+                body::<RecordingBody>(req).and_then(|b| self.recording_action(b, vm))
+            }
             ("PUT", "/actions") => body::<ActionBody>(req).and_then(|b| match b.action_type.as_str() {
                 "SendCtrlAltDel" => Err(Response::fault(
                     400,
@@ -407,6 +419,67 @@ impl Service {
             )),
         };
         result.unwrap_or_else(|r| r)
+    }
+
+    /// `GET /vmdbg/recording`: where the recording is.
+    fn recording_status(
+        &mut self,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
+        let Some(vm) = access.vm() else {
+            return Err(Response::fault(400, "no VM yet: load a snapshot first"));
+        };
+        let Some(shared) = &vm.recorder else {
+            return Err(Response::fault(
+                400,
+                "no recording: start vmdbg-vmm with --record (recordings start at boot)",
+            ));
+        };
+        // The vCPU holds the recorder while it runs.
+        let Ok(r) = shared.try_lock() else {
+            return Ok(Response::json(
+                200,
+                &serde_json::json!({ "state": "Running" }),
+            ));
+        };
+        Ok(Response::json(
+            200,
+            &serde_json::json!({
+                "state": "Stopped",
+                "icount": r.icount,
+                "recorded": r.end,
+                "live": r.live,
+                "log_entries": r.log.len(),
+                "checkpoints": r.checkpoint_count(),
+                "checkpoint_interval": r.interval,
+                "diverged": r.diverged,
+            }),
+        ))
+    }
+
+    /// `PUT /vmdbg/recording {"action": "save", "path": FILE}` on a
+    /// stopped VM.
+    fn recording_action(
+        &mut self,
+        b: RecordingBody,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
+        match (b.action.as_str(), b.path) {
+            ("save", Some(path)) => {
+                let vm = self.stopped(access)?;
+                crate::record::save(vm, &path).map_err(failed)?;
+                Ok(Response::no_content())
+            }
+            ("save", None) => Err(Response::fault(400, "action `save` needs a `path`")),
+            ("start" | "stop", _) => Err(Response::fault(
+                400,
+                "recordings start at boot (--record) and end with the VM: a running VM's in-kernel timer cannot be taken over",
+            )),
+            (other, _) => Err(Response::fault(
+                400,
+                format!("action `{other}`: this VMM takes \"save\""),
+            )),
+        }
     }
 
     /// Stops every vCPU the API let run; a VM that ends meanwhile is kept
