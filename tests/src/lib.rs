@@ -268,6 +268,68 @@ pub fn vmm_gdb_on_any_port(mut cmd: Command) -> (ChildGuard, u16) {
     (guard, port)
 }
 
+/// The address of symbol `name` in `elf` (from `nm`).
+pub fn elf_symbol(elf: &Path, name: &str) -> u64 {
+    let out = Command::new("nm").arg(elf).output().expect("nm");
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let (addr, _, sym) = (w.next()?, w.next()?, w.next()?);
+            (sym == name).then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .unwrap_or_else(|| panic!("no symbol {name} in {}", elf.display()))
+}
+
+/// QEMU's own record/replay (TCG, `-icount shift=auto,rr=…`) of `elf`:
+/// records a run to its end in `dir`, then starts the replay with its
+/// gdbstub waiting on a unix socket in `dir` (returned).
+pub fn qemu_record_then_replay(elf: &Path, dir: &Path) -> (ChildGuard, PathBuf) {
+    let disk = dir.join("rr.qcow2");
+    let log = dir.join("rr.replay");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("16M")
+        .status()
+        .expect("qemu-img");
+    assert!(status.success(), "qemu-img create failed");
+    let qemu = |mode: &str| {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-M", "pc", "-m", "128", "-display", "none"])
+            .args(["-no-reboot", "-net", "none", "-serial", "null"])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-drive")
+            .arg(format!("file={},if=none,id=rr", disk.display()))
+            .arg("-icount")
+            .arg(format!(
+                "shift=auto,rr={mode},rrfile={},rrsnapshot=init",
+                log.display()
+            ))
+            .arg("-kernel")
+            .arg(elf);
+        cmd
+    };
+    let recorded = run(qemu("record"), "QEMU rr=record", Duration::from_secs(120));
+    assert!(
+        recorded.status.code().is_some_and(|c| c != 0),
+        "QEMU's recorded run should end through isa-debug-exit: {}",
+        text(&recorded.stderr)
+    );
+    let socket = dir.join("qemu-gdb.sock");
+    let mut cmd = qemu("replay");
+    cmd.arg("-S")
+        .arg("-gdb")
+        .arg(format!("unix:{},server=on,wait=off", socket.display()));
+    let guard = ChildGuard::spawn(cmd, "QEMU rr=replay");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "QEMU opened no gdb socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (guard, socket)
+}
+
 /// Runs Debian's gdb in batch mode on `elf` with a script.
 pub fn gdb_batch(elf: &Path, script: &str, limit: Duration) -> Output {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -68,6 +68,26 @@ impl<S: Read + Write> RawRsp<S> {
         self.send(body);
         self.reply()
     }
+
+    /// gdb's `monitor CMD` (qRcmd): the console output it printed.
+    pub fn monitor(&mut self, cmd: &str) -> String {
+        let hex: String = cmd.bytes().map(|b| format!("{b:02x}")).collect();
+        self.send(&format!("qRcmd,{hex}"));
+        let mut out = String::new();
+        loop {
+            let r = self.reply();
+            if r == "OK" {
+                return out;
+            }
+            let Some(h) = r.strip_prefix('O') else {
+                panic!("monitor {cmd}: unexpected reply {r}");
+            };
+            let bytes: Vec<u8> = (0..h.len() / 2)
+                .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
 }
 
 /// `vmdbg-vmm --wait-gdb` on `elf` (with `extra` arguments) with its stub

@@ -27,6 +27,9 @@ pub mod exit_status {
     /// The guest rebooted (ACPI reset register, i8042 reset, KVM reset
     /// event); the VMM does not restart it, the caller decides.
     pub const GUEST_REBOOT: i32 = 14;
+    /// A replay left its recording (divergence), or a recording could not
+    /// go on (a host-timed LAPIC timer).
+    pub const RECORDING: i32 = 16;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,10 @@ pub enum Error {
     MemFile { path: PathBuf, why: String },
     #[error("control API: {0}")]
     Api(String),
+    #[error("recording: {0}")]
+    Record(String),
+    #[error("recording file {path}: {why}")]
+    RecordFile { path: PathBuf, why: String },
     #[error("gdb: {0}")]
     Gdb(String),
     #[error("vCPU thread: {0}")]

@@ -20,6 +20,8 @@
 //! - [`devices`]: port-I/O and MMIO buses, emulated and virtio devices
 //! - [`debug`]: debug registers, single-step, page-table walks, probes
 //! - [`gdb`]: the gdb remote-protocol server over `debug`
+//! - [`record`]: deterministic recording, checkpoints, replay and
+//!   reverse execution
 //! - [`report`]: what is printed when a VM dies
 
 pub mod boot;
@@ -29,6 +31,7 @@ pub mod devices;
 pub mod error;
 pub mod gdb;
 pub mod poll;
+pub mod record;
 pub mod report;
 pub mod snapshot;
 pub mod vcpu;
@@ -76,6 +79,7 @@ pub fn run(config: &VmConfig, gdb: Option<&GdbOptions>) -> Result<VmEnd> {
             api: None,
             serial: config.serial.clone(),
             start_paused: false,
+            record_to: None,
         },
     )?
     .run()

@@ -24,6 +24,7 @@ Exit status:
   10             a VM exit vmdbg-vmm does not handle
   12             the gdb server failed
   14             the guest rebooted (ACPI reset register, i8042 reset)
+  16             a replay diverged from its recording, or a recording could not go on
 
 Examples:
   vmdbg-vmm --kernel hello.elf
@@ -37,7 +38,11 @@ Examples:
             curl --unix-socket /tmp/vm.api -X PUT http://localhost/snapshot/create \\
                 -d '{\"snapshot_path\": \"vm.snap\", \"mem_file_path\": \"vm.mem\"}'
   vmdbg-vmm --restore vm.snap --mem-file vm.mem [--gdb ADDR] [--api unix:PATH]
-  vmdbg-vmm --api unix:/tmp/vm.api      (waits for PUT /snapshot/load)";
+  vmdbg-vmm --api unix:/tmp/vm.api      (waits for PUT /snapshot/load)
+  vmdbg-vmm --kernel kernel.elf --record --gdb 127.0.0.1:1234 --wait-gdb
+      then in gdb: continue, reverse-stepi, reverse-continue, watch + reverse-continue
+  vmdbg-vmm --kernel kernel.elf --record-to run.rec     (record to the end, save)
+  vmdbg-vmm --replay run.rec --gdb 127.0.0.1:1234 --wait-gdb";
 
 /// Run a 64-bit bare-metal kernel or a Linux kernel on KVM, with its serial
 /// port on stdout, virtio-mmio disks and vsock, and an optional gdb server.
@@ -49,10 +54,31 @@ struct Cli {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present_any = ["dump_acpi", "restore", "api"],
-        conflicts_with = "restore"
+        required_unless_present_any = ["dump_acpi", "restore", "api", "replay"],
+        conflicts_with_all = ["restore", "replay"]
     )]
     kernel: Option<PathBuf>,
+
+    /// Record the run from boot (one vCPU; every instruction is stepped and
+    /// non-deterministic input logged), so gdb can step and continue
+    /// backwards (reverse-stepi, reverse-continue).
+    #[arg(long, requires = "kernel")]
+    record: bool,
+
+    /// Record (as --record) and save the recording to FILE when the VM
+    /// ends; `--replay FILE` debugs it later.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    record_to: Option<PathBuf>,
+
+    /// Debug a saved recording: the machine starts where the recording
+    /// did, and replays it (forward and backward) up to its end.
+    #[arg(long, value_name = "FILE", conflicts_with = "restore")]
+    replay: Option<PathBuf>,
+
+    /// Instructions between a recording's in-memory checkpoints (a reverse
+    /// step replays at most this many).
+    #[arg(long, value_name = "N", default_value_t = vmdbg_vmm::record::DEFAULT_INTERVAL)]
+    checkpoint_interval: u64,
 
     /// Start from a snapshot's state file (with --mem-file) instead of a
     /// kernel; the VM runs on from where the snapshot was taken.
@@ -171,7 +197,10 @@ fn main() -> ExitCode {
         api: cli.api,
         serial: cli.serial.clone(),
         start_paused: false,
+        record_to: cli.record_to.clone(),
     };
+    let recording = cli.record || cli.record_to.is_some();
+    let interval = cli.checkpoint_interval;
     let started = match (cli.kernel, cli.restore, cli.mem_file) {
         (Some(kernel), _, _) => {
             let config = VmConfig {
@@ -184,10 +213,20 @@ fn main() -> ExitCode {
                 serial: cli.serial,
                 disks: cli.disk,
                 vsock,
+                recordable: recording,
             };
             vmdbg_vmm::boot::validate(&config.kernel, config.initrd.as_deref(), config.mem_bytes)
                 .and_then(|()| Vm::create(&config))
-                .map(|vm| (Some(vm), None))
+                .and_then(|mut vm| {
+                    if recording {
+                        vmdbg_vmm::record::start(&mut vm, interval)?;
+                    }
+                    Ok((Some(vm), None))
+                })
+        }
+        (None, None, None) if cli.replay.is_some() => {
+            let path = cli.replay.as_deref().expect("checked");
+            vmdbg_vmm::record::open_file(path, &cli.serial).map(|vm| (Some(vm), None))
         }
         (None, Some(state), Some(mem)) => {
             vmdbg_vmm::snapshot::restore_new(&state, &mem, &cli.serial, cli.vsock_uds.as_deref())

@@ -37,6 +37,10 @@ pub struct VmConfig {
     /// virtio-blk disks, in the order the guest sees them (vda, vdb, ...).
     pub disks: Vec<block::DiskSpec>,
     pub vsock: Option<VsockConfig>,
+    /// Built for recording ([`crate::record`]): a userspace PIT on
+    /// virtual time, no in-kernel PIT, serial interrupts raised by the
+    /// recorder.
+    pub recordable: bool,
 }
 
 /// A virtio-vsock device bridged to host unix sockets at `uds_path`.
@@ -59,6 +63,7 @@ impl VmConfig {
             serial: serial::SerialTarget::Stdout,
             disks: Vec::new(),
             vsock: None,
+            recordable: false,
         }
     }
 }
@@ -127,7 +132,8 @@ pub struct KvmVmState {
     pub pic_master: kvm_irqchip,
     pub pic_slave: kvm_irqchip,
     pub ioapic: kvm_irqchip,
-    pub pit: kvm_pit_state2,
+    /// KVM's in-kernel PIT; a machine built for recording has none.
+    pub pit: Option<kvm_pit_state2>,
     pub clock: kvm_clock_data,
 }
 
@@ -136,7 +142,7 @@ const IRQCHIP_PIC_SLAVE: u32 = 1;
 const IRQCHIP_IOAPIC: u32 = 2;
 
 impl KvmVmState {
-    pub fn save(vm: &VmFd) -> Result<Self> {
+    pub fn save(vm: &VmFd, in_kernel_pit: bool) -> Result<Self> {
         let chip = |chip_id| -> Result<kvm_irqchip> {
             let mut c = kvm_irqchip {
                 chip_id,
@@ -150,7 +156,11 @@ impl KvmVmState {
             pic_master: chip(IRQCHIP_PIC_MASTER)?,
             pic_slave: chip(IRQCHIP_PIC_SLAVE)?,
             ioapic: chip(IRQCHIP_IOAPIC)?,
-            pit: vm.get_pit2().map_err(Error::kvm("KVM_GET_PIT2"))?,
+            pit: if in_kernel_pit {
+                Some(vm.get_pit2().map_err(Error::kvm("KVM_GET_PIT2"))?)
+            } else {
+                None
+            },
             clock: vm.get_clock().map_err(Error::kvm("KVM_GET_CLOCK"))?,
         })
     }
@@ -158,7 +168,9 @@ impl KvmVmState {
     /// Before the vCPUs: their LAPIC timers and pending interrupts refer to
     /// the clock and the interrupt controllers.
     pub fn restore(&self, vm: &VmFd) -> Result<()> {
-        vm.set_pit2(&self.pit).map_err(Error::kvm("KVM_SET_PIT2"))?;
+        if let Some(pit) = &self.pit {
+            vm.set_pit2(pit).map_err(Error::kvm("KVM_SET_PIT2"))?;
+        }
         // KVM_SET_CLOCK takes only the value; the flags KVM_GET_CLOCK
         // reports (TSC_STABLE, REALTIME) are not inputs.
         let clock = kvm_clock_data {
@@ -240,6 +252,9 @@ pub struct MachineShape {
     pub mem_bytes: u64,
     pub vcpus: usize,
     pub devices: Vec<DeviceKind>,
+    /// See [`VmConfig::recordable`].
+    #[serde(default)]
+    pub recordable: bool,
 }
 
 /// One device of a machine, in bus order.
@@ -273,6 +288,7 @@ impl MachineShape {
             mem_bytes: config.mem_bytes,
             vcpus: config.cpus,
             devices,
+            recordable: config.recordable,
         }
     }
 
@@ -289,6 +305,20 @@ pub struct Devices {
     pub serial: Arc<Mutex<serial::SerialDevice>>,
     /// virtio-mmio transports in slot order.
     pub virtio: Vec<SharedTransport>,
+    /// What a recording drives, on a machine built for one.
+    pub recordable: Option<RecordableDevices>,
+}
+
+/// The devices of a machine built for recording that the recorder drives
+/// directly: the virtual clock and its PIT, the UART's interrupt (an
+/// eventfd no irqfd listens to: the recorder raises IRQ 4 itself, at an
+/// instruction boundary), its host input queue and its output mute.
+pub struct RecordableDevices {
+    pub clock: crate::devices::pit::VirtualClock,
+    pub pit: Arc<Mutex<crate::devices::pit::Pit>>,
+    pub serial_irq: EventFd,
+    pub serial_input: Arc<Mutex<std::collections::VecDeque<u8>>>,
+    pub serial_muted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where guest memory comes from.
@@ -313,6 +343,8 @@ pub struct Vm {
     pub shape: MachineShape,
     pub devices: Devices,
     pub backing: Backing,
+    /// The recording, while one is on ([`crate::record`]).
+    pub recorder: Option<crate::record::Shared>,
     /// The CPUID each vCPU was given (KVM cannot be asked for it back).
     cpuids: Vec<CpuId>,
     /// MSRs a snapshot saves: KVM_GET_MSR_INDEX_LIST.
@@ -392,17 +424,22 @@ impl Vm {
         if shape.vcpus == 0 || shape.vcpus > MAX_VCPUS {
             return Err(Error::BadCpuCount(shape.vcpus, MAX_VCPUS));
         }
+        if shape.recordable {
+            crate::record::check_shape(shape)?;
+        }
         let kvm = open_kvm()?;
         let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
         vm.set_tss_address(boot::layout::KVM_TSS as usize)
             .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
         vm.create_irq_chip()
             .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
-        vm.create_pit2(kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        })
-        .map_err(Error::kvm("KVM_CREATE_PIT2"))?;
+        if !shape.recordable {
+            vm.create_pit2(kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            })
+            .map_err(Error::kvm("KVM_CREATE_PIT2"))?;
+        }
         set_memory_slots(&vm, &mem, false)?;
 
         // virtio devices first: the ACPI tables describe them.
@@ -437,18 +474,51 @@ impl Vm {
 
         let serial_irq =
             EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?;
-        vm.register_irqfd(&serial_irq, serial::COM1_IRQ)
-            .map_err(Error::kvm("KVM_IRQFD"))?;
-        let (serial_out, serial_in) = serial_target.open()?;
+        if !shape.recordable {
+            vm.register_irqfd(&serial_irq, serial::COM1_IRQ)
+                .map_err(Error::kvm("KVM_IRQFD"))?;
+        }
+        let (mut serial_out, serial_in) = serial_target.open()?;
+        let mut recordable = None;
+        if shape.recordable {
+            let clock = crate::devices::pit::VirtualClock::default();
+            let muted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            serial_out = Box::new(serial::Mutable {
+                out: serial_out,
+                muted: muted.clone(),
+            });
+            recordable = Some(RecordableDevices {
+                pit: Arc::new(Mutex::new(crate::devices::pit::Pit::new(clock.clone()))),
+                clock,
+                serial_irq: serial_irq
+                    .try_clone()
+                    .map_err(|e| Error::Vcpu(format!("eventfd: {e}")))?,
+                serial_input: Default::default(),
+                serial_muted: muted,
+            });
+        }
         let uart = Arc::new(Mutex::new(serial::SerialDevice::new(
             serial_irq, serial_out,
         )));
         if let Some(input) = serial_in {
+            let sink = match &recordable {
+                Some(r) => serial::InputSink::Queue(r.serial_input.clone()),
+                None => serial::InputSink::Uart(uart.clone()),
+            };
             // Detached: it ends with its input, or with the process.
-            serial::spawn_input(uart.clone(), input)
+            serial::spawn_input(sink, input)
                 .map_err(|e| Error::Vcpu(format!("spawning the serial input thread: {e}")))?;
         }
-        let bus = PioBus::builder()
+        let mut bus = PioBus::builder();
+        if let Some(r) = &recordable {
+            use crate::devices::pit;
+            bus = bus.map(pit::BASE, pit::LEN, r.pit.clone()).map(
+                pit::SPEAKER_PORT,
+                1,
+                Arc::new(Mutex::new(pit::SpeakerPort(r.pit.clone()))),
+            );
+        }
+        let bus = bus
             .map(serial::COM1_PORT, serial::COM1_LEN, uart.clone())
             .map(
                 debug_exit::PORT,
@@ -540,8 +610,10 @@ impl Vm {
             devices: Devices {
                 serial: uart,
                 virtio: transports,
+                recordable,
             },
             backing: Backing::Anonymous,
+            recorder: None,
             cpuids,
             msr_indices,
             xcrs,
@@ -552,6 +624,28 @@ impl Vm {
 
     pub fn vm_fd(&self) -> &VmFd {
         &self.vm_fd
+    }
+
+    /// A second handle on the KVM VM, for work on a vCPU thread (a
+    /// recording raises interrupt lines and reads the dirty log there).
+    pub fn vm_fd_dup(&self) -> Result<VmFd> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup of a descriptor this Vm owns; the new one is owned
+        // by the VmFd made from it, which closes only the copy.
+        let fd = unsafe { libc::dup(self.vm_fd.as_raw_fd()) };
+        if fd < 0 {
+            return Err(Error::Vcpu(format!(
+                "dup of the VM fd: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: `fd` is a fresh, valid KVM VM descriptor.
+        unsafe { self._kvm.create_vmfd_from_rawfd(fd) }.map_err(Error::kvm("dup VM fd"))
+    }
+
+    /// The CPUID, MSR list and XCR support a vCPU state save needs.
+    pub fn vcpu_state_keys(&self) -> (CpuId, Vec<u32>, bool) {
+        (self.cpuids[0].clone(), self.msr_indices.clone(), self.xcrs)
     }
 
     /// Reads every vCPU's whole state. The vCPUs must be stopped.
@@ -621,8 +715,34 @@ impl Vm {
     }
 
     pub fn run_vcpu_with(&mut self, index: usize, options: RunOptions) -> Result<()> {
+        if let Some(recorder) = self.recorder.clone() {
+            // Under a recording every instruction is stepped by it.
+            return self.drive(
+                index,
+                crate::record::Goal::Run {
+                    step: options.stop_after_step,
+                },
+                crate::record::StopAt::default(),
+                &recorder,
+            );
+        }
         match self.vcpus.get_mut(index) {
             Some(v) => v.run(options),
+            None => Err(Error::Vcpu(format!("no vCPU {index}"))),
+        }
+    }
+
+    /// Hands vCPU `index` to the recording to reach `goal`.
+    pub fn drive(
+        &mut self,
+        index: usize,
+        goal: crate::record::Goal,
+        stops: crate::record::StopAt,
+        recorder: &crate::record::Shared,
+    ) -> Result<()> {
+        let job = crate::record::job(recorder.clone(), goal, stops);
+        match self.vcpus.get_mut(index) {
+            Some(v) => v.drive(job),
             None => Err(Error::Vcpu(format!("no vCPU {index}"))),
         }
     }

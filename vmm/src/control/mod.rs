@@ -38,6 +38,8 @@ pub struct Options {
     /// Do not start the vCPUs (a restored VM that waits for gdb or `PATCH
     /// /vm`).
     pub start_paused: bool,
+    /// `--record-to FILE`: where the recording is saved when the VM ends.
+    pub record_to: Option<PathBuf>,
 }
 
 struct GdbServer {
@@ -47,6 +49,7 @@ struct GdbServer {
 
 pub struct Control {
     vm: Option<Vm>,
+    record_to: Option<PathBuf>,
     gdb: Option<GdbServer>,
     /// `None` only while lent to a gdb session.
     service: Option<Box<Service>>,
@@ -87,6 +90,7 @@ impl Control {
         };
         Ok(Self {
             vm,
+            record_to: options.record_to.clone(),
             gdb,
             service: Some(Box::new(Service {
                 api,
@@ -104,8 +108,25 @@ impl Control {
             .expect("the service is back from the gdb session")
     }
 
-    /// Runs until the guest ends the VM, a debugger kills it, or it fails.
+    /// Runs until the guest ends the VM, a debugger kills it, or it
+    /// fails; then saves the recording where `--record-to` says.
     pub fn run(mut self) -> Result<VmEnd> {
+        let end = self.serve_until_end()?;
+        if let (Some(path), Some(vm)) = (&self.record_to, &self.vm) {
+            crate::record::save(vm, path)?;
+            let recorded = vm
+                .recorder
+                .as_ref()
+                .map_or(0, |r| crate::record::lock(r).end);
+            eprintln!(
+                "vmdbg-vmm: recording of {recorded} instructions saved to {}",
+                path.display()
+            );
+        }
+        Ok(end)
+    }
+
+    fn serve_until_end(&mut self) -> Result<VmEnd> {
         if !self.service().paused {
             if let Some(vm) = &mut self.vm {
                 run_all(vm)?;
@@ -132,6 +153,11 @@ impl Control {
                 while let Some(event) = vm.poll_event() {
                     match event {
                         VcpuEvent::VmEnded { end, .. } => return Ok(end),
+                        VcpuEvent::Record { stop, .. } => {
+                            if let Some(end) = record_end(stop) {
+                                return Ok(end);
+                            }
+                        }
                         // A stop nobody waits for (a pause request a
                         // breakpoint overtook): go on unless paused.
                         other if !paused => vm.run_vcpu(other.vcpu())?,
@@ -191,6 +217,24 @@ impl Control {
                 Ok(None)
             }
         }
+    }
+}
+
+/// How a recording's stop ends a VM that runs with no debugger: a
+/// replayed file at its end, a divergence or a failed recording.
+fn record_end(stop: crate::record::Stop) -> Option<VmEnd> {
+    use crate::error::exit_status::RECORDING;
+    use crate::record::Stop;
+    match stop {
+        Stop::End => {
+            eprintln!("vmdbg-vmm: replayed to the end of the recording");
+            Some(VmEnd::Guest { status: 0 })
+        }
+        Stop::Diverged(why) | Stop::Failed(why) => Some(VmEnd::Fatal {
+            status: RECORDING,
+            report: format!("vmdbg-vmm: {why}\n"),
+        }),
+        _ => None,
     }
 }
 
@@ -290,6 +334,14 @@ struct LoadBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RecordingBody {
+    action: String,
+    #[serde(default)]
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ActionBody {
     action_type: String,
 }
@@ -347,6 +399,10 @@ impl Service {
             ("PUT", "/snapshot/create") => body::<CreateBody>(req).and_then(|b| self.create(b, vm)),
             ("PUT", "/snapshot/load") => body::<LoadBody>(req).and_then(|b| self.load(b, vm)),
             ("PUT", "/vmdbg/reset") => self.reset(vm),
+            ("GET", "/vmdbg/recording") => self.recording_status(vm),
+            ("PUT", "/vmdbg/recording") => {
+                body::<RecordingBody>(req).and_then(|b| self.recording_action(b, vm))
+            }
             ("PUT", "/actions") => body::<ActionBody>(req).and_then(|b| match b.action_type.as_str() {
                 "SendCtrlAltDel" => Err(Response::fault(
                     400,
@@ -363,6 +419,67 @@ impl Service {
             )),
         };
         result.unwrap_or_else(|r| r)
+    }
+
+    /// `GET /vmdbg/recording`: where the recording is.
+    fn recording_status(
+        &mut self,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
+        let Some(vm) = access.vm() else {
+            return Err(Response::fault(400, "no VM yet: load a snapshot first"));
+        };
+        let Some(shared) = &vm.recorder else {
+            return Err(Response::fault(
+                400,
+                "no recording: start vmdbg-vmm with --record (recordings start at boot)",
+            ));
+        };
+        // The vCPU holds the recorder while it runs.
+        let Ok(r) = shared.try_lock() else {
+            return Ok(Response::json(
+                200,
+                &serde_json::json!({ "state": "Running" }),
+            ));
+        };
+        Ok(Response::json(
+            200,
+            &serde_json::json!({
+                "state": "Stopped",
+                "icount": r.icount,
+                "recorded": r.end,
+                "live": r.live,
+                "log_entries": r.log.len(),
+                "checkpoints": r.checkpoint_count(),
+                "checkpoint_interval": r.interval,
+                "diverged": r.diverged,
+            }),
+        ))
+    }
+
+    /// `PUT /vmdbg/recording {"action": "save", "path": FILE}` on a
+    /// stopped VM.
+    fn recording_action(
+        &mut self,
+        b: RecordingBody,
+        access: &mut VmAccess,
+    ) -> std::result::Result<Response, Response> {
+        match (b.action.as_str(), b.path) {
+            ("save", Some(path)) => {
+                let vm = self.stopped(access)?;
+                crate::record::save(vm, &path).map_err(failed)?;
+                Ok(Response::no_content())
+            }
+            ("save", None) => Err(Response::fault(400, "action `save` needs a `path`")),
+            ("start" | "stop", _) => Err(Response::fault(
+                400,
+                "recordings start at boot (--record) and end with the VM: a running VM's in-kernel timer cannot be taken over",
+            )),
+            (other, _) => Err(Response::fault(
+                400,
+                format!("action `{other}`: this VMM takes \"save\""),
+            )),
+        }
     }
 
     /// Stops every vCPU the API let run; a VM that ends meanwhile is kept

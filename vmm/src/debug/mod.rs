@@ -165,6 +165,15 @@ impl DebugSlots {
             .filter_map(|(i, s)| s.filter(|s| s.access != Access::Execute).map(|s| (i, s)))
     }
 
+    /// The slots that hold breakpoints.
+    pub fn breakpoints(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.slots
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|s| s.access == Access::Execute)
+    }
+
     pub fn clear(&mut self) {
         self.slots = Default::default();
     }

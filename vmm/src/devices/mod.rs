@@ -8,6 +8,7 @@
 //! panic, and the VM and the other devices keep running.
 
 pub mod debug_exit;
+pub mod pit;
 pub mod power;
 pub mod serial;
 pub mod virtio;

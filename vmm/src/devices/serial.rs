@@ -121,6 +121,44 @@ impl SerialDevice {
             uart: Serial::new(IrqLine(irq), out),
         }
     }
+
+    /// Puts as much of `bytes` into the receive FIFO as fits; how much.
+    pub fn enqueue(&mut self, bytes: &[u8]) -> usize {
+        self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+
+    pub fn fifo_room(&self) -> usize {
+        self.uart.fifo_capacity()
+    }
+}
+
+/// Where the host's serial input goes.
+pub enum InputSink {
+    /// Straight into the UART's FIFO, as it arrives.
+    Uart(Arc<Mutex<SerialDevice>>),
+    /// Into a queue that a recording drains at instruction boundaries it
+    /// logs ([`crate::record`]), so a replay delivers it at the same one.
+    Queue(Arc<Mutex<std::collections::VecDeque<u8>>>),
+}
+
+/// Output that a replay silences: the guest re-executes its writes, and
+/// the user saw them when they were recorded.
+pub struct Mutable {
+    pub out: Box<dyn Write + Send>,
+    pub muted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Write for Mutable {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.muted.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 impl PioDevice for SerialDevice {
@@ -145,13 +183,22 @@ impl PioDevice for SerialDevice {
 /// Feeds the guest's input from `input` into the UART as its receive FIFO
 /// has room, until the input ends.
 pub fn spawn_input(
-    uart: Arc<Mutex<SerialDevice>>,
+    sink: InputSink,
     mut input: Box<dyn Read + Send>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("serial-input".into())
         .spawn(move || {
             let mut buf = [0u8; 64];
+            let uart = match sink {
+                InputSink::Uart(uart) => uart,
+                InputSink::Queue(queue) => {
+                    while let Ok(n @ 1..) = input.read(&mut buf) {
+                        super::lock_device(&queue).extend(&buf[..n]);
+                    }
+                    return;
+                }
+            };
             while let Ok(n @ 1..) = input.read(&mut buf) {
                 let mut pending = &buf[..n];
                 while !pending.is_empty() {

@@ -65,6 +65,9 @@ enum Wake {
 /// answered whether gdb has the VM stopped or running.
 fn wait(target: &mut VmTarget, conn: &mut GdbConnection, running: bool) -> std::io::Result<Wake> {
     if running {
+        if let Some(reason) = target.take_pending_stop() {
+            return Ok(Wake::Stop(reason));
+        }
         if let Some(event) = target.take_pending() {
             return Ok(Wake::Stop(target.report(event)));
         }

@@ -9,12 +9,19 @@ use vm_memory::{Bytes, GuestAddress};
 use super::target::VmTarget;
 use crate::debug::probe::Int3Support;
 use crate::error::Error;
+use crate::record;
+use crate::vcpu::VcpuEvent;
 
 const HELP: &str = "vmdbg-vmm monitor commands:
   xp [/N] ADDR         dump N (default 16) bytes of guest-physical memory
   phys-write ADDR HEX  write bytes (hex string, e.g. 90ccff) to guest-physical memory
   gva2gpa ADDR         translate a guest-virtual address with vCPU 0's page tables
   info                 vCPUs, debug registers in use, host debug capabilities
+  record status        position (icount), recorded length, log, checkpoints
+  record goto N        go to instruction position N of the recording
+  record replay-to N   replay forward to N executing every instruction
+  record digest        CRC of what the guest observed since the last restore
+  record save FILE     save the recording (replay it with --replay FILE)
   help                 this text";
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -120,7 +127,81 @@ impl VmTarget {
                     self.vm.caps.block_irq_on_step
                 );
             }
+            ["record", rest @ ..] => self.record_monitor(rest, &mut out),
             _ => outputln!(out, "{HELP}"),
+        }
+    }
+
+    fn record_monitor(&mut self, words: &[&str], out: &mut ConsoleOutput<'_>) {
+        let Some(shared) = self.vm.recorder.clone() else {
+            outputln!(out, "no recording: start vmdbg-vmm with --record");
+            return;
+        };
+        match words {
+            ["status"] => {
+                let r = record::lock(&shared);
+                outputln!(out, "icount: {}", r.icount);
+                outputln!(out, "recorded: {} instructions", r.end);
+                outputln!(out, "live: {}", r.live);
+                outputln!(out, "log entries: {}", r.log.len());
+                outputln!(
+                    out,
+                    "checkpoints: {} (every {} instructions), {} KiB kept",
+                    r.checkpoint_count(),
+                    r.interval,
+                    r.memory_kept() >> 10
+                );
+                outputln!(
+                    out,
+                    "replayed: {} instructions, {} restores, {} pages restored",
+                    r.stats.steps_replayed,
+                    r.stats.restores,
+                    r.stats.pages_restored
+                );
+                if let Some(why) = &r.diverged {
+                    outputln!(out, "diverged: {why}");
+                }
+            }
+            ["digest"] => {
+                let r = record::lock(&shared);
+                outputln!(
+                    out,
+                    "digest {:#010x} from {} to {}",
+                    r.digest(),
+                    r.digest_from,
+                    r.icount
+                );
+            }
+            [verb @ ("goto" | "replay-to"), n] => {
+                let Some(target) = parse_u64(n) else {
+                    outputln!(out, "usage: record {verb} N");
+                    return;
+                };
+                let goal = match *verb {
+                    "goto" => record::Goal::Goto(target),
+                    _ => record::Goal::ReplayTo(target),
+                };
+                match record::drive_and_wait(&mut self.vm, goal) {
+                    Ok(VcpuEvent::Record {
+                        stop: record::Stop::Reached,
+                        ..
+                    }) => outputln!(out, "icount: {target}"),
+                    Ok(VcpuEvent::Record {
+                        stop: record::Stop::Diverged(why) | record::Stop::Failed(why),
+                        ..
+                    }) => outputln!(out, "record {verb}: {why}"),
+                    Ok(other) => outputln!(out, "record {verb}: stopped by {other:?}"),
+                    Err(e) => outputln!(out, "record {verb}: {e}"),
+                }
+            }
+            ["save", path] => match record::save(&self.vm, std::path::Path::new(path)) {
+                Ok(()) => outputln!(out, "saved to {path}"),
+                Err(e) => outputln!(out, "record save: {e}"),
+            },
+            _ => outputln!(
+                out,
+                "usage: record status | goto N | replay-to N | digest | save FILE"
+            ),
         }
     }
 }

@@ -11,6 +11,9 @@ use gdbstub::target::ext::base::multithread::{
     MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
     MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
+use gdbstub::target::ext::base::reverse_exec::{
+    ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
+};
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
@@ -27,6 +30,7 @@ use crate::debug::paging::PagingMode;
 use crate::debug::probe::HostDebugCaps;
 use crate::debug::{Access, DebugSlots, DebugStop, Origin};
 use crate::error::Error;
+use crate::record::{Stop, StopAt, Watch};
 use crate::vcpu::{RunOptions, SoftWatch, VcpuEvent, VmEnd, WatchedRange};
 use crate::vm::Vm;
 
@@ -53,6 +57,8 @@ pub struct VmTarget {
     pub ended: Option<VmEnd>,
     /// The control loop's other event sources, served while gdb waits.
     pub side: Option<Box<dyn super::SideEvents>>,
+    /// A stop to report without running anything.
+    pending_stop: Option<StopReason>,
 }
 
 pub fn tid(vcpu: usize) -> Tid {
@@ -77,6 +83,7 @@ impl VmTarget {
             pending: VecDeque::new(),
             ended: None,
             side: None,
+            pending_stop: None,
         }
     }
 
@@ -124,9 +131,38 @@ impl VmTarget {
         if self.host.data_breakpoints {
             return Ok(None);
         }
-        let watched: Vec<_> = self.slots.watch_slots().collect();
+        let watched = self.watched_ranges(vcpu)?;
         if watched.is_empty() {
             return Ok(None);
+        }
+        let mut ranges = Vec::new();
+        for (slot, w) in watched {
+            let mut old = vec![0u8; w.len];
+            if self
+                .vm
+                .mem
+                .read_slice(&mut old, GuestAddress(w.gpa))
+                .is_ok()
+            {
+                ranges.push(WatchedRange {
+                    slot,
+                    gpa: w.gpa,
+                    old,
+                });
+            }
+        }
+        Ok(Some(SoftWatch {
+            mem: self.vm.mem.clone(),
+            ranges,
+        }))
+    }
+
+    /// Each watchpoint slot as a guest-physical range, with the address
+    /// gdb asked to watch.
+    fn watched_ranges(&self, vcpu: usize) -> Result<Vec<(usize, Watch)>, Error> {
+        let watched: Vec<_> = self.slots.watch_slots().collect();
+        if watched.is_empty() {
+            return Ok(Vec::new());
         }
         let mode = self
             .paging_mode(vcpu)
@@ -138,24 +174,20 @@ impl VmTarget {
             let Ok(t) = mode.translate(&self.vm.mem, s.addr) else {
                 continue;
             };
-            let mut old = vec![0u8; s.len as usize];
-            if self
-                .vm
-                .mem
-                .read_slice(&mut old, GuestAddress(t.gpa))
-                .is_ok()
-            {
-                ranges.push(WatchedRange {
-                    slot,
+            let addr = match s.origin {
+                Origin::Watchpoint { addr, .. } => addr,
+                _ => s.addr,
+            };
+            ranges.push((
+                slot,
+                Watch {
+                    addr,
                     gpa: t.gpa,
-                    old,
-                });
-            }
+                    len: s.len as usize,
+                },
+            ));
         }
-        Ok(Some(SoftWatch {
-            mem: self.vm.mem.clone(),
-            ranges,
-        }))
+        Ok(ranges)
     }
 
     /// Lets every vCPU run freely with no debug state, for detach.
@@ -195,6 +227,7 @@ impl VmTarget {
                     },
                 },
             },
+            VcpuEvent::Record { stop, .. } => self.record_stop(t, stop),
             VcpuEvent::Paused { .. } => StopReason::SignalWithThread {
                 tid: t,
                 signal: Signal::SIGINT,
@@ -308,6 +341,7 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn write_registers(&mut self, regs: &VcpuRegs, tid: Tid) -> TargetResult<(), Self> {
+        self.refuse_while_recording("registers")?;
         let (mut r, mut s, mut f) = self.state(vcpu_of(tid))?;
         let g = &regs.core.regs;
         (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) =
@@ -360,6 +394,7 @@ impl MultiThreadBase for VmTarget {
     }
 
     fn write_addrs(&mut self, start: u64, data: &[u8], tid: Tid) -> TargetResult<(), Self> {
+        self.refuse_while_recording("memory")?;
         let mem = self.vm.mem.clone();
         let n = self.access_memory(start, data.len(), tid, |gpa, at, chunk| {
             mem.write_slice(&data[at..at + chunk], gpa).map_err(|_| ())
@@ -406,6 +441,15 @@ impl MultiThreadResume for VmTarget {
         if !self.pending.is_empty() {
             // A stop is already waiting to be reported: run nothing.
             return Ok(());
+        }
+        if let Some(recorder) = self.vm.recorder.clone() {
+            // One vCPU: the recording steps it, and stops where gdb's
+            // breakpoints and watchpoints are.
+            let step = self.actions[0] == Action::Step;
+            let stops = self.record_stops()?;
+            return self
+                .vm
+                .drive(0, crate::record::Goal::Run { step }, stops, &recorder);
         }
         let others_stay = self.scheduler_locked || self.actions.contains(&Action::Step);
         for vcpu in 0..self.vm.vcpu_count() {
@@ -454,6 +498,106 @@ impl MultiThreadResume for VmTarget {
 
     fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, Tid, Self>> {
+        Some(self)
+    }
+
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, Tid, Self>> {
+        Some(self)
+    }
+}
+
+impl VmTarget {
+    /// gdb's breakpoints and watchpoints, as a recording checks them after
+    /// every instruction (it steps each one, so no debug register is
+    /// needed).
+    fn record_stops(&self) -> Result<StopAt, Error> {
+        let breakpoints = self.slots.breakpoints().map(|s| s.addr).collect();
+        let watches = self
+            .watched_ranges(0)?
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        Ok(StopAt {
+            breakpoints,
+            watches,
+            stop_at_end: true,
+        })
+    }
+
+    fn refuse_while_recording(&self, what: &str) -> TargetResult<(), Self> {
+        if self.vm.recorder.is_some() {
+            eprintln!(
+                "vmdbg-vmm: writing {what} is refused while recording: the change would not be in the log and replays would diverge"
+            );
+            return Err(TargetError::Errno(1));
+        }
+        Ok(())
+    }
+
+    /// Runs the recording toward `goal` for gdb's reverse commands.
+    fn reverse(&mut self, goal: crate::record::Goal) -> Result<(), Error> {
+        let Some(recorder) = self.vm.recorder.clone() else {
+            // gdb waits for a stop: it gets one that says there is no
+            // history to go back through.
+            eprintln!("vmdbg-vmm: no recording to reverse through: start vmdbg-vmm with --record");
+            self.pending_stop = Some(StopReason::ReplayLog {
+                tid: Some(tid(0)),
+                pos: ReplayLogPosition::Begin,
+            });
+            return Ok(());
+        };
+        let stops = self.record_stops()?;
+        self.vm.drive(0, goal, stops, &recorder)
+    }
+
+    /// What gdb is told for a recording's stop.
+    fn record_stop(&mut self, t: Tid, stop: Stop) -> StopReason {
+        let signal = |signal| StopReason::SignalWithThread { tid: t, signal };
+        match stop {
+            Stop::Reached => signal(Signal::SIGTRAP),
+            Stop::Breakpoint { .. } => StopReason::SwBreak(t),
+            Stop::Watch { addr } => StopReason::Watch {
+                tid: t,
+                kind: WatchKind::Write,
+                addr,
+            },
+            Stop::Begin => StopReason::ReplayLog {
+                tid: Some(t),
+                pos: ReplayLogPosition::Begin,
+            },
+            Stop::End => StopReason::ReplayLog {
+                tid: Some(t),
+                pos: ReplayLogPosition::End,
+            },
+            Stop::Paused => signal(Signal::SIGINT),
+            // Said on the VMM's stderr (and by `monitor record status`);
+            // gdb sees a signal that is not the guest's own.
+            Stop::Diverged(_) => signal(Signal::SIGUSR1),
+            Stop::Failed(why) => {
+                eprintln!("vmdbg-vmm: {why}");
+                signal(Signal::SIGUSR2)
+            }
+        }
+    }
+
+    /// A stop decided without running (no recording to reverse).
+    pub fn take_pending_stop(&mut self) -> Option<StopReason> {
+        self.pending_stop.take()
+    }
+}
+
+impl ReverseStep<Tid> for VmTarget {
+    fn reverse_step(&mut self, _tid: Tid) -> Result<(), Error> {
+        self.reverse(crate::record::Goal::ReverseStep)
+    }
+}
+
+impl ReverseCont<Tid> for VmTarget {
+    fn reverse_cont(&mut self) -> Result<(), Error> {
+        self.reverse(crate::record::Goal::ReverseContinue)
     }
 }
 

@@ -87,6 +87,11 @@ pub fn hold(transports: &[SharedTransport]) -> DevicesHeld<'_> {
 
 /// Reads the state of a stopped VM.
 pub fn capture(vm: &Vm, held: &DevicesHeld) -> Result<VmSnapshot> {
+    if vm.shape.recordable {
+        return Err(Error::Api(
+            "this VM is built for recording (its PIT and serial interrupts live in the recorder); snapshot files of it are not supported: save the recording instead (--record-to)".into(),
+        ));
+    }
     for t in &held.0 {
         if let Some(why) = t.snapshot_refusal() {
             return Err(Error::Api(format!("this VM cannot be snapshotted: {why}")));
@@ -97,7 +102,7 @@ pub fn capture(vm: &Vm, held: &DevicesHeld) -> Result<VmSnapshot> {
         shape: vm.shape.clone(),
         boot_mode: vm.boot.mode,
         boot_rip: vm.boot.rip,
-        kvm: KvmVmState::save(vm.vm_fd())?,
+        kvm: KvmVmState::save(vm.vm_fd(), true)?,
         vcpus: vm.save_vcpus()?,
         serial,
         virtio: held.0.iter().map(|t| t.save()).collect(),
@@ -157,60 +162,89 @@ fn write_atomically(
     result
 }
 
+/// The frame around every file this VMM persists (snapshots here,
+/// recordings in [`crate::record::file`]): magic, format version, reserved,
+/// body length, CRC-32 of the body, reserved, then the body.
+pub struct Framing {
+    pub magic: &'static [u8; 8],
+    pub version: u32,
+    /// "snapshot", "recording": for the wrong-magic message.
+    pub kind: &'static str,
+    /// What the body holds ("state"), for the length message.
+    pub body: &'static str,
+    pub max_body: u64,
+}
+
+const SNAPSHOT_FRAMING: Framing = Framing {
+    magic: MAGIC,
+    version: FORMAT_VERSION,
+    kind: "snapshot",
+    body: "state",
+    max_body: MAX_BODY,
+};
+
+impl Framing {
+    /// The header for `body`.
+    pub fn header(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN);
+        out.extend_from_slice(self.magic);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out
+    }
+
+    /// The checked body of a framed file, or why the file is refused.
+    pub fn body<'a>(&self, bytes: &'a [u8]) -> std::result::Result<&'a [u8], String> {
+        if bytes.len() < HEADER_LEN {
+            return Err(format!(
+                "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ));
+        }
+        if &bytes[..8] != self.magic {
+            return Err(format!("not a vmdbg-vmm {} (wrong magic)", self.kind));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let version = u32_at(8);
+        if version != self.version {
+            return Err(format!(
+                "format version {version}, this vmdbg-vmm reads version {}",
+                self.version
+            ));
+        }
+        let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        let body = &bytes[HEADER_LEN..];
+        if len > self.max_body || body.len() as u64 != len {
+            return Err(format!(
+                "truncated or padded: the header says {len} bytes of {}, the file has {}",
+                self.body,
+                body.len()
+            ));
+        }
+        let want = u32_at(24);
+        let got = crc32fast::hash(body);
+        if want != got {
+            return Err(format!(
+                "checksum mismatch (stored {want:#010x}, computed {got:#010x}): the file is corrupt"
+            ));
+        }
+        Ok(body)
+    }
+}
+
 pub fn encode(snap: &VmSnapshot) -> Vec<u8> {
     let body = serde_json::to_vec(snap).expect("snapshot state is plain data");
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut out = SNAPSHOT_FRAMING.header(&body);
     out.extend_from_slice(&body);
     out
 }
 
 /// Checks and decodes a state file's bytes; `path` is for the message.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<VmSnapshot> {
-    if bytes.len() < HEADER_LEN {
-        return Err(bad(
-            path,
-            format!(
-                "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            ),
-        ));
-    }
-    if &bytes[..8] != MAGIC {
-        return Err(bad(path, "not a vmdbg-vmm snapshot (wrong magic)"));
-    }
-    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
-    let version = u32_at(8);
-    if version != FORMAT_VERSION {
-        return Err(bad(
-            path,
-            format!("format version {version}, this vmdbg-vmm reads version {FORMAT_VERSION}"),
-        ));
-    }
-    let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    let body = &bytes[HEADER_LEN..];
-    if len > MAX_BODY || body.len() as u64 != len {
-        return Err(bad(
-            path,
-            format!(
-                "truncated or padded: the header says {len} bytes of state, the file has {}",
-                body.len()
-            ),
-        ));
-    }
-    let want = u32_at(24);
-    let got = crc32fast::hash(body);
-    if want != got {
-        return Err(bad(
-            path,
-            format!("checksum mismatch (stored {want:#010x}, computed {got:#010x}): the file is corrupt"),
-        ));
-    }
+    let body = SNAPSHOT_FRAMING.body(bytes).map_err(|why| bad(path, why))?;
     serde_json::from_slice(body).map_err(|e| bad(path, format!("unreadable state: {e}")))
 }
 

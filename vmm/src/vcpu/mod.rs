@@ -36,12 +36,21 @@ pub enum VcpuEvent {
     Paused { vcpu: usize },
     /// The VM is over: the guest asked for it, or it failed.
     VmEnded { vcpu: usize, end: VmEnd },
+    /// A recording or replay ([`crate::record`]) reached what it was
+    /// driven to.
+    Record {
+        vcpu: usize,
+        stop: crate::record::Stop,
+    },
 }
 
 impl VcpuEvent {
     pub fn vcpu(&self) -> usize {
         match self {
-            Self::Debug { vcpu, .. } | Self::Paused { vcpu } | Self::VmEnded { vcpu, .. } => *vcpu,
+            Self::Debug { vcpu, .. }
+            | Self::Paused { vcpu }
+            | Self::VmEnded { vcpu, .. }
+            | Self::Record { vcpu, .. } => *vcpu,
         }
     }
 }
@@ -126,10 +135,68 @@ impl EventSource {
 
 type Job = Box<dyn FnOnce(&mut VcpuFd) + Send>;
 
+/// Work that runs the vCPU itself on its thread (a recording's
+/// single-stepping) and ends with the stop it reports.
+pub type DriveJob = Box<dyn FnOnce(&mut VcpuIo) -> VcpuEvent + Send>;
+
 enum Command {
     Exec(Job),
     Run(RunOptions),
+    Drive(DriveJob),
     Quit,
+}
+
+/// What a [`DriveJob`] can do with the vCPU: run it to its next exit with
+/// the device buses served, and see whether a pause was asked for.
+pub struct VcpuIo<'a> {
+    runner: &'a mut VcpuRunner,
+}
+
+/// A device read the guest made during [`VcpuIo::run_once`], with the
+/// value the device answered.
+#[derive(Clone, Copy, Debug)]
+pub enum IoRead {
+    Port { port: u16, value: u64 },
+    Mmio { addr: u64, value: u64 },
+}
+
+/// How one KVM_RUN of a [`VcpuIo`] ended.
+pub enum RunExit {
+    /// An I/O exit was served (or KVM_RUN was interrupted): run again to
+    /// finish the instruction.
+    Continue,
+    Debug(kvm_debug_exit_arch),
+    End(VmEnd),
+}
+
+impl VcpuIo<'_> {
+    pub fn index(&self) -> usize {
+        self.runner.index
+    }
+
+    pub fn fd(&mut self) -> &mut VcpuFd {
+        &mut self.runner.fd
+    }
+
+    /// Takes a pending pause request.
+    pub fn take_pause(&self) -> bool {
+        self.runner.pause.swap(false, Ordering::SeqCst)
+    }
+
+    /// Runs the vCPU to its next exit, serving device I/O; each read is
+    /// shown to `reads` with the value the device gave.
+    pub fn run_once(&mut self, reads: &mut dyn FnMut(IoRead)) -> RunExit {
+        match self.runner.step_observed(Some(reads)) {
+            Exit::Continue => RunExit::Continue,
+            Exit::Debug(e) => RunExit::Debug(e),
+            Exit::End(end) => RunExit::End(end),
+            Exit::Fatal { status, headline } => {
+                let report =
+                    crate::report::vcpu_state(&headline, self.runner.index, &self.runner.fd);
+                RunExit::End(VmEnd::Fatal { status, report })
+            }
+        }
+    }
 }
 
 /// How a vCPU runs until its next stop.
@@ -242,6 +309,16 @@ impl VcpuHandle {
         Error::Vcpu(format!("vCPU {} thread has exited", self.index))
     }
 
+    /// Hands the vCPU to `job` on its thread; its result is reported as
+    /// the vCPU's next stop.
+    pub fn drive(&mut self, job: DriveJob) -> Result<()> {
+        self.commands
+            .send(Command::Drive(job))
+            .map_err(|_| self.gone())?;
+        self.running = true;
+        Ok(())
+    }
+
     pub fn run(&mut self, options: RunOptions) -> Result<()> {
         self.commands
             .send(Command::Run(options))
@@ -322,6 +399,10 @@ impl VcpuRunner {
                     }
                     self.events.send(event);
                 }
+                Command::Drive(job) => {
+                    let event = job(&mut VcpuIo { runner: &mut self });
+                    self.events.send(event);
+                }
                 Command::Quit => break,
             }
         }
@@ -377,6 +458,10 @@ impl VcpuRunner {
     }
 
     fn step_once(&mut self) -> Exit {
+        self.step_observed(None)
+    }
+
+    fn step_observed(&mut self, mut reads: Option<&mut dyn FnMut(IoRead)>) -> Exit {
         let exit = match self.fd.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -396,10 +481,22 @@ impl VcpuRunner {
             },
             VcpuExit::IoIn(port, data) => {
                 self.bus.read(port, data);
+                if let Some(seen) = reads.as_mut() {
+                    seen(IoRead::Port {
+                        port,
+                        value: le_value(data),
+                    });
+                }
                 Exit::Continue
             }
             VcpuExit::MmioRead(addr, data) => {
                 self.mmio.read(addr, data);
+                if let Some(seen) = reads.as_mut() {
+                    seen(IoRead::Mmio {
+                        addr,
+                        value: le_value(data),
+                    });
+                }
                 Exit::Continue
             }
             VcpuExit::MmioWrite(addr, data) => match self.mmio.write(addr, data) {
@@ -451,4 +548,12 @@ impl VcpuRunner {
             },
         }
     }
+}
+
+/// Up to 8 bytes of an I/O exit's data as a little-endian number.
+fn le_value(data: &[u8]) -> u64 {
+    data.iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |v, (i, &b)| v | (b as u64) << (8 * i))
 }
