@@ -4,6 +4,7 @@
 //! ```text
 //! debs/linux-image-<abi>-dbg_<version>.deb     855 MB, kept (modules' DWARF is in it too)
 //! kernel-<version>-<sha12>/vmlinux-dbg         its full-DWARF vmlinux (631 MB)
+//! kernel-<version>-<sha12>/modules-dbg/<name>.ko  the image's modules with their DWARF
 //! linux-source-<version>/                      the source tree DWARF's paths point into
 //! ```
 //!
@@ -82,6 +83,151 @@ pub fn ensure_vmlinux(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     }
     std::fs::rename(&tmp, &final_path)?;
     Ok(final_path)
+}
+
+/// The debug files (`.ko` with DWARF and relocations) of the modules the
+/// default image loads, extracted on first use into `modules-dbg/`, named
+/// by module name (`virtio_blk.ko`). The members' paths come from the
+/// kernel package's listing; the modules sit at the back of the 5.6 GB
+/// archive, so all are taken in one pass (~1.5 min here), once.
+pub fn ensure_module_debug(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let kernel = debian::current(&pins::KERNEL, &cache);
+    let kernel_dir = cache.join(kernel_dir_name(&kernel));
+    let dir = kernel_dir.join("modules-dbg");
+    if !kernel_dir.join("modules.order").is_file() {
+        // Which modules the image loads is decided when it is built.
+        super::default_image()?;
+    }
+    let wanted: Vec<String> = std::fs::read_to_string(kernel_dir.join("modules.order"))
+        .with_context(|| {
+            format!(
+                "{} has no modules.order; build the default image first (vmdbg image build)",
+                kernel_dir.display()
+            )
+        })?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let missing = |dir: &Path| -> Vec<String> {
+        wanted
+            .iter()
+            .filter(|m| !dir.join(format!("{m}.ko")).is_file())
+            .cloned()
+            .collect()
+    };
+    if missing(&dir).is_empty() {
+        return Ok(dir);
+    }
+    let _lock = CacheLock::take(&cache)?;
+    let names = missing(&dir);
+    if names.is_empty() {
+        return Ok(dir);
+    }
+    step("listing the kernel package's modules (once)");
+    let (_, image_deb) = debian::fetch(&pins::KERNEL, &cache).with_context(fix_hint)?;
+    let listing = capture_listing(&image_deb)?;
+    let mut members = Vec::new();
+    for name in &names {
+        let file = listing
+            .lines()
+            .find(|path| {
+                path.ends_with(".ko")
+                    && Path::new(path)
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy().replace('-', "_") == *name)
+            })
+            .with_context(|| format!("{} lists no module {name}", image_deb.display()))?;
+        // ./lib/modules/<abi>/kernel/… → ./usr/lib/debug/lib/modules/<abi>/kernel/…
+        members.push((
+            name.clone(),
+            format!("./usr/lib/debug/{}", file.trim_start_matches("./")),
+        ));
+    }
+    step(&format!(
+        "extracting the debug files of {} modules from {} (once)",
+        members.len(),
+        pins::KERNEL_DBG.package
+    ));
+    let (_, dbg_deb) = debian::fetch(&pins::KERNEL_DBG, &cache).with_context(fix_hint)?;
+    let scratch = debian::tempdir_in(&cache, "modules-dbg")?;
+    let result = extract_members(
+        &dbg_deb,
+        members.iter().map(|(_, m)| m.as_str()),
+        &scratch,
+    )
+    .and_then(|()| {
+        std::fs::create_dir_all(&dir)?;
+        for (name, member) in &members {
+            let from = scratch.join(member.trim_start_matches("./"));
+            std::fs::rename(&from, dir.join(format!("{name}.ko"))).with_context(|| {
+                format!("{} holds no {member}", dbg_deb.display())
+            })?;
+        }
+        Ok(())
+    });
+    std::fs::remove_dir_all(&scratch).ok();
+    result?;
+    Ok(dir)
+}
+
+/// The paths in a .deb's data archive.
+fn capture_listing(deb: &Path) -> Result<String> {
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run dpkg-deb (Debian package dpkg)")?;
+    let out = Command::new("tar")
+        .arg("t")
+        .stdin(dpkg.stdout.take().expect("piped"))
+        .output()
+        .context("run tar")?;
+    let _ = dpkg.wait();
+    if !out.status.success() {
+        bail!(
+            "cannot list {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Extracts `members` of a .deb's data archive under `dir` in one pass,
+/// stopping once each has been seen.
+fn extract_members<'a>(
+    deb: &Path,
+    members: impl Iterator<Item = &'a str>,
+    dir: &Path,
+) -> Result<()> {
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run dpkg-deb (Debian package dpkg)")?;
+    let tar = Command::new("tar")
+        .args(["x", "--occurrence=1", "-C"])
+        .arg(dir)
+        .args(members)
+        .stdin(dpkg.stdout.take().expect("piped"))
+        .stderr(Stdio::piped())
+        .output()
+        .context("run tar")?;
+    let _ = dpkg.kill();
+    let _ = dpkg.wait();
+    if !tar.status.success() {
+        bail!(
+            "could not extract the modules' debug files from {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&tar.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// The default kernel's source tree, fetched and unpacked on first use.
@@ -204,10 +350,11 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// `vmdbg image symbols`: fetches both now, with a progress bar.
 pub fn fetch_all() -> Result<(PathBuf, PathBuf)> {
-    let progress = super::Progress::new(2, "the default kernel's symbols and sources");
+    let progress = super::Progress::new(3, "the default kernel's symbols and sources");
     let mut step = |msg: &str| progress.step(msg);
     let vmlinux = ensure_vmlinux(&mut step)?;
     let sources = ensure_sources(&mut step)?;
+    ensure_module_debug(&mut step)?;
     progress.done();
     Ok((vmlinux, sources))
 }
