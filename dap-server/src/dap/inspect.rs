@@ -917,7 +917,10 @@ impl Session {
                     symbols.path.display(),
                     target.trim_end()
                 ),
-                None => format!("no type {type_name:?} in the DWARF of {}", symbols.path.display()),
+                None => format!(
+                    "no type {type_name:?} in the DWARF of {}",
+                    symbols.path.display()
+                ),
             })?;
         let stripped = symbols.strip(ty);
         let size = stripped.size.unwrap_or(8);
@@ -1288,20 +1291,6 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_round_trip() {
-        for data in [&b""[..], b"a", b"ab", b"abc", b"hello world"] {
-            assert_eq!(base64_decode(&base64_encode(data)).unwrap(), data);
-        }
-        assert_eq!(base64_encode(b"hi"), "aGk=");
-        assert!(base64_decode("!!").is_err());
-    }
-}
-
 /// C's spellings of the integer types as DWARF names them (`unsigned
 /// long` is `long unsigned int`); other names are DWARF's already.
 fn dwarf_type_name(c_name: &str) -> String {
@@ -1324,5 +1313,19 @@ fn dwarf_type_name(c_name: &str) -> String {
         base.to_string()
     } else {
         format!("{base} {stars}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for data in [&b""[..], b"a", b"ab", b"abc", b"hello world"] {
+            assert_eq!(base64_decode(&base64_encode(data)).unwrap(), data);
+        }
+        assert_eq!(base64_encode(b"hi"), "aGk=");
+        assert!(base64_decode("!!").is_err());
     }
 }

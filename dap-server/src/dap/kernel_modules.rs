@@ -136,10 +136,9 @@ impl Session {
                         },
                     );
                 }
-                Err(e) => self.out.output(
-                    "console",
-                    format!("vmdbg: module {}: {e:#}\n", module.name),
-                ),
+                Err(e) => self
+                    .out
+                    .output("console", format!("vmdbg: module {}: {e:#}\n", module.name)),
             }
         }
         let target = self.target.as_mut().context("no target")?;

@@ -1387,7 +1387,11 @@ impl Session {
                     );
                     return Ok(());
                 }
-                if target.kernel_modules.as_ref().is_some_and(|m| m.watch == pc) {
+                if target
+                    .kernel_modules
+                    .as_ref()
+                    .is_some_and(|m| m.watch == pc)
+                {
                     // The kernel is about to run a new module's init.
                     if let Err(e) = self.refresh_kernel_modules().await {
                         self.out.output("console", format!("vmdbg: {e:#}\n"));

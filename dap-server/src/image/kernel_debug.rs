@@ -151,21 +151,16 @@ pub fn ensure_module_debug(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     ));
     let (_, dbg_deb) = debian::fetch(&pins::KERNEL_DBG, &cache).with_context(fix_hint)?;
     let scratch = debian::tempdir_in(&cache, "modules-dbg")?;
-    let result = extract_members(
-        &dbg_deb,
-        members.iter().map(|(_, m)| m.as_str()),
-        &scratch,
-    )
-    .and_then(|()| {
-        std::fs::create_dir_all(&dir)?;
-        for (name, member) in &members {
-            let from = scratch.join(member.trim_start_matches("./"));
-            std::fs::rename(&from, dir.join(format!("{name}.ko"))).with_context(|| {
-                format!("{} holds no {member}", dbg_deb.display())
-            })?;
-        }
-        Ok(())
-    });
+    let result = extract_members(&dbg_deb, members.iter().map(|(_, m)| m.as_str()), &scratch)
+        .and_then(|()| {
+            std::fs::create_dir_all(&dir)?;
+            for (name, member) in &members {
+                let from = scratch.join(member.trim_start_matches("./"));
+                std::fs::rename(&from, dir.join(format!("{name}.ko")))
+                    .with_context(|| format!("{} holds no {member}", dbg_deb.display()))?;
+            }
+            Ok(())
+        });
     std::fs::remove_dir_all(&scratch).ok();
     result?;
     Ok(dir)
@@ -173,19 +168,7 @@ pub fn ensure_module_debug(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
 
 /// The paths in a .deb's data archive.
 fn capture_listing(deb: &Path) -> Result<String> {
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("run dpkg-deb (Debian package dpkg)")?;
-    let out = Command::new("tar")
-        .arg("t")
-        .stdin(dpkg.stdout.take().expect("piped"))
-        .output()
-        .context("run tar")?;
-    let _ = dpkg.wait();
+    let out = tar_data_archive(deb, |tar| tar.arg("t"), Stdio::piped())?;
     if !out.status.success() {
         bail!(
             "cannot list {}: {}",
@@ -203,23 +186,15 @@ fn extract_members<'a>(
     members: impl Iterator<Item = &'a str>,
     dir: &Path,
 ) -> Result<()> {
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("run dpkg-deb (Debian package dpkg)")?;
-    let tar = Command::new("tar")
-        .args(["x", "--occurrence=1", "-C"])
-        .arg(dir)
-        .args(members)
-        .stdin(dpkg.stdout.take().expect("piped"))
-        .stderr(Stdio::piped())
-        .output()
-        .context("run tar")?;
-    let _ = dpkg.kill();
-    let _ = dpkg.wait();
+    let tar = tar_data_archive(
+        deb,
+        |tar| {
+            tar.args(["x", "--occurrence=1", "-C"])
+                .arg(dir)
+                .args(members)
+        },
+        Stdio::null(),
+    )?;
     if !tar.status.success() {
         bail!(
             "could not extract the modules' debug files from {}: {}",
@@ -228,6 +203,35 @@ fn extract_members<'a>(
         );
     }
     Ok(())
+}
+
+/// Runs `tar` (its arguments from `args`) over a .deb's data archive
+/// (`dpkg-deb --fsys-tarfile`), tar's output to `stdout`. tar may stop
+/// before the archive's end (`--occurrence`) and dpkg-deb then die of
+/// SIGPIPE: tar's status decides.
+fn tar_data_archive(
+    deb: &Path,
+    args: impl FnOnce(&mut Command) -> &mut Command,
+    stdout: Stdio,
+) -> Result<std::process::Output> {
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run dpkg-deb (Debian package dpkg)")?;
+    let mut tar = Command::new("tar");
+    args(&mut tar);
+    let out = tar
+        .stdin(dpkg.stdout.take().expect("piped"))
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .context("run tar");
+    let _ = dpkg.kill();
+    let _ = dpkg.wait();
+    out
 }
 
 /// The default kernel's source tree, fetched and unpacked on first use.
@@ -305,24 +309,11 @@ fn stream_member(deb: &Path, member: &str, dest: &Path) -> Result<()> {
         }
     }
     let out = std::fs::File::create(dest).with_context(|| format!("create {}", dest.display()))?;
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("run dpkg-deb")?;
-    let tar = Command::new("tar")
-        .args(["x", "--occurrence=1", "-O", member])
-        .stdin(dpkg.stdout.take().expect("piped"))
-        .stdout(out)
-        .stderr(Stdio::piped())
-        .output()
-        .context("run tar")?;
-    // tar stops reading after the member, so dpkg-deb may die of SIGPIPE:
-    // tar's status and the output decide.
-    let _ = dpkg.kill();
-    let _ = dpkg.wait();
+    let tar = tar_data_archive(
+        deb,
+        |tar| tar.args(["x", "--occurrence=1", "-O", member]),
+        out.into(),
+    )?;
     let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
     if !tar.status.success() || size == 0 {
         bail!(

@@ -325,9 +325,10 @@ impl Symbols {
     /// before DWARF's.
     pub fn function_named(&self, name: &str) -> Option<&Function> {
         let find = |list: &'_ [Function]| -> Option<usize> {
-            list.iter()
-                .position(|f| f.name == name)
-                .or_else(|| list.iter().position(|f| names::names_function(&f.name, name)))
+            list.iter().position(|f| f.name == name).or_else(|| {
+                list.iter()
+                    .position(|f| names::names_function(&f.name, name))
+            })
         };
         if let Some(i) = find(&self.functions) {
             return Some(&self.functions[i]);

@@ -96,9 +96,13 @@ async function vmdbgRun(sock, vmlinux, sources, openC, line) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-bench-'));
   const sock = path.join(dir, 'gdb.sock');
   const serial = path.join(dir, 'serial.log');
+  // As the kernel suite starts it: without tsc_early_khz, TSC calibration under TCG can stall the boot.
+  const mhz = /cpu MHz\s*:\s*([\d.]+)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+  const tsc = mhz ? ` tsc_early_khz=${Math.round(Number(mhz[1]) * 1000)}` : '';
   const qemu = cp.spawn('qemu-system-x86_64', ['-M', 'microvm,acpi=on', '-accel', 'tcg', '-cpu', 'max', '-m', '512M',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-kernel', image.kernel, '-initrd', image.initramfs,
-    '-append', 'console=ttyS0 nokaslr', '-serial', `file:${serial}`, '-gdb', `unix:${sock},server=on,wait=off`], { stdio: 'ignore' });
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-kernel', image.kernel, '-initrd', image.initramfs,
+    '-append', `console=ttyS0 panic=-1 pci=off nokaslr${tsc}`, '-serial', `file:${serial}`,
+    '-gdb', `unix:${sock},server=on,wait=off`], { stdio: 'ignore' });
   try {
     await waitFor(serial, 'Freeing unused kernel', 180000);
     const v = [];
