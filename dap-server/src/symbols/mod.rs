@@ -1,9 +1,13 @@
 //! The DWARF engine: everything the debugger knows from an ELF file, in
 //! process, with gimli, addr2line and object.
 //!
-//! Owns: loading an ELF and its debug sections (this file), line tables and
-//! breakpoint placement (`lines`), stack unwinding by CFI with a frame
-//! pointer fallback (`unwind`), types and value formatting (`types`),
+//! Owns: loading an ELF and its debug sections (this file; the file is
+//! mapped, its sections read in place: `bytes`), relocatable objects placed
+//! where a kernel loaded their sections (`relocate`), a kernel's globals,
+//! per-CPU variables and types by name (`kernel`) and its module list
+//! (`modules`), line tables and breakpoint placement (`lines`), stack
+//! unwinding by CFI with a frame pointer fallback (`unwind`), types and
+//! value formatting (`types`),
 //! variables of a frame and their DWARF location expressions (`scopes`),
 //! the small expression language of `evaluate` (`expr`), how values of
 //! each language's library types are shown (`formatters`) and symbol
