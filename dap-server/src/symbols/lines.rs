@@ -90,7 +90,7 @@ impl LineIndex {
                 let id = match unit_files.get(&row.file_index()) {
                     Some(&id) => id,
                     None => {
-                        let file = row_file(dwarf, unit, header, &row, &comp_dir);
+                        let file = row_file(dwarf, unit, header, row, &comp_dir);
                         let id = *file_ids.entry(file.clone()).or_insert_with(|| {
                             index.files.push(file);
                             index.files.len() - 1
