@@ -231,7 +231,7 @@ async fn boot(
                 }
             };
             let (vmlinux, sources) = fetched?;
-            (vmlinux, vec![kernel_debug::source_map(&sources)])
+            (vmlinux, kernel_debug::source_map(&sources))
         }
         (None, false) => (config.kernel.clone(), Vec::new()),
     };

@@ -285,12 +285,23 @@ pub fn ensure_sources(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     Ok(final_dir)
 }
 
-/// How the default kernel's DWARF paths map to the unpacked tree.
-pub fn source_map(tree: &Path) -> (String, String) {
-    (
-        DEBIAN_BUILD_DIR.to_string(),
-        tree.to_string_lossy().into_owned(),
-    )
+/// How the default kernel's DWARF paths map to the unpacked tree: C
+/// units name files under the build directory; assembly units (the
+/// syscall entry, `arch/x86/entry/entry_64.S`) by the absolute path of
+/// Debian's reproducible build (`/build/reproducible-path/linux-6.1.176`).
+pub fn source_map(tree: &Path) -> Vec<(String, String)> {
+    let tree = tree.to_string_lossy().into_owned();
+    let upstream = pins::KERNEL_SOURCE
+        .version
+        .split('-')
+        .next()
+        .unwrap_or(pins::KERNEL_SOURCE.version);
+    let build = format!("/build/reproducible-path/linux-{upstream}");
+    vec![
+        (DEBIAN_BUILD_DIR.to_string(), tree.clone()),
+        (format!("{build}/{DEBIAN_BUILD_DIR}"), tree.clone()),
+        (build, tree),
+    ]
 }
 
 fn fix_hint() -> String {
