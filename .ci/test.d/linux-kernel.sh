@@ -2,8 +2,9 @@
 # The Linux kernel suite: `vmdbg dap` on the default image's Debian kernel
 # with Debian's DWARF and sources (tests/dap/linux/). Its first run fetches
 # linux-image-<abi>-dbg (855 MB) and linux-source (139 MB) into vmdbg's
-# cache (~1 min here); then ~3 min on this 2-core machine (QEMU TCG boots,
-# a 631 MB vmlinux read per session). VMDBG_SKIP_LINUX_KERNEL=1 skips it,
+# cache (~1 min here, and ~1.5 min for the modules' debug files); then
+# ~4 min on this 2-core machine under load (QEMU TCG boots, the 631 MB
+# vmlinux mapped per session). VMDBG_SKIP_LINUX_KERNEL=1 skips it,
 # loudly (under CI=true it must run).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

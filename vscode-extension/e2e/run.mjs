@@ -6,7 +6,10 @@
 // program scenario then takes a VM snapshot and finds it in the VM
 // Snapshots view.
 //
-//   node run.mjs [kernel] [program]      default: every scenario
+//   node run.mjs [kernel] [program] [linux]   default: every scenario
+//
+// linux: the default image's Debian kernel (`kernel: "default"`) with its
+// source tree as the workspace, stopped on a line of fs/open.c.
 //
 // Environment: VMDBG_BIN (the vmdbg binary; default target/release/vmdbg),
 // CHROMIUM (default /usr/bin/chromium). Under CI=true a missing piece is a
@@ -102,12 +105,13 @@ async function runCommand(page, title) {
   await page.keyboard.press('Enter');
 }
 
-async function openFileAtLine(page, name, line) {
+async function openFileAtLine(page, name, line, query = name) {
   await page.keyboard.press('Control+P');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 20_000 });
-  await input.fill(name);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 20_000 });
+  await input.fill(query);
+  // A kernel tree takes quick open a while to search.
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 120_000 });
   await page.keyboard.press('Enter');
   await page.locator(`.tab[data-resource-name="${name}"]`).first().waitFor({ timeout: 20_000 });
   await page.locator('.monaco-editor textarea').first().focus();
@@ -120,7 +124,7 @@ async function openFileAtLine(page, name, line) {
 /** Sets a breakpoint on `line` of `name` from the editor, starts debugging,
  * and waits until the editor shows the top stack frame on that line and the
  * Variables view shows `variable` with `value`. Returns ms from start to stop. */
-async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped }) {
+async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped, query, scope = 'Locals' }) {
   const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
   const consoleErrors = [];
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
@@ -128,7 +132,7 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     await page.goto(server.url);
     await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
     await page.locator('.statusbar').waitFor({ timeout: 90_000 });
-    await openFileAtLine(page, name, line);
+    await openFileAtLine(page, name, line, query);
     await runCommand(page, 'Debug: Toggle Breakpoint');
     await page.locator('.codicon-debug-breakpoint, .codicon-debug-breakpoint-unverified').first().waitFor({ timeout: 20_000 });
 
@@ -164,8 +168,8 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     // The value from the Variables view only (not any row of the debug side bar).
     const variables = page.locator('.debug-variables .monaco-list-row');
     const wanted = variables.filter({ hasText: new RegExp(`^\\s*${variable}\\s*[=:]\\s*${value}\\s*$`) });
-    // VS Code expands the first scope by itself only sometimes: open Locals.
-    const locals = variables.filter({ hasText: /^Locals$/ }).first();
+    // VS Code expands the first scope by itself only sometimes: open it.
+    const locals = variables.filter({ hasText: new RegExp(`^${scope}$`) }).first();
     await locals.waitFor({ timeout: 30_000 });
     if (!(await wanted.first().isVisible())) {
       const expanded = await locals.getAttribute('aria-expanded');
@@ -288,7 +292,37 @@ async function programScenario(browser) {
   }
 }
 
-const scenarios = [['kernel', kernelScenario], ['program', programScenario]];
+/** (c) the Linux kernel itself: the default image's Debian kernel, its
+ * source tree (from `vmdbg image symbols`) as the workspace, a breakpoint
+ * in fs/open.c that the guest's first open reaches. */
+async function linuxScenario(browser) {
+  const env = { ...process.env, XDG_CACHE_HOME: process.env.VMDBG_TEST_CACHE ?? join(repo, 'target', 'test-cache') };
+  const printed = execFileSync(vmdbgBin, ['image', 'symbols'], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const sources = /^sources:\s+(.*)$/m.exec(printed)?.[1];
+  if (!sources || !existsSync(join(sources, 'fs', 'open.c'))) throw new Error(`vmdbg image symbols printed no source tree:\n${printed}`);
+  const lines = readFileSync(join(sources, 'fs', 'open.c'), 'utf8').split('\n');
+  const line = lines.findIndex((l) => l.includes('struct file *f = do_filp_open(dfd, tmp, &op);')) + 1;
+  if (line === 0) throw new Error('no do_filp_open call in fs/open.c');
+  // The configuration lives in the user's settings: the cached tree stays untouched.
+  const config = { type: 'vmdbg', request: 'launch', name: 'Debug the Linux kernel', kernel: 'default', run: ['cat /etc/hostname'] };
+  const server = await startCodeServer(sources, {
+    ...editorSettings(),
+    launch: { version: '0.2.0', configurations: [config] },
+    'files.watcherExclude': { '**': true },
+    'search.followSymlinks': false,
+  });
+  try {
+    const r = await debugToBreakpoint(browser, server, {
+      name: 'open.c', query: 'fs/open.c', line, scope: 'Arguments', variable: 'dfd', value: '-100',
+      shot: 'linux-stopped.png', waitMs: 600_000, configName: 'Debug the Linux kernel',
+    });
+    console.log(`linux: the editor shows the stop on fs/open.c:${r.stoppedLine} (breakpoint line ${line}) and dfd = -100 in Arguments; F5 -> stopped editor ${r.stoppedMs} ms`);
+  } finally {
+    server.stop();
+  }
+}
+
+const scenarios = [['kernel', kernelScenario], ['program', programScenario], ['linux', linuxScenario]];
 
 async function main() {
   rmSync(output, { recursive: true, force: true });

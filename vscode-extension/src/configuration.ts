@@ -140,7 +140,11 @@ export function resolveConfiguration(config: DebugConfig, ctx: EditorContext): R
       return { config: resolved };
     case 'kernel':
       resolved.stopOnEntry = resolved.stopOnEntry ?? false;
-      resolved.mem = resolved.mem ?? '128M';
+      // A bare-metal kernel needs little; a Linux kernel ("default", or one
+      // with an initrd or an engine) gets vmdbg's own default (512M).
+      if (resolved.kernel !== 'default' && resolved.initrd === undefined && resolved.engine === undefined) {
+        resolved.mem = resolved.mem ?? '128M';
+      }
       resolved.cpus = resolved.cpus ?? 1;
       return { config: resolved };
     case 'program':

@@ -137,6 +137,15 @@ impl Session {
             (None, None) => Vec::new(),
         };
         let symbols = self.target.as_ref().context("no target")?.symbols.clone();
+        let pending = if self
+            .target
+            .as_ref()
+            .is_some_and(|t| t.kernel_modules.is_some())
+        {
+            "; pending: it is placed when a kernel module built from this file loads"
+        } else {
+            ""
+        };
         let mut list = Vec::new();
         for wanted in wanted {
             let line = wanted.line;
@@ -164,7 +173,7 @@ impl Session {
                     source: Some(args.source.clone()),
                     verified: false,
                     message: Some(format!(
-                        "no code at or after line {line} of {path} in {}",
+                        "no code at or after line {line} of {path} in {}{pending}",
                         symbols.path.display()
                     )),
                     ..Default::default()
@@ -340,7 +349,12 @@ impl Session {
     /// Makes the stub's breakpoints match the wanted set: removes first
     /// (to free slots), then inserts; a refused insert marks the
     /// breakpoints at that address unverified with the reason.
-    async fn sync_breakpoints(&mut self) -> Result<()> {
+    pub(super) async fn sync_breakpoints(&mut self) -> Result<()> {
+        let module_watch = self
+            .target
+            .as_ref()
+            .and_then(|t| t.kernel_modules.as_ref())
+            .map(|m| m.watch);
         let wanted: BTreeSet<u64> = self
             .line_breakpoints
             .values()
@@ -348,6 +362,7 @@ impl Session {
             .chain(self.function_breakpoints.iter())
             .filter(|b| b.addr.is_some() && (b.verified || b.message.as_deref() == Some(NO_SLOT)))
             .filter_map(|b| b.addr)
+            .chain(module_watch)
             .collect();
         let target = self.target.as_mut().context("no target")?;
         let stale: Vec<u64> = target.inserted.difference(&wanted).copied().collect();
@@ -508,7 +523,7 @@ fn file_name(path: &str) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
-fn to_dap(bp: &UserBreakpoint) -> Breakpoint {
+pub(super) fn to_dap(bp: &UserBreakpoint) -> Breakpoint {
     Breakpoint {
         id: bp.id,
         verified: bp.verified,

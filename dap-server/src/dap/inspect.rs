@@ -810,6 +810,10 @@ impl Session {
                     Scalar::Float(_) => bail!("arithmetic on floating-point values is not supported; compare them instead"),
                 }
             }
+            Expr::Cast(type_name, inner) => {
+                let value = Box::pin(self.eval(frame_index, inner)).await?;
+                self.cast(frame_index, type_name, value).await?
+            }
             Expr::Not(inner) => {
                 let value = Box::pin(self.eval(frame_index, inner)).await?;
                 Evaluated::Int(i64::from(self.scalar(value).await?.is_zero()))
@@ -963,6 +967,54 @@ impl Session {
             ty: row.ty,
             place: row.place,
             frame: entry.frame,
+            raw_text: None,
+            expression: None,
+        }))
+    }
+
+    /// `(type)value`: a pointer or a number takes the value's number (an
+    /// address for a pointer: `((struct file *)0xffff…)->f_path`); a
+    /// struct, union or array is the value's memory seen as that type.
+    async fn cast(&mut self, frame: usize, type_name: &str, value: Evaluated) -> Result<Evaluated> {
+        let symbols = self.target_ref()?.symbols.clone();
+        let ty = symbols
+            .type_named(&dwarf_type_name(type_name))
+            .with_context(|| match type_name.strip_suffix('*') {
+                Some(target) => format!(
+                    "no type {type_name:?}: the DWARF of {} has no {} or no pointer to it",
+                    symbols.path.display(),
+                    target.trim_end()
+                ),
+                None => format!(
+                    "no type {type_name:?} in the DWARF of {}",
+                    symbols.path.display()
+                ),
+            })?;
+        let stripped = symbols.strip(ty);
+        let size = stripped.size.unwrap_or(8);
+        let name = format!("({type_name})");
+        let place = match &stripped.kind {
+            TypeKind::Pointer { .. } | TypeKind::Base { .. } | TypeKind::Enum { .. } => {
+                let n = match self.scalar(value).await? {
+                    Scalar::Int(n) => n,
+                    Scalar::Float(f) => f as i64,
+                };
+                Place::Bytes(n.to_le_bytes()[..(size as usize).min(8)].to_vec())
+            }
+            _ => match value {
+                Evaluated::Entry(VarEntry {
+                    place: Place::Memory(addr),
+                    ..
+                }) => Place::Memory(addr),
+                _ => bail!("only a value in memory can be seen as {type_name}; cast its address to a pointer instead"),
+            },
+        };
+        Ok(Evaluated::Entry(VarEntry {
+            name,
+            ty: Some(ty),
+            place,
+            size,
+            frame,
             raw_text: None,
             expression: None,
         }))
@@ -1332,6 +1384,31 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+/// C's spellings of the integer types as DWARF names them (`unsigned
+/// long` is `long unsigned int`); other names are DWARF's already.
+fn dwarf_type_name(c_name: &str) -> String {
+    let (base, stars) = match c_name.find('*') {
+        Some(i) => (c_name[..i].trim(), &c_name[i..]),
+        None => (c_name.trim(), ""),
+    };
+    let base = match base {
+        "unsigned" | "unsigned int" => "unsigned int",
+        "signed" | "signed int" | "int" => "int",
+        "long" | "long int" | "signed long" => "long int",
+        "unsigned long" | "unsigned long int" => "long unsigned int",
+        "long long" | "long long int" | "signed long long" => "long long int",
+        "unsigned long long" | "unsigned long long int" => "long long unsigned int",
+        "short" | "short int" | "signed short" => "short int",
+        "unsigned short" | "unsigned short int" => "short unsigned int",
+        other => other,
+    };
+    if stars.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base} {stars}")
+    }
 }
 
 #[cfg(test)]

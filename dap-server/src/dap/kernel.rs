@@ -214,6 +214,8 @@ async fn boot(
                 };
                 let vmlinux = kernel_debug::ensure_vmlinux(&mut step)?;
                 let sources = kernel_debug::ensure_sources(&mut step)?;
+                // Beside vmlinux-dbg, where the session's module support finds them.
+                kernel_debug::ensure_module_debug(&mut step)?;
                 Ok((vmlinux, sources))
             });
             // Relay the fetch's steps as progress while it runs.
@@ -229,7 +231,7 @@ async fn boot(
                 }
             };
             let (vmlinux, sources) = fetched?;
-            (vmlinux, vec![kernel_debug::source_map(&sources)])
+            (vmlinux, kernel_debug::source_map(&sources))
         }
         (None, false) => (config.kernel.clone(), Vec::new()),
     };

@@ -14,6 +14,7 @@ mod arguments;
 mod breakpoints;
 mod inspect;
 mod kernel;
+mod kernel_modules;
 mod launch;
 mod postmortem;
 mod program;

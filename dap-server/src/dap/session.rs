@@ -205,6 +205,9 @@ pub struct Target {
     pub engine: Option<Engine>,
     /// Kernel mode through the engine interface: the kernel's VM.
     pub kernel_vm: Option<super::kernel::KernelVm>,
+    /// A Linux kernel's loaded modules and the session's breakpoint that
+    /// hears of new ones.
+    pub kernel_modules: Option<super::kernel_modules::KernelModules>,
     /// Program mode: the VM the program runs in.
     pub program: Option<GuestProgram>,
     pub threads: Vec<String>,
@@ -889,9 +892,17 @@ impl Session {
                 json!({ "capabilities": { "supportsStepBack": true } }),
             );
         }
+        // Not in a replay: the module watch goes on forward by itself.
+        let kernel_modules = match &config {
+            StartConfig::Program(_) => None,
+            _ if rsp.reverse => None,
+            _ => super::kernel_modules::KernelModules::new(&symbols),
+        };
+        let watch_modules = kernel_modules.is_some();
         self.target = Some(Target {
             rsp,
             symbols,
+            kernel_modules,
             modules,
             engine,
             kernel_vm,
@@ -906,6 +917,12 @@ impl Session {
             pending_signal: None,
         });
         self.start = Some(config);
+        if watch_modules {
+            if let Err(e) = self.refresh_kernel_modules().await {
+                self.out.output("console", format!("vmdbg: {e:#}\n"));
+            }
+            self.sync_breakpoints().await?;
+        }
         Ok(())
     }
 
@@ -1373,6 +1390,19 @@ impl Session {
                     );
                     return Ok(());
                 }
+                if target
+                    .kernel_modules
+                    .as_ref()
+                    .is_some_and(|m| m.watch == pc)
+                {
+                    // The kernel is about to run a new module's init.
+                    if let Err(e) = self.refresh_kernel_modules().await {
+                        self.out.output("console", format!("vmdbg: {e:#}\n"));
+                    }
+                    if self.breakpoint_ids_at(pc).is_empty() {
+                        return Box::pin(self.resume(false)).await;
+                    }
+                }
                 let ids = if self.breakpoint_ids_at(pc).is_empty() {
                     Vec::new()
                 } else {
@@ -1679,6 +1709,7 @@ impl Session {
             .chain(self.function_breakpoints.iter())
             .filter(|b| b.verified)
             .filter_map(|b| b.addr)
+            .chain(target.kernel_modules.as_ref().map(|m| m.watch))
             .collect();
         for addr in addrs {
             if target.rsp.insert_breakpoint(addr).await.is_ok() {

@@ -4,6 +4,7 @@
 //! ```text
 //! debs/linux-image-<abi>-dbg_<version>.deb     855 MB, kept (modules' DWARF is in it too)
 //! kernel-<version>-<sha12>/vmlinux-dbg         its full-DWARF vmlinux (631 MB)
+//! kernel-<version>-<sha12>/modules-dbg/<name>.ko  the image's modules with their DWARF
 //! linux-source-<version>/                      the source tree DWARF's paths point into
 //! ```
 //!
@@ -84,6 +85,155 @@ pub fn ensure_vmlinux(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     Ok(final_path)
 }
 
+/// The debug files (`.ko` with DWARF and relocations) of the modules the
+/// default image loads, extracted on first use into `modules-dbg/`, named
+/// by module name (`virtio_blk.ko`). The members' paths come from the
+/// kernel package's listing; the modules sit at the back of the 5.6 GB
+/// archive, so all are taken in one pass (~1.5 min here), once.
+pub fn ensure_module_debug(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let kernel = debian::current(&pins::KERNEL, &cache);
+    let kernel_dir = cache.join(kernel_dir_name(&kernel));
+    let dir = kernel_dir.join("modules-dbg");
+    if !kernel_dir.join("modules.order").is_file() {
+        // Which modules the image loads is decided when it is built.
+        super::default_image()?;
+    }
+    let wanted: Vec<String> = std::fs::read_to_string(kernel_dir.join("modules.order"))
+        .with_context(|| {
+            format!(
+                "{} has no modules.order; build the default image first (vmdbg image build)",
+                kernel_dir.display()
+            )
+        })?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let missing = |dir: &Path| -> Vec<String> {
+        wanted
+            .iter()
+            .filter(|m| !dir.join(format!("{m}.ko")).is_file())
+            .cloned()
+            .collect()
+    };
+    if missing(&dir).is_empty() {
+        return Ok(dir);
+    }
+    let _lock = CacheLock::take(&cache)?;
+    let names = missing(&dir);
+    if names.is_empty() {
+        return Ok(dir);
+    }
+    step("listing the kernel package's modules (once)");
+    let (_, image_deb) = debian::fetch(&pins::KERNEL, &cache).with_context(fix_hint)?;
+    let listing = capture_listing(&image_deb)?;
+    let mut members = Vec::new();
+    for name in &names {
+        let file = listing
+            .lines()
+            .find(|path| {
+                path.ends_with(".ko")
+                    && Path::new(path)
+                        .file_stem()
+                        .is_some_and(|s| s.to_string_lossy().replace('-', "_") == *name)
+            })
+            .with_context(|| format!("{} lists no module {name}", image_deb.display()))?;
+        // ./lib/modules/<abi>/kernel/… → ./usr/lib/debug/lib/modules/<abi>/kernel/…
+        members.push((
+            name.clone(),
+            format!("./usr/lib/debug/{}", file.trim_start_matches("./")),
+        ));
+    }
+    step(&format!(
+        "extracting the debug files of {} modules from {} (once)",
+        members.len(),
+        pins::KERNEL_DBG.package
+    ));
+    let (_, dbg_deb) = debian::fetch(&pins::KERNEL_DBG, &cache).with_context(fix_hint)?;
+    let scratch = debian::tempdir_in(&cache, "modules-dbg")?;
+    let result = extract_members(&dbg_deb, members.iter().map(|(_, m)| m.as_str()), &scratch)
+        .and_then(|()| {
+            std::fs::create_dir_all(&dir)?;
+            for (name, member) in &members {
+                let from = scratch.join(member.trim_start_matches("./"));
+                std::fs::rename(&from, dir.join(format!("{name}.ko")))
+                    .with_context(|| format!("{} holds no {member}", dbg_deb.display()))?;
+            }
+            Ok(())
+        });
+    std::fs::remove_dir_all(&scratch).ok();
+    result?;
+    Ok(dir)
+}
+
+/// The paths in a .deb's data archive.
+fn capture_listing(deb: &Path) -> Result<String> {
+    let out = tar_data_archive(deb, |tar| tar.arg("t"), Stdio::piped())?;
+    if !out.status.success() {
+        bail!(
+            "cannot list {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Extracts `members` of a .deb's data archive under `dir` in one pass,
+/// stopping once each has been seen.
+fn extract_members<'a>(
+    deb: &Path,
+    members: impl Iterator<Item = &'a str>,
+    dir: &Path,
+) -> Result<()> {
+    let tar = tar_data_archive(
+        deb,
+        |tar| {
+            tar.args(["x", "--occurrence=1", "-C"])
+                .arg(dir)
+                .args(members)
+        },
+        Stdio::null(),
+    )?;
+    if !tar.status.success() {
+        bail!(
+            "could not extract the modules' debug files from {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&tar.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `tar` (its arguments from `args`) over a .deb's data archive
+/// (`dpkg-deb --fsys-tarfile`), tar's output to `stdout`. tar may stop
+/// before the archive's end (`--occurrence`) and dpkg-deb then die of
+/// SIGPIPE: tar's status decides.
+fn tar_data_archive(
+    deb: &Path,
+    args: impl FnOnce(&mut Command) -> &mut Command,
+    stdout: Stdio,
+) -> Result<std::process::Output> {
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run dpkg-deb (Debian package dpkg)")?;
+    let mut tar = Command::new("tar");
+    args(&mut tar);
+    let out = tar
+        .stdin(dpkg.stdout.take().expect("piped"))
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .output()
+        .context("run tar");
+    let _ = dpkg.kill();
+    let _ = dpkg.wait();
+    out
+}
+
 /// The default kernel's source tree, fetched and unpacked on first use.
 pub fn ensure_sources(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let cache = cache_dir()?;
@@ -135,12 +285,23 @@ pub fn ensure_sources(step: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     Ok(final_dir)
 }
 
-/// How the default kernel's DWARF paths map to the unpacked tree.
-pub fn source_map(tree: &Path) -> (String, String) {
-    (
-        DEBIAN_BUILD_DIR.to_string(),
-        tree.to_string_lossy().into_owned(),
-    )
+/// How the default kernel's DWARF paths map to the unpacked tree: C
+/// units name files under the build directory; assembly units (the
+/// syscall entry, `arch/x86/entry/entry_64.S`) by the absolute path of
+/// Debian's reproducible build (`/build/reproducible-path/linux-6.1.176`).
+pub fn source_map(tree: &Path) -> Vec<(String, String)> {
+    let tree = tree.to_string_lossy().into_owned();
+    let upstream = pins::KERNEL_SOURCE
+        .version
+        .split('-')
+        .next()
+        .unwrap_or(pins::KERNEL_SOURCE.version);
+    let build = format!("/build/reproducible-path/linux-{upstream}");
+    vec![
+        (DEBIAN_BUILD_DIR.to_string(), tree.clone()),
+        (format!("{build}/{DEBIAN_BUILD_DIR}"), tree.clone()),
+        (build, tree),
+    ]
 }
 
 fn fix_hint() -> String {
@@ -159,24 +320,11 @@ fn stream_member(deb: &Path, member: &str, dest: &Path) -> Result<()> {
         }
     }
     let out = std::fs::File::create(dest).with_context(|| format!("create {}", dest.display()))?;
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("run dpkg-deb")?;
-    let tar = Command::new("tar")
-        .args(["x", "--occurrence=1", "-O", member])
-        .stdin(dpkg.stdout.take().expect("piped"))
-        .stdout(out)
-        .stderr(Stdio::piped())
-        .output()
-        .context("run tar")?;
-    // tar stops reading after the member, so dpkg-deb may die of SIGPIPE:
-    // tar's status and the output decide.
-    let _ = dpkg.kill();
-    let _ = dpkg.wait();
+    let tar = tar_data_archive(
+        deb,
+        |tar| tar.args(["x", "--occurrence=1", "-O", member]),
+        out.into(),
+    )?;
     let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
     if !tar.status.success() || size == 0 {
         bail!(
@@ -204,10 +352,11 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// `vmdbg image symbols`: fetches both now, with a progress bar.
 pub fn fetch_all() -> Result<(PathBuf, PathBuf)> {
-    let progress = super::Progress::new(2, "the default kernel's symbols and sources");
+    let progress = super::Progress::new(3, "the default kernel's symbols and sources");
     let mut step = |msg: &str| progress.step(msg);
     let vmlinux = ensure_vmlinux(&mut step)?;
     let sources = ensure_sources(&mut step)?;
+    ensure_module_debug(&mut step)?;
     progress.done();
     Ok((vmlinux, sources))
 }

@@ -1,6 +1,8 @@
 //! The expressions `evaluate` accepts (watch, hover, the debug console,
 //! breakpoint conditions and logpoints): names, `$registers`, numbers,
-//! `a.b`, `a->b`, `*a`, `&a`, `a[i]`, parentheses, and C's arithmetic
+//! `a.b`, `a->b`, `*a`, `&a`, `a[i]`, parentheses, casts to a type the
+//! DWARF has (`(struct task_struct *)p`, `(unsigned long)x`,
+//! `((struct file *)0xffff…)->f_path`: container_of by hand), and C's arithmetic
 //! (`+ - * / %`), comparisons (`== != < <= > >=`) and logic (`&& || !`)
 //! with C's precedence. This file parses; the DAP layer evaluates against
 //! a frame.
@@ -24,6 +26,9 @@ pub enum Expr {
     /// `!a`: 1 when a is zero, else 0.
     Not(Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// `(type)a`: the type as C writes it, spaces normalized
+    /// (`struct file *`).
+    Cast(String, Box<Expr>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +186,9 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr> {
+        if let Some(ty) = self.cast_type() {
+            return Ok(Expr::Cast(ty, Box::new(self.unary()?)));
+        }
         if self.eat("!") {
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
@@ -197,6 +205,75 @@ impl Parser {
             };
         }
         self.postfix()
+    }
+
+    /// `(type)` ahead: consumed, and the type's name. A parenthesized
+    /// name is taken as a type when C's grammar says it must be one: a
+    /// `struct`/`union`/`enum`, C's own type words, a name with `*`, or a
+    /// lone name followed by an operand (`(u64)x`, not `(x) - 1`).
+    fn cast_type(&mut self) -> Option<String> {
+        const C_TYPE_WORDS: &[&str] = &[
+            "unsigned", "signed", "char", "short", "int", "long", "float", "double", "_Bool",
+            "void", "const", "volatile",
+        ];
+        self.skip_space();
+        if self.chars.get(self.pos) != Some(&'(') {
+            return None;
+        }
+        let mut pos = self.pos + 1;
+        let mut words: Vec<String> = Vec::new();
+        let mut stars = 0;
+        loop {
+            while self.chars.get(pos).is_some_and(|c| c.is_whitespace()) {
+                pos += 1;
+            }
+            match self.chars.get(pos) {
+                Some(')') => break,
+                Some('*') => {
+                    stars += 1;
+                    pos += 1;
+                }
+                Some(c) if (c.is_alphabetic() || *c == '_') && stars == 0 => {
+                    let start = pos;
+                    while self
+                        .chars
+                        .get(pos)
+                        .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                    {
+                        pos += 1;
+                    }
+                    words.push(self.chars[start..pos].iter().collect());
+                }
+                _ => return None,
+            }
+        }
+        let after = pos + 1;
+        let is_type = match words.first().map(String::as_str) {
+            None => false,
+            Some("struct" | "union" | "enum") => words.len() == 2,
+            Some(_) if words.iter().all(|w| C_TYPE_WORDS.contains(&w.as_str())) => true,
+            Some(_) if words.len() == 1 && stars > 0 => true,
+            Some(_) if words.len() == 1 => {
+                let mut next = after;
+                while self.chars.get(next).is_some_and(|c| c.is_whitespace()) {
+                    next += 1;
+                }
+                self.chars
+                    .get(next)
+                    .is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '(' | '$'))
+            }
+            Some(_) => false,
+        };
+        if !is_type {
+            return None;
+        }
+        self.pos = after;
+        let mut name = words.join(" ");
+        if stars > 0 {
+            name.push(' ');
+            name.push_str(&"*".repeat(stars));
+        }
+        Some(name)
     }
 
     fn postfix(&mut self) -> Result<Expr> {
@@ -285,6 +362,57 @@ mod tests {
             Expr::Index(
                 Box::new(Expr::Name("m".into())),
                 Box::new(Expr::Str("a\"b".into()))
+            )
+        );
+    }
+
+    #[test]
+    fn parses_casts() {
+        let cast = |ty: &str, e: Expr| Expr::Cast(ty.into(), Box::new(e));
+        assert_eq!(
+            parse("(struct task_struct *)ptr").unwrap(),
+            cast("struct task_struct *", Expr::Name("ptr".into()))
+        );
+        assert_eq!(
+            parse("((struct file*)0xffff888000000000)->f_path").unwrap(),
+            Expr::Arrow(
+                Box::new(cast(
+                    "struct file *",
+                    Expr::Number(0xffff888000000000u64 as i64)
+                )),
+                "f_path".into()
+            )
+        );
+        assert_eq!(
+            parse("(unsigned long)&init_task").unwrap(),
+            cast(
+                "unsigned long",
+                Expr::AddressOf(Box::new(Expr::Name("init_task".into())))
+            )
+        );
+        assert_eq!(
+            parse("(u64)x + 1").unwrap(),
+            Expr::Binary(
+                BinaryOp::Add,
+                Box::new(cast("u64", Expr::Name("x".into()))),
+                Box::new(Expr::Number(1))
+            )
+        );
+        // A parenthesized name before an operator is a value, not a type.
+        assert_eq!(
+            parse("(x) - 1").unwrap(),
+            Expr::Binary(
+                BinaryOp::Sub,
+                Box::new(Expr::Name("x".into())),
+                Box::new(Expr::Number(1))
+            )
+        );
+        assert_eq!(
+            parse("(a * b)").unwrap(),
+            Expr::Binary(
+                BinaryOp::Mul,
+                Box::new(Expr::Name("a".into())),
+                Box::new(Expr::Name("b".into()))
             )
         );
     }

@@ -34,6 +34,34 @@ pub struct LinePlacement {
     pub line: u32,
 }
 
+/// The normalized path of a line-table row's file ("??" when it names none).
+fn row_file(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit: &gimli::Unit<Reader>,
+    header: &gimli::LineProgramHeader<Reader>,
+    row: &gimli::LineRow,
+    comp_dir: &str,
+) -> String {
+    let Some(entry) = row.file(header) else {
+        return String::from("??");
+    };
+    let mut path = PathBuf::new();
+    if let Some(dir) = entry.directory(header) {
+        if let Ok(dir) = dwarf.attr_string(unit, dir) {
+            path.push(dir.to_string_lossy().unwrap_or_default().as_ref());
+        }
+    }
+    if let Ok(name) = dwarf.attr_string(unit, entry.path_name()) {
+        path.push(name.to_string_lossy().unwrap_or_default().as_ref());
+    }
+    let full = if path.is_relative() {
+        Path::new(comp_dir).join(path)
+    } else {
+        path
+    };
+    normalize(&full)
+}
+
 impl LineIndex {
     pub fn build(dwarf: &gimli::Dwarf<Reader>, units: &[gimli::Unit<Reader>]) -> Result<Self> {
         let mut index = Self::default();
@@ -49,36 +77,28 @@ impl LineIndex {
                 .unwrap_or_default();
             let mut rows = program.rows();
             let mut sequence: Vec<LineRow> = Vec::new();
+            // The unit's file table index → the index's file id: a path is
+            // built once per file of a unit, not once per row (a kernel has
+            // millions of rows).
+            let mut unit_files: HashMap<u64, usize> = HashMap::new();
             while let Some((header, row)) = rows.next_row()? {
                 if row.end_sequence() {
                     let end = row.address();
                     finish_sequence(&mut sequence, end, &mut index.rows);
                     continue;
                 }
-                let file = match row.file(header) {
-                    Some(entry) => {
-                        let mut path = PathBuf::new();
-                        if let Some(dir) = entry.directory(header) {
-                            if let Ok(dir) = dwarf.attr_string(unit, dir) {
-                                path.push(dir.to_string_lossy().unwrap_or_default().as_ref());
-                            }
-                        }
-                        if let Ok(name) = dwarf.attr_string(unit, entry.path_name()) {
-                            path.push(name.to_string_lossy().unwrap_or_default().as_ref());
-                        }
-                        let full = if path.is_relative() {
-                            Path::new(&comp_dir).join(path)
-                        } else {
-                            path
-                        };
-                        normalize(&full)
+                let id = match unit_files.get(&row.file_index()) {
+                    Some(&id) => id,
+                    None => {
+                        let file = row_file(dwarf, unit, header, row, &comp_dir);
+                        let id = *file_ids.entry(file.clone()).or_insert_with(|| {
+                            index.files.push(file);
+                            index.files.len() - 1
+                        });
+                        unit_files.insert(row.file_index(), id);
+                        id
                     }
-                    None => String::from("??"),
                 };
-                let id = *file_ids.entry(file.clone()).or_insert_with(|| {
-                    index.files.push(file);
-                    index.files.len() - 1
-                });
                 sequence.push(LineRow {
                     addr: row.address(),
                     end: row.address(),

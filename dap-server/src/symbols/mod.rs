@@ -1,9 +1,13 @@
 //! The DWARF engine: everything the debugger knows from an ELF file, in
 //! process, with gimli, addr2line and object.
 //!
-//! Owns: loading an ELF and its debug sections (this file), line tables and
-//! breakpoint placement (`lines`), stack unwinding by CFI with a frame
-//! pointer fallback (`unwind`), types and value formatting (`types`),
+//! Owns: loading an ELF and its debug sections (this file; the file is
+//! mapped, its sections read in place: `bytes`), relocatable objects placed
+//! where a kernel loaded their sections (`relocate`), a kernel's globals,
+//! per-CPU variables and types by name (`kernel`) and its module list
+//! (`modules`), line tables and breakpoint placement (`lines`), stack
+//! unwinding by CFI with a frame pointer fallback (`unwind`), types and
+//! value formatting (`types`),
 //! variables of a frame and their DWARF location expressions (`scopes`),
 //! the small expression language of `evaluate` (`expr`), how values of
 //! each language's library types are shown (`formatters`) and symbol
@@ -11,24 +15,29 @@
 //! It reads target memory only through [`TargetMemory`]; it knows nothing
 //! about RSP or DAP.
 
+pub mod bytes;
 pub mod expr;
 pub mod formatters;
 pub mod kernel;
 pub mod lines;
+pub mod modules;
 pub mod names;
+pub mod relocate;
 pub mod scopes;
 pub mod types;
 pub mod unwind;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use gimli::{Reader as _, Section as _};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-pub type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+use bytes::Bytes;
+
+pub type Reader = gimli::EndianReader<gimli::RunTimeEndian, bytes::Bytes>;
 
 /// How the engine reads the stopped target's memory.
 #[allow(async_fn_in_trait)]
@@ -98,7 +107,11 @@ pub struct Symbols {
     pub units: Vec<gimli::Unit<Reader>>,
     context: addr2line::Context<Reader>,
     pub lines: lines::LineIndex,
-    pub functions: Vec<Function>,
+    /// Functions from the ELF symbol table, by address.
+    functions: Vec<Function>,
+    /// Functions from DWARF, by address: a walk over every DIE (seconds on
+    /// a kernel), made on the first lookup the symbol table cannot answer.
+    dwarf_functions: OnceLock<Vec<Function>>,
     pub unwinder: unwind::Unwinder,
     pub(crate) type_cache: Mutex<HashMap<(usize, gimli::UnitOffset), Arc<types::Type>>>,
     text_range: (u64, u64),
@@ -122,9 +135,25 @@ impl Symbols {
 
     /// Loads an ELF mapped `bias` bytes above its file addresses.
     pub fn load_at(path: &Path, bias: u64) -> Result<Self> {
-        let data = std::fs::read(path)
+        Self::load_placed(path, Placement::Bias(bias))
+    }
+
+    /// Loads a relocatable object (a kernel module) whose sections the
+    /// target loaded at `places` ([`relocate`]).
+    pub fn load_relocated(path: &Path, places: relocate::SectionAddresses) -> Result<Self> {
+        Self::load_placed(path, Placement::Sections(places))
+    }
+
+    fn load_placed(path: &Path, placement: Placement) -> Result<Self> {
+        let file = std::fs::File::open(path)
             .with_context(|| format!("cannot read symbols file {}", path.display()))?;
-        let file = object::File::parse(&*data).with_context(|| {
+        // SAFETY: the map is read-only; vmdbg's cache replaces files by
+        // rename, never in place, so a mapped file does not change under us.
+        let map = Arc::new(
+            unsafe { memmap2::Mmap::map(&file) }
+                .with_context(|| format!("cannot map symbols file {}", path.display()))?,
+        );
+        let file = object::File::parse(&map[..]).with_context(|| {
             format!(
                 "{} is not an ELF file this debugger can read",
                 path.display()
@@ -135,13 +164,39 @@ impl Symbols {
         } else {
             gimli::RunTimeEndian::Big
         };
+        let bias = match &placement {
+            Placement::Bias(bias) => *bias,
+            Placement::Sections(_) => 0,
+        };
+        // A section is read in place from the mapping; a compressed or a
+        // relocated one is made in memory, once.
+        let made: std::cell::RefCell<HashMap<String, Reader>> = Default::default();
         let section = |name: &str| -> Reader {
-            let bytes: Arc<[u8]> = file
-                .section_by_name(name)
-                .and_then(|s| s.uncompressed_data().ok())
-                .map(|d| Arc::from(&*d))
-                .unwrap_or_else(|| Arc::from(&[][..]));
-            gimli::EndianArcSlice::new(bytes, endian)
+            if let Some(r) = made.borrow().get(name) {
+                return r.clone();
+            }
+            let bytes = match (file.section_by_name(name), &placement) {
+                (None, _) => Bytes::from(&[][..]),
+                (Some(s), Placement::Sections(places)) => {
+                    Bytes::from(&relocate::relocated(&file, &s, places)[..])
+                }
+                (Some(s), Placement::Bias(_)) => match s.compressed_file_range() {
+                    Ok(r) if r.format == object::CompressionFormat::None => Bytes::mapped(
+                        &map,
+                        r.offset as usize..(r.offset + r.compressed_size) as usize,
+                    ),
+                    _ => s
+                        .uncompressed_data()
+                        .map(|d| Bytes::from(&*d))
+                        .unwrap_or_else(|_| Bytes::from(&[][..])),
+                },
+            };
+            let keep = !matches!(bytes, Bytes::Mapped(..));
+            let reader = gimli::EndianReader::new(bytes, endian);
+            if keep {
+                made.borrow_mut().insert(name.to_string(), reader.clone());
+            }
+            reader
         };
         let load_dwarf = || -> Result<gimli::Dwarf<Reader>> {
             Ok(gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> {
@@ -165,41 +220,51 @@ impl Symbols {
         let languages = units.iter().map(|u| Language::of_unit(&dwarf, u)).collect();
         let mut lines = lines::LineIndex::build(&dwarf, &units)?;
         lines.shift(bias);
-        let mut functions = scopes::dwarf_functions(&dwarf, &units);
-        // The symbol table adds what DWARF lacks (functions built without
-        // -g) and, demangled, the qualified names of Rust and C++
-        // functions, whose DWARF names are bare (`total`, `method`).
+        // The symbol table: functions built without -g too and, demangled,
+        // the qualified names of Rust and C++ functions, whose DWARF names
+        // are bare (`total`, `method`).
+        let mut functions = Vec::new();
+        let mut named = std::collections::HashSet::new();
         for sym in file.symbols() {
-            if sym.kind() == object::SymbolKind::Text && sym.address() != 0 {
-                if let Ok(name) = sym.name() {
-                    let name = names::demangle(name);
-                    if !functions.iter().any(|f| f.name == name) {
-                        functions.push(Function {
-                            name,
-                            low: sym.address(),
-                            high: sym.address() + sym.size().max(1),
-                        });
-                    }
+            if sym.kind() != object::SymbolKind::Text {
+                continue;
+            }
+            let low = match &placement {
+                Placement::Sections(places) => match places.symbol(&file, &sym) {
+                    Some(addr) => addr,
+                    None => continue,
+                },
+                Placement::Bias(_) if sym.address() == 0 => continue,
+                Placement::Bias(bias) => sym.address().wrapping_add(*bias),
+            };
+            if let Ok(name) = sym.name() {
+                let name = names::demangle(name);
+                if named.insert(name.clone()) {
+                    functions.push(Function {
+                        name,
+                        low,
+                        high: low + sym.size().max(1),
+                    });
                 }
             }
-        }
-        for f in &mut functions {
-            f.low = f.low.wrapping_add(bias);
-            f.high = f.high.wrapping_add(bias);
         }
         functions.sort_by_key(|f| f.low);
         // .eh_frame encodes its pcs relative to its own address: based at
         // its runtime address, its FDEs come out in runtime addresses.
-        let eh_frame = file
-            .section_by_name(".eh_frame")
-            .map(|s| (section(".eh_frame"), s.address().wrapping_add(bias)));
+        let eh_frame = match &placement {
+            Placement::Bias(bias) => file
+                .section_by_name(".eh_frame")
+                .map(|s| (section(".eh_frame"), s.address().wrapping_add(*bias))),
+            Placement::Sections(_) => None,
+        };
         let text_range = file
             .section_by_name(".text")
             .map(|s| {
-                (
-                    s.address().wrapping_add(bias),
-                    s.address().wrapping_add(bias) + s.size(),
-                )
+                let start = match &placement {
+                    Placement::Bias(bias) => s.address().wrapping_add(*bias),
+                    Placement::Sections(places) => places.0.get(".text").copied().unwrap_or(0),
+                };
+                (start, start + s.size())
             })
             .unwrap_or((0, 0));
         let unwinder = unwind::Unwinder::new(eh_frame, section(".debug_frame"), text_range.0);
@@ -211,6 +276,7 @@ impl Symbols {
             context,
             lines,
             functions,
+            dwarf_functions: OnceLock::new(),
             unwinder,
             type_cache: Mutex::new(HashMap::new()),
             text_range,
@@ -238,22 +304,52 @@ impl Symbols {
         self.source_map = map;
     }
 
+    /// The source map [`Self::set_source_map`] applies.
+    pub fn source_map(&self) -> &[(String, String)] {
+        &self.source_map
+    }
+
     /// The innermost function whose range holds `pc`.
     pub fn function_at(&self, pc: u64) -> Option<&Function> {
-        self.functions
-            .iter()
-            .filter(|f| f.low <= pc && pc < f.high)
-            .min_by_key(|f| f.high - f.low)
+        let innermost = |list: &'_ [Function]| -> Option<usize> {
+            (0..list.len())
+                .filter(|&i| list[i].low <= pc && pc < list[i].high)
+                .min_by_key(|&i| list[i].high - list[i].low)
+        };
+        if let Some(i) = innermost(&self.functions) {
+            return Some(&self.functions[i]);
+        }
+        let dwarf = self.dwarf_functions();
+        innermost(dwarf).map(|i| &dwarf[i])
     }
 
     /// The function a user means by `name`: an exact name first (C's
     /// `main`, or a Rust or C++ path as written), else a qualified name
-    /// that ends in it (`total` for `main::total`).
+    /// that ends in it (`total` for `main::total`); the symbol table's
+    /// before DWARF's.
     pub fn function_named(&self, name: &str) -> Option<&Function> {
-        self.functions.iter().find(|f| f.name == name).or_else(|| {
-            self.functions
-                .iter()
-                .find(|f| names::names_function(&f.name, name))
+        let find = |list: &'_ [Function]| -> Option<usize> {
+            list.iter().position(|f| f.name == name).or_else(|| {
+                list.iter()
+                    .position(|f| names::names_function(&f.name, name))
+            })
+        };
+        if let Some(i) = find(&self.functions) {
+            return Some(&self.functions[i]);
+        }
+        let dwarf = self.dwarf_functions();
+        find(dwarf).map(|i| &dwarf[i])
+    }
+
+    fn dwarf_functions(&self) -> &[Function] {
+        self.dwarf_functions.get_or_init(|| {
+            let mut list = scopes::dwarf_functions(&self.dwarf, &self.units);
+            for f in &mut list {
+                f.low = f.low.wrapping_add(self.bias);
+                f.high = f.high.wrapping_add(self.bias);
+            }
+            list.sort_by_key(|f| f.low);
+            list
         })
     }
 
@@ -320,8 +416,20 @@ impl Symbols {
     }
 
     pub fn in_text(&self, pc: u64) -> bool {
-        (self.text_range.0..self.text_range.1).contains(&pc) || self.function_at(pc).is_some()
+        // The symbol table only: a pc elsewhere (another module's) must not
+        // cost a walk over all of this file's DWARF.
+        (self.text_range.0..self.text_range.1).contains(&pc)
+            || self.functions.iter().any(|f| f.low <= pc && pc < f.high)
+            || (self.functions.is_empty() && self.function_at(pc).is_some())
     }
+}
+
+/// Where a file's code is in the target.
+enum Placement {
+    /// Every address moved by one bias (an executable, a shared library).
+    Bias(u64),
+    /// Each section where it was loaded (a relocatable object).
+    Sections(relocate::SectionAddresses),
 }
 
 /// `path` with the first matching prefix of `map` replaced (prefixes match

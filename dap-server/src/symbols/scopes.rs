@@ -300,9 +300,12 @@ impl Symbols {
     pub fn globals(&self, pc: Option<u64>) -> Vec<Variable> {
         let unit_of_pc = pc.and_then(|pc| self.scope_chain(pc)).map(|s| s.unit);
         let mut out = Vec::new();
-        self.file_scope_variables(
+        self.file_scope_entries(
             |index| unit_of_pc.is_none_or(|u| u == index),
             |index, entry| {
+                if entry.tag() != gimli::DW_TAG_variable {
+                    return;
+                }
                 if let Some(v) = self.variable_of(index, entry, VariableKind::Global, None) {
                     if matches!(v.location, LocationSource::Expression(_))
                         && !out.iter().any(|o: &Variable| o.name == v.name)
@@ -315,9 +318,9 @@ impl Symbols {
         out
     }
 
-    /// Calls `f` with each file-scope variable DIE of the units `wanted`
-    /// takes (by index).
-    pub(super) fn file_scope_variables(
+    /// Calls `f` with each file-scope DIE (variables, types …) of the
+    /// units `wanted` takes (by index).
+    pub(super) fn file_scope_entries(
         &self,
         wanted: impl Fn(usize) -> bool,
         mut f: impl FnMut(usize, &gimli::DebuggingInformationEntry<Reader>),
@@ -332,10 +335,7 @@ impl Symbols {
             let Ok(root) = tree.root() else { continue };
             let mut children = root.children();
             while let Ok(Some(child)) = children.next() {
-                let entry = child.entry();
-                if entry.tag() == gimli::DW_TAG_variable {
-                    f(index, entry);
-                }
+                f(index, child.entry());
             }
         }
     }

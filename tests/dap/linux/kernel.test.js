@@ -57,6 +57,16 @@ async function checkKernelGlobals(dc, frameId) {
   assert.match(await evaluate(dc, 'current_task->comm', frameId), /"[^"]+"/);
   const pid = Number(await evaluate(dc, 'current_task->pid', frameId));
   assert.ok(pid >= 0, `current_task->pid = ${pid}`);
+  // Casts, container_of by hand: an address seen as a struct pointer.
+  assert.match(await evaluate(dc, '((struct task_struct *)&init_task)->comm', frameId), /swapper/);
+  const address = await evaluate(dc, '(unsigned long)&init_task', frameId);
+  assert.match(address, /^\d+$/);
+  const cast = `((struct task_struct *)${address})`;
+  assert.strictEqual(await evaluate(dc, `${cast}->pid`, frameId), '0');
+  assert.match(await evaluate(dc, `${cast}->comm`, frameId), /swapper/);
+  const tasks = await dc.evaluateRequest({ expression: `(struct list_head *)&${cast}->tasks`, frameId, context: 'watch' });
+  assert.strictEqual(tasks.body.type, 'struct list_head *');
+  assert.ok(tasks.body.variablesReference > 0, 'a cast pointer expands to its struct');
 }
 
 describe('the Linux kernel (default image, Debian DWARF and sources)', function () {
@@ -157,6 +167,50 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     const deadline = Date.now() + 60000;
     while (!stdout.includes('vmdbg-run-done') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.match(stdout, /vmdbg-run-done/, 'the `run` commands ran to their end, output in the debug console');
+  });
+
+  it('a breakpoint in a module\'s source waits for the module, is verified when it loads and hits; again after a reload', async function () {
+    dc = await h.startClient();
+    dc.defaultTimeout = 120000;
+    await dc.initializeRequest();
+    const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
+    // The image's init insmods virtio_blk at boot; `run` unloads and loads
+    // it again once the agent is up.
+    await dc.launchRequest({
+      kernel: 'default',
+      run: ['rmmod virtio_blk && insmod /lib/modules/virtio_blk.ko && echo vmdbg-reloaded'],
+    });
+    await initialized;
+    const changed = [];
+    dc.on('breakpoint', (e) => changed.push(e.body));
+    const virtioBlk = path.join(sources, 'drivers', 'block', 'virtio_blk.c');
+    const line = h.lineOf(virtioBlk, /major = register_blkdev\(0, "virtblk"\);/);
+    const set = await dc.setBreakpointsRequest({ source: { path: virtioBlk }, breakpoints: [{ line }] });
+    const bp = set.body.breakpoints[0];
+    assert.strictEqual(bp.verified, false, 'pending: the module is not loaded yet');
+    assert.match(bp.message, /pending/);
+
+    const hits = [];
+    for (let hit = 0; hit < 2; hit++) {
+      const stopped = dc.waitForEvent('stopped', 300000);
+      if (hit === 0) await dc.configurationDoneRequest();
+      else await dc.continueRequest({ threadId: hits[0].threadId });
+      const { event, frames } = await stoppedFrames(dc, stopped);
+      assert.strictEqual(event.body.reason, 'breakpoint');
+      assert.deepStrictEqual(event.body.hitBreakpointIds, [bp.id]);
+      assert.strictEqual(frames[0].name, 'virtio_blk_init');
+      assert.strictEqual(frames[0].source.path, virtioBlk);
+      assert.strictEqual(frames[0].line, line);
+      assert.ok(frames.some((f) => f.name === 'do_init_module'), frames.map((f) => f.name).join(' <- '));
+      // The module's own global, at its relocated address: the workqueue
+      // the line before allocated.
+      assert.match(await evaluate(dc, 'virtblk_wq', frames[0].id), /^0xffff[0-9a-f]+/);
+      const verified = changed.filter((c) => c.breakpoint.id === bp.id && c.breakpoint.verified);
+      assert.strictEqual(verified.length, hit + 1, `a 'changed' event verified the breakpoint for load ${hit + 1}`);
+      assert.strictEqual(verified[hit].breakpoint.line, line);
+      hits.push({ threadId: event.body.threadId, address: await evaluate(dc, '$pc', frames[0].id) });
+    }
+    assert.match(dc.console, /kernel module DWARF loaded: .*virtio_blk/);
   });
 
   describe('attach to a hand-started QEMU', function () {

@@ -67,6 +67,16 @@ describe('launch.json configurations', () => {
     assert.strictEqual(r.config.stopOnEntry, false);
   });
 
+  it('leaves a Linux kernel\'s memory to vmdbg', () => {
+    const r = resolveConfiguration({ type: 'vmdbg', request: 'launch', name: 'Linux', kernel: 'default', run: ['cat /etc/hostname'] }, editor({}));
+    assert.ok('config' in r);
+    assert.strictEqual(r.config.mem, undefined);
+    assert.deepStrictEqual(r.config.run, ['cat /etc/hostname']);
+    const bare = resolveConfiguration({ type: 'vmdbg', request: 'launch', name: 'k', kernel: '/k.elf' }, editor({}));
+    assert.ok('config' in bare);
+    assert.strictEqual(bare.config.mem, '128M');
+  });
+
   it('rejects an attach without gdbServer', () => {
     const r = resolveConfiguration({ type: 'vmdbg', request: 'attach', name: 'a' }, editor({}));
     assert.ok('error' in r);
@@ -123,10 +133,11 @@ describe('package.json contributions', () => {
     assert.deepStrictEqual(dbg.initialConfigurations, initialConfigurations);
   });
 
-  it('offers the four snippets and breakpoints in C, C++, Rust and asm', () => {
+  it('offers the five snippets (the Linux kernel before a bare-metal one) and breakpoints in C, C++, Rust and asm', () => {
     const labels = dbg.configurationSnippets.map((s: { label: string }) => s.label);
     assert.deepStrictEqual(labels, [
       'vmdbg: Debug program in VM',
+      'vmdbg: Debug the Linux kernel',
       'vmdbg: Debug guest kernel',
       'vmdbg: Record a kernel and rewind from its crash',
       'vmdbg: Attach to gdb server',

@@ -1,0 +1,219 @@
+//! Linux kernel modules in a kernel session: their DWARF is loaded where
+//! the kernel put them, so a breakpoint in a module's source is pending
+//! (`verified: false`) until the module loads, then verified (a DAP
+//! `breakpoint` event, reason `changed`) and hit — its init function's too.
+//!
+//! The session keeps a breakpoint of its own on the kernel's
+//! `do_init_module` ([`MODULE_LOADER`]): the module is on the kernel's
+//! list, laid out and relocated, and its init has not run. There (and
+//! once when the session starts, for modules already loaded) it reads the
+//! module list with each module's section addresses
+//! ([`crate::symbols::modules`]), loads the debug file of every new module
+//! (`<name>.ko` in `modules-dbg/` beside the vmlinux's debug file: what
+//! `vmdbg image symbols` extracts from Debian's `-dbg` package) relocated
+//! to those addresses ([`crate::symbols::relocate`]), drops modules that
+//! are gone, places the line breakpoints no module had placed yet and goes
+//! on without telling the client of the stop.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::session::{CachedMemory, Session};
+use crate::symbols::modules::MODULE_LOADER;
+use crate::symbols::relocate::SectionAddresses;
+use crate::symbols::Symbols;
+
+/// The modules of a kernel session.
+pub struct KernelModules {
+    /// The vmlinux's DWARF (the session's `symbols` follows the stop).
+    kernel: Rc<Symbols>,
+    /// The modules' debug files, `<name>.ko`.
+    dir: PathBuf,
+    /// `do_init_module`'s address: the session's own breakpoint.
+    pub watch: u64,
+    /// Modules whose DWARF is loaded, by their `struct module`'s address
+    /// (a module loaded again may get the same one, its sections not).
+    loaded: HashMap<u64, Loaded>,
+    /// Counts loads: the newest module wins where ranges overlap.
+    loads: u64,
+}
+
+struct Loaded {
+    name: String,
+    sections: SectionAddresses,
+    symbols: Rc<Symbols>,
+    /// When it was loaded ([`KernelModules::loads`]). A module's
+    /// `.init.text` is freed once its init ran and the kernel may put a
+    /// later module's code there, while `sect_attrs` still lists it.
+    order: u64,
+}
+
+impl KernelModules {
+    /// Module support for a kernel whose DWARF describes its module list
+    /// and whose modules' debug files are beside its own.
+    pub fn new(kernel: &Rc<Symbols>) -> Option<Self> {
+        let dir = kernel.path.parent()?.join("modules-dbg");
+        if !dir.is_dir() || kernel.data_symbol("modules").is_none() {
+            return None;
+        }
+        let watch = kernel.function_named(MODULE_LOADER)?.low;
+        Some(KernelModules {
+            kernel: kernel.clone(),
+            dir,
+            watch,
+            loaded: HashMap::new(),
+            loads: 0,
+        })
+    }
+}
+
+impl Session {
+    /// Brings the session's modules up to date with the kernel's list and
+    /// places the breakpoints that waited for them.
+    pub async fn refresh_kernel_modules(&mut self) -> Result<()> {
+        let target = self.target.as_mut().context("no target")?;
+        let Some(mut modules) = target.kernel_modules.take() else {
+            return Ok(());
+        };
+        let mut mem = CachedMemory {
+            rsp: &mut target.rsp,
+            cache: &mut target.stop.memory,
+        };
+        let listed = modules.kernel.loaded_modules(&mut mem).await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                target.kernel_modules = Some(modules);
+                return Err(e.context("cannot read the kernel's module list"));
+            }
+        };
+        let mut gone: Vec<String> = Vec::new();
+        modules.loaded.retain(|address, loaded| {
+            let present = listed
+                .iter()
+                .any(|m| m.address == *address && m.sections.0 == loaded.sections.0);
+            if !present {
+                gone.push(loaded.name.clone());
+            }
+            present
+        });
+        let mut added = Vec::new();
+        for module in listed {
+            if modules.loaded.contains_key(&module.address) {
+                continue;
+            }
+            let file = modules.dir.join(format!("{}.ko", module.name));
+            if !file.is_file() {
+                tracing::info!("module {}: no debug file {}", module.name, file.display());
+                continue;
+            }
+            let map = modules.kernel.source_map().to_vec();
+            let loaded = Symbols::load_relocated(&file, module.sections.clone()).map(|mut s| {
+                s.set_source_map(&map);
+                Rc::new(s)
+            });
+            match loaded {
+                Ok(symbols) => {
+                    let at = |section: &str| module.sections.0.get(section).copied().unwrap_or(0);
+                    added.push(format!(
+                        "{} (.text {:#x}, .init.text {:#x})",
+                        module.name,
+                        at(".text"),
+                        at(".init.text")
+                    ));
+                    modules.loads += 1;
+                    modules.loaded.insert(
+                        module.address,
+                        Loaded {
+                            name: module.name,
+                            sections: module.sections,
+                            symbols,
+                            order: modules.loads,
+                        },
+                    );
+                }
+                Err(e) => self
+                    .out
+                    .output("console", format!("vmdbg: module {}: {e:#}\n", module.name)),
+            }
+        }
+        let target = self.target.as_mut().context("no target")?;
+        let mut newest_first: Vec<&Loaded> = modules.loaded.values().collect();
+        newest_first.sort_by_key(|m| std::cmp::Reverse(m.order));
+        target.modules = std::iter::once(modules.kernel.clone())
+            .chain(newest_first.into_iter().map(|m| m.symbols.clone()))
+            .collect();
+        target.kernel_modules = Some(modules);
+        if !added.is_empty() {
+            self.out.output(
+                "console",
+                format!("vmdbg: kernel module DWARF loaded: {}\n", added.join(", ")),
+            );
+        }
+        if !gone.is_empty() {
+            self.out.output(
+                "console",
+                format!("vmdbg: kernel modules unloaded: {}\n", gone.join(", ")),
+            );
+        }
+        if added.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        self.place_pending_breakpoints().await
+    }
+
+    /// Line breakpoints outside the vmlinux are placed again in the
+    /// modules as they are now: those that had no code may have some, and
+    /// those in a module that is gone wait again (or follow it to where it
+    /// loaded again — its old address may be another module's by now).
+    /// Each change is a `breakpoint` event.
+    async fn place_pending_breakpoints(&mut self) -> Result<()> {
+        let target = self.target.as_ref().context("no target")?;
+        let Some(kernel) = target.kernel_modules.as_ref().map(|m| m.kernel.clone()) else {
+            return Ok(());
+        };
+        let mut changed = Vec::new();
+        for (path, list) in self.line_breakpoints.iter_mut() {
+            for bp in list.iter_mut() {
+                let Some(line) = bp.line else { continue };
+                if bp.addr.is_some_and(|addr| kernel.in_text(addr)) {
+                    continue;
+                }
+                match target.place_line_breakpoint(path, line) {
+                    Some(p) if Some(p.addr) == bp.addr => {}
+                    Some(p) => {
+                        bp.addr = Some(p.addr);
+                        bp.line = Some(p.line);
+                        bp.verified = true;
+                        bp.message = (p.line != line)
+                            .then(|| format!("line {line} has no code; moved to line {}", p.line));
+                        changed.push(bp.id);
+                    }
+                    None if bp.addr.is_some() => {
+                        bp.addr = None;
+                        bp.verified = false;
+                        bp.message = Some(format!(
+                            "the module holding line {line} of {path} was unloaded; the breakpoint waits for it to load again"
+                        ));
+                        changed.push(bp.id);
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.sync_breakpoints().await?;
+        for bp in self.line_breakpoints.values().flatten() {
+            if changed.contains(&bp.id) {
+                self.out.event(
+                    "breakpoint",
+                    json!({ "reason": "changed", "breakpoint": super::breakpoints::to_dap(bp) }),
+                );
+            }
+        }
+        Ok(())
+    }
+}
