@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../../vscode-extension"
 npm run package
 npm test
-VMDBG_BIN="$PWD/../target/release/vmdbg" node e2e/run.mjs ${VMDBG_VSCODE_SCENARIOS:-kernel program linux}
+VMDBG_BIN="$PWD/../target/release/vmdbg" node e2e/run.mjs ${VMDBG_VSCODE_SCENARIOS:-kernel program linux tests}

@@ -5,6 +5,7 @@ mod dap;
 mod debugger;
 mod engine;
 mod gdb_forward;
+mod guest;
 mod image;
 mod rsp;
 mod run;

@@ -96,7 +96,7 @@ fn assert_isolated_results(stdout: &str, stderr: &str) {
 
 #[test]
 fn each_test_starts_from_the_setup_snapshot_with_junit_xml() {
-    if !linux_guest_ready("vmdbg_test_isolation", &["cargo"]) {
+    if !linux_guest_ready("vmdbg_test_isolation", &["cargo", "xmllint"]) {
         return;
     }
     let binary = test_binary();
@@ -117,7 +117,8 @@ fn each_test_starts_from_the_setup_snapshot_with_junit_xml() {
     assert_isolated_results(&stdout, &stderr);
 
     let xml = std::fs::read_to_string(&junit).expect("the JUnit report was written");
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"8\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{xml}");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"8\" failures=\"1\" errors=\"0\" time=\""), "{xml}");
+    assert!(xml.contains("<testsuite name=\"") && xml.contains("tests=\"8\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), 8, "{xml}");
     assert_eq!(xml.matches("<skipped/>").count(), 1, "{xml}");
     let failure = xml
@@ -129,8 +130,12 @@ fn each_test_starts_from_the_setup_snapshot_with_junit_xml() {
             && failure.contains("deliberately wrong arithmetic"),
         "the failure message is the panic: {failure}"
     );
-    // Well-formed: every element opened is closed, in order.
-    xml_well_formed(&xml);
+    // Valid JUnit XML as Jenkins reads it; the schema does refuse a report
+    // that strays from it.
+    junit_valid(&junit).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+    let stray = dir.join("stray.xml");
+    std::fs::write(&stray, xml.replacen("<testsuites ", "<testsuites skipped=\"1\" ", 1)).unwrap();
+    assert!(junit_valid(&stray).is_err(), "tests/junit.xsd refuses an attribute Jenkins does not know");
 
     // A filter selects as libtest does; filtered-out tests are counted.
     let mut cmd = vmdbg();
@@ -207,24 +212,22 @@ fn without_a_restore_between_them_the_same_tests_collide() {
     );
 }
 
-/// A small check that tags nest and close (the report has no comments,
-/// CDATA or processing instructions past its declaration).
-fn xml_well_formed(xml: &str) {
-    let mut open: Vec<String> = Vec::new();
-    let body = xml.split_once("?>").expect("declaration").1;
-    for piece in body.split('<').skip(1) {
-        let tag = piece.split('>').next().expect("tag closes");
-        if let Some(name) = tag.strip_prefix('/') {
-            assert_eq!(
-                open.pop().as_deref(),
-                Some(name),
-                "</{name}> closes what was opened"
-            );
-        } else if !tag.ends_with('/') {
-            open.push(tag.split_whitespace().next().unwrap().to_string());
-        }
+/// Validates a report against tests/junit.xsd (Jenkins' JUnit schema)
+/// with libxml2's xmllint.
+fn junit_valid(report: &Path) -> Result<(), String> {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("junit.xsd");
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .arg(report)
+        .output()
+        .map_err(|e| format!("xmllint: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("xmllint --schema {}: {}", schema.display(), text(&out.stderr)))
     }
-    assert!(open.is_empty(), "unclosed: {open:?}");
 }
 
 #[test]

@@ -6,10 +6,11 @@
 // program scenario then takes a VM snapshot and finds it in the VM
 // Snapshots view.
 //
-//   node run.mjs [kernel] [program] [linux]   default: every scenario
+//   node run.mjs [kernel] [program] [linux] [tests]   default: every scenario
 //
 // linux: the default image's Debian kernel (`kernel: "default"`) with its
 // source tree as the workspace, stopped on a line of fs/open.c.
+// tests: the Testing view over vmdbg test (the isolation crate).
 //
 // Environment: VMDBG_BIN (the vmdbg binary; default target/release/vmdbg),
 // CHROMIUM (default /usr/bin/chromium). Under CI=true a missing piece is a
@@ -18,7 +19,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -124,7 +125,7 @@ async function openFileAtLine(page, name, line, query = name) {
 /** Sets a breakpoint on `line` of `name` from the editor, starts debugging,
  * and waits until the editor shows the top stack frame on that line and the
  * Variables view shows `variable` with `value`. Returns ms from start to stop. */
-async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped, query, scope = 'Locals' }) {
+async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped, query, scope = 'Locals', before, start }) {
   const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
   const consoleErrors = [];
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
@@ -132,16 +133,21 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     await page.goto(server.url);
     await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
     await page.locator('.statusbar').waitFor({ timeout: 90_000 });
+    if (before) await before(page);
     await openFileAtLine(page, name, line, query);
     await runCommand(page, 'Debug: Toggle Breakpoint');
     await page.locator('.codicon-debug-breakpoint, .codicon-debug-breakpoint-unverified').first().waitFor({ timeout: 20_000 });
 
     const started = Date.now();
-    await runCommand(page, 'Debug: Start Debugging');
-    // With no configuration selected yet, VS Code asks which one to run.
-    const picker = page.locator('.quick-input-list .monaco-list-row', { hasText: configName });
-    if (await picker.first().waitFor({ timeout: 3_000 }).then(() => true, () => false)) {
-      await picker.first().click();
+    if (start) {
+      await start(page);
+    } else {
+      await runCommand(page, 'Debug: Start Debugging');
+      // With no configuration selected yet, VS Code asks which one to run.
+      const picker = page.locator('.quick-input-list .monaco-list-row', { hasText: configName });
+      if (await picker.first().waitFor({ timeout: 3_000 }).then(() => true, () => false)) {
+        await picker.first().click();
+      }
     }
     const topFrame = page.locator('.debug-top-stack-frame-line');
     await topFrame.first().waitFor({ timeout: waitMs });
@@ -205,6 +211,7 @@ function editorSettings() {
 
 function markerLine(file, mark) {
   const lines = readFileSync(file, 'utf8').split('\n');
+  // MARK:name in a /* */ comment, C or Rust.
   const i = lines.findIndex((l) => l.includes(`MARK:${mark} */`));
   if (i < 0) throw new Error(`no MARK:${mark} in ${file}`);
   return i + 1;
@@ -322,7 +329,65 @@ async function linuxScenario(browser) {
   }
 }
 
-const scenarios = [['kernel', kernelScenario], ['program', programScenario], ['linux', linuxScenario]];
+/** (c) the Testing view over vmdbg test: the isolation crate's tests, run all, then debug the failing one. */
+async function testsScenario(browser) {
+  const ws = mkdtempSync(join(tmpdir(), 'vmdbg-ws-tests-'));
+  cpSync(join(repo, 'tests', 'guests', 'isolation'), ws, { recursive: true, filter: (p) => !p.includes('/target') });
+  // Built in the workspace so the DWARF's paths are the editor's files.
+  const built = execFileSync('cargo', ['test', '--no-run', '--offline', '--message-format=json'], {
+    cwd: ws, encoding: 'utf8', env: { ...process.env, CARGO_TARGET_DIR: join(ws, 'target') }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const binary = built.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
+    .find((m) => m.reason === 'compiler-artifact' && m.profile?.test && m.executable)?.executable;
+  if (!binary) throw new Error('cargo test --no-run built no test executable for the isolation crate');
+  mkdirSync(join(ws, '.vscode'));
+  // As tests/tests/vmdbg_test.rs runs it: the setup leaves the file sees_the_setup reads.
+  writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({
+    'vmdbg.tests': [{ binary, setup: ['echo set up > /root/from-setup'], engine: 'qemu' }],
+    'testing.automaticallyOpenPeekView': 'never',
+  }, null, 2));
+  const server = await startCodeServer(ws, editorSettings());
+  const sidebarIcon = (state) => `.sidebar .monaco-list-row .codicon-testing-${state}-icon`;
+  let runMs = 0;
+  let marks = {};
+  const runAll = async (page) => {
+    await runCommand(page, 'Testing: Focus on Test Explorer View');
+    const binaryRow = page.locator('.sidebar .monaco-list-row', { hasText: basename(binary) }).first();
+    await binaryRow.waitFor({ timeout: 60_000 });
+    const t0 = Date.now();
+    await runCommand(page, 'Test: Run All Tests');
+    // The binary's own mark turns failed once its run ends (one test fails).
+    await binaryRow.locator('.codicon-testing-failed-icon').waitFor({ timeout: 300_000 });
+    runMs = Date.now() - t0;
+    if ((await binaryRow.getAttribute('aria-expanded')) !== 'true') await binaryRow.locator('.monaco-tl-twistie').click();
+    const failedRow = page.locator('.sidebar .monaco-list-row', { hasText: 'tests::deliberately_fails' });
+    await failedRow.locator('.codicon-testing-failed-icon').waitFor({ timeout: 20_000 });
+    for (const state of ['passed', 'failed', 'skipped']) marks[state] = await page.locator(sidebarIcon(state)).count();
+    // The binary row carries a failed mark too: 6 tests passed, 1 failed, 1 ignored.
+    if (marks.passed !== 6 || marks.failed !== 2 || marks.skipped !== 1) {
+      throw new Error(`Test Explorer marks: ${JSON.stringify(marks)}; expected 6 passed, 1 failed test (+ its binary), 1 skipped`);
+    }
+    for (const name of ['marker_one', 'marker_two', 'marker_three', 'breaks_the_shell', 'needs_a_shell', 'sees_the_setup']) {
+      const row = page.locator('.sidebar .monaco-list-row', { hasText: `tests::${name}` });
+      await row.locator('.codicon-testing-passed-icon').waitFor({ timeout: 5_000 });
+    }
+    mkdirSync(output, { recursive: true });
+    await page.screenshot({ path: join(output, 'tests-explorer.png') });
+  };
+  try {
+    const line = markerLine(join(ws, 'src', 'lib.rs'), 'deliberately-fails');
+    const r = await debugToBreakpoint(browser, server, {
+      name: 'lib.rs', line, variable: 'sum', value: '2', shot: 'tests-debug-stopped.png', waitMs: 240_000,
+      before: runAll, start: (page) => runCommand(page, 'Test: Debug Test at Cursor'),
+    });
+    console.log(`tests: Run All Tests marked ${marks.passed} passed, 1 failed, ${marks.skipped} skipped in the Test Explorer (${runMs} ms); Debug Test at Cursor stopped on lib.rs:${r.stoppedLine} (breakpoint line ${line}) inside tests::deliberately_fails with sum = 2 (${r.stoppedMs} ms)`);
+  } finally {
+    server.stop();
+    rmSync(ws, { recursive: true, force: true });
+  }
+}
+
+const scenarios = [['kernel', kernelScenario], ['program', programScenario], ['linux', linuxScenario], ['tests', testsScenario]];
 
 async function main() {
   rmSync(output, { recursive: true, force: true });

@@ -13,6 +13,7 @@ import { findVmdbg, isTooOld, MIN_VERSION, parseVersion } from './adapterPath';
 import { initialConfigurations, resolveConfiguration } from './configuration';
 import { nextSnapshotName, snapshotNameProblem, SnapshotRow } from './snapshots';
 import { SnapshotsView } from './snapshotsView';
+import { VmdbgTests } from './testing';
 
 const TYPE = 'vmdbg';
 
@@ -45,6 +46,10 @@ export function activate(context: vscode.ExtensionContext): void {
       restoreSnapshot(row?.name).finally(() => snapshots.refresh()),
     ),
     vscode.commands.registerCommand('vmdbg.refreshSnapshots', () => snapshots.refresh()),
+    new VmdbgTests(() => {
+      const found = lookUpVmdbg(context.extensionPath);
+      return 'error' in found ? 'vmdbg' : found.path;
+    }),
   );
 }
 
@@ -138,25 +143,30 @@ class ConfigurationProvider implements vscode.DebugConfigurationProvider {
   }
 }
 
+/** The vmdbg binary: the `vmdbg.path` setting, the bundled one, or PATH's. */
+function lookUpVmdbg(extensionPath: string): ReturnType<typeof findVmdbg> {
+  return findVmdbg({
+    setting: vscode.workspace.getConfiguration('vmdbg').get<string>('path') ?? '',
+    extensionPath,
+    pathEnv: process.env.PATH ?? '',
+    isExecutable: (p) => {
+      try {
+        fs.accessSync(p, fs.constants.X_OK);
+        return fs.statSync(p).isFile();
+      } catch {
+        return false;
+      }
+    },
+  });
+}
+
 class AdapterFactory implements vscode.DebugAdapterDescriptorFactory {
   private checked = new Map<string, string | undefined>();
 
   constructor(private readonly extensionPath: string) {}
 
   createDebugAdapterDescriptor(): vscode.ProviderResult<vscode.DebugAdapterDescriptor> {
-    const found = findVmdbg({
-      setting: vscode.workspace.getConfiguration('vmdbg').get<string>('path') ?? '',
-      extensionPath: this.extensionPath,
-      pathEnv: process.env.PATH ?? '',
-      isExecutable: (p) => {
-        try {
-          fs.accessSync(p, fs.constants.X_OK);
-          return fs.statSync(p).isFile();
-        } catch {
-          return false;
-        }
-      },
-    });
+    const found = lookUpVmdbg(this.extensionPath);
     if ('error' in found) {
       void vscode.window.showErrorMessage(found.error);
       throw new Error(found.error);

@@ -23,7 +23,7 @@ const KERNEL_ONLY: &[&str] = &[
     "recordLimit",
 ];
 /// Launch properties of program sessions only.
-const PROGRAM_ONLY: &[&str] = &["args", "env", "cwd", "image"];
+const PROGRAM_ONLY: &[&str] = &["args", "test", "setup", "env", "cwd", "image"];
 
 /// A `launch` request's arguments: a program session or a kernel session.
 pub fn parse_launch(args: Value) -> Result<StartConfig> {

@@ -44,6 +44,13 @@ pub struct ProgramConfig {
     pub program: PathBuf,
     #[serde(default)]
     pub args: Vec<String>,
+    /// One test of the test binary `program` to debug alone, with the
+    /// arguments `vmdbg test` runs it with.
+    #[serde(default)]
+    pub test: Option<String>,
+    /// Shell commands run in the guest before the program starts.
+    #[serde(default)]
+    pub setup: Vec<String>,
     /// Added to (and overriding) the guest's default environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -294,12 +301,26 @@ async fn boot_and_launch(
     .await?;
     copied?;
 
-    progress.update("launching the program under the debugger", 90);
     let mut env: BTreeMap<String, String> = crate::run::guest_env(&copies).into_iter().collect();
     env.extend(config.env.clone());
     let env: Vec<(String, String)> = env.into_iter().collect();
+    if !config.setup.is_empty() {
+        progress.update("running the setup commands", 80);
+        let (setup_agent, setup, setup_env) = (agent.clone(), config.setup.clone(), env.clone());
+        blocking(move || {
+            crate::guest::run_setup(&setup_agent, &setup, &setup_env, BOOT_LIMIT)
+                .context("launch configuration `setup`")
+        })
+        .await?;
+    }
+
+    progress.update("launching the program under the debugger", 90);
     let cwd = config.cwd.clone().unwrap_or_else(|| GUEST_DIR.into());
     let mut argv = vec![guest_path.to_string()];
+    if let Some(test) = &config.test {
+        let framework = crate::test_runner::Framework::of(host_program)?;
+        argv.extend(framework.run_args(test));
+    }
     argv.extend(config.args.iter().cloned());
     let channel_agent = agent.clone();
     let (stdout, stderr, rsp_stream) = blocking(move || {

@@ -18,15 +18,15 @@ mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use vmdbg_agent::client::{AgentClient, Chunk, ExecOptions};
-use vmdbg_agent::protocol::{ExitStatus, Reply};
+use vmdbg_agent::protocol::ExitStatus;
 
+use crate::guest::{describe, run_captured, run_setup};
 use crate::run::{self, VmArgs};
-use discover::{Framework, UserArgs};
+pub use discover::Framework;
+use discover::UserArgs;
 use report::{Format, Outcome, Reporter, Verdict};
 
 #[derive(clap::Args, Debug)]
@@ -43,6 +43,11 @@ pub struct TestArgs {
     /// human: libtest's lines; json: one event per line.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Only list the tests (after the set-up commands, in the guest) and
+    /// exit: libtest's `NAME: test` lines, or with `--format json` one
+    /// `{"type":"test","event":"listed","name":…,"ignored":…}` per test.
+    #[arg(long)]
+    pub list: bool,
     /// How long one test may run before it counts as failed.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub timeout: u64,
@@ -79,22 +84,7 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     run::copy_in(&agent, &copies)?;
     let env = run::guest_env(&copies);
     let limit = Duration::from_secs(args.timeout);
-    for command in &args.setup {
-        let done = run_captured(
-            &agent,
-            &["/bin/sh".into(), "-c".into(), command.clone()],
-            &env,
-            limit,
-        )?;
-        if done.status != Some(ExitStatus::Code(0)) {
-            bail!(
-                "--setup {command:?} failed ({}):\n{}{}",
-                describe(done.status),
-                done.stdout,
-                done.stderr
-            );
-        }
-    }
+    run_setup(&agent, &args.setup, &env, limit).context("--setup")?;
 
     let list = |ignored_only: bool| -> Result<Vec<String>> {
         let mut argv = vec![guest_binary.clone()];
@@ -136,6 +126,12 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
             )
         })
         .collect();
+
+    if args.list {
+        report::list(args.format, &to_run);
+        vm.shutdown(Duration::from_secs(3))?;
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let t_snap = Instant::now();
     vm.snapshot(SET_UP)
@@ -211,64 +207,5 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(101)
-    })
-}
-
-/// A finished guest command: None when it did not end within its limit
-/// (it is then killed).
-struct Captured {
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    duration: Duration,
-}
-
-fn describe(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(ExitStatus::Code(c)) => format!("exit status {c}"),
-        Some(ExitStatus::Signal(s)) => format!("killed by signal {s}"),
-        None => "timed out".into(),
-    }
-}
-
-fn run_captured(
-    agent: &AgentClient,
-    argv: &[String],
-    env: &[(String, String)],
-    limit: Duration,
-) -> Result<Captured> {
-    let started = Instant::now();
-    let mut options = ExecOptions::new(argv.iter().cloned());
-    options.cwd = Some("/root".into());
-    options.env.extend(env.iter().cloned());
-    let program = agent
-        .exec(&options)
-        .with_context(|| format!("the guest cannot run {}", argv[0]))?;
-    let collect = |chunks: mpsc::Receiver<Chunk>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            while let Ok(Chunk::Data(b)) = chunks.recv() {
-                bytes.extend_from_slice(&b);
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let (out, err) = (collect(program.stdout), collect(program.stderr));
-    let pending = agent.wait_request(program.pid)?;
-    let status = match pending.wait_timeout(limit) {
-        Some(Ok(Reply::Exited(status))) => Some(status),
-        Some(Ok(other)) => bail!("the agent answered a wait with {other:?}"),
-        Some(Err(e)) => bail!("lost the guest command {}: {e}", argv[0]),
-        None => {
-            let _ = agent.signal(program.pid, libc::SIGKILL, true);
-            None
-        }
-    };
-    let duration = started.elapsed();
-    Ok(Captured {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        duration,
     })
 }

@@ -54,7 +54,8 @@ mod tests {
 
     #[test]
     fn deliberately_fails() {
-        assert_eq!(1 + 1, 3, "deliberately wrong arithmetic");
+        let sum = 1 + 1;
+        assert_eq!(sum, 3, "deliberately wrong arithmetic"); /* MARK:deliberately-fails */
     }
 
     #[test]
