@@ -161,7 +161,7 @@ export class VmdbgTests implements vscode.Disposable {
     const sources = await this.sources(data.framework);
     const children = names.map(({ name, ignored }) => {
       const where = this.definition(sources, name, data.framework);
-      const child = this.controller.createTestItem(`${item.id}\u0000${name}`, name, where?.uri);
+      const child = this.controller.createTestItem(`${item.id}#${name}`, name, where?.uri);
       if (where) child.range = new vscode.Range(where.line, 0, where.end, 0);
       if (ignored) child.tags = [new vscode.TestTag('ignored')];
       return child;
@@ -236,7 +236,7 @@ export class VmdbgTests implements vscode.Disposable {
             if (e.type !== 'test' || e.event === 'listed') return;
             let item = byName.get(e.name);
             if (!item) {
-              item = this.controller.createTestItem(`${binaryItem.id}\u0000${e.name}`, e.name);
+              item = this.controller.createTestItem(`${binaryItem.id}#${e.name}`, e.name);
               binaryItem.children.add(item);
               byName.set(e.name, item);
             }
@@ -260,12 +260,16 @@ export class VmdbgTests implements vscode.Disposable {
           (t) => run.appendOutput(t.replace(/\r?\n/g, '\r\n')),
           token,
         );
+        if (code !== 0 && code !== 101) run.appendOutput(`vmdbg test ended with status ${code}\r\n`);
         for (const t of tests ?? [...byName.values()]) {
           if (!seen.has(t.label) && !token.isCancellationRequested) {
             run.errored(t, new vscode.TestMessage(`vmdbg test ended (status ${code}) without a result for this test; see the test output`));
           }
         }
       }
+    } catch (e) {
+      run.appendOutput(`vmdbg: ${(e as Error).message}\r\n`);
+      void vscode.window.showErrorMessage(`vmdbg tests: ${(e as Error).message}`);
     } finally {
       run.end();
     }
