@@ -6,7 +6,11 @@
 //! results through plain `cargo test` with vmdbg as the cargo runner.
 //! Without a restore between tests, the same binary fails: shown by
 //! running it in one `vmdbg run`. A GoogleTest binary (Debian's
-//! libgtest-dev) passes the same isolation check.
+//! libgtest-dev) and a generic command list (`--each`) pass the same
+//! isolation check; `--jobs 2` from the cached set-up state gives the same
+//! results as `--jobs 1`, and `cargo test NAME` restores that state
+//! instead of booting. JUnit reports are validated against
+//! tests/junit.xsd (Jenkins' JUnit schema) by xmllint.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,6 +196,143 @@ fn cargo_test_with_vmdbg_as_the_runner() {
         "the tests ran through vmdbg:\n{stderr}"
     );
     assert_isolated_results(&stdout, &stderr);
+
+    // `cargo test NAME`: one test, from the set-up state the run above
+    // saved (or found) instead of a boot.
+    let out = run(
+        {
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["test", "--config", &runner, "--manifest-path"])
+                .arg(crate_dir().join("Cargo.toml"))
+                .args(["tests::marker_two", "--", "--exact"])
+                .env("CARGO_TARGET_DIR", target_dir())
+                .env("XDG_CACHE_HOME", test_cache_home());
+            cmd
+        },
+        "cargo test marker_two with the vmdbg runner",
+        LIMIT,
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("vmdbg: started from the cached set-up state"),
+        "restored, not booted:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("test tests::marker_two ... ok\n")
+            && stdout.contains("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 7 filtered out;"),
+        "{stdout}"
+    );
+}
+
+/// The verdict lines of libtest's report, sorted (tests side by side end
+/// in any order).
+fn verdicts(stdout: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("test tests::"))
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[test]
+fn jobs_2_from_the_cached_setup_state_gives_the_same_results_as_jobs_1() {
+    if !linux_guest_ready("vmdbg_test_jobs", &["cargo"]) {
+        return;
+    }
+    let binary = test_binary();
+    let vmdbg_test = |options: &[&str], what: &str| {
+        let mut cmd = vmdbg();
+        cmd.args(["test", "--engine", "qemu", "--setup", SETUP])
+            .args(options)
+            .arg("--")
+            .arg(&binary);
+        let out = run(cmd, what, LIMIT);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // Booted and set up, whatever the cache holds; the state is saved.
+    let (status, one, one_err) = vmdbg_test(&["--fresh"], "vmdbg test --fresh");
+    assert_eq!(status, Some(101), "{one}\n{one_err}");
+    assert!(
+        one_err.contains("vmdbg: saved the set-up VM for the next runs as"),
+        "{one_err}"
+    );
+    assert_isolated_results(&one, &one_err);
+
+    // Two VMs, both started from that saved state, each restored to its
+    // set-up snapshot before each of its tests.
+    let (status, two, two_err) = vmdbg_test(&["--jobs", "2"], "vmdbg test --jobs 2");
+    assert_eq!(status, Some(101), "{two}\n{two_err}");
+    assert_eq!(
+        two_err.matches("vmdbg: started from the cached set-up state").count(),
+        2,
+        "no boot, no setup: {two_err}"
+    );
+    assert!(!two_err.contains("booting the test VM"), "{two_err}");
+    assert_eq!(
+        two_err.matches("set-up snapshot taken").count(),
+        2,
+        "{two_err}"
+    );
+    assert_isolated_results(&two, &two_err);
+    assert_eq!(verdicts(&one), verdicts(&two));
+
+    // --list lists in the guest (from the cached state) and runs nothing.
+    let (status, listed, list_err) = vmdbg_test(&["--list", "--format", "json"], "vmdbg test --list");
+    assert_eq!(status, Some(0), "{listed}\n{list_err}");
+    assert_eq!(listed.lines().count(), 8, "{listed}");
+    assert!(
+        listed.contains(r#"{"event":"listed","ignored":true,"name":"tests::ignored_by_default","type":"test"}"#),
+        "{listed}"
+    );
+    assert!(!list_err.contains("set-up snapshot taken"), "{list_err}");
+}
+
+#[test]
+fn each_command_of_a_list_starts_from_the_snapshot() {
+    if !linux_guest_ready("vmdbg_test_each", &["xmllint"]) {
+        return;
+    }
+    let dir = scratch_dir("vmdbg-test-each");
+    let names = dir.join("names.txt");
+    std::fs::write(&names, "first\nsecond\n# not a test\n\nthird\nit's quoted\n").unwrap();
+    let junit = dir.join("each.xml");
+    // Each test fails if an earlier test's marker survived, leaves its own,
+    // and removes the /bin/sh that runs the next test's command.
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--each"])
+        .arg("test ! -e /root/marker && echo {} > /root/marker && rm /bin/sh")
+        .arg("--list-from")
+        .arg(&names)
+        .arg("--junit")
+        .arg(&junit);
+    let out = run(cmd, "vmdbg test --each", LIMIT);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for name in ["first", "second", "third", "it's quoted"] {
+        assert!(stdout.contains(&format!("test {name} ... ok\n")), "{stdout}");
+    }
+    assert!(
+        stdout.contains("test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out;"),
+        "{stdout}"
+    );
+    junit_valid(&junit).unwrap_or_else(|e| panic!("{e}"));
+
+    // The names from a command in the guest; a failing command fails its test.
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--each"])
+        .arg("test ! -e /root/marker && touch /root/marker && test {} != 2")
+        .args(["--list-from", "seq 1 3"]);
+    let out = run(cmd, "vmdbg test --each --list-from CMD", LIMIT);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(101), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("test 1 ... ok\ntest 2 ... FAILED\ntest 3 ... ok\n")
+            && stdout.contains("(exit status 1)")
+            && stdout.contains("test result: FAILED. 2 passed; 1 failed;"),
+        "{stdout}"
+    );
 }
 
 #[test]

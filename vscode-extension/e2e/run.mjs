@@ -125,7 +125,7 @@ async function openFileAtLine(page, name, line, query = name) {
 /** Sets a breakpoint on `line` of `name` from the editor, starts debugging,
  * and waits until the editor shows the top stack frame on that line and the
  * Variables view shows `variable` with `value`. Returns ms from start to stop. */
-async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped, query, scope = 'Locals', before, start }) {
+async function debugToBreakpoint(browser, server, { name, line, variable, value, shot, waitMs, configName, whileStopped, query, scope = 'Locals', before, start, after }) {
   const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
   const consoleErrors = [];
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
@@ -182,6 +182,7 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
       if (expanded !== 'true') await locals.click();
     }
     await wanted.first().waitFor({ timeout: 30_000 });
+    if (after) await after(page);
     await page.waitForTimeout(500);
     mkdirSync(output, { recursive: true });
     await page.screenshot({ path: join(output, shot) });
@@ -380,8 +381,11 @@ async function testsScenario(browser) {
     const r = await debugToBreakpoint(browser, server, {
       name: 'lib.rs', line, variable: 'sum', value: '2', shot: 'tests-debug-stopped.png', waitMs: 240_000,
       before: runAll, start: (page) => runCommand(page, 'Test: Debug Test at Cursor'),
+      // The session started from the set-up state the run saved, not a boot.
+      after: (page) => page.locator('.repl .monaco-list-row', { hasText: 'started from the cached set-up state of vmdbg test' })
+        .first().waitFor({ timeout: 10_000 }),
     });
-    console.log(`tests: Run All Tests marked ${marks.passed} passed, 1 failed, ${marks.skipped} skipped in the Test Explorer (${runMs} ms); Debug Test at Cursor stopped on lib.rs:${r.stoppedLine} (breakpoint line ${line}) inside tests::deliberately_fails with sum = 2 (${r.stoppedMs} ms)`);
+    console.log(`tests: Run All Tests marked ${marks.passed} passed, 1 failed, ${marks.skipped} skipped in the Test Explorer (${runMs} ms); Debug Test at Cursor started from the cached set-up state and stopped on lib.rs:${r.stoppedLine} (breakpoint line ${line}) inside tests::deliberately_fails with sum = 2 (${r.stoppedMs} ms)`);
   } finally {
     server.stop();
     rmSync(ws, { recursive: true, force: true });

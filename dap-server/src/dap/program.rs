@@ -35,6 +35,7 @@ use crate::engine::{self, EngineChoice, Vm, VmSpec};
 use crate::image::GuestImage;
 use crate::rsp::RspClient;
 use crate::symbols::Symbols;
+use crate::test_runner::setup_state;
 
 /// A program launch (see schema/launch.schema.json).
 #[derive(Clone, Debug, Deserialize)]
@@ -222,7 +223,13 @@ pub async fn start(
         .context("the program path names no file")?
         .to_string_lossy()
         .into_owned();
-    let guest_path = format!("{GUEST_DIR}/{name}");
+    // A test goes where `vmdbg test` puts it, so both share a set-up state.
+    let dir = if config.test.is_some() {
+        crate::test_runner::GUEST_DIR
+    } else {
+        GUEST_DIR
+    };
+    let guest_path = format!("{dir}/{name}");
     let choice = crate::run::engine_choice(config.engine)?;
     let mut progress = Progress::start(out, "Starting the program in a fresh VM");
     let result = boot_and_launch(
@@ -273,15 +280,34 @@ async fn boot_and_launch(
         extra_cmdline: String::new(),
         record: None,
     };
-    let (vm, why) = blocking(move || {
+    // A test starts from `vmdbg test`'s cached set-up state when there is
+    // one (binary copied in, setup run), and leaves one when there is not.
+    let for_test = config.test.is_some();
+    let (setup, state_copies) = (config.setup.clone(), copies.clone());
+    let (vm, why, state, set_up) = blocking(move || {
         let (engine, why) = engine::choose_engine(choice)?;
+        let state = for_test
+            .then(|| setup_state::path(engine.as_ref(), &spec, &state_copies, &setup))
+            .flatten();
+        if let Some(path) = state.as_ref().filter(|p| p.exists()) {
+            match setup_state::start(engine.as_ref(), &spec, path) {
+                Ok(vm) => return Ok((vm, why, state, true)),
+                Err(e) => tracing::info!("the cached set-up state did not start: {e:#}"),
+            }
+        }
         let mut vm = engine.boot(&spec)?;
         engine::wait_for_agent(vm.as_mut(), BOOT_LIMIT)?;
         vm.agent().hello().context("agent hello")?;
-        Ok((vm, why))
+        Ok((vm, why, state, false))
     })
     .await?;
     let _ = console.send(("console", format!("vmdbg: {why}\n")));
+    if set_up {
+        let _ = console.send((
+            "console",
+            "vmdbg: started from the cached set-up state of vmdbg test\n".to_string(),
+        ));
+    }
     let mut program = GuestProgram {
         vm: Some(vm),
         relays_done: Vec::new(),
@@ -289,22 +315,18 @@ async fn boot_and_launch(
     };
     let agent = program.vm.as_ref().expect("just booted").agent().clone();
 
-    progress.update(
-        &format!("copying {} files into the guest", copies.files.len()),
-        70,
-    );
-    let copy_agent = agent.clone();
-    let (copies, copied) = blocking(move || {
-        let copied = crate::run::copy_in(&copy_agent, &copies);
-        Ok((copies, copied))
-    })
-    .await?;
-    copied?;
-
+    if !set_up {
+        progress.update(
+            &format!("copying {} files into the guest", copies.files.len()),
+            70,
+        );
+        let (copy_agent, to_copy) = (agent.clone(), copies.clone());
+        blocking(move || crate::run::copy_in(&copy_agent, &to_copy)).await?;
+    }
     let mut env: BTreeMap<String, String> = crate::run::guest_env(&copies).into_iter().collect();
     env.extend(config.env.clone());
     let env: Vec<(String, String)> = env.into_iter().collect();
-    if !config.setup.is_empty() {
+    if !set_up {
         progress.update("running the setup commands", 80);
         let (setup_agent, setup, setup_env) = (agent.clone(), config.setup.clone(), env.clone());
         blocking(move || {
@@ -312,6 +334,17 @@ async fn boot_and_launch(
                 .context("launch configuration `setup`")
         })
         .await?;
+        if let (Some(path), Some(mut vm)) = (state, program.vm.take()) {
+            let (vm, saved) = blocking(move || {
+                let saved = setup_state::save(vm.as_mut(), &path);
+                Ok((vm, saved))
+            })
+            .await?;
+            program.vm = Some(vm);
+            if let Err(e) = saved {
+                tracing::info!("could not save the set-up state: {e:#}");
+            }
+        }
     }
 
     progress.update("launching the program under the debugger", 90);

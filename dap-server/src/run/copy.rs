@@ -21,7 +21,7 @@ const DEFAULT_DIRS: &[&str] = &[
     "/usr/lib",
 ];
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CopyPlan {
     /// Host file and where it goes in the guest.
     pub files: Vec<(PathBuf, String)>,

@@ -15,7 +15,7 @@
 
 pub mod copy;
 pub mod debuggee;
-mod warm;
+pub(crate) mod warm;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;

@@ -63,7 +63,7 @@ pub fn boot(
                 path.display(),
                 started.elapsed().as_millis()
             );
-            prune(&path);
+            prune(&path, KEPT_STATES);
         }
         Err(e) => eprintln!("vmdbg: could not save the booted VM for the next runs: {e:#}"),
     }
@@ -72,7 +72,7 @@ pub fn boot(
     Ok(Some(vm))
 }
 
-fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Result<Box<dyn Vm>> {
+pub(crate) fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Result<Box<dyn Vm>> {
     let vm = engine.boot_saved(spec, path)?;
     // The restored agent is past its start-up (its ready event was sent
     // before the save): ask it instead, bounded, as a stale state may hang.
@@ -94,7 +94,7 @@ fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Re
 
 /// Where the saved state of `spec` on `engine` lives, or None when the
 /// engine cannot save one (or there is no cache directory).
-fn state_path(engine: &dyn Engine, spec: &VmSpec) -> Option<PathBuf> {
+pub(crate) fn state_path(engine: &dyn Engine, spec: &VmSpec) -> Option<PathBuf> {
     let engine_key = engine.saved_state_key(spec)?;
     let mut hash = Sha256::new();
     hash.update(engine_key);
@@ -148,8 +148,9 @@ fn fingerprint(file: &std::path::Path) -> Option<Vec<u8>> {
 /// leaves the old ones unused for good.
 const KEPT_STATES: usize = 2;
 
-/// Removes all but the [`KEPT_STATES`] most recently written states.
-fn prune(newest: &std::path::Path) {
+/// Removes all but the `kept` most recently written states in the newest
+/// one's folder.
+pub(crate) fn prune(newest: &std::path::Path, kept: usize) {
     let Some(dir) = newest.parent() else { return };
     let mut states: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
@@ -159,7 +160,7 @@ fn prune(newest: &std::path::Path) {
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     states.sort_by_key(|s| std::cmp::Reverse(s.0));
-    for (_, old) in states.into_iter().skip(KEPT_STATES) {
+    for (_, old) in states.into_iter().skip(kept) {
         remove_state(&old);
     }
 }

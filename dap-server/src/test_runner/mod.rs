@@ -15,15 +15,22 @@
 
 mod discover;
 mod report;
+pub mod setup_state;
 
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use vmdbg_agent::client::AgentClient;
 use vmdbg_agent::protocol::ExitStatus;
 
+use crate::engine::{Engine, Vm, VmSpec};
 use crate::guest::{describe, run_captured, run_setup};
+use crate::run::copy::CopyPlan;
 use crate::run::{self, VmArgs};
 pub use discover::Framework;
 use discover::UserArgs;
@@ -48,164 +55,397 @@ pub struct TestArgs {
     /// `{"type":"test","event":"listed","name":…,"ignored":…}` per test.
     #[arg(long)]
     pub list: bool,
+    /// Run the tests in N VMs side by side, each started from the same
+    /// saved set-up state and restored to it before each of its tests.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// Boot and set up the VM even when the cache holds the set-up state
+    /// of this binary, image and setup (the state is saved again).
+    #[arg(long)]
+    pub fresh: bool,
     /// How long one test may run before it counts as failed.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Generic mode: each test is this shell command, `{}` standing for
+    /// the test's name (shell-quoted), instead of a test binary's test.
+    #[arg(long, value_name = "CMD", requires = "list_from")]
+    pub each: Option<String>,
+    /// Generic mode: the test names, one a line: a file on this host, or
+    /// else a shell command run in the guest after the setup.
+    #[arg(long, value_name = "FILE|CMD", requires = "each")]
+    pub list_from: Option<String>,
     /// The test binary, then the test harness's own arguments (filters,
     /// --exact, --skip, --ignored, --include-ignored), after `--`.
-    #[arg(last = true, required = true)]
+    #[arg(last = true)]
     pub command: Vec<String>,
 }
 
 /// Where test binaries go in the guest.
-const GUEST_DIR: &str = "/root/tests";
+pub const GUEST_DIR: &str = "/root/tests";
 /// The snapshot every test starts from.
 const SET_UP: &str = "vmdbg-test-setup";
 
 pub fn main(args: TestArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let binary = PathBuf::from(&args.command[0]);
-    let framework = Framework::of(&binary)?;
-    let user = UserArgs::parse(&args.command[1..])?;
-    let name = binary
-        .file_name()
-        .context("the test binary's path names no file")?
-        .to_string_lossy()
-        .into_owned();
-    let guest_binary = format!("{GUEST_DIR}/{name}");
+    let (name, runner, extra_copies) = match (&args.each, &args.list_from, args.command.first()) {
+        (Some(template), Some(list_from), None) => {
+            if !template.contains("{}") {
+                bail!("--each {template:?}: put {{}} where the test's name goes, e.g. --each './check.sh {{}}'");
+            }
+            let runner = Runner::Each {
+                template: template.clone(),
+                list_from: list_from.clone(),
+            };
+            ("each".to_string(), runner, Vec::new())
+        }
+        (Some(_), _, Some(_)) => bail!(
+            "--each runs a command per test, not a test binary's tests: give either --each with --list-from, or a test binary after --"
+        ),
+        (None, _, Some(binary)) => {
+            let binary = PathBuf::from(binary);
+            let name = binary
+                .file_name()
+                .context("the test binary's path names no file")?
+                .to_string_lossy()
+                .into_owned();
+            let guest = format!("{GUEST_DIR}/{name}");
+            let copy = format!("{}:{guest}", binary.display());
+            let runner = Runner::Binary {
+                framework: Framework::of(&binary)?,
+                user: UserArgs::parse(&args.command[1..])?,
+                guest,
+            };
+            (name, runner, vec![copy])
+        }
+        _ => bail!("give a test binary after -- (or --each 'CMD {{}}' --list-from FILE|CMD)"),
+    };
+    if args.jobs == 0 {
+        bail!("--jobs 0: give at least 1 (the number of VMs running tests side by side)");
+    }
     let interrupts = run::interrupt_counter()?;
-    let (engine, spec, copies) =
-        run::prepare(&args.vm, &[format!("{}:{guest_binary}", binary.display())])?;
-    eprintln!("vmdbg: booting the test VM ({})", engine.describe());
-    let Some(mut vm) = run::boot(engine.as_ref(), &spec, &interrupts)? else {
+    let (engine, spec, copies) = run::prepare(&args.vm, &extra_copies)?;
+    let env = run::guest_env(&copies);
+    let limit = Duration::from_secs(args.timeout);
+    let state = setup_state::path(engine.as_ref(), &spec, &copies, &args.setup);
+    let set_up = SetUp {
+        engine: engine.as_ref(),
+        spec: &spec,
+        copies: &copies,
+        setup: &args.setup,
+        env: &env,
+        limit,
+        state: state.as_deref(),
+        interrupts: &interrupts,
+    };
+    let Some(vm) = set_up.vm(args.fresh, true)? else {
         return Ok(ExitCode::from(130));
     };
     let agent = vm.agent().clone();
-    run::copy_in(&agent, &copies)?;
-    let env = run::guest_env(&copies);
-    let limit = Duration::from_secs(args.timeout);
-    run_setup(&agent, &args.setup, &env, limit).context("--setup")?;
 
-    let list = |ignored_only: bool| -> Result<Vec<String>> {
-        let mut argv = vec![guest_binary.clone()];
-        argv.extend(framework.list_args(&user, ignored_only));
-        let listed = run_captured(&agent, &argv, &env, limit)?;
-        if listed.status != Some(ExitStatus::Code(0)) {
-            bail!(
-                "{name} could not list its tests ({}): {}{}",
-                describe(listed.status),
-                listed.stdout,
-                listed.stderr
-            );
-        }
-        Ok(framework.parse_list(&listed.stdout))
-    };
-    let selected = list(false)?;
-    let ignored = if framework == Framework::Libtest {
-        list(true)?
-    } else {
-        Vec::new()
-    };
-    let unfiltered = if user.filters.is_empty() && user.skips.is_empty() {
-        selected.len()
-    } else {
-        let all = UserArgs::default();
-        let mut argv = vec![guest_binary.clone()];
-        argv.extend(framework.list_args(&all, false));
-        framework
-            .parse_list(&run_captured(&agent, &argv, &env, limit)?.stdout)
-            .len()
-    };
-    let to_run: Vec<(String, bool)> = selected
-        .iter()
-        .filter(|t| !user.ignored || ignored.contains(t))
-        .map(|t| {
-            (
-                t.clone(),
-                !ignored.contains(t) || user.ignored || user.include_ignored,
-            )
-        })
-        .collect();
+    let (to_run, unfiltered) = runner.list(&agent, &env, limit)?;
 
+    let mut vms = vec![vm];
     if args.list {
         report::list(args.format, &to_run);
-        vm.shutdown(Duration::from_secs(3))?;
+        vms[0].shutdown(Duration::from_secs(3))?;
         return Ok(ExitCode::SUCCESS);
     }
 
-    let t_snap = Instant::now();
-    vm.snapshot(SET_UP)
-        .with_context(|| format!("take the set-up snapshot on the {} engine", vm.describe()))?;
-    eprintln!(
-        "vmdbg: set-up snapshot taken in {} ms; each test starts from it",
-        t_snap.elapsed().as_millis()
-    );
+    let runnable = to_run.iter().filter(|(_, runs)| *runs).count();
+    let extra = args.jobs.min(runnable).saturating_sub(1);
+    if extra > 0 {
+        eprintln!("vmdbg: starting {extra} more VM(s) for --jobs {}", args.jobs);
+        // One after the other: each loads the same file (a second or two).
+        for _ in 0..extra {
+            match set_up.vm(false, false) {
+                Ok(Some(vm)) => vms.push(vm),
+                Ok(None) => return shut_down(vms, ExitCode::from(130)),
+                Err(e) => {
+                    shut_down(vms, ExitCode::FAILURE)?;
+                    return Err(e.context("start a VM for --jobs"));
+                }
+            }
+        }
+    }
 
     let reporter = Reporter {
         format: args.format,
     };
     reporter.started(to_run.len());
-    let mut outcomes = Vec::new();
-    for (test, runs) in &to_run {
-        if interrupts.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-            eprintln!("vmdbg: interrupted");
-            vm.shutdown(Duration::from_secs(2))?;
-            return Ok(ExitCode::from(130));
+    let queue = Mutex::new(to_run.iter().enumerate().collect::<VecDeque<_>>());
+    let done = Mutex::new(Vec::new());
+    let interrupted = AtomicBool::new(false);
+    let worker = |vm: &mut Box<dyn Vm>| -> Result<()> {
+        let t_snap = Instant::now();
+        vm.snapshot(SET_UP).with_context(|| {
+            format!("take the set-up snapshot on the {} engine", vm.describe())
+        })?;
+        eprintln!(
+            "vmdbg: set-up snapshot taken in {} ms; each test starts from it",
+            t_snap.elapsed().as_millis()
+        );
+        loop {
+            if interrupts.load(Ordering::SeqCst) > 0 {
+                interrupted.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            let Some((index, (test, runs))) = queue.lock().expect("queue").pop_front() else {
+                return Ok(());
+            };
+            reporter.test_started(test);
+            let outcome = if *runs {
+                run_test(vm.as_mut(), test, &runner, &env, limit)?
+            } else {
+                Outcome {
+                    name: test.clone(),
+                    verdict: Verdict::Ignored,
+                    duration: Duration::ZERO,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    console: String::new(),
+                }
+            };
+            reporter.test_ended(&outcome);
+            done.lock().expect("results").push((index, outcome));
         }
-        reporter.test_started(test);
-        let outcome = if *runs {
-            vm.restore(SET_UP)
-                .with_context(|| format!("restore the set-up snapshot before {test}"))?;
-            // The snapshot's clock stood still since it was taken.
-            agent
-                .set_clock_from_host()
-                .with_context(|| format!("set the guest's clock before {test}"))?;
-            let console_from = std::fs::metadata(vm.console_log())
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let mut argv = vec![guest_binary.clone()];
-            argv.extend(framework.run_args(test));
-            let done = run_captured(&agent, &argv, &env, limit)?;
-            let console = std::fs::read(vm.console_log())
-                .map(|b| {
-                    String::from_utf8_lossy(b.get(console_from as usize..).unwrap_or_default())
-                        .into_owned()
-                })
-                .unwrap_or_default();
-            Outcome {
-                name: test.clone(),
-                verdict: match done.status {
-                    Some(ExitStatus::Code(0)) => Verdict::Passed,
-                    other => Verdict::Failed(describe(other)),
-                },
-                duration: done.duration,
-                stdout: done.stdout,
-                stderr: done.stderr,
-                console,
-            }
-        } else {
-            Outcome {
-                name: test.clone(),
-                verdict: Verdict::Ignored,
-                duration: Duration::ZERO,
-                stdout: String::new(),
-                stderr: String::new(),
-                console: String::new(),
-            }
-        };
-        reporter.test_ended(&outcome);
-        outcomes.push(outcome);
+    };
+    let ran: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = vms.iter_mut().map(|vm| s.spawn(|| worker(vm))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a test worker panicked"))))
+            .collect()
+    });
+    if let Some(e) = ran.into_iter().find_map(Result::err) {
+        shut_down(vms, ExitCode::FAILURE)?;
+        return Err(e);
     }
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!("vmdbg: interrupted");
+        return shut_down(vms, ExitCode::from(130));
+    }
+    let mut done = done.into_inner().expect("results");
+    done.sort_by_key(|(index, _)| *index);
+    let outcomes: Vec<Outcome> = done.into_iter().map(|(_, o)| o).collect();
     let elapsed = started.elapsed();
     let ok = reporter.finished(&outcomes, unfiltered.saturating_sub(to_run.len()), elapsed);
     if let Some(path) = &args.junit {
         report::write_junit(path, &name, &outcomes, elapsed)?;
     }
-    vm.shutdown(Duration::from_secs(3))?;
     // libtest's own status for failed tests.
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(101)
+    shut_down(
+        vms,
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(101)
+        },
+    )
+}
+
+fn shut_down(vms: Vec<Box<dyn Vm>>, status: ExitCode) -> Result<ExitCode> {
+    for mut vm in vms {
+        vm.shutdown(Duration::from_secs(3))?;
+    }
+    Ok(status)
+}
+
+/// How a VM gets to the set-up state.
+struct SetUp<'a> {
+    engine: &'a dyn Engine,
+    spec: &'a VmSpec,
+    copies: &'a CopyPlan,
+    setup: &'a [String],
+    env: &'a [(String, String)],
+    limit: Duration,
+    /// The cached set-up state's path, where the engine can save one.
+    state: Option<&'a Path>,
+    interrupts: &'a AtomicUsize,
+}
+
+impl SetUp<'_> {
+    /// A VM in the set-up state: started from the cached state where there
+    /// is one (unless `fresh`), else booted, the binary copied in and the
+    /// setup run, then (with `save`) saved for later invocations. None
+    /// when interrupted while booting.
+    fn vm(&self, fresh: bool, save: bool) -> Result<Option<Box<dyn Vm>>> {
+        if let Some(path) = self.state.filter(|p| !fresh && p.exists()) {
+            let t = Instant::now();
+            match setup_state::start(self.engine, self.spec, path) {
+                Ok(vm) => {
+                    eprintln!(
+                        "vmdbg: started from the cached set-up state {} in {} ms (--fresh sets up anew)",
+                        path.display(),
+                        t.elapsed().as_millis()
+                    );
+                    return Ok(Some(vm));
+                }
+                Err(e) => eprintln!(
+                    "vmdbg: the cached set-up state {} did not start ({e:#}); setting up anew",
+                    path.display()
+                ),
+            }
+        }
+        eprintln!("vmdbg: booting the test VM ({})", self.engine.describe());
+        let Some(mut vm) = run::warm::boot(self.engine, self.spec, self.interrupts)? else {
+            return Ok(None);
+        };
+        let agent = vm.agent().clone();
+        run::copy_in(&agent, self.copies)?;
+        run_setup(&agent, self.setup, self.env, self.limit).context("--setup")?;
+        if let (true, Some(path)) = (save, self.state) {
+            if let Err(e) = setup_state::save(vm.as_mut(), path) {
+                eprintln!("vmdbg: could not save the set-up VM for the next runs: {e:#}");
+            }
+        }
+        Ok(Some(vm))
+    }
+}
+
+/// Runs one test alone from a restore of the set-up snapshot.
+fn run_test(
+    vm: &mut dyn Vm,
+    test: &str,
+    runner: &Runner,
+    env: &[(String, String)],
+    limit: Duration,
+) -> Result<Outcome> {
+    vm.restore(SET_UP)
+        .with_context(|| format!("restore the set-up snapshot before {test}"))?;
+    // The snapshot's clock stood still since it was taken.
+    vm.agent()
+        .set_clock_from_host()
+        .with_context(|| format!("set the guest's clock before {test}"))?;
+    let console_from = std::fs::metadata(vm.console_log())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let done = run_captured(vm.agent(), &runner.argv(test), env, limit)?;
+    let console = std::fs::read(vm.console_log())
+        .map(|b| String::from_utf8_lossy(b.get(console_from as usize..).unwrap_or_default()).into_owned())
+        .unwrap_or_default();
+    Ok(Outcome {
+        name: test.to_string(),
+        verdict: match done.status {
+            Some(ExitStatus::Code(0)) => Verdict::Passed,
+            other => Verdict::Failed(describe(other)),
+        },
+        duration: done.duration,
+        stdout: done.stdout,
+        stderr: done.stderr,
+        console,
     })
+}
+
+/// What the tests are.
+enum Runner {
+    /// The tests of a test binary copied to `guest`.
+    Binary {
+        framework: Framework,
+        user: UserArgs,
+        guest: String,
+    },
+    /// `--each`: a shell command per test name.
+    Each { template: String, list_from: String },
+}
+
+impl Runner {
+    /// The tests to report, each with whether it runs (false: ignored),
+    /// and how many there are before the user's filters.
+    fn list(
+        &self,
+        agent: &AgentClient,
+        env: &[(String, String)],
+        limit: Duration,
+    ) -> Result<(Vec<(String, bool)>, usize)> {
+        match self {
+            Runner::Each { list_from, .. } => {
+                let text = if Path::new(list_from).is_file() {
+                    std::fs::read_to_string(list_from)
+                        .with_context(|| format!("--list-from {list_from}"))?
+                } else {
+                    let argv = ["/bin/sh".to_string(), "-c".into(), list_from.clone()];
+                    let listed = run_captured(agent, &argv, env, limit)?;
+                    if listed.status != Some(ExitStatus::Code(0)) {
+                        bail!(
+                            "--list-from {list_from:?} is no file on this host, and as a command in the guest it failed ({}): {}{}",
+                            describe(listed.status),
+                            listed.stdout,
+                            listed.stderr
+                        );
+                    }
+                    listed.stdout
+                };
+                let names: Vec<(String, bool)> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| (l.to_string(), true))
+                    .collect();
+                let count = names.len();
+                Ok((names, count))
+            }
+            Runner::Binary {
+                framework,
+                user,
+                guest,
+            } => {
+                let framework = *framework;
+                let list = |args: &UserArgs, ignored_only: bool| -> Result<Vec<String>> {
+                    let mut argv = vec![guest.clone()];
+                    argv.extend(framework.list_args(args, ignored_only));
+                    let listed = run_captured(agent, &argv, env, limit)?;
+                    if listed.status != Some(ExitStatus::Code(0)) {
+                        bail!(
+                            "{guest} could not list its tests ({}): {}{}",
+                            describe(listed.status),
+                            listed.stdout,
+                            listed.stderr
+                        );
+                    }
+                    Ok(framework.parse_list(&listed.stdout))
+                };
+                let selected = list(user, false)?;
+                let ignored = if framework == Framework::Libtest {
+                    list(user, true)?
+                } else {
+                    Vec::new()
+                };
+                let unfiltered = if user.filters.is_empty() && user.skips.is_empty() {
+                    selected.len()
+                } else {
+                    list(&UserArgs::default(), false)?.len()
+                };
+                let to_run = selected
+                    .iter()
+                    .filter(|t| !user.ignored || ignored.contains(t))
+                    .map(|t| {
+                        let runs = !ignored.contains(t) || user.ignored || user.include_ignored;
+                        (t.clone(), runs)
+                    })
+                    .collect();
+                Ok((to_run, unfiltered))
+            }
+        }
+    }
+
+    /// The guest command that runs `test` alone.
+    fn argv(&self, test: &str) -> Vec<String> {
+        match self {
+            Runner::Binary {
+                framework, guest, ..
+            } => {
+                let mut argv = vec![guest.clone()];
+                argv.extend(framework.run_args(test));
+                argv
+            }
+            Runner::Each { template, .. } => {
+                let quoted = format!("'{}'", test.replace('\'', r"'\''"));
+                vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    template.replace("{}", &quoted),
+                ]
+            }
+        }
+    }
 }
