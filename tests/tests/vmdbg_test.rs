@@ -122,7 +122,11 @@ fn each_test_starts_from_the_setup_snapshot_with_junit_xml() {
 
     let xml = std::fs::read_to_string(&junit).expect("the JUnit report was written");
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"8\" failures=\"1\" errors=\"0\" time=\""), "{xml}");
-    assert!(xml.contains("<testsuite name=\"") && xml.contains("tests=\"8\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{xml}");
+    assert!(
+        xml.contains("<testsuite name=\"")
+            && xml.contains("tests=\"8\" failures=\"1\" errors=\"0\" skipped=\"1\""),
+        "{xml}"
+    );
     assert_eq!(xml.matches("<testcase ").count(), 8, "{xml}");
     assert_eq!(xml.matches("<skipped/>").count(), 1, "{xml}");
     let failure = xml
@@ -138,8 +142,15 @@ fn each_test_starts_from_the_setup_snapshot_with_junit_xml() {
     // that strays from it.
     junit_valid(&junit).unwrap_or_else(|e| panic!("{e}\n{xml}"));
     let stray = dir.join("stray.xml");
-    std::fs::write(&stray, xml.replacen("<testsuites ", "<testsuites skipped=\"1\" ", 1)).unwrap();
-    assert!(junit_valid(&stray).is_err(), "tests/junit.xsd refuses an attribute Jenkins does not know");
+    std::fs::write(
+        &stray,
+        xml.replacen("<testsuites ", "<testsuites skipped=\"1\" ", 1),
+    )
+    .unwrap();
+    assert!(
+        junit_valid(&stray).is_err(),
+        "tests/junit.xsd refuses an attribute Jenkins does not know"
+    );
 
     // A filter selects as libtest does; filtered-out tests are counted.
     let mut cmd = vmdbg();
@@ -220,7 +231,9 @@ fn cargo_test_with_vmdbg_as_the_runner() {
     );
     assert!(
         stdout.contains("test tests::marker_two ... ok\n")
-            && stdout.contains("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 7 filtered out;"),
+            && stdout.contains(
+                "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 7 filtered out;"
+            ),
         "{stdout}"
     );
 }
@@ -265,7 +278,9 @@ fn jobs_2_from_the_cached_setup_state_gives_the_same_results_as_jobs_1() {
     let (status, two, two_err) = vmdbg_test(&["--jobs", "2"], "vmdbg test --jobs 2");
     assert_eq!(status, Some(101), "{two}\n{two_err}");
     assert_eq!(
-        two_err.matches("vmdbg: started from the cached set-up state").count(),
+        two_err
+            .matches("vmdbg: started from the cached set-up state")
+            .count(),
         2,
         "no boot, no setup: {two_err}"
     );
@@ -279,11 +294,14 @@ fn jobs_2_from_the_cached_setup_state_gives_the_same_results_as_jobs_1() {
     assert_eq!(verdicts(&one), verdicts(&two));
 
     // --list lists in the guest (from the cached state) and runs nothing.
-    let (status, listed, list_err) = vmdbg_test(&["--list", "--format", "json"], "vmdbg test --list");
+    let (status, listed, list_err) =
+        vmdbg_test(&["--list", "--format", "json"], "vmdbg test --list");
     assert_eq!(status, Some(0), "{listed}\n{list_err}");
     assert_eq!(listed.lines().count(), 8, "{listed}");
     assert!(
-        listed.contains(r#"{"event":"listed","ignored":true,"name":"tests::ignored_by_default","type":"test"}"#),
+        listed.contains(
+            r#"{"event":"listed","ignored":true,"name":"tests::ignored_by_default","type":"test"}"#
+        ),
         "{listed}"
     );
     assert!(!list_err.contains("set-up snapshot taken"), "{list_err}");
@@ -296,7 +314,11 @@ fn each_command_of_a_list_starts_from_the_snapshot() {
     }
     let dir = scratch_dir("vmdbg-test-each");
     let names = dir.join("names.txt");
-    std::fs::write(&names, "first\nsecond\n# not a test\n\nthird\nit's quoted\n").unwrap();
+    std::fs::write(
+        &names,
+        "first\nsecond\n# not a test\n\nthird\nit's quoted\n",
+    )
+    .unwrap();
     let junit = dir.join("each.xml");
     // Each test fails if an earlier test's marker survived, leaves its own,
     // and removes the /bin/sh that runs the next test's command.
@@ -311,10 +333,15 @@ fn each_command_of_a_list_starts_from_the_snapshot() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     for name in ["first", "second", "third", "it's quoted"] {
-        assert!(stdout.contains(&format!("test {name} ... ok\n")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("test {name} ... ok\n")),
+            "{stdout}"
+        );
     }
     assert!(
-        stdout.contains("test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out;"),
+        stdout.contains(
+            "test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out;"
+        ),
         "{stdout}"
     );
     junit_valid(&junit).unwrap_or_else(|e| panic!("{e}"));
@@ -367,7 +394,11 @@ fn junit_valid(report: &Path) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("xmllint --schema {}: {}", schema.display(), text(&out.stderr)))
+        Err(format!(
+            "xmllint --schema {}: {}",
+            schema.display(),
+            text(&out.stderr)
+        ))
     }
 }
 

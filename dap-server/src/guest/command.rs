@@ -70,6 +70,27 @@ pub fn run_captured(
     })
 }
 
+/// Runs `argv` and returns its stdout; a command that does not succeed
+/// is the error, with its status and output.
+pub fn run_ok(
+    agent: &AgentClient,
+    argv: &[String],
+    env: &[(String, String)],
+    limit: Duration,
+) -> Result<String> {
+    let done = run_captured(agent, argv, env, limit)?;
+    if done.status != Some(ExitStatus::Code(0)) {
+        bail!(
+            "{} ({}):\n{}{}",
+            argv.join(" "),
+            describe(done.status),
+            done.stdout,
+            done.stderr
+        );
+    }
+    Ok(done.stdout)
+}
+
 /// Runs each set-up command with `sh -c`, in order; the first that does
 /// not succeed is the error, with its output.
 pub fn run_setup(
@@ -79,20 +100,9 @@ pub fn run_setup(
     limit: Duration,
 ) -> Result<()> {
     for command in commands {
-        let done = run_captured(
-            agent,
-            &["/bin/sh".into(), "-c".into(), command.clone()],
-            env,
-            limit,
-        )?;
-        if done.status != Some(ExitStatus::Code(0)) {
-            bail!(
-                "setup command {command:?} failed ({}):\n{}{}",
-                describe(done.status),
-                done.stdout,
-                done.stderr
-            );
-        }
+        let argv = ["/bin/sh".into(), "-c".into(), command.clone()];
+        run_ok(agent, &argv, env, limit)
+            .with_context(|| format!("setup command {command:?} failed"))?;
     }
     Ok(())
 }

@@ -6,4 +6,4 @@
 
 mod command;
 
-pub use command::{describe, run_captured, run_setup};
+pub use command::{describe, run_captured, run_ok, run_setup};

@@ -72,7 +72,11 @@ pub fn boot(
     Ok(Some(vm))
 }
 
-pub(crate) fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Result<Box<dyn Vm>> {
+pub(crate) fn start_saved(
+    engine: &dyn Engine,
+    spec: &VmSpec,
+    path: &std::path::Path,
+) -> Result<Box<dyn Vm>> {
     let vm = engine.boot_saved(spec, path)?;
     // The restored agent is past its start-up (its ready event was sent
     // before the save): ask it instead, bounded, as a stale state may hang.
@@ -109,6 +113,12 @@ pub(crate) fn state_path(engine: &dyn Engine, spec: &VmSpec) -> Option<PathBuf> 
         spec.cpus,
         env!("CARGO_PKG_VERSION")
     ));
+    keyed_state_path("warm", hash)
+}
+
+/// `<cache>/<folder>/<key>.state`, the key being the first 8 bytes of
+/// `hash` in hex.
+pub(crate) fn keyed_state_path(folder: &str, hash: Sha256) -> Option<PathBuf> {
     let key: String = hash
         .finalize()
         .iter()
@@ -118,7 +128,7 @@ pub(crate) fn state_path(engine: &dyn Engine, spec: &VmSpec) -> Option<PathBuf> 
     Some(
         crate::image::cache_dir()
             .ok()?
-            .join("warm")
+            .join(folder)
             .join(format!("{key}.state")),
     )
 }

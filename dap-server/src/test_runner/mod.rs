@@ -29,7 +29,7 @@ use vmdbg_agent::client::AgentClient;
 use vmdbg_agent::protocol::ExitStatus;
 
 use crate::engine::{Engine, Vm, VmSpec};
-use crate::guest::{describe, run_captured, run_setup};
+use crate::guest::{describe, run_captured, run_ok, run_setup};
 use crate::run::copy::CopyPlan;
 use crate::run::{self, VmArgs};
 pub use discover::Framework;
@@ -154,7 +154,10 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     let runnable = to_run.iter().filter(|(_, runs)| *runs).count();
     let extra = args.jobs.min(runnable).saturating_sub(1);
     if extra > 0 {
-        eprintln!("vmdbg: starting {extra} more VM(s) for --jobs {}", args.jobs);
+        eprintln!(
+            "vmdbg: starting {extra} more VM(s) for --jobs {}",
+            args.jobs
+        );
         // One after the other: each loads the same file (a second or two).
         for _ in 0..extra {
             match set_up.vm(false, false) {
@@ -177,9 +180,8 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     let interrupted = AtomicBool::new(false);
     let worker = |vm: &mut Box<dyn Vm>| -> Result<()> {
         let t_snap = Instant::now();
-        vm.snapshot(SET_UP).with_context(|| {
-            format!("take the set-up snapshot on the {} engine", vm.describe())
-        })?;
+        vm.snapshot(SET_UP)
+            .with_context(|| format!("take the set-up snapshot on the {} engine", vm.describe()))?;
         eprintln!(
             "vmdbg: set-up snapshot taken in {} ms; each test starts from it",
             t_snap.elapsed().as_millis()
@@ -213,7 +215,10 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
         let handles: Vec<_> = vms.iter_mut().map(|vm| s.spawn(|| worker(vm))).collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a test worker panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a test worker panicked")))
+            })
             .collect()
     });
     if let Some(e) = ran.into_iter().find_map(Result::err) {
@@ -321,7 +326,9 @@ fn run_test(
         .unwrap_or(0);
     let done = run_captured(vm.agent(), &runner.argv(test), env, limit)?;
     let console = std::fs::read(vm.console_log())
-        .map(|b| String::from_utf8_lossy(b.get(console_from as usize..).unwrap_or_default()).into_owned())
+        .map(|b| {
+            String::from_utf8_lossy(b.get(console_from as usize..).unwrap_or_default()).into_owned()
+        })
         .unwrap_or_default();
     Ok(Outcome {
         name: test.to_string(),
@@ -364,16 +371,9 @@ impl Runner {
                         .with_context(|| format!("--list-from {list_from}"))?
                 } else {
                     let argv = ["/bin/sh".to_string(), "-c".into(), list_from.clone()];
-                    let listed = run_captured(agent, &argv, env, limit)?;
-                    if listed.status != Some(ExitStatus::Code(0)) {
-                        bail!(
-                            "--list-from {list_from:?} is no file on this host, and as a command in the guest it failed ({}): {}{}",
-                            describe(listed.status),
-                            listed.stdout,
-                            listed.stderr
-                        );
-                    }
-                    listed.stdout
+                    run_ok(agent, &argv, env, limit).with_context(|| {
+                        format!("--list-from {list_from:?} is no file on this host, and as a command in the guest it failed")
+                    })?
                 };
                 let names: Vec<(String, bool)> = text
                     .lines()
@@ -393,16 +393,9 @@ impl Runner {
                 let list = |args: &UserArgs, ignored_only: bool| -> Result<Vec<String>> {
                     let mut argv = vec![guest.clone()];
                     argv.extend(framework.list_args(args, ignored_only));
-                    let listed = run_captured(agent, &argv, env, limit)?;
-                    if listed.status != Some(ExitStatus::Code(0)) {
-                        bail!(
-                            "{guest} could not list its tests ({}): {}{}",
-                            describe(listed.status),
-                            listed.stdout,
-                            listed.stderr
-                        );
-                    }
-                    Ok(framework.parse_list(&listed.stdout))
+                    let listed = run_ok(agent, &argv, env, limit)
+                        .with_context(|| format!("{guest} could not list its tests"))?;
+                    Ok(framework.parse_list(&listed))
                 };
                 let selected = list(user, false)?;
                 let ignored = if framework == Framework::Libtest {

@@ -26,7 +26,12 @@ const KEPT_STATES: usize = 8;
 
 /// Where the set-up state for this binary, image and setup lives; None
 /// when the engine cannot save a VM's state (or there is no cache).
-pub fn path(engine: &dyn Engine, spec: &VmSpec, copies: &CopyPlan, setup: &[String]) -> Option<PathBuf> {
+pub fn path(
+    engine: &dyn Engine,
+    spec: &VmSpec,
+    copies: &CopyPlan,
+    setup: &[String],
+) -> Option<PathBuf> {
     let booted = warm::state_path(engine, spec)?;
     let mut hash = Sha256::new();
     hash.update(booted.file_name()?.as_encoded_bytes());
@@ -37,18 +42,7 @@ pub fn path(engine: &dyn Engine, spec: &VmSpec, copies: &CopyPlan, setup: &[Stri
     for command in setup {
         hash.update(format!("\nsetup {}\n{command}", command.len()));
     }
-    let key: String = hash
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(
-        crate::image::cache_dir()
-            .ok()?
-            .join("test-setup")
-            .join(format!("{key}.state")),
-    )
+    warm::keyed_state_path("test-setup", hash)
 }
 
 fn file_digest(path: &Path) -> Option<Vec<u8>> {
@@ -77,7 +71,9 @@ pub fn start(engine: &dyn Engine, spec: &VmSpec, state: &Path) -> Result<Box<dyn
 /// temporary name, then renamed into place; older states are pruned.
 pub fn save(vm: &mut dyn Vm, state: &Path) -> Result<()> {
     let started = Instant::now();
-    let dir = state.parent().context("the set-up state's path has no folder")?;
+    let dir = state
+        .parent()
+        .context("the set-up state's path has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let temp = dir.join(format!(
         ".{}.{}.partial",
