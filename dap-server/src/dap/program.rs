@@ -334,7 +334,8 @@ async fn boot_and_launch(
                 .context("launch configuration `setup`")
         })
         .await?;
-        if let (Some(path), Some(mut vm)) = (state, program.vm.take()) {
+        // (Only then is the VM taken out: a tuple would take it always.)
+        if let Some((path, mut vm)) = state.and_then(|p| Some((p, program.vm.take()?))) {
             let (vm, saved) = blocking(move || {
                 let saved = setup_state::save(vm.as_mut(), &path);
                 Ok((vm, saved))
