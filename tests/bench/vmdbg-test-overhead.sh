@@ -87,4 +87,4 @@ echo "vmdbg test --jobs 2 warm cache, all 50:     ${jobs2_total} ms (a test star
 echo "vmdbg test --fresh (boot + setup), all 50:  ${cold_total} ms (per test ${cold_per_test} ms median)"
 echo "vmdbg run per test, warm boot:              ${run_warm} ms median of $runs"
 echo "vmdbg run per test, --cold boot:            ${run_cold} ms median of $runs"
-echo "ratios: vmdbg run (warm) / vmdbg test per test: $(ratio "$run_warm" "$warm_per_test"); vmdbg run --cold / vmdbg test per test: $(ratio "$run_cold" "$warm_per_test"); vmdbg test per test / host: $(ratio "$warm_per_test" "$host_median_us/1000")"
+echo "ratios: vmdbg run (warm) / vmdbg test per test: $(ratio "$run_warm" "$warm_per_test"); vmdbg run --cold / vmdbg test per test: $(ratio "$run_cold" "$warm_per_test"); vmdbg test per test / host: $(ratio "$warm_per_test" "($host_median_us / 1000)")"
