@@ -1261,6 +1261,17 @@ impl Session {
         {
             target.thread = t.clone();
         }
+        if target.program.is_some() && !target.threads.contains(&target.thread) {
+            // A program's threads come and go (libtest runs each test in
+            // its own): the stopped one must be listed before editors ask,
+            // or VS Code shows no stop (seen with `threads` alone).
+            if let Ok(threads) = target.rsp.threads().await {
+                target.threads = threads;
+            }
+            if !target.threads.contains(&target.thread) {
+                target.threads.push(target.thread.clone());
+            }
+        }
         if let Some(quiet) = target.quiet_signal(&stop) {
             // SIGCHLD, SIGWINCH …: passed on without a stop (gdb's default).
             let thread = target.thread.clone();
