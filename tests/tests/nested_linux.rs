@@ -224,7 +224,7 @@ fn nested_vmdbg_run_round_trips_50_mib_through_put_and_get() {
         "nested_vmdbg_run_round_trips_50_mib_through_put_and_get",
         "dd if=/dev/urandom of=/tmp/big.bin bs=1M count=50 2>/dev/null && \
          echo \"@@SENT $(sha256sum /tmp/big.bin)\" && \
-         vmdbg run --engine kvm --mem 768M --timings --copy /tmp/big.bin:/root/big.bin \
+         vmdbg run --engine kvm --cold --mem 768M --timings --copy /tmp/big.bin:/root/big.bin \
            --copy-out /root/copy.bin:/tmp/back.bin -- \
            sh -c 'echo \"@@GUEST $(sha256sum /root/big.bin)\" && cp /root/big.bin /root/copy.bin' && \
          echo \"@@BACK $(sha256sum /tmp/back.bin)\"; s=$?; rm -f /tmp/big.bin /tmp/back.bin; exit $s",

@@ -107,22 +107,7 @@ impl Session {
         if !target.is_running() {
             if let Ok(now) = target.rsp.threads().await {
                 if !now.is_empty() {
-                    for (reason, thread) in target
-                        .threads
-                        .iter()
-                        .filter(|t| !now.contains(t))
-                        .map(|t| ("exited", t))
-                        .chain(
-                            now.iter()
-                                .filter(|t| !target.threads.contains(t))
-                                .map(|t| ("started", t)),
-                        )
-                    {
-                        self.out.event(
-                            "thread",
-                            json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
-                        );
-                    }
+                    self.out.announce_threads(&target.threads, &now);
                     target.threads = now;
                 }
             }

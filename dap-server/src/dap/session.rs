@@ -33,6 +33,26 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// `thread` events for the threads that exited or started between two
+    /// lists of the stub's threads (both the stop that finds a new thread
+    /// and a later `threads` request must agree on what was announced).
+    pub fn announce_threads(&mut self, before: &[String], now: &[String]) {
+        let exited = before
+            .iter()
+            .filter(|t| !now.contains(t))
+            .map(|t| ("exited", t));
+        let started = now
+            .iter()
+            .filter(|t| !before.contains(t))
+            .map(|t| ("started", t));
+        for (reason, thread) in exited.chain(started) {
+            self.event(
+                "thread",
+                json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
+            );
+        }
+    }
+
     fn next_seq(&mut self) -> i64 {
         self.seq += 1;
         self.seq
@@ -1265,12 +1285,15 @@ impl Session {
             // A program's threads come and go (libtest runs each test in
             // its own): the stopped one must be listed before editors ask,
             // or VS Code shows no stop (seen with `threads` alone).
-            if let Ok(threads) = target.rsp.threads().await {
-                target.threads = threads;
+            let mut now = match target.rsp.threads().await {
+                Ok(listed) if !listed.is_empty() => listed,
+                _ => target.threads.clone(),
+            };
+            if !now.contains(&target.thread) {
+                now.push(target.thread.clone());
             }
-            if !target.threads.contains(&target.thread) {
-                target.threads.push(target.thread.clone());
-            }
+            self.out.announce_threads(&target.threads, &now);
+            target.threads = now;
         }
         if let Some(quiet) = target.quiet_signal(&stop) {
             // SIGCHLD, SIGWINCH …: passed on without a stop (gdb's default).
