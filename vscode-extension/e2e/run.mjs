@@ -226,6 +226,13 @@ async function takeSnapshotAndSeeItListed(page) {
   await runCommand(page, 'vmdbg: Take VM snapshot');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 20_000 });
+  // The command palette and the name prompt are the same quick-input
+  // widget: wait for the prompt to replace the palette's text.
+  await page.waitForFunction(
+    () => !document.querySelector('.quick-input-widget input')?.value?.startsWith('>'),
+    null,
+    { timeout: 20_000 },
+  ).catch(() => {});
   if ((await input.inputValue()) !== 'snapshot-1') throw new Error(`the proposed name is "${await input.inputValue()}", not snapshot-1`);
   await page.keyboard.press('Enter');
   await runCommand(page, 'Run and Debug: Focus on VM Snapshots View');
