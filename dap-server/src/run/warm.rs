@@ -31,7 +31,7 @@ pub fn boot(
     };
     if path.exists() {
         let started = Instant::now();
-        match start_saved(engine, spec, &path) {
+        match start_or_discard(engine, spec, &path) {
             Ok(vm) => {
                 eprintln!(
                     "vmdbg: started from the saved VM state {} in {} ms (--cold boots instead)",
@@ -45,7 +45,6 @@ pub fn boot(
                     "vmdbg: the saved VM state {} did not start ({e:#}); booting instead",
                     path.display()
                 );
-                remove_state(&path);
             }
         }
     }
@@ -53,17 +52,13 @@ pub fn boot(
         return Ok(None);
     };
     let started = Instant::now();
-    let saved = std::fs::create_dir_all(path.parent().expect("under the cache"))
-        .map_err(anyhow::Error::from)
-        .and_then(|()| vm.save_to(&path));
-    match saved {
+    match save_state(vm.as_mut(), &path, KEPT_STATES) {
         Ok(()) => {
             eprintln!(
                 "vmdbg: saved the booted VM for the next runs as {} in {} ms",
                 path.display(),
                 started.elapsed().as_millis()
             );
-            prune(&path, KEPT_STATES);
         }
         Err(e) => eprintln!("vmdbg: could not save the booted VM for the next runs: {e:#}"),
     }
@@ -72,11 +67,30 @@ pub fn boot(
     Ok(Some(vm))
 }
 
-pub(crate) fn start_saved(
+/// Starts a VM from the saved state at `path`; a state that does not
+/// start is removed, so the boot that follows saves a good one.
+pub(crate) fn start_or_discard(
     engine: &dyn Engine,
     spec: &VmSpec,
     path: &std::path::Path,
 ) -> Result<Box<dyn Vm>> {
+    start_saved(engine, spec, path).inspect_err(|_| remove_state(path))
+}
+
+/// Saves `vm` as the state at `path` (the engine writes it whole under a
+/// temporary name and renames it into place) and keeps only the `kept`
+/// newest states of that folder.
+pub(crate) fn save_state(vm: &mut dyn Vm, path: &std::path::Path, kept: usize) -> Result<()> {
+    let dir = path
+        .parent()
+        .context("a saved VM state's path needs a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    vm.save_to(path)?;
+    prune(path, kept);
+    Ok(())
+}
+
+fn start_saved(engine: &dyn Engine, spec: &VmSpec, path: &std::path::Path) -> Result<Box<dyn Vm>> {
     let vm = engine.boot_saved(spec, path)?;
     // The restored agent is past its start-up (its ready event was sent
     // before the save): ask it instead, bounded, as a stale state may hang.

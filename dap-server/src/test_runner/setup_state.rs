@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, Vm, VmSpec};
@@ -62,33 +62,14 @@ fn file_digest(path: &Path) -> Option<Vec<u8>> {
 /// Starts a VM from the saved set-up state; a state that does not start
 /// is removed (the caller then boots and sets up).
 pub fn start(engine: &dyn Engine, spec: &VmSpec, state: &Path) -> Result<Box<dyn Vm>> {
-    warm::start_saved(engine, spec, state).inspect_err(|_| {
-        let _ = std::fs::remove_file(state);
-    })
+    warm::start_or_discard(engine, spec, state)
 }
 
-/// Saves the running VM as the set-up state at `state`: whole under a
-/// temporary name, then renamed into place; older states are pruned.
+/// Saves the running VM as the set-up state at `state` (whole, or not at
+/// all: the engine renames it into place); older states are pruned.
 pub fn save(vm: &mut dyn Vm, state: &Path) -> Result<()> {
     let started = Instant::now();
-    let dir = state
-        .parent()
-        .context("the set-up state's path has no folder")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let temp = dir.join(format!(
-        ".{}.{}.partial",
-        state.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let saved = vm.save_to(&temp).and_then(|()| {
-        std::fs::rename(&temp, state)
-            .with_context(|| format!("rename {} to {}", temp.display(), state.display()))
-    });
-    if saved.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    saved?;
-    warm::prune(state, KEPT_STATES);
+    warm::save_state(vm, state, KEPT_STATES)?;
     eprintln!(
         "vmdbg: saved the set-up VM for the next runs as {} in {} ms",
         state.display(),
