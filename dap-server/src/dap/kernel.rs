@@ -1,8 +1,18 @@
 //! Kernel mode through the engine interface: a `launch` with `kernel`
-//! (`"default"`, a vmlinux ELF or a bzImage) and an initramfs boots a fresh
-//! VM on whichever engine this host runs (`engine`), stopped until the
-//! debugger lets it go, and the session debugs the kernel over the
-//! engine's gdb socket.
+//! (`"default"`, a vmlinux ELF or a bzImage) boots a fresh VM on whichever
+//! engine this host runs (`engine`), stopped until the debugger lets it go,
+//! and the session debugs the kernel over the engine's gdb socket.
+//!
+//! - A kernel alone (no `initrd`, no `run`, not `"default"`: a bare-metal
+//!   kernel) boots without an initramfs or agent; any KVM that opens runs
+//!   it, so `auto` picks vmdbg-vmm wherever /dev/kvm does. Its serial
+//!   console takes the user's typing ([`KernelVm::console_input`]), and a
+//!   fatal end is reported with the VMM's last words
+//!   ([`KernelVm::last_words`]).
+//! - `record`: the engine records the run first and the session debugs its
+//!   replay, backwards too: QEMU's record/replay (any guest; going back
+//!   replays afresh) or vmdbg-vmm's recorder (a kernel alone; its stub goes
+//!   back itself).
 //!
 //! - `kernel: "default"` is the default image's Debian kernel and its
 //!   initramfs (the agent inside); its DWARF and sources are Debian's, fetched
@@ -42,21 +52,14 @@ use crate::symbols::Symbols;
 /// Where the kernel has its page tables and its text mapped.
 const FIRST_STOP: &str = "start_kernel";
 
-/// Whether a launch goes through the engine interface rather than the
-/// bare-metal path (a test kernel straight on vmdbg-vmm).
-pub fn wants_engine(config: &LaunchConfig) -> bool {
-    config.is_default_kernel()
-        || config.initrd.is_some()
-        || config.engine.is_some()
-        || config.record
-}
-
 /// The VM of a kernel session and its relays.
 pub struct KernelVm {
     vm: Option<Box<dyn Vm>>,
     /// A recording whose engine goes back by replaying afresh.
     afresh: bool,
     stop_relays: Arc<AtomicBool>,
+    /// Ends after the VM, once the console's last output is passed on.
+    console_relay: Option<std::thread::JoinHandle<()>>,
     pub pid: Option<u32>,
     /// Dropped after `vm`: ends the thread that started the VM, whose life
     /// bounds the VM's (PR_SET_PDEATHSIG follows the spawning thread).
@@ -97,6 +100,39 @@ impl KernelVm {
         self.afresh
     }
 
+    /// Types into the guest's serial console.
+    pub fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
+        self.vm
+            .as_mut()
+            .context("the VM has ended")?
+            .console_input(bytes)
+    }
+
+    /// Once the VM has ended: the engine's last words (see
+    /// [`engine::Vm::last_words`]).
+    pub fn last_words(&mut self) -> String {
+        self.vm
+            .as_mut()
+            .map(|vm| vm.last_words())
+            .unwrap_or_default()
+    }
+
+    /// After the guest ended the VM (the stub said so): how the engine
+    /// process ended, waiting a moment for it before ending it.
+    pub async fn ended(&mut self) -> Option<VmExit> {
+        for _ in 0..300 {
+            match self.vm.as_mut().map(|vm| vm.try_exit()) {
+                Some(Some(exit)) => {
+                    self.shut_down().await;
+                    return Some(exit);
+                }
+                Some(None) => tokio::time::sleep(Duration::from_millis(10)).await,
+                None => return None,
+            }
+        }
+        self.shut_down().await
+    }
+
     pub fn rsp_endpoint(&self) -> Option<Endpoint> {
         Some(Endpoint::Unix(
             self.vm.as_ref()?.rsp_endpoint().to_path_buf(),
@@ -105,12 +141,20 @@ impl KernelVm {
 
     /// Ends the VM; how it ended, if it had already.
     pub async fn shut_down(&mut self) -> Option<VmExit> {
-        self.stop_relays.store(true, Ordering::SeqCst);
         let mut vm = self.vm.take()?;
-        tokio::task::spawn_blocking(move || vm.shutdown(Duration::from_secs(2)).ok())
-            .await
-            .ok()
-            .flatten()
+        let stop = self.stop_relays.clone();
+        let relay = self.console_relay.take();
+        tokio::task::spawn_blocking(move || {
+            let exit = vm.shutdown(Duration::from_secs(2)).ok();
+            stop.store(true, Ordering::SeqCst);
+            if let Some(relay) = relay {
+                let _ = relay.join();
+            }
+            exit
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 
@@ -164,9 +208,7 @@ async fn boot(
     if config.record && !config.run.is_empty() {
         bail!("launch configuration: `run` needs the agent, which a `record` session does not have (its replay cannot run new commands); leave out one of them");
     }
-    // A recording needs no agent; a kernel without an initrd (a bare-metal
-    // one) then boots alone, which keeps the replay's snapshot small.
-    let kernel_only = config.record && !default && initrd.is_none();
+    let kernel_only = config.is_kernel_alone();
     let image = blocking(move || {
         if kernel_only {
             if !kernel.is_file() {
@@ -244,9 +286,11 @@ async fn boot(
 
     let mut cmdline = String::new();
     let user_cmdline = config.cmdline.clone().unwrap_or_default();
-    if !user_cmdline
-        .split_whitespace()
-        .any(|w| w == "kaslr" || w == "nokaslr")
+    // KASLR is Linux's; a kernel alone gets the user's command line only.
+    if !kernel_only
+        && !user_cmdline
+            .split_whitespace()
+            .any(|w| w == "kaslr" || w == "nokaslr")
     {
         cmdline.push_str("nokaslr");
     }
@@ -258,6 +302,8 @@ async fn boot(
         image,
         mem_mib: match &config.mem {
             Some(m) => parse_mib(m)?,
+            // vmdbg-vmm's default for a kernel alone; Linux wants more.
+            None if kernel_only => 128,
             None => 512,
         },
         cpus: config.cpus.unwrap_or(1),
@@ -282,10 +328,12 @@ async fn boot(
         40,
     );
     let choice = crate::run::engine_choice(config.engine)?;
+    let vmm = config.vmm.clone();
     let (booted_tx, booted_rx) = tokio::sync::oneshot::channel();
     let (keeper, keeper_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
-        let booted = engine::choose_engine(choice).and_then(|(engine, why)| {
+        let chosen = engine::choose_engine_for(choice, kernel_only, vmm.as_deref());
+        let booted = chosen.and_then(|(engine, why)| {
             let vm = engine.boot(&spec)?;
             Ok((vm, why))
         });
@@ -308,10 +356,10 @@ async fn boot(
     while let Ok(step) = record_rx.try_recv() {
         progress.update(&step, 45);
     }
-    let (mut vm, why) = booted.context("the VM's thread ended")??;
+    let (vm, why) = booted.context("the VM's thread ended")??;
     let _ = console.send(("console", format!("vmdbg: {why}\n")));
     let stop_relays = Arc::new(AtomicBool::new(false));
-    relay_console(
+    let console_relay = relay_console(
         vm.console_log().to_path_buf(),
         console.clone(),
         stop_relays.clone(),
@@ -326,9 +374,10 @@ async fn boot(
     }
     let endpoint = Endpoint::Unix(vm.rsp_endpoint().to_path_buf());
     let mut kernel_vm = KernelVm {
-        afresh: config.record && vm.replay_position().is_some(),
+        afresh: vm.replays_afresh(),
         vm: Some(vm),
         stop_relays,
+        console_relay: Some(console_relay),
         pid: None,
         _keeper: keeper,
     };
@@ -355,7 +404,17 @@ async fn boot(
         Ok(symbols)
     });
     let (rsp, symbols) = tokio::join!(connect, load);
-    let (mut rsp, symbols) = (rsp?, symbols?);
+    let mut rsp = match rsp {
+        Ok(rsp) => rsp,
+        Err(e) => {
+            let said = kernel_vm.last_words();
+            kernel_vm.shut_down().await;
+            return Err(e.context(format!(
+                "cannot connect to the VM's gdb stub; the engine said:\n{said}"
+            )));
+        }
+    };
+    let symbols = symbols?;
 
     progress.update(&format!("running the kernel to {FIRST_STOP}"), 80);
     if let Err(e) = run_to_first_stop(&mut rsp, &symbols).await {
@@ -437,11 +496,17 @@ fn parse_mib(text: &str) -> Result<u64> {
 
 /// Passes what the guest writes to its serial console (a file the engine
 /// fills) on as `console` output, until told to stop.
-fn relay_console(path: PathBuf, console: LineSink, stop: Arc<AtomicBool>) {
+fn relay_console(
+    path: PathBuf,
+    console: LineSink,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut offset = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
-        while !stop.load(Ordering::SeqCst) {
+        loop {
+            // Once told to stop: one last pass for what came meanwhile.
+            let stopping = stop.load(Ordering::SeqCst);
             let mut read_any = false;
             if let Ok(mut f) = std::fs::File::open(&path) {
                 if f.seek(std::io::SeekFrom::Start(offset)).is_ok() {
@@ -455,11 +520,14 @@ fn relay_console(path: PathBuf, console: LineSink, stop: Arc<AtomicBool>) {
                     }
                 }
             }
+            if stopping {
+                return;
+            }
             if !read_any {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
-    });
+    })
 }
 
 /// Runs each `run` command with `sh -c` once the agent is up, one after

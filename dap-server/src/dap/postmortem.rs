@@ -43,23 +43,16 @@ impl Session {
     /// On `X` from a launched kernel: if the VMM reported why, keep the
     /// target for inspection and report the exception. False otherwise.
     pub async fn enter_post_mortem(&mut self) -> bool {
-        let Some(log) = self
+        // The report comes on stderr while the stop reply comes on the
+        // socket: the VM's last words wait (briefly) for stderr to close.
+        let Some(text) = self
             .target
-            .as_ref()
-            .and_then(|t| t.engine.as_ref())
-            .map(|e| e.stderr_log.clone())
+            .as_mut()
+            .and_then(|t| t.kernel_vm.as_mut())
+            .map(|vm| vm.last_words())
         else {
             return false;
         };
-        // The report comes on stderr while the stop reply comes on the
-        // socket: wait (briefly) until stderr has closed.
-        for _ in 0..100 {
-            if log.lock().map(|l| l.1).unwrap_or(true) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let text = log.lock().map(|l| l.0.clone()).unwrap_or_default();
         let Some(start) = text.rfind("vmdbg-vmm: ") else {
             return false;
         };

@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::launch::{start_engine, AttachConfig, Engine, LaunchConfig, LineSink};
+use super::launch::{AttachConfig, LaunchConfig, LineSink};
 use super::program::{GuestProgram, ProgramConfig};
 use super::protocol::{self, Request, Response, Source};
 use super::signals;
@@ -222,8 +222,7 @@ pub struct Target {
     /// Program mode: the program's and its shared libraries' DWARF, one of
     /// which `symbols` is (empty for a kernel or an attach).
     pub modules: Vec<Rc<Symbols>>,
-    pub engine: Option<Engine>,
-    /// Kernel mode through the engine interface: the kernel's VM.
+    /// Kernel mode: the kernel's VM.
     pub kernel_vm: Option<super::kernel::KernelVm>,
     /// A Linux kernel's loaded modules and the session's breakpoint that
     /// hears of new ones.
@@ -536,20 +535,13 @@ impl Session {
                     .get("text")
                     .and_then(Value::as_str)
                     .context("`vmdbg/consoleInput` needs a string `text`")?;
-                let input = self
-                    .target
-                    .as_mut()
-                    .and_then(|t| t.engine.as_mut())
-                    .and_then(|e| e.console_in.as_mut());
-                let Some(input) = input else {
-                    bail!("this session has no guest console to type into (only kernel launches on vmdbg-vmm have one)");
+                let vm = self.target.as_mut().and_then(|t| t.kernel_vm.as_mut());
+                let Some(vm) = vm else {
+                    bail!(
+                        "this session has no guest console to type into (kernel launches have one)"
+                    );
                 };
-                use tokio::io::AsyncWriteExt;
-                input
-                    .write_all(text.as_bytes())
-                    .await
-                    .context("the guest console is closed")?;
-                input.flush().await.context("the guest console is closed")?;
+                vm.console_input(text.as_bytes())?;
                 return Ok(Handled::Respond(Value::Null));
             }
             _ => {}
@@ -811,30 +803,18 @@ impl Session {
     async fn start_target(&mut self, config: StartConfig) -> Result<()> {
         let mut modules = Vec::new();
         let mut kernel_vm = None;
-        let (mut rsp, symbols, engine, program) = match &config {
+        let (mut rsp, symbols, program) = match &config {
             StartConfig::Program(c) => {
                 let started =
                     super::program::start(c, &mut self.out, self.console_tx.clone()).await?;
                 modules = started.modules;
-                (started.rsp, started.symbols, None, Some(started.program))
+                (started.rsp, started.symbols, Some(started.program))
             }
-            StartConfig::Launch(c) if super::kernel::wants_engine(c) => {
+            StartConfig::Launch(c) => {
                 let started =
                     super::kernel::start(c, &mut self.out, self.console_tx.clone()).await?;
                 kernel_vm = Some(started.vm);
-                (started.rsp, started.symbols, None, None)
-            }
-            StartConfig::Launch(c) => {
-                let symbols = c.symbols.clone().unwrap_or_else(|| c.kernel.clone());
-                self.out.event("progress", Value::Null);
-                let engine = start_engine(c, self.console_tx.clone()).await?;
-                let symbols = Rc::new(Symbols::load(&symbols)?);
-                (
-                    RspClient::connect(&engine.endpoint).await?,
-                    symbols,
-                    Some(engine),
-                    None,
-                )
+                (started.rsp, started.symbols, None)
             }
             StartConfig::Attach(c) => {
                 let mut symbols = Symbols::load(&c.symbols)?;
@@ -864,7 +844,7 @@ impl Session {
                         }
                     }
                 }
-                (rsp, Rc::new(symbols), None, None)
+                (rsp, Rc::new(symbols), None)
             }
         };
         let stop = rsp.query_stop().await?;
@@ -880,22 +860,19 @@ impl Session {
         } else {
             threads
         };
-        let pid = engine
-            .as_ref()
-            .and_then(|e| e.child.id())
-            .or(kernel_vm.as_ref().and_then(|k| k.pid));
+        let pid = kernel_vm.as_ref().and_then(|k| k.pid);
         let name = match &config {
             StartConfig::Launch(c) => c.kernel.display().to_string(),
             StartConfig::Attach(c) => c.gdb_server.clone(),
             StartConfig::Program(c) => c.program.display().to_string(),
         };
-        let launched = engine.is_some() || program.is_some() || kernel_vm.is_some();
+        let launched = program.is_some() || kernel_vm.is_some();
         self.out.event(
             "process",
             json!({
                 "name": name,
                 "systemProcessId": pid,
-                "isLocalProcess": engine.is_some() || kernel_vm.is_some(),
+                "isLocalProcess": kernel_vm.is_some(),
                 "startMethod": if launched { "launch" } else { "attach" },
             }),
         );
@@ -924,7 +901,6 @@ impl Session {
             symbols,
             kernel_modules,
             modules,
-            engine,
             kernel_vm,
             program,
             threads,
@@ -960,8 +936,7 @@ impl Session {
         let Some(mut target) = self.target.take() else {
             return false;
         };
-        let launched =
-            target.engine.is_some() || target.program.is_some() || target.kernel_vm.is_some();
+        let launched = target.program.is_some() || target.kernel_vm.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
@@ -982,13 +957,6 @@ impl Session {
             }
             if let Err(e) = target.rsp.detach().await {
                 tracing::warn!("detach failed: {e:#}");
-            }
-        }
-        if let Some(mut engine) = target.engine.take() {
-            let waited =
-                tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
-            if waited.is_err() {
-                let _ = engine.child.kill().await;
             }
         }
         if let Some(mut program) = target.program.take() {
@@ -1486,33 +1454,17 @@ impl Session {
         let Some(mut target) = self.target.take() else {
             return;
         };
+        // The VM's status, unless the stub said the guest's (`W`).
         let mut code = status.map(i64::from);
         if let Some(mut vm) = target.kernel_vm.take() {
-            // A Linux guest that powers off or panics (panic=-1) ends its VM.
-            let ended = vm.shut_down().await;
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            while let Ok((category, text)) = self.console_rx.try_recv() {
-                self.out.output(category, text);
-            }
-            let code = match ended {
-                Some(crate::engine::VmExit::Code(c)) => c as i64,
-                Some(crate::engine::VmExit::Signal(s)) => 128 + s as i64,
-                None => 0,
-            };
-            self.out
-                .output("console", format!("vmdbg: the VM ended ({code})\n"));
-            self.out.event("exited", json!({ "exitCode": code }));
-            self.out.event("terminated", Value::Null);
-            return;
-        }
-        if let Some(mut engine) = target.engine.take() {
-            let waited =
-                tokio::time::timeout(std::time::Duration::from_secs(3), engine.child.wait()).await;
-            if let Ok(Ok(exit)) = waited {
-                code = code.or(exit.code().map(i64::from));
-            } else {
-                let _ = engine.child.kill().await;
-            }
+            // The guest ended the VM (its exit port, a power-off, a panic
+            // with panic=-1, a triple fault): the engine's status follows.
+            let ended = vm.ended().await;
+            code = code.or(match ended {
+                Some(crate::engine::VmExit::Code(c)) => Some(c as i64),
+                Some(crate::engine::VmExit::Signal(s)) => Some(128 + s as i64),
+                None => None,
+            });
         }
         // Give the console reader a moment to pass on the last output.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -1530,10 +1482,10 @@ impl Session {
                 self.out.event("exited", json!({ "exitCode": guest }));
             }
             (None, Some(code)) => {
-                // The VM ended without the guest choosing to: the VMM's own status.
+                // The VM ended without the guest choosing to: the engine's own status.
                 self.out.output(
                     "console",
-                    format!("vmdbg: the VM ended with vmdbg-vmm status {code}\n"),
+                    format!("vmdbg: the VM ended with engine status {code}\n"),
                 );
                 self.out.event("exited", json!({ "exitCode": code }));
             }

@@ -31,9 +31,12 @@ use vmdbg_agent::client::AgentClient;
 
 use crate::image::GuestImage;
 
-pub use select::{choose_engine, EngineChoice};
+pub use select::{choose_engine, choose_engine_for, EngineChoice};
 
-/// What to boot, independent of the engine.
+/// What to boot, independent of the engine. An image without an initramfs
+/// is a kernel alone (a bare-metal kernel): it has no agent, so the engine
+/// starts no agent channel (the VM's [`AgentClient`] never connects), and
+/// the serial console is the only device besides the gdb stub.
 #[derive(Clone, Debug)]
 pub struct VmSpec {
     pub image: GuestImage,
@@ -52,7 +55,9 @@ pub struct VmSpec {
 /// passes; then the VM it returns is a replay of that recording, stopped
 /// at its start, whose gdb stub steps and continues backwards too. The
 /// agent is not connected in a replay (nothing it would do could be
-/// replayed).
+/// replayed). QEMU records any guest; vmdbg-vmm records a kernel alone
+/// (it refuses virtio devices, the agent's vsock among them, while
+/// recording).
 #[derive(Clone, Debug)]
 pub struct RecordSpec {
     pub limit: Duration,
@@ -164,6 +169,15 @@ pub trait Vm: Send {
     /// connections to it must be made again). None where the engine's stub
     /// runs backwards itself.
     fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>>;
+    /// Whether this replay goes back by [`Vm::replay_afresh`] rather than
+    /// by its stub's reverse packets (`bs`, `bc`).
+    fn replays_afresh(&self) -> bool;
+    /// Types `bytes` into the guest's serial console.
+    fn console_input(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Once the VM has ended: the engine process's last words (vmdbg-vmm's
+    /// report of a fatal exit, with the vCPU's registers), waiting a moment
+    /// for them.
+    fn last_words(&mut self) -> String;
 }
 
 /// What each engine does its own way with its VM.
@@ -203,6 +217,15 @@ pub trait VmControl: Send {
     }
     fn replay_afresh(&mut self, _icount: u64) -> Option<Result<()>> {
         None
+    }
+    fn replays_afresh(&self) -> bool {
+        false
+    }
+    fn console_input(&mut self, _bytes: &[u8]) -> Result<()> {
+        bail!("this VM's serial console takes no input (it does for a kernel alone on the KVM engine)")
+    }
+    fn last_words(&mut self) -> String {
+        String::new()
     }
 }
 
@@ -307,6 +330,15 @@ impl Vm for EngineVm {
     fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
         self.control.replay_afresh(icount)
     }
+    fn replays_afresh(&self) -> bool {
+        self.control.replays_afresh()
+    }
+    fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
+        self.control.console_input(bytes)
+    }
+    fn last_words(&mut self) -> String {
+        self.control.last_words()
+    }
     fn save_to(&mut self, path: &Path) -> Result<()> {
         self.control.save_to(path)
     }
@@ -338,6 +370,14 @@ fn check_snapshot_name(name: &str) -> Result<()> {
         bail!("snapshot name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'");
     }
     Ok(())
+}
+
+/// The agent channel of a VM that has no agent (a kernel alone, a
+/// replay): its other end is gone, so every request fails at once.
+pub fn no_agent() -> Result<Arc<AgentClient>> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    drop(theirs);
+    Ok(Arc::new(AgentClient::new(ours.try_clone()?, ours)))
 }
 
 /// Waits for the agent's ready event, watching the VM: if it ends first,

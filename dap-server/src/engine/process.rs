@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub fn spawn_vmm(
     let stderr = child.stderr.take().expect("piped stderr");
     let tail: StderrTail = Default::default();
     let keep = tail.clone();
+    let closed = Arc::new(AtomicBool::new(false));
+    let closing = closed.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !quiet.iter().any(|q| line.contains(q)) {
@@ -65,11 +68,13 @@ pub fn spawn_vmm(
             let excess = keep.len().saturating_sub(40);
             keep.drain(..excess);
         }
+        closing.store(true, Ordering::SeqCst);
     });
     Ok(VmProcess {
         child,
         exit: None,
         stderr_tail: tail,
+        stderr_closed: closed,
     })
 }
 
@@ -79,6 +84,8 @@ pub struct VmProcess {
     exit: Option<VmExit>,
     /// Its last lines on stderr.
     pub stderr_tail: StderrTail,
+    /// Whether its stderr has closed (every line is in the tail).
+    stderr_closed: Arc<AtomicBool>,
 }
 
 impl VmProcess {
@@ -109,6 +116,18 @@ impl VmProcess {
         let exit = to_exit(self.child.wait()?);
         self.exit = Some(exit);
         Ok(exit)
+    }
+
+    /// Its last lines on stderr, once it has ended and they are all read
+    /// (waiting up to `limit` for that): a VMM's report of why it ended.
+    pub fn last_words(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while (self.try_exit().is_none() || !self.stderr_closed.load(Ordering::SeqCst))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.stderr_tail.lock().unwrap().join("\n")
     }
 
     pub fn signal(&self, signal: i32) -> Result<()> {

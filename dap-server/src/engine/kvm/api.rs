@@ -121,6 +121,29 @@ impl ApiClient {
         .map(drop)
     }
 
+    /// A recording's (or replay's) position and end, in instructions
+    /// (`GET /vmdbg/recording` on a stopped VM).
+    pub fn recording(&self) -> Result<(u64, u64)> {
+        let body = self.call("GET", "/vmdbg/recording", None)?;
+        let v: Value = serde_json::from_str(&body).with_context(|| {
+            format!("vmdbg-vmm's control API: GET /vmdbg/recording answered {body:?}")
+        })?;
+        match (v.get("icount").and_then(Value::as_u64), v.get("recorded").and_then(Value::as_u64)) {
+            (Some(at), Some(end)) => Ok((at, end)),
+            _ => bail!("vmdbg-vmm's control API: GET /vmdbg/recording answered {body:?} (is the VM stopped?)"),
+        }
+    }
+
+    /// Saves the recording to `path` (the VM stopped).
+    pub fn save_recording(&self, path: &Path) -> Result<()> {
+        self.call(
+            "PUT",
+            "/vmdbg/recording",
+            Some(&serde_json::json!({ "action": "save", "path": path })),
+        )
+        .map(drop)
+    }
+
     /// Back to the snapshot last created or loaded, in place.
     pub fn reset(&self) -> Result<()> {
         self.call("PUT", "/vmdbg/reset", None).map(drop)

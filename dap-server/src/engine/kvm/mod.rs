@@ -15,6 +15,12 @@
 //! - `snapshot-NAME/{state,mem}`: the VM's snapshots;
 //! - `console.log`: COM1.
 //!
+//! A kernel alone (no initramfs, so no agent: a bare-metal kernel) gets no
+//! vsock device; COM1 is then a unix socket, `serial.sock`, whose output
+//! the engine copies into `console.log` and whose input is the user's
+//! typing ([`serial`]). A recorded session records such a kernel with
+//! `--record-to`, then debugs the recording's replay ([`record`]).
+//!
 //! A restore drops the guest's vsock connections (the VMM resets the
 //! transport, as Firecracker does); the agent keeps listening and the
 //! engine connects again, under the same [`AgentClient`]. Shutdown is
@@ -25,6 +31,8 @@
 
 mod api;
 mod connector;
+mod record;
+mod serial;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,56 +53,71 @@ pub struct KvmEngine {
 }
 
 impl KvmEngine {
-    pub fn new() -> Result<Self> {
+    /// With vmdbg-vmm at `vmm`, else where [`find_vmm`] finds it.
+    pub fn with_vmm(vmm: Option<&Path>) -> Result<Self> {
         Ok(KvmEngine {
-            vmm: find_vmm(None)?,
+            vmm: find_vmm(vmm)?,
         })
     }
 
-    /// The VMM with its devices and sockets in `dir`: booting `spec`, or
-    /// (`saved`) restoring a state [`Vm::save_to`] wrote.
-    fn command(&self, spec: &VmSpec, dir: &Path, saved: Option<&Path>) -> Command {
-        let mut cmdline = format!(
-            "{} pci=off vmdbg.agent=vsock:{AGENT_VSOCK_PORT}",
-            spec.image.cmdline
-        );
-        if let Some(khz) = host_tsc_khz() {
-            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+    /// The kernel, memory, vCPUs and command line of a boot.
+    fn boot_arguments(&self, cmd: &mut Command, spec: &VmSpec) {
+        let mut cmdline = spec.image.cmdline.clone();
+        if !kernel_alone(spec) {
+            cmdline.push_str(&format!(" pci=off vmdbg.agent=vsock:{AGENT_VSOCK_PORT}"));
+            if let Some(khz) = host_tsc_khz() {
+                cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+            }
         }
         if !spec.extra_cmdline.is_empty() {
             cmdline.push(' ');
             cmdline.push_str(&spec.extra_cmdline);
         }
+        cmd.arg("--kernel").arg(&spec.image.kernel);
+        if let Some(initrd) = &spec.image.initrd {
+            cmd.arg("--initrd").arg(initrd);
+        }
+        cmd.args(["--mem", &format!("{}M", spec.mem_mib)])
+            .args(["--cpus", &spec.cpus.to_string()])
+            .args(["--cmdline", cmdline.trim()]);
+    }
+
+    /// The VMM with its devices and sockets in `dir`: booting `spec`, or
+    /// (`saved`) restoring a state [`Vm::save_to`] wrote.
+    fn command(&self, spec: &VmSpec, dir: &Path, saved: Option<&Path>) -> Command {
         let mut cmd = Command::new(&self.vmm);
         match saved {
-            None => {
-                cmd.arg("--kernel").arg(&spec.image.kernel);
-                if let Some(initrd) = &spec.image.initrd {
-                    cmd.arg("--initrd").arg(initrd);
-                }
-                cmd.args(["--mem", &format!("{}M", spec.mem_mib)])
-                    .args(["--cpus", &spec.cpus.to_string()])
-                    .args(["--cmdline", &cmdline])
+            None => self.boot_arguments(&mut cmd, spec),
+            Some(state) => {
+                cmd.arg("--restore")
+                    .arg(state.join(SNAPSHOT_STATE))
+                    .arg("--mem-file")
+                    .arg(state.join(SNAPSHOT_MEM));
             }
-            Some(state) => cmd
-                .arg("--restore")
-                .arg(state.join(SNAPSHOT_STATE))
-                .arg("--mem-file")
-                .arg(state.join(SNAPSHOT_MEM)),
         };
         cmd.arg("--api")
-            .arg(format!("unix:{}", dir.join(API_SOCKET).display()))
-            .arg("--serial")
-            .arg(format!("file:{}", dir.join(CONSOLE_LOG).display()))
-            .arg("--vsock-uds")
-            .arg(dir.join("vsock.sock"))
-            .arg("--gdb")
+            .arg(format!("unix:{}", dir.join(API_SOCKET).display()));
+        if kernel_alone(spec) {
+            cmd.arg("--serial")
+                .arg(format!("unix:{}", dir.join(SERIAL_SOCKET).display()));
+        } else {
+            cmd.arg("--serial")
+                .arg(format!("file:{}", dir.join(CONSOLE_LOG).display()))
+                .arg("--vsock-uds")
+                .arg(dir.join("vsock.sock"));
+        }
+        cmd.arg("--gdb")
             .arg(format!("unix:{}", dir.join(RSP_SOCKET).display()));
         if spec.start_paused {
             cmd.arg("--wait-gdb");
         }
         cmd
     }
+}
+
+/// A kernel without an initramfs has no agent (see [`VmSpec`]).
+fn kernel_alone(spec: &VmSpec) -> bool {
+    spec.image.initrd.is_none()
 }
 
 /// Finds the vmdbg-vmm binary: `explicit` (a launch argument), $VMDBG_VMM,
@@ -141,10 +164,10 @@ impl Engine for KvmEngine {
     }
 
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>> {
-        if spec.record.is_some() {
-            bail!("recording on the KVM engine (vmdbg-vmm) is not here yet: use `engine: \"qemu\"` to record with QEMU's record/replay");
+        match &spec.record {
+            Some(record) => record::record_then_replay(self, spec, record),
+            None => self.start(spec, None),
         }
-        self.start(spec, None)
     }
 
     /// The VMM binary, its size and modification time: another vmdbg-vmm
@@ -164,17 +187,30 @@ impl KvmEngine {
         let dir = RuntimeDir::create()?;
         let cmd = self.command(spec, dir.path(), saved);
         // vmdbg hands the RSP endpoint to whoever needs it (Vm::rsp_endpoint).
-        let process = spawn_vmm(cmd, "vmdbg-vmm: ", &["gdb can attach with"])?;
+        let mut process = spawn_vmm(cmd, "vmdbg-vmm: ", QUIET)?;
         let vsock = dir.path().join("vsock.sock");
-        let (reader, writer, connector) = connector::connect_agent(vsock.clone(), AGENT_VSOCK_PORT);
-        let agent = Arc::new(AgentClient::new(reader, writer));
+        let (agent, connector, serial) = if kernel_alone(spec) {
+            let serial = serial::SerialPump::connect(
+                &dir.path().join(SERIAL_SOCKET),
+                &dir.path().join(CONSOLE_LOG),
+                &mut process,
+            )?;
+            (super::no_agent()?, None, Some(serial))
+        } else {
+            let (reader, writer, connector) =
+                connector::connect_agent(vsock.clone(), AGENT_VSOCK_PORT);
+            let agent = Arc::new(AgentClient::new(reader, writer));
+            (agent, Some(connector), None)
+        };
         let control = KvmControl {
             process,
             connector,
+            serial,
             api: api::ApiClient::new(dir.path().join(API_SOCKET)),
             agent: agent.clone(),
             vsock,
             current: None,
+            replay: None,
             ended_by_us: false,
             reported: false,
         };
@@ -187,15 +223,28 @@ impl KvmEngine {
     }
 }
 
+/// vmdbg-vmm's stderr lines that are not news to the user.
+const QUIET: &[&str] = &[
+    "gdb can attach with",
+    "waiting for gdb",
+    "waiting for a client on serial socket",
+    "killed by the debugger",
+];
+
 /// In a VM's runtime directory: the VMM's control API socket.
 const API_SOCKET: &str = "api.sock";
+/// In a VM's runtime directory: a kernel alone's serial console.
+const SERIAL_SOCKET: &str = "serial.sock";
 /// In a snapshot's directory: the VMM's state file and memory file.
 const SNAPSHOT_STATE: &str = "state";
 const SNAPSHOT_MEM: &str = "mem";
 
 struct KvmControl {
     process: VmProcess,
-    connector: connector::Handle,
+    /// None for a VM without an agent.
+    connector: Option<connector::Handle>,
+    /// A kernel alone's serial console.
+    serial: Option<serial::SerialPump>,
     api: api::ApiClient,
     /// The same client the VM hands out, reconnected after a restore.
     agent: Arc<AgentClient>,
@@ -203,6 +252,8 @@ struct KvmControl {
     /// The snapshot the VMM's reset goes back to (the last one taken or
     /// loaded).
     current: Option<String>,
+    /// A replay of a recording: how the recording ended.
+    replay: Option<super::RecordingEnd>,
     /// Whether the warning about a failed VMM was given.
     reported: bool,
     /// We sent the signal that ended the VMM.
@@ -229,11 +280,20 @@ impl KvmControl {
     /// After a restore the guest's end of the agent's connection is gone:
     /// connect again, under the same client.
     fn reconnect_agent(&mut self) {
-        self.connector.stop();
+        let Some(old) = &self.connector else {
+            return;
+        };
+        old.stop();
         let (reader, writer, connector) =
             connector::connect_agent(self.vsock.clone(), AGENT_VSOCK_PORT);
         self.agent.reconnect(reader, writer);
-        self.connector = connector;
+        self.connector = Some(connector);
+    }
+
+    fn stop_connector(&self) {
+        if let Some(connector) = &self.connector {
+            connector.stop();
+        }
     }
 }
 
@@ -307,12 +367,32 @@ impl VmControl for KvmControl {
             .inspect_err(|_| drop(std::fs::remove_dir_all(&temp)))
     }
 
+    fn replay_position(&mut self) -> Option<Result<super::ReplayPosition>> {
+        let ending = self.replay?;
+        Some(
+            self.api
+                .recording()
+                .map(|(at, end)| super::ReplayPosition { at, end, ending }),
+        )
+    }
+
+    fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.serial {
+            Some(serial) => serial.write(bytes),
+            None => bail!("this VM's serial console takes no input (it does for a kernel alone)"),
+        }
+    }
+
+    fn last_words(&mut self) -> String {
+        self.process.last_words(Duration::from_millis(500))
+    }
+
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
         if let Some(exit) = self.try_exit() {
             return Ok(exit);
         }
         self.ended_by_us = true;
-        self.connector.stop();
+        self.stop_connector();
         let _ = self.process.signal(libc::SIGTERM);
         self.process.wait_or_kill(grace)?;
         Ok(self.try_exit().expect("the VMM has ended"))
@@ -320,8 +400,14 @@ impl VmControl for KvmControl {
 
     fn try_exit(&mut self) -> Option<VmExit> {
         let exit = self.process.try_exit()?;
-        self.connector.stop();
-        if let (VmExit::Code(code @ 1..), false) = (exit, self.reported) {
+        self.stop_connector();
+        if let Some(serial) = &mut self.serial {
+            serial.finish();
+        }
+        // A kernel alone ends the VM with its own status (QEMU's
+        // isa-debug-exit convention): not a failure of the VMM.
+        let guest_status = self.serial.is_some() || self.replay.is_some();
+        if let (VmExit::Code(code @ 1..), false, false) = (exit, self.reported, guest_status) {
             self.reported = true;
             tracing::warn!(
                 "vmdbg-vmm ended with status {code}: {}",
@@ -341,6 +427,6 @@ impl VmControl for KvmControl {
 impl Drop for KvmControl {
     fn drop(&mut self) {
         // The process is killed as it drops; the connector must not retry.
-        self.connector.stop();
+        self.stop_connector();
     }
 }

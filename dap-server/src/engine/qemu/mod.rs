@@ -331,6 +331,10 @@ impl VmControl for QemuControl {
         self.process.try_exit()
     }
 
+    fn last_words(&mut self) -> String {
+        self.process.last_words(Duration::from_millis(500))
+    }
+
     fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {
         self.ensure_snapshot_store(dir)?;
         self.qmp.human(&format!("savevm {name}"))

@@ -37,14 +37,12 @@
 //!   from the start (no snapshot to load) to the wanted instruction count,
 //!   which for a short recording is a fraction of a second.
 
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use vmdbg_agent::client::AgentClient;
 
 use super::qmp::Qmp;
 use super::{accept_while_alive, create_qcow2, QemuControl, QemuEngine, Run};
@@ -108,10 +106,7 @@ pub(super) fn record_then_replay(
         return Err(e.context("QEMU refused to stop its replay at the recording's end"));
     }
     let dir_path = dir.path().to_path_buf();
-    // No agent in a replay: a channel whose other end is gone.
-    let (ours, theirs) = UnixStream::pair()?;
-    drop(theirs);
-    let agent = Arc::new(AgentClient::new(ours.try_clone()?, ours));
+    let agent = crate::engine::no_agent()?;
     Ok(Box::new(EngineVm::new(
         "qemu (tcg), replaying a recording".to_string(),
         dir,
@@ -285,6 +280,9 @@ impl VmControl for ReplayControl {
     }
     fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
         Some(self.start_again(icount.min(self.end)))
+    }
+    fn replays_afresh(&self) -> bool {
+        true
     }
 }
 
