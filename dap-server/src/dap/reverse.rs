@@ -48,6 +48,14 @@ impl ReverseTarget for Session {
         }
         self.run_backwards(true).await
     }
+    async fn step_forward(&mut self) -> Result<StopReply> {
+        let target = self.target.as_mut().context("no target")?;
+        let thread = target.thread.clone();
+        target.invalidate();
+        target.rsp.resume_step_with(&thread, None)?;
+        let stop = target.rsp.wait_stop(|_| {}).await?;
+        self.mark_replay_edge(stop).await
+    }
     async fn insert_temporary(&mut self, addr: u64) -> Result<bool> {
         let target = self.target.as_mut().context("no target")?;
         if target.inserted.contains(&addr) || self.temporaries.contains(&addr) {
@@ -373,7 +381,8 @@ impl Session {
         };
         // QEMU reports a watchpoint going backwards as a plain stop, and
         // one found by replaying afresh with `watch`: both just after the
-        // write.
+        // write. vmdbg-vmm's stub says `watch` and stands on the writer,
+        // before it runs.
         let plain = matches!(
             stop,
             StopReply::Signal {
@@ -382,12 +391,18 @@ impl Session {
                 ..
             }
         );
+        let on_writer =
+            !self.can_replay_afresh() && matches!(stop, StopReply::Signal { watch: Some(_), .. });
         let pc = self.target.as_mut().context("no target")?.pc().await?;
-        if !plain || watched.is_empty() || self.breakpoint_at(pc) {
+        if !plain || watched.is_empty() || (!on_writer && self.breakpoint_at(pc)) {
             return self.report_stop_reply(stop).await;
         }
-        // A watchpoint stopped it just after the write: onto the writer.
-        let (write, outcome) = reverse::onto_writer(self, &watched).await?;
+        let (write, outcome) = if on_writer {
+            reverse::write_ahead(self, &watched).await?
+        } else {
+            // Just after the write: onto the writer.
+            reverse::onto_writer(self, &watched).await?
+        };
         if let Some(outcome) = outcome {
             return self.report_outcome(outcome).await;
         }

@@ -12,8 +12,10 @@
 //!   in gdb). The line tables are the ones the forward `next` uses;
 //! - [`continue_back`]: `bc` until a breakpoint that decides to stop, a
 //!   watchpoint or the start of the recording;
-//! - [`onto_writer`]: after a reverse run stopped for a watched location,
-//!   the instruction that wrote it, with the values before and after.
+//! - [`onto_writer`]: after a reverse run stopped for a watched location
+//!   just after the write (QEMU), the instruction that wrote it, with the
+//!   values before and after; [`write_ahead`]: the same where the stub
+//!   stops on the writer before it runs (vmdbg-vmm, as gdb expects).
 //!
 //! Either end of the recording is an outcome, not an error: the stub says
 //! so with `replaylog:begin` (or QEMU, which does not, refuses a step at
@@ -41,6 +43,8 @@ pub trait ReverseTarget {
     async fn reverse_step(&mut self) -> Result<StopReply>;
     /// Backwards until something stops it.
     async fn reverse_continue(&mut self) -> Result<StopReply>;
+    /// One instruction forwards (replayed).
+    async fn step_forward(&mut self) -> Result<StopReply>;
     /// Inserts a temporary breakpoint; false if one is there already (a
     /// user's, which stays).
     async fn insert_temporary(&mut self, addr: u64) -> Result<bool>;
@@ -251,4 +255,43 @@ pub async fn onto_writer(
         }
     }
     Ok((None, None))
+}
+
+/// After a reverse run stopped on the instruction that writes one of
+/// `watched` (address, length), before it runs: what it writes, by one
+/// step forwards and one back. None (and where it is) when no watched
+/// value changes across it.
+pub async fn write_ahead(
+    t: &mut impl ReverseTarget,
+    watched: &[(u64, usize)],
+) -> Result<(Option<Write>, Option<Outcome>)> {
+    let mut before = Vec::new();
+    for &(addr, len) in watched {
+        before.push(t.read_memory(addr, len).await.unwrap_or_default());
+    }
+    // The step runs the write: a watchpoint's report of it is the step's.
+    match t.step_forward().await? {
+        StopReply::Signal {
+            signal: 5,
+            replay_edge: None,
+            ..
+        } => {}
+        stop => return Ok((None, unless_plain(stop).or(Some(Outcome::Arrived)))),
+    }
+    let mut write = None;
+    for (&(addr, len), before) in watched.iter().zip(before) {
+        let after = t.read_memory(addr, len).await.unwrap_or_default();
+        if write.is_none() && before != after {
+            write = Some(Write {
+                addr,
+                before,
+                after,
+            });
+        }
+    }
+    // Back onto the writer, where the reverse run stopped.
+    if let Some(outcome) = unless_plain(t.reverse_step().await?) {
+        return Ok((write, Some(outcome)));
+    }
+    Ok((write, None))
 }

@@ -1,12 +1,14 @@
-// Record and replay on the QEMU engine ("rewind from the crash"): a
-// recorded kernel session of rewind.elf runs into its page fault and stops
-// there with the exception; reverseContinue with a data breakpoint on the
+// Record and replay on both engines ("rewind from the crash"): a recorded
+// kernel session of rewind.elf runs into its page fault and stops there
+// with the exception; reverseContinue with a data breakpoint on the
 // corrupted pointer stops at the line that corrupted it, with the value
 // before and after the write; stepBack walks back by line (over calls) and
 // by instruction; line breakpoints hold going backwards; the start of the
-// recording is reported as such. One recording for the whole suite: QEMU's
-// reverse steps replay from the recording's start, seconds each on a
-// loaded machine.
+// recording is reported as such. The same tests run on the KVM engine
+// (vmdbg-vmm's recorder; its gdb stub steps and continues backwards from
+// in-memory checkpoints — the host tier) and on the QEMU engine (QEMU's
+// icount record/replay; going back replays afresh from the start, seconds
+// a step on a loaded machine). One recording per engine for its suite.
 'use strict';
 const assert = require('assert');
 const fs = require('fs');
@@ -15,16 +17,22 @@ const h = require('./helpers');
 
 const rewindC = path.join(h.sourceDir, 'rewind.c');
 
-function qemuTierMissing() {
+function tierMissing(engine) {
+  if (engine === 'kvm') {
+    const missing = h.hostTierMissing();
+    if (missing) return missing;
+  }
   if (!fs.existsSync(h.vmdbg)) return `${h.vmdbg} is not built (cargo build --release -p vmdbg)`;
   if (!fs.existsSync(h.kernel('rewind.elf'))) return `test kernel rewind.elf is not built in ${h.kernels} (make -C tests/guests/baremetal OUT=${h.kernels})`;
-  for (const tool of ['qemu-system-x86_64', 'qemu-img']) {
-    if (!h.haveCommand(tool)) return `\`${tool}\` is not installed (Debian: qemu-system-x86, qemu-utils)`;
+  if (engine === 'qemu') {
+    for (const tool of ['qemu-system-x86_64', 'qemu-img']) {
+      if (!h.haveCommand(tool)) return `\`${tool}\` is not installed (Debian: qemu-system-x86, qemu-utils)`;
+    }
   }
   return null;
 }
 
-describe('DAP record and replay (QEMU engine): rewind from the crash', function () {
+for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine} engine): rewind from the crash`, function () {
   this.timeout(120000);
   let dc;
   const events = [];
@@ -42,7 +50,7 @@ describe('DAP record and replay (QEMU engine): rewind from the crash', function 
   };
 
   before(async function () {
-    h.requireTier(this, qemuTierMissing());
+    h.requireTier(this, tierMissing(engine));
     dc = await h.startClient();
     dc.defaultTimeout = 100000;
     for (const name of ['capabilities', 'progressStart', 'progressUpdate', 'progressEnd']) {
@@ -56,7 +64,7 @@ describe('DAP record and replay (QEMU engine): rewind from the crash', function 
 
   it('a recorded session runs into the fault and stops there with the exception', async function () {
     const initialized = dc.waitForEvent('initialized');
-    await dc.launch({ kernel: h.kernel('rewind.elf'), engine: 'qemu', record: true, mem: '64M' });
+    await dc.launch({ kernel: h.kernel('rewind.elf'), engine, record: true, mem: '64M' });
     await initialized;
     const caps = events.find((e) => e.event === 'capabilities');
     assert.ok(caps && caps.body.capabilities.supportsStepBack, 'a capabilities event turns on supportsStepBack');
