@@ -44,7 +44,7 @@ use anyhow::{bail, Context, Result};
 use super::launch::{LaunchConfig, LineSink};
 use super::program::Progress;
 use super::session::Outbox;
-use crate::engine::{self, Vm, VmExit, VmSpec};
+use crate::engine::{self, EngineChoice, Vm, VmExit, VmSpec};
 use crate::image::{kernel_debug, GuestImage};
 use crate::rsp::{Endpoint, RspClient, StopReply};
 use crate::symbols::Symbols;
@@ -327,7 +327,14 @@ async fn boot(
         },
         40,
     );
-    let choice = crate::run::engine_choice(config.engine)?;
+    let choice = match crate::run::engine_choice(config.engine)? {
+        // vmdbg-vmm records a kernel alone; QEMU records any guest.
+        EngineChoice::Auto if config.record && !kernel_only => EngineChoice::Qemu,
+        EngineChoice::Kvm if config.record && !kernel_only => {
+            bail!(engine::kvm::RECORD_NEEDS_KERNEL_ALONE)
+        }
+        choice => choice,
+    };
     let vmm = config.vmm.clone();
     let (booted_tx, booted_rx) = tokio::sync::oneshot::channel();
     let (keeper, keeper_rx) = std::sync::mpsc::channel::<()>();

@@ -169,6 +169,52 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
   });
 });
 
+for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine} engine): limits`, function () {
+  this.timeout(120000);
+  let dc;
+
+  before(function () {
+    h.requireTier(this, tierMissing(engine));
+  });
+
+  afterEach(async function () {
+    if (dc) await dc.stop();
+    dc = null;
+  });
+
+  it('recordLimit ends the recording of a kernel that runs on; the replay stops at its end and steps back', async function () {
+    dc = await h.startClient();
+    dc.defaultTimeout = 100000;
+    const progress = [];
+    dc.on('progressUpdate', (e) => progress.push(e.body.message));
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launch({ kernel: h.kernel('spin.elf'), engine, record: true, recordLimit: 2, mem: '64M' });
+    await initialized;
+    assert.ok(progress.some((m) => /recorded \d+ instructions \(the time limit ended it\)/.test(m)), progress.join(' | '));
+    const stopped = dc.waitForEvent('stopped');
+    await dc.configurationDoneRequest();
+    const end = (await stopped).body;
+    assert.strictEqual(end.reason, 'step', JSON.stringify(end));
+    assert.strictEqual(end.description, 'end of the recording');
+    const spinC = path.join(h.sourceDir, 'spin.c');
+    const frames = (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames;
+    assert.strictEqual(frames[0].name, 'kmain', 'the kernel was spinning when the limit came');
+    const { event, frames: after } = await h.stepAndWait(dc, 'stepBack', { threadId: 1 });
+    assert.strictEqual(event.body.reason, 'step', JSON.stringify(event.body));
+    assert.ok([h.marker('spin-loop', spinC), h.marker('spin-loop', spinC) - 1].includes(after[0].line), `line ${after[0].line}`);
+  });
+
+  if (engine === 'kvm') {
+    it('a Linux guest is not recorded on vmdbg-vmm: the error names the fix', async function () {
+      dc = await h.startClient();
+      await assert.rejects(
+        dc.send('launch', { kernel: h.kernel('rewind.elf'), initrd: h.kernel('rewind.elf'), engine, record: true }),
+        /refuses virtio devices while recording.*"engine": "qemu"/s,
+      );
+    });
+  }
+});
+
 function lineOf(mark) {
   return h.lineOf(rewindC, new RegExp(mark.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
 }

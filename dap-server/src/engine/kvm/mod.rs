@@ -34,6 +34,8 @@ mod connector;
 mod record;
 mod serial;
 
+pub use record::RECORD_NEEDS_KERNEL_ALONE;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -35,6 +35,12 @@ use crate::engine::{
     RSP_SOCKET,
 };
 
+/// Why a recording of a Linux guest is refused on this engine, and the fix.
+pub const RECORD_NEEDS_KERNEL_ALONE: &str = "launch configuration: `record` on the KVM engine (vmdbg-vmm) records a kernel alone: \
+     vmdbg-vmm refuses virtio devices while recording, and a Linux guest needs them (the agent's vsock). \
+     Leave out `initrd`, `run` and `kernel: \"default\"` to record a bare-metal kernel, or use `\"engine\": \"qemu\"` \
+     (or \"auto\") to record a Linux guest with QEMU's record/replay";
+
 /// vmdbg-vmm's exit status for a recording that could not go on (`vmdbg-vmm
 /// --help`).
 const RECORDING_FAILED: i32 = 16;
@@ -53,11 +59,7 @@ pub(super) fn record_then_replay(
     record: &RecordSpec,
 ) -> Result<Box<dyn Vm>> {
     if spec.image.initrd.is_some() {
-        bail!(
-            "launch configuration: `record` on the KVM engine (vmdbg-vmm) records a kernel alone: \
-             vmdbg-vmm refuses virtio devices while recording, and a Linux guest needs them (the agent's vsock). \
-             Leave out `initrd`/`run` to record a bare-metal kernel, or use `\"engine\": \"qemu\"` to record a Linux guest with QEMU's record/replay"
-        );
+        bail!(RECORD_NEEDS_KERNEL_ALONE);
     }
     if spec.cpus != 1 {
         bail!(
