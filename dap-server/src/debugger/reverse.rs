@@ -225,6 +225,33 @@ pub async fn continue_back(t: &mut impl ReverseTarget) -> Result<Outcome> {
     }
 }
 
+/// The watched locations' bytes now (empty where unreadable).
+async fn read_watched(t: &mut impl ReverseTarget, watched: &[(u64, usize)]) -> Vec<Vec<u8>> {
+    let mut values = Vec::new();
+    for &(addr, len) in watched {
+        values.push(t.read_memory(addr, len).await.unwrap_or_default());
+    }
+    values
+}
+
+/// The first watched location whose bytes differ between `before` and
+/// `after` (both from [`read_watched`]).
+fn first_write(
+    watched: &[(u64, usize)],
+    before: Vec<Vec<u8>>,
+    after: Vec<Vec<u8>>,
+) -> Option<Write> {
+    watched
+        .iter()
+        .zip(before.into_iter().zip(after))
+        .find(|(_, (before, after))| before != after)
+        .map(|(&(addr, _), (before, after))| Write {
+            addr,
+            before,
+            after,
+        })
+}
+
 /// After a reverse run stopped for one of `watched` (address, length)
 /// just after a write (QEMU stops after the writing instruction): one step
 /// back onto the writer, and what it wrote. None (and where it is, on the
@@ -233,28 +260,13 @@ pub async fn onto_writer(
     t: &mut impl ReverseTarget,
     watched: &[(u64, usize)],
 ) -> Result<(Option<Write>, Option<Outcome>)> {
-    let mut after = Vec::new();
-    for &(addr, len) in watched {
-        after.push(t.read_memory(addr, len).await.unwrap_or_default());
-    }
+    let after = read_watched(t, watched).await;
     let stop = t.reverse_step().await?;
     if let Some(outcome) = unless_plain(stop) {
         return Ok((None, Some(outcome)));
     }
-    for (&(addr, len), after) in watched.iter().zip(after) {
-        let before = t.read_memory(addr, len).await.unwrap_or_default();
-        if before != after {
-            return Ok((
-                Some(Write {
-                    addr,
-                    before,
-                    after,
-                }),
-                None,
-            ));
-        }
-    }
-    Ok((None, None))
+    let before = read_watched(t, watched).await;
+    Ok((first_write(watched, before, after), None))
 }
 
 /// After a reverse run stopped on the instruction that writes one of
@@ -265,10 +277,7 @@ pub async fn write_ahead(
     t: &mut impl ReverseTarget,
     watched: &[(u64, usize)],
 ) -> Result<(Option<Write>, Option<Outcome>)> {
-    let mut before = Vec::new();
-    for &(addr, len) in watched {
-        before.push(t.read_memory(addr, len).await.unwrap_or_default());
-    }
+    let before = read_watched(t, watched).await;
     // The step runs the write: a watchpoint's report of it is the step's.
     match t.step_forward().await? {
         StopReply::Signal {
@@ -278,17 +287,8 @@ pub async fn write_ahead(
         } => {}
         stop => return Ok((None, unless_plain(stop).or(Some(Outcome::Arrived)))),
     }
-    let mut write = None;
-    for (&(addr, len), before) in watched.iter().zip(before) {
-        let after = t.read_memory(addr, len).await.unwrap_or_default();
-        if write.is_none() && before != after {
-            write = Some(Write {
-                addr,
-                before,
-                after,
-            });
-        }
-    }
+    let after = read_watched(t, watched).await;
+    let write = first_write(watched, before, after);
     // Back onto the writer, where the reverse run stopped.
     if let Some(outcome) = unless_plain(t.reverse_step().await?) {
         return Ok((write, Some(outcome)));

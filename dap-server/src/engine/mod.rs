@@ -372,6 +372,16 @@ fn check_snapshot_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A register's value in an engine's register dump (`CR2=0x…` in
+/// vmdbg-vmm's fatal-exit report, `CR2=…` in QEMU's `info registers`);
+/// None if zero or not there.
+pub fn register_in_dump(text: &str, name: &str) -> Option<u64> {
+    let at = text.find(&format!("{name}="))? + name.len() + 1;
+    let digits = text[at..].strip_prefix("0x").unwrap_or(&text[at..]);
+    let hex: String = digits.chars().take_while(char::is_ascii_hexdigit).collect();
+    u64::from_str_radix(&hex, 16).ok().filter(|&v| v != 0)
+}
+
 /// The agent channel of a VM that has no agent (a kernel alone, a
 /// replay): its other end is gone, so every request fails at once.
 pub fn no_agent() -> Result<Arc<AgentClient>> {
@@ -494,5 +504,21 @@ fn sweep_stale(base: &Path) {
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::register_in_dump;
+
+    #[test]
+    fn reads_a_register_from_either_engines_dump() {
+        let vmm =
+            "vmdbg-vmm: guest triple fault\n  CR0=0x80000011 CR2=0x0000004000000004 CR3=0x103000";
+        assert_eq!(register_in_dump(vmm, "CR2"), Some(0x40_0000_0004));
+        let qemu = "CR0=80000011 CR2=0000004000000004 CR3=0000000000103000";
+        assert_eq!(register_in_dump(qemu, "CR2"), Some(0x40_0000_0004));
+        assert_eq!(register_in_dump("CR2=0x0000000000000000", "CR2"), None);
+        assert_eq!(register_in_dump("no registers", "CR2"), None);
     }
 }

@@ -177,7 +177,7 @@ fn stopped_machine(
         bail!("the recording could not go on; vmdbg-vmm said:\n{said}");
     }
     Ok(RecordingEnd::Shutdown {
-        last_page_fault: register(&said, "CR2"),
+        last_page_fault: crate::engine::register_in_dump(&said, "CR2"),
     })
 }
 
@@ -195,29 +195,4 @@ fn save_at_limit(process: &mut VmProcess, dir: &Path, recording: &Path) -> Resul
         );
     }
     Ok(RecordingEnd::Limit)
-}
-
-/// A register's value in vmdbg-vmm's fatal-exit report (`CR2=0x…`); None
-/// if zero or not there.
-fn register(report: &str, name: &str) -> Option<u64> {
-    let at = report.find(&format!("{name}=0x"))? + name.len() + 3;
-    let hex: String = report[at..]
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
-    u64::from_str_radix(&hex, 16).ok().filter(|&v| v != 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::register;
-
-    #[test]
-    fn reads_cr2_from_the_report() {
-        let report =
-            "vmdbg-vmm: guest triple fault\n  CR0=0x80000011 CR2=0x0000004000000004 CR3=0x103000";
-        assert_eq!(register(report, "CR2"), Some(0x40_0000_0004));
-        assert_eq!(register("CR2=0x0000000000000000", "CR2"), None);
-        assert_eq!(register("no registers", "CR2"), None);
-    }
 }

@@ -219,13 +219,7 @@ fn control_register(qmp: &mut Qmp, name: &str) -> Option<u64> {
             serde_json::json!({ "command-line": "info registers" }),
         )
         .ok()?;
-    let text = text.as_str()?;
-    let at = text.find(&format!("{name}="))? + name.len() + 1;
-    let hex: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
-    u64::from_str_radix(&hex, 16).ok().filter(|&v| v != 0)
+    crate::engine::register_in_dump(text.as_str()?, name)
 }
 
 /// The replay's (or recording's) instruction count.
