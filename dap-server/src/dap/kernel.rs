@@ -382,10 +382,10 @@ async fn boot(
     let endpoint = Endpoint::Unix(vm.rsp_endpoint().to_path_buf());
     let mut kernel_vm = KernelVm {
         afresh: vm.replays_afresh(),
+        pid: vm.pid(),
         vm: Some(vm),
         stop_relays,
         console_relay: Some(console_relay),
-        pid: None,
         _keeper: keeper,
     };
 

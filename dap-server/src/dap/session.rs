@@ -1454,42 +1454,50 @@ impl Session {
         let Some(mut target) = self.target.take() else {
             return;
         };
-        // The VM's status, unless the stub said the guest's (`W`).
+        // The guest's status if the stub said it (`W`), else the engine's.
         let mut code = status.map(i64::from);
+        let mut signal = None;
         if let Some(mut vm) = target.kernel_vm.take() {
             // The guest ended the VM (its exit port, a power-off, a panic
             // with panic=-1, a triple fault): the engine's status follows.
-            let ended = vm.ended().await;
-            code = code.or(match ended {
-                Some(crate::engine::VmExit::Code(c)) => Some(c as i64),
-                Some(crate::engine::VmExit::Signal(s)) => Some(128 + s as i64),
-                None => None,
-            });
+            match vm.ended().await {
+                Some(crate::engine::VmExit::Code(c)) => code = code.or(Some(c as i64)),
+                Some(crate::engine::VmExit::Signal(s)) => signal = Some(s),
+                None => {}
+            }
         }
         // Give the console reader a moment to pass on the last output.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         while let Ok((category, text)) = self.console_rx.try_recv() {
             self.out.output(category, text);
         }
-        match (status, code) {
-            (Some(_), Some(code)) => {
-                // isa-debug-exit convention: the guest wrote V, the VM exits (V << 1) | 1.
-                let guest = if code & 1 == 1 { code >> 1 } else { code };
+        match (code, signal) {
+            // isa-debug-exit convention, on either engine: the guest wrote
+            // V, the VM exits (V << 1) | 1; the VMMs' own statuses are even.
+            (Some(code), _) if code & 1 == 1 => {
+                let guest = code >> 1;
                 self.out.output(
                     "console",
                     format!("vmdbg: the guest exited with code {guest} (VM status {code})\n"),
                 );
                 self.out.event("exited", json!({ "exitCode": guest }));
             }
-            (None, Some(code)) => {
-                // The VM ended without the guest choosing to: the engine's own status.
+            (Some(code), _) => {
                 self.out.output(
                     "console",
-                    format!("vmdbg: the VM ended with engine status {code}\n"),
+                    format!("vmdbg: the VM ended with status {code}\n"),
                 );
                 self.out.event("exited", json!({ "exitCode": code }));
             }
-            _ => {}
+            (None, Some(signal)) => {
+                self.out.output(
+                    "console",
+                    format!("vmdbg: the VM's engine was killed by signal {signal}\n"),
+                );
+                self.out
+                    .event("exited", json!({ "exitCode": 128 + signal as i64 }));
+            }
+            (None, None) => {}
         }
         self.out.event("terminated", Value::Null);
     }

@@ -174,6 +174,8 @@ pub trait Vm: Send {
     fn replays_afresh(&self) -> bool;
     /// Types `bytes` into the guest's serial console.
     fn console_input(&mut self, bytes: &[u8]) -> Result<()>;
+    /// The engine process's id (the DAP `process` event's).
+    fn pid(&self) -> Option<u32>;
     /// Once the VM has ended: the engine process's last words (vmdbg-vmm's
     /// report of a fatal exit, with the vCPU's registers), waiting a moment
     /// for them.
@@ -220,6 +222,9 @@ pub trait VmControl: Send {
     }
     fn replays_afresh(&self) -> bool {
         false
+    }
+    fn pid(&self) -> Option<u32> {
+        None
     }
     fn console_input(&mut self, _bytes: &[u8]) -> Result<()> {
         bail!("this VM's serial console takes no input (it does for a kernel alone on the KVM engine)")
@@ -335,6 +340,9 @@ impl Vm for EngineVm {
     }
     fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
         self.control.console_input(bytes)
+    }
+    fn pid(&self) -> Option<u32> {
+        self.control.pid()
     }
     fn last_words(&mut self) -> String {
         self.control.last_words()

@@ -130,6 +130,10 @@ impl VmProcess {
         self.stderr_tail.lock().unwrap().join("\n")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: i32) -> Result<()> {
         // SAFETY: kill(2) on our own child, which is not reaped before
         // `exit` is set (and then this is not called by the engines).

@@ -378,6 +378,10 @@ impl VmControl for KvmControl {
         )
     }
 
+    fn pid(&self) -> Option<u32> {
+        Some(self.process.pid())
+    }
+
     fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
         match &mut self.serial {
             Some(serial) => serial.write(bytes),

@@ -119,8 +119,15 @@ impl QemuEngine {
             ])
             .arg("-kernel")
             .arg(&spec.image.kernel);
-        if let Some(initrd) = &spec.image.initrd {
-            cmd.arg("-initrd").arg(initrd);
+        match &spec.image.initrd {
+            Some(initrd) => {
+                cmd.arg("-initrd").arg(initrd);
+            }
+            // A kernel alone ends the VM through QEMU's exit port, as it
+            // does under vmdbg-vmm: status (V << 1) | 1.
+            None => {
+                cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+            }
         }
         // A replay prints the console again: the recording's goes aside.
         let console = match run {
@@ -333,6 +340,10 @@ impl VmControl for QemuControl {
 
     fn last_words(&mut self) -> String {
         self.process.last_words(Duration::from_millis(500))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.process.pid())
     }
 
     fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {

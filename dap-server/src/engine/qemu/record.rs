@@ -256,6 +256,9 @@ impl VmControl for ReplayControl {
     fn try_exit(&mut self) -> Option<VmExit> {
         self.qemu.try_exit()
     }
+    fn pid(&self) -> Option<u32> {
+        self.qemu.pid()
+    }
     fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
         Some(position(&mut self.qemu.qmp).map(|at| ReplayPosition {
             at,
