@@ -363,8 +363,20 @@ async fn boot(
     while let Ok(step) = record_rx.try_recv() {
         progress.update(&step, 45);
     }
-    let (vm, why) = booted.context("the VM's thread ended")??;
+    let (mut vm, why) = booted.context("the VM's thread ended")??;
     let _ = console.send(("console", format!("vmdbg: {why}\n")));
+    if let Some(messages) = vm.engine_messages() {
+        // What the VMM says (a fatal exit's report, a replay's divergence)
+        // belongs in the debug console, beside the guest's.
+        let console = console.clone();
+        std::thread::spawn(move || {
+            for line in messages {
+                if console.send(("stderr", format!("{line}\n"))).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let stop_relays = Arc::new(AtomicBool::new(false));
     let console_relay = relay_console(
         vm.console_log().to_path_buf(),

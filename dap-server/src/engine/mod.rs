@@ -176,6 +176,9 @@ pub trait Vm: Send {
     fn console_input(&mut self, bytes: &[u8]) -> Result<()>;
     /// The engine process's id (the DAP `process` event's).
     fn pid(&self) -> Option<u32>;
+    /// The engine process's messages (its stderr lines) from now on, for a
+    /// debug console; None where the engine has none to give.
+    fn engine_messages(&mut self) -> Option<std::sync::mpsc::Receiver<String>>;
     /// Once the VM has ended: the engine process's last words (vmdbg-vmm's
     /// report of a fatal exit, with the vCPU's registers), waiting a moment
     /// for them.
@@ -224,6 +227,9 @@ pub trait VmControl: Send {
         false
     }
     fn pid(&self) -> Option<u32> {
+        None
+    }
+    fn engine_messages(&mut self) -> Option<std::sync::mpsc::Receiver<String>> {
         None
     }
     fn console_input(&mut self, _bytes: &[u8]) -> Result<()> {
@@ -343,6 +349,9 @@ impl Vm for EngineVm {
     }
     fn pid(&self) -> Option<u32> {
         self.control.pid()
+    }
+    fn engine_messages(&mut self) -> Option<std::sync::mpsc::Receiver<String>> {
+        self.control.engine_messages()
     }
     fn last_words(&mut self) -> String {
         self.control.last_words()

@@ -54,6 +54,8 @@ pub fn spawn_vmm(
     let keep = tail.clone();
     let closed = Arc::new(AtomicBool::new(false));
     let closing = closed.clone();
+    let follower: Follower = Default::default();
+    let follow = follower.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !quiet.iter().any(|q| line.contains(q)) {
@@ -61,6 +63,9 @@ pub fn spawn_vmm(
                     eprintln!("{line}");
                 } else {
                     eprintln!("{prefix}{line}");
+                }
+                if let Some(follower) = &*follow.lock().unwrap() {
+                    let _ = follower.send(line.clone());
                 }
             }
             let mut keep = keep.lock().unwrap();
@@ -75,8 +80,12 @@ pub fn spawn_vmm(
         exit: None,
         stderr_tail: tail,
         stderr_closed: closed,
+        follower,
     })
 }
+
+/// Where a VMM's stderr lines also go, once someone follows them.
+type Follower = Arc<Mutex<Option<std::sync::mpsc::Sender<String>>>>;
 
 /// A running VMM process. Dropping it kills and reaps the process.
 pub struct VmProcess {
@@ -86,6 +95,7 @@ pub struct VmProcess {
     pub stderr_tail: StderrTail,
     /// Whether its stderr has closed (every line is in the tail).
     stderr_closed: Arc<AtomicBool>,
+    follower: Follower,
 }
 
 impl VmProcess {
@@ -128,6 +138,14 @@ impl VmProcess {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.stderr_tail.lock().unwrap().join("\n")
+    }
+
+    /// Its stderr lines from now on (those its `quiet` list does not
+    /// hold back), until it ends.
+    pub fn follow_stderr(&self) -> std::sync::mpsc::Receiver<String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.follower.lock().unwrap() = Some(tx);
+        rx
     }
 
     pub fn pid(&self) -> u32 {

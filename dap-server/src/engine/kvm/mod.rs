@@ -382,6 +382,10 @@ impl VmControl for KvmControl {
         Some(self.process.pid())
     }
 
+    fn engine_messages(&mut self) -> Option<std::sync::mpsc::Receiver<String>> {
+        Some(self.process.follow_stderr())
+    }
+
     fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
         match &mut self.serial {
             Some(serial) => serial.write(bytes),
