@@ -509,7 +509,7 @@ fn sweep_stale(base: &Path) {
             .metadata()
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::getuid() })
             .unwrap_or(false);
-        let a_vms = ["qmp.sock", "vsock.sock"]
+        let a_vms = ["qmp.sock", "vsock.sock", "api.sock"]
             .iter()
             .any(|sock| entry.path().join(sock).exists());
         if !alive && ours && a_vms {
