@@ -188,7 +188,7 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
     const progress = [];
     dc.on('progressUpdate', (e) => progress.push(e.body.message));
     const initialized = dc.waitForEvent('initialized');
-    await dc.launch({ kernel: h.kernel('spin.elf'), engine, record: true, recordLimit: 2, mem: '64M' });
+    await dc.launch({ kernel: h.kernel('spin.elf'), engine, record: true, recordLimit: 1, mem: '64M' });
     await initialized;
     assert.ok(progress.some((m) => /recorded \d+ instructions \(the time limit ended it\)/.test(m)), progress.join(' | '));
     const stopped = dc.waitForEvent('stopped');
