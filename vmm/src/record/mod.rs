@@ -70,10 +70,11 @@
 pub mod checkpoint;
 pub mod decode;
 pub mod file;
+pub mod live;
 pub mod log;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::vm::GuestMemoryMmap;
@@ -197,7 +198,35 @@ pub struct Stats {
     pub pages_restored: u64,
 }
 
+/// What `GET /vmdbg/recording` shows while the vCPU runs (and holds the
+/// recorder): updated as the recording goes.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Started on a running VM (the API) rather than at boot.
+    pub mid_run: bool,
+    /// Instructions recorded.
+    pub recorded: AtomicU64,
+    pub log_entries: AtomicU64,
+    /// The log's size as a recording file's JSON keeps it.
+    pub log_bytes: AtomicU64,
+}
+
+impl Progress {
+    fn new(mid_run: bool) -> Self {
+        Self {
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            mid_run,
+            ..Self::default()
+        }
+    }
+}
+
 pub struct Recorder {
+    pub progress: Arc<Progress>,
     /// Instructions since the recording began.
     pub icount: u64,
     /// The furthest position recorded.
@@ -242,7 +271,9 @@ pub struct Recorder {
 /// recording.
 fn parts(vm: &Vm) -> Result<&crate::vm::RecordableDevices> {
     vm.devices.recordable.as_ref().ok_or_else(|| {
-        Error::Record("this VM was not built for recording: start vmdbg-vmm with --record".into())
+        Error::Record(
+            "this VM was not built for recording: start vmdbg-vmm with --recordable (to start recording later through the API) or --record (from boot)".into(),
+        )
     })
 }
 
@@ -262,11 +293,18 @@ fn capture(vm: &Vm, clock_ns: u64) -> Result<MachineState> {
 }
 
 impl Recorder {
-    fn new(vm: &Vm, memory: MemoryHistory, first: MachineState, interval: u64) -> Result<Self> {
+    fn new(
+        vm: &Vm,
+        memory: MemoryHistory,
+        first: MachineState,
+        interval: u64,
+        progress: Arc<Progress>,
+    ) -> Result<Self> {
         let p = parts(vm)?;
         vm.log_dirty_pages(true)?;
         vm.take_dirty_log()?;
         Ok(Self {
+            progress,
             icount: 0,
             end: 0,
             shown: 0,
@@ -443,6 +481,9 @@ impl Recorder {
                     *value ^= 1;
                 }
             }
+            let bytes = serde_json::to_vec(&entry).map_or(0, |j| j.len() as u64 + 1);
+            self.progress.log_bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.progress.log_entries.fetch_add(1, Ordering::Relaxed);
             self.log.push(entry.clone());
             self.cursor = self.log.len();
             return Ok(entry.event);
@@ -715,7 +756,10 @@ impl Recorder {
     fn after_step(&mut self, replaying: bool) -> std::result::Result<Option<VmEnd>, Stop> {
         self.serial_interrupt()
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        self.end = self.end.max(self.icount);
+        if self.icount > self.end {
+            self.end = self.icount;
+            self.progress.recorded.store(self.end, Ordering::Relaxed);
+        }
         self.shown = self.shown.max(self.icount);
         if replaying {
             self.stats.steps_replayed += 1;
@@ -985,17 +1029,112 @@ fn lapic_timer_armed(vcpu: &VcpuState) -> Option<String> {
     }
 }
 
-/// Starts recording a stopped VM built for recording, from where it is.
-pub fn start(vm: &mut Vm, interval: u64) -> Result<()> {
-    if vm.recorder.is_some() {
-        return Err(Error::Record("a recording is already on".into()));
+/// Starts recording a stopped VM built for recording, from where it is:
+/// at boot (`--record`) or on a VM that has run live (`mid_run`, the
+/// control API). The live ticker stops first, so the first checkpoint
+/// holds every interrupt edge the guest was owed at this moment.
+pub fn start(vm: &mut Vm, interval: u64, mid_run: bool) -> Result<()> {
+    if let Some(r) = &vm.recorder {
+        let r = lock(r);
+        return Err(Error::Record(format!(
+            "a recording is already on ({} instructions recorded)",
+            r.end
+        )));
     }
-    let clock_ns = parts(vm)?.clock.now_ns();
-    let first = capture(vm, clock_ns)?;
-    let memory = MemoryHistory::new(&vm.mem)?;
-    let recorder = Recorder::new(vm, memory, first, interval)?;
-    vm.recorder = Some(Arc::new(Mutex::new(recorder)));
-    Ok(())
+    parts(vm)?;
+    if let Some(ticker) = vm.live.take() {
+        ticker.stop();
+    }
+    let started = (|| {
+        leave_halt(vm)?;
+        let clock_ns = parts(vm)?.clock.now_ns();
+        let first = capture(vm, clock_ns)?;
+        if let Some(why) = lapic_timer_armed(&first.vcpu) {
+            return Err(Error::Record(format!(
+                "cannot record: {why}; KVM runs it on host time, which a replay cannot reproduce (use the PIT)"
+            )));
+        }
+        let memory = MemoryHistory::new(&vm.mem)?;
+        let progress = Arc::new(Progress::new(mid_run));
+        let recorder = Recorder::new(vm, memory, first, interval, progress.clone())?;
+        vm.record_progress = Some(progress);
+        vm.recorder = Some(Arc::new(Mutex::new(recorder)));
+        Ok(())
+    })();
+    if started.is_err() && mid_run {
+        vm.live = Some(live::Ticker::start(vm)?);
+    }
+    started
+}
+
+/// A vCPU halted in KVM (`hlt` ran live, waiting for an interrupt) is put
+/// back on its `hlt`, runnable: the recorder executes halts itself
+/// (moving virtual time to the next timer edge), and a vCPU KVM wakes from
+/// a halt would take its interrupt unstepped.
+fn leave_halt(vm: &Vm) -> Result<()> {
+    use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE};
+    let mem = vm.mem.clone();
+    let vcpu = vm
+        .vcpu(0)
+        .ok_or_else(|| Error::Record("no vCPU".into()))?;
+    vcpu.exec(move |fd| -> Result<()> {
+        let mut mp = fd.get_mp_state().map_err(Error::kvm("KVM_GET_MP_STATE"))?;
+        if mp.mp_state != KVM_MP_STATE_HALTED {
+            return Ok(());
+        }
+        let mut regs = fd.get_regs().map_err(Error::kvm("KVM_GET_REGS"))?;
+        let s = fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
+        let mode = crate::debug::paging::PagingMode {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        };
+        let before = regs.rip.wrapping_sub(1);
+        let is_hlt = mode
+            .translate(&mem, before)
+            .ok()
+            .and_then(|t| mem.read_obj::<u8>(GuestAddress(t.gpa)).ok())
+            == Some(0xf4);
+        if is_hlt {
+            regs.rip = before;
+            fd.set_regs(&regs).map_err(Error::kvm("KVM_SET_REGS"))?;
+        }
+        mp.mp_state = KVM_MP_STATE_RUNNABLE;
+        fd.set_mp_state(mp).map_err(Error::kvm("KVM_SET_MP_STATE"))
+    })?
+}
+
+/// Ends the recording of a stopped VM, as gdb's `record stop` does: the
+/// log and checkpoints are dropped and the machine goes on live from the
+/// position it is at (behind the recorded end, the rest is discarded).
+/// Returns how many instructions had been recorded.
+pub fn stop(vm: &mut Vm) -> Result<u64> {
+    let shared = vm
+        .recorder
+        .clone()
+        .ok_or_else(|| Error::Record("no recording is on".into()))?;
+    let recorded = {
+        let r = lock(&shared);
+        if !r.live {
+            return Err(Error::Record(
+                "this VM replays a recording file: there is no live run to go back to; end it instead".into(),
+            ));
+        }
+        r.end
+    };
+    let p = parts(vm)?;
+    p.serial_muted.store(false, Ordering::Relaxed);
+    vm.recorder = None;
+    vm.record_progress = None;
+    vm.log_dirty_pages(false)?;
+    let vcpu = vm
+        .vcpu(0)
+        .ok_or_else(|| Error::Record("no vCPU".into()))?;
+    vcpu.exec(|fd| fd.set_guest_debug(&kvm_guest_debug::default()))?
+        .map_err(Error::kvm("KVM_SET_GUEST_DEBUG"))?;
+    vm.live = Some(live::Ticker::start(vm)?);
+    Ok(recorded)
 }
 
 /// The vCPU work that reaches `goal`, reported as the vCPU's next stop.
@@ -1058,15 +1197,26 @@ pub fn open_file(
     vm.boot.mode = f.header.boot_mode;
     vm.boot.rip = f.header.boot_rip;
     apply_state(&vm, &f.header.first, true)?;
+    let progress = Arc::new(Progress::new(false));
+    progress.recorded.store(f.header.end, Ordering::Relaxed);
+    progress
+        .log_entries
+        .store(f.header.log.len() as u64, Ordering::Relaxed);
+    progress.log_bytes.store(
+        serde_json::to_vec(&f.header.log).map_or(0, |j| j.len() as u64),
+        Ordering::Relaxed,
+    );
     let mut r = Recorder::new(
         &vm,
         MemoryHistory::from_image(f.memory),
         f.header.first,
         f.header.interval,
+        progress.clone(),
     )?;
     r.log = f.header.log;
     r.end = f.header.end;
     r.live = false;
+    vm.record_progress = Some(progress);
     vm.recorder = Some(Arc::new(Mutex::new(r)));
     Ok(vm)
 }
