@@ -509,7 +509,9 @@ impl Service {
         match (action, b.path) {
             ("start", None) => self.while_stopped(access, |vm| {
                 crate::record::start(vm, interval, true).map_err(failed)?;
-                eprintln!("vmdbg-vmm: recording started (checkpoint every {interval} instructions)");
+                eprintln!(
+                    "vmdbg-vmm: recording started (checkpoint every {interval} instructions)"
+                );
                 Ok(Response::no_content())
             }),
             ("stop", None) => self.while_stopped(access, |vm| {

@@ -116,8 +116,8 @@ impl Ticker {
     pub fn start(vm: &Vm) -> Result<Self> {
         let live = Live::of(vm)?;
         live.clock.follow_host(true);
-        let quit = EventFd::new(libc::EFD_NONBLOCK)
-            .map_err(|e| Error::Record(format!("eventfd: {e}")))?;
+        let quit =
+            EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Record(format!("eventfd: {e}")))?;
         let quit_fd = quit
             .try_clone()
             .map_err(|e| Error::Record(format!("eventfd: {e}")))?;

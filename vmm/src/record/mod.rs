@@ -12,7 +12,8 @@
 //! refused ([`check_shape`]).
 //!
 //! # What the guest can observe that its state does not determine
-//! A machine built for recording (`vmdbg-vmm --record`) removes the
+//! A machine built for recording (`vmdbg-vmm --record`, or `--recordable`
+//! to record later) removes the
 //! sources that run on host time or arrive on other threads, and the
 //! recorder takes each remaining one at an instruction boundary:
 //! - **Timer**: no in-kernel PIT (it counts host nanoseconds). The 8254 is
@@ -62,6 +63,45 @@
 //! ([`Stop::Diverged`]) instead of going on in a wrong state.
 //! `VMDBG_RECORD_TAMPER=N` flips the low bit of the N-th logged read as it
 //! is recorded, so tests can force one.
+//!
+//! # Starting and stopping on a running VM
+//! A recording needs a machine whose timer and interrupts it can own, and
+//! KVM's in-kernel PIT cannot be taken over mid-run (it counts host time
+//! and its state is not the userspace PIT's). So the choice is made when
+//! the machine is built: `vmdbg-vmm --recordable` builds it as `--record`
+//! does (one vCPU, the userspace PIT, no irqfd behind the UART, no virtio
+//! devices) but records nothing: [`live`]'s ticker runs the PIT on host
+//! time and raises its interrupts, and the vCPU runs free at full speed.
+//! Then, through the control API (Firecracker's shape: JSON bodies, 204,
+//! or 400 with `fault_message`):
+//! - `PUT /vmdbg/recording {"action":"start"}` (optionally
+//!   `"checkpoint_interval": N`) pauses the vCPU at an exit (the API
+//!   pauses a VM it let run and resumes it after; under gdb the VM must be
+//!   stopped), stops the ticker (raising what is due, freezing the clock),
+//!   puts a vCPU halted in KVM back on its `hlt`, and takes checkpoint 0
+//!   there: the full machine state and a full copy of memory, as at boot.
+//!   Position 0 is this moment: gdb's reverse-continue stops there with
+//!   `replaylog:begin`, not at boot.
+//! - `{"action":"save","path":FILE}` writes [`file`](mod@file)'s format, which
+//!   always carries checkpoint 0 whole, so a recording started mid-run
+//!   replays in a fresh process (`--replay FILE`) like one from boot.
+//! - `{"action":"stop"}` mirrors gdb's `record stop`: the log and the
+//!   checkpoints are dropped and the machine runs live on from the
+//!   position it is at (a stop behind the recorded end discards the rest,
+//!   as gdb does, except host serial input logged after that position:
+//!   it goes back to the input queue, so nothing typed is lost). Keeping the history for reverse debugging while the
+//!   machine runs live would be a history with a gap: the live run's
+//!   inputs are not logged, so nothing after it could be replayed. Save
+//!   first to keep it.
+//! - `GET /vmdbg/recording` says whether a recording is on, since when
+//!   (`started`: boot or running, `started_unix_ms`), instructions
+//!   recorded and log entries and bytes ([`Progress`], readable while the
+//!   vCPU runs), and where it is when the VM is stopped.
+//!
+//! Starting on a machine not built for recording is refused with a
+//! message naming `--recordable`. gdb's own `record` command is not
+//! involved: gdb's `record full` records locally, by single-stepping the
+//! target itself, and has no remote packet to ask a stub to record.
 //!
 //! Not covered: gdb's writes to registers and memory are refused while a
 //! recording is on (they would not be in the log); the VMM's own writes to
@@ -363,6 +403,19 @@ impl Recorder {
 
     pub fn initial_memory(&self) -> &[u8] {
         self.memory.initial()
+    }
+
+    /// Host serial input the log delivers after the current position.
+    fn input_after_cursor(&self) -> Vec<u8> {
+        self.log[self.cursor.min(self.log.len())..]
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::SerialIn { bytes } => Some(bytes.as_slice()),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
     }
 
     fn observe(&mut self, what: &[u64]) {
@@ -1074,9 +1127,7 @@ pub fn start(vm: &mut Vm, interval: u64, mid_run: bool) -> Result<()> {
 fn leave_halt(vm: &Vm) -> Result<()> {
     use kvm_bindings::{KVM_MP_STATE_HALTED, KVM_MP_STATE_RUNNABLE};
     let mem = vm.mem.clone();
-    let vcpu = vm
-        .vcpu(0)
-        .ok_or_else(|| Error::Record("no vCPU".into()))?;
+    let vcpu = vm.vcpu(0).ok_or_else(|| Error::Record("no vCPU".into()))?;
     vcpu.exec(move |fd| -> Result<()> {
         let mut mp = fd.get_mp_state().map_err(Error::kvm("KVM_GET_MP_STATE"))?;
         if mp.mp_state != KVM_MP_STATE_HALTED {
@@ -1114,23 +1165,29 @@ pub fn stop(vm: &mut Vm) -> Result<u64> {
         .recorder
         .clone()
         .ok_or_else(|| Error::Record("no recording is on".into()))?;
-    let recorded = {
+    let (recorded, unread) = {
         let r = lock(&shared);
         if !r.live {
             return Err(Error::Record(
                 "this VM replays a recording file: there is no live run to go back to; end it instead".into(),
             ));
         }
-        r.end
+        (r.end, r.input_after_cursor())
     };
     let p = parts(vm)?;
+    // What the host typed is not the recording's to discard: input logged
+    // past this position goes back to the front of the queue.
+    {
+        let mut queue = lock_device(&p.serial_input);
+        for b in unread.into_iter().rev() {
+            queue.push_front(b);
+        }
+    }
     p.serial_muted.store(false, Ordering::Relaxed);
     vm.recorder = None;
     vm.record_progress = None;
     vm.log_dirty_pages(false)?;
-    let vcpu = vm
-        .vcpu(0)
-        .ok_or_else(|| Error::Record("no vCPU".into()))?;
+    let vcpu = vm.vcpu(0).ok_or_else(|| Error::Record("no vCPU".into()))?;
     vcpu.exec(|fd| fd.set_guest_debug(&kvm_guest_debug::default()))?
         .map_err(Error::kvm("KVM_SET_GUEST_DEBUG"))?;
     vm.live = Some(live::Ticker::start(vm)?);
@@ -1221,7 +1278,7 @@ pub fn open_file(
     Ok(vm)
 }
 
-/// Saves the VM's recording to `path` (see [`file`]).
+/// Saves the VM's recording to `path` (see [`file`](mod@file)).
 pub fn save(vm: &Vm, path: &std::path::Path) -> Result<()> {
     let shared = vm
         .recorder
