@@ -682,21 +682,10 @@ impl Service {
                 "no snapshot to reset to: PUT /snapshot/create or /snapshot/load first",
             ));
         };
-        let was_running = matches!(access, VmAccess::Owned(Some(_))) && !self.paused;
-        let result = (|| {
-            if was_running {
-                if let Some(vm) = access.vm() {
-                    self.pause(vm);
-                }
-            }
-            let vm = self.stopped(access)?;
+        let result = self.while_stopped(access, |vm| {
             snapshot::reset(vm, &snap).map_err(failed)?;
-            if was_running && self.ended.is_none() {
-                run_all(vm).map_err(failed)?;
-                self.paused = false;
-            }
             Ok(Response::no_content())
-        })();
+        });
         self.snapshot = Some(snap);
         result
     }

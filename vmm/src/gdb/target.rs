@@ -542,7 +542,10 @@ impl VmTarget {
         let Some(recorder) = self.vm.recorder.clone() else {
             // gdb waits for a stop: it gets one that says there is no
             // history to go back through.
-            eprintln!("vmdbg-vmm: no recording to reverse through: start vmdbg-vmm with --record");
+            eprintln!(
+                "vmdbg-vmm: no recording to reverse through: {}",
+                crate::record::HOW_TO_RECORD
+            );
             self.pending_stop = Some(StopReason::ReplayLog {
                 tid: Some(tid(0)),
                 pos: ReplayLogPosition::Begin,

@@ -48,7 +48,9 @@
 //! written since the previous one. Going to any position restores the
 //! nearest checkpoint at or before it and single-steps forward, replaying
 //! the log. `reverse-stepi` is going to `icount - 1`; `reverse-continue`
-//! searches back one checkpoint interval at a time for the last breakpoint
+//! searches back in stretches (one checkpoint interval, then doubling up
+//! to 64, so a long search restores a checkpoint per stretch, not per
+//! interval; each stretch is replayed once, forward) for the last breakpoint
 //! address reached or watched write made strictly before now, and stops at
 //! it (for a watchpoint: at the writing instruction, before it runs, as gdb
 //! expects); with none it stops at the beginning (`replaylog:begin`).
@@ -144,11 +146,17 @@ pub const NS_PER_INSTRUCTION: u64 = 1_000;
 /// recording time (measured: intervals of 50, 200 and 2,000 recorded
 /// rr.elf in 17.2, 15.9 and 15.9 s, 1,000,000 in 13.9 s).
 pub const DEFAULT_INTERVAL: u64 = 250;
+/// The most checkpoint intervals a reverse-continue replays in one
+/// stretch before looking at what it found.
+const MAX_SEARCH_INTERVALS: usize = 64;
 const COM1_IRQ: u32 = crate::devices::serial::COM1_IRQ;
 const KVM_GUESTDBG_SINGLESTEP: u32 = kvm_bindings::KVM_GUESTDBG_SINGLESTEP;
 const RFLAGS_IF: u64 = 1 << 9;
 
 pub type Shared = Arc<Mutex<Recorder>>;
+
+/// How a user gets a recording, for messages that find none.
+pub const HOW_TO_RECORD: &str = "start vmdbg-vmm with --record (from boot), or with --recordable and then PUT /vmdbg/recording {\"action\": \"start\"} on its control API";
 
 /// Refuses a machine a recording cannot make deterministic.
 pub fn check_shape(shape: &MachineShape) -> Result<()> {
@@ -305,6 +313,9 @@ pub struct Recorder {
     pub digest_from: u64,
     tamper: Option<usize>,
     pub stats: Stats,
+    /// KVM copies the registers into the run structure at every exit
+    /// (KVM_CAP_SYNC_REGS): one ioctl per step fewer than KVM_GET_REGS.
+    sync_regs: bool,
 }
 
 /// The devices and handles a recorder takes from a machine built for
@@ -381,6 +392,12 @@ impl Recorder {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             stats: Stats::default(),
+            sync_regs: vm
+                .vm_fd()
+                .check_extension_raw(kvm_bindings::KVM_CAP_SYNC_REGS.into())
+                as u32
+                & kvm_bindings::KVM_SYNC_X86_REGS
+                != 0,
         })
     }
 
@@ -667,6 +684,10 @@ impl Recorder {
             .store(self.icount < self.shown, Ordering::Relaxed);
 
         // Input at this boundary: from the log, or from the host queue.
+        // Only input and the guest's own port accesses touch the UART
+        // (the live ticker is stopped), so its interrupt is looked for
+        // only after them.
+        let mut input = false;
         if replaying {
             while let Some(Entry {
                 icount,
@@ -688,11 +709,14 @@ impl Recorder {
                 )?;
                 lock_device(&self.serial).enqueue(&bytes);
                 self.observe(&[self.icount, 0x5e, bytes.len() as u64]);
+                input = true;
             }
         } else {
-            self.take_host_input(&regs)?;
+            input = self.take_host_input(&regs)?;
         }
-        self.serial_interrupt().map_err(fail)?;
+        if input {
+            self.serial_interrupt().map_err(fail)?;
+        }
         if self.irq0_due() {
             self.pulse(0).map_err(fail)?;
         }
@@ -738,7 +762,7 @@ impl Recorder {
             self.icount += 1;
             self.clock.set_ns(self.clock.now_ns() + NS_PER_INSTRUCTION);
             self.regs = Some(regs);
-            return self.after_step(replaying);
+            return self.after_step(replaying, false);
         }
         // Armed before every instruction: on this host an interrupt that
         // KVM delivers on the first entry after arming pushes the trap
@@ -755,9 +779,10 @@ impl Recorder {
         );
         // The instruction itself, with its reads.
         let mut reads = Vec::new();
+        let mut exits = false;
         let end = loop {
             match io.run_once(&mut |r| reads.push(r)) {
-                RunExit::Continue => {}
+                RunExit::Continue => exits = true,
                 RunExit::Debug(_) => break None,
                 RunExit::End(end) => break Some(end),
             }
@@ -779,10 +804,13 @@ impl Recorder {
             return Ok(end);
         }
         let before = regs;
-        regs = io
-            .fd()
-            .get_regs()
-            .map_err(|e| fail(Error::kvm("KVM_GET_REGS")(e)))?;
+        regs = if self.sync_regs {
+            io.fd().sync_regs().regs
+        } else {
+            io.fd()
+                .get_regs()
+                .map_err(|e| fail(Error::kvm("KVM_GET_REGS")(e)))?
+        };
         if kind == Kind::HostValue {
             let logged = self.meet(
                 Event::HostValue {
@@ -801,14 +829,21 @@ impl Recorder {
         self.icount += 1;
         self.clock.set_ns(self.clock.now_ns() + NS_PER_INSTRUCTION);
         self.regs = Some(regs);
-        self.after_step(replaying)
+        self.after_step(replaying, exits)
     }
 
-    /// What follows every step: the UART's interrupt, the recorded end,
-    /// and a replay's check that no logged entry was skipped.
-    fn after_step(&mut self, replaying: bool) -> std::result::Result<Option<VmEnd>, Stop> {
-        self.serial_interrupt()
-            .map_err(|e| Stop::Failed(e.to_string()))?;
+    /// What follows every step: the UART's interrupt (when the step made
+    /// an I/O exit), the recorded end, and a replay's check that no logged
+    /// entry was skipped.
+    fn after_step(
+        &mut self,
+        replaying: bool,
+        io_exits: bool,
+    ) -> std::result::Result<Option<VmEnd>, Stop> {
+        if io_exits {
+            self.serial_interrupt()
+                .map_err(|e| Stop::Failed(e.to_string()))?;
+        }
         if self.icount > self.end {
             self.end = self.icount;
             self.progress.recorded.store(self.end, Ordering::Relaxed);
@@ -954,8 +989,16 @@ impl Recorder {
     ) -> std::result::Result<Option<VmEnd>, Stop> {
         let fail = |e: Error| Stop::Failed(e.to_string());
         let mut until = self.icount;
+        // Back one checkpoint interval first (a stop close behind is the
+        // common case), then twice as many each time, up to
+        // MAX_SEARCH_INTERVALS: a long search restores a checkpoint per
+        // stretch, not per interval.
+        let mut intervals = 1;
         while until > 0 {
-            let index = self.checkpoint_before(until - 1);
+            let index = self
+                .checkpoint_before(until - 1)
+                .saturating_sub(intervals - 1);
+            intervals = (intervals * 2).min(MAX_SEARCH_INTERVALS);
             self.restore(io.fd(), index).map_err(fail)?;
             let mut values = self.watched(stops);
             let mut found = None;
@@ -998,6 +1041,9 @@ impl Recorder {
         }
         if let Err(e) = enable_stepping(io.fd()) {
             return DriveEnd::Stop(Stop::Failed(e.to_string()));
+        }
+        if self.sync_regs {
+            io.fd().set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
         }
         let result = match goal {
             Goal::Run { step } => self.run(io, step, stops),
@@ -1188,8 +1234,11 @@ pub fn stop(vm: &mut Vm) -> Result<u64> {
     vm.record_progress = None;
     vm.log_dirty_pages(false)?;
     let vcpu = vm.vcpu(0).ok_or_else(|| Error::Record("no vCPU".into()))?;
-    vcpu.exec(|fd| fd.set_guest_debug(&kvm_guest_debug::default()))?
-        .map_err(Error::kvm("KVM_SET_GUEST_DEBUG"))?;
+    vcpu.exec(|fd| {
+        fd.clear_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+        fd.set_guest_debug(&kvm_guest_debug::default())
+    })?
+    .map_err(Error::kvm("KVM_SET_GUEST_DEBUG"))?;
     vm.live = Some(live::Ticker::start(vm)?);
     Ok(recorded)
 }
