@@ -21,6 +21,7 @@
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use vmdbg_e2e::rsp::RawRsp;
@@ -58,6 +59,18 @@ fn connect(sock: &Path) -> RawRsp<UnixStream> {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `vmdbg-vmm --record` on `elf`, waiting for gdb on `sock`, and a client.
+fn recording(elf: &Path, sock: &Path) -> (ChildGuard, RawRsp<UnixStream>) {
+    let mut cmd = vmm();
+    cmd.arg("--kernel")
+        .arg(elf)
+        .args(["--mem", "16M", "--serial", "none", "--record", "--wait-gdb"])
+        .arg("--gdb")
+        .arg(format!("unix:{}", sock.display()));
+    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record");
+    (guard, connect(sock))
 }
 
 fn timed(cmd: Command, name: &str) -> (f64, std::process::Output) {
@@ -130,15 +143,7 @@ fn main() {
     );
 
     // Reverse execution on a live recording stopped in the fault handler.
-    let sock = dir.join("gdb.sock");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(&elf)
-        .args(["--mem", "16M", "--serial", "none", "--record", "--wait-gdb"])
-        .arg("--gdb")
-        .arg(format!("unix:{}", sock.display()));
-    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record");
-    let mut rsp = connect(&sock);
+    let (guard, mut rsp) = recording(&elf, &dir.join("gdb.sock"));
     let fault = elf_symbol(&elf, "fault_handler");
     rsp.ask(&format!("Z0,{fault:x},1"));
     assert!(rsp.ask("vCont;c").starts_with("T05"));
@@ -210,46 +215,29 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn icount(rsp: &mut RawRsp<UnixStream>) -> u64 {
-    let status = monitor(rsp, "record status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("icount: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no icount in: {status}"))
-}
-
 /// Times `bc` over `span` instructions back to a breakpoint, and the
 /// forward run over the same span, on one recording of snapshot.elf.
 fn reverse_continue_span(dir: &Path, span: u64) {
     let elf = kernel("snapshot.elf");
     let (pit, report) = (elf_symbol(&elf, "pit_init"), elf_symbol(&elf, "report"));
-    let sock = dir.join(format!("span-{span}.sock"));
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(&elf)
-        .args(["--mem", "16M", "--serial", "none", "--record", "--wait-gdb"])
-        .arg("--gdb")
-        .arg(format!("unix:{}", sock.display()));
-    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record");
-    let mut rsp = connect(&sock);
+    let (guard, mut rsp) = recording(&elf, &dir.join(format!("span-{span}.sock")));
     rsp.ask("qSupported:swbreak+;hwbreak+");
     rsp.ask(&format!("Z0,{pit:x},1"));
     assert!(rsp.ask("vCont;c").starts_with("T05"));
     rsp.ask(&format!("z0,{pit:x},1"));
-    let start = icount(&mut rsp);
+    let start = rsp.record_icount();
     // Record on, one report() at a time, until the span is covered.
     rsp.ask(&format!("Z0,{report:x},1"));
     let mut reports = 0;
     let began = Instant::now();
-    while icount(&mut rsp) < start + span {
+    while rsp.record_icount() < start + span {
         let stop = rsp.ask("vCont;c");
         assert!(stop.starts_with("T05"), "recording: {stop}");
         reports += 1;
     }
     let recording = began.elapsed().as_secs_f64();
     rsp.ask(&format!("z0,{report:x},1"));
-    let end = icount(&mut rsp);
+    let end = rsp.record_icount();
     let covered = end - start;
     rsp.ask(&format!("Z0,{pit:x},1"));
     let (mut back, mut forward) = (Vec::new(), Vec::new());
@@ -261,7 +249,7 @@ fn reverse_continue_span(dir: &Path, span: u64) {
             stop.starts_with("T05") && !stop.contains("replaylog"),
             "bc should stop at the breakpoint: {stop}"
         );
-        assert_eq!(icount(&mut rsp), start, "bc stops at pit_init");
+        assert_eq!(rsp.record_icount(), start, "bc stops at pit_init");
         let began = Instant::now();
         let stop = rsp.ask("vCont;c");
         forward.push(began.elapsed().as_secs_f64());
@@ -302,6 +290,42 @@ fn reverse_continue_span(dir: &Path, span: u64) {
     }
 }
 
+/// QEMU's replay of `elf` run to the first call of `start`, then handed
+/// to `session` on a thread: QEMU 7.2's replay sometimes never answers a
+/// reverse command here, so the caller waits for the answers `session`
+/// sends (the stop and its time in seconds) with a time limit.
+fn qemu_replay_from(
+    elf: &Path,
+    dir: &Path,
+    start: u64,
+    session: impl FnOnce(&mut RawRsp<UnixStream>, &Sender<(String, f64)>) + Send + 'static,
+) -> Result<(ChildGuard, Receiver<(String, f64)>), String> {
+    tool("qemu-system-x86_64")?;
+    tool("qemu-img")?;
+    let (guard, sock) = qemu_record_then_replay(elf, dir);
+    let mut rsp = connect(&sock);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rsp.ask("qSupported:swbreak+;hwbreak+");
+        rsp.ask(&format!("Z0,{start:x},1"));
+        rsp.ask("c");
+        rsp.ask(&format!("z0,{start:x},1"));
+        session(&mut rsp, &tx);
+    });
+    Ok((guard, rx))
+}
+
+/// Sends `packet` and times the answer.
+fn timed_ask(rsp: &mut RawRsp<UnixStream>, packet: &str) -> (String, f64) {
+    let began = Instant::now();
+    let stop = rsp.ask(packet);
+    (stop, began.elapsed().as_secs_f64())
+}
+
+fn is_stop(reply: &str) -> bool {
+    reply.starts_with('T') || reply.starts_with('S')
+}
+
 /// QEMU's reverse-continue over the same span: from the `reports`-th
 /// report() call back to pit_init, on its replay of the same ELF.
 fn qemu_reverse_continue(
@@ -312,28 +336,17 @@ fn qemu_reverse_continue(
     reports: usize,
 ) -> Result<f64, String> {
     const LIMIT: Duration = Duration::from_secs(180);
-    tool("qemu-system-x86_64")?;
-    tool("qemu-img")?;
-    let (guard, sock) = qemu_record_then_replay(elf, dir);
-    let mut rsp = connect(&sock);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rsp.ask("qSupported:swbreak+;hwbreak+");
-        rsp.ask(&format!("Z0,{pit:x},1"));
-        rsp.ask("c");
-        rsp.ask(&format!("z0,{pit:x},1"));
+    let (guard, rx) = qemu_replay_from(elf, dir, pit, move |rsp, tx| {
         rsp.ask(&format!("Z0,{report:x},1"));
         for _ in 0..reports {
             rsp.ask("c");
         }
         rsp.ask(&format!("z0,{report:x},1"));
         rsp.ask(&format!("Z0,{pit:x},1"));
-        let began = Instant::now();
-        let stop = rsp.ask("bc");
-        let _ = tx.send((stop, began.elapsed().as_secs_f64()));
-    });
+        let _ = tx.send(timed_ask(rsp, "bc"));
+    })?;
     let result = match rx.recv_timeout(LIMIT) {
-        Ok((stop, s)) if stop.starts_with('T') || stop.starts_with('S') => Ok(s),
+        Ok((stop, s)) if is_stop(&stop) => Ok(s),
         Ok((stop, _)) => Err(format!("QEMU answered bc with {stop}")),
         Err(_) => Err(format!(
             "QEMU's replay did not get to the span's end and back within {LIMIT:?}"
@@ -345,28 +358,15 @@ fn qemu_reverse_continue(
 
 /// QEMU's reverse-stepi from the same function on its own replay.
 fn qemu_reverse_steps(elf: &Path, dir: &Path, fault: u64) -> Result<Vec<f64>, String> {
-    tool("qemu-system-x86_64")?;
-    tool("qemu-img")?;
-    let (guard, sock) = qemu_record_then_replay(elf, dir);
-    let mut rsp = connect(&sock);
-    // QEMU's replay sometimes never answers a reverse command here: the
-    // steps run on a thread and a silent one is reported as such.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        rsp.ask("qSupported:swbreak+;hwbreak+");
-        rsp.ask(&format!("Z0,{fault:x},1"));
-        rsp.ask("c");
-        rsp.ask(&format!("z0,{fault:x},1"));
+    let (guard, rx) = qemu_replay_from(elf, dir, fault, |rsp, tx| {
         for _ in 0..QEMU_REVERSE_STEPS {
-            let began = Instant::now();
-            let stop = rsp.ask("bs");
-            let _ = tx.send((stop, began.elapsed().as_secs_f64() * 1e3));
+            let _ = tx.send(timed_ask(rsp, "bs"));
         }
-    });
+    })?;
     let mut steps = Vec::new();
     for _ in 0..QEMU_REVERSE_STEPS {
         match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok((stop, ms)) if stop.starts_with('T') || stop.starts_with('S') => steps.push(ms),
+            Ok((stop, s)) if is_stop(&stop) => steps.push(s * 1e3),
             Ok((stop, _)) => return Err(format!("QEMU answered bs with {stop}")),
             Err(_) if steps.is_empty() => {
                 return Err("QEMU's replay did not answer a reverse-stepi within 120 s".into())

@@ -38,15 +38,6 @@ fn monitor(rsp: &mut RawRsp<UnixStream>, cmd: &str) -> String {
     rsp.monitor(cmd)
 }
 
-fn icount(rsp: &mut RawRsp<UnixStream>) -> u64 {
-    let status = monitor(rsp, "record status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("icount: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no icount in: {status}"))
-}
-
 /// A recording vmdbg-vmm on rr.elf with its gdb stub and its serial port on
 /// unix sockets; returns the guard, the RSP client and the serial client.
 fn recording_vmm(
@@ -134,7 +125,7 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     assert_eq!(rsp.ask(&format!("z0,{wait:x},1")), "OK");
     serial.write_all(b"hi\n").unwrap();
 
-    let start = icount(&mut rsp);
+    let start = rsp.record_icount();
     let watched = symbol("watched");
     let mut trace = Vec::new();
     let mut memory = Vec::new();
@@ -159,7 +150,7 @@ fn reverse_stepi_lands_on_the_forward_trace() {
             assert!(stop.starts_with("T05"), "step {i}: {stop}");
         }
     }
-    assert_eq!(icount(&mut rsp), start + TRACE);
+    assert_eq!(rsp.record_icount(), start + TRACE);
     eprintln!("forward trace of {TRACE} steps: {:?}", began.elapsed());
     let input = rsp.ask(&format!("m{:x},4", symbol("input_bytes")));
     assert_eq!(
@@ -720,6 +711,21 @@ fn wait_for_socket(path: &Path) {
     }
 }
 
+/// vmdbg-vmm on `name` with `args`, serial off, and its control API on
+/// `api` (once the socket is there).
+fn api_vmm(name: &str, api: &Path, args: &[&str]) -> ChildGuard {
+    let mut cmd = vmm();
+    cmd.arg("--kernel")
+        .arg(kernel(name))
+        .args(["--mem", "16M", "--serial", "none"])
+        .args(args)
+        .arg("--api")
+        .arg(format!("unix:{}", api.display()));
+    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --api");
+    wait_for_socket(api);
+    guard
+}
+
 /// The registers of the current position, as `g` gives them.
 fn registers(rsp: &mut RawRsp<UnixStream>) -> String {
     rsp.ask("g")
@@ -736,13 +742,7 @@ fn control_api_reports_and_saves_the_recording() {
     let dir = scratch("api");
     let api = dir.join("api.sock");
     let file = dir.join("api.rec");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(kernel("rr.elf"))
-        .args(["--mem", "16M", "--record", "--serial", "none", "--api"])
-        .arg(format!("unix:{}", api.display()));
-    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record --api");
-    wait_for_socket(&api);
+    let guard = api_vmm("rr.elf", &api, &["--record"]);
     let (code, body) = curl(&api, "PATCH", "/vm", Some(r#"{"state":"Paused"}"#));
     assert_eq!(code, 204, "{body}");
     let status = recording_get(&api);
@@ -829,7 +829,7 @@ fn recording_started_through_the_api_reverses_to_its_start() {
             assert!(stop.starts_with("T05"), "step {i}: {stop}");
         }
     }
-    assert_eq!(icount(&mut rsp), MID_RUN_TRACE as u64);
+    assert_eq!(rsp.record_icount(), MID_RUN_TRACE as u64);
     let status = recording_get(&api);
     assert_eq!(status["recorded"], MID_RUN_TRACE, "{status}");
     assert!(status["log_entries"].as_u64() > Some(0), "{status}");
@@ -927,15 +927,8 @@ fn curl_starts_saves_and_stops_a_recording_of_a_running_vm() {
     let api = dir.join("api.sock");
     let file = dir.join("running.rec");
     let gdb_sock = dir.join("gdb.sock");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(kernel("spin.elf"))
-        .args(["--mem", "16M", "--recordable", "--serial", "none", "--api"])
-        .arg(format!("unix:{}", api.display()))
-        .arg("--gdb")
-        .arg(format!("unix:{}", gdb_sock.display()));
-    let mut guard = ChildGuard::spawn(cmd, "vmdbg-vmm --recordable");
-    wait_for_socket(&api);
+    let gdb_arg = format!("unix:{}", gdb_sock.display());
+    let mut guard = api_vmm("spin.elf", &api, &["--recordable", "--gdb", &gdb_arg]);
     let (code, body) = recording_put(&api, r#"{"action":"stop"}"#);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("no recording is on"), "{body}");
@@ -994,7 +987,7 @@ fn curl_starts_saves_and_stops_a_recording_of_a_running_vm() {
     rsp.ask("qSupported:swbreak+;hwbreak+");
     let stop = rsp.ask("bc");
     assert!(stop.contains("replaylog:begin"), "{stop}");
-    assert_eq!(icount(&mut rsp), 0);
+    assert_eq!(rsp.record_icount(), 0);
     let released = elf_symbol(&kernel("spin.elf"), "released");
     assert_eq!(
         rsp.ask(&format!("M{released:x},4:01000000")),
@@ -1025,13 +1018,7 @@ fn curl_starts_saves_and_stops_a_recording_of_a_running_vm() {
 
     // A VM not built for recording says which flag it needs.
     let plain_api = dir.join("plain.sock");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(kernel("spin.elf"))
-        .args(["--mem", "16M", "--serial", "none", "--api"])
-        .arg(format!("unix:{}", plain_api.display()));
-    let plain = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    wait_for_socket(&plain_api);
+    let plain = api_vmm("spin.elf", &plain_api, &[]);
     let (code, body) = recording_put(&plain_api, r#"{"action":"start"}"#);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("--recordable"), "{body}");

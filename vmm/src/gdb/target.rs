@@ -103,12 +103,7 @@ impl VmTarget {
             .exec(|fd| fd.get_sregs())
             .map_err(TargetError::Fatal)?
             .map_err(|e| TargetError::Fatal(Error::kvm("KVM_GET_SREGS")(e)))?;
-        Ok(PagingMode {
-            cr0: sregs.cr0,
-            cr3: sregs.cr3,
-            cr4: sregs.cr4,
-            efer: sregs.efer,
-        })
+        Ok(PagingMode::from(&sregs))
     }
 
     /// Applies the current slots (and single-step where asked) to every

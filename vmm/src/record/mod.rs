@@ -455,12 +455,7 @@ impl Recorder {
             return Ok(*k);
         }
         let s = fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
-        let mode = crate::debug::paging::PagingMode {
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-        };
+        let mode = crate::debug::paging::PagingMode::from(&s);
         let mut bytes = [0u8; 15];
         let mut got = 0;
         while got < bytes.len() {
@@ -1181,12 +1176,7 @@ fn leave_halt(vm: &Vm) -> Result<()> {
         }
         let mut regs = fd.get_regs().map_err(Error::kvm("KVM_GET_REGS"))?;
         let s = fd.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
-        let mode = crate::debug::paging::PagingMode {
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-        };
+        let mode = crate::debug::paging::PagingMode::from(&s);
         let before = regs.rip.wrapping_sub(1);
         let is_hlt = mode
             .translate(&mem, before)
