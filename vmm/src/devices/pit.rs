@@ -405,4 +405,27 @@ mod tests {
         assert!(!pit.irq0_due());
         assert_eq!(pit.next_irq0_ns(), None);
     }
+
+    #[test]
+    fn clock_follows_the_host_and_freezes_where_it_is() {
+        let clock = VirtualClock::default();
+        clock.set_ns(5_000);
+        clock.follow_host(true);
+        let first = clock.now_ns();
+        assert!(first >= 5_000);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = clock.now_ns();
+        assert!(later >= first + 2_000_000, "{first} then {later}");
+        clock.follow_host(false);
+        let frozen = clock.now_ns();
+        assert!(frozen >= later);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        assert_eq!(
+            clock.now_ns(),
+            frozen,
+            "a recording's clock moves only when set"
+        );
+        clock.set_ns(frozen + 1_000);
+        assert_eq!(clock.now_ns(), frozen + 1_000);
+    }
 }
