@@ -337,19 +337,26 @@ fn qemu_reverse_continue(
 ) -> Result<f64, String> {
     const LIMIT: Duration = Duration::from_secs(180);
     let (guard, rx) = qemu_replay_from(elf, dir, pit, move |rsp, tx| {
+        let began = Instant::now();
         rsp.ask(&format!("Z0,{report:x},1"));
         for _ in 0..reports {
             rsp.ask("c");
         }
+        let _ = tx.send(("forward".into(), began.elapsed().as_secs_f64()));
         rsp.ask(&format!("z0,{report:x},1"));
         rsp.ask(&format!("Z0,{pit:x},1"));
         let _ = tx.send(timed_ask(rsp, "bc"));
     })?;
     let result = match rx.recv_timeout(LIMIT) {
-        Ok((stop, s)) if is_stop(&stop) => Ok(s),
-        Ok((stop, _)) => Err(format!("QEMU answered bc with {stop}")),
+        Ok((_, forward)) => match rx.recv_timeout(LIMIT) {
+            Ok((stop, s)) if is_stop(&stop) => Ok(s),
+            Ok((stop, _)) => Err(format!("QEMU answered bc with {stop}")),
+            Err(_) => Err(format!(
+                "QEMU replayed the span forward in {forward:.2} s, then did not answer bc within {LIMIT:?}"
+            )),
+        },
         Err(_) => Err(format!(
-            "QEMU's replay did not get to the span's end and back within {LIMIT:?}"
+            "QEMU's replay did not reach the span's end within {LIMIT:?}"
         )),
     };
     drop(guard);
