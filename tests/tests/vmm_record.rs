@@ -767,13 +767,15 @@ fn control_api_reports_and_saves_the_recording() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Forward single-steps after a recording started on a stopped, running
-/// VM (gdb attached, `curl` starts it): reverse-stepi retraces them
-/// exactly, reverse-continue stops at the start (not at boot), a saved
-/// file replays to the same state in a fresh process, and after `stop`
-/// the VM runs live to its end.
+/// Forward single-steps traced after a recording started mid-run.
 const MID_RUN_TRACE: usize = 1_000;
 
+/// A recording started on a VM that ran live to a breakpoint (gdb
+/// attached, `curl` starts it), run on to the next breakpoint: reverse-stepi
+/// retraces a forward single-step trace taken there exactly,
+/// reverse-continue stops at the start (not at boot), a saved
+/// file replays to the same state in a fresh process, and after `stop`
+/// the VM runs live to its end.
 #[test]
 fn recording_started_through_the_api_reverses_to_its_start() {
     if !require(
@@ -820,7 +822,19 @@ fn recording_started_through_the_api_reverses_to_its_start() {
     assert_eq!(status["recording"], true, "{status}");
     assert_eq!(status["started"], "running", "{status}");
     assert_eq!(status["icount"], 0, "{status}");
+    let at_start = registers(&mut rsp);
+    // Recorded: the typed line ends the wait, then on to the next work().
     serial.write_all(b"hi\n").unwrap();
+    let work = symbol("work");
+    assert_eq!(rsp.ask(&format!("Z0,{work:x},1")), "OK");
+    let stop = rsp.ask("vCont;c");
+    assert!(
+        stop.starts_with("T05") && stop.contains("swbreak"),
+        "{stop}"
+    );
+    assert_eq!(rsp.ask(&format!("z0,{work:x},1")), "OK");
+    let from = rsp.record_icount();
+    assert!(from > 0);
     let mut trace = Vec::new();
     for i in 0..=MID_RUN_TRACE {
         trace.push(registers(&mut rsp));
@@ -829,9 +843,10 @@ fn recording_started_through_the_api_reverses_to_its_start() {
             assert!(stop.starts_with("T05"), "step {i}: {stop}");
         }
     }
-    assert_eq!(rsp.record_icount(), MID_RUN_TRACE as u64);
+    let end = from + MID_RUN_TRACE as u64;
+    assert_eq!(rsp.record_icount(), end);
     let status = recording_get(&api);
-    assert_eq!(status["recorded"], MID_RUN_TRACE, "{status}");
+    assert_eq!(status["recorded"], end, "{status}");
     assert!(status["log_entries"].as_u64() > Some(0), "{status}");
     assert!(status["log_bytes"].as_u64() > Some(0), "{status}");
 
@@ -844,18 +859,14 @@ fn recording_started_through_the_api_reverses_to_its_start() {
             "reverse-stepi to {i} after the start"
         );
     }
-    let stop = rsp.ask("bs");
-    assert!(
-        stop.contains("replaylog:begin"),
-        "the start is the beginning: {stop}"
-    );
-    monitor(&mut rsp, &format!("record goto {MID_RUN_TRACE}"));
+    monitor(&mut rsp, &format!("record goto {end}"));
     let stop = rsp.ask("bc");
     assert!(stop.contains("replaylog:begin"), "{stop}");
+    assert_eq!(rsp.record_icount(), 0);
     assert_eq!(
         registers(&mut rsp),
-        trace[0],
-        "reverse-continue to the start"
+        at_start,
+        "reverse-continue stops where the recording started"
     );
 
     let body = format!(r#"{{"action":"save","path":"{}"}}"#, file.display());
@@ -898,7 +909,7 @@ fn recording_started_through_the_api_reverses_to_its_start() {
     let mut rsp = RawRsp(stream);
     assert_eq!(
         registers(&mut rsp),
-        trace[0],
+        at_start,
         "the file starts at the start"
     );
     let stop = rsp.ask("vCont;c");
@@ -906,7 +917,7 @@ fn recording_started_through_the_api_reverses_to_its_start() {
     assert_eq!(registers(&mut rsp), trace[MID_RUN_TRACE], "the end");
     let stop = rsp.ask("bc");
     assert!(stop.contains("replaylog:begin"), "{stop}");
-    assert_eq!(registers(&mut rsp), trace[0]);
+    assert_eq!(registers(&mut rsp), at_start);
     rsp.send("k");
     drop(replay);
     let _ = std::fs::remove_dir_all(&dir);
