@@ -9,7 +9,12 @@
 //! - gdb itself: reverse-stepi, reverse-continue to a breakpoint and to the
 //!   last write of a watched global on a recording saved to a file and
 //!   replayed in a fresh process, which reaches the same fault;
-//! - a forced divergence is reported; corrupt files are refused.
+//! - a forced divergence is reported; corrupt files are refused;
+//! - a recording started through the control API (`--recordable`, real
+//!   curl) on a VM that ran live: reverse-stepi over a forward trace,
+//!   reverse-continue back to where curl started it (also from real gdb),
+//!   its file replayed in a fresh process, `stop` going live, and the
+//!   API's 400s.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -920,6 +925,63 @@ fn recording_started_through_the_api_reverses_to_its_start() {
     assert_eq!(registers(&mut rsp), at_start);
     rsp.send("k");
     drop(replay);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The user's flow in gdb itself: stopped live at a breakpoint, `curl`
+/// (from gdb's `shell`) starts the recording, the run goes on to the next
+/// breakpoint, and `reverse-continue` comes back to where the recording
+/// started — not to boot, and not to the earlier call of the same function
+/// that ran before the recording.
+#[test]
+fn gdb_reverse_continue_stops_where_curl_started_the_recording() {
+    if !require(
+        all([kvm(), tool("gdb"), tool("curl")]),
+        "gdb_reverse_continue_stops_where_curl_started_the_recording",
+    ) {
+        return;
+    }
+    let dir = scratch("gdbcurl");
+    let api = dir.join("api.sock");
+    let (guard, port) = {
+        let mut cmd = vmm();
+        cmd.arg("--kernel")
+            .arg(kernel("rr.elf"))
+            .args(["--mem", "16M", "--recordable", "--serial", "none", "--api"])
+            .arg(format!("unix:{}", api.display()));
+        vmdbg_e2e::vmm_gdb_on_any_port(cmd)
+    };
+    let script = format!(
+        "set pagination off\n\
+         target remote 127.0.0.1:{port}\n\
+         break wait_ticks\n\
+         continue\n\
+         shell curl -sS --unix-socket {api} -X PUT http://localhost/vmdbg/recording -d '{{\"action\": \"start\"}}'\n\
+         delete\n\
+         break work\n\
+         continue\n\
+         reverse-continue\n\
+         bt 1\n\
+         kill\n",
+        api = api.display()
+    );
+    let out = gdb_batch(&kernel("rr.elf"), &script, Duration::from_secs(120));
+    let out = text(&out.stdout) + &text(&out.stderr);
+    drop(guard);
+    assert!(
+        out.contains("Breakpoint 2, work (rounds=1000)"),
+        "the recorded run reaches the next work(): {out}"
+    );
+    let after = out
+        .split("No more reverse-execution history.")
+        .nth(1)
+        .unwrap_or_else(|| panic!("reverse-continue reaches the recording's start: {out}"));
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("#0") && l.contains("wait_ticks (n=")),
+        "the start is where curl started it, in wait_ticks: {out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
