@@ -521,9 +521,7 @@ impl Recorder {
         Ok(())
     }
 
-    /// The master PIC's unmasked requests (whatever their priority against
-    /// the one in service) and its mask.
-    fn pic_requests(&self) -> Result<(u8, u8)> {
+    fn master_pic(&self) -> Result<kvm_bindings::kvm_pic_state> {
         let mut chip = kvm_irqchip {
             chip_id: 0,
             ..Default::default()
@@ -532,22 +530,13 @@ impl Recorder {
             .get_irqchip(&mut chip)
             .map_err(Error::kvm("KVM_GET_IRQCHIP"))?;
         // SAFETY: chip 0 is the master PIC, whose state is `pic`.
-        let pic = unsafe { chip.chip.pic };
-        Ok((pic.irr & !pic.imr, pic.imr))
+        Ok(unsafe { chip.chip.pic })
     }
 
     /// Whether the master PIC has an unmasked request it would deliver,
     /// and its mask.
     fn pic_state(&self) -> Result<(bool, u8)> {
-        let mut chip = kvm_irqchip {
-            chip_id: 0,
-            ..Default::default()
-        };
-        self.vm_fd
-            .get_irqchip(&mut chip)
-            .map_err(Error::kvm("KVM_GET_IRQCHIP"))?;
-        // SAFETY: chip 0 is the master PIC, whose state is `pic`.
-        let pic = unsafe { chip.chip.pic };
+        let pic = self.master_pic()?;
         let requests = pic.irr & !pic.imr;
         if requests == 0 {
             return Ok((false, pic.imr));
@@ -565,33 +554,25 @@ impl Recorder {
         if self.arm_always || !self.sync_events || !self.sync_regs {
             return Ok(true);
         }
-        if self.irq_outstanding {
-            // From the last exit: stale right after a restore or a drive
-            // start, which is why those set `irq_outstanding` and arm.
-            let e = fd.sync_regs().events;
-            if e.interrupt.injected != 0
-                || e.exception.injected != 0
-                || e.exception.pending != 0
-                || e.nmi.injected != 0
-                || e.nmi.pending != 0
-            {
-                return Ok(true);
-            }
-            if regs.rflags & RFLAGS_IF == 0 {
-                return Ok(false);
-            }
-            let (requests, _) = self.pic_requests()?;
-            if requests == 0 {
-                self.irq_outstanding = false;
-            }
-            return Ok(requests != 0);
-        }
+        // From the last exit: stale right after a restore or a drive
+        // start, which is why those set `irq_outstanding` and arm.
         let e = fd.sync_regs().events;
-        Ok(e.interrupt.injected != 0
+        let waiting = e.interrupt.injected != 0
             || e.exception.injected != 0
             || e.exception.pending != 0
             || e.nmi.injected != 0
-            || e.nmi.pending != 0)
+            || e.nmi.pending != 0;
+        if waiting || !self.irq_outstanding || regs.rflags & RFLAGS_IF == 0 {
+            return Ok(waiting);
+        }
+        // Any unmasked request, whatever its priority against the one in
+        // service: arming once too often costs only time.
+        let pic = self.master_pic()?;
+        let requests = pic.irr & !pic.imr;
+        if requests == 0 {
+            self.irq_outstanding = false;
+        }
+        Ok(requests != 0)
     }
 
     fn replaying(&self) -> bool {
