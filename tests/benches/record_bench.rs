@@ -6,7 +6,14 @@
 //! - reverse-stepi latency (p50, p99) over raw RSP `bs`, against QEMU's
 //!   reverse-stepi (`-icount shift=auto,rr=replay`) from the same line;
 //! - reverse-continue back over the whole recording and over its last
-//!   10^4 instructions.
+//!   10^4 instructions;
+//! - reverse-continue over 10^5 and 10^6 instructions (snapshot.elf,
+//!   recorded from boot until that many instructions past `pit_init`, then
+//!   `bc` back to a breakpoint on `pit_init`): medians of RUNS, against a
+//!   forward `vCont;c` over the same span (a replay to the end) and the
+//!   recording of it, and against QEMU's reverse-continue over the same
+//!   span of the same ELF (time-boxed: QEMU 7.2's reverse often hangs
+//!   here). `VMDBG_BENCH_SPANS=100000,1000000` picks the spans.
 //!
 //! `cargo bench -p vmdbg-e2e --bench record_bench` (needs /dev/kvm; QEMU
 //! and qemu-img for the anchor).
@@ -14,6 +21,7 @@
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use vmdbg_e2e::rsp::RawRsp;
@@ -51,6 +59,18 @@ fn connect(sock: &Path) -> RawRsp<UnixStream> {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `vmdbg-vmm --record` on `elf`, waiting for gdb on `sock`, and a client.
+fn recording(elf: &Path, sock: &Path) -> (ChildGuard, RawRsp<UnixStream>) {
+    let mut cmd = vmm();
+    cmd.arg("--kernel")
+        .arg(elf)
+        .args(["--mem", "16M", "--serial", "none", "--record", "--wait-gdb"])
+        .arg("--gdb")
+        .arg(format!("unix:{}", sock.display()));
+    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record");
+    (guard, connect(sock))
 }
 
 fn timed(cmd: Command, name: &str) -> (f64, std::process::Output) {
@@ -123,15 +143,7 @@ fn main() {
     );
 
     // Reverse execution on a live recording stopped in the fault handler.
-    let sock = dir.join("gdb.sock");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(&elf)
-        .args(["--mem", "16M", "--serial", "none", "--record", "--wait-gdb"])
-        .arg("--gdb")
-        .arg(format!("unix:{}", sock.display()));
-    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record");
-    let mut rsp = connect(&sock);
+    let (guard, mut rsp) = recording(&elf, &dir.join("gdb.sock"));
     let fault = elf_symbol(&elf, "fault_handler");
     rsp.ask(&format!("Z0,{fault:x},1"));
     assert!(rsp.ask("vCont;c").starts_with("T05"));
@@ -192,33 +204,176 @@ fn main() {
         "reverse-continue to a breakpoint {back} instructions back: {:.2} s",
         last
     );
+    let spans: Vec<u64> = std::env::var("VMDBG_BENCH_SPANS")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for span in spans {
+        reverse_continue_span(&dir, span);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// QEMU's reverse-stepi from the same function on its own replay.
-fn qemu_reverse_steps(elf: &Path, dir: &Path, fault: u64) -> Result<Vec<f64>, String> {
+/// Times `bc` over `span` instructions back to a breakpoint, and the
+/// forward run over the same span, on one recording of snapshot.elf.
+fn reverse_continue_span(dir: &Path, span: u64) {
+    let elf = kernel("snapshot.elf");
+    let (pit, report) = (elf_symbol(&elf, "pit_init"), elf_symbol(&elf, "report"));
+    let (guard, mut rsp) = recording(&elf, &dir.join(format!("span-{span}.sock")));
+    rsp.ask("qSupported:swbreak+;hwbreak+");
+    rsp.ask(&format!("Z0,{pit:x},1"));
+    assert!(rsp.ask("vCont;c").starts_with("T05"));
+    rsp.ask(&format!("z0,{pit:x},1"));
+    let start = rsp.record_icount();
+    // Record on, one report() at a time, until the span is covered.
+    rsp.ask(&format!("Z0,{report:x},1"));
+    let mut reports = 0;
+    let began = Instant::now();
+    while rsp.record_icount() < start + span {
+        let stop = rsp.ask("vCont;c");
+        assert!(stop.starts_with("T05"), "recording: {stop}");
+        reports += 1;
+    }
+    let recording = began.elapsed().as_secs_f64();
+    rsp.ask(&format!("z0,{report:x},1"));
+    let end = rsp.record_icount();
+    let covered = end - start;
+    rsp.ask(&format!("Z0,{pit:x},1"));
+    let (mut back, mut forward) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let began = Instant::now();
+        let stop = rsp.ask("bc");
+        back.push(began.elapsed().as_secs_f64());
+        assert!(
+            stop.starts_with("T05") && !stop.contains("replaylog"),
+            "bc should stop at the breakpoint: {stop}"
+        );
+        assert_eq!(rsp.record_icount(), start, "bc stops at pit_init");
+        let began = Instant::now();
+        let stop = rsp.ask("vCont;c");
+        forward.push(began.elapsed().as_secs_f64());
+        assert!(stop.contains("replaylog:end"), "{stop}");
+    }
+    let status = monitor(&mut rsp, "record status");
+    drop(guard);
+    let (b, f) = (median(back.clone()), median(forward.clone()));
+    println!(
+        "reverse-continue over {covered} instructions (snapshot.elf, {reports} report() calls past pit_init; {RUNS} runs)"
+    );
+    println!(
+        "  recording it       {recording:8.2} s   ({:.1} us per instruction)",
+        recording / covered as f64 * 1e6
+    );
+    println!(
+        "  vmdbg-vmm bc       median {b:8.2} s   ({:.1} us per instruction; runs {back:.2?})",
+        b / covered as f64 * 1e6
+    );
+    println!(
+        "  forward vCont;c    median {f:8.2} s   (a replay to the end; runs {forward:.2?})   reverse/forward ratio {:.2}",
+        b / f
+    );
+    for line in status
+        .lines()
+        .filter(|l| l.starts_with("checkpoints") || l.starts_with("replayed"))
+    {
+        println!("  {line}");
+    }
+    let qdir = dir.join(format!("qemu-{span}"));
+    std::fs::create_dir_all(&qdir).unwrap();
+    match qemu_reverse_continue(&elf, &qdir, pit, report, reports) {
+        Ok(q) => println!(
+            "  QEMU rr=replay bc  {q:8.2} s   QEMU/vmdbg-vmm ratio {:.2}",
+            q / b
+        ),
+        Err(why) => println!("  QEMU rr=replay bc  SKIPPED: {why}"),
+    }
+}
+
+/// QEMU's replay of `elf` run to the first call of `start`, then handed
+/// to `session` on a thread: QEMU 7.2's replay sometimes never answers a
+/// reverse command here, so the caller waits for the answers `session`
+/// sends (the stop and its time in seconds) with a time limit.
+fn qemu_replay_from(
+    elf: &Path,
+    dir: &Path,
+    start: u64,
+    session: impl FnOnce(&mut RawRsp<UnixStream>, &Sender<(String, f64)>) + Send + 'static,
+) -> Result<(ChildGuard, Receiver<(String, f64)>), String> {
     tool("qemu-system-x86_64")?;
     tool("qemu-img")?;
     let (guard, sock) = qemu_record_then_replay(elf, dir);
     let mut rsp = connect(&sock);
-    // QEMU's replay sometimes never answers a reverse command here: the
-    // steps run on a thread and a silent one is reported as such.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         rsp.ask("qSupported:swbreak+;hwbreak+");
-        rsp.ask(&format!("Z0,{fault:x},1"));
+        rsp.ask(&format!("Z0,{start:x},1"));
         rsp.ask("c");
-        rsp.ask(&format!("z0,{fault:x},1"));
-        for _ in 0..QEMU_REVERSE_STEPS {
-            let began = Instant::now();
-            let stop = rsp.ask("bs");
-            let _ = tx.send((stop, began.elapsed().as_secs_f64() * 1e3));
-        }
+        rsp.ask(&format!("z0,{start:x},1"));
+        session(&mut rsp, &tx);
     });
+    Ok((guard, rx))
+}
+
+/// Sends `packet` and times the answer.
+fn timed_ask(rsp: &mut RawRsp<UnixStream>, packet: &str) -> (String, f64) {
+    let began = Instant::now();
+    let stop = rsp.ask(packet);
+    (stop, began.elapsed().as_secs_f64())
+}
+
+fn is_stop(reply: &str) -> bool {
+    reply.starts_with('T') || reply.starts_with('S')
+}
+
+/// QEMU's reverse-continue over the same span: from the `reports`-th
+/// report() call back to pit_init, on its replay of the same ELF.
+fn qemu_reverse_continue(
+    elf: &Path,
+    dir: &Path,
+    pit: u64,
+    report: u64,
+    reports: usize,
+) -> Result<f64, String> {
+    const LIMIT: Duration = Duration::from_secs(180);
+    let (guard, rx) = qemu_replay_from(elf, dir, pit, move |rsp, tx| {
+        let began = Instant::now();
+        rsp.ask(&format!("Z0,{report:x},1"));
+        for _ in 0..reports {
+            rsp.ask("c");
+        }
+        let _ = tx.send(("forward".into(), began.elapsed().as_secs_f64()));
+        rsp.ask(&format!("z0,{report:x},1"));
+        rsp.ask(&format!("Z0,{pit:x},1"));
+        let _ = tx.send(timed_ask(rsp, "bc"));
+    })?;
+    let result = match rx.recv_timeout(LIMIT) {
+        Ok((_, forward)) => match rx.recv_timeout(LIMIT) {
+            Ok((stop, s)) if is_stop(&stop) => Ok(s),
+            Ok((stop, _)) => Err(format!("QEMU answered bc with {stop}")),
+            Err(_) => Err(format!(
+                "QEMU replayed the span forward in {forward:.2} s, then did not answer bc within {LIMIT:?}"
+            )),
+        },
+        Err(_) => Err(format!(
+            "QEMU's replay did not reach the span's end within {LIMIT:?}"
+        )),
+    };
+    drop(guard);
+    result
+}
+
+/// QEMU's reverse-stepi from the same function on its own replay.
+fn qemu_reverse_steps(elf: &Path, dir: &Path, fault: u64) -> Result<Vec<f64>, String> {
+    let (guard, rx) = qemu_replay_from(elf, dir, fault, |rsp, tx| {
+        for _ in 0..QEMU_REVERSE_STEPS {
+            let _ = tx.send(timed_ask(rsp, "bs"));
+        }
+    })?;
     let mut steps = Vec::new();
     for _ in 0..QEMU_REVERSE_STEPS {
         match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok((stop, ms)) if stop.starts_with('T') || stop.starts_with('S') => steps.push(ms),
+            Ok((stop, s)) if is_stop(&stop) => steps.push(s * 1e3),
             Ok((stop, _)) => return Err(format!("QEMU answered bs with {stop}")),
             Err(_) if steps.is_empty() => {
                 return Err("QEMU's replay did not answer a reverse-stepi within 120 s".into())

@@ -88,6 +88,17 @@ impl<S: Read + Write> RawRsp<S> {
             out.push_str(&String::from_utf8_lossy(&bytes));
         }
     }
+
+    /// A vmdbg-vmm recording's position: `icount` of `monitor record
+    /// status`.
+    pub fn record_icount(&mut self) -> u64 {
+        let status = self.monitor("record status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("icount: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no icount in: {status}"))
+    }
 }
 
 /// `vmdbg-vmm --wait-gdb` on `elf` (with `extra` arguments) with its stub

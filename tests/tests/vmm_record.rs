@@ -9,7 +9,12 @@
 //! - gdb itself: reverse-stepi, reverse-continue to a breakpoint and to the
 //!   last write of a watched global on a recording saved to a file and
 //!   replayed in a fresh process, which reaches the same fault;
-//! - a forced divergence is reported; corrupt files are refused.
+//! - a forced divergence is reported; corrupt files are refused;
+//! - a recording started through the control API (`--recordable`, real
+//!   curl) on a VM that ran live: reverse-stepi over a forward trace,
+//!   reverse-continue back to where curl started it (also from real gdb),
+//!   its file replayed in a fresh process, `stop` going live, and the
+//!   API's 400s.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -38,19 +43,21 @@ fn monitor(rsp: &mut RawRsp<UnixStream>, cmd: &str) -> String {
     rsp.monitor(cmd)
 }
 
-fn icount(rsp: &mut RawRsp<UnixStream>) -> u64 {
-    let status = monitor(rsp, "record status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("icount: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no icount in: {status}"))
-}
-
 /// A recording vmdbg-vmm on rr.elf with its gdb stub and its serial port on
 /// unix sockets; returns the guard, the RSP client and the serial client.
 fn recording_vmm(
     dir: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (ChildGuard, RawRsp<UnixStream>, UnixStream) {
+    stub_vmm(dir, "--record", extra, envs)
+}
+
+/// rr.elf under vmdbg-vmm `mode` (--record or --recordable), waiting for
+/// gdb, its stub and serial port on unix sockets.
+fn stub_vmm(
+    dir: &Path,
+    mode: &str,
     extra: &[&str],
     envs: &[(&str, &str)],
 ) -> (ChildGuard, RawRsp<UnixStream>, UnixStream) {
@@ -59,7 +66,7 @@ fn recording_vmm(
     let mut cmd = vmm();
     cmd.arg("--kernel")
         .arg(kernel("rr.elf"))
-        .args(["--mem", "16M", "--record"])
+        .args(["--mem", "16M", mode])
         .arg("--gdb")
         .arg(format!("unix:{}", gdb_sock.display()))
         .arg("--wait-gdb")
@@ -123,7 +130,7 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     assert_eq!(rsp.ask(&format!("z0,{wait:x},1")), "OK");
     serial.write_all(b"hi\n").unwrap();
 
-    let start = icount(&mut rsp);
+    let start = rsp.record_icount();
     let watched = symbol("watched");
     let mut trace = Vec::new();
     let mut memory = Vec::new();
@@ -148,7 +155,7 @@ fn reverse_stepi_lands_on_the_forward_trace() {
             assert!(stop.starts_with("T05"), "step {i}: {stop}");
         }
     }
-    assert_eq!(icount(&mut rsp), start + TRACE);
+    assert_eq!(rsp.record_icount(), start + TRACE);
     eprintln!("forward trace of {TRACE} steps: {:?}", began.elapsed());
     let input = rsp.ask(&format!("m{:x},4", symbol("input_bytes")));
     assert_eq!(
@@ -674,6 +681,61 @@ fn gdb_reverse_next_step_and_finish() {
     );
 }
 
+/// `curl` on a control API socket: the status code and the body.
+fn curl(api: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--unix-socket"])
+        .arg(api)
+        .args(["-w", "\n%{http_code}", "-X", method])
+        .arg(format!("http://localhost{path}"));
+    if let Some(b) = body {
+        c.args(["-d", b]);
+    }
+    let out = vmdbg_e2e::run(c, "curl", Duration::from_secs(60));
+    assert!(out.status.success(), "curl: {}", text(&out.stderr));
+    let out = text(&out.stdout);
+    let (body, code) = out.rsplit_once('\n').expect("curl's status line");
+    (code.trim().parse().expect("HTTP status"), body.to_string())
+}
+
+fn recording_put(api: &Path, body: &str) -> (u16, String) {
+    curl(api, "PUT", "/vmdbg/recording", Some(body))
+}
+
+fn recording_get(api: &Path) -> serde_json::Value {
+    let (code, body) = curl(api, "GET", "/vmdbg/recording", None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn wait_for_socket(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// vmdbg-vmm on `name` with `args`, serial off, and its control API on
+/// `api` (once the socket is there).
+fn api_vmm(name: &str, api: &Path, args: &[&str]) -> ChildGuard {
+    let mut cmd = vmm();
+    cmd.arg("--kernel")
+        .arg(kernel(name))
+        .args(["--mem", "16M", "--serial", "none"])
+        .args(args)
+        .arg("--api")
+        .arg(format!("unix:{}", api.display()));
+    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --api");
+    wait_for_socket(api);
+    guard
+}
+
+/// The registers of the current position, as `g` gives them.
+fn registers(rsp: &mut RawRsp<UnixStream>) -> String {
+    rsp.ask("g")
+}
+
 #[test]
 fn control_api_reports_and_saves_the_recording() {
     if !require(
@@ -685,48 +747,22 @@ fn control_api_reports_and_saves_the_recording() {
     let dir = scratch("api");
     let api = dir.join("api.sock");
     let file = dir.join("api.rec");
-    let mut cmd = vmm();
-    cmd.arg("--kernel")
-        .arg(kernel("rr.elf"))
-        .args(["--mem", "16M", "--record", "--serial", "none", "--api"])
-        .arg(format!("unix:{}", api.display()));
-    let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --record --api");
-    let curl = |args: &[&str]| {
-        let mut c = Command::new("curl");
-        c.args(["-s", "--unix-socket"]).arg(&api).args(args);
-        text(&vmdbg_e2e::run(c, "curl", Duration::from_secs(30)).stdout)
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !api.exists() {
-        assert!(Instant::now() < deadline, "no API socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    curl(&[
-        "-X",
-        "PATCH",
-        "http://localhost/vm",
-        "-d",
-        r#"{"state":"Paused"}"#,
-    ]);
-    let status = curl(&["http://localhost/vmdbg/recording"]);
-    assert!(
-        status.contains(r#""state":"Stopped""#) && status.contains(r#""live":true"#),
-        "{status}"
-    );
+    let guard = api_vmm("rr.elf", &api, &["--record"]);
+    let (code, body) = curl(&api, "PATCH", "/vm", Some(r#"{"state":"Paused"}"#));
+    assert_eq!(code, 204, "{body}");
+    let status = recording_get(&api);
+    assert_eq!(status["recording"], true, "{status}");
+    assert_eq!(status["started"], "boot", "{status}");
+    assert_eq!(status["state"], "Stopped", "{status}");
+    assert_eq!(status["live"], true, "{status}");
     let body = format!(r#"{{"action":"save","path":"{}"}}"#, file.display());
+    assert_eq!(recording_put(&api, &body), (204, String::new()));
+    // A recording from boot stops as one started later does.
     assert_eq!(
-        curl(&["-X", "PUT", "http://localhost/vmdbg/recording", "-d", &body]),
-        ""
+        recording_put(&api, r#"{"action":"stop"}"#),
+        (204, String::new())
     );
-    let refused = curl(&[
-        "-X",
-        "PUT",
-        "http://localhost/vmdbg/recording",
-        "-d",
-        r#"{"action":"stop"}"#,
-    ]);
-    assert!(refused.contains("recordings start at boot"), "{refused}");
+    assert_eq!(recording_get(&api)["recording"], false);
     drop(guard);
     let mut cmd = vmm();
     cmd.arg("--replay").arg(&file).args(["--serial", "none"]);
@@ -734,4 +770,344 @@ fn control_api_reports_and_saves_the_recording() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("replayed to the end of the recording"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Forward single-steps traced after a recording started mid-run.
+const MID_RUN_TRACE: usize = 1_000;
+
+/// A recording started on a VM that ran live to a breakpoint (gdb
+/// attached, `curl` starts it), run on to the next breakpoint: reverse-stepi
+/// retraces a forward single-step trace taken there exactly,
+/// reverse-continue stops at the start (not at boot), a saved
+/// file replays to the same state in a fresh process, and after `stop`
+/// the VM runs live to its end.
+#[test]
+fn recording_started_through_the_api_reverses_to_its_start() {
+    if !require(
+        all([kvm(), tool("curl")]),
+        "recording_started_through_the_api_reverses_to_its_start",
+    ) {
+        return;
+    }
+    let dir = scratch("midrun");
+    let api = dir.join("api.sock");
+    let file = dir.join("midrun.rec");
+    let api_arg = format!("unix:{}", api.display());
+    let (guard, mut rsp, mut serial) = stub_vmm(
+        &dir,
+        "--recordable",
+        &["--api", &api_arg, "--checkpoint-interval", "50"],
+        &[],
+    );
+    let supported = rsp.ask("qSupported:swbreak+;hwbreak+");
+    assert!(supported.contains("ReverseStep+"), "{supported}");
+    // Live (no recording) to the wait for input: the PIT interrupts run
+    // on host time meanwhile.
+    let wait = symbol("wait_ticks");
+    assert_eq!(rsp.ask(&format!("Z0,{wait:x},1")), "OK");
+    assert!(rsp.ask("vCont;c").starts_with("T05"));
+    assert_eq!(rsp.ask(&format!("z0,{wait:x},1")), "OK");
+    let status = recording_get(&api);
+    assert_eq!(
+        (&status["recording"], &status["recordable"]),
+        (&false.into(), &true.into()),
+        "{status}"
+    );
+    let stop = rsp.ask("bs");
+    assert!(
+        stop.contains("replaylog:begin"),
+        "no history before a recording starts: {stop}"
+    );
+
+    assert_eq!(
+        recording_put(&api, r#"{"action":"start"}"#),
+        (204, String::new())
+    );
+    let status = recording_get(&api);
+    assert_eq!(status["recording"], true, "{status}");
+    assert_eq!(status["started"], "running", "{status}");
+    assert_eq!(status["icount"], 0, "{status}");
+    let at_start = registers(&mut rsp);
+    // Recorded: the typed line ends the wait, then on to the next work().
+    serial.write_all(b"hi\n").unwrap();
+    let work = symbol("work");
+    assert_eq!(rsp.ask(&format!("Z0,{work:x},1")), "OK");
+    let stop = rsp.ask("vCont;c");
+    assert!(
+        stop.starts_with("T05") && stop.contains("swbreak"),
+        "{stop}"
+    );
+    assert_eq!(rsp.ask(&format!("z0,{work:x},1")), "OK");
+    let from = rsp.record_icount();
+    assert!(from > 0);
+    let mut trace = Vec::new();
+    for i in 0..=MID_RUN_TRACE {
+        trace.push(registers(&mut rsp));
+        if i < MID_RUN_TRACE {
+            let stop = rsp.ask("vCont;s:1");
+            assert!(stop.starts_with("T05"), "step {i}: {stop}");
+        }
+    }
+    let end = from + MID_RUN_TRACE as u64;
+    assert_eq!(rsp.record_icount(), end);
+    let status = recording_get(&api);
+    assert_eq!(status["recorded"], end, "{status}");
+    assert!(status["log_entries"].as_u64() > Some(0), "{status}");
+    assert!(status["log_bytes"].as_u64() > Some(0), "{status}");
+
+    for i in (0..MID_RUN_TRACE).rev() {
+        let stop = rsp.ask("bs");
+        assert!(stop.starts_with("T05"), "back to {i}: {stop}");
+        assert_eq!(
+            registers(&mut rsp),
+            trace[i],
+            "reverse-stepi to {i} after the start"
+        );
+    }
+    monitor(&mut rsp, &format!("record goto {end}"));
+    let stop = rsp.ask("bc");
+    assert!(stop.contains("replaylog:begin"), "{stop}");
+    assert_eq!(rsp.record_icount(), 0);
+    assert_eq!(
+        registers(&mut rsp),
+        at_start,
+        "reverse-continue stops where the recording started"
+    );
+
+    let body = format!(r#"{{"action":"save","path":"{}"}}"#, file.display());
+    assert_eq!(recording_put(&api, &body), (204, String::new()));
+    // Stop at the start: back to live from there, as gdb's `record stop`.
+    assert_eq!(
+        recording_put(&api, r#"{"action":"stop"}"#),
+        (204, String::new())
+    );
+    assert_eq!(recording_get(&api)["recording"], false);
+    let stop = rsp.ask("bs");
+    assert!(
+        stop.contains("replaylog:begin"),
+        "the history is gone: {stop}"
+    );
+    let fault = symbol("fault_handler");
+    assert_eq!(rsp.ask(&format!("Z0,{fault:x},1")), "OK");
+    assert!(rsp.ask("vCont;c").starts_with("T05"), "live to the fault");
+    assert_eq!(
+        rsp.ask(&format!("m{:x},4", symbol("input_bytes"))),
+        "03000000",
+        "the typed line reached the guest"
+    );
+    rsp.send("k");
+    drop(guard);
+
+    // A fresh process replays the file to the same registers, both ends.
+    let sock = dir.join("replay.sock");
+    let mut cmd = vmm();
+    cmd.arg("--replay")
+        .arg(&file)
+        .args(["--serial", "none", "--wait-gdb", "--gdb"])
+        .arg(format!("unix:{}", sock.display()));
+    let mut replay = ChildGuard::spawn(cmd, "vmdbg-vmm --replay");
+    replay.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
+    let stream = UnixStream::connect(&sock).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut rsp = RawRsp(stream);
+    assert_eq!(
+        registers(&mut rsp),
+        at_start,
+        "the file starts at the start"
+    );
+    let stop = rsp.ask("vCont;c");
+    assert!(stop.contains("replaylog:end"), "{stop}");
+    assert_eq!(registers(&mut rsp), trace[MID_RUN_TRACE], "the end");
+    let stop = rsp.ask("bc");
+    assert!(stop.contains("replaylog:begin"), "{stop}");
+    assert_eq!(registers(&mut rsp), at_start);
+    rsp.send("k");
+    drop(replay);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The user's flow in gdb itself: stopped live at a breakpoint, `curl`
+/// (from gdb's `shell`) starts the recording, the run goes on to the next
+/// breakpoint, and `reverse-continue` comes back to where the recording
+/// started — not to boot, and not to the earlier call of the same function
+/// that ran before the recording.
+#[test]
+fn gdb_reverse_continue_stops_where_curl_started_the_recording() {
+    if !require(
+        all([kvm(), tool("gdb"), tool("curl")]),
+        "gdb_reverse_continue_stops_where_curl_started_the_recording",
+    ) {
+        return;
+    }
+    let dir = scratch("gdbcurl");
+    let api = dir.join("api.sock");
+    let (guard, port) = {
+        let mut cmd = vmm();
+        cmd.arg("--kernel")
+            .arg(kernel("rr.elf"))
+            .args(["--mem", "16M", "--recordable", "--serial", "none", "--api"])
+            .arg(format!("unix:{}", api.display()));
+        vmdbg_e2e::vmm_gdb_on_any_port(cmd)
+    };
+    let script = format!(
+        "set pagination off\n\
+         target remote 127.0.0.1:{port}\n\
+         break wait_ticks\n\
+         continue\n\
+         shell curl -sS --unix-socket {api} -X PUT http://localhost/vmdbg/recording -d '{{\"action\": \"start\"}}'\n\
+         delete\n\
+         break work\n\
+         continue\n\
+         reverse-continue\n\
+         bt 1\n\
+         kill\n",
+        api = api.display()
+    );
+    let out = gdb_batch(&kernel("rr.elf"), &script, Duration::from_secs(120));
+    let out = text(&out.stdout) + &text(&out.stderr);
+    drop(guard);
+    assert!(
+        out.contains("Breakpoint 2, work (rounds=1000)"),
+        "the recorded run reaches the next work(): {out}"
+    );
+    let after = out
+        .split("No more reverse-execution history.")
+        .nth(1)
+        .unwrap_or_else(|| panic!("reverse-continue reaches the recording's start: {out}"));
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("#0") && l.contains("wait_ticks (n=")),
+        "the start is where curl started it, in wait_ticks: {out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The API on a VM it let run: start pauses it at an exit and lets it run
+/// recorded, save and status work while it runs, bad requests get a 400
+/// that says what to do, and a VM not built for recording names the flag.
+#[test]
+fn curl_starts_saves_and_stops_a_recording_of_a_running_vm() {
+    if !require(
+        all([kvm(), tool("curl")]),
+        "curl_starts_saves_and_stops_a_recording_of_a_running_vm",
+    ) {
+        return;
+    }
+    let dir = scratch("curl");
+    let api = dir.join("api.sock");
+    let file = dir.join("running.rec");
+    let gdb_sock = dir.join("gdb.sock");
+    let gdb_arg = format!("unix:{}", gdb_sock.display());
+    let mut guard = api_vmm("spin.elf", &api, &["--recordable", "--gdb", &gdb_arg]);
+    let (code, body) = recording_put(&api, r#"{"action":"stop"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("no recording is on"), "{body}");
+
+    assert_eq!(
+        recording_put(&api, r#"{"action":"start"}"#),
+        (204, String::new())
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let s = recording_get(&api);
+        if s["recorded"].as_u64() > Some(0) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recording does not go on: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status["state"], "Running", "{status}");
+    let body = format!(r#"{{"action":"save","path":"{}"}}"#, file.display());
+    assert_eq!(recording_put(&api, &body), (204, String::new()));
+    assert_eq!(recording_get(&api)["state"], "Running", "save resumed it");
+
+    let refused = [
+        (r#"{"action":"start"}"#, "a recording is already on"),
+        (r#"{"action":"rewind"}"#, r#"use "start", "stop" or "save""#),
+        (r#"{"action":"save"}"#, "needs a `path`"),
+        (r#"{"action":"stop","path":"x"}"#, "takes no `path`"),
+        (
+            r#"{"action":"start","checkpoint_interval":0}"#,
+            "at least 1",
+        ),
+        (r#"{"actoin":"start"}"#, "unknown field `actoin`"),
+        ("start", "bad body"),
+    ];
+    for (body, why) in refused {
+        let (code, answer) = recording_put(&api, body);
+        assert_eq!(code, 400, "{body}: {answer}");
+        let fault: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert!(
+            fault["fault_message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{body}: {answer}"
+        );
+    }
+
+    // gdb attaches (and stops it): the history begins where curl started.
+    let stream = UnixStream::connect(&gdb_sock).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut rsp = RawRsp(stream);
+    rsp.ask("qSupported:swbreak+;hwbreak+");
+    let stop = rsp.ask("bc");
+    assert!(stop.contains("replaylog:begin"), "{stop}");
+    assert_eq!(rsp.record_icount(), 0);
+    let released = elf_symbol(&kernel("spin.elf"), "released");
+    assert_eq!(
+        rsp.ask(&format!("M{released:x},4:01000000")),
+        "E01",
+        "refused while recording"
+    );
+    assert_eq!(
+        recording_put(&api, r#"{"action":"stop"}"#),
+        (204, String::new())
+    );
+    // Live again: gdb may write, and the guest runs to its end.
+    assert_eq!(rsp.ask(&format!("M{released:x},4:01000000")), "OK");
+    rsp.send("vCont;c");
+    let out = guard_wait(&mut guard);
+    assert_eq!(
+        out,
+        Some(0x15 << 1 | 1),
+        "spin.elf released exits with 0x15"
+    );
+    drop(guard);
+
+    // The file of a recording started on a running VM replays alone.
+    let mut cmd = vmm();
+    cmd.arg("--replay").arg(&file).args(["--serial", "none"]);
+    let out = vmdbg_e2e::run(cmd, "vmdbg-vmm --replay", Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("replayed to the end of the recording"));
+
+    // A VM not built for recording says which flag it needs.
+    let plain_api = dir.join("plain.sock");
+    let plain = api_vmm("spin.elf", &plain_api, &[]);
+    let (code, body) = recording_put(&plain_api, r#"{"action":"start"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("--recordable"), "{body}");
+    assert_eq!(recording_get(&plain_api)["recordable"], false);
+    drop(plain);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The exit status of a child that is ending.
+fn guard_wait(guard: &mut ChildGuard) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = guard.child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "the VM did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

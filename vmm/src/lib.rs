@@ -80,6 +80,7 @@ pub fn run(config: &VmConfig, gdb: Option<&GdbOptions>) -> Result<VmEnd> {
             serial: config.serial.clone(),
             start_paused: false,
             record_to: None,
+            checkpoint_interval: record::DEFAULT_INTERVAL,
         },
     )?
     .run()

@@ -42,6 +42,12 @@ Examples:
   vmdbg-vmm --kernel kernel.elf --record --gdb 127.0.0.1:1234 --wait-gdb
       then in gdb: continue, reverse-stepi, reverse-continue, watch + reverse-continue
   vmdbg-vmm --kernel kernel.elf --record-to run.rec     (record to the end, save)
+  vmdbg-vmm --kernel kernel.elf --recordable --api unix:/tmp/vm.api --gdb 127.0.0.1:1234
+      then: curl --unix-socket /tmp/vm.api -X PUT http://localhost/vmdbg/recording -d '{\"action\": \"start\"}'
+            curl --unix-socket /tmp/vm.api http://localhost/vmdbg/recording
+            curl --unix-socket /tmp/vm.api -X PUT http://localhost/vmdbg/recording \\
+                -d '{\"action\": \"save\", \"path\": \"run.rec\"}'
+            curl --unix-socket /tmp/vm.api -X PUT http://localhost/vmdbg/recording -d '{\"action\": \"stop\"}'
   vmdbg-vmm --replay run.rec --gdb 127.0.0.1:1234 --wait-gdb";
 
 /// Run a 64-bit bare-metal kernel or a Linux kernel on KVM, with its serial
@@ -64,6 +70,12 @@ struct Cli {
     /// backwards (reverse-stepi, reverse-continue).
     #[arg(long, requires = "kernel")]
     record: bool,
+
+    /// Build the machine for recording (one vCPU, the userspace PIT) but
+    /// run it live, at full speed, until a recording is started through
+    /// the control API: `PUT /vmdbg/recording {"action": "start"}`.
+    #[arg(long, requires = "kernel", conflicts_with_all = ["record", "record_to"])]
+    recordable: bool,
 
     /// Record (as --record) and save the recording to FILE when the VM
     /// ends; `--replay FILE` debugs it later.
@@ -198,6 +210,7 @@ fn main() -> ExitCode {
         serial: cli.serial.clone(),
         start_paused: false,
         record_to: cli.record_to.clone(),
+        checkpoint_interval: cli.checkpoint_interval,
     };
     let recording = cli.record || cli.record_to.is_some();
     let interval = cli.checkpoint_interval;
@@ -213,13 +226,13 @@ fn main() -> ExitCode {
                 serial: cli.serial,
                 disks: cli.disk,
                 vsock,
-                recordable: recording,
+                recordable: recording || cli.recordable,
             };
             vmdbg_vmm::boot::validate(&config.kernel, config.initrd.as_deref(), config.mem_bytes)
                 .and_then(|()| Vm::create(&config))
                 .and_then(|mut vm| {
                     if recording {
-                        vmdbg_vmm::record::start(&mut vm, interval)?;
+                        vmdbg_vmm::record::start(&mut vm, interval, false)?;
                     }
                     Ok((Some(vm), None))
                 })

@@ -39,7 +39,8 @@ pub struct VmConfig {
     pub vsock: Option<VsockConfig>,
     /// Built for recording ([`crate::record`]): a userspace PIT on
     /// virtual time, no in-kernel PIT, serial interrupts raised by the
-    /// recorder.
+    /// recorder — or, while no recording is on, by the live ticker on host
+    /// time ([`crate::record::live`]).
     pub recordable: bool,
 }
 
@@ -334,6 +335,9 @@ pub enum Backing {
 
 pub struct Vm {
     // Field order is drop order: vCPU threads stop before the VM goes away.
+    /// A recordable machine's devices on host time while no recording is
+    /// on ([`crate::record::live`]).
+    pub live: Option<crate::record::live::Ticker>,
     vcpus: Vec<VcpuHandle>,
     _device_threads: DeviceThreads,
     events: EventSource,
@@ -345,6 +349,8 @@ pub struct Vm {
     pub backing: Backing,
     /// The recording, while one is on ([`crate::record`]).
     pub recorder: Option<crate::record::Shared>,
+    /// The recording's counters, readable while the vCPU holds `recorder`.
+    pub record_progress: Option<Arc<crate::record::Progress>>,
     /// The CPUID each vCPU was given (KVM cannot be asked for it back).
     cpuids: Vec<CpuId>,
     /// MSRs a snapshot saves: KVM_GET_MSR_INDEX_LIST.
@@ -409,6 +415,10 @@ impl Vm {
         )?;
         let entry = vm.boot;
         vm.vcpus[0].exec(move |fd| boot::cpu::setup_boot_registers(fd, &entry))??;
+        if shape.recordable {
+            // Live until a recording starts (at once for --record).
+            vm.live = Some(crate::record::live::Ticker::start(&vm)?);
+        }
         Ok(vm)
     }
 
@@ -595,6 +605,7 @@ impl Vm {
             .to_vec();
         let xcrs = kvm.check_extension(Cap::Xcrs);
         Ok(Vm {
+            live: None,
             vcpus,
             _device_threads: device_threads,
             events,
@@ -614,6 +625,7 @@ impl Vm {
             },
             backing: Backing::Anonymous,
             recorder: None,
+            record_progress: None,
             cpuids,
             msr_indices,
             xcrs,

@@ -40,6 +40,8 @@ pub struct Options {
     pub start_paused: bool,
     /// `--record-to FILE`: where the recording is saved when the VM ends.
     pub record_to: Option<PathBuf>,
+    /// `--checkpoint-interval`: for a recording started through the API.
+    pub checkpoint_interval: u64,
 }
 
 struct GdbServer {
@@ -98,6 +100,7 @@ impl Control {
                 paused,
                 serial: options.serial,
                 ended: None,
+                checkpoint_interval: options.checkpoint_interval,
             })),
         })
     }
@@ -113,6 +116,13 @@ impl Control {
     pub fn run(mut self) -> Result<VmEnd> {
         let end = self.serve_until_end()?;
         if let (Some(path), Some(vm)) = (&self.record_to, &self.vm) {
+            if vm.recorder.is_none() {
+                eprintln!(
+                    "vmdbg-vmm: no recording to save to {}: it was stopped",
+                    path.display()
+                );
+                return Ok(end);
+            }
             crate::record::save(vm, path)?;
             let recorded = vm
                 .recorder
@@ -275,6 +285,7 @@ pub struct Service {
     serial: SerialTarget,
     /// The VM ended while a request stopped it.
     ended: Option<VmEnd>,
+    checkpoint_interval: u64,
 }
 
 impl SideEvents for Service {
@@ -338,6 +349,9 @@ struct RecordingBody {
     action: String,
     #[serde(default)]
     path: Option<PathBuf>,
+    /// For `start`: instructions between checkpoints.
+    #[serde(default)]
+    checkpoint_interval: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -421,7 +435,8 @@ impl Service {
         result.unwrap_or_else(|r| r)
     }
 
-    /// `GET /vmdbg/recording`: where the recording is.
+    /// `GET /vmdbg/recording`: whether a recording is on, since when, how
+    /// much it has recorded and logged; where it is when the VM is stopped.
     fn recording_status(
         &mut self,
         access: &mut VmAccess,
@@ -429,57 +444,116 @@ impl Service {
         let Some(vm) = access.vm() else {
             return Err(Response::fault(400, "no VM yet: load a snapshot first"));
         };
-        let Some(shared) = &vm.recorder else {
-            return Err(Response::fault(
-                400,
-                "no recording: start vmdbg-vmm with --record (recordings start at boot)",
-            ));
-        };
-        // The vCPU holds the recorder while it runs.
-        let Ok(r) = shared.try_lock() else {
+        let (Some(shared), Some(progress)) = (&vm.recorder, &vm.record_progress) else {
             return Ok(Response::json(
                 200,
-                &serde_json::json!({ "state": "Running" }),
+                &serde_json::json!({
+                    "recording": false,
+                    "state": "Off",
+                    "recordable": vm.shape.recordable,
+                }),
             ));
         };
-        Ok(Response::json(
-            200,
-            &serde_json::json!({
-                "state": "Stopped",
-                "icount": r.icount,
-                "recorded": r.end,
-                "live": r.live,
-                "log_entries": r.log.len(),
-                "checkpoints": r.checkpoint_count(),
-                "checkpoint_interval": r.interval,
-                "diverged": r.diverged,
-            }),
-        ))
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let mut status = serde_json::json!({
+            "recording": true,
+            "started": if progress.mid_run { "running" } else { "boot" },
+            "started_unix_ms": progress.started_unix_ms,
+            "recorded": load(&progress.recorded),
+            "log_entries": load(&progress.log_entries),
+            "log_bytes": load(&progress.log_bytes),
+        });
+        // The vCPU holds the recorder while it runs.
+        match shared.try_lock() {
+            Err(_) => status["state"] = "Running".into(),
+            Ok(r) => {
+                status["state"] = "Stopped".into();
+                status["icount"] = r.icount.into();
+                status["live"] = r.live.into();
+                status["checkpoints"] = r.checkpoint_count().into();
+                status["checkpoint_interval"] = r.interval.into();
+                status["diverged"] = r.diverged.clone().into();
+            }
+        }
+        Ok(Response::json(200, &status))
     }
 
-    /// `PUT /vmdbg/recording {"action": "save", "path": FILE}` on a
-    /// stopped VM.
+    /// `PUT /vmdbg/recording {"action": "start" | "stop" | "save", ...}`.
+    /// A VM the API let run is paused at an instruction boundary for the
+    /// action and resumed after it; under a debugger it must be stopped.
     fn recording_action(
         &mut self,
         b: RecordingBody,
         access: &mut VmAccess,
     ) -> std::result::Result<Response, Response> {
-        match (b.action.as_str(), b.path) {
-            ("save", Some(path)) => {
-                let vm = self.stopped(access)?;
+        let action = b.action.as_str();
+        if b.path.is_some() && action != "save" {
+            return Err(Response::fault(
+                400,
+                format!("action `{action}` takes no `path` (only \"save\" does)"),
+            ));
+        }
+        if b.checkpoint_interval.is_some() && action != "start" {
+            return Err(Response::fault(
+                400,
+                format!("action `{action}` takes no `checkpoint_interval` (only \"start\" does)"),
+            ));
+        }
+        if b.checkpoint_interval == Some(0) {
+            return Err(Response::fault(
+                400,
+                "checkpoint_interval must be at least 1 instruction",
+            ));
+        }
+        let interval = b.checkpoint_interval.unwrap_or(self.checkpoint_interval);
+        match (action, b.path) {
+            ("start", None) => self.while_stopped(access, |vm| {
+                crate::record::start(vm, interval, true).map_err(failed)?;
+                eprintln!(
+                    "vmdbg-vmm: recording started (checkpoint every {interval} instructions)"
+                );
+                Ok(Response::no_content())
+            }),
+            ("stop", None) => self.while_stopped(access, |vm| {
+                let recorded = crate::record::stop(vm).map_err(failed)?;
+                eprintln!(
+                    "vmdbg-vmm: recording stopped after {recorded} instructions; the VM runs live"
+                );
+                Ok(Response::no_content())
+            }),
+            ("save", Some(path)) => self.while_stopped(access, |vm| {
                 crate::record::save(vm, &path).map_err(failed)?;
                 Ok(Response::no_content())
-            }
+            }),
             ("save", None) => Err(Response::fault(400, "action `save` needs a `path`")),
-            ("start" | "stop", _) => Err(Response::fault(
-                400,
-                "recordings start at boot (--record) and end with the VM: a running VM's in-kernel timer cannot be taken over",
-            )),
             (other, _) => Err(Response::fault(
                 400,
-                format!("action `{other}`: this VMM takes \"save\""),
+                format!("action `{other}`: use \"start\", \"stop\" or \"save\""),
             )),
         }
+    }
+
+    /// Runs `f` on the stopped VM: a VM the API let run is paused for it
+    /// and resumed after (the run state stays as it was).
+    fn while_stopped(
+        &mut self,
+        access: &mut VmAccess,
+        f: impl FnOnce(&mut Vm) -> std::result::Result<Response, Response>,
+    ) -> std::result::Result<Response, Response> {
+        let was_running = matches!(access, VmAccess::Owned(Some(_))) && !self.paused;
+        if was_running {
+            if let Some(vm) = access.vm() {
+                self.pause(vm);
+            }
+        }
+        let result = self.stopped(access).and_then(f);
+        if was_running && self.ended.is_none() {
+            if let Some(vm) = access.vm() {
+                run_all(vm).map_err(failed)?;
+                self.paused = false;
+            }
+        }
+        result
     }
 
     /// Stops every vCPU the API let run; a VM that ends meanwhile is kept
@@ -608,21 +682,10 @@ impl Service {
                 "no snapshot to reset to: PUT /snapshot/create or /snapshot/load first",
             ));
         };
-        let was_running = matches!(access, VmAccess::Owned(Some(_))) && !self.paused;
-        let result = (|| {
-            if was_running {
-                if let Some(vm) = access.vm() {
-                    self.pause(vm);
-                }
-            }
-            let vm = self.stopped(access)?;
+        let result = self.while_stopped(access, |vm| {
             snapshot::reset(vm, &snap).map_err(failed)?;
-            if was_running && self.ended.is_none() {
-                run_all(vm).map_err(failed)?;
-                self.paused = false;
-            }
             Ok(Response::no_content())
-        })();
+        });
         self.snapshot = Some(snap);
         result
     }

@@ -17,6 +17,17 @@ pub struct PagingMode {
     pub efer: u64,
 }
 
+impl From<&kvm_bindings::kvm_sregs> for PagingMode {
+    fn from(s: &kvm_bindings::kvm_sregs) -> Self {
+        Self {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TranslateError {
     /// The walk found an entry without its present bit.

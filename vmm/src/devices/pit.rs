@@ -8,15 +8,17 @@
 //! guest reads and every IRQ 0 edge happens at the same instruction in
 //! every replay. The PIT never raises its interrupt itself: the recorder
 //! asks [`Pit::irq0_due`] at instruction boundaries and raises the line on
-//! the in-kernel PIC.
+//! the in-kernel PIC; while no recording is on, the clock follows host
+//! time and [`crate::record::live`] asks instead.
 //!
 //! Modes 0 (interrupt on terminal count), 2 (rate generator) and 3 (square
 //! wave) are modelled for counting and channel 0's interrupt; the others
 //! count like mode 2. Counter latch (command 0b00 in the access field) and
 //! lobyte/hibyte/word access are supported; read-back and BCD are not.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,20 +32,56 @@ pub const SPEAKER_PORT: u16 = 0x61;
 pub const FREQUENCY_HZ: u128 = 1_193_182;
 
 /// Virtual nanoseconds since the machine was built, shared between the
-/// recorder (which advances it) and the PIT (which reads it).
+/// recorder (which advances it) and the PIT (which reads it). While no
+/// recording is on it follows host time ([`VirtualClock::follow_host`]),
+/// so a recordable machine's timer runs at its real rate until a recording
+/// takes it over.
 #[derive(Clone, Debug, Default)]
-pub struct VirtualClock(Arc<AtomicU64>);
+pub struct VirtualClock(Arc<ClockState>);
+
+#[derive(Debug, Default)]
+struct ClockState {
+    /// The time itself, or (following the host) its offset from
+    /// [`host_ns`], wrapping.
+    ns: AtomicU64,
+    follows_host: AtomicBool,
+}
+
+/// Host monotonic nanoseconds since the first call in this process.
+fn host_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
 
 impl VirtualClock {
     pub fn now_ns(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        let ns = self.0.ns.load(Ordering::Relaxed);
+        if self.0.follows_host.load(Ordering::Relaxed) {
+            ns.wrapping_add(host_ns())
+        } else {
+            ns
+        }
     }
 
     pub fn set_ns(&self, ns: u64) {
-        self.0.store(ns, Ordering::Relaxed)
+        let stored = if self.0.follows_host.load(Ordering::Relaxed) {
+            ns.wrapping_sub(host_ns())
+        } else {
+            ns
+        };
+        self.0.ns.store(stored, Ordering::Relaxed)
+    }
+
+    /// From now on the clock advances with host time (`true`) or only when
+    /// set (`false`, a recording's instruction clock), going on from the
+    /// time it shows now either way. Called while nothing else uses it
+    /// (the vCPU and the live ticker stopped).
+    pub fn follow_host(&self, on: bool) {
+        let now = self.now_ns();
+        self.0.follows_host.store(on, Ordering::Relaxed);
+        self.set_ns(now);
     }
 }
-
 fn ticks_at(ns: u64) -> u128 {
     ns as u128 * FREQUENCY_HZ / 1_000_000_000
 }
@@ -366,5 +404,28 @@ mod tests {
         assert!(pit.irq0_due());
         assert!(!pit.irq0_due());
         assert_eq!(pit.next_irq0_ns(), None);
+    }
+
+    #[test]
+    fn clock_follows_the_host_and_freezes_where_it_is() {
+        let clock = VirtualClock::default();
+        clock.set_ns(5_000);
+        clock.follow_host(true);
+        let first = clock.now_ns();
+        assert!(first >= 5_000);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = clock.now_ns();
+        assert!(later >= first + 2_000_000, "{first} then {later}");
+        clock.follow_host(false);
+        let frozen = clock.now_ns();
+        assert!(frozen >= later);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        assert_eq!(
+            clock.now_ns(),
+            frozen,
+            "a recording's clock moves only when set"
+        );
+        clock.set_ns(frozen + 1_000);
+        assert_eq!(clock.now_ns(), frozen + 1_000);
     }
 }

@@ -134,7 +134,7 @@ impl VmTarget {
 
     fn record_monitor(&mut self, words: &[&str], out: &mut ConsoleOutput<'_>) {
         let Some(shared) = self.vm.recorder.clone() else {
-            outputln!(out, "no recording: start vmdbg-vmm with --record");
+            outputln!(out, "no recording: {}", record::HOW_TO_RECORD);
             return;
         };
         match words {

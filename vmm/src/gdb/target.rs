@@ -103,12 +103,7 @@ impl VmTarget {
             .exec(|fd| fd.get_sregs())
             .map_err(TargetError::Fatal)?
             .map_err(|e| TargetError::Fatal(Error::kvm("KVM_GET_SREGS")(e)))?;
-        Ok(PagingMode {
-            cr0: sregs.cr0,
-            cr3: sregs.cr3,
-            cr4: sregs.cr4,
-            efer: sregs.efer,
-        })
+        Ok(PagingMode::from(&sregs))
     }
 
     /// Applies the current slots (and single-step where asked) to every
@@ -542,7 +537,10 @@ impl VmTarget {
         let Some(recorder) = self.vm.recorder.clone() else {
             // gdb waits for a stop: it gets one that says there is no
             // history to go back through.
-            eprintln!("vmdbg-vmm: no recording to reverse through: start vmdbg-vmm with --record");
+            eprintln!(
+                "vmdbg-vmm: no recording to reverse through: {}",
+                crate::record::HOW_TO_RECORD
+            );
             self.pending_stop = Some(StopReason::ReplayLog {
                 tid: Some(tid(0)),
                 pos: ReplayLogPosition::Begin,
