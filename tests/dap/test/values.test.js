@@ -1,6 +1,8 @@
 // Values as Rust and C++ developers expect them (issue 15), end to end: a
 // real DAP client drives `vmdbg dap` on a Rust and a C++ program in a
-// Linux VM (the QEMU engine here) and compares what the Variables view
+// Linux VM (the QEMU engine here; the KVM engine in the nested tier, where
+// tests/tests/nested_linux.rs runs this suite against `vmdbg dap` in its L1
+// with VMDBG_DAP_PORT, VMDBG_TEST_PROGRAMS and VMDBG_TEST_ENGINE=kvm) and compares what the Variables view
 // would show with the reference debuggers on the same binary at the same
 // line, run on this host: rust-gdb's pretty printers for Rust, gdb's
 // libstdc++ printers for C++. Addresses are masked (the guest's heap is
@@ -14,15 +16,21 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { vmdbg, haveCommand, requireTier, startClient, lineOf } = require('./helpers');
+const { sources: { valuesRs, valuesCpp }, buildValuesPrograms } = require('../programs');
 
-const programs = path.join(__dirname, '..', 'programs');
-const valuesRs = path.join(programs, 'values.rs');
-const valuesCpp = path.join(programs, 'values.cpp');
+// In the nested tier the programs are prebuilt where L1 sees them at the
+// same path, and the reference debuggers run here on those same binaries.
+const prebuilt = process.env.VMDBG_TEST_PROGRAMS;
+const engine = process.env.VMDBG_TEST_ENGINE || 'qemu';
 const BOOT_MS = 240000;
 
 function tierMissing() {
-  if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
-  for (const tool of ['g++', 'rustc', 'rust-gdb', 'gdb', 'qemu-system-x86_64']) {
+  const tools = ['rust-gdb', 'gdb'];
+  if (!prebuilt) {
+    if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
+    tools.push('g++', 'rustc', 'qemu-system-x86_64');
+  }
+  for (const tool of tools) {
     if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup-tests)`;
   }
   return null;
@@ -138,13 +146,17 @@ async function launchTo(dc, program, source, lines, functions) {
   const stopped = dc.waitForEvent('stopped', BOOT_MS);
   await dc.initializeRequest({ adapterID: 'vmdbg', supportsVariablePaging: true });
   const initialized = dc.waitForEvent('initialized', BOOT_MS);
-  const launched = dc.launchRequest({ engine: 'qemu', program });
+  const launched = dc.launchRequest({ engine, program });
   await Promise.race([initialized, launched.then(() => initialized)]);
   const bps = await dc.setBreakpointsRequest({ source: { path: source }, breakpoints: lines.map((line) => ({ line })) });
   const fbps = await dc.setFunctionBreakpointsRequest({ breakpoints: functions.map((name) => ({ name })) });
   await dc.configurationDoneRequest();
   await launched;
-  return { event: await stopped, bps, fbps };
+  const event = await stopped;
+  // The adapter's own word on which engine booted the VM, so a run meant
+  // for the KVM engine cannot pass on another.
+  assert.ok(dc.console.includes(`vmdbg: engine ${engine} `), `not booted on the ${engine} engine; the console said:\n${dc.console}`);
+  return { event, bps, fbps };
 }
 
 async function continueTo(dc, threadId) {
@@ -168,18 +180,19 @@ const children = async (dc, variable, start, count) =>
 const evaluate = async (dc, frameId, expression, format) =>
   (await dc.evaluateRequest({ expression, frameId, context: 'watch', format })).body.result;
 
-describe('values as Rust and C++ show them (qemu engine)', function () {
+describe(`values as Rust and C++ show them (${engine} engine)`, function () {
   this.timeout(BOOT_MS + 60000);
   let work;
   let dc;
 
   before(function () {
     requireTier(this, tierMissing());
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
-    run('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'values'), valuesRs]);
-    run('g++', ['-g', '-O0', '-o', path.join(work, 'values_cpp'), valuesCpp]);
-    // What `cargo build --release` with `debug = 2` in the profile gives.
-    run('rustc', ['-C', 'opt-level=3', '-C', 'debuginfo=2', '-o', path.join(work, 'values_release'), valuesRs]);
+    if (prebuilt) {
+      work = prebuilt;
+    } else {
+      work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
+      buildValuesPrograms(work);
+    }
   });
 
   beforeEach(async function () {
@@ -192,7 +205,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
   });
 
   after(function () {
-    if (work) fs.rmSync(work, { recursive: true, force: true });
+    if (work && !prebuilt) fs.rmSync(work, { recursive: true, force: true });
   });
 
   it('Rust: demangled frames, a function breakpoint by path, and locals as rust-gdb shows them', async function () {
