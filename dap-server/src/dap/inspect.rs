@@ -48,6 +48,8 @@ impl Session {
         }
         let thread = target.thread.clone();
         let mut regs = target.top_registers(&thread).await?;
+        let stopped_by_line_breakpoint = self.stopped_by_line_breakpoint(regs.pc());
+        let target = self.target_ref()?;
         let mut frames = Vec::new();
         for physical in 0..MAX_FRAMES {
             let pc = regs.pc();
@@ -64,7 +66,15 @@ impl Session {
                 .await
                 .ok()
                 .flatten();
-            for source in symbols.source_frames(probe) {
+            // As gdb: the inlined calls that begin at the stop's pc are
+            // shown only where a breakpoint on a source line stopped it
+            // (the line's own code); elsewhere the stop is at their call site.
+            let hidden = if physical == 0 && !stopped_by_line_breakpoint {
+                symbols.inlined_calls_starting_at(pc)
+            } else {
+                0
+            };
+            for source in symbols.source_frames(probe).into_iter().skip(hidden) {
                 frames.push(FrameInfo {
                     regs: regs.clone(),
                     pc,
@@ -80,6 +90,20 @@ impl Session {
         }
         target.stop.frames = Some(frames.clone());
         Ok(frames)
+    }
+
+    /// Whether a user breakpoint on a source line (not a function) stopped
+    /// the current thread at `pc`.
+    fn stopped_by_line_breakpoint(&self, pc: u64) -> bool {
+        let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.as_ref()) else {
+            return false;
+        };
+        *at == pc
+            && self
+                .line_breakpoints
+                .values()
+                .flatten()
+                .any(|b| ids.contains(&b.id))
     }
 
     async fn frame(&mut self, index: usize) -> Result<FrameInfo> {

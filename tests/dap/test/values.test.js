@@ -66,6 +66,74 @@ function referenceLocals(gdb, binary, file, line, elements = 200, prints = []) {
 }
 
 /**
+ * The reference debugger's `bt` at each stop of one run with breakpoints on
+ * `locations` (`values::total`, `values.rs:76`), in the order it stops:
+ * per stop, its frames down to the C `main` (gdb's own `backtrace
+ * past-main off` ends C++ stacks there; the frames past it are the guest's
+ * libc, not the host's), each as { name, file, line }.
+ */
+function referenceBacktraces(gdb, binary, locations) {
+  const stops = locations.length;
+  const out = run(gdb, ['-batch', '-nx', '-ex', 'set startup-with-shell off', '-ex', 'set width 0',
+    ...locations.flatMap((l) => ['-ex', `break ${l}`]), '-ex', 'run',
+    ...Array.from({ length: stops }, (_, i) => [...(i ? ['-ex', 'continue'] : []), '-ex', 'echo @@BT\\n', '-ex', 'bt']).flat(), binary]);
+  return out.split('@@BT\n').slice(1).map((bt) => {
+    const frames = [];
+    for (const l of bt.split('\n')) {
+      const m = /^#\d+\s+(?:0x[0-9a-f]+ in )?(.*)$/.exec(l);
+      if (!m) continue;
+      const at = / at (\S+):(\d+)$/.exec(m[1]);
+      frames.push({ name: functionName(m[1]), file: at ? path.basename(at[1]) : null, line: at ? Number(at[2]) : null });
+      if (frames[frames.length - 1].name === 'main') break;
+    }
+    return frames;
+  });
+}
+
+/** The function in a gdb frame line (`name<generics> (args) at …`). */
+function functionName(frameLine) {
+  let depth = 0;
+  for (let i = 0; i < frameLine.length; i++) {
+    const c = frameLine[i];
+    if (c === '<') depth++;
+    else if (c === '>') depth--;
+    else if (c === ' ' && depth === 0 && frameLine[i + 1] === '(') return frameLine.slice(0, i);
+  }
+  return frameLine;
+}
+
+/**
+ * A function's name in a form both notations share: generic arguments
+ * dropped (gdb's `f<T>`, the demangler's `f::<T>`), closures as
+ * `{closure}` (gdb's `{closure#0}`, legacy mangling's `{{closure}}`), and
+ * a trait method by its own name alone (gdb names it by the impl block,
+ * `core::ops::function::impls::{impl#2}::call_once`, the demangler by the
+ * trait, `<&F as core::ops::function::FnOnce<A>>::call_once`).
+ */
+function comparableName(name) {
+  let plain = '';
+  let depth = 0;
+  for (const c of name.replace(/ \[inlined\]$/, '')) {
+    if (c === '<') depth++;
+    if (depth === 0) plain += c;
+    if (c === '>') depth--;
+  }
+  plain = plain.replace(/::$/, '').replace(/::(?=::|$)/g, '').replace(/\{\{closure\}\}|\{closure#\d+\}/g, '{closure}');
+  return /\{impl#\d+\}/.test(plain) || /^</.test(name) ? plain.split('::').pop() : plain;
+}
+
+/** vmdbg's stack at a stop is gdb's `bt` there: the same frames, inlined calls included, at the same lines. */
+async function expectFramesAsGdb(dc, threadId, reference, what) {
+  const frames = (await dc.stackTraceRequest({ threadId })).body.stackFrames;
+  const main = frames.findIndex((f) => f.name === 'main');
+  const shown = (main < 0 ? frames : frames.slice(0, main + 1))
+    .map((f) => `${comparableName(f.name)} ${f.source ? path.basename(f.source.path) : null}:${f.source ? f.line : null}`);
+  const expected = reference.map((f) => `${comparableName(f.name)} ${f.file}:${f.line}`);
+  assert.deepStrictEqual(shown, expected, `${what}: the stack as gdb's bt shows it`);
+  return frames;
+}
+
+/**
  * Every row under `variable`, `levels` deep (the first `count` of each):
  * a row with an `evaluateName` evaluates to the value the row shows
  * (VS Code's "Copy as Expression", pasted into the debug console). Returns
@@ -214,9 +282,11 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     assert.ok(Object.keys(reference).length >= 15, `rust-gdb gave the reference: ${JSON.stringify(reference)}`);
     // rust-gdb counts a map entry as two elements: 20 shows ten entries, as vmdbg does.
     reference.squares = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 20).squares;
+    const backtraces = referenceBacktraces('rust-gdb', path.join(work, 'values'), ['values::total', `values.rs:${line}`]);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values'), valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    await expectFramesAsGdb(dc, event.body.threadId, backtraces[0], 'at the function breakpoint values::total');
     // The function breakpoint by its Rust path stops first, in a frame
     // named as Rust writes it, called from the demangled main.
     let { frames, vars } = await locals(dc, event.body.threadId);
@@ -230,6 +300,7 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     assert.strictEqual(await evaluate(dc, frames[0].id, 'acct.name'), '"alice"', 'field access through a reference');
 
     const stop = await continueTo(dc, event.body.threadId);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[1], `at the breakpoint on values.rs:${line}`);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
     for (const name of RUST_LOCALS) {
@@ -337,21 +408,25 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     const binary = path.join(work, 'values_release');
     const reference = referenceLocals('rust-gdb', binary, valuesRs, line, 10);
     reference.squares = referenceLocals('rust-gdb', binary, valuesRs, line, 20).squares;
+    const backtraces = referenceBacktraces('rust-gdb', binary, ['values::total', `values.rs:${line}`]);
     const { event, fbps } = await launchTo(dc, binary, valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
-    let { frames } = await locals(dc, event.body.threadId);
-    // rustc inlined library code at total's first statement: vmdbg shows
-    // those inlined frames above total where gdb hides inline frames that
-    // start at a breakpoint's address.
-    const totalFrame = frames.find((f) => f.name === 'values::total');
-    assert.ok(totalFrame, `values::total is on the stack: ${frames.map((f) => f.name).join(' < ')}`);
-    assert.ok(frames.slice(0, frames.indexOf(totalFrame)).every((f) => f.name.endsWith(' [inlined]')), 'only frames inlined into total above it');
+    // rustc inlined library code (the iterator's sum) at total's first
+    // statement, and std's start-up code into its callers: as gdb, the
+    // calls inlined at the stop's pc are not entered yet (the stop is in
+    // total, at the call's line), and those further down are frames.
+    let frames = await expectFramesAsGdb(dc, event.body.threadId, backtraces[0], 'at the function breakpoint values::total');
+    assert.ok(backtraces[0].length > 4, `gdb's bt is the whole stack: ${JSON.stringify(backtraces[0])}`);
+    assert.strictEqual(frames[0].name, 'values::total');
+    assert.ok(frames.some((f) => f.name.endsWith(' [inlined]')), `frames inlined further down are shown as such: ${frames.map((f) => f.name).join(' < ')}`);
+    const totalFrame = frames[0];
     const args = await dc.scopesRequest({ frameId: totalFrame.id });
     const argRef = args.body.scopes.find((s) => s.name === 'Arguments').variablesReference;
     const argVars = Object.fromEntries((await dc.variablesRequest({ variablesReference: argRef })).body.variables.map((v) => [v.name, v]));
     assert.strictEqual(argVars.label.value, '"sum"');
 
     const stop = await continueTo(dc, event.body.threadId);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[1], `at the breakpoint on values.rs:${line}`);
     let vars;
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
@@ -380,15 +455,18 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     const line = lineOf(valuesCpp, /MARK:values/);
     const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 200, ['p/x numbers', 'p/x basket', 'p/x fixed']);
     assert.ok(Object.keys(reference).length >= 13, `gdb gave the reference: ${JSON.stringify(reference)}`);
+    const backtraces = referenceBacktraces('gdb', path.join(work, 'values_cpp'), ['shop::Basket::total', `values.cpp:${line}`]);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values_cpp'), valuesCpp, [line], ['shop::Basket::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    await expectFramesAsGdb(dc, event.body.threadId, backtraces[0], 'at the function breakpoint shop::Basket::total');
     let { frames, vars } = await locals(dc, event.body.threadId);
     assert.strictEqual(frames[0].name, 'shop::Basket::total');
     assert.strictEqual(frames[0].line, lineOf(valuesCpp, /MARK:method/));
     assert.strictEqual(frames[1].name, 'main');
 
     const stop = await continueTo(dc, event.body.threadId);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[1], `at the breakpoint on values.cpp:${line}`);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
     // gdb's printers show 200 elements of a sequence, vmdbg's summaries 10.
