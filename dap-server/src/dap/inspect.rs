@@ -507,6 +507,7 @@ impl Session {
             }
             TypeKind::Pointer {
                 target: Some(pointee),
+                ..
             } if start == 0 => {
                 let bytes = self.bytes_of(&place, 8).await?;
                 let addr = int_of(&bytes, false) as u64;
@@ -590,7 +591,9 @@ impl Session {
             None => entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
                 TypeKind::Struct { members, .. } => !members.is_empty(),
                 TypeKind::Array { .. } => true,
-                TypeKind::Pointer { target: Some(p) } => {
+                TypeKind::Pointer {
+                    target: Some(p), ..
+                } => {
                     !matches!(symbols.strip(*p).kind, TypeKind::Function)
                         && symbols.resolve_type(*p).size.is_some()
                 }
@@ -853,8 +856,16 @@ impl Session {
                 if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. })
                     && matches!(e, Expr::Member(..))
                 {
-                    // Rust's `.` reaches through references and Box.
-                    if symbols.languages[ty.unit] != Language::Rust {
+                    // Rust's `.` reaches through references and Box, C++'s
+                    // through references.
+                    let reference = matches!(
+                        symbols.strip(ty).kind,
+                        TypeKind::Pointer {
+                            reference: Some(_),
+                            ..
+                        }
+                    );
+                    if symbols.languages[ty.unit] != Language::Rust && !reference {
                         bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
                     }
                     let Evaluated::Entry(target) = self.deref(Evaluated::Entry(entry), 0).await?
@@ -1038,7 +1049,7 @@ impl Session {
         let ty = entry.ty.context("the value has no type")?;
         let stripped = symbols.strip(ty);
         let (element, base) = match &stripped.kind {
-            TypeKind::Pointer { target } => {
+            TypeKind::Pointer { target, .. } => {
                 let bytes = self.bytes_of(&entry.place, 8).await?;
                 (*target, Place::Memory(int_of(&bytes, false) as u64))
             }

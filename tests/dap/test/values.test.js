@@ -176,7 +176,7 @@ async function setRow(dc, parent, name, value) {
 /** The locals of values.rs compared with rust-gdb at MARK:values. */
 const RUST_LOCALS = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
   'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell', 'ring', 'squares',
-  'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio'];
+  'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio', 'nonzero', 'no_nonzero', 'maybe_box', 'no_box'];
 
 const maskAddresses = (s) => s.replace(/0x[0-9a-f]+/g, '0xADDR');
 
@@ -366,6 +366,8 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
       ['cell[1]', '2'],
       ['map["k"]', '1'],
       ['small["b"]', '2'],
+      ['*maybe_box.0', '9'],
+      ['nonzero.0', '8'],
     ]);
     await assert.rejects(evaluate(dc, frameId, 'ring[4]'), /out of range.*length 4/);
     await assert.rejects(evaluate(dc, frameId, 'acct.history.len()'), /`len\(…\)` needs a function call/);
@@ -472,7 +474,7 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     // gdb's printers show 200 elements of a sequence, vmdbg's summaries 10.
     reference.queue = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 10).queue;
     for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares',
-      'text', 'number', 'chain', 'queue', 'fixed', 'item', 'sitem', 'flag']) {
+      'text', 'number', 'chain', 'queue', 'fixed', 'item', 'sitem', 'flag', 'count_ref', 'first', 'special', 'tagged']) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(reference[name]), `${name}: gdb says ${reference[name]}`);
     }
@@ -508,7 +510,14 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
       ['fixed[2]', '7'],
       ['names[3]', '"three"'],
       ['chain[1]', '5'],
+      ['first.count', '2'],
+      ['special.discount', '0.5'],
+      ['tagged.tags[1]', '2'],
     ]);
+    // A base class is a row named as gdb names it, holding its members.
+    const special = await children(dc, vars.special);
+    assert.deepStrictEqual(special.map((c) => c.name), ['shop::Item', 'discount']);
+    assert.deepStrictEqual((await children(dc, special[0])).map((c) => `${c.name}=${c.value}`), ['name="plum"', 'count=3']);
     await assert.rejects(evaluate(dc, frameId, 'names["one"]'), /has no element \["one"\]/);
     await assert.rejects(evaluate(dc, frameId, 'numbers.size()'), /`size\(…\)` needs a function call/);
 
@@ -539,6 +548,6 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     const scopes = await dc.scopesRequest({ frameId });
     const localsRef = scopes.body.scopes.find((s) => s.name === 'Locals');
     assert.strictEqual(await setRow(dc, localsRef, 'flag', 'false'), 'false');
-    assert.match(await continueToExit(dc, stop.body.threadId), /1 0 3 203 4 -3 5 0\n/, 'the program printed what was set');
+    assert.match(await continueToExit(dc, stop.body.threadId), /1 0 3 203 4 -3 5 0 1 9 3 5\n/, 'the program printed what was set');
   });
 });
