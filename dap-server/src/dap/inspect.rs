@@ -50,6 +50,7 @@ impl Session {
         let mut regs = target.top_registers(&thread).await?;
         let stopped_by_line_breakpoint = self.stopped_by_line_breakpoint(regs.pc());
         let target = self.target_ref()?;
+        let entered = target.stop.inline_entered;
         let mut frames = Vec::new();
         for physical in 0..MAX_FRAMES {
             let pc = regs.pc();
@@ -68,9 +69,12 @@ impl Session {
                 .flatten();
             // As gdb: the inlined calls that begin at the stop's pc are
             // shown only where a breakpoint on a source line stopped it
-            // (the line's own code); elsewhere the stop is at their call site.
+            // (the line's own code), or as far as stepIn went into them;
+            // elsewhere the stop is at their call site.
             let hidden = if physical == 0 && !stopped_by_line_breakpoint {
-                symbols.inlined_calls_starting_at(pc)
+                symbols
+                    .inlined_calls_starting_at(pc)
+                    .saturating_sub(entered)
             } else {
                 0
             };
@@ -90,6 +94,26 @@ impl Session {
         }
         target.stop.frames = Some(frames.clone());
         Ok(frames)
+    }
+
+    /// gdb's `step` where the stop hides inlined calls that begin at the
+    /// pc: one call down, without running. Whether it went down.
+    pub(super) async fn step_into_hidden_inline_call(&mut self) -> Result<bool> {
+        let target = self.target_ref()?;
+        let thread = target.thread.clone();
+        let pc = target.top_registers(&thread).await?.pc();
+        if self.stopped_by_line_breakpoint(pc) {
+            return Ok(false);
+        }
+        let target = self.target_ref()?;
+        if target.module_at(pc).inlined_calls_starting_at(pc) <= target.stop.inline_entered {
+            return Ok(false);
+        }
+        target.stop.inline_entered += 1;
+        target.stop.frames = None;
+        target.stop.refs.clear();
+        self.report_step(None)?;
+        Ok(true)
     }
 
     /// Whether a user breakpoint on a source line (not a function) stopped

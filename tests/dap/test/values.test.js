@@ -66,17 +66,17 @@ function referenceLocals(gdb, binary, file, line, elements = 200, prints = []) {
 }
 
 /**
- * The reference debugger's `bt` at each stop of one run with breakpoints on
- * `locations` (`values::total`, `values.rs:76`), in the order it stops:
- * per stop, its frames down to the C `main` (gdb's own `backtrace
- * past-main off` ends C++ stacks there; the frames past it are the guest's
- * libc, not the host's), each as { name, file, line }.
+ * The reference debugger's `bt` after each of `moves` (`run`, then
+ * `continue` to the next breakpoint, or `step`) in one run with
+ * breakpoints on `locations` (`values::total`, `values.rs:76`): per stop,
+ * its frames down to the C `main` (gdb's own `backtrace past-main off`
+ * ends C++ stacks there; the frames past it are the guest's libc, not the
+ * host's), each as { name, file, line }.
  */
-function referenceBacktraces(gdb, binary, locations) {
-  const stops = locations.length;
+function referenceBacktraces(gdb, binary, locations, moves = ['run', 'continue']) {
   const out = run(gdb, ['-batch', '-nx', '-ex', 'set startup-with-shell off', '-ex', 'set width 0',
-    ...locations.flatMap((l) => ['-ex', `break ${l}`]), '-ex', 'run',
-    ...Array.from({ length: stops }, (_, i) => [...(i ? ['-ex', 'continue'] : []), '-ex', 'echo @@BT\\n', '-ex', 'bt']).flat(), binary]);
+    ...locations.flatMap((l) => ['-ex', `break ${l}`]),
+    ...moves.flatMap((m) => ['-ex', m, '-ex', 'echo @@BT\\n', '-ex', 'bt']), binary]);
   return out.split('@@BT\n').slice(1).map((bt) => {
     const frames = [];
     for (const l of bt.split('\n')) {
@@ -410,7 +410,7 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     const binary = path.join(work, 'values_release');
     const reference = referenceLocals('rust-gdb', binary, valuesRs, line, 10);
     reference.squares = referenceLocals('rust-gdb', binary, valuesRs, line, 20).squares;
-    const backtraces = referenceBacktraces('rust-gdb', binary, ['values::total', `values.rs:${line}`]);
+    const backtraces = referenceBacktraces('rust-gdb', binary, ['values::total', `values.rs:${line}`], ['run', 'step', 'step', 'continue']);
     const { event, fbps } = await launchTo(dc, binary, valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
     // rustc inlined library code (the iterator's sum) at total's first
@@ -426,9 +426,19 @@ describe(`values as Rust and C++ show them (${engine} engine)`, function () {
     const argRef = args.body.scopes.find((s) => s.name === 'Arguments').variablesReference;
     const argVars = Object.fromEntries((await dc.variablesRequest({ variablesReference: argRef })).body.variables.map((v) => [v.name, v]));
     assert.strictEqual(argVars.label.value, '"sum"');
+    // stepIn there goes down into those calls one at a time without
+    // running, as gdb's `step` does: Iterator::sum, then the Sum impl.
+    for (const [i, what] of [[1, 'first'], [2, 'second']]) {
+      const stepped = dc.waitForEvent('stopped');
+      await dc.stepInRequest({ threadId: event.body.threadId });
+      assert.strictEqual((await stepped).body.reason, 'step');
+      const inside = await expectFramesAsGdb(dc, event.body.threadId, backtraces[i], `after the ${what} stepIn`);
+      assert.ok(inside[0].name.endsWith(' [inlined]'), inside[0].name);
+      assert.strictEqual(inside[0].instructionPointerReference, totalFrame.instructionPointerReference, 'no instruction ran');
+    }
 
     const stop = await continueTo(dc, event.body.threadId);
-    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[1], `at the breakpoint on values.rs:${line}`);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[3], `at the breakpoint on values.rs:${line}`);
     let vars;
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
