@@ -530,14 +530,21 @@ fn run_dap_suite(
 /// hardware-virtualization KVM.
 #[test]
 fn nested_dap_program_sessions_on_the_kvm_engine() {
-    let test = "nested_dap_program_sessions_on_the_kvm_engine";
+    run_whole_dap_suite_on_kvm(
+        "nested_dap_program_sessions_on_the_kvm_engine",
+        "test/program.test.js",
+    );
+}
+
+/// All of tests/dap's `suite` on the KVM engine, against L1's `vmdbg dap`.
+fn run_whole_dap_suite_on_kvm(test: &str, suite: &str) {
     let Some(dap_dir) = dap_suite_dir(test) else {
         return;
     };
     let Some(mut l1) = nested::session(test) else {
         return;
     };
-    run_dap_suite(&mut l1, &dap_dir, "test/program.test.js", "kvm", None);
+    run_dap_suite(&mut l1, &dap_dir, suite, "kvm", None);
 }
 
 /// Issue 15's values on the KVM engine: the values suite (Rust debug and
@@ -546,14 +553,7 @@ fn nested_dap_program_sessions_on_the_kvm_engine() {
 /// binaries), each session booting L2 on L1's hardware-virtualization KVM.
 #[test]
 fn nested_dap_values_on_the_kvm_engine() {
-    let test = "nested_dap_values_on_the_kvm_engine";
-    let Some(dap_dir) = dap_suite_dir(test) else {
-        return;
-    };
-    let Some(mut l1) = nested::session(test) else {
-        return;
-    };
-    run_dap_suite(&mut l1, &dap_dir, "test/values.test.js", "kvm", None);
+    run_whole_dap_suite_on_kvm("nested_dap_values_on_the_kvm_engine", "test/values.test.js");
 }
 
 /// Benchmark, not a test (ignored by default): DAP `launch` to the first
