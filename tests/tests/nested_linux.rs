@@ -619,6 +619,40 @@ fn nested_bench_dap_launch_to_first_stop() {
     }
 }
 
+/// Benchmark, not a test (ignored by default): tests/dap/bench/values-paging.js
+/// on the KVM engine, against L1's `vmdbg dap` (the Locals listing, the
+/// first and the last page of a 1,000,000-element Vec, rust-gdb's `print`
+/// on the host as the anchor; medians and the ratio).
+/// `cargo test --release -p vmdbg-e2e --test nested_linux -- --ignored --nocapture nested_bench_values`
+#[test]
+#[ignore]
+fn nested_bench_values_paging() {
+    let test = "nested_bench_values_paging";
+    let Some(dap_dir) = dap_suite_dir(test) else {
+        return;
+    };
+    let Some(l1) = nested::session(test) else {
+        return;
+    };
+    let mut node = std::process::Command::new("node");
+    node.current_dir(&dap_dir)
+        .arg("bench/values-paging.js")
+        .env("VMDBG_DAP_PORT", l1.dap_port.to_string())
+        .env("VMDBG_TEST_PROGRAMS", &l1.dap_programs)
+        .env("VMDBG_TEST_ENGINE", "kvm");
+    let out = vmdbg_e2e::run(node, "node bench/values-paging.js", SCENARIO_LIMIT * 2);
+    eprintln!(
+        "{}{}",
+        vmdbg_e2e::text(&out.stdout),
+        vmdbg_e2e::text(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the benchmark failed ({})",
+        out.status
+    );
+}
+
 /// Benchmark, not a test (ignored by default): L2 boot to init (L1 wall
 /// clock from starting the VMM to L2's first line from init) with the
 /// uncompressed vmlinux (PVH) and the bzImage, each run `VMDBG_BENCH_RUNS`
