@@ -59,6 +59,7 @@ pub fn available() -> Result<(), String> {
         // The DAP tests' programs are built by tests/dap/programs.js.
         crate::tool("node"),
         crate::tool("rustc"),
+        crate::tool("g++"),
     ])?;
     let uid = Command::new("id")
         .arg("-u")

@@ -482,40 +482,36 @@ fn dap_suite_dir(test: &str) -> Option<std::path::PathBuf> {
     vmdbg_e2e::require(installed, test).then_some(dir)
 }
 
-/// Runs tests/dap's program suite (those of its tests whose titles match
-/// `grep`, if given) with DebugClient on the host against the `vmdbg dap`
-/// that L1 starts per connection, over QEMU's forwarded port, with the
-/// programs prebuilt where L1 sees them. Returns mocha's report; panics,
-/// with L1's adapter log, if a test fails.
-fn run_program_suite(
+/// Runs one of tests/dap's program-mode suites (`suite`, e.g.
+/// `test/program.test.js`; those of its tests whose titles match `grep`,
+/// if given) with DebugClient on the host against the `vmdbg dap` that L1
+/// starts per connection, over QEMU's forwarded port, with the programs
+/// prebuilt where L1 sees them (tests/dap/programs.js). Returns mocha's
+/// report; panics, with L1's adapter log, if a test fails.
+fn run_dap_suite(
     l1: &mut nested::L1,
     dap_dir: &std::path::Path,
+    suite: &str,
     engine: &str,
     grep: Option<&str>,
 ) -> String {
     let mut mocha = std::process::Command::new("npx");
     mocha
         .current_dir(dap_dir)
-        .args([
-            "mocha",
-            "--exit",
-            "--timeout",
-            "300000",
-            "test/program.test.js",
-        ])
+        .args(["mocha", "--exit", "--timeout", "300000", suite])
         .env("VMDBG_DAP_PORT", l1.dap_port.to_string())
         .env("VMDBG_TEST_PROGRAMS", &l1.dap_programs)
         .env("VMDBG_TEST_ENGINE", engine);
     if let Some(pattern) = grep {
         mocha.args(["-g", pattern]);
     }
-    let out = vmdbg_e2e::run(mocha, "mocha test/program.test.js", SCENARIO_LIMIT * 4);
+    let out = vmdbg_e2e::run(mocha, &format!("mocha {suite}"), SCENARIO_LIMIT * 4);
     let report = vmdbg_e2e::text(&out.stdout);
     eprintln!("{report}{}", vmdbg_e2e::text(&out.stderr));
     if !out.status.success() {
         let log = l1.run("cat /tmp/dap.log", SCENARIO_LIMIT);
         panic!(
-            "the program suite failed against vmdbg dap in L1 ({}); L1's /tmp/dap.log:\n{}",
+            "{suite} failed against vmdbg dap in L1 ({}); L1's /tmp/dap.log:\n{}",
             out.status, log.output
         );
     }
@@ -523,7 +519,7 @@ fn run_program_suite(
     // console line); here only that nothing was skipped.
     assert!(
         report.contains(" passing") && !report.contains("pending"),
-        "the suite ran no tests, or skipped some:\n{report}"
+        "{suite} ran no tests, or skipped some:\n{report}"
     );
     report
 }
@@ -534,14 +530,30 @@ fn run_program_suite(
 /// hardware-virtualization KVM.
 #[test]
 fn nested_dap_program_sessions_on_the_kvm_engine() {
-    let test = "nested_dap_program_sessions_on_the_kvm_engine";
+    run_whole_dap_suite_on_kvm(
+        "nested_dap_program_sessions_on_the_kvm_engine",
+        "test/program.test.js",
+    );
+}
+
+/// All of tests/dap's `suite` on the KVM engine, against L1's `vmdbg dap`.
+fn run_whole_dap_suite_on_kvm(test: &str, suite: &str) {
     let Some(dap_dir) = dap_suite_dir(test) else {
         return;
     };
     let Some(mut l1) = nested::session(test) else {
         return;
     };
-    run_program_suite(&mut l1, &dap_dir, "kvm", None);
+    run_dap_suite(&mut l1, &dap_dir, suite, "kvm", None);
+}
+
+/// Issue 15's values on the KVM engine: the values suite (Rust debug and
+/// release-with-debuginfo builds, C++; summaries, children, evaluate, hex,
+/// setVariable, compared with rust-gdb and gdb run on the host on the same
+/// binaries), each session booting L2 on L1's hardware-virtualization KVM.
+#[test]
+fn nested_dap_values_on_the_kvm_engine() {
+    run_whole_dap_suite_on_kvm("nested_dap_values_on_the_kvm_engine", "test/values.test.js");
 }
 
 /// Benchmark, not a test (ignored by default): DAP `launch` to the first
@@ -574,8 +586,13 @@ fn nested_bench_dap_launch_to_first_stop() {
     for engine in engines {
         let mut times: Vec<u64> = (0..runs)
             .map(|_| {
-                let report =
-                    run_program_suite(&mut l1, &dap_dir, engine, Some("C: breakpoint in main"));
+                let report = run_dap_suite(
+                    &mut l1,
+                    &dap_dir,
+                    "test/program.test.js",
+                    engine,
+                    Some("C: breakpoint in main"),
+                );
                 report
                     .lines()
                     .find_map(|l| {
@@ -600,6 +617,40 @@ fn nested_bench_dap_launch_to_first_stop() {
             qemu as f64 / kvm as f64
         );
     }
+}
+
+/// Benchmark, not a test (ignored by default): tests/dap/bench/values-paging.js
+/// on the KVM engine, against L1's `vmdbg dap` (the Locals listing, the
+/// first and the last page of a 1,000,000-element Vec, rust-gdb's `print`
+/// on the host as the anchor; medians and the ratio).
+/// `cargo test --release -p vmdbg-e2e --test nested_linux -- --ignored --nocapture nested_bench_values`
+#[test]
+#[ignore]
+fn nested_bench_values_paging() {
+    let test = "nested_bench_values_paging";
+    let Some(dap_dir) = dap_suite_dir(test) else {
+        return;
+    };
+    let Some(l1) = nested::session(test) else {
+        return;
+    };
+    let mut node = std::process::Command::new("node");
+    node.current_dir(&dap_dir)
+        .arg("bench/values-paging.js")
+        .env("VMDBG_DAP_PORT", l1.dap_port.to_string())
+        .env("VMDBG_TEST_PROGRAMS", &l1.dap_programs)
+        .env("VMDBG_TEST_ENGINE", "kvm");
+    let out = vmdbg_e2e::run(node, "node bench/values-paging.js", SCENARIO_LIMIT * 2);
+    eprintln!(
+        "{}{}",
+        vmdbg_e2e::text(&out.stdout),
+        vmdbg_e2e::text(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the benchmark failed ({})",
+        out.status
+    );
 }
 
 /// Benchmark, not a test (ignored by default): L2 boot to init (L1 wall

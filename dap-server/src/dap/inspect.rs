@@ -48,6 +48,9 @@ impl Session {
         }
         let thread = target.thread.clone();
         let mut regs = target.top_registers(&thread).await?;
+        let stopped_by_line_breakpoint = self.stopped_by_line_breakpoint(regs.pc());
+        let target = self.target_ref()?;
+        let entered = target.stop.inline_entered;
         let mut frames = Vec::new();
         for physical in 0..MAX_FRAMES {
             let pc = regs.pc();
@@ -64,7 +67,18 @@ impl Session {
                 .await
                 .ok()
                 .flatten();
-            for source in symbols.source_frames(probe) {
+            // As gdb: the inlined calls that begin at the stop's pc are
+            // shown only where a breakpoint on a source line stopped it
+            // (the line's own code), or as far as stepIn went into them;
+            // elsewhere the stop is at their call site.
+            let hidden = if physical == 0 && !stopped_by_line_breakpoint {
+                symbols
+                    .inlined_calls_starting_at(pc)
+                    .saturating_sub(entered)
+            } else {
+                0
+            };
+            for source in symbols.source_frames(probe).into_iter().skip(hidden) {
                 frames.push(FrameInfo {
                     regs: regs.clone(),
                     pc,
@@ -80,6 +94,40 @@ impl Session {
         }
         target.stop.frames = Some(frames.clone());
         Ok(frames)
+    }
+
+    /// gdb's `step` where the stop hides inlined calls that begin at the
+    /// pc: one call down, without running. Whether it went down.
+    pub(super) async fn step_into_hidden_inline_call(&mut self) -> Result<bool> {
+        let target = self.target_ref()?;
+        let thread = target.thread.clone();
+        let pc = target.top_registers(&thread).await?.pc();
+        if self.stopped_by_line_breakpoint(pc) {
+            return Ok(false);
+        }
+        let target = self.target_ref()?;
+        if target.module_at(pc).inlined_calls_starting_at(pc) <= target.stop.inline_entered {
+            return Ok(false);
+        }
+        target.stop.inline_entered += 1;
+        target.stop.frames = None;
+        target.stop.refs.clear();
+        self.report_step(None)?;
+        Ok(true)
+    }
+
+    /// Whether a user breakpoint on a source line (not a function) stopped
+    /// the current thread at `pc`.
+    fn stopped_by_line_breakpoint(&self, pc: u64) -> bool {
+        let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.as_ref()) else {
+            return false;
+        };
+        *at == pc
+            && self
+                .line_breakpoints
+                .values()
+                .flatten()
+                .any(|b| ids.contains(&b.id))
     }
 
     async fn frame(&mut self, index: usize) -> Result<FrameInfo> {
@@ -483,6 +531,7 @@ impl Session {
             }
             TypeKind::Pointer {
                 target: Some(pointee),
+                ..
             } if start == 0 => {
                 let bytes = self.bytes_of(&place, 8).await?;
                 let addr = int_of(&bytes, false) as u64;
@@ -566,7 +615,9 @@ impl Session {
             None => entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
                 TypeKind::Struct { members, .. } => !members.is_empty(),
                 TypeKind::Array { .. } => true,
-                TypeKind::Pointer { target: Some(p) } => {
+                TypeKind::Pointer {
+                    target: Some(p), ..
+                } => {
                     !matches!(symbols.strip(*p).kind, TypeKind::Function)
                         && symbols.resolve_type(*p).size.is_some()
                 }
@@ -829,8 +880,16 @@ impl Session {
                 if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. })
                     && matches!(e, Expr::Member(..))
                 {
-                    // Rust's `.` reaches through references and Box.
-                    if symbols.languages[ty.unit] != Language::Rust {
+                    // Rust's `.` reaches through references and Box, C++'s
+                    // through references.
+                    let reference = matches!(
+                        symbols.strip(ty).kind,
+                        TypeKind::Pointer {
+                            reference: Some(_),
+                            ..
+                        }
+                    );
+                    if symbols.languages[ty.unit] != Language::Rust && !reference {
                         bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
                     }
                     let Evaluated::Entry(target) = self.deref(Evaluated::Entry(entry), 0).await?
@@ -1014,7 +1073,7 @@ impl Session {
         let ty = entry.ty.context("the value has no type")?;
         let stripped = symbols.strip(ty);
         let (element, base) = match &stripped.kind {
-            TypeKind::Pointer { target } => {
+            TypeKind::Pointer { target, .. } => {
                 let bytes = self.bytes_of(&entry.place, 8).await?;
                 (*target, Place::Memory(int_of(&bytes, false) as u64))
             }

@@ -213,6 +213,9 @@ pub struct StopState {
     /// What the user breakpoints at this stop's pc decided (that pc, the
     /// ids that stop): conditions and hit counts are evaluated once a stop.
     pub decided: Option<(u64, Vec<i64>)>,
+    /// How many of the inlined calls that begin at the pc (hidden, as gdb
+    /// hides them) `stepIn` has gone down into without running.
+    pub inline_entered: usize,
 }
 
 pub struct Target {

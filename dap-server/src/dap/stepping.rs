@@ -160,6 +160,9 @@ impl Session {
                 }
             }
         }
+        if kind == StepKind::In && self.step_into_hidden_inline_call().await? {
+            return Ok(());
+        }
         let target = self.target_mut()?;
         let pc = target.pc().await?;
         let symbols = target.symbols.clone();

@@ -140,6 +140,46 @@ impl Symbols {
         None
     }
 
+    /// How many of the innermost inlined calls holding `pc` begin at `pc`:
+    /// those gdb hides at a stop there (its `skip_inline_frames`), showing
+    /// the stop at their call site in the function they were inlined into,
+    /// as if the call were yet to be made. A call begins at `pc` when its
+    /// first range does (gdb's entry pc), or when `pc` starts one of its
+    /// ranges and `pc - 1` is outside it (code entering it from elsewhere).
+    pub fn inlined_calls_starting_at(&self, pc: u64) -> usize {
+        let Some(scope) = self.scope_chain(pc) else {
+            return 0;
+        };
+        let pc = pc.wrapping_sub(self.bias);
+        let unit = &self.units[scope.unit];
+        let begins_here = |entry: &gimli::DebuggingInformationEntry<Reader>| {
+            let Ok(mut ranges) = self.dwarf.die_ranges(unit, entry) else {
+                return false;
+            };
+            let mut first = true;
+            let mut starts_a_range = false;
+            while let Ok(Some(r)) = ranges.next() {
+                if r.begin == pc {
+                    if first {
+                        return true;
+                    }
+                    starts_a_range = true;
+                }
+                first = false;
+            }
+            starts_a_range && !die_contains(&self.dwarf, unit, entry, pc.wrapping_sub(1))
+        };
+        scope
+            .chain
+            .iter()
+            .rev()
+            .map_while(|&offset| unit.entry(offset).ok())
+            .take_while(|entry| {
+                entry.tag() == gimli::DW_TAG_inlined_subroutine && begins_here(entry)
+            })
+            .count()
+    }
+
     fn walk_chain(
         &self,
         unit: &gimli::Unit<Reader>,

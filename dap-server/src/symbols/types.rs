@@ -58,8 +58,11 @@ pub enum TypeKind {
         enumerators: Vec<(String, i64)>,
         signed: bool,
     },
+    /// A pointer, or a C++ reference (a pointer to DWARF, shown as gdb
+    /// shows it: `@0x…: value`).
     Pointer {
         target: Option<TypeId>,
+        reference: Option<Reference>,
     },
     Struct {
         members: Vec<Member>,
@@ -84,6 +87,15 @@ pub enum TypeKind {
     },
     Function,
     Other,
+}
+
+/// Which C++ reference a pointer type is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// `T &`
+    Lvalue,
+    /// `T &&`
+    Rvalue,
 }
 
 #[derive(Clone, Debug)]
@@ -141,9 +153,18 @@ impl Symbols {
                     _ => gimli::DW_ATE_signed,
                 },
             },
-            gimli::DW_TAG_pointer_type
-            | gimli::DW_TAG_reference_type
-            | gimli::DW_TAG_rvalue_reference_type => TypeKind::Pointer { target },
+            gimli::DW_TAG_pointer_type => TypeKind::Pointer {
+                target,
+                reference: None,
+            },
+            gimli::DW_TAG_reference_type => TypeKind::Pointer {
+                target,
+                reference: Some(Reference::Lvalue),
+            },
+            gimli::DW_TAG_rvalue_reference_type => TypeKind::Pointer {
+                target,
+                reference: Some(Reference::Rvalue),
+            },
             gimli::DW_TAG_typedef => TypeKind::Typedef { target },
             gimli::DW_TAG_const_type
             | gimli::DW_TAG_volatile_type
@@ -283,7 +304,7 @@ impl Symbols {
         let ty = self.type_of_die(unit, e);
         let base = e.tag() == gimli::DW_TAG_inheritance;
         let name = if base {
-            ty.map(|t| self.resolve_type(t).name.clone())
+            ty.map(|t| self.scoped_name(t))
                 .unwrap_or_default()
                 .trim_start_matches("struct ")
                 .to_string()
@@ -297,6 +318,41 @@ impl Symbols {
             bits,
             base,
         })
+    }
+
+    /// A type's name with the namespaces, modules and classes around its
+    /// DIE (`shop::Item`), as gdb writes a base class. Walks the unit's
+    /// DIEs up to it: for base classes only, which are few.
+    fn scoped_name(&self, id: TypeId) -> String {
+        let name = self.resolve_type(id).name.clone();
+        let unit = &self.units[id.unit];
+        let mut scopes: Vec<Option<String>> = Vec::new();
+        let mut entries = unit.entries();
+        let mut depth = 0isize;
+        while let Ok(Some((delta, entry))) = entries.next_dfs() {
+            depth += delta;
+            let Ok(level) = usize::try_from(depth) else {
+                break;
+            };
+            scopes.truncate(level);
+            if entry.offset() == id.offset {
+                let mut path: Vec<String> = scopes.iter().flatten().cloned().collect();
+                path.push(name);
+                return path.join("::");
+            }
+            let scope = matches!(
+                entry.tag(),
+                gimli::DW_TAG_namespace
+                    | gimli::DW_TAG_module
+                    | gimli::DW_TAG_structure_type
+                    | gimli::DW_TAG_class_type
+                    | gimli::DW_TAG_union_type
+            )
+            .then(|| self.die_name(id.unit, entry))
+            .filter(|n| !n.is_empty());
+            scopes.push(scope);
+        }
+        name
     }
 
     fn parse_variant_part(
@@ -374,7 +430,14 @@ impl Symbols {
         match &ty.kind {
             // Rust names its pointer types (`&str`, `*mut u8`, `Box<T>`).
             TypeKind::Pointer { .. } if !ty.name.is_empty() => ty.name.clone(),
-            TypeKind::Pointer { target } => format!("{} *", target_name(target)),
+            TypeKind::Pointer { target, reference } => {
+                let sigil = match reference {
+                    None => "*",
+                    Some(Reference::Lvalue) => "&",
+                    Some(Reference::Rvalue) => "&&",
+                };
+                format!("{} {sigil}", target_name(target))
+            }
             TypeKind::Qualified { target } => {
                 let qualifier = if ty.name.is_empty() {
                     "const"

@@ -111,6 +111,14 @@ impl Unwinder {
             frame.cfa = Some(cfa);
             for reg in 0..REG_COUNT as u16 {
                 let value = match row.register(gimli::Register(reg)) {
+                    // gimli reports a register the CIE and FDE never
+                    // mention as Undefined too: a callee-saved one the
+                    // function leaves alone (rustc's code without frame
+                    // pointers and rbp) keeps its value in the caller, as
+                    // gdb takes it; without that the walk stopped at the
+                    // first caller whose CFA is rbp-based (std's
+                    // lang_start_internal under a Rust main).
+                    RegisterRule::Undefined if is_callee_saved(reg) => frame.get(reg),
                     RegisterRule::Undefined => None,
                     RegisterRule::SameValue => frame.get(reg),
                     RegisterRule::Offset(off) => {

@@ -21,6 +21,15 @@ struct Item {
     int count;
 };
 
+struct Special : Item {
+    double discount;
+};
+
+template <typename T, int N> struct Tagged {
+    T value;
+    int tags[N];
+};
+
 class Basket {
 public:
     int total() const { return static_cast<int>(items.size()); } // MARK:method
@@ -57,10 +66,14 @@ int main()
     std::unique_ptr<shop::Item> item = std::make_unique<shop::Item>(shop::Item{"pear", 4});
     std::shared_ptr<shop::Item> sitem = std::make_shared<shop::Item>(shop::Item{"fig", 5});
     bool flag = true;
+    int &count_ref = n;
+    const shop::Item &first = basket.items[0];
+    shop::Special special{{"plum", 3}, 0.5};
+    shop::Tagged<short, 2> tagged{5, {1, 2}};
     std::printf("%s %zu %zu %d %d %ld %d %zu %zu %d %d %zu\n", greeting.c_str(), view.size(), numbers.size(), *owned, *shared,
                 shared2.use_count(), n, names.size(), primes.size(), *some, none.has_value(), squares.size());
     // clang-format off
-    std::printf("%zu %zu %zu %zu %zu %d %d %d\n", text.index(), number.index(), chain.size(), queue.size(), fixed.size(), item->count, sitem->count, flag); // MARK:values
+    std::printf("%zu %zu %zu %zu %zu %d %d %d %d %d %d %d\n", text.index(), number.index(), chain.size(), queue.size(), fixed.size(), item->count, sitem->count, flag, count_ref, first.count, special.count, tagged.value); // MARK:values
     // clang-format on
     return 0;
 }

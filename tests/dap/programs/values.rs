@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -72,8 +73,14 @@ fn main() {
     let flag = true;
     let point = Box::new(Point { x: 1, visible: false });
     let trio = (1i32, 'c', (2.5f64, "s"));
+    // Niche layouts: None is the zero that NonZero and Box never hold.
+    let nonzero: Option<NonZeroU32> = NonZeroU32::new(8);
+    let no_nonzero: Option<NonZeroU32> = None;
+    let maybe_box: Option<Box<i32>> = Some(Box::new(9));
+    let no_box: Option<Box<i32>> = None;
+    let weak = Rc::downgrade(&shared);
     let t = total(&acct, "sum");
-    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?} {set:?} {} {:?} {ring:?} {} {small:?} {letters:?} {path:?} {os:?} {} {flag} {} {} {trio:?}", shapes.len(), big.len(), counter.get(), cell.borrow(), squares.len(), add(1), point.x, point.visible); // MARK:values
+    println!("{t} {} {nothing:?} {boxed} {maybe_ref:?} {no_ref:?} {shared2} {atomic} {letter} {pair:?} {slice:?} {words} {res:?} {ok:?} {} {map:?} {set:?} {} {:?} {ring:?} {} {small:?} {letters:?} {path:?} {os:?} {} {flag} {} {} {trio:?} {nonzero:?} {no_nonzero:?} {maybe_box:?} {no_box:?} {}", shapes.len(), big.len(), counter.get(), cell.borrow(), squares.len(), add(1), point.x, point.visible, weak.strong_count()); // MARK:values
     for s in &shapes {
         match s {
             Shape::Circle { r } => println!("circle {r}"),

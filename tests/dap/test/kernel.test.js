@@ -350,17 +350,32 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
     assert.strictEqual(bp.body.breakpoints[0].verified, true);
     ({ frames } = await h.stepAndWait(dc, 'continue', { threadId: 1 }));
     const libC = path.join(h.sourceDir, 'lib.c');
-    const shown = frames.map((f) => `${f.name}:${path.basename(f.source.path)}:${f.line}`);
-    assert.deepStrictEqual(shown.slice(0, 3), [
+    const shownOf = (list) => list.map((f) => `${f.name}:${path.basename(f.source.path)}:${f.line}`);
+    // As gdb at a function breakpoint: the calls inlined at the stop's pc
+    // (serial_putc and its inb begin there) are not entered yet; the stop
+    // is at their call site.
+    assert.deepStrictEqual(shownOf(frames).slice(0, 1), [`serial_puts:lib.c:${h.lineOf(libC, /serial_putc\(\*s\+\+\);/)}`], shownOf(frames).join(' < '));
+    assert.strictEqual(frames[1].name, 'kmain');
+    // A step enters them as gdb's `step` does, one call down without
+    // running: serial_putc's frame, inlined into serial_puts.
+    ({ frames } = await h.stepAndWait(dc, 'stepIn', { threadId: 1 }));
+    assert.deepStrictEqual(shownOf(frames).slice(0, 2), [
+      `serial_putc [inlined]:lib.c:${h.lineOf(libC, /while \(!\(inb\(COM1 \+ 5\)/)}`,
+      `serial_puts:lib.c:${h.lineOf(libC, /serial_putc\(\*s\+\+\);/)}`,
+    ], shownOf(frames).join(' < '));
+    assert.strictEqual(frames[2].name, 'kmain');
+    // The next goes down into inb, still without running (gdb's `step`).
+    ({ frames } = await h.stepAndWait(dc, 'stepIn', { threadId: 1 }));
+    assert.deepStrictEqual(shownOf(frames).slice(0, 3), [
       'inb [inlined]:lib.h:' + frames[0].line,
       `serial_putc [inlined]:lib.c:${h.lineOf(libC, /while \(!\(inb\(COM1 \+ 5\)/)}`,
       `serial_puts:lib.c:${h.lineOf(libC, /serial_putc\(\*s\+\+\);/)}`,
-    ], shown.join(' < '));
+    ], shownOf(frames).join(' < '));
     assert.strictEqual(frames[3].name, 'kmain');
     // The inlined frames share the physical frame's pc.
     assert.strictEqual(frames[0].instructionPointerReference, frames[2].instructionPointerReference);
     // Each inlined frame has its own scopes: serial_putc's parameter c.
-    const args = (await h.scopeVariables(dc, 2, 'Arguments')).variables;
+    const args = (await h.scopeVariables(dc, frames[1].id, 'Arguments')).variables;
     assert.deepStrictEqual(args.map((a) => a.name), ['c']);
   });
 });

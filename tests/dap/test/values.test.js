@@ -1,6 +1,8 @@
 // Values as Rust and C++ developers expect them (issue 15), end to end: a
 // real DAP client drives `vmdbg dap` on a Rust and a C++ program in a
-// Linux VM (the QEMU engine here) and compares what the Variables view
+// Linux VM (the QEMU engine here; the KVM engine in the nested tier, where
+// tests/tests/nested_linux.rs runs this suite against `vmdbg dap` in its L1
+// with VMDBG_DAP_PORT, VMDBG_TEST_PROGRAMS and VMDBG_TEST_ENGINE=kvm) and compares what the Variables view
 // would show with the reference debuggers on the same binary at the same
 // line, run on this host: rust-gdb's pretty printers for Rust, gdb's
 // libstdc++ printers for C++. Addresses are masked (the guest's heap is
@@ -14,15 +16,21 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { vmdbg, haveCommand, requireTier, startClient, lineOf } = require('./helpers');
+const { sources: { valuesRs, valuesCpp }, buildValuesPrograms } = require('../programs');
 
-const programs = path.join(__dirname, '..', 'programs');
-const valuesRs = path.join(programs, 'values.rs');
-const valuesCpp = path.join(programs, 'values.cpp');
+// In the nested tier the programs are prebuilt where L1 sees them at the
+// same path, and the reference debuggers run here on those same binaries.
+const prebuilt = process.env.VMDBG_TEST_PROGRAMS;
+const engine = process.env.VMDBG_TEST_ENGINE || 'qemu';
 const BOOT_MS = 240000;
 
 function tierMissing() {
-  if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
-  for (const tool of ['g++', 'rustc', 'rust-gdb', 'gdb', 'qemu-system-x86_64']) {
+  const tools = ['rust-gdb', 'gdb'];
+  if (!prebuilt) {
+    if (!fs.existsSync(vmdbg)) return `${vmdbg} is not built (cargo build --release -p vmdbg)`;
+    tools.push('g++', 'rustc', 'qemu-system-x86_64');
+  }
+  for (const tool of tools) {
     if (!haveCommand(tool)) return `\`${tool}\` is not installed (see .ci/setup-tests)`;
   }
   return null;
@@ -55,6 +63,74 @@ function referenceLocals(gdb, binary, file, line, elements = 200, prints = []) {
   }
   Object.defineProperty(locals, 'printed', { value: printed, enumerable: false });
   return locals;
+}
+
+/**
+ * The reference debugger's `bt` after each of `moves` (`run`, then
+ * `continue` to the next breakpoint, or `step`) in one run with
+ * breakpoints on `locations` (`values::total`, `values.rs:76`): per stop,
+ * its frames down to the C `main` (gdb's own `backtrace past-main off`
+ * ends C++ stacks there; the frames past it are the guest's libc, not the
+ * host's), each as { name, file, line }.
+ */
+function referenceBacktraces(gdb, binary, locations, moves = ['run', 'continue']) {
+  const out = run(gdb, ['-batch', '-nx', '-ex', 'set startup-with-shell off', '-ex', 'set width 0',
+    ...locations.flatMap((l) => ['-ex', `break ${l}`]),
+    ...moves.flatMap((m) => ['-ex', m, '-ex', 'echo @@BT\\n', '-ex', 'bt']), binary]);
+  return out.split('@@BT\n').slice(1).map((bt) => {
+    const frames = [];
+    for (const l of bt.split('\n')) {
+      const m = /^#\d+\s+(?:0x[0-9a-f]+ in )?(.*)$/.exec(l);
+      if (!m) continue;
+      const at = / at (\S+):(\d+)$/.exec(m[1]);
+      frames.push({ name: functionName(m[1]), file: at ? path.basename(at[1]) : null, line: at ? Number(at[2]) : null });
+      if (frames[frames.length - 1].name === 'main') break;
+    }
+    return frames;
+  });
+}
+
+/** The function in a gdb frame line (`name<generics> (args) at …`). */
+function functionName(frameLine) {
+  let depth = 0;
+  for (let i = 0; i < frameLine.length; i++) {
+    const c = frameLine[i];
+    if (c === '<') depth++;
+    else if (c === '>') depth--;
+    else if (c === ' ' && depth === 0 && frameLine[i + 1] === '(') return frameLine.slice(0, i);
+  }
+  return frameLine;
+}
+
+/**
+ * A function's name in a form both notations share: generic arguments
+ * dropped (gdb's `f<T>`, the demangler's `f::<T>`), closures as
+ * `{closure}` (gdb's `{closure#0}`, legacy mangling's `{{closure}}`), and
+ * a trait method by its own name alone (gdb names it by the impl block,
+ * `core::ops::function::impls::{impl#2}::call_once`, the demangler by the
+ * trait, `<&F as core::ops::function::FnOnce<A>>::call_once`).
+ */
+function comparableName(name) {
+  let plain = '';
+  let depth = 0;
+  for (const c of name.replace(/ \[inlined\]$/, '')) {
+    if (c === '<') depth++;
+    if (depth === 0) plain += c;
+    if (c === '>') depth--;
+  }
+  plain = plain.replace(/::$/, '').replace(/::(?=::|$)/g, '').replace(/\{\{closure\}\}|\{closure#\d+\}/g, '{closure}');
+  return /\{impl#\d+\}/.test(plain) || /^</.test(name) ? plain.split('::').pop() : plain;
+}
+
+/** vmdbg's stack at a stop is gdb's `bt` there: the same frames, inlined calls included, at the same lines. */
+async function expectFramesAsGdb(dc, threadId, reference, what) {
+  const frames = (await dc.stackTraceRequest({ threadId })).body.stackFrames;
+  const main = frames.findIndex((f) => f.name === 'main');
+  const shown = (main < 0 ? frames : frames.slice(0, main + 1))
+    .map((f) => `${comparableName(f.name)} ${f.source ? path.basename(f.source.path) : null}:${f.source ? f.line : null}`);
+  const expected = reference.map((f) => `${comparableName(f.name)} ${f.file}:${f.line}`);
+  assert.deepStrictEqual(shown, expected, `${what}: the stack as gdb's bt shows it`);
+  return frames;
 }
 
 /**
@@ -100,7 +176,7 @@ async function setRow(dc, parent, name, value) {
 /** The locals of values.rs compared with rust-gdb at MARK:values. */
 const RUST_LOCALS = ['acct', 'shapes', 'nothing', 'maybe_ref', 'no_ref', 'shared', 'shared2', 'atomic', 'letter',
   'pair', 'slice', 'words', 'res', 'ok', 'big', 't', 'boxed', 'map', 'set', 'counter', 'cell', 'ring', 'squares',
-  'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio'];
+  'small', 'letters', 'path', 'os', 'offset', 'add', 'flag', 'point', 'trio', 'nonzero', 'no_nonzero', 'maybe_box', 'no_box'];
 
 const maskAddresses = (s) => s.replace(/0x[0-9a-f]+/g, '0xADDR');
 
@@ -138,13 +214,17 @@ async function launchTo(dc, program, source, lines, functions) {
   const stopped = dc.waitForEvent('stopped', BOOT_MS);
   await dc.initializeRequest({ adapterID: 'vmdbg', supportsVariablePaging: true });
   const initialized = dc.waitForEvent('initialized', BOOT_MS);
-  const launched = dc.launchRequest({ engine: 'qemu', program });
+  const launched = dc.launchRequest({ engine, program });
   await Promise.race([initialized, launched.then(() => initialized)]);
   const bps = await dc.setBreakpointsRequest({ source: { path: source }, breakpoints: lines.map((line) => ({ line })) });
   const fbps = await dc.setFunctionBreakpointsRequest({ breakpoints: functions.map((name) => ({ name })) });
   await dc.configurationDoneRequest();
   await launched;
-  return { event: await stopped, bps, fbps };
+  const event = await stopped;
+  // The adapter's own word on which engine booted the VM, so a run meant
+  // for the KVM engine cannot pass on another.
+  assert.ok(dc.console.includes(`vmdbg: engine ${engine} `), `not booted on the ${engine} engine; the console said:\n${dc.console}`);
+  return { event, bps, fbps };
 }
 
 async function continueTo(dc, threadId) {
@@ -168,18 +248,19 @@ const children = async (dc, variable, start, count) =>
 const evaluate = async (dc, frameId, expression, format) =>
   (await dc.evaluateRequest({ expression, frameId, context: 'watch', format })).body.result;
 
-describe('values as Rust and C++ show them (qemu engine)', function () {
+describe(`values as Rust and C++ show them (${engine} engine)`, function () {
   this.timeout(BOOT_MS + 60000);
   let work;
   let dc;
 
   before(function () {
     requireTier(this, tierMissing());
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
-    run('rustc', ['-g', '-C', 'opt-level=0', '-o', path.join(work, 'values'), valuesRs]);
-    run('g++', ['-g', '-O0', '-o', path.join(work, 'values_cpp'), valuesCpp]);
-    // What `cargo build --release` with `debug = 2` in the profile gives.
-    run('rustc', ['-C', 'opt-level=3', '-C', 'debuginfo=2', '-o', path.join(work, 'values_release'), valuesRs]);
+    if (prebuilt) {
+      work = prebuilt;
+    } else {
+      work = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-dap-values-'));
+      buildValuesPrograms(work);
+    }
   });
 
   beforeEach(async function () {
@@ -192,7 +273,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
   });
 
   after(function () {
-    if (work) fs.rmSync(work, { recursive: true, force: true });
+    if (work && !prebuilt) fs.rmSync(work, { recursive: true, force: true });
   });
 
   it('Rust: demangled frames, a function breakpoint by path, and locals as rust-gdb shows them', async function () {
@@ -201,9 +282,11 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.ok(Object.keys(reference).length >= 15, `rust-gdb gave the reference: ${JSON.stringify(reference)}`);
     // rust-gdb counts a map entry as two elements: 20 shows ten entries, as vmdbg does.
     reference.squares = referenceLocals('rust-gdb', path.join(work, 'values'), valuesRs, line, 20).squares;
+    const backtraces = referenceBacktraces('rust-gdb', path.join(work, 'values'), ['values::total', `values.rs:${line}`]);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values'), valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    await expectFramesAsGdb(dc, event.body.threadId, backtraces[0], 'at the function breakpoint values::total');
     // The function breakpoint by its Rust path stops first, in a frame
     // named as Rust writes it, called from the demangled main.
     let { frames, vars } = await locals(dc, event.body.threadId);
@@ -217,6 +300,7 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     assert.strictEqual(await evaluate(dc, frames[0].id, 'acct.name'), '"alice"', 'field access through a reference');
 
     const stop = await continueTo(dc, event.body.threadId);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[1], `at the breakpoint on values.rs:${line}`);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
     for (const name of RUST_LOCALS) {
@@ -282,6 +366,8 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
       ['cell[1]', '2'],
       ['map["k"]', '1'],
       ['small["b"]', '2'],
+      ['*maybe_box.0', '9'],
+      ['nonzero.0', '8'],
     ]);
     await assert.rejects(evaluate(dc, frameId, 'ring[4]'), /out of range.*length 4/);
     await assert.rejects(evaluate(dc, frameId, 'acct.history.len()'), /`len\(…\)` needs a function call/);
@@ -324,21 +410,35 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const binary = path.join(work, 'values_release');
     const reference = referenceLocals('rust-gdb', binary, valuesRs, line, 10);
     reference.squares = referenceLocals('rust-gdb', binary, valuesRs, line, 20).squares;
+    const backtraces = referenceBacktraces('rust-gdb', binary, ['values::total', `values.rs:${line}`], ['run', 'step', 'step', 'continue']);
     const { event, fbps } = await launchTo(dc, binary, valuesRs, [line], ['values::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
-    let { frames } = await locals(dc, event.body.threadId);
-    // rustc inlined library code at total's first statement: vmdbg shows
-    // those inlined frames above total where gdb hides inline frames that
-    // start at a breakpoint's address.
-    const totalFrame = frames.find((f) => f.name === 'values::total');
-    assert.ok(totalFrame, `values::total is on the stack: ${frames.map((f) => f.name).join(' < ')}`);
-    assert.ok(frames.slice(0, frames.indexOf(totalFrame)).every((f) => f.name.endsWith(' [inlined]')), 'only frames inlined into total above it');
+    // rustc inlined library code (the iterator's sum) at total's first
+    // statement, and std's start-up code into its callers: as gdb, the
+    // calls inlined at the stop's pc are not entered yet (the stop is in
+    // total, at the call's line), and those further down are frames.
+    let frames = await expectFramesAsGdb(dc, event.body.threadId, backtraces[0], 'at the function breakpoint values::total');
+    assert.ok(backtraces[0].length > 4, `gdb's bt is the whole stack: ${JSON.stringify(backtraces[0])}`);
+    assert.strictEqual(frames[0].name, 'values::total');
+    assert.ok(frames.some((f) => f.name.endsWith(' [inlined]')), `frames inlined further down are shown as such: ${frames.map((f) => f.name).join(' < ')}`);
+    const totalFrame = frames[0];
     const args = await dc.scopesRequest({ frameId: totalFrame.id });
     const argRef = args.body.scopes.find((s) => s.name === 'Arguments').variablesReference;
     const argVars = Object.fromEntries((await dc.variablesRequest({ variablesReference: argRef })).body.variables.map((v) => [v.name, v]));
     assert.strictEqual(argVars.label.value, '"sum"');
+    // stepIn there goes down into those calls one at a time without
+    // running, as gdb's `step` does: Iterator::sum, then the Sum impl.
+    for (const [i, what] of [[1, 'first'], [2, 'second']]) {
+      const stepped = dc.waitForEvent('stopped');
+      await dc.stepInRequest({ threadId: event.body.threadId });
+      assert.strictEqual((await stepped).body.reason, 'step');
+      const inside = await expectFramesAsGdb(dc, event.body.threadId, backtraces[i], `after the ${what} stepIn`);
+      assert.ok(inside[0].name.endsWith(' [inlined]'), inside[0].name);
+      assert.strictEqual(inside[0].instructionPointerReference, totalFrame.instructionPointerReference, 'no instruction ran');
+    }
 
     const stop = await continueTo(dc, event.body.threadId);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[3], `at the breakpoint on values.rs:${line}`);
     let vars;
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
@@ -367,21 +467,24 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const line = lineOf(valuesCpp, /MARK:values/);
     const reference = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 200, ['p/x numbers', 'p/x basket', 'p/x fixed']);
     assert.ok(Object.keys(reference).length >= 13, `gdb gave the reference: ${JSON.stringify(reference)}`);
+    const backtraces = referenceBacktraces('gdb', path.join(work, 'values_cpp'), ['shop::Basket::total', `values.cpp:${line}`]);
 
     const { event, fbps } = await launchTo(dc, path.join(work, 'values_cpp'), valuesCpp, [line], ['shop::Basket::total']);
     assert.strictEqual(fbps.body.breakpoints[0].verified, true, JSON.stringify(fbps.body));
+    await expectFramesAsGdb(dc, event.body.threadId, backtraces[0], 'at the function breakpoint shop::Basket::total');
     let { frames, vars } = await locals(dc, event.body.threadId);
     assert.strictEqual(frames[0].name, 'shop::Basket::total');
     assert.strictEqual(frames[0].line, lineOf(valuesCpp, /MARK:method/));
     assert.strictEqual(frames[1].name, 'main');
 
     const stop = await continueTo(dc, event.body.threadId);
+    await expectFramesAsGdb(dc, stop.body.threadId, backtraces[1], `at the breakpoint on values.cpp:${line}`);
     ({ frames, vars } = await locals(dc, stop.body.threadId));
     assert.strictEqual(frames[0].line, line);
     // gdb's printers show 200 elements of a sequence, vmdbg's summaries 10.
     reference.queue = referenceLocals('gdb', path.join(work, 'values_cpp'), valuesCpp, line, 10).queue;
     for (const name of ['greeting', 'view', 'numbers', 'owned', 'shared', 'shared2', 'basket', 'n', 'names', 'primes', 'some', 'none', 'squares',
-      'text', 'number', 'chain', 'queue', 'fixed', 'item', 'sitem', 'flag']) {
+      'text', 'number', 'chain', 'queue', 'fixed', 'item', 'sitem', 'flag', 'count_ref', 'first', 'special', 'tagged']) {
       assert.ok(vars[name], `vmdbg shows the local ${name}`);
       assert.strictEqual(maskAddresses(vars[name].value), maskAddresses(reference[name]), `${name}: gdb says ${reference[name]}`);
     }
@@ -417,7 +520,14 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
       ['fixed[2]', '7'],
       ['names[3]', '"three"'],
       ['chain[1]', '5'],
+      ['first.count', '2'],
+      ['special.discount', '0.5'],
+      ['tagged.tags[1]', '2'],
     ]);
+    // A base class is a row named as gdb names it, holding its members.
+    const special = await children(dc, vars.special);
+    assert.deepStrictEqual(special.map((c) => c.name), ['shop::Item', 'discount']);
+    assert.deepStrictEqual((await children(dc, special[0])).map((c) => `${c.name}=${c.value}`), ['name="plum"', 'count=3']);
     await assert.rejects(evaluate(dc, frameId, 'names["one"]'), /has no element \["one"\]/);
     await assert.rejects(evaluate(dc, frameId, 'numbers.size()'), /`size\(…\)` needs a function call/);
 
@@ -448,6 +558,6 @@ describe('values as Rust and C++ show them (qemu engine)', function () {
     const scopes = await dc.scopesRequest({ frameId });
     const localsRef = scopes.body.scopes.find((s) => s.name === 'Locals');
     assert.strictEqual(await setRow(dc, localsRef, 'flag', 'false'), 'false');
-    assert.match(await continueToExit(dc, stop.body.threadId), /1 0 3 203 4 -3 5 0\n/, 'the program printed what was set');
+    assert.match(await continueToExit(dc, stop.body.threadId), /1 0 3 203 4 -3 5 0 1 9 3 5\n/, 'the program printed what was set');
   });
 });

@@ -158,6 +158,7 @@ enum Family {
     RustHashMap,
     RustHashSet,
     RustCell,
+    RustNonZero,
     CppString,
     CppVector,
     CppDeque,
@@ -194,6 +195,8 @@ const RULES: &[Rule] = &[
     Rule { language: Language::Rust, family: Family::RustHashMap, name: |n| n.starts_with("HashMap<") },
     Rule { language: Language::Rust, family: Family::RustHashSet, name: |n| n.starts_with("HashSet<") },
     Rule { language: Language::Rust, family: Family::RustCell, name: |n| ["Cell<", "RefCell<", "UnsafeCell<"].iter().any(|p| n.starts_with(p)) },
+    // `NonZero<u32>` since Rust 1.79, `NonZeroU32` before.
+    Rule { language: Language::Rust, family: Family::RustNonZero, name: |n| n.starts_with("NonZero<") || n.strip_prefix("NonZero").and_then(|t| t.strip_prefix(['U', 'I'])).is_some_and(|bits| bits == "size" || bits.parse::<u8>().is_ok()) },
     Rule { language: Language::Cpp, family: Family::CppString, name: |n| n.starts_with("basic_string<char") || n.starts_with("basic_string_view<char") },
     Rule { language: Language::Cpp, family: Family::CppVector, name: |n| n.starts_with("vector<") },
     Rule { language: Language::Cpp, family: Family::CppDeque, name: |n| n.starts_with("deque<") },
@@ -272,6 +275,10 @@ impl Symbols {
                     Some(inner) => Some(Box::pin(self.summarize(&inner, mem, depth)).await),
                     None => None,
                 },
+                Family::RustNonZero => match self.leaf_value(value) {
+                    Some(inner) => Some(Box::pin(self.summarize(&inner, mem, depth)).await),
+                    None => None,
+                },
                 Family::CppString => cpp::string(self, value, mem).await,
                 Family::CppUniquePtr => cpp::unique_ptr(self, value),
                 Family::CppSharedPtr => cpp::shared_ptr(self, value, mem).await,
@@ -325,11 +332,36 @@ impl Symbols {
                         continue;
                     };
                     let shown = Box::pin(self.summarize(&child, mem, depth.nested())).await;
-                    parts.push(format!("{}{separator}{shown}", m.name));
+                    if m.base {
+                        // gdb: `{<shop::Item> = {…}, discount = 0.5}`.
+                        parts.push(format!("<{}>{separator}{shown}", m.name));
+                    } else {
+                        parts.push(format!("{}{separator}{shown}", m.name));
+                    }
                 }
                 format!("{{{}}}", parts.join(", "))
             }
-            TypeKind::Pointer { target } => {
+            TypeKind::Pointer {
+                target: Some(target),
+                reference: Some(_),
+            } => {
+                // gdb: `@0x7ffc…: 1`, the referenced value after its address.
+                let addr = int_of(&value.bytes, false) as u64;
+                let size = self.resolve_type(*target).size.unwrap_or(0);
+                let shown = match mem.read(addr, size as usize).await {
+                    Ok(bytes) => {
+                        let referenced = Value {
+                            ty: *target,
+                            place: Place::Memory(addr),
+                            bytes,
+                        };
+                        Box::pin(self.summarize(&referenced, mem, depth)).await
+                    }
+                    Err(_) => format!("<error: Cannot access memory at address {addr:#x}>"),
+                };
+                format!("@{addr:#x}: {shown}")
+            }
+            TypeKind::Pointer { target, .. } => {
                 let addr = int_of(&value.bytes, false) as u64;
                 let mut text = format!("{addr:#x}");
                 // C strings: gdb shows the characters after the address.
@@ -511,7 +543,7 @@ impl Symbols {
             Family::CppTree | Family::CppHashTable | Family::CppList => {
                 cpp::linked_children(self, cpp::links(family), value, mem).await
             }
-            Family::RustString | Family::RustStr | Family::CppString => {
+            Family::RustString | Family::RustStr | Family::RustNonZero | Family::CppString => {
                 Some(Children::Named(Vec::new()))
             }
         }
@@ -610,7 +642,7 @@ impl Symbols {
 
     fn leaf_pointer_within(&self, value: &Value, depth: u32) -> Option<(u64, Option<TypeId>)> {
         match &self.strip(value.ty).kind {
-            TypeKind::Pointer { target } => Some((int_of(&value.bytes, false) as u64, *target)),
+            TypeKind::Pointer { target, .. } => Some((int_of(&value.bytes, false) as u64, *target)),
             TypeKind::Struct { members, .. } if depth < 8 => members
                 .iter()
                 .filter_map(|m| self.member_value(value, m))
@@ -621,11 +653,18 @@ impl Symbols {
 
     /// The integer a wrapper struct holds (`Cell<usize>`, `AtomicUsize`).
     fn leaf_int(&self, value: &Value) -> Option<u64> {
+        self.leaf_value(value)
+            .map(|leaf| int_of(&leaf.bytes, false) as u64)
+    }
+
+    /// The number a wrapper struct holds, as a value of its own type
+    /// (`NonZero<u32>`'s `u32`, through the newtypes that carry its niche).
+    fn leaf_value(&self, value: &Value) -> Option<Value> {
         let mut current = value.clone();
         for _ in 0..8 {
             let ty = self.strip(current.ty);
             match &ty.kind {
-                TypeKind::Base { .. } => return Some(int_of(&current.bytes, false) as u64),
+                TypeKind::Base { .. } => return Some(current),
                 TypeKind::Struct { members, .. } => {
                     let m = members.iter().find(|m| {
                         self.resolve_type_opt(m.ty)

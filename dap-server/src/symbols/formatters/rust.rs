@@ -2,7 +2,8 @@
 //! `&str`, slices, `Vec<T>`, `VecDeque<T>` (its ring buffer as up to two
 //! segments), `BTreeMap`/`BTreeSet` (the B-tree's nodes walked in key
 //! order), `Rc<T>` and `Arc<T>`, `HashMap` and `HashSet` (hashbrown's
-//! table walked), `Cell`/`RefCell`. Enums, `Option` and
+//! table walked), `Cell`/`RefCell`, `NonZero<T>` (its number). Enums,
+//! `Option` and
 //! `Result` need no formatter of their own: their DWARF variant parts are
 //! decoded generically (`super::Symbols::summarize`).
 //!
