@@ -97,7 +97,8 @@ impl Session {
     }
 
     /// gdb's `step` where the stop hides inlined calls that begin at the
-    /// pc: one call down, without running. Whether it went down.
+    /// pc: one call down, without running. Whether it went down (the
+    /// caller reports the step).
     pub(super) async fn step_into_hidden_inline_call(&mut self) -> Result<bool> {
         let target = self.target_ref()?;
         let thread = target.thread.clone();
@@ -112,7 +113,6 @@ impl Session {
         target.stop.inline_entered += 1;
         target.stop.frames = None;
         target.stop.refs.clear();
-        self.report_step(None)?;
         Ok(true)
     }
 

@@ -3,31 +3,16 @@
 //! [`ReverseTarget`] for the debugger core (`debugger::reverse`), and its
 //! outcomes as DAP events.
 
-use std::rc::Rc;
-
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::session::{Session, Target, SIGTRAP};
 use crate::debugger::reverse::{self, Outcome, ReverseTarget};
+use crate::debugger::Target as _;
 use crate::engine::{RecordingEnd, ReplayPosition};
 use crate::rsp::{ReplayEdge, RspClient, StopReply};
-use crate::symbols::Symbols;
 
 impl ReverseTarget for Session {
-    fn symbols(&self) -> Rc<Symbols> {
-        self.target.as_ref().expect("a target").symbols.clone()
-    }
-    async fn pc(&mut self) -> Result<u64> {
-        self.target.as_mut().context("no target")?.pc().await
-    }
-    async fn sp(&mut self) -> Result<u64> {
-        self.target.as_mut().context("no target")?.rsp_value().await
-    }
-    async fn read_memory(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        let target = self.target.as_mut().context("no target")?;
-        crate::symbols::TargetMemory::read(&mut target.memory(), addr, len).await
-    }
     async fn reverse_step(&mut self) -> Result<StopReply> {
         if let Some(position) = self.replay_position() {
             if self.can_replay_afresh() {
@@ -55,26 +40,6 @@ impl ReverseTarget for Session {
         target.rsp.resume_step_with(&thread, None)?;
         let stop = target.rsp.wait_stop(|_| {}).await?;
         self.mark_replay_edge(stop).await
-    }
-    async fn insert_temporary(&mut self, addr: u64) -> Result<bool> {
-        let target = self.target.as_mut().context("no target")?;
-        if target.inserted.contains(&addr) || self.temporaries.contains(&addr) {
-            return Ok(false);
-        }
-        target.rsp.insert_breakpoint(addr).await?;
-        self.temporaries.push(addr);
-        Ok(true)
-    }
-    async fn remove_temporary(&mut self, addr: u64) -> Result<()> {
-        self.temporaries.retain(|&a| a != addr);
-        let target = self.target.as_mut().context("no target")?;
-        target.rsp.remove_breakpoint(addr).await
-    }
-    fn breakpoint_at(&self, pc: u64) -> bool {
-        !self.breakpoint_ids_at(pc).is_empty()
-    }
-    async fn breakpoint_stops(&mut self, pc: u64) -> bool {
-        !self.decide_breakpoints(pc).await.is_empty()
     }
 }
 

@@ -17,8 +17,8 @@ use super::launch::{AttachConfig, LaunchConfig, LineSink};
 use super::program::{GuestProgram, ProgramConfig};
 use super::protocol::{self, Request, Response, Source};
 use super::signals;
-use super::stepping::StepState;
 use super::transport::Incoming;
+use crate::debugger::stepping::{self, StepKind, Then};
 use crate::rsp::{RspClient, StopReply, WatchKind};
 use crate::symbols::types::{Place, TypeId};
 use crate::symbols::unwind::FrameRegs;
@@ -126,14 +126,6 @@ pub enum RunMode {
         rsp: u64,
         then: Box<Then>,
     },
-}
-
-/// What happens when a `ToReturn` run arrives.
-pub enum Then {
-    /// Go on stepping by line.
-    Step(StepState),
-    /// Report the stop (stepOut).
-    Report,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -1005,8 +997,8 @@ impl Session {
                 }
             }
             After::Continue => self.resume_continue().await,
-            After::StepOver => self.start_step(super::stepping::StepKind::Over).await,
-            After::StepIn => self.start_step(super::stepping::StepKind::In).await,
+            After::StepOver => self.start_step(StepKind::Over).await,
+            After::StepIn => self.start_step(StepKind::In).await,
             After::StepOut => self.step_out().await,
             After::StepInstruction => self.step_instruction().await,
             After::StepBack(instruction) => self.step_back(instruction).await,
@@ -1110,7 +1102,7 @@ impl Session {
         let target = self.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
         let sp = target.rsp_value().await?;
-        let (len, _) = self.instruction_at(pc).await?;
+        let (len, _) = stepping::instruction_at(self, pc).await?;
         let stop = self.step_raw(Some(signal)).await?;
         if !matches!(
             stop,

@@ -21,38 +21,25 @@
 //! so with `replaylog:begin` (or QEMU, which does not, refuses a step at
 //! the start with an `E` reply).
 
-use std::rc::Rc;
-
 use anyhow::Result;
 use iced_x86::{Decoder, DecoderOptions, FlowControl};
 
+use super::Target;
 use crate::rsp::{ReplayEdge, StopReply};
 use crate::symbols::Symbols;
 
 /// Bounds a line step backwards (each step replays from a checkpoint).
 const MAX_STEPS: usize = 2_000;
 
-/// What reverse execution needs of a target.
+/// What reverse execution needs of a target besides [`Target`].
 #[allow(async_fn_in_trait)]
-pub trait ReverseTarget {
-    fn symbols(&self) -> Rc<Symbols>;
-    async fn pc(&mut self) -> Result<u64>;
-    async fn sp(&mut self) -> Result<u64>;
-    async fn read_memory(&mut self, addr: u64, len: usize) -> Result<Vec<u8>>;
+pub trait ReverseTarget: Target {
     /// One instruction backwards; the stop (with its replay edge, if any).
     async fn reverse_step(&mut self) -> Result<StopReply>;
     /// Backwards until something stops it.
     async fn reverse_continue(&mut self) -> Result<StopReply>;
     /// One instruction forwards (replayed).
     async fn step_forward(&mut self) -> Result<StopReply>;
-    /// Inserts a temporary breakpoint; false if one is there already (a
-    /// user's, which stays).
-    async fn insert_temporary(&mut self, addr: u64) -> Result<bool>;
-    async fn remove_temporary(&mut self, addr: u64) -> Result<()>;
-    /// A user breakpoint is at `pc`.
-    fn breakpoint_at(&self, pc: u64) -> bool;
-    /// The user breakpoints at `pc` decide to stop (conditions, hit counts).
-    async fn breakpoint_stops(&mut self, pc: u64) -> bool;
 }
 
 /// How a reverse step or continue ended.
