@@ -583,16 +583,15 @@ impl Session {
                 Ok(Handled::RespondThen(Value::Null, After::Start))
             }
             "setBreakpoints" => {
-                let args: protocol::SetBreakpointsArguments =
-                    serde_json::from_value(args).context("invalid setBreakpoints arguments")?;
+                let args: protocol::SetBreakpointsArguments = arguments(&request.command, args)?;
                 let body = self
                     .with_target_stopped(|s| Box::pin(s.set_line_breakpoints(args)))
                     .await?;
                 Ok(Handled::Respond(body))
             }
             "setFunctionBreakpoints" => {
-                let args: protocol::SetFunctionBreakpointsArguments = serde_json::from_value(args)
-                    .context("invalid setFunctionBreakpoints arguments")?;
+                let args: protocol::SetFunctionBreakpointsArguments =
+                    arguments(&request.command, args)?;
                 let body = self
                     .with_target_stopped(|s| Box::pin(s.set_function_breakpoints(args)))
                     .await?;
@@ -601,12 +600,12 @@ impl Session {
             "setExceptionBreakpoints" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
             "dataBreakpointInfo" => {
                 let args: protocol::DataBreakpointInfoArguments =
-                    serde_json::from_value(args).context("invalid dataBreakpointInfo arguments")?;
+                    arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.data_breakpoint_info(args).await?))
             }
             "setDataBreakpoints" => {
                 let args: protocol::SetDataBreakpointsArguments =
-                    serde_json::from_value(args).context("invalid setDataBreakpoints arguments")?;
+                    arguments(&request.command, args)?;
                 let body = self
                     .with_target_stopped(|s| Box::pin(s.set_data_breakpoints(args)))
                     .await?;
@@ -635,8 +634,7 @@ impl Session {
             }
             "next" | "stepIn" | "stepOut" => {
                 self.require_stopped()?;
-                let args: protocol::ThreadArguments =
-                    serde_json::from_value(args).context("invalid step arguments")?;
+                let args: protocol::ThreadArguments = arguments(&request.command, args)?;
                 if let Some(id) = args.thread_id {
                     let target = self.target.as_mut().expect("checked");
                     target.thread = target.rsp_thread(id);
@@ -652,8 +650,7 @@ impl Session {
             }
             "stepBack" => {
                 self.require_reverse()?;
-                let args: protocol::ThreadArguments =
-                    serde_json::from_value(args).context("invalid stepBack arguments")?;
+                let args: protocol::ThreadArguments = arguments(&request.command, args)?;
                 let instruction = args.granularity.as_deref() == Some("instruction");
                 Ok(Handled::RespondThen(
                     Value::Null,
@@ -666,50 +663,42 @@ impl Session {
             }
             "stackTrace" => {
                 self.require_stopped()?;
-                let args: protocol::StackTraceArguments =
-                    serde_json::from_value(args).context("invalid stackTrace arguments")?;
+                let args: protocol::StackTraceArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.stack_trace(args).await?))
             }
             "scopes" => {
                 self.require_stopped()?;
-                let args: protocol::ScopesArguments =
-                    serde_json::from_value(args).context("invalid scopes arguments")?;
+                let args: protocol::ScopesArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.scopes(args).await?))
             }
             "variables" => {
                 self.require_stopped()?;
-                let args: protocol::VariablesArguments =
-                    serde_json::from_value(args).context("invalid variables arguments")?;
+                let args: protocol::VariablesArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.variables(args).await?))
             }
             "setVariable" => {
                 self.require_stopped()?;
-                let args: protocol::SetVariableArguments =
-                    serde_json::from_value(args).context("invalid setVariable arguments")?;
+                let args: protocol::SetVariableArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.set_variable(args).await?))
             }
             "evaluate" => {
                 self.require_stopped()?;
-                let args: protocol::EvaluateArguments =
-                    serde_json::from_value(args).context("invalid evaluate arguments")?;
+                let args: protocol::EvaluateArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.evaluate(args).await?))
             }
             "readMemory" => {
                 self.require_stopped()?;
-                let args: protocol::ReadMemoryArguments =
-                    serde_json::from_value(args).context("invalid readMemory arguments")?;
+                let args: protocol::ReadMemoryArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.read_memory(args).await?))
             }
             "writeMemory" => {
                 self.require_stopped()?;
-                let args: protocol::WriteMemoryArguments =
-                    serde_json::from_value(args).context("invalid writeMemory arguments")?;
+                let args: protocol::WriteMemoryArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.write_memory(args).await?))
             }
             "disassemble" => {
                 self.require_stopped()?;
-                let args: protocol::DisassembleArguments =
-                    serde_json::from_value(args).context("invalid disassemble arguments")?;
+                let args: protocol::DisassembleArguments = arguments(&request.command, args)?;
                 Ok(Handled::Respond(self.disassemble(args).await?))
             }
             "exceptionInfo" => {
@@ -1717,6 +1706,12 @@ impl Session {
             }
         }
     }
+}
+
+/// A request's arguments as their protocol type, or a one-line error
+/// naming the request and what is wrong with them.
+fn arguments<T: serde::de::DeserializeOwned>(command: &str, args: Value) -> Result<T> {
+    serde_json::from_value(args).map_err(|e| anyhow!("invalid `{command}` arguments: {e}"))
 }
 
 pub enum Handled {
