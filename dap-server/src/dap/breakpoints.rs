@@ -207,18 +207,18 @@ impl Session {
                 None => self
                     .module_function_breakpoint(id, &fb.name)
                     .unwrap_or_else(|| UserBreakpoint {
-                    id,
-                    addr: None,
-                    line: None,
-                    source: None,
-                    verified: false,
-                    message: Some(format!(
-                        "no function named {:?} in {}",
-                        fb.name,
-                        symbols.path.display()
-                    )),
-                    ..Default::default()
-                }),
+                        id,
+                        addr: None,
+                        line: None,
+                        source: None,
+                        verified: false,
+                        message: Some(format!(
+                            "no function named {:?} in {}",
+                            fb.name,
+                            symbols.path.display()
+                        )),
+                        ..Default::default()
+                    }),
             };
             list.push(conditions(bp, fb.condition, fb.hit_condition, None));
         }

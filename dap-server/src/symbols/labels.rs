@@ -19,10 +19,7 @@ pub struct CodeLabels(Vec<(u64, u64, String)>);
 
 impl CodeLabels {
     /// `place` gives a symbol's runtime address (None: not loaded).
-    pub fn read(
-        file: &object::File,
-        place: impl Fn(&object::Symbol) -> Option<u64>,
-    ) -> Self {
+    pub fn read(file: &object::File, place: impl Fn(&object::Symbol) -> Option<u64>) -> Self {
         let mut list = Vec::new();
         for sym in file.symbols() {
             if !matches!(sym.kind(), SymbolKind::Text | SymbolKind::Unknown) {

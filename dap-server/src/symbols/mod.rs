@@ -377,7 +377,11 @@ impl Symbols {
                     .function
                     .as_ref()
                     .and_then(|f| f.raw_name().ok().map(|n| names::demangle(&n)))
-                    .or_else(|| self.labels.symbol_at(probe).map(|(name, _)| name.to_string()))
+                    .or_else(|| {
+                        self.labels
+                            .symbol_at(probe)
+                            .map(|(name, _)| name.to_string())
+                    })
                     .unwrap_or_else(|| "??".to_string());
                 let (file, line, column) = frame
                     .location
@@ -407,7 +411,11 @@ impl Symbols {
             let function = self
                 .function_at(probe)
                 .map(|f| f.name.clone())
-                .or_else(|| self.labels.symbol_at(probe).map(|(name, _)| name.to_string()))
+                .or_else(|| {
+                    self.labels
+                        .symbol_at(probe)
+                        .map(|(name, _)| name.to_string())
+                })
                 .unwrap_or_else(|| format!("{probe:#x}"));
             let loc = self.lines.row_at(probe);
             out.push(SourceFrame {
