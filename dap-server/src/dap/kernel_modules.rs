@@ -262,25 +262,22 @@ impl Session {
                 if bp.addr.is_some_and(|addr| kernel.in_text(addr)) {
                     continue;
                 }
-                match target.place_line_breakpoint(path, line) {
-                    Some(p) if Some(p.addr) == bp.addr => {}
-                    Some(p) => {
-                        bp.addr = Some(p.addr);
-                        bp.line = Some(p.line);
-                        bp.verified = true;
-                        bp.message = (p.line != line)
-                            .then(|| format!("line {line} has no code; moved to line {}", p.line));
-                        changed.push(bp.id);
-                    }
-                    None if bp.addr.is_some() => {
-                        bp.addr = None;
-                        bp.verified = false;
-                        bp.message = Some(format!(
-                            "the module holding line {line} of {path} was unloaded; the breakpoint waits for it to load again"
-                        ));
-                        changed.push(bp.id);
-                    }
-                    None => {}
+                let placed = target
+                    .place_line_breakpoint(path, line)
+                    .map(|p| UserBreakpoint {
+                        addr: Some(p.addr),
+                        line: Some(p.line),
+                        message: (p.line != line)
+                            .then(|| format!("line {line} has no code; moved to line {}", p.line)),
+                        ..Default::default()
+                    });
+                let unloaded = || {
+                    format!(
+                    "the module holding line {line} of {path} was unloaded; the breakpoint waits for it to load again"
+                )
+                };
+                if follow(bp, placed, unloaded) {
+                    changed.push(bp.id);
                 }
             }
         }
@@ -289,25 +286,14 @@ impl Session {
                 let Some((name, module)) = modules.functions.get(&bp.id) else {
                     continue;
                 };
-                match modules.loaded_function(bp.id, name) {
-                    Some((_, placed)) if placed.addr == bp.addr => {}
-                    Some((_, placed)) => {
-                        bp.addr = placed.addr;
-                        bp.line = placed.line;
-                        bp.source = placed.source;
-                        bp.verified = true;
-                        bp.message = None;
-                        changed.push(bp.id);
-                    }
-                    None if bp.addr.is_some() => {
-                        bp.addr = None;
-                        bp.verified = false;
-                        bp.message = Some(format!(
-                            "pending: in module {module}, unloaded; the breakpoint waits for it to load again"
-                        ));
-                        changed.push(bp.id);
-                    }
-                    None => {}
+                let placed = modules.loaded_function(bp.id, name).map(|(_, p)| p);
+                let unloaded = || {
+                    format!(
+                    "pending: in module {module}, unloaded; the breakpoint waits for it to load again"
+                )
+                };
+                if follow(bp, placed, unloaded) {
+                    changed.push(bp.id);
                 }
             }
         }
@@ -326,5 +312,33 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Moves a module's breakpoint to where it is placed now (`placed`; None:
+/// nowhere, its module is gone, and `unloaded` says so); true when that
+/// changed it.
+fn follow(
+    bp: &mut UserBreakpoint,
+    placed: Option<UserBreakpoint>,
+    unloaded: impl FnOnce() -> String,
+) -> bool {
+    match placed {
+        Some(p) if p.addr == bp.addr => false,
+        Some(p) => {
+            bp.addr = p.addr;
+            bp.line = p.line;
+            bp.source = p.source.or(bp.source.take());
+            bp.verified = true;
+            bp.message = p.message;
+            true
+        }
+        None if bp.addr.is_some() => {
+            bp.addr = None;
+            bp.verified = false;
+            bp.message = Some(unloaded());
+            true
+        }
+        None => false,
     }
 }
