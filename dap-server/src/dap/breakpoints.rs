@@ -24,6 +24,7 @@ use super::session::{DataBreakpoint, Session, UserBreakpoint, VarNode};
 use crate::rsp::WatchKind;
 use crate::symbols::expr;
 use crate::symbols::types::Place;
+use crate::symbols::{Function, Symbols};
 
 /// When a breakpoint's hits stop the target (`hitCondition`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,42 +198,27 @@ impl Session {
         args: protocol::SetFunctionBreakpointsArguments,
     ) -> Result<Value> {
         let symbols = self.target.as_ref().context("no target")?.symbols.clone();
+        self.forget_module_function_breakpoints();
         let mut list = Vec::new();
         for fb in args.breakpoints {
             let id = self.new_id();
             let bp = match symbols.function_named(&fb.name) {
-                Some(f) => {
-                    let addr = symbols.lines.after_prologue(f.low, f.high);
-                    let row = symbols.lines.row_at(addr);
-                    UserBreakpoint {
+                Some(f) => at_function(id, &symbols, f),
+                None => self
+                    .module_function_breakpoint(id, &fb.name)
+                    .unwrap_or_else(|| UserBreakpoint {
                         id,
-                        addr: Some(addr),
-                        line: row.map(|r| r.line),
-                        source: row.map(|r| {
-                            let path = symbols.lines.file_name(r.file).to_string();
-                            Source {
-                                name: file_name(&path),
-                                path: Some(path),
-                            }
-                        }),
-                        verified: true,
-                        message: None,
+                        addr: None,
+                        line: None,
+                        source: None,
+                        verified: false,
+                        message: Some(format!(
+                            "no function named {:?} in {}",
+                            fb.name,
+                            symbols.path.display()
+                        )),
                         ..Default::default()
-                    }
-                }
-                None => UserBreakpoint {
-                    id,
-                    addr: None,
-                    line: None,
-                    source: None,
-                    verified: false,
-                    message: Some(format!(
-                        "no function named {:?} in {}",
-                        fb.name,
-                        symbols.path.display()
-                    )),
-                    ..Default::default()
-                },
+                    }),
             };
             list.push(conditions(bp, fb.condition, fb.hit_condition, None));
         }
@@ -515,6 +501,27 @@ fn parse_data_id(id: &str) -> Result<(u64, usize)> {
         .parse::<usize>()
         .with_context(|| format!("bad dataId {id:?}"))?;
     Ok((addr, len))
+}
+
+/// A breakpoint at function `f` of `symbols`, past its prologue.
+pub(super) fn at_function(id: i64, symbols: &Symbols, f: &Function) -> UserBreakpoint {
+    let addr = symbols.lines.after_prologue(f.low, f.high);
+    let row = symbols.lines.row_at(addr);
+    UserBreakpoint {
+        id,
+        addr: Some(addr),
+        line: row.map(|r| r.line),
+        source: row.map(|r| {
+            let path = symbols.lines.file_name(r.file).to_string();
+            Source {
+                name: file_name(&path),
+                path: Some(path),
+            }
+        }),
+        verified: true,
+        message: None,
+        ..Default::default()
+    }
 }
 
 fn file_name(path: &str) -> Option<String> {

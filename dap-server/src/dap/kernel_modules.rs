@@ -14,6 +14,13 @@
 //! to those addresses ([`crate::symbols::relocate`]), drops modules that
 //! are gone, places the line breakpoints no module had placed yet and goes
 //! on without telling the client of the stop.
+//!
+//! A function breakpoint naming a function the vmlinux lacks is looked for
+//! in the loaded modules, then in the modules' debug files: found in
+//! `virtio_blk.ko`, it is pending ("pending: in module virtio_blk, not
+//! loaded yet", what gdb asks about as "Make breakpoint pending on future
+//! shared library load?"), placed when that module loads and placed again
+//! when it loads anew.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,7 +29,10 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::session::{CachedMemory, Session};
+use object::{Object, ObjectSymbol};
+
+use super::breakpoints::at_function;
+use super::session::{CachedMemory, Session, UserBreakpoint};
 use crate::symbols::modules::MODULE_LOADER;
 use crate::symbols::relocate::SectionAddresses;
 use crate::symbols::Symbols;
@@ -40,6 +50,9 @@ pub struct KernelModules {
     loaded: HashMap<u64, Loaded>,
     /// Counts loads: the newest module wins where ranges overlap.
     loads: u64,
+    /// Function breakpoints in modules, by breakpoint id: the function's
+    /// name and the module whose debug file defines it.
+    functions: HashMap<i64, (String, String)>,
 }
 
 struct Loaded {
@@ -67,11 +80,76 @@ impl KernelModules {
             watch,
             loaded: HashMap::new(),
             loads: 0,
+            functions: HashMap::new(),
+        })
+    }
+
+    /// The loaded module with a function `name` (the newest load first):
+    /// the module's name and the breakpoint's place in it.
+    fn loaded_function(&self, id: i64, name: &str) -> Option<(String, UserBreakpoint)> {
+        let mut newest_first: Vec<&Loaded> = self.loaded.values().collect();
+        newest_first.sort_by_key(|m| std::cmp::Reverse(m.order));
+        newest_first.into_iter().find_map(|m| {
+            let f = m.symbols.function_named(name)?;
+            Some((m.name.clone(), at_function(id, &m.symbols, f)))
+        })
+    }
+
+    /// The module whose debug file defines a function `name`, by the
+    /// files' symbol tables.
+    fn module_defining(&self, name: &str) -> Option<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+            .collect();
+        files.sort();
+        files.into_iter().find_map(|path| {
+            let bytes = std::fs::read(&path).ok()?;
+            let file = object::File::parse(&bytes[..]).ok()?;
+            let defines = file.symbols().any(|sym| {
+                sym.kind() == object::SymbolKind::Text
+                    && sym.section_index().is_some()
+                    && sym.name().is_ok_and(|n| n == name)
+            });
+            defines.then(|| path.file_stem()?.to_str().map(str::to_string))?
         })
     }
 }
 
 impl Session {
+    /// A function breakpoint on `name`, which the vmlinux has no function
+    /// of: in the loaded module that has it, or pending on the module
+    /// whose debug file defines it. None when no module defines it (or
+    /// this is no kernel session with modules).
+    pub(super) fn module_function_breakpoint(
+        &mut self,
+        id: i64,
+        name: &str,
+    ) -> Option<UserBreakpoint> {
+        let modules = self.target.as_mut()?.kernel_modules.as_mut()?;
+        if let Some((module, bp)) = modules.loaded_function(id, name) {
+            modules.functions.insert(id, (name.to_string(), module));
+            return Some(bp);
+        }
+        let module = modules.module_defining(name)?;
+        let bp = UserBreakpoint {
+            id,
+            verified: false,
+            message: Some(format!("pending: in module {module}, not loaded yet")),
+            ..Default::default()
+        };
+        modules.functions.insert(id, (name.to_string(), module));
+        Some(bp)
+    }
+
+    /// The client sets all function breakpoints anew.
+    pub(super) fn forget_module_function_breakpoints(&mut self) {
+        if let Some(modules) = self.target.as_mut().and_then(|t| t.kernel_modules.as_mut()) {
+            modules.functions.clear();
+        }
+    }
+
     /// Brings the session's modules up to date with the kernel's list and
     /// places the breakpoints that waited for them.
     pub async fn refresh_kernel_modules(&mut self) -> Result<()> {
@@ -166,7 +244,8 @@ impl Session {
         self.place_pending_breakpoints().await
     }
 
-    /// Line breakpoints outside the vmlinux are placed again in the
+    /// Line breakpoints outside the vmlinux (and function breakpoints on
+    /// modules' functions) are placed again in the
     /// modules as they are now: those that had no code may have some, and
     /// those in a module that is gone wait again (or follow it to where it
     /// loaded again — its old address may be another module's by now).
@@ -183,30 +262,48 @@ impl Session {
                 if bp.addr.is_some_and(|addr| kernel.in_text(addr)) {
                     continue;
                 }
-                match target.place_line_breakpoint(path, line) {
-                    Some(p) if Some(p.addr) == bp.addr => {}
-                    Some(p) => {
-                        bp.addr = Some(p.addr);
-                        bp.line = Some(p.line);
-                        bp.verified = true;
-                        bp.message = (p.line != line)
-                            .then(|| format!("line {line} has no code; moved to line {}", p.line));
-                        changed.push(bp.id);
-                    }
-                    None if bp.addr.is_some() => {
-                        bp.addr = None;
-                        bp.verified = false;
-                        bp.message = Some(format!(
-                            "the module holding line {line} of {path} was unloaded; the breakpoint waits for it to load again"
-                        ));
-                        changed.push(bp.id);
-                    }
-                    None => {}
+                let placed = target
+                    .place_line_breakpoint(path, line)
+                    .map(|p| UserBreakpoint {
+                        addr: Some(p.addr),
+                        line: Some(p.line),
+                        message: (p.line != line)
+                            .then(|| format!("line {line} has no code; moved to line {}", p.line)),
+                        ..Default::default()
+                    });
+                let unloaded = || {
+                    format!(
+                    "the module holding line {line} of {path} was unloaded; the breakpoint waits for it to load again"
+                )
+                };
+                if follow(bp, placed, unloaded) {
+                    changed.push(bp.id);
+                }
+            }
+        }
+        if let Some(modules) = target.kernel_modules.as_ref() {
+            for bp in self.function_breakpoints.iter_mut() {
+                let Some((name, module)) = modules.functions.get(&bp.id) else {
+                    continue;
+                };
+                let placed = modules.loaded_function(bp.id, name).map(|(_, p)| p);
+                let unloaded = || {
+                    format!(
+                    "pending: in module {module}, unloaded; the breakpoint waits for it to load again"
+                )
+                };
+                if follow(bp, placed, unloaded) {
+                    changed.push(bp.id);
                 }
             }
         }
         self.sync_breakpoints().await?;
-        for bp in self.line_breakpoints.values().flatten() {
+        for bp in self
+            .line_breakpoints
+            .values()
+            .flatten()
+            .chain(self.function_breakpoints.iter())
+        {
             if changed.contains(&bp.id) {
                 self.out.event(
                     "breakpoint",
@@ -215,5 +312,33 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+/// Moves a module's breakpoint to where it is placed now (`placed`; None:
+/// nowhere, its module is gone, and `unloaded` says so); true when that
+/// changed it.
+fn follow(
+    bp: &mut UserBreakpoint,
+    placed: Option<UserBreakpoint>,
+    unloaded: impl FnOnce() -> String,
+) -> bool {
+    match placed {
+        Some(p) if p.addr == bp.addr => false,
+        Some(p) => {
+            bp.addr = p.addr;
+            bp.line = p.line;
+            bp.source = p.source.or(bp.source.take());
+            bp.verified = true;
+            bp.message = p.message;
+            true
+        }
+        None if bp.addr.is_some() => {
+            bp.addr = None;
+            bp.verified = false;
+            bp.message = Some(unloaded());
+            true
+        }
+        None => false,
     }
 }

@@ -6,7 +6,8 @@
 //! where a kernel loaded their sections (`relocate`), a kernel's globals,
 //! per-CPU variables and types by name (`kernel`) and its module list
 //! (`modules`), line tables and breakpoint placement (`lines`), stack
-//! unwinding by CFI with a frame pointer fallback (`unwind`), types and
+//! unwinding by CFI with a frame pointer fallback (`unwind`), code the
+//! symbol table alone names (`labels`), types and
 //! value formatting (`types`),
 //! variables of a frame and their DWARF location expressions (`scopes`),
 //! the small expression language of `evaluate` (`expr`), how values of
@@ -19,6 +20,7 @@ pub mod bytes;
 pub mod expr;
 pub mod formatters;
 pub mod kernel;
+pub mod labels;
 pub mod lines;
 pub mod modules;
 pub mod names;
@@ -126,6 +128,8 @@ pub struct Symbols {
     /// The ELF's data symbols and per-CPU section, for globals DWARF
     /// alone cannot place ([`kernel`]).
     elf: kernel::ElfData,
+    /// Names for code without a DWARF subprogram ([`labels`]).
+    labels: labels::CodeLabels,
 }
 
 impl Symbols {
@@ -249,6 +253,11 @@ impl Symbols {
             }
         }
         functions.sort_by_key(|f| f.low);
+        let labels = labels::CodeLabels::read(&file, |sym| match &placement {
+            Placement::Sections(places) => places.symbol(&file, sym),
+            Placement::Bias(_) if sym.address() == 0 => None,
+            Placement::Bias(bias) => Some(sym.address().wrapping_add(*bias)),
+        });
         // .eh_frame encodes its pcs relative to its own address: based at
         // its runtime address, its FDEs come out in runtime addresses.
         let eh_frame = match &placement {
@@ -283,6 +292,7 @@ impl Symbols {
             bias,
             source_map: Vec::new(),
             elf: kernel::ElfData::read(&file),
+            labels,
         })
     }
 
@@ -367,6 +377,11 @@ impl Symbols {
                     .function
                     .as_ref()
                     .and_then(|f| f.raw_name().ok().map(|n| names::demangle(&n)))
+                    .or_else(|| {
+                        self.labels
+                            .symbol_at(probe)
+                            .map(|(name, _)| name.to_string())
+                    })
                     .unwrap_or_else(|| "??".to_string());
                 let (file, line, column) = frame
                     .location
@@ -396,6 +411,11 @@ impl Symbols {
             let function = self
                 .function_at(probe)
                 .map(|f| f.name.clone())
+                .or_else(|| {
+                    self.labels
+                        .symbol_at(probe)
+                        .map(|(name, _)| name.to_string())
+                })
                 .unwrap_or_else(|| format!("{probe:#x}"));
             let loc = self.lines.row_at(probe);
             out.push(SourceFrame {

@@ -111,7 +111,14 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     assert.strictEqual(event.body.reason, 'function breakpoint');
     assert.strictEqual(frames[0].name, 'do_sys_openat2');
     assert.ok(fs.existsSync(frames[0].source.path), `${frames[0].source.path} exists`);
-    assert.ok(frames.some((f) => f.name === 'do_syscall_64'), frames.map((f) => f.name).join(' <- '));
+    const stack = frames.map((f) => f.name).join(' <- ');
+    assert.ok(frames.some((f) => f.name === 'do_syscall_64'), stack);
+    // The assembly entry has no DWARF subprogram: named by its ELF symbol,
+    // as gdb's backtrace names it (`entry_SYSCALL_64 () at
+    // arch/x86/entry/entry_64.S:120`), with entry_64.S's line.
+    const entry = frames[frames.length - 1];
+    assert.strictEqual(entry.name, 'entry_SYSCALL_64', stack);
+    assert.ok(entry.source && entry.source.path.endsWith('/arch/x86/entry/entry_64.S') && entry.line > 0, JSON.stringify(entry));
     const threadId = event.body.threadId;
 
     // Run to the `run` command's open of /etc/hostname (the guest's init
@@ -169,7 +176,7 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     assert.match(stdout, /vmdbg-run-done/, 'the `run` commands ran to their end, output in the debug console');
   });
 
-  it('a breakpoint in a module\'s source waits for the module, is verified when it loads and hits; again after a reload', async function () {
+  it('breakpoints in a module\'s source and on its function wait for the module, are verified when it loads and hit; again after a reload', async function () {
     dc = await h.startClient();
     dc.defaultTimeout = 120000;
     await dc.initializeRequest();
@@ -189,13 +196,40 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     const bp = set.body.breakpoints[0];
     assert.strictEqual(bp.verified, false, 'pending: the module is not loaded yet');
     assert.match(bp.message, /pending/);
+    // A function of the module, by name: pending on that module, as gdb
+    // makes it pending on a future load.
+    const fset = await dc.setFunctionBreakpointsRequest({ breakpoints: [{ name: 'virtio_blk_init' }] });
+    const fbp = fset.body.breakpoints[0];
+    assert.strictEqual(fbp.verified, false);
+    assert.strictEqual(fbp.message, 'pending: in module virtio_blk, not loaded yet');
 
-    const hits = [];
-    for (let hit = 0; hit < 2; hit++) {
+    let threadId;
+    const resume = async (first) => {
       const stopped = dc.waitForEvent('stopped', 300000);
-      if (hit === 0) await dc.configurationDoneRequest();
-      else await dc.continueRequest({ threadId: hits[0].threadId });
-      const { event, frames } = await stoppedFrames(dc, stopped);
+      if (first) await dc.configurationDoneRequest();
+      else await dc.continueRequest({ threadId });
+      const result = await stoppedFrames(dc, stopped);
+      threadId = result.event.body.threadId;
+      return result;
+    };
+    const verifiedEvents = (id) => changed.filter((c) => c.breakpoint.id === id && c.breakpoint.verified);
+    for (let load = 0; load < 2; load++) {
+      // The function breakpoint, at virtio_blk_init's first line.
+      let { event, frames } = await resume(load === 0);
+      assert.strictEqual(event.body.reason, 'function breakpoint');
+      assert.deepStrictEqual(event.body.hitBreakpointIds, [fbp.id]);
+      assert.strictEqual(frames[0].name, 'virtio_blk_init');
+      assert.strictEqual(frames[0].source.path, virtioBlk);
+      assert.ok(frames[0].line < line, `virtio_blk_init's breakpoint at line ${frames[0].line}`);
+      const fverified = verifiedEvents(fbp.id);
+      assert.strictEqual(fverified.length, load + 1, `a 'changed' event verified the function breakpoint for load ${load + 1}`);
+      const placed = fverified[load].breakpoint;
+      assert.strictEqual(placed.source.path, virtioBlk);
+      const initLine = h.lineOf(virtioBlk, /^static int __init virtio_blk_init\(void\)/);
+      assert.ok(placed.line > initLine && placed.line < line, `load ${load + 1}: placed at line ${placed.line}`);
+
+      // The line breakpoint, further on in the same init.
+      ({ event, frames } = await resume(false));
       assert.strictEqual(event.body.reason, 'breakpoint');
       assert.deepStrictEqual(event.body.hitBreakpointIds, [bp.id]);
       assert.strictEqual(frames[0].name, 'virtio_blk_init');
@@ -205,10 +239,9 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
       // The module's own global, at its relocated address: the workqueue
       // the line before allocated.
       assert.match(await evaluate(dc, 'virtblk_wq', frames[0].id), /^0xffff[0-9a-f]+/);
-      const verified = changed.filter((c) => c.breakpoint.id === bp.id && c.breakpoint.verified);
-      assert.strictEqual(verified.length, hit + 1, `a 'changed' event verified the breakpoint for load ${hit + 1}`);
-      assert.strictEqual(verified[hit].breakpoint.line, line);
-      hits.push({ threadId: event.body.threadId, address: await evaluate(dc, '$pc', frames[0].id) });
+      const verified = verifiedEvents(bp.id);
+      assert.strictEqual(verified.length, load + 1, `a 'changed' event verified the breakpoint for load ${load + 1}`);
+      assert.strictEqual(verified[load].breakpoint.line, line);
     }
     assert.match(dc.console, /kernel module DWARF loaded: .*virtio_blk/);
   });
