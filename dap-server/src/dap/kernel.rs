@@ -453,9 +453,16 @@ pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result
     let Some(addr) = symbols.function_named(FIRST_STOP).map(|f| f.low) else {
         return Ok(());
     };
-    rsp.insert_hw_breakpoint(addr)
-        .await
-        .with_context(|| format!("cannot set a hardware breakpoint on {FIRST_STOP}"))?;
+    // No other breakpoint holds a debug register yet: a refusal is the
+    // host's (vmdbg-vmm refuses breakpoints where its KVM would never
+    // deliver them; its `monitor info` says so).
+    rsp.insert_hw_breakpoint(addr).await.with_context(|| {
+        format!(
+            "cannot set a hardware breakpoint on {FIRST_STOP}: the VM refused it, so this host's \
+             KVM cannot stop a kernel at breakpoints (e.g. a KVM nested under QEMU TCG before 9.1); \
+             use `engine: \"qemu\"`"
+        )
+    })?;
     rsp.resume_continue()?;
     let stop = tokio::time::timeout(Duration::from_secs(120), rsp.wait_stop(|_| {})).await;
     match stop {

@@ -4,6 +4,12 @@
 // .ci/test.d/linux-kernel.sh, not part of the quick DAP suite), launched on
 // this host's engine and attached to a hand-started QEMU, running and
 // stopped. A real DebugClient drives the real `vmdbg dap`.
+//
+// The nested tier (tests/tests/nested_linux.rs) runs the launch tests
+// against `vmdbg dap` inside its L1 VM on the KVM engine: VMDBG_DAP_PORT
+// names the adapter's port, VMDBG_TEST_ENGINE the engine, and L1 sees the
+// host's cache at the host's paths. The attach tests start QEMU here, so
+// they run on the host only.
 'use strict';
 const assert = require('assert');
 const cp = require('child_process');
@@ -13,6 +19,10 @@ const path = require('path');
 const h = require('../test/helpers');
 
 const FETCH_AND_BOOT = 600000;
+// Unset: the engine this host picks for itself.
+const engine = process.env.VMDBG_TEST_ENGINE;
+const remote = !!process.env.VMDBG_DAP_PORT;
+const engineArgs = engine ? { engine } : {};
 
 /** `vmdbg image build` / `image symbols` print `name: path` lines. */
 function vmdbgPaths(...args) {
@@ -31,7 +41,7 @@ function vmdbgPaths(...args) {
 
 function missing() {
   if (!fs.existsSync(h.vmdbg)) return `${h.vmdbg} is not built (cargo build --release -p vmdbg)`;
-  for (const t of ['qemu-system-x86_64', 'apt-get', 'dpkg-deb']) {
+  for (const t of [...(remote ? [] : ['qemu-system-x86_64']), 'apt-get', 'dpkg-deb']) {
     if (!h.haveCommand(t)) return `\`${t}\` is not installed (see .ci/setup)`;
   }
   return null;
@@ -69,7 +79,26 @@ async function checkKernelGlobals(dc, frameId) {
   assert.ok(tasks.body.variablesReference > 0, 'a cast pointer expands to its struct');
 }
 
-describe('the Linux kernel (default image, Debian DWARF and sources)', function () {
+/**
+ * Launches `config` on the kernel; false (the test skipped, loudly) where
+ * the adapter says this host's KVM cannot stop a kernel at breakpoints at
+ * all: in the nested tier, QEMU's TCG before 9.1 delivers neither
+ * debug-register breakpoints nor an intercepted int3 to L1's KVM (an
+ * upstream limitation of the machine's QEMU, not a missing tier).
+ */
+async function launch(ctx, dc, config) {
+  try {
+    await dc.launchRequest({ kernel: 'default', ...engineArgs, ...config });
+    return true;
+  } catch (e) {
+    if (!/cannot stop a kernel at breakpoints/.test(e.message)) throw e;
+    console.log(`SKIPPED: ${ctx.test.title}: ${e.message}`);
+    ctx.skip();
+    return false;
+  }
+}
+
+describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `, ${engine} engine` : ''})`, function () {
   this.timeout(FETCH_AND_BOOT);
   let dc;
   let sources;
@@ -96,7 +125,8 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     dc.on('output', (e) => { if (e.body.category === 'stdout') stdout += e.body.output; });
     await dc.initializeRequest();
     const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
-    await dc.launchRequest({ kernel: 'default', run: ['cat /etc/hostname', 'echo vmdbg-run-done'] });
+    initialized.catch(() => {}); // a refused launch sends none
+    await launch(this, dc, { run: ['cat /etc/hostname', 'echo vmdbg-run-done'] });
     await initialized;
     assert.ok(progress.length > 0, 'the launch reported progress');
 
@@ -174,10 +204,10 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     dc.defaultTimeout = 120000;
     await dc.initializeRequest();
     const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
+    initialized.catch(() => {}); // a refused launch sends none
     // The image's init insmods virtio_blk at boot; `run` unloads and loads
     // it again once the agent is up.
-    await dc.launchRequest({
-      kernel: 'default',
+    await launch(this, dc, {
       run: ['rmmod virtio_blk && insmod /lib/modules/virtio_blk.ko && echo vmdbg-reloaded'],
     });
     await initialized;
@@ -213,7 +243,9 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     assert.match(dc.console, /kernel module DWARF loaded: .*virtio_blk/);
   });
 
-  describe('attach to a hand-started QEMU', function () {
+  // They start QEMU on this host, beside the test: not with a remote adapter.
+  const hostOnly = (title) => console.log(`not run against the adapter at port ${process.env.VMDBG_DAP_PORT}: ${title} (host only)`);
+  (remote ? hostOnly : describe)('attach to a hand-started QEMU', function () {
     let qemu;
     let dir;
 
