@@ -564,9 +564,9 @@ fn nested_dap_values_on_the_kvm_engine() {
 ///
 /// On this machine's QEMU (TCG before 9.1) L1's KVM is never told of a
 /// debug-register breakpoint nor of an int3 in L2, so vmdbg-vmm refuses
-/// breakpoints and the launch fails at once saying so; the suite then skips
-/// its tests with that reason (printed here), having read the DWARF in L1
-/// and booted the kernel on the KVM engine. Any other failure fails.
+/// breakpoints and the session says so: the suite's breakpoint tests then
+/// skip with that reason (printed here) and its pause/inspect/step test
+/// runs. Any other failure fails.
 #[test]
 fn nested_dap_linux_kernel_on_the_kvm_engine() {
     let test = "nested_dap_linux_kernel_on_the_kvm_engine";
@@ -614,7 +614,7 @@ the kernel suite in L1 took {:.1} s",
         .collect();
     for line in &skipped {
         assert!(
-            line.contains("cannot stop a kernel at breakpoints"),
+            line.contains("cannot stop the kernel at breakpoints"),
             "skipped for another reason: {line}"
         );
         eprintln!("{test}: {line}");
