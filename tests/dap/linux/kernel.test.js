@@ -276,24 +276,37 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
     let frames = [];
     let comm = '';
     let attempt = 0;
+    const ms = {};
     for (; attempt < 30; attempt++) {
       const stopped = dc.waitForEvent('stopped', 60000);
+      let t = Date.now();
       await dc.pauseRequest({ threadId });
+      await stopped;
+      ms.pause = Date.now() - t;
+      t = Date.now();
       ({ frames } = await stoppedFrames(dc, stopped));
+      ms.stack = Date.now() - t;
+      t = Date.now();
       comm = await evaluate(dc, 'current_task->comm', frames[0].id);
+      ms.currentTask = Date.now() - t;
       if (!frames[0].name.startsWith('0x') && /"dd"/.test(comm)) break;
       await dc.continueRequest({ threadId });
     }
-    console.log(`      launch -> initialized ${initializedMs} ms, -> the run command started ${busyMs} ms, pauses to stop in dd's kernel code: ${attempt + 1}`);
+    console.log(`      launch -> initialized ${initializedMs} ms, -> the run command started ${busyMs} ms, pauses to stop in dd's kernel code: ${attempt + 1}; `
+      + `pause -> stopped ${ms.pause} ms, stack trace ${ms.stack} ms, current_task->comm ${ms.currentTask} ms`);
     assert.match(comm, /"dd"/, 'stopped on behalf of dd');
     assert.ok(!frames[0].name.startsWith('0x'), `stopped in ${frames[0].name}, a kernel function`);
     assert.ok(frames[0].source && fs.existsSync(frames[0].source.path), `${frames[0].source && frames[0].source.path} exists`);
+    let t = Date.now();
     await checkKernelGlobals(dc, frames[0].id);
+    console.log(`      globals, casts and current_task (11 evaluations): ${Date.now() - t} ms`);
 
     // One instruction: the pc moves on, or, on one iteration of a string
     // instruction (dd's pages are cleared with `rep stosb`), the count.
     const before = [frames[0].instructionPointerReference, await evaluate(dc, '$rcx', frames[0].id)];
+    t = Date.now();
     const step = await h.stepAndWait(dc, 'stepIn', { threadId, granularity: 'instruction' });
+    console.log(`      one instruction step with its stack trace: ${Date.now() - t} ms`);
     assert.strictEqual(step.event.body.reason, 'step');
     const after = [step.frames[0].instructionPointerReference, await evaluate(dc, '$rcx', step.frames[0].id)];
     assert.ok(after[0] !== before[0] || after[1] !== before[1], `one instruction further: pc, rcx ${before} -> ${after}`);
