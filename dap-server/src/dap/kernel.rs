@@ -448,8 +448,8 @@ async fn boot(
 
     progress.update(&format!("running the kernel to {FIRST_STOP}"), 80);
     match run_to_first_stop(&mut rsp, &symbols).await {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(FirstStop::Reached | FirstStop::NoSuchFunction) => {}
+        Ok(FirstStop::Refused) => {
             let _ = console.send(("console", format!("vmdbg: {NO_BREAKPOINTS}\n")));
         }
         Err(e) => {
@@ -464,19 +464,28 @@ async fn boot(
     })
 }
 
+/// Where [`run_to_first_stop`] left the kernel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstStop {
+    Reached,
+    /// A kernel without [`FIRST_STOP`] (a bare-metal one) stays at its entry.
+    NoSuchFunction,
+    /// The VM refused the hardware breakpoint: the kernel stays at its entry.
+    Refused,
+}
+
 /// Runs the kernel to [`FIRST_STOP`] on a hardware breakpoint (see the
-/// module doc); a kernel without that symbol stays at its entry. False if
-/// the VM refused the breakpoint: the kernel then stays at its entry too.
-pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result<bool> {
+/// module doc).
+pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result<FirstStop> {
     let Some(addr) = symbols.function_named(FIRST_STOP).map(|f| f.low) else {
-        return Ok(false);
+        return Ok(FirstStop::NoSuchFunction);
     };
     // No other breakpoint holds a debug register yet: a refusal is the
     // host's (vmdbg-vmm refuses breakpoints where its KVM would never
     // deliver them; its `monitor info` says so).
     if let Err(e) = rsp.insert_hw_breakpoint(addr).await {
         tracing::info!("hardware breakpoint on {FIRST_STOP} refused: {e:#}");
-        return Ok(false);
+        return Ok(FirstStop::Refused);
     }
     rsp.resume_continue()?;
     let stop = tokio::time::timeout(Duration::from_secs(120), rsp.wait_stop(|_| {})).await;
@@ -489,7 +498,7 @@ pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result
         Err(_) => bail!("the kernel did not reach {FIRST_STOP} within 120 s (its console is in the debug console)"),
     }
     rsp.remove_hw_breakpoint(addr).await?;
-    Ok(true)
+    Ok(FirstStop::Reached)
 }
 
 /// Attached to a Linux kernel whose vCPU is still at its boot entry (a
@@ -514,7 +523,7 @@ pub async fn attach_past_boot_entry(
     if !physical.contains(&pc) {
         return Ok(false);
     }
-    run_to_first_stop(rsp, symbols).await
+    Ok(run_to_first_stop(rsp, symbols).await? == FirstStop::Reached)
 }
 
 /// "512M", "1G", "768" (MiB).
