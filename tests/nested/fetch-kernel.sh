@@ -3,8 +3,8 @@
 # the same package as vmdbg's default image: PACKAGE VERSION as `vmdbg image
 # info` names them, else the pin in dap-server/src/image/pins.rs), checks
 # its sha256 against the one apt's signed index gives, and unpacks it: vmlinuz, the uncompressed vmlinux (extracted from its XZ payload, so
-# the guest skips decompression), L1's modules (KVM, and the e1000 NIC that
-# carries the DAP tests' connection) and L2's virtio modules, each in the
+# the guest skips decompression), L1's modules (KVM, the e1000 NIC that
+# carries the DAP tests' connection, and 9p over virtio-pci) and L2's virtio modules, each in the
 # order they must be insmod-ed (the package has no modules.dep).
 # Idempotent: prints the unpacked directory and exits at once when it is
 # already there. Usage: fetch-kernel.sh [PACKAGE VERSION]
@@ -24,7 +24,7 @@ else
 fi
 cache="${VMDBG_NESTED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmdbg/nested}"
 # Bump LAYOUT when what is unpacked changes, so old caches are not reused.
-LAYOUT=2
+LAYOUT=3
 out="$cache/$PKG-$VERSION-$LAYOUT"
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || {
@@ -53,6 +53,11 @@ l1_order="virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko drivers/crypto/ccp/ccp.ko ar
 virtio_order="drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko drivers/virtio/virtio_mmio.ko
   drivers/block/virtio_blk.ko net/vmw_vsock/vsock.ko net/vmw_vsock/vmw_vsock_virtio_transport_common.ko
   net/vmw_vsock/vmw_vsock_virtio_transport.ko"
+# The 9p file system over virtio-pci: L1 reads the host's cache of the
+# default kernel's DWARF and sources through it (tests/src/nested.rs).
+l1_order="$l1_order drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko
+  drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci.ko
+  net/9p/9pnet.ko net/9p/9pnet_virtio.ko fs/netfs/netfs.ko fs/fscache/fscache.ko fs/9p/9p.ko"
 for m in $l1_order; do cp "$mods/$m" "$tmp/out/l1-modules/"; basename "$m" >> "$tmp/out/l1-modules/order"; done
 for m in $virtio_order; do cp "$mods/$m" "$tmp/out/virtio-modules/"; basename "$m" >> "$tmp/out/virtio-modules/order"; done
 # The bzImage's payload is an XZ stream; vmlinux is what it unpacks to.

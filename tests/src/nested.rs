@@ -357,6 +357,7 @@ fn boot_l1() -> Result<L1, String> {
             "-nic",
             &format!("user,model=e1000,hostfwd=tcp:127.0.0.1:{dap_port}-:4711"),
         ])
+        .args(host_cache_share()?)
         .arg("-kernel")
         .arg(&images.kernel)
         .arg("-initrd")
@@ -440,6 +441,62 @@ pub fn session(test: &str) -> Option<MutexGuard<'static, L1>> {
     match L1_VM.get_or_init(|| boot_l1().map(Mutex::new)) {
         Ok(m) => Some(m.lock().unwrap_or_else(|p| p.into_inner())),
         Err(why) => panic!("{test}: the nested tier could not start: {why}"),
+    }
+}
+
+/// QEMU's arguments that share the tests' vmdbg cache on the host with L1,
+/// read-only over 9p (tag `vmdbg-cache`): the default kernel's DWARF,
+/// module debug files and sources, 2.2 GB that L1's RAM root cannot hold.
+/// L1 mounts it when a test asks ([`share_kernel_debug`]).
+fn host_cache_share() -> Result<[String; 2], String> {
+    let cache = crate::test_cache_home().join("vmdbg");
+    std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    Ok([
+        "-virtfs".into(),
+        format!(
+            "local,path={},mount_tag=vmdbg-cache,security_model=none,readonly=on",
+            cache.display()
+        ),
+    ])
+}
+
+/// While alive, the `vmdbg dap` servers L1 starts use the host's vmdbg
+/// cache at the host's path (tests/nested/l1/share-kernel-debug.sh), so a
+/// kernel session finds the default kernel's DWARF and sources that `vmdbg
+/// image symbols` fetched on the host and reports the host's source paths.
+pub struct KernelDebugShare<'a> {
+    pub l1: &'a mut L1,
+}
+
+/// Gives L1's DAP servers the host's kernel debug cache (see
+/// [`KernelDebugShare`]); fetches it on the host first if need be.
+pub fn share_kernel_debug(l1: &mut L1) -> Result<KernelDebugShare<'_>, String> {
+    run_step(
+        crate::vmdbg().args(["image", "symbols"]),
+        "fetching the default kernel's DWARF and sources (vmdbg image symbols)",
+    )?;
+    let home = crate::test_cache_home();
+    let out = l1.run(
+        &format!("share-kernel-debug.sh '{}'", home.display()),
+        Duration::from_secs(120),
+    );
+    if out.status != 0 {
+        return Err(format!(
+            "L1 could not mount the host's cache (share-kernel-debug.sh):\n{}",
+            out.output
+        ));
+    }
+    Ok(KernelDebugShare { l1 })
+}
+
+impl Drop for KernelDebugShare<'_> {
+    fn drop(&mut self) {
+        // Not while a failed test unwinds (a hung L1 would panic again
+        // here); the servers then keep the host's cache, which serves them
+        // as well.
+        if !std::thread::panicking() {
+            self.l1.run("rm -f /tmp/dap.env", Duration::from_secs(60));
+        }
     }
 }
 

@@ -107,7 +107,7 @@ fn conditions(
     bp
 }
 
-const NO_SLOT: &str = "no free hardware breakpoint slot: vmdbg-vmm serves breakpoints and watchpoints from the 4 debug registers (DR0–DR3) and all are in use; remove another breakpoint or watchpoint";
+const NO_SLOT: &str = "no hardware breakpoint slot: vmdbg-vmm serves breakpoints and watchpoints from the 4 debug registers (DR0–DR3) and refused this one: all are in use (remove another breakpoint or watchpoint), or this host's KVM delivers no breakpoints at all (the debug console says so at launch)";
 
 impl Session {
     fn new_id(&mut self) -> i64 {

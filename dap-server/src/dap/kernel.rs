@@ -24,7 +24,10 @@
 //!   while the vCPU still runs at the physical boot entry never hits and,
 //!   under QEMU's TCG, leaves the boot stuck (kernel developers use
 //!   `hbreak start_kernel` for the same reason). From there on the kernel's
-//!   page tables map its text and any breakpoint works.
+//!   page tables map its text and any breakpoint works. Where the VM
+//!   refuses that breakpoint (vmdbg-vmm on a KVM that delivers none), the
+//!   session says so ([`NO_BREAKPOINTS`]) and the kernel starts from its
+//!   entry: pause, stepping and inspection still work.
 //! - `run`: shell commands the agent runs in the guest once it is up, their
 //!   output in the debug console.
 //!
@@ -48,6 +51,14 @@ use crate::engine::{self, EngineChoice, Vm, VmExit, VmSpec};
 use crate::image::{kernel_debug, GuestImage};
 use crate::rsp::{Endpoint, RspClient, StopReply};
 use crate::symbols::Symbols;
+
+/// What a session says where the VM refuses the first stop's hardware
+/// breakpoint (vmdbg-vmm on a KVM that delivers no debug-register
+/// breakpoints: one nested under QEMU TCG before 9.1).
+pub const NO_BREAKPOINTS: &str = "this VM cannot stop the kernel at breakpoints (its KVM delivers \
+     no debug-register breakpoints to guests, e.g. a KVM nested under QEMU TCG before 9.1; \
+     `engine: \"qemu\"` can): the kernel starts from its entry, breakpoints stay unverified; \
+     pause, stepping and inspection work";
 
 /// Where the kernel has its page tables and its text mapped.
 const FIRST_STOP: &str = "start_kernel";
@@ -387,7 +398,7 @@ async fn boot(
         run_commands(
             vm.agent().clone(),
             config.run.clone(),
-            console,
+            console.clone(),
             stop_relays.clone(),
         );
     }
@@ -436,9 +447,15 @@ async fn boot(
     let symbols = symbols?;
 
     progress.update(&format!("running the kernel to {FIRST_STOP}"), 80);
-    if let Err(e) = run_to_first_stop(&mut rsp, &symbols).await {
-        kernel_vm.shut_down().await;
-        return Err(e);
+    match run_to_first_stop(&mut rsp, &symbols).await {
+        Ok(FirstStop::Reached | FirstStop::NoSuchFunction) => {}
+        Ok(FirstStop::Refused) => {
+            let _ = console.send(("console", format!("vmdbg: {NO_BREAKPOINTS}\n")));
+        }
+        Err(e) => {
+            kernel_vm.shut_down().await;
+            return Err(e);
+        }
     }
     Ok(StartedKernel {
         rsp,
@@ -447,15 +464,29 @@ async fn boot(
     })
 }
 
+/// Where [`run_to_first_stop`] left the kernel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstStop {
+    Reached,
+    /// A kernel without [`FIRST_STOP`] (a bare-metal one) stays at its entry.
+    NoSuchFunction,
+    /// The VM refused the hardware breakpoint: the kernel stays at its entry.
+    Refused,
+}
+
 /// Runs the kernel to [`FIRST_STOP`] on a hardware breakpoint (see the
-/// module doc); a kernel without that symbol stays at its entry.
-pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result<()> {
+/// module doc).
+pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result<FirstStop> {
     let Some(addr) = symbols.function_named(FIRST_STOP).map(|f| f.low) else {
-        return Ok(());
+        return Ok(FirstStop::NoSuchFunction);
     };
-    rsp.insert_hw_breakpoint(addr)
-        .await
-        .with_context(|| format!("cannot set a hardware breakpoint on {FIRST_STOP}"))?;
+    // No other breakpoint holds a debug register yet: a refusal is the
+    // host's (vmdbg-vmm refuses breakpoints where its KVM would never
+    // deliver them; its `monitor info` says so).
+    if let Err(e) = rsp.insert_hw_breakpoint(addr).await {
+        tracing::info!("hardware breakpoint on {FIRST_STOP} refused: {e:#}");
+        return Ok(FirstStop::Refused);
+    }
     rsp.resume_continue()?;
     let stop = tokio::time::timeout(Duration::from_secs(120), rsp.wait_stop(|_| {})).await;
     match stop {
@@ -467,7 +498,7 @@ pub async fn run_to_first_stop(rsp: &mut RspClient, symbols: &Symbols) -> Result
         Err(_) => bail!("the kernel did not reach {FIRST_STOP} within 120 s (its console is in the debug console)"),
     }
     rsp.remove_hw_breakpoint(addr).await?;
-    Ok(())
+    Ok(FirstStop::Reached)
 }
 
 /// Attached to a Linux kernel whose vCPU is still at its boot entry (a
@@ -492,8 +523,7 @@ pub async fn attach_past_boot_entry(
     if !physical.contains(&pc) {
         return Ok(false);
     }
-    run_to_first_stop(rsp, symbols).await?;
-    Ok(true)
+    Ok(run_to_first_stop(rsp, symbols).await? == FirstStop::Reached)
 }
 
 /// "512M", "1G", "768" (MiB).

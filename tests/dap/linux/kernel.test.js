@@ -4,6 +4,12 @@
 // .ci/test.d/linux-kernel.sh, not part of the quick DAP suite), launched on
 // this host's engine and attached to a hand-started QEMU, running and
 // stopped. A real DebugClient drives the real `vmdbg dap`.
+//
+// The nested tier (tests/tests/nested_linux.rs) runs the launch tests
+// against `vmdbg dap` inside its L1 VM on the KVM engine: VMDBG_DAP_PORT
+// names the adapter's port, VMDBG_TEST_ENGINE the engine, and L1 sees the
+// host's cache at the host's paths. The attach tests start QEMU here, so
+// they run on the host only.
 'use strict';
 const assert = require('assert');
 const cp = require('child_process');
@@ -13,6 +19,10 @@ const path = require('path');
 const h = require('../test/helpers');
 
 const FETCH_AND_BOOT = 600000;
+// Unset: the engine this host picks for itself.
+const engine = process.env.VMDBG_TEST_ENGINE;
+const remote = !!process.env.VMDBG_DAP_PORT;
+const engineArgs = engine ? { engine } : {};
 
 /** `vmdbg image build` / `image symbols` print `name: path` lines. */
 function vmdbgPaths(...args) {
@@ -31,7 +41,7 @@ function vmdbgPaths(...args) {
 
 function missing() {
   if (!fs.existsSync(h.vmdbg)) return `${h.vmdbg} is not built (cargo build --release -p vmdbg)`;
-  for (const t of ['qemu-system-x86_64', 'apt-get', 'dpkg-deb']) {
+  for (const t of [...(remote ? [] : ['qemu-system-x86_64']), 'apt-get', 'dpkg-deb']) {
     if (!h.haveCommand(t)) return `\`${t}\` is not installed (see .ci/setup)`;
   }
   return null;
@@ -69,7 +79,32 @@ async function checkKernelGlobals(dc, frameId) {
   assert.ok(tasks.body.variablesReference > 0, 'a cast pointer expands to its struct');
 }
 
-describe('the Linux kernel (default image, Debian DWARF and sources)', function () {
+async function launch(dc, config) {
+  await dc.launchRequest({ kernel: 'default', ...engineArgs, ...config });
+}
+
+/**
+ * The reason the adapter gives if this VM cannot stop the kernel at
+ * breakpoints at all, else null: vmdbg-vmm refuses them where its KVM
+ * delivers none (in the nested tier: QEMU's TCG before 9.1 passes neither
+ * debug-register breakpoints nor an intercepted int3 on to L1's KVM, an
+ * upstream limitation of the machine's QEMU, not a missing tier). Leaves no
+ * breakpoint set.
+ */
+async function breakpointsRefused(dc) {
+  const set = await dc.setFunctionBreakpointsRequest({ breakpoints: [{ name: 'do_sys_openat2' }] });
+  await dc.setFunctionBreakpointsRequest({ breakpoints: [] });
+  const bp = set.body.breakpoints[0];
+  return !bp.verified && /delivers no breakpoints/.test(bp.message || '') ? bp.message : null;
+}
+
+function skipWithout(ctx, refused) {
+  if (!refused) return;
+  console.log(`SKIPPED: ${ctx.test.title}: this VM cannot stop the kernel at breakpoints: ${refused}`);
+  ctx.skip();
+}
+
+describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `, ${engine} engine` : ''})`, function () {
   this.timeout(FETCH_AND_BOOT);
   let dc;
   let sources;
@@ -96,9 +131,11 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     dc.on('output', (e) => { if (e.body.category === 'stdout') stdout += e.body.output; });
     await dc.initializeRequest();
     const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
-    await dc.launchRequest({ kernel: 'default', run: ['cat /etc/hostname', 'echo vmdbg-run-done'] });
+    initialized.catch(() => {}); // a refused launch sends none
+    await launch(dc, { run: ['cat /etc/hostname', 'echo vmdbg-run-done'] });
     await initialized;
     assert.ok(progress.length > 0, 'the launch reported progress');
+    skipWithout(this, await breakpointsRefused(dc));
 
     const fb = await dc.setFunctionBreakpointsRequest({ breakpoints: [{ name: 'do_sys_openat2' }] });
     const bp = fb.body.breakpoints[0];
@@ -181,13 +218,14 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     dc.defaultTimeout = 120000;
     await dc.initializeRequest();
     const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
+    initialized.catch(() => {}); // a refused launch sends none
     // The image's init insmods virtio_blk at boot; `run` unloads and loads
     // it again once the agent is up.
-    await dc.launchRequest({
-      kernel: 'default',
+    await launch(dc, {
       run: ['rmmod virtio_blk && insmod /lib/modules/virtio_blk.ko && echo vmdbg-reloaded'],
     });
     await initialized;
+    skipWithout(this, await breakpointsRefused(dc));
     const changed = [];
     dc.on('breakpoint', (e) => changed.push(e.body));
     const virtioBlk = path.join(sources, 'drivers', 'block', 'virtio_blk.c');
@@ -246,7 +284,76 @@ describe('the Linux kernel (default image, Debian DWARF and sources)', function 
     assert.match(dc.console, /kernel module DWARF loaded: .*virtio_blk/);
   });
 
-  describe('attach to a hand-started QEMU', function () {
+  it('pauses the running kernel in a busy task: its stack, globals and per-CPU current_task; steps an instruction; runs on', async function () {
+    dc = await h.startClient();
+    dc.defaultTimeout = 120000;
+    let stdout = '';
+    dc.on('output', (e) => { if (e.body.category === 'stdout') stdout += e.body.output; });
+    await dc.initializeRequest();
+    const started = Date.now();
+    const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
+    initialized.catch(() => {}); // a refused launch sends none
+    // dd spends its time in the kernel (clearing and copying pages).
+    await launch(dc, { run: ['echo vmdbg-busy && exec dd if=/dev/zero of=/dev/null bs=1M'] });
+    await initialized;
+    const initializedMs = Date.now() - started;
+    await dc.configurationDoneRequest();
+    const deadline = Date.now() + 300000;
+    while (!stdout.includes('vmdbg-busy') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.match(stdout, /vmdbg-busy/, 'the `run` command started');
+    const busyMs = Date.now() - started;
+    const threadId = (await dc.threadsRequest()).body.threads[0].id;
+
+    // A pause may land in user space or in another task: pause again until
+    // it stops in the kernel on dd's behalf.
+    let frames = [];
+    let comm = '';
+    let attempt = 0;
+    const ms = {};
+    for (; attempt < 30; attempt++) {
+      const stopped = dc.waitForEvent('stopped', 60000);
+      let t = Date.now();
+      await dc.pauseRequest({ threadId });
+      await stopped;
+      ms.pause = Date.now() - t;
+      t = Date.now();
+      ({ frames } = await stoppedFrames(dc, stopped));
+      ms.stack = Date.now() - t;
+      t = Date.now();
+      comm = await evaluate(dc, 'current_task->comm', frames[0].id);
+      ms.currentTask = Date.now() - t;
+      if (!frames[0].name.startsWith('0x') && /"dd"/.test(comm)) break;
+      await dc.continueRequest({ threadId });
+    }
+    console.log(`      launch -> initialized ${initializedMs} ms, -> the run command started ${busyMs} ms, pauses to stop in dd's kernel code: ${attempt + 1}; `
+      + `pause -> stopped ${ms.pause} ms, stack trace ${ms.stack} ms, current_task->comm ${ms.currentTask} ms`);
+    assert.match(comm, /"dd"/, 'stopped on behalf of dd');
+    assert.ok(!frames[0].name.startsWith('0x'), `stopped in ${frames[0].name}, a kernel function`);
+    assert.ok(frames[0].source && fs.existsSync(frames[0].source.path), `${frames[0].source && frames[0].source.path} exists`);
+    let t = Date.now();
+    await checkKernelGlobals(dc, frames[0].id);
+    console.log(`      globals, casts and current_task (11 evaluations): ${Date.now() - t} ms`);
+
+    // One instruction: the pc moves on, or, on one iteration of a string
+    // instruction (dd's pages are cleared with `rep stosb`), the count.
+    const before = [frames[0].instructionPointerReference, await evaluate(dc, '$rcx', frames[0].id)];
+    t = Date.now();
+    const step = await h.stepAndWait(dc, 'stepIn', { threadId, granularity: 'instruction' });
+    console.log(`      one instruction step with its stack trace: ${Date.now() - t} ms`);
+    assert.strictEqual(step.event.body.reason, 'step');
+    const after = [step.frames[0].instructionPointerReference, await evaluate(dc, '$rcx', step.frames[0].id)];
+    assert.ok(after[0] !== before[0] || after[1] !== before[1], `one instruction further: pc, rcx ${before} -> ${after}`);
+
+    // It runs on: a second pause stops it again.
+    await dc.continueRequest({ threadId });
+    const again = dc.waitForEvent('stopped', 60000);
+    await dc.pauseRequest({ threadId });
+    assert.strictEqual((await again).body.reason, 'pause');
+  });
+
+  // They start QEMU on this host, beside the test: not with a remote adapter.
+  const hostOnly = (title) => console.log(`not run against the adapter at port ${process.env.VMDBG_DAP_PORT}: ${title} (host only)`);
+  (remote ? hostOnly : describe)('attach to a hand-started QEMU', function () {
     let qemu;
     let dir;
 

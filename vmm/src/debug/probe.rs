@@ -4,6 +4,11 @@
 //! - does a write to an address in DR0 stop the guest (data breakpoints)?
 //!   A KVM that emulates ring-0 code instruction by instruction may not
 //!   check data breakpoints at all.
+//! - does executing the address in DR0 stop the guest (breakpoints)? A KVM
+//!   nested under QEMU's TCG before QEMU 9.1 does not: its emulated VMRUN
+//!   loads the guest's DR7 without arming the breakpoints (nor does it
+//!   deliver a guest's int3 as an intercepted #BP), so only single-step
+//!   reaches the VMM.
 //!
 //! Each probe is a throw-away 64 KiB real-mode VM with no interrupt
 //! controller whose code ends in `hlt`, so every outcome ends in a few exits.
@@ -30,6 +35,9 @@ pub struct HostDebugCaps {
     /// Hardware watchpoints stop the guest; otherwise the VMM single-steps
     /// and compares the watched bytes.
     pub data_breakpoints: bool,
+    /// Execute breakpoints in DR0-DR3 stop the guest; otherwise the VMM
+    /// refuses breakpoints rather than accept ones that never hit.
+    pub exec_breakpoints: bool,
 }
 
 impl HostDebugCaps {
@@ -37,6 +45,7 @@ impl HostDebugCaps {
         Self {
             int3: Int3Support::NotIntercepted("not probed".into()),
             data_breakpoints: false,
+            exec_breakpoints: true,
         }
     }
 }
@@ -55,9 +64,12 @@ pub fn probe(kvm: &Kvm) -> HostDebugCaps {
     };
     let data_breakpoints =
         matches!(probe_data_breakpoint(kvm), Ok(ProbeExit::Debug { dr6, .. }) if dr6 & 1 != 0);
+    let exec_breakpoints =
+        matches!(probe_exec_breakpoint(kvm), Ok(ProbeExit::Debug { dr6, .. }) if dr6 & 1 != 0);
     HostDebugCaps {
         int3,
         data_breakpoints,
+        exec_breakpoints,
     }
 }
 
@@ -82,6 +94,17 @@ fn probe_data_breakpoint(kvm: &Kvm) -> Result<ProbeExit, String> {
     debug.arch.debugreg[0] = DATA;
     debug.arch.debugreg[7] = 0b10 | (0b01 << 16); // G0, RW0 = write, LEN0 = 1
     run_probe(kvm, &[0xc6, 0x06, 0x00, 0x20, 0x01, 0xf4], None, debug)
+}
+
+/// `nop; nop; hlt` with an execute breakpoint on the second `nop` in DR0.
+fn probe_exec_breakpoint(kvm: &Kvm) -> Result<ProbeExit, String> {
+    let mut debug = kvm_guest_debug {
+        control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+        ..Default::default()
+    };
+    debug.arch.debugreg[0] = CODE + 1;
+    debug.arch.debugreg[7] = 0b10; // G0, RW0 = execute, LEN0 = 1
+    run_probe(kvm, &[0x90, 0x90, 0xf4], None, debug)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

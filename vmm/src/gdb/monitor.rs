@@ -112,6 +112,13 @@ impl VmTarget {
                         "int3: not usable on this host ({why}); `break` uses debug registers, 4 at most"
                     ),
                 }
+                if !self.host.exec_breakpoints {
+                    outputln!(
+                        out,
+                        "breakpoints: none ({})",
+                        super::target::NO_BREAKPOINTS_HERE
+                    );
+                }
                 outputln!(
                     out,
                     "data breakpoints: {}",

@@ -631,6 +631,10 @@ impl Breakpoints for VmTarget {
 
 impl VmTarget {
     fn add_breakpoint(&mut self, addr: u64, origin: Origin) -> TargetResult<bool, Self> {
+        if !self.host.exec_breakpoints {
+            eprintln!("vmdbg-vmm: breakpoint at {addr:#x} refused: {NO_BREAKPOINTS_HERE}");
+            return Ok(false);
+        }
         match self.slots.insert_breakpoint(addr, origin) {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -640,6 +644,12 @@ impl VmTarget {
         }
     }
 }
+
+/// Why this host cannot have breakpoints (see `debug::probe`).
+pub const NO_BREAKPOINTS_HERE: &str =
+    "this host's KVM does not stop its guests on debug-register breakpoints \
+     nor intercept their int3 (a KVM nested under QEMU TCG before 9.1 does neither); \
+     single-step, pause and memory access work";
 
 /// gdb's `break` arrives here. Breakpoints are served from the debug
 /// registers because int3 cannot be relied on (see `debug::probe`).
