@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The nested test tier (tests/nested/, tests/tests/nested_linux.rs): the
-# packages it builds its images with, and the pinned Debian kernel it boots,
+# packages it builds its images with, the pinned Debian kernel it boots and
+# the QEMU (>= 9.1, bookworm-backports) it runs L1 under,
 # fetched once into $XDG_CACHE_HOME/vmdbg/nested (checksum-verified).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,3 +19,6 @@ fi
 rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-gnu \
     || rustup target add x86_64-unknown-linux-gnu >/dev/null 2>&1 || true
 bash tests/nested/fetch-kernel.sh >/dev/null
+# L1 runs under a QEMU >= 9.1 from bookworm-backports (the system's 7.2
+# cannot stop L2 at breakpoints); the rest of the tests keep the system's.
+bash tests/nested/fetch-qemu.sh >/dev/null

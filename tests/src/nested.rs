@@ -9,7 +9,8 @@
 //! `@@RUN <id> <command>` with `@@BEGIN <id>`, the output and
 //! `@@END <id> <status>`. Scenario scripts live in tests/nested/l1/.
 //!
-//! What it needs: qemu-system-x86_64, gcc (static glibc), busybox-static,
+//! What it needs: QEMU >= 9.1 (tests/nested/fetch-qemu.sh fetches it from
+//! bookworm-backports; older TCG cannot stop L2 at breakpoints), gcc (static glibc), busybox-static,
 //! cpio, root (for mknod in the images), and apt-get + dpkg-deb to fetch
 //! the Debian kernel the default image was made from
 //! (tests/nested/fetch-kernel.sh, cached under
@@ -44,13 +45,58 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The QEMU L1 runs under: $VMDBG_NESTED_QEMU (a qemu-system-x86_64
+/// binary), else the one tests/nested/fetch-qemu.sh unpacked from
+/// bookworm-backports into the nested cache. Not the system's: L2 can stop
+/// at breakpoints only on QEMU >= 9.1 (see fetch-qemu.sh), and the tier is
+/// there to debug L2.
+fn l0_qemu() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("VMDBG_NESTED_QEMU").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("VMDBG_NESTED_QEMU={} is no file", path.display()))
+        };
+    }
+    let cache = std::env::var_os("VMDBG_NESTED_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("vmdbg/nested"))
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vmdbg/nested")))
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
+    let qemu = cache.join("qemu");
+    if qemu.join(".complete").is_file() {
+        Ok(qemu.join("usr/bin/qemu-system-x86_64"))
+    } else {
+        Err(format!(
+            "the nested tier's QEMU (>= 9.1, from bookworm-backports) is not in {}; run: bash .ci/setup-tests.d/nested.sh",
+            qemu.display()
+        ))
+    }
+}
+
+/// Firmware for [`l0_qemu`]: its own option ROMs and SeaBIOS first.
+fn l0_firmware(qemu: &Path) -> Vec<std::ffi::OsString> {
+    let Some(usr) = qemu.parent().and_then(Path::parent) else {
+        return Vec::new();
+    };
+    ["share/qemu", "share/seabios"]
+        .iter()
+        .map(|d| usr.join(d))
+        .filter(|d| d.is_dir())
+        .flat_map(|d| ["-L".into(), d.into_os_string()])
+        .collect()
+}
+
 /// Whether this machine can run the nested tier; the reason if not.
 pub fn available() -> Result<(), String> {
     if std::env::var("VMDBG_SKIP_NESTED").is_ok_and(|v| !v.is_empty() && v != "0") {
         return Err("VMDBG_SKIP_NESTED is set".into());
     }
     crate::all([
-        crate::tool("qemu-system-x86_64"),
+        l0_qemu().map(drop),
         crate::tool("gcc"),
         crate::tool("busybox"),
         crate::tool("cpio"),
@@ -350,7 +396,9 @@ fn boot_l1() -> Result<L1, String> {
     let images = build_images()?;
     let dap_port = crate::free_port();
     let started = Instant::now();
-    let mut qemu = Command::new("qemu-system-x86_64")
+    let qemu_binary = l0_qemu()?;
+    let mut qemu = Command::new(&qemu_binary)
+        .args(l0_firmware(&qemu_binary))
         .args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"])
         .args(["-m", "2048", "-smp", "1", "-nographic", "-no-reboot"])
         .args([
@@ -371,7 +419,7 @@ fn boot_l1() -> Result<L1, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("starting qemu-system-x86_64: {e}"))?;
+        .map_err(|e| format!("starting {}: {e}", qemu_binary.display()))?;
     let watchdog = Command::new("sh")
         .arg("-c")
         .arg("read _ignored; kill -9 \"$0\" 2>/dev/null")
