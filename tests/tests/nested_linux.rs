@@ -562,11 +562,12 @@ fn nested_dap_values_on_the_kvm_engine() {
 /// Debian's DWARF, module debug files and sources from the host's cache
 /// (shared read-only over 9p, at the host's paths).
 ///
-/// On this machine's QEMU (TCG before 9.1) L1's KVM is never told of a
-/// debug-register breakpoint nor of an int3 in L2, so vmdbg-vmm refuses
-/// breakpoints and the session says so: the suite's breakpoint tests then
-/// skip with that reason (printed here) and its pause/inspect/step test
-/// runs. Any other failure fails.
+/// L1 runs under QEMU >= 9.1 (tests/nested/fetch-qemu.sh), whose TCG tells
+/// L1's KVM of debug-register breakpoints in L2, so the suite's breakpoint
+/// tests run. Under an older QEMU (TCG before 9.1: `VMDBG_NESTED_QEMU`
+/// naming one) vmdbg-vmm refuses breakpoints and the session says so: the
+/// breakpoint tests then fail under CI and elsewhere skip with that reason
+/// (printed here). Any other failure fails.
 #[test]
 fn nested_dap_linux_kernel_on_the_kvm_engine() {
     let test = "nested_dap_linux_kernel_on_the_kvm_engine";
