@@ -495,12 +495,17 @@ impl MultiThreadResume for VmTarget {
         Some(self)
     }
 
+    // Only a machine built for recording (`--record`, `--recordable`,
+    // `--replay`) offers reverse execution: to gdb, and to the DAP server,
+    // which takes a stub that offers it for a replay, any other VM is a
+    // live one ("Target does not support this operation", as gdb says of
+    // any target without a recording).
     fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, Tid, Self>> {
-        Some(self)
+        self.vm.shape.recordable.then_some(self)
     }
 
     fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, Tid, Self>> {
-        Some(self)
+        self.vm.shape.recordable.then_some(self)
     }
 }
 
