@@ -30,6 +30,18 @@ impl SerialPump {
                 Err(_) if Instant::now() < deadline && process.try_exit().is_none() => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
+                // A VMM that ended before its socket appeared has said why
+                // (a kernel that is not an ELF, no /dev/kvm …): that leads.
+                Err(e) if process.try_exit().is_some() => {
+                    let words = process.last_words(Duration::from_millis(500));
+                    if words.trim().is_empty() {
+                        bail!(
+                            "vmdbg-vmm ended before it opened its serial socket {} ({e}) and said nothing",
+                            socket.display()
+                        );
+                    }
+                    bail!("{}", words.trim())
+                }
                 Err(e) => bail!(
                     "vmdbg-vmm did not open its serial socket {} ({e}); it said:\n{}",
                     socket.display(),

@@ -257,7 +257,9 @@ final class Scenarios {
         // Not an ELF: refused by vmdbg itself, whose words reach the user.
         ILaunchConfigurationWorkingCopy notElf = Session.config("not an ELF", LaunchAttributes.MODE_KERNEL);
         notElf.setAttribute(LaunchAttributes.KERNEL, Env.callsC().getPath());
-        return "vmdbg says: " + refused(notElf, "vmdbg: launch: ");
+        String said = refused(notElf, "vmdbg: launch: ");
+        Check.that(said.contains("not an x86-64 ELF"), "the VMM's reason leads: " + said);
+        return "vmdbg says: " + said;
     }
 
     private static String refused(ILaunchConfigurationWorkingCopy config, String expected) throws Exception {
