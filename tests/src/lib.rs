@@ -256,16 +256,19 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn vmm_gdb_on_any_port(mut cmd: Command) -> (ChildGuard, u16) {
     cmd.args(["--gdb", "127.0.0.1:0", "--wait-gdb"]);
     let mut guard = ChildGuard::spawn(cmd, "vmdbg-vmm");
-    let said = "waiting for gdb: target remote 127.0.0.1:";
+    let port = gdb_port_said(&mut guard, "waiting for gdb: target remote 127.0.0.1:");
+    (guard, port)
+}
+
+/// The port a stub bound to port 0 names on stderr after `said`.
+pub fn gdb_port_said(guard: &mut ChildGuard, said: &str) -> u16 {
     guard.wait_for_stderr(said, Duration::from_secs(10));
     let seen = guard.stderr_text();
-    let port = seen
-        .split(said)
+    seen.split(said)
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in: {seen}"));
-    (guard, port)
+        .unwrap_or_else(|| panic!("no port in: {seen}"))
 }
 
 /// The address of symbol `name` in `elf` (from `nm`).

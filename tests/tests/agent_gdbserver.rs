@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vmdbg_e2e::rsp::RawRsp;
 use vmdbg_e2e::*;
@@ -601,6 +601,34 @@ fn lldb_gdb_remote_breaks_shows_locals_and_kills() {
     );
 }
 
+/// The thread a stop reply names (`thread:TID` or `thread:pPID.TID`, hex).
+fn thread_of(stop: &str) -> u32 {
+    let id = stop
+        .split("thread:")
+        .nth(1)
+        .and_then(|t| t.split(';').next())
+        .unwrap_or_else(|| panic!("no thread in {stop}"));
+    let tid = id.rsplit('.').next().unwrap().trim_start_matches('p');
+    u32::from_str_radix(tid, 16).unwrap_or_else(|_| panic!("thread {id} in {stop}"))
+}
+
+/// Waits until traced thread `tid` has left its ptrace stop (`t` in
+/// /proc): the program runs, so what the test sends next arrives while it
+/// does, however late a loaded host lets it start.
+fn wait_running(tid: u32) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{tid}/stat"))
+            .unwrap_or_else(|e| panic!("/proc/{tid}/stat: {e}"));
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        if !matches!(state, Some('t' | 'T')) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{tid} never ran: {stat}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn raw_rsp_interrupt_errors_and_malformed_packets() {
     if !have("raw_rsp_interrupt_errors_and_malformed_packets", &["gcc"]) {
@@ -613,7 +641,9 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
         .unwrap();
     let mut rsp = RawRsp(stream);
     assert!(rsp.ask("qSupported:swbreak+").contains("PacketSize="));
-    assert!(rsp.ask("?").starts_with("T05"), "stopped at the exec");
+    let stop = rsp.ask("?");
+    assert!(stop.starts_with("T05"), "stopped at the exec");
+    let pid = thread_of(&stop);
 
     rsp.send_raw(b"$g#00");
     assert_eq!(rsp.reply(), "-", "a bad checksum is NAKed");
@@ -648,7 +678,7 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
     // A bad packet while the program runs: an error reply, and the program
     // is stopped so the client gets the stop it waits for.
     rsp.send("vCont;c");
-    std::thread::sleep(Duration::from_millis(100));
+    wait_running(pid);
     assert!(rsp.ask("mzz,8").starts_with('E'));
     let stop = rsp.reply();
     assert!(
@@ -662,7 +692,7 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
     );
 
     rsp.send("vCont;c");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_running(pid);
     rsp.send_raw(&[0x03]);
     let stop = rsp.reply();
     assert!(

@@ -89,7 +89,7 @@ fn stub_vmm(
 }
 
 /// xorshift64*: a seeded sequence the test prints, so a failure can be
-/// replayed with VMDBG_RR_SEED.
+/// replayed with VMDBG_TEST_SEED.
 struct Rng(u64);
 
 impl Rng {
@@ -165,17 +165,25 @@ fn reverse_stepi_lands_on_the_forward_trace() {
     let distinct: std::collections::HashSet<_> = trace.iter().collect();
     assert!(distinct.len() > TRACE as usize / 2, "the trace moves");
 
-    let seed = std::env::var("VMDBG_RR_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
+    // A new seed each run covers more targets over time; the printed one
+    // (also in each failure message) repeats a run. VMDBG_RR_SEED is the
+    // old name.
+    let fixed = ["VMDBG_TEST_SEED", "VMDBG_RR_SEED"]
+        .iter()
+        .find_map(|var| Some((var, std::env::var(var).ok()?)));
+    let seed = match fixed {
+        Some((var, value)) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={value} is not a number")),
+        None => {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
                 | 1
-        });
-    eprintln!("reverse-stepi targets: seed {seed} (VMDBG_RR_SEED={seed} repeats them)");
+        }
+    };
+    eprintln!("reverse-stepi targets: seed {seed} (VMDBG_TEST_SEED={seed} repeats them)");
     let mut rng = Rng(seed);
     let began = Instant::now();
     for n in 0..TARGETS {
@@ -183,10 +191,10 @@ fn reverse_stepi_lands_on_the_forward_trace() {
         let went = monitor(&mut rsp, &format!("record goto {}", start + t + 1));
         assert!(
             went.contains(&format!("icount: {}", start + t + 1)),
-            "{went}"
+            "target {n} (seed {seed}): {went}"
         );
         let stop = rsp.ask("bs");
-        assert!(stop.starts_with("T05"), "target {n}: {stop}");
+        assert!(stop.starts_with("T05"), "target {n} (seed {seed}): {stop}");
         let regs = rsp.ask("g");
         assert!(
             regs == trace[t as usize],

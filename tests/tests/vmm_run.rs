@@ -1,6 +1,6 @@
 //! The VMM runs bare-metal kernels on the host's KVM: serial output on
-//! stdout, the guest's exit status, both entry ABIs, timer interrupts, and
-//! a clear report when the guest dies.
+//! stdout, the guest's exit status, both entry ABIs, timer interrupts, a
+//! second vCPU that stays parked, and a clear report when the guest dies.
 
 use std::time::Duration;
 
@@ -111,10 +111,67 @@ fn triple_fault_ends_with_a_report_and_its_own_status() {
     );
 }
 
+/// A fresh vCPU 1 is an application processor waiting for the INIT/SIPI
+/// that hello.elf never sends: KVM keeps it out of the run (it would
+/// otherwise fetch from the reset vector, where nothing is loaded). So when
+/// the bootstrap processor has run the whole kernel, the AP is still at its
+/// power-on CS:IP f000:fff0, and the line is printed once.
 #[test]
 fn two_vcpus_boot_with_the_application_processor_parked() {
-    let Some(out) = run_kernel("hello.elf", &["--cpus", "2"]) else {
+    if !require(
+        all([kvm(), tool("nm")]),
+        "two_vcpus_boot_with_the_application_processor_parked",
+    ) {
         return;
+    }
+    let elf = kernel("hello.elf");
+    let (vmm, mut rsp, dir) =
+        vmdbg_e2e::rsp::vmm_waiting_for_gdb(&elf, &["--cpus", "2"], "ap-parked");
+    assert!(rsp.ask("qSupported:hwbreak+").contains("PacketSize="));
+    let mut threads = Vec::new();
+    let mut reply = rsp.ask("qfThreadInfo");
+    while let Some(list) = reply.strip_prefix('m') {
+        threads.extend(list.split(',').map(|t| u64::from_str_radix(t, 16).unwrap()));
+        reply = rsp.ask("qsThreadInfo");
+    }
+    assert_eq!(reply, "l");
+    assert_eq!(threads, [1, 2], "one gdb thread per vCPU");
+
+    // The BSP about to leave through port 0xf4, its line written.
+    let exit = elf_symbol(&elf, "qemu_exit");
+    assert_eq!(rsp.ask(&format!("Z1,{exit:x},1")), "OK");
+    let stop = rsp.ask("vCont;c");
+    assert!(
+        stop.starts_with("T05") && stop.contains("thread:01;"),
+        "the BSP stops at qemu_exit: {stop}"
+    );
+    // `g`: 16 64-bit GPRs, then rip (64), eflags (32), cs (32), little-endian hex.
+    let word = |regs: &str, at: usize, bytes: usize| -> u64 {
+        (0..bytes).rev().fold(0, |v, i| {
+            v << 8 | u64::from_str_radix(&regs[2 * (at + i)..2 * (at + i) + 2], 16).unwrap()
+        })
     };
+    assert_eq!(rsp.ask("Hg1"), "OK");
+    let bsp = rsp.ask("g");
+    assert_eq!(word(&bsp, 128, 8), exit, "the BSP's rip: {bsp}");
+    assert_eq!(rsp.ask("Hg2"), "OK");
+    let ap = rsp.ask("g");
+    assert_eq!(
+        (word(&ap, 128, 8), word(&ap, 140, 4)),
+        (0xfff0, 0xf000),
+        "the AP left its reset vector (rip, cs): {ap}"
+    );
+
+    assert_eq!(rsp.ask(&format!("z1,{exit:x},1")), "OK");
+    assert_eq!(rsp.ask("D"), "OK");
+    drop(rsp);
+    let out = vmm.wait_output(LIMIT);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello from a vmdbg bare-metal guest\n",
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(85), "{}", text(&out.stderr));
 }

@@ -479,16 +479,14 @@ fn gdb_on_a_restored_vm_sees_the_same_registers_and_breakpoints() {
     }
     let dir = scratch_dir("snapshot_gdb");
     let elf = kernel("snapshot.elf");
-    let port = free_port();
-    let a = Vmm::start(
+    let mut a = Vmm::start(
         &dir,
         "a",
-        &[
-            "--kernel",
-            elf.to_str().unwrap(),
-            "--gdb",
-            &format!("127.0.0.1:{port}"),
-        ],
+        &["--kernel", elf.to_str().unwrap(), "--gdb", "127.0.0.1:0"],
+    );
+    let port = gdb_port_said(
+        &mut a.guard,
+        "gdb can attach with: target remote 127.0.0.1:",
     );
     let _ = a.api();
     const SHOW: &str = "echo REGS\\n\ninfo registers rip rsp rdi rsi eflags cr3\necho END\\n\n";
@@ -513,22 +511,16 @@ fn gdb_on_a_restored_vm_sees_the_same_registers_and_breakpoints() {
     let at_snapshot = regs(&first_out);
     drop(a);
 
-    let port = free_port();
     let mut cmd = vmm();
-    cmd.current_dir(&dir)
-        .args([
-            "--restore",
-            "vm.snap",
-            "--mem-file",
-            "vm.mem",
-            "--serial",
-            "none",
-        ])
-        .arg("--gdb")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--wait-gdb");
-    let mut b = ChildGuard::spawn(cmd, "vmdbg-vmm --restore");
-    b.wait_for_stderr("waiting for gdb", Duration::from_secs(10));
+    cmd.current_dir(&dir).args([
+        "--restore",
+        "vm.snap",
+        "--mem-file",
+        "vm.mem",
+        "--serial",
+        "none",
+    ]);
+    let (_b, port) = vmm_gdb_on_any_port(cmd);
     let script = format!(
         "set pagination off\nset confirm off\ntarget remote 127.0.0.1:{port}\n{SHOW}hbreak report\ncontinue\nprint/d $rdi\nkill\n"
     );
