@@ -52,7 +52,10 @@ int main()
     std::set<int> primes = {7, 3, 5};
     std::optional<int> some = 5;
     std::optional<int> none;
-    std::unordered_map<int, int> squares = {{4, 16}};
+    // 48 entries over libstdc++'s buckets, all in its one node chain.
+    std::unordered_map<int, int> squares;
+    for (int i = 4; i < 52; i++)
+        squares[i] = i * i;
     std::variant<int, std::string> text = std::string("text");
     std::variant<int, std::string> number = 12;
     std::list<int> chain = {4, 5, 6};

@@ -50,10 +50,18 @@ fn main() {
     let res: Result<u32, String> = Err(String::from("bad"));
     let ok: Result<u32, String> = Ok(9);
     let big: Vec<u32> = (0..1_000_000).collect();
+    // 48 entries each: hashbrown's table grows to 64 buckets, four groups
+    // of 16 control bytes, and the entries land in all of them.
+    let keys: Vec<String> = (1..48).map(|i| format!("k{i}")).collect();
     let mut map = HashMap::new();
     map.insert("k", 1);
+    for (i, key) in keys.iter().enumerate() {
+        map.insert(key.as_str(), 100 + i as i32);
+    }
     let mut set = HashSet::new();
-    set.insert(42u16);
+    for i in 0..48u16 {
+        set.insert(42 + 7 * i);
+    }
     let counter = Cell::new(3i32);
     let cell = RefCell::new(vec![1u8, 2]);
     // Pushed past its capacity of 4 after two pops: the ring wraps around.

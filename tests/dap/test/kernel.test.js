@@ -29,6 +29,8 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
     dc.hitBreakpoint({ kernel: h.kernel(kernelName) }, { path: file, line });
 
   it('a line breakpoint hits and the stack shows the call chain with source lines', async function () {
+    requireGdbUnderQemu(this);
+    const gdbFrames = gdbBacktrace(h.kernel('calls-O0.elf'), `calls.c:${h.marker('leaf')}`);
     await stopAt('calls-O0.elf', h.marker('leaf'));
     const trace = await dc.stackTraceRequest({ threadId: 1 });
     const frames = trace.body.stackFrames;
@@ -41,7 +43,13 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
         ['kmain', h.marker('call-compute'), 'calls.c'],
       ],
     );
-    assert.ok(frames.length >= 3);
+    // The whole stack, down to the entry code, is the one gdb's bt shows
+    // at the same breakpoint under QEMU: no frame missing past kmain,
+    // none made up.
+    assert.deepStrictEqual(
+      frames.map((f) => `${f.name} ${f.source ? path.basename(f.source.path) : null}:${f.source ? f.line : null}`),
+      gdbFrames,
+    );
   });
 
   it('a breakpoint on a line without code moves to the next line with code', async function () {
@@ -122,13 +130,7 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
   });
 
   it('next, step in and step out land on the lines gdb lands on under QEMU', async function () {
-    for (const tool of ['gdb', 'qemu-system-x86_64']) {
-      if (!h.haveCommand(tool)) {
-        if (h.strict()) throw new Error(`${tool} is required under CI`);
-        console.log(`SKIPPED: gdb comparison: ${tool} is not installed`);
-        this.skip();
-      }
-    }
+    requireGdbUnderQemu(this);
     const start = h.marker('call-accumulate');
     // [DAP request, gdb command]
     const plan = [
@@ -366,8 +368,22 @@ describe('kernel session on vmdbg-vmm (host tier)', function () {
     assert.strictEqual(frames[2].name, 'kmain');
     // The next goes down into inb, still without running (gdb's `step`).
     ({ frames } = await h.stepAndWait(dc, 'stepIn', { threadId: 1 }));
+    // inb's line is the one binutils' addr2line gives for the stop's pc
+    // (its inlined chain read from the ELF by a DWARF reader that is not
+    // vmdbg's), and it lies in inb's body in lib.h.
+    const chain = addr2lineChain(h.kernel('calls-O2.elf'), frames[0].instructionPointerReference);
+    assert.deepStrictEqual(chain.slice(0, 3), [
+      `inb:lib.h:${chain[0].split(':')[2]}`,
+      `serial_putc:lib.c:${h.lineOf(libC, /while \(!\(inb\(COM1 \+ 5\)/)}`,
+      `serial_puts:lib.c:${h.lineOf(libC, /serial_putc\(\*s\+\+\);/)}`,
+    ], `addr2line -f -i at ${frames[0].instructionPointerReference}: ${chain.join(' < ')}`);
+    const libH = path.join(h.sourceDir, 'lib.h');
+    const inbLine = Number(chain[0].split(':')[2]);
+    const inbStart = h.lineOf(libH, /^static inline uint8_t inb\(/);
+    const inbEnd = inbStart + fs.readFileSync(libH, 'utf8').split('\n').slice(inbStart).findIndex((l) => l === '}') + 1;
+    assert.ok(inbLine > inbStart && inbLine < inbEnd, `addr2line's inb line ${inbLine} is in inb's body (lib.h:${inbStart}-${inbEnd})`);
     assert.deepStrictEqual(shownOf(frames).slice(0, 3), [
-      'inb [inlined]:lib.h:' + frames[0].line,
+      `inb [inlined]:lib.h:${inbLine}`,
       `serial_putc [inlined]:lib.c:${h.lineOf(libC, /while \(!\(inb\(COM1 \+ 5\)/)}`,
       `serial_puts:lib.c:${h.lineOf(libC, /serial_putc\(\*s\+\+\);/)}`,
     ], shownOf(frames).join(' < '));
@@ -387,10 +403,60 @@ async function launchAndConfigure(dc, args) {
   await initialized;
 }
 
+/** In a test: skips (fails under CI) without gdb and QEMU. */
+function requireGdbUnderQemu(ctx) {
+  for (const tool of ['gdb', 'qemu-system-x86_64']) {
+    if (!h.haveCommand(tool)) {
+      if (h.strict()) throw new Error(`${tool} is required under CI`);
+      console.log(`SKIPPED: gdb comparison: ${tool} is not installed`);
+      ctx.skip();
+    }
+  }
+}
+
+/** addr2line's (binutils) inlined-call chain at `pc` in `elf`, innermost
+ * first, each as `function:file:line`. */
+function addr2lineChain(elf, pc) {
+  if (!h.haveCommand('addr2line')) throw new Error('`addr2line` (binutils) is not installed');
+  const r = cp.spawnSync('addr2line', ['-f', '-i', '-e', elf, pc], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`addr2line failed: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  const chain = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const at = /^(.*):(\d+)(?: \(discriminator \d+\))?$/.exec(lines[i + 1]);
+    if (!at) throw new Error(`addr2line printed no line for ${pc}: ${r.stdout}`);
+    chain.push(`${lines[i]}:${path.basename(at[1])}:${at[2]}`);
+  }
+  return chain;
+}
+
+/** gdb's `bt` at `location` of `elf` under QEMU (gdbUnderQemu), each frame
+ * as `name file:line` (`null:null` for a frame without a line). */
+function gdbBacktrace(elf, location) {
+  const [bt] = gdbUnderQemu(elf, location, ['bt']);
+  const frames = [];
+  for (const l of bt.split('\n')) {
+    const m = /^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(.*?\)(?: at (\S+):(\d+))?$/.exec(l);
+    if (m) frames.push(`${m[1]} ${m[2] ? path.basename(m[2]) : null}:${m[3] || null}`);
+  }
+  if (!frames.length) throw new Error(`gdb printed no backtrace: ${bt}`);
+  return frames;
+}
+
 /** Runs gdb on the same ELF under QEMU's gdbstub (TCG: a stub that is
  * not vmdbg's, so a stepping bug shared by vmdbg dap and vmdbg-vmm cannot
  * agree with itself) and returns the line after each command. */
 function gdbStepLines(elf, location, commands) {
+  return gdbUnderQemu(elf, location, commands).map((s) => {
+    const lines = [...s.matchAll(/^(\d+)\t/gm)];
+    if (!lines.length) throw new Error(`gdb printed no line for a step: ${JSON.stringify(s)}`);
+    return Number(lines[lines.length - 1][1]);
+  });
+}
+
+/** gdb on `elf` under QEMU's gdbstub, stopped at a hardware breakpoint
+ * on `location`: what it printed for each of `commands`. */
+function gdbUnderQemu(elf, location, commands) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-gdb-'));
   const sock = path.join(dir, 'gdb.sock');
   const qemu = cp.spawn('qemu-system-x86_64', [
@@ -407,11 +473,7 @@ function gdbStepLines(elf, location, commands) {
     const out = cp.spawnSync('gdb', args, { encoding: 'utf8', timeout: 60000 }).stdout;
     const segments = out.split('@@\n').slice(1, commands.length + 1);
     if (segments.length !== commands.length) throw new Error(`gdb under QEMU stopped early:\n${out}`);
-    return segments.map((s) => {
-      const lines = [...s.matchAll(/^(\d+)\t/gm)];
-      if (!lines.length) throw new Error(`gdb printed no line for a step: ${JSON.stringify(s)}`);
-      return Number(lines[lines.length - 1][1]);
-    });
+    return segments;
   } finally {
     qemu.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });

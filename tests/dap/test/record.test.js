@@ -8,7 +8,9 @@
 // (vmdbg-vmm's recorder; its gdb stub steps and continues backwards from
 // in-memory checkpoints — the host tier) and on the QEMU engine (QEMU's
 // icount record/replay; going back replays afresh from the start, seconds
-// a step on a loaded machine). One recording per engine for its suite.
+// a step on a loaded machine). One recording per engine for its suite,
+// made once; each test starts from the same known point of it, the end of
+// the recording (the fault), whatever the test before it did or left.
 'use strict';
 const assert = require('assert');
 const fs = require('fs');
@@ -49,6 +51,9 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
     return stopped;
   };
 
+  // The launch's stop at the end of the recording, for the first test.
+  let launchStop;
+
   before(async function () {
     h.requireTier(this, tierMissing(engine));
     dc = await h.startClient();
@@ -56,24 +61,51 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
     for (const name of ['capabilities', 'progressStart', 'progressUpdate', 'progressEnd']) {
       dc.on(name, (e) => events.push(e));
     }
+    const initialized = dc.waitForEvent('initialized');
+    await dc.launch({ kernel: h.kernel('rewind.elf'), engine, record: true, mem: '64M' });
+    await initialized;
+    const stopped = dc.waitForEvent('stopped');
+    await dc.configurationDoneRequest();
+    launchStop = await stopped;
+  });
+
+  // Back to the known point: no breakpoints of any kind, then forward to
+  // the end of the recording (nothing runs when already there).
+  beforeEach(async function () {
+    await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [] });
+    await dc.send('setFunctionBreakpoints', { breakpoints: [] });
+    await dc.send('setDataBreakpoints', { breakpoints: [] });
+    const end = dc.waitForEvent('stopped');
+    await dc.continueRequest({ threadId: 1 });
+    const event = await end;
+    assert.match(event.body.description, /end of the recording/, JSON.stringify(event.body));
+    const frame = await top();
+    assert.deepStrictEqual([frame.name, frame.line], ['sum_list', h.marker('fault', rewindC)], 'each test starts at the fault');
   });
 
   after(async function () {
     if (dc) await dc.stop();
   });
 
+  /** From the end, reverseContinue with a write watch on table.head: the
+   * stop at fill_slots' corrupting store. Clears the watch again. */
+  const toCorruptingStore = async () => {
+    const info = await dc.send('dataBreakpointInfo', { name: 'table.head', frameId: 1 });
+    assert.ok(info.body.dataId, info.body.description);
+    const set = await dc.send('setDataBreakpoints', { breakpoints: [{ dataId: info.body.dataId, accessType: 'write' }] });
+    assert.strictEqual(set.body.breakpoints[0].verified, true);
+    const event = await reverseContinue();
+    await dc.send('setDataBreakpoints', { breakpoints: [] });
+    return { event, id: set.body.breakpoints[0].id };
+  };
+
   it('a recorded session runs into the fault and stops there with the exception', async function () {
-    const initialized = dc.waitForEvent('initialized');
-    await dc.launch({ kernel: h.kernel('rewind.elf'), engine, record: true, mem: '64M' });
-    await initialized;
     const caps = events.find((e) => e.event === 'capabilities');
     assert.ok(caps && caps.body.capabilities.supportsStepBack, 'a capabilities event turns on supportsStepBack');
     const progress = events.filter((e) => e.event.startsWith('progress')).map((e) => e.body.message || e.body.title);
     assert.ok(progress.some((m) => /record/i.test(m)), `progress while recording: ${progress.join(' | ')}`);
     assert.ok(progress.some((m) => /recorded \d+ instructions/.test(m)), progress.join(' | '));
-    const stopped = dc.waitForEvent('stopped');
-    await dc.configurationDoneRequest();
-    const event = await stopped;
+    const event = launchStop;
     assert.strictEqual(event.body.reason, 'exception', JSON.stringify(event.body));
     assert.match(event.body.description, /end of the recording/);
     assert.match(event.body.description, /triple fault/);
@@ -101,13 +133,9 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
   });
 
   it('reverseContinue with a data breakpoint on the pointer stops at the corrupting line, old and new value shown', async function () {
-    const info = await dc.send('dataBreakpointInfo', { name: 'table.head', frameId: 1 });
-    assert.ok(info.body.dataId, info.body.description);
-    const set = await dc.send('setDataBreakpoints', { breakpoints: [{ dataId: info.body.dataId, accessType: 'write' }] });
-    assert.strictEqual(set.body.breakpoints[0].verified, true);
-    const event = await reverseContinue();
+    const { event, id } = await toCorruptingStore();
     assert.strictEqual(event.body.reason, 'data breakpoint', JSON.stringify(event.body));
-    assert.deepStrictEqual(event.body.hitBreakpointIds, [set.body.breakpoints[0].id]);
+    assert.deepStrictEqual(event.body.hitBreakpointIds, [id]);
     const frame = await top();
     assert.strictEqual(frame.name, 'fill_slots');
     assert.strictEqual(frame.line, h.marker('corrupt', rewindC));
@@ -115,10 +143,11 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
     // Before the write (where the replay is now) and after it.
     assert.match(await value('table.head'), /^0x102000\b|nodes/);
     assert.match(event.body.description, /from 0x102000 to 0x4000000004/);
-    await dc.send('setDataBreakpoints', { breakpoints: [] });
   });
 
   it('stepBack walks back line by line through the loop', async function () {
+    const { event } = await toCorruptingStore();
+    assert.strictEqual(event.body.reason, 'data breakpoint', JSON.stringify(event.body));
     // From the store (the middle of its line): the start of that line first.
     let { frame } = await back();
     assert.strictEqual(frame.line, h.marker('corrupt', rewindC));
@@ -131,11 +160,11 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
   });
 
   it('stepBack by line steps back over calls; function and line breakpoints stop a reverseContinue', async function () {
+    // From the fault, inside sum_list's second call: back to that call's line.
     const after = h.marker('sum-after', rewindC);
     await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [{ line: after }] });
-    const hit = dc.waitForEvent('stopped');
-    await dc.continueRequest({ threadId: 1 });
-    assert.strictEqual((await hit).body.reason, 'breakpoint');
+    const hit = await reverseContinue();
+    assert.strictEqual(hit.body.reason, 'breakpoint', JSON.stringify(hit.body));
     assert.strictEqual((await top()).line, after);
     let { frame } = await back();
     assert.strictEqual(frame.name, 'kmain');
