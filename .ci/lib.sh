@@ -1,6 +1,17 @@
-# Shared by the set-up scripts: install Debian packages for the commands
-# that are missing. Usage: install_missing CMD:PACKAGE ...  (a PACKAGE alone
-# is checked with dpkg instead of a command).
+# Shared by the set-up and test scripts (sourced).
+
+# Whether this run is strict: a part this machine lacks fails instead of
+# skipping. Strict when CI or VMDBG_REQUIRE_KVM is set to anything but
+# empty, "0" or "false" -- the rule the test harnesses follow too
+# (tests/src/lib.rs, tests/dap/test/helpers.js, vscode-extension/e2e/run.mjs,
+# the Eclipse tests through -Dvmdbg.test.strict), so CI=1 is as strict as
+# CI=true everywhere.
+is_on() { [ -n "${1:-}" ] && [ "$1" != 0 ] && [ "$1" != false ]; }
+ci_strict() { is_on "${CI:-}" || is_on "${VMDBG_REQUIRE_KVM:-}"; }
+
+# install_missing: install Debian packages for the commands that are
+# missing. Usage: install_missing CMD:PACKAGE ...  (a PACKAGE alone is
+# checked with dpkg instead of a command).
 install_missing() {
     local need=() item cmd pkg
     for item in "$@"; do

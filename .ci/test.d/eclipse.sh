@@ -16,9 +16,27 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 start=$SECONDS
-on() { [ -n "${1:-}" ] && [ "$1" != 0 ] && [ "$1" != false ]; }
+. .ci/lib.sh
 strict=false
-if on "${CI:-}" || on "${VMDBG_REQUIRE_KVM:-}"; then strict=true; fi
+if ci_strict; then strict=true; fi
+
+# A misspelt part or scenario would run nothing and pass: refuse it,
+# naming the valid ones (HeadlessTests.java checks the scenarios again).
+valid_parts="headless workbench tests-workbench"
+valid_scenarios="kernel,program,tests"
+parts="${VMDBG_ECLIPSE_TESTS:-headless workbench}"
+scenarios="${VMDBG_ECLIPSE_SCENARIOS:-$valid_scenarios}"
+for part in $parts; do
+    [[ " $valid_parts " == *" $part "* ]] ||
+        { echo "eclipse: FAIL: unknown part '$part' in VMDBG_ECLIPSE_TESTS (valid: $valid_parts)" >&2; exit 1; }
+done
+[ -n "${parts// /}" ] || { echo "eclipse: FAIL: VMDBG_ECLIPSE_TESTS names no part (valid: $valid_parts)" >&2; exit 1; }
+IFS=, read -r -a wanted <<<"$scenarios"
+for scenario in "${wanted[@]}"; do
+    [[ ",$valid_scenarios," == *",$scenario,"* ]] ||
+        { echo "eclipse: FAIL: unknown scenario '$scenario' in VMDBG_ECLIPSE_SCENARIOS (valid: $valid_scenarios)" >&2; exit 1; }
+done
+((${#wanted[@]})) || { echo "eclipse: FAIL: VMDBG_ECLIPSE_SCENARIOS names no scenario (valid: $valid_scenarios)" >&2; exit 1; }
 
 bin="${VMDBG_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}"
 out="$root/eclipse-plugin/test-output"
@@ -33,7 +51,6 @@ kernels="$out/kernels"
 make -s -C tests/guests/baremetal OUT="$kernels"
 mkdir -p "$out/programs"
 gcc -g -O0 -o "$out/programs/locals" tests/guests/programs/locals.c
-scenarios="${VMDBG_ECLIPSE_SCENARIOS:-kernel,program,tests}"
 isolation=""
 if [[ ",$scenarios," == *",tests,"* ]]; then
     # The isolation crate's libtest binary for the "vmdbg Tests" scenario.
@@ -66,7 +83,7 @@ run_eclipse() { # NAME APPLICATION [java -D options...]
 # name into "ready" and waits for "done": the screen is taken with xwd, as
 # a person would see it.
 workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" view, then a test debugged from it) SCREENSHOT...
-    local mode="$1" display n pid xvfb rc=0 tool name shot result; shift
+    local mode="$1" display n pid xvfb rc=0 exit_status=0 tool name shot result; shift
     result="$out/workbench-$mode.result"
     for tool in Xvfb xwd convert; do
         command -v "$tool" >/dev/null && continue
@@ -100,10 +117,17 @@ workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" 
         echo "eclipse: the workbench did not exit; killing it"
         kill "$pid"; rc=1
     fi
-    wait "$pid" || true
+    wait "$pid" || exit_status=$?
     kill "$xvfb" 2>/dev/null || true
     wait "$xvfb" 2>/dev/null || true
     if [ -e "$result" ]; then cat "$result"; else echo "FAIL workbench: no result (log: $out/workbench-$mode.log)"; rc=1; fi
+    # A verdict written before Eclipse crashed, or a workbench that could
+    # not close cleanly, is no pass.
+    if [ "$exit_status" != 0 ]; then
+        echo "FAIL workbench: Eclipse exited with status $exit_status (log: $out/workbench-$mode.log)"
+        tail -20 "$out/workbench-$mode.log"
+        rc=1
+    fi
     grep -q '^SKIPPED' "$result" 2>/dev/null && return $rc
     grep -q '^PASS' "$result" 2>/dev/null || { tail -40 "$out/workspace-workbench/.metadata/.log" 2>/dev/null; rc=1; }
     for shot in "$@"; do [ -e "$out/$shot" ] || { echo "eclipse: no screenshot $shot was taken"; rc=1; }; done
@@ -111,7 +135,6 @@ workbench() { # MODE (kernel: stopped at a breakpoint; tests: the "vmdbg Tests" 
 }
 
 status=0
-parts="${VMDBG_ECLIPSE_TESTS:-headless workbench}"
 if [[ " $parts " == *" headless "* ]]; then
     echo "eclipse: headless suite ($(date +%T))"
     run_eclipse headless vmdbg.eclipse.tests.headless 2>"$out/headless.stderr" | tee "$out/headless.out" || status=1

@@ -1,7 +1,7 @@
 //! `vmdbg dap`'s whole session on arbitrary client bytes: Content-Length
 //! framing (dap/transport.rs), then request parsing and dispatch
-//! (dap/protocol.rs, dap/session.rs …) of a session with no target. The
-//! dap-server is a binary crate, so its modules are compiled in here.
+//! (dap/protocol.rs, dap/session.rs …) of a session with no target,
+//! through the vmdbg crate's public `serve` and `transport`.
 //!
 //! Inputs that would start a VM (`launch`, `attach`) are skipped: the
 //! framing is decoded first, exactly as the server will, to find them.
@@ -9,23 +9,6 @@
 //! Checked: no panic or hang, and everything written back is a sequence
 //! of Content-Length frames holding JSON objects.
 #![no_main]
-// The compiled-in modules carry the whole command line's code.
-#![allow(dead_code, unused_imports)]
-
-#[path = "../../dap-server/src/dap/mod.rs"]
-mod dap;
-#[path = "../../dap-server/src/engine/mod.rs"]
-mod engine;
-#[path = "../../dap-server/src/gdb_forward/mod.rs"]
-mod gdb_forward;
-#[path = "../../dap-server/src/image/mod.rs"]
-mod image;
-#[path = "../../dap-server/src/rsp/mod.rs"]
-mod rsp;
-#[path = "../../dap-server/src/run/mod.rs"]
-mod run;
-#[path = "../../dap-server/src/symbols/mod.rs"]
-mod symbols;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -77,15 +60,15 @@ fn client_bytes(data: &[u8]) -> Vec<u8> {
 async fn would_start_a_vm(bytes: &[u8]) -> bool {
     let mut reader = tokio::io::BufReader::new(bytes);
     loop {
-        match dap::transport::read_message(&mut reader).await {
-            Ok(dap::transport::Incoming::Message(v)) => {
+        match vmdbg::transport::read_message(&mut reader).await {
+            Ok(vmdbg::transport::Incoming::Message(v)) => {
                 let command = v.get("command").and_then(|c| c.as_str()).unwrap_or("");
                 if matches!(command, "launch" | "attach" | "restart") {
                     return true;
                 }
             }
-            Ok(dap::transport::Incoming::Malformed(_)) => {}
-            Ok(dap::transport::Incoming::Closed) | Err(_) => return false,
+            Ok(vmdbg::transport::Incoming::Malformed(_)) => {}
+            Ok(vmdbg::transport::Incoming::Closed) | Err(_) => return false,
         }
     }
 }
@@ -124,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         let sink = Sink::default();
-        runtime.block_on(dap::serve(std::io::Cursor::new(input), sink.clone()));
+        runtime.block_on(vmdbg::serve(std::io::Cursor::new(input), sink.clone()));
         assert_well_framed(&sink.0.lock().unwrap());
     });
 });

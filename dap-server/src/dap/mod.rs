@@ -24,9 +24,9 @@ mod session;
 mod signals;
 mod snapshots;
 mod stepping;
-// Crate-visible for the dap fuzz target (fuzz/), which compiles this tree
-// in and must decode an input as the server will.
-pub(crate) mod transport;
+// Public (through the crate's `transport`) for the dap fuzz target, which
+// must decode an input as the server will.
+pub mod transport;
 
 use std::process::ExitCode;
 
@@ -76,8 +76,8 @@ pub fn main(args: DapArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs one debug session over a byte stream until the client leaves
-/// (crate-visible for the dap fuzz target, which compiles this tree in).
-pub(crate) async fn serve<R, W>(reader: R, writer: W)
+/// (public for the dap fuzz target in fuzz/).
+pub async fn serve<R, W>(reader: R, writer: W)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,

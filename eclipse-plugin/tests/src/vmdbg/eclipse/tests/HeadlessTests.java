@@ -1,6 +1,7 @@
 package vmdbg.eclipse.tests;
 
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -15,12 +16,23 @@ import org.eclipse.equinox.app.IApplicationContext;
  * under CI (vmdbg.test.strict) and is a loud skip elsewhere.
  */
 public class HeadlessTests implements IApplication {
+    /** The scenario groups vmdbg.test.scenarios can name. */
+    static final List<String> SCENARIOS = List.of("kernel", "program", "tests");
+
     @Override
     public Object start(IApplicationContext context) {
         context.applicationRunning();
         Map<String, Callable<String>> scenarios = new LinkedHashMap<>();
         Map<String, String> missing = new LinkedHashMap<>();
-        String only = System.getProperty("vmdbg.test.scenarios", "kernel,program,tests");
+        List<String> only = List.of(System.getProperty("vmdbg.test.scenarios", String.join(",", SCENARIOS)).split(",", -1));
+        // A misspelt name would run nothing and pass.
+        for (String name : only) {
+            if (!SCENARIOS.contains(name)) {
+                System.out.println("FAIL unknown scenario '" + name + "' in vmdbg.test.scenarios (valid: " + String.join(",", SCENARIOS) + ")");
+                System.out.println("headless: 0 passed, 1 failed, 0 skipped");
+                return 1;
+            }
+        }
         if (only.contains("kernel")) {
             add(scenarios, missing, "kernel session on vmdbg-vmm (host tier)", Scenarios::kernel, Env.hostTierMissing());
             add(scenarios, missing, "suspend a running kernel (host tier)", Scenarios::suspend, Env.hostTierMissing());

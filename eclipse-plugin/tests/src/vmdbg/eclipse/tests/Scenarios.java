@@ -141,18 +141,17 @@ final class Scenarios {
     }
 
     /** The adapter's answer for a breakpoint sent during the session (sent from the event thread, so wait for it). */
-    private static JsonObject awaitState(Session s, IBreakpoint b) throws InterruptedException {
+    private static JsonObject awaitState(Session s, IBreakpoint b) throws Exception {
         return awaitNewState(s, b, null);
     }
 
     /** The adapter's answer for a breakpoint, once it is another than `before` (a resend after a change). */
-    private static JsonObject awaitNewState(Session s, IBreakpoint b, JsonObject before) throws InterruptedException {
-        for (int i = 0; i < 100; i++) {
-            JsonObject state = s.target.breakpointState(b);
-            if (state != null && state != before) return state;
-            Thread.sleep(50);
-        }
-        throw new AssertionError("vmdbg never answered for the breakpoint " + b.getMarker().getAttribute(org.eclipse.core.resources.IMarker.MESSAGE, ""));
+    private static JsonObject awaitNewState(Session s, IBreakpoint b, JsonObject before) throws Exception {
+        return Wait.value("vmdbg's answer for the breakpoint " + b.getMarker().getAttribute(org.eclipse.core.resources.IMarker.MESSAGE, ""),
+            STEP_MS, () -> {
+                JsonObject state = s.target.breakpointState(b);
+                return state != null && state != before ? state : null;
+            });
     }
 
     /** Sets a breakpoint option on its marker, as the Properties page does, and waits until vmdbg has it. */
@@ -180,12 +179,9 @@ final class Scenarios {
         wc.setAttribute(LaunchAttributes.VMM_PATH, Env.bin("vmdbg-vmm").getPath());
         try (Session s = new Session()) {
             s.launch(wc.doSave());
-            long deadline = System.currentTimeMillis() + STEP_MS;
-            while (System.currentTimeMillis() < deadline
-                && !(s.target.console().out().getContents().contains("spin: waiting") && s.target.canSuspend())) {
-                Thread.sleep(50);
-            }
-            Check.that(s.target.canSuspend(), "the running guest's threads can be suspended: " + s.target.getThreads().length + " threads");
+            Wait.until("the guest printed 'spin: waiting' and its threads can be suspended", STEP_MS,
+                () -> s.target.console().out().getContents().contains("spin: waiting") && s.target.canSuspend(),
+                () -> s.target.getThreads().length + " threads; console: " + s.target.console().out().getContents());
             Check.that(!s.target.isSuspended(), "the guest runs");
             s.target.suspend();
             VmdbgThread thread = s.suspended(DebugEvent.CLIENT_REQUEST, STEP_MS);
@@ -206,9 +202,7 @@ final class Scenarios {
             s.launch.terminate();
             Check.that(s.target.isTerminated(), "the target is terminated");
             Check.that(s.launch.isTerminated(), "the launch is terminated (program and console processes too)");
-            long deadline = System.currentTimeMillis() + 10_000;
-            while (!vmmProcesses().isEmpty() && System.currentTimeMillis() < deadline) Thread.sleep(100);
-            Check.equal(List.of(), vmmProcesses(), "vmdbg-vmm processes left after terminate");
+            Wait.until("no vmdbg-vmm left after terminate", STEP_MS, () -> vmmProcesses().isEmpty(), () -> "vmdbg-vmm " + vmmProcesses());
             return "VM gone";
         }
     }
@@ -220,8 +214,10 @@ final class Scenarios {
         Process vmm = new ProcessBuilder(Env.bin("vmdbg-vmm").getPath(), "--kernel", Env.kernel().getPath(),
             "--gdb", "unix:" + socket, "--wait-gdb").redirectErrorStream(true).start();
         try (Session s = new Session()) {
-            for (int i = 0; i < 100 && !Files.exists(socket); i++) Thread.sleep(50);
-            Check.that(Files.exists(socket), "vmdbg-vmm made its gdb socket " + socket);
+            Wait.until("vmdbg-vmm made its gdb socket " + socket, STEP_MS, () -> Files.exists(socket) || !vmm.isAlive(),
+                () -> "");
+            Check.that(Files.exists(socket), "vmdbg-vmm made its gdb socket " + socket + " (it ended with status "
+                + (vmm.isAlive() ? "-" : vmm.exitValue()) + ")");
             ILaunchConfigurationWorkingCopy wc = Session.config("attach calls", LaunchAttributes.MODE_ATTACH);
             wc.setAttribute(LaunchAttributes.GDB_SERVER, "unix:" + socket);
             wc.setAttribute(LaunchAttributes.SYMBOLS, Env.kernel().getPath());

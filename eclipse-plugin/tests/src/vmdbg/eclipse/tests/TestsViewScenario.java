@@ -63,8 +63,7 @@ final class TestsViewScenario {
         Check.that(run != null, "the launch made a TestRun");
         Check.that(run.await(RUN_MS), "vmdbg test ended within " + RUN_MS / 1000 + " s: " + run.summary());
         Check.equal(null, run.error(), "vmdbg test itself succeeded");
-        for (int i = 0; i < 100 && !launch.isTerminated(); i++) Thread.sleep(50);
-        Check.that(launch.isTerminated(), "the launch is terminated");
+        Wait.until("the launch is terminated", 30_000, launch::isTerminated);
         Check.that(!run.tests().isEmpty() && !run.isRunning(), "vmdbg test's events reached the run: " + describe(run, launch));
         return run;
     }

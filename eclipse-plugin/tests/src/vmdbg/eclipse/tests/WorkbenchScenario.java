@@ -118,8 +118,8 @@ public class WorkbenchScenario implements IStartup {
                 page.showView(IDebugUIConstants.ID_VARIABLE_VIEW);
                 page.showView(IDebugUIConstants.ID_DEBUG_VIEW);
             });
-            // The views fill in from jobs; give them time before the screenshot.
-            Thread.sleep(4000);
+            // The views fill in from jobs: the screenshot waits until they show the stop.
+            awaitShown(thread, "calls.c", "depth", "3");
             screenshot("stopped.png");
             s.launch = thread.getLaunch();
         }
@@ -207,7 +207,13 @@ public class WorkbenchScenario implements IStartup {
             view.select("tests::deliberately_fails");
             shown.set(view);
         });
-        Thread.sleep(1000);
+        // The table fills in and the details follow the selection from the UI's event queue.
+        AtomicReference<String> shownTests = new AtomicReference<>("");
+        Wait.until("the vmdbg Tests view shows the run with tests::deliberately_fails selected and its failure", UI_MS, () -> {
+            ui(() -> shownTests.set(testsViewContent()));
+            return shownTests.get().startsWith("8 rows; selected tests::deliberately_fails | failed")
+                && shownTests.get().contains("deliberately wrong arithmetic");
+        }, shownTests::get);
         screenshot("tests-view.png");
 
         File lib = new File(Env.repo(), "tests/guests/isolation/src/lib.rs");
@@ -237,26 +243,91 @@ public class WorkbenchScenario implements IStartup {
                 page.showView(VmdbgTestsView.ID, null, IWorkbenchPage.VIEW_VISIBLE);
                 page.showView(IDebugUIConstants.ID_DEBUG_VIEW);
             });
-            // The Debug view selects the stopped thread's top frame and the editor shows its line
-            // (the views update from jobs: a loaded machine takes seconds).
-            AtomicReference<String> seen = new AtomicReference<>("");
-            for (int i = 0; i < 120 && !seen.get().equals("selected"); i++) {
-                Thread.sleep(500);
+            // The Debug view selects the stopped thread's top frame, the editor shows its line and the
+            // Variables view the test's local (the views update from jobs: a loaded machine takes seconds).
+            awaitShown(thread, "lib.rs", "sum", "2");
+            screenshot("tests-debug.png");
+        }
+        return run.summary() + "; Debug test on tests::deliberately_fails: launch to first stop " + firstStopMs + " ms on " + stoppedOn;
+    }
+
+    /** How long the views may take to show a state (they update from jobs; the machine is loaded). */
+    private static final long UI_MS = 60_000;
+
+    /**
+     * Waits until the workbench shows the stop of `thread`, as a person
+     * would see it: the Debug view has its top frame selected, the editor
+     * `editorTitle` is active, and the Variables view has a row for
+     * `variable` with `value`.
+     */
+    private static void awaitShown(VmdbgThread thread, String editorTitle, String variable, String value) throws Exception {
+        AtomicReference<String> seen = new AtomicReference<>("");
+        java.util.regex.Pattern row = java.util.regex.Pattern.compile(
+            "(^|\\W)" + java.util.regex.Pattern.quote(variable) + "\\W.*(^|\\W)" + java.util.regex.Pattern.quote(value) + "(\\W|$)");
+        Wait.until("the Debug view on " + thread.getName() + "'s top frame, " + editorTitle + " open and " + variable + " = " + value
+            + " in the Variables view", UI_MS, () -> {
                 ui(() -> {
                     IWorkbenchPage page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
                     Object selected = ((org.eclipse.jface.viewers.IStructuredSelection) page.getSelection(IDebugUIConstants.ID_DEBUG_VIEW))
                         .getFirstElement();
                     var editor = page.getActiveEditor();
                     String title = editor == null ? "no editor" : editor.getTitle();
-                    boolean onTest = selected instanceof VmdbgStackFrame f && f.getThread() == thread;
-                    seen.set(onTest && title.equals("lib.rs") ? "selected" : "Debug view selection " + selected + ", editor " + title);
+                    boolean onTop = selected instanceof VmdbgStackFrame f && f.getThread() == thread && f == thread.getTopStackFrame();
+                    java.util.List<String> variables = rows(page, IDebugUIConstants.ID_VARIABLE_VIEW);
+                    boolean shown = variables.stream().anyMatch(r -> row.matcher(r).find());
+                    seen.set(onTop && title.equals(editorTitle) && shown ? "shown"
+                        : "Debug view selection " + selected + ", editor " + title + ", Variables view rows " + variables);
                 });
+                return seen.get().equals("shown");
+            }, seen::get);
+    }
+
+    /** The rows a debug view's tree shows now, each row's columns joined by " | " (what is on the screen, not the model). */
+    private static java.util.List<String> rows(IWorkbenchPage page, String viewId) {
+        java.util.List<String> rows = new java.util.ArrayList<>();
+        var view = page.findView(viewId);
+        if (!(view instanceof org.eclipse.debug.ui.IDebugView debugView) || debugView.getViewer() == null) return rows;
+        if (debugView.getViewer().getControl() instanceof org.eclipse.swt.widgets.Tree tree) {
+            for (var item : tree.getItems()) {
+                StringBuilder text = new StringBuilder(item.getText());
+                for (int c = 1; c < tree.getColumnCount(); c++) text.append(" | ").append(item.getText(c));
+                rows.add(text.toString());
             }
-            Check.equal("selected", seen.get(), "the Debug view shows the test's thread and lib.rs is open");
-            Thread.sleep(2000);
-            screenshot("tests-debug.png");
         }
-        return run.summary() + "; Debug test on tests::deliberately_fails: launch to first stop " + firstStopMs + " ms on " + stoppedOn;
+        return rows;
+    }
+
+    /**
+     * What the "vmdbg Tests" view shows now, read from its widgets: "N rows;
+     * selected NAME | RESULT | TIME; details TEXT".
+     */
+    private static String testsViewContent() {
+        var page = PlatformUI.getWorkbench().getActiveWorkbenchWindow().getActivePage();
+        var view = page.findView(VmdbgTestsView.ID);
+        if (view == null) return "no vmdbg Tests view";
+        var table = findTable(page.getWorkbenchWindow().getShell(), "Test");
+        if (table == null) return "no table with a Test column";
+        StringBuilder s = new StringBuilder().append(table.getItemCount()).append(" rows; selected");
+        for (var item : table.getSelection()) {
+            s.append(' ').append(item.getText(0)).append(" | ").append(item.getText(1)).append(" | ").append(item.getText(2));
+        }
+        for (var sibling : table.getParent().getChildren()) {
+            if (sibling instanceof org.eclipse.swt.widgets.Text details) s.append("; details ").append(details.getText());
+        }
+        return s.toString();
+    }
+
+    /** The first visible table under `root` whose first column is titled `firstColumn`. */
+    private static org.eclipse.swt.widgets.Table findTable(org.eclipse.swt.widgets.Control root, String firstColumn) {
+        if (root instanceof org.eclipse.swt.widgets.Table t && t.isVisible() && t.getColumnCount() > 0
+            && firstColumn.equals(t.getColumn(0).getText())) return t;
+        if (root instanceof org.eclipse.swt.widgets.Composite c) {
+            for (var child : c.getChildren()) {
+                var found = findTable(child, firstColumn);
+                if (found != null) return found;
+            }
+        }
+        return null;
     }
 
     /** Asks the test script to take the screen as test-output/NAME, and waits until it has. */
@@ -267,8 +338,7 @@ public class WorkbenchScenario implements IStartup {
         java.nio.file.Path draft = ready.resolveSibling("ready.tmp");
         Files.writeString(draft, name);
         Files.move(draft, ready, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
-        for (int i = 0; i < 600 && !done.exists(); i++) Thread.sleep(100);
-        Check.that(done.exists(), "the test script took no screenshot " + name + " within 60 s");
+        Wait.until("the test script took the screenshot " + name, 60_000, done::exists);
     }
 
     private interface UiWork {
