@@ -224,17 +224,18 @@ function markerLine(file, mark) {
 async function takeSnapshotAndSeeItListed(page) {
   const started = Date.now();
   await runCommand(page, 'vmdbg: Take VM snapshot');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 20_000 });
   // The command palette and the name prompt are the same quick-input
-  // widget: wait for the prompt to replace the palette's text.
-  await page.waitForFunction(
-    () => !document.querySelector('.quick-input-widget input')?.value?.startsWith('>'),
-    null,
-    { timeout: 20_000 },
-  ).catch(() => {});
+  // widget: the prompt is showing once the widget shows its prompt text.
+  const widget = page.locator('.quick-input-widget');
+  await widget.locator('.quick-input-message', { hasText: 'Name of the VM snapshot' }).waitFor({ timeout: 20_000 });
+  const input = widget.locator('input');
   if ((await input.inputValue()) !== 'snapshot-1') throw new Error(`the proposed name is "${await input.inputValue()}", not snapshot-1`);
   await page.keyboard.press('Enter');
+  // VS Code closes the prompt only once the extension host has validated
+  // the name; opening the palette before that (the next step's F1)
+  // replaces the prompt, which cancels it: no snapshot is taken and
+  // nothing says so. Wait for the prompt to have closed itself.
+  await widget.waitFor({ state: 'hidden', timeout: 20_000 });
   await runCommand(page, 'Run and Debug: Focus on VM Snapshots View');
   const row = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'VM Snapshots' }) })
     .locator('.monaco-list-row', { hasText: 'snapshot-1' });
