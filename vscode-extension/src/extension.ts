@@ -41,9 +41,16 @@ export function activate(context: vscode.ExtensionContext): void {
       }
       consoles.show(session);
     }),
-    vscode.commands.registerCommand('vmdbg.takeSnapshot', () => takeSnapshot().finally(() => snapshots.refresh())),
+    vscode.commands.registerCommand('vmdbg.takeSnapshot', async () => {
+      let took: Awaited<ReturnType<typeof takeSnapshot>>;
+      try {
+        took = await takeSnapshot();
+      } finally {
+        await (took ? snapshots.taken(took.session, took.name) : snapshots.refresh());
+      }
+    }),
     vscode.commands.registerCommand('vmdbg.restoreSnapshot', (row?: SnapshotRow) =>
-      restoreSnapshot(row?.name).finally(() => snapshots.refresh()),
+      restoreSnapshot(row?.name).finally(() => void snapshots.refresh()),
     ),
     vscode.commands.registerCommand('vmdbg.refreshSnapshots', () => snapshots.refresh()),
     new VmdbgTests(() => {
@@ -63,21 +70,24 @@ function activeSession(): vscode.DebugSession | undefined {
   return session;
 }
 
-async function takeSnapshot(): Promise<void> {
+/** Asks for a name and takes the snapshot; what it took, if it did. */
+async function takeSnapshot(): Promise<{ session: vscode.DebugSession; name: string } | undefined> {
   const session = activeSession();
-  if (!session) return;
+  if (!session) return undefined;
   const taken: { snapshots: { name: string }[] } = await session.customRequest('vmdbg/snapshots');
   const name = await vscode.window.showInputBox({
     prompt: 'Name of the VM snapshot (letters, digits, -, _ and .)',
     value: nextSnapshotName(taken.snapshots.map((s) => s.name)),
     validateInput: snapshotNameProblem,
   });
-  if (!name) return;
+  if (!name) return undefined;
   try {
     const reply: { milliseconds: number } = await session.customRequest('vmdbg/snapshot', { name });
     void vscode.window.showInformationMessage(`VM snapshot "${name}" taken (${reply.milliseconds} ms).`);
+    return { session, name };
   } catch (e) {
     void vscode.window.showErrorMessage(`vmdbg: ${(e as Error).message}`);
+    return undefined;
   }
 }
 

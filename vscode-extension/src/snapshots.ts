@@ -32,6 +32,62 @@ export async function listSnapshots(session: SnapshotSession | undefined): Promi
   return snapshotRows(await session.customRequest('vmdbg/snapshots'));
 }
 
+/**
+ * The view's rows as state, so that what the tree shows never depends on
+ * which of several overlapping fetches VS Code happens to keep: VS Code
+ * asks for a tree's children again only when told, answers from its own
+ * cache otherwise, and a slow `getChildren` that overlaps a refresh can
+ * leave the older answer on screen. Here `getChildren` returns `rows`
+ * synchronously; the list changes only through `reload` (a fetch whose
+ * reply is dropped when a later fetch or a take overtook it) and `taken`
+ * (a take's own reply), each followed by `changed`.
+ */
+export class SnapshotList {
+  /** Oldest first, as the DAP server lists them. */
+  private names: string[] = [];
+  private owner: SnapshotSession | undefined;
+  private generation = 0;
+
+  constructor(private readonly changed: () => void) {}
+
+  get rows(): SnapshotRow[] {
+    return snapshotRows({ snapshots: this.names.map((name) => ({ name })) });
+  }
+
+  /** Asks `session` (the active one) for its snapshots. */
+  async reload(session: SnapshotSession | undefined): Promise<void> {
+    const generation = ++this.generation;
+    if (session !== this.owner) {
+      this.owner = session;
+      this.set([]);
+    }
+    if (!session) return;
+    let answer: unknown;
+    try {
+      answer = await session.customRequest('vmdbg/snapshots');
+    } catch {
+      // A session that is starting or ending has no VM to ask: keep what
+      // it last said.
+      return;
+    }
+    if (generation !== this.generation || session !== this.owner) return;
+    this.set(snapshotRows(answer).map((r) => r.name).reverse());
+  }
+
+  /** `session` took a snapshot `name` (the reply to `vmdbg/snapshot`). */
+  taken(session: SnapshotSession, name: string): void {
+    if (session !== this.owner) return;
+    // A fetch still under way was asked before this take.
+    this.generation++;
+    this.set([...this.names.filter((n) => n !== name), name]);
+  }
+
+  private set(names: string[]): void {
+    this.names = names;
+    this.changed();
+  }
+}
+
 /** `snapshot-N`, the first N not taken. */
 export function nextSnapshotName(taken: string[]): string {
   for (let n = taken.length + 1; ; n++) {

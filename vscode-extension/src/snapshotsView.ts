@@ -1,13 +1,15 @@
 /**
  * The "VM Snapshots" view in the Run and Debug side bar: the active vmdbg
  * session's snapshots (`vmdbg/snapshots`), newest first, each with a
- * restore action; the view's title has "Take VM snapshot". It refreshes
- * when the active session changes and after each take or restore.
+ * restore action; the view's title has "Take VM snapshot". Its rows are
+ * state ([`SnapshotList`]): updated from a take's reply and from fetches
+ * when the active session changes and after each take or restore, then
+ * the tree is told; `getChildren` only reads them.
  */
 
 import * as vscode from 'vscode';
 
-import { listSnapshots, SnapshotRow } from './snapshots';
+import { SnapshotList, SnapshotRow, SnapshotSession } from './snapshots';
 
 export const VIEW_ID = 'vmdbg.snapshots';
 /** A row's contextValue, for its inline restore action (package.json). */
@@ -16,6 +18,7 @@ export const ROW_CONTEXT = 'vmdbgSnapshot';
 export class SnapshotsView implements vscode.TreeDataProvider<SnapshotRow>, vscode.Disposable {
   private changed = new vscode.EventEmitter<void>();
   readonly onDidChangeTreeData = this.changed.event;
+  private list = new SnapshotList(() => this.changed.fire());
   private subscriptions: vscode.Disposable[];
 
   constructor(private readonly session: () => vscode.DebugSession | undefined) {
@@ -26,8 +29,15 @@ export class SnapshotsView implements vscode.TreeDataProvider<SnapshotRow>, vsco
     ];
   }
 
-  refresh(): void {
-    this.changed.fire();
+  /** Fetches the active session's snapshots again. */
+  refresh(): Promise<void> {
+    return this.list.reload(this.session());
+  }
+
+  /** `session` took `name`: shown at once, then checked with a fetch. */
+  taken(session: SnapshotSession, name: string): Promise<void> {
+    this.list.taken(session, name);
+    return this.refresh();
   }
 
   getTreeItem(row: SnapshotRow): vscode.TreeItem {
@@ -39,14 +49,8 @@ export class SnapshotsView implements vscode.TreeDataProvider<SnapshotRow>, vsco
     return item;
   }
 
-  async getChildren(row?: SnapshotRow): Promise<SnapshotRow[]> {
-    if (row) return [];
-    try {
-      return await listSnapshots(this.session());
-    } catch {
-      // A session that is starting or ending has no VM to ask.
-      return [];
-    }
+  getChildren(row?: SnapshotRow): SnapshotRow[] {
+    return row ? [] : this.list.rows;
   }
 
   dispose(): void {

@@ -389,9 +389,266 @@ mod tests {
                 }
             }
         }
-        for (_, good, bad) in PATTERN_EXAMPLES {
-            assert!(is_mem_size(good) || is_gdb_server(good), "{good}");
-            assert!(!is_mem_size(bad) && !is_gdb_server(bad), "{bad}");
+        // Each property's own check: with `||` a value one of them takes
+        // would pass for the other. The schema's patterns themselves are
+        // evaluated on this table by ajv (vscode-extension's unit tests).
+        for (name, good, bad) in PATTERN_EXAMPLES {
+            let check: fn(&str) -> bool = match *name {
+                "mem" => is_mem_size,
+                "gdbServer" => is_gdb_server,
+                other => panic!("{other}: name its check here"),
+            };
+            assert!(check(good), "{name}: {good}");
+            assert!(!check(bad), "{name}: {bad}");
         }
+    }
+
+    /// A VS Code snippet string as "Add Configuration…" inserts it:
+    /// `${1:text}` is `text`, `${1|a,b|}` is `a`, `$1`/`${1}` are empty,
+    /// an unknown variable `${name}` is its name, `\$` `\}` `\\` are the
+    /// character (as vscode-extension/test/unit/launchExamples.ts, which
+    /// tests this reading against examples).
+    fn expand_snippet_text(text: &str) -> String {
+        fn parse(c: &[char], i: &mut usize, stop: Option<char>) -> String {
+            let mut out = String::new();
+            while *i < c.len() {
+                let ch = c[*i];
+                if ch == '\\' && *i + 1 < c.len() && "$}\\".contains(c[*i + 1]) {
+                    out.push(c[*i + 1]);
+                    *i += 2;
+                } else if Some(ch) == stop {
+                    return out;
+                } else if ch == '$' && c.get(*i + 1) == Some(&'{') {
+                    *i += 2;
+                    let start = *i;
+                    while *i < c.len() && (c[*i].is_ascii_alphanumeric() || c[*i] == '_') {
+                        *i += 1;
+                    }
+                    let head: String = c[start..*i].iter().collect();
+                    let numeric = head.starts_with(|d: char| d.is_ascii_digit());
+                    match c.get(*i) {
+                        Some('}') => {
+                            *i += 1;
+                            if !numeric {
+                                out.push_str(&head);
+                            }
+                        }
+                        Some(':') => {
+                            *i += 1;
+                            out.push_str(&parse(c, i, Some('}')));
+                            *i += 1;
+                        }
+                        Some('|') => {
+                            let rest: String = c[*i + 1..].iter().collect();
+                            let end = rest.find("|}").expect("unterminated choice");
+                            out.push_str(rest[..end].split(',').next().unwrap());
+                            *i += 1 + rest[..end].chars().count() + 2;
+                        }
+                        _ => panic!("bad snippet placeholder in {c:?}"),
+                    }
+                } else if ch == '$'
+                    && c.get(*i + 1)
+                        .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '_')
+                {
+                    *i += 1;
+                    let start = *i;
+                    while *i < c.len() && (c[*i].is_ascii_alphanumeric() || c[*i] == '_') {
+                        *i += 1;
+                    }
+                    if !c[start].is_ascii_digit() {
+                        out.extend(&c[start..*i]);
+                    }
+                } else {
+                    out.push(ch);
+                    *i += 1;
+                }
+            }
+            assert!(stop.is_none(), "unterminated placeholder in {c:?}");
+            out
+        }
+        let chars: Vec<char> = text.chars().collect();
+        parse(&chars, &mut 0, None)
+    }
+
+    /// A snippet body as inserted: a string starting `^` is raw JSON text.
+    fn expand_snippet(value: &Value) -> Value {
+        match value {
+            Value::String(s) => match s.strip_prefix('^') {
+                Some(raw) => serde_json::from_str(&expand_snippet_text(raw))
+                    .unwrap_or_else(|e| panic!("snippet text {s:?}: {e}")),
+                None => Value::String(expand_snippet_text(s)),
+            },
+            Value::Array(a) => Value::Array(a.iter().map(expand_snippet).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), expand_snippet(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// What VS Code sends for a configuration: its `${…}` variables replaced.
+    fn substitute_variables(value: &Value) -> Value {
+        match value {
+            Value::String(s) => {
+                assert!(
+                    !s.replace("${workspaceFolder}", "").contains("${"),
+                    "a VS Code variable this test does not know in {s:?}"
+                );
+                Value::String(s.replace("${workspaceFolder}", "/home/user/project"))
+            }
+            Value::Array(a) => Value::Array(a.iter().map(substitute_variables).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), substitute_variables(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// JSON text with `//` line comments (outside strings) removed.
+    fn strip_line_comments(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        let mut in_string = false;
+        while let Some(c) = chars.next() {
+            if in_string {
+                out.push(c);
+                if c == '\\' {
+                    out.extend(chars.next());
+                } else if c == '"' {
+                    in_string = false;
+                }
+            } else if c == '"' {
+                in_string = true;
+                out.push(c);
+            } else if c == '/' && chars.peek() == Some(&'/') {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn vmdbg_configs(value: &Value, found: &mut Vec<Value>) {
+        match value {
+            Value::Array(a) => a.iter().for_each(|v| vmdbg_configs(v, found)),
+            Value::Object(o) if o.get("type") == Some(&json!("vmdbg")) => found.push(value.clone()),
+            Value::Object(o) => o.values().for_each(|v| vmdbg_configs(v, found)),
+            _ => {}
+        }
+    }
+
+    /// The `"type": "vmdbg"` configurations in a Markdown file's json/jsonc blocks.
+    fn markdown_examples(rel: &str) -> Vec<(String, Value)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(rel);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut found = Vec::new();
+        let mut lines = text.lines().enumerate();
+        while let Some((n, line)) = lines.next() {
+            if line != "```json" && line != "```jsonc" {
+                continue;
+            }
+            let block: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l)
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            let stripped = strip_line_comments(&block.join("\n"));
+            for value in serde_json::Deserializer::from_str(&stripped).into_iter::<Value>() {
+                let value = value.unwrap_or_else(|e| panic!("{rel}:{}: {e}", n + 1));
+                let mut configs = Vec::new();
+                vmdbg_configs(&value, &mut configs);
+                found.extend(configs.into_iter().map(|c| (format!("{rel}:{}", n + 1), c)));
+            }
+        }
+        found
+    }
+
+    /// Every configuration a user is handed (the extension's snippets and
+    /// initial configuration, the READMEs' examples) is one `vmdbg dap`
+    /// takes, once VS Code has put in its placeholders' defaults and its
+    /// variables.
+    #[test]
+    fn every_snippet_and_documented_example_is_a_configuration_vmdbg_takes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../vscode-extension/package.json");
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let debugger = manifest["contributes"]["debuggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["type"] == "vmdbg")
+            .unwrap();
+        let mut examples: Vec<(String, Value)> = Vec::new();
+        for s in debugger["configurationSnippets"].as_array().unwrap() {
+            examples.push((
+                format!("snippet {}", s["label"]),
+                expand_snippet(&s["body"]),
+            ));
+        }
+        for (i, c) in debugger["initialConfigurations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            examples.push((format!("initialConfigurations[{i}]"), c.clone()));
+        }
+        examples.extend(markdown_examples("README.md"));
+        examples.extend(markdown_examples("vscode-extension/README.md"));
+        let count = |prefix: &str| {
+            examples
+                .iter()
+                .filter(|(w, _)| w.starts_with(prefix))
+                .count()
+        };
+        assert_eq!(count("snippet "), 5);
+        assert_eq!(count("initialConfigurations"), 1);
+        assert!(count("README.md") >= 9, "{examples:?}");
+        for (where_, config) in &examples {
+            let args = substitute_variables(config);
+            let parsed = match args["request"].as_str() {
+                Some("launch") => parse_launch(args.clone()),
+                Some("attach") => parse_attach(args.clone()),
+                other => panic!("{where_}: request {other:?}"),
+            };
+            if let Err(e) = parsed {
+                panic!("{where_}: vmdbg dap refuses {args}: {e:#}");
+            }
+        }
+    }
+
+    #[test]
+    fn snippets_expand_as_vs_code_inserts_them() {
+        assert_eq!(
+            expand_snippet_text("${1:cat /etc/hostname}"),
+            "cat /etc/hostname"
+        );
+        assert_eq!(
+            expand_snippet_text(r#""\${workspaceFolder}/${1:a.out}""#),
+            r#""${workspaceFolder}/a.out""#
+        );
+        assert_eq!(expand_snippet_text("${1|qemu,kvm|}-$2-${3}"), "qemu--");
+        assert_eq!(
+            expand_snippet_text("${workspaceFolder}/x"),
+            "workspaceFolder/x"
+        );
+        assert_eq!(
+            expand_snippet(&json!({"program": r#"^"\${workspaceFolder}/${1:a.out}""#, "n": 3})),
+            json!({"program": "${workspaceFolder}/a.out", "n": 3})
+        );
     }
 }
