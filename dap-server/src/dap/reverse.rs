@@ -268,11 +268,11 @@ impl Session {
                 "console",
                 "vmdbg: the replay is at the start of the recording; there is nothing earlier\n",
             );
-            self.out.event(
-                "stopped",
-                json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
-                        "description": "start of the recording", "text": "start of the recording" }),
-            );
+            self.out
+                .stopped("step", thread)
+                .description("start of the recording")
+                .text("start of the recording")
+                .send();
             return Ok(());
         }
         let pc = target.pc().await.unwrap_or(0);
@@ -295,18 +295,18 @@ impl Session {
             target.stop.exception = Some(("triple fault".to_string(), description.clone()));
             self.out
                 .output("console", format!("vmdbg: {description}\n"));
-            self.out.event(
-                "stopped",
-                json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true,
-                        "description": description, "text": "triple fault" }),
-            );
+            self.out
+                .stopped("exception", thread)
+                .description(description)
+                .text("triple fault")
+                .send();
             return Ok(());
         }
-        self.out.event(
-            "stopped",
-            json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
-                    "description": "end of the recording", "text": "end of the recording" }),
-        );
+        self.out
+            .stopped("step", thread)
+            .description("end of the recording")
+            .text("end of the recording")
+            .send();
         Ok(())
     }
 
@@ -394,12 +394,12 @@ impl Session {
         );
         self.out
             .output("console", format!("vmdbg: {description}\n"));
-        self.out.event(
-            "stopped",
-            json!({ "reason": "data breakpoint", "threadId": thread, "allThreadsStopped": true,
-                    "hitBreakpointIds": ids, "description": description,
-                    "oldValue": value(&write.before), "newValue": value(&write.after) }),
-        );
+        self.out
+            .stopped("data breakpoint", thread)
+            .hit_breakpoints(&ids)
+            .description(description)
+            .change(value(&write.before), value(&write.after))
+            .send();
         Ok(())
     }
 

@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::launch::{AttachConfig, LaunchConfig, LineSink};
+use super::outbox::Outbox;
 use super::program::{GuestProgram, ProgramConfig};
-use super::protocol::{self, Request, Response, Source};
+use super::protocol::{self, Request, Source};
 use super::signals;
 use super::transport::Incoming;
 use crate::debugger::stepping::{self, StepKind, Then};
@@ -25,88 +26,6 @@ use crate::symbols::unwind::FrameRegs;
 use crate::symbols::{SourceFrame, Symbols, TargetMemory};
 
 pub use super::signals::{SIGINT, SIGTRAP};
-
-/// Sends responses and events to the client with increasing `seq`.
-pub struct Outbox {
-    tx: mpsc::UnboundedSender<Value>,
-    seq: i64,
-}
-
-impl Outbox {
-    /// `thread` events for the threads that exited or started between two
-    /// lists of the stub's threads (both the stop that finds a new thread
-    /// and a later `threads` request must agree on what was announced).
-    pub fn announce_threads(&mut self, before: &[String], now: &[String]) {
-        let exited = before
-            .iter()
-            .filter(|t| !now.contains(t))
-            .map(|t| ("exited", t));
-        let started = now
-            .iter()
-            .filter(|t| !before.contains(t))
-            .map(|t| ("started", t));
-        for (reason, thread) in exited.chain(started) {
-            self.event(
-                "thread",
-                json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
-            );
-        }
-    }
-
-    fn next_seq(&mut self) -> i64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    pub fn respond(&mut self, request_seq: i64, command: &str, result: Result<Value>) {
-        let seq = self.next_seq();
-        let response = match result {
-            Ok(body) => Response {
-                seq,
-                kind: "response",
-                request_seq,
-                success: true,
-                command: command.to_string(),
-                message: None,
-                body: (!body.is_null()).then_some(body),
-            },
-            Err(e) => Response {
-                seq,
-                kind: "response",
-                request_seq,
-                success: false,
-                command: command.to_string(),
-                message: Some(format!("{e:#}")),
-                body: Some(
-                    json!({ "error": { "id": 1, "format": format!("{e:#}"), "showUser": false } }),
-                ),
-            },
-        };
-        let _ = self
-            .tx
-            .send(serde_json::to_value(response).expect("a response serializes"));
-    }
-
-    pub fn event(&mut self, event: &str, body: Value) {
-        let seq = self.next_seq();
-        let event = protocol::Event {
-            seq,
-            kind: "event",
-            event: event.to_string(),
-            body: (!body.is_null()).then_some(body),
-        };
-        let _ = self
-            .tx
-            .send(serde_json::to_value(event).expect("an event serializes"));
-    }
-
-    pub fn output(&mut self, category: &str, text: impl Into<String>) {
-        self.event(
-            "output",
-            json!({ "category": category, "output": text.into() }),
-        );
-    }
-}
 
 #[derive(Clone)]
 pub enum StartConfig {
@@ -417,7 +336,7 @@ impl Session {
     pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
         let (console_tx, console_rx) = mpsc::unbounded_channel();
         Self {
-            out: Outbox { tx, seq: 0 },
+            out: Outbox::new(tx),
             console_tx,
             console_rx,
             target: None,
@@ -625,10 +544,7 @@ impl Session {
                 } else {
                     // Already stopped: say so again so the client shows it.
                     let thread = Target::thread_id(&target.thread);
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped("pause", thread).send();
                 }
                 Ok(Handled::Respond(Value::Null))
             }
@@ -976,10 +892,7 @@ impl Session {
                     } else {
                         "entry"
                     };
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped(reason, thread).send();
                     Ok(())
                 } else {
                     self.resume_continue().await
@@ -1268,7 +1181,10 @@ impl Session {
             if let Some(target) = self.target.as_ref() {
                 if !target.is_running() {
                     let thread = Target::thread_id(&target.thread);
-                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true, "description": format!("{e:#}") }));
+                    self.out
+                        .stopped("pause", thread)
+                        .description(format!("{e:#}"))
+                        .send();
                 }
             }
         }
@@ -1301,11 +1217,10 @@ impl Session {
             StopReply::Output(_) => Ok(()),
             StopReply::Refused(reply) => {
                 let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-                self.out.event(
-                    "stopped",
-                    json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true,
-                            "description": format!("the gdb stub refused to go on ({reply})") }),
-                );
+                self.out
+                    .stopped("pause", thread)
+                    .description(format!("the gdb stub refused to go on ({reply})"))
+                    .send();
                 Ok(())
             }
             StopReply::Signal { .. } => {
@@ -1332,18 +1247,15 @@ impl Session {
                         .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
                         .map(|d| d.id)
                         .collect();
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "data breakpoint", "threadId": thread, "allThreadsStopped": true,
-                                "hitBreakpointIds": ids, "description": format!("data breakpoint at {addr:#x}") }),
-                    );
+                    self.out
+                        .stopped("data breakpoint", thread)
+                        .hit_breakpoints(&ids)
+                        .description(format!("data breakpoint at {addr:#x}"))
+                        .send();
                     return Ok(());
                 }
                 if signal == SIGINT {
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped("pause", thread).send();
                     return Ok(());
                 }
                 if signal != SIGTRAP && target.program.is_some() {
@@ -1360,20 +1272,22 @@ impl Session {
                         "console",
                         format!("Program received signal {name}, {meaning}.\n"),
                     );
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": name }),
-                    );
+                    self.out
+                        .stopped("exception", thread)
+                        .description(description)
+                        .text(name)
+                        .send();
                     return Ok(());
                 }
                 if signal != SIGTRAP {
                     let name = signal_name(signal);
                     let description = format!("the target stopped with {name} at {pc:#x}");
                     target.stop.exception = Some((name.to_string(), description.clone()));
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": name }),
-                    );
+                    self.out
+                        .stopped("exception", thread)
+                        .description(description)
+                        .text(name)
+                        .send();
                     return Ok(());
                 }
                 if target
@@ -1410,12 +1324,12 @@ impl Session {
                     } else {
                         "breakpoint"
                     };
-                    self.out.event("stopped", json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true, "hitBreakpointIds": ids }));
+                    self.out
+                        .stopped(reason, thread)
+                        .hit_breakpoints(&ids)
+                        .send();
                 } else {
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped("step", thread).send();
                 }
                 Ok(())
             }
@@ -1646,10 +1560,7 @@ impl Session {
         match then {
             Then::Report => {
                 let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-                self.out.event(
-                    "stopped",
-                    json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }),
-                );
+                self.out.stopped("step", thread).send();
                 Ok(())
             }
             Then::Step(state) => self.continue_step(state).await,
@@ -1668,11 +1579,10 @@ impl Session {
             return Ok(());
         }
         let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-        self.out.event(
-            "stopped",
-            json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
-                    "description": "the step could not set its temporary breakpoint" }),
-        );
+        self.out
+            .stopped("step", thread)
+            .description("the step could not set its temporary breakpoint")
+            .send();
         Ok(())
     }
 
