@@ -38,7 +38,7 @@ impl ReverseTarget for Session {
         let thread = target.thread.clone();
         target.invalidate();
         target.rsp.resume_step_with(&thread, None)?;
-        let stop = target.rsp.wait_stop(|_| {}).await?;
+        let stop = target.wait_stop().await?;
         self.mark_replay_edge(stop).await
     }
 }
@@ -97,7 +97,6 @@ impl Session {
         self.replay_afresh(0).await?;
         let mut last: Option<(u64, StopReply)> = None;
         loop {
-            let console = self.console_tx.clone();
             let target = self.target.as_mut().context("no target")?;
             let vm = target
                 .kernel_vm
@@ -111,7 +110,7 @@ impl Session {
                 let thread = target.thread.clone();
                 target.invalidate();
                 target.rsp.resume_step_with(&thread, None)?;
-                let stepped = target.rsp.wait_stop(|_| {}).await?;
+                let stepped = target.wait_stop().await?;
                 target.rsp.insert_breakpoint(pc).await?;
                 if !matches!(
                     stepped,
@@ -130,12 +129,7 @@ impl Session {
             let target = self.target.as_mut().context("no target")?;
             target.invalidate();
             target.rsp.resume_continue()?;
-            let stop = target
-                .rsp
-                .wait_stop(|bytes| {
-                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-                })
-                .await?;
+            let stop = target.wait_stop().await?;
             let at = self.replay_position().map_or(now, |p| p.at);
             if at >= now
                 || !matches!(
@@ -173,7 +167,6 @@ impl Session {
 
     /// `bs` or `bc`, waiting for the stop; an edge of the recording marked.
     async fn run_backwards(&mut self, to_stop: bool) -> Result<StopReply> {
-        let console = self.console_tx.clone();
         let target = self.target.as_mut().context("no target")?;
         target.invalidate();
         if to_stop {
@@ -181,12 +174,7 @@ impl Session {
         } else {
             target.rsp.resume_reverse_step()?;
         }
-        let stop = target
-            .rsp
-            .wait_stop(|bytes| {
-                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-            })
-            .await?;
+        let stop = target.wait_stop().await?;
         self.mark_replay_edge(stop).await
     }
 

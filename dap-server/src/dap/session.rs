@@ -155,6 +155,9 @@ pub struct Target {
     /// Program mode: the signal the last stop reported (gdb's number) and
     /// its thread; that thread gets it when it resumes (gdb's `pass`).
     pub pending_signal: Option<(String, u8)>,
+    /// Where the stub's console output (`O` packets) that arrives while a
+    /// stop is awaited goes: the session's console.
+    pub console: LineSink,
 }
 
 /// Target memory through the stub, cached in 64-byte lines until resume.
@@ -192,6 +195,18 @@ impl TargetMemory for CachedMemory<'_> {
 }
 
 impl Target {
+    /// The stop reply that ends a resume (or an interrupt); console output
+    /// the stub sends on the way goes to [`Self::console`]. Every wait of
+    /// the session for a stop goes through here.
+    pub async fn wait_stop(&mut self) -> Result<StopReply> {
+        let console = &self.console;
+        self.rsp
+            .wait_stop(|bytes| {
+                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
+            })
+            .await
+    }
+
     pub fn memory(&mut self) -> CachedMemory<'_> {
         CachedMemory {
             rsp: &mut self.rsp,
@@ -671,13 +686,7 @@ impl Session {
         if was_running {
             let target = self.target.as_mut().expect("running");
             target.rsp.interrupt()?;
-            let console = self.console_tx.clone();
-            let stop = target
-                .rsp
-                .wait_stop(|bytes| {
-                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-                })
-                .await?;
+            let stop = target.wait_stop().await?;
             if !matches!(stop, StopReply::Signal { .. }) {
                 self.on_stop_reply(stop).await;
                 bail!("the target ended");
@@ -811,6 +820,7 @@ impl Session {
             watches: Vec::new(),
             stop: StopState::default(),
             pending_signal: None,
+            console: self.console_tx.clone(),
         });
         self.start = Some(config);
         if watch_modules {
@@ -840,11 +850,8 @@ impl Session {
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                target.rsp.wait_stop(|_| {}),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), target.wait_stop()).await;
         }
         if kill {
             let _ = target.rsp.kill();
@@ -1032,14 +1039,8 @@ impl Session {
         }
         target.invalidate();
         target.rsp.resume_continue()?;
-        let console = self.console_tx.clone();
         let stop = loop {
-            let stop = target
-                .rsp
-                .wait_stop(|bytes| {
-                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-                })
-                .await?;
+            let stop = target.wait_stop().await?;
             match (target.quiet_signal(&stop), &stop) {
                 (Some(quiet), StopReply::Signal { thread, .. }) => {
                     let thread = thread.clone().unwrap_or_else(|| target.thread.clone());
@@ -1079,7 +1080,6 @@ impl Session {
         if let Some(end) = self.forward_past_end().await? {
             return Ok(end);
         }
-        let console = self.console_tx.clone();
         let target = self.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
         let lifted = target.inserted.contains(&pc);
@@ -1089,12 +1089,7 @@ impl Session {
         target.invalidate();
         let thread = target.thread.clone();
         target.rsp.resume_step_with(&thread, signal)?;
-        let stop = target
-            .rsp
-            .wait_stop(|bytes| {
-                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-            })
-            .await;
+        let stop = target.wait_stop().await;
         if lifted {
             if let Err(e) = target.rsp.insert_breakpoint(pc).await {
                 self.out.output(
