@@ -4,7 +4,8 @@
 //! Owns: message types (`protocol`), Content-Length framing (`transport`),
 //! responses and events to the client, with the one `stopped` event
 //! builder (`outbox`), launch/attach configurations and starting the
-//! engine (`launch`), the debug session and its requests (`session`),
+//! engine (`launch`), the request table and its dispatcher, one line per
+//! request (`requests`), the debug session (`session`),
 //! breakpoints on hardware slots (`breakpoints`), source-line stepping
 //! (`stepping`), a kernel that died of an unhandled exception
 //! (`postmortem`), a program's signals (`signals`) and the inspection
@@ -22,6 +23,7 @@ mod outbox;
 mod postmortem;
 mod program;
 mod protocol;
+mod requests;
 mod reverse;
 mod session;
 mod signals;

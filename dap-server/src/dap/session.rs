@@ -1,5 +1,6 @@
 //! One debug session: the request loop, the target's run state, stop
-//! reports and events, launch/attach/restart/disconnect.
+//! reports and events, starting and ending the target. Each request goes
+//! through the table in `requests`.
 //!
 //! The loop waits on three things at once: DAP requests, console output of
 //! the engine, and — while the target runs — the stub's stop reply. Every
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use super::launch::{AttachConfig, LaunchConfig, LineSink};
 use super::outbox::Outbox;
 use super::program::{GuestProgram, ProgramConfig};
-use super::protocol::{self, Request, Source};
+use super::protocol::{Request, Source};
 use super::signals;
 use super::transport::Incoming;
 use crate::debugger::stepping::{self, StepKind, Then};
@@ -335,7 +336,7 @@ pub struct Session {
     /// A launched kernel that died of an unhandled exception, kept for
     /// inspection until the client continues or disconnects.
     pub post_mortem: Option<super::postmortem::PostMortem>,
-    start: Option<StartConfig>,
+    pub(super) start: Option<StartConfig>,
     pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
     pub function_breakpoints: Vec<UserBreakpoint>,
     pub data_breakpoints: Vec<DataBreakpoint>,
@@ -343,7 +344,7 @@ pub struct Session {
     /// fresh start.
     pub temporaries: Vec<u64>,
     pub next_id: i64,
-    configured: bool,
+    pub(super) configured: bool,
     finished: bool,
 }
 
@@ -425,240 +426,6 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, request: Request) -> Result<Handled> {
-        let args = request.arguments;
-        if self.target.is_none() && self.post_mortem.is_some() && request.command != "initialize" {
-            return self.handle_post_mortem(&request.command, args).await;
-        }
-        match request.command.as_str() {
-            "initialize" => {
-                return Ok(Handled::Respond(protocol::capabilities()));
-            }
-            "launch" => {
-                self.start_target(super::arguments::parse_launch(args)?)
-                    .await?;
-                return Ok(Handled::RespondThen(Value::Null, After::Initialized));
-            }
-            "attach" => {
-                self.start_target(super::arguments::parse_attach(args)?)
-                    .await?;
-                return Ok(Handled::RespondThen(Value::Null, After::Initialized));
-            }
-            "disconnect" => {
-                let args: protocol::DisconnectArguments =
-                    serde_json::from_value(args).unwrap_or_default();
-                self.end_target(args.terminate_debuggee).await;
-                self.finished = true;
-                return Ok(Handled::Respond(Value::Null));
-            }
-            "threads" => {
-                return Ok(Handled::Respond(self.threads_request().await));
-            }
-            "vmdbg/snapshot" | "vmdbg/restore" | "vmdbg/snapshots" => {
-                return Ok(Handled::Respond(
-                    self.snapshot_request(&request.command, args).await?,
-                ));
-            }
-            "vmdbg/consoleInput" => {
-                let text = args
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .context("`vmdbg/consoleInput` needs a string `text`")?;
-                let vm = self.target.as_mut().and_then(|t| t.kernel_vm.as_mut());
-                let Some(vm) = vm else {
-                    bail!(
-                        "this session has no guest console to type into (kernel launches have one)"
-                    );
-                };
-                vm.console_input(text.as_bytes())?;
-                return Ok(Handled::Respond(Value::Null));
-            }
-            _ => {}
-        }
-        const NEEDS_TARGET: &[&str] = &[
-            "configurationDone",
-            "setBreakpoints",
-            "setFunctionBreakpoints",
-            "setExceptionBreakpoints",
-            "dataBreakpointInfo",
-            "setDataBreakpoints",
-            "continue",
-            "pause",
-            "next",
-            "stepIn",
-            "stepOut",
-            "stepBack",
-            "reverseContinue",
-            "stackTrace",
-            "scopes",
-            "variables",
-            "setVariable",
-            "evaluate",
-            "readMemory",
-            "writeMemory",
-            "disassemble",
-            "exceptionInfo",
-            "terminate",
-            "restart",
-        ];
-        if !NEEDS_TARGET.contains(&request.command.as_str()) {
-            bail!("unsupported request `{}`", request.command);
-        }
-        // Everything below needs a target.
-        if self.target.is_none() {
-            bail!(
-                "`{}` needs a running session: launch or attach first",
-                request.command
-            );
-        }
-        match request.command.as_str() {
-            "configurationDone" => {
-                self.configured = true;
-                Ok(Handled::RespondThen(Value::Null, After::Start))
-            }
-            "setBreakpoints" => {
-                let args: protocol::SetBreakpointsArguments = arguments(&request.command, args)?;
-                let body = self
-                    .with_target_stopped(|s| Box::pin(s.set_line_breakpoints(args)))
-                    .await?;
-                Ok(Handled::Respond(body))
-            }
-            "setFunctionBreakpoints" => {
-                let args: protocol::SetFunctionBreakpointsArguments =
-                    arguments(&request.command, args)?;
-                let body = self
-                    .with_target_stopped(|s| Box::pin(s.set_function_breakpoints(args)))
-                    .await?;
-                Ok(Handled::Respond(body))
-            }
-            "setExceptionBreakpoints" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
-            "dataBreakpointInfo" => {
-                let args: protocol::DataBreakpointInfoArguments =
-                    arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.data_breakpoint_info(args).await?))
-            }
-            "setDataBreakpoints" => {
-                let args: protocol::SetDataBreakpointsArguments =
-                    arguments(&request.command, args)?;
-                let body = self
-                    .with_target_stopped(|s| Box::pin(s.set_data_breakpoints(args)))
-                    .await?;
-                Ok(Handled::Respond(body))
-            }
-            "continue" => {
-                self.require_stopped()?;
-                Ok(Handled::RespondThen(
-                    json!({ "allThreadsContinued": true }),
-                    After::Continue,
-                ))
-            }
-            "pause" => {
-                let target = self.target.as_mut().expect("checked");
-                if target.is_running() {
-                    target.rsp.interrupt()?;
-                } else {
-                    // Already stopped: say so again so the client shows it.
-                    let thread = Target::thread_id(&target.thread);
-                    self.out.stopped("pause", thread).send();
-                }
-                Ok(Handled::Respond(Value::Null))
-            }
-            "next" | "stepIn" | "stepOut" => {
-                self.require_stopped()?;
-                let args: protocol::ThreadArguments = arguments(&request.command, args)?;
-                if let Some(id) = args.thread_id {
-                    let target = self.target.as_mut().expect("checked");
-                    target.thread = target.rsp_thread(id);
-                }
-                let instruction = args.granularity.as_deref() == Some("instruction");
-                let after = match (request.command.as_str(), instruction) {
-                    (_, true) if request.command != "stepOut" => After::StepInstruction,
-                    ("next", _) => After::StepOver,
-                    ("stepIn", _) => After::StepIn,
-                    _ => After::StepOut,
-                };
-                Ok(Handled::RespondThen(Value::Null, after))
-            }
-            "stepBack" => {
-                self.require_reverse()?;
-                let args: protocol::ThreadArguments = arguments(&request.command, args)?;
-                let instruction = args.granularity.as_deref() == Some("instruction");
-                Ok(Handled::RespondThen(
-                    Value::Null,
-                    After::StepBack(instruction),
-                ))
-            }
-            "reverseContinue" => {
-                self.require_reverse()?;
-                Ok(Handled::RespondThen(Value::Null, After::ReverseContinue))
-            }
-            "stackTrace" => {
-                self.require_stopped()?;
-                let args: protocol::StackTraceArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.stack_trace(args).await?))
-            }
-            "scopes" => {
-                self.require_stopped()?;
-                let args: protocol::ScopesArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.scopes(args).await?))
-            }
-            "variables" => {
-                self.require_stopped()?;
-                let args: protocol::VariablesArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.variables(args).await?))
-            }
-            "setVariable" => {
-                self.require_stopped()?;
-                let args: protocol::SetVariableArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.set_variable(args).await?))
-            }
-            "evaluate" => {
-                self.require_stopped()?;
-                let args: protocol::EvaluateArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.evaluate(args).await?))
-            }
-            "readMemory" => {
-                self.require_stopped()?;
-                let args: protocol::ReadMemoryArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.read_memory(args).await?))
-            }
-            "writeMemory" => {
-                self.require_stopped()?;
-                let args: protocol::WriteMemoryArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.write_memory(args).await?))
-            }
-            "disassemble" => {
-                self.require_stopped()?;
-                let args: protocol::DisassembleArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.disassemble(args).await?))
-            }
-            "exceptionInfo" => {
-                let target = self.target.as_ref().expect("checked");
-                let (id, description) = target
-                    .stop
-                    .exception
-                    .clone()
-                    .context("the target is not stopped at an exception")?;
-                Ok(Handled::Respond(
-                    json!({ "exceptionId": id, "description": description, "breakMode": "always" }),
-                ))
-            }
-            "terminate" => {
-                self.end_target(Some(true)).await;
-                Ok(Handled::Respond(Value::Null))
-            }
-            "restart" => {
-                let config = self.start.clone().context("nothing to restart")?;
-                self.end_target_quietly(Some(true)).await;
-                // A restart keeps the breakpoints: they are inserted again.
-                self.start_target(config).await?;
-                self.reinsert_breakpoints().await;
-                Ok(Handled::RespondThen(Value::Null, After::Start))
-            }
-            other => bail!("unsupported request `{other}`"),
-        }
-    }
-
     /// Ends the request loop after this request.
     pub fn finish(&mut self) {
         self.finished = true;
@@ -674,7 +441,7 @@ impl Session {
 
     /// Runs `f` with the target stopped: a running target is interrupted
     /// and continued afterwards (breakpoints can be set while it runs).
-    async fn with_target_stopped<F>(&mut self, f: F) -> Result<Value>
+    pub(super) async fn with_target_stopped<F>(&mut self, f: F) -> Result<Value>
     where
         F: for<'a> FnOnce(
             &'a mut Session,
@@ -709,7 +476,7 @@ impl Session {
         result
     }
 
-    async fn start_target(&mut self, config: StartConfig) -> Result<()> {
+    pub(super) async fn start_target(&mut self, config: StartConfig) -> Result<()> {
         let mut modules = Vec::new();
         let mut kernel_vm = None;
         let (mut rsp, symbols, program) = match &config {
@@ -834,7 +601,7 @@ impl Session {
 
     /// Ends the target. `terminate`: None = what the start mode implies
     /// (launch: end the VM; attach: detach and leave it running).
-    async fn end_target(&mut self, terminate: Option<bool>) {
+    pub(super) async fn end_target(&mut self, terminate: Option<bool>) {
         if self.end_target_quietly(terminate).await {
             self.out.event("terminated", Value::Null);
         }
@@ -842,7 +609,7 @@ impl Session {
 
     /// Ends the target without telling the client (restart); true if there
     /// was one.
-    async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
+    pub(super) async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
         let Some(mut target) = self.target.take() else {
             return false;
         };
@@ -1611,12 +1378,6 @@ impl Session {
             }
         }
     }
-}
-
-/// A request's arguments as their protocol type, or a one-line error
-/// naming the request and what is wrong with them.
-fn arguments<T: serde::de::DeserializeOwned>(command: &str, args: Value) -> Result<T> {
-    serde_json::from_value(args).map_err(|e| anyhow!("invalid `{command}` arguments: {e}"))
 }
 
 pub enum Handled {
