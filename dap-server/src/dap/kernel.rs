@@ -45,8 +45,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::launch::{LaunchConfig, LineSink};
+use super::outbox::Outbox;
 use super::program::Progress;
-use super::session::Outbox;
 use crate::engine::{self, EngineChoice, Vm, VmExit, VmSpec};
 use crate::image::{kernel_debug, GuestImage};
 use crate::rsp::{Endpoint, RspClient, StopReply};

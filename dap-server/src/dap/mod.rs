@@ -2,13 +2,16 @@
 //! a time on 127.0.0.1:PORT.
 //!
 //! Owns: message types (`protocol`), Content-Length framing (`transport`),
-//! launch/attach configurations and starting the engine (`launch`), the
-//! debug session and its requests (`session`), breakpoints on hardware
-//! slots (`breakpoints`), source-line stepping (`stepping`), a kernel that
-//! died of an unhandled exception (`postmortem`), a program's signals
-//! (`signals`) and the inspection requests — stack, scopes, variables,
-//! evaluate, memory, disassembly (`inspect`). DWARF lives in `crate::symbols`, the gdb remote
-//! protocol in `crate::rsp`; this module only ties them to DAP.
+//! responses and events to the client, with the one `stopped` event
+//! builder (`outbox`), launch/attach configurations and starting the
+//! engine (`launch`), the request table and its dispatcher, one line per
+//! request (`requests`), the debug session (`session`),
+//! breakpoints on hardware slots (`breakpoints`), source-line stepping
+//! (`stepping`), a kernel that died of an unhandled exception
+//! (`postmortem`), a program's signals (`signals`) and the inspection
+//! requests — stack, scopes, variables, evaluate, memory, disassembly
+//! (`inspect`). DWARF lives in `crate::symbols`, the gdb remote protocol in
+//! `crate::rsp`; this module only ties them to DAP.
 
 mod arguments;
 mod breakpoints;
@@ -16,9 +19,11 @@ mod inspect;
 mod kernel;
 mod kernel_modules;
 mod launch;
+mod outbox;
 mod postmortem;
 mod program;
 mod protocol;
+mod requests;
 mod reverse;
 mod session;
 mod signals;

@@ -86,10 +86,11 @@ impl Session {
             })
             .unwrap_or_default();
         let description = format!("{reason} — at {rip:#x}{location}");
-        self.out.event(
-            "stopped",
-            json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": "unhandled exception" }),
-        );
+        self.out
+            .stopped("exception", thread)
+            .description(description)
+            .text("unhandled exception")
+            .send();
         self.post_mortem = Some(PostMortem {
             target,
             reason,

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::launch::LineSink;
-use super::session::Outbox;
+use super::outbox::Outbox;
 use crate::engine::{self, EngineChoice, Vm, VmSpec};
 use crate::image::GuestImage;
 use crate::rsp::RspClient;

@@ -38,7 +38,7 @@ impl ReverseTarget for Session {
         let thread = target.thread.clone();
         target.invalidate();
         target.rsp.resume_step_with(&thread, None)?;
-        let stop = target.rsp.wait_stop(|_| {}).await?;
+        let stop = target.wait_stop().await?;
         self.mark_replay_edge(stop).await
     }
 }
@@ -97,7 +97,6 @@ impl Session {
         self.replay_afresh(0).await?;
         let mut last: Option<(u64, StopReply)> = None;
         loop {
-            let console = self.console_tx.clone();
             let target = self.target.as_mut().context("no target")?;
             let vm = target
                 .kernel_vm
@@ -111,7 +110,7 @@ impl Session {
                 let thread = target.thread.clone();
                 target.invalidate();
                 target.rsp.resume_step_with(&thread, None)?;
-                let stepped = target.rsp.wait_stop(|_| {}).await?;
+                let stepped = target.wait_stop().await?;
                 target.rsp.insert_breakpoint(pc).await?;
                 if !matches!(
                     stepped,
@@ -130,12 +129,7 @@ impl Session {
             let target = self.target.as_mut().context("no target")?;
             target.invalidate();
             target.rsp.resume_continue()?;
-            let stop = target
-                .rsp
-                .wait_stop(|bytes| {
-                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-                })
-                .await?;
+            let stop = target.wait_stop().await?;
             let at = self.replay_position().map_or(now, |p| p.at);
             if at >= now
                 || !matches!(
@@ -173,7 +167,6 @@ impl Session {
 
     /// `bs` or `bc`, waiting for the stop; an edge of the recording marked.
     async fn run_backwards(&mut self, to_stop: bool) -> Result<StopReply> {
-        let console = self.console_tx.clone();
         let target = self.target.as_mut().context("no target")?;
         target.invalidate();
         if to_stop {
@@ -181,12 +174,7 @@ impl Session {
         } else {
             target.rsp.resume_reverse_step()?;
         }
-        let stop = target
-            .rsp
-            .wait_stop(|bytes| {
-                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-            })
-            .await?;
+        let stop = target.wait_stop().await?;
         self.mark_replay_edge(stop).await
     }
 
@@ -268,11 +256,11 @@ impl Session {
                 "console",
                 "vmdbg: the replay is at the start of the recording; there is nothing earlier\n",
             );
-            self.out.event(
-                "stopped",
-                json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
-                        "description": "start of the recording", "text": "start of the recording" }),
-            );
+            self.out
+                .stopped("step", thread)
+                .description("start of the recording")
+                .text("start of the recording")
+                .send();
             return Ok(());
         }
         let pc = target.pc().await.unwrap_or(0);
@@ -295,18 +283,18 @@ impl Session {
             target.stop.exception = Some(("triple fault".to_string(), description.clone()));
             self.out
                 .output("console", format!("vmdbg: {description}\n"));
-            self.out.event(
-                "stopped",
-                json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true,
-                        "description": description, "text": "triple fault" }),
-            );
+            self.out
+                .stopped("exception", thread)
+                .description(description)
+                .text("triple fault")
+                .send();
             return Ok(());
         }
-        self.out.event(
-            "stopped",
-            json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
-                    "description": "end of the recording", "text": "end of the recording" }),
-        );
+        self.out
+            .stopped("step", thread)
+            .description("end of the recording")
+            .text("end of the recording")
+            .send();
         Ok(())
     }
 
@@ -394,12 +382,12 @@ impl Session {
         );
         self.out
             .output("console", format!("vmdbg: {description}\n"));
-        self.out.event(
-            "stopped",
-            json!({ "reason": "data breakpoint", "threadId": thread, "allThreadsStopped": true,
-                    "hitBreakpointIds": ids, "description": description,
-                    "oldValue": value(&write.before), "newValue": value(&write.after) }),
-        );
+        self.out
+            .stopped("data breakpoint", thread)
+            .hit_breakpoints(&ids)
+            .description(description)
+            .change(value(&write.before), value(&write.after))
+            .send();
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! One debug session: the request loop, the target's run state, stop
-//! reports and events, launch/attach/restart/disconnect.
+//! reports and events, starting and ending the target. Each request goes
+//! through the table in `requests`.
 //!
 //! The loop waits on three things at once: DAP requests, console output of
 //! the engine, and — while the target runs — the stub's stop reply. Every
@@ -14,8 +15,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::launch::{AttachConfig, LaunchConfig, LineSink};
+use super::outbox::Outbox;
 use super::program::{GuestProgram, ProgramConfig};
-use super::protocol::{self, Request, Response, Source};
+use super::protocol::{Request, Source};
 use super::signals;
 use super::transport::Incoming;
 use crate::debugger::stepping::{self, StepKind, Then};
@@ -25,88 +27,6 @@ use crate::symbols::unwind::FrameRegs;
 use crate::symbols::{SourceFrame, Symbols, TargetMemory};
 
 pub use super::signals::{SIGINT, SIGTRAP};
-
-/// Sends responses and events to the client with increasing `seq`.
-pub struct Outbox {
-    tx: mpsc::UnboundedSender<Value>,
-    seq: i64,
-}
-
-impl Outbox {
-    /// `thread` events for the threads that exited or started between two
-    /// lists of the stub's threads (both the stop that finds a new thread
-    /// and a later `threads` request must agree on what was announced).
-    pub fn announce_threads(&mut self, before: &[String], now: &[String]) {
-        let exited = before
-            .iter()
-            .filter(|t| !now.contains(t))
-            .map(|t| ("exited", t));
-        let started = now
-            .iter()
-            .filter(|t| !before.contains(t))
-            .map(|t| ("started", t));
-        for (reason, thread) in exited.chain(started) {
-            self.event(
-                "thread",
-                json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
-            );
-        }
-    }
-
-    fn next_seq(&mut self) -> i64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    pub fn respond(&mut self, request_seq: i64, command: &str, result: Result<Value>) {
-        let seq = self.next_seq();
-        let response = match result {
-            Ok(body) => Response {
-                seq,
-                kind: "response",
-                request_seq,
-                success: true,
-                command: command.to_string(),
-                message: None,
-                body: (!body.is_null()).then_some(body),
-            },
-            Err(e) => Response {
-                seq,
-                kind: "response",
-                request_seq,
-                success: false,
-                command: command.to_string(),
-                message: Some(format!("{e:#}")),
-                body: Some(
-                    json!({ "error": { "id": 1, "format": format!("{e:#}"), "showUser": false } }),
-                ),
-            },
-        };
-        let _ = self
-            .tx
-            .send(serde_json::to_value(response).expect("a response serializes"));
-    }
-
-    pub fn event(&mut self, event: &str, body: Value) {
-        let seq = self.next_seq();
-        let event = protocol::Event {
-            seq,
-            kind: "event",
-            event: event.to_string(),
-            body: (!body.is_null()).then_some(body),
-        };
-        let _ = self
-            .tx
-            .send(serde_json::to_value(event).expect("an event serializes"));
-    }
-
-    pub fn output(&mut self, category: &str, text: impl Into<String>) {
-        self.event(
-            "output",
-            json!({ "category": category, "output": text.into() }),
-        );
-    }
-}
 
 #[derive(Clone)]
 pub enum StartConfig {
@@ -236,6 +156,9 @@ pub struct Target {
     /// Program mode: the signal the last stop reported (gdb's number) and
     /// its thread; that thread gets it when it resumes (gdb's `pass`).
     pub pending_signal: Option<(String, u8)>,
+    /// Where the stub's console output (`O` packets) that arrives while a
+    /// stop is awaited goes: the session's console.
+    pub console: LineSink,
 }
 
 /// Target memory through the stub, cached in 64-byte lines until resume.
@@ -273,6 +196,18 @@ impl TargetMemory for CachedMemory<'_> {
 }
 
 impl Target {
+    /// The stop reply that ends a resume (or an interrupt); console output
+    /// the stub sends on the way goes to [`Self::console`]. Every wait of
+    /// the session for a stop goes through here.
+    pub async fn wait_stop(&mut self) -> Result<StopReply> {
+        let console = &self.console;
+        self.rsp
+            .wait_stop(|bytes| {
+                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
+            })
+            .await
+    }
+
     pub fn memory(&mut self) -> CachedMemory<'_> {
         CachedMemory {
             rsp: &mut self.rsp,
@@ -401,7 +336,7 @@ pub struct Session {
     /// A launched kernel that died of an unhandled exception, kept for
     /// inspection until the client continues or disconnects.
     pub post_mortem: Option<super::postmortem::PostMortem>,
-    start: Option<StartConfig>,
+    pub(super) start: Option<StartConfig>,
     pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
     pub function_breakpoints: Vec<UserBreakpoint>,
     pub data_breakpoints: Vec<DataBreakpoint>,
@@ -409,7 +344,7 @@ pub struct Session {
     /// fresh start.
     pub temporaries: Vec<u64>,
     pub next_id: i64,
-    configured: bool,
+    pub(super) configured: bool,
     finished: bool,
 }
 
@@ -417,7 +352,7 @@ impl Session {
     pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
         let (console_tx, console_rx) = mpsc::unbounded_channel();
         Self {
-            out: Outbox { tx, seq: 0 },
+            out: Outbox::new(tx),
             console_tx,
             console_rx,
             target: None,
@@ -491,243 +426,6 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, request: Request) -> Result<Handled> {
-        let args = request.arguments;
-        if self.target.is_none() && self.post_mortem.is_some() && request.command != "initialize" {
-            return self.handle_post_mortem(&request.command, args).await;
-        }
-        match request.command.as_str() {
-            "initialize" => {
-                return Ok(Handled::Respond(protocol::capabilities()));
-            }
-            "launch" => {
-                self.start_target(super::arguments::parse_launch(args)?)
-                    .await?;
-                return Ok(Handled::RespondThen(Value::Null, After::Initialized));
-            }
-            "attach" => {
-                self.start_target(super::arguments::parse_attach(args)?)
-                    .await?;
-                return Ok(Handled::RespondThen(Value::Null, After::Initialized));
-            }
-            "disconnect" => {
-                let args: protocol::DisconnectArguments =
-                    serde_json::from_value(args).unwrap_or_default();
-                self.end_target(args.terminate_debuggee).await;
-                self.finished = true;
-                return Ok(Handled::Respond(Value::Null));
-            }
-            "threads" => {
-                return Ok(Handled::Respond(self.threads_request().await));
-            }
-            "vmdbg/snapshot" | "vmdbg/restore" | "vmdbg/snapshots" => {
-                return Ok(Handled::Respond(
-                    self.snapshot_request(&request.command, args).await?,
-                ));
-            }
-            "vmdbg/consoleInput" => {
-                let text = args
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .context("`vmdbg/consoleInput` needs a string `text`")?;
-                let vm = self.target.as_mut().and_then(|t| t.kernel_vm.as_mut());
-                let Some(vm) = vm else {
-                    bail!(
-                        "this session has no guest console to type into (kernel launches have one)"
-                    );
-                };
-                vm.console_input(text.as_bytes())?;
-                return Ok(Handled::Respond(Value::Null));
-            }
-            _ => {}
-        }
-        const NEEDS_TARGET: &[&str] = &[
-            "configurationDone",
-            "setBreakpoints",
-            "setFunctionBreakpoints",
-            "setExceptionBreakpoints",
-            "dataBreakpointInfo",
-            "setDataBreakpoints",
-            "continue",
-            "pause",
-            "next",
-            "stepIn",
-            "stepOut",
-            "stepBack",
-            "reverseContinue",
-            "stackTrace",
-            "scopes",
-            "variables",
-            "setVariable",
-            "evaluate",
-            "readMemory",
-            "writeMemory",
-            "disassemble",
-            "exceptionInfo",
-            "terminate",
-            "restart",
-        ];
-        if !NEEDS_TARGET.contains(&request.command.as_str()) {
-            bail!("unsupported request `{}`", request.command);
-        }
-        // Everything below needs a target.
-        if self.target.is_none() {
-            bail!(
-                "`{}` needs a running session: launch or attach first",
-                request.command
-            );
-        }
-        match request.command.as_str() {
-            "configurationDone" => {
-                self.configured = true;
-                Ok(Handled::RespondThen(Value::Null, After::Start))
-            }
-            "setBreakpoints" => {
-                let args: protocol::SetBreakpointsArguments = arguments(&request.command, args)?;
-                let body = self
-                    .with_target_stopped(|s| Box::pin(s.set_line_breakpoints(args)))
-                    .await?;
-                Ok(Handled::Respond(body))
-            }
-            "setFunctionBreakpoints" => {
-                let args: protocol::SetFunctionBreakpointsArguments =
-                    arguments(&request.command, args)?;
-                let body = self
-                    .with_target_stopped(|s| Box::pin(s.set_function_breakpoints(args)))
-                    .await?;
-                Ok(Handled::Respond(body))
-            }
-            "setExceptionBreakpoints" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
-            "dataBreakpointInfo" => {
-                let args: protocol::DataBreakpointInfoArguments =
-                    arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.data_breakpoint_info(args).await?))
-            }
-            "setDataBreakpoints" => {
-                let args: protocol::SetDataBreakpointsArguments =
-                    arguments(&request.command, args)?;
-                let body = self
-                    .with_target_stopped(|s| Box::pin(s.set_data_breakpoints(args)))
-                    .await?;
-                Ok(Handled::Respond(body))
-            }
-            "continue" => {
-                self.require_stopped()?;
-                Ok(Handled::RespondThen(
-                    json!({ "allThreadsContinued": true }),
-                    After::Continue,
-                ))
-            }
-            "pause" => {
-                let target = self.target.as_mut().expect("checked");
-                if target.is_running() {
-                    target.rsp.interrupt()?;
-                } else {
-                    // Already stopped: say so again so the client shows it.
-                    let thread = Target::thread_id(&target.thread);
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }),
-                    );
-                }
-                Ok(Handled::Respond(Value::Null))
-            }
-            "next" | "stepIn" | "stepOut" => {
-                self.require_stopped()?;
-                let args: protocol::ThreadArguments = arguments(&request.command, args)?;
-                if let Some(id) = args.thread_id {
-                    let target = self.target.as_mut().expect("checked");
-                    target.thread = target.rsp_thread(id);
-                }
-                let instruction = args.granularity.as_deref() == Some("instruction");
-                let after = match (request.command.as_str(), instruction) {
-                    (_, true) if request.command != "stepOut" => After::StepInstruction,
-                    ("next", _) => After::StepOver,
-                    ("stepIn", _) => After::StepIn,
-                    _ => After::StepOut,
-                };
-                Ok(Handled::RespondThen(Value::Null, after))
-            }
-            "stepBack" => {
-                self.require_reverse()?;
-                let args: protocol::ThreadArguments = arguments(&request.command, args)?;
-                let instruction = args.granularity.as_deref() == Some("instruction");
-                Ok(Handled::RespondThen(
-                    Value::Null,
-                    After::StepBack(instruction),
-                ))
-            }
-            "reverseContinue" => {
-                self.require_reverse()?;
-                Ok(Handled::RespondThen(Value::Null, After::ReverseContinue))
-            }
-            "stackTrace" => {
-                self.require_stopped()?;
-                let args: protocol::StackTraceArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.stack_trace(args).await?))
-            }
-            "scopes" => {
-                self.require_stopped()?;
-                let args: protocol::ScopesArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.scopes(args).await?))
-            }
-            "variables" => {
-                self.require_stopped()?;
-                let args: protocol::VariablesArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.variables(args).await?))
-            }
-            "setVariable" => {
-                self.require_stopped()?;
-                let args: protocol::SetVariableArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.set_variable(args).await?))
-            }
-            "evaluate" => {
-                self.require_stopped()?;
-                let args: protocol::EvaluateArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.evaluate(args).await?))
-            }
-            "readMemory" => {
-                self.require_stopped()?;
-                let args: protocol::ReadMemoryArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.read_memory(args).await?))
-            }
-            "writeMemory" => {
-                self.require_stopped()?;
-                let args: protocol::WriteMemoryArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.write_memory(args).await?))
-            }
-            "disassemble" => {
-                self.require_stopped()?;
-                let args: protocol::DisassembleArguments = arguments(&request.command, args)?;
-                Ok(Handled::Respond(self.disassemble(args).await?))
-            }
-            "exceptionInfo" => {
-                let target = self.target.as_ref().expect("checked");
-                let (id, description) = target
-                    .stop
-                    .exception
-                    .clone()
-                    .context("the target is not stopped at an exception")?;
-                Ok(Handled::Respond(
-                    json!({ "exceptionId": id, "description": description, "breakMode": "always" }),
-                ))
-            }
-            "terminate" => {
-                self.end_target(Some(true)).await;
-                Ok(Handled::Respond(Value::Null))
-            }
-            "restart" => {
-                let config = self.start.clone().context("nothing to restart")?;
-                self.end_target_quietly(Some(true)).await;
-                // A restart keeps the breakpoints: they are inserted again.
-                self.start_target(config).await?;
-                self.reinsert_breakpoints().await;
-                Ok(Handled::RespondThen(Value::Null, After::Start))
-            }
-            other => bail!("unsupported request `{other}`"),
-        }
-    }
-
     /// Ends the request loop after this request.
     pub fn finish(&mut self) {
         self.finished = true;
@@ -743,7 +441,7 @@ impl Session {
 
     /// Runs `f` with the target stopped: a running target is interrupted
     /// and continued afterwards (breakpoints can be set while it runs).
-    async fn with_target_stopped<F>(&mut self, f: F) -> Result<Value>
+    pub(super) async fn with_target_stopped<F>(&mut self, f: F) -> Result<Value>
     where
         F: for<'a> FnOnce(
             &'a mut Session,
@@ -755,13 +453,7 @@ impl Session {
         if was_running {
             let target = self.target.as_mut().expect("running");
             target.rsp.interrupt()?;
-            let console = self.console_tx.clone();
-            let stop = target
-                .rsp
-                .wait_stop(|bytes| {
-                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-                })
-                .await?;
+            let stop = target.wait_stop().await?;
             if !matches!(stop, StopReply::Signal { .. }) {
                 self.on_stop_reply(stop).await;
                 bail!("the target ended");
@@ -784,7 +476,7 @@ impl Session {
         result
     }
 
-    async fn start_target(&mut self, config: StartConfig) -> Result<()> {
+    pub(super) async fn start_target(&mut self, config: StartConfig) -> Result<()> {
         let mut modules = Vec::new();
         let mut kernel_vm = None;
         let (mut rsp, symbols, program) = match &config {
@@ -895,6 +587,7 @@ impl Session {
             watches: Vec::new(),
             stop: StopState::default(),
             pending_signal: None,
+            console: self.console_tx.clone(),
         });
         self.start = Some(config);
         if watch_modules {
@@ -908,7 +601,7 @@ impl Session {
 
     /// Ends the target. `terminate`: None = what the start mode implies
     /// (launch: end the VM; attach: detach and leave it running).
-    async fn end_target(&mut self, terminate: Option<bool>) {
+    pub(super) async fn end_target(&mut self, terminate: Option<bool>) {
         if self.end_target_quietly(terminate).await {
             self.out.event("terminated", Value::Null);
         }
@@ -916,7 +609,7 @@ impl Session {
 
     /// Ends the target without telling the client (restart); true if there
     /// was one.
-    async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
+    pub(super) async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
         let Some(mut target) = self.target.take() else {
             return false;
         };
@@ -924,11 +617,8 @@ impl Session {
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                target.rsp.wait_stop(|_| {}),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), target.wait_stop()).await;
         }
         if kill {
             let _ = target.rsp.kill();
@@ -976,10 +666,7 @@ impl Session {
                     } else {
                         "entry"
                     };
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped(reason, thread).send();
                     Ok(())
                 } else {
                     self.resume_continue().await
@@ -1119,14 +806,8 @@ impl Session {
         }
         target.invalidate();
         target.rsp.resume_continue()?;
-        let console = self.console_tx.clone();
         let stop = loop {
-            let stop = target
-                .rsp
-                .wait_stop(|bytes| {
-                    let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-                })
-                .await?;
+            let stop = target.wait_stop().await?;
             match (target.quiet_signal(&stop), &stop) {
                 (Some(quiet), StopReply::Signal { thread, .. }) => {
                     let thread = thread.clone().unwrap_or_else(|| target.thread.clone());
@@ -1166,7 +847,6 @@ impl Session {
         if let Some(end) = self.forward_past_end().await? {
             return Ok(end);
         }
-        let console = self.console_tx.clone();
         let target = self.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
         let lifted = target.inserted.contains(&pc);
@@ -1176,12 +856,7 @@ impl Session {
         target.invalidate();
         let thread = target.thread.clone();
         target.rsp.resume_step_with(&thread, signal)?;
-        let stop = target
-            .rsp
-            .wait_stop(|bytes| {
-                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-            })
-            .await;
+        let stop = target.wait_stop().await;
         if lifted {
             if let Err(e) = target.rsp.insert_breakpoint(pc).await {
                 self.out.output(
@@ -1268,7 +943,10 @@ impl Session {
             if let Some(target) = self.target.as_ref() {
                 if !target.is_running() {
                     let thread = Target::thread_id(&target.thread);
-                    self.out.event("stopped", json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true, "description": format!("{e:#}") }));
+                    self.out
+                        .stopped("pause", thread)
+                        .description(format!("{e:#}"))
+                        .send();
                 }
             }
         }
@@ -1301,11 +979,10 @@ impl Session {
             StopReply::Output(_) => Ok(()),
             StopReply::Refused(reply) => {
                 let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-                self.out.event(
-                    "stopped",
-                    json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true,
-                            "description": format!("the gdb stub refused to go on ({reply})") }),
-                );
+                self.out
+                    .stopped("pause", thread)
+                    .description(format!("the gdb stub refused to go on ({reply})"))
+                    .send();
                 Ok(())
             }
             StopReply::Signal { .. } => {
@@ -1332,18 +1009,15 @@ impl Session {
                         .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
                         .map(|d| d.id)
                         .collect();
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "data breakpoint", "threadId": thread, "allThreadsStopped": true,
-                                "hitBreakpointIds": ids, "description": format!("data breakpoint at {addr:#x}") }),
-                    );
+                    self.out
+                        .stopped("data breakpoint", thread)
+                        .hit_breakpoints(&ids)
+                        .description(format!("data breakpoint at {addr:#x}"))
+                        .send();
                     return Ok(());
                 }
                 if signal == SIGINT {
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "pause", "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped("pause", thread).send();
                     return Ok(());
                 }
                 if signal != SIGTRAP && target.program.is_some() {
@@ -1360,20 +1034,22 @@ impl Session {
                         "console",
                         format!("Program received signal {name}, {meaning}.\n"),
                     );
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": name }),
-                    );
+                    self.out
+                        .stopped("exception", thread)
+                        .description(description)
+                        .text(name)
+                        .send();
                     return Ok(());
                 }
                 if signal != SIGTRAP {
                     let name = signal_name(signal);
                     let description = format!("the target stopped with {name} at {pc:#x}");
                     target.stop.exception = Some((name.to_string(), description.clone()));
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "exception", "threadId": thread, "allThreadsStopped": true, "description": description, "text": name }),
-                    );
+                    self.out
+                        .stopped("exception", thread)
+                        .description(description)
+                        .text(name)
+                        .send();
                     return Ok(());
                 }
                 if target
@@ -1410,12 +1086,12 @@ impl Session {
                     } else {
                         "breakpoint"
                     };
-                    self.out.event("stopped", json!({ "reason": reason, "threadId": thread, "allThreadsStopped": true, "hitBreakpointIds": ids }));
+                    self.out
+                        .stopped(reason, thread)
+                        .hit_breakpoints(&ids)
+                        .send();
                 } else {
-                    self.out.event(
-                        "stopped",
-                        json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }),
-                    );
+                    self.out.stopped("step", thread).send();
                 }
                 Ok(())
             }
@@ -1646,10 +1322,7 @@ impl Session {
         match then {
             Then::Report => {
                 let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-                self.out.event(
-                    "stopped",
-                    json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true }),
-                );
+                self.out.stopped("step", thread).send();
                 Ok(())
             }
             Then::Step(state) => self.continue_step(state).await,
@@ -1668,11 +1341,10 @@ impl Session {
             return Ok(());
         }
         let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-        self.out.event(
-            "stopped",
-            json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true,
-                    "description": "the step could not set its temporary breakpoint" }),
-        );
+        self.out
+            .stopped("step", thread)
+            .description("the step could not set its temporary breakpoint")
+            .send();
         Ok(())
     }
 
@@ -1706,12 +1378,6 @@ impl Session {
             }
         }
     }
-}
-
-/// A request's arguments as their protocol type, or a one-line error
-/// naming the request and what is wrong with them.
-fn arguments<T: serde::de::DeserializeOwned>(command: &str, args: Value) -> Result<T> {
-    serde_json::from_value(args).map_err(|e| anyhow!("invalid `{command}` arguments: {e}"))
 }
 
 pub enum Handled {

@@ -66,10 +66,10 @@ impl Session {
                     .as_ref()
                     .map(|t| super::session::Target::thread_id(&t.thread))
                     .unwrap_or(1);
-                self.out.event(
-                    "stopped",
-                    json!({ "reason": "restore", "description": format!("Restored snapshot {name}"), "threadId": thread, "allThreadsStopped": true }),
-                );
+                self.out
+                    .stopped("restore", thread)
+                    .description(format!("Restored snapshot {name}"))
+                    .send();
                 Ok(json!({ "name": name, "milliseconds": ms }))
             }
             _ => bail!("unsupported request `{command}`"),

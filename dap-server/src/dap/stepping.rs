@@ -6,7 +6,6 @@
 use std::rc::Rc;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 
 use super::session::{Session, Target};
 use crate::debugger;
@@ -104,11 +103,11 @@ impl Session {
 
     pub(super) fn report_step(&mut self, description: Option<String>) -> Result<()> {
         let thread = Target::thread_id(&self.target_mut()?.thread);
-        let mut body = json!({ "reason": "step", "threadId": thread, "allThreadsStopped": true });
+        let mut stopped = self.out.stopped("step", thread);
         if let Some(d) = description {
-            body["description"] = json!(d);
+            stopped = stopped.description(d);
         }
-        self.out.event("stopped", body);
+        stopped.send();
         Ok(())
     }
 
