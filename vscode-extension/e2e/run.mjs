@@ -405,9 +405,22 @@ async function testsScenario(browser) {
     if ((await binaryRow.getAttribute('aria-expanded')) !== 'true') await binaryRow.locator('.monaco-tl-twistie').click();
     const failedRow = page.locator('.sidebar .monaco-list-row', { hasText: 'tests::deliberately_fails' });
     await failedRow.locator('.codicon-testing-failed-icon').waitFor({ timeout: 20_000 });
-    for (const state of ['passed', 'failed', 'skipped']) marks[state] = await page.locator(sidebarIcon(state)).count();
-    // The binary row carries a failed mark too: 6 tests passed, 1 failed, 1 ignored.
-    if (marks.passed !== 6 || marks.failed !== 2 || marks.skipped !== 1) {
+    // The binary row carries a failed mark too: 6 tests passed, 1 failed,
+    // 1 ignored. The binary's mark is computed from its tests' as they
+    // come in (a failed one outranks queued ones) and the rows re-render
+    // as results land, so one reading of the marks can catch the tree
+    // between two updates: wait for the marks to settle on the expected
+    // ones, and report the last reading if they never do.
+    const expected = { passed: 6, failed: 2, skipped: 1 };
+    const readMarks = (icon) => Object.fromEntries(['passed', 'failed', 'skipped'].map((state) =>
+      [state, document.querySelectorAll(icon.replace('STATE', state)).length]));
+    const settled = await page.waitForFunction(({ icon, expected }) => {
+      const m = Object.fromEntries(['passed', 'failed', 'skipped'].map((state) =>
+        [state, document.querySelectorAll(icon.replace('STATE', state)).length]));
+      return Object.keys(expected).every((k) => m[k] === expected[k]);
+    }, { icon: sidebarIcon('STATE'), expected }, { timeout: 30_000 }).then(() => true, () => false);
+    marks = await page.evaluate(readMarks, sidebarIcon('STATE'));
+    if (!settled) {
       throw new Error(`Test Explorer marks: ${JSON.stringify(marks)}; expected 6 passed, 1 failed test (+ its binary), 1 skipped`);
     }
     for (const name of ['marker_one', 'marker_two', 'marker_three', 'breaks_the_shell', 'needs_a_shell', 'sees_the_setup']) {
