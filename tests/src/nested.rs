@@ -394,17 +394,20 @@ fn host_tsc_khz() -> u64 {
 
 fn boot_l1() -> Result<L1, String> {
     let images = build_images()?;
-    let dap_port = crate::free_port();
+    // QEMU's monitor, to read back the host port its user network bound
+    // for L1's DAP server (asked for as port 0: no port picked here can be
+    // taken by someone else before QEMU binds it).
+    let monitor = std::env::temp_dir().join(format!("vmdbg-nested-{}.monitor", std::process::id()));
+    let _ = std::fs::remove_file(&monitor);
     let started = Instant::now();
     let qemu_binary = l0_qemu()?;
     let mut qemu = Command::new(&qemu_binary)
         .args(l0_firmware(&qemu_binary))
         .args(["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"])
         .args(["-m", "2048", "-smp", "1", "-nographic", "-no-reboot"])
-        .args([
-            "-nic",
-            &format!("user,model=e1000,hostfwd=tcp:127.0.0.1:{dap_port}-:4711"),
-        ])
+        .args(["-nic", "user,model=e1000,hostfwd=tcp:127.0.0.1:0-:4711"])
+        .arg("-monitor")
+        .arg(format!("unix:{},server=on,wait=off", monitor.display()))
         .args(host_cache_share()?)
         .arg("-kernel")
         .arg(&images.kernel)
@@ -451,7 +454,7 @@ fn boot_l1() -> Result<L1, String> {
         next_id: 0,
         _watchdog: watchdog,
         boot_time: Duration::ZERO,
-        dap_port,
+        dap_port: 0,
         dap_programs: images.dap_programs,
     };
     let deadline = Instant::now() + L1_BOOT_LIMIT;
@@ -475,7 +478,41 @@ fn boot_l1() -> Result<L1, String> {
     }
     l1.boot_time = started.elapsed();
     eprintln!("nested: L1 ready in {:.1} s", l1.boot_time.as_secs_f64());
+    l1.dap_port = forwarded_port(&monitor, 4711)?;
+    let _ = std::fs::remove_file(&monitor);
     Ok(l1)
+}
+
+/// The host port QEMU's user network forwards to `guest_port`, from the
+/// monitor's `info usernet` (a `TCP[HOST_FORWARD]` row: fd, source address
+/// and port, destination address and port, queues).
+fn forwarded_port(monitor: &Path, guest_port: u16) -> Result<u16, String> {
+    use std::io::Read;
+    let mut sock = std::os::unix::net::UnixStream::connect(monitor)
+        .map_err(|e| format!("QEMU's monitor {}: {e}", monitor.display()))?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    sock.write_all(b"info usernet\n")
+        .map_err(|e| format!("QEMU's monitor: {e}"))?;
+    // The banner's prompt, then the answer and the next prompt.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("(qemu) ").count() < 2 {
+        let n = sock
+            .read(&mut buf)
+            .map_err(|e| format!("QEMU's monitor: {e} after:\n{seen}"))?;
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen.lines()
+        .filter(|l| l.trim_start().starts_with("TCP[HOST_FORWARD]"))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(5)?.parse::<u16>().ok()? == guest_port).then(|| f.get(3)?.parse().ok())?
+        })
+        .ok_or_else(|| format!("no host port forwarded to {guest_port} in `info usernet`:\n{seen}"))
 }
 
 /// The L1 of this test binary, booted on first use. Returns None (after
