@@ -13,6 +13,8 @@
 
 mod cpp;
 mod rust;
+#[cfg(test)]
+mod tests;
 
 use super::types::{int_of, Member, Place, Type, TypeId, TypeKind};
 use super::{Language, Symbols, TargetMemory};
