@@ -609,6 +609,18 @@ mod tests {
         }
         examples.extend(markdown_examples("README.md"));
         examples.extend(markdown_examples("vscode-extension/README.md"));
+        // The launch.json examples live in the docs/ book.
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        let mut pages: Vec<String> = std::fs::read_dir(&docs)
+            .unwrap_or_else(|e| panic!("{}: {e}", docs.display()))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".md"))
+            .collect();
+        pages.sort();
+        for page in pages {
+            examples.extend(markdown_examples(&format!("docs/{page}")));
+        }
         let count = |prefix: &str| {
             examples
                 .iter()
@@ -617,7 +629,7 @@ mod tests {
         };
         assert_eq!(count("snippet "), 5);
         assert_eq!(count("initialConfigurations"), 1);
-        assert!(count("README.md") >= 9, "{examples:?}");
+        assert!(count("docs/") >= 5, "{examples:?}");
         for (where_, config) in &examples {
             let args = substitute_variables(config);
             let parsed = match args["request"].as_str() {

@@ -7,7 +7,7 @@
  * arguments.rs) runs its parser on the same sources.
  */
 
-import { readFileSync } from 'fs';
+import { readdirSync, readFileSync } from 'fs';
 import { join } from 'path';
 
 export const extensionDir = join(__dirname, '..', '..', '..');
@@ -164,7 +164,7 @@ export function manifest(): { contributes: { debuggers: Record<string, unknown>[
   return JSON.parse(readFileSync(join(extensionDir, 'package.json'), 'utf8'));
 }
 
-/** Everything a user is handed, from package.json and the READMEs. */
+/** Everything a user is handed, from package.json, the READMEs and docs/. */
 export function launchExamples(): Example[] {
   const dbg = manifest().contributes.debuggers.find((d) => d.type === 'vmdbg') as {
     initialConfigurations: Record<string, unknown>[];
@@ -175,5 +175,7 @@ export function launchExamples(): Example[] {
     ...dbg.initialConfigurations.map((config, i) => ({ where: `initialConfigurations[${i}]`, config })),
     ...markdownExamples('README.md'),
     ...markdownExamples('vscode-extension/README.md'),
+    // The launch.json examples live in the docs/ book.
+    ...readdirSync(join(repoDir, 'docs')).filter((f) => f.endsWith('.md')).sort().flatMap((f) => markdownExamples(`docs/${f}`)),
   ];
 }

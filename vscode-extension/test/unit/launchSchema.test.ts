@@ -31,8 +31,8 @@ describe('launch configurations handed to users, validated by ajv against the DA
     const where = examples.map((e) => e.where);
     assert.strictEqual(where.filter((w) => w.startsWith('snippet ')).length, 5, where.join('\n'));
     assert.strictEqual(where.filter((w) => w.startsWith('initialConfigurations')).length, 1, where.join('\n'));
-    // README.md: the Linux kernel, QEMU, kernel/attach, record and launch.json blocks.
-    assert.ok(where.filter((w) => w.startsWith('README.md')).length >= 9, where.join('\n'));
+    // docs/: the Linux kernel, QEMU, kernel/attach, record and launch.json blocks.
+    assert.ok(where.filter((w) => w.startsWith('docs/')).length >= 5, where.join('\n'));
   });
 
   it('expands snippets as VS Code inserts them', () => {
