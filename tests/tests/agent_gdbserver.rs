@@ -629,6 +629,28 @@ fn wait_running(tid: u32) {
     }
 }
 
+/// Waits until `tid` (the `spin` program) is in its main loop: it sleeps
+/// there (`usleep`: nanosleep or clock_nanosleep), and nowhere before
+/// main. Until then the dynamic loader may not have mapped libc yet, and
+/// the library list is rightly short of it.
+fn wait_in_main_loop(tid: u32) {
+    const NANOSLEEP: &str = "35";
+    const CLOCK_NANOSLEEP: &str = "230";
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let syscall = std::fs::read_to_string(format!("/proc/{tid}/syscall"))
+            .unwrap_or_else(|e| panic!("/proc/{tid}/syscall: {e}"));
+        if matches!(syscall.split(' ').next(), Some(NANOSLEEP | CLOCK_NANOSLEEP)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tid} never reached its main loop's sleep: {syscall}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 #[test]
 fn raw_rsp_interrupt_errors_and_malformed_packets() {
     if !have("raw_rsp_interrupt_errors_and_malformed_packets", &["gcc"]) {
@@ -693,6 +715,7 @@ fn raw_rsp_interrupt_errors_and_malformed_packets() {
 
     rsp.send("vCont;c");
     wait_running(pid);
+    wait_in_main_loop(pid);
     rsp.send_raw(&[0x03]);
     let stop = rsp.reply();
     assert!(
