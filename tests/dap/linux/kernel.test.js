@@ -202,7 +202,8 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
 
     // stepIn enters do_filp_open (fs/namei.c); stepOut comes back.
     const into = await h.stepAndWait(dc, 'stepIn', { threadId });
-    assert.strictEqual(into.frames[0].name, 'do_filp_open');
+    assert.strictEqual(into.frames[0].name, 'do_filp_open',
+      `stepIn stopped (${JSON.stringify(into.event.body)}) in ${into.frames.map((f) => `${f.name}:${f.line}`).join(' <- ')}`);
     assert.ok(fs.existsSync(into.frames[0].source.path) && into.frames[0].source.path.endsWith('/fs/namei.c'));
     const out = await h.stepAndWait(dc, 'stepOut', { threadId });
     assert.strictEqual(out.frames[0].name, 'do_sys_openat2');
