@@ -1,5 +1,7 @@
 //! Forward stepping by source line and by instruction, as gdb does it:
-//! single-step while the pc stays in the current line's range; a call is
+//! step while the pc stays in the current line's range — in the stub, one
+//! round trip for the line, where it range-steps (`vCont;r`), one
+//! instruction at a time otherwise; a call is
 //! stepped over with a temporary breakpoint at its return address (one
 //! continue, not thousands of steps); stop at the first statement of a
 //! different line; after returning into the middle of a caller's line, go
@@ -52,6 +54,13 @@ pub trait StepTarget: Target {
     /// above `sp`; `then` is what to do there. False when the breakpoint
     /// could not be set (no free slot).
     async fn run_to_return(&mut self, addr: u64, sp: u64, then: Then) -> Result<bool>;
+    /// gdb's range stepping on the current thread: steps while the pc
+    /// stays in `[start, end)`, in the stub, and waits for the stop (the
+    /// first pc outside, or a breakpoint, watchpoint, signal or exit on
+    /// the way). None when not done: the stub cannot, or the pc needs one
+    /// instruction stepped on its own first (a breakpoint is there, a
+    /// signal is pending).
+    async fn range_step(&mut self, start: u64, end: u64) -> Result<Option<StopReply>>;
 }
 
 /// How a forward step ended.
@@ -226,8 +235,19 @@ async fn step_lines(
         }
     }
     let mut code = CodeBytes::default();
+    let mut calls = LineCalls::default();
     for _ in 0..MAX_STEPS {
         let pc = t.pc().await?;
+        let span = line_span(t, &state);
+        if (span.0..span.1).contains(&pc) {
+            calls.decode(t, span).await?;
+            if let Some(stop) = t.range_step(span.0, span.1).await? {
+                if let Some(outcome) = after_range_step(t, &mut state, span, &calls, stop).await? {
+                    return Ok(outcome);
+                }
+                continue;
+            }
+        }
         let rsp_before = t.sp().await?;
         let (len, is_call) = instruction_in(t, &mut code, pc).await?;
         let stop = t.single_step().await?;
@@ -235,36 +255,14 @@ async fn step_lines(
             return Ok(Outcome::Stopped(stop));
         }
         let new_pc = t.pc().await?;
-        let symbols = t.symbols();
         if breakpoint_stops_at(t, new_pc).await {
             return Ok(Outcome::Stopped(stop));
         }
         if is_call && new_pc != pc + len {
-            let return_addr = pc + len;
-            let has_lines = symbols.lines.row_at(new_pc).is_some_and(|r| r.line != 0);
-            if state.kind == StepKind::In && has_lines {
-                let landing = symbols
-                    .function_at(new_pc)
-                    .map(|f| symbols.lines.after_prologue(f.low, f.high))
-                    .unwrap_or(new_pc);
-                return step_until(t, landing).await;
+            match entered_call(t, &state, pc + len, rsp_before, new_pc).await? {
+                Some(outcome) => return Ok(outcome),
+                None => continue,
             }
-            if t.run_to_return(return_addr, rsp_before, Then::Step(state.clone()))
-                .await?
-            {
-                return Ok(Outcome::Running);
-            }
-            // No free slot for the temporary breakpoint: step through.
-            loop {
-                let stop = t.single_step().await?;
-                if !stop.is_plain_step() {
-                    return Ok(Outcome::Stopped(stop));
-                }
-                if t.pc().await? == return_addr && t.sp().await? >= rsp_before {
-                    break;
-                }
-            }
-            continue;
         }
         if step_arrived(t, &mut state, new_pc).await? {
             return Ok(Outcome::Arrived);
@@ -273,6 +271,154 @@ async fn step_lines(
     Ok(Outcome::GaveUp(format!(
         "stopped after {MAX_STEPS} instructions without reaching another line"
     )))
+}
+
+/// Goes on from the stop of a range step over `state.range`, as the
+/// single-step loop goes on from a step: the step's outcome, or None to
+/// step on.
+async fn after_range_step(
+    t: &mut impl StepTarget,
+    state: &mut StepState,
+    span: (u64, u64),
+    calls: &LineCalls,
+    stop: StopReply,
+) -> Result<Option<Outcome>> {
+    if !stop.is_plain_step() {
+        return Ok(Some(Outcome::Stopped(stop)));
+    }
+    let new_pc = t.pc().await?;
+    if breakpoint_stops_at(t, new_pc).await {
+        return Ok(Some(Outcome::Stopped(stop)));
+    }
+    if (span.0..span.1).contains(&new_pc) {
+        // A breakpoint in the line that decided not to stop (or one that
+        // is not the user's): the next instruction is stepped off it.
+        return Ok(None);
+    }
+    // The stub stops at the first instruction outside the range; after a
+    // call of the line that is the callee's first, with the return
+    // address on top of the stack.
+    let sp = t.sp().await?;
+    let top = t.read_memory(sp, 8).await?;
+    if let Ok(top) = <[u8; 8]>::try_from(top.as_slice()) {
+        let return_addr = u64::from_le_bytes(top);
+        if sp < state.cfa && calls.entered(return_addr, new_pc) {
+            return entered_call(t, state, return_addr, sp + 8, new_pc).await;
+        }
+    }
+    Ok(step_arrived(t, state, new_pc)
+        .await?
+        .then_some(Outcome::Arrived))
+}
+
+/// The stretch of code around the step's range that is all its line: the
+/// line table's adjacent rows of the same line and file (GCC starts a
+/// statement row for each part of a long expression). A line step never
+/// ends at one of them, so one range step covers them all.
+fn line_span(t: &impl StepTarget, state: &StepState) -> (u64, u64) {
+    const MAX_ROWS: usize = 1024;
+    let symbols = t.symbols();
+    let same =
+        |row: &crate::symbols::lines::LineRow| row.line == state.line && row.file == state.file;
+    let (mut start, mut end) = state.range;
+    for _ in 0..MAX_ROWS {
+        match symbols.lines.line_range(end) {
+            Some((_, e, row)) if e > end && same(&row) => end = e,
+            _ => break,
+        }
+    }
+    for _ in 0..MAX_ROWS {
+        match start
+            .checked_sub(1)
+            .and_then(|p| symbols.lines.line_range(p))
+        {
+            Some((s, _, row)) if s < start && same(&row) => start = s,
+            _ => break,
+        }
+    }
+    (start, end)
+}
+
+/// A call of the stepped line went to `new_pc`, to return to
+/// `return_addr` with the stack pointer at `rsp_before`: stepIn stops in
+/// a callee with line information (after its prologue); otherwise the
+/// call is run to its return. None: the call was stepped through (no slot
+/// for the temporary breakpoint) and the line step goes on.
+async fn entered_call(
+    t: &mut impl StepTarget,
+    state: &StepState,
+    return_addr: u64,
+    rsp_before: u64,
+    new_pc: u64,
+) -> Result<Option<Outcome>> {
+    let symbols = t.symbols();
+    let has_lines = symbols.lines.row_at(new_pc).is_some_and(|r| r.line != 0);
+    if state.kind == StepKind::In && has_lines {
+        let landing = symbols
+            .function_at(new_pc)
+            .map(|f| symbols.lines.after_prologue(f.low, f.high))
+            .unwrap_or(new_pc);
+        return step_until(t, landing).await.map(Some);
+    }
+    if t.run_to_return(return_addr, rsp_before, Then::Step(state.clone()))
+        .await?
+    {
+        return Ok(Some(Outcome::Running));
+    }
+    // No free slot for the temporary breakpoint: step through.
+    loop {
+        let stop = t.single_step().await?;
+        if !stop.is_plain_step() {
+            return Ok(Some(Outcome::Stopped(stop)));
+        }
+        if t.pc().await? == return_addr && t.sp().await? >= rsp_before {
+            return Ok(None);
+        }
+    }
+}
+
+/// The calls in a line's range, decoded once per range: a range step that
+/// stops outside the range tells from them whether it entered a callee.
+#[derive(Default)]
+struct LineCalls {
+    range: Option<(u64, u64)>,
+    /// Each call's return address, and its target when it is direct.
+    calls: Vec<(u64, Option<u64>)>,
+}
+
+impl LineCalls {
+    async fn decode(&mut self, t: &mut impl StepTarget, range: (u64, u64)) -> Result<()> {
+        if self.range == Some(range) {
+            return Ok(());
+        }
+        self.range = Some(range);
+        self.calls.clear();
+        let len = usize::try_from(range.1 - range.0).unwrap_or(0) + MAX_INSTRUCTION;
+        let bytes = t.read_code(range.0, len).await?;
+        let mut decoder = Decoder::with_ip(64, &bytes, range.0, DecoderOptions::NONE);
+        while decoder.can_decode() && decoder.ip() < range.1 {
+            let insn = decoder.decode();
+            if insn.is_invalid() {
+                break;
+            }
+            match insn.flow_control() {
+                FlowControl::Call => self
+                    .calls
+                    .push((insn.next_ip(), Some(insn.near_branch_target()))),
+                FlowControl::IndirectCall => self.calls.push((insn.next_ip(), None)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a stop at `pc` with `return_addr` on top of the stack is the
+    /// entry into one of these calls.
+    fn entered(&self, return_addr: u64, pc: u64) -> bool {
+        self.calls
+            .iter()
+            .any(|&(ret, target)| ret == return_addr && target.is_none_or(|to| to == pc))
+    }
 }
 
 /// Whether a line step ends at `pc`; if not, the step goes on from the
