@@ -127,6 +127,13 @@ function gdbSamples(engine, subject) {
       const p95 = percentile(r.samples, 95);
       console.log(`${name.padEnd(40)} ${p50.toFixed(2).padStart(7)}  ${p95.toFixed(2).padStart(7)}   ${(p50 / percentile(anchor, 50)).toFixed(2).padStart(8)}x  ${(p95 / percentile(anchor, 95)).toFixed(2).padStart(8)}x   ${r.lines.join(',')}`);
     }
+    // p50 of each `next` by the line it stepped over (every session steps
+    // the same lines in the same order).
+    for (const [name, r] of rows) {
+      const from = [subject.startLine, ...r.lines.slice(0, -1)];
+      const byLine = from.map((line, i) => `${line}:${percentile(r.samples.filter((_, j) => j % subject.nexts === i), 50).toFixed(2)}`);
+      console.log(`  p50 ms by line stepped over, ${name}: ${byLine.join(' ')}`);
+    }
     const same = rows.every((r) => JSON.stringify(r[1].lines) === JSON.stringify(rows[3][1].lines));
     console.log(`(anchor: the first row)  same lines as gdb on QEMU in every row: ${same ? 'yes' : 'NO'}`);
   }
