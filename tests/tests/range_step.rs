@@ -6,7 +6,8 @@
 //! stops at the callee's first instruction; a breakpoint inside the range
 //! stops it there, reported as a continue reports it; and under a recording
 //! it records exactly the instructions the single steps take, and replays
-//! them after a reverse-continue. Real gdb range-stepping a `next` is
+//! them after a reverse-continue; a range step around a loop stops for
+//! Ctrl-C and leaves when the loop ends. Real gdb range-stepping a `next` is
 //! checked against gdb on QEMU's stub (which has no `vCont;r`).
 
 use std::os::unix::net::UnixStream;
@@ -24,8 +25,11 @@ type Rsp = RawRsp<UnixStream>;
 /// ends, as Debian's gdb reads the line table (an answer that does not
 /// come from vmdbg).
 fn gdb_line_range(elf: &Path, marker: &str) -> (u64, u64) {
-    let line = marker_line("lines.c", marker);
-    let out = gdb_batch(elf, &format!("info line lines.c:{line}\n"), LIMIT);
+    gdb_line_at(elf, "lines.c", marker_line("lines.c", marker))
+}
+
+fn gdb_line_at(elf: &Path, source: &str, line: u32) -> (u64, u64) {
+    let out = gdb_batch(elf, &format!("info line {source}:{line}\n"), LIMIT);
     let said = text(&out.stdout);
     let addr = |word: &str| {
         let at = said
@@ -76,7 +80,11 @@ fn stack_top(rsp: &mut Rsp) -> u64 {
 /// A vmdbg-vmm on lines-O0.elf stopped at `addr` by a hardware breakpoint
 /// (removed again unless `keep`).
 fn stopped_at(addr: u64, extra: &[&str], name: &str, keep: bool) -> (ChildGuard, Rsp) {
-    let (vmm, mut rsp, dir) = vmm_waiting_for_gdb(&kernel("lines-O0.elf"), extra, name);
+    stopped_in("lines-O0.elf", addr, extra, name, keep)
+}
+
+fn stopped_in(elf: &str, addr: u64, extra: &[&str], name: &str, keep: bool) -> (ChildGuard, Rsp) {
+    let (vmm, mut rsp, dir) = vmm_waiting_for_gdb(&kernel(elf), extra, name);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(rsp.ask(&format!("Z1,{addr:x},1")), "OK");
     let stop = rsp.ask("vCont;c");
@@ -297,4 +305,38 @@ fn gdb_next_range_steps_on_vmdbg_vmm_and_lands_where_it_lands_on_qemu() {
     // The long line is one packet on vmdbg-vmm, one per instruction on QEMU.
     assert!(sent(&on_qemu, "vCont;s") >= 20);
     assert!(sent(&on_vmm, "vCont;s") < sent(&on_qemu, "vCont;s"));
+}
+
+#[test]
+fn a_range_step_around_a_loop_is_interrupted_and_leaves_when_the_loop_ends() {
+    if !ready("a_range_step_around_a_loop_is_interrupted_and_leaves_when_the_loop_ends") {
+        return;
+    }
+    // spin.elf: `while (!released) spins++;` until a debugger sets
+    // `released`. The range is both lines of the loop: the guest never
+    // leaves it by itself.
+    let elf = kernel("spin.elf");
+    let body = marker_line("spin.c", "spin-loop");
+    let (cond, _) = gdb_line_at(&elf, "spin.c", body - 1);
+    let (after, _) = gdb_line_at(&elf, "spin.c", body + 1);
+    let (top, _) = gdb_line_at(&elf, "spin.c", body);
+    let range = (cond.min(top), after);
+    let (vmm, mut rsp) = stopped_in("spin.elf", top, &[], "range-spin", false);
+    rsp.send(&format!("vCont;r{:x},{:x}:1", range.0, range.1));
+    // A range step that never ends by itself stops for Ctrl-C, as a
+    // continue does (whether or not it has stepped yet).
+    rsp.send_raw(&[0x03]);
+    let stop = rsp.reply();
+    assert!(stop.starts_with("T02"), "Ctrl-C stops a range step: {stop}");
+    let pc = rip(&mut rsp);
+    assert!(
+        (range.0..range.1).contains(&pc),
+        "stopped in the loop: {pc:#x}"
+    );
+    let released = elf_symbol(&elf, "released");
+    assert_eq!(rsp.ask(&format!("M{released:x},4:01000000")), "OK");
+    let stop = range_step(&mut rsp, range);
+    assert!(stop.starts_with("T05"), "{stop}");
+    assert_eq!(rip(&mut rsp), after, "the first instruction after the loop");
+    drop(vmm);
 }
