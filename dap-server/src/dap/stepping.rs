@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 
 use super::session::{Session, Target};
 use crate::debugger;
-use crate::debugger::stepping::{self, Outcome, StepKind, StepState, StepTarget, Then};
+use crate::debugger::stepping::{
+    self, Outcome, StepKind, StepState, StepTarget, Then, RANGE_STEP_LIMIT,
+};
 use crate::rsp::StopReply;
 use crate::symbols::Symbols;
 
@@ -113,9 +115,6 @@ impl StepTarget for Session {
             let target = self.target_mut()?;
             target.invalidate();
             target.rsp.range_step(&thread, start, end)?;
-            // A line that loops for ever would hold the session (no
-            // request is read during a step): after a while it is
-            // interrupted, and the stop says so.
             let stop = match tokio::time::timeout(RANGE_STEP_LIMIT, target.wait_stop()).await {
                 Ok(stop) => stop?,
                 Err(_) => {
@@ -142,9 +141,6 @@ impl StepTarget for Session {
         }
     }
 }
-
-/// How long one range step may run before it is interrupted.
-const RANGE_STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Session {
     fn target_mut(&mut self) -> Result<&mut Target> {

@@ -25,6 +25,16 @@ const MAX_STEPS: usize = 20_000;
 /// The longest x86 instruction.
 const MAX_INSTRUCTION: usize = 15;
 
+/// How long one range step may run before the target interrupts it
+/// ([`StepTarget::range_step`]): no request is read during a step, so a
+/// line that loops for ever would hold the session. Where single steps
+/// give up after [`MAX_STEPS`] instructions, this is far more of them.
+pub const RANGE_STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// gdb's SIGINT: the debugger's own interrupt (never the program's, which
+/// the stubs report as the signal it is and the user's pause).
+const SIGINT: u8 = 2;
+
 /// What forward stepping needs of a target besides [`Target`].
 #[allow(async_fn_in_trait)]
 pub trait StepTarget: Target {
@@ -59,7 +69,8 @@ pub trait StepTarget: Target {
     /// first pc outside, or a breakpoint, watchpoint, signal or exit on
     /// the way). None when not done: the stub cannot, or the pc needs one
     /// instruction stepped on its own first (a breakpoint is there, a
-    /// signal is pending).
+    /// signal is pending). A range step still running after
+    /// [`RANGE_STEP_LIMIT`] is interrupted (its stop is SIGINT's).
     async fn range_step(&mut self, start: u64, end: u64) -> Result<Option<StopReply>>;
 }
 
@@ -240,9 +251,10 @@ async fn step_lines(
         let pc = t.pc().await?;
         let span = line_span(t, &state);
         if (span.0..span.1).contains(&pc) {
-            calls.decode(t, span).await?;
             if let Some(stop) = t.range_step(span.0, span.1).await? {
-                if let Some(outcome) = after_range_step(t, &mut state, span, &calls, stop).await? {
+                if let Some(outcome) =
+                    after_range_step(t, &mut state, span, &mut calls, stop).await?
+                {
                     return Ok(outcome);
                 }
                 continue;
@@ -273,16 +285,30 @@ async fn step_lines(
     )))
 }
 
-/// Goes on from the stop of a range step over `state.range`, as the
+/// Goes on from the stop of a range step over `span`, as the
 /// single-step loop goes on from a step: the step's outcome, or None to
 /// step on.
 async fn after_range_step(
     t: &mut impl StepTarget,
     state: &mut StepState,
     span: (u64, u64),
-    calls: &LineCalls,
+    calls: &mut LineCalls,
     stop: StopReply,
 ) -> Result<Option<Outcome>> {
+    if let StopReply::Signal {
+        signal: SIGINT,
+        watch: None,
+        ..
+    } = stop
+    {
+        let pc = t.pc().await?;
+        if (span.0..span.1).contains(&pc) {
+            return Ok(Some(Outcome::GaveUp(format!(
+                "stopped after {} s without reaching another line",
+                RANGE_STEP_LIMIT.as_secs()
+            ))));
+        }
+    }
     if !stop.is_plain_step() {
         return Ok(Some(Outcome::Stopped(stop)));
     }
@@ -298,12 +324,15 @@ async fn after_range_step(
     // The stub stops at the first instruction outside the range; after a
     // call of the line that is the callee's first, with the return
     // address on top of the stack.
-    let sp = t.sp().await?;
-    let top = t.read_memory(sp, 8).await?;
-    if let Ok(top) = <[u8; 8]>::try_from(top.as_slice()) {
-        let return_addr = u64::from_le_bytes(top);
-        if sp < state.cfa && calls.entered(return_addr, new_pc) {
-            return entered_call(t, state, return_addr, sp + 8, new_pc).await;
+    calls.decode(t, span).await?;
+    if !calls.calls.is_empty() {
+        let sp = t.sp().await?;
+        let top = t.read_memory(sp, 8).await?;
+        if let Ok(top) = <[u8; 8]>::try_from(top.as_slice()) {
+            let return_addr = u64::from_le_bytes(top);
+            if sp < state.cfa && calls.entered(return_addr, new_pc) {
+                return entered_call(t, state, return_addr, sp + 8, new_pc).await;
+            }
         }
     }
     Ok(step_arrived(t, state, new_pc)

@@ -25,7 +25,7 @@ const linesC = path.join(h.sourceDir, 'lines.c');
 const SUBJECTS = [
   // kmain's lines from MARK:call-compute to MARK:kmain-return
   { elf: h.kernel('calls-O0.elf'), source: h.callsC, startLine: h.marker('call-compute'), nexts: 12 },
-  // before-long, long-line, call-line, loop-line, after
+  // before-long, long-line, call-line, loop-line, spin-line (3 turns)
   { elf: h.kernel('lines-O0.elf'), source: linesC, startLine: h.marker('before-long', linesC), nexts: 5 },
 ];
 

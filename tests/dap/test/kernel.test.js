@@ -579,4 +579,23 @@ describe('range stepping on vmdbg-vmm (host tier)', function () {
     assert.strictEqual(frames[0].name, 'twice');
     assert.strictEqual(frames[0].line, gdbStep);
   });
+
+  it('next over a line that loops for ever ends with a step stop that says so; once the loop ends, next leaves the line', async function () {
+    await stopAt('spin-line');
+    // A scope's reference ends at each stop: looked up afresh.
+    const set = async (value) => {
+      const globals = await h.scopeVariables(dc, 1, 'Globals');
+      await dc.setVariableRequest({ variablesReference: globals.scope.variablesReference, name: 'spin_for', value });
+    };
+    await set('1000000000000');
+    const spinLine = h.marker('spin-line', linesC);
+    let { event, frames } = await h.stepAndWait(dc, 'next', { threadId: 1 });
+    assert.strictEqual(event.body.reason, 'step');
+    assert.match(event.body.description || '', /without reaching another line/);
+    assert.strictEqual(frames[0].line, spinLine);
+    assert.ok(resumes(sent()).some((p) => p.startsWith('vCont;r')), 'the loop was range-stepped');
+    await set('0');
+    ({ frames } = await h.stepAndWait(dc, 'next', { threadId: 1 }));
+    assert.strictEqual(frames[0].line, h.marker('after', linesC));
+  });
 });

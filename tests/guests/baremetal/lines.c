@@ -11,6 +11,8 @@
 #include "lib.h"
 
 volatile unsigned long a = 3, b = 5, c = 7, d;
+/* A debugger makes the spin line below loop as long as it likes. */
+volatile unsigned long spin_for = 3, spun;
 
 __attribute__((noipa)) unsigned long twice(unsigned long x)
 {
@@ -24,6 +26,7 @@ int kmain(void)
 	d = (a * b + c) ^ (a << 3) ^ (b >> 1) ^ (c * a) ^ (b + c * 2) ^ (a - b) ^ (c | a); /* MARK:long-line */
 	d = twice(a) + twice(b) * c; /* MARK:call-line */
 	for (int i = 0; i < 3; i++) d += a * i; /* MARK:loop-line */
+	for (spun = 0; spun < spin_for; spun++) ; /* MARK:spin-line */
 	serial_puts("lines: done\n"); /* MARK:after */
 	return (int)(d & 0x7f);
 }
