@@ -170,6 +170,11 @@ fn a_range_step_stops_where_single_steps_leave_the_line() {
     // as a continue reports it; the range step from there goes on out.
     let mid = long_pcs[long_pcs.len() / 2];
     let (vmm, mut rsp) = stopped_at(long.0, &[], "range-break", false);
+    // gdb's documented edge: a range step steps first, then checks, so an
+    // empty range (start == end) is one single step.
+    let stop = range_step(&mut rsp, (long.0, long.0));
+    assert!(stop.starts_with("T05"), "{stop}");
+    assert_eq!(rip(&mut rsp), long_pcs[1]);
     assert_eq!(rsp.ask(&format!("Z1,{mid:x},1")), "OK");
     let stop = range_step(&mut rsp, long);
     assert!(
