@@ -406,6 +406,25 @@ async fn entered_call(
     }
 }
 
+/// Each call instruction that starts in `range` (its code is `bytes`, from
+/// `range.0` on): its return address, and its target when it is direct.
+fn calls_in(bytes: &[u8], range: (u64, u64)) -> Vec<(u64, Option<u64>)> {
+    let mut calls = Vec::new();
+    let mut decoder = Decoder::with_ip(64, bytes, range.0, DecoderOptions::NONE);
+    while decoder.can_decode() && decoder.ip() < range.1 {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            break;
+        }
+        match insn.flow_control() {
+            FlowControl::Call => calls.push((insn.next_ip(), Some(insn.near_branch_target()))),
+            FlowControl::IndirectCall => calls.push((insn.next_ip(), None)),
+            _ => {}
+        }
+    }
+    calls
+}
+
 /// The calls in a line's range, decoded once per range: a range step that
 /// stops outside the range tells from them whether it entered a callee.
 #[derive(Default)]
@@ -421,23 +440,9 @@ impl LineCalls {
             return Ok(());
         }
         self.range = Some(range);
-        self.calls.clear();
         let len = usize::try_from(range.1 - range.0).unwrap_or(0) + MAX_INSTRUCTION;
         let bytes = t.read_code(range.0, len).await?;
-        let mut decoder = Decoder::with_ip(64, &bytes, range.0, DecoderOptions::NONE);
-        while decoder.can_decode() && decoder.ip() < range.1 {
-            let insn = decoder.decode();
-            if insn.is_invalid() {
-                break;
-            }
-            match insn.flow_control() {
-                FlowControl::Call => self
-                    .calls
-                    .push((insn.next_ip(), Some(insn.near_branch_target()))),
-                FlowControl::IndirectCall => self.calls.push((insn.next_ip(), None)),
-                _ => {}
-            }
-        }
+        self.calls = calls_in(&bytes, range);
         Ok(())
     }
 
@@ -556,5 +561,38 @@ mod tests {
         );
         assert!(code.at(0xfff).is_none());
         assert!(CodeBytes::default().at(0).is_none());
+    }
+
+    #[test]
+    fn a_lines_calls_and_whether_a_stop_entered_one() {
+        // lines-O0's call line: mov; mov; call twice; mov; mov; mov;
+        // call twice; then an indirect call through rax, and a call that
+        // starts past the range (not the line's).
+        let code: Vec<u8> = [
+            &[0x48, 0x8b, 0x05, 0xe5, 0x1a, 0x00, 0x00][..], // 100514 mov rax, [rip+..]
+            &[0x48, 0x89, 0xc7],                             // 10051b mov rdi, rax
+            &[0xe8, 0x20, 0xff, 0xff, 0xff],                 // 10051e call 100443
+            &[0x48, 0x89, 0xc3],                             // 100523 mov rbx, rax
+            &[0xff, 0xd0],                                   // 100526 call rax
+            &[0xe8, 0x00, 0x00, 0x00, 0x00],                 // 100528 call (past the range)
+        ]
+        .concat();
+        let range = (0x100514, 0x100528);
+        let calls = calls_in(&code, range);
+        assert_eq!(calls, [(0x100523, Some(0x100443)), (0x100528, None)]);
+        let line = LineCalls {
+            range: Some(range),
+            calls,
+        };
+        assert!(line.entered(0x100523, 0x100443));
+        assert!(
+            !line.entered(0x100523, 0x100444),
+            "a direct call goes to its target"
+        );
+        assert!(
+            line.entered(0x100528, 0x200000),
+            "an indirect call goes anywhere"
+        );
+        assert!(!line.entered(0x10052d, 0x10052d), "not a call of this line");
     }
 }
