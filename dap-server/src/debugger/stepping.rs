@@ -1,12 +1,17 @@
 //! Forward stepping by source line and by instruction, as gdb does it:
-//! step while the pc stays in the current line's range — in the stub, one
-//! round trip for the line, where it range-steps (`vCont;r`), one
-//! instruction at a time otherwise; a call is
+//! step while the pc stays in the current line's range; a call is
 //! stepped over with a temporary breakpoint at its return address (one
 //! continue, not thousands of steps); stop at the first statement of a
 //! different line; after returning into the middle of a caller's line, go
 //! on to the start of its next line. stepIn stops after the callee's
 //! prologue when the callee has line information.
+//!
+//! Where the stub range-steps (`vCont;r`: vmdbg-vmm's and the agent's),
+//! the line is stepped in the stub, one round trip for all its rows; a
+//! stop outside it with the return address of one of the line's calls on
+//! top of the stack is that call's entry. Elsewhere (QEMU), and for an
+//! instruction that must be stepped alone (a breakpoint or a pending
+//! signal at the pc), one instruction at a time.
 //!
 //! The run to a return address is not waited for here: the target is set
 //! running ([`StepTarget::run_to_return`], outcome [`Outcome::Running`])
