@@ -9,7 +9,7 @@
 //   gdb       -> vmdbg-vmm              the same; gdb range-steps here
 // For each subject the same ELF, the same breakpoint and the same sequence
 // of `next`s: calls-O0.elf through kmain (short lines and lines that call
-// functions), and lines-O0.elf from the line before its 33-instruction line
+// functions), and lines-O0.elf from the line before its 32-instruction line
 // (a long line, calls, a loop in one line). Medians and p95 with ratios to
 // the DAP range-stepping row of the same run; no timing is asserted.
 // Run: node bench/next-latency.js [sessions]   (after .ci/test.d/dap.sh built things)
