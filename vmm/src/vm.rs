@@ -733,6 +733,7 @@ impl Vm {
                 index,
                 crate::record::Goal::Run {
                     step: options.stop_after_step,
+                    range: options.range.map(|r| (r.start, r.end)),
                 },
                 crate::record::StopAt::default(),
                 &recorder,

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 
 use super::session::{Session, Target};
 use crate::debugger;
-use crate::debugger::stepping::{self, Outcome, StepKind, StepState, StepTarget, Then};
+use crate::debugger::stepping::{
+    self, Outcome, StepKind, StepState, StepTarget, Then, RANGE_STEP_LIMIT,
+};
 use crate::rsp::StopReply;
 use crate::symbols::Symbols;
 
@@ -93,6 +95,50 @@ impl StepTarget for Session {
     }
     async fn run_to_return(&mut self, addr: u64, sp: u64, then: Then) -> Result<bool> {
         Session::run_to_return(self, addr, sp, then).await
+    }
+    async fn range_step(&mut self, start: u64, end: u64) -> Result<Option<StopReply>> {
+        if let Some(end) = self.forward_past_end().await? {
+            return Ok(Some(end));
+        }
+        let target = self.target_mut()?;
+        let thread = target.thread.clone();
+        let pc = target.pc().await?;
+        // A breakpoint at the pc would fire at once and a pending signal
+        // is delivered by a step of its own: one instruction first.
+        if !target.rsp.can_range_step()
+            || target.inserted.contains(&pc)
+            || matches!(&target.pending_signal, Some((t, _)) if *t == thread)
+        {
+            return Ok(None);
+        }
+        loop {
+            let target = self.target_mut()?;
+            target.invalidate();
+            target.rsp.range_step(&thread, start, end)?;
+            let stop = match tokio::time::timeout(RANGE_STEP_LIMIT, target.wait_stop()).await {
+                Ok(stop) => stop?,
+                Err(_) => {
+                    target.rsp.interrupt()?;
+                    target.wait_stop().await?
+                }
+            };
+            if let StopReply::Signal {
+                thread: Some(t), ..
+            } = &stop
+            {
+                target.thread = t.clone();
+            }
+            // A signal the user does not stop for: its handler runs, and
+            // the range step goes on where it was, as `single_step` does.
+            let Some(quiet) = target.quiet_signal(&stop) else {
+                target.note_signal(&stop);
+                return Ok(Some(stop));
+            };
+            if let Some(done) = self.run_signal_handler(quiet).await? {
+                self.target_mut()?.note_signal(&done);
+                return Ok(Some(done));
+            }
+        }
     }
 }
 

@@ -14,6 +14,12 @@
 //! a stop reply while waiting for another reply is remembered
 //! ([`RspClient::take_unexpected_stop`]) and skipped, as is output, so one
 //! stray packet cannot shift every later reply by one.
+//!
+//! A stub whose `vCont?` reply lists `r` range-steps (gdb's `vCont;r`):
+//! [`RspClient::range_step`] steps a thread through a whole source line in
+//! one round trip. `VMDBG_RANGE_STEP=0` makes the client ignore it (to
+//! measure against single steps), and `VMDBG_RSP_LOG=<path>` appends every
+//! packet the client sends, one per line, to that file (to count them).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +83,10 @@ pub struct RspClient {
     /// `ReverseContinue+` in its qSupported reply: QEMU's in replay mode).
     pub reverse: bool,
     vcont: bool,
+    /// The stub offers `vCont;r` and the user did not turn it off.
+    range_step: bool,
+    /// Where every sent packet is logged (`VMDBG_RSP_LOG`).
+    log: Option<Arc<std::sync::Mutex<std::fs::File>>>,
     /// The thread `Hg` last selected, so it is not resent for every read.
     selected_thread: Option<String>,
     /// The last stop reply that arrived while a request waited for its own
@@ -138,6 +148,8 @@ impl RspClient {
             packet_size: 4096,
             reverse: false,
             vcont: false,
+            range_step: false,
+            log: packet_log(),
             selected_thread: None,
             unexpected_stop: None,
         };
@@ -190,7 +202,9 @@ impl RspClient {
             })?;
         }
         let vcont = self.request("vCont?").await?;
-        self.vcont = vcont.starts_with(b"vCont") && vcont.windows(2).any(|w| w == b";c");
+        let actions = vcont_actions(&vcont);
+        self.vcont = actions.contains(&"c");
+        self.range_step = self.vcont && actions.contains(&"r") && range_step_wanted();
         Ok(())
     }
 
@@ -222,6 +236,12 @@ impl RspClient {
     /// Sends one packet without waiting for anything.
     pub fn send(&self, payload: &str) -> Result<()> {
         tracing::trace!("rsp -> {payload}");
+        if let Some(log) = &self.log {
+            use std::io::Write;
+            let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
+            // A log that cannot be written must not stop the debugging.
+            let _ = writeln!(file, "{payload}");
+        }
         self.out
             .send(frame(payload.as_bytes()))
             .map_err(|_| anyhow!("the connection to the gdb stub is closed"))
@@ -479,6 +499,24 @@ impl RspClient {
         }
     }
 
+    /// Whether the stub range-steps ([`Self::range_step`]).
+    pub fn can_range_step(&self) -> bool {
+        self.range_step
+    }
+
+    /// gdb's range stepping: steps `thread`, the others staying stopped,
+    /// while its pc stays in `[start, end)`; the stop reply (the first pc
+    /// outside, or a breakpoint, watchpoint, signal or exit before it)
+    /// arrives via [`Self::next_packet`]. Only for a stub that offers it.
+    pub fn range_step(&mut self, thread: &str, start: u64, end: u64) -> Result<()> {
+        if !self.range_step {
+            bail!("the gdb stub does not range-step (no `r` in its vCont? reply)");
+        }
+        self.selected_thread = None;
+        self.unexpected_stop = None;
+        self.send(&format!("vCont;r{start:x},{end:x}:{thread}"))
+    }
+
     /// One instruction backwards (`bs`); the stop reply arrives via
     /// [`Self::next_packet`].
     pub fn resume_reverse_step(&mut self) -> Result<()> {
@@ -526,6 +564,47 @@ impl RspClient {
     /// Ends the target (`k`); the stub may close without a reply.
     pub fn kill(&mut self) -> Result<()> {
         self.send("k")
+    }
+}
+
+/// The actions a `vCont?` reply lists (`vCont;c;C;s;S;r` → c, C, s, S, r).
+fn vcont_actions(reply: &[u8]) -> Vec<&str> {
+    let Some(rest) = reply.strip_prefix(b"vCont") else {
+        return Vec::new();
+    };
+    std::str::from_utf8(rest)
+        .unwrap_or("")
+        .split(';')
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// `VMDBG_RANGE_STEP=0` (or `false`, `off`) turns range stepping off.
+fn range_step_wanted() -> bool {
+    !matches!(
+        std::env::var("VMDBG_RANGE_STEP").as_deref(),
+        Ok("0" | "false" | "off")
+    )
+}
+
+/// The file `VMDBG_RSP_LOG` names, opened for appending (several clients
+/// of one session write to it); a file that cannot be opened is said once
+/// and not logged to.
+fn packet_log() -> Option<Arc<std::sync::Mutex<std::fs::File>>> {
+    let path = std::env::var_os("VMDBG_RSP_LOG")?;
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        Ok(file) => Some(Arc::new(std::sync::Mutex::new(file))),
+        Err(e) => {
+            tracing::warn!(
+                "VMDBG_RSP_LOG {}: {e}",
+                std::path::Path::new(&path).display()
+            );
+            None
+        }
     }
 }
 
@@ -712,6 +791,15 @@ mod tests {
         }
         assert!(is_output(b"O6869"));
         assert!(!is_output(b"OK"));
+    }
+
+    #[test]
+    fn vcont_reply_actions() {
+        assert_eq!(vcont_actions(b"vCont;c;C;s;S;r"), ["c", "C", "s", "S", "r"]);
+        assert_eq!(vcont_actions(b"vCont;c;C;s;S"), ["c", "C", "s", "S"]);
+        assert!(!vcont_actions(b"vCont;c;C;s;S").contains(&"r"));
+        assert!(vcont_actions(b"").is_empty());
+        assert!(vcont_actions(b"E01").is_empty());
     }
 
     /// A stub that answers the attach with a stop before the reply to

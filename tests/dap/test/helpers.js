@@ -63,14 +63,15 @@ function marker(name, file = callsC) {
 }
 
 /**
- * A DebugClient on a fresh `vmdbg dap` process (stdio), or, with
+ * A DebugClient on a fresh `vmdbg dap` process (stdio, its environment
+ * with `extraEnv` added), or, with
  * VMDBG_DAP_PORT, on the `vmdbg dap` a server at 127.0.0.1:PORT starts per
  * connection (the nested tier's L1).
  */
-async function startClient() {
+async function startClient(extraEnv = {}) {
   // The tests' image cache (tests/src/lib.rs, test_cache_home), not the
   // user's ~/.cache/vmdbg.
-  const env = { ...process.env, VMDBG_VMM: vmm, XDG_CACHE_HOME: testCacheHome };
+  const env = { ...process.env, VMDBG_VMM: vmm, XDG_CACHE_HOME: testCacheHome, ...extraEnv };
   delete env.RUST_LOG;
   const dc = new DebugClient(vmdbg, 'dap', 'vmdbg', { env }, !!process.env.VMDBG_DAP_STDERR);
   dc.defaultTimeout = 20000;

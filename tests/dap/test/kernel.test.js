@@ -479,3 +479,123 @@ function gdbUnderQemu(elf, location, commands) {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// Range stepping: vmdbg-vmm's stub range-steps (`vCont;r`), and `vmdbg
+// dap` steps a source line with one range step instead of one `vCont;s`
+// per instruction. The packets are counted in the RSP client's packet log
+// (VMDBG_RSP_LOG); VMDBG_RANGE_STEP=0 turns range stepping off in the
+// client, which is how the same `next` is shown to cost 20+ single steps.
+describe('range stepping on vmdbg-vmm (host tier)', function () {
+  this.timeout(60000);
+  const linesC = path.join(h.sourceDir, 'lines.c');
+  let dc;
+  let dir;
+  let log;
+
+  before(function () {
+    h.requireTier(this, h.hostTierMissing());
+    if (!fs.existsSync(h.kernel('lines-O0.elf'))) {
+      h.requireTier(this, `test kernel lines-O0.elf is not built in ${h.kernels}`);
+    }
+  });
+
+  beforeEach(function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmdbg-range-'));
+    log = path.join(dir, 'rsp.log');
+  });
+
+  afterEach(async function () {
+    if (dc) await dc.stop();
+    dc = null;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Stopped at `marker` of lines.c with every breakpoint cleared again. */
+  async function stopAt(marker, env = {}) {
+    dc = await h.startClient({ VMDBG_RSP_LOG: log, ...env });
+    await dc.hitBreakpoint({ kernel: h.kernel('lines-O0.elf') }, { path: linesC, line: h.marker(marker, linesC) });
+    await dc.setBreakpointsRequest({ source: { path: linesC }, breakpoints: [] });
+  }
+
+  const sent = () => fs.readFileSync(log, 'utf8').split('\n').filter((l) => l);
+  /** The resumes among packets: vCont actions other than the `vCont?` query, and plain s/c. */
+  const resumes = (packets) => packets.filter((p) => (p.startsWith('vCont') && p !== 'vCont?') || p === 's' || p === 'c');
+
+  async function next() {
+    const before = sent().length;
+    const { frames } = await h.stepAndWait(dc, 'next', { threadId: 1 });
+    return { frame: frames[0], packets: sent().slice(before) };
+  }
+
+  it('next over a line of 20+ instructions is one vCont;r round trip', async function () {
+    await stopAt('long-line');
+    const { frame, packets } = await next();
+    assert.strictEqual(frame.line, h.marker('call-line', linesC));
+    // The line gdb says comes next, at the address gdb says it starts.
+    const callLine = h.gdbLineAddress(h.kernel('lines-O0.elf'), `lines.c:${h.marker('call-line', linesC)}`);
+    assert.strictEqual(BigInt(frame.instructionPointerReference), callLine);
+    const longLine = h.gdbLineAddress(h.kernel('lines-O0.elf'), `lines.c:${h.marker('long-line', linesC)}`);
+    const r = resumes(packets);
+    assert.strictEqual(r.length, 1, packets.join('\n'));
+    assert.ok(r[0].startsWith(`vCont;r${longLine.toString(16)},${callLine.toString(16)}:`), r[0]);
+  });
+
+  it('with range stepping off, the same next takes a vCont;s per instruction and lands on the same pc', async function () {
+    await stopAt('long-line', { VMDBG_RANGE_STEP: '0' });
+    const { frame, packets } = await next();
+    const callLine = h.gdbLineAddress(h.kernel('lines-O0.elf'), `lines.c:${h.marker('call-line', linesC)}`);
+    assert.strictEqual(BigInt(frame.instructionPointerReference), callLine);
+    const steps = resumes(packets);
+    assert.ok(steps.every((p) => p.startsWith('vCont;s')), steps.join('\n'));
+    assert.ok(steps.length >= 20, `the long line took ${steps.length} single steps`);
+  });
+
+  it('next over calls, a loop in one line and a return, and step into a call, land where gdb lands under QEMU', async function () {
+    requireGdbUnderQemu(this);
+    const start = h.marker('before-long', linesC);
+    const plan = [['next', 'next'], ['next', 'next'], ['next', 'next'], ['next', 'next'], ['next', 'next']];
+    const gdbLines = gdbStepLines(h.kernel('lines-O0.elf'), `lines.c:${start}`, plan.map((p) => p[1]));
+    await stopAt('before-long');
+    const ours = [];
+    const all = [];
+    for (const [request] of plan) {
+      const before = sent().length;
+      const { frames } = await h.stepAndWait(dc, request, { threadId: 1 });
+      ours.push(frames[0].line);
+      all.push(...sent().slice(before));
+    }
+    assert.deepStrictEqual(ours, gdbLines);
+    // The calls of the call line were stepped over after the range step
+    // stopped in the callee: a temporary breakpoint at the return, a continue.
+    const r = resumes(all);
+    assert.ok(r.filter((p) => p.startsWith('vCont;r')).length >= plan.length, r.join('\n'));
+    assert.ok(r.includes('vCont;c'), r.join('\n'));
+
+    // stepIn on the call line enters twice after its prologue, as gdb's step does.
+    await dc.stop();
+    const [gdbStep] = gdbStepLines(h.kernel('lines-O0.elf'), `lines.c:${h.marker('call-line', linesC)}`, ['step']);
+    await stopAt('call-line');
+    const { frames } = await h.stepAndWait(dc, 'stepIn', { threadId: 1 });
+    assert.strictEqual(frames[0].name, 'twice');
+    assert.strictEqual(frames[0].line, gdbStep);
+  });
+
+  it('next over a line that loops for ever ends with a step stop that says so; once the loop ends, next leaves the line', async function () {
+    await stopAt('spin-line');
+    // A scope's reference ends at each stop: looked up afresh.
+    const set = async (value) => {
+      const globals = await h.scopeVariables(dc, 1, 'Globals');
+      await dc.setVariableRequest({ variablesReference: globals.scope.variablesReference, name: 'spin_for', value });
+    };
+    await set('1000000000000');
+    const spinLine = h.marker('spin-line', linesC);
+    let { event, frames } = await h.stepAndWait(dc, 'next', { threadId: 1 });
+    assert.strictEqual(event.body.reason, 'step');
+    assert.match(event.body.description || '', /without reaching another line/);
+    assert.strictEqual(frames[0].line, spinLine);
+    assert.ok(resumes(sent()).some((p) => p.startsWith('vCont;r')), 'the loop was range-stepped');
+    await set('0');
+    ({ frames } = await h.stepAndWait(dc, 'next', { threadId: 1 }));
+    assert.strictEqual(frames[0].line, h.marker('after', linesC));
+  });
+});

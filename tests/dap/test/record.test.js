@@ -38,6 +38,10 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
   this.timeout(120000);
   let dc;
   const events = [];
+  // Every packet vmdbg sends to the stub (VMDBG_RSP_LOG), to see how a
+  // forward step was made.
+  const rspLog = path.join(fs.mkdtempSync(path.join(require('os').tmpdir(), 'vmdbg-record-')), 'rsp.log');
+  const sent = () => (fs.existsSync(rspLog) ? fs.readFileSync(rspLog, 'utf8').split('\n').filter((l) => l) : []);
 
   const top = async () => (await dc.stackTraceRequest({ threadId: 1 })).body.stackFrames[0];
   const value = async (expression) => (await dc.evaluateRequest({ expression, frameId: 1 })).body.result;
@@ -56,7 +60,7 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
 
   before(async function () {
     h.requireTier(this, tierMissing(engine));
-    dc = await h.startClient();
+    dc = await h.startClient({ VMDBG_RSP_LOG: rspLog });
     dc.defaultTimeout = 100000;
     for (const name of ['capabilities', 'progressStart', 'progressUpdate', 'progressEnd']) {
       dc.on(name, (e) => events.push(e));
@@ -85,6 +89,7 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
 
   after(async function () {
     if (dc) await dc.stop();
+    fs.rmSync(path.dirname(rspLog), { recursive: true, force: true });
   });
 
   /** From the end, reverseContinue with a write watch on table.head: the
@@ -186,6 +191,24 @@ for (const engine of ['kvm', 'qemu']) describe(`DAP record and replay (${engine}
     assert.strictEqual((await top()).line, before);
     await dc.send('setFunctionBreakpoints', { breakpoints: [] });
     await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [] });
+  });
+
+  // vmdbg-vmm's stub range-steps a replay too (its recorder steps the
+  // range); QEMU's has no vCont;r.
+  if (engine === 'kvm') it('next forward in the replay, range-stepped, lands where stepBack left from', async function () {
+    const after = h.marker('sum-after', rewindC);
+    await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [{ line: after }] });
+    const hit = await reverseContinue();
+    assert.strictEqual(hit.body.reason, 'breakpoint', JSON.stringify(hit.body));
+    const from = await top();
+    await dc.setBreakpointsRequest({ source: { path: rewindC }, breakpoints: [] });
+    const { frame } = await back();
+    assert.strictEqual(frame.line, h.marker('puts', rewindC));
+    const before = sent().length;
+    const { frames } = await h.stepAndWait(dc, 'next', { threadId: 1 });
+    assert.deepStrictEqual([frames[0].name, frames[0].line, frames[0].instructionPointerReference], ['kmain', after, from.instructionPointerReference]);
+    const resumes = sent().slice(before).filter((p) => p.startsWith('vCont') && p !== 'vCont?');
+    assert.ok(resumes.some((p) => p.startsWith('vCont;r')), resumes.join('\n'));
   });
 
   it('reverseContinue without breakpoints reaches the start of the recording; stepBack there says so', async function () {

@@ -53,6 +53,7 @@ run hello 85 'Hello from a vmdbg bare-metal guest\n'
 calls_out='calls: start\ncalls: compute=217\ncalls: factorial base\ncalls: factorial(5)=120\ncalls: counter=30\ncalls: exit=111\n'
 run calls-O0 223 "$calls_out"
 run calls-O2 223 "$calls_out"
+run lines-O0 171 'lines: done\n'
 run interrupts 33 'ticks: 10\n'
 run int3 33 'int3 handled\nticks: 10\n'
 # Triple fault + -no-reboot: QEMU shuts down with status 0.

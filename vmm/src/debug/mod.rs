@@ -174,6 +174,14 @@ impl DebugSlots {
             .filter(|s| s.access == Access::Execute)
     }
 
+    /// The slots that hold breakpoints, with their DR index.
+    pub fn breakpoint_slots(&self) -> impl Iterator<Item = (usize, Slot)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|s| s.access == Access::Execute).map(|s| (i, s)))
+    }
+
     pub fn clear(&mut self) {
         self.slots = Default::default();
     }

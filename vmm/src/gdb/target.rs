@@ -1,6 +1,14 @@
 //! The gdbstub `Target` over the VM and the debug layer: vCPUs are threads,
 //! breakpoints and watchpoints live in the DR0–DR3 slots, memory is accessed
 //! at guest-virtual addresses through the guest's page tables.
+//!
+//! Range stepping (`vCont;r`, advertised in the `vCont?` reply) runs on the
+//! vCPU's thread: it single-steps while the pc stays in the range and
+//! reports the stop that leaves it, or an earlier breakpoint, watchpoint,
+//! pause or exit as a continue would. Under record/replay it is served by
+//! the recorder, which steps every instruction anyway: a range step
+//! records and replays the same instructions as the single steps it
+//! replaces.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -8,8 +16,9 @@ use std::num::NonZeroUsize;
 use gdbstub::common::{Signal, Tid};
 use gdbstub::stub::MultiThreadStopReason;
 use gdbstub::target::ext::base::multithread::{
-    MultiThreadBase, MultiThreadResume, MultiThreadResumeOps, MultiThreadSchedulerLocking,
-    MultiThreadSchedulerLockingOps, MultiThreadSingleStep, MultiThreadSingleStepOps,
+    MultiThreadBase, MultiThreadRangeStepping, MultiThreadRangeSteppingOps, MultiThreadResume,
+    MultiThreadResumeOps, MultiThreadSchedulerLocking, MultiThreadSchedulerLockingOps,
+    MultiThreadSingleStep, MultiThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::reverse_exec::{
     ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
@@ -31,7 +40,7 @@ use crate::debug::probe::HostDebugCaps;
 use crate::debug::{Access, DebugSlots, DebugStop, Origin};
 use crate::error::Error;
 use crate::record::{Stop, StopAt, Watch};
-use crate::vcpu::{RunOptions, SoftWatch, VcpuEvent, VmEnd, WatchedRange};
+use crate::vcpu::{RangeStep, RunOptions, SoftWatch, VcpuEvent, VmEnd, WatchedRange};
 use crate::vm::Vm;
 
 pub type StopReason = MultiThreadStopReason<u64>;
@@ -41,6 +50,14 @@ enum Action {
     Stay,
     Continue,
     Step,
+    /// gdb's range stepping: step while the pc stays in `[start, end)`.
+    Range(u64, u64),
+}
+
+impl Action {
+    fn steps(self) -> bool {
+        matches!(self, Action::Step | Action::Range(..))
+    }
 }
 
 pub struct VmTarget {
@@ -440,13 +457,20 @@ impl MultiThreadResume for VmTarget {
         if let Some(recorder) = self.vm.recorder.clone() {
             // One vCPU: the recording steps it, and stops where gdb's
             // breakpoints and watchpoints are.
-            let step = self.actions[0] == Action::Step;
+            let (step, range) = match self.actions[0] {
+                Action::Step => (true, None),
+                Action::Range(start, end) => (true, Some((start, end))),
+                _ => (false, None),
+            };
             let stops = self.record_stops()?;
-            return self
-                .vm
-                .drive(0, crate::record::Goal::Run { step }, stops, &recorder);
+            return self.vm.drive(
+                0,
+                crate::record::Goal::Run { step, range },
+                stops,
+                &recorder,
+            );
         }
-        let others_stay = self.scheduler_locked || self.actions.contains(&Action::Step);
+        let others_stay = self.scheduler_locked || self.actions.iter().any(|a| a.steps());
         for vcpu in 0..self.vm.vcpu_count() {
             let action = match self.actions[vcpu] {
                 // gdb's default action is continue; while one vCPU steps the
@@ -458,12 +482,25 @@ impl MultiThreadResume for VmTarget {
                 continue;
             }
             let soft_watch = self.soft_watch(vcpu)?;
-            self.apply_debug(vcpu, action == Action::Step || soft_watch.is_some())?;
+            self.apply_debug(vcpu, action.steps() || soft_watch.is_some())?;
+            let range = match action {
+                Action::Range(start, end) => Some(RangeStep {
+                    start,
+                    end,
+                    breakpoints: self
+                        .slots
+                        .breakpoint_slots()
+                        .map(|(slot, s)| (slot, s.addr))
+                        .collect(),
+                }),
+                _ => None,
+            };
             self.vm.run_vcpu_with(
                 vcpu,
                 RunOptions {
                     soft_watch,
-                    stop_after_step: action == Action::Step,
+                    stop_after_step: action.steps(),
+                    range,
                 },
             )?;
         }
@@ -492,6 +529,10 @@ impl MultiThreadResume for VmTarget {
     }
 
     fn support_single_step(&mut self) -> Option<MultiThreadSingleStepOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_range_step(&mut self) -> Option<MultiThreadRangeSteppingOps<'_, Self>> {
         Some(self)
     }
 
@@ -615,6 +656,24 @@ impl MultiThreadSingleStep for VmTarget {
     fn set_resume_action_step(&mut self, tid: Tid, _signal: Option<Signal>) -> Result<(), Error> {
         if let Some(a) = self.actions.get_mut(vcpu_of(tid)) {
             *a = Action::Step;
+        }
+        Ok(())
+    }
+}
+
+/// `vCont;r<start>,<end>:<tid>`: the vCPU's own thread single-steps while
+/// the pc stays in the range ([`RangeStep`]); under a recording the
+/// recorder does the same over its log (`Goal::Run` with a range), so a
+/// range step replays and records like the single steps it stands for.
+impl MultiThreadRangeStepping for VmTarget {
+    fn set_resume_action_range_step(
+        &mut self,
+        tid: Tid,
+        start: u64,
+        end: u64,
+    ) -> Result<(), Error> {
+        if let Some(a) = self.actions.get_mut(vcpu_of(tid)) {
+            *a = Action::Range(start, end);
         }
         Ok(())
     }

@@ -200,6 +200,9 @@ pub enum Goal {
     /// recording on.
     Run {
         step: bool,
+        /// gdb's range stepping: with `step`, steps on while the pc stays
+        /// in `[start, end)`.
+        range: Option<(u64, u64)>,
     },
     /// To exactly this position.
     Goto(u64),
@@ -1015,12 +1018,16 @@ impl Recorder {
         &mut self,
         io: &mut VcpuIo,
         step: bool,
+        range: Option<(u64, u64)>,
         stops: &StopAt,
     ) -> std::result::Result<Option<VmEnd>, Stop> {
         let mut values = self.watched(stops);
         let from_replay = self.replaying();
+        let in_range = |rip: u64| range.is_some_and(|(start, end)| (start..end).contains(&rip));
         loop {
-            if !step && io.take_pause() {
+            // A range step can loop for ever inside its range: it is
+            // paused like a run.
+            if (!step || range.is_some()) && io.take_pause() {
                 return Err(Stop::Paused);
             }
             if self.icount == self.end && (stops.stop_at_end && from_replay || !self.live) {
@@ -1040,7 +1047,7 @@ impl Recorder {
             if stops.breakpoints.contains(&rip) {
                 return Err(Stop::Breakpoint { addr: rip });
             }
-            if step {
+            if step && !in_range(rip) {
                 return Err(Stop::Reached);
             }
         }
@@ -1117,7 +1124,7 @@ impl Recorder {
         // events the synced copy does not show.
         self.irq_outstanding = true;
         let result = match goal {
-            Goal::Run { step } => self.run(io, step, stops),
+            Goal::Run { step, range } => self.run(io, step, range, stops),
             Goal::Goto(target) => reached(self.goto(io, target)),
             Goal::ReplayTo(target) if target < self.icount || target > self.end => {
                 Err(Stop::Failed(format!(
