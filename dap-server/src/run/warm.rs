@@ -85,7 +85,9 @@ pub(crate) fn save_state(vm: &mut dyn Vm, path: &std::path::Path, kept: usize) -
         .parent()
         .context("a saved VM state's path needs a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    vm.save_to(path)?;
+    vm.support_saved_state()
+        .context(crate::engine::NO_SAVED_STATE)?
+        .save_to(path)?;
     prune(path, kept);
     Ok(())
 }

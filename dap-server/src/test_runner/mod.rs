@@ -180,8 +180,11 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     let interrupted = AtomicBool::new(false);
     let worker = |vm: &mut Box<dyn Vm>| -> Result<()> {
         let t_snap = Instant::now();
-        vm.snapshot(SET_UP)
-            .with_context(|| format!("take the set-up snapshot on the {} engine", vm.describe()))?;
+        let describe = vm.describe();
+        vm.support_snapshots()
+            .with_context(|| format!("the {describe} engine takes no snapshots"))?
+            .take(SET_UP)
+            .with_context(|| format!("take the set-up snapshot on the {describe} engine"))?;
         eprintln!(
             "vmdbg: set-up snapshot taken in {} ms; each test starts from it",
             t_snap.elapsed().as_millis()
@@ -315,7 +318,9 @@ fn run_test(
     env: &[(String, String)],
     limit: Duration,
 ) -> Result<Outcome> {
-    vm.restore(SET_UP)
+    vm.support_snapshots()
+        .context("this engine takes no snapshots")?
+        .restore(SET_UP)
         .with_context(|| format!("restore the set-up snapshot before {test}"))?;
     // The snapshot's clock stood still since it was taken.
     vm.agent()
