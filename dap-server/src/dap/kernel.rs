@@ -345,7 +345,7 @@ async fn boot(
         },
         40,
     );
-    let choice = match crate::run::engine_choice(config.engine)? {
+    let choice = match crate::guest::engine_choice(config.engine)? {
         // vmdbg-vmm records a kernel alone; QEMU records any guest.
         EngineChoice::Auto if config.record && !kernel_only => EngineChoice::Qemu,
         EngineChoice::Kvm if config.record && !kernel_only => {
@@ -359,7 +359,7 @@ async fn boot(
     std::thread::spawn(move || {
         let chosen = engine::choose_engine_for(choice, kernel_only, vmm.as_deref());
         let booted = chosen.and_then(|(engine, why)| {
-            let vm = engine.boot(&spec)?;
+            let vm = crate::guest::boot_for_debugger(engine.as_ref(), &spec)?;
             Ok((vm, why))
         });
         let _ = booted_tx.send(booted);
