@@ -80,13 +80,19 @@ pub struct KernelVm {
 impl KernelVm {
     /// A recorded session: where its replay is.
     pub fn replay_position(&mut self) -> Option<Result<engine::ReplayPosition>> {
-        self.vm.as_mut()?.replay_position()
+        Some(self.vm.as_mut()?.support_replay()?.position())
     }
 
-    /// A recorded session: the next forward run stops at the recording's end.
+    /// A recorded session whose engine goes back by replaying afresh.
+    fn afresh(&mut self) -> Option<&mut dyn engine::ReplayAfresh> {
+        self.vm.as_mut()?.support_replay()?.support_afresh()
+    }
+
+    /// A recorded session: the next forward run stops at the recording's
+    /// end (a stub that runs backwards itself does so already).
     pub fn keep_replay_inside(&mut self) -> Result<()> {
-        match self.vm.as_mut() {
-            Some(vm) => vm.keep_replay_inside(),
+        match self.afresh() {
+            Some(replay) => replay.keep_inside(),
             None => Ok(()),
         }
     }
@@ -94,16 +100,15 @@ impl KernelVm {
     /// A recorded session: the next forward run stops after `icount`
     /// instructions.
     pub fn replay_break(&mut self, icount: u64) -> Result<()> {
-        self.vm
-            .as_mut()
-            .context("the VM is gone")?
-            .replay_break(icount)
+        self.afresh()
+            .context("this session's stub runs backwards itself: it takes no replay break")?
+            .break_at(icount)
     }
 
     /// A recorded session whose engine goes back by replaying afresh (see
-    /// [`engine::Vm::replay_afresh`]); None otherwise.
+    /// [`engine::ReplayAfresh::start_at`]); None otherwise.
     pub fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
-        self.vm.as_mut()?.replay_afresh(icount)
+        Some(self.afresh()?.start_at(icount))
     }
 
     /// Whether reverse execution replays afresh (see [`Self::replay_afresh`]).
@@ -116,7 +121,9 @@ impl KernelVm {
         self.vm
             .as_mut()
             .context("the VM has ended")?
-            .console_input(bytes)
+            .support_console_input()
+            .context(engine::NO_CONSOLE_INPUT)?
+            .type_in(bytes)
     }
 
     /// Once the VM has ended: the engine's last words (see
@@ -338,7 +345,7 @@ async fn boot(
         },
         40,
     );
-    let choice = match crate::run::engine_choice(config.engine)? {
+    let choice = match crate::guest::engine_choice(config.engine)? {
         // vmdbg-vmm records a kernel alone; QEMU records any guest.
         EngineChoice::Auto if config.record && !kernel_only => EngineChoice::Qemu,
         EngineChoice::Kvm if config.record && !kernel_only => {
@@ -352,7 +359,7 @@ async fn boot(
     std::thread::spawn(move || {
         let chosen = engine::choose_engine_for(choice, kernel_only, vmm.as_deref());
         let booted = chosen.and_then(|(engine, why)| {
-            let vm = engine.boot(&spec)?;
+            let vm = crate::guest::boot_for_debugger(engine.as_ref(), &spec)?;
             Ok((vm, why))
         });
         let _ = booted_tx.send(booted);
@@ -404,7 +411,9 @@ async fn boot(
     }
     let endpoint = Endpoint::Unix(vm.rsp_endpoint().to_path_buf());
     let mut kernel_vm = KernelVm {
-        afresh: vm.replays_afresh(),
+        afresh: vm
+            .support_replay()
+            .is_some_and(|replay| replay.support_afresh().is_some()),
         pid: vm.pid(),
         vm: Some(vm),
         stop_relays,

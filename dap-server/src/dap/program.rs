@@ -81,8 +81,6 @@ pub struct ImageConfig {
 
 /// Where the program goes in the guest.
 const GUEST_DIR: &str = "/root";
-/// A fresh guest boots in seconds under TCG; give a loaded host room.
-const BOOT_LIMIT: Duration = Duration::from_secs(300);
 
 /// The VM of a program session and the relays of the program's output.
 pub struct GuestProgram {
@@ -230,7 +228,7 @@ pub async fn start(
         GUEST_DIR
     };
     let guest_path = format!("{dir}/{name}");
-    let choice = crate::run::engine_choice(config.engine)?;
+    let choice = crate::guest::engine_choice(config.engine)?;
     let mut progress = Progress::start(out, "Starting the program in a fresh VM");
     let result = boot_and_launch(
         config,
@@ -266,7 +264,7 @@ async fn boot_and_launch(
             Some(i) => GuestImage::custom(&i.kernel, &i.initrd)?,
             None => crate::image::default_image()?,
         };
-        let copies = crate::run::copy::plan(&[copy_spec])?;
+        let copies = crate::guest::copy::plan(&[copy_spec])?;
         Ok((image, copies))
     })
     .await?;
@@ -295,8 +293,11 @@ async fn boot_and_launch(
                 Err(e) => tracing::info!("the cached set-up state did not start: {e:#}"),
             }
         }
-        let mut vm = engine.boot(&spec)?;
-        engine::wait_for_agent(vm.as_mut(), BOOT_LIMIT)?;
+        // Nothing interrupts a session's boot but its end (the VM is
+        // dropped with the session).
+        let never = std::sync::atomic::AtomicUsize::new(0);
+        let vm = crate::guest::boot(engine.as_ref(), &spec, &never)?
+            .context("the VM's boot was interrupted")?;
         vm.agent().hello().context("agent hello")?;
         Ok((vm, why, state, false))
     })
@@ -321,16 +322,16 @@ async fn boot_and_launch(
             70,
         );
         let (copy_agent, to_copy) = (agent.clone(), copies.clone());
-        blocking(move || crate::run::copy_in(&copy_agent, &to_copy)).await?;
+        blocking(move || crate::guest::copy_in(&copy_agent, &to_copy)).await?;
     }
-    let mut env: BTreeMap<String, String> = crate::run::guest_env(&copies).into_iter().collect();
+    let mut env: BTreeMap<String, String> = crate::guest::guest_env(&copies).into_iter().collect();
     env.extend(config.env.clone());
     let env: Vec<(String, String)> = env.into_iter().collect();
     if !set_up {
         progress.update("running the setup commands", 80);
         let (setup_agent, setup, setup_env) = (agent.clone(), config.setup.clone(), env.clone());
         blocking(move || {
-            crate::guest::run_setup(&setup_agent, &setup, &setup_env, BOOT_LIMIT)
+            crate::guest::run_setup(&setup_agent, &setup, &setup_env, crate::guest::BOOT_LIMIT)
                 .context("launch configuration `setup`")
         })
         .await?;
@@ -358,9 +359,9 @@ async fn boot_and_launch(
     argv.extend(config.args.iter().cloned());
     let channel_agent = agent.clone();
     let (stdout, stderr, rsp_stream) = blocking(move || {
-        let channels = crate::run::debuggee::start(
+        let channels = crate::guest::debuggee::start(
             &channel_agent,
-            &crate::run::debuggee::Debuggee {
+            &crate::guest::debuggee::Debuggee {
                 argv: &argv,
                 env: &env,
                 cwd: &cwd,

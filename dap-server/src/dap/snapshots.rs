@@ -25,7 +25,8 @@ impl Session {
             "vmdbg/snapshots" => {
                 let names = self
                     .session_vm()
-                    .map(|vm| vm.snapshots())
+                    .and_then(|vm| vm.support_snapshots())
+                    .map(|snapshots| snapshots.names())
                     .unwrap_or_default();
                 Ok(
                     json!({ "snapshots": names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>() }),
@@ -36,11 +37,15 @@ impl Session {
                 self.require_stopped()
                     .with_context(|| format!("`{command}`"))?;
                 let vm = self.session_vm().context(NO_VM)?;
-                if vm.restore_ends_agent_channels() {
-                    bail!("`{command}`: {} {CHANNELS_END}", vm.describe());
+                let describe = vm.describe();
+                let mut snapshots = vm
+                    .support_snapshots()
+                    .with_context(|| no_snapshots(&describe))?;
+                if snapshots.restore_ends_agent_channels() {
+                    bail!("`{command}`: {describe} {CHANNELS_END}");
                 }
                 let started = std::time::Instant::now();
-                vm.snapshot(&name)?;
+                snapshots.take(&name)?;
                 let ms = started.elapsed().as_millis();
                 self.out.output(
                     "console",
@@ -53,8 +58,11 @@ impl Session {
                 self.require_stopped()
                     .with_context(|| format!("`{command}`"))?;
                 let vm = self.session_vm().context(NO_VM)?;
+                let describe = vm.describe();
                 let started = std::time::Instant::now();
-                vm.restore(&name)?;
+                vm.support_snapshots()
+                    .with_context(|| no_snapshots(&describe))?
+                    .restore(&name)?;
                 self.after_restore().await?;
                 let ms = started.elapsed().as_millis();
                 self.out.output(
@@ -117,5 +125,9 @@ impl Session {
 
 /// Why program sessions on the KVM engine take no snapshots yet.
 const CHANNELS_END: &str = "drops the agent's vsock connection on a restore (the guest gets a transport reset, as under Firecracker), and this program's debugger runs over it: snapshots of program sessions need `\"engine\": \"qemu\"` for now (`vmdbg test` and warm starts use the KVM engine's snapshots)";
+
+fn no_snapshots(describe: &str) -> String {
+    format!("this session's VM ({describe}) takes no snapshots (a replay's positions are its recording's: use reverse execution)")
+}
 
 const NO_VM: &str = "this session has no VM of its own to snapshot (snapshots are for program sessions; attach sessions do not own their target)";

@@ -10,12 +10,15 @@
 //! - [`qemu`]: qemu-system-x86_64 (microvm; TCG, or KVM acceleration); the
 //!   agent over a virtio-serial port;
 //! - [`probe`]: the start-up capability probe of /dev/kvm that `auto` uses;
+//! - [`ext`]: what only some engines' VMs can do (snapshots, a saved
+//!   state, replays, console input), one trait per capability;
 //! - [`select`]: `auto | kvm | qemu`, and the reason for the choice;
 //! - [`process`]: starting a VMM process so it cannot outlive vmdbg.
 //!
 //! This module owns engine choice and VM lifetimes; it does not know about
 //! images' contents or what runs in the guest.
 
+pub mod ext;
 pub mod kvm;
 pub mod probe;
 mod process;
@@ -31,6 +34,10 @@ use vmdbg_agent::client::AgentClient;
 
 use crate::image::GuestImage;
 
+pub use ext::console_input::{ConsoleInput, NO_CONSOLE_INPUT};
+pub use ext::replay::{Replay, ReplayAfresh};
+pub use ext::saved_state::{SaveState, NO_SAVED_STATE};
+pub use ext::snapshots::{SnapshotStore, Snapshots};
 pub use select::{choose_engine, choose_engine_for, EngineChoice};
 
 /// What to boot, independent of the engine. An image without an initramfs
@@ -109,13 +116,13 @@ pub trait Engine {
     /// Boots a VM. Returns once the engine is up (its sockets connected),
     /// not when the guest has booted: see [`wait_for_agent`].
     fn boot(&self, spec: &VmSpec) -> Result<Box<dyn Vm>>;
-    /// What a saved VM state (see [`Vm::save_to`]) of `spec` depends on
+    /// What a saved VM state (see [`SaveState`]) of `spec` depends on
     /// beyond the spec itself (the engine's binary and version), or None
     /// when this engine cannot start from one.
     fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
         None
     }
-    /// Starts `spec`'s VM from a state [`Vm::save_to`] wrote, instead of
+    /// Starts `spec`'s VM from a state [`SaveState::save_to`] wrote, instead of
     /// booting it.
     fn boot_saved(&self, _spec: &VmSpec, _state: &Path) -> Result<Box<dyn Vm>> {
         bail!("this engine cannot start from a saved VM state")
@@ -123,10 +130,12 @@ pub trait Engine {
 }
 
 /// A running VM. Dropping it ends the VM and removes its sockets.
-// `vmdbg run` uses part of this; the DAP server (kernel and program
-// sessions) the rest: the RSP endpoint, pause and resume.
-#[allow(dead_code)]
+///
+/// The core every engine's VM has; what only some have (snapshots, a saved
+/// state, a replay, console input) is reached through the `support_*()`
+/// methods (see [`ext`]).
 pub trait Vm: Send {
+    /// For messages, e.g. "qemu (tcg)".
     fn describe(&self) -> String;
     /// A unix socket serving the vCPUs over the gdb remote protocol.
     fn rsp_endpoint(&self) -> &Path;
@@ -135,45 +144,10 @@ pub trait Vm: Send {
     fn console_log(&self) -> &Path;
     /// The agent channel. Requests wait for the guest until its agent is up.
     fn agent(&self) -> &Arc<AgentClient>;
-    fn pause(&mut self) -> Result<()>;
-    fn resume(&mut self) -> Result<()>;
     /// Ends the VM: politely, then by force after `grace`.
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit>;
     /// How the VM ended, if it has.
     fn try_exit(&mut self) -> Option<VmExit>;
-    /// Saves the whole VM (memory, vCPUs, devices) under `name`, replacing
-    /// a snapshot of that name; the VM runs on as it was.
-    fn snapshot(&mut self, name: &str) -> Result<()>;
-    /// Puts the VM back to the snapshot `name`, in place: the same process,
-    /// sockets and agent connection.
-    fn restore(&mut self, name: &str) -> Result<()>;
-    /// The snapshots taken of this VM, oldest first.
-    fn snapshots(&self) -> Vec<String>;
-    /// Whether a restore ends the agent's connection (the client then
-    /// reconnects) and with it every channel over it, such as a program
-    /// session's debugger.
-    fn restore_ends_agent_channels(&self) -> bool;
-    /// Writes the whole running VM to `path` (written whole, then renamed
-    /// into place), for [`Engine::boot_saved`]; the VM runs on.
-    fn save_to(&mut self, path: &Path) -> Result<()>;
-    /// A replay (see [`RecordSpec`]): where it is. None for a live VM.
-    fn replay_position(&mut self) -> Option<Result<ReplayPosition>>;
-    /// A replay: makes the next forward run stop at the end of the
-    /// recording rather than run past it (the engine's stub does not on its
-    /// own). A no-op for a live VM.
-    fn keep_replay_inside(&mut self) -> Result<()>;
-    /// A replay: the next forward run stops after `icount` instructions.
-    fn replay_break(&mut self, icount: u64) -> Result<()>;
-    /// A replay whose engine goes back by replaying afresh: puts the replay
-    /// at `icount` in a new process (the RSP endpoint is the same path;
-    /// connections to it must be made again). None where the engine's stub
-    /// runs backwards itself.
-    fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>>;
-    /// Whether this replay goes back by [`Vm::replay_afresh`] rather than
-    /// by its stub's reverse packets (`bs`, `bc`).
-    fn replays_afresh(&self) -> bool;
-    /// Types `bytes` into the guest's serial console.
-    fn console_input(&mut self, bytes: &[u8]) -> Result<()>;
     /// The engine process's id (the DAP `process` event's).
     fn pid(&self) -> Option<u32>;
     /// The engine process's messages (its stderr lines) from now on, for a
@@ -183,66 +157,49 @@ pub trait Vm: Send {
     /// report of a fatal exit, with the vCPU's registers), waiting a moment
     /// for them.
     fn last_words(&mut self) -> String;
+    /// Named snapshots, restored in place.
+    fn support_snapshots(&mut self) -> Option<Snapshots<'_>>;
+    /// Saving the whole VM for a later process ([`Engine::boot_saved`]).
+    fn support_saved_state(&mut self) -> Option<&mut dyn SaveState>;
+    /// This VM is a replay of a recording.
+    fn support_replay(&mut self) -> Option<&mut dyn Replay>;
+    /// Typing into the serial console.
+    fn support_console_input(&mut self) -> Option<&mut dyn ConsoleInput>;
 }
 
-/// What each engine does its own way with its VM.
+/// What each engine does its own way with its VM: the core, and the
+/// capabilities it has (each `None` unless the engine implements it, in a
+/// file of its own).
 pub trait VmControl: Send {
-    fn pause(&mut self) -> Result<()>;
-    fn resume(&mut self) -> Result<()>;
     /// Ends the VM: politely, then by force after `grace`.
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit>;
     /// How the VM ended, if it has.
     fn try_exit(&mut self) -> Option<VmExit>;
-    /// Saves the VM under `name`; `dir` is the VM's runtime directory, for
-    /// whatever files the engine keeps snapshots in.
-    fn snapshot(&mut self, _dir: &Path, _name: &str) -> Result<()> {
-        bail!("this engine cannot take snapshots yet")
-    }
-    /// Puts the VM back to the snapshot `name`, in place.
-    fn restore(&mut self, _dir: &Path, _name: &str) -> Result<()> {
-        bail!("this engine cannot restore snapshots yet")
-    }
-    /// See [`Vm::restore_ends_agent_channels`].
-    fn restore_ends_agent_channels(&self) -> bool {
-        false
-    }
-    /// Writes the running VM's state to `path` for a later process: whole
-    /// or not at all (a temporary name, then a rename).
-    fn save_to(&mut self, _path: &Path) -> Result<()> {
-        bail!("this engine cannot save a VM's state to a file yet")
-    }
-    fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
-        None
-    }
-    fn keep_replay_inside(&mut self) -> Result<()> {
-        Ok(())
-    }
-    fn replay_break(&mut self, _icount: u64) -> Result<()> {
-        bail!("this VM is not a replay")
-    }
-    fn replay_afresh(&mut self, _icount: u64) -> Option<Result<()>> {
-        None
-    }
-    fn replays_afresh(&self) -> bool {
-        false
-    }
-    fn pid(&self) -> Option<u32> {
-        None
-    }
+    fn pid(&self) -> Option<u32>;
+    /// See [`Vm::engine_messages`].
     fn engine_messages(&mut self) -> Option<std::sync::mpsc::Receiver<String>> {
         None
     }
-    fn console_input(&mut self, _bytes: &[u8]) -> Result<()> {
-        bail!("this VM's serial console takes no input (it does for a kernel alone on the KVM engine)")
+    /// See [`Vm::last_words`].
+    fn last_words(&mut self) -> String;
+    fn support_snapshots(&mut self) -> Option<&mut dyn SnapshotStore> {
+        None
     }
-    fn last_words(&mut self) -> String {
-        String::new()
+    fn support_saved_state(&mut self) -> Option<&mut dyn SaveState> {
+        None
+    }
+    fn support_replay(&mut self) -> Option<&mut dyn Replay> {
+        None
+    }
+    fn support_console_input(&mut self) -> Option<&mut dyn ConsoleInput> {
+        None
     }
 }
 
 /// The one [`Vm`] every engine returns: its runtime directory (where every
 /// engine puts the RSP socket `gdb.sock` and the console log
-/// `console.log`), the agent, and the engine's own [`VmControl`].
+/// `console.log`), the agent, the snapshots taken, and the engine's own
+/// [`VmControl`].
 pub struct EngineVm {
     /// First: the VM ends (its control is dropped) before its directory goes.
     control: Box<dyn VmControl>,
@@ -291,61 +248,11 @@ impl Vm for EngineVm {
     fn agent(&self) -> &Arc<AgentClient> {
         &self.agent
     }
-    fn pause(&mut self) -> Result<()> {
-        self.control.pause()
-    }
-    fn resume(&mut self) -> Result<()> {
-        self.control.resume()
-    }
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
         self.control.shutdown(grace)
     }
     fn try_exit(&mut self) -> Option<VmExit> {
         self.control.try_exit()
-    }
-    fn snapshot(&mut self, name: &str) -> Result<()> {
-        check_snapshot_name(name)?;
-        self.control.snapshot(self.dir.path(), name)?;
-        self.snapshots.retain(|n| n != name);
-        self.snapshots.push(name.to_string());
-        Ok(())
-    }
-    fn restore(&mut self, name: &str) -> Result<()> {
-        if !self.snapshots.iter().any(|n| n == name) {
-            bail!(
-                "no snapshot named {name:?} (taken: {})",
-                if self.snapshots.is_empty() {
-                    "none".to_string()
-                } else {
-                    self.snapshots.join(", ")
-                }
-            );
-        }
-        self.control.restore(self.dir.path(), name)
-    }
-    fn snapshots(&self) -> Vec<String> {
-        self.snapshots.clone()
-    }
-    fn restore_ends_agent_channels(&self) -> bool {
-        self.control.restore_ends_agent_channels()
-    }
-    fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
-        self.control.replay_position()
-    }
-    fn keep_replay_inside(&mut self) -> Result<()> {
-        self.control.keep_replay_inside()
-    }
-    fn replay_break(&mut self, icount: u64) -> Result<()> {
-        self.control.replay_break(icount)
-    }
-    fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
-        self.control.replay_afresh(icount)
-    }
-    fn replays_afresh(&self) -> bool {
-        self.control.replays_afresh()
-    }
-    fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
-        self.control.console_input(bytes)
     }
     fn pid(&self) -> Option<u32> {
         self.control.pid()
@@ -356,8 +263,21 @@ impl Vm for EngineVm {
     fn last_words(&mut self) -> String {
         self.control.last_words()
     }
-    fn save_to(&mut self, path: &Path) -> Result<()> {
-        self.control.save_to(path)
+    fn support_snapshots(&mut self) -> Option<Snapshots<'_>> {
+        Some(Snapshots {
+            store: self.control.support_snapshots()?,
+            dir: self.dir.path(),
+            names: &mut self.snapshots,
+        })
+    }
+    fn support_saved_state(&mut self) -> Option<&mut dyn SaveState> {
+        self.control.support_saved_state()
+    }
+    fn support_replay(&mut self) -> Option<&mut dyn Replay> {
+        self.control.support_replay()
+    }
+    fn support_console_input(&mut self) -> Option<&mut dyn ConsoleInput> {
+        self.control.support_console_input()
     }
 }
 
@@ -373,20 +293,6 @@ fn binary_key(binary: &Path) -> Option<String> {
         .ok()?
         .as_secs();
     Some(format!("{} {} {mtime}", binary.display(), meta.len()))
-}
-
-/// Snapshot names travel through engines' command languages (QEMU's
-/// monitor): letters, digits, `-`, `_` and `.` only.
-fn check_snapshot_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        bail!("snapshot name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'");
-    }
-    Ok(())
 }
 
 /// A register's value in an engine's register dump (`CR2=0x…` in

@@ -30,8 +30,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::engine::Vm;
-use crate::run::debuggee::{self, Ended};
-use crate::run::{self, VmArgs};
+use crate::guest::debuggee::{self, Ended};
+use crate::guest::{self, VmArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct GdbForwardArgs {
@@ -51,7 +51,7 @@ pub struct GdbForwardArgs {
 }
 
 pub fn main(args: GdbForwardArgs) -> Result<ExitCode> {
-    let interrupts = run::interrupt_counter()?;
+    let interrupts = guest::interrupt_counter()?;
     let program = PathBuf::from(&args.command[0]);
     if !program.is_file() {
         bail!(
@@ -78,8 +78,8 @@ pub fn main(args: GdbForwardArgs) -> Result<ExitCode> {
     })?;
     let port = listener.local_addr()?.port();
 
-    let (engine, spec, copies) = run::prepare(&args.vm, &[format!("{guest_path}:{guest_path}")])?;
-    let Some(mut vm) = run::boot(engine.as_ref(), &spec, &interrupts)? else {
+    let (engine, spec, copies) = guest::prepare(&args.vm, &[format!("{guest_path}:{guest_path}")])?;
+    let Some(mut vm) = guest::boot(engine.as_ref(), &spec, &interrupts)? else {
         return Ok(ExitCode::from(130));
     };
     let result = serve(
@@ -123,13 +123,13 @@ fn serve(
     port: u16,
     listener: TcpListener,
     vm: &mut dyn Vm,
-    copies: &run::copy::CopyPlan,
+    copies: &guest::copy::CopyPlan,
     interrupts: &AtomicUsize,
 ) -> Result<Outcome> {
     let agent = vm.agent().clone();
     agent.hello().context("agent hello")?;
-    run::copy_in(&agent, copies)?;
-    let env = run::guest_env(copies);
+    guest::copy_in(&agent, copies)?;
+    let env = guest::guest_env(copies);
     let mut argv = vec![guest_path.to_string()];
     argv.extend(args.command[1..].iter().cloned());
     let channels = debuggee::start(

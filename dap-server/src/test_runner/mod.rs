@@ -29,9 +29,9 @@ use vmdbg_agent::client::AgentClient;
 use vmdbg_agent::protocol::ExitStatus;
 
 use crate::engine::{Engine, Vm, VmSpec};
+use crate::guest::copy::CopyPlan;
+use crate::guest::{self, VmArgs};
 use crate::guest::{describe, run_captured, run_ok, run_setup};
-use crate::run::copy::CopyPlan;
-use crate::run::{self, VmArgs};
 pub use discover::Framework;
 use discover::UserArgs;
 use report::{Format, Outcome, Reporter, Verdict};
@@ -122,9 +122,9 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     if args.jobs == 0 {
         bail!("--jobs 0: give at least 1 (the number of VMs running tests side by side)");
     }
-    let interrupts = run::interrupt_counter()?;
-    let (engine, spec, copies) = run::prepare(&args.vm, &extra_copies)?;
-    let env = run::guest_env(&copies);
+    let interrupts = guest::interrupt_counter()?;
+    let (engine, spec, copies) = guest::prepare(&args.vm, &extra_copies)?;
+    let env = guest::guest_env(&copies);
     let limit = Duration::from_secs(args.timeout);
     let state = setup_state::path(engine.as_ref(), &spec, &copies, &args.setup);
     let set_up = SetUp {
@@ -180,8 +180,11 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     let interrupted = AtomicBool::new(false);
     let worker = |vm: &mut Box<dyn Vm>| -> Result<()> {
         let t_snap = Instant::now();
-        vm.snapshot(SET_UP)
-            .with_context(|| format!("take the set-up snapshot on the {} engine", vm.describe()))?;
+        let describe = vm.describe();
+        vm.support_snapshots()
+            .with_context(|| format!("the {describe} engine takes no snapshots"))?
+            .take(SET_UP)
+            .with_context(|| format!("take the set-up snapshot on the {describe} engine"))?;
         eprintln!(
             "vmdbg: set-up snapshot taken in {} ms; each test starts from it",
             t_snap.elapsed().as_millis()
@@ -292,11 +295,11 @@ impl SetUp<'_> {
             }
         }
         eprintln!("vmdbg: booting the test VM ({})", self.engine.describe());
-        let Some(mut vm) = run::warm::boot(self.engine, self.spec, self.interrupts)? else {
+        let Some(mut vm) = guest::warm::boot(self.engine, self.spec, self.interrupts)? else {
             return Ok(None);
         };
         let agent = vm.agent().clone();
-        run::copy_in(&agent, self.copies)?;
+        guest::copy_in(&agent, self.copies)?;
         run_setup(&agent, self.setup, self.env, self.limit).context("--setup")?;
         if let (true, Some(path)) = (save, self.state) {
             if let Err(e) = setup_state::save(vm.as_mut(), path) {
@@ -315,7 +318,9 @@ fn run_test(
     env: &[(String, String)],
     limit: Duration,
 ) -> Result<Outcome> {
-    vm.restore(SET_UP)
+    vm.support_snapshots()
+        .context("this engine takes no snapshots")?
+        .restore(SET_UP)
         .with_context(|| format!("restore the set-up snapshot before {test}"))?;
     // The snapshot's clock stood still since it was taken.
     vm.agent()

@@ -17,8 +17,8 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, Vm, VmSpec};
-use crate::run::copy::CopyPlan;
-use crate::run::warm;
+use crate::guest::copy::CopyPlan;
+use crate::guest::warm;
 
 /// States kept: one per test binary of a workspace that
 /// `cargo test` runs in turn (each ~90 MB for the default image).

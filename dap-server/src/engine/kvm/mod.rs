@@ -33,6 +33,7 @@ mod api;
 mod connector;
 mod record;
 mod serial;
+mod snapshots;
 
 pub use record::RECORD_NEEDS_KERNEL_ALONE;
 
@@ -41,11 +42,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use vmdbg_agent::client::AgentClient;
 
 use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
-use super::{Engine, EngineVm, RuntimeDir, Vm, VmControl, VmExit, VmSpec, CONSOLE_LOG, RSP_SOCKET};
+use super::{
+    ConsoleInput, Engine, EngineVm, Replay, RuntimeDir, SaveState, SnapshotStore, Vm, VmControl,
+    VmExit, VmSpec, CONSOLE_LOG, RSP_SOCKET,
+};
 
 /// The vsock port the agent listens on under this engine.
 pub const AGENT_VSOCK_PORT: u32 = 1024;
@@ -85,7 +89,7 @@ impl KvmEngine {
     }
 
     /// The VMM with its devices and sockets in `dir`: booting `spec`, or
-    /// (`saved`) restoring a state [`Vm::save_to`] wrote.
+    /// (`saved`) restoring a state [`crate::engine::SaveState::save_to`] wrote.
     fn command(&self, spec: &VmSpec, dir: &Path, saved: Option<&Path>) -> Command {
         let mut cmd = Command::new(&self.vmm);
         match saved {
@@ -299,85 +303,7 @@ impl KvmControl {
     }
 }
 
-fn snapshot_dir(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("snapshot-{name}"))
-}
-
 impl VmControl for KvmControl {
-    fn pause(&mut self) -> Result<()> {
-        self.api.set_state("Paused")
-    }
-    fn resume(&mut self) -> Result<()> {
-        self.api.set_state("Resumed")
-    }
-
-    /// The VMM resets the vsock transport on a restore, as Firecracker
-    /// does: the guest's end of every connection is gone.
-    fn restore_ends_agent_channels(&self) -> bool {
-        true
-    }
-
-    fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {
-        let at = snapshot_dir(dir, name);
-        std::fs::create_dir_all(&at).with_context(|| format!("create {}", at.display()))?;
-        self.stopped(|api| api.create(&at.join(SNAPSHOT_STATE), &at.join(SNAPSHOT_MEM)))?;
-        self.current = Some(name.to_string());
-        Ok(())
-    }
-
-    fn restore(&mut self, dir: &Path, name: &str) -> Result<()> {
-        let at = snapshot_dir(dir, name);
-        let in_place = self.current.as_deref() == Some(name);
-        self.stopped(|api| {
-            if in_place {
-                api.reset()
-            } else {
-                api.load(&at.join(SNAPSHOT_STATE), &at.join(SNAPSHOT_MEM))
-            }
-        })?;
-        self.current = Some(name.to_string());
-        self.reconnect_agent();
-        Ok(())
-    }
-
-    /// A snapshot in a directory of its own, put in place by one rename:
-    /// a state file never pairs with another snapshot's memory.
-    fn save_to(&mut self, path: &Path) -> Result<()> {
-        let parent = path
-            .parent()
-            .context("a saved state's path needs a directory")?;
-        let temp = tempfile::Builder::new()
-            .prefix(".saving-")
-            .tempdir_in(parent)
-            .with_context(|| format!("create a temporary directory in {}", parent.display()))?;
-        self.stopped(|api| {
-            api.create(
-                &temp.path().join(SNAPSHOT_STATE),
-                &temp.path().join(SNAPSHOT_MEM),
-            )
-        })?;
-        // The VMM now runs on the saved memory file (MAP_PRIVATE): its
-        // reset goes back to the saved state.
-        self.current = None;
-        if path.is_dir() {
-            std::fs::remove_dir_all(path)
-                .with_context(|| format!("remove the old saved state {}", path.display()))?;
-        }
-        let temp = temp.keep();
-        std::fs::rename(&temp, path)
-            .with_context(|| format!("put the saved VM state in place at {}", path.display()))
-            .inspect_err(|_| drop(std::fs::remove_dir_all(&temp)))
-    }
-
-    fn replay_position(&mut self) -> Option<Result<super::ReplayPosition>> {
-        let ending = self.replay?;
-        Some(
-            self.api
-                .recording()
-                .map(|(at, end)| super::ReplayPosition { at, end, ending }),
-        )
-    }
-
     fn pid(&self) -> Option<u32> {
         Some(self.process.pid())
     }
@@ -386,11 +312,20 @@ impl VmControl for KvmControl {
         Some(self.process.follow_stderr())
     }
 
-    fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
-        match &mut self.serial {
-            Some(serial) => serial.write(bytes),
-            None => bail!("this VM's serial console takes no input (it does for a kernel alone)"),
-        }
+    fn support_snapshots(&mut self) -> Option<&mut dyn SnapshotStore> {
+        Some(self)
+    }
+
+    fn support_saved_state(&mut self) -> Option<&mut dyn SaveState> {
+        Some(self)
+    }
+
+    fn support_replay(&mut self) -> Option<&mut dyn Replay> {
+        self.replay.is_some().then_some(self as &mut dyn Replay)
+    }
+
+    fn support_console_input(&mut self) -> Option<&mut dyn ConsoleInput> {
+        self.serial.as_mut().map(|s| s as &mut dyn ConsoleInput)
     }
 
     fn last_words(&mut self) -> String {

@@ -196,3 +196,15 @@ fn save_at_limit(process: &mut VmProcess, dir: &Path, recording: &Path) -> Resul
     }
     Ok(RecordingEnd::Limit)
 }
+
+/// A replay on vmdbg-vmm: its stub runs backwards itself, so only where the
+/// replay stands comes from the control API.
+impl crate::engine::Replay for KvmControl {
+    fn position(&mut self) -> Result<crate::engine::ReplayPosition> {
+        let ending = self
+            .replay
+            .context("this vmdbg-vmm is not replaying a recording")?;
+        let (at, end) = self.api.recording()?;
+        Ok(crate::engine::ReplayPosition { at, end, ending })
+    }
+}

@@ -68,17 +68,19 @@ impl SerialPump {
         })
     }
 
-    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.input
-            .write_all(bytes)
-            .context("the guest's serial console is closed")
-    }
-
     /// Once the VMM has ended: waits until everything it wrote is in the
     /// log.
     pub fn finish(&mut self) {
         if let Some(copier) = self.copier.take() {
             let _ = copier.join();
         }
+    }
+}
+
+impl crate::engine::ConsoleInput for SerialPump {
+    fn type_in(&mut self, bytes: &[u8]) -> Result<()> {
+        self.input
+            .write_all(bytes)
+            .context("the guest's serial console is closed")
     }
 }

@@ -19,6 +19,7 @@
 
 mod qmp;
 mod record;
+mod snapshots;
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,10 @@ use anyhow::{bail, Context, Result};
 use vmdbg_agent::client::AgentClient;
 
 use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
-use super::{Engine, EngineVm, RuntimeDir, Vm, VmControl, VmExit, VmSpec, CONSOLE_LOG, RSP_SOCKET};
+use super::{
+    Engine, EngineVm, RuntimeDir, SaveState, SnapshotStore, Vm, VmControl, VmExit, VmSpec,
+    CONSOLE_LOG, RSP_SOCKET,
+};
 use crate::image::AGENT_PORT_NAME;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,41 +293,7 @@ struct QemuControl {
     snapshot_store: bool,
 }
 
-/// In a VM's runtime directory: the qcow2 image QEMU keeps its snapshots
-/// in (`savevm` stores the VM's state inside a qcow2 image; the guest never
-/// sees this drive).
-const SNAPSHOT_STORE: &str = "snapshots.qcow2";
-
-impl QemuControl {
-    /// Creates and attaches the snapshot image on first use, so VMs that
-    /// never snapshot pay nothing for it.
-    fn ensure_snapshot_store(&mut self, dir: &Path) -> Result<()> {
-        if self.snapshot_store {
-            return Ok(());
-        }
-        let path = dir.join(SNAPSHOT_STORE);
-        create_qcow2(&path, "snapshots")?;
-        self.qmp.execute_with(
-            "blockdev-add",
-            serde_json::json!({
-                "driver": "qcow2",
-                "node-name": "vmdbg-snapshots",
-                "file": { "driver": "file", "filename": path.display().to_string() },
-            }),
-        )?;
-        self.snapshot_store = true;
-        Ok(())
-    }
-}
-
 impl VmControl for QemuControl {
-    fn pause(&mut self) -> Result<()> {
-        self.qmp.execute("stop")
-    }
-    fn resume(&mut self) -> Result<()> {
-        self.qmp.execute("cont")
-    }
-
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
         if let Some(exit) = self.try_exit() {
             return Ok(exit);
@@ -346,62 +316,12 @@ impl VmControl for QemuControl {
         Some(self.process.pid())
     }
 
-    fn snapshot(&mut self, dir: &Path, name: &str) -> Result<()> {
-        self.ensure_snapshot_store(dir)?;
-        self.qmp.human(&format!("savevm {name}"))
+    fn support_snapshots(&mut self) -> Option<&mut dyn SnapshotStore> {
+        Some(self)
     }
 
-    fn restore(&mut self, dir: &Path, name: &str) -> Result<()> {
-        self.ensure_snapshot_store(dir)?;
-        self.qmp.human(&format!("loadvm {name}"))
-    }
-
-    /// A migration to a file (a temporary one, renamed into place once
-    /// complete); QEMU stops the guest when it completes (`postmigrate`),
-    /// so it is continued after.
-    fn save_to(&mut self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .context("a saved state's path needs a directory")?;
-        let temp = tempfile::Builder::new()
-            .prefix(".saving-")
-            .tempfile_in(dir)
-            .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-        self.migrate_to(temp.path())?;
-        temp.persist(path)
-            .with_context(|| format!("put the saved VM state in place at {}", path.display()))?;
-        Ok(())
-    }
-}
-
-impl QemuControl {
-    fn migrate_to(&mut self, path: &Path) -> Result<()> {
-        self.qmp.execute_with(
-            "migrate",
-            serde_json::json!({ "uri": format!("exec:cat > {}", shell_quote(path)?) }),
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let status = self
-                .qmp
-                .execute_with("query-migrate", serde_json::json!({}))?;
-            match status.get("status").and_then(|s| s.as_str()) {
-                Some("completed") => break,
-                Some("failed") | Some("cancelled") => bail!(
-                    "QEMU could not save the VM to {}: {}",
-                    path.display(),
-                    status
-                        .get("error-desc")
-                        .and_then(|e| e.as_str())
-                        .unwrap_or("no reason given")
-                ),
-                _ if Instant::now() > deadline => {
-                    bail!("saving the VM to {} took over 2 minutes", path.display())
-                }
-                _ => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        self.qmp.execute("cont")
+    fn support_saved_state(&mut self) -> Option<&mut dyn SaveState> {
+        Some(self)
     }
 }
 

@@ -22,19 +22,19 @@
 //!   `shutdown` run state a reverse step aborts QEMU ("invalid runstate
 //!   transition: 'shutdown' -> 'running'"). So the replay stops at the last
 //!   recorded instruction with QMP's `replay-break`, re-armed before every
-//!   forward run ([`VmControl::keep_replay_inside`]) because QEMU's own
+//!   forward run ([`ReplayAfresh::keep_inside`]) because QEMU's own
 //!   reverse execution uses the same single break.
 //! - The stub reports neither end of the recording as such (no
 //!   `replaylog`): where the replay is comes from QMP's `query-replay`
-//!   ([`VmControl::replay_position`]); a reverse step at the start is
+//!   ([`Replay::position`]); a reverse step at the start is
 //!   answered `E14`.
 //! - Its own reverse execution (`bs`, `bc`, QMP `replay-seek`) loads the
 //!   starting snapshot into the running process, and that races: the main
 //!   loop's machine reset waits for the vCPU thread, which waits for the
 //!   replay lock the main loop holds. Measured here: five of six reverse
 //!   steps after a stop hung for good, whatever the machine type. So vmdbg
-//!   goes back without it ([`VmControl::replay_afresh`]): a new QEMU replays
-//!   from the start (no snapshot to load) to the wanted instruction count,
+//!   goes back without it ([`ReplayAfresh::start_at`]): a new QEMU
+//!   replays from the start (no snapshot to load) to the wanted instruction count,
 //!   which for a short recording is a fraction of a second.
 
 use std::os::unix::net::UnixListener;
@@ -48,7 +48,8 @@ use super::qmp::Qmp;
 use super::{accept_while_alive, create_qcow2, QemuControl, QemuEngine, Run};
 use crate::engine::process::{spawn_vmm, VmProcess};
 use crate::engine::{
-    EngineVm, RecordSpec, RecordingEnd, ReplayPosition, RuntimeDir, Vm, VmControl, VmExit, VmSpec,
+    EngineVm, RecordSpec, RecordingEnd, Replay, ReplayAfresh, ReplayPosition, RuntimeDir, Vm,
+    VmControl, VmExit, VmSpec,
 };
 
 /// In a recorded VM's runtime directory: the recording's console (the
@@ -237,19 +238,13 @@ struct ReplayControl {
     qemu: QemuControl,
     end: u64,
     ending: RecordingEnd,
-    /// To start the replay again ([`VmControl::replay_afresh`]).
+    /// To start the replay again ([`crate::engine::ReplayAfresh::start_at`]).
     engine: QemuEngine,
     spec: VmSpec,
     dir: std::path::PathBuf,
 }
 
 impl VmControl for ReplayControl {
-    fn pause(&mut self) -> Result<()> {
-        self.qemu.pause()
-    }
-    fn resume(&mut self) -> Result<()> {
-        self.qemu.resume()
-    }
     fn shutdown(&mut self, grace: Duration) -> Result<VmExit> {
         self.qemu.shutdown(grace)
     }
@@ -259,27 +254,41 @@ impl VmControl for ReplayControl {
     fn pid(&self) -> Option<u32> {
         self.qemu.pid()
     }
-    fn replay_position(&mut self) -> Option<Result<ReplayPosition>> {
-        Some(position(&mut self.qemu.qmp).map(|at| ReplayPosition {
+    fn last_words(&mut self) -> String {
+        self.qemu.last_words()
+    }
+    fn support_replay(&mut self) -> Option<&mut dyn Replay> {
+        Some(self)
+    }
+}
+
+impl Replay for ReplayControl {
+    fn position(&mut self) -> Result<ReplayPosition> {
+        position(&mut self.qemu.qmp).map(|at| ReplayPosition {
             at,
             end: self.end,
             ending: self.ending,
-        }))
+        })
     }
-    fn keep_replay_inside(&mut self) -> Result<()> {
-        self.replay_break(self.end)
+    /// QEMU's gdb stub goes back only within a replay's snapshots; vmdbg
+    /// starts the replay again instead (see the module doc).
+    fn support_afresh(&mut self) -> Option<&mut dyn ReplayAfresh> {
+        Some(self)
     }
-    fn replay_break(&mut self, icount: u64) -> Result<()> {
+}
+
+impl ReplayAfresh for ReplayControl {
+    fn keep_inside(&mut self) -> Result<()> {
+        self.break_at(self.end)
+    }
+    fn break_at(&mut self, icount: u64) -> Result<()> {
         self.qemu
             .qmp
             .execute_with("replay-break", serde_json::json!({ "icount": icount }))
             .map(drop)
     }
-    fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
-        Some(self.start_again(icount.min(self.end)))
-    }
-    fn replays_afresh(&self) -> bool {
-        true
+    fn start_at(&mut self, icount: u64) -> Result<()> {
+        self.start_again(icount.min(self.end))
     }
 }
 
@@ -297,7 +306,7 @@ impl ReplayControl {
         if icount == 0 {
             return Ok(());
         }
-        self.replay_break(icount)?;
+        self.break_at(icount)?;
         self.qemu.qmp.execute("cont")?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {

@@ -27,7 +27,7 @@ pub fn boot(
     interrupts: &AtomicUsize,
 ) -> Result<Option<Box<dyn Vm>>> {
     let Some(path) = state_path(engine, spec) else {
-        return super::boot(engine, spec, interrupts);
+        return super::start::boot(engine, spec, interrupts);
     };
     if path.exists() {
         let started = Instant::now();
@@ -48,7 +48,7 @@ pub fn boot(
             }
         }
     }
-    let Some(mut vm) = super::boot(engine, spec, interrupts)? else {
+    let Some(mut vm) = super::start::boot(engine, spec, interrupts)? else {
         return Ok(None);
     };
     let started = Instant::now();
@@ -63,7 +63,7 @@ pub fn boot(
         Err(e) => eprintln!("vmdbg: could not save the booted VM for the next runs: {e:#}"),
     }
     // The save paused the guest (its clock too, under QEMU).
-    super::set_guest_clock(vm.as_ref());
+    super::start::set_guest_clock(vm.as_ref());
     Ok(Some(vm))
 }
 
@@ -85,7 +85,9 @@ pub(crate) fn save_state(vm: &mut dyn Vm, path: &std::path::Path, kept: usize) -
         .parent()
         .context("a saved VM state's path needs a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    vm.save_to(path)?;
+    vm.support_saved_state()
+        .context(crate::engine::NO_SAVED_STATE)?
+        .save_to(path)?;
     prune(path, kept);
     Ok(())
 }
