@@ -146,11 +146,15 @@ async function openFileAtLine(page, name, line, query = name) {
   await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 120_000 });
   await page.keyboard.press('Enter');
   await page.locator(`.tab[data-resource-name="${name}"]`).first().waitFor({ timeout: 20_000 });
-  await page.locator('.monaco-editor textarea').first().focus();
+  // The editor area's editor: a panel (Test Results, Output) holds monaco
+  // editors of its own, and a line typed there toggles no breakpoint.
+  await page.locator('.part.editor .monaco-editor textarea').first().focus();
   await page.keyboard.press('Control+G');
   await input.waitFor({ state: 'visible', timeout: 20_000 });
   await input.fill(`:${line}`);
   await page.keyboard.press('Enter');
+  // The cursor is on the line once the status bar says so.
+  await page.locator('.statusbar-item', { hasText: new RegExp(`Ln ${line}, Col `) }).first().waitFor({ timeout: 20_000 });
 }
 
 /** Sets a breakpoint on `line` of `name` from the editor, starts debugging,
