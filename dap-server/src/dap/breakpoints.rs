@@ -20,59 +20,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::protocol::{self, Breakpoint, Source};
-use super::session::{DataBreakpoint, Session, UserBreakpoint, VarNode};
+use super::session::Session;
+use crate::debugger::breakpoints::{DataBreakpoint, HitCondition, SourceFile, UserBreakpoint};
+use crate::debugger::eval::VarNode;
 use crate::rsp::WatchKind;
 use crate::symbols::expr;
 use crate::symbols::types::Place;
 use crate::symbols::{Function, Symbols};
-
-/// When a breakpoint's hits stop the target (`hitCondition`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HitCondition {
-    /// `N`, `>= N` (`> N` is `>= N+1`): from the Nth hit on, as gdb's
-    /// `ignore` count of N-1.
-    AtLeast(u64),
-    /// `== N`: the Nth hit only.
-    Exactly(u64),
-    /// `% N`: every Nth hit.
-    Every(u64),
-}
-
-impl HitCondition {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let (op, number) = [">=", "==", "%", ">", "="]
-            .iter()
-            .find_map(|op| t.strip_prefix(op).map(|rest| (*op, rest.trim())))
-            .unwrap_or(("", t));
-        let bad = || {
-            format!(
-                "hitCondition {text:?} is not understood: give a hit count N (stop from the Nth hit on), `>= N`, `> N`, `== N` or `% N` (every Nth hit)"
-            )
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        Ok(match op {
-            "" | ">=" => HitCondition::AtLeast(n),
-            ">" => HitCondition::AtLeast(n.saturating_add(1)),
-            "==" | "=" => HitCondition::Exactly(n),
-            "%" if n == 0 => {
-                return Err(format!(
-                    "hitCondition {text:?}: `% 0` divides by zero; give `% N` with N of 1 or more"
-                ))
-            }
-            "%" => HitCondition::Every(n),
-            _ => return Err(bad()),
-        })
-    }
-
-    pub fn stops(self, hits: u64) -> bool {
-        match self {
-            HitCondition::AtLeast(n) => hits >= n,
-            HitCondition::Exactly(n) => hits == n,
-            HitCondition::Every(n) => hits % n == 0,
-        }
-    }
-}
 
 /// The condition fields of a source or function breakpoint, checked: a
 /// bad `hitCondition` refuses the breakpoint (the message says why), a
@@ -111,8 +65,8 @@ const NO_SLOT: &str = "no hardware breakpoint slot: vmdbg-vmm serves breakpoints
 
 impl Session {
     fn new_id(&mut self) -> i64 {
-        self.next_id += 1;
-        self.next_id - 1
+        self.dbg.next_id += 1;
+        self.dbg.next_id - 1
     }
 
     pub async fn set_line_breakpoints(
@@ -137,21 +91,28 @@ impl Session {
                 .collect(),
             (None, None) => Vec::new(),
         };
-        let symbols = self.target.as_ref().context("no target")?.symbols.clone();
-        let pending = if self
+        let symbols = self
+            .dbg
             .target
             .as_ref()
-            .is_some_and(|t| t.kernel_modules.is_some())
-        {
+            .context("no target")?
+            .symbols
+            .clone();
+        let pending = if self.kernel_modules.is_some() {
             "; pending: it is placed when a kernel module built from this file loads"
         } else {
             ""
+        };
+        let source = SourceFile {
+            name: args.source.name.clone(),
+            path: args.source.path.clone(),
         };
         let mut list = Vec::new();
         for wanted in wanted {
             let line = wanted.line;
             let id = self.new_id();
             let bp = match self
+                .dbg
                 .target
                 .as_ref()
                 .context("no target")?
@@ -161,7 +122,7 @@ impl Session {
                     id,
                     addr: Some(p.addr),
                     line: Some(p.line),
-                    source: Some(args.source.clone()),
+                    source: Some(source.clone()),
                     verified: true,
                     message: (p.line != line)
                         .then(|| format!("line {line} has no code; moved to line {}", p.line)),
@@ -171,7 +132,7 @@ impl Session {
                     id,
                     addr: None,
                     line: Some(line),
-                    source: Some(args.source.clone()),
+                    source: Some(source.clone()),
                     verified: false,
                     message: Some(format!(
                         "no code at or after line {line} of {path} in {}{pending}",
@@ -187,9 +148,9 @@ impl Session {
                 wanted.log_message,
             ));
         }
-        self.line_breakpoints.insert(path.clone(), list);
+        self.dbg.line_breakpoints.insert(path.clone(), list);
         self.sync_breakpoints().await?;
-        let list = &self.line_breakpoints[&path];
+        let list = &self.dbg.line_breakpoints[&path];
         Ok(json!({ "breakpoints": list.iter().map(to_dap).collect::<Vec<_>>() }))
     }
 
@@ -197,7 +158,13 @@ impl Session {
         &mut self,
         args: protocol::SetFunctionBreakpointsArguments,
     ) -> Result<Value> {
-        let symbols = self.target.as_ref().context("no target")?.symbols.clone();
+        let symbols = self
+            .dbg
+            .target
+            .as_ref()
+            .context("no target")?
+            .symbols
+            .clone();
         self.forget_module_function_breakpoints();
         let mut list = Vec::new();
         for fb in args.breakpoints {
@@ -222,10 +189,10 @@ impl Session {
             };
             list.push(conditions(bp, fb.condition, fb.hit_condition, None));
         }
-        self.function_breakpoints = list;
+        self.dbg.function_breakpoints = list;
         self.sync_breakpoints().await?;
         Ok(
-            json!({ "breakpoints": self.function_breakpoints.iter().map(to_dap).collect::<Vec<_>>() }),
+            json!({ "breakpoints": self.dbg.function_breakpoints.iter().map(to_dap).collect::<Vec<_>>() }),
         )
     }
 
@@ -233,7 +200,12 @@ impl Session {
     /// condition, hit count and log message. Returns the ids of those that
     /// stop the target (empty: the caller goes on). Decided once per stop.
     pub async fn decide_breakpoints(&mut self, pc: u64) -> Vec<i64> {
-        if let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.clone()) {
+        if let Some((at, ids)) = self
+            .dbg
+            .target
+            .as_ref()
+            .and_then(|t| t.stop.decided.clone())
+        {
             if at == pc {
                 return ids;
             }
@@ -284,17 +256,18 @@ impl Session {
             }
             stopping.push(id);
         }
-        if let Some(target) = self.target.as_mut() {
+        if let Some(target) = self.dbg.target.as_mut() {
             target.stop.decided = Some((pc, stopping.clone()));
         }
         stopping
     }
 
     fn user_breakpoint_mut(&mut self, id: i64) -> Option<&mut UserBreakpoint> {
-        self.line_breakpoints
+        self.dbg
+            .line_breakpoints
             .values_mut()
             .flatten()
-            .chain(self.function_breakpoints.iter_mut())
+            .chain(self.dbg.function_breakpoints.iter_mut())
             .find(|b| b.id == id)
     }
 
@@ -336,21 +309,18 @@ impl Session {
     /// (to free slots), then inserts; a refused insert marks the
     /// breakpoints at that address unverified with the reason.
     pub(super) async fn sync_breakpoints(&mut self) -> Result<()> {
-        let module_watch = self
-            .target
-            .as_ref()
-            .and_then(|t| t.kernel_modules.as_ref())
-            .map(|m| m.watch);
+        let module_watch = self.kernel_modules.as_ref().map(|m| m.watch);
         let wanted: BTreeSet<u64> = self
+            .dbg
             .line_breakpoints
             .values()
             .flatten()
-            .chain(self.function_breakpoints.iter())
+            .chain(self.dbg.function_breakpoints.iter())
             .filter(|b| b.addr.is_some() && (b.verified || b.message.as_deref() == Some(NO_SLOT)))
             .filter_map(|b| b.addr)
             .chain(module_watch)
             .collect();
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let stale: Vec<u64> = target.inserted.difference(&wanted).copied().collect();
         for addr in stale {
             target.rsp.remove_breakpoint(addr).await?;
@@ -373,10 +343,11 @@ impl Session {
         }
         let inserted = target.inserted.clone();
         for bp in self
+            .dbg
             .line_breakpoints
             .values_mut()
             .flatten()
-            .chain(self.function_breakpoints.iter_mut())
+            .chain(self.dbg.function_breakpoints.iter_mut())
         {
             let Some(addr) = bp.addr else { continue };
             if refused.contains(&addr) {
@@ -406,7 +377,13 @@ impl Session {
                 let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
                 match self.evaluate_to_value(frame, &args.name).await {
                     Ok(VarNode::Value { ty, place, .. }) => {
-                        let symbols = self.target.as_ref().context("no target")?.symbols.clone();
+                        let symbols = self
+                            .dbg
+                            .target
+                            .as_ref()
+                            .context("no target")?
+                            .symbols
+                            .clone();
                         Some((
                             place,
                             ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
@@ -437,15 +414,15 @@ impl Session {
         &mut self,
         args: protocol::SetDataBreakpointsArguments,
     ) -> Result<Value> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         for (kind, addr, len) in std::mem::take(&mut target.watches) {
             target.rsp.remove_watchpoint(kind, addr, len).await?;
         }
         let mut list = Vec::new();
         for d in args.breakpoints {
-            self.next_id += 1;
-            let id = self.next_id - 1;
-            let target = self.target.as_mut().context("no target")?;
+            self.dbg.next_id += 1;
+            let id = self.dbg.next_id - 1;
+            let target = self.dbg.target.as_mut().context("no target")?;
             let (addr, len) = parse_data_id(&d.data_id)?;
             let kind = match d.access_type.as_deref() {
                 None | Some("write") => WatchKind::Write,
@@ -481,8 +458,9 @@ impl Session {
                 message,
             });
         }
-        self.data_breakpoints = list;
+        self.dbg.data_breakpoints = list;
         let body: Vec<Value> = self
+            .dbg
             .data_breakpoints
             .iter()
             .map(|d| json!({ "id": d.id, "verified": d.verified, "message": d.message }))
@@ -513,7 +491,7 @@ pub(super) fn at_function(id: i64, symbols: &Symbols, f: &Function) -> UserBreak
         line: row.map(|r| r.line),
         source: row.map(|r| {
             let path = symbols.lines.file_name(r.file).to_string();
-            Source {
+            SourceFile {
                 name: file_name(&path),
                 path: Some(path),
             }
@@ -535,33 +513,11 @@ pub(super) fn to_dap(bp: &UserBreakpoint) -> Breakpoint {
         id: bp.id,
         verified: bp.verified,
         message: bp.message.clone(),
-        source: bp.source.clone(),
+        source: bp.source.clone().map(|s| Source {
+            name: s.name,
+            path: s.path,
+        }),
         line: bp.line,
         instruction_reference: bp.addr.map(|a| format!("{a:#x}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hit_conditions_read_like_gdb_ignore_counts() {
-        let stops = |text: &str| -> Vec<u64> {
-            let h = HitCondition::parse(text).unwrap();
-            (1..=6).filter(|&n| h.stops(n)).collect()
-        };
-        assert_eq!(stops("3"), vec![3, 4, 5, 6]);
-        assert_eq!(stops(">= 3"), vec![3, 4, 5, 6]);
-        assert_eq!(stops("> 3"), vec![4, 5, 6]);
-        assert_eq!(stops("== 2"), vec![2]);
-        assert_eq!(stops("%2"), vec![2, 4, 6]);
-        let bad = HitCondition::parse("often").unwrap_err();
-        assert!(
-            bad.contains("hitCondition \"often\"") && bad.contains("% N"),
-            "{bad}"
-        );
-        assert!(HitCondition::parse("% 0").unwrap_err().contains("% 0"));
-        assert!(HitCondition::parse("-1").is_err());
     }
 }

@@ -9,7 +9,9 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use serde_json::{json, Value};
 
 use super::protocol;
-use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
+use super::session::Session;
+use crate::debugger::eval::{ScopeKind, VarNode};
+use crate::debugger::target::{FrameInfo, TargetState};
 use crate::symbols::expr::{self, BinaryOp, Expr};
 use crate::symbols::formatters::{self, parenthesized, Children, Depth};
 use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
@@ -36,8 +38,8 @@ pub struct VarEntry {
 const MAX_CHILDREN: usize = 1000;
 
 impl Session {
-    fn target_ref(&mut self) -> Result<&mut Target> {
-        self.target.as_mut().context("no target")
+    fn target_ref(&mut self) -> Result<&mut TargetState> {
+        self.dbg.target.as_mut().context("no target")
     }
 
     /// The stack of the current thread, computed once per stop.
@@ -119,11 +121,17 @@ impl Session {
     /// Whether a user breakpoint on a source line (not a function) stopped
     /// the current thread at `pc`.
     fn stopped_by_line_breakpoint(&self, pc: u64) -> bool {
-        let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.as_ref()) else {
+        let Some((at, ids)) = self
+            .dbg
+            .target
+            .as_ref()
+            .and_then(|t| t.stop.decided.as_ref())
+        else {
             return false;
         };
         *at == pc
             && self
+                .dbg
                 .line_breakpoints
                 .values()
                 .flatten()
@@ -149,7 +157,7 @@ impl Session {
     /// Program threads carry the names the guest gives them; a kernel's
     /// are its vCPUs.
     pub async fn threads_request(&mut self) -> Value {
-        let Some(target) = self.target.as_mut() else {
+        let Some(target) = self.dbg.target.as_mut() else {
             return json!({ "threads": [] });
         };
         if !target.is_running() {
@@ -159,7 +167,7 @@ impl Session {
                     target.threads = now;
                 }
             }
-            if target.program.is_some() {
+            if target.program {
                 let mut names = HashMap::new();
                 for t in &target.threads {
                     if let Ok(Some(name)) = target.rsp.thread_name(t).await {
@@ -173,11 +181,11 @@ impl Session {
             .threads
             .iter()
             .map(|t| {
-                let n = Target::thread_id(t);
-                let name = match (&target.program, target.thread_names.get(t)) {
-                    (Some(_), Some(name)) => format!("{name} ({n})"),
-                    (Some(_), None) => format!("thread {n}"),
-                    (None, _) => format!("vCPU {}", n - 1),
+                let n = TargetState::thread_id(t);
+                let name = match (target.program, target.thread_names.get(t)) {
+                    (true, Some(name)) => format!("{name} ({n})"),
+                    (true, None) => format!("thread {n}"),
+                    (false, _) => format!("vCPU {}", n - 1),
                 };
                 json!({ "id": n, "name": name })
             })
@@ -265,7 +273,7 @@ impl Session {
         var: &Variable,
     ) -> VarEntry {
         let place = self.place_of(frame, var).await;
-        let size = match (self.target.as_ref(), var.ty) {
+        let size = match (self.dbg.target.as_ref(), var.ty) {
             (Some(t), Some(ty)) => t.symbols.resolve_type(ty).size.unwrap_or(0),
             _ => 0,
         };
@@ -295,7 +303,7 @@ impl Session {
     ) -> Result<Vec<VarEntry>> {
         let node = usize::try_from(reference - 1)
             .ok()
-            .and_then(|i| self.target.as_ref()?.stop.refs.get(i).cloned())
+            .and_then(|i| self.dbg.target.as_ref()?.stop.refs.get(i).cloned())
             .with_context(|| format!("variablesReference {reference} is not valid (any reference ends when the target resumes)"))?;
         match node {
             VarNode::Scope { frame: index, kind } => {

@@ -26,7 +26,6 @@ mod protocol;
 mod requests;
 mod reverse;
 mod session;
-mod signals;
 mod snapshots;
 mod stepping;
 // Public (through the crate's `transport`) for the dap fuzz target, which

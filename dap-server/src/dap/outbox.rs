@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::protocol::{self, Response};
-use super::session::Target;
+use crate::debugger::target::TargetState;
 
 /// Sends responses and events to the client with increasing `seq`.
 pub struct Outbox {
@@ -46,7 +46,7 @@ impl Outbox {
         for (reason, thread) in exited.chain(started) {
             self.event(
                 "thread",
-                json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
+                json!({ "reason": reason, "threadId": TargetState::thread_id(thread) }),
             );
         }
     }

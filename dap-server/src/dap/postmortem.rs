@@ -9,10 +9,13 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::session::{Handled, Session, Target};
+use super::session::{Handled, Session};
+use crate::debugger::target::TargetState;
 
 pub struct PostMortem {
-    pub target: Target,
+    pub target: TargetState,
+    /// The dead kernel's VM, kept until the inspection ends.
+    pub kernel_vm: Option<super::kernel::KernelVm>,
     /// The VMM's one-line reason (e.g. "guest triple fault …").
     pub reason: String,
     pub report: String,
@@ -45,12 +48,7 @@ impl Session {
     pub async fn enter_post_mortem(&mut self) -> bool {
         // The report comes on stderr while the stop reply comes on the
         // socket: the VM's last words wait (briefly) for stderr to close.
-        let Some(text) = self
-            .target
-            .as_mut()
-            .and_then(|t| t.kernel_vm.as_mut())
-            .map(|vm| vm.last_words())
-        else {
+        let Some(text) = self.kernel_vm.as_mut().map(|vm| vm.last_words()) else {
             return false;
         };
         let Some(start) = text.rfind("vmdbg-vmm: ") else {
@@ -67,11 +65,11 @@ impl Session {
             .unwrap_or("")
             .trim_start_matches("vmdbg-vmm: ")
             .to_string();
-        let Some(mut target) = self.target.take() else {
+        let Some(mut target) = self.dbg.target.take() else {
             return false;
         };
         target.running = None;
-        let thread = Target::thread_id(&target.thread);
+        let thread = TargetState::thread_id(&target.thread);
         let location = target
             .symbols
             .source_frames(rip)
@@ -91,8 +89,10 @@ impl Session {
             .description(description)
             .text("unhandled exception")
             .send();
+        self.kernel_modules = None;
         self.post_mortem = Some(PostMortem {
             target,
+            kernel_vm: self.kernel_vm.take(),
             reason,
             report,
             registers,
@@ -104,7 +104,7 @@ impl Session {
     /// Requests while the kernel is dead but still shown.
     pub async fn handle_post_mortem(&mut self, command: &str, _args: Value) -> Result<Handled> {
         let pm = self.post_mortem.as_ref().expect("in post-mortem");
-        let thread = Target::thread_id(&pm.target.thread);
+        let thread = TargetState::thread_id(&pm.target.thread);
         match command {
             "threads" => Ok(Handled::Respond(
                 json!({ "threads": [{ "id": thread, "name": format!("vCPU {}", thread - 1) }] }),
@@ -157,7 +157,8 @@ impl Session {
             | "restart" => {
                 // Let the VM's end be reported as usual now.
                 let pm = self.post_mortem.take().expect("in post-mortem");
-                self.target = Some(pm.target);
+                self.dbg.target = Some(pm.target);
+                self.kernel_vm = pm.kernel_vm;
                 self.target_gone(None).await;
                 if command == "disconnect" {
                     self.finish();

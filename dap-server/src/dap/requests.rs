@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::protocol::{self, Request};
 use super::session::{After, Handled, Session};
+use crate::debugger::target::TargetState;
 
 /// What a request needs before its handler runs; checked in this order:
 /// a target, then a stopped one, then one that can run backwards.
@@ -110,13 +111,13 @@ impl Session {
     pub(super) async fn handle(&mut self, request: Request) -> Result<Handled> {
         let command = request.command.as_str();
         let args = request.arguments;
-        if self.target.is_none() && self.post_mortem.is_some() && command != "initialize" {
+        if self.dbg.target.is_none() && self.post_mortem.is_some() && command != "initialize" {
             return self.handle_post_mortem(command, args).await;
         }
         let Some(route) = REQUESTS.iter().find(|r| r.command == command) else {
             bail!("unsupported request `{command}`");
         };
-        if route.needs != Needs::Nothing && self.target.is_none() {
+        if route.needs != Needs::Nothing && self.dbg.target.is_none() {
             bail!("`{command}` needs a running session: launch or attach first");
         }
         match route.needs {
@@ -172,7 +173,7 @@ impl Session {
             .get("text")
             .and_then(Value::as_str)
             .context("`vmdbg/consoleInput` needs a string `text`")?;
-        let vm = self.target.as_mut().and_then(|t| t.kernel_vm.as_mut());
+        let vm = self.kernel_vm.as_mut();
         let Some(vm) = vm else {
             bail!("this session has no guest console to type into (kernel launches have one)");
         };
@@ -218,12 +219,12 @@ impl Session {
     }
 
     async fn pause(&mut self, _: Value) -> Result<Value> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         if target.is_running() {
             target.rsp.interrupt()?;
         } else {
             // Already stopped: say so again so the client shows it.
-            let thread = super::session::Target::thread_id(&target.thread);
+            let thread = TargetState::thread_id(&target.thread);
             self.out.stopped("pause", thread).send();
         }
         Ok(Value::Null)
@@ -246,7 +247,7 @@ impl Session {
     /// instruction form).
     fn step_request(&mut self, args: protocol::ThreadArguments, by_line: After) -> Result<Handled> {
         if let Some(id) = args.thread_id {
-            let target = self.target.as_mut().context("no target")?;
+            let target = self.dbg.target.as_mut().context("no target")?;
             target.thread = target.rsp_thread(id);
         }
         let instruction = args.granularity.as_deref() == Some("instruction");
@@ -270,7 +271,7 @@ impl Session {
     }
 
     async fn exception_info(&mut self, _: Value) -> Result<Value> {
-        let target = self.target.as_ref().context("no target")?;
+        let target = self.dbg.target.as_ref().context("no target")?;
         let (id, description) = target
             .stop
             .exception

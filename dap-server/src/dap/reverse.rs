@@ -6,8 +6,10 @@
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::session::{Session, Target, SIGTRAP};
+use super::session::Session;
 use crate::debugger::reverse::{self, Outcome, ReverseTarget};
+use crate::debugger::signals::SIGTRAP;
+use crate::debugger::target::TargetState;
 use crate::debugger::Target as _;
 use crate::engine::{RecordingEnd, ReplayPosition};
 use crate::rsp::{ReplayEdge, RspClient, StopReply};
@@ -34,7 +36,7 @@ impl ReverseTarget for Session {
         self.run_backwards(true).await
     }
     async fn step_forward(&mut self) -> Result<StopReply> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let thread = target.thread.clone();
         target.invalidate();
         target.rsp.resume_step_with(&thread, None)?;
@@ -47,20 +49,16 @@ impl Session {
     /// Whether the engine goes back by replaying afresh (QEMU: see
     /// `engine::qemu::record`) rather than by the stub's `bs`/`bc`.
     fn can_replay_afresh(&self) -> bool {
-        self.target
+        self.kernel_vm
             .as_ref()
-            .and_then(|t| t.kernel_vm.as_ref())
             .is_some_and(|vm| vm.goes_back_afresh())
     }
 
     /// Puts the replay at `icount` in a fresh engine process and connects
     /// to it again: the same breakpoints, watchpoints and temporaries.
     async fn replay_afresh(&mut self, icount: u64) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
-        let vm = target
-            .kernel_vm
-            .as_mut()
-            .context("not a recorded session")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
+        let vm = self.kernel_vm.as_mut().context("not a recorded session")?;
         vm.replay_afresh(icount)
             .context("the engine cannot replay afresh")??;
         let endpoint = vm.rsp_endpoint().context("the VM is gone")?;
@@ -69,8 +67,8 @@ impl Session {
         target.inserted.clear();
         target.watches.clear();
         self.reinsert_breakpoints().await;
-        let target = self.target.as_mut().context("no target")?;
-        for &addr in &self.temporaries {
+        let target = self.dbg.target.as_mut().context("no target")?;
+        for &addr in &self.dbg.temporaries {
             target.rsp.insert_breakpoint(addr).await?;
         }
         Ok(())
@@ -79,7 +77,13 @@ impl Session {
     /// The stop where a fresh replay stands (a plain step stop, its edge
     /// marked).
     async fn stop_here(&mut self) -> Result<StopReply> {
-        let thread = self.target.as_ref().context("no target")?.thread.clone();
+        let thread = self
+            .dbg
+            .target
+            .as_ref()
+            .context("no target")?
+            .thread
+            .clone();
         self.mark_replay_edge(StopReply::Signal {
             signal: SIGTRAP,
             thread: Some(thread),
@@ -97,15 +101,12 @@ impl Session {
         self.replay_afresh(0).await?;
         let mut last: Option<(u64, StopReply)> = None;
         loop {
-            let target = self.target.as_mut().context("no target")?;
-            let vm = target
-                .kernel_vm
-                .as_mut()
-                .context("not a recorded session")?;
+            let target = self.dbg.target.as_mut().context("no target")?;
+            let vm = self.kernel_vm.as_mut().context("not a recorded session")?;
             vm.replay_break(now)?;
             // Off a breakpoint at the pc first, as any continue.
             let pc = target.pc().await?;
-            if target.inserted.contains(&pc) || self.temporaries.contains(&pc) {
+            if target.inserted.contains(&pc) || self.dbg.temporaries.contains(&pc) {
                 target.rsp.remove_breakpoint(pc).await?;
                 let thread = target.thread.clone();
                 target.invalidate();
@@ -126,7 +127,7 @@ impl Session {
             if at >= now {
                 break;
             }
-            let target = self.target.as_mut().context("no target")?;
+            let target = self.dbg.target.as_mut().context("no target")?;
             target.invalidate();
             target.rsp.resume_continue()?;
             let stop = target.wait_stop().await?;
@@ -159,7 +160,7 @@ impl Session {
     /// Refuses reverse requests on a target that cannot run backwards.
     pub(super) fn require_reverse(&self) -> Result<()> {
         self.require_stopped()?;
-        if !self.target.as_ref().is_some_and(|t| t.rsp.reverse) {
+        if !self.dbg.target.as_ref().is_some_and(|t| t.rsp.reverse) {
             bail!("this target cannot run backwards: its gdb stub offers no reverse execution (launch a kernel with `\"record\": true` to debug a recording)");
         }
         Ok(())
@@ -167,7 +168,7 @@ impl Session {
 
     /// `bs` or `bc`, waiting for the stop; an edge of the recording marked.
     async fn run_backwards(&mut self, to_stop: bool) -> Result<StopReply> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         target.invalidate();
         if to_stop {
             target.rsp.resume_reverse_continue()?;
@@ -180,7 +181,7 @@ impl Session {
 
     /// Where a recorded kernel session's replay is (None for other targets).
     fn replay_position(&mut self) -> Option<ReplayPosition> {
-        let vm = self.target.as_mut()?.kernel_vm.as_mut()?;
+        let vm = self.kernel_vm.as_mut()?;
         match vm.replay_position()? {
             Ok(position) => Some(position),
             Err(e) => {
@@ -232,7 +233,7 @@ impl Session {
             return Ok(None);
         };
         if position.at >= position.end {
-            let target = self.target.as_ref().context("no target")?;
+            let target = self.dbg.target.as_ref().context("no target")?;
             return Ok(Some(StopReply::Signal {
                 signal: SIGTRAP,
                 thread: Some(target.thread.clone()),
@@ -241,7 +242,7 @@ impl Session {
                 replay_edge: Some(ReplayEdge::End),
             }));
         }
-        if let Some(vm) = self.target.as_mut().and_then(|t| t.kernel_vm.as_mut()) {
+        if let Some(vm) = self.kernel_vm.as_mut() {
             vm.keep_replay_inside()?;
         }
         Ok(None)
@@ -249,8 +250,8 @@ impl Session {
 
     /// Reports a stop at an edge of the recording.
     pub(super) async fn report_replay_edge(&mut self, edge: ReplayEdge) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
-        let thread = Target::thread_id(&target.thread);
+        let target = self.dbg.target.as_mut().context("no target")?;
+        let thread = TargetState::thread_id(&target.thread);
         if edge == ReplayEdge::Begin {
             self.out.output(
                 "console",
@@ -265,7 +266,7 @@ impl Session {
         }
         let pc = target.pc().await.unwrap_or(0);
         let ending = self.replay_position().map(|p| p.ending);
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         if matches!(ending, Some(RecordingEnd::Shutdown { .. })) {
             // The guest stopped the machine here: in a kernel that is a
             // triple fault (an exception it could not deliver), or a
@@ -317,13 +318,14 @@ impl Session {
         if self.replay_position().is_some_and(|p| p.at == 0) {
             return self.report_replay_edge(ReplayEdge::Begin).await;
         }
-        let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+        let thread = TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
         self.out.event(
             "continued",
             json!({ "threadId": thread, "allThreadsContinued": true }),
         );
         let outcome = reverse::continue_back(self).await?;
         let watched: Vec<(u64, usize)> = self
+            .dbg
             .data_breakpoints
             .iter()
             .filter(|d| d.verified)
@@ -346,7 +348,7 @@ impl Session {
         );
         let on_writer =
             !self.can_replay_afresh() && matches!(stop, StopReply::Signal { watch: Some(_), .. });
-        let pc = self.target.as_mut().context("no target")?.pc().await?;
+        let pc = self.dbg.target.as_mut().context("no target")?.pc().await?;
         if !plain || watched.is_empty() || (!on_writer && self.breakpoint_at(pc)) {
             return self.report_stop_reply(stop).await;
         }
@@ -363,6 +365,7 @@ impl Session {
             return self.report_stop_reply(stop).await;
         };
         let ids: Vec<i64> = self
+            .dbg
             .data_breakpoints
             .iter()
             .filter(|d| d.verified && d.addr == write.addr)

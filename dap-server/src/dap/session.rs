@@ -7,26 +7,26 @@
 //! request is answered; a failing one gets `success: false` with the reason
 //! and the session goes on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::kernel::KernelVm;
+use super::kernel_modules::KernelModules;
 use super::launch::{AttachConfig, LaunchConfig, LineSink};
 use super::outbox::Outbox;
 use super::program::{GuestProgram, ProgramConfig};
-use super::protocol::{Request, Source};
-use super::signals;
+use super::protocol::Request;
 use super::transport::Incoming;
+use crate::debugger::signals::{self, signal_name, SIGINT, SIGTRAP};
 use crate::debugger::stepping::{self, StepKind, Then};
-use crate::rsp::{RspClient, StopReply, WatchKind};
-use crate::symbols::types::{Place, TypeId};
-use crate::symbols::unwind::FrameRegs;
-use crate::symbols::{SourceFrame, Symbols, TargetMemory};
-
-pub use super::signals::{SIGINT, SIGTRAP};
+use crate::debugger::target::{RunMode, StopState, TargetState};
+use crate::debugger::Debugger;
+use crate::rsp::{RspClient, StopReply};
+use crate::symbols::Symbols;
 
 #[derive(Clone)]
 pub enum StartConfig {
@@ -36,314 +36,24 @@ pub enum StartConfig {
     Program(ProgramConfig),
 }
 
-/// What the target is doing while it runs.
-pub enum RunMode {
-    Continue,
-    /// Running to a temporary breakpoint at a return address, as part of a
-    /// step: `cfa` tells the right activation (recursion) apart.
-    ToReturn {
-        addr: u64,
-        rsp: u64,
-        then: Box<Then>,
-    },
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct UserBreakpoint {
-    pub id: i64,
-    pub addr: Option<u64>,
-    pub line: Option<u32>,
-    pub source: Option<Source>,
-    pub verified: bool,
-    pub message: Option<String>,
-    /// Stop only when this expression is true (non-zero).
-    pub condition: Option<String>,
-    /// Stop only on the hits this allows (counted when the condition holds).
-    pub hit_condition: Option<super::breakpoints::HitCondition>,
-    /// A logpoint: print this (with `{expr}` values) and go on.
-    pub log_message: Option<String>,
-    /// Times the breakpoint was reached with its condition true.
-    pub hits: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct DataBreakpoint {
-    pub id: i64,
-    pub addr: u64,
-    pub len: usize,
-    pub kind: WatchKind,
-    pub verified: bool,
-    pub message: Option<String>,
-}
-
-/// One frame of the stack as shown to the client.
-#[derive(Clone, Debug)]
-pub struct FrameInfo {
-    /// Registers of the physical frame (with its CFA).
-    pub regs: FrameRegs,
-    pub pc: u64,
-    /// pc for lookups: pc - 1 in caller frames (inside the call).
-    pub probe: u64,
-    pub source: SourceFrame,
-    pub physical: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScopeKind {
-    Locals,
-    Arguments,
-    Registers,
-    Globals,
-}
-
-/// What a variablesReference stands for.
-#[derive(Clone, Debug)]
-pub enum VarNode {
-    Scope {
-        frame: usize,
-        kind: ScopeKind,
-    },
-    Value {
-        frame: usize,
-        name: String,
-        /// What `evaluate` takes for it: its children's `evaluateName`s
-        /// extend it.
-        expression: Option<String>,
-        ty: Option<TypeId>,
-        place: Place,
-    },
-}
-
-/// Everything valid only until the target resumes.
-#[derive(Default)]
-pub struct StopState {
-    pub frames: Option<Vec<FrameInfo>>,
-    pub refs: Vec<VarNode>,
-    pub memory: HashMap<u64, Vec<u8>>,
-    pub registers: HashMap<String, Vec<u8>>,
-    pub exception: Option<(String, String)>,
-    /// What the user breakpoints at this stop's pc decided (that pc, the
-    /// ids that stop): conditions and hit counts are evaluated once a stop.
-    pub decided: Option<(u64, Vec<i64>)>,
-    /// How many of the inlined calls that begin at the pc (hidden, as gdb
-    /// hides them) `stepIn` has gone down into without running.
-    pub inline_entered: usize,
-}
-
-pub struct Target {
-    pub rsp: RspClient,
-    /// The DWARF of the code the current thread stopped in.
-    pub symbols: Rc<Symbols>,
-    /// Program mode: the program's and its shared libraries' DWARF, one of
-    /// which `symbols` is (empty for a kernel or an attach).
-    pub modules: Vec<Rc<Symbols>>,
-    /// Kernel mode: the kernel's VM.
-    pub kernel_vm: Option<super::kernel::KernelVm>,
-    /// A Linux kernel's loaded modules and the session's breakpoint that
-    /// hears of new ones.
-    pub kernel_modules: Option<super::kernel_modules::KernelModules>,
-    /// Program mode: the VM the program runs in.
-    pub program: Option<GuestProgram>,
-    pub threads: Vec<String>,
-    /// Program mode: thread names as the guest has them (by RSP id).
-    pub thread_names: HashMap<String, String>,
-    pub thread: String,
-    pub running: Option<RunMode>,
-    /// User breakpoint addresses in the stub.
-    pub inserted: BTreeSet<u64>,
-    pub watches: Vec<(WatchKind, u64, usize)>,
-    pub stop: StopState,
-    /// Program mode: the signal the last stop reported (gdb's number) and
-    /// its thread; that thread gets it when it resumes (gdb's `pass`).
-    pub pending_signal: Option<(String, u8)>,
-    /// Where the stub's console output (`O` packets) that arrives while a
-    /// stop is awaited goes: the session's console.
-    pub console: LineSink,
-}
-
-/// Target memory through the stub, cached in 64-byte lines until resume.
-pub struct CachedMemory<'a> {
-    pub rsp: &'a mut RspClient,
-    pub cache: &'a mut HashMap<u64, Vec<u8>>,
-}
-
-const LINE: u64 = 64;
-
-impl TargetMemory for CachedMemory<'_> {
-    async fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(len);
-        let end = addr.saturating_add(len as u64);
-        let mut line = addr & !(LINE - 1);
-        while line < end {
-            if !self.cache.contains_key(&line) {
-                let bytes = self.rsp.read_memory(line, LINE as usize).await?;
-                self.cache.insert(line, bytes);
-            }
-            let bytes = &self.cache[&line];
-            let from = addr.max(line) - line;
-            let to = (end.min(line + LINE) - line).min(bytes.len() as u64);
-            if from >= to {
-                break;
-            }
-            out.extend_from_slice(&bytes[from as usize..to as usize]);
-            if (bytes.len() as u64) < LINE && to < end.min(line + LINE) - line {
-                break;
-            }
-            line += LINE;
-        }
-        Ok(out)
-    }
-}
-
-impl Target {
-    /// The stop reply that ends a resume (or an interrupt); console output
-    /// the stub sends on the way goes to [`Self::console`]. Every wait of
-    /// the session for a stop goes through here.
-    pub async fn wait_stop(&mut self) -> Result<StopReply> {
-        let console = &self.console;
-        self.rsp
-            .wait_stop(|bytes| {
-                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-            })
-            .await
-    }
-
-    pub fn memory(&mut self) -> CachedMemory<'_> {
-        CachedMemory {
-            rsp: &mut self.rsp,
-            cache: &mut self.stop.memory,
-        }
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.running.is_some()
-    }
-
-    pub fn thread_id(rsp_id: &str) -> i64 {
-        let tail = rsp_id.rsplit('.').next().unwrap_or(rsp_id);
-        i64::from_str_radix(tail, 16).unwrap_or(1)
-    }
-
-    pub fn rsp_thread(&self, dap_id: i64) -> String {
-        self.threads
-            .iter()
-            .find(|t| Self::thread_id(t) == dap_id)
-            .cloned()
-            .unwrap_or_else(|| self.thread.clone())
-    }
-
-    /// The `g` block of a thread, cached until resume.
-    pub async fn register_block(&mut self, thread: &str) -> Result<Vec<u8>> {
-        if let Some(b) = self.stop.registers.get(thread) {
-            return Ok(b.clone());
-        }
-        let block = self.rsp.read_registers(thread).await?;
-        self.stop
-            .registers
-            .insert(thread.to_string(), block.clone());
-        Ok(block)
-    }
-
-    pub fn register_value(&self, block: &[u8], name: &str) -> Option<u64> {
-        let info = self.rsp.registers.by_name(name)?;
-        let size = (info.bits as usize).div_ceil(8).min(8);
-        let bytes = block.get(info.offset..info.offset + size)?;
-        Some(crate::symbols::types::int_of(bytes, false) as u64)
-    }
-
-    /// The innermost frame's registers by DWARF number.
-    pub async fn top_registers(&mut self, thread: &str) -> Result<FrameRegs> {
-        let block = self.register_block(thread).await?;
-        let mut regs = FrameRegs::default();
-        for (n, name) in crate::rsp::registers::DWARF_X86_64.iter().enumerate() {
-            regs.regs[n] = self.register_value(&block, name);
-        }
-        if regs.regs[16].is_none() {
-            bail!("the stub's registers have no rip");
-        }
-        self.select_module(regs.pc());
-        Ok(regs)
-    }
-
-    pub async fn pc(&mut self) -> Result<u64> {
-        let thread = self.thread.clone();
-        Ok(self.top_registers(&thread).await?.pc())
-    }
-
-    pub async fn rsp_value(&mut self) -> Result<u64> {
-        let thread = self.thread.clone();
-        self.top_registers(&thread).await?.get(7).context("no rsp")
-    }
-
-    /// Forgets everything read at the last stop.
-    pub fn invalidate(&mut self) {
-        self.stop = StopState::default();
-    }
-
-    /// Program mode: a signal stop the user does not want to see (SIGCHLD,
-    /// SIGWINCH …: gdb's `nostop pass`); its gdb number.
-    pub fn quiet_signal(&self, stop: &StopReply) -> Option<u8> {
-        match stop {
-            StopReply::Signal {
-                signal,
-                watch: None,
-                ..
-            } if self.program.is_some() && signals::passes(*signal) && !signals::stops(*signal) => {
-                Some(*signal)
-            }
-            _ => None,
-        }
-    }
-
-    /// Program mode: remembers a reported signal for the thread that got
-    /// it, to be passed on when that thread resumes.
-    pub fn note_signal(&mut self, stop: &StopReply) {
-        if self.program.is_none() {
-            return;
-        }
-        if let StopReply::Signal {
-            signal,
-            thread,
-            watch: None,
-            ..
-        } = stop
-        {
-            if signals::passes(*signal) {
-                let thread = thread.clone().unwrap_or_else(|| self.thread.clone());
-                self.pending_signal = Some((thread, *signal));
-            }
-        }
-    }
-
-    /// The signal waiting for `thread`, taken (it is delivered once).
-    pub fn take_signal_for(&mut self, thread: &str) -> Option<u8> {
-        match &self.pending_signal {
-            Some((t, sig)) if t == thread => {
-                let sig = *sig;
-                self.pending_signal = None;
-                Some(sig)
-            }
-            _ => None,
-        }
-    }
-}
-
 pub struct Session {
     pub out: Outbox,
     pub(super) console_tx: LineSink,
     console_rx: mpsc::UnboundedReceiver<(&'static str, String)>,
-    pub target: Option<Target>,
+    /// The debugger core: the target (while there is one) and the
+    /// breakpoints.
+    pub dbg: Debugger,
+    /// Kernel mode: the kernel's VM.
+    pub kernel_vm: Option<KernelVm>,
+    /// A Linux kernel's loaded modules and the session's breakpoint that
+    /// hears of new ones.
+    pub kernel_modules: Option<KernelModules>,
+    /// Program mode: the VM the program runs in.
+    pub program: Option<GuestProgram>,
     /// A launched kernel that died of an unhandled exception, kept for
     /// inspection until the client continues or disconnects.
     pub post_mortem: Option<super::postmortem::PostMortem>,
     pub(super) start: Option<StartConfig>,
-    pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
-    pub function_breakpoints: Vec<UserBreakpoint>,
-    pub data_breakpoints: Vec<DataBreakpoint>,
-    /// Temporary breakpoints of a reverse step, kept across a replay's
-    /// fresh start.
-    pub temporaries: Vec<u64>,
-    pub next_id: i64,
     pub(super) configured: bool,
     finished: bool,
 }
@@ -355,14 +65,12 @@ impl Session {
             out: Outbox::new(tx),
             console_tx,
             console_rx,
-            target: None,
+            dbg: Debugger::new(),
+            kernel_vm: None,
+            kernel_modules: None,
+            program: None,
             post_mortem: None,
             start: None,
-            line_breakpoints: BTreeMap::new(),
-            function_breakpoints: Vec::new(),
-            data_breakpoints: Vec::new(),
-            temporaries: Vec::new(),
-            next_id: 1,
             configured: false,
             finished: false,
         }
@@ -370,7 +78,11 @@ impl Session {
 
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Incoming>) {
         while !self.finished {
-            let running = self.target.as_ref().is_some_and(Target::is_running);
+            let running = self
+                .dbg
+                .target
+                .as_ref()
+                .is_some_and(TargetState::is_running);
             tokio::select! {
                 incoming = requests.recv() => match incoming {
                     Some(Incoming::Message(value)) => self.dispatch(value).await,
@@ -381,7 +93,7 @@ impl Session {
                     Some(Incoming::Closed) | None => break,
                 },
                 Some((category, text)) = self.console_rx.recv() => self.out.output(category, text),
-                packet = next_packet(&mut self.target), if running => self.on_packet(packet).await,
+                packet = next_packet(&mut self.dbg.target), if running => self.on_packet(packet).await,
             }
         }
         // The client left: launch ends the VM, attach leaves it running.
@@ -432,7 +144,7 @@ impl Session {
     }
 
     pub(super) fn require_stopped(&self) -> Result<()> {
-        match &self.target {
+        match &self.dbg.target {
             Some(t) if t.is_running() => bail!("the target is running; pause it first"),
             Some(_) => Ok(()),
             None => bail!("no target"),
@@ -449,16 +161,20 @@ impl Session {
             Box<dyn std::future::Future<Output = Result<Value>> + 'a>,
         >,
     {
-        let was_running = self.target.as_ref().is_some_and(Target::is_running);
+        let was_running = self
+            .dbg
+            .target
+            .as_ref()
+            .is_some_and(TargetState::is_running);
         if was_running {
-            let target = self.target.as_mut().expect("running");
+            let target = self.dbg.target.as_mut().expect("running");
             target.rsp.interrupt()?;
             let stop = target.wait_stop().await?;
             if !matches!(stop, StopReply::Signal { .. }) {
                 self.on_stop_reply(stop).await;
                 bail!("the target ended");
             }
-            let target = self.target.as_mut().expect("running");
+            let target = self.dbg.target.as_mut().expect("running");
             // A signal that came before the interrupt is the program's:
             // it gets it when it goes on.
             target.note_signal(&stop);
@@ -467,7 +183,7 @@ impl Session {
         }
         let result = f(self).await;
         if was_running {
-            if let Some(target) = self.target.as_mut() {
+            if let Some(target) = self.dbg.target.as_mut() {
                 if !target.is_running() {
                     self.resume_continue().await?;
                 }
@@ -555,7 +271,7 @@ impl Session {
         for t in &threads {
             self.out.event(
                 "thread",
-                json!({ "reason": "started", "threadId": Target::thread_id(t) }),
+                json!({ "reason": "started", "threadId": TargetState::thread_id(t) }),
             );
         }
         if rsp.reverse {
@@ -572,13 +288,12 @@ impl Session {
             _ => super::kernel_modules::KernelModules::new(&symbols),
         };
         let watch_modules = kernel_modules.is_some();
-        self.target = Some(Target {
+        self.kernel_modules = kernel_modules;
+        self.dbg.target = Some(TargetState {
             rsp,
             symbols,
-            kernel_modules,
             modules,
-            kernel_vm,
-            program,
+            program: program.is_some(),
             threads,
             thread_names: HashMap::new(),
             thread,
@@ -589,6 +304,8 @@ impl Session {
             pending_signal: None,
             console: self.console_tx.clone(),
         });
+        self.kernel_vm = kernel_vm;
+        self.program = program;
         self.start = Some(config);
         if watch_modules {
             if let Err(e) = self.refresh_kernel_modules().await {
@@ -610,10 +327,11 @@ impl Session {
     /// Ends the target without telling the client (restart); true if there
     /// was one.
     pub(super) async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
-        let Some(mut target) = self.target.take() else {
+        let Some(mut target) = self.dbg.target.take() else {
             return false;
         };
-        let launched = target.program.is_some() || target.kernel_vm.is_some();
+        self.kernel_modules = None;
+        let launched = self.program.is_some() || self.kernel_vm.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
@@ -633,10 +351,10 @@ impl Session {
                 tracing::warn!("detach failed: {e:#}");
             }
         }
-        if let Some(mut program) = target.program.take() {
+        if let Some(mut program) = self.program.take() {
             program.shut_down().await;
         }
-        if let Some(mut vm) = target.kernel_vm.take() {
+        if let Some(mut vm) = self.kernel_vm.take() {
             vm.shut_down().await;
         }
         true
@@ -658,9 +376,9 @@ impl Session {
                     Some(StartConfig::Program(c)) => c.stop_on_entry,
                     None => false,
                 };
-                let target = self.target.as_mut().context("no target")?;
+                let target = self.dbg.target.as_mut().context("no target")?;
                 if stop_on_entry {
-                    let thread = Target::thread_id(&target.thread);
+                    let thread = TargetState::thread_id(&target.thread);
                     let reason = if matches!(self.start, Some(StartConfig::Attach(_))) {
                         "pause"
                     } else {
@@ -701,7 +419,7 @@ impl Session {
             // The one instruction already stopped (a watchpoint, an exit).
             return self.report_stop_reply(stop).await;
         }
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         target.invalidate();
         target.running = Some(RunMode::Continue);
         match target.pending_signal.take() {
@@ -713,7 +431,7 @@ impl Session {
         }
         self.out.event(
             "continued",
-            json!({ "threadId": Target::thread_id(&target.thread), "allThreadsContinued": true }),
+            json!({ "threadId": TargetState::thread_id(&target.thread), "allThreadsContinued": true }),
         );
         Ok(())
     }
@@ -723,7 +441,7 @@ impl Session {
     /// None when there is no target; Some(None) when the target may go on;
     /// Some(Some(stop)) when that one step stopped for another reason.
     async fn step_off_breakpoint(&mut self) -> Result<Option<Option<StopReply>>> {
-        let Some(target) = self.target.as_mut() else {
+        let Some(target) = self.dbg.target.as_mut() else {
             return Ok(None);
         };
         let pc = target.pc().await?;
@@ -748,12 +466,12 @@ impl Session {
     /// runs its handler to completion and the step is made again, as gdb
     /// steps over handlers of `nostop` signals.
     pub async fn single_step(&mut self) -> Result<StopReply> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let thread = target.thread.clone();
         let signal = target.take_signal_for(&thread);
         let mut stop = self.step_raw(signal).await?;
         loop {
-            let target = self.target.as_mut().context("no target")?;
+            let target = self.dbg.target.as_mut().context("no target")?;
             let Some(quiet) = target.quiet_signal(&stop) else {
                 break;
             };
@@ -762,7 +480,7 @@ impl Session {
                 None => self.step_raw(None).await?,
             };
         }
-        if let Some(target) = self.target.as_mut() {
+        if let Some(target) = self.dbg.target.as_mut() {
             target.note_signal(&stop);
         }
         Ok(stop)
@@ -775,7 +493,7 @@ impl Session {
     /// program died, a breakpoint in the handler, or the signal was
     /// ignored and the step made: a plain step stop).
     pub async fn run_signal_handler(&mut self, signal: u8) -> Result<Option<StopReply>> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
         let sp = target.rsp_value().await?;
         let (len, _) = stepping::instruction_at(self, pc).await?;
@@ -790,7 +508,7 @@ impl Session {
         ) {
             return Ok(Some(stop));
         }
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let new_pc = target.pc().await?;
         let new_sp = target.rsp_value().await?;
         // The kernel builds a signal frame (hundreds of bytes) below the
@@ -847,7 +565,7 @@ impl Session {
         if let Some(end) = self.forward_past_end().await? {
             return Ok(end);
         }
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let pc = target.pc().await?;
         let lifted = target.inserted.contains(&pc);
         if lifted {
@@ -870,7 +588,7 @@ impl Session {
             thread: Some(t), ..
         } = &stop
         {
-            if let Some(target) = self.target.as_mut() {
+            if let Some(target) = self.dbg.target.as_mut() {
                 target.thread = t.clone();
             }
         }
@@ -897,7 +615,7 @@ impl Session {
 
     /// A stop reply that ends a run.
     async fn on_stop_reply(&mut self, stop: StopReply) {
-        let Some(target) = self.target.as_mut() else {
+        let Some(target) = self.dbg.target.as_mut() else {
             return;
         };
         let mode = target.running.take();
@@ -908,7 +626,7 @@ impl Session {
         {
             target.thread = t.clone();
         }
-        if target.program.is_some() && !target.threads.contains(&target.thread) {
+        if target.program && !target.threads.contains(&target.thread) {
             // A program's threads come and go (libtest runs each test in
             // its own): the stopped one must be listed before editors ask,
             // or VS Code shows no stop (seen with `threads` alone).
@@ -940,9 +658,9 @@ impl Session {
         };
         if let Err(e) = result {
             self.out.output("stderr", format!("vmdbg: {e:#}\n"));
-            if let Some(target) = self.target.as_ref() {
+            if let Some(target) = self.dbg.target.as_ref() {
                 if !target.is_running() {
-                    let thread = Target::thread_id(&target.thread);
+                    let thread = TargetState::thread_id(&target.thread);
                     self.out
                         .stopped("pause", thread)
                         .description(format!("{e:#}"))
@@ -960,7 +678,7 @@ impl Session {
                 Ok(())
             }
             StopReply::Terminated { signal }
-                if self.target.as_ref().is_some_and(|t| t.program.is_some()) =>
+                if self.dbg.target.is_some() && self.program.is_some() =>
             {
                 self.program_killed(signal).await;
                 Ok(())
@@ -978,7 +696,8 @@ impl Session {
             }
             StopReply::Output(_) => Ok(()),
             StopReply::Refused(reply) => {
-                let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+                let thread =
+                    TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
                 self.out
                     .stopped("pause", thread)
                     .description(format!("the gdb stub refused to go on ({reply})"))
@@ -999,11 +718,12 @@ impl Session {
                 if let Some(edge) = replay_edge {
                     return self.report_replay_edge(edge).await;
                 }
-                let target = self.target.as_mut().context("no target")?;
-                let thread = Target::thread_id(&target.thread);
+                let target = self.dbg.target.as_mut().context("no target")?;
+                let thread = TargetState::thread_id(&target.thread);
                 let pc = target.pc().await.unwrap_or(0);
                 if let Some((_, addr)) = watch {
                     let ids: Vec<i64> = self
+                        .dbg
                         .data_breakpoints
                         .iter()
                         .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
@@ -1020,7 +740,7 @@ impl Session {
                     self.out.stopped("pause", thread).send();
                     return Ok(());
                 }
-                if signal != SIGTRAP && target.program.is_some() {
+                if signal != SIGTRAP && target.program {
                     // As gdb says it: "Program received signal SIGUSR1, User
                     // defined signal 1." It is passed on when the program
                     // resumes.
@@ -1052,11 +772,7 @@ impl Session {
                         .send();
                     return Ok(());
                 }
-                if target
-                    .kernel_modules
-                    .as_ref()
-                    .is_some_and(|m| m.watch == pc)
-                {
+                if self.kernel_modules.as_ref().is_some_and(|m| m.watch == pc) {
                     // The kernel is about to run a new module's init.
                     if let Err(e) = self.refresh_kernel_modules().await {
                         self.out.output("console", format!("vmdbg: {e:#}\n"));
@@ -1078,6 +794,7 @@ impl Session {
                 };
                 if !ids.is_empty() {
                     let reason = if self
+                        .dbg
                         .function_breakpoints
                         .iter()
                         .any(|b| ids.contains(&b.id))
@@ -1108,16 +825,18 @@ impl Session {
 
     /// The target ended: `exited` with the guest's code, then `terminated`.
     pub async fn target_gone(&mut self, status: Option<u8>) {
-        if self.target.as_ref().is_some_and(|t| t.program.is_some()) {
+        if self.dbg.target.is_some() && self.program.is_some() {
             return self.program_gone(status, None).await;
         }
-        let Some(mut target) = self.target.take() else {
+        // Dropped (the stub's connection closed) when this is done, as before.
+        let Some(_target) = self.dbg.target.take() else {
             return;
         };
+        self.kernel_modules = None;
         // The guest's status if the stub said it (`W`), else the engine's.
         let mut code = status.map(i64::from);
         let mut signal = None;
-        if let Some(mut vm) = target.kernel_vm.take() {
+        if let Some(mut vm) = self.kernel_vm.take() {
             // The guest ended the VM (its exit port, a power-off, a panic
             // with panic=-1, a triple fault): the engine's status follows.
             match vm.ended().await {
@@ -1165,10 +884,13 @@ impl Session {
     /// Program mode: the program exited (`status`) or was killed by a
     /// signal (gdb's number). Output first, then `exited`; then the VM goes.
     async fn program_gone(&mut self, status: Option<u8>, killed_by: Option<u8>) {
-        let Some(mut target) = self.target.take() else {
+        // Dropped (the stub's connection closed) when this is done, as before.
+        let Some(_target) = self.dbg.target.take() else {
             return;
         };
-        let Some(mut program) = target.program.take() else {
+        self.kernel_modules = None;
+        self.kernel_vm = None;
+        let Some(mut program) = self.program.take() else {
             return;
         };
         program
@@ -1208,10 +930,11 @@ impl Session {
     }
 
     pub fn breakpoint_ids_at(&self, pc: u64) -> Vec<i64> {
-        self.line_breakpoints
+        self.dbg
+            .line_breakpoints
             .values()
             .flatten()
-            .chain(self.function_breakpoints.iter())
+            .chain(self.dbg.function_breakpoints.iter())
             .filter(|b| b.verified && b.addr == Some(pc))
             .map(|b| b.id)
             .collect()
@@ -1220,7 +943,7 @@ impl Session {
     /// Sets the target running towards a temporary breakpoint.
     pub async fn run_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<bool> {
         self.forward_past_end().await?;
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         if !target.inserted.contains(&addr) && target.rsp.insert_breakpoint(addr).await.is_err() {
             return Ok(false);
         }
@@ -1244,7 +967,7 @@ impl Session {
         rsp_wanted: u64,
         then: Then,
     ) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let is_trap = matches!(
             stop,
             StopReply::Signal {
@@ -1274,7 +997,7 @@ impl Session {
                 target.rsp.remove_breakpoint(addr).await?;
             }
             let stepped = self.single_step().await?;
-            let target = self.target.as_mut().context("no target")?;
+            let target = self.dbg.target.as_mut().context("no target")?;
             if !temp_is_user {
                 target.rsp.insert_breakpoint(addr).await?;
             }
@@ -1321,7 +1044,8 @@ impl Session {
         }
         match then {
             Then::Report => {
-                let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+                let thread =
+                    TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
                 self.out.stopped("step", thread).send();
                 Ok(())
             }
@@ -1340,7 +1064,7 @@ impl Session {
         if self.run_to_return(addr, rsp, then).await? {
             return Ok(());
         }
-        let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+        let thread = TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
         self.out
             .stopped("step", thread)
             .description("the step could not set its temporary breakpoint")
@@ -1349,24 +1073,25 @@ impl Session {
     }
 
     pub(super) async fn reinsert_breakpoints(&mut self) {
-        let Some(target) = self.target.as_mut() else {
+        let Some(target) = self.dbg.target.as_mut() else {
             return;
         };
         let addrs: BTreeSet<u64> = self
+            .dbg
             .line_breakpoints
             .values()
             .flatten()
-            .chain(self.function_breakpoints.iter())
+            .chain(self.dbg.function_breakpoints.iter())
             .filter(|b| b.verified)
             .filter_map(|b| b.addr)
-            .chain(target.kernel_modules.as_ref().map(|m| m.watch))
+            .chain(self.kernel_modules.as_ref().map(|m| m.watch))
             .collect();
         for addr in addrs {
             if target.rsp.insert_breakpoint(addr).await.is_ok() {
                 target.inserted.insert(addr);
             }
         }
-        for d in &self.data_breakpoints {
+        for d in &self.dbg.data_breakpoints {
             if d.verified
                 && target
                     .rsp
@@ -1399,20 +1124,9 @@ pub enum After {
     ReverseContinue,
 }
 
-async fn next_packet(target: &mut Option<Target>) -> Result<Vec<u8>> {
+async fn next_packet(target: &mut Option<TargetState>) -> Result<Vec<u8>> {
     match target {
         Some(t) => t.rsp.next_packet().await,
         None => std::future::pending().await,
-    }
-}
-
-pub fn signal_name(signal: u8) -> &'static str {
-    match signal {
-        4 => "SIGILL (illegal instruction)",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE (arithmetic exception)",
-        11 => "SIGSEGV (page fault or protection fault)",
-        _ => "a signal",
     }
 }

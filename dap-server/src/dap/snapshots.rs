@@ -10,7 +10,8 @@
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::session::{Session, StopState};
+use super::session::Session;
+use crate::debugger::target::{StopState, TargetState};
 use crate::engine::Vm;
 
 impl Session {
@@ -62,9 +63,10 @@ impl Session {
                     format!("vmdbg: restored snapshot {name:?} in {ms} ms\n"),
                 );
                 let thread = self
+                    .dbg
                     .target
                     .as_ref()
-                    .map(|t| super::session::Target::thread_id(&t.thread))
+                    .map(|t| TargetState::thread_id(&t.thread))
                     .unwrap_or(1);
                 self.out
                     .stopped("restore", thread)
@@ -78,14 +80,14 @@ impl Session {
 
     /// The VM this session started, if it started one through an engine.
     fn session_vm(&mut self) -> Option<&mut Box<dyn Vm>> {
-        self.target.as_mut()?.program.as_mut()?.vm_mut()
+        self.program.as_mut()?.vm_mut()
     }
 
     /// The restored stub knows the breakpoints of the snapshot's moment:
     /// take each of the session's out (ignoring "not there") and put it
     /// back, so exactly the session's are set, once.
     async fn after_restore(&mut self) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         target.stop = StopState::default();
         for addr in target.inserted.clone() {
             let _ = target.rsp.remove_breakpoint(addr).await;

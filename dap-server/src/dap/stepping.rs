@@ -7,38 +7,44 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result};
 
-use super::session::{Session, Target};
+use super::session::Session;
 use crate::debugger;
 use crate::debugger::stepping::{self, Outcome, StepKind, StepState, StepTarget, Then};
+use crate::debugger::target::TargetState;
 use crate::rsp::StopReply;
 use crate::symbols::Symbols;
 
 impl debugger::Target for Session {
     fn symbols(&self) -> Rc<Symbols> {
-        self.target.as_ref().expect("a target").symbols.clone()
+        self.dbg.target.as_ref().expect("a target").symbols.clone()
     }
     async fn pc(&mut self) -> Result<u64> {
-        self.target.as_mut().context("no target")?.pc().await
+        self.dbg.target.as_mut().context("no target")?.pc().await
     }
     async fn sp(&mut self) -> Result<u64> {
-        self.target.as_mut().context("no target")?.rsp_value().await
+        self.dbg
+            .target
+            .as_mut()
+            .context("no target")?
+            .rsp_value()
+            .await
     }
     async fn read_memory(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         crate::symbols::TargetMemory::read(&mut target.memory(), addr, len).await
     }
     async fn insert_temporary(&mut self, addr: u64) -> Result<bool> {
-        let target = self.target.as_mut().context("no target")?;
-        if target.inserted.contains(&addr) || self.temporaries.contains(&addr) {
+        let target = self.dbg.target.as_mut().context("no target")?;
+        if target.inserted.contains(&addr) || self.dbg.temporaries.contains(&addr) {
             return Ok(false);
         }
         target.rsp.insert_breakpoint(addr).await?;
-        self.temporaries.push(addr);
+        self.dbg.temporaries.push(addr);
         Ok(true)
     }
     async fn remove_temporary(&mut self, addr: u64) -> Result<()> {
-        self.temporaries.retain(|&a| a != addr);
-        let target = self.target.as_mut().context("no target")?;
+        self.dbg.temporaries.retain(|&a| a != addr);
+        let target = self.dbg.target.as_mut().context("no target")?;
         target.rsp.remove_breakpoint(addr).await
     }
     fn breakpoint_at(&self, pc: u64) -> bool {
@@ -76,7 +82,8 @@ impl StepTarget for Session {
         Ok(caller.zip(cfa).map(|(caller, cfa)| (caller.pc, cfa)))
     }
     fn signal_pending(&self) -> bool {
-        self.target
+        self.dbg
+            .target
             .as_ref()
             .is_some_and(|t| matches!(&t.pending_signal, Some((thread, _)) if *thread == t.thread))
     }
@@ -97,12 +104,12 @@ impl StepTarget for Session {
 }
 
 impl Session {
-    fn target_mut(&mut self) -> Result<&mut Target> {
-        self.target.as_mut().context("no target")
+    fn target_mut(&mut self) -> Result<&mut TargetState> {
+        self.dbg.target.as_mut().context("no target")
     }
 
     pub(super) fn report_step(&mut self, description: Option<String>) -> Result<()> {
-        let thread = Target::thread_id(&self.target_mut()?.thread);
+        let thread = TargetState::thread_id(&self.target_mut()?.thread);
         let mut stopped = self.out.stopped("step", thread);
         if let Some(d) = description {
             stopped = stopped.description(d);

@@ -13,17 +13,51 @@
 //!   by source line as gdb's `reverse-next` does, and to the previous
 //!   breakpoint or write of a watched location.
 //!
-//! Breakpoints, watches and the run state still live in the DAP session
-//! (`dap/session.rs`), which implements these traits.
+//! [`Debugger`] is the core's state: the target ([`target`]), its
+//! breakpoints ([`breakpoints`]), the expression evaluator ([`eval`]) and
+//! the signal policy ([`signals`]). Front ends (the DAP server) own the
+//! VMs and talk to their clients; the core reports to them in plain Rust.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use anyhow::Result;
 
 use crate::symbols::Symbols;
 
+pub mod breakpoints;
+pub mod eval;
 pub mod reverse;
+pub mod signals;
 pub mod stepping;
+pub mod target;
+
+use breakpoints::{DataBreakpoint, UserBreakpoint};
+use target::TargetState;
+
+/// The debugger core: the target while there is one, and the breakpoints,
+/// which outlive it (a restart puts them in again).
+#[derive(Default)]
+pub struct Debugger {
+    pub target: Option<TargetState>,
+    /// Line breakpoints by source path.
+    pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
+    pub function_breakpoints: Vec<UserBreakpoint>,
+    pub data_breakpoints: Vec<DataBreakpoint>,
+    /// Temporary breakpoints of a reverse step, kept across a replay's
+    /// fresh start.
+    pub temporaries: Vec<u64>,
+    pub next_id: i64,
+}
+
+impl Debugger {
+    pub fn new() -> Self {
+        Self {
+            next_id: 1,
+            ..Self::default()
+        }
+    }
+}
 
 /// What the debugger core needs of any target.
 #[allow(async_fn_in_trait)]
