@@ -216,7 +216,7 @@ impl Session {
                 continue;
             };
             if let Some(condition) = &bp.condition {
-                match self.evaluate_truth(condition).await {
+                match self.dbg.evaluate_truth(condition).await {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
@@ -295,7 +295,7 @@ impl Session {
                 break;
             };
             let expression = &tail[1..end];
-            match self.evaluate_text(expression).await {
+            match self.dbg.evaluate_text(expression).await {
                 Ok(value) => out.push_str(&value),
                 Err(e) => out.push_str(&format!("<error: {e:#}>")),
             }
@@ -367,7 +367,7 @@ impl Session {
     ) -> Result<Value> {
         let found = match args.variables_reference.filter(|&r| r > 0) {
             Some(reference) => {
-                let children = self.children_of(reference).await?;
+                let children = self.dbg.children_of(reference).await?;
                 children
                     .into_iter()
                     .find(|c| c.name == args.name)
@@ -375,7 +375,7 @@ impl Session {
             }
             None => {
                 let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
-                match self.evaluate_to_value(frame, &args.name).await {
+                match self.dbg.evaluate_to_value(frame, &args.name).await {
                     Ok(VarNode::Value { ty, place, .. }) => {
                         let symbols = self
                             .dbg

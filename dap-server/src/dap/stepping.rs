@@ -75,7 +75,7 @@ impl StepTarget for Session {
         Ok(regs.cfa.unwrap_or(regs.get(7).unwrap_or(0)))
     }
     async fn caller(&mut self) -> Result<Option<(u64, u64)>> {
-        let frames = self.frames().await?;
+        let frames = self.dbg.frames().await?;
         let top_physical = frames.first().map(|f| f.physical).unwrap_or(0);
         let caller = frames.iter().find(|f| f.physical == top_physical + 1);
         let cfa = frames.first().and_then(|f| f.regs.cfa);
@@ -96,7 +96,7 @@ impl StepTarget for Session {
         }
     }
     async fn enter_hidden_inline_call(&mut self) -> Result<bool> {
-        self.step_into_hidden_inline_call().await
+        self.dbg.step_into_hidden_inline_call().await
     }
     async fn run_to_return(&mut self, addr: u64, sp: u64, then: Then) -> Result<bool> {
         Session::run_to_return(self, addr, sp, then).await

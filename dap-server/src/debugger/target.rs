@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use super::eval::VarNode;
 use super::stepping::Then;
 use crate::rsp::{RspClient, StopReply, WatchKind};
-use crate::symbols::unwind::FrameRegs;
+use crate::symbols::unwind::{FrameRegs, MAX_FRAMES};
 use crate::symbols::{SourceFrame, Symbols, TargetMemory};
 
 /// Where console output that comes while the debugger waits for a stop
@@ -237,5 +237,109 @@ impl TargetState {
         std::iter::once(&self.symbols)
             .chain(self.modules.iter())
             .find_map(|m| m.lines.place_breakpoint(path, line))
+    }
+}
+
+impl super::Debugger {
+    /// The stack of the current thread, computed once per stop.
+    pub async fn frames(&mut self) -> Result<Vec<FrameInfo>> {
+        let target = self.target_ref()?;
+        if let Some(f) = &target.stop.frames {
+            return Ok(f.clone());
+        }
+        let thread = target.thread.clone();
+        let mut regs = target.top_registers(&thread).await?;
+        let stopped_by_line_breakpoint = self.stopped_by_line_breakpoint(regs.pc());
+        let target = self.target_ref()?;
+        let entered = target.stop.inline_entered;
+        let mut frames = Vec::new();
+        for physical in 0..MAX_FRAMES {
+            let pc = regs.pc();
+            // A program's stack crosses from its shared libraries into it.
+            let symbols = target.module_at(pc);
+            let probe = if physical == 0 {
+                pc
+            } else {
+                pc.saturating_sub(1)
+            };
+            let caller = symbols
+                .unwinder
+                .unwind(&mut regs, physical == 0, &mut target.memory())
+                .await
+                .ok()
+                .flatten();
+            // As gdb: the inlined calls that begin at the stop's pc are
+            // shown only where a breakpoint on a source line stopped it
+            // (the line's own code), or as far as stepIn went into them;
+            // elsewhere the stop is at their call site.
+            let hidden = if physical == 0 && !stopped_by_line_breakpoint {
+                symbols
+                    .inlined_calls_starting_at(pc)
+                    .saturating_sub(entered)
+            } else {
+                0
+            };
+            for source in symbols.source_frames(probe).into_iter().skip(hidden) {
+                frames.push(FrameInfo {
+                    regs: regs.clone(),
+                    pc,
+                    probe,
+                    source,
+                    physical,
+                });
+            }
+            match caller {
+                Some(next) if target.module_at(next.pc()).in_text(next.pc()) => regs = next,
+                _ => break,
+            }
+        }
+        target.stop.frames = Some(frames.clone());
+        Ok(frames)
+    }
+
+    /// gdb's `step` where the stop hides inlined calls that begin at the
+    /// pc: one call down, without running. Whether it went down (the
+    /// caller reports the step).
+    pub async fn step_into_hidden_inline_call(&mut self) -> Result<bool> {
+        let target = self.target_ref()?;
+        let thread = target.thread.clone();
+        let pc = target.top_registers(&thread).await?.pc();
+        if self.stopped_by_line_breakpoint(pc) {
+            return Ok(false);
+        }
+        let target = self.target_ref()?;
+        if target.module_at(pc).inlined_calls_starting_at(pc) <= target.stop.inline_entered {
+            return Ok(false);
+        }
+        target.stop.inline_entered += 1;
+        target.stop.frames = None;
+        target.stop.refs.clear();
+        Ok(true)
+    }
+
+    /// Whether a user breakpoint on a source line (not a function) stopped
+    /// the current thread at `pc`.
+    pub fn stopped_by_line_breakpoint(&self, pc: u64) -> bool {
+        let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.as_ref()) else {
+            return false;
+        };
+        *at == pc
+            && self
+                .line_breakpoints
+                .values()
+                .flatten()
+                .any(|b| ids.contains(&b.id))
+    }
+
+    pub async fn frame(&mut self, index: usize) -> Result<FrameInfo> {
+        let frame = self
+            .frames()
+            .await?
+            .get(index)
+            .cloned()
+            .with_context(|| format!("no frame {}", index + 1))?;
+        // Its variables and types are in its own module's DWARF.
+        self.target_ref()?.select_module(frame.pc);
+        Ok(frame)
     }
 }
