@@ -31,8 +31,8 @@ use serde_json::json;
 
 use object::{Object, ObjectSymbol};
 
-use super::breakpoints::at_function;
 use super::session::Session;
+use crate::debugger::breakpoints::at_function;
 use crate::debugger::breakpoints::UserBreakpoint;
 use crate::debugger::target::CachedMemory;
 use crate::symbols::modules::MODULE_LOADER;
@@ -299,7 +299,7 @@ impl Session {
                 }
             }
         }
-        self.sync_breakpoints().await?;
+        self.dbg.sync_breakpoints().await?;
         for bp in self
             .dbg
             .line_breakpoints

@@ -3,22 +3,33 @@
 //! every stop of the session, whatever found it, reports itself through it,
 //! so all stops carry the same fields.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use anyhow::Result;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::protocol::{self, Response};
+use crate::debugger;
+use crate::debugger::breakpoints::UserBreakpoint;
 use crate::debugger::target::TargetState;
 
-/// Sends responses and events to the client with increasing `seq`.
+/// Sends responses and events to the client with increasing `seq`. Its
+/// clones share the channel and the count: the debugger core reports
+/// through one ([`debugger::Events`]) in order with the session's own.
+#[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Value>,
-    seq: i64,
+    seq: Rc<Cell<i64>>,
 }
 
 impl Outbox {
     pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
-        Self { tx, seq: 0 }
+        Self {
+            tx,
+            seq: Rc::new(Cell::new(0)),
+        }
     }
 
     /// A `stopped` event for `thread`, sent by [`Stopped::send`]. The
@@ -52,8 +63,8 @@ impl Outbox {
     }
 
     fn next_seq(&mut self) -> i64 {
-        self.seq += 1;
-        self.seq
+        self.seq.set(self.seq.get() + 1);
+        self.seq.get()
     }
 
     pub fn respond(&mut self, request_seq: i64, command: &str, result: Result<Value>) {
@@ -102,6 +113,19 @@ impl Outbox {
         self.event(
             "output",
             json!({ "category": category, "output": text.into() }),
+        );
+    }
+}
+
+impl debugger::Events for Outbox {
+    fn output(&mut self, category: &'static str, text: String) {
+        Outbox::output(self, category, text);
+    }
+
+    fn breakpoint_changed(&mut self, bp: &UserBreakpoint) {
+        self.event(
+            "breakpoint",
+            json!({ "reason": "changed", "breakpoint": super::breakpoints::to_dap(bp) }),
         );
     }
 }

@@ -89,7 +89,7 @@ impl Session {
             .description(description)
             .text("unhandled exception")
             .send();
-        self.kernel_modules = None;
+        self.forget_kernel_modules();
         self.post_mortem = Some(PostMortem {
             target,
             kernel_vm: self.kernel_vm.take(),

@@ -290,7 +290,7 @@ impl Session {
         self.end_target_quietly(Some(true)).await;
         // A restart keeps the breakpoints: they are inserted again.
         self.start_target(config).await?;
-        self.reinsert_breakpoints().await;
+        self.dbg.reinsert_breakpoints().await;
         Ok(Handled::RespondThen(Value::Null, After::Start))
     }
 }

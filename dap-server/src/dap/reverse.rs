@@ -66,7 +66,7 @@ impl Session {
         target.invalidate();
         target.inserted.clear();
         target.watches.clear();
-        self.reinsert_breakpoints().await;
+        self.dbg.reinsert_breakpoints().await;
         let target = self.dbg.target.as_mut().context("no target")?;
         for &addr in &self.dbg.temporaries {
             target.rsp.insert_breakpoint(addr).await?;

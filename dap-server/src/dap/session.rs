@@ -61,11 +61,12 @@ pub struct Session {
 impl Session {
     pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
         let (console_tx, console_rx) = mpsc::unbounded_channel();
+        let out = Outbox::new(tx);
         Self {
-            out: Outbox::new(tx),
+            dbg: Debugger::new(Box::new(out.clone())),
+            out,
             console_tx,
             console_rx,
-            dbg: Debugger::new(),
             kernel_vm: None,
             kernel_modules: None,
             program: None,
@@ -136,6 +137,12 @@ impl Session {
             }
             Err(e) => self.out.respond(seq, &command, Err(e)),
         }
+    }
+
+    /// The kernel's modules go with its target (their watch too).
+    pub(super) fn forget_kernel_modules(&mut self) {
+        self.kernel_modules = None;
+        self.dbg.module_watch = None;
     }
 
     /// Ends the request loop after this request.
@@ -288,6 +295,7 @@ impl Session {
             _ => super::kernel_modules::KernelModules::new(&symbols),
         };
         let watch_modules = kernel_modules.is_some();
+        self.dbg.module_watch = kernel_modules.as_ref().map(|m| m.watch);
         self.kernel_modules = kernel_modules;
         self.dbg.target = Some(TargetState {
             rsp,
@@ -311,7 +319,7 @@ impl Session {
             if let Err(e) = self.refresh_kernel_modules().await {
                 self.out.output("console", format!("vmdbg: {e:#}\n"));
             }
-            self.sync_breakpoints().await?;
+            self.dbg.sync_breakpoints().await?;
         }
         Ok(())
     }
@@ -330,7 +338,7 @@ impl Session {
         let Some(mut target) = self.dbg.target.take() else {
             return false;
         };
-        self.kernel_modules = None;
+        self.forget_kernel_modules();
         let launched = self.program.is_some() || self.kernel_vm.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
@@ -777,14 +785,14 @@ impl Session {
                     if let Err(e) = self.refresh_kernel_modules().await {
                         self.out.output("console", format!("vmdbg: {e:#}\n"));
                     }
-                    if self.breakpoint_ids_at(pc).is_empty() {
+                    if self.dbg.breakpoint_ids_at(pc).is_empty() {
                         return Box::pin(self.resume(false)).await;
                     }
                 }
-                let ids = if self.breakpoint_ids_at(pc).is_empty() {
+                let ids = if self.dbg.breakpoint_ids_at(pc).is_empty() {
                     Vec::new()
                 } else {
-                    let ids = self.decide_breakpoints(pc).await;
+                    let ids = self.dbg.decide_breakpoints(pc).await;
                     if ids.is_empty() {
                         // Conditions false, hit counts not reached, logpoints:
                         // the run goes on.
@@ -832,7 +840,7 @@ impl Session {
         let Some(_target) = self.dbg.target.take() else {
             return;
         };
-        self.kernel_modules = None;
+        self.forget_kernel_modules();
         // The guest's status if the stub said it (`W`), else the engine's.
         let mut code = status.map(i64::from);
         let mut signal = None;
@@ -888,7 +896,7 @@ impl Session {
         let Some(_target) = self.dbg.target.take() else {
             return;
         };
-        self.kernel_modules = None;
+        self.forget_kernel_modules();
         self.kernel_vm = None;
         let Some(mut program) = self.program.take() else {
             return;
@@ -927,17 +935,6 @@ impl Session {
         }
         program.shut_down().await;
         self.out.event("terminated", Value::Null);
-    }
-
-    pub fn breakpoint_ids_at(&self, pc: u64) -> Vec<i64> {
-        self.dbg
-            .line_breakpoints
-            .values()
-            .flatten()
-            .chain(self.dbg.function_breakpoints.iter())
-            .filter(|b| b.verified && b.addr == Some(pc))
-            .map(|b| b.id)
-            .collect()
     }
 
     /// Sets the target running towards a temporary breakpoint.
@@ -1024,8 +1021,8 @@ impl Session {
         }
         if !here {
             if is_trap
-                && !self.breakpoint_ids_at(pc).is_empty()
-                && self.decide_breakpoints(pc).await.is_empty()
+                && !self.dbg.breakpoint_ids_at(pc).is_empty()
+                && self.dbg.decide_breakpoints(pc).await.is_empty()
             {
                 // A breakpoint on the way that does not stop (its condition
                 // is false, a logpoint): go on to the return address.
@@ -1035,9 +1032,9 @@ impl Session {
             // pause, an exit): report that.
             return self.report_stop_reply(stop).await;
         }
-        if !self.breakpoint_ids_at(pc).is_empty()
+        if !self.dbg.breakpoint_ids_at(pc).is_empty()
             && matches!(then, Then::Step(_))
-            && !self.decide_breakpoints(pc).await.is_empty()
+            && !self.dbg.decide_breakpoints(pc).await.is_empty()
         {
             // gdb stops at a user breakpoint on the return address too.
             return self.report_stop_reply(stop).await;
@@ -1070,38 +1067,6 @@ impl Session {
             .description("the step could not set its temporary breakpoint")
             .send();
         Ok(())
-    }
-
-    pub(super) async fn reinsert_breakpoints(&mut self) {
-        let Some(target) = self.dbg.target.as_mut() else {
-            return;
-        };
-        let addrs: BTreeSet<u64> = self
-            .dbg
-            .line_breakpoints
-            .values()
-            .flatten()
-            .chain(self.dbg.function_breakpoints.iter())
-            .filter(|b| b.verified)
-            .filter_map(|b| b.addr)
-            .chain(self.kernel_modules.as_ref().map(|m| m.watch))
-            .collect();
-        for addr in addrs {
-            if target.rsp.insert_breakpoint(addr).await.is_ok() {
-                target.inserted.insert(addr);
-            }
-        }
-        for d in &self.dbg.data_breakpoints {
-            if d.verified
-                && target
-                    .rsp
-                    .insert_watchpoint(d.kind, d.addr, d.len)
-                    .await
-                    .is_ok()
-            {
-                target.watches.push((d.kind, d.addr, d.len));
-            }
-        }
     }
 }
 

@@ -48,10 +48,10 @@ impl debugger::Target for Session {
         target.rsp.remove_breakpoint(addr).await
     }
     fn breakpoint_at(&self, pc: u64) -> bool {
-        !self.breakpoint_ids_at(pc).is_empty()
+        !self.dbg.breakpoint_ids_at(pc).is_empty()
     }
     async fn breakpoint_stops(&mut self, pc: u64) -> bool {
-        !self.decide_breakpoints(pc).await.is_empty()
+        !self.dbg.decide_breakpoints(pc).await.is_empty()
     }
 }
 

@@ -35,9 +35,17 @@ pub mod target;
 use breakpoints::{DataBreakpoint, UserBreakpoint};
 use target::TargetState;
 
+/// Where the core reports what happens as it happens, for the front end to
+/// tell its client.
+pub trait Events {
+    /// Text for the user's console; `category` is "console" or "stderr".
+    fn output(&mut self, category: &'static str, text: String);
+    /// A breakpoint's state changed (its message, where it is).
+    fn breakpoint_changed(&mut self, bp: &UserBreakpoint);
+}
+
 /// The debugger core: the target while there is one, and the breakpoints,
 /// which outlive it (a restart puts them in again).
-#[derive(Default)]
 pub struct Debugger {
     pub target: Option<TargetState>,
     /// Line breakpoints by source path.
@@ -48,13 +56,23 @@ pub struct Debugger {
     /// fresh start.
     pub temporaries: Vec<u64>,
     pub next_id: i64,
+    /// A breakpoint of the debugger's own that the user does not see: a
+    /// Linux kernel's module loader, where new modules are heard of.
+    pub module_watch: Option<u64>,
+    pub events: Box<dyn Events>,
 }
 
 impl Debugger {
-    pub fn new() -> Self {
+    pub fn new(events: Box<dyn Events>) -> Self {
         Self {
+            target: None,
+            line_breakpoints: BTreeMap::new(),
+            function_breakpoints: Vec::new(),
+            data_breakpoints: Vec::new(),
+            temporaries: Vec::new(),
             next_id: 1,
-            ..Self::default()
+            module_watch: None,
+            events,
         }
     }
 }
