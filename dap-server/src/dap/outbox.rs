@@ -128,6 +128,13 @@ impl debugger::Events for Outbox {
             json!({ "reason": "changed", "breakpoint": super::breakpoints::to_dap(bp) }),
         );
     }
+
+    fn continued(&mut self, thread: i64) {
+        self.event(
+            "continued",
+            json!({ "threadId": thread, "allThreadsContinued": true }),
+        );
+    }
 }
 
 /// A `stopped` event being built ([`Outbox::stopped`]).

@@ -89,7 +89,7 @@ impl Session {
             .description(description)
             .text("unhandled exception")
             .send();
-        self.forget_kernel_modules();
+        self.forget_target_parts();
         self.post_mortem = Some(PostMortem {
             target,
             kernel_vm: self.kernel_vm.take(),

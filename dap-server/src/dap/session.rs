@@ -22,7 +22,7 @@ use super::program::{GuestProgram, ProgramConfig};
 use super::protocol::Request;
 use super::transport::Incoming;
 use crate::debugger::signals::{self, signal_name, SIGINT, SIGTRAP};
-use crate::debugger::stepping::{self, StepKind, Then};
+use crate::debugger::stepping::StepKind;
 use crate::debugger::target::{RunMode, StopState, TargetState};
 use crate::debugger::Debugger;
 use crate::rsp::{RspClient, StopReply};
@@ -139,10 +139,13 @@ impl Session {
         }
     }
 
-    /// The kernel's modules go with its target (their watch too).
-    pub(super) fn forget_kernel_modules(&mut self) {
+    /// What goes with the target (not the VMs, which each end their own
+    /// way): the kernel's modules and their watch, the core's handle on
+    /// the replay.
+    pub(super) fn forget_target_parts(&mut self) {
         self.kernel_modules = None;
         self.dbg.module_watch = None;
+        self.dbg.replay = None;
     }
 
     /// Ends the request loop after this request.
@@ -312,6 +315,7 @@ impl Session {
             pending_signal: None,
             console: self.console_tx.clone(),
         });
+        self.dbg.replay = kernel_vm.as_ref().map(KernelVm::replay);
         self.kernel_vm = kernel_vm;
         self.program = program;
         self.start = Some(config);
@@ -338,7 +342,7 @@ impl Session {
         let Some(mut target) = self.dbg.target.take() else {
             return false;
         };
-        self.forget_kernel_modules();
+        self.forget_target_parts();
         let launched = self.program.is_some() || self.kernel_vm.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
@@ -413,194 +417,13 @@ impl Session {
         self.resume(true).await
     }
 
-    /// Resumes all threads (a breakpoint at the pc stepped over first);
-    /// `announce`: send `continued` (not for a breakpoint that decided
-    /// not to stop, which the client never saw).
+    /// Resumes all threads ([`Debugger::resume`]); a stop that came before
+    /// the run (the end of a replay, the step off a breakpoint) is reported.
     async fn resume(&mut self, announce: bool) -> Result<()> {
-        if let Some(end) = self.forward_past_end().await? {
-            return self.report_stop_reply(end).await;
+        match self.dbg.resume(announce).await? {
+            Some(stop) => self.report_stop_reply(stop).await,
+            None => Ok(()),
         }
-        let Some(stop) = self.step_off_breakpoint().await? else {
-            return Ok(());
-        };
-        if let Some(stop) = stop {
-            // The one instruction already stopped (a watchpoint, an exit).
-            return self.report_stop_reply(stop).await;
-        }
-        let target = self.dbg.target.as_mut().context("no target")?;
-        target.invalidate();
-        target.running = Some(RunMode::Continue);
-        match target.pending_signal.take() {
-            Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
-            None => target.rsp.resume_continue()?,
-        }
-        if !announce {
-            return Ok(());
-        }
-        self.out.event(
-            "continued",
-            json!({ "threadId": TargetState::thread_id(&target.thread), "allThreadsContinued": true }),
-        );
-        Ok(())
-    }
-
-    /// If a breakpoint sits at the pc, steps one instruction with it
-    /// removed (a hardware breakpoint would fire again at once). Returns
-    /// None when there is no target; Some(None) when the target may go on;
-    /// Some(Some(stop)) when that one step stopped for another reason.
-    async fn step_off_breakpoint(&mut self) -> Result<Option<Option<StopReply>>> {
-        let Some(target) = self.dbg.target.as_mut() else {
-            return Ok(None);
-        };
-        let pc = target.pc().await?;
-        if !target.inserted.contains(&pc) {
-            return Ok(Some(None));
-        }
-        let stop = self.single_step().await?;
-        match stop {
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            } => Ok(Some(None)),
-            other => Ok(Some(Some(other))),
-        }
-    }
-
-    /// One instruction on the current thread, with any breakpoint at the
-    /// pc lifted for it; waits for the stop. A signal the thread stopped
-    /// with is delivered by the step (into its handler, if it has one); a
-    /// signal the user does not stop for (SIGCHLD …) that arrives instead
-    /// runs its handler to completion and the step is made again, as gdb
-    /// steps over handlers of `nostop` signals.
-    pub async fn single_step(&mut self) -> Result<StopReply> {
-        let target = self.dbg.target.as_mut().context("no target")?;
-        let thread = target.thread.clone();
-        let signal = target.take_signal_for(&thread);
-        let mut stop = self.step_raw(signal).await?;
-        loop {
-            let target = self.dbg.target.as_mut().context("no target")?;
-            let Some(quiet) = target.quiet_signal(&stop) else {
-                break;
-            };
-            stop = match self.run_signal_handler(quiet).await? {
-                Some(done) => done,
-                None => self.step_raw(None).await?,
-            };
-        }
-        if let Some(target) = self.dbg.target.as_mut() {
-            target.note_signal(&stop);
-        }
-        Ok(stop)
-    }
-
-    /// Delivers `signal` to the current thread and lets its handler run
-    /// until it returns to where the thread stopped (a temporary
-    /// breakpoint there). None when the thread is back there, its
-    /// instruction not yet run; otherwise the stop that ended it (the
-    /// program died, a breakpoint in the handler, or the signal was
-    /// ignored and the step made: a plain step stop).
-    pub async fn run_signal_handler(&mut self, signal: u8) -> Result<Option<StopReply>> {
-        let target = self.dbg.target.as_mut().context("no target")?;
-        let pc = target.pc().await?;
-        let sp = target.rsp_value().await?;
-        let (len, _) = stepping::instruction_at(self, pc).await?;
-        let stop = self.step_raw(Some(signal)).await?;
-        if !matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            }
-        ) {
-            return Ok(Some(stop));
-        }
-        let target = self.dbg.target.as_mut().context("no target")?;
-        let new_pc = target.pc().await?;
-        let new_sp = target.rsp_value().await?;
-        // The kernel builds a signal frame (hundreds of bytes) below the
-        // red zone; no single instruction that leaves the straight line
-        // moves the stack pointer that far.
-        let entered = new_pc != pc.wrapping_add(len) && sp.saturating_sub(new_sp) > 256;
-        if !entered {
-            return Ok(Some(stop));
-        }
-        let temporary = !target.inserted.contains(&pc);
-        if temporary {
-            target.rsp.insert_breakpoint(pc).await?;
-        }
-        target.invalidate();
-        target.rsp.resume_continue()?;
-        let stop = loop {
-            let stop = target.wait_stop().await?;
-            match (target.quiet_signal(&stop), &stop) {
-                (Some(quiet), StopReply::Signal { thread, .. }) => {
-                    let thread = thread.clone().unwrap_or_else(|| target.thread.clone());
-                    target.rsp.resume_continue_with(&thread, Some(quiet))?;
-                }
-                _ => break stop,
-            }
-        };
-        if let StopReply::Signal {
-            thread: Some(t), ..
-        } = &stop
-        {
-            target.thread = t.clone();
-        }
-        target.invalidate();
-        if !matches!(stop, StopReply::Signal { .. }) {
-            return Ok(Some(stop));
-        }
-        if temporary {
-            target.rsp.remove_breakpoint(pc).await?;
-        }
-        let back = matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            }
-        ) && target.pc().await? == pc
-            && target.rsp_value().await? == sp;
-        Ok(if back { None } else { Some(stop) })
-    }
-
-    /// One instruction on the current thread, delivering `signal` (if
-    /// any), with any breakpoint at the pc lifted for it.
-    async fn step_raw(&mut self, signal: Option<u8>) -> Result<StopReply> {
-        if let Some(end) = self.forward_past_end().await? {
-            return Ok(end);
-        }
-        let target = self.dbg.target.as_mut().context("no target")?;
-        let pc = target.pc().await?;
-        let lifted = target.inserted.contains(&pc);
-        if lifted {
-            target.rsp.remove_breakpoint(pc).await?;
-        }
-        target.invalidate();
-        let thread = target.thread.clone();
-        target.rsp.resume_step_with(&thread, signal)?;
-        let stop = target.wait_stop().await;
-        if lifted {
-            if let Err(e) = target.rsp.insert_breakpoint(pc).await {
-                self.out.output(
-                    "stderr",
-                    format!("vmdbg: cannot put back the breakpoint at {pc:#x}: {e:#}\n"),
-                );
-            }
-        }
-        let stop = stop?;
-        if let StopReply::Signal {
-            thread: Some(t), ..
-        } = &stop
-        {
-            if let Some(target) = self.dbg.target.as_mut() {
-                target.thread = t.clone();
-            }
-        }
-        Ok(stop)
     }
 
     async fn on_packet(&mut self, packet: Result<Vec<u8>>) {
@@ -660,7 +483,10 @@ impl Session {
         target.note_signal(&stop);
         let result = match mode {
             Some(RunMode::ToReturn { addr, rsp, then }) => {
-                self.arrived_to_return(stop, addr, rsp, *then).await
+                match self.dbg.arrived_to_return(stop, addr, rsp, *then).await {
+                    Ok(outcome) => self.report_step_outcome(outcome).await,
+                    Err(e) => Err(e),
+                }
             }
             _ => self.report_stop_reply(stop).await,
         };
@@ -713,7 +539,7 @@ impl Session {
                 Ok(())
             }
             StopReply::Signal { .. } => {
-                let stop = self.mark_replay_edge(stop).await?;
+                let stop = self.dbg.mark_replay_edge(stop).await?;
                 let StopReply::Signal {
                     signal,
                     watch,
@@ -840,7 +666,7 @@ impl Session {
         let Some(_target) = self.dbg.target.take() else {
             return;
         };
-        self.forget_kernel_modules();
+        self.forget_target_parts();
         // The guest's status if the stub said it (`W`), else the engine's.
         let mut code = status.map(i64::from);
         let mut signal = None;
@@ -896,7 +722,7 @@ impl Session {
         let Some(_target) = self.dbg.target.take() else {
             return;
         };
-        self.forget_kernel_modules();
+        self.forget_target_parts();
         self.kernel_vm = None;
         let Some(mut program) = self.program.take() else {
             return;
@@ -935,138 +761,6 @@ impl Session {
         }
         program.shut_down().await;
         self.out.event("terminated", Value::Null);
-    }
-
-    /// Sets the target running towards a temporary breakpoint.
-    pub async fn run_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<bool> {
-        self.forward_past_end().await?;
-        let target = self.dbg.target.as_mut().context("no target")?;
-        if !target.inserted.contains(&addr) && target.rsp.insert_breakpoint(addr).await.is_err() {
-            return Ok(false);
-        }
-        target.invalidate();
-        target.running = Some(RunMode::ToReturn {
-            addr,
-            rsp,
-            then: Box::new(then),
-        });
-        match target.pending_signal.take() {
-            Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
-            None => target.rsp.resume_continue()?,
-        }
-        Ok(true)
-    }
-
-    async fn arrived_to_return(
-        &mut self,
-        stop: StopReply,
-        addr: u64,
-        rsp_wanted: u64,
-        then: Then,
-    ) -> Result<()> {
-        let target = self.dbg.target.as_mut().context("no target")?;
-        let is_trap = matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            }
-        );
-        let pc = if matches!(stop, StopReply::Signal { .. }) {
-            target.pc().await?
-        } else {
-            0
-        };
-        let here = is_trap && pc == addr;
-        let rsp_now = if here { target.rsp_value().await? } else { 0 };
-        if here && rsp_now < rsp_wanted {
-            // A deeper activation (recursion) reached the address: go on.
-            target.invalidate();
-            target.running = Some(RunMode::ToReturn {
-                addr,
-                rsp: rsp_wanted,
-                then: Box::new(then),
-            });
-            // The temporary breakpoint is at the pc: step off it first.
-            let temp_is_user = target.inserted.contains(&addr);
-            if !temp_is_user {
-                target.rsp.remove_breakpoint(addr).await?;
-            }
-            let stepped = self.single_step().await?;
-            let target = self.dbg.target.as_mut().context("no target")?;
-            if !temp_is_user {
-                target.rsp.insert_breakpoint(addr).await?;
-            }
-            if !matches!(
-                stepped,
-                StopReply::Signal {
-                    signal: SIGTRAP,
-                    watch: None,
-                    ..
-                }
-            ) {
-                target.running = None;
-                if !temp_is_user {
-                    let _ = target.rsp.remove_breakpoint(addr).await;
-                }
-                return self.report_stop_reply(stepped).await;
-            }
-            target.invalidate();
-            target.rsp.resume_continue()?;
-            return Ok(());
-        }
-        if matches!(stop, StopReply::Signal { .. }) && !target.inserted.contains(&addr) {
-            target.rsp.remove_breakpoint(addr).await?;
-        }
-        if !here {
-            if is_trap
-                && !self.dbg.breakpoint_ids_at(pc).is_empty()
-                && self.dbg.decide_breakpoints(pc).await.is_empty()
-            {
-                // A breakpoint on the way that does not stop (its condition
-                // is false, a logpoint): go on to the return address.
-                return self.resume_to_return(addr, rsp_wanted, then).await;
-            }
-            // Something else stopped it first (a breakpoint, a watchpoint,
-            // pause, an exit): report that.
-            return self.report_stop_reply(stop).await;
-        }
-        if !self.dbg.breakpoint_ids_at(pc).is_empty()
-            && matches!(then, Then::Step(_))
-            && !self.dbg.decide_breakpoints(pc).await.is_empty()
-        {
-            // gdb stops at a user breakpoint on the return address too.
-            return self.report_stop_reply(stop).await;
-        }
-        match then {
-            Then::Report => {
-                let thread =
-                    TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
-                self.out.stopped("step", thread).send();
-                Ok(())
-            }
-            Then::Step(state) => self.continue_step(state).await,
-        }
-    }
-
-    /// Goes on running to a return address after a breakpoint on the way
-    /// decided not to stop: off the breakpoint, then the run again.
-    async fn resume_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<()> {
-        match self.step_off_breakpoint().await? {
-            None => return Ok(()),
-            Some(Some(stop)) => return self.report_stop_reply(stop).await,
-            Some(None) => {}
-        }
-        if self.run_to_return(addr, rsp, then).await? {
-            return Ok(());
-        }
-        let thread = TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
-        self.out
-            .stopped("step", thread)
-            .description("the step could not set its temporary breakpoint")
-            .send();
-        Ok(())
     }
 }
 

@@ -28,6 +28,7 @@ use crate::symbols::Symbols;
 pub mod breakpoints;
 pub mod eval;
 pub mod reverse;
+pub mod run;
 pub mod signals;
 pub mod stepping;
 pub mod target;
@@ -42,6 +43,8 @@ pub trait Events {
     fn output(&mut self, category: &'static str, text: String);
     /// A breakpoint's state changed (its message, where it is).
     fn breakpoint_changed(&mut self, bp: &UserBreakpoint);
+    /// The target runs again (all threads; `thread` is the current one).
+    fn continued(&mut self, thread: i64);
 }
 
 /// The debugger core: the target while there is one, and the breakpoints,
@@ -59,6 +62,8 @@ pub struct Debugger {
     /// A breakpoint of the debugger's own that the user does not see: a
     /// Linux kernel's module loader, where new modules are heard of.
     pub module_watch: Option<u64>,
+    /// A recorded target's replay (None for other targets).
+    pub replay: Option<Box<dyn target::Replay>>,
     pub events: Box<dyn Events>,
 }
 
@@ -72,6 +77,7 @@ impl Debugger {
             temporaries: Vec::new(),
             next_id: 1,
             module_watch: None,
+            replay: None,
             events,
         }
     }

@@ -13,9 +13,29 @@ use anyhow::{bail, Context, Result};
 
 use super::eval::VarNode;
 use super::stepping::Then;
-use crate::rsp::{RspClient, StopReply, WatchKind};
+use crate::engine::ReplayPosition;
+use crate::rsp::{Endpoint, RspClient, StopReply, WatchKind};
 use crate::symbols::unwind::{FrameRegs, MAX_FRAMES};
 use crate::symbols::{SourceFrame, Symbols, TargetMemory};
+
+/// The debugger's handle on a recorded target's replay: the controls of
+/// the engine that replays it (the front end owns the engine; on a live
+/// target the handle says there is no replay).
+pub trait Replay {
+    /// Where the replay is; None on a live target or once the VM is gone.
+    fn position(&mut self) -> Option<Result<ReplayPosition>>;
+    /// The next forward run stops at the recording's end, not past it.
+    fn keep_inside(&mut self) -> Result<()>;
+    /// The next forward run stops after `icount` instructions.
+    fn break_at(&mut self, icount: u64) -> Result<()>;
+    /// Puts the replay at `icount` in a fresh engine process (its stub
+    /// must be connected to again); None where the engine cannot.
+    fn afresh(&mut self, icount: u64) -> Option<Result<()>>;
+    /// Whether going back replays afresh rather than the stub's `bs`/`bc`.
+    fn goes_back_afresh(&self) -> bool;
+    /// Where the engine's gdb stub is; None once the VM is gone.
+    fn rsp_endpoint(&self) -> Option<Endpoint>;
+}
 
 /// Where console output that comes while the debugger waits for a stop
 /// goes (category, text): the front end's console.
