@@ -1,6 +1,7 @@
 //! The request table: every DAP request the server answers, one line each
-//! — its command, what it needs before it runs, and its handler — and the
-//! one dispatcher over it (as probe-rs's). A handler takes the request's
+//! — its command, what it needs before it runs, its handler, and what it
+//! does while a dead kernel is shown (post-mortem) — and the one
+//! dispatcher over it (as probe-rs's). A handler takes the request's
 //! arguments as their protocol type ([`arguments`]) and returns the
 //! response body, or a body and what to do after responding ([`Handled`]).
 //!
@@ -31,66 +32,101 @@ enum Needs {
     Reverse,
 }
 
+/// What a request does while a launched kernel that died of an
+/// unhandled exception is shown (`postmortem`): there is no target then.
+enum Dead {
+    /// Answered as ever.
+    Live,
+    /// Answered from the dead kernel's last state, by this handler.
+    Shown(Handler),
+    /// Ends the inspection: the VM's end is reported, then the answer.
+    Ends,
+    /// Answered with no breakpoints: none can be set any more.
+    NoBreakpoints,
+    /// Refused: the VM has ended.
+    Refused,
+}
+
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Handled>> + 'a>>;
+
+type Handler = for<'a> fn(&'a mut Session, Value) -> Reply<'a>;
 
 struct Route {
     command: &'static str,
     needs: Needs,
-    handler: for<'a> fn(&'a mut Session, Value) -> Reply<'a>,
+    handler: Handler,
+    dead: Dead,
 }
 
-/// `route!(command, needs, method)`: `method` takes the arguments as its
+/// A [`Handler`] calling `method`, which takes the arguments as their
 /// protocol type and returns a body (`Value`) or a [`Handled`].
-macro_rules! route {
-    ($command:literal, $needs:ident, $method:ident) => {
-        Route {
-            command: $command,
-            needs: Needs::$needs,
-            handler: |session, args| {
-                Box::pin(async move {
-                    let args = arguments($command, args)?;
-                    session.$method(args).await.map(Handled::from)
-                })
-            },
+macro_rules! handler {
+    ($command:literal, $method:ident) => {
+        |session, args| {
+            Box::pin(async move {
+                let args = arguments($command, args)?;
+                session.$method(args).await.map(Handled::from)
+            })
         }
     };
 }
 
+/// `route!(command, needs, method, dead)`: one line of the table.
+macro_rules! route {
+    ($command:literal, $needs:ident, $method:ident, Shown($dead:ident)) => {
+        Route {
+            command: $command,
+            needs: Needs::$needs,
+            handler: handler!($command, $method),
+            dead: Dead::Shown(handler!($command, $dead)),
+        }
+    };
+    ($command:literal, $needs:ident, $method:ident, $dead:ident) => {
+        Route {
+            command: $command,
+            needs: Needs::$needs,
+            handler: handler!($command, $method),
+            dead: Dead::$dead,
+        }
+    };
+}
+
+// command, what it needs, its handler, what it does in a post-mortem.
 #[rustfmt::skip]
 const REQUESTS: &[Route] = &[
-    route!("initialize",              Nothing, initialize),
-    route!("launch",                  Nothing, launch),
-    route!("attach",                  Nothing, attach),
-    route!("disconnect",              Nothing, disconnect),
-    route!("threads",                 Nothing, threads),
-    route!("vmdbg/snapshot",          Nothing, take_snapshot),
-    route!("vmdbg/restore",           Nothing, restore_snapshot),
-    route!("vmdbg/snapshots",         Nothing, list_snapshots),
-    route!("vmdbg/consoleInput",      Nothing, console_input),
-    route!("configurationDone",       Target,  configuration_done),
-    route!("setBreakpoints",          Target,  set_breakpoints),
-    route!("setFunctionBreakpoints",  Target,  set_function_breakpoints_request),
-    route!("setExceptionBreakpoints", Target,  set_exception_breakpoints),
-    route!("dataBreakpointInfo",      Target,  data_breakpoint_info),
-    route!("setDataBreakpoints",      Target,  set_data_breakpoints_request),
-    route!("continue",                Stopped, continue_request),
-    route!("pause",                   Target,  pause),
-    route!("next",                    Stopped, next_request),
-    route!("stepIn",                  Stopped, step_in_request),
-    route!("stepOut",                 Stopped, step_out_request),
-    route!("stepBack",                Reverse, step_back_request),
-    route!("reverseContinue",         Reverse, reverse_continue_request),
-    route!("stackTrace",              Stopped, stack_trace),
-    route!("scopes",                  Stopped, scopes),
-    route!("variables",               Stopped, variables),
-    route!("setVariable",             Stopped, set_variable),
-    route!("evaluate",                Stopped, evaluate),
-    route!("readMemory",              Stopped, read_memory),
-    route!("writeMemory",             Stopped, write_memory),
-    route!("disassemble",             Stopped, disassemble),
-    route!("exceptionInfo",           Target,  exception_info),
-    route!("terminate",               Target,  terminate),
-    route!("restart",                 Target,  restart),
+    route!("initialize",              Nothing, initialize,                       Live),
+    route!("launch",                  Nothing, launch,                           Refused),
+    route!("attach",                  Nothing, attach,                           Refused),
+    route!("disconnect",              Nothing, disconnect,                       Ends),
+    route!("threads",                 Nothing, threads,                          Shown(post_mortem_threads)),
+    route!("vmdbg/snapshot",          Nothing, take_snapshot,                    Refused),
+    route!("vmdbg/restore",           Nothing, restore_snapshot,                 Refused),
+    route!("vmdbg/snapshots",         Nothing, list_snapshots,                   Refused),
+    route!("vmdbg/consoleInput",      Nothing, console_input,                    Refused),
+    route!("configurationDone",       Target,  configuration_done,               NoBreakpoints),
+    route!("setBreakpoints",          Target,  set_breakpoints,                  NoBreakpoints),
+    route!("setFunctionBreakpoints",  Target,  set_function_breakpoints_request, NoBreakpoints),
+    route!("setExceptionBreakpoints", Target,  set_exception_breakpoints,        NoBreakpoints),
+    route!("dataBreakpointInfo",      Target,  data_breakpoint_info,             Refused),
+    route!("setDataBreakpoints",      Target,  set_data_breakpoints_request,     NoBreakpoints),
+    route!("continue",                Stopped, continue_request,                 Ends),
+    route!("pause",                   Target,  pause,                            Ends),
+    route!("next",                    Stopped, next_request,                     Ends),
+    route!("stepIn",                  Stopped, step_in_request,                  Ends),
+    route!("stepOut",                 Stopped, step_out_request,                 Ends),
+    route!("stepBack",                Reverse, step_back_request,                Refused),
+    route!("reverseContinue",         Reverse, reverse_continue_request,         Refused),
+    route!("stackTrace",              Stopped, stack_trace,                      Shown(post_mortem_stack_trace)),
+    route!("scopes",                  Stopped, scopes,                           Shown(post_mortem_scopes)),
+    route!("variables",               Stopped, variables,                        Shown(post_mortem_variables)),
+    route!("setVariable",             Stopped, set_variable,                     Refused),
+    route!("evaluate",                Stopped, evaluate,                         Shown(post_mortem_evaluate)),
+    route!("readMemory",              Stopped, read_memory,                      Refused),
+    route!("writeMemory",             Stopped, write_memory,                     Refused),
+    route!("disassemble",             Stopped, disassemble,                      Refused),
+    route!("exceptionInfo",           Target,  exception_info,                   Shown(post_mortem_exception_info)),
+    route!("terminate",               Target,  terminate,                        Ends),
+    route!("restart",                 Target,  restart,                          Ends),
 ];
 
 /// A request's arguments as their protocol type, or a one-line error
@@ -106,15 +142,24 @@ impl From<Value> for Handled {
 }
 
 impl Session {
-    /// The dispatcher: a dead kernel kept for inspection answers by itself;
-    /// otherwise the table's handler, once what it needs holds.
+    /// The dispatcher: the table's handler, once what it needs holds;
+    /// while a dead kernel is shown, what the table says for that.
     pub(super) async fn handle(&mut self, request: Request) -> Result<Handled> {
         let command = request.command.as_str();
         let args = request.arguments;
-        if self.dbg.target.is_none() && self.post_mortem.is_some() && command != "initialize" {
-            return self.handle_post_mortem(command, args).await;
+        let route = REQUESTS.iter().find(|r| r.command == command);
+        if self.dbg.target.is_none() && self.post_mortem.is_some() {
+            match route.map_or(&Dead::Refused, |r| &r.dead) {
+                Dead::Live => {}
+                Dead::Shown(handler) => return handler(self, args).await,
+                Dead::Ends => return self.end_post_mortem(command).await,
+                Dead::NoBreakpoints => return Ok(Handled::Respond(json!({ "breakpoints": [] }))),
+                Dead::Refused => {
+                    bail!("`{command}` is not available: the VM ended with an unhandled exception")
+                }
+            }
         }
-        let Some(route) = REQUESTS.iter().find(|r| r.command == command) else {
+        let Some(route) = route else {
             bail!("unsupported request `{command}`");
         };
         if route.needs != Needs::Nothing && self.dbg.target.is_none() {
@@ -154,18 +199,6 @@ impl Session {
 
     async fn threads(&mut self, _: Value) -> Result<Value> {
         Ok(self.threads_request().await)
-    }
-
-    async fn take_snapshot(&mut self, args: Value) -> Result<Value> {
-        self.snapshot_request("vmdbg/snapshot", args).await
-    }
-
-    async fn restore_snapshot(&mut self, args: Value) -> Result<Value> {
-        self.snapshot_request("vmdbg/restore", args).await
-    }
-
-    async fn list_snapshots(&mut self, args: Value) -> Result<Value> {
-        self.snapshot_request("vmdbg/snapshots", args).await
     }
 
     async fn console_input(&mut self, args: Value) -> Result<Value> {

@@ -15,67 +15,61 @@ use crate::debugger::target::{StopState, TargetState};
 use crate::engine::Vm;
 
 impl Session {
-    pub(super) async fn snapshot_request(&mut self, command: &str, args: Value) -> Result<Value> {
-        let name = || -> Result<String> {
-            args.get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .with_context(|| format!("`{command}` needs a string `name`"))
-        };
-        match command {
-            "vmdbg/snapshots" => {
-                let names = self
-                    .session_vm()
-                    .map(|vm| vm.snapshots())
-                    .unwrap_or_default();
-                Ok(
-                    json!({ "snapshots": names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>() }),
-                )
-            }
-            "vmdbg/snapshot" => {
-                let name = name()?;
-                self.require_stopped()
-                    .with_context(|| format!("`{command}`"))?;
-                let vm = self.session_vm().context(NO_VM)?;
-                if vm.restore_ends_agent_channels() {
-                    bail!("`{command}`: {} {CHANNELS_END}", vm.describe());
-                }
-                let started = std::time::Instant::now();
-                vm.snapshot(&name)?;
-                let ms = started.elapsed().as_millis();
-                self.out.output(
-                    "console",
-                    format!("vmdbg: snapshot {name:?} taken in {ms} ms\n"),
-                );
-                Ok(json!({ "name": name, "milliseconds": ms }))
-            }
-            "vmdbg/restore" => {
-                let name = name()?;
-                self.require_stopped()
-                    .with_context(|| format!("`{command}`"))?;
-                let vm = self.session_vm().context(NO_VM)?;
-                let started = std::time::Instant::now();
-                vm.restore(&name)?;
-                self.after_restore().await?;
-                let ms = started.elapsed().as_millis();
-                self.out.output(
-                    "console",
-                    format!("vmdbg: restored snapshot {name:?} in {ms} ms\n"),
-                );
-                let thread = self
-                    .dbg
-                    .target
-                    .as_ref()
-                    .map(|t| TargetState::thread_id(&t.thread))
-                    .unwrap_or(1);
-                self.out
-                    .stopped("restore", thread)
-                    .description(format!("Restored snapshot {name}"))
-                    .send();
-                Ok(json!({ "name": name, "milliseconds": ms }))
-            }
-            _ => bail!("unsupported request `{command}`"),
+    /// `vmdbg/snapshots`: the names of the VM's snapshots.
+    pub(super) async fn list_snapshots(&mut self, _: Value) -> Result<Value> {
+        let names = self
+            .session_vm()
+            .map(|vm| vm.snapshots())
+            .unwrap_or_default();
+        Ok(json!({ "snapshots": names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>() }))
+    }
+
+    /// `vmdbg/snapshot {name}`: saves the stopped VM.
+    pub(super) async fn take_snapshot(&mut self, args: Value) -> Result<Value> {
+        let command = "vmdbg/snapshot";
+        let name = snapshot_name(command, &args)?;
+        self.require_stopped()
+            .with_context(|| format!("`{command}`"))?;
+        let vm = self.session_vm().context(NO_VM)?;
+        if vm.restore_ends_agent_channels() {
+            bail!("`{command}`: {} {CHANNELS_END}", vm.describe());
         }
+        let started = std::time::Instant::now();
+        vm.snapshot(&name)?;
+        let ms = started.elapsed().as_millis();
+        self.out.output(
+            "console",
+            format!("vmdbg: snapshot {name:?} taken in {ms} ms\n"),
+        );
+        Ok(json!({ "name": name, "milliseconds": ms }))
+    }
+
+    /// `vmdbg/restore {name}`: the VM back at a snapshot, and the stop there.
+    pub(super) async fn restore_snapshot(&mut self, args: Value) -> Result<Value> {
+        let command = "vmdbg/restore";
+        let name = snapshot_name(command, &args)?;
+        self.require_stopped()
+            .with_context(|| format!("`{command}`"))?;
+        let vm = self.session_vm().context(NO_VM)?;
+        let started = std::time::Instant::now();
+        vm.restore(&name)?;
+        self.after_restore().await?;
+        let ms = started.elapsed().as_millis();
+        self.out.output(
+            "console",
+            format!("vmdbg: restored snapshot {name:?} in {ms} ms\n"),
+        );
+        let thread = self
+            .dbg
+            .target
+            .as_ref()
+            .map(|t| TargetState::thread_id(&t.thread))
+            .unwrap_or(1);
+        self.out
+            .stopped("restore", thread)
+            .description(format!("Restored snapshot {name}"))
+            .send();
+        Ok(json!({ "name": name, "milliseconds": ms }))
     }
 
     /// The VM this session started, if it started one through an engine.
@@ -115,6 +109,14 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The snapshot a request names.
+fn snapshot_name(command: &str, args: &Value) -> Result<String> {
+    args.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .with_context(|| format!("`{command}` needs a string `name`"))
 }
 
 /// Why program sessions on the KVM engine take no snapshots yet.
