@@ -129,6 +129,10 @@ impl debugger::Events for Outbox {
         );
     }
 
+    fn threads_changed(&mut self, before: &[String], now: &[String]) {
+        self.announce_threads(before, now);
+    }
+
     fn continued(&mut self, thread: i64) {
         self.event(
             "continued",

@@ -1,13 +1,14 @@
-//! One debug session: the request loop, the target's run state, stop
-//! reports and events, starting and ending the target. Each request goes
-//! through the table in `requests`.
+//! One debug session: the request loop, starting and ending the target
+//! and the VMs it runs in (the kernel's, the program's), and stops told to
+//! the client as DAP events. The debugger core (`crate::debugger`) holds
+//! the target's state and runs it; each request goes through the table in
+//! `requests`.
 //!
 //! The loop waits on three things at once: DAP requests, console output of
 //! the engine, and — while the target runs — the stub's stop reply. Every
 //! request is answered; a failing one gets `success: false` with the reason
 //! and the session goes on.
 
-use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -21,9 +22,10 @@ use super::outbox::Outbox;
 use super::program::{GuestProgram, ProgramConfig};
 use super::protocol::Request;
 use super::transport::Incoming;
-use crate::debugger::signals::{self, signal_name, SIGINT, SIGTRAP};
+use crate::debugger::run::Why;
+use crate::debugger::signals;
 use crate::debugger::stepping::StepKind;
-use crate::debugger::target::{RunMode, StopState, TargetState};
+use crate::debugger::target::{RunMode, TargetState};
 use crate::debugger::Debugger;
 use crate::rsp::{RspClient, StopReply};
 use crate::symbols::Symbols;
@@ -300,21 +302,15 @@ impl Session {
         let watch_modules = kernel_modules.is_some();
         self.dbg.module_watch = kernel_modules.as_ref().map(|m| m.watch);
         self.kernel_modules = kernel_modules;
-        self.dbg.target = Some(TargetState {
+        self.dbg.target = Some(TargetState::new(
             rsp,
             symbols,
             modules,
-            program: program.is_some(),
+            program.is_some(),
             threads,
-            thread_names: HashMap::new(),
             thread,
-            running: None,
-            inserted: BTreeSet::new(),
-            watches: Vec::new(),
-            stop: StopState::default(),
-            pending_signal: None,
-            console: self.console_tx.clone(),
-        });
+            self.console_tx.clone(),
+        ));
         self.dbg.replay = kernel_vm.as_ref().map(KernelVm::replay);
         self.kernel_vm = kernel_vm;
         self.program = program;
@@ -446,41 +442,9 @@ impl Session {
 
     /// A stop reply that ends a run.
     async fn on_stop_reply(&mut self, stop: StopReply) {
-        let Some(target) = self.dbg.target.as_mut() else {
+        let Some(mode) = self.dbg.run_ended(&stop).await else {
             return;
         };
-        let mode = target.running.take();
-        target.invalidate();
-        if let StopReply::Signal {
-            thread: Some(t), ..
-        } = &stop
-        {
-            target.thread = t.clone();
-        }
-        if target.program && !target.threads.contains(&target.thread) {
-            // A program's threads come and go (libtest runs each test in
-            // its own): the stopped one must be listed before editors ask,
-            // or VS Code shows no stop (seen with `threads` alone).
-            let mut now = match target.rsp.threads().await {
-                Ok(listed) if !listed.is_empty() => listed,
-                _ => target.threads.clone(),
-            };
-            if !now.contains(&target.thread) {
-                now.push(target.thread.clone());
-            }
-            self.out.announce_threads(&target.threads, &now);
-            target.threads = now;
-        }
-        if let Some(quiet) = target.quiet_signal(&stop) {
-            // SIGCHLD, SIGWINCH …: passed on without a stop (gdb's default).
-            let thread = target.thread.clone();
-            target.running = mode;
-            if let Err(e) = target.rsp.resume_continue_with(&thread, Some(quiet)) {
-                self.out.output("stderr", format!("vmdbg: {e:#}\n"));
-            }
-            return;
-        }
-        target.note_signal(&stop);
         let result = match mode {
             Some(RunMode::ToReturn { addr, rsp, then }) => {
                 match self.dbg.arrived_to_return(stop, addr, rsp, *then).await {
@@ -539,114 +503,76 @@ impl Session {
                 Ok(())
             }
             StopReply::Signal { .. } => {
-                let stop = self.dbg.mark_replay_edge(stop).await?;
-                let StopReply::Signal {
-                    signal,
-                    watch,
-                    replay_edge,
-                    ..
-                } = stop
-                else {
-                    unreachable!("marking keeps a signal stop one")
-                };
-                if let Some(edge) = replay_edge {
-                    return self.report_replay_edge(edge).await;
-                }
-                let target = self.dbg.target.as_mut().context("no target")?;
-                let thread = TargetState::thread_id(&target.thread);
-                let pc = target.pc().await.unwrap_or(0);
-                if let Some((_, addr)) = watch {
-                    let ids: Vec<i64> = self
-                        .dbg
-                        .data_breakpoints
-                        .iter()
-                        .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
-                        .map(|d| d.id)
-                        .collect();
-                    self.out
-                        .stopped("data breakpoint", thread)
-                        .hit_breakpoints(&ids)
-                        .description(format!("data breakpoint at {addr:#x}"))
-                        .send();
-                    return Ok(());
-                }
-                if signal == SIGINT {
-                    self.out.stopped("pause", thread).send();
-                    return Ok(());
-                }
-                if signal != SIGTRAP && target.program {
-                    // As gdb says it: "Program received signal SIGUSR1, User
-                    // defined signal 1." It is passed on when the program
-                    // resumes.
-                    let name = signals::name(signal);
-                    let meaning = signals::description(signal);
-                    let description = format!(
-                        "the program received signal {name} ({meaning}) at {pc:#x}; it gets the signal when it resumes"
-                    );
-                    target.stop.exception = Some((name.clone(), description.clone()));
-                    self.out.output(
-                        "console",
-                        format!("Program received signal {name}, {meaning}.\n"),
-                    );
-                    self.out
-                        .stopped("exception", thread)
-                        .description(description)
-                        .text(name)
-                        .send();
-                    return Ok(());
-                }
-                if signal != SIGTRAP {
-                    let name = signal_name(signal);
-                    let description = format!("the target stopped with {name} at {pc:#x}");
-                    target.stop.exception = Some((name.to_string(), description.clone()));
-                    self.out
-                        .stopped("exception", thread)
-                        .description(description)
-                        .text(name)
-                        .send();
-                    return Ok(());
-                }
-                if self.kernel_modules.as_ref().is_some_and(|m| m.watch == pc) {
-                    // The kernel is about to run a new module's init.
-                    if let Err(e) = self.refresh_kernel_modules().await {
-                        self.out.output("console", format!("vmdbg: {e:#}\n"));
-                    }
-                    if self.dbg.breakpoint_ids_at(pc).is_empty() {
-                        return Box::pin(self.resume(false)).await;
-                    }
-                }
-                let ids = if self.dbg.breakpoint_ids_at(pc).is_empty() {
-                    Vec::new()
-                } else {
-                    let ids = self.dbg.decide_breakpoints(pc).await;
-                    if ids.is_empty() {
-                        // Conditions false, hit counts not reached, logpoints:
-                        // the run goes on.
-                        return Box::pin(self.resume(false)).await;
-                    }
-                    ids
-                };
-                if !ids.is_empty() {
-                    let reason = if self
-                        .dbg
-                        .function_breakpoints
-                        .iter()
-                        .any(|b| ids.contains(&b.id))
-                    {
-                        "function breakpoint"
-                    } else {
-                        "breakpoint"
-                    };
-                    self.out
-                        .stopped(reason, thread)
-                        .hit_breakpoints(&ids)
-                        .send();
-                } else {
-                    self.out.stopped("step", thread).send();
-                }
-                Ok(())
+                let why = self.dbg.why_stopped(stop).await?;
+                self.report_why(why).await
             }
         }
+    }
+
+    /// Tells the client why the target stopped, or lets it go on.
+    async fn report_why(&mut self, why: Why) -> Result<()> {
+        let thread = match &why {
+            Why::ReplayEdge(edge) => return self.report_replay_edge(*edge).await,
+            _ => TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread),
+        };
+        match why {
+            Why::ReplayEdge(_) => unreachable!("reported above"),
+            Why::Watch { addr, ids } => self
+                .out
+                .stopped("data breakpoint", thread)
+                .hit_breakpoints(&ids)
+                .description(format!("data breakpoint at {addr:#x}"))
+                .send(),
+            Why::Pause => self.out.stopped("pause", thread).send(),
+            Why::ProgramSignal {
+                name,
+                meaning,
+                description,
+            } => {
+                self.out.output(
+                    "console",
+                    format!("Program received signal {name}, {meaning}.\n"),
+                );
+                self.out
+                    .stopped("exception", thread)
+                    .description(description)
+                    .text(name)
+                    .send();
+            }
+            Why::Exception { name, description } => self
+                .out
+                .stopped("exception", thread)
+                .description(description)
+                .text(name)
+                .send(),
+            Why::ModuleLoader { pc } => {
+                // The kernel is about to run a new module's init.
+                if let Err(e) = self.refresh_kernel_modules().await {
+                    self.out.output("console", format!("vmdbg: {e:#}\n"));
+                }
+                if self.dbg.breakpoint_ids_at(pc).is_empty() {
+                    return Box::pin(self.resume(false)).await;
+                }
+                let why = self.dbg.breakpoints_stop(pc).await;
+                return Box::pin(self.report_why(why)).await;
+            }
+            // Conditions false, hit counts not reached, logpoints: the run
+            // goes on.
+            Why::NotStopping => return Box::pin(self.resume(false)).await,
+            Why::Breakpoints { ids, function } => {
+                let reason = if function {
+                    "function breakpoint"
+                } else {
+                    "breakpoint"
+                };
+                self.out
+                    .stopped(reason, thread)
+                    .hit_breakpoints(&ids)
+                    .send();
+            }
+            Why::Step => self.out.stopped("step", thread).send(),
+        }
+        Ok(())
     }
 
     /// Program mode: the program died of a signal (`X`). Its last output,

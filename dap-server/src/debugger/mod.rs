@@ -45,6 +45,8 @@ pub trait Events {
     fn breakpoint_changed(&mut self, bp: &UserBreakpoint);
     /// The target runs again (all threads; `thread` is the current one).
     fn continued(&mut self, thread: i64);
+    /// The stub's threads were `before` and are `now` (by RSP id).
+    fn threads_changed(&mut self, before: &[String], now: &[String]);
 }
 
 /// The debugger core: the target while there is one, and the breakpoints,

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 
 use super::reverse::ReverseTarget;
-use super::signals::SIGTRAP;
+use super::signals::{self, SIGINT, SIGTRAP};
 use super::stepping::{self, Outcome, StepTarget, Then};
 use super::target::{RunMode, TargetState};
 use super::{Debugger, Target};
@@ -526,6 +526,154 @@ impl Debugger {
             replay.keep_inside()?;
         }
         Ok(None)
+    }
+}
+
+/// Why a signal stop stopped, as the core sees it (the front end tells its
+/// client, or lets the run go on).
+pub enum Why {
+    /// At an edge of the recording.
+    ReplayEdge(ReplayEdge),
+    /// A watched location was accessed at `addr`: these data breakpoints.
+    Watch { addr: u64, ids: Vec<i64> },
+    /// The user's interrupt.
+    Pause,
+    /// A program's signal, which it gets when it resumes (as gdb says it:
+    /// "Program received signal SIGUSR1, User defined signal 1.").
+    ProgramSignal {
+        name: String,
+        meaning: &'static str,
+        description: String,
+    },
+    /// A kernel's exception, as the stub reports it.
+    Exception {
+        name: &'static str,
+        description: String,
+    },
+    /// At the module loader's watch ([`Debugger::module_watch`]): the
+    /// front end reads the new module, then asks
+    /// [`Debugger::breakpoints_stop`] if user breakpoints are there too.
+    ModuleLoader { pc: u64 },
+    /// User breakpoints that stop (`function`: one of them is on a function).
+    Breakpoints { ids: Vec<i64>, function: bool },
+    /// User breakpoints, none of which stops: the run goes on.
+    NotStopping,
+    /// A plain stop (a step, a stop with nothing at the pc).
+    Step,
+}
+
+impl Debugger {
+    /// A stop reply that ends a run: the run state it ends, the thread it
+    /// is on (a program's new thread listed first), the program's signal
+    /// remembered. Returns what the run was doing; None when it goes on
+    /// (a signal the user does not stop for, passed on) or there is no
+    /// target.
+    pub async fn run_ended(&mut self, stop: &StopReply) -> Option<Option<RunMode>> {
+        let target = self.target.as_mut()?;
+        let mode = target.running.take();
+        target.invalidate();
+        if let StopReply::Signal {
+            thread: Some(t), ..
+        } = stop
+        {
+            target.thread = t.clone();
+        }
+        if target.program && !target.threads.contains(&target.thread) {
+            // A program's threads come and go (libtest runs each test in
+            // its own): the stopped one must be listed before editors ask,
+            // or VS Code shows no stop (seen with `threads` alone).
+            let mut now = match target.rsp.threads().await {
+                Ok(listed) if !listed.is_empty() => listed,
+                _ => target.threads.clone(),
+            };
+            if !now.contains(&target.thread) {
+                now.push(target.thread.clone());
+            }
+            self.events.threads_changed(&target.threads, &now);
+            target.threads = now;
+        }
+        if let Some(quiet) = target.quiet_signal(stop) {
+            // SIGCHLD, SIGWINCH …: passed on without a stop (gdb's default).
+            let thread = target.thread.clone();
+            target.running = mode;
+            if let Err(e) = target.rsp.resume_continue_with(&thread, Some(quiet)) {
+                self.events.output("stderr", format!("vmdbg: {e:#}\n"));
+            }
+            return None;
+        }
+        target.note_signal(stop);
+        Some(mode)
+    }
+
+    /// Why a signal stop (`StopReply::Signal`) stopped. A kernel's or
+    /// program's signal is remembered as the stop's exception.
+    pub async fn why_stopped(&mut self, stop: StopReply) -> Result<Why> {
+        let stop = self.mark_replay_edge(stop).await?;
+        let StopReply::Signal {
+            signal,
+            watch,
+            replay_edge,
+            ..
+        } = stop
+        else {
+            unreachable!("marking keeps a signal stop one")
+        };
+        if let Some(edge) = replay_edge {
+            return Ok(Why::ReplayEdge(edge));
+        }
+        let target = self.target.as_mut().context("no target")?;
+        let pc = target.pc().await.unwrap_or(0);
+        if let Some((_, addr)) = watch {
+            let ids = self
+                .data_breakpoints
+                .iter()
+                .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
+                .map(|d| d.id)
+                .collect();
+            return Ok(Why::Watch { addr, ids });
+        }
+        if signal == SIGINT {
+            return Ok(Why::Pause);
+        }
+        if signal != SIGTRAP && target.program {
+            let name = signals::name(signal);
+            let meaning = signals::description(signal);
+            let description = format!(
+                "the program received signal {name} ({meaning}) at {pc:#x}; it gets the signal when it resumes"
+            );
+            target.stop.exception = Some((name.clone(), description.clone()));
+            return Ok(Why::ProgramSignal {
+                name,
+                meaning,
+                description,
+            });
+        }
+        if signal != SIGTRAP {
+            let name = signals::signal_name(signal);
+            let description = format!("the target stopped with {name} at {pc:#x}");
+            target.stop.exception = Some((name.to_string(), description.clone()));
+            return Ok(Why::Exception { name, description });
+        }
+        if self.module_watch == Some(pc) {
+            return Ok(Why::ModuleLoader { pc });
+        }
+        Ok(self.breakpoints_stop(pc).await)
+    }
+
+    /// What the user breakpoints at `pc` decide about a stop there.
+    pub async fn breakpoints_stop(&mut self, pc: u64) -> Why {
+        if self.breakpoint_ids_at(pc).is_empty() {
+            return Why::Step;
+        }
+        let ids = self.decide_breakpoints(pc).await;
+        if ids.is_empty() {
+            return Why::NotStopping;
+        }
+        let function = self
+            .function_breakpoints
+            .iter()
+            .any(|b| ids.contains(&b.id));
+        Why::Breakpoints { ids, function }
     }
 }
 

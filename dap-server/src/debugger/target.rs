@@ -146,6 +146,33 @@ impl TargetMemory for CachedMemory<'_> {
 }
 
 impl TargetState {
+    /// A target stopped on `thread`, nothing inserted in its stub yet.
+    pub fn new(
+        rsp: RspClient,
+        symbols: Rc<Symbols>,
+        modules: Vec<Rc<Symbols>>,
+        program: bool,
+        threads: Vec<String>,
+        thread: String,
+        console: ConsoleSink,
+    ) -> Self {
+        TargetState {
+            rsp,
+            symbols,
+            modules,
+            program,
+            threads,
+            thread_names: HashMap::new(),
+            thread,
+            running: None,
+            inserted: BTreeSet::new(),
+            watches: Vec::new(),
+            stop: StopState::default(),
+            pending_signal: None,
+            console,
+        }
+    }
+
     /// The stop reply that ends a resume (or an interrupt); console output
     /// the stub sends on the way goes to [`Self::console`]. Every wait of
     /// the session for a stop goes through here.
