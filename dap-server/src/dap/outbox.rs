@@ -214,4 +214,27 @@ mod tests {
             json!({ "reason": "pause", "threadId": 1, "allThreadsStopped": true })
         );
     }
+
+    /// The debugger core reports through a clone of the session's Outbox:
+    /// what either sends must reach the client in the order it was sent,
+    /// numbered by one count (a client drops or reorders by `seq`).
+    #[test]
+    fn clones_number_in_one_sequence() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut session = Outbox::new(tx);
+        let mut core: Box<dyn debugger::Events> = Box::new(session.clone());
+        session.output("console", "from the session\n");
+        core.output("console", "from the core\n".into());
+        session.respond(7, "next", Ok(Value::Null));
+        core.continued(3);
+        let sent: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let seqs: Vec<i64> = sent.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(sent[1]["body"]["output"], "from the core\n");
+        assert_eq!(sent[2]["request_seq"], 7);
+        assert_eq!(
+            sent[3]["body"],
+            json!({ "threadId": 3, "allThreadsContinued": true })
+        );
+    }
 }
