@@ -11,10 +11,9 @@ use serde_json::{json, Value};
 use super::protocol::{self, Breakpoint, Source};
 use super::session::Session;
 use crate::debugger::breakpoints::{
-    at_function, with_conditions, DataBreakpoint, SourceFile, UserBreakpoint, NO_SLOT,
+    at_function, with_conditions, Access, SourceFile, UserBreakpoint, WantedBreakpoint,
 };
 use crate::debugger::eval::VarNode;
-use crate::rsp::WatchKind;
 use crate::symbols::types::Place;
 
 impl Session {
@@ -40,13 +39,6 @@ impl Session {
                 .collect(),
             (None, None) => Vec::new(),
         };
-        let symbols = self
-            .dbg
-            .target
-            .as_ref()
-            .context("no target")?
-            .symbols
-            .clone();
         let pending = if self.kernel_modules.is_some() {
             "; pending: it is placed when a kernel module built from this file loads"
         } else {
@@ -56,50 +48,19 @@ impl Session {
             name: args.source.name.clone(),
             path: args.source.path.clone(),
         };
-        let mut list = Vec::new();
-        for wanted in wanted {
-            let line = wanted.line;
-            let id = self.dbg.new_id();
-            let bp = match self
-                .dbg
-                .target
-                .as_ref()
-                .context("no target")?
-                .place_line_breakpoint(&path, line)
-            {
-                Some(p) => UserBreakpoint {
-                    id,
-                    addr: Some(p.addr),
-                    line: Some(p.line),
-                    source: Some(source.clone()),
-                    verified: true,
-                    message: (p.line != line)
-                        .then(|| format!("line {line} has no code; moved to line {}", p.line)),
-                    ..Default::default()
-                },
-                None => UserBreakpoint {
-                    id,
-                    addr: None,
-                    line: Some(line),
-                    source: Some(source.clone()),
-                    verified: false,
-                    message: Some(format!(
-                        "no code at or after line {line} of {path} in {}{pending}",
-                        symbols.path.display()
-                    )),
-                    ..Default::default()
-                },
-            };
-            list.push(with_conditions(
-                bp,
-                wanted.condition,
-                wanted.hit_condition,
-                wanted.log_message,
-            ));
-        }
-        self.dbg.line_breakpoints.insert(path.clone(), list);
-        self.dbg.sync_breakpoints().await?;
-        let list = &self.dbg.line_breakpoints[&path];
+        let wanted = wanted
+            .into_iter()
+            .map(|b| WantedBreakpoint {
+                line: b.line,
+                condition: b.condition,
+                hit_condition: b.hit_condition,
+                log_message: b.log_message,
+            })
+            .collect();
+        let list = self
+            .dbg
+            .set_line_breakpoints(&path, source, wanted, pending)
+            .await?;
         Ok(json!({ "breakpoints": list.iter().map(to_dap).collect::<Vec<_>>() }))
     }
 
@@ -198,54 +159,24 @@ impl Session {
         &mut self,
         args: protocol::SetDataBreakpointsArguments,
     ) -> Result<Value> {
-        let target = self.dbg.target.as_mut().context("no target")?;
-        for (kind, addr, len) in std::mem::take(&mut target.watches) {
-            target.rsp.remove_watchpoint(kind, addr, len).await?;
-        }
-        let mut list = Vec::new();
-        for d in args.breakpoints {
-            self.dbg.next_id += 1;
-            let id = self.dbg.next_id - 1;
-            let target = self.dbg.target.as_mut().context("no target")?;
-            let (addr, len) = parse_data_id(&d.data_id)?;
-            let kind = match d.access_type.as_deref() {
-                None | Some("write") => WatchKind::Write,
-                Some("readWrite") => WatchKind::Access,
-                Some("read") => {
-                    list.push(DataBreakpoint {
-                        id,
-                        addr,
-                        len,
-                        kind: WatchKind::Read,
-                        verified: false,
-                        message: Some(
-                            "x86 debug registers cannot watch reads alone; use readWrite".into(),
-                        ),
-                    });
-                    continue;
-                }
-                Some(other) => bail!("unknown accessType {other:?}"),
-            };
-            let (verified, message) = match target.rsp.insert_watchpoint(kind, addr, len).await {
-                Ok(()) => {
-                    target.watches.push((kind, addr, len));
-                    (true, None)
-                }
-                Err(e) => (false, Some(format!("{NO_SLOT} ({e:#})"))),
-            };
-            list.push(DataBreakpoint {
-                id,
-                addr,
-                len,
-                kind,
-                verified,
-                message,
-            });
-        }
-        self.dbg.data_breakpoints = list;
-        let body: Vec<Value> = self
-            .dbg
-            .data_breakpoints
+        // Read in order, as the core sets them: a bad one ends the request
+        // where it stands.
+        let wanted = args
+            .breakpoints
+            .iter()
+            .map(|d| {
+                let (addr, len) = parse_data_id(&d.data_id)?;
+                let access = match d.access_type.as_deref() {
+                    None | Some("write") => Access::Write,
+                    Some("readWrite") => Access::ReadWrite,
+                    Some("read") => Access::Read,
+                    Some(other) => bail!("unknown accessType {other:?}"),
+                };
+                Ok((addr, len, access))
+            })
+            .collect();
+        let list = self.dbg.set_data_breakpoints(wanted).await?;
+        let body: Vec<Value> = list
             .iter()
             .map(|d| json!({ "id": d.id, "verified": d.verified, "message": d.message }))
             .collect();

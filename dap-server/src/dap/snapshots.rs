@@ -1,17 +1,17 @@
 //! VM snapshots in a debug session: the custom requests `vmdbg/snapshot
 //! {name}`, `vmdbg/restore {name}` and `vmdbg/snapshots`. The engine saves
-//! and restores the VM ([`crate::engine::Vm`]); this module keeps the
-//! debugger's view true across a restore: every cached register, memory
-//! line and frame is dropped, the user's breakpoints and watchpoints are put
-//! back into the restored stub (the restored guest holds the ones of the
-//! snapshot's moment, not the session's), and a `stopped` event makes the
-//! editor read the restored stop.
+//! and restores the VM ([`crate::engine::Vm`]); the debugger core's view
+//! is kept true across a restore (`Debugger::after_restore`: every cached
+//! register, memory line and frame is dropped, the user's breakpoints and
+//! watchpoints are put back into the restored stub, which holds the ones of
+//! the snapshot's moment, not the session's), and a `stopped` event makes
+//! the editor read the restored stop.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::session::Session;
-use crate::debugger::target::{StopState, TargetState};
+use crate::debugger::target::TargetState;
 use crate::engine::Vm;
 
 impl Session {
@@ -53,7 +53,7 @@ impl Session {
         let vm = self.session_vm().context(NO_VM)?;
         let started = std::time::Instant::now();
         vm.restore(&name)?;
-        self.after_restore().await?;
+        self.dbg.after_restore().await?;
         let ms = started.elapsed().as_millis();
         self.out.output(
             "console",
@@ -75,39 +75,6 @@ impl Session {
     /// The VM this session started, if it started one through an engine.
     fn session_vm(&mut self) -> Option<&mut Box<dyn Vm>> {
         self.program.as_mut()?.vm_mut()
-    }
-
-    /// The restored stub knows the breakpoints of the snapshot's moment:
-    /// take each of the session's out (ignoring "not there") and put it
-    /// back, so exactly the session's are set, once.
-    async fn after_restore(&mut self) -> Result<()> {
-        let target = self.dbg.target.as_mut().context("no target")?;
-        target.stop = StopState::default();
-        for addr in target.inserted.clone() {
-            let _ = target.rsp.remove_breakpoint(addr).await;
-            target.rsp.insert_breakpoint(addr).await.with_context(|| {
-                format!("re-insert the breakpoint at {addr:#x} after the restore")
-            })?;
-        }
-        for (kind, addr, len) in target.watches.clone() {
-            let _ = target.rsp.remove_watchpoint(kind, addr, len).await;
-            target
-                .rsp
-                .insert_watchpoint(kind, addr, len)
-                .await
-                .with_context(|| {
-                    format!("re-insert the watchpoint at {addr:#x} after the restore")
-                })?;
-        }
-        if let Ok(threads) = target.rsp.threads().await {
-            if !threads.is_empty() {
-                if !threads.contains(&target.thread) {
-                    target.thread = threads[0].clone();
-                }
-                target.threads = threads;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -140,12 +140,139 @@ pub fn with_conditions(
     bp
 }
 
+/// A source line breakpoint as the user asks for it.
+pub struct WantedBreakpoint {
+    pub line: u32,
+    pub condition: Option<String>,
+    pub hit_condition: Option<String>,
+    pub log_message: Option<String>,
+}
+
+/// What a data breakpoint watches for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Write,
+    ReadWrite,
+    /// Reads alone, which x86 debug registers cannot watch.
+    Read,
+}
+
 pub const NO_SLOT: &str = "no hardware breakpoint slot: vmdbg-vmm serves breakpoints and watchpoints from the 4 debug registers (DR0–DR3) and refused this one: all are in use (remove another breakpoint or watchpoint), or this host's KVM delivers no breakpoints at all (the debug console says so at launch)";
 
 impl Debugger {
     pub fn new_id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id - 1
+    }
+
+    /// Sets the line breakpoints of source `path` anew: each where the
+    /// line tables place it (a line without code moves to the next that
+    /// has some), or unverified with why (`pending` added to that), then
+    /// the stub's breakpoints synced. The breakpoints as set.
+    pub async fn set_line_breakpoints(
+        &mut self,
+        path: &str,
+        source: SourceFile,
+        wanted: Vec<WantedBreakpoint>,
+        pending: &str,
+    ) -> Result<&[UserBreakpoint]> {
+        let symbols = self.target.as_ref().context("no target")?.symbols.clone();
+        let mut list = Vec::new();
+        for wanted in wanted {
+            let line = wanted.line;
+            let id = self.new_id();
+            let bp = match self
+                .target
+                .as_ref()
+                .context("no target")?
+                .place_line_breakpoint(path, line)
+            {
+                Some(p) => UserBreakpoint {
+                    id,
+                    addr: Some(p.addr),
+                    line: Some(p.line),
+                    source: Some(source.clone()),
+                    verified: true,
+                    message: (p.line != line)
+                        .then(|| format!("line {line} has no code; moved to line {}", p.line)),
+                    ..Default::default()
+                },
+                None => UserBreakpoint {
+                    id,
+                    addr: None,
+                    line: Some(line),
+                    source: Some(source.clone()),
+                    verified: false,
+                    message: Some(format!(
+                        "no code at or after line {line} of {path} in {}{pending}",
+                        symbols.path.display()
+                    )),
+                    ..Default::default()
+                },
+            };
+            list.push(with_conditions(
+                bp,
+                wanted.condition,
+                wanted.hit_condition,
+                wanted.log_message,
+            ));
+        }
+        self.line_breakpoints.insert(path.to_string(), list);
+        self.sync_breakpoints().await?;
+        Ok(&self.line_breakpoints[path])
+    }
+
+    /// Sets the data breakpoints anew, in order (the first that could not
+    /// be read, an error, ends it there): each in a stub watchpoint, or
+    /// unverified with why. The data breakpoints as set.
+    pub async fn set_data_breakpoints(
+        &mut self,
+        wanted: Vec<Result<(u64, usize, Access)>>,
+    ) -> Result<&[DataBreakpoint]> {
+        let target = self.target.as_mut().context("no target")?;
+        for (kind, addr, len) in std::mem::take(&mut target.watches) {
+            target.rsp.remove_watchpoint(kind, addr, len).await?;
+        }
+        let mut list = Vec::new();
+        for d in wanted {
+            let id = self.new_id();
+            let target = self.target.as_mut().context("no target")?;
+            let (addr, len, access) = d?;
+            let kind = match access {
+                Access::Write => WatchKind::Write,
+                Access::ReadWrite => WatchKind::Access,
+                Access::Read => {
+                    list.push(DataBreakpoint {
+                        id,
+                        addr,
+                        len,
+                        kind: WatchKind::Read,
+                        verified: false,
+                        message: Some(
+                            "x86 debug registers cannot watch reads alone; use readWrite".into(),
+                        ),
+                    });
+                    continue;
+                }
+            };
+            let (verified, message) = match target.rsp.insert_watchpoint(kind, addr, len).await {
+                Ok(()) => {
+                    target.watches.push((kind, addr, len));
+                    (true, None)
+                }
+                Err(e) => (false, Some(format!("{NO_SLOT} ({e:#})"))),
+            };
+            list.push(DataBreakpoint {
+                id,
+                addr,
+                len,
+                kind,
+                verified,
+                message,
+            });
+        }
+        self.data_breakpoints = list;
+        Ok(&self.data_breakpoints)
     }
 
     pub fn breakpoint_ids_at(&self, pc: u64) -> Vec<i64> {

@@ -389,4 +389,37 @@ impl super::Debugger {
         self.target_ref()?.select_module(frame.pc);
         Ok(frame)
     }
+
+    /// The restored stub knows the breakpoints of the snapshot's moment:
+    /// take each of the session's out (ignoring "not there") and put it
+    /// back, so exactly the session's are set, once.
+    pub async fn after_restore(&mut self) -> Result<()> {
+        let target = self.target.as_mut().context("no target")?;
+        target.stop = StopState::default();
+        for addr in target.inserted.clone() {
+            let _ = target.rsp.remove_breakpoint(addr).await;
+            target.rsp.insert_breakpoint(addr).await.with_context(|| {
+                format!("re-insert the breakpoint at {addr:#x} after the restore")
+            })?;
+        }
+        for (kind, addr, len) in target.watches.clone() {
+            let _ = target.rsp.remove_watchpoint(kind, addr, len).await;
+            target
+                .rsp
+                .insert_watchpoint(kind, addr, len)
+                .await
+                .with_context(|| {
+                    format!("re-insert the watchpoint at {addr:#x} after the restore")
+                })?;
+        }
+        if let Ok(threads) = target.rsp.threads().await {
+            if !threads.is_empty() {
+                if !threads.contains(&target.thread) {
+                    target.thread = threads[0].clone();
+                }
+                target.threads = threads;
+            }
+        }
+        Ok(())
+    }
 }
