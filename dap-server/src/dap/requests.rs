@@ -15,7 +15,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::protocol::{self, Request};
-use super::session::{After, Handled, Session};
+use super::session::{after, After, Handled, Session};
+use crate::debugger::stepping::StepKind;
 use crate::debugger::target::TargetState;
 
 /// What a request needs before its handler runs; checked in this order:
@@ -135,6 +136,23 @@ fn arguments<T: serde::de::DeserializeOwned>(command: &str, args: Value) -> Resu
     serde_json::from_value(args).map_err(|e| anyhow!("invalid `{command}` arguments: {e}"))
 }
 
+/// The line steps, by what they do with calls.
+enum Line {
+    Over,
+    In,
+    Out,
+}
+
+/// After `launch` and `attach`: the client may configure the session now.
+fn initialized() -> After {
+    after(|s| {
+        Box::pin(async move {
+            s.out.event("initialized", Value::Null);
+            Ok(())
+        })
+    })
+}
+
 impl From<Value> for Handled {
     fn from(body: Value) -> Self {
         Handled::Respond(body)
@@ -180,13 +198,13 @@ impl Session {
     async fn launch(&mut self, args: Value) -> Result<Handled> {
         self.start_target(super::arguments::parse_launch(args)?)
             .await?;
-        Ok(Handled::RespondThen(Value::Null, After::Initialized))
+        Ok(Handled::RespondThen(Value::Null, initialized()))
     }
 
     async fn attach(&mut self, args: Value) -> Result<Handled> {
         self.start_target(super::arguments::parse_attach(args)?)
             .await?;
-        Ok(Handled::RespondThen(Value::Null, After::Initialized))
+        Ok(Handled::RespondThen(Value::Null, initialized()))
     }
 
     async fn disconnect(&mut self, args: Value) -> Result<Value> {
@@ -216,7 +234,10 @@ impl Session {
 
     async fn configuration_done(&mut self, _: Value) -> Result<Handled> {
         self.configured = true;
-        Ok(Handled::RespondThen(Value::Null, After::Start))
+        Ok(Handled::RespondThen(
+            Value::Null,
+            after(|s| Box::pin(s.start_running())),
+        ))
     }
 
     async fn set_breakpoints(&mut self, args: protocol::SetBreakpointsArguments) -> Result<Value> {
@@ -247,7 +268,7 @@ impl Session {
     async fn continue_request(&mut self, _: Value) -> Result<Handled> {
         Ok(Handled::RespondThen(
             json!({ "allThreadsContinued": true }),
-            After::Continue,
+            after(|s| Box::pin(s.resume_continue())),
         ))
     }
 
@@ -264,43 +285,48 @@ impl Session {
     }
 
     async fn next_request(&mut self, args: protocol::ThreadArguments) -> Result<Handled> {
-        self.step_request(args, After::StepOver)
+        self.step_request(args, Line::Over)
     }
 
     async fn step_in_request(&mut self, args: protocol::ThreadArguments) -> Result<Handled> {
-        self.step_request(args, After::StepIn)
+        self.step_request(args, Line::In)
     }
 
     async fn step_out_request(&mut self, args: protocol::ThreadArguments) -> Result<Handled> {
-        self.step_request(args, After::StepOut)
+        self.step_request(args, Line::Out)
     }
 
     /// `next`, `stepIn` and `stepOut` on the thread the client names; by
     /// instruction, the first two step one instruction (`stepOut` has no
     /// instruction form).
-    fn step_request(&mut self, args: protocol::ThreadArguments, by_line: After) -> Result<Handled> {
+    fn step_request(&mut self, args: protocol::ThreadArguments, line: Line) -> Result<Handled> {
         if let Some(id) = args.thread_id {
             let target = self.dbg.target.as_mut().context("no target")?;
             target.thread = target.rsp_thread(id);
         }
         let instruction = args.granularity.as_deref() == Some("instruction");
-        let after = match by_line {
-            After::StepOver | After::StepIn if instruction => After::StepInstruction,
-            after => after,
+        let then = match line {
+            Line::Over | Line::In if instruction => after(|s| Box::pin(s.step_instruction())),
+            Line::Over => after(|s| Box::pin(s.start_step(StepKind::Over))),
+            Line::In => after(|s| Box::pin(s.start_step(StepKind::In))),
+            Line::Out => after(|s| Box::pin(s.step_out())),
         };
-        Ok(Handled::RespondThen(Value::Null, after))
+        Ok(Handled::RespondThen(Value::Null, then))
     }
 
     async fn step_back_request(&mut self, args: protocol::ThreadArguments) -> Result<Handled> {
         let instruction = args.granularity.as_deref() == Some("instruction");
         Ok(Handled::RespondThen(
             Value::Null,
-            After::StepBack(instruction),
+            after(move |s| Box::pin(s.step_back(instruction))),
         ))
     }
 
     async fn reverse_continue_request(&mut self, _: Value) -> Result<Handled> {
-        Ok(Handled::RespondThen(Value::Null, After::ReverseContinue))
+        Ok(Handled::RespondThen(
+            Value::Null,
+            after(|s| Box::pin(s.reverse_continue())),
+        ))
     }
 
     async fn exception_info(&mut self, _: Value) -> Result<Value> {
@@ -324,6 +350,9 @@ impl Session {
         // A restart keeps the breakpoints: they are inserted again.
         self.start_target(config).await?;
         self.dbg.reinsert_breakpoints().await;
-        Ok(Handled::RespondThen(Value::Null, After::Start))
+        Ok(Handled::RespondThen(
+            Value::Null,
+            after(|s| Box::pin(s.start_running())),
+        ))
     }
 }

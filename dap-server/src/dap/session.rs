@@ -24,7 +24,6 @@ use super::protocol::Request;
 use super::transport::Incoming;
 use crate::debugger::run::Why;
 use crate::debugger::signals;
-use crate::debugger::stepping::StepKind;
 use crate::debugger::target::{RunMode, TargetState};
 use crate::debugger::Debugger;
 use crate::rsp::{RspClient, StopReply};
@@ -133,7 +132,7 @@ impl Session {
             Ok(Handled::Respond(body)) => self.out.respond(seq, &command, Ok(body)),
             Ok(Handled::RespondThen(body, after)) => {
                 self.out.respond(seq, &command, Ok(body));
-                if let Err(e) = self.after(after).await {
+                if let Err(e) = after(self).await {
                     self.out.output("stderr", format!("vmdbg: {e:#}\n"));
                 }
             }
@@ -368,43 +367,30 @@ impl Session {
         true
     }
 
-    async fn after(&mut self, after: After) -> Result<()> {
-        match after {
-            After::Initialized => {
-                self.out.event("initialized", Value::Null);
-                Ok(())
-            }
-            After::Start => {
-                if !self.configured {
-                    return Ok(());
-                }
-                let stop_on_entry = match &self.start {
-                    Some(StartConfig::Launch(c)) => c.stop_on_entry,
-                    Some(StartConfig::Attach(c)) => c.stop_on_entry.unwrap_or(true),
-                    Some(StartConfig::Program(c)) => c.stop_on_entry,
-                    None => false,
-                };
-                let target = self.dbg.target.as_mut().context("no target")?;
-                if stop_on_entry {
-                    let thread = TargetState::thread_id(&target.thread);
-                    let reason = if matches!(self.start, Some(StartConfig::Attach(_))) {
-                        "pause"
-                    } else {
-                        "entry"
-                    };
-                    self.out.stopped(reason, thread).send();
-                    Ok(())
-                } else {
-                    self.resume_continue().await
-                }
-            }
-            After::Continue => self.resume_continue().await,
-            After::StepOver => self.start_step(StepKind::Over).await,
-            After::StepIn => self.start_step(StepKind::In).await,
-            After::StepOut => self.step_out().await,
-            After::StepInstruction => self.step_instruction().await,
-            After::StepBack(instruction) => self.step_back(instruction).await,
-            After::ReverseContinue => self.reverse_continue().await,
+    /// Once configured: the target starts (or stops at its entry, or,
+    /// attached, where it was, if the configuration says so).
+    pub(super) async fn start_running(&mut self) -> Result<()> {
+        if !self.configured {
+            return Ok(());
+        }
+        let stop_on_entry = match &self.start {
+            Some(StartConfig::Launch(c)) => c.stop_on_entry,
+            Some(StartConfig::Attach(c)) => c.stop_on_entry.unwrap_or(true),
+            Some(StartConfig::Program(c)) => c.stop_on_entry,
+            None => false,
+        };
+        let target = self.dbg.target.as_mut().context("no target")?;
+        if stop_on_entry {
+            let thread = TargetState::thread_id(&target.thread);
+            let reason = if matches!(self.start, Some(StartConfig::Attach(_))) {
+                "pause"
+            } else {
+                "entry"
+            };
+            self.out.stopped(reason, thread).send();
+            Ok(())
+        } else {
+            self.resume_continue().await
         }
     }
 
@@ -696,17 +682,17 @@ pub enum Handled {
     RespondThen(Value, After),
 }
 
-pub enum After {
-    Initialized,
-    Start,
-    Continue,
-    StepOver,
-    StepIn,
-    StepOut,
-    StepInstruction,
-    /// By instruction (true) or by line.
-    StepBack(bool),
-    ReverseContinue,
+/// What a request does once its response is sent.
+pub type After = Box<dyn for<'a> FnOnce(&'a mut Session) -> LocalFuture<'a>>;
+
+pub type LocalFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+/// An [`After`] from a closure (`after(|s| Box::pin(s.resume_continue()))`).
+pub fn after<F>(f: F) -> After
+where
+    F: for<'a> FnOnce(&'a mut Session) -> LocalFuture<'a> + 'static,
+{
+    Box::new(f)
 }
 
 async fn next_packet(target: &mut Option<TargetState>) -> Result<Vec<u8>> {
