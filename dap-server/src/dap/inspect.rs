@@ -2,8 +2,6 @@
 //! (Locals, Arguments, Registers, Globals), variables expanded lazily by
 //! variablesReference, evaluate, setVariable, memory and disassembly.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result};
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use serde_json::{json, Value};
@@ -22,26 +20,10 @@ impl Session {
     /// Program threads carry the names the guest gives them; a kernel's
     /// are its vCPUs.
     pub async fn threads_request(&mut self) -> Value {
-        let Some(target) = self.dbg.target.as_mut() else {
+        self.dbg.refresh_threads().await;
+        let Some(target) = self.dbg.target.as_ref() else {
             return json!({ "threads": [] });
         };
-        if !target.is_running() {
-            if let Ok(now) = target.rsp.threads().await {
-                if !now.is_empty() {
-                    self.out.announce_threads(&target.threads, &now);
-                    target.threads = now;
-                }
-            }
-            if target.program {
-                let mut names = HashMap::new();
-                for t in &target.threads {
-                    if let Ok(Some(name)) = target.rsp.thread_name(t).await {
-                        names.insert(t.clone(), name);
-                    }
-                }
-                target.thread_names = names;
-            }
-        }
         let threads: Vec<Value> = target
             .threads
             .iter()

@@ -8,11 +8,10 @@ use serde_json::json;
 
 use super::session::Session;
 use crate::debugger::reverse::{self, Outcome};
-use crate::debugger::signals::SIGTRAP;
+use crate::debugger::run::Back;
 use crate::debugger::target::TargetState;
-use crate::debugger::Target as _;
 use crate::engine::RecordingEnd;
-use crate::rsp::{ReplayEdge, StopReply};
+use crate::rsp::ReplayEdge;
 
 impl Session {
     /// Refuses reverse requests on a target that cannot run backwards.
@@ -99,54 +98,11 @@ impl Session {
             "continued",
             json!({ "threadId": thread, "allThreadsContinued": true }),
         );
-        let outcome = reverse::continue_back(&mut self.dbg).await?;
-        let watched: Vec<(u64, usize)> = self
-            .dbg
-            .data_breakpoints
-            .iter()
-            .filter(|d| d.verified)
-            .map(|d| (d.addr, d.len))
-            .collect();
-        let Outcome::Stopped(stop) = outcome else {
-            return self.report_outcome(outcome).await;
+        let (ids, write) = match self.dbg.continue_back().await? {
+            Back::Outcome(outcome) => return self.report_outcome(outcome).await,
+            Back::Stop(stop) => return self.report_stop_reply(stop).await,
+            Back::Wrote { ids, write } => (ids, write),
         };
-        // QEMU reports a watchpoint going backwards as a plain stop, and
-        // one found by replaying afresh with `watch`: both just after the
-        // write. vmdbg-vmm's stub says `watch` and stands on the writer,
-        // before it runs.
-        let plain = matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                replay_edge: None,
-                ..
-            }
-        );
-        let on_writer = !self.dbg.can_replay_afresh()
-            && matches!(stop, StopReply::Signal { watch: Some(_), .. });
-        let pc = self.dbg.target.as_mut().context("no target")?.pc().await?;
-        if !plain || watched.is_empty() || (!on_writer && self.dbg.breakpoint_at(pc)) {
-            return self.report_stop_reply(stop).await;
-        }
-        let (write, outcome) = if on_writer {
-            reverse::write_ahead(&mut self.dbg, &watched).await?
-        } else {
-            // Just after the write: onto the writer.
-            reverse::onto_writer(&mut self.dbg, &watched).await?
-        };
-        if let Some(outcome) = outcome {
-            return self.report_outcome(outcome).await;
-        }
-        let Some(write) = write else {
-            return self.report_stop_reply(stop).await;
-        };
-        let ids: Vec<i64> = self
-            .dbg
-            .data_breakpoints
-            .iter()
-            .filter(|d| d.verified && d.addr == write.addr)
-            .map(|d| d.id)
-            .collect();
         let value = |bytes: &[u8]| -> String {
             let mut v = [0u8; 8];
             let n = bytes.len().min(8);

@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use anyhow::{Context, Result};
 
-use super::reverse::ReverseTarget;
+use super::reverse::{self, ReverseTarget};
 use super::signals::{self, SIGINT, SIGTRAP};
 use super::stepping::{self, Outcome, StepTarget, Then};
 use super::target::{RunMode, TargetState};
@@ -529,6 +529,21 @@ impl Debugger {
     }
 }
 
+/// How a reverse-continue ended.
+pub enum Back {
+    /// As the reverse run says (arrived, gave up, the start).
+    Outcome(reverse::Outcome),
+    /// Stopped by this (a breakpoint, a watchpoint the write of which was
+    /// not found …): told as any stop.
+    Stop(StopReply),
+    /// On the instruction that last wrote a watched location: the data
+    /// breakpoints there and the write.
+    Wrote {
+        ids: Vec<i64>,
+        write: reverse::Write,
+    },
+}
+
 /// Why a signal stop stopped, as the core sees it (the front end tells its
 /// client, or lets the run go on).
 pub enum Why {
@@ -603,6 +618,59 @@ impl Debugger {
         }
         target.note_signal(stop);
         Some(mode)
+    }
+
+    /// Reverse-continue: back to a breakpoint that stops, the start of the
+    /// recording, or the instruction that last wrote a data breakpoint's
+    /// location (found from where the stub stopped for it).
+    pub async fn continue_back(&mut self) -> Result<Back> {
+        let outcome = reverse::continue_back(self).await?;
+        let watched: Vec<(u64, usize)> = self
+            .data_breakpoints
+            .iter()
+            .filter(|d| d.verified)
+            .map(|d| (d.addr, d.len))
+            .collect();
+        let reverse::Outcome::Stopped(stop) = outcome else {
+            return Ok(Back::Outcome(outcome));
+        };
+        // QEMU reports a watchpoint going backwards as a plain stop, and
+        // one found by replaying afresh with `watch`: both just after the
+        // write. vmdbg-vmm's stub says `watch` and stands on the writer,
+        // before it runs.
+        let plain = matches!(
+            stop,
+            StopReply::Signal {
+                signal: SIGTRAP,
+                replay_edge: None,
+                ..
+            }
+        );
+        let on_writer =
+            !self.can_replay_afresh() && matches!(stop, StopReply::Signal { watch: Some(_), .. });
+        let pc = self.target.as_mut().context("no target")?.pc().await?;
+        if !plain || watched.is_empty() || (!on_writer && self.breakpoint_at(pc)) {
+            return Ok(Back::Stop(stop));
+        }
+        let (write, outcome) = if on_writer {
+            reverse::write_ahead(self, &watched).await?
+        } else {
+            // Just after the write: onto the writer.
+            reverse::onto_writer(self, &watched).await?
+        };
+        if let Some(outcome) = outcome {
+            return Ok(Back::Outcome(outcome));
+        }
+        let Some(write) = write else {
+            return Ok(Back::Stop(stop));
+        };
+        let ids: Vec<i64> = self
+            .data_breakpoints
+            .iter()
+            .filter(|d| d.verified && d.addr == write.addr)
+            .map(|d| d.id)
+            .collect();
+        Ok(Back::Wrote { ids, write })
     }
 
     /// Why a signal stop (`StopReply::Signal`) stopped. A kernel's or

@@ -390,6 +390,34 @@ impl super::Debugger {
         Ok(frame)
     }
 
+    /// The stub's thread list asked again when the target is stopped (a
+    /// program's threads come and go: a libtest test runs on a thread
+    /// spawned long after the start), the change told
+    /// ([`super::Events::threads_changed`]); a program's threads' names too.
+    pub async fn refresh_threads(&mut self) {
+        let Some(target) = self.target.as_mut() else {
+            return;
+        };
+        if target.is_running() {
+            return;
+        }
+        if let Ok(now) = target.rsp.threads().await {
+            if !now.is_empty() {
+                self.events.threads_changed(&target.threads, &now);
+                target.threads = now;
+            }
+        }
+        if target.program {
+            let mut names = HashMap::new();
+            for t in &target.threads {
+                if let Ok(Some(name)) = target.rsp.thread_name(t).await {
+                    names.insert(t.clone(), name);
+                }
+            }
+            target.thread_names = names;
+        }
+    }
+
     /// The restored stub knows the breakpoints of the snapshot's moment:
     /// take each of the session's out (ignoring "not there") and put it
     /// back, so exactly the session's are set, once.
