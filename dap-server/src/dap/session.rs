@@ -178,19 +178,10 @@ impl Session {
             .as_ref()
             .is_some_and(TargetState::is_running);
         if was_running {
-            let target = self.dbg.target.as_mut().expect("running");
-            target.rsp.interrupt()?;
-            let stop = target.wait_stop().await?;
-            if !matches!(stop, StopReply::Signal { .. }) {
-                self.on_stop_reply(stop).await;
+            if let Some(ended) = self.dbg.halt().await? {
+                self.on_stop_reply(ended).await;
                 bail!("the target ended");
             }
-            let target = self.dbg.target.as_mut().expect("running");
-            // A signal that came before the interrupt is the program's:
-            // it gets it when it goes on.
-            target.note_signal(&stop);
-            target.invalidate();
-            target.running = None;
         }
         let result = f(self).await;
         if was_running {

@@ -578,6 +578,24 @@ pub enum Why {
 }
 
 impl Debugger {
+    /// Stops the running target for a moment (breakpoints are set while
+    /// it runs; the caller resumes it). The stop reply when the target
+    /// ended instead (an exit): the run is not over until that is handled.
+    pub async fn halt(&mut self) -> Result<Option<StopReply>> {
+        let target = self.target.as_mut().context("no target")?;
+        target.rsp.interrupt()?;
+        let stop = target.wait_stop().await?;
+        if !matches!(stop, StopReply::Signal { .. }) {
+            return Ok(Some(stop));
+        }
+        // A signal that came before the interrupt is the program's: it
+        // gets it when it goes on.
+        target.note_signal(&stop);
+        target.invalidate();
+        target.running = None;
+        Ok(None)
+    }
+
     /// A stop reply that ends a run: the run state it ends, the thread it
     /// is on (a program's new thread listed first), the program's signal
     /// remembered. Returns what the run was doing; None when it goes on
