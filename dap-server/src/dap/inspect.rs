@@ -2,146 +2,17 @@
 //! (Locals, Arguments, Registers, Globals), variables expanded lazily by
 //! variablesReference, evaluate, setVariable, memory and disassembly.
 
-use std::collections::HashMap;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use serde_json::{json, Value};
 
 use super::protocol;
-use super::session::{FrameInfo, ScopeKind, Session, Target, VarNode};
-use crate::symbols::expr::{self, BinaryOp, Expr};
-use crate::symbols::formatters::{self, parenthesized, Children, Depth};
-use crate::symbols::scopes::{LocationSource, Variable, VariableKind};
-use crate::symbols::types::{int_of, Place, TypeId, TypeKind};
-use crate::symbols::unwind::MAX_FRAMES;
-use crate::symbols::{Language, TargetMemory};
-
-/// One row of a variables listing, before it is shown.
-#[derive(Clone, Debug)]
-pub struct VarEntry {
-    pub name: String,
-    pub ty: Option<TypeId>,
-    pub place: Place,
-    pub size: u64,
-    pub frame: usize,
-    /// Set for rows that are not typed values (registers).
-    pub raw_text: Option<String>,
-    /// An expression `evaluate` accepts for this row (DAP `evaluateName`,
-    /// VS Code's "Copy as Expression"), when the row has one.
-    pub expression: Option<String>,
-}
-
-/// How many array elements one expansion shows without paging.
-const MAX_CHILDREN: usize = 1000;
+use super::session::Session;
+use crate::debugger::eval::{Evaluation, SetValue, VarEntry, MAX_CHILDREN};
+use crate::debugger::eval::{ScopeKind, VarNode};
+use crate::debugger::target::TargetState;
 
 impl Session {
-    fn target_ref(&mut self) -> Result<&mut Target> {
-        self.target.as_mut().context("no target")
-    }
-
-    /// The stack of the current thread, computed once per stop.
-    pub async fn frames(&mut self) -> Result<Vec<FrameInfo>> {
-        let target = self.target_ref()?;
-        if let Some(f) = &target.stop.frames {
-            return Ok(f.clone());
-        }
-        let thread = target.thread.clone();
-        let mut regs = target.top_registers(&thread).await?;
-        let stopped_by_line_breakpoint = self.stopped_by_line_breakpoint(regs.pc());
-        let target = self.target_ref()?;
-        let entered = target.stop.inline_entered;
-        let mut frames = Vec::new();
-        for physical in 0..MAX_FRAMES {
-            let pc = regs.pc();
-            // A program's stack crosses from its shared libraries into it.
-            let symbols = target.module_at(pc);
-            let probe = if physical == 0 {
-                pc
-            } else {
-                pc.saturating_sub(1)
-            };
-            let caller = symbols
-                .unwinder
-                .unwind(&mut regs, physical == 0, &mut target.memory())
-                .await
-                .ok()
-                .flatten();
-            // As gdb: the inlined calls that begin at the stop's pc are
-            // shown only where a breakpoint on a source line stopped it
-            // (the line's own code), or as far as stepIn went into them;
-            // elsewhere the stop is at their call site.
-            let hidden = if physical == 0 && !stopped_by_line_breakpoint {
-                symbols
-                    .inlined_calls_starting_at(pc)
-                    .saturating_sub(entered)
-            } else {
-                0
-            };
-            for source in symbols.source_frames(probe).into_iter().skip(hidden) {
-                frames.push(FrameInfo {
-                    regs: regs.clone(),
-                    pc,
-                    probe,
-                    source,
-                    physical,
-                });
-            }
-            match caller {
-                Some(next) if target.module_at(next.pc()).in_text(next.pc()) => regs = next,
-                _ => break,
-            }
-        }
-        target.stop.frames = Some(frames.clone());
-        Ok(frames)
-    }
-
-    /// gdb's `step` where the stop hides inlined calls that begin at the
-    /// pc: one call down, without running. Whether it went down (the
-    /// caller reports the step).
-    pub(super) async fn step_into_hidden_inline_call(&mut self) -> Result<bool> {
-        let target = self.target_ref()?;
-        let thread = target.thread.clone();
-        let pc = target.top_registers(&thread).await?.pc();
-        if self.stopped_by_line_breakpoint(pc) {
-            return Ok(false);
-        }
-        let target = self.target_ref()?;
-        if target.module_at(pc).inlined_calls_starting_at(pc) <= target.stop.inline_entered {
-            return Ok(false);
-        }
-        target.stop.inline_entered += 1;
-        target.stop.frames = None;
-        target.stop.refs.clear();
-        Ok(true)
-    }
-
-    /// Whether a user breakpoint on a source line (not a function) stopped
-    /// the current thread at `pc`.
-    fn stopped_by_line_breakpoint(&self, pc: u64) -> bool {
-        let Some((at, ids)) = self.target.as_ref().and_then(|t| t.stop.decided.as_ref()) else {
-            return false;
-        };
-        *at == pc
-            && self
-                .line_breakpoints
-                .values()
-                .flatten()
-                .any(|b| ids.contains(&b.id))
-    }
-
-    async fn frame(&mut self, index: usize) -> Result<FrameInfo> {
-        let frame = self
-            .frames()
-            .await?
-            .get(index)
-            .cloned()
-            .with_context(|| format!("no frame {}", index + 1))?;
-        // Its variables and types are in its own module's DWARF.
-        self.target_ref()?.select_module(frame.pc);
-        Ok(frame)
-    }
-
     /// `threads`: the stub's thread list, asked again whenever the target
     /// is stopped (a program's threads come and go: a libtest test runs on
     /// a thread spawned long after the session started), with `thread`
@@ -149,35 +20,19 @@ impl Session {
     /// Program threads carry the names the guest gives them; a kernel's
     /// are its vCPUs.
     pub async fn threads_request(&mut self) -> Value {
-        let Some(target) = self.target.as_mut() else {
+        self.dbg.refresh_threads().await;
+        let Some(target) = self.dbg.target.as_ref() else {
             return json!({ "threads": [] });
         };
-        if !target.is_running() {
-            if let Ok(now) = target.rsp.threads().await {
-                if !now.is_empty() {
-                    self.out.announce_threads(&target.threads, &now);
-                    target.threads = now;
-                }
-            }
-            if target.program.is_some() {
-                let mut names = HashMap::new();
-                for t in &target.threads {
-                    if let Ok(Some(name)) = target.rsp.thread_name(t).await {
-                        names.insert(t.clone(), name);
-                    }
-                }
-                target.thread_names = names;
-            }
-        }
         let threads: Vec<Value> = target
             .threads
             .iter()
             .map(|t| {
-                let n = Target::thread_id(t);
-                let name = match (&target.program, target.thread_names.get(t)) {
-                    (Some(_), Some(name)) => format!("{name} ({n})"),
-                    (Some(_), None) => format!("thread {n}"),
-                    (None, _) => format!("vCPU {}", n - 1),
+                let n = TargetState::thread_id(t);
+                let name = match (target.program, target.thread_names.get(t)) {
+                    (true, Some(name)) => format!("{name} ({n})"),
+                    (true, None) => format!("thread {n}"),
+                    (false, _) => format!("vCPU {}", n - 1),
                 };
                 json!({ "id": n, "name": name })
             })
@@ -186,10 +41,10 @@ impl Session {
     }
 
     pub async fn stack_trace(&mut self, args: protocol::StackTraceArguments) -> Result<Value> {
-        let target = self.target_ref()?;
+        let target = self.dbg.target_ref()?;
         target.thread = target.rsp_thread(args.thread_id);
         target.stop.frames = None;
-        let frames = self.frames().await?;
+        let frames = self.dbg.frames().await?;
         let start = args.start_frame.unwrap_or(0);
         let levels = args.levels.filter(|&l| l > 0).unwrap_or(frames.len());
         let list: Vec<Value> = frames
@@ -216,15 +71,9 @@ impl Session {
         Ok(json!({ "stackFrames": list, "totalFrames": frames.len() }))
     }
 
-    fn new_reference(&mut self, node: VarNode) -> Result<i64> {
-        let refs = &mut self.target_ref()?.stop.refs;
-        refs.push(node);
-        Ok(refs.len() as i64)
-    }
-
     pub async fn scopes(&mut self, args: protocol::ScopesArguments) -> Result<Value> {
         let index = usize::try_from(args.frame_id - 1).context("bad frameId")?;
-        let frame = self.frame(index).await?;
+        let frame = self.dbg.frame(index).await?;
         let mut scopes = Vec::new();
         for (kind, name, hint) in [
             (ScopeKind::Locals, "Locals", "locals"),
@@ -232,418 +81,35 @@ impl Session {
             (ScopeKind::Registers, "Registers", "registers"),
             (ScopeKind::Globals, "Globals", "globals"),
         ] {
-            let reference = self.new_reference(VarNode::Scope { frame: index, kind })?;
+            let reference = self
+                .dbg
+                .new_reference(VarNode::Scope { frame: index, kind })?;
             scopes.push(json!({ "name": name, "presentationHint": hint, "variablesReference": reference, "expensive": kind == ScopeKind::Globals }));
         }
         let _ = frame;
         Ok(json!({ "scopes": scopes }))
     }
 
-    async fn place_of(&mut self, frame: &FrameInfo, var: &Variable) -> Place {
-        match &var.location {
-            LocationSource::Constant(bytes) => Place::Bytes(bytes.clone()),
-            LocationSource::Unavailable(why) => Place::Unavailable(why.clone()),
-            LocationSource::Expression(e) => {
-                let Ok(target) = self.target_ref() else {
-                    return Place::Unavailable("no target".into());
-                };
-                let symbols = target.symbols.clone();
-                let mut mem = target.memory();
-                let frame_base = symbols.frame_base(frame.probe, &frame.regs, &mut mem).await;
-                symbols
-                    .evaluate_location(var.unit, e, &frame.regs, frame_base, &mut mem)
-                    .await
-                    .unwrap_or_else(|e| Place::Unavailable(format!("{e:#}")))
-            }
-        }
-    }
-
-    async fn entry_of(
-        &mut self,
-        frame_index: usize,
-        frame: &FrameInfo,
-        var: &Variable,
-    ) -> VarEntry {
-        let place = self.place_of(frame, var).await;
-        let size = match (self.target.as_ref(), var.ty) {
-            (Some(t), Some(ty)) => t.symbols.resolve_type(ty).size.unwrap_or(0),
-            _ => 0,
-        };
-        VarEntry {
-            name: var.name.clone(),
-            ty: var.ty,
-            place,
-            size,
-            frame: frame_index,
-            raw_text: None,
-            expression: Some(var.name.clone()),
-        }
-    }
-
-    /// The rows under a variablesReference.
-    pub async fn children_of(&mut self, reference: i64) -> Result<Vec<VarEntry>> {
-        self.children_page(reference, 0, MAX_CHILDREN as u64).await
-    }
-
-    /// Rows `start..start + count` under a variablesReference: a long
-    /// sequence is read one page at a time.
-    pub async fn children_page(
-        &mut self,
-        reference: i64,
-        start: u64,
-        count: u64,
-    ) -> Result<Vec<VarEntry>> {
-        let node = usize::try_from(reference - 1)
-            .ok()
-            .and_then(|i| self.target.as_ref()?.stop.refs.get(i).cloned())
-            .with_context(|| format!("variablesReference {reference} is not valid (any reference ends when the target resumes)"))?;
-        match node {
-            VarNode::Scope { frame: index, kind } => {
-                let frame = self.frame(index).await?;
-                let symbols = self.target_ref()?.symbols.clone();
-                let vars: Vec<Variable> = match kind {
-                    ScopeKind::Locals => symbols
-                        .frame_variables(frame.probe, frame.source.inline_depth)
-                        .into_iter()
-                        .filter(|v| v.kind == VariableKind::Local)
-                        .collect(),
-                    ScopeKind::Arguments => symbols
-                        .frame_variables(frame.probe, frame.source.inline_depth)
-                        .into_iter()
-                        .filter(|v| v.kind == VariableKind::Argument)
-                        .collect(),
-                    ScopeKind::Globals => symbols.globals(Some(frame.probe)),
-                    ScopeKind::Registers => {
-                        let rows = self.register_rows(index, &frame).await?;
-                        return Ok(rows
-                            .into_iter()
-                            .skip(start as usize)
-                            .take(count as usize)
-                            .collect());
-                    }
-                };
-                let mut out = Vec::new();
-                for v in vars.iter().skip(start as usize).take(count as usize) {
-                    out.push(self.entry_of(index, &frame, v).await);
-                }
-                Ok(out)
-            }
-            VarNode::Value {
-                frame,
-                name,
-                expression,
-                ty,
-                place,
-            } => {
-                let rows = self
-                    .value_children(frame, &name, expression.as_deref(), ty, place, start, count)
-                    .await?;
-                Ok(rows)
-            }
-        }
-    }
-
-    async fn register_rows(&mut self, index: usize, frame: &FrameInfo) -> Result<Vec<VarEntry>> {
-        let target = self.target_ref()?;
-        let mut rows = Vec::new();
-        if index == 0 || frame.physical == 0 {
-            let thread = target.thread.clone();
-            let block = target.register_block(&thread).await?;
-            for info in target.rsp.registers.registers.clone() {
-                let size = (info.bits as usize).div_ceil(8);
-                let Some(bytes) = block.get(info.offset..info.offset + size) else {
-                    continue;
-                };
-                let text = if size <= 8 {
-                    format!("{:#x}", int_of(bytes, false) as u64)
-                } else {
-                    crate::symbols::types::hex_le(bytes)
-                };
-                rows.push(VarEntry {
-                    name: info.name.clone(),
-                    ty: None,
-                    place: Place::Bytes(bytes.to_vec()),
-                    size: size as u64,
-                    frame: index,
-                    raw_text: Some(text),
-                    expression: Some(format!("${}", info.name)),
-                });
-            }
-        } else {
-            for (n, name) in crate::rsp::registers::DWARF_X86_64.iter().enumerate() {
-                let text = match frame.regs.regs[n] {
-                    Some(v) => format!("{v:#x}"),
-                    None => "<not saved>".to_string(),
-                };
-                rows.push(VarEntry {
-                    name: name.to_string(),
-                    ty: None,
-                    place: Place::Unavailable(String::new()),
-                    size: 8,
-                    frame: index,
-                    raw_text: Some(text),
-                    expression: Some(format!("${name}")),
-                });
-            }
-        }
-        Ok(rows)
-    }
-
-    /// A value's library-type view (a `Vec`'s elements, an enum's active
-    /// variant …) from the language formatters, when it has one.
-    async fn synthetic(
-        &mut self,
-        ty: TypeId,
-        place: &Place,
-    ) -> Option<(formatters::Value, Children)> {
-        let symbols = self.target_ref().ok()?.symbols.clone();
-        let size = symbols.resolve_type(ty).size.unwrap_or(0);
-        let bytes = self.bytes_of(place, size).await.ok()?;
-        let value = formatters::Value {
-            ty,
-            place: place.clone(),
-            bytes,
-        };
-        let children = symbols
-            .synthetic_children(&value, &mut self.target_ref().ok()?.memory())
-            .await?;
-        Some((value, children))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn value_children(
-        &mut self,
-        frame: usize,
-        name: &str,
-        expression: Option<&str>,
-        ty: Option<TypeId>,
-        place: Place,
-        start: u64,
-        count: u64,
-    ) -> Result<Vec<VarEntry>> {
-        let symbols = self.target_ref()?.symbols.clone();
-        let Some(ty) = ty else { return Ok(Vec::new()) };
-        if let Some((_, children)) = self.synthetic(ty, &place).await {
-            return Ok(
-                formatters::indexed_rows(&children, start, count.min(MAX_CHILDREN as u64))
-                    .into_iter()
-                    .map(|c| VarEntry {
-                        expression: expression
-                            .and_then(|e| formatters::child_expression(e, &c.name)),
-                        name: c.name,
-                        size: c.ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
-                        ty: c.ty,
-                        place: c.place,
-                        frame,
-                        raw_text: None,
-                    })
-                    .collect(),
-            );
-        }
-        let stripped = symbols.strip(ty);
-        let mut out = Vec::new();
-        match &stripped.kind {
-            TypeKind::Struct { members, .. } => {
-                let whole = match &place {
-                    Place::Memory(_) => None,
-                    _ => Some(self.bytes_of(&place, stripped.size.unwrap_or(0)).await?),
-                };
-                for m in members {
-                    let size =
-                        m.ty.map(|t| symbols.resolve_type(t).size.unwrap_or(0))
-                            .unwrap_or(0);
-                    let child_place = match (&place, m.bits, &whole) {
-                        (Place::Memory(a), None, _) => Place::Memory(a + m.offset),
-                        (Place::Memory(_), Some(_), _) => {
-                            let bytes = self.bytes_of(&place, stripped.size.unwrap_or(0)).await?;
-                            Place::Bytes(
-                                symbols
-                                    .member_bytes(m, &bytes)
-                                    .map(|(_, b)| b)
-                                    .unwrap_or_default(),
-                            )
-                        }
-                        (_, _, Some(bytes)) => Place::Bytes(
-                            symbols
-                                .member_bytes(m, bytes)
-                                .map(|(_, b)| b)
-                                .unwrap_or_default(),
-                        ),
-                        _ => Place::Unavailable("not available".into()),
-                    };
-                    out.push(VarEntry {
-                        name: m.name.clone(),
-                        ty: m.ty,
-                        place: child_place,
-                        size,
-                        frame,
-                        raw_text: None,
-                        expression: expression
-                            .and_then(|e| formatters::child_expression(e, &m.name)),
-                    });
-                }
-            }
-            TypeKind::Array { element, counts } => {
-                let inner = &counts[1..];
-                let elem_size = symbols.element_size(*element, &[]).unwrap_or(0);
-                let total: u64 = counts.iter().map(|c| c.unwrap_or(0)).product();
-                let whole = match &place {
-                    Place::Memory(_) => None,
-                    _ => Some(self.bytes_of(&place, stripped.size.unwrap_or(0)).await?),
-                };
-                let end = total.min(start.saturating_add(count.min(MAX_CHILDREN as u64)));
-                for i in start as usize..end as usize {
-                    // Multi-dimensional arrays are listed flat, row-major.
-                    let label = if inner.is_empty() {
-                        format!("[{i}]")
-                    } else {
-                        let mut rest = i as u64;
-                        let mut idx = Vec::new();
-                        for c in counts.iter().rev() {
-                            let c = c.unwrap_or(1).max(1);
-                            idx.push(rest % c);
-                            rest /= c;
-                        }
-                        idx.iter().rev().map(|x| format!("[{x}]")).collect()
-                    };
-                    let offset = i as u64 * elem_size;
-                    let child_place = match (&place, &whole) {
-                        (Place::Memory(a), _) => Place::Memory(a + offset),
-                        (_, Some(bytes)) => Place::Bytes(
-                            bytes
-                                .get(offset as usize..(offset + elem_size) as usize)
-                                .map(<[u8]>::to_vec)
-                                .unwrap_or_default(),
-                        ),
-                        _ => Place::Unavailable("not available".into()),
-                    };
-                    out.push(VarEntry {
-                        expression: expression
-                            .and_then(|e| formatters::child_expression(e, &label)),
-                        name: label,
-                        ty: *element,
-                        place: child_place,
-                        size: elem_size,
-                        frame,
-                        raw_text: None,
-                    });
-                }
-            }
-            TypeKind::Pointer {
-                target: Some(pointee),
-                ..
-            } if start == 0 => {
-                let bytes = self.bytes_of(&place, 8).await?;
-                let addr = int_of(&bytes, false) as u64;
-                let size = symbols.resolve_type(*pointee).size.unwrap_or(0);
-                out.push(VarEntry {
-                    name: format!("*{name}"),
-                    ty: Some(*pointee),
-                    place: Place::Memory(addr),
-                    size,
-                    frame,
-                    raw_text: None,
-                    expression: expression.map(|e| format!("*{}", parenthesized(e))),
-                });
-            }
-            _ => {}
-        }
-        Ok(out)
-    }
-
-    /// The bytes of a value.
-    async fn bytes_of(&mut self, place: &Place, size: u64) -> Result<Vec<u8>> {
-        match place {
-            Place::Memory(addr) => {
-                let size = size.min(1 << 20) as usize;
-                let bytes = self.target_ref()?.memory().read(*addr, size).await?;
-                if bytes.len() < size {
-                    bail!("cannot read memory at {addr:#x}");
-                }
-                Ok(bytes)
-            }
-            Place::Bytes(b) | Place::Register(_, b) => {
-                let mut b = b.clone();
-                if size > 0 {
-                    b.resize(size as usize, 0);
-                }
-                Ok(b)
-            }
-            Place::Unavailable(why) => bail!("<{why}>"),
-        }
-    }
-
     /// Shows one row as a DAP Variable (allocating a reference when it has
     /// children).
     async fn render(&mut self, entry: VarEntry, hex: bool) -> Result<Value> {
-        let symbols = self.target_ref()?.symbols.clone();
-        if let Some(text) = entry.raw_text {
-            let mut var = json!({ "name": entry.name, "value": text, "variablesReference": 0 });
-            if let Some(expression) = entry.expression {
+        let shown = self.dbg.describe(entry, hex).await?;
+        let Some(type_name) = shown.type_name else {
+            let mut var =
+                json!({ "name": shown.name, "value": shown.value, "variablesReference": 0 });
+            if let Some(expression) = shown.expression {
                 var["evaluateName"] = json!(expression);
             }
             return Ok(var);
-        }
-        let type_name = entry
-            .ty
-            .map(|t| symbols.resolve_type(t).name.clone())
-            .unwrap_or_default();
-        let (value, synthetic) = match (self.bytes_of(&entry.place, entry.size).await, entry.ty) {
-            (Ok(bytes), Some(ty)) => {
-                let value = formatters::Value {
-                    ty,
-                    place: entry.place.clone(),
-                    bytes,
-                };
-                let mut memory = self.target_ref()?.memory();
-                let text = symbols
-                    .summarize(&value, &mut memory, Depth::top(hex))
-                    .await;
-                let children = symbols.synthetic_children(&value, &mut memory).await;
-                (text, children)
-            }
-            (Ok(bytes), None) => (symbols.format_value(None, &bytes, 0, hex), None),
-            (Err(e), _) => (format!("{e:#}"), None),
         };
-        let indexed = match &synthetic {
-            Some(Children::Indexed(sequence)) => Some(sequence.count),
-            _ => None,
-        };
-        let expandable = match &synthetic {
-            Some(Children::Indexed(sequence)) => sequence.count > 0,
-            Some(Children::Named(rows)) => !rows.is_empty(),
-            None => entry.ty.is_some_and(|t| match &symbols.strip(t).kind {
-                TypeKind::Struct { members, .. } => !members.is_empty(),
-                TypeKind::Array { .. } => true,
-                TypeKind::Pointer {
-                    target: Some(p), ..
-                } => {
-                    !matches!(symbols.strip(*p).kind, TypeKind::Function)
-                        && symbols.resolve_type(*p).size.is_some()
-                }
-                _ => false,
-            }),
-        } && !matches!(entry.place, Place::Unavailable(_));
-        let reference = if expandable {
-            // Its children's expressions extend this row's.
-            self.new_reference(VarNode::Value {
-                frame: entry.frame,
-                name: entry.name.clone(),
-                expression: entry.expression.clone(),
-                ty: entry.ty,
-                place: entry.place.clone(),
-            })?
-        } else {
-            0
-        };
-        let mut var = json!({ "name": entry.name, "value": value, "type": type_name, "variablesReference": reference });
-        if let (Some(count), true) = (indexed, reference != 0) {
+        let mut var = json!({ "name": shown.name, "value": shown.value, "type": type_name, "variablesReference": shown.reference });
+        if let Some(count) = shown.indexed {
             var["indexedVariables"] = json!(count);
         }
-        if let Place::Memory(addr) = entry.place {
+        if let Some(addr) = shown.address {
             var["memoryReference"] = json!(format!("{addr:#x}"));
         }
-        if let Some(expression) = entry.expression {
+        if let Some(expression) = shown.expression {
             var["evaluateName"] = json!(expression);
         }
         Ok(var)
@@ -653,6 +119,7 @@ impl Session {
         let start = args.start.unwrap_or(0) as u64;
         let count = args.count.filter(|&c| c > 0).unwrap_or(MAX_CHILDREN) as u64;
         let entries = self
+            .dbg
             .children_page(args.variables_reference, start, count)
             .await?;
         let hex = protocol::ValueFormat::hex(args.format);
@@ -664,567 +131,50 @@ impl Session {
     }
 
     pub async fn set_variable(&mut self, args: protocol::SetVariableArguments) -> Result<Value> {
-        let entries = self.children_of(args.variables_reference).await?;
-        let entry = entries
-            .into_iter()
-            .find(|e| e.name == args.name)
-            .with_context(|| format!("no variable {:?} here", args.name))?;
-        let target = self.target_ref()?;
-        let symbols = target.symbols.clone();
-        if entry.raw_text.is_some() {
-            // A register of the innermost frame.
-            if entry.frame != 0 {
-                bail!("registers can be set in the innermost frame only");
-            }
-            let info = target
-                .rsp
-                .registers
-                .by_name(&entry.name)
-                .cloned()
-                .with_context(|| format!("no register {}", entry.name))?;
-            let value = crate::symbols::types::parse_int(args.value.trim())?;
-            let size = (info.bits as usize).div_ceil(8);
-            let mut bytes = value.to_le_bytes().to_vec();
-            bytes.resize(size, 0);
-            let thread = target.thread.clone();
-            target
-                .rsp
-                .write_register(&thread, info.regnum, &bytes)
-                .await?;
-            target.stop.registers.clear();
-            target.stop.frames = None;
-            return Ok(json!({ "value": format!("{:#x}", value as u64) }));
-        }
-        let bytes = symbols.parse_value(entry.ty, &args.value)?;
-        match entry.place {
-            Place::Memory(addr) => {
-                target.rsp.write_memory(addr, &bytes).await?;
-                target.stop.memory.clear();
-            }
-            Place::Register(reg, _) if entry.frame == 0 => {
-                let name = crate::rsp::registers::DWARF_X86_64
-                    .get(reg as usize)
-                    .context("unknown register")?;
-                let info = target
-                    .rsp
-                    .registers
-                    .by_name(name)
-                    .cloned()
-                    .context("the stub has no such register")?;
-                let thread = target.thread.clone();
-                let mut value = target
-                    .register_block(&thread)
-                    .await?
-                    .get(info.offset..info.offset + 8)
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or(vec![0; 8]);
-                value[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
-                target
-                    .rsp
-                    .write_register(&thread, info.regnum, &value)
-                    .await?;
-                target.stop.registers.clear();
-                target.stop.frames = None;
-            }
-            _ => bail!(
-                "{} is not in memory or a register of the innermost frame; it cannot be set",
-                args.name
-            ),
-        }
-        let shown = VarEntry {
-            place: match entry.place {
-                Place::Register(r, _) => Place::Register(r, bytes.clone()),
-                p => p,
-            },
-            ..entry
-        };
-        let rendered = self
-            .render(shown, protocol::ValueFormat::hex(args.format))
+        let set = self
+            .dbg
+            .set_variable(args.variables_reference, &args.name, &args.value)
             .await?;
-        Ok(
-            json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }),
-        )
-    }
-
-    /// Resolves a name in a frame: locals and arguments, then globals.
-    async fn lookup_name(&mut self, frame_index: usize, name: &str) -> Result<VarEntry> {
-        let symbols = self.target_ref()?.symbols.clone();
-        let frame = self.frame(frame_index).await.ok();
-        if let Some(frame) = &frame {
-            let vars = symbols.frame_variables(frame.probe, frame.source.inline_depth);
-            // The innermost declaration wins (last in DIE order).
-            if let Some(v) = vars.iter().rev().find(|v| v.name == name) {
-                return Ok(self.entry_of(frame_index, frame, v).await);
-            }
-        }
-        let cpu = {
-            let target = self.target_ref()?;
-            target
-                .threads
-                .iter()
-                .position(|t| *t == target.thread)
-                .unwrap_or(0)
-        };
-        let v = &symbols
-            .global_named(name, cpu)
-            .with_context(|| format!("no symbol {name:?} in the current context"))?;
-        let frame = match frame {
-            Some(f) => f,
-            None => bail!("no frame"),
-        };
-        Ok(self.entry_of(frame_index, &frame, v).await)
-    }
-
-    async fn eval(&mut self, frame_index: usize, e: &Expr) -> Result<Evaluated> {
-        let symbols = self.target_ref()?.symbols.clone();
-        Ok(match e {
-            Expr::Number(n) => Evaluated::Int(*n),
-            Expr::Name(name) => Evaluated::Entry(self.lookup_name(frame_index, name).await?),
-            Expr::Register(name) => {
-                let frame = self.frame(frame_index).await?;
-                let alias = match name.as_str() {
-                    "pc" => "rip",
-                    "sp" => "rsp",
-                    "fp" => "rbp",
-                    other => other,
-                };
-                if frame.physical == 0 {
-                    let target = self.target_ref()?;
-                    let thread = target.thread.clone();
-                    let block = target.register_block(&thread).await?;
-                    let value = target
-                        .register_value(&block, alias)
-                        .with_context(|| format!("no register ${name}"))?;
-                    Evaluated::Int(value as i64)
-                } else {
-                    let n = crate::rsp::registers::DWARF_X86_64
-                        .iter()
-                        .position(|r| *r == alias)
-                        .with_context(|| format!("${name} is not known in caller frames"))?;
-                    Evaluated::Int(
-                        frame.regs.regs[n]
-                            .with_context(|| format!("${name} was not saved by this frame"))?
-                            as i64,
-                    )
-                }
-            }
-            Expr::AddressOf(inner) => match Box::pin(self.eval(frame_index, inner)).await? {
-                Evaluated::Entry(VarEntry {
-                    place: Place::Memory(a),
-                    ..
-                }) => Evaluated::Int(a as i64),
-                _ => bail!("the value has no address"),
-            },
-            Expr::Deref(inner) => {
-                let value = Box::pin(self.eval(frame_index, inner)).await?;
-                self.deref(value, 0).await?
-            }
-            Expr::Str(_) => bail!("a string literal is only a map's key here (m[\"key\"])"),
-            Expr::Index(base, key) if matches!(**key, Expr::Str(_)) => {
-                let Expr::Str(key) = &**key else {
-                    unreachable!("matched above")
-                };
-                let base = Box::pin(self.eval(frame_index, base)).await?;
-                // The map's row for the key, named as the key's summary.
-                self.keyed(base, &format!("[{key:?}]")).await?
-            }
-            Expr::Index(base, index) => {
-                let base = Box::pin(self.eval(frame_index, base)).await?;
-                let index = match Box::pin(self.eval(frame_index, index)).await? {
-                    Evaluated::Int(n) => n,
-                    Evaluated::Entry(entry) => {
-                        let bytes = self.bytes_of(&entry.place, entry.size).await?;
-                        int_of(&bytes, true)
-                    }
-                };
-                self.deref(base, index).await?
-            }
-            Expr::Negate(inner) => {
-                let value = Box::pin(self.eval(frame_index, inner)).await?;
-                match self.scalar(value).await? {
-                    Scalar::Int(n) => Evaluated::Int(n.wrapping_neg()),
-                    Scalar::Float(_) => bail!("arithmetic on floating-point values is not supported; compare them instead"),
-                }
-            }
-            Expr::Cast(type_name, inner) => {
-                let value = Box::pin(self.eval(frame_index, inner)).await?;
-                self.cast(frame_index, type_name, value).await?
-            }
-            Expr::Not(inner) => {
-                let value = Box::pin(self.eval(frame_index, inner)).await?;
-                Evaluated::Int(i64::from(self.scalar(value).await?.is_zero()))
-            }
-            Expr::Binary(op, left, right) => {
-                let l = Box::pin(self.eval(frame_index, left)).await?;
-                let l = self.scalar(l).await?;
-                // && and || do not evaluate their right side when the left decides.
-                match op {
-                    BinaryOp::And if l.is_zero() => return Ok(Evaluated::Int(0)),
-                    BinaryOp::Or if !l.is_zero() => return Ok(Evaluated::Int(1)),
-                    _ => {}
-                }
-                let r = Box::pin(self.eval(frame_index, right)).await?;
-                let r = self.scalar(r).await?;
-                Evaluated::Int(binary(*op, l, r)?)
-            }
-            Expr::Member(base, field) | Expr::Arrow(base, field) => {
-                let mut value = Box::pin(self.eval(frame_index, base)).await?;
-                if matches!(e, Expr::Arrow(..)) {
-                    value = self.deref(value, 0).await?;
-                }
-                let Evaluated::Entry(entry) = value else {
-                    bail!("a number has no member {field:?}")
-                };
-                let ty = entry.ty.context("the value has no type")?;
-                let mut entry = entry;
-                if matches!(symbols.strip(ty).kind, TypeKind::Pointer { .. })
-                    && matches!(e, Expr::Member(..))
-                {
-                    // Rust's `.` reaches through references and Box, C++'s
-                    // through references.
-                    let reference = matches!(
-                        symbols.strip(ty).kind,
-                        TypeKind::Pointer {
-                            reference: Some(_),
-                            ..
-                        }
-                    );
-                    if symbols.languages[ty.unit] != Language::Rust && !reference {
-                        bail!("{} is a pointer; use -> to reach {field:?}", entry.name);
-                    }
-                    let Evaluated::Entry(target) = self.deref(Evaluated::Entry(entry), 0).await?
-                    else {
-                        bail!("cannot dereference")
-                    };
-                    entry = target;
-                }
-                let ty = entry.ty.context("the value has no type")?;
-                let children = self
-                    .value_children(
-                        frame_index,
-                        &entry.name,
-                        None,
-                        entry.ty,
-                        entry.place.clone(),
-                        0,
-                        MAX_CHILDREN as u64,
-                    )
+        match set {
+            SetValue::Register(value) => Ok(json!({ "value": format!("{value:#x}") })),
+            SetValue::Value(entry) => {
+                let rendered = self
+                    .render(entry, protocol::ValueFormat::hex(args.format))
                     .await?;
-                let through = match children.as_slice() {
-                    [only] if only.name == "value" || only.name == "*get()" => Some(only.clone()),
-                    _ => None,
-                };
-                let children = match through {
-                    Some(inner) if !children.iter().any(|c| c.name == *field) => {
-                        self.value_children(
-                            frame_index,
-                            &inner.name,
-                            None,
-                            inner.ty,
-                            inner.place,
-                            0,
-                            MAX_CHILDREN as u64,
-                        )
-                        .await?
-                    }
-                    _ => children,
-                };
-                let child = children
-                    .into_iter()
-                    .find(|c| c.name == *field)
-                    .with_context(|| {
-                        format!("{} has no member {field:?}", symbols.resolve_type(ty).name)
-                    })?;
-                Evaluated::Entry(VarEntry {
-                    name: format!("{}.{}", entry.name, child.name),
-                    ..child
-                })
+                Ok(
+                    json!({ "value": rendered["value"], "type": rendered["type"], "variablesReference": rendered["variablesReference"] }),
+                )
             }
-        })
-    }
-
-    /// The number a value stands for in arithmetic and comparisons:
-    /// integers, enumerators, booleans, characters and pointers (as their
-    /// address; an array as its first element's), or a floating-point value.
-    async fn scalar(&mut self, value: Evaluated) -> Result<Scalar> {
-        let entry = match value {
-            Evaluated::Int(n) => return Ok(Scalar::Int(n)),
-            Evaluated::Entry(entry) => entry,
-        };
-        let symbols = self.target_ref()?.symbols.clone();
-        let ty = entry
-            .ty
-            .with_context(|| format!("{} has no type", entry.name))?;
-        let stripped = symbols.strip(ty);
-        let signed = match &stripped.kind {
-            TypeKind::Base { encoding } => {
-                if *encoding == gimli::DW_ATE_float {
-                    let bytes = self.bytes_of(&entry.place, entry.size).await?;
-                    return match bytes.len() {
-                        4 => Ok(Scalar::Float(f64::from(f32::from_le_bytes(
-                            bytes[..4].try_into().expect("4 bytes"),
-                        )))),
-                        8 => Ok(Scalar::Float(f64::from_le_bytes(
-                            bytes[..8].try_into().expect("8 bytes"),
-                        ))),
-                        n => bail!("{} is a {n}-byte floating-point value, which expressions do not compute with", entry.name),
-                    };
-                }
-                *encoding == gimli::DW_ATE_signed || *encoding == gimli::DW_ATE_signed_char
-            }
-            TypeKind::Enum { signed, .. } => *signed,
-            TypeKind::Pointer { .. } => false,
-            TypeKind::Array { .. } => match entry.place {
-                Place::Memory(addr) => return Ok(Scalar::Int(addr as i64)),
-                _ => bail!("{} is an array that is not in memory", entry.name),
-            },
-            _ => bail!(
-                "{} is a {}, not a number; use one of its members",
-                entry.name,
-                symbols.resolve_type(ty).name
-            ),
-        };
-        let bytes = self.bytes_of(&entry.place, entry.size.min(8)).await?;
-        Ok(Scalar::Int(int_of(&bytes, signed)))
-    }
-
-    /// The row named `key` (`["k"]`) of a map.
-    async fn keyed(&mut self, value: Evaluated, key: &str) -> Result<Evaluated> {
-        let symbols = self.target_ref()?.symbols.clone();
-        let Evaluated::Entry(entry) = value else {
-            bail!("a number has no element {key}")
-        };
-        let ty = entry.ty.context("the value has no type")?;
-        let Some((_, Children::Named(rows))) = self.synthetic(ty, &entry.place).await else {
-            bail!("{} is not a map", entry.name)
-        };
-        let row = rows
-            .into_iter()
-            .find(|r| r.name == key)
-            .with_context(|| format!("{} has no element {key}", entry.name))?;
-        Ok(Evaluated::Entry(VarEntry {
-            name: format!("{}{key}", entry.name),
-            size: row
-                .ty
-                .and_then(|t| symbols.resolve_type(t).size)
-                .unwrap_or(0),
-            ty: row.ty,
-            place: row.place,
-            frame: entry.frame,
-            raw_text: None,
-            expression: None,
-        }))
-    }
-
-    /// `(type)value`: a pointer or a number takes the value's number (an
-    /// address for a pointer: `((struct file *)0xffff…)->f_path`); a
-    /// struct, union or array is the value's memory seen as that type.
-    async fn cast(&mut self, frame: usize, type_name: &str, value: Evaluated) -> Result<Evaluated> {
-        let symbols = self.target_ref()?.symbols.clone();
-        let ty = symbols
-            .type_named(&dwarf_type_name(type_name))
-            .with_context(|| match type_name.strip_suffix('*') {
-                Some(target) => format!(
-                    "no type {type_name:?}: the DWARF of {} has no {} or no pointer to it",
-                    symbols.path.display(),
-                    target.trim_end()
-                ),
-                None => format!(
-                    "no type {type_name:?} in the DWARF of {}",
-                    symbols.path.display()
-                ),
-            })?;
-        let stripped = symbols.strip(ty);
-        let size = stripped.size.unwrap_or(8);
-        let name = format!("({type_name})");
-        let place = match &stripped.kind {
-            TypeKind::Pointer { .. } | TypeKind::Base { .. } | TypeKind::Enum { .. } => {
-                let n = match self.scalar(value).await? {
-                    Scalar::Int(n) => n,
-                    Scalar::Float(f) => f as i64,
-                };
-                Place::Bytes(n.to_le_bytes()[..(size as usize).min(8)].to_vec())
-            }
-            _ => match value {
-                Evaluated::Entry(VarEntry {
-                    place: Place::Memory(addr),
-                    ..
-                }) => Place::Memory(addr),
-                _ => bail!("only a value in memory can be seen as {type_name}; cast its address to a pointer instead"),
-            },
-        };
-        Ok(Evaluated::Entry(VarEntry {
-            name,
-            ty: Some(ty),
-            place,
-            size,
-            frame,
-            raw_text: None,
-            expression: None,
-        }))
-    }
-
-    /// `*value` (index 0) or `value[index]` for pointers and arrays.
-    async fn deref(&mut self, value: Evaluated, index: i64) -> Result<Evaluated> {
-        let symbols = self.target_ref()?.symbols.clone();
-        let Evaluated::Entry(entry) = value else {
-            bail!("a number cannot be dereferenced (it has no type)")
-        };
-        let ty = entry.ty.context("the value has no type")?;
-        let stripped = symbols.strip(ty);
-        let (element, base) = match &stripped.kind {
-            TypeKind::Pointer { target, .. } => {
-                let bytes = self.bytes_of(&entry.place, 8).await?;
-                (*target, Place::Memory(int_of(&bytes, false) as u64))
-            }
-            TypeKind::Array { element, .. } => (*element, entry.place.clone()),
-            // A library sequence (Vec, slice, std::vector): bounds-checked,
-            // as the language's own indexing is.
-            _ => match self.synthetic(ty, &entry.place).await {
-                Some((_, Children::Indexed(sequence))) => {
-                    let address = u64::try_from(index)
-                        .ok()
-                        .and_then(|i| sequence.address(i))
-                        .with_context(|| {
-                            format!(
-                                "index {index} is out of range for {} (length {})",
-                                entry.name, sequence.count
-                            )
-                        })?;
-                    (sequence.element, Place::Memory(address))
-                }
-                // A map's value by its key (the row `[key]`); what a smart
-                // pointer, an `Rc` or an optional holds (its one row).
-                Some((_, Children::Named(rows))) => {
-                    let key = format!("[{index}]");
-                    let row = rows
-                        .iter()
-                        .find(|r| r.name == key)
-                        .or_else(|| match rows.as_slice() {
-                            [only]
-                                if index == 0
-                                    && ["*get()", "[contained value]", "value"]
-                                        .contains(&only.name.as_str()) =>
-                            {
-                                Some(only)
-                            }
-                            _ => None,
-                        })
-                        .with_context(|| format!("{} has no element {key}", entry.name))?;
-                    (row.ty, row.place.clone())
-                }
-                _ => bail!("{} is neither a pointer nor an array", entry.name),
-            },
-        };
-        // A library sequence's element place already includes the index.
-        let step = if matches!(
-            stripped.kind,
-            TypeKind::Pointer { .. } | TypeKind::Array { .. }
-        ) {
-            index
-        } else {
-            0
-        };
-        let element = element.context("cannot dereference a void pointer")?;
-        let size = symbols
-            .resolve_type(element)
-            .size
-            .context("the element size is unknown")?;
-        let offset = (step as u64).wrapping_mul(size);
-        let place = match base {
-            Place::Memory(a) => Place::Memory(a.wrapping_add(offset)),
-            Place::Bytes(b) | Place::Register(_, b) => Place::Bytes(
-                b.get(offset as usize..(offset + size) as usize)
-                    .context("index out of range")?
-                    .to_vec(),
-            ),
-            Place::Unavailable(why) => bail!("<{why}>"),
-        };
-        Ok(Evaluated::Entry(VarEntry {
-            name: format!("{}[{index}]", entry.name),
-            ty: Some(element),
-            place,
-            size,
-            frame: entry.frame,
-            raw_text: None,
-            expression: None,
-        }))
-    }
-
-    pub async fn evaluate_to_value(&mut self, frame: usize, text: &str) -> Result<VarNode> {
-        let parsed = expr::parse(text)?;
-        match self.eval(frame, &parsed).await? {
-            Evaluated::Entry(e) => Ok(VarNode::Value {
-                frame,
-                name: e.name,
-                expression: Some(text.to_string()),
-                ty: e.ty,
-                place: e.place,
-            }),
-            Evaluated::Int(_) => bail!("{text} is not a variable"),
         }
-    }
-
-    /// A breakpoint condition in the top frame: true when non-zero.
-    pub(super) async fn evaluate_truth(&mut self, text: &str) -> Result<bool> {
-        let parsed = expr::parse(text)?;
-        let value = self.eval(0, &parsed).await?;
-        Ok(!self.scalar(value).await?.is_zero())
-    }
-
-    /// An expression's value in the top frame, as `evaluate` shows it.
-    pub(super) async fn evaluate_text(&mut self, text: &str) -> Result<String> {
-        let body = self
-            .evaluate(protocol::EvaluateArguments {
-                expression: text.to_string(),
-                frame_id: None,
-                format: None,
-            })
-            .await?;
-        Ok(match &body["result"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
     }
 
     pub async fn evaluate(&mut self, args: protocol::EvaluateArguments) -> Result<Value> {
         let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
-        let parsed = expr::parse(&args.expression)?;
-        match self.eval(frame, &parsed).await? {
-            Evaluated::Int(n) if parsed.is_computed() => {
-                let result = if protocol::ValueFormat::hex(args.format) {
-                    format!("{:#x}", n as u64)
-                } else {
-                    n.to_string()
-                };
-                Ok(json!({ "result": result, "variablesReference": 0 }))
-            }
-            Evaluated::Int(n) => Ok(
-                json!({ "result": format!("{:#x}", n as u64), "variablesReference": 0, "memoryReference": format!("{:#x}", n as u64) }),
-            ),
-            Evaluated::Entry(entry) => {
-                let entry = VarEntry {
-                    name: args.expression.clone(),
-                    expression: Some(args.expression.clone()),
-                    ..entry
-                };
-                let v = self
-                    .render(entry, protocol::ValueFormat::hex(args.format))
-                    .await?;
-                let mut body = json!({ "result": v["value"], "type": v["type"], "variablesReference": v["variablesReference"] });
-                if let Some(m) = v.get("memoryReference") {
-                    body["memoryReference"] = m.clone();
+        let hex = protocol::ValueFormat::hex(args.format);
+        Ok(
+            match self.dbg.evaluate(frame, &args.expression, hex).await? {
+                number @ Evaluation::Number(_) => {
+                    json!({ "result": number.result(hex), "variablesReference": 0 })
                 }
-                Ok(body)
-            }
-        }
+                Evaluation::Address(a) => {
+                    json!({ "result": format!("{a:#x}"), "variablesReference": 0, "memoryReference": format!("{a:#x}") })
+                }
+                Evaluation::Value(v) => {
+                    let mut body = json!({ "result": v.value, "type": v.type_name, "variablesReference": v.reference });
+                    if let Some(addr) = v.address {
+                        body["memoryReference"] = json!(format!("{addr:#x}"));
+                    }
+                    body
+                }
+            },
+        )
     }
 
     pub async fn read_memory(&mut self, args: protocol::ReadMemoryArguments) -> Result<Value> {
         let addr =
             parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
         let count = args.count.min(1 << 20);
-        let target = self.target_ref()?;
+        let target = self.dbg.target_ref()?;
         let bytes = target.rsp.read_memory(addr, count).await?;
         let mut body = json!({ "address": format!("{addr:#x}"), "data": base64_encode(&bytes) });
         if bytes.len() < count {
@@ -1237,7 +187,7 @@ impl Session {
         let addr =
             parse_address(&args.memory_reference)?.wrapping_add(args.offset.unwrap_or(0) as u64);
         let data = base64_decode(&args.data)?;
-        let target = self.target_ref()?;
+        let target = self.dbg.target_ref()?;
         target.rsp.write_memory(addr, &data).await?;
         target.invalidate();
         Ok(json!({ "bytesWritten": data.len() }))
@@ -1249,7 +199,7 @@ impl Session {
         let count = args.instruction_count.min(4096);
         let before = (-args.instruction_offset.unwrap_or(0)).max(0) as u64;
         let after = args.instruction_offset.unwrap_or(0).max(0) as u64;
-        let target = self.target_ref()?;
+        let target = self.dbg.target_ref()?;
         let symbols = target.symbols.clone();
         // Decoding backwards is ambiguous on x86: start at the function's
         // entry when it is near, else far enough back to resynchronize.
@@ -1312,69 +262,6 @@ impl Session {
     }
 }
 
-pub enum Evaluated {
-    Entry(VarEntry),
-    Int(i64),
-}
-
-/// A value as arithmetic and comparisons see it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Scalar {
-    Int(i64),
-    Float(f64),
-}
-
-impl Scalar {
-    pub fn is_zero(self) -> bool {
-        match self {
-            Scalar::Int(n) => n == 0,
-            Scalar::Float(f) => f == 0.0,
-        }
-    }
-}
-
-/// `l op r` as C computes it on 64-bit integers (wrapping), comparisons
-/// giving 1 or 0; floating-point values can be compared only.
-pub fn binary(op: BinaryOp, l: Scalar, r: Scalar) -> Result<i64> {
-    use BinaryOp::*;
-    if let (Scalar::Int(a), Scalar::Int(b)) = (l, r) {
-        return Ok(match op {
-            Mul => a.wrapping_mul(b),
-            Div | Rem if b == 0 => bail!("division by zero"),
-            Div => a.wrapping_div(b),
-            Rem => a.wrapping_rem(b),
-            Add => a.wrapping_add(b),
-            Sub => a.wrapping_sub(b),
-            _ => compare(op, a, b, 0).expect("every other operator compares"),
-        });
-    }
-    let float = |s: Scalar| match s {
-        Scalar::Int(n) => n as f64,
-        Scalar::Float(f) => f,
-    };
-    compare(op, float(l), float(r), 0.0).with_context(|| {
-        "arithmetic on floating-point values is not supported; compare them instead"
-    })
-}
-
-/// A comparison or logical operator on two values, as C's 1 or 0; None
-/// for an arithmetic operator.
-fn compare<T: PartialOrd>(op: BinaryOp, a: T, b: T, zero: T) -> Option<i64> {
-    use BinaryOp::*;
-    let truth = match op {
-        Lt => a < b,
-        Le => a <= b,
-        Gt => a > b,
-        Ge => a >= b,
-        Eq => a == b,
-        Ne => a != b,
-        And => a != zero && b != zero,
-        Or => a != zero || b != zero,
-        Mul | Div | Rem | Add | Sub => return None,
-    };
-    Some(i64::from(truth))
-}
-
 fn parse_address(reference: &str) -> Result<u64> {
     let r = reference.trim();
     let value = if let Some(hex) = r.strip_prefix("0x").or_else(|| r.strip_prefix("0X")) {
@@ -1428,31 +315,6 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
-}
-
-/// C's spellings of the integer types as DWARF names them (`unsigned
-/// long` is `long unsigned int`); other names are DWARF's already.
-fn dwarf_type_name(c_name: &str) -> String {
-    let (base, stars) = match c_name.find('*') {
-        Some(i) => (c_name[..i].trim(), &c_name[i..]),
-        None => (c_name.trim(), ""),
-    };
-    let base = match base {
-        "unsigned" | "unsigned int" => "unsigned int",
-        "signed" | "signed int" | "int" => "int",
-        "long" | "long int" | "signed long" => "long int",
-        "unsigned long" | "unsigned long int" => "long unsigned int",
-        "long long" | "long long int" | "signed long long" => "long long int",
-        "unsigned long long" | "unsigned long long int" => "long long unsigned int",
-        "short" | "short int" | "signed short" => "short int",
-        "unsigned short" | "unsigned short int" => "short unsigned int",
-        other => other,
-    };
-    if stars.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base} {stars}")
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@
 //! relays; the session owns stops, stepping and inspection, as for any
 //! target.
 
+use std::cell::RefCell;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -47,6 +48,7 @@ use anyhow::{bail, Context, Result};
 use super::launch::{LaunchConfig, LineSink};
 use super::outbox::Outbox;
 use super::program::Progress;
+use crate::debugger::target::Replay;
 use crate::engine::{self, EngineChoice, Vm, VmExit, VmSpec};
 use crate::image::{kernel_debug, GuestImage};
 use crate::rsp::{Endpoint, RspClient, StopReply};
@@ -65,7 +67,9 @@ const FIRST_STOP: &str = "start_kernel";
 
 /// The VM of a kernel session and its relays.
 pub struct KernelVm {
-    vm: Option<Box<dyn Vm>>,
+    /// Shared with the debugger core's handle on the replay
+    /// ([`KernelVm::replay`]); the VM's life is this struct's.
+    vm: SharedVm,
     /// A recording whose engine goes back by replaying afresh.
     afresh: bool,
     stop_relays: Arc<AtomicBool>,
@@ -77,48 +81,70 @@ pub struct KernelVm {
     _keeper: std::sync::mpsc::Sender<()>,
 }
 
-impl KernelVm {
-    /// A recorded session: where its replay is.
-    pub fn replay_position(&mut self) -> Option<Result<engine::ReplayPosition>> {
-        Some(self.vm.as_mut()?.support_replay()?.position())
+type SharedVm = Rc<RefCell<Option<Box<dyn Vm>>>>;
+
+/// The debugger core's handle on a kernel session's replay: the engine's
+/// replay controls (see [`engine::Replay`]), while the VM lives.
+struct ReplayHandle {
+    vm: SharedVm,
+    afresh: bool,
+}
+
+impl ReplayHandle {
+    /// `f` on the engine's controls for replaying afresh, when the VM lives
+    /// and its replay goes back that way.
+    fn with_afresh<T>(&self, f: impl FnOnce(&mut dyn engine::ReplayAfresh) -> T) -> Option<T> {
+        let mut vm = self.vm.borrow_mut();
+        Some(f(vm.as_mut()?.support_replay()?.support_afresh()?))
+    }
+}
+
+impl Replay for ReplayHandle {
+    fn position(&mut self) -> Option<Result<engine::ReplayPosition>> {
+        Some(self.vm.borrow_mut().as_mut()?.support_replay()?.position())
     }
 
-    /// A recorded session whose engine goes back by replaying afresh.
-    fn afresh(&mut self) -> Option<&mut dyn engine::ReplayAfresh> {
-        self.vm.as_mut()?.support_replay()?.support_afresh()
+    /// A stub that runs backwards itself stops at the recording's end
+    /// already.
+    fn keep_inside(&mut self) -> Result<()> {
+        self.with_afresh(|replay| replay.keep_inside())
+            .unwrap_or(Ok(()))
     }
 
-    /// A recorded session: the next forward run stops at the recording's
-    /// end (a stub that runs backwards itself does so already).
-    pub fn keep_replay_inside(&mut self) -> Result<()> {
-        match self.afresh() {
-            Some(replay) => replay.keep_inside(),
-            None => Ok(()),
-        }
-    }
-
-    /// A recorded session: the next forward run stops after `icount`
-    /// instructions.
-    pub fn replay_break(&mut self, icount: u64) -> Result<()> {
-        self.afresh()
+    fn break_at(&mut self, icount: u64) -> Result<()> {
+        self.with_afresh(|replay| replay.break_at(icount))
             .context("this session's stub runs backwards itself: it takes no replay break")?
-            .break_at(icount)
     }
 
-    /// A recorded session whose engine goes back by replaying afresh (see
-    /// [`engine::ReplayAfresh::start_at`]); None otherwise.
-    pub fn replay_afresh(&mut self, icount: u64) -> Option<Result<()>> {
-        Some(self.afresh()?.start_at(icount))
+    fn afresh(&mut self, icount: u64) -> Option<Result<()>> {
+        self.with_afresh(|replay| replay.start_at(icount))
     }
 
-    /// Whether reverse execution replays afresh (see [`Self::replay_afresh`]).
-    pub fn goes_back_afresh(&self) -> bool {
+    fn goes_back_afresh(&self) -> bool {
         self.afresh
+    }
+
+    fn rsp_endpoint(&self) -> Option<Endpoint> {
+        Some(Endpoint::Unix(
+            self.vm.borrow().as_ref()?.rsp_endpoint().to_path_buf(),
+        ))
+    }
+}
+
+impl KernelVm {
+    /// The debugger core's handle on this VM's replay (a recorded session;
+    /// on a live VM it says there is none).
+    pub fn replay(&self) -> Box<dyn Replay> {
+        Box::new(ReplayHandle {
+            vm: self.vm.clone(),
+            afresh: self.afresh,
+        })
     }
 
     /// Types into the guest's serial console.
     pub fn console_input(&mut self, bytes: &[u8]) -> Result<()> {
         self.vm
+            .borrow_mut()
             .as_mut()
             .context("the VM has ended")?
             .support_console_input()
@@ -130,6 +156,7 @@ impl KernelVm {
     /// [`engine::Vm::last_words`]).
     pub fn last_words(&mut self) -> String {
         self.vm
+            .borrow_mut()
             .as_mut()
             .map(|vm| vm.last_words())
             .unwrap_or_default()
@@ -139,7 +166,8 @@ impl KernelVm {
     /// process ended, waiting a moment for it before ending it.
     pub async fn ended(&mut self) -> Option<VmExit> {
         for _ in 0..300 {
-            match self.vm.as_mut().map(|vm| vm.try_exit()) {
+            let exit = self.vm.borrow_mut().as_mut().map(|vm| vm.try_exit());
+            match exit {
                 Some(Some(exit)) => {
                     self.shut_down().await;
                     return Some(exit);
@@ -151,15 +179,9 @@ impl KernelVm {
         self.shut_down().await
     }
 
-    pub fn rsp_endpoint(&self) -> Option<Endpoint> {
-        Some(Endpoint::Unix(
-            self.vm.as_ref()?.rsp_endpoint().to_path_buf(),
-        ))
-    }
-
     /// Ends the VM; how it ended, if it had already.
     pub async fn shut_down(&mut self) -> Option<VmExit> {
-        let mut vm = self.vm.take()?;
+        let mut vm = self.vm.borrow_mut().take()?;
         let stop = self.stop_relays.clone();
         let relay = self.console_relay.take();
         tokio::task::spawn_blocking(move || {
@@ -179,7 +201,7 @@ impl KernelVm {
 impl Drop for KernelVm {
     fn drop(&mut self) {
         self.stop_relays.store(true, Ordering::SeqCst);
-        self.vm.take();
+        self.vm.borrow_mut().take();
     }
 }
 
@@ -415,7 +437,7 @@ async fn boot(
             .support_replay()
             .is_some_and(|replay| replay.support_afresh().is_some()),
         pid: vm.pid(),
-        vm: Some(vm),
+        vm: Rc::new(RefCell::new(Some(vm))),
         stop_relays,
         console_relay: Some(console_relay),
         _keeper: keeper,

@@ -31,8 +31,10 @@ use serde_json::json;
 
 use object::{Object, ObjectSymbol};
 
-use super::breakpoints::at_function;
-use super::session::{CachedMemory, Session, UserBreakpoint};
+use super::session::Session;
+use crate::debugger::breakpoints::at_function;
+use crate::debugger::breakpoints::UserBreakpoint;
+use crate::debugger::target::CachedMemory;
 use crate::symbols::modules::MODULE_LOADER;
 use crate::symbols::relocate::SectionAddresses;
 use crate::symbols::Symbols;
@@ -127,7 +129,7 @@ impl Session {
         id: i64,
         name: &str,
     ) -> Option<UserBreakpoint> {
-        let modules = self.target.as_mut()?.kernel_modules.as_mut()?;
+        let modules = self.kernel_modules.as_mut()?;
         if let Some((module, bp)) = modules.loaded_function(id, name) {
             modules.functions.insert(id, (name.to_string(), module));
             return Some(bp);
@@ -145,7 +147,7 @@ impl Session {
 
     /// The client sets all function breakpoints anew.
     pub(super) fn forget_module_function_breakpoints(&mut self) {
-        if let Some(modules) = self.target.as_mut().and_then(|t| t.kernel_modules.as_mut()) {
+        if let Some(modules) = self.kernel_modules.as_mut() {
             modules.functions.clear();
         }
     }
@@ -153,8 +155,8 @@ impl Session {
     /// Brings the session's modules up to date with the kernel's list and
     /// places the breakpoints that waited for them.
     pub async fn refresh_kernel_modules(&mut self) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
-        let Some(mut modules) = target.kernel_modules.take() else {
+        let target = self.dbg.target.as_mut().context("no target")?;
+        let Some(mut modules) = self.kernel_modules.take() else {
             return Ok(());
         };
         let mut mem = CachedMemory {
@@ -165,7 +167,7 @@ impl Session {
         let listed = match listed {
             Ok(listed) => listed,
             Err(e) => {
-                target.kernel_modules = Some(modules);
+                self.kernel_modules = Some(modules);
                 return Err(e.context("cannot read the kernel's module list"));
             }
         };
@@ -219,13 +221,13 @@ impl Session {
                     .output("console", format!("vmdbg: module {}: {e:#}\n", module.name)),
             }
         }
-        let target = self.target.as_mut().context("no target")?;
+        let target = self.dbg.target.as_mut().context("no target")?;
         let mut newest_first: Vec<&Loaded> = modules.loaded.values().collect();
         newest_first.sort_by_key(|m| std::cmp::Reverse(m.order));
         target.modules = std::iter::once(modules.kernel.clone())
             .chain(newest_first.into_iter().map(|m| m.symbols.clone()))
             .collect();
-        target.kernel_modules = Some(modules);
+        self.kernel_modules = Some(modules);
         if !added.is_empty() {
             self.out.output(
                 "console",
@@ -251,12 +253,12 @@ impl Session {
     /// loaded again — its old address may be another module's by now).
     /// Each change is a `breakpoint` event.
     async fn place_pending_breakpoints(&mut self) -> Result<()> {
-        let target = self.target.as_ref().context("no target")?;
-        let Some(kernel) = target.kernel_modules.as_ref().map(|m| m.kernel.clone()) else {
+        let target = self.dbg.target.as_ref().context("no target")?;
+        let Some(kernel) = self.kernel_modules.as_ref().map(|m| m.kernel.clone()) else {
             return Ok(());
         };
         let mut changed = Vec::new();
-        for (path, list) in self.line_breakpoints.iter_mut() {
+        for (path, list) in self.dbg.line_breakpoints.iter_mut() {
             for bp in list.iter_mut() {
                 let Some(line) = bp.line else { continue };
                 if bp.addr.is_some_and(|addr| kernel.in_text(addr)) {
@@ -281,8 +283,8 @@ impl Session {
                 }
             }
         }
-        if let Some(modules) = target.kernel_modules.as_ref() {
-            for bp in self.function_breakpoints.iter_mut() {
+        if let Some(modules) = self.kernel_modules.as_ref() {
+            for bp in self.dbg.function_breakpoints.iter_mut() {
                 let Some((name, module)) = modules.functions.get(&bp.id) else {
                     continue;
                 };
@@ -297,12 +299,13 @@ impl Session {
                 }
             }
         }
-        self.sync_breakpoints().await?;
+        self.dbg.sync_breakpoints().await?;
         for bp in self
+            .dbg
             .line_breakpoints
             .values()
             .flatten()
-            .chain(self.function_breakpoints.iter())
+            .chain(self.dbg.function_breakpoints.iter())
         {
             if changed.contains(&bp.id) {
                 self.out.event(

@@ -3,15 +3,16 @@
 //!
 //! Owns: message types (`protocol`), Content-Length framing (`transport`),
 //! responses and events to the client, with the one `stopped` event
-//! builder (`outbox`), launch/attach configurations and starting the
-//! engine (`launch`), the request table and its dispatcher, one line per
-//! request (`requests`), the debug session (`session`),
-//! breakpoints on hardware slots (`breakpoints`), source-line stepping
-//! (`stepping`), a kernel that died of an unhandled exception
-//! (`postmortem`), a program's signals (`signals`) and the inspection
-//! requests — stack, scopes, variables, evaluate, memory, disassembly
-//! (`inspect`). DWARF lives in `crate::symbols`, the gdb remote protocol in
-//! `crate::rsp`; this module only ties them to DAP.
+//! builder (`outbox`), launch/attach configurations and argument parsing
+//! (`launch`, `arguments`), the request table and its dispatcher, one line
+//! per request (`requests`), the session: its loop, the VMs it starts and
+//! ends (`session`, `kernel`, `program`, `kernel_modules`, `snapshots`),
+//! and the DAP side of breakpoints, stepping, reverse execution, a kernel
+//! that died of an unhandled exception (`postmortem`) and the inspection
+//! requests (`inspect`). The debugger itself — target state, run control,
+//! breakpoint decisions, the evaluator, signals — is `crate::debugger`,
+//! which reports in plain Rust; DWARF lives in `crate::symbols`, the gdb
+//! remote protocol in `crate::rsp`; this module ties them to DAP.
 
 mod arguments;
 mod breakpoints;
@@ -26,7 +27,6 @@ mod protocol;
 mod requests;
 mod reverse;
 mod session;
-mod signals;
 mod snapshots;
 mod stepping;
 // Public (through the crate's `transport`) for the dap fuzz target, which

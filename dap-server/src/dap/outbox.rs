@@ -3,22 +3,33 @@
 //! every stop of the session, whatever found it, reports itself through it,
 //! so all stops carry the same fields.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use anyhow::Result;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::protocol::{self, Response};
-use super::session::Target;
+use crate::debugger;
+use crate::debugger::breakpoints::UserBreakpoint;
+use crate::debugger::target::TargetState;
 
-/// Sends responses and events to the client with increasing `seq`.
+/// Sends responses and events to the client with increasing `seq`. Its
+/// clones share the channel and the count: the debugger core reports
+/// through one ([`debugger::Events`]) in order with the session's own.
+#[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Value>,
-    seq: i64,
+    seq: Rc<Cell<i64>>,
 }
 
 impl Outbox {
     pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
-        Self { tx, seq: 0 }
+        Self {
+            tx,
+            seq: Rc::new(Cell::new(0)),
+        }
     }
 
     /// A `stopped` event for `thread`, sent by [`Stopped::send`]. The
@@ -46,14 +57,14 @@ impl Outbox {
         for (reason, thread) in exited.chain(started) {
             self.event(
                 "thread",
-                json!({ "reason": reason, "threadId": Target::thread_id(thread) }),
+                json!({ "reason": reason, "threadId": TargetState::thread_id(thread) }),
             );
         }
     }
 
     fn next_seq(&mut self) -> i64 {
-        self.seq += 1;
-        self.seq
+        self.seq.set(self.seq.get() + 1);
+        self.seq.get()
     }
 
     pub fn respond(&mut self, request_seq: i64, command: &str, result: Result<Value>) {
@@ -102,6 +113,30 @@ impl Outbox {
         self.event(
             "output",
             json!({ "category": category, "output": text.into() }),
+        );
+    }
+}
+
+impl debugger::Events for Outbox {
+    fn output(&mut self, category: &'static str, text: String) {
+        Outbox::output(self, category, text);
+    }
+
+    fn breakpoint_changed(&mut self, bp: &UserBreakpoint) {
+        self.event(
+            "breakpoint",
+            json!({ "reason": "changed", "breakpoint": super::breakpoints::to_dap(bp) }),
+        );
+    }
+
+    fn threads_changed(&mut self, before: &[String], now: &[String]) {
+        self.announce_threads(before, now);
+    }
+
+    fn continued(&mut self, thread: i64) {
+        self.event(
+            "continued",
+            json!({ "threadId": thread, "allThreadsContinued": true }),
         );
     }
 }
@@ -177,6 +212,29 @@ mod tests {
         assert_eq!(
             second["body"],
             json!({ "reason": "pause", "threadId": 1, "allThreadsStopped": true })
+        );
+    }
+
+    /// The debugger core reports through a clone of the session's Outbox:
+    /// what either sends must reach the client in the order it was sent,
+    /// numbered by one count (a client drops or reorders by `seq`).
+    #[test]
+    fn clones_number_in_one_sequence() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut session = Outbox::new(tx);
+        let mut core: Box<dyn debugger::Events> = Box::new(session.clone());
+        session.output("console", "from the session\n");
+        core.output("console", "from the core\n".into());
+        session.respond(7, "next", Ok(Value::Null));
+        core.continued(3);
+        let sent: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let seqs: Vec<i64> = sent.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(sent[1]["body"]["output"], "from the core\n");
+        assert_eq!(sent[2]["request_seq"], 7);
+        assert_eq!(
+            sent[3]["body"],
+            json!({ "threadId": 3, "allThreadsContinued": true })
         );
     }
 }

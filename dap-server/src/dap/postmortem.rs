@@ -9,10 +9,13 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::session::{Handled, Session, Target};
+use super::session::{Handled, Session};
+use crate::debugger::target::TargetState;
 
 pub struct PostMortem {
-    pub target: Target,
+    pub target: TargetState,
+    /// The dead kernel's VM, kept until the inspection ends.
+    pub kernel_vm: Option<super::kernel::KernelVm>,
     /// The VMM's one-line reason (e.g. "guest triple fault …").
     pub reason: String,
     pub report: String,
@@ -45,12 +48,7 @@ impl Session {
     pub async fn enter_post_mortem(&mut self) -> bool {
         // The report comes on stderr while the stop reply comes on the
         // socket: the VM's last words wait (briefly) for stderr to close.
-        let Some(text) = self
-            .target
-            .as_mut()
-            .and_then(|t| t.kernel_vm.as_mut())
-            .map(|vm| vm.last_words())
-        else {
+        let Some(text) = self.kernel_vm.as_mut().map(|vm| vm.last_words()) else {
             return false;
         };
         let Some(start) = text.rfind("vmdbg-vmm: ") else {
@@ -67,11 +65,11 @@ impl Session {
             .unwrap_or("")
             .trim_start_matches("vmdbg-vmm: ")
             .to_string();
-        let Some(mut target) = self.target.take() else {
+        let Some(mut target) = self.dbg.target.take() else {
             return false;
         };
         target.running = None;
-        let thread = Target::thread_id(&target.thread);
+        let thread = TargetState::thread_id(&target.thread);
         let location = target
             .symbols
             .source_frames(rip)
@@ -91,8 +89,10 @@ impl Session {
             .description(description)
             .text("unhandled exception")
             .send();
+        self.forget_target_parts();
         self.post_mortem = Some(PostMortem {
             target,
+            kernel_vm: self.kernel_vm.take(),
             reason,
             report,
             registers,
@@ -101,80 +101,92 @@ impl Session {
         true
     }
 
-    /// Requests while the kernel is dead but still shown.
-    pub async fn handle_post_mortem(&mut self, command: &str, _args: Value) -> Result<Handled> {
-        let pm = self.post_mortem.as_ref().expect("in post-mortem");
-        let thread = Target::thread_id(&pm.target.thread);
-        match command {
-            "threads" => Ok(Handled::Respond(
-                json!({ "threads": [{ "id": thread, "name": format!("vCPU {}", thread - 1) }] }),
-            )),
-            "stackTrace" => {
-                let frames: Vec<Value> = pm
-                    .target
-                    .symbols
-                    .source_frames(pm.rip)
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        let mut frame = json!({
-                            "id": i + 1,
-                            "name": if f.inlined { format!("{} [inlined]", f.function) } else { f.function.clone() },
-                            "line": f.line.unwrap_or(0),
-                            "column": f.column.unwrap_or(1).max(1),
-                            "instructionPointerReference": format!("{:#x}", pm.rip),
-                        });
-                        if let Some(path) = &f.file {
-                            frame["source"] = json!({ "name": std::path::Path::new(path).file_name().map(|n| n.to_string_lossy()), "path": path });
-                        }
-                        frame
-                    })
-                    .collect();
-                let total = frames.len();
-                Ok(Handled::Respond(
-                    json!({ "stackFrames": frames, "totalFrames": total }),
-                ))
-            }
-            "scopes" => Ok(Handled::Respond(
-                json!({ "scopes": [{ "name": "Registers", "presentationHint": "registers", "variablesReference": 1, "expensive": false }] }),
-            )),
-            "variables" => {
-                let vars: Vec<Value> = pm
-                    .registers
-                    .iter()
-                    .map(|(n, v)| json!({ "name": n, "value": format!("{v:#x}"), "variablesReference": 0 }))
-                    .collect();
-                Ok(Handled::Respond(json!({ "variables": vars })))
-            }
-            "exceptionInfo" => Ok(Handled::Respond(json!({
-                "exceptionId": "unhandled exception",
-                "description": pm.reason,
-                "breakMode": "always",
-                "details": { "message": pm.report, "stackTrace": format!("{:#x}", pm.rip) },
-            }))),
-            "evaluate" => bail!("the VM has ended: only the registers of its last state are known"),
-            "continue" | "next" | "stepIn" | "stepOut" | "pause" | "terminate" | "disconnect"
-            | "restart" => {
-                // Let the VM's end be reported as usual now.
-                let pm = self.post_mortem.take().expect("in post-mortem");
-                self.target = Some(pm.target);
-                self.target_gone(None).await;
-                if command == "disconnect" {
-                    self.finish();
+    fn dead(&self) -> &PostMortem {
+        self.post_mortem.as_ref().expect("in post-mortem")
+    }
+
+    /// `threads` of the dead kernel: its one vCPU that faulted.
+    pub(super) async fn post_mortem_threads(&mut self, _: Value) -> Result<Value> {
+        let thread = TargetState::thread_id(&self.dead().target.thread);
+        Ok(json!({ "threads": [{ "id": thread, "name": format!("vCPU {}", thread - 1) }] }))
+    }
+
+    /// `stackTrace`: the faulting line, inlined calls included (no
+    /// callers: memory is gone).
+    pub(super) async fn post_mortem_stack_trace(&mut self, _: Value) -> Result<Value> {
+        let pm = self.dead();
+        let frames: Vec<Value> = pm
+            .target
+            .symbols
+            .source_frames(pm.rip)
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut frame = json!({
+                    "id": i + 1,
+                    "name": if f.inlined { format!("{} [inlined]", f.function) } else { f.function.clone() },
+                    "line": f.line.unwrap_or(0),
+                    "column": f.column.unwrap_or(1).max(1),
+                    "instructionPointerReference": format!("{:#x}", pm.rip),
+                });
+                if let Some(path) = &f.file {
+                    frame["source"] = json!({ "name": std::path::Path::new(path).file_name().map(|n| n.to_string_lossy()), "path": path });
                 }
-                Ok(Handled::Respond(if command == "continue" {
-                    json!({ "allThreadsContinued": true })
-                } else {
-                    Value::Null
-                }))
-            }
-            "setBreakpoints"
-            | "setFunctionBreakpoints"
-            | "setDataBreakpoints"
-            | "setExceptionBreakpoints"
-            | "configurationDone" => Ok(Handled::Respond(json!({ "breakpoints": [] }))),
-            other => bail!("`{other}` is not available: the VM ended with an unhandled exception"),
+                frame
+            })
+            .collect();
+        let total = frames.len();
+        Ok(json!({ "stackFrames": frames, "totalFrames": total }))
+    }
+
+    /// `scopes`: the registers only.
+    pub(super) async fn post_mortem_scopes(&mut self, _: Value) -> Result<Value> {
+        Ok(
+            json!({ "scopes": [{ "name": "Registers", "presentationHint": "registers", "variablesReference": 1, "expensive": false }] }),
+        )
+    }
+
+    /// `variables`: the registers the VMM reported.
+    pub(super) async fn post_mortem_variables(&mut self, _: Value) -> Result<Value> {
+        let vars: Vec<Value> = self
+            .dead()
+            .registers
+            .iter()
+            .map(|(n, v)| json!({ "name": n, "value": format!("{v:#x}"), "variablesReference": 0 }))
+            .collect();
+        Ok(json!({ "variables": vars }))
+    }
+
+    /// `exceptionInfo`: the VMM's reason and report.
+    pub(super) async fn post_mortem_exception_info(&mut self, _: Value) -> Result<Value> {
+        let pm = self.dead();
+        Ok(json!({
+            "exceptionId": "unhandled exception",
+            "description": pm.reason,
+            "breakMode": "always",
+            "details": { "message": pm.report, "stackTrace": format!("{:#x}", pm.rip) },
+        }))
+    }
+
+    pub(super) async fn post_mortem_evaluate(&mut self, _: Value) -> Result<Value> {
+        bail!("the VM has ended: only the registers of its last state are known")
+    }
+
+    /// A request that ends the inspection (`continue`, `disconnect` …): the
+    /// VM's end is reported as usual now, then the request's answer.
+    pub(super) async fn end_post_mortem(&mut self, command: &str) -> Result<Handled> {
+        let pm = self.post_mortem.take().expect("in post-mortem");
+        self.dbg.target = Some(pm.target);
+        self.kernel_vm = pm.kernel_vm;
+        self.target_gone(None).await;
+        if command == "disconnect" {
+            self.finish();
         }
+        Ok(Handled::Respond(if command == "continue" {
+            json!({ "allThreadsContinued": true })
+        } else {
+            Value::Null
+        }))
     }
 }
 

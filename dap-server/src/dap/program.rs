@@ -136,37 +136,6 @@ pub struct StartedProgram {
     pub program: GuestProgram,
 }
 
-impl super::session::Target {
-    /// Program mode: makes the module holding `pc` (the program or a shared
-    /// library) the one variables and stepping read: the top frame's after
-    /// a stop, a frame's own when its scopes are asked for.
-    pub fn select_module(&mut self, pc: u64) {
-        self.symbols = self.module_at(pc);
-    }
-
-    /// The module whose code holds `pc`; the current one when none does
-    /// (and always for a kernel or an attach, which have one).
-    pub fn module_at(&self, pc: u64) -> Rc<Symbols> {
-        self.modules
-            .iter()
-            .find(|m| m.in_text(pc))
-            .unwrap_or(&self.symbols)
-            .clone()
-    }
-
-    /// Where a line breakpoint goes: in the current module, or in the first
-    /// module (the program, then its libraries) whose line tables have it.
-    pub fn place_line_breakpoint(
-        &self,
-        path: &str,
-        line: u32,
-    ) -> Option<crate::symbols::lines::LinePlacement> {
-        std::iter::once(&self.symbols)
-            .chain(self.modules.iter())
-            .find_map(|m| m.lines.place_breakpoint(path, line))
-    }
-}
-
 /// `progress*` events for one long operation.
 pub(super) struct Progress<'a> {
     out: &'a mut Outbox,

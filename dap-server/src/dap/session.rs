@@ -1,32 +1,33 @@
-//! One debug session: the request loop, the target's run state, stop
-//! reports and events, starting and ending the target. Each request goes
-//! through the table in `requests`.
+//! One debug session: the request loop, starting and ending the target
+//! and the VMs it runs in (the kernel's, the program's), and stops told to
+//! the client as DAP events. The debugger core (`crate::debugger`) holds
+//! the target's state and runs it; each request goes through the table in
+//! `requests`.
 //!
 //! The loop waits on three things at once: DAP requests, console output of
 //! the engine, and — while the target runs — the stub's stop reply. Every
 //! request is answered; a failing one gets `success: false` with the reason
 //! and the session goes on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::kernel::KernelVm;
+use super::kernel_modules::KernelModules;
 use super::launch::{AttachConfig, LaunchConfig, LineSink};
 use super::outbox::Outbox;
 use super::program::{GuestProgram, ProgramConfig};
-use super::protocol::{Request, Source};
-use super::signals;
+use super::protocol::Request;
 use super::transport::Incoming;
-use crate::debugger::stepping::{self, StepKind, Then};
-use crate::rsp::{RspClient, StopReply, WatchKind};
-use crate::symbols::types::{Place, TypeId};
-use crate::symbols::unwind::FrameRegs;
-use crate::symbols::{SourceFrame, Symbols, TargetMemory};
-
-pub use super::signals::{SIGINT, SIGTRAP};
+use crate::debugger::run::Why;
+use crate::debugger::signals;
+use crate::debugger::target::{RunMode, TargetState};
+use crate::debugger::Debugger;
+use crate::rsp::{RspClient, StopReply};
+use crate::symbols::Symbols;
 
 #[derive(Clone)]
 pub enum StartConfig {
@@ -36,314 +37,24 @@ pub enum StartConfig {
     Program(ProgramConfig),
 }
 
-/// What the target is doing while it runs.
-pub enum RunMode {
-    Continue,
-    /// Running to a temporary breakpoint at a return address, as part of a
-    /// step: `cfa` tells the right activation (recursion) apart.
-    ToReturn {
-        addr: u64,
-        rsp: u64,
-        then: Box<Then>,
-    },
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct UserBreakpoint {
-    pub id: i64,
-    pub addr: Option<u64>,
-    pub line: Option<u32>,
-    pub source: Option<Source>,
-    pub verified: bool,
-    pub message: Option<String>,
-    /// Stop only when this expression is true (non-zero).
-    pub condition: Option<String>,
-    /// Stop only on the hits this allows (counted when the condition holds).
-    pub hit_condition: Option<super::breakpoints::HitCondition>,
-    /// A logpoint: print this (with `{expr}` values) and go on.
-    pub log_message: Option<String>,
-    /// Times the breakpoint was reached with its condition true.
-    pub hits: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct DataBreakpoint {
-    pub id: i64,
-    pub addr: u64,
-    pub len: usize,
-    pub kind: WatchKind,
-    pub verified: bool,
-    pub message: Option<String>,
-}
-
-/// One frame of the stack as shown to the client.
-#[derive(Clone, Debug)]
-pub struct FrameInfo {
-    /// Registers of the physical frame (with its CFA).
-    pub regs: FrameRegs,
-    pub pc: u64,
-    /// pc for lookups: pc - 1 in caller frames (inside the call).
-    pub probe: u64,
-    pub source: SourceFrame,
-    pub physical: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScopeKind {
-    Locals,
-    Arguments,
-    Registers,
-    Globals,
-}
-
-/// What a variablesReference stands for.
-#[derive(Clone, Debug)]
-pub enum VarNode {
-    Scope {
-        frame: usize,
-        kind: ScopeKind,
-    },
-    Value {
-        frame: usize,
-        name: String,
-        /// What `evaluate` takes for it: its children's `evaluateName`s
-        /// extend it.
-        expression: Option<String>,
-        ty: Option<TypeId>,
-        place: Place,
-    },
-}
-
-/// Everything valid only until the target resumes.
-#[derive(Default)]
-pub struct StopState {
-    pub frames: Option<Vec<FrameInfo>>,
-    pub refs: Vec<VarNode>,
-    pub memory: HashMap<u64, Vec<u8>>,
-    pub registers: HashMap<String, Vec<u8>>,
-    pub exception: Option<(String, String)>,
-    /// What the user breakpoints at this stop's pc decided (that pc, the
-    /// ids that stop): conditions and hit counts are evaluated once a stop.
-    pub decided: Option<(u64, Vec<i64>)>,
-    /// How many of the inlined calls that begin at the pc (hidden, as gdb
-    /// hides them) `stepIn` has gone down into without running.
-    pub inline_entered: usize,
-}
-
-pub struct Target {
-    pub rsp: RspClient,
-    /// The DWARF of the code the current thread stopped in.
-    pub symbols: Rc<Symbols>,
-    /// Program mode: the program's and its shared libraries' DWARF, one of
-    /// which `symbols` is (empty for a kernel or an attach).
-    pub modules: Vec<Rc<Symbols>>,
-    /// Kernel mode: the kernel's VM.
-    pub kernel_vm: Option<super::kernel::KernelVm>,
-    /// A Linux kernel's loaded modules and the session's breakpoint that
-    /// hears of new ones.
-    pub kernel_modules: Option<super::kernel_modules::KernelModules>,
-    /// Program mode: the VM the program runs in.
-    pub program: Option<GuestProgram>,
-    pub threads: Vec<String>,
-    /// Program mode: thread names as the guest has them (by RSP id).
-    pub thread_names: HashMap<String, String>,
-    pub thread: String,
-    pub running: Option<RunMode>,
-    /// User breakpoint addresses in the stub.
-    pub inserted: BTreeSet<u64>,
-    pub watches: Vec<(WatchKind, u64, usize)>,
-    pub stop: StopState,
-    /// Program mode: the signal the last stop reported (gdb's number) and
-    /// its thread; that thread gets it when it resumes (gdb's `pass`).
-    pub pending_signal: Option<(String, u8)>,
-    /// Where the stub's console output (`O` packets) that arrives while a
-    /// stop is awaited goes: the session's console.
-    pub console: LineSink,
-}
-
-/// Target memory through the stub, cached in 64-byte lines until resume.
-pub struct CachedMemory<'a> {
-    pub rsp: &'a mut RspClient,
-    pub cache: &'a mut HashMap<u64, Vec<u8>>,
-}
-
-const LINE: u64 = 64;
-
-impl TargetMemory for CachedMemory<'_> {
-    async fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(len);
-        let end = addr.saturating_add(len as u64);
-        let mut line = addr & !(LINE - 1);
-        while line < end {
-            if !self.cache.contains_key(&line) {
-                let bytes = self.rsp.read_memory(line, LINE as usize).await?;
-                self.cache.insert(line, bytes);
-            }
-            let bytes = &self.cache[&line];
-            let from = addr.max(line) - line;
-            let to = (end.min(line + LINE) - line).min(bytes.len() as u64);
-            if from >= to {
-                break;
-            }
-            out.extend_from_slice(&bytes[from as usize..to as usize]);
-            if (bytes.len() as u64) < LINE && to < end.min(line + LINE) - line {
-                break;
-            }
-            line += LINE;
-        }
-        Ok(out)
-    }
-}
-
-impl Target {
-    /// The stop reply that ends a resume (or an interrupt); console output
-    /// the stub sends on the way goes to [`Self::console`]. Every wait of
-    /// the session for a stop goes through here.
-    pub async fn wait_stop(&mut self) -> Result<StopReply> {
-        let console = &self.console;
-        self.rsp
-            .wait_stop(|bytes| {
-                let _ = console.send(("console", String::from_utf8_lossy(&bytes).into_owned()));
-            })
-            .await
-    }
-
-    pub fn memory(&mut self) -> CachedMemory<'_> {
-        CachedMemory {
-            rsp: &mut self.rsp,
-            cache: &mut self.stop.memory,
-        }
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.running.is_some()
-    }
-
-    pub fn thread_id(rsp_id: &str) -> i64 {
-        let tail = rsp_id.rsplit('.').next().unwrap_or(rsp_id);
-        i64::from_str_radix(tail, 16).unwrap_or(1)
-    }
-
-    pub fn rsp_thread(&self, dap_id: i64) -> String {
-        self.threads
-            .iter()
-            .find(|t| Self::thread_id(t) == dap_id)
-            .cloned()
-            .unwrap_or_else(|| self.thread.clone())
-    }
-
-    /// The `g` block of a thread, cached until resume.
-    pub async fn register_block(&mut self, thread: &str) -> Result<Vec<u8>> {
-        if let Some(b) = self.stop.registers.get(thread) {
-            return Ok(b.clone());
-        }
-        let block = self.rsp.read_registers(thread).await?;
-        self.stop
-            .registers
-            .insert(thread.to_string(), block.clone());
-        Ok(block)
-    }
-
-    pub fn register_value(&self, block: &[u8], name: &str) -> Option<u64> {
-        let info = self.rsp.registers.by_name(name)?;
-        let size = (info.bits as usize).div_ceil(8).min(8);
-        let bytes = block.get(info.offset..info.offset + size)?;
-        Some(crate::symbols::types::int_of(bytes, false) as u64)
-    }
-
-    /// The innermost frame's registers by DWARF number.
-    pub async fn top_registers(&mut self, thread: &str) -> Result<FrameRegs> {
-        let block = self.register_block(thread).await?;
-        let mut regs = FrameRegs::default();
-        for (n, name) in crate::rsp::registers::DWARF_X86_64.iter().enumerate() {
-            regs.regs[n] = self.register_value(&block, name);
-        }
-        if regs.regs[16].is_none() {
-            bail!("the stub's registers have no rip");
-        }
-        self.select_module(regs.pc());
-        Ok(regs)
-    }
-
-    pub async fn pc(&mut self) -> Result<u64> {
-        let thread = self.thread.clone();
-        Ok(self.top_registers(&thread).await?.pc())
-    }
-
-    pub async fn rsp_value(&mut self) -> Result<u64> {
-        let thread = self.thread.clone();
-        self.top_registers(&thread).await?.get(7).context("no rsp")
-    }
-
-    /// Forgets everything read at the last stop.
-    pub fn invalidate(&mut self) {
-        self.stop = StopState::default();
-    }
-
-    /// Program mode: a signal stop the user does not want to see (SIGCHLD,
-    /// SIGWINCH …: gdb's `nostop pass`); its gdb number.
-    pub fn quiet_signal(&self, stop: &StopReply) -> Option<u8> {
-        match stop {
-            StopReply::Signal {
-                signal,
-                watch: None,
-                ..
-            } if self.program.is_some() && signals::passes(*signal) && !signals::stops(*signal) => {
-                Some(*signal)
-            }
-            _ => None,
-        }
-    }
-
-    /// Program mode: remembers a reported signal for the thread that got
-    /// it, to be passed on when that thread resumes.
-    pub fn note_signal(&mut self, stop: &StopReply) {
-        if self.program.is_none() {
-            return;
-        }
-        if let StopReply::Signal {
-            signal,
-            thread,
-            watch: None,
-            ..
-        } = stop
-        {
-            if signals::passes(*signal) {
-                let thread = thread.clone().unwrap_or_else(|| self.thread.clone());
-                self.pending_signal = Some((thread, *signal));
-            }
-        }
-    }
-
-    /// The signal waiting for `thread`, taken (it is delivered once).
-    pub fn take_signal_for(&mut self, thread: &str) -> Option<u8> {
-        match &self.pending_signal {
-            Some((t, sig)) if t == thread => {
-                let sig = *sig;
-                self.pending_signal = None;
-                Some(sig)
-            }
-            _ => None,
-        }
-    }
-}
-
 pub struct Session {
     pub out: Outbox,
     pub(super) console_tx: LineSink,
     console_rx: mpsc::UnboundedReceiver<(&'static str, String)>,
-    pub target: Option<Target>,
+    /// The debugger core: the target (while there is one) and the
+    /// breakpoints.
+    pub dbg: Debugger,
+    /// Kernel mode: the kernel's VM.
+    pub kernel_vm: Option<KernelVm>,
+    /// A Linux kernel's loaded modules and the session's breakpoint that
+    /// hears of new ones.
+    pub kernel_modules: Option<KernelModules>,
+    /// Program mode: the VM the program runs in.
+    pub program: Option<GuestProgram>,
     /// A launched kernel that died of an unhandled exception, kept for
     /// inspection until the client continues or disconnects.
     pub post_mortem: Option<super::postmortem::PostMortem>,
     pub(super) start: Option<StartConfig>,
-    pub line_breakpoints: BTreeMap<String, Vec<UserBreakpoint>>,
-    pub function_breakpoints: Vec<UserBreakpoint>,
-    pub data_breakpoints: Vec<DataBreakpoint>,
-    /// Temporary breakpoints of a reverse step, kept across a replay's
-    /// fresh start.
-    pub temporaries: Vec<u64>,
-    pub next_id: i64,
     pub(super) configured: bool,
     finished: bool,
 }
@@ -351,18 +62,17 @@ pub struct Session {
 impl Session {
     pub fn new(tx: mpsc::UnboundedSender<Value>) -> Self {
         let (console_tx, console_rx) = mpsc::unbounded_channel();
+        let out = Outbox::new(tx);
         Self {
-            out: Outbox::new(tx),
+            dbg: Debugger::new(Box::new(out.clone())),
+            out,
             console_tx,
             console_rx,
-            target: None,
+            kernel_vm: None,
+            kernel_modules: None,
+            program: None,
             post_mortem: None,
             start: None,
-            line_breakpoints: BTreeMap::new(),
-            function_breakpoints: Vec::new(),
-            data_breakpoints: Vec::new(),
-            temporaries: Vec::new(),
-            next_id: 1,
             configured: false,
             finished: false,
         }
@@ -370,7 +80,11 @@ impl Session {
 
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Incoming>) {
         while !self.finished {
-            let running = self.target.as_ref().is_some_and(Target::is_running);
+            let running = self
+                .dbg
+                .target
+                .as_ref()
+                .is_some_and(TargetState::is_running);
             tokio::select! {
                 incoming = requests.recv() => match incoming {
                     Some(Incoming::Message(value)) => self.dispatch(value).await,
@@ -381,7 +95,7 @@ impl Session {
                     Some(Incoming::Closed) | None => break,
                 },
                 Some((category, text)) = self.console_rx.recv() => self.out.output(category, text),
-                packet = next_packet(&mut self.target), if running => self.on_packet(packet).await,
+                packet = next_packet(&mut self.dbg.target), if running => self.on_packet(packet).await,
             }
         }
         // The client left: launch ends the VM, attach leaves it running.
@@ -418,12 +132,21 @@ impl Session {
             Ok(Handled::Respond(body)) => self.out.respond(seq, &command, Ok(body)),
             Ok(Handled::RespondThen(body, after)) => {
                 self.out.respond(seq, &command, Ok(body));
-                if let Err(e) = self.after(after).await {
+                if let Err(e) = after(self).await {
                     self.out.output("stderr", format!("vmdbg: {e:#}\n"));
                 }
             }
             Err(e) => self.out.respond(seq, &command, Err(e)),
         }
+    }
+
+    /// What goes with the target (not the VMs, which each end their own
+    /// way): the kernel's modules and their watch, the core's handle on
+    /// the replay.
+    pub(super) fn forget_target_parts(&mut self) {
+        self.kernel_modules = None;
+        self.dbg.module_watch = None;
+        self.dbg.replay = None;
     }
 
     /// Ends the request loop after this request.
@@ -432,7 +155,7 @@ impl Session {
     }
 
     pub(super) fn require_stopped(&self) -> Result<()> {
-        match &self.target {
+        match &self.dbg.target {
             Some(t) if t.is_running() => bail!("the target is running; pause it first"),
             Some(_) => Ok(()),
             None => bail!("no target"),
@@ -449,25 +172,20 @@ impl Session {
             Box<dyn std::future::Future<Output = Result<Value>> + 'a>,
         >,
     {
-        let was_running = self.target.as_ref().is_some_and(Target::is_running);
+        let was_running = self
+            .dbg
+            .target
+            .as_ref()
+            .is_some_and(TargetState::is_running);
         if was_running {
-            let target = self.target.as_mut().expect("running");
-            target.rsp.interrupt()?;
-            let stop = target.wait_stop().await?;
-            if !matches!(stop, StopReply::Signal { .. }) {
-                self.on_stop_reply(stop).await;
+            if let Some(ended) = self.dbg.halt().await? {
+                self.on_stop_reply(ended).await;
                 bail!("the target ended");
             }
-            let target = self.target.as_mut().expect("running");
-            // A signal that came before the interrupt is the program's:
-            // it gets it when it goes on.
-            target.note_signal(&stop);
-            target.invalidate();
-            target.running = None;
         }
         let result = f(self).await;
         if was_running {
-            if let Some(target) = self.target.as_mut() {
+            if let Some(target) = self.dbg.target.as_mut() {
                 if !target.is_running() {
                     self.resume_continue().await?;
                 }
@@ -555,7 +273,7 @@ impl Session {
         for t in &threads {
             self.out.event(
                 "thread",
-                json!({ "reason": "started", "threadId": Target::thread_id(t) }),
+                json!({ "reason": "started", "threadId": TargetState::thread_id(t) }),
             );
         }
         if rsp.reverse {
@@ -572,29 +290,26 @@ impl Session {
             _ => super::kernel_modules::KernelModules::new(&symbols),
         };
         let watch_modules = kernel_modules.is_some();
-        self.target = Some(Target {
+        self.dbg.module_watch = kernel_modules.as_ref().map(|m| m.watch);
+        self.kernel_modules = kernel_modules;
+        self.dbg.target = Some(TargetState::new(
             rsp,
             symbols,
-            kernel_modules,
             modules,
-            kernel_vm,
-            program,
+            program.is_some(),
             threads,
-            thread_names: HashMap::new(),
             thread,
-            running: None,
-            inserted: BTreeSet::new(),
-            watches: Vec::new(),
-            stop: StopState::default(),
-            pending_signal: None,
-            console: self.console_tx.clone(),
-        });
+            self.console_tx.clone(),
+        ));
+        self.dbg.replay = kernel_vm.as_ref().map(KernelVm::replay);
+        self.kernel_vm = kernel_vm;
+        self.program = program;
         self.start = Some(config);
         if watch_modules {
             if let Err(e) = self.refresh_kernel_modules().await {
                 self.out.output("console", format!("vmdbg: {e:#}\n"));
             }
-            self.sync_breakpoints().await?;
+            self.dbg.sync_breakpoints().await?;
         }
         Ok(())
     }
@@ -610,10 +325,11 @@ impl Session {
     /// Ends the target without telling the client (restart); true if there
     /// was one.
     pub(super) async fn end_target_quietly(&mut self, terminate: Option<bool>) -> bool {
-        let Some(mut target) = self.target.take() else {
+        let Some(mut target) = self.dbg.target.take() else {
             return false;
         };
-        let launched = target.program.is_some() || target.kernel_vm.is_some();
+        self.forget_target_parts();
+        let launched = self.program.is_some() || self.kernel_vm.is_some();
         let kill = terminate.unwrap_or(launched);
         if target.is_running() {
             let _ = target.rsp.interrupt();
@@ -633,52 +349,39 @@ impl Session {
                 tracing::warn!("detach failed: {e:#}");
             }
         }
-        if let Some(mut program) = target.program.take() {
+        if let Some(mut program) = self.program.take() {
             program.shut_down().await;
         }
-        if let Some(mut vm) = target.kernel_vm.take() {
+        if let Some(mut vm) = self.kernel_vm.take() {
             vm.shut_down().await;
         }
         true
     }
 
-    async fn after(&mut self, after: After) -> Result<()> {
-        match after {
-            After::Initialized => {
-                self.out.event("initialized", Value::Null);
-                Ok(())
-            }
-            After::Start => {
-                if !self.configured {
-                    return Ok(());
-                }
-                let stop_on_entry = match &self.start {
-                    Some(StartConfig::Launch(c)) => c.stop_on_entry,
-                    Some(StartConfig::Attach(c)) => c.stop_on_entry.unwrap_or(true),
-                    Some(StartConfig::Program(c)) => c.stop_on_entry,
-                    None => false,
-                };
-                let target = self.target.as_mut().context("no target")?;
-                if stop_on_entry {
-                    let thread = Target::thread_id(&target.thread);
-                    let reason = if matches!(self.start, Some(StartConfig::Attach(_))) {
-                        "pause"
-                    } else {
-                        "entry"
-                    };
-                    self.out.stopped(reason, thread).send();
-                    Ok(())
-                } else {
-                    self.resume_continue().await
-                }
-            }
-            After::Continue => self.resume_continue().await,
-            After::StepOver => self.start_step(StepKind::Over).await,
-            After::StepIn => self.start_step(StepKind::In).await,
-            After::StepOut => self.step_out().await,
-            After::StepInstruction => self.step_instruction().await,
-            After::StepBack(instruction) => self.step_back(instruction).await,
-            After::ReverseContinue => self.reverse_continue().await,
+    /// Once configured: the target starts (or stops at its entry, or,
+    /// attached, where it was, if the configuration says so).
+    pub(super) async fn start_running(&mut self) -> Result<()> {
+        if !self.configured {
+            return Ok(());
+        }
+        let stop_on_entry = match &self.start {
+            Some(StartConfig::Launch(c)) => c.stop_on_entry,
+            Some(StartConfig::Attach(c)) => c.stop_on_entry.unwrap_or(true),
+            Some(StartConfig::Program(c)) => c.stop_on_entry,
+            None => false,
+        };
+        let target = self.dbg.target.as_mut().context("no target")?;
+        if stop_on_entry {
+            let thread = TargetState::thread_id(&target.thread);
+            let reason = if matches!(self.start, Some(StartConfig::Attach(_))) {
+                "pause"
+            } else {
+                "entry"
+            };
+            self.out.stopped(reason, thread).send();
+            Ok(())
+        } else {
+            self.resume_continue().await
         }
     }
 
@@ -687,194 +390,13 @@ impl Session {
         self.resume(true).await
     }
 
-    /// Resumes all threads (a breakpoint at the pc stepped over first);
-    /// `announce`: send `continued` (not for a breakpoint that decided
-    /// not to stop, which the client never saw).
+    /// Resumes all threads ([`Debugger::resume`]); a stop that came before
+    /// the run (the end of a replay, the step off a breakpoint) is reported.
     async fn resume(&mut self, announce: bool) -> Result<()> {
-        if let Some(end) = self.forward_past_end().await? {
-            return self.report_stop_reply(end).await;
+        match self.dbg.resume(announce).await? {
+            Some(stop) => self.report_stop_reply(stop).await,
+            None => Ok(()),
         }
-        let Some(stop) = self.step_off_breakpoint().await? else {
-            return Ok(());
-        };
-        if let Some(stop) = stop {
-            // The one instruction already stopped (a watchpoint, an exit).
-            return self.report_stop_reply(stop).await;
-        }
-        let target = self.target.as_mut().context("no target")?;
-        target.invalidate();
-        target.running = Some(RunMode::Continue);
-        match target.pending_signal.take() {
-            Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
-            None => target.rsp.resume_continue()?,
-        }
-        if !announce {
-            return Ok(());
-        }
-        self.out.event(
-            "continued",
-            json!({ "threadId": Target::thread_id(&target.thread), "allThreadsContinued": true }),
-        );
-        Ok(())
-    }
-
-    /// If a breakpoint sits at the pc, steps one instruction with it
-    /// removed (a hardware breakpoint would fire again at once). Returns
-    /// None when there is no target; Some(None) when the target may go on;
-    /// Some(Some(stop)) when that one step stopped for another reason.
-    async fn step_off_breakpoint(&mut self) -> Result<Option<Option<StopReply>>> {
-        let Some(target) = self.target.as_mut() else {
-            return Ok(None);
-        };
-        let pc = target.pc().await?;
-        if !target.inserted.contains(&pc) {
-            return Ok(Some(None));
-        }
-        let stop = self.single_step().await?;
-        match stop {
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            } => Ok(Some(None)),
-            other => Ok(Some(Some(other))),
-        }
-    }
-
-    /// One instruction on the current thread, with any breakpoint at the
-    /// pc lifted for it; waits for the stop. A signal the thread stopped
-    /// with is delivered by the step (into its handler, if it has one); a
-    /// signal the user does not stop for (SIGCHLD …) that arrives instead
-    /// runs its handler to completion and the step is made again, as gdb
-    /// steps over handlers of `nostop` signals.
-    pub async fn single_step(&mut self) -> Result<StopReply> {
-        let target = self.target.as_mut().context("no target")?;
-        let thread = target.thread.clone();
-        let signal = target.take_signal_for(&thread);
-        let mut stop = self.step_raw(signal).await?;
-        loop {
-            let target = self.target.as_mut().context("no target")?;
-            let Some(quiet) = target.quiet_signal(&stop) else {
-                break;
-            };
-            stop = match self.run_signal_handler(quiet).await? {
-                Some(done) => done,
-                None => self.step_raw(None).await?,
-            };
-        }
-        if let Some(target) = self.target.as_mut() {
-            target.note_signal(&stop);
-        }
-        Ok(stop)
-    }
-
-    /// Delivers `signal` to the current thread and lets its handler run
-    /// until it returns to where the thread stopped (a temporary
-    /// breakpoint there). None when the thread is back there, its
-    /// instruction not yet run; otherwise the stop that ended it (the
-    /// program died, a breakpoint in the handler, or the signal was
-    /// ignored and the step made: a plain step stop).
-    pub async fn run_signal_handler(&mut self, signal: u8) -> Result<Option<StopReply>> {
-        let target = self.target.as_mut().context("no target")?;
-        let pc = target.pc().await?;
-        let sp = target.rsp_value().await?;
-        let (len, _) = stepping::instruction_at(self, pc).await?;
-        let stop = self.step_raw(Some(signal)).await?;
-        if !matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            }
-        ) {
-            return Ok(Some(stop));
-        }
-        let target = self.target.as_mut().context("no target")?;
-        let new_pc = target.pc().await?;
-        let new_sp = target.rsp_value().await?;
-        // The kernel builds a signal frame (hundreds of bytes) below the
-        // red zone; no single instruction that leaves the straight line
-        // moves the stack pointer that far.
-        let entered = new_pc != pc.wrapping_add(len) && sp.saturating_sub(new_sp) > 256;
-        if !entered {
-            return Ok(Some(stop));
-        }
-        let temporary = !target.inserted.contains(&pc);
-        if temporary {
-            target.rsp.insert_breakpoint(pc).await?;
-        }
-        target.invalidate();
-        target.rsp.resume_continue()?;
-        let stop = loop {
-            let stop = target.wait_stop().await?;
-            match (target.quiet_signal(&stop), &stop) {
-                (Some(quiet), StopReply::Signal { thread, .. }) => {
-                    let thread = thread.clone().unwrap_or_else(|| target.thread.clone());
-                    target.rsp.resume_continue_with(&thread, Some(quiet))?;
-                }
-                _ => break stop,
-            }
-        };
-        if let StopReply::Signal {
-            thread: Some(t), ..
-        } = &stop
-        {
-            target.thread = t.clone();
-        }
-        target.invalidate();
-        if !matches!(stop, StopReply::Signal { .. }) {
-            return Ok(Some(stop));
-        }
-        if temporary {
-            target.rsp.remove_breakpoint(pc).await?;
-        }
-        let back = matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            }
-        ) && target.pc().await? == pc
-            && target.rsp_value().await? == sp;
-        Ok(if back { None } else { Some(stop) })
-    }
-
-    /// One instruction on the current thread, delivering `signal` (if
-    /// any), with any breakpoint at the pc lifted for it.
-    async fn step_raw(&mut self, signal: Option<u8>) -> Result<StopReply> {
-        if let Some(end) = self.forward_past_end().await? {
-            return Ok(end);
-        }
-        let target = self.target.as_mut().context("no target")?;
-        let pc = target.pc().await?;
-        let lifted = target.inserted.contains(&pc);
-        if lifted {
-            target.rsp.remove_breakpoint(pc).await?;
-        }
-        target.invalidate();
-        let thread = target.thread.clone();
-        target.rsp.resume_step_with(&thread, signal)?;
-        let stop = target.wait_stop().await;
-        if lifted {
-            if let Err(e) = target.rsp.insert_breakpoint(pc).await {
-                self.out.output(
-                    "stderr",
-                    format!("vmdbg: cannot put back the breakpoint at {pc:#x}: {e:#}\n"),
-                );
-            }
-        }
-        let stop = stop?;
-        if let StopReply::Signal {
-            thread: Some(t), ..
-        } = &stop
-        {
-            if let Some(target) = self.target.as_mut() {
-                target.thread = t.clone();
-            }
-        }
-        Ok(stop)
     }
 
     async fn on_packet(&mut self, packet: Result<Vec<u8>>) {
@@ -897,52 +419,23 @@ impl Session {
 
     /// A stop reply that ends a run.
     async fn on_stop_reply(&mut self, stop: StopReply) {
-        let Some(target) = self.target.as_mut() else {
+        let Some(mode) = self.dbg.run_ended(&stop).await else {
             return;
         };
-        let mode = target.running.take();
-        target.invalidate();
-        if let StopReply::Signal {
-            thread: Some(t), ..
-        } = &stop
-        {
-            target.thread = t.clone();
-        }
-        if target.program.is_some() && !target.threads.contains(&target.thread) {
-            // A program's threads come and go (libtest runs each test in
-            // its own): the stopped one must be listed before editors ask,
-            // or VS Code shows no stop (seen with `threads` alone).
-            let mut now = match target.rsp.threads().await {
-                Ok(listed) if !listed.is_empty() => listed,
-                _ => target.threads.clone(),
-            };
-            if !now.contains(&target.thread) {
-                now.push(target.thread.clone());
-            }
-            self.out.announce_threads(&target.threads, &now);
-            target.threads = now;
-        }
-        if let Some(quiet) = target.quiet_signal(&stop) {
-            // SIGCHLD, SIGWINCH …: passed on without a stop (gdb's default).
-            let thread = target.thread.clone();
-            target.running = mode;
-            if let Err(e) = target.rsp.resume_continue_with(&thread, Some(quiet)) {
-                self.out.output("stderr", format!("vmdbg: {e:#}\n"));
-            }
-            return;
-        }
-        target.note_signal(&stop);
         let result = match mode {
             Some(RunMode::ToReturn { addr, rsp, then }) => {
-                self.arrived_to_return(stop, addr, rsp, *then).await
+                match self.dbg.arrived_to_return(stop, addr, rsp, *then).await {
+                    Ok(outcome) => self.report_step_outcome(outcome).await,
+                    Err(e) => Err(e),
+                }
             }
             _ => self.report_stop_reply(stop).await,
         };
         if let Err(e) = result {
             self.out.output("stderr", format!("vmdbg: {e:#}\n"));
-            if let Some(target) = self.target.as_ref() {
+            if let Some(target) = self.dbg.target.as_ref() {
                 if !target.is_running() {
-                    let thread = Target::thread_id(&target.thread);
+                    let thread = TargetState::thread_id(&target.thread);
                     self.out
                         .stopped("pause", thread)
                         .description(format!("{e:#}"))
@@ -960,7 +453,7 @@ impl Session {
                 Ok(())
             }
             StopReply::Terminated { signal }
-                if self.target.as_ref().is_some_and(|t| t.program.is_some()) =>
+                if self.dbg.target.is_some() && self.program.is_some() =>
             {
                 self.program_killed(signal).await;
                 Ok(())
@@ -978,7 +471,8 @@ impl Session {
             }
             StopReply::Output(_) => Ok(()),
             StopReply::Refused(reply) => {
-                let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
+                let thread =
+                    TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread);
                 self.out
                     .stopped("pause", thread)
                     .description(format!("the gdb stub refused to go on ({reply})"))
@@ -986,116 +480,76 @@ impl Session {
                 Ok(())
             }
             StopReply::Signal { .. } => {
-                let stop = self.mark_replay_edge(stop).await?;
-                let StopReply::Signal {
-                    signal,
-                    watch,
-                    replay_edge,
-                    ..
-                } = stop
-                else {
-                    unreachable!("marking keeps a signal stop one")
-                };
-                if let Some(edge) = replay_edge {
-                    return self.report_replay_edge(edge).await;
-                }
-                let target = self.target.as_mut().context("no target")?;
-                let thread = Target::thread_id(&target.thread);
-                let pc = target.pc().await.unwrap_or(0);
-                if let Some((_, addr)) = watch {
-                    let ids: Vec<i64> = self
-                        .data_breakpoints
-                        .iter()
-                        .filter(|d| d.verified && addr >= d.addr && addr < d.addr + d.len as u64)
-                        .map(|d| d.id)
-                        .collect();
-                    self.out
-                        .stopped("data breakpoint", thread)
-                        .hit_breakpoints(&ids)
-                        .description(format!("data breakpoint at {addr:#x}"))
-                        .send();
-                    return Ok(());
-                }
-                if signal == SIGINT {
-                    self.out.stopped("pause", thread).send();
-                    return Ok(());
-                }
-                if signal != SIGTRAP && target.program.is_some() {
-                    // As gdb says it: "Program received signal SIGUSR1, User
-                    // defined signal 1." It is passed on when the program
-                    // resumes.
-                    let name = signals::name(signal);
-                    let meaning = signals::description(signal);
-                    let description = format!(
-                        "the program received signal {name} ({meaning}) at {pc:#x}; it gets the signal when it resumes"
-                    );
-                    target.stop.exception = Some((name.clone(), description.clone()));
-                    self.out.output(
-                        "console",
-                        format!("Program received signal {name}, {meaning}.\n"),
-                    );
-                    self.out
-                        .stopped("exception", thread)
-                        .description(description)
-                        .text(name)
-                        .send();
-                    return Ok(());
-                }
-                if signal != SIGTRAP {
-                    let name = signal_name(signal);
-                    let description = format!("the target stopped with {name} at {pc:#x}");
-                    target.stop.exception = Some((name.to_string(), description.clone()));
-                    self.out
-                        .stopped("exception", thread)
-                        .description(description)
-                        .text(name)
-                        .send();
-                    return Ok(());
-                }
-                if target
-                    .kernel_modules
-                    .as_ref()
-                    .is_some_and(|m| m.watch == pc)
-                {
-                    // The kernel is about to run a new module's init.
-                    if let Err(e) = self.refresh_kernel_modules().await {
-                        self.out.output("console", format!("vmdbg: {e:#}\n"));
-                    }
-                    if self.breakpoint_ids_at(pc).is_empty() {
-                        return Box::pin(self.resume(false)).await;
-                    }
-                }
-                let ids = if self.breakpoint_ids_at(pc).is_empty() {
-                    Vec::new()
-                } else {
-                    let ids = self.decide_breakpoints(pc).await;
-                    if ids.is_empty() {
-                        // Conditions false, hit counts not reached, logpoints:
-                        // the run goes on.
-                        return Box::pin(self.resume(false)).await;
-                    }
-                    ids
-                };
-                if !ids.is_empty() {
-                    let reason = if self
-                        .function_breakpoints
-                        .iter()
-                        .any(|b| ids.contains(&b.id))
-                    {
-                        "function breakpoint"
-                    } else {
-                        "breakpoint"
-                    };
-                    self.out
-                        .stopped(reason, thread)
-                        .hit_breakpoints(&ids)
-                        .send();
-                } else {
-                    self.out.stopped("step", thread).send();
-                }
-                Ok(())
+                let why = self.dbg.why_stopped(stop).await?;
+                self.report_why(why).await
             }
         }
+    }
+
+    /// Tells the client why the target stopped, or lets it go on.
+    async fn report_why(&mut self, why: Why) -> Result<()> {
+        let thread = match &why {
+            Why::ReplayEdge(edge) => return self.report_replay_edge(*edge).await,
+            _ => TargetState::thread_id(&self.dbg.target.as_ref().context("no target")?.thread),
+        };
+        match why {
+            Why::ReplayEdge(_) => unreachable!("reported above"),
+            Why::Watch { addr, ids } => self
+                .out
+                .stopped("data breakpoint", thread)
+                .hit_breakpoints(&ids)
+                .description(format!("data breakpoint at {addr:#x}"))
+                .send(),
+            Why::Pause => self.out.stopped("pause", thread).send(),
+            Why::ProgramSignal {
+                name,
+                meaning,
+                description,
+            } => {
+                self.out.output(
+                    "console",
+                    format!("Program received signal {name}, {meaning}.\n"),
+                );
+                self.out
+                    .stopped("exception", thread)
+                    .description(description)
+                    .text(name)
+                    .send();
+            }
+            Why::Exception { name, description } => self
+                .out
+                .stopped("exception", thread)
+                .description(description)
+                .text(name)
+                .send(),
+            Why::ModuleLoader { pc } => {
+                // The kernel is about to run a new module's init.
+                if let Err(e) = self.refresh_kernel_modules().await {
+                    self.out.output("console", format!("vmdbg: {e:#}\n"));
+                }
+                if self.dbg.breakpoint_ids_at(pc).is_empty() {
+                    return Box::pin(self.resume(false)).await;
+                }
+                let why = self.dbg.breakpoints_stop(pc).await;
+                return Box::pin(self.report_why(why)).await;
+            }
+            // Conditions false, hit counts not reached, logpoints: the run
+            // goes on.
+            Why::NotStopping => return Box::pin(self.resume(false)).await,
+            Why::Breakpoints { ids, function } => {
+                let reason = if function {
+                    "function breakpoint"
+                } else {
+                    "breakpoint"
+                };
+                self.out
+                    .stopped(reason, thread)
+                    .hit_breakpoints(&ids)
+                    .send();
+            }
+            Why::Step => self.out.stopped("step", thread).send(),
+        }
+        Ok(())
     }
 
     /// Program mode: the program died of a signal (`X`). Its last output,
@@ -1108,16 +562,18 @@ impl Session {
 
     /// The target ended: `exited` with the guest's code, then `terminated`.
     pub async fn target_gone(&mut self, status: Option<u8>) {
-        if self.target.as_ref().is_some_and(|t| t.program.is_some()) {
+        if self.dbg.target.is_some() && self.program.is_some() {
             return self.program_gone(status, None).await;
         }
-        let Some(mut target) = self.target.take() else {
+        // Dropped (the stub's connection closed) when this is done, as before.
+        let Some(_target) = self.dbg.target.take() else {
             return;
         };
+        self.forget_target_parts();
         // The guest's status if the stub said it (`W`), else the engine's.
         let mut code = status.map(i64::from);
         let mut signal = None;
-        if let Some(mut vm) = target.kernel_vm.take() {
+        if let Some(mut vm) = self.kernel_vm.take() {
             // The guest ended the VM (its exit port, a power-off, a panic
             // with panic=-1, a triple fault): the engine's status follows.
             match vm.ended().await {
@@ -1165,10 +621,13 @@ impl Session {
     /// Program mode: the program exited (`status`) or was killed by a
     /// signal (gdb's number). Output first, then `exited`; then the VM goes.
     async fn program_gone(&mut self, status: Option<u8>, killed_by: Option<u8>) {
-        let Some(mut target) = self.target.take() else {
+        // Dropped (the stub's connection closed) when this is done, as before.
+        let Some(_target) = self.dbg.target.take() else {
             return;
         };
-        let Some(mut program) = target.program.take() else {
+        self.forget_target_parts();
+        self.kernel_vm = None;
+        let Some(mut program) = self.program.take() else {
             return;
         };
         program
@@ -1206,178 +665,6 @@ impl Session {
         program.shut_down().await;
         self.out.event("terminated", Value::Null);
     }
-
-    pub fn breakpoint_ids_at(&self, pc: u64) -> Vec<i64> {
-        self.line_breakpoints
-            .values()
-            .flatten()
-            .chain(self.function_breakpoints.iter())
-            .filter(|b| b.verified && b.addr == Some(pc))
-            .map(|b| b.id)
-            .collect()
-    }
-
-    /// Sets the target running towards a temporary breakpoint.
-    pub async fn run_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<bool> {
-        self.forward_past_end().await?;
-        let target = self.target.as_mut().context("no target")?;
-        if !target.inserted.contains(&addr) && target.rsp.insert_breakpoint(addr).await.is_err() {
-            return Ok(false);
-        }
-        target.invalidate();
-        target.running = Some(RunMode::ToReturn {
-            addr,
-            rsp,
-            then: Box::new(then),
-        });
-        match target.pending_signal.take() {
-            Some((thread, signal)) => target.rsp.resume_continue_with(&thread, Some(signal))?,
-            None => target.rsp.resume_continue()?,
-        }
-        Ok(true)
-    }
-
-    async fn arrived_to_return(
-        &mut self,
-        stop: StopReply,
-        addr: u64,
-        rsp_wanted: u64,
-        then: Then,
-    ) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
-        let is_trap = matches!(
-            stop,
-            StopReply::Signal {
-                signal: SIGTRAP,
-                watch: None,
-                ..
-            }
-        );
-        let pc = if matches!(stop, StopReply::Signal { .. }) {
-            target.pc().await?
-        } else {
-            0
-        };
-        let here = is_trap && pc == addr;
-        let rsp_now = if here { target.rsp_value().await? } else { 0 };
-        if here && rsp_now < rsp_wanted {
-            // A deeper activation (recursion) reached the address: go on.
-            target.invalidate();
-            target.running = Some(RunMode::ToReturn {
-                addr,
-                rsp: rsp_wanted,
-                then: Box::new(then),
-            });
-            // The temporary breakpoint is at the pc: step off it first.
-            let temp_is_user = target.inserted.contains(&addr);
-            if !temp_is_user {
-                target.rsp.remove_breakpoint(addr).await?;
-            }
-            let stepped = self.single_step().await?;
-            let target = self.target.as_mut().context("no target")?;
-            if !temp_is_user {
-                target.rsp.insert_breakpoint(addr).await?;
-            }
-            if !matches!(
-                stepped,
-                StopReply::Signal {
-                    signal: SIGTRAP,
-                    watch: None,
-                    ..
-                }
-            ) {
-                target.running = None;
-                if !temp_is_user {
-                    let _ = target.rsp.remove_breakpoint(addr).await;
-                }
-                return self.report_stop_reply(stepped).await;
-            }
-            target.invalidate();
-            target.rsp.resume_continue()?;
-            return Ok(());
-        }
-        if matches!(stop, StopReply::Signal { .. }) && !target.inserted.contains(&addr) {
-            target.rsp.remove_breakpoint(addr).await?;
-        }
-        if !here {
-            if is_trap
-                && !self.breakpoint_ids_at(pc).is_empty()
-                && self.decide_breakpoints(pc).await.is_empty()
-            {
-                // A breakpoint on the way that does not stop (its condition
-                // is false, a logpoint): go on to the return address.
-                return self.resume_to_return(addr, rsp_wanted, then).await;
-            }
-            // Something else stopped it first (a breakpoint, a watchpoint,
-            // pause, an exit): report that.
-            return self.report_stop_reply(stop).await;
-        }
-        if !self.breakpoint_ids_at(pc).is_empty()
-            && matches!(then, Then::Step(_))
-            && !self.decide_breakpoints(pc).await.is_empty()
-        {
-            // gdb stops at a user breakpoint on the return address too.
-            return self.report_stop_reply(stop).await;
-        }
-        match then {
-            Then::Report => {
-                let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-                self.out.stopped("step", thread).send();
-                Ok(())
-            }
-            Then::Step(state) => self.continue_step(state).await,
-        }
-    }
-
-    /// Goes on running to a return address after a breakpoint on the way
-    /// decided not to stop: off the breakpoint, then the run again.
-    async fn resume_to_return(&mut self, addr: u64, rsp: u64, then: Then) -> Result<()> {
-        match self.step_off_breakpoint().await? {
-            None => return Ok(()),
-            Some(Some(stop)) => return self.report_stop_reply(stop).await,
-            Some(None) => {}
-        }
-        if self.run_to_return(addr, rsp, then).await? {
-            return Ok(());
-        }
-        let thread = Target::thread_id(&self.target.as_ref().context("no target")?.thread);
-        self.out
-            .stopped("step", thread)
-            .description("the step could not set its temporary breakpoint")
-            .send();
-        Ok(())
-    }
-
-    pub(super) async fn reinsert_breakpoints(&mut self) {
-        let Some(target) = self.target.as_mut() else {
-            return;
-        };
-        let addrs: BTreeSet<u64> = self
-            .line_breakpoints
-            .values()
-            .flatten()
-            .chain(self.function_breakpoints.iter())
-            .filter(|b| b.verified)
-            .filter_map(|b| b.addr)
-            .chain(target.kernel_modules.as_ref().map(|m| m.watch))
-            .collect();
-        for addr in addrs {
-            if target.rsp.insert_breakpoint(addr).await.is_ok() {
-                target.inserted.insert(addr);
-            }
-        }
-        for d in &self.data_breakpoints {
-            if d.verified
-                && target
-                    .rsp
-                    .insert_watchpoint(d.kind, d.addr, d.len)
-                    .await
-                    .is_ok()
-            {
-                target.watches.push((d.kind, d.addr, d.len));
-            }
-        }
-    }
 }
 
 pub enum Handled {
@@ -1386,33 +673,22 @@ pub enum Handled {
     RespondThen(Value, After),
 }
 
-pub enum After {
-    Initialized,
-    Start,
-    Continue,
-    StepOver,
-    StepIn,
-    StepOut,
-    StepInstruction,
-    /// By instruction (true) or by line.
-    StepBack(bool),
-    ReverseContinue,
+/// What a request does once its response is sent.
+pub type After = Box<dyn for<'a> FnOnce(&'a mut Session) -> LocalFuture<'a>>;
+
+pub type LocalFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>>;
+
+/// An [`After`] from a closure (`after(|s| Box::pin(s.resume_continue()))`).
+pub fn after<F>(f: F) -> After
+where
+    F: for<'a> FnOnce(&'a mut Session) -> LocalFuture<'a> + 'static,
+{
+    Box::new(f)
 }
 
-async fn next_packet(target: &mut Option<Target>) -> Result<Vec<u8>> {
+async fn next_packet(target: &mut Option<TargetState>) -> Result<Vec<u8>> {
     match target {
         Some(t) => t.rsp.next_packet().await,
         None => std::future::pending().await,
-    }
-}
-
-pub fn signal_name(signal: u8) -> &'static str {
-    match signal {
-        4 => "SIGILL (illegal instruction)",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE (arithmetic exception)",
-        11 => "SIGSEGV (page fault or protection fault)",
-        _ => "a signal",
     }
 }

@@ -1,126 +1,97 @@
 //! VM snapshots in a debug session: the custom requests `vmdbg/snapshot
 //! {name}`, `vmdbg/restore {name}` and `vmdbg/snapshots`. The engine saves
-//! and restores the VM ([`crate::engine::Vm`]); this module keeps the
-//! debugger's view true across a restore: every cached register, memory
-//! line and frame is dropped, the user's breakpoints and watchpoints are put
-//! back into the restored stub (the restored guest holds the ones of the
-//! snapshot's moment, not the session's), and a `stopped` event makes the
-//! editor read the restored stop.
+//! and restores the VM ([`crate::engine::Vm`]); the debugger core's view
+//! is kept true across a restore (`Debugger::after_restore`: every cached
+//! register, memory line and frame is dropped, the user's breakpoints and
+//! watchpoints are put back into the restored stub, which holds the ones of
+//! the snapshot's moment, not the session's), and a `stopped` event makes
+//! the editor read the restored stop.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::session::{Session, StopState};
+use super::session::Session;
+use crate::debugger::target::TargetState;
 use crate::engine::Vm;
 
 impl Session {
-    pub(super) async fn snapshot_request(&mut self, command: &str, args: Value) -> Result<Value> {
-        let name = || -> Result<String> {
-            args.get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .with_context(|| format!("`{command}` needs a string `name`"))
-        };
-        match command {
-            "vmdbg/snapshots" => {
-                let names = self
-                    .session_vm()
-                    .and_then(|vm| vm.support_snapshots())
-                    .map(|snapshots| snapshots.names())
-                    .unwrap_or_default();
-                Ok(
-                    json!({ "snapshots": names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>() }),
-                )
-            }
-            "vmdbg/snapshot" => {
-                let name = name()?;
-                self.require_stopped()
-                    .with_context(|| format!("`{command}`"))?;
-                let vm = self.session_vm().context(NO_VM)?;
-                let describe = vm.describe();
-                let mut snapshots = vm
-                    .support_snapshots()
-                    .with_context(|| no_snapshots(&describe))?;
-                if snapshots.restore_ends_agent_channels() {
-                    bail!("`{command}`: {describe} {CHANNELS_END}");
-                }
-                let started = std::time::Instant::now();
-                snapshots.take(&name)?;
-                let ms = started.elapsed().as_millis();
-                self.out.output(
-                    "console",
-                    format!("vmdbg: snapshot {name:?} taken in {ms} ms\n"),
-                );
-                Ok(json!({ "name": name, "milliseconds": ms }))
-            }
-            "vmdbg/restore" => {
-                let name = name()?;
-                self.require_stopped()
-                    .with_context(|| format!("`{command}`"))?;
-                let vm = self.session_vm().context(NO_VM)?;
-                let describe = vm.describe();
-                let started = std::time::Instant::now();
-                vm.support_snapshots()
-                    .with_context(|| no_snapshots(&describe))?
-                    .restore(&name)?;
-                self.after_restore().await?;
-                let ms = started.elapsed().as_millis();
-                self.out.output(
-                    "console",
-                    format!("vmdbg: restored snapshot {name:?} in {ms} ms\n"),
-                );
-                let thread = self
-                    .target
-                    .as_ref()
-                    .map(|t| super::session::Target::thread_id(&t.thread))
-                    .unwrap_or(1);
-                self.out
-                    .stopped("restore", thread)
-                    .description(format!("Restored snapshot {name}"))
-                    .send();
-                Ok(json!({ "name": name, "milliseconds": ms }))
-            }
-            _ => bail!("unsupported request `{command}`"),
+    /// `vmdbg/snapshots`: the names of the VM's snapshots.
+    pub(super) async fn list_snapshots(&mut self, _: Value) -> Result<Value> {
+        let names = self
+            .session_vm()
+            .and_then(|vm| vm.support_snapshots())
+            .map(|snapshots| snapshots.names())
+            .unwrap_or_default();
+        Ok(json!({ "snapshots": names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>() }))
+    }
+
+    /// `vmdbg/snapshot {name}`: saves the stopped VM.
+    pub(super) async fn take_snapshot(&mut self, args: Value) -> Result<Value> {
+        let command = "vmdbg/snapshot";
+        let name = snapshot_name(command, &args)?;
+        self.require_stopped()
+            .with_context(|| format!("`{command}`"))?;
+        let vm = self.session_vm().context(NO_VM)?;
+        let describe = vm.describe();
+        let mut snapshots = vm
+            .support_snapshots()
+            .with_context(|| no_snapshots(&describe))?;
+        if snapshots.restore_ends_agent_channels() {
+            bail!("`{command}`: {describe} {CHANNELS_END}");
         }
+        let started = std::time::Instant::now();
+        snapshots.take(&name)?;
+        let ms = started.elapsed().as_millis();
+        self.out.output(
+            "console",
+            format!("vmdbg: snapshot {name:?} taken in {ms} ms\n"),
+        );
+        Ok(json!({ "name": name, "milliseconds": ms }))
+    }
+
+    /// `vmdbg/restore {name}`: the VM back at a snapshot, and the stop there.
+    pub(super) async fn restore_snapshot(&mut self, args: Value) -> Result<Value> {
+        let command = "vmdbg/restore";
+        let name = snapshot_name(command, &args)?;
+        self.require_stopped()
+            .with_context(|| format!("`{command}`"))?;
+        let vm = self.session_vm().context(NO_VM)?;
+        let describe = vm.describe();
+        let started = std::time::Instant::now();
+        vm.support_snapshots()
+            .with_context(|| no_snapshots(&describe))?
+            .restore(&name)?;
+        self.dbg.after_restore().await?;
+        let ms = started.elapsed().as_millis();
+        self.out.output(
+            "console",
+            format!("vmdbg: restored snapshot {name:?} in {ms} ms\n"),
+        );
+        let thread = self
+            .dbg
+            .target
+            .as_ref()
+            .map(|t| TargetState::thread_id(&t.thread))
+            .unwrap_or(1);
+        self.out
+            .stopped("restore", thread)
+            .description(format!("Restored snapshot {name}"))
+            .send();
+        Ok(json!({ "name": name, "milliseconds": ms }))
     }
 
     /// The VM this session started, if it started one through an engine.
     fn session_vm(&mut self) -> Option<&mut Box<dyn Vm>> {
-        self.target.as_mut()?.program.as_mut()?.vm_mut()
+        self.program.as_mut()?.vm_mut()
     }
+}
 
-    /// The restored stub knows the breakpoints of the snapshot's moment:
-    /// take each of the session's out (ignoring "not there") and put it
-    /// back, so exactly the session's are set, once.
-    async fn after_restore(&mut self) -> Result<()> {
-        let target = self.target.as_mut().context("no target")?;
-        target.stop = StopState::default();
-        for addr in target.inserted.clone() {
-            let _ = target.rsp.remove_breakpoint(addr).await;
-            target.rsp.insert_breakpoint(addr).await.with_context(|| {
-                format!("re-insert the breakpoint at {addr:#x} after the restore")
-            })?;
-        }
-        for (kind, addr, len) in target.watches.clone() {
-            let _ = target.rsp.remove_watchpoint(kind, addr, len).await;
-            target
-                .rsp
-                .insert_watchpoint(kind, addr, len)
-                .await
-                .with_context(|| {
-                    format!("re-insert the watchpoint at {addr:#x} after the restore")
-                })?;
-        }
-        if let Ok(threads) = target.rsp.threads().await {
-            if !threads.is_empty() {
-                if !threads.contains(&target.thread) {
-                    target.thread = threads[0].clone();
-                }
-                target.threads = threads;
-            }
-        }
-        Ok(())
-    }
+/// The snapshot a request names.
+fn snapshot_name(command: &str, args: &Value) -> Result<String> {
+    args.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .with_context(|| format!("`{command}` needs a string `name`"))
 }
 
 /// Why program sessions on the KVM engine take no snapshots yet.

@@ -1,154 +1,20 @@
-//! The DAP side of stepping: the session as the debugger core's target
-//! ([`debugger::Target`], and [`StepTarget`] for forward stepping in
-//! `debugger::stepping`), and the outcomes of `next`, `stepIn`, `stepOut`
-//! and instruction steps as DAP events.
-
-use std::rc::Rc;
+//! The DAP side of stepping: `next`, `stepIn`, `stepOut` and instruction
+//! steps run by the debugger core (`debugger::stepping` over
+//! `debugger::Debugger`), and their outcomes as DAP events.
 
 use anyhow::{Context, Result};
 
-use super::session::{Session, Target};
-use crate::debugger;
-use crate::debugger::stepping::{
-    self, Outcome, StepKind, StepState, StepTarget, Then, RANGE_STEP_LIMIT,
-};
-use crate::rsp::StopReply;
-use crate::symbols::Symbols;
-
-impl debugger::Target for Session {
-    fn symbols(&self) -> Rc<Symbols> {
-        self.target.as_ref().expect("a target").symbols.clone()
-    }
-    async fn pc(&mut self) -> Result<u64> {
-        self.target.as_mut().context("no target")?.pc().await
-    }
-    async fn sp(&mut self) -> Result<u64> {
-        self.target.as_mut().context("no target")?.rsp_value().await
-    }
-    async fn read_memory(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        let target = self.target.as_mut().context("no target")?;
-        crate::symbols::TargetMemory::read(&mut target.memory(), addr, len).await
-    }
-    async fn insert_temporary(&mut self, addr: u64) -> Result<bool> {
-        let target = self.target.as_mut().context("no target")?;
-        if target.inserted.contains(&addr) || self.temporaries.contains(&addr) {
-            return Ok(false);
-        }
-        target.rsp.insert_breakpoint(addr).await?;
-        self.temporaries.push(addr);
-        Ok(true)
-    }
-    async fn remove_temporary(&mut self, addr: u64) -> Result<()> {
-        self.temporaries.retain(|&a| a != addr);
-        let target = self.target.as_mut().context("no target")?;
-        target.rsp.remove_breakpoint(addr).await
-    }
-    fn breakpoint_at(&self, pc: u64) -> bool {
-        !self.breakpoint_ids_at(pc).is_empty()
-    }
-    async fn breakpoint_stops(&mut self, pc: u64) -> bool {
-        !self.decide_breakpoints(pc).await.is_empty()
-    }
-}
-
-impl StepTarget for Session {
-    async fn single_step(&mut self) -> Result<StopReply> {
-        Session::single_step(self).await
-    }
-    async fn read_code(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        self.target_mut()?.rsp.read_memory(addr, len).await
-    }
-    async fn frame_cfa(&mut self) -> Result<u64> {
-        let target = self.target_mut()?;
-        let thread = target.thread.clone();
-        let mut regs = target.top_registers(&thread).await?;
-        let symbols = target.symbols.clone();
-        let _ = symbols
-            .unwinder
-            .unwind(&mut regs, true, &mut target.memory())
-            .await;
-        // Without CFI or a frame pointer, the stack pointer is the best guess.
-        Ok(regs.cfa.unwrap_or(regs.get(7).unwrap_or(0)))
-    }
-    async fn caller(&mut self) -> Result<Option<(u64, u64)>> {
-        let frames = self.frames().await?;
-        let top_physical = frames.first().map(|f| f.physical).unwrap_or(0);
-        let caller = frames.iter().find(|f| f.physical == top_physical + 1);
-        let cfa = frames.first().and_then(|f| f.regs.cfa);
-        Ok(caller.zip(cfa).map(|(caller, cfa)| (caller.pc, cfa)))
-    }
-    fn signal_pending(&self) -> bool {
-        self.target
-            .as_ref()
-            .is_some_and(|t| matches!(&t.pending_signal, Some((thread, _)) if *thread == t.thread))
-    }
-    async fn run_stopped_signal_handler(&mut self) -> Result<Option<StopReply>> {
-        let target = self.target_mut()?;
-        let thread = target.thread.clone();
-        match target.take_signal_for(&thread) {
-            Some(signal) => self.run_signal_handler(signal).await,
-            None => Ok(None),
-        }
-    }
-    async fn enter_hidden_inline_call(&mut self) -> Result<bool> {
-        self.step_into_hidden_inline_call().await
-    }
-    async fn run_to_return(&mut self, addr: u64, sp: u64, then: Then) -> Result<bool> {
-        Session::run_to_return(self, addr, sp, then).await
-    }
-    async fn range_step(&mut self, start: u64, end: u64) -> Result<Option<StopReply>> {
-        if let Some(end) = self.forward_past_end().await? {
-            return Ok(Some(end));
-        }
-        let target = self.target_mut()?;
-        let thread = target.thread.clone();
-        let pc = target.pc().await?;
-        // A breakpoint at the pc would fire at once and a pending signal
-        // is delivered by a step of its own: one instruction first.
-        if !target.rsp.can_range_step()
-            || target.inserted.contains(&pc)
-            || matches!(&target.pending_signal, Some((t, _)) if *t == thread)
-        {
-            return Ok(None);
-        }
-        loop {
-            let target = self.target_mut()?;
-            target.invalidate();
-            target.rsp.range_step(&thread, start, end)?;
-            let stop = match tokio::time::timeout(RANGE_STEP_LIMIT, target.wait_stop()).await {
-                Ok(stop) => stop?,
-                Err(_) => {
-                    target.rsp.interrupt()?;
-                    target.wait_stop().await?
-                }
-            };
-            if let StopReply::Signal {
-                thread: Some(t), ..
-            } = &stop
-            {
-                target.thread = t.clone();
-            }
-            // A signal the user does not stop for: its handler runs, and
-            // the range step goes on where it was, as `single_step` does.
-            let Some(quiet) = target.quiet_signal(&stop) else {
-                target.note_signal(&stop);
-                return Ok(Some(stop));
-            };
-            if let Some(done) = self.run_signal_handler(quiet).await? {
-                self.target_mut()?.note_signal(&done);
-                return Ok(Some(done));
-            }
-        }
-    }
-}
+use super::session::Session;
+use crate::debugger::stepping::{self, Outcome, StepKind};
+use crate::debugger::target::TargetState;
 
 impl Session {
-    fn target_mut(&mut self) -> Result<&mut Target> {
-        self.target.as_mut().context("no target")
+    fn target_mut(&mut self) -> Result<&mut TargetState> {
+        self.dbg.target.as_mut().context("no target")
     }
 
     pub(super) fn report_step(&mut self, description: Option<String>) -> Result<()> {
-        let thread = Target::thread_id(&self.target_mut()?.thread);
+        let thread = TargetState::thread_id(&self.target_mut()?.thread);
         let mut stopped = self.out.stopped("step", thread);
         if let Some(d) = description {
             stopped = stopped.description(d);
@@ -157,7 +23,7 @@ impl Session {
         Ok(())
     }
 
-    async fn report_step_outcome(&mut self, outcome: Outcome) -> Result<()> {
+    pub(super) async fn report_step_outcome(&mut self, outcome: Outcome) -> Result<()> {
         match outcome {
             Outcome::Arrived => self.report_step(None),
             Outcome::Stopped(stop) => self.report_stop_reply(stop).await,
@@ -168,23 +34,17 @@ impl Session {
     }
 
     pub async fn start_step(&mut self, kind: StepKind) -> Result<()> {
-        let outcome = stepping::start_step(self, kind).await?;
-        self.report_step_outcome(outcome).await
-    }
-
-    /// Goes on with a line step after running to a return address.
-    pub async fn continue_step(&mut self, state: StepState) -> Result<()> {
-        let outcome = stepping::continue_step(self, state).await?;
+        let outcome = stepping::start_step(&mut self.dbg, kind).await?;
         self.report_step_outcome(outcome).await
     }
 
     pub async fn step_out(&mut self) -> Result<()> {
-        let outcome = stepping::step_out(self).await?;
+        let outcome = stepping::step_out(&mut self.dbg).await?;
         self.report_step_outcome(outcome).await
     }
 
     pub async fn step_instruction(&mut self) -> Result<()> {
-        let outcome = stepping::step_instruction(self).await?;
+        let outcome = stepping::step_instruction(&mut self.dbg).await?;
         self.report_step_outcome(outcome).await
     }
 }

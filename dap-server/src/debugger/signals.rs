@@ -13,6 +13,9 @@
 
 use vmdbg_agent::debugger::signals::gdb_to_linux;
 
+use super::target::TargetState;
+use crate::rsp::StopReply;
+
 /// gdb's numbers of the signals the session treats specially.
 pub const SIGINT: u8 = 2;
 pub const SIGTRAP: u8 = 5;
@@ -120,6 +123,66 @@ pub fn passes(gdb: u8) -> bool {
 /// (128 + its Linux number).
 pub fn shell_status(gdb: u8) -> i64 {
     128 + i64::from(linux_number(gdb).unwrap_or(i32::from(gdb)))
+}
+
+/// How a kernel (or any non-program target) stopping with a signal is
+/// named: the exception the CPU raised that the stub reports as it.
+pub fn signal_name(signal: u8) -> &'static str {
+    match signal {
+        4 => "SIGILL (illegal instruction)",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE (arithmetic exception)",
+        11 => "SIGSEGV (page fault or protection fault)",
+        _ => "a signal",
+    }
+}
+
+impl TargetState {
+    /// Program mode: a signal stop the user does not want to see (SIGCHLD,
+    /// SIGWINCH …: gdb's `nostop pass`); its gdb number.
+    pub fn quiet_signal(&self, stop: &StopReply) -> Option<u8> {
+        match stop {
+            StopReply::Signal {
+                signal,
+                watch: None,
+                ..
+            } if self.program && passes(*signal) && !stops(*signal) => Some(*signal),
+            _ => None,
+        }
+    }
+
+    /// Program mode: remembers a reported signal for the thread that got
+    /// it, to be passed on when that thread resumes.
+    pub fn note_signal(&mut self, stop: &StopReply) {
+        if !self.program {
+            return;
+        }
+        if let StopReply::Signal {
+            signal,
+            thread,
+            watch: None,
+            ..
+        } = stop
+        {
+            if passes(*signal) {
+                let thread = thread.clone().unwrap_or_else(|| self.thread.clone());
+                self.pending_signal = Some((thread, *signal));
+            }
+        }
+    }
+
+    /// The signal waiting for `thread`, taken (it is delivered once).
+    pub fn take_signal_for(&mut self, thread: &str) -> Option<u8> {
+        match &self.pending_signal {
+            Some((t, sig)) if t == thread => {
+                let sig = *sig;
+                self.pending_signal = None;
+                Some(sig)
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
