@@ -128,9 +128,11 @@ pub fn probe_kvm() -> Result<ProbePass, String> {
         match rx.recv_timeout(PROBE_LIMIT) {
             Ok(ProbeEvent::Progress) => {}
             Ok(ProbeEvent::Done(result)) => return result,
-            Err(_) => return Err(format!(
+            Err(_) => {
+                return Err(format!(
                 "its probe guest did not get a local-APIC timer interrupt within {PROBE_LIMIT:?}"
-            )),
+            ))
+            }
         }
     }
 }
