@@ -17,6 +17,17 @@ use crate::debugger::eval::VarNode;
 use crate::symbols::types::Place;
 
 impl Session {
+    /// The DWARF of the code the target's current thread stopped in.
+    fn target_symbols(&self) -> Result<std::rc::Rc<crate::symbols::Symbols>> {
+        Ok(self
+            .dbg
+            .target
+            .as_ref()
+            .context("no target")?
+            .symbols
+            .clone())
+    }
+
     pub async fn set_line_breakpoints(
         &mut self,
         args: protocol::SetBreakpointsArguments,
@@ -68,13 +79,7 @@ impl Session {
         &mut self,
         args: protocol::SetFunctionBreakpointsArguments,
     ) -> Result<Value> {
-        let symbols = self
-            .dbg
-            .target
-            .as_ref()
-            .context("no target")?
-            .symbols
-            .clone();
+        let symbols = self.target_symbols()?;
         self.forget_module_function_breakpoints();
         let mut list = Vec::new();
         for fb in args.breakpoints {
@@ -122,13 +127,7 @@ impl Session {
                 let frame = args.frame_id.map(|f| (f - 1).max(0) as usize).unwrap_or(0);
                 match self.dbg.evaluate_to_value(frame, &args.name).await {
                     Ok(VarNode::Value { ty, place, .. }) => {
-                        let symbols = self
-                            .dbg
-                            .target
-                            .as_ref()
-                            .context("no target")?
-                            .symbols
-                            .clone();
+                        let symbols = self.target_symbols()?;
                         Some((
                             place,
                             ty.and_then(|t| symbols.resolve_type(t).size).unwrap_or(0),
