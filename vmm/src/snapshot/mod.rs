@@ -175,7 +175,7 @@ pub struct Framing {
     pub max_body: u64,
 }
 
-const SNAPSHOT_FRAMING: Framing = Framing {
+pub const SNAPSHOT_FRAMING: Framing = Framing {
     magic: MAGIC,
     version: FORMAT_VERSION,
     kind: "snapshot",
