@@ -506,8 +506,7 @@ fn corrupt_recording_files_are_refused() {
 /// framed again with a right length and checksum (the layout is in
 /// vmm/src/record/file.rs): a hostile file that gets past the checksum.
 fn with_header(good: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
-    const HEADER_LEN: usize = 32;
-    let body = &good[HEADER_LEN..];
+    let body = &good[32..];
     let json_len = u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&body[8..8 + json_len]).unwrap();
     edit(&mut header);
@@ -515,12 +514,7 @@ fn with_header(good: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8
     let mut new_body = (json.len() as u64).to_le_bytes().to_vec();
     new_body.extend_from_slice(&json);
     new_body.extend_from_slice(&body[8 + json_len..]);
-    let mut out = good[..16].to_vec();
-    out.extend_from_slice(&(new_body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&new_body).to_le_bytes());
-    out.extend_from_slice(&good[28..HEADER_LEN]);
-    out.extend_from_slice(&new_body);
-    out
+    vmdbg_e2e::reframed(good, &new_body)
 }
 
 /// gdb against vmdbg-vmm: from the corrupting line, one instruction

@@ -596,6 +596,45 @@ fn bad_snapshots_are_refused_with_one_line_and_nothing_is_overwritten() {
         "checksum mismatch",
     );
 
+    // Crafted states with a right checksum: a machine of a million vCPUs,
+    // memory of 2^60 bytes, vCPU states that do not match the machine.
+    // Each is refused in one line before anything of its size is made.
+    let state: serde_json::Value = serde_json::from_slice(&good[32..]).unwrap();
+    let crafted = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut s = state.clone();
+        edit(&mut s);
+        let path = format!("{name}.snap");
+        std::fs::write(
+            dir.join(&path),
+            vmdbg_e2e::reframed(&good, &serde_json::to_vec(&s).unwrap()),
+        )
+        .unwrap();
+        path
+    };
+    let cpus = crafted("cpus", &|s| s["shape"]["vcpus"] = 1_000_000.into());
+    assert_refused(&dir, &cpus, "vm.mem", &cpus, "a machine of 1000000 vCPUs");
+    let huge = crafted("huge", &|s| s["shape"]["mem_bytes"] = (1u64 << 60).into());
+    assert_refused(&dir, &huge, "vm.mem", "vm.mem", "but the snapshot's VM has");
+    let no_vcpus = crafted("novcpus", &|s| s["vcpus"] = serde_json::json!([]));
+    assert_refused(
+        &dir,
+        &no_vcpus,
+        "vm.mem",
+        &no_vcpus,
+        "0 vCPU states for a machine of 1",
+    );
+    let devices = crafted("devices", &|s| {
+        let disk = serde_json::json!({"Block": {"path": "disk.img", "read_only": true}});
+        s["shape"]["devices"].as_array_mut().unwrap().push(disk);
+    });
+    assert_refused(
+        &dir,
+        &devices,
+        "vm.mem",
+        &devices,
+        "0 virtio device states for a machine of 1 virtio devices",
+    );
+
     // A VM with other memory: its memory file does not fit this state, and
     // its state does not fit a running VM of 128 MiB.
     let small = dir.join("small");
