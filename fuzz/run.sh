@@ -17,7 +17,7 @@ limit=(-max_total_time="$seconds")
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(rsp_front_end dap frame_decoder virtio_chains)
+    targets=(rsp_front_end dap frame_decoder virtio_chains control_api snapshot_state recording_file)
 fi
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     fuzz=(cargo +nightly fuzz)
@@ -32,8 +32,14 @@ for target in "${targets[@]}"; do
     # whole 4 KiB buffer, and traced, that was half of every execution;
     # the seeds carry the command names instead. Short inputs (a few
     # packets or requests each) keep the sessions many.
+    # State files and recording headers are tens of KiB of JSON: their
+    # targets take whole seeds; every other input is a few packets.
+    case "$target" in
+        snapshot_state | recording_file) max_len=65536 ;;
+        *) max_len=512 ;;
+    esac
     if ! "${fuzz[@]}" run --no-trace-compares "$target" "corpus/$target" "seeds/$target" -- \
-        "${limit[@]}" -max_len=512 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "${limit[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1; then
         tail -40 "$log"
         echo "fuzz/run.sh: $target FAILED (log: $log)"

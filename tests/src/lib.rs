@@ -241,6 +241,21 @@ impl Drop for ChildGuard {
 }
 
 /// Runs a command to completion with a time limit.
+/// A vmdbg-vmm state or recording file (`good`, its 32-byte header as in
+/// vmm/src/snapshot/mod.rs's `Framing`: magic, version, reserved, body
+/// length, CRC-32, reserved) with its body replaced by `body`, the length
+/// and checksum made right again: a crafted file that gets past the
+/// checksum, for the checks behind it.
+pub fn reframed(good: &[u8], body: &[u8]) -> Vec<u8> {
+    const HEADER_LEN: usize = 32;
+    let mut out = good[..16].to_vec();
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(&good[28..HEADER_LEN]);
+    out.extend_from_slice(body);
+    out
+}
+
 pub fn run(cmd: Command, name: &str, limit: Duration) -> Output {
     ChildGuard::spawn(cmd, name).wait_output(limit)
 }

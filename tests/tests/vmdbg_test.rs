@@ -452,3 +452,182 @@ fn googletest_binary_each_test_from_the_snapshot() {
         "{stdout}"
     );
 }
+
+/// The tests of one binary that `cargo nextest list` selects in `dir`'s
+/// crate, in nextest's own names (`--message-format oneline`: the binary
+/// id, then the test).
+fn nextest_selects(dir: &Path, target: &Path, binary_id: &str, args: &[&str]) -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["nextest", "list", "--message-format", "oneline"])
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("run cargo nextest");
+    assert!(
+        out.status.success(),
+        "cargo nextest list {args:?}: {}",
+        text(&out.stderr)
+    );
+    let mut names: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(id, _)| *id == binary_id)
+        .map(|(_, name)| name.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The tests `vmdbg test --list` selects, and of them those it runs.
+fn vmdbg_selects(binary: &Path, options: &[&str], harness: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--list", "--format", "json"])
+        .args(options)
+        .arg("--")
+        .arg(binary)
+        .args(harness);
+    let out = run(cmd, "vmdbg test --list", LIMIT);
+    let listed = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{listed}\n{}",
+        text(&out.stderr)
+    );
+    let (mut all, mut runs) = (Vec::new(), Vec::new());
+    for line in listed.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = event["name"].as_str().unwrap().to_string();
+        if event["ignored"] == false {
+            runs.push(name.clone());
+        }
+        all.push(name);
+    }
+    all.sort();
+    runs.sort();
+    (all, runs)
+}
+
+/// Issue 30: `vmdbg test --partition` selects exactly what cargo-nextest's
+/// `--partition` selects from the same binary, for `hash` and `count` over
+/// 2 and 3 shards: a real crate's suite (tempfile 3.27's `namedtempfile`,
+/// 32 tests, from cargo's registry: the workspace depends on it), and the
+/// isolation crate with its ignored test included (nextest deals ignored
+/// tests out on their own). The shards are disjoint and make up the suite.
+#[test]
+fn partitions_select_exactly_what_cargo_nextest_selects() {
+    if !linux_guest_ready("vmdbg_test_partition", &["cargo", "cargo-nextest"]) {
+        return;
+    }
+    let registry = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"))
+        .join("registry/src");
+    let source = std::fs::read_dir(&registry)
+        .ok()
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path().join("tempfile-3.27.0"))
+        .find(|p| p.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "tempfile 3.27.0 is not in {} (`cargo fetch` in the workspace puts it there)",
+                registry.display()
+            )
+        });
+    let scratch = scratch_dir("vmdbg_test_partition");
+    let tempfile = scratch.join("tempfile");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&source)
+        .arg(&tempfile)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let target = target_dir().join("partition-tempfile");
+    let built = Command::new(env!("CARGO"))
+        .args([
+            "test",
+            "--no-run",
+            "--message-format=json",
+            "--test",
+            "namedtempfile",
+        ])
+        .current_dir(&tempfile)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo");
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let binary = text(&built.stdout)
+        .lines()
+        .filter_map(cargo_test_executable)
+        .next()
+        .expect("cargo named the test binary");
+    let isolation = test_binary();
+
+    /// A crate, its target dir, its test binary, nextest's binary id, and
+    /// the arguments that select the same tests in nextest and the harness.
+    struct Suite<'a> {
+        dir: &'a Path,
+        target: &'a Path,
+        binary: &'a Path,
+        id: &'a str,
+        nextest_args: &'a [&'a str],
+        harness: &'a [&'a str],
+    }
+    let (isolation_dir, isolation_target) = (crate_dir(), target_dir());
+    let suites = [
+        Suite {
+            dir: &tempfile,
+            target: &target,
+            binary: &binary,
+            id: "tempfile::namedtempfile",
+            nextest_args: &["-E", "binary(namedtempfile)"],
+            harness: &[],
+        },
+        Suite {
+            dir: &isolation_dir,
+            target: &isolation_target,
+            binary: &isolation,
+            id: "isolation",
+            nextest_args: &["--run-ignored", "all"],
+            harness: &["--include-ignored"],
+        },
+    ];
+    for suite in suites {
+        let Suite {
+            dir,
+            target,
+            binary,
+            id,
+            nextest_args,
+            harness,
+        } = suite;
+        let (whole, _) = vmdbg_selects(binary, &[], harness);
+        assert!(whole.len() >= 8, "{id}: {whole:?}");
+        for kind in ["hash", "count"] {
+            for total in [2u64, 3] {
+                let mut union = Vec::new();
+                for shard in 1..=total {
+                    let partition = format!("{kind}:{shard}/{total}");
+                    let mut args = vec!["--partition", partition.as_str()];
+                    args.extend(nextest_args);
+                    let want = nextest_selects(dir, target, id, &args);
+                    let (_, got) = vmdbg_selects(binary, &["--partition", &partition], harness);
+                    assert_eq!(
+                        got, want,
+                        "{id} --partition {partition}: vmdbg test ≠ cargo nextest"
+                    );
+                    union.extend(got);
+                }
+                union.sort();
+                assert_eq!(
+                    union, whole,
+                    "{id}: the {kind} shards of {total} are disjoint and make up the suite"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}

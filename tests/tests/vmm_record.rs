@@ -453,7 +453,26 @@ fn corrupt_recording_files_are_refused() {
     flipped[middle] ^= 0x40;
     let mut version = good.clone();
     version[8] = 99;
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let reordered = with_header(&good, |h| {
+        let log = h["log"].as_array_mut().expect("a log");
+        assert!(
+            log.len() >= 2,
+            "interrupts.elf's recording logs its port reads"
+        );
+        let first = log[0]["icount"].clone();
+        log[0]["icount"] = log[1]["icount"].clone();
+        log[1]["icount"] = first;
+        if log[0]["icount"] == log[1]["icount"] {
+            log[1]["icount"] = 0.into();
+        }
+    });
+    let past_end = with_header(&good, |h| {
+        let end = h["end"].as_u64().expect("end");
+        let log = h["log"].as_array_mut().expect("a log");
+        let last = log.len() - 1;
+        log[last]["icount"] = (end + 1).into();
+    });
+    let cases: [(&str, Vec<u8>, &str); 6] = [
         ("truncated", good[..good.len() - 100].to_vec(), "truncated"),
         ("flipped", flipped, "checksum mismatch"),
         ("version", version, "format version 99"),
@@ -462,6 +481,9 @@ fn corrupt_recording_files_are_refused() {
             b"not a recording at all, just text".to_vec(),
             "wrong magic",
         ),
+        // A valid checksum over a log no recorder writes.
+        ("reordered", reordered, "the log is out of order"),
+        ("past-end", past_end, "past the recording's end"),
     ];
     for (name, bytes, why) in cases {
         let path = dir.join(format!("{name}.rec"));
@@ -478,6 +500,21 @@ fn corrupt_recording_files_are_refused() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The recording file `good` with its JSON header changed by `edit`,
+/// framed again with a right length and checksum (the layout is in
+/// vmm/src/record/file.rs): a hostile file that gets past the checksum.
+fn with_header(good: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let body = &good[32..];
+    let json_len = u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&body[8..8 + json_len]).unwrap();
+    edit(&mut header);
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut new_body = (json.len() as u64).to_le_bytes().to_vec();
+    new_body.extend_from_slice(&json);
+    new_body.extend_from_slice(&body[8 + json_len..]);
+    vmdbg_e2e::reframed(good, &new_body)
 }
 
 /// gdb against vmdbg-vmm: from the corrupting line, one instruction

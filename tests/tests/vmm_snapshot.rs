@@ -370,27 +370,91 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Connects to a gdb stub's unix socket, retrying until it listens (a
+/// liveness limit, not a timing check).
+fn connect_gdb(sock: &Path) -> vmdbg_e2e::rsp::RawRsp<UnixStream> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match UnixStream::connect(sock) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(LIMIT)).unwrap();
+                return vmdbg_e2e::rsp::RawRsp(stream);
+            }
+            Err(e) => assert!(Instant::now() < deadline, "{}: {e}", sock.display()),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads the stub's side of the connection to its end: the session is
+/// over, and the VMM serves the API on its own again.
+fn wait_closed(gdb: &mut vmdbg_e2e::rsp::RawRsp<UnixStream>) {
+    let mut rest = Vec::new();
+    let _ = gdb.0.read_to_end(&mut rest);
+}
+
+/// Samples every 100 rounds: (round, VmRSS KiB, open descriptors).
+type Series = Vec<(u32, u64, usize)>;
+
+/// Memory may settle in the first hundred rounds; after that it may not
+/// grow by more than this, and the descriptor count may not change.
+const SLACK_KIB: u64 = 2048;
+
+fn assert_flat(series: &Series, what: &str) {
+    eprintln!("{what}: round, VmRSS KiB, open fds: {series:?}");
+    let (_, rss0, fds0) = series[0];
+    for &(round, rss, fds) in series {
+        assert_eq!(
+            fds, fds0,
+            "{what}: {fds0} descriptors open at round {}, {fds} at {round}: {series:?}",
+            series[0].0
+        );
+        assert!(
+            rss <= rss0 + SLACK_KIB,
+            "{what}: VmRSS grew from {rss0} KiB to {rss} KiB by round {round}: {series:?}"
+        );
+    }
+}
+
+/// Issue 28's soak: 1,000 in-place resets of a running guest, gdb
+/// attaching (the VM stops), asking why and detaching (it runs on)
+/// between each two; the VMM's memory and descriptors stay flat, and the
+/// guest still runs on from the snapshot exactly.
 #[test]
-fn a_thousand_resets_keep_memory_flat() {
-    let Some(dir) = test_ready("snapshot_reset_rss") else {
+fn a_thousand_resets_with_gdb_coming_and_going_keep_memory_and_descriptors_flat() {
+    let Some(dir) = test_ready("snapshot_reset_soak") else {
         return;
     };
-    let (vm, mut api, before) = boot_and_snapshot(&dir, "a");
+    let gdb_sock = dir.join("gdb.sock");
+    let gdb_arg = format!("unix:{}", gdb_sock.display());
+    let (vm, mut api, before) = boot_and_snapshot_with(&dir, "a", &["--gdb", &gdb_arg], 20);
     drop(vm.output());
     // Resets while the guest runs: each drops what it wrote since.
     api.resume();
-    let mut rss_after_100 = 0;
-    for i in 1..=1000 {
+    let mut series = Series::new();
+    for round in 1..=1000 {
         api.ok("PUT", "/vmdbg/reset", "");
-        if i == 100 {
-            rss_after_100 = vm_rss_kib(vm.pid());
+        let mut gdb = connect_gdb(&gdb_sock);
+        let why = gdb.ask("?");
+        assert!(
+            why.starts_with('T') || why.starts_with('S'),
+            "round {round}: `?` answered {why}"
+        );
+        assert_eq!(gdb.ask("D"), "OK", "round {round}: detach");
+        wait_closed(&mut gdb);
+        if round % 100 == 0 {
+            series.push((round, vm_rss_kib(vm.pid()), open_fds(vm.pid())));
         }
     }
-    let rss_after_1000 = vm_rss_kib(vm.pid());
-    const SLACK_KIB: u64 = 2048;
-    assert!(
-        rss_after_1000 <= rss_after_100 + SLACK_KIB,
-        "VmRSS grew from {rss_after_100} KiB after 100 resets to {rss_after_1000} KiB after 1000"
+    assert_flat(
+        &series,
+        "1,000 in-place resets with gdb attached and detached",
     );
     api.pause();
     let cut = vm.output().len();
@@ -398,6 +462,79 @@ fn a_thousand_resets_keep_memory_flat() {
     api.resume();
     let out = vm.finish();
     assert_continues(&before, &out[cut..], "after 1001 resets");
+}
+
+/// Issue 28's soak: 1,000 new vmdbg-vmm processes restored from one
+/// snapshot, each waiting for gdb, attached, checked and killed from gdb.
+/// Every restored VMM starts the same (memory, descriptors), and nothing
+/// is left behind: no process, no file in the directory.
+#[test]
+fn a_thousand_new_process_restores_with_gdb_leave_nothing_behind() {
+    let Some(dir) = test_ready("snapshot_restore_soak") else {
+        return;
+    };
+    let (vm, _api, _) = boot_and_snapshot_with(&dir, "a", &["--mem", "16M"], 20);
+    drop(vm);
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let files_before = listing();
+    let gdb_sock = dir.join("restored-gdb.sock");
+    let mut series = Series::new();
+    for round in 1..=1000 {
+        let mut cmd = vmm();
+        cmd.current_dir(&dir)
+            .args([
+                "--restore",
+                "vm.snap",
+                "--mem-file",
+                "vm.mem",
+                "--serial",
+                "none",
+            ])
+            .arg("--gdb")
+            .arg(format!("unix:{}", gdb_sock.display()))
+            .arg("--wait-gdb");
+        let guard = ChildGuard::spawn(cmd, "vmdbg-vmm --restore");
+        let mut gdb = connect_gdb(&gdb_sock);
+        let why = gdb.ask("?");
+        assert!(
+            why.starts_with('T') || why.starts_with('S'),
+            "round {round}: `?` answered {why}"
+        );
+        if round == 1 || round % 100 == 0 {
+            let pid = guard.child.id();
+            series.push((round, vm_rss_kib(pid), open_fds(pid)));
+        }
+        gdb.send("k");
+        wait_closed(&mut gdb);
+        let out = guard.wait_output(LIMIT);
+        assert!(
+            out.status.code().is_some(),
+            "round {round}: {}",
+            text(&out.stderr)
+        );
+    }
+    // Round 1 is a cold start (the files not yet in the page cache).
+    series.remove(0);
+    assert_flat(&series, "1,000 new-process restores with gdb");
+    assert!(
+        processes_matching("restored-gdb.sock").is_empty(),
+        "a restored vmdbg-vmm outlived its gdb kill"
+    );
+    let mut files_after = listing();
+    files_after.retain(|f| f != "restored-gdb.sock");
+    assert_eq!(
+        files_after,
+        files_before,
+        "files left behind in {}",
+        dir.display()
+    );
 }
 
 fn curl(sock: &Path, method: &str, path: &str, body: Option<&str>) -> String {
@@ -594,6 +731,45 @@ fn bad_snapshots_are_refused_with_one_line_and_nothing_is_overwritten() {
         "vm.mem",
         "flipped.snap",
         "checksum mismatch",
+    );
+
+    // Crafted states with a right checksum: a machine of a million vCPUs,
+    // memory of 2^60 bytes, vCPU states that do not match the machine.
+    // Each is refused in one line before anything of its size is made.
+    let state: serde_json::Value = serde_json::from_slice(&good[32..]).unwrap();
+    let crafted = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut s = state.clone();
+        edit(&mut s);
+        let path = format!("{name}.snap");
+        std::fs::write(
+            dir.join(&path),
+            vmdbg_e2e::reframed(&good, &serde_json::to_vec(&s).unwrap()),
+        )
+        .unwrap();
+        path
+    };
+    let cpus = crafted("cpus", &|s| s["shape"]["vcpus"] = 1_000_000.into());
+    assert_refused(&dir, &cpus, "vm.mem", &cpus, "a machine of 1000000 vCPUs");
+    let huge = crafted("huge", &|s| s["shape"]["mem_bytes"] = (1u64 << 60).into());
+    assert_refused(&dir, &huge, "vm.mem", "vm.mem", "but the snapshot's VM has");
+    let no_vcpus = crafted("novcpus", &|s| s["vcpus"] = serde_json::json!([]));
+    assert_refused(
+        &dir,
+        &no_vcpus,
+        "vm.mem",
+        &no_vcpus,
+        "0 vCPU states for a machine of 1",
+    );
+    let devices = crafted("devices", &|s| {
+        let disk = serde_json::json!({"Block": {"path": "disk.img", "read_only": true}});
+        s["shape"]["devices"].as_array_mut().unwrap().push(disk);
+    });
+    assert_refused(
+        &dir,
+        &devices,
+        "vm.mem",
+        &devices,
+        "0 virtio device states for a machine of 1 virtio devices",
     );
 
     // A VM with other memory: its memory file does not fit this state, and

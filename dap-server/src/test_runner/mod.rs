@@ -14,6 +14,7 @@
 //! engine.
 
 mod discover;
+mod partition;
 mod report;
 pub mod setup_state;
 
@@ -34,6 +35,7 @@ use crate::guest::{self, VmArgs};
 use crate::guest::{describe, run_captured, run_ok, run_setup};
 pub use discover::Framework;
 use discover::UserArgs;
+use partition::{Listed, Partition};
 use report::{Format, Outcome, Reporter, Verdict};
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +76,11 @@ pub struct TestArgs {
     /// else a shell command run in the guest after the setup.
     #[arg(long, value_name = "FILE|CMD", requires = "each")]
     pub list_from: Option<String>,
+    /// Run only shard M of N of the selected tests, as cargo-nextest's
+    /// `--partition` picks them: count:M/N (round-robin in name order),
+    /// hash:M/N (by the name's hash) or slice:M/N (count, for one binary).
+    #[arg(long, value_name = "KIND:M/N")]
+    pub partition: Option<Partition>,
     /// The test binary, then the test harness's own arguments (filters,
     /// --exact, --skip, --ignored, --include-ignored), after `--`.
     #[arg(last = true)]
@@ -142,7 +149,7 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
     };
     let agent = vm.agent().clone();
 
-    let (to_run, unfiltered) = runner.list(&agent, &env, limit)?;
+    let (to_run, unfiltered) = runner.list(&agent, &env, limit, args.partition.as_ref())?;
 
     let mut vms = vec![vm];
     if args.list {
@@ -249,6 +256,30 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
             ExitCode::from(101)
         },
     )
+}
+
+/// The tests of `partition`'s shard (all of them without one).
+fn in_shard(
+    tests: Vec<(String, bool)>,
+    ignored: &std::collections::HashSet<&str>,
+    partition: Option<&Partition>,
+) -> Vec<(String, bool)> {
+    let Some(partition) = partition else {
+        return tests;
+    };
+    let listed: Vec<Listed> = tests
+        .iter()
+        .map(|(name, _)| Listed {
+            name,
+            ignored: ignored.contains(name.as_str()),
+        })
+        .collect();
+    let keep = partition.keeps(&listed);
+    tests
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(test, keep)| keep.then_some(test))
+        .collect()
 }
 
 fn shut_down(vms: Vec<Box<dyn Vm>>, status: ExitCode) -> Result<ExitCode> {
@@ -361,13 +392,15 @@ enum Runner {
 }
 
 impl Runner {
-    /// The tests to report, each with whether it runs (false: ignored),
-    /// and how many there are before the user's filters.
+    /// The tests to report (those of `partition`'s shard), each with
+    /// whether it runs (false: ignored), and how many there are before the
+    /// user's filters and the partition.
     fn list(
         &self,
         agent: &AgentClient,
         env: &[(String, String)],
         limit: Duration,
+        partition: Option<&Partition>,
     ) -> Result<(Vec<(String, bool)>, usize)> {
         match self {
             Runner::Each { list_from, .. } => {
@@ -387,7 +420,8 @@ impl Runner {
                     .map(|l| (l.to_string(), true))
                     .collect();
                 let count = names.len();
-                Ok((names, count))
+                let ignored = std::collections::HashSet::new();
+                Ok((in_shard(names, &ignored, partition), count))
             }
             Runner::Binary {
                 framework,
@@ -421,7 +455,8 @@ impl Runner {
                         (t.clone(), runs)
                     })
                     .collect();
-                Ok((to_run, unfiltered))
+                let ignored = ignored.iter().map(String::as_str).collect();
+                Ok((in_shard(to_run, &ignored, partition), unfiltered))
             }
         }
     }

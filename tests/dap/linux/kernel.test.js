@@ -57,7 +57,8 @@ async function evaluate(dc, expression, frameId) {
   return (await dc.evaluateRequest({ expression, frameId, context: 'watch' })).body.result;
 }
 
-/** The kernel's globals, a linker alias and a per-CPU variable read right. */
+/** The kernel's globals, a linker alias and a per-CPU variable read right;
+ * returns current_task's pid. */
 async function checkKernelGlobals(dc, frameId) {
   assert.match(await evaluate(dc, 'init_task.comm', frameId), /swapper/);
   const jiffies = BigInt(await evaluate(dc, 'jiffies', frameId));
@@ -65,8 +66,14 @@ async function checkKernelGlobals(dc, frameId) {
   // `jiffies` is the linker's alias of jiffies_64: the same memory.
   assert.strictEqual(jiffies, jiffies64);
   assert.match(await evaluate(dc, 'current_task->comm', frameId), /"[^"]+"/);
-  const pid = Number(await evaluate(dc, 'current_task->pid', frameId));
-  assert.ok(pid >= 0, `current_task->pid = ${pid}`);
+  const pidText = await evaluate(dc, 'current_task->pid', frameId);
+  assert.match(pidText, /^\d+$/, 'current_task->pid');
+  const pid = Number(pidText);
+  // The same number through the task's struct pid (a separate allocation
+  // the task points at, its first upid the init namespace's): a wrong
+  // per-CPU copy or a wrong task_struct layout gives two different ones.
+  assert.strictEqual(Number(await evaluate(dc, 'current_task->thread_pid->numbers[0].nr', frameId)), pid,
+    `current_task->pid is ${pid}; its struct pid says otherwise`);
   // Casts, container_of by hand: an address seen as a struct pointer.
   assert.match(await evaluate(dc, '((struct task_struct *)&init_task)->comm', frameId), /swapper/);
   const address = await evaluate(dc, '(unsigned long)&init_task', frameId);
@@ -77,6 +84,15 @@ async function checkKernelGlobals(dc, frameId) {
   const tasks = await dc.evaluateRequest({ expression: `(struct list_head *)&${cast}->tasks`, frameId, context: 'watch' });
   assert.strictEqual(tasks.body.type, 'struct list_head *');
   assert.ok(tasks.body.variablesReference > 0, 'a cast pointer expands to its struct');
+  return pid;
+}
+
+/** The pid a `run` command printed as `vmdbg-pid=N` (`$$` of the shell
+ * that then execs the program: the program's pid). */
+function printedPid(stdout) {
+  const m = /vmdbg-pid=(\d+)\n/.exec(stdout);
+  assert.ok(m, `the run command printed its pid: ${JSON.stringify(stdout)}`);
+  return Number(m[1]);
 }
 
 async function launch(dc, config) {
@@ -135,7 +151,7 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
     await dc.initializeRequest();
     const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
     initialized.catch(() => {}); // a refused launch sends none
-    await launch(dc, { run: ['cat /etc/hostname', 'echo vmdbg-run-done'] });
+    await launch(dc, { run: ['echo vmdbg-pid=$$ && exec cat /etc/hostname', 'echo vmdbg-run-done'] });
     await initialized;
     assert.ok(progress.length > 0, 'the launch reported progress');
     skipWithout(this, await breakpointsRefused(dc));
@@ -176,7 +192,7 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
     const args = await h.scopeVariables(dc, frames[0].id, 'Arguments');
     assert.deepStrictEqual(args.variables.map((v) => v.name), ['dfd', 'filename', 'how']);
     assert.strictEqual(args.variables[0].value, '-100'); // AT_FDCWD
-    await checkKernelGlobals(dc, frames[0].id);
+    const catPid = await checkKernelGlobals(dc, frames[0].id);
     assert.match(await evaluate(dc, 'current_task->comm', frames[0].id), /"cat"/);
 
     // next stays in the function and moves on.
@@ -215,6 +231,7 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
     const deadline = Date.now() + 60000;
     while (!stdout.includes('vmdbg-run-done') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     assert.match(stdout, /vmdbg-run-done/, 'the `run` commands ran to their end, output in the debug console');
+    assert.strictEqual(catPid, printedPid(stdout), 'current_task->pid at cat\'s open is the pid its shell printed');
   });
 
   it('breakpoints in a module\'s source and on its function wait for the module, are verified when it loads and hit; again after a reload', async function () {
@@ -298,13 +315,13 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
     const initialized = dc.waitForEvent('initialized', FETCH_AND_BOOT);
     initialized.catch(() => {}); // a refused launch sends none
     // dd spends its time in the kernel (clearing and copying pages).
-    await launch(dc, { run: ['echo vmdbg-busy && exec dd if=/dev/zero of=/dev/null bs=1M'] });
+    await launch(dc, { run: ['echo vmdbg-busy vmdbg-pid=$$ && exec dd if=/dev/zero of=/dev/null bs=1M'] });
     await initialized;
     const initializedMs = Date.now() - started;
     await dc.configurationDoneRequest();
     const deadline = Date.now() + 300000;
-    while (!stdout.includes('vmdbg-busy') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.match(stdout, /vmdbg-busy/, 'the `run` command started');
+    while (!/vmdbg-busy vmdbg-pid=\d+\n/.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.match(stdout, /vmdbg-busy vmdbg-pid=\d+\n/, 'the `run` command started');
     const busyMs = Date.now() - started;
     const threadId = (await dc.threadsRequest()).body.threads[0].id;
 
@@ -335,8 +352,9 @@ describe(`the Linux kernel (default image, Debian DWARF and sources${engine ? `,
     assert.ok(!frames[0].name.startsWith('0x'), `stopped in ${frames[0].name}, a kernel function`);
     assert.ok(frames[0].source && fs.existsSync(frames[0].source.path), `${frames[0].source && frames[0].source.path} exists`);
     let t = Date.now();
-    await checkKernelGlobals(dc, frames[0].id);
-    console.log(`      globals, casts and current_task (11 evaluations): ${Date.now() - t} ms`);
+    const ddPid = await checkKernelGlobals(dc, frames[0].id);
+    assert.strictEqual(ddPid, printedPid(stdout), 'current_task->pid in dd\'s kernel code is the pid its shell printed');
+    console.log(`      globals, casts and current_task (12 evaluations): ${Date.now() - t} ms`);
 
     // One instruction: the pc moves on, or, on one iteration of a string
     // instruction (dd's pages are cleared with `rep stosb`), the count.

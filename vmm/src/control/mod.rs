@@ -9,15 +9,16 @@
 //! It does not build machines or know file formats: [`crate::vm`] builds,
 //! [`crate::snapshot`] saves and restores.
 
+pub mod action;
 pub mod api;
 pub mod http;
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use vmdbg_gdb_common::listen::Listener;
 
+use self::action::{Action, RecordingAction, RunState};
 use self::http::{Request, Response};
 use crate::debug::probe::HostDebugCaps;
 use crate::devices::serial::SerialTarget;
@@ -302,69 +303,6 @@ impl SideEvents for Service {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VmStateBody {
-    state: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    snapshot_path: PathBuf,
-    mem_file_path: PathBuf,
-    #[serde(default)]
-    snapshot_type: Option<String>,
-    #[serde(default)]
-    version: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemBackend {
-    backend_type: String,
-    backend_path: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadBody {
-    snapshot_path: PathBuf,
-    #[serde(default)]
-    mem_backend: Option<MemBackend>,
-    /// Firecracker's older spelling of `mem_backend`.
-    #[serde(default)]
-    mem_file_path: Option<PathBuf>,
-    #[serde(default)]
-    resume_vm: bool,
-    #[serde(default)]
-    enable_diff_snapshots: bool,
-    #[serde(default)]
-    track_dirty_pages: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordingBody {
-    action: String,
-    #[serde(default)]
-    path: Option<PathBuf>,
-    /// For `start`: instructions between checkpoints.
-    #[serde(default)]
-    checkpoint_interval: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActionBody {
-    action_type: String,
-}
-
-fn body<T: serde::de::DeserializeOwned>(req: &Request) -> std::result::Result<T, Response> {
-    serde_json::from_slice(&req.body)
-        .map_err(|e| Response::fault(400, format!("{} {}: bad body: {e}", req.method, req.path)))
-}
-
 fn failed(e: Error) -> Response {
     Response::fault(400, e.to_string())
 }
@@ -399,8 +337,8 @@ impl Service {
 
     fn handle(&mut self, req: &Request, vm: &mut VmAccess) -> Response {
         tracing::debug!("control API: {} {}", req.method, req.path);
-        let result = match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/") => Ok(Response::json(
+        let result = match action::parse(req) {
+            Ok(Action::Describe) => Ok(Response::json(
                 200,
                 &serde_json::json!({
                     "id": "vmdbg-vmm",
@@ -409,28 +347,17 @@ impl Service {
                     "app_name": "vmdbg-vmm",
                 }),
             )),
-            ("PATCH", "/vm") => body::<VmStateBody>(req).and_then(|b| self.set_state(&b.state, vm)),
-            ("PUT", "/snapshot/create") => body::<CreateBody>(req).and_then(|b| self.create(b, vm)),
-            ("PUT", "/snapshot/load") => body::<LoadBody>(req).and_then(|b| self.load(b, vm)),
-            ("PUT", "/vmdbg/reset") => self.reset(vm),
-            ("GET", "/vmdbg/recording") => self.recording_status(vm),
-            ("PUT", "/vmdbg/recording") => {
-                body::<RecordingBody>(req).and_then(|b| self.recording_action(b, vm))
-            }
-            ("PUT", "/actions") => body::<ActionBody>(req).and_then(|b| match b.action_type.as_str() {
-                "SendCtrlAltDel" => Err(Response::fault(
-                    400,
-                    "SendCtrlAltDel needs an i8042 keyboard controller, which vmdbg-vmm's machine does not have",
-                )),
-                other => Err(Response::fault(
-                    400,
-                    format!("unknown action_type `{other}`; this VMM takes SendCtrlAltDel"),
-                )),
-            }),
-            (m, p) => Err(Response::fault(
-                400,
-                format!("Invalid request method and/or path: {m} {p}."),
-            )),
+            Ok(Action::SetState(state)) => self.set_state(state, vm),
+            Ok(Action::CreateSnapshot { state, memory }) => self.create(&state, &memory, vm),
+            Ok(Action::LoadSnapshot {
+                state,
+                memory,
+                resume,
+            }) => self.load(&state, &memory, resume, vm),
+            Ok(Action::Reset) => self.reset(vm),
+            Ok(Action::RecordingStatus) => self.recording_status(vm),
+            Ok(Action::Recording(action)) => self.recording_action(action, vm),
+            Err(refusal) => Err(refusal),
         };
         result.unwrap_or_else(|r| r)
     }
@@ -483,53 +410,31 @@ impl Service {
     /// action and resumed after it; under a debugger it must be stopped.
     fn recording_action(
         &mut self,
-        b: RecordingBody,
+        action: RecordingAction,
         access: &mut VmAccess,
     ) -> std::result::Result<Response, Response> {
-        let action = b.action.as_str();
-        if b.path.is_some() && action != "save" {
-            return Err(Response::fault(
-                400,
-                format!("action `{action}` takes no `path` (only \"save\" does)"),
-            ));
-        }
-        if b.checkpoint_interval.is_some() && action != "start" {
-            return Err(Response::fault(
-                400,
-                format!("action `{action}` takes no `checkpoint_interval` (only \"start\" does)"),
-            ));
-        }
-        if b.checkpoint_interval == Some(0) {
-            return Err(Response::fault(
-                400,
-                "checkpoint_interval must be at least 1 instruction",
-            ));
-        }
-        let interval = b.checkpoint_interval.unwrap_or(self.checkpoint_interval);
-        match (action, b.path) {
-            ("start", None) => self.while_stopped(access, |vm| {
-                crate::record::start(vm, interval, true).map_err(failed)?;
-                eprintln!(
-                    "vmdbg-vmm: recording started (checkpoint every {interval} instructions)"
-                );
-                Ok(Response::no_content())
-            }),
-            ("stop", None) => self.while_stopped(access, |vm| {
+        match action {
+            RecordingAction::Start { interval } => {
+                let interval = interval.unwrap_or(self.checkpoint_interval);
+                self.while_stopped(access, |vm| {
+                    crate::record::start(vm, interval, true).map_err(failed)?;
+                    eprintln!(
+                        "vmdbg-vmm: recording started (checkpoint every {interval} instructions)"
+                    );
+                    Ok(Response::no_content())
+                })
+            }
+            RecordingAction::Stop => self.while_stopped(access, |vm| {
                 let recorded = crate::record::stop(vm).map_err(failed)?;
                 eprintln!(
                     "vmdbg-vmm: recording stopped after {recorded} instructions; the VM runs live"
                 );
                 Ok(Response::no_content())
             }),
-            ("save", Some(path)) => self.while_stopped(access, |vm| {
+            RecordingAction::Save(path) => self.while_stopped(access, |vm| {
                 crate::record::save(vm, &path).map_err(failed)?;
                 Ok(Response::no_content())
             }),
-            ("save", None) => Err(Response::fault(400, "action `save` needs a `path`")),
-            (other, _) => Err(Response::fault(
-                400,
-                format!("action `{other}`: use \"start\", \"stop\" or \"save\""),
-            )),
         }
     }
 
@@ -569,7 +474,7 @@ impl Service {
 
     fn set_state(
         &mut self,
-        state: &str,
+        state: RunState,
         access: &mut VmAccess,
     ) -> std::result::Result<Response, Response> {
         let VmAccess::Owned(slot) = access else {
@@ -579,16 +484,10 @@ impl Service {
             return Err(Response::fault(400, "no VM yet: load a snapshot first"));
         };
         match state {
-            "Paused" => self.pause(vm),
-            "Resumed" => {
+            RunState::Paused => self.pause(vm),
+            RunState::Resumed => {
                 run_all(vm).map_err(failed)?;
                 self.paused = false;
-            }
-            other => {
-                return Err(Response::fault(
-                    400,
-                    format!("state `{other}`: use \"Paused\" or \"Resumed\""),
-                ))
             }
         }
         Ok(Response::no_content())
@@ -611,61 +510,40 @@ impl Service {
 
     fn create(
         &mut self,
-        b: CreateBody,
+        state: &Path,
+        memory: &Path,
         access: &mut VmAccess,
     ) -> std::result::Result<Response, Response> {
-        if let Some(t) = b.snapshot_type.as_deref().filter(|t| *t != "Full") {
-            return Err(Response::fault(
-                400,
-                format!("snapshot_type `{t}`: only Full snapshots are supported"),
-            ));
-        }
-        let _ = b.version;
         let vm = self.stopped(access)?;
-        let snap = snapshot::create(vm, &b.snapshot_path, &b.mem_file_path).map_err(failed)?;
+        let snap = snapshot::create(vm, state, memory).map_err(failed)?;
         self.snapshot = Some(snap);
         Ok(Response::no_content())
     }
 
     fn load(
         &mut self,
-        b: LoadBody,
+        state: &Path,
+        memory: &Path,
+        resume: bool,
         access: &mut VmAccess,
     ) -> std::result::Result<Response, Response> {
-        let _ = (b.enable_diff_snapshots, b.track_dirty_pages);
-        let mem = match (b.mem_backend, b.mem_file_path) {
-            (Some(m), None) if m.backend_type == "File" => m.backend_path,
-            (Some(m), None) => {
-                return Err(Response::fault(
-                    400,
-                    format!("backend_type `{}`: only File is supported", m.backend_type),
-                ))
-            }
-            (None, Some(p)) => p,
-            _ => {
-                return Err(Response::fault(
-                    400,
-                    "give the memory file as mem_backend {\"backend_type\": \"File\", \"backend_path\": ...}",
-                ))
-            }
-        };
         if let VmAccess::Debugged(_) = access {
-            if b.resume_vm {
+            if resume {
                 return Err(Response::fault(409, DEBUGGER_OWNS_RUN_STATE));
             }
         }
         if let VmAccess::Owned(slot @ None) = access {
-            let (vm, snap) = snapshot::restore_new(&b.snapshot_path, &mem, &self.serial, None)
-                .map_err(failed)?;
+            let (vm, snap) =
+                snapshot::restore_new(state, memory, &self.serial, None).map_err(failed)?;
             **slot = Some(vm);
             self.snapshot = Some(snap);
             self.paused = true;
         } else {
             let vm = self.stopped(access)?;
-            let snap = snapshot::load_in_place(vm, &b.snapshot_path, &mem).map_err(failed)?;
+            let snap = snapshot::load_in_place(vm, state, memory).map_err(failed)?;
             self.snapshot = Some(snap);
         }
-        if b.resume_vm {
+        if resume {
             if let Some(vm) = access.vm() {
                 run_all(vm).map_err(failed)?;
                 self.paused = false;

@@ -25,7 +25,7 @@ use crate::vm::MachineShape;
 pub const MAGIC: &[u8; 8] = b"VMDBGREC";
 pub const FORMAT_VERSION: u32 = 1;
 
-const FRAMING: Framing = Framing {
+pub const FRAMING: Framing = Framing {
     magic: MAGIC,
     version: FORMAT_VERSION,
     kind: "recording",
@@ -136,5 +136,29 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<RecordingFile> {
     if !header.shape.recordable {
         return Err(bad(path, "its machine was not built for recording"));
     }
+    check_log(&header).map_err(|why| bad(path, why))?;
     Ok(RecordingFile { header, memory })
+}
+
+/// A replay walks the log in step with the instruction count: entries out
+/// of order or past the recorded end are not a log this VMM wrote.
+fn check_log(header: &Header) -> std::result::Result<(), String> {
+    let mut previous = 0;
+    for (i, entry) in header.log.iter().enumerate() {
+        if entry.icount < previous {
+            return Err(format!(
+                "log entry {i} is at instruction {}, before entry {}'s {previous}: the log is out of order",
+                entry.icount,
+                i - 1
+            ));
+        }
+        if entry.icount > header.end {
+            return Err(format!(
+                "log entry {i} is at instruction {}, past the recording's end ({})",
+                entry.icount, header.end
+            ));
+        }
+        previous = entry.icount;
+    }
+    Ok(())
 }

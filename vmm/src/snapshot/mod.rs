@@ -175,7 +175,7 @@ pub struct Framing {
     pub max_body: u64,
 }
 
-const SNAPSHOT_FRAMING: Framing = Framing {
+pub const SNAPSHOT_FRAMING: Framing = Framing {
     magic: MAGIC,
     version: FORMAT_VERSION,
     kind: "snapshot",
@@ -245,7 +245,51 @@ pub fn encode(snap: &VmSnapshot) -> Vec<u8> {
 /// Checks and decodes a state file's bytes; `path` is for the message.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<VmSnapshot> {
     let body = SNAPSHOT_FRAMING.body(bytes).map_err(|why| bad(path, why))?;
-    serde_json::from_slice(body).map_err(|e| bad(path, format!("unreadable state: {e}")))
+    let snap: VmSnapshot =
+        serde_json::from_slice(body).map_err(|e| bad(path, format!("unreadable state: {e}")))?;
+    snap.check().map_err(|why| bad(path, why))?;
+    Ok(snap)
+}
+
+impl VmSnapshot {
+    /// A state this VMM could have written: its parts agree with its
+    /// machine. Checked before anything is built from it, so a crafted
+    /// file with a right checksum is refused here with the file named,
+    /// not halfway through a restore.
+    fn check(&self) -> std::result::Result<(), String> {
+        let shape = &self.shape;
+        if shape.vcpus == 0 || shape.vcpus > crate::vm::MAX_VCPUS {
+            return Err(format!(
+                "a machine of {} vCPUs; vmdbg-vmm builds 1 to {}",
+                shape.vcpus,
+                crate::vm::MAX_VCPUS
+            ));
+        }
+        if self.vcpus.len() != shape.vcpus {
+            return Err(format!(
+                "{} vCPU states for a machine of {} vCPUs",
+                self.vcpus.len(),
+                shape.vcpus
+            ));
+        }
+        let virtio = shape
+            .devices
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d,
+                    crate::vm::DeviceKind::Block { .. } | crate::vm::DeviceKind::Vsock { .. }
+                )
+            })
+            .count();
+        if self.virtio.len() != virtio {
+            return Err(format!(
+                "{} virtio device states for a machine of {virtio} virtio devices",
+                self.virtio.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub fn write_state(path: &Path, snap: &VmSnapshot) -> Result<()> {
