@@ -189,6 +189,7 @@ pub fn spawn_input(
     std::thread::Builder::new()
         .name("serial-input".into())
         .spawn(move || {
+            crate::seccomp::install(crate::seccomp::Kind::SerialInput);
             let mut buf = [0u8; 64];
             let uart = match sink {
                 InputSink::Uart(uart) => uart,
