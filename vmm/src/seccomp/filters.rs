@@ -33,7 +33,8 @@
 //!   through it) inherit its filter, and a call passes only if every filter
 //!   of the thread allows it — plus what the API and gdb do: accept4 on
 //!   its listeners, a new unix listener (socket(AF_UNIX), bind, listen,
-//!   getsockname, setsockopt), snapshot and recording files (openat,
+//!   getsockname, setsockopt; owner-only: mkdir, chmod, renameat2, rmdir
+//!   of its scratch directory), snapshot and recording files (openat,
 //!   lseek, ftruncate, fsync, newfstatat/statx, rename, unlink,
 //!   pread64/pwrite64), building a VM (eventfd2, dup, KVM ioctls), starting
 //!   threads (clone3, clone with CLONE_THREAD, set_robust_list, rseq,
@@ -162,6 +163,12 @@ const MAIN_ONLY: &[i64] = &[
     libc::SYS_statx,
     libc::SYS_rename,
     libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_rmdir,
+    libc::SYS_chmod,
+    libc::SYS_fchmodat,
     libc::SYS_unlink,
     libc::SYS_unlinkat,
     libc::SYS_eventfd2,
