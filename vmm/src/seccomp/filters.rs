@@ -112,6 +112,10 @@ const BASE: &[i64] = &[
     libc::SYS_poll,
     libc::SYS_ppoll,
     libc::SYS_clock_gettime,
+    // Served by the vDSO, but a kernel without it makes them syscalls.
+    libc::SYS_gettimeofday,
+    libc::SYS_time,
+    libc::SYS_getcpu,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,
     libc::SYS_rt_sigreturn,
