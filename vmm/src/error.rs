@@ -30,6 +30,8 @@ pub mod exit_status {
     /// A replay left its recording (divergence), or a recording could not
     /// go on (a host-timed LAPIC timer).
     pub const RECORDING: i32 = 16;
+    /// A thread made a system call its seccomp filter forbids.
+    pub const SECCOMP: i32 = 18;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@
 //! - [`record`]: deterministic recording, checkpoints, replay and
 //!   reverse execution
 //! - [`report`]: what is printed when a VM dies
+//! - [`seccomp`]: one seccomp-bpf filter per kind of thread
 
 pub mod boot;
 pub mod control;
@@ -33,6 +34,7 @@ pub mod gdb;
 pub mod poll;
 pub mod record;
 pub mod report;
+pub mod seccomp;
 pub mod snapshot;
 pub mod vcpu;
 pub mod vm;

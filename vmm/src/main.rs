@@ -25,6 +25,7 @@ Exit status:
   12             the gdb server failed
   14             the guest rebooted (ACPI reset register, i8042 reset)
   16             a replay diverged from its recording, or a recording could not go on
+  18             a thread made a system call its seccomp filter forbids (the message names it)
 
 Examples:
   vmdbg-vmm --kernel hello.elf
@@ -162,6 +163,13 @@ struct Cli {
     #[arg(long, requires = "gdb")]
     wait_gdb: bool,
 
+    /// Run without seccomp filters (for debugging vmdbg-vmm itself, e.g.
+    /// under strace or gdb with a new code path). By default every thread
+    /// gets a filter allowing only the system calls it needs, and a
+    /// forbidden call ends the process with a message naming it.
+    #[arg(long)]
+    no_seccomp: bool,
+
     /// Log more (repeat for more detail); or set RUST_LOG.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -177,6 +185,15 @@ fn parse_api(s: &str) -> Result<PathBuf, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     vmdbg_vmm::init_logging(cli.verbose);
+    if cli.no_seccomp {
+        eprintln!(
+            "vmdbg-vmm: WARNING: --no-seccomp: running WITHOUT seccomp filters; \
+             a guest that exploits a bug in this VMM can make any system call as this user"
+        );
+    } else if let Err(e) = vmdbg_vmm::seccomp::enable() {
+        eprintln!("vmdbg-vmm: seccomp: cannot install the SIGSYS handler: {e}");
+        return ExitCode::from(vmdbg_vmm::seccomp::EXIT_STATUS as u8);
+    }
 
     let mem_bytes = match parse_mem_size(&cli.mem) {
         Ok(b) => b,
@@ -249,7 +266,11 @@ fn main() -> ExitCode {
     };
     let result = started
         .and_then(|(vm, snap)| Control::new(vm, snap, options))
-        .and_then(Control::run);
+        .and_then(|control| {
+            // Set-up is done: the VM, its threads and every listener exist.
+            vmdbg_vmm::seccomp::install(vmdbg_vmm::seccomp::Kind::Main);
+            control.run()
+        });
     match result {
         Ok(VmEnd::Guest { status }) => ExitCode::from(status as u8),
         Ok(VmEnd::Fatal { status, report }) => {

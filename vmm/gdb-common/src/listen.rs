@@ -1,11 +1,13 @@
 //! Where a gdb server listens, as users write it: `HOST:PORT`, `:PORT`
-//! (loopback), `tcp:HOST:PORT` or `unix:PATH`.
+//! (loopback), `tcp:HOST:PORT` or `unix:PATH`; and unix sockets only
+//! their owner can connect to ([`bind_unix_owner_only`]), which every
+//! socket of vmdbg-vmm is.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
@@ -52,9 +54,18 @@ impl Listener {
             std::io::Error::new(e.kind(), format!("cannot listen on {what}: {e}"))
         };
         match listen {
-            Listen::Tcp(addr) => TcpListener::bind(addr)
-                .map(Listener::Tcp)
-                .map_err(|e| context(addr, e)),
+            Listen::Tcp(addr) => {
+                let listener = TcpListener::bind(addr).map_err(|e| context(addr, e))?;
+                if let Ok(local) = listener.local_addr() {
+                    if !local.ip().is_loopback() {
+                        eprintln!(
+                            "WARNING: the gdb server listens on {local}, not a loopback address: \
+                             anyone who can reach it can read and change the debugged machine"
+                        );
+                    }
+                }
+                Ok(Listener::Tcp(listener))
+            }
             Listen::Unix(path) => {
                 if std::fs::symlink_metadata(path).is_ok_and(|m| {
                     use std::os::unix::fs::FileTypeExt;
@@ -62,7 +73,7 @@ impl Listener {
                 }) {
                     let _ = std::fs::remove_file(path);
                 }
-                UnixListener::bind(path)
+                bind_unix_owner_only(path)
                     .map(|l| Listener::Unix(l, path.clone()))
                     .map_err(|e| context(&format!("unix:{}", path.display()), e))
             }
@@ -110,6 +121,53 @@ impl Drop for Listener {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Binds a unix socket at `path` that only its owner can connect to (mode
+/// 0600), with no moment at which it is wider: it is bound in a new 0700
+/// directory beside `path`, narrowed there, then renamed into place
+/// (never over an existing file). Connecting needs write permission on
+/// the socket file, so another user is refused; a process-wide umask
+/// would race with other threads creating files.
+pub fn bind_unix_owner_only(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = parent.join(format!(
+        ".b{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let tmp = dir.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        let (from, to) = (c(&tmp)?, c(path)?);
+        // SAFETY: two NUL-terminated paths.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&dir);
+    bound
 }
 
 /// An accepted client.
@@ -176,6 +234,31 @@ mod tests {
         assert_eq!(listener.target_remote_address(), path.display().to_string());
         drop(listener);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn unix_sockets_are_owner_only_and_leave_no_scratch_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vmdbg-owner-only-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("api.sock");
+        let listener = bind_unix_owner_only(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        // The listener answers at the renamed path.
+        let _client = UnixStream::connect(&path).unwrap();
+        listener.accept().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("api.sock")]);
+        // Never over an existing file.
+        drop(listener);
+        assert!(bind_unix_owner_only(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

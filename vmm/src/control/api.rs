@@ -41,7 +41,7 @@ impl Server {
         {
             let _ = std::fs::remove_file(path);
         }
-        let listener = UnixListener::bind(path).map_err(err)?;
+        let listener = vmdbg_gdb_common::listen::bind_unix_owner_only(path).map_err(err)?;
         listener.set_nonblocking(true).map_err(err)?;
         Ok(Self {
             listener,

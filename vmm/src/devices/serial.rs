@@ -2,7 +2,6 @@
 //! output goes and where its input comes from.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -58,7 +57,7 @@ impl SerialTarget {
         };
         if let Self::Unix(p) = self {
             let _ = std::fs::remove_file(p);
-            let listener = UnixListener::bind(p).map_err(err)?;
+            let listener = vmdbg_gdb_common::listen::bind_unix_owner_only(p).map_err(err)?;
             eprintln!(
                 "vmdbg-vmm: waiting for a client on serial socket {}",
                 p.display()
@@ -189,6 +188,7 @@ pub fn spawn_input(
     std::thread::Builder::new()
         .name("serial-input".into())
         .spawn(move || {
+            crate::seccomp::install(crate::seccomp::Kind::SerialInput);
             let mut buf = [0u8; 64];
             let uart = match sink {
                 InputSink::Uart(uart) => uart,

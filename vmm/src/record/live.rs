@@ -124,6 +124,7 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("live-ticker".into())
             .spawn(move || {
+                crate::seccomp::install(crate::seccomp::Kind::LiveTicker);
                 let fds = [live.serial_irq.as_raw_fd(), quit_fd.as_raw_fd()];
                 loop {
                     live.serve();

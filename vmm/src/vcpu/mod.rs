@@ -292,7 +292,10 @@ impl VcpuHandle {
         };
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{index}"))
-            .spawn(move || runner.serve(rx))
+            .spawn(move || {
+                crate::seccomp::install(crate::seccomp::Kind::Vcpu);
+                runner.serve(rx)
+            })
             .map_err(|e| Error::Vcpu(format!("spawning vCPU thread {index}: {e}")))?;
         Ok(Self {
             index,

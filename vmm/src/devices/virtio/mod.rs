@@ -631,6 +631,7 @@ pub fn spawn_host_poller(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let name = format!("virtio-{}", lock(&transport).device_name());
     std::thread::Builder::new().name(name).spawn(move || {
+        crate::seccomp::install(crate::seccomp::Kind::Virtio);
         use std::sync::atomic::Ordering;
         while !stop.load(Ordering::Relaxed) {
             let fds = lock(&transport).host_fds();

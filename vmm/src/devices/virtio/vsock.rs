@@ -144,8 +144,8 @@ impl Vsock {
         {
             let _ = std::fs::remove_file(uds_path);
         }
-        let listener =
-            UnixListener::bind(uds_path).map_err(|e| bad(format!("cannot listen: {e}")))?;
+        let listener = vmdbg_gdb_common::listen::bind_unix_owner_only(uds_path)
+            .map_err(|e| bad(format!("cannot listen: {e}")))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| bad(e.to_string()))?;
