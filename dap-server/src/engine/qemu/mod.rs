@@ -220,8 +220,8 @@ impl Engine for QemuEngine {
 impl QemuEngine {
     /// Starts QEMU: booting `spec`, or loading a state `save_to` wrote
     /// (an incoming migration from the file; QEMU runs the guest once it
-    /// is in). For a VM that [`VmSpec::resets`] with resets by relaunch
-    /// (`VMDBG_QEMU_RESET=relaunch`), the guest's RAM is a file in memory
+    /// is in). For a VM that [`VmSpec::resets`] (unless
+    /// `VMDBG_QEMU_RESET=loadvm`), the guest's RAM is a file in memory
     /// where there is a `/dev/shm` (shared with QEMU, so a reset point can
     /// copy it out).
     fn start(&self, spec: &VmSpec, saved: Option<&Path>) -> Result<Box<dyn Vm>> {

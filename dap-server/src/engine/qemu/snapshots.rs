@@ -2,9 +2,10 @@
 //! monitor, into a qcow2 image in the VM's runtime directory that is made
 //! and attached on the first snapshot; the whole VM saved for a later
 //! QEMU by a migration to a file (`-incoming` reads it back); and reset
-//! points, which are `savevm` snapshots too unless `VMDBG_QEMU_RESET=relaunch`
-//! asks for a new QEMU per reset over a RAM image (measured slower here:
-//! docs/testing-in-vms.md).
+//! points: the device state without the RAM (`x-ignore-shared`) and a
+//! copy of the RAM file, each reset a new QEMU over that image mapped
+//! private, or with `VMDBG_QEMU_RESET=loadvm` `savevm` snapshots
+//! (docs/testing-in-vms.md has both measured).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -156,13 +157,13 @@ impl QemuControl {
     }
 }
 
-/// VMDBG_QEMU_RESET=relaunch: reset points are the device state and a RAM
-/// image, and each reset a new QEMU over them (with the next one started
-/// while a test runs). Not the default: on the 2-core host it was measured
-/// on, the new process's page faults on the image and the spare's start
-/// cost the test more than `loadvm` in place does (docs/testing-in-vms.md).
+/// Whether reset points are the device state and a RAM image, and each
+/// reset a new QEMU over them (with the next one started while a test
+/// runs): the default, 240 ms per trivial test against 280 ms for `loadvm`
+/// in place, interleaved on this 2-core host (docs/testing-in-vms.md).
+/// VMDBG_QEMU_RESET=loadvm makes them `savevm` snapshots reset in place.
 pub(super) fn resets_by_relaunch() -> bool {
-    std::env::var("VMDBG_QEMU_RESET").is_ok_and(|v| v == "relaunch")
+    std::env::var("VMDBG_QEMU_RESET").map_or(true, |v| v != "loadvm")
 }
 
 /// A reset point `name`: the device state (vCPUs, devices; a migration
