@@ -362,6 +362,61 @@ fn each_command_of_a_list_starts_from_the_snapshot() {
     );
 }
 
+/// The guest's clock stands still in a reset point: each test must read
+/// the host's time, not the moment of the set-up snapshot. Each test
+/// sleeps 2 s and prints the guest's date, so with the clock set after
+/// each restore every date is at least a second past the one before it
+/// and within the host's window; without, they would all be the same.
+#[test]
+fn the_guest_clock_follows_the_hosts_after_each_restore() {
+    if !linux_guest_ready("vmdbg_test_clock", &[]) {
+        return;
+    }
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = now();
+    let mut cmd = vmdbg();
+    cmd.args(["test", "--engine", "qemu", "--format", "json", "--each"])
+        .arg("sleep 2; date +%s # test {}")
+        .args(["--list-from", "seq 1 4"]);
+    let out = run(cmd, "vmdbg test --each 'sleep 2; date +%s'", LIMIT);
+    let after = now();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let dates: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "test" && e["event"] == "ok")
+        .map(|e| {
+            e["stdout"]
+                .as_str()
+                .and_then(|o| o.trim().parse().ok())
+                .unwrap_or_else(|| panic!("a test printed no date: {e}"))
+        })
+        .collect();
+    assert_eq!(dates.len(), 4, "{stdout}\n{stderr}");
+    for (i, pair) in dates.windows(2).enumerate() {
+        assert!(
+            pair[1] > pair[0],
+            "test {} read {} after test {} read {}: the clock stood still across the restore ({dates:?})\n{stderr}",
+            i + 2,
+            pair[1],
+            i + 1,
+            pair[0]
+        );
+    }
+    for date in &dates {
+        assert!(
+            (before..=after).contains(date),
+            "guest date {date} outside the host's window {before}..={after} ({dates:?})"
+        );
+    }
+}
+
 #[test]
 fn without_a_restore_between_them_the_same_tests_collide() {
     if !linux_guest_ready("vmdbg_test_without_restore", &["cargo"]) {

@@ -350,6 +350,7 @@ async fn boot(
         start_paused: true,
         extra_cmdline: cmdline.trim().to_string(),
         record: None,
+        resets: false,
     };
     let (record_tx, record_rx) = std::sync::mpsc::channel::<String>();
     let spec = VmSpec {

@@ -246,6 +246,7 @@ async fn boot_and_launch(
         start_paused: false,
         extra_cmdline: String::new(),
         record: None,
+        resets: false,
     };
     // A test starts from `vmdbg test`'s cached set-up state when there is
     // one (binary copied in, setup run), and leaves one when there is not.

@@ -55,6 +55,10 @@ pub struct VmSpec {
     pub extra_cmdline: String,
     /// Record the run first, then serve its replay (see [`RecordSpec`]).
     pub record: Option<RecordSpec>,
+    /// The VM will go back to a reset point again and again
+    /// ([`Snapshots::take_reset_point`], `vmdbg test`): the engine may lay
+    /// it out for that (QEMU keeps the guest's RAM in a file in memory).
+    pub resets: bool,
 }
 
 /// A recorded session: the engine runs the guest once, recording it, until
@@ -232,6 +236,9 @@ impl EngineVm {
 
 /// In a VM's runtime directory: the engine's gdb remote-protocol socket.
 pub const RSP_SOCKET: &str = "gdb.sock";
+/// In a VM's in-memory directory ([`RuntimeDir::create_in_memory`]): the
+/// guest's RAM, where the engine keeps it in a file.
+pub const GUEST_RAM: &str = "ram";
 /// In a VM's runtime directory: the serial console's log.
 pub const CONSOLE_LOG: &str = "console.log";
 
@@ -371,14 +378,31 @@ pub struct RuntimeDir(PathBuf);
 
 impl RuntimeDir {
     pub fn create() -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
         let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|d| d.is_dir())
             .unwrap_or_else(std::env::temp_dir);
-        sweep_stale(&base);
+        Self::create_in(&base)
+    }
+
+    /// A directory in memory (`/dev/shm`), for files that are guest RAM:
+    /// on a disk's file system the guest's writes would be written back
+    /// to the disk. None where there is no such file system.
+    pub fn create_in_memory() -> Option<Self> {
+        Self::create_in(Self::in_memory_base()?).ok()
+    }
+
+    /// Where [`create_in_memory`](Self::create_in_memory) makes its
+    /// directories, if there is such a place.
+    pub fn in_memory_base() -> Option<&'static Path> {
+        Some(Path::new("/dev/shm")).filter(|d| d.is_dir())
+    }
+
+    fn create_in(base: &Path) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        sweep_stale(base);
         let dir = base.join(format!(
             "vmdbg-{}-{}",
             std::process::id(),
@@ -415,7 +439,7 @@ fn sweep_stale(base: &Path) {
             .metadata()
             .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::getuid() })
             .unwrap_or(false);
-        let a_vms = ["qmp.sock", "vsock.sock", "api.sock"]
+        let a_vms = ["qmp.sock", "vsock.sock", "api.sock", GUEST_RAM]
             .iter()
             .any(|sock| entry.path().join(sock).exists());
         if !alive && ours && a_vms {

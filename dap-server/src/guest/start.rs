@@ -121,6 +121,7 @@ pub fn prepare(
         start_paused: false,
         extra_cmdline: String::new(),
         record: None,
+        resets: false,
     };
     Ok((engine, spec, copies))
 }

@@ -130,7 +130,8 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
         bail!("--jobs 0: give at least 1 (the number of VMs running tests side by side)");
     }
     let interrupts = guest::interrupt_counter()?;
-    let (engine, spec, copies) = guest::prepare(&args.vm, &extra_copies)?;
+    let (engine, mut spec, copies) = guest::prepare(&args.vm, &extra_copies)?;
+    spec.resets = true;
     let env = guest::guest_env(&copies);
     let limit = Duration::from_secs(args.timeout);
     let state = setup_state::path(engine.as_ref(), &spec, &copies, &args.setup);
@@ -190,7 +191,7 @@ pub fn main(args: TestArgs) -> Result<ExitCode> {
         let describe = vm.describe();
         vm.support_snapshots()
             .with_context(|| format!("the {describe} engine takes no snapshots"))?
-            .take(SET_UP)
+            .take_reset_point(SET_UP)
             .with_context(|| format!("take the set-up snapshot on the {describe} engine"))?;
         eprintln!(
             "vmdbg: set-up snapshot taken in {} ms; each test starts from it",
@@ -349,14 +350,17 @@ fn run_test(
     env: &[(String, String)],
     limit: Duration,
 ) -> Result<Outcome> {
+    let t0 = Instant::now();
     vm.support_snapshots()
         .context("this engine takes no snapshots")?
-        .restore(SET_UP)
+        .reset(SET_UP)
         .with_context(|| format!("restore the set-up snapshot before {test}"))?;
+    let t1 = Instant::now();
     // The snapshot's clock stood still since it was taken.
     vm.agent()
         .set_clock_from_host()
         .with_context(|| format!("set the guest's clock before {test}"))?;
+    let t2 = Instant::now();
     let console_from = std::fs::metadata(vm.console_log())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -366,6 +370,14 @@ fn run_test(
             String::from_utf8_lossy(b.get(console_from as usize..).unwrap_or_default()).into_owned()
         })
         .unwrap_or_default();
+    // Where a test's time goes (`vmdbg -vv test`): issue 32's breakdown.
+    tracing::debug!(
+        "{test}: restore {:?}, clock {:?}, run (exec to exit) {:?}, collect {:?}",
+        t1 - t0,
+        t2 - t1,
+        done.duration,
+        t2.elapsed().saturating_sub(done.duration)
+    );
     Ok(Outcome {
         name: test.to_string(),
         verdict: match done.status {

@@ -20,6 +20,17 @@ pub trait SnapshotStore {
     /// reconnects) and with it every channel over it, such as a program
     /// session's debugger.
     fn restore_ends_agent_channels(&self) -> bool;
+    /// Saves the VM under `name` as a reset point ([`Snapshots::take_reset_point`]):
+    /// the engine may keep it in whatever form comes back fastest, with
+    /// the VM then free to come back as a new process. Default: [`save`](Self::save).
+    fn save_reset_point(&mut self, dir: &Path, name: &str) -> Result<()> {
+        self.save(dir, name)
+    }
+    /// Puts the VM back to the reset point `name` ([`Snapshots::reset`]).
+    /// Default: [`load`](Self::load).
+    fn load_reset_point(&mut self, dir: &Path, name: &str) -> Result<()> {
+        self.load(dir, name)
+    }
 }
 
 /// A VM's snapshots, as [`crate::engine::Vm::support_snapshots`] hands
@@ -55,6 +66,24 @@ impl Snapshots<'_> {
             );
         }
         self.store.load(self.dir, name)
+    }
+
+    /// Saves the VM as a reset point `name`, for a VM that comes back to
+    /// it again and again with nothing attached but its agent (`vmdbg
+    /// test`'s set-up state): [`reset`](Self::reset) may then start the VM
+    /// anew from it (the QEMU engine does: a new QEMU process over the
+    /// saved RAM image, which ends a debugger's connection to its stub and
+    /// every channel over the agent; the agent client itself goes on). A
+    /// reset point is not among [`names`](Self::names).
+    pub fn take_reset_point(&mut self, name: &str) -> Result<()> {
+        check_name(name)?;
+        self.store.save_reset_point(self.dir, name)
+    }
+
+    /// Puts the VM back to the reset point `name` (see
+    /// [`take_reset_point`](Self::take_reset_point)).
+    pub fn reset(&mut self, name: &str) -> Result<()> {
+        self.store.load_reset_point(self.dir, name)
     }
 
     /// The snapshots taken, oldest first.

@@ -33,7 +33,7 @@ use vmdbg_agent::client::AgentClient;
 use super::process::{host_tsc_khz, spawn_vmm, VmProcess};
 use super::{
     Engine, EngineVm, RuntimeDir, SaveState, SnapshotStore, Vm, VmControl, VmExit, VmSpec,
-    CONSOLE_LOG, RSP_SOCKET,
+    CONSOLE_LOG, GUEST_RAM, RSP_SOCKET,
 };
 use crate::image::AGENT_PORT_NAME;
 
@@ -43,6 +43,7 @@ pub enum Accel {
     Kvm,
 }
 
+#[derive(Clone)]
 pub struct QemuEngine {
     pub binary: PathBuf,
     pub accel: Accel,
@@ -141,7 +142,8 @@ impl QemuEngine {
         cmd.args(["-append", &cmdline])
             .args([
                 "-chardev",
-                &format!("file,id=console,path={}", sock(console)),
+                // Appended to: a reset's new QEMU goes on in the same log.
+                &format!("file,id=console,path={},append=on", sock(console)),
                 "-serial",
                 "chardev:console",
             ])
@@ -199,7 +201,9 @@ impl Engine for QemuEngine {
     }
 
     /// The binary, its size and modification time, and the accelerator: a
-    /// QEMU update or another accelerator makes a saved state stale.
+    /// QEMU update or another accelerator makes a saved state stale. (The
+    /// RAM's layout is not in it: in a file or not, the RAM block has the
+    /// machine's own name, so a state loads either way.)
     fn saved_state_key(&self, _spec: &VmSpec) -> Option<String> {
         Some(format!(
             "{} {:?}",
@@ -216,17 +220,114 @@ impl Engine for QemuEngine {
 impl QemuEngine {
     /// Starts QEMU: booting `spec`, or loading a state `save_to` wrote
     /// (an incoming migration from the file; QEMU runs the guest once it
-    /// is in).
+    /// is in). For a VM that [`VmSpec::resets`] (unless
+    /// `VMDBG_QEMU_RESET=loadvm`), the guest's RAM is a file in memory
+    /// where there is a `/dev/shm` (shared with QEMU, so a reset point can
+    /// copy it out).
     fn start(&self, spec: &VmSpec, saved: Option<&Path>) -> Result<Box<dyn Vm>> {
         let dir = RuntimeDir::create().context("create the VM's runtime directory")?;
-        let agent_listener = UnixListener::bind(dir.path().join("agent.sock"))?;
-        let qmp_listener = UnixListener::bind(dir.path().join("qmp.sock"))?;
-        let mut cmd = self.command(spec, dir.path(), Run::Live);
-        if let Some(state) = saved {
-            cmd.args(["-incoming", &format!("exec:cat {}", shell_quote(state)?)]);
+        let ram_dir = (spec.resets && snapshots::resets_by_relaunch())
+            .then(RuntimeDir::create_in_memory)
+            .flatten();
+        let listeners = Arc::new(Listeners {
+            agent: UnixListener::bind(dir.path().join("agent.sock"))?,
+            qmp: UnixListener::bind(dir.path().join("qmp.sock"))?,
+        });
+        let ram = ram_dir.as_ref().map(|d| Ram {
+            path: d.path().join(GUEST_RAM),
+            shared: true,
+        });
+        let incoming = saved
+            .map(|state| Ok::<_, anyhow::Error>(format!("exec:cat {}", shell_quote(state)?)))
+            .transpose()?;
+        let (process, qmp, agent_stream) = self.launch(
+            spec,
+            dir.path(),
+            &listeners,
+            ram.as_ref(),
+            incoming.as_deref(),
+        )?;
+        let agent = Arc::new(AgentClient::new(agent_stream.try_clone()?, agent_stream));
+        let relaunch = Relaunch {
+            engine: QemuEngine {
+                binary: self.binary.clone(),
+                accel: self.accel,
+            },
+            spec: spec.clone(),
+            dir: dir.path().to_path_buf(),
+            listeners,
+            ram_dir,
+            agent: agent.clone(),
+            spare: None,
+        };
+        Ok(Box::new(EngineVm::new(
+            self.describe(),
+            dir,
+            agent,
+            Box::new(QemuControl {
+                process,
+                qmp,
+                snapshot_store: false,
+                snapshot_store_made: false,
+                relaunch: Some(relaunch),
+                ram_shared: ram.is_some(),
+            }),
+        )))
+    }
+
+    /// Spawns QEMU for a live VM in `dir` and takes its QMP and agent
+    /// connections; `incoming`: a migration URI to start from (`defer`:
+    /// the caller starts the migration over QMP).
+    fn launch(
+        &self,
+        spec: &VmSpec,
+        dir: &Path,
+        listeners: &Listeners,
+        ram: Option<&Ram>,
+        incoming: Option<&str>,
+    ) -> Result<Launched> {
+        let process = self.spawn(spec, dir, ram, incoming)?;
+        self.connect(process, listeners)
+    }
+
+    /// Spawns QEMU for a live VM in `dir` (see [`launch`](Self::launch)).
+    fn spawn(
+        &self,
+        spec: &VmSpec,
+        dir: &Path,
+        ram: Option<&Ram>,
+        incoming: Option<&str>,
+    ) -> Result<VmProcess> {
+        let mut cmd = self.command(spec, dir, Run::Live);
+        if let Some(ram) = ram {
+            let path = ram
+                .path
+                .to_str()
+                .filter(|p| !p.contains(','))
+                .with_context(|| format!("guest RAM path {}", ram.path.display()))?;
+            cmd.args([
+                "-object",
+                &format!(
+                    "memory-backend-file,id={RAM_ID},size={}M,mem-path={path},share={}",
+                    spec.mem_mib,
+                    if ram.shared { "on" } else { "off" }
+                ),
+                "-M",
+                &format!("memory-backend={RAM_ID}"),
+            ]);
+        }
+        if let Some(uri) = incoming {
+            cmd.args(["-incoming", uri]);
         }
         // Our own shutdown makes QEMU say "terminating on signal"; not news.
-        let mut process = spawn_vmm(cmd, "qemu: ", &["terminating on signal"])?;
+        spawn_vmm(cmd, "qemu: ", &["terminating on signal"])
+    }
+
+    /// Takes a spawned QEMU's QMP and agent connections. (A separate step:
+    /// the process must be spawned by a thread that lives as long as the
+    /// VM, as it dies with the thread that spawned it, while this may
+    /// wait in another.)
+    fn connect(&self, mut process: VmProcess, listeners: &Listeners) -> Result<Launched> {
         let connect =
             |listener: &UnixListener, process: &mut VmProcess, what: &str| -> Result<UnixStream> {
                 accept_while_alive(listener, process, Duration::from_secs(30)).map_err(|e| {
@@ -242,21 +343,53 @@ impl QemuEngine {
                 )
                 })
             };
-        let qmp_stream = connect(&qmp_listener, &mut process, "QMP")?;
-        let agent_stream = connect(&agent_listener, &mut process, "agent")?;
+        let qmp_stream = connect(&listeners.qmp, &mut process, "QMP")?;
+        let agent_stream = connect(&listeners.agent, &mut process, "agent")?;
         let qmp = qmp::Qmp::handshake(qmp_stream).context("QMP handshake with QEMU")?;
-        let agent = Arc::new(AgentClient::new(agent_stream.try_clone()?, agent_stream));
-        Ok(Box::new(EngineVm::new(
-            self.describe(),
-            dir,
-            agent,
-            Box::new(QemuControl {
-                process,
-                qmp,
-                snapshot_store: false,
-            }),
-        )))
+        Ok((process, qmp, agent_stream))
     }
+}
+
+/// The RAM backend's id, which names the RAM block in a migration: the
+/// machine's own default (`microvm.ram`), so a state saved with the RAM
+/// in a file loads into a VM without, and the other way round.
+const RAM_ID: &str = "microvm.ram";
+
+/// The sockets vmdbg listens on and QEMU connects to; kept for the life
+/// of the VM, as a reset starts another QEMU on them.
+struct Listeners {
+    agent: UnixListener,
+    qmp: UnixListener,
+}
+
+/// The guest's RAM as a file: `shared`, QEMU writes the guest's memory to
+/// the file (and a migration with `x-ignore-shared` leaves it out);
+/// otherwise the file is mapped private, copy-on-write, and stays as it
+/// was (a reset point's RAM image).
+struct Ram {
+    path: PathBuf,
+    shared: bool,
+}
+
+/// A QEMU process, connected, as [`QemuEngine::launch`] returns it.
+type Launched = (VmProcess, qmp::Qmp, UnixStream);
+
+/// What a reset needs to start the VM's QEMU again.
+struct Relaunch {
+    engine: QemuEngine,
+    spec: VmSpec,
+    dir: PathBuf,
+    listeners: Arc<Listeners>,
+    /// The next reset's QEMU, started (`-incoming defer`, over the reset
+    /// point's RAM image) while the current test runs, so a reset waits
+    /// for no process start: the reset point's name, and the thread that
+    /// starts it.
+    spare: Option<(String, std::thread::JoinHandle<Result<Launched>>)>,
+    /// Where the guest's RAM file and the reset points' RAM images are;
+    /// None without a `/dev/shm` (resets are then `loadvm`s).
+    ram_dir: Option<RuntimeDir>,
+    /// The VM's agent client, reconnected to each new QEMU.
+    agent: Arc<AgentClient>,
 }
 
 /// Accepts one connection, giving up if QEMU exits or time runs out.
@@ -289,8 +422,16 @@ fn accept_while_alive(
 struct QemuControl {
     process: VmProcess,
     qmp: qmp::Qmp,
-    /// Whether the qcow2 image that holds snapshots is attached yet.
+    /// Whether the qcow2 image that holds snapshots is attached (to this
+    /// QEMU process) yet.
     snapshot_store: bool,
+    /// Whether it was made (it outlives a reset's QEMU process).
+    snapshot_store_made: bool,
+    /// None for a replay (its QEMU is never started again by a reset).
+    relaunch: Option<Relaunch>,
+    /// Whether this QEMU writes the guest's RAM to the RAM file (false
+    /// after a reset: the RAM is then a private mapping of an image).
+    ram_shared: bool,
 }
 
 impl VmControl for QemuControl {
@@ -301,7 +442,12 @@ impl VmControl for QemuControl {
         // `quit` ends QEMU at once; the guest is disposable. The reply may
         // not come (QEMU closes the socket as it exits).
         let _ = self.qmp.execute("quit");
-        self.process.wait_or_kill(grace)
+        let exit = self.process.wait_or_kill(grace);
+        // A spare QEMU ends as its process handle drops.
+        if let Some((_, spare)) = self.relaunch.as_mut().and_then(|r| r.spare.take()) {
+            let _ = spare.join();
+        }
+        exit
     }
 
     fn try_exit(&mut self) -> Option<VmExit> {

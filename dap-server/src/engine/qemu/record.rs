@@ -117,6 +117,9 @@ pub(super) fn record_then_replay(
                 process,
                 qmp,
                 snapshot_store: false,
+                snapshot_store_made: false,
+                relaunch: None,
+                ram_shared: false,
             },
             end,
             ending,
@@ -302,6 +305,9 @@ impl ReplayControl {
             process,
             qmp,
             snapshot_store: false,
+            snapshot_store_made: false,
+            relaunch: None,
+            ram_shared: false,
         };
         if icount == 0 {
             return Ok(());
