@@ -14,16 +14,19 @@
 //! without panicking, and a broken one says so (DEVICE_NEEDS_RESET).
 #![no_main]
 
-use std::path::Path;
-use std::sync::OnceLock;
+#[path = "devices.rs"]
+mod devices;
 
+use std::path::Path;
+
+use devices::{disk, read_reg, write_reg};
 use libfuzzer_sys::fuzz_target;
 use vm_memory::GuestAddress;
 use vmdbg_vmm::devices::serial::SerialDevice;
-use vmdbg_vmm::devices::virtio::block::{Block, DiskSpec};
+use vmdbg_vmm::devices::virtio::block::Block;
 use vmdbg_vmm::devices::virtio::vsock::Vsock;
 use vmdbg_vmm::devices::virtio::{reg, status, MmioTransport, VirtioDevice};
-use vmdbg_vmm::devices::{MmioDevice, Persist, PioDevice};
+use vmdbg_vmm::devices::{Persist, PioDevice};
 use vmdbg_vmm::snapshot::{self, SNAPSHOT_FRAMING};
 use vmdbg_vmm::vm::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -32,32 +35,6 @@ const MEM_SIZE: usize = 256 << 10;
 /// virtio device ids (virtio 1.2, 5): block, vsock.
 const BLOCK_ID: u32 = 2;
 const VSOCK_ID: u32 = 19;
-
-fn disk() -> &'static DiskSpec {
-    static DISK: OnceLock<DiskSpec> = OnceLock::new();
-    DISK.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("vmdbg-fuzz-snap-disk-{}", std::process::id()));
-        std::fs::File::create(&path)
-            .unwrap()
-            .set_len(64 << 10)
-            .unwrap();
-        DiskSpec {
-            path,
-            read_only: false,
-        }
-    })
-}
-
-fn read_reg(t: &mut MmioTransport, offset: u64) -> u32 {
-    let mut bytes = [0u8; 4];
-    t.read(offset, &mut bytes);
-    u32::from_le_bytes(bytes)
-}
-
-fn write_reg(t: &mut MmioTransport, offset: u64, value: u32) {
-    t.write(offset, &value.to_le_bytes());
-}
 
 fn exercise(t: &mut MmioTransport, queues: usize) {
     for offset in (0..0x100).step_by(4) {

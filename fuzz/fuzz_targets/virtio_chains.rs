@@ -9,31 +9,22 @@
 //! (DEVICE_NEEDS_RESET) and works again after a reset.
 #![no_main]
 
-use std::sync::OnceLock;
+#[path = "devices.rs"]
+mod devices;
 
+use devices::{disk, read_reg, write_reg};
 use libfuzzer_sys::fuzz_target;
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, Bytes, GuestAddress};
-use vmdbg_vmm::devices::virtio::block::{Block, DiskSpec};
+use vmdbg_vmm::devices::virtio::block::Block;
 use vmdbg_vmm::devices::virtio::vsock::Vsock;
 use vmdbg_vmm::devices::virtio::{reg, status, MmioTransport, VirtioDevice};
-use vmdbg_vmm::devices::MmioDevice;
 use vmdbg_vmm::vm::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 const MEM_SIZE: u64 = 256 << 10;
 const QUEUE_LEN: u16 = 16;
 const REQUESTS: u64 = 0x1_0000;
-
-fn write_reg(t: &mut MmioTransport, offset: u64, value: u32) {
-    t.write(offset, &value.to_le_bytes());
-}
-
-fn read_reg(t: &mut MmioTransport, offset: u64) -> u32 {
-    let mut bytes = [0u8; 4];
-    t.read(offset, &mut bytes);
-    u32::from_le_bytes(bytes)
-}
 
 fn bring_up(t: &mut MmioTransport, queues: &[MockSplitQueue<'_, GuestMemoryMmap>]) {
     write_reg(t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
@@ -55,21 +46,6 @@ fn bring_up(t: &mut MmioTransport, queues: &[MockSplitQueue<'_, GuestMemoryMmap>
         write_reg(t, reg::QUEUE_READY, 1);
     }
     write_reg(t, reg::STATUS, s | status::DRIVER_OK);
-}
-
-fn disk() -> &'static DiskSpec {
-    static DISK: OnceLock<DiskSpec> = OnceLock::new();
-    DISK.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("vmdbg-fuzz-disk-{}", std::process::id()));
-        std::fs::File::create(&path)
-            .unwrap()
-            .set_len(64 << 10)
-            .unwrap();
-        DiskSpec {
-            path,
-            read_only: false,
-        }
-    })
 }
 
 /// Reads `n` bytes of the input, zero-filled once it runs out.
