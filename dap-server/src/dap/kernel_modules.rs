@@ -65,6 +65,9 @@ struct Loaded {
     /// `.init.text` is freed once its init ran and the kernel may put a
     /// later module's code there, while `sect_attrs` still lists it.
     order: u64,
+    /// Its init has run: breakpoints in its `.init.text` are taken out
+    /// (they would stop in whatever module the kernel puts there next).
+    live: bool,
 }
 
 impl KernelModules {
@@ -88,13 +91,32 @@ impl KernelModules {
 
     /// The loaded module with a function `name` (the newest load first):
     /// the module's name and the breakpoint's place in it.
-    fn loaded_function(&self, id: i64, name: &str) -> Option<(String, UserBreakpoint)> {
+    fn loaded_function(&self, id: i64, name: &str) -> Option<(&Loaded, UserBreakpoint)> {
         let mut newest_first: Vec<&Loaded> = self.loaded.values().collect();
         newest_first.sort_by_key(|m| std::cmp::Reverse(m.order));
         newest_first.into_iter().find_map(|m| {
             let f = m.symbols.function_named(name)?;
-            Some((m.name.clone(), at_function(id, &m.symbols, f)))
+            Some((m, at_function(id, &m.symbols, f)))
         })
+    }
+
+    /// Whether a breakpoint at `addr`, placed in module `owner`'s code,
+    /// is in that module's `.init.text` after its init has run: code the
+    /// kernel frees, where a later module may load. (Another module's
+    /// freed init range may cover a new load's code; only the owner's
+    /// counts.)
+    fn init_ran(owner: &Loaded, addr: u64) -> bool {
+        owner.live && owner.symbols.in_init_text(addr)
+    }
+
+    /// The newest loaded module that places a breakpoint on `line` of
+    /// `path` (as the target does), with that placement's address.
+    fn line_owner(&self, path: &str, line: u32) -> Option<(&Loaded, u64)> {
+        let mut newest_first: Vec<&Loaded> = self.loaded.values().collect();
+        newest_first.sort_by_key(|m| std::cmp::Reverse(m.order));
+        newest_first
+            .into_iter()
+            .find_map(|m| Some((m, m.symbols.lines.place_breakpoint(path, line)?.addr)))
     }
 
     /// The module whose debug file defines a function `name`, by the
@@ -131,6 +153,20 @@ impl Session {
     ) -> Option<UserBreakpoint> {
         let modules = self.kernel_modules.as_mut()?;
         if let Some((module, bp)) = modules.loaded_function(id, name) {
+            let init_ran = bp
+                .addr
+                .is_some_and(|at| KernelModules::init_ran(module, at));
+            let module = module.name.clone();
+            let bp = if init_ran {
+                UserBreakpoint {
+                    id,
+                    verified: false,
+                    message: Some(init_ran_message(name, &module)),
+                    ..Default::default()
+                }
+            } else {
+                bp
+            };
             modules.functions.insert(id, (name.to_string(), module));
             return Some(bp);
         }
@@ -172,14 +208,19 @@ impl Session {
             }
         };
         let mut gone: Vec<String> = Vec::new();
+        let mut inits_done = false;
         modules.loaded.retain(|address, loaded| {
-            let present = listed
+            let now = listed
                 .iter()
-                .any(|m| m.address == *address && m.sections.0 == loaded.sections.0);
-            if !present {
-                gone.push(loaded.name.clone());
+                .find(|m| m.address == *address && m.sections.0 == loaded.sections.0);
+            match now {
+                Some(m) => {
+                    inits_done |= m.live && !loaded.live;
+                    loaded.live = m.live;
+                }
+                None => gone.push(loaded.name.clone()),
             }
-            present
+            now.is_some()
         });
         let mut added = Vec::new();
         for module in listed {
@@ -213,6 +254,7 @@ impl Session {
                             sections: module.sections,
                             symbols,
                             order: modules.loads,
+                            live: module.live,
                         },
                     );
                 }
@@ -240,7 +282,7 @@ impl Session {
                 format!("vmdbg: kernel modules unloaded: {}\n", gone.join(", ")),
             );
         }
-        if added.is_empty() && gone.is_empty() {
+        if added.is_empty() && gone.is_empty() && !inits_done {
             return Ok(());
         }
         self.place_pending_breakpoints().await
@@ -257,6 +299,7 @@ impl Session {
         let Some(kernel) = self.kernel_modules.as_ref().map(|m| m.kernel.clone()) else {
             return Ok(());
         };
+        let modules = self.kernel_modules.as_ref();
         let mut changed = Vec::new();
         for (path, list) in self.dbg.line_breakpoints.iter_mut() {
             for bp in list.iter_mut() {
@@ -264,35 +307,53 @@ impl Session {
                 if bp.addr.is_some_and(|addr| kernel.in_text(addr)) {
                     continue;
                 }
-                let placed = target
-                    .place_line_breakpoint(path, line)
-                    .map(|p| UserBreakpoint {
-                        addr: Some(p.addr),
-                        line: Some(p.line),
-                        message: (p.line != line)
-                            .then(|| format!("line {line} has no code; moved to line {}", p.line)),
-                        ..Default::default()
-                    });
+                let found = target.place_line_breakpoint(path, line);
+                let init_ran = found.as_ref().is_some_and(|p| {
+                    modules
+                        .and_then(|m| m.line_owner(path, line))
+                        .is_some_and(|(owner, at)| {
+                            at == p.addr && KernelModules::init_ran(owner, at)
+                        })
+                });
+                let placed = found.filter(|_| !init_ran).map(|p| UserBreakpoint {
+                    addr: Some(p.addr),
+                    line: Some(p.line),
+                    message: (p.line != line)
+                        .then(|| format!("line {line} has no code; moved to line {}", p.line)),
+                    ..Default::default()
+                });
                 let unloaded = || {
-                    format!(
+                    if init_ran {
+                        format!("line {line} of {path} is in a module's init, which has run (the kernel frees that code); the breakpoint waits for the module to load again")
+                    } else {
+                        format!(
                     "the module holding line {line} of {path} was unloaded; the breakpoint waits for it to load again"
                 )
+                    }
                 };
                 if follow(bp, placed, unloaded) {
                     changed.push(bp.id);
                 }
             }
         }
-        if let Some(modules) = self.kernel_modules.as_ref() {
+        if let Some(modules) = modules {
             for bp in self.dbg.function_breakpoints.iter_mut() {
                 let Some((name, module)) = modules.functions.get(&bp.id) else {
                     continue;
                 };
-                let placed = modules.loaded_function(bp.id, name).map(|(_, p)| p);
+                let found = modules.loaded_function(bp.id, name);
+                let init_ran = found.as_ref().is_some_and(|(owner, p)| {
+                    p.addr.is_some_and(|at| KernelModules::init_ran(owner, at))
+                });
+                let placed = found.map(|(_, p)| p).filter(|_| !init_ran);
                 let unloaded = || {
-                    format!(
+                    if init_ran {
+                        init_ran_message(name, module)
+                    } else {
+                        format!(
                     "pending: in module {module}, unloaded; the breakpoint waits for it to load again"
                 )
+                    }
                 };
                 if follow(bp, placed, unloaded) {
                     changed.push(bp.id);
@@ -316,6 +377,11 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Why a breakpoint on a module's init function is not placed.
+fn init_ran_message(function: &str, module: &str) -> String {
+    format!("pending: {function} is init code of module {module}, which has run (the kernel frees it); the breakpoint waits for the module to load again")
 }
 
 /// Moves a module's breakpoint to where it is placed now (`placed`; None:

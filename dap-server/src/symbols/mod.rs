@@ -117,6 +117,9 @@ pub struct Symbols {
     pub unwinder: unwind::Unwinder,
     pub(crate) type_cache: Mutex<HashMap<(usize, gimli::UnitOffset), Arc<types::Type>>>,
     text_range: (u64, u64),
+    /// The runtime range of `.init.text` ((0, 0) without one): a kernel
+    /// module's init code, freed once its init has run.
+    init_text_range: (u64, u64),
     /// Where the file was loaded: runtime address minus file address (0
     /// for a kernel or a fixed-address program; a PIE's or a shared
     /// library's load bias in a process). Every address this type takes or
@@ -266,16 +269,19 @@ impl Symbols {
                 .map(|s| (section(".eh_frame"), s.address().wrapping_add(*bias))),
             Placement::Sections(_) => None,
         };
-        let text_range = file
-            .section_by_name(".text")
-            .map(|s| {
-                let start = match &placement {
-                    Placement::Bias(bias) => s.address().wrapping_add(*bias),
-                    Placement::Sections(places) => places.0.get(".text").copied().unwrap_or(0),
-                };
-                (start, start + s.size())
-            })
-            .unwrap_or((0, 0));
+        let runtime_range = |name: &str| {
+            file.section_by_name(name)
+                .map(|s| {
+                    let start = match &placement {
+                        Placement::Bias(bias) => s.address().wrapping_add(*bias),
+                        Placement::Sections(places) => places.0.get(name).copied().unwrap_or(0),
+                    };
+                    (start, start + s.size())
+                })
+                .unwrap_or((0, 0))
+        };
+        let text_range = runtime_range(".text");
+        let init_text_range = runtime_range(".init.text");
         let unwinder = unwind::Unwinder::new(eh_frame, section(".debug_frame"), text_range.0);
         Ok(Self {
             path: path.to_path_buf(),
@@ -289,6 +295,7 @@ impl Symbols {
             unwinder,
             type_cache: Mutex::new(HashMap::new()),
             text_range,
+            init_text_range,
             bias,
             source_map: Vec::new(),
             elf: kernel::ElfData::read(&file),
@@ -433,6 +440,11 @@ impl Symbols {
     /// The runtime range of `.text`.
     pub fn text_range(&self) -> (u64, u64) {
         self.text_range
+    }
+
+    /// Whether `addr` is in `.init.text` (a kernel module's init code).
+    pub fn in_init_text(&self, addr: u64) -> bool {
+        (self.init_text_range.0..self.init_text_range.1).contains(&addr)
     }
 
     pub fn in_text(&self, pc: u64) -> bool {

@@ -41,6 +41,7 @@ pub struct Layout {
     attr_size: u64,
     attr_name: u64,
     attr_address: u64,
+    state: u64,
 }
 
 /// A module in the kernel's list.
@@ -52,6 +53,10 @@ pub struct LoadedModule {
     /// Where its `struct module` is: tells two loads of one name apart.
     pub address: u64,
     pub sections: SectionAddresses,
+    /// Its init has run (`MODULE_STATE_LIVE`): the kernel frees its
+    /// `.init.text` (asynchronously) and may put a later module's code
+    /// there.
+    pub live: bool,
 }
 
 impl Symbols {
@@ -90,6 +95,7 @@ impl Symbols {
                     attr_size: self.resolve_type(attr).size?,
                     attr_name: self.member_offset(attr, "battr.attr.name")?.0,
                     attr_address: self.member_offset(attr, "address")?.0,
+                    state: self.member_offset(module, "state")?.0,
                 })
             })
             .as_ref()
@@ -121,10 +127,14 @@ impl Symbols {
                     sections.0.insert(section, address);
                 }
             }
+            // enum module_state: MODULE_STATE_LIVE is 0.
+            let state = mem.read(module + layout.state, 4).await?;
+            let live = state.get(..4).is_some_and(|b| b == [0, 0, 0, 0]);
             out.push(LoadedModule {
                 name,
                 address: module,
                 sections,
+                live,
             });
             next = read_u64(mem, next).await?;
         }
